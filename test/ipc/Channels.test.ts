@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
@@ -171,6 +171,85 @@ const contract = (label: string, run: Run) =>
         yield* Scope.close(scope, Exit.void)
         expect((yield* Fiber.join(waiting))._tag).toBe("ChannelSubscriptionClosed")
         expect((yield* Effect.flip(subscription.takeUpTo(10, 600_000)))._tag).toBe("ChannelSubscriptionClosed")
+      })))
+
+    it.scopedLive("consume: the values a held-back writer waited with come first, then the rest as they arrive, each once, in order; takes get none meanwhile", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("handed", Price, { ringBytes: 4096, publishTimeoutMs: 50, subscriberBuffer: 2 })
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        // Until the buffer and the ring are full: the ring's reading waits with a decoded value in hand.
+        let written = 0
+        while ((yield* Effect.either(publisher.publish({ symbol: "H", price: written + 1 })))._tag === "Right") written++
+        const got: Array<number> = []
+        const all = yield* Effect.makeLatch(false)
+        let wanted = written
+        const consuming = yield* Effect.forkScoped(subscription.consume(({ value }) => {
+          got.push(value.price)
+          if (got.length === wanted) all.unsafeOpen()
+        }))
+        yield* all.await.pipe(Effect.timeout(TAKE_MS))
+        expect(got).toEqual(Array.from({ length: written }, (_, i) => i + 1))
+        // One consume at a time.
+        const second = yield* Effect.exit(subscription.consume(() => undefined))
+        expect(Exit.isFailure(second) && Cause.isDie(second.cause)).toBe(true)
+        all.unsafeClose()
+        wanted = written + 1
+        yield* publisher.publish({ symbol: "H", price: written + 1 })
+        yield* all.await.pipe(Effect.timeout(TAKE_MS))
+        expect(got.at(-1)).toBe(written + 1)
+        expect((yield* Effect.flip(subscription.take(20)))._tag).toBe("ChannelTakeTimeout")
+        // Interrupted, it hands over nothing more: the next value waits for a take.
+        yield* Fiber.interrupt(consuming)
+        yield* publisher.publish({ symbol: "H", price: written + 2 })
+        expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 2)
+        expect(got).toHaveLength(written + 1)
+      })))
+
+    it.scopedLive("consume ends with InvalidChannelFrame at a frame that does not decode, and as a defect when its handler throws; the next consume or take goes on after", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const channel = yield* channels.open("handed-checked", Price)
+        const subscription = yield* channel.subscribe
+        const publisher = yield* (yield* channels.openRaw("handed-checked")).publisher
+        const value = (price: number) => encoder.encode(JSON.stringify({ symbol: "C", price }))
+        yield* publisher.writeAll([value(1), new Uint8Array([0xff]), value(2), value(3), value(4)])
+        const got: Array<number> = []
+        const invalid = yield* Effect.flip(subscription.consume(({ value }) => void got.push(value.price)))
+        expect(invalid._tag).toBe("InvalidChannelFrame")
+        expect(got).toEqual([1])
+        const thrown = new Error("handler failed")
+        const ended = yield* Effect.exit(subscription.consume(({ value }) => {
+          got.push(value.price)
+          if (value.price === 3) throw thrown
+        }))
+        expect(Exit.isFailure(ended) && Cause.squash(ended.cause)).toBe(thrown)
+        expect(got).toEqual([1, 2, 3])
+        expect((yield* subscription.take(TAKE_MS)).value.price).toBe(4)
+        // The same from a ring's wake-up (the values above were held in the buffer when it started).
+        const live = yield* Effect.fork(Effect.exit(subscription.consume(({ value }) => {
+          got.push(value.price)
+          if (value.price === 5) throw thrown
+        })))
+        yield* Effect.yieldNow()
+        yield* publisher.writeAll([value(5), value(6)])
+        const liveEnd = yield* Fiber.join(live)
+        expect(Exit.isFailure(liveEnd) && Cause.squash(liveEnd.cause)).toBe(thrown)
+        expect((yield* subscription.take(TAKE_MS)).value.price).toBe(6)
+        expect(got).toEqual([1, 2, 3, 5])
+      })))
+
+    it.scopedLive("a consume running as its subscription's scope closes, and one after, end with ChannelSubscriptionClosed", () =>
+      run(Effect.gen(function*() {
+        const channel = yield* (yield* Channels).open("handed-closing", Price)
+        const scope = yield* Scope.make()
+        const subscription = yield* Scope.extend(channel.subscribe, scope)
+        const running = yield* Effect.fork(Effect.flip(subscription.consume(() => undefined)))
+        yield* Effect.yieldNow()
+        yield* Scope.close(scope, Exit.void)
+        expect((yield* Fiber.join(running))._tag).toBe("ChannelSubscriptionClosed")
+        expect((yield* Effect.flip(subscription.consume(() => undefined)))._tag).toBe("ChannelSubscriptionClosed")
       })))
 
     it.scopedLive("raw frames are read in place, each writer's in order", () =>

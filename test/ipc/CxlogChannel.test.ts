@@ -61,6 +61,33 @@ describe("CxlogChannel", () => {
       }
     }))
 
+  it.live("consume hands every value to a handler, held ones first, until close; a handler's throw rejects it and the next value waits", () =>
+    Effect.promise(async () => {
+      const prices = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "handed", Price)
+      try {
+        const subscription = await prices.subscribe()
+        await prices.publishAll([1, 2, 3].map((price) => ({ symbol: "ACME", price })))
+        for await (const { value } of subscription) if (value.price === 1) break
+        const seen: Array<number> = []
+        const thrown = new Error("handler failed")
+        const failing = subscription.consume(({ value }) => {
+          seen.push(value.price)
+          if (value.price === 4) throw thrown
+        })
+        await prices.publishAll([4, 5].map((price) => ({ symbol: "ACME", price })))
+        expect(await failing.catch((e: unknown) => e)).toBe(thrown)
+        expect(seen).toEqual([2, 3, 4])
+        const running = subscription.consume(({ value }) => void seen.push(value.price))
+        await prices.publish({ symbol: "ACME", price: 6 })
+        await expect.poll(() => seen.length, { timeout: TAKE_MS }).toBe(5)
+        expect(seen).toEqual([2, 3, 4, 5, 6])
+        await subscription.close()
+        await running
+      } finally {
+        await prices.close()
+      }
+    }))
+
   it.live("closing ends an iteration under way and gives the slots back", () =>
     Effect.promise(async () => {
       const ticks = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "ticks", Price, {

@@ -35,6 +35,8 @@ describe("cxlog bench --type channel", () => {
           const name of [
             "oneWayP50Us",
             "oneWayP99Us",
+            "takeOneWayP50Us",
+            "takeOneWayP99Us",
             "rawOneWayP50Us",
             "processSendP50Us",
             "unixSocketP50Us",
@@ -47,6 +49,7 @@ describe("cxlog bench --type channel", () => {
         ) expect(figure(name), name).toBeGreaterThan(0)
         expect(figure("oneWayP99Us")).toBeGreaterThanOrEqual(figure("oneWayP50Us"))
         expect(figure("ratio")).toBeCloseTo(figure("processSendP50Us") / figure("oneWayP50Us"), 2)
+        expect(figure("takeRatio")).toBeCloseTo(figure("processSendP50Us") / figure("takeOneWayP50Us"), 2)
         expect(figure("throughputRatio")).toBeCloseTo(
           figure("rawValuesPerSec") / figure("processSendBatchedBytesPerSec"),
           2

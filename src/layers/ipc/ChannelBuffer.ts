@@ -10,8 +10,8 @@ import { Effect } from "effect"
 export interface ChannelBuffer<T> {
   /** Puts `item` in now if there is room; false when the buffer is full. */
   readonly offer: (item: T) => boolean
-  /** Puts `item` in once there is room (waits while the buffer is full). */
-  readonly offerWhenRoom: (item: T) => Effect.Effect<void>
+  /** Resolves once the buffer has room (at once when it has some now). */
+  readonly awaitRoom: Effect.Effect<void>
   /** The first item, left in, or undefined. */
   readonly peek: () => T | undefined
   /** The first item, taken out, or undefined. */
@@ -57,22 +57,16 @@ export const makeChannelBuffer = <T>(capacity: number): ChannelBuffer<T> => {
     return item
   }
 
-  const offerWhenRoom = (item: T): Effect.Effect<void> =>
-    Effect.suspend(() =>
-      offer(item) ? Effect.void : Effect.zipRight(
-        Effect.async<void>((resume) => {
-          const wake = () => resume(Effect.void)
-          if (count < capacity) return wake()
-          roomWaiters.add(wake)
-          return Effect.sync(() => void roomWaiters.delete(wake))
-        }),
-        offerWhenRoom(item)
-      )
-    )
+  const awaitRoom = Effect.async<void>((resume) => {
+    const wake = () => resume(Effect.void)
+    if (count < capacity) return wake()
+    roomWaiters.add(wake)
+    return Effect.sync(() => void roomWaiters.delete(wake))
+  })
 
   return {
     offer,
-    offerWhenRoom,
+    awaitRoom,
     peek: () => (count === 0 ? undefined : items[head]),
     pollOne: () => {
       if (count === 0) return undefined

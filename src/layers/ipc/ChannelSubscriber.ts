@@ -13,6 +13,7 @@ import {
   ChannelReadersBusy,
   type ChannelSubscription,
   ChannelSubscriptionClosed,
+  type ChannelConsumeError,
   type ChannelTakeError,
   ChannelTakeTimeout,
   InvalidChannel,
@@ -90,8 +91,9 @@ const decodeFrame = <A>(
 
 /**
  * A typed subscription: every ring read in batches from its wake-up (`consumeSync`), each frame
- * decoded straight into one bounded buffer that `take` and `takeUpTo` empty. A full buffer
- * pauses that ring's reading until a take makes room (the frame counts as processed then).
+ * decoded straight into one bounded buffer that `take` and `takeUpTo` empty, or, while a
+ * `consume` runs, straight to its handler. A full buffer pauses that ring's reading until a take
+ * makes room or a `consume` starts (the frame counts as processed then).
  */
 export const typedSubscription = <A>(
   rings: RingsShape,
@@ -104,18 +106,38 @@ export const typedSubscription = <A>(
   Effect.gen(function*() {
     const readers = yield* attachAll(rings, name, addresses, spinMicros)
     const received = makeChannelBuffer<Received<A>>(capacity)
-    for (const [writer, reader] of readers.entries()) {
-      const handOn = (frame: Uint8Array, sequence: number) => {
-        const item = decodeFrame<A>(name, codec, frame, writer, sequence)
-        return received.offer(item) ? undefined : received.offerWhenRoom(item)
+    /** The running `consume`'s hand-off: set, the rings' frames skip the buffer. */
+    let direct: DirectConsumer<A> | undefined
+    /** Hands `item` on: to the running consume, else into the buffer once it has room. */
+    const handOnWhenRoom = (item: Received<A>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (direct !== undefined) {
+          direct.onItem(item)
+          return Effect.void
+        }
+        return received.offer(item) ? Effect.void : Effect.zipRight(received.awaitRoom, handOnWhenRoom(item))
+      })
+    const handOn = (item: Received<A>): Effect.Effect<void> | undefined => {
+      if (direct !== undefined) {
+        direct.onItem(item)
+        return undefined
       }
-      yield* followRing(name, writer, reader, reader.consumeSync(handOn)).pipe(
-        Effect.catchAll((broken) => received.offerWhenRoom(Either.left(broken))),
+      return received.offer(item) ? undefined : handOnWhenRoom(item)
+    }
+    for (const [writer, reader] of readers.entries()) {
+      const read = reader.consumeSync((frame, sequence) => handOn(decodeFrame<A>(name, codec, frame, writer, sequence)))
+      yield* followRing(name, writer, reader, read).pipe(
+        Effect.catchAll((broken) => handOnWhenRoom(Either.left(broken))),
         Effect.forkScoped
       )
     }
     // Closed first as the scope ends: a take waiting then, or made after, fails at once rather than at its bound.
-    yield* Effect.addFinalizer(() => Effect.sync(received.close))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        received.close()
+        direct?.end(closed)
+      })
+    )
     const timedOut = (timeoutMs: number) => Effect.fail(new ChannelTakeTimeout({ name, timeoutMs }))
     const closed = Effect.fail(new ChannelSubscriptionClosed({ name }))
     /** What `taken` makes of the buffer once it holds something, waiting at most `timeoutMs` for that. */
@@ -142,13 +164,65 @@ export const typedSubscription = <A>(
       }
       return Effect.succeed(messages)
     }
+    const consume = (handler: (message: ChannelMessage<A>) => void) =>
+      Effect.async<never, ChannelConsumeError>((resume) => {
+        if (received.isClosed()) return resume(closed)
+        if (direct !== undefined) return resume(Effect.dieMessage(`channel ${name}: a subscription runs one consume at a time`))
+        const consumer = directConsumer(handler, (ending) => {
+          if (direct === consumer) direct = undefined
+          if (ending !== undefined) resume(ending)
+        })
+        // What the buffer already holds goes first, so each writer's values keep their order.
+        for (let item = received.pollOne(); item !== undefined; item = received.pollOne()) {
+          consumer.onItem(item)
+          if (consumer.ended) return
+        }
+        direct = consumer
+        return Effect.sync(() => consumer.end(undefined))
+      })
     return {
       take: (timeoutMs) => Effect.suspend(() => whenAvailable(timeoutMs, takeOne)),
       takeUpTo: (max, timeoutMs) =>
         Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max))))),
-      available: (timeoutMs) => received.awaitItem(timeoutMs)
+      available: (timeoutMs) => received.awaitItem(timeoutMs),
+      consume
     }
   })
+
+/** How a running `consume` ends: a frame's error, a break, a throw or the scope (undefined: it was interrupted). */
+type ConsumeEnding = Effect.Effect<never, ChannelConsumeError> | undefined
+
+/** A running `consume`: where the rings' values go, and its one end. */
+interface DirectConsumer<A> {
+  readonly onItem: (item: Received<A>) => void
+  /** Ends it (later calls and values do nothing): `finish` clears the hand-off and resumes the consume. */
+  readonly end: (ending: ConsumeEnding) => void
+  readonly ended: boolean
+}
+
+const directConsumer = <A>(
+  handler: (message: ChannelMessage<A>) => void,
+  finish: (ending: ConsumeEnding) => void
+): DirectConsumer<A> => {
+  const consumer = {
+    ended: false,
+    end: (ending: ConsumeEnding) => {
+      if (consumer.ended) return
+      consumer.ended = true
+      finish(ending)
+    },
+    onItem: (item: Received<A>): void => {
+      if (Either.isLeft(item)) return consumer.end(Effect.fail(item.left))
+      try {
+        handler(item.right)
+      } catch (error) {
+        // The value counts as handed over; the frames after it wait for the next consume or take.
+        consumer.end(Effect.die(error))
+      }
+    }
+  }
+  return consumer
+}
 
 /** Raw frames, read in place: one `consumeSync` per ring, the handler called from the ring's wake-up. */
 export const rawSubscription = (

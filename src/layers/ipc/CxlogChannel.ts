@@ -8,6 +8,7 @@
  * const subscription = await prices.subscribe()   // sees what is written from now on
  * await prices.publish({ symbol: "ACME", price: 10.5 })   // the first publish takes a writer slot
  * for await (const { value, writer } of subscription) console.log(writer, value)
+ * // or, for latency: `await subscription.consume(({ value }) => ...)` until the subscription closes
  * await prices.close()
  * ```
  */
@@ -98,6 +99,24 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
       if ((error as { _tag?: string })._tag !== "ChannelTakeTimeout") throw error
     }
     return undefined
+  }
+
+  /**
+   * Calls `handler` with every value as its ring's wake-up decodes it (the subscription's
+   * `consume`: no Promise per value, the form for latency); values an iteration had not handed
+   * out come first. Resolves once the subscription closes; rejects with `InvalidChannelFrame` at
+   * a frame that does not decode, `ChannelBroken`, or what `handler` threw (that value counts as
+   * taken; the frames after it wait for the next `consume`, `take` or iteration).
+   */
+  async consume(handler: (message: ChannelMessage<A>) => void): Promise<void> {
+    while (this.heldAt < this.held.length) handler(this.held[this.heldAt++]!)
+    if (this.closing !== undefined) return
+    const consuming = this.runtime.runPromiseExit(this.subscription.consume(handler), { signal: this.stop.signal })
+    this.waiting = consuming
+    const exit = await consuming
+    if (this.closing !== undefined || Exit.isSuccess(exit)) return
+    const error = Cause.squash(exit.cause)
+    if ((error as { _tag?: string })._tag !== "ChannelSubscriptionClosed") throw error
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<ChannelMessage<A>> {

@@ -7,13 +7,16 @@
  * One way, one value at a time: the sender stamps a value with the host's monotonic clock
  * just before it hands it to the transport; the receiver stamps again the moment it has the
  * value decoded and reports the difference, acknowledging over process.send; the next value
- * is sent only after that acknowledgement. The three transports take turns in blocks of BLOCK
+ * is sent only after that acknowledgement. The transports take turns in blocks of BLOCK
  * values, so a burst of load on a shared machine weighs on all of them. `ratio` =
- * process.send p50 ÷ channel p50 (the typed form: Schema-encoded, taken through a
- * subscription); `rawRatio` the same over the raw form carrying the values' JSON, read in place.
+ * process.send p50 ÷ channel p50 (the typed form: Schema-encoded, decoded and handed to the
+ * subscription's `consume` handler in the ring's wake-up); `takeRatio` the same over the typed
+ * form taken by a fiber (`take`, through a second channel); `rawRatio` over the raw form
+ * carrying the values' JSON, read in place.
  *
  * Throughput: VALUE_BYTES values through the channel's raw form (`writeAll` of 32 frames, read
- * in place a batch at a time by `consumeFrames`: THROUGHPUT_API) and its typed form (Schema-encoded, `publishAll` of 32, taken by `takeUpTo`), next to
+ * in place a batch at a time by `consumeFrames`: THROUGHPUT_API) and its typed form
+ * (Schema-encoded, `publishAll` of 32, handed to `consume`), next to
  * `process.send` batched like a ring commit (an array of 32 values per send, at most WINDOW
  * values ahead of the receiver's acknowledgements) of the same bytes and of the same values.
  * Each run twice, in turns; the figures are the means. `throughputRatio` = raw values/s ÷
@@ -37,6 +40,7 @@ import { benchChannels } from "./ChannelBenchRegion.js"
 import {
   type FromPeer,
   LATENCY_CHANNEL,
+  TAKE_LATENCY_CHANNEL,
   type LatencyTransport,
   LatencyValue,
   monotonicUs,
@@ -220,6 +224,7 @@ export const channelBench = (options: ChannelBenchOptions) =>
       // One writer and one reader each: the bench writes, its peer reads.
       const one = { writerSlots: 1, readerSlots: 1 }
       const latencyChannel = yield* channels.open(LATENCY_CHANNEL, LatencyValue, { ...one, ringBytes: 64 << 10 })
+      const takeLatencyChannel = yield* channels.open(TAKE_LATENCY_CHANNEL, LatencyValue, { ...one, ringBytes: 64 << 10 })
       const typedChannel = yield* channels.open(TYPED_CHANNEL, SizedValue, { ...one, ringBytes: 1 << 20 })
       const rawLatencyChannel = yield* channels.openRaw(RAW_LATENCY_CHANNEL, { ...one, ringBytes: 64 << 10 })
       const rawChannel = yield* channels.openRaw(RAW_CHANNEL, { ...one, ringBytes: 1 << 20 })
@@ -238,6 +243,7 @@ export const channelBench = (options: ChannelBenchOptions) =>
       yield* inbox.expect("ready", 60_000, Effect.void)
       const socket = yield* accepted
       const latencyPublisher = yield* latencyChannel.publisher
+      const takeLatencyPublisher = yield* takeLatencyChannel.publisher
       const typedPublisher = yield* typedChannel.publisher
       const rawPublisher = yield* rawChannel.publisher
       const rawLatencyPublisher = yield* rawLatencyChannel.publisher
@@ -247,12 +253,13 @@ export const channelBench = (options: ChannelBenchOptions) =>
       const valueOf = (seq: number): LatencyValue => ({ seq, stampUs: monotonicUs(), symbol: "ACME", price: 10.5 })
       const sends: Record<LatencyTransport, (seq: number) => Effect.Effect<unknown, unknown>> = {
         channel: (seq) => Effect.suspend(() => latencyPublisher.publish(valueOf(seq))),
+        channelTake: (seq) => Effect.suspend(() => takeLatencyPublisher.publish(valueOf(seq))),
         rawChannel: (seq) =>
           Effect.suspend(() => rawLatencyPublisher.write(encoder.encode(JSON.stringify(valueOf(seq))))),
         send: (seq) => Effect.sync(() => child.send({ latency: valueOf(seq) })),
         socket: (seq) => Effect.sync(() => socket.write(`${JSON.stringify(valueOf(seq))}\n`))
       }
-      const transports: ReadonlyArray<LatencyTransport> = ["channel", "rawChannel", "send", "socket"]
+      const transports: ReadonlyArray<LatencyTransport> = ["channel", "channelTake", "rawChannel", "send", "socket"]
       let seq = 0
       const oneWay = (transport: LatencyTransport) =>
         Effect.suspend(() => {
@@ -323,7 +330,8 @@ export const channelBench = (options: ChannelBenchOptions) =>
       }
       return { latency, rates }
     }))
-    const [channel, rawChannel, send, socket] = measured.latency.map(latencyOf) as [
+    const [channel, channelTake, rawChannel, send, socket] = measured.latency.map(latencyOf) as [
+      ReturnType<typeof latencyOf>,
       ReturnType<typeof latencyOf>,
       ReturnType<typeof latencyOf>,
       ReturnType<typeof latencyOf>,
@@ -341,6 +349,8 @@ export const channelBench = (options: ChannelBenchOptions) =>
       oneWayP50Us: channel.p50,
       oneWayP99Us: channel.p99,
       oneWayP999Us: channel.p999,
+      takeOneWayP50Us: channelTake.p50,
+      takeOneWayP99Us: channelTake.p99,
       rawOneWayP50Us: rawChannel.p50,
       rawOneWayP99Us: rawChannel.p99,
       processSendP50Us: send.p50,
@@ -348,6 +358,7 @@ export const channelBench = (options: ChannelBenchOptions) =>
       unixSocketP50Us: socket.p50,
       unixSocketP99Us: socket.p99,
       ratio: round3(send.p50 / channel.p50),
+      takeRatio: round3(send.p50 / channelTake.p50),
       rawRatio: round3(send.p50 / rawChannel.p50),
       socketRatio: round3(socket.p50 / channel.p50),
       rawValuesPerSec: rate("raw"),
@@ -362,7 +373,8 @@ export const channelBench = (options: ChannelBenchOptions) =>
     if (!options.json) {
       yield* Console.log(
         table(["one way, one value at a time (same run, same values)", "p50 µs", "p99 µs", "p99.9 µs"], [
-          ["channel by name (typed: Schema-encoded JSON)", channel.p50, channel.p99, channel.p999],
+          ["channel by name (typed: Schema-encoded JSON, consume)", channel.p50, channel.p99, channel.p999],
+          ["the same, taken by a fiber (take)", channelTake.p50, channelTake.p99, channelTake.p999],
           [
             "the same values' JSON through the raw form (read in place)",
             rawChannel.p50,
@@ -381,7 +393,7 @@ export const channelBench = (options: ChannelBenchOptions) =>
             1
           ],
           [`channel, raw form (writeAll of ${BULK_BATCH}, consumeFrames)`, result.rawBulkValuesPerSec, 1],
-          [`channel, typed form (publishAll of ${BATCH}, takeUpTo)`, result.typedValuesPerSec, 1],
+          [`channel, typed form (publishAll of ${BATCH}, consume)`, result.typedValuesPerSec, 1],
           [
             `process.send of the bytes, ${BATCH} per send (reference)`,
             result.processSendBatchedBytesPerSec,

@@ -11,6 +11,7 @@ import { benchChannels } from "./ChannelBenchRegion.js"
 import {
   type FromPeer,
   LATENCY_CHANNEL,
+  TAKE_LATENCY_CHANNEL,
   LatencyValue,
   monotonicUs,
   RAW_CHANNEL,
@@ -25,8 +26,6 @@ import {
 export const ACK_EVERY = 256
 /** How long one take waits before it is taken again (the bench may be busy with another transport). */
 const TAKE_SLICE_MS = 60_000
-/** Most values one `takeUpTo` of the throughput run returns. */
-const TAKE_BATCH = 256
 
 interface PeerConfig {
   readonly region: string
@@ -81,10 +80,15 @@ export const channelBenchPeer = (configText: string): Effect.Effect<void, unknow
     const channels = Context.get(yield* Layer.build(benchChannels(config.region, "peer")), Channels)
     const counter = makeCounter()
 
+    // Typed, handed over in the ring's wake-up (`consume`), and typed, taken (`take`) by a fiber.
     const latency = yield* (yield* channels.open(LATENCY_CHANNEL, LatencyValue)).subscribe
+    yield* Effect.forkScoped(latency.consume(({ value }) => {
+      tell({ ack: "channel", seq: value.seq, us: monotonicUs() - value.stampUs })
+    }))
+    const takeLatency = yield* (yield* channels.open(TAKE_LATENCY_CHANNEL, LatencyValue)).subscribe
     yield* Effect.forkScoped(Effect.forever(
-      latency.take(TAKE_SLICE_MS).pipe(
-        Effect.map(({ value }) => tell({ ack: "channel", seq: value.seq, us: monotonicUs() - value.stampUs })),
+      takeLatency.take(TAKE_SLICE_MS).pipe(
+        Effect.map(({ value }) => tell({ ack: "channelTake", seq: value.seq, us: monotonicUs() - value.stampUs })),
         Effect.catchTag("ChannelTakeTimeout", () => Effect.void)
       )
     ))
@@ -95,15 +99,8 @@ export const channelBenchPeer = (configText: string): Effect.Effect<void, unknow
       tell({ ack: "rawChannel", seq: value.seq, us: monotonicUs() - value.stampUs })
     }))
     const typed = yield* (yield* channels.open(TYPED_CHANNEL, SizedValue)).subscribe
-    // Taken as the rings hand them over: every value available at once, a ring's batch at most.
-    yield* Effect.forkScoped(Effect.forever(
-      typed.takeUpTo(TAKE_BATCH, TAKE_SLICE_MS).pipe(
-        Effect.map((messages) => {
-          for (const { value } of messages) counter.count("typed", value.seq & 1, value.pad.length)
-        }),
-        Effect.catchTag("ChannelTakeTimeout", () => Effect.void)
-      )
-    ))
+    // Handed over as the rings' wake-ups decode them (`consume`).
+    yield* Effect.forkScoped(typed.consume(({ value }) => void counter.count("typed", value.seq & 1, value.pad.length)))
     const raw = yield* (yield* channels.openRaw(RAW_CHANNEL)).subscribe
     // Both raw runs (`raw`, `rawBulk`) come through this channel, one at a time: the last armed is counted.
     let rawTransport: ThroughputTransport = "raw"

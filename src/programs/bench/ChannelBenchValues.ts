@@ -32,11 +32,13 @@ export const sizedValue = (seq: number): SizedValue => {
 export const monotonicUs = (): number => Number(process.hrtime.bigint()) / 1000
 
 export const LATENCY_CHANNEL = "bench-latency"
+export const TAKE_LATENCY_CHANNEL = "bench-latency-take"
 export const TYPED_CHANNEL = "bench-values"
 export const RAW_CHANNEL = "bench-frames"
 export const RAW_LATENCY_CHANNEL = "bench-latency-raw"
 
-export type LatencyTransport = "channel" | "rawChannel" | "send" | "socket"
+/** `channel`: the typed form handed over by `consume`; `channelTake`: the same values taken by `take`. */
+export type LatencyTransport = "channel" | "channelTake" | "rawChannel" | "send" | "socket"
 /** `rawBulk`: the raw channel again, written BULK_BATCH frames a call (ChannelBench.ts). */
 export type ThroughputTransport = "raw" | "rawBulk" | "typed" | "sendBytes" | "sendValues"
 

@@ -71,6 +71,18 @@ export interface ChannelSubscription<A> {
    * returns could).
    */
   readonly available: (timeoutMs: number) => Effect.Effect<boolean>
+  /**
+   * Runs `handler` on every value of every writer (each writer's in its order), decoded in the
+   * ring's wake-up and handed straight over: no buffer, no fiber resumed and no timer per value,
+   * so it is the form for latency. The values the buffer already held come first. A value
+   * counts as processed once `handler` returns, so a slow handler holds its writers back.
+   * While it runs, values go to it and not to `take`. It runs until interrupted; it ends with
+   * `InvalidChannelFrame` at a frame that does not decode, with `ChannelBroken` when a ring's
+   * reading ends, with `ChannelSubscriptionClosed` when the subscription's scope closes, and as
+   * a defect when `handler` throws (that value counts as taken). The frames after its end wait
+   * for the next `consume` or `take`. One runs at a time on a subscription.
+   */
+  readonly consume: (handler: (message: ChannelMessage<A>) => void) => Effect.Effect<never, ChannelConsumeError>
 }
 
 export interface Channel<A> {
@@ -258,3 +270,6 @@ export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelB
 export type ChannelOpenError = ChannelUnavailable | InvalidChannel
 export type ChannelPublishError = ChannelEncodeError | ChannelFull | ChannelFrameTooLarge | ChannelBroken
 export type ChannelTakeError = InvalidChannelFrame | ChannelTakeTimeout | ChannelBroken | ChannelSubscriptionClosed
+
+/** How a typed subscription's `consume` ends (it has no bound to time out). */
+export type ChannelConsumeError = Exclude<ChannelTakeError, ChannelTakeTimeout>
