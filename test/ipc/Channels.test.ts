@@ -176,12 +176,18 @@ const contract = (label: string, run: Run) =>
     it.scopedLive("consume: the values a held-back writer waited with come first, then the rest as they arrive, each once, in order; takes get none meanwhile", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
-        const channel = yield* channels.open("handed", Price, { ringBytes: 4096, publishTimeoutMs: 50, subscriberBuffer: 2 })
+        const channel = yield* channels.open("handed", Price, {
+          ringBytes: 4096,
+          publishTimeoutMs: 50,
+          subscriberBuffer: 2
+        })
         const subscription = yield* channel.subscribe
         const publisher = yield* channel.publisher
         // Until the buffer and the ring are full: the ring's reading waits with a decoded value in hand.
         let written = 0
-        while ((yield* Effect.either(publisher.publish({ symbol: "H", price: written + 1 })))._tag === "Right") written++
+        while ((yield* Effect.either(publisher.publish({ symbol: "H", price: written + 1 })))._tag === "Right") {
+          written++
+        }
         const got: Array<number> = []
         const all = yield* Effect.makeLatch(false)
         let wanted = written

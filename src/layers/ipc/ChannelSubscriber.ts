@@ -9,11 +9,11 @@ import { Effect, Either, type Scope } from "effect"
 import type { RingAddress, RingReader, RingReadError, RingsShape } from "../../services/control/Rings.js"
 import {
   ChannelBroken,
+  type ChannelConsumeError,
   type ChannelMessage,
   ChannelReadersBusy,
   type ChannelSubscription,
   ChannelSubscriptionClosed,
-  type ChannelConsumeError,
   type ChannelTakeError,
   ChannelTakeTimeout,
   InvalidChannel,
@@ -167,7 +167,9 @@ export const typedSubscription = <A>(
     const consume = (handler: (message: ChannelMessage<A>) => void) =>
       Effect.async<never, ChannelConsumeError>((resume) => {
         if (received.isClosed()) return resume(closed)
-        if (direct !== undefined) return resume(Effect.dieMessage(`channel ${name}: a subscription runs one consume at a time`))
+        if (direct !== undefined) {
+          return resume(Effect.dieMessage(`channel ${name}: a subscription runs one consume at a time`))
+        }
         const consumer = directConsumer(handler, (ending) => {
           if (direct === consumer) direct = undefined
           if (ending !== undefined) resume(ending)

@@ -40,7 +40,6 @@ import { benchChannels } from "./ChannelBenchRegion.js"
 import {
   type FromPeer,
   LATENCY_CHANNEL,
-  TAKE_LATENCY_CHANNEL,
   type LatencyTransport,
   LatencyValue,
   monotonicUs,
@@ -48,6 +47,7 @@ import {
   RAW_LATENCY_CHANNEL,
   SizedValue,
   sizedValue,
+  TAKE_LATENCY_CHANNEL,
   type ThroughputTransport,
   type ToPeer,
   TYPED_CHANNEL,
@@ -224,7 +224,10 @@ export const channelBench = (options: ChannelBenchOptions) =>
       // One writer and one reader each: the bench writes, its peer reads.
       const one = { writerSlots: 1, readerSlots: 1 }
       const latencyChannel = yield* channels.open(LATENCY_CHANNEL, LatencyValue, { ...one, ringBytes: 64 << 10 })
-      const takeLatencyChannel = yield* channels.open(TAKE_LATENCY_CHANNEL, LatencyValue, { ...one, ringBytes: 64 << 10 })
+      const takeLatencyChannel = yield* channels.open(TAKE_LATENCY_CHANNEL, LatencyValue, {
+        ...one,
+        ringBytes: 64 << 10
+      })
       const typedChannel = yield* channels.open(TYPED_CHANNEL, SizedValue, { ...one, ringBytes: 1 << 20 })
       const rawLatencyChannel = yield* channels.openRaw(RAW_LATENCY_CHANNEL, { ...one, ringBytes: 64 << 10 })
       const rawChannel = yield* channels.openRaw(RAW_CHANNEL, { ...one, ringBytes: 1 << 20 })

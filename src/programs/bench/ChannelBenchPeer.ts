@@ -11,12 +11,12 @@ import { benchChannels } from "./ChannelBenchRegion.js"
 import {
   type FromPeer,
   LATENCY_CHANNEL,
-  TAKE_LATENCY_CHANNEL,
   LatencyValue,
   monotonicUs,
   RAW_CHANNEL,
   RAW_LATENCY_CHANNEL,
   SizedValue,
+  TAKE_LATENCY_CHANNEL,
   type ThroughputTransport,
   type ToPeer,
   TYPED_CHANNEL
