@@ -3,7 +3,8 @@
  * in-process disk (whose fdatasyncs a test can hold and watch): ACK level 2 of a replication
  * factor 2 topic moves only after the fdatasync covering the batch returned, while level 1
  * moves at ordering; what was acknowledged at level 2 is on disk, in the recorded order, after
- * a crash; a stream that is ahead of the log is refused.
+ * a crash; a stream that is ahead of the log is refused; a disk that fills stops level 2, told to
+ * the sessions even when the writer already took every batch.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
@@ -199,6 +200,29 @@ for (const impl of implementations) {
         expect(error.message).toContain("belongs to an earlier log")
         const segments = yield* Segments.pipe(Effect.provide(SegmentsMemoryLayers.layerMemory(disk)))
         expect(yield* segments.streams()).toEqual([streamOf("d")])
+      }))
+
+    it.scopedLive("a disk that fills after the writer took the last batch stops level 2 for its sessions, with no batch after it", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const a = yield* cluster.appender(0)
+        const sequencer = yield* cluster.sequencer()
+        // Ordered before the writer starts: its first look takes all three, then their write runs out of room.
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        const disk = makeMemoryDisk({ capacity: 64 })
+        let appended = 0
+        yield* Effect.forkScoped(
+          persistTopic(topic, yield* marksOf(cluster, 40), { onAppended: () => void appended++ }).pipe(
+            Effect.provide(durableLayers(disk, cluster))
+          )
+        )
+        const watch = yield* cluster.acks.watch("d", 7, 1)
+        for (let n = 0; n < 5_000 && watch.durableFailure() === undefined; n++) yield* Effect.sleep(1)
+        expect(appended).toBe(3)
+        expect(watch.durableFailure()).toBe("disk-full")
+        expect(yield* cluster.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 3, replicated: 0 })
       }))
   })
 }

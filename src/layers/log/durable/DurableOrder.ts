@@ -353,7 +353,12 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
         yield* log.awaitDurable(log.appended(), 60_000)
         continue
       }
-      if (!(yield* cursor.awaitMore(1_000))) continue
+      if (!(yield* cursor.awaitMore(1_000))) {
+        // Nothing new to hand over: a writer that stopped on what it already took must still stop level 2.
+        const stopped = log.failure()
+        if (stopped !== undefined) return yield* stopped
+        continue
+      }
       let failed: SegmentWriteError | undefined
       yield* cursor.pollBatches((batch) => {
         if (failed !== undefined) return
