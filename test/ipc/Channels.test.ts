@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import { Channels } from "../../src/services/ipc/Channels.js"
+import { type ChannelPublisher, Channels } from "../../src/services/ipc/Channels.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { liveChannels, liveChannelsAndDoorbell } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -25,6 +25,15 @@ const memory: Run = (program) => Effect.provide(Effect.scoped(program), Channels
 
 const TAKE_MS = 10_000
 const encoder = new TextEncoder()
+
+/** Publishes prices 1, 2, … until the writer is refused: how many were written, and why it stopped. */
+const publishUntilRefused = (publisher: ChannelPublisher<typeof Price.Type>, symbol: string) =>
+  Effect.gen(function*() {
+    for (let written = 0;; written++) {
+      const result = yield* Effect.either(publisher.publish({ symbol, price: written + 1 }))
+      if (result._tag === "Left") return { written, refused: result.left }
+    }
+  })
 
 const contract = (label: string, run: Run) =>
   describe(`Channels contract: ${label}`, () => {
@@ -131,14 +140,8 @@ const contract = (label: string, run: Run) =>
         })
         const subscription = yield* channel.subscribe
         const publisher = yield* channel.publisher
-        let written = 0
-        let full: unknown
-        while (full === undefined) {
-          const result = yield* Effect.either(publisher.publish({ symbol: "S", price: written + 1 }))
-          if (result._tag === "Left") full = result.left
-          else written++
-        }
-        expect((full as { _tag: string })._tag).toBe("ChannelFull")
+        const { refused, written } = yield* publishUntilRefused(publisher, "S")
+        expect(refused._tag).toBe("ChannelFull")
         for (let n = 1; n <= written; n++) expect((yield* subscription.take(TAKE_MS)).value.price).toBe(n)
         yield* publisher.publish({ symbol: "S", price: written + 1 })
         expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 1)
@@ -184,10 +187,7 @@ const contract = (label: string, run: Run) =>
         const subscription = yield* channel.subscribe
         const publisher = yield* channel.publisher
         // Until the buffer and the ring are full: the ring's reading waits with a decoded value in hand.
-        let written = 0
-        while ((yield* Effect.either(publisher.publish({ symbol: "H", price: written + 1 })))._tag === "Right") {
-          written++
-        }
+        const { written } = yield* publishUntilRefused(publisher, "H")
         const got: Array<number> = []
         const all = yield* Effect.makeLatch(false)
         let wanted = written
