@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import { type ChannelPublisher, Channels } from "../../src/services/ipc/Channels.js"
+import { Channels } from "../../src/services/ipc/Channels.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { liveChannels, liveChannelsAndDoorbell } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -26,12 +26,23 @@ const memory: Run = (program) => Effect.provide(Effect.scoped(program), Channels
 const TAKE_MS = 10_000
 const encoder = new TextEncoder()
 
-/** Publishes prices 1, 2, … until the writer is refused: how many were written, and why it stopped. */
-const publishUntilRefused = (publisher: ChannelPublisher<typeof Price.Type>, symbol: string) =>
+/**
+ * A channel `name` with a small ring and a subscriber that does not take: prices 1, 2, … are
+ * published until the writer is refused (its ring and the subscriber's buffer of
+ * `subscriberBuffer` values full); how many were written, and why it stopped.
+ */
+const heldBack = (name: string, subscriberBuffer: number) =>
   Effect.gen(function*() {
+    const channel = yield* (yield* Channels).open(name, Price, {
+      ringBytes: 4096,
+      publishTimeoutMs: 50,
+      subscriberBuffer
+    })
+    const subscription = yield* channel.subscribe
+    const publisher = yield* channel.publisher
     for (let written = 0;; written++) {
-      const result = yield* Effect.either(publisher.publish({ symbol, price: written + 1 }))
-      if (result._tag === "Left") return { written, refused: result.left }
+      const result = yield* Effect.either(publisher.publish({ symbol: name, price: written + 1 }))
+      if (result._tag === "Left") return { subscription, publisher, written, refused: result.left }
     }
   })
 
@@ -132,15 +143,7 @@ const contract = (label: string, run: Run) =>
 
     it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
       run(Effect.gen(function*() {
-        const channels = yield* Channels
-        const channel = yield* channels.open("slow", Price, {
-          ringBytes: 4096,
-          publishTimeoutMs: 50,
-          subscriberBuffer: 1
-        })
-        const subscription = yield* channel.subscribe
-        const publisher = yield* channel.publisher
-        const { refused, written } = yield* publishUntilRefused(publisher, "S")
+        const { publisher, refused, subscription, written } = yield* heldBack("slow", 1)
         expect(refused._tag).toBe("ChannelFull")
         for (let n = 1; n <= written; n++) expect((yield* subscription.take(TAKE_MS)).value.price).toBe(n)
         yield* publisher.publish({ symbol: "S", price: written + 1 })
@@ -178,16 +181,8 @@ const contract = (label: string, run: Run) =>
 
     it.scopedLive("consume: the values a held-back writer waited with come first, then the rest as they arrive, each once, in order; takes get none meanwhile", () =>
       run(Effect.gen(function*() {
-        const channels = yield* Channels
-        const channel = yield* channels.open("handed", Price, {
-          ringBytes: 4096,
-          publishTimeoutMs: 50,
-          subscriberBuffer: 2
-        })
-        const subscription = yield* channel.subscribe
-        const publisher = yield* channel.publisher
-        // Until the buffer and the ring are full: the ring's reading waits with a decoded value in hand.
-        const { written } = yield* publishUntilRefused(publisher, "H")
+        // The buffer and the ring full: the ring's reading waits with a decoded value in hand.
+        const { publisher, subscription, written } = yield* heldBack("handed", 2)
         const got: Array<number> = []
         const all = yield* Effect.makeLatch(false)
         let wanted = written
