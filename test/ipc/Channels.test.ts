@@ -46,6 +46,16 @@ const heldBack = (name: string, subscriberBuffer: number) =>
     }
   })
 
+/** A typed subscription of channel `name`, a raw writer of it, and a price's frame as that writer writes it. */
+const typedReadRawWritten = (name: string) =>
+  Effect.gen(function*() {
+    const channels = yield* Channels
+    const subscription = yield* (yield* channels.open(name, Price)).subscribe
+    const publisher = yield* (yield* channels.openRaw(name)).publisher
+    const value = (price: number) => encoder.encode(JSON.stringify({ symbol: name, price }))
+    return { subscription, publisher, value }
+  })
+
 const contract = (label: string, run: Run) =>
   describe(`Channels contract: ${label}`, () => {
     it.scopedLive("a channel is created at its first open and found by name at the next; every value once, in order per writer", () =>
@@ -106,11 +116,7 @@ const contract = (label: string, run: Run) =>
 
     it.scopedLive("takeUpTo: the values available at once, at most max, stopping before a frame that does not decode", () =>
       run(Effect.gen(function*() {
-        const channels = yield* Channels
-        const channel = yield* channels.open("batched", Price)
-        const subscription = yield* channel.subscribe
-        const publisher = yield* (yield* channels.openRaw("batched")).publisher
-        const value = (price: number) => encoder.encode(JSON.stringify({ symbol: "B", price }))
+        const { publisher, subscription, value } = yield* typedReadRawWritten("batched")
         // One commit: the subscription decodes the whole batch in one wake-up.
         yield* publisher.writeAll([value(1), value(2), value(3), new Uint8Array([0xff]), value(4)])
         const prices = (messages: ReadonlyArray<{ readonly value: typeof Price.Type }>) =>
@@ -210,11 +216,7 @@ const contract = (label: string, run: Run) =>
 
     it.scopedLive("consume ends with InvalidChannelFrame at a frame that does not decode, and as a defect when its handler throws; the next consume or take goes on after", () =>
       run(Effect.gen(function*() {
-        const channels = yield* Channels
-        const channel = yield* channels.open("handed-checked", Price)
-        const subscription = yield* channel.subscribe
-        const publisher = yield* (yield* channels.openRaw("handed-checked")).publisher
-        const value = (price: number) => encoder.encode(JSON.stringify({ symbol: "C", price }))
+        const { publisher, subscription, value } = yield* typedReadRawWritten("handed-checked")
         yield* publisher.writeAll([value(1), new Uint8Array([0xff]), value(2), value(3), value(4)])
         const got: Array<number> = []
         const invalid = yield* Effect.flip(subscription.consume(({ value }) => void got.push(value.price)))
