@@ -92,6 +92,21 @@ const contract = (label: string, run: Run) =>
         expect(seen.get(b.writer)).toEqual(expected)
       })))
 
+    it.scopedLive("values whose text is not ASCII arrive as written, one at a time and many at once, across the ring's wrap", () =>
+      run(Effect.gen(function*() {
+        const channel = yield* (yield* Channels).open("utf8", Price, { ringBytes: 4096 })
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        const symbols = ["€uro", "日本円", "✓ ok", "plain", "Ωmega 𝄞"]
+        // Several times round the 4 KiB ring: frames land at every offset, and past its end.
+        for (let round = 0; round < 40; round++) {
+          const values = symbols.map((symbol, i) => ({ symbol: `${symbol} ${round}`, price: round * 10 + i + 1 }))
+          yield* publisher.publish(values[0]!)
+          yield* publisher.publishAll(values.slice(1))
+          for (const expected of values) expect((yield* subscription.take(TAKE_MS)).value).toEqual(expected)
+        }
+      })))
+
     it.scopedLive("a value its Schema refuses is not written; a frame that does not decode is refused typed, and reading goes on", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels

@@ -69,27 +69,56 @@ export const rawPublisher = (name: string, writer: number, ring: RingWriter): Ra
   }
 }
 
-/** Values: encoded by the channel's Schema (as JSON text), then written. */
+/**
+ * Values: encoded by the channel's Schema as JSON text, then written. Every value of a call is
+ * encoded before anything is reserved (one that does not encode writes nothing); the texts that
+ * fit are written as UTF-8 straight into their reserved frames and committed together, and only
+ * a text that finds no room (or is too large) goes through the ring's `writeAll` with the rest,
+ * which waits for room or says why.
+ */
 export const typedPublisher = <A>(
   name: string,
   codec: JsonCodec,
   writer: number,
   ring: RingWriter
 ): ChannelPublisher<A> => {
-  const encode = (value: A): Either.Either<Uint8Array, ChannelEncodeError> =>
-    Either.match(codec.encode(value), {
-      onLeft: (e) => Either.left(new ChannelEncodeError({ name, reason: e.message })),
-      onRight: (text) => Either.right(encoder.encode(text))
-    })
   const failed = writeError(name, writer)
+  // The ring's bytes as a Buffer (a view of the same memory): `write` encodes UTF-8 in place.
+  const bytes = Buffer.from(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength)
+  const textOf = (value: A): string | ChannelEncodeError => {
+    const encoded = codec.encode(value)
+    return Either.isRight(encoded) ? encoded.right : new ChannelEncodeError({ name, reason: encoded.left.message })
+  }
+  const writeTexts = (texts: ReadonlyArray<string>): Effect.Effect<void, ChannelPublishError> => {
+    for (let i = 0; i < texts.length; i++) {
+      const text = texts[i]!
+      const length = Buffer.byteLength(text, "utf8")
+      const at = ring.tryReserve(length)
+      if (at < 0) {
+        const rest = texts.slice(i).map((t) => encoder.encode(t))
+        return Effect.asVoid(Effect.mapError(ring.writeAll(rest), failed))
+      }
+      bytes.write(text, at, length, "utf8")
+    }
+    ring.commit()
+    return Effect.void
+  }
   return {
     writer,
     publish: (value) =>
-      Effect.flatMap(encode(value), (frame) => Effect.asVoid(Effect.mapError(ring.write(frame), failed))),
+      Effect.suspend(() => {
+        const text = textOf(value)
+        return typeof text === "string" ? writeTexts([text]) : Effect.fail(text)
+      }),
     publishAll: (values) =>
-      Effect.flatMap(
-        Either.all(Array.from(values, encode)),
-        (frames) => Effect.asVoid(Effect.mapError(ring.writeAll(frames), failed))
-      )
+      Effect.suspend(() => {
+        const texts: Array<string> = []
+        for (const value of values) {
+          const text = textOf(value)
+          if (typeof text !== "string") return Effect.fail(text)
+          texts.push(text)
+        }
+        return writeTexts(texts)
+      })
   }
 }
