@@ -214,7 +214,7 @@ const contract = (label: string, run: Run) =>
         yield* all.await.pipe(Effect.timeout(TAKE_MS))
         expect(got).toEqual(Array.from({ length: written }, (_, i) => i + 1))
         // One consume at a time.
-        const second = yield* Effect.exit(subscription.consume(() => undefined))
+        const second = yield* Effect.exit(subscription.consume(() => undefined).pipe(Effect.timeout(TAKE_MS)))
         expect(Exit.isFailure(second) && Cause.isDie(second.cause)).toBe(true)
         all.unsafeClose()
         wanted = written + 1

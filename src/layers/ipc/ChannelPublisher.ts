@@ -89,26 +89,26 @@ export const typedPublisher = <A>(
     const encoded = codec.encode(value)
     return Either.isRight(encoded) ? encoded.right : new ChannelEncodeError({ name, reason: encoded.left.message })
   }
-  const writeTexts = (texts: ReadonlyArray<string>): Effect.Effect<void, ChannelPublishError> => {
-    for (let i = 0; i < texts.length; i++) {
-      const text = texts[i]!
-      const length = Buffer.byteLength(text, "utf8")
-      const at = ring.tryReserve(length)
-      if (at < 0) {
-        const rest = texts.slice(i).map((t) => encoder.encode(t))
-        return Effect.asVoid(Effect.mapError(ring.writeAll(rest), failed))
-      }
-      bytes.write(text, at, length, "utf8")
-    }
-    ring.commit()
-    return Effect.void
+  /** Writes `text` as UTF-8 into a frame reserved now; false when the ring has no room for it now (or it is too large). */
+  const tryWrite = (text: string): boolean => {
+    const length = Buffer.byteLength(text, "utf8")
+    const at = ring.tryReserve(length)
+    if (at < 0) return false
+    bytes.write(text, at, length, "utf8")
+    return true
   }
+  /** The texts a call could not write in place: the ring's own path, which commits what is reserved, waits for room or says why. */
+  const writeRest = (texts: ReadonlyArray<string>): Effect.Effect<void, ChannelPublishError> =>
+    Effect.asVoid(Effect.mapError(ring.writeAll(texts.map((text) => encoder.encode(text))), failed))
   return {
     writer,
     publish: (value) =>
       Effect.suspend(() => {
         const text = textOf(value)
-        return typeof text === "string" ? writeTexts([text]) : Effect.fail(text)
+        if (typeof text !== "string") return Effect.fail(text)
+        if (!tryWrite(text)) return writeRest([text])
+        ring.commit()
+        return Effect.void
       }),
     publishAll: (values) =>
       Effect.suspend(() => {
@@ -118,7 +118,9 @@ export const typedPublisher = <A>(
           if (typeof text !== "string") return Effect.fail(text)
           texts.push(text)
         }
-        return writeTexts(texts)
+        for (let i = 0; i < texts.length; i++) if (!tryWrite(texts[i]!)) return writeRest(texts.slice(i))
+        ring.commit()
+        return Effect.void
       })
   }
 }
