@@ -84,6 +84,32 @@ const contract = (label: string, open: OpenRings) =>
         expect(inspector.writer()).toMatchObject({ sequence: 80, occurrence: 1, pid: process.pid, closed: false })
       }))
 
+    it.scopedLive("tryWriteAll writes and commits the frames that fit now, without waiting; writeAll takes the rest", () =>
+      Effect.gen(function*() {
+        const { inspector, reader, writer } = yield* freshRing(open)
+        // 120-byte payloads take 128 bytes each: eight fill the 1 KiB data area.
+        const ten = Array.from({ length: 10 }, (_, n) => payload(n, 120))
+        expect(writer.tryWriteAll(ten)).toBe(8)
+        expect(writer.sequence()).toBe(1024)
+        expect(inspector.writer().sequence).toBe(1024)
+        const first = yield* reader.take()
+        expect(frames(first)).toEqual(ten.slice(0, 8).map((p) => Array.from(p)))
+        // Room comes only when the reader completes what it took: until then nothing fits, and nothing is written.
+        expect(writer.tryWriteAll(ten.slice(8))).toBe(0)
+        const rest = yield* Effect.fork(writer.writeAll(ten.slice(8)))
+        yield* reader.complete
+        expect(yield* Fiber.join(rest)).toBe(1280)
+        expect(frames(yield* reader.take())).toEqual(ten.slice(8).map((p) => Array.from(p)))
+        yield* reader.complete
+        // A frame over the bound stops the run where it stands (writeAll would say why); a closed writer writes none.
+        const tooLarge = new Uint8Array(writer.maxFrameBytes + 1)
+        expect(writer.tryWriteAll([payload(10, 8), tooLarge, payload(11, 8)])).toBe(1)
+        expect(frames(yield* reader.take())).toEqual([Array.from(payload(10, 8))])
+        yield* writer.close
+        expect(writer.tryWriteAll([payload(12, 8)])).toBe(0)
+        expect(writer.sequence()).toBe(1296)
+      }))
+
     it.scopedLive("a reader attaches at the head, not at old data", () =>
       Effect.gen(function*() {
         const { rings } = yield* open()

@@ -316,6 +316,38 @@ const contract = (label: string, run: Run) =>
         expect(calls).toBeLessThan(400)
       })))
 
+    it.scopedLive("raw tryWriteAll: the frames that fit go at once, what found no room goes through writeAll; every frame once, in order", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const raw = yield* channels.openRaw("tried", { ringBytes: 4096 })
+        const subscription = yield* raw.subscribe
+        const got: Array<number> = []
+        const done = yield* Effect.makeLatch(false)
+        yield* Effect.forkScoped(subscription.consumeFrames((batch) => {
+          for (let i = 0; i < batch.count; i++) got.push(new DataView(batch.bytes.buffer).getUint32(batch.offsets[i]!))
+          if (got.length === 4000) done.unsafeOpen()
+        }))
+        const publisher = yield* raw.publisher
+        const frame = (i: number) => {
+          const bytes = new Uint8Array(64)
+          new DataView(bytes.buffer).setUint32(0, i)
+          return bytes
+        }
+        let partial = 0
+        for (let i = 0; i < 4000; i += 32) {
+          const call = Array.from({ length: 32 }, (_, k) => frame(i + k))
+          const written = publisher.tryWriteAll(call)
+          if (written < call.length) {
+            partial++
+            yield* publisher.writeAll(call.slice(written))
+          }
+        }
+        yield* done.await.pipe(Effect.timeout(TAKE_MS))
+        expect(got).toEqual(Array.from({ length: 4000 }, (_, i) => i))
+        // A 4 KiB ring holds 56 such frames: the writer ran ahead of its reader and found it full.
+        expect(partial).toBeGreaterThan(0)
+      })))
+
     it.scopedLive("a shape no channel can have is InvalidChannel", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels

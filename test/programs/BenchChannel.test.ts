@@ -29,7 +29,9 @@ describe("cxlog bench --type channel", () => {
         expect(result).toMatchObject({ bench: "cxlog-channel", samples: 200, values: 3200 })
         expect(result.method).toContain("CLOCK_MONOTONIC")
         // The raw throughput figure names the calls it measured: the batch read, not a call per frame.
-        expect(result.throughputApi).toBe("RawPublisher.writeAll (32 frames a call) -> RawSubscription.consumeFrames")
+        expect(result.throughputApi).toBe(
+          "RawPublisher.tryWriteAll (32 frames a call; writeAll of those that found no room) -> RawSubscription.consumeFrames"
+        )
         const figure = (name: string) => result[name] as number
         for (
           const name of [

@@ -27,6 +27,8 @@ export interface WriterCore {
   readonly maxFrameBytes: number
   readonly bytes: Uint8Array
   readonly tryReserve: (length: number) => number
+  /** Copies `payloads[from..]` into frames while they fit (uncommitted); the index of the first not written. */
+  readonly tryWriteFrames: (payloads: ReadonlyArray<Uint8Array>, from: number) => number
   readonly commit: (wake?: ReadonlyArray<number>) => number
   readonly wake: (slots?: ReadonlyArray<number>) => void
   readonly sequence: () => number
@@ -83,18 +85,14 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
   // Reserve, fill and commit run in one synchronous step, so another fiber's commit never
   // publishes a frame this one has reserved but not filled yet. The frames that fit are
   // written in a plain loop; only a frame that finds no room makes an effect (its wait).
-  const writeFrom = (payloads: Iterator<Uint8Array>): Effect.Effect<number, RingWriteError> =>
-    Effect.suspend(() => {
-      for (let next = payloads.next(); next.done !== true; next = payloads.next()) {
-        const payload = next.value
-        const at = core.tryReserve(payload.length)
-        if (at < 0) {
-          return Effect.zipRight(writeWhenRoom(payload, performance.now()), writeFrom(payloads))
-        }
-        core.bytes.set(payload, at)
-      }
-      return Effect.succeed(core.commit())
-    })
+  const writeFrom = (payloads: ReadonlyArray<Uint8Array>, from: number): Effect.Effect<number, RingWriteError> => {
+    const next = core.tryWriteFrames(payloads, from)
+    if (next === payloads.length) return Effect.succeed(core.commit())
+    return Effect.zipRight(
+      writeWhenRoom(payloads[next]!, performance.now()),
+      Effect.suspend(() => writeFrom(payloads, next + 1))
+    )
+  }
 
   /** Waits for room for `payload` (committing what is reserved first), then writes it in. */
   const writeWhenRoom = (payload: Uint8Array, started: number): Effect.Effect<void, RingWriteError> =>
@@ -105,7 +103,8 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
       return Effect.void
     })
 
-  const writeAll = (payloads: Iterable<Uint8Array>) => writeFrom(payloads[Symbol.iterator]())
+  const writeAll = (payloads: Iterable<Uint8Array>) =>
+    Effect.suspend(() => writeFrom(Array.isArray(payloads) ? payloads : Array.from(payloads), 0))
 
   return {
     address,
@@ -125,6 +124,11 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
         return Effect.succeed(core.commit())
       }),
     writeAll,
+    tryWriteAll: (payloads) => {
+      const written = core.tryWriteFrames(payloads, 0)
+      if (written > 0) core.commit()
+      return written
+    },
     sequence: core.sequence,
     close: Effect.sync(core.close)
   }

@@ -116,6 +116,7 @@ const writerCore = (w: WriterState, stopSampling: () => void): WriterCore => ({
   maxFrameBytes: w.maxFrameBytes,
   bytes: w.region.bytes,
   tryReserve: (length) => tryReserve(w, length),
+  tryWriteFrames: (payloads, from) => tryWriteFrames(w, payloads, from),
   commit: (wake) => commit(w, wake),
   wake: (only) => wakeReaders(w, only),
   sequence: () => w.committed,
@@ -157,8 +158,30 @@ const superseded = (w: WriterState): boolean => {
 }
 
 /** The payload offset of a frame of `length` reserved now, or -1 (no room, too large, closed). */
-const tryReserve = (w: WriterState, length: number): number => {
-  if (w.closed || superseded(w) || !(length >= 0 && length <= w.maxFrameBytes)) return -1
+const tryReserve = (w: WriterState, length: number): number =>
+  w.closed || superseded(w) || !(length >= 0 && length <= w.maxFrameBytes) ? -1 : reserveFrame(w, length)
+
+/**
+ * Copies `payloads[from..]` into frames while they fit; the index of the first one not written
+ * (no room, too large, or the writer closed). The writer is looked at once for the run, not per
+ * frame: a ring taken over mid-run is caught by the commit, which publishes nothing then.
+ */
+const tryWriteFrames = (w: WriterState, payloads: ReadonlyArray<Uint8Array>, from: number): number => {
+  if (w.closed || superseded(w)) return from
+  const bytes = w.region.bytes
+  let i = from
+  for (; i < payloads.length; i++) {
+    const payload = payloads[i]!
+    if (payload.length > w.maxFrameBytes) break
+    const at = reserveFrame(w, payload.length)
+    if (at < 0) break
+    bytes.set(payload, at)
+  }
+  return i
+}
+
+/** Reserves a frame of `length` (within the writer's bound, the writer open): its payload offset, or -1 when it does not fit now. */
+const reserveFrame = (w: WriterState, length: number): number => {
   const span = frameSpan(length)
   if (!fits(w, span)) {
     refreshLimit(w)

@@ -65,7 +65,8 @@ export const rawPublisher = (name: string, writer: number, ring: RingWriter): Ra
   return {
     writer,
     write: (frame) => Effect.asVoid(Effect.mapError(ring.write(frame), failed)),
-    writeAll: (frames) => Effect.asVoid(Effect.mapError(ring.writeAll(frames), failed))
+    writeAll: (frames) => Effect.asVoid(Effect.mapError(ring.writeAll(frames), failed)),
+    tryWriteAll: ring.tryWriteAll
   }
 }
 

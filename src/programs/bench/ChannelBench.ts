@@ -14,14 +14,15 @@
  * form taken by a fiber (`take`, through a second channel); `rawRatio` over the raw form
  * carrying the values' JSON, read in place.
  *
- * Throughput: VALUE_BYTES values through the channel's raw form (`writeAll` of 32 frames, read
- * in place a batch at a time by `consumeFrames`: THROUGHPUT_API) and its typed form
+ * Throughput: VALUE_BYTES values through the channel's raw form (`tryWriteAll` of 32 frames, what
+ * found no room handed to `writeAll`; read in place a batch at a time by `consumeFrames`:
+ * THROUGHPUT_API) and its typed form
  * (Schema-encoded, `publishAll` of 32, handed to `consume`), next to
  * `process.send` batched like a ring commit (an array of 32 values per send, at most WINDOW
  * values ahead of the receiver's acknowledgements) of the same bytes and of the same values.
  * Each run twice, in turns; the figures are the means. `throughputRatio` = raw values/s ÷
  * batched process.send values/s of the bytes; `typedThroughputRatio` = typed ÷ batched
- * process.send of the values. The raw form is also run with BULK_BATCH frames per `writeAll`
+ * process.send of the values. The raw form is also run with BULK_BATCH frames per call
  * (`rawBulkValuesPerSec`): what larger commits give. It has no ratio: its reference would be
  * process.send of 1 024 values per send, which this bench does not run.
  */
@@ -31,7 +32,7 @@ import { rmSync } from "node:fs"
 import { createServer, type Socket } from "node:net"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
-import { Channels } from "../../services/ipc/Channels.js"
+import { Channels, type RawPublisher } from "../../services/ipc/Channels.js"
 import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
 import { cliEntry } from "../ProgramSettings.js"
 import { percentile } from "../report/Percentiles.js"
@@ -67,7 +68,7 @@ const WARMUP = 1_000
 const BLOCK = 100
 /** Values per channel publishAll and per batched process.send: a ring commit's worth, as the rings bench batches. */
 const BATCH = 32
-/** Frames per `writeAll` of the raw form's bulk run: what a writer with many values at hand commits at once. */
+/** Frames per call of the raw form's bulk run: what a writer with many values at hand commits at once. */
 const BULK_BATCH = 1_024
 /** Values a batched process.send may be ahead of the receiver's acknowledgements. */
 const WINDOW = 1_024
@@ -75,7 +76,8 @@ const ACK_TIMEOUT_MS = 10_000
 const RUN_TIMEOUT_MS = 300_000
 const THROUGHPUT_ROUNDS = 2
 /** The raw form's calls the throughput figure measures: its fastest documented way to move small values. */
-export const THROUGHPUT_API = `RawPublisher.writeAll (${BATCH} frames a call) -> RawSubscription.consumeFrames`
+export const THROUGHPUT_API =
+  `RawPublisher.tryWriteAll (${BATCH} frames a call; writeAll of those that found no room) -> RawSubscription.consumeFrames`
 
 export const METHOD =
   "one child process receives every transport; the same values; stamps from CLOCK_MONOTONIC (process.hrtime, shared by the host's processes) " +
@@ -212,6 +214,20 @@ const windowedSends = (
     }
   })
 
+/**
+ * Writes exactly `count` frames (one past it would be counted in the next run), `frames` a call
+ * and fewer in the last: a call's frames that fit go at once (`tryWriteAll`), and only those
+ * that found no room make an effect (`writeAll`, which waits for room).
+ */
+const rawWrites = (publisher: RawPublisher, frames: ReadonlyArray<Uint8Array>, count: number) =>
+  Effect.gen(function*() {
+    for (let n = 0; n < count; n += frames.length) {
+      const call = count - n >= frames.length ? frames : frames.slice(0, count - n)
+      const written = publisher.tryWriteAll(call)
+      if (written < call.length) yield* publisher.writeAll(call.slice(written))
+    }
+  })
+
 const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
 
 export const channelBench = (options: ChannelBenchOptions) =>
@@ -289,17 +305,8 @@ export const channelBench = (options: ChannelBenchOptions) =>
       const bulkFrames = Array.from({ length: BULK_BATCH }, (_, i) => frames[i % BATCH]!)
       const sized = Array.from({ length: BATCH }, (_, i) => sizedValue(i))
       const writers: Record<ThroughputTransport, (count: number) => Effect.Effect<unknown, unknown>> = {
-        raw: (count) =>
-          Effect.gen(function*() {
-            for (let n = 0; n < count; n += BATCH) yield* rawPublisher.writeAll(frames)
-          }),
-        rawBulk: (count) =>
-          Effect.gen(function*() {
-            // Exactly `count`: a frame past it would be counted in the next run.
-            for (let n = 0; n < count; n += BULK_BATCH) {
-              yield* rawPublisher.writeAll(count - n >= BULK_BATCH ? bulkFrames : bulkFrames.slice(0, count - n))
-            }
-          }),
+        raw: (count) => rawWrites(rawPublisher, frames, count),
+        rawBulk: (count) => rawWrites(rawPublisher, bulkFrames, count),
         typed: (count) =>
           Effect.gen(function*() {
             for (let n = 0; n < count; n += BATCH) yield* typedPublisher.publishAll(sized)

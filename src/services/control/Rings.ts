@@ -90,6 +90,12 @@ export interface RingWriter {
   readonly write: (payload: Uint8Array) => Effect.Effect<number, RingWriteError>
   /** Writes many frames, committing as space runs out and once at the end; returns the leading sequence. */
   readonly writeAll: (payloads: Iterable<Uint8Array>) => Effect.Effect<number, RingWriteError>
+  /**
+   * Writes and commits, without waiting, the frames of `payloads` that fit now, in order: how
+   * many (0 when the first does not fit, is too large, or the writer is closed). For hot paths
+   * that must not pay an effect per call: `writeAll` of the rest waits for room or says why.
+   */
+  readonly tryWriteAll: (payloads: ReadonlyArray<Uint8Array>) => number
   /** The leading sequence: the position after the last committed frame. */
   readonly sequence: () => number
   /** Commits pending frames and marks the ring closed: readers end after the last frame. Also runs when the scope closes. */

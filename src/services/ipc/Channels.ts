@@ -116,6 +116,12 @@ export interface RawPublisher {
   readonly write: (frame: Uint8Array) => Effect.Effect<void, ChannelPublishError>
   /** Writes many frames and commits them together (and whenever the ring runs out of room on the way): one wake-up of the readers per commit. */
   readonly writeAll: (frames: Iterable<Uint8Array>) => Effect.Effect<void, ChannelPublishError>
+  /**
+   * Writes and commits at once, without an effect, the frames that fit now, in order: how many
+   * (0 when the first does not fit, is too large, or the ring is closed). For hot paths: hand
+   * what it did not write to `writeAll`, which waits for room or fails typed.
+   */
+  readonly tryWriteAll: (frames: ReadonlyArray<Uint8Array>) => number
 }
 
 export interface RawSubscription {
