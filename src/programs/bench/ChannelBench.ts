@@ -75,6 +75,8 @@ const WINDOW = 1_024
 const ACK_TIMEOUT_MS = 10_000
 const RUN_TIMEOUT_MS = 300_000
 const THROUGHPUT_ROUNDS = 2
+/** The throughput runs' order in each turn. */
+const order: ReadonlyArray<ThroughputTransport> = ["raw", "rawBulk", "typed", "sendBytes", "sendValues"]
 /** The raw form's calls the throughput figure measures: its fastest documented way to move small values. */
 export const THROUGHPUT_API =
   `RawPublisher.tryWriteAll (${BATCH} frames a call; writeAll of those that found no room) -> RawSubscription.consumeFrames`
@@ -325,7 +327,6 @@ export const channelBench = (options: ChannelBenchOptions) =>
           yield* inbox.expect(`done:${transport}`, RUN_TIMEOUT_MS, writers[transport](count))
           return count / ((performance.now() - started) / 1000)
         })
-      const order: ReadonlyArray<ThroughputTransport> = ["raw", "rawBulk", "typed", "sendBytes", "sendValues"]
       // A short run of each first, not counted: every path warmed before it is timed.
       for (const t of order) yield* throughput(t, Math.max(BATCH, Math.ceil(values / 10 / BATCH) * BATCH))
       const rates: Record<ThroughputTransport, Array<number>> = {
@@ -378,7 +379,9 @@ export const channelBench = (options: ChannelBenchOptions) =>
       throughputRatio: round3(rate("raw") / rate("sendBytes")),
       throughputApi: THROUGHPUT_API,
       rawBulkValuesPerSec: rate("rawBulk"),
-      typedThroughputRatio: round3(rate("typed") / rate("sendValues"))
+      typedThroughputRatio: round3(rate("typed") / rate("sendValues")),
+      // Each transport's runs in turn (values/s), whose means the figures above are: how far runs of one bench swing.
+      throughputRuns: Object.fromEntries(order.map((t) => [t, measured.rates[t].map(Math.round)]))
     }
     if (!options.json) {
       yield* Console.log(
