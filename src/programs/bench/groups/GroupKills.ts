@@ -31,6 +31,9 @@ const REDELIVERY_BOUND_MS = 5_000
 const HOLD_BOUND_MS = 3_000
 const HOLD_POLL_MS = 1
 
+/** What the member of record `file` took in hand and has not acked, as its record says so far. */
+const recordedHeld = (file: string) => readRecord(readFileSync(file)).unsettled.size
+
 const exitOf = (member: Member) =>
   Effect.async<void>((resume) => {
     if (member.child.exitCode !== null || member.child.signalCode !== null) return resume(Effect.void)
@@ -55,7 +58,8 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       files.push(join(dir, `member-${k}.rec`))
       acked.push(0)
       const member = yield* startMember(load, w, k, files[k]!)
-      member.onEvent("progress", (e) => (acked[k] = e.acked))
+      // A member's acks only grow: a report that comes late never lowers what its record said.
+      member.onEvent("progress", (e) => (acked[k] = Math.max(acked[k]!, e.acked)))
       member.onEvent("redelivered", (e) => {
         const times = redelivered.get(e.index)
         if (times === undefined) redelivered.set(e.index, [e.atMs])
@@ -103,7 +107,9 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       const share = (o.messages - total()) / (o.kills - kill + 1)
       const target = total() + Math.floor(share * (0.25 + Math.random() / 2))
       yield* until(() => total() >= target, total)
-      if (total() >= o.messages) break
+      // Kills stop once everything is acked: by the members' count, or by the group's own (a member
+      // killed between an ack and its record's line leaves the count short of what the group settled).
+      if (total() >= o.messages || (yield* load.settled).settled) break
       // At least two members other than the victim take messages: one restarting at most.
       yield* restartedSoFar(restarting.size >= members.length - 2)
       // Waiting for restarts can take seconds: the others may have acked everything meanwhile.
@@ -124,10 +130,19 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       }
       // Every message acked before it was handed any: nothing is left to hold, so no kill to measure.
       if (held === 0 && total() >= o.messages) break
+      // The group counts a chunk held once the member claimed it, the member's record once it took
+      // the chunk in hand: killed in between, its record would not name what it held, and the
+      // redelivery of those messages could not be timed. It records the chunk at once, all together.
+      while (held > 0 && recordedHeld(file) < held && performance.now() < holdUntil) yield* Effect.sleep(HOLD_POLL_MS)
       const killedAtMs = epochMs()
       member.kill("SIGKILL")
       yield* exitOf(member)
-      const unsettled = readRecord(readFileSync(file)).unsettled
+      const record = readRecord(readFileSync(file))
+      const unsettled = record.unsettled
+      // Its acks since its last progress report count too (its record has them all): without
+      // them the run's count would stay short of the messages the group has settled.
+      const place = files.indexOf(file)
+      acked[place] = Math.max(acked[place]!, record.acked.length)
       unsettledByKilled.push(unsettled)
       // Started again while the others take over what it held, and the run goes on.
       restarting.set(victim, yield* Effect.fork(Effect.tap(start, ({ member }) => say(member, "go"))))
