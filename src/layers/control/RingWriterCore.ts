@@ -164,7 +164,9 @@ const tryReserve = (w: WriterState, length: number): number =>
 /**
  * Copies `payloads[from..]` into frames while they fit; the index of the first one not written
  * (no room, too large, or the writer closed). The writer is looked at once for the run, not per
- * frame: a ring taken over mid-run is caught by the commit, which publishes nothing then.
+ * frame, and the commit after it publishes nothing for a writer superseded meanwhile. Rings are
+ * taken over only as a fenced head's reply rings, written a frame at a time through `tryReserve`,
+ * which looks every time.
  */
 const tryWriteFrames = (w: WriterState, payloads: ReadonlyArray<Uint8Array>, from: number): number => {
   if (w.closed || superseded(w)) return from
