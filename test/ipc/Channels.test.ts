@@ -323,9 +323,11 @@ const contract = (label: string, run: Run) =>
         const subscription = yield* raw.subscribe
         const got: Array<number> = []
         const done = yield* Effect.makeLatch(false)
+        const last = yield* Effect.makeLatch(false)
         yield* Effect.forkScoped(subscription.consumeFrames((batch) => {
           for (let i = 0; i < batch.count; i++) got.push(new DataView(batch.bytes.buffer).getUint32(batch.offsets[i]!))
           if (got.length === 4000) done.unsafeOpen()
+          if (got.length === 4032) last.unsafeOpen()
         }))
         const publisher = yield* raw.publisher
         const frame = (i: number) => {
@@ -346,6 +348,10 @@ const contract = (label: string, run: Run) =>
         expect(got).toEqual(Array.from({ length: 4000 }, (_, i) => i))
         // A 4 KiB ring holds 56 such frames: the writer ran ahead of its reader and found it full.
         expect(partial).toBeGreaterThan(0)
+        // With the reader caught up, a call's frames all fit, and its own commit brings them (no writeAll after it).
+        expect(publisher.tryWriteAll(Array.from({ length: 32 }, (_, k) => frame(4000 + k)))).toBe(32)
+        yield* last.await.pipe(Effect.timeout(TAKE_MS))
+        expect(got.slice(4000)).toEqual(Array.from({ length: 32 }, (_, k) => 4000 + k))
       })))
 
     it.scopedLive("a shape no channel can have is InvalidChannel", () =>
