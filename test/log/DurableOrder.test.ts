@@ -18,7 +18,7 @@ import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layer
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
-import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import { durableLayers, marksOf, persistedTopic } from "../fixtures/durable-marks.js"
 import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
 /** The stream's records, read back from the disk alone. */
@@ -180,9 +180,7 @@ for (const impl of implementations) {
       Effect.gen(function*() {
         const disk = makeMemoryDisk()
         const first = yield* impl.make()
-        const topic = yield* first.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
-        const a = yield* first.appender(0)
-        const sequencer = yield* first.sequencer()
+        const { appender: a, sequencer, topic } = yield* persistedTopic(first)
         const layersOf = (cluster: LogCluster) => durableLayers(disk, cluster)
         const marks = yield* marksOf(first, 40)
         const writer = yield* Effect.forkScoped(persistTopic(topic, marks).pipe(Effect.provide(layersOf(first))))
@@ -205,9 +203,7 @@ for (const impl of implementations) {
     it.scopedLive("a disk that fills after the writer took the last batch stops level 2 for its sessions, with no batch after it", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
-        const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
-        const a = yield* cluster.appender(0)
-        const sequencer = yield* cluster.sequencer()
+        const { appender: a, sequencer, topic } = yield* persistedTopic(cluster)
         // Ordered before the writer starts: its first look takes all three, then their write runs out of room.
         for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)
         yield* drain(sequencer)

@@ -10,7 +10,7 @@ import { persistTopic, streamOf } from "../../src/layers/log/durable/DurableOrde
 import { retryWhileLocked } from "../../src/layers/log/durable/DurableTier.js"
 import { makeMemoryDisk } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
-import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
+import { durableLayers, marksOf, persistedTopic } from "../fixtures/durable-marks.js"
 import { appendSimple, drain, implementations } from "../fixtures/log-harness.js"
 
 for (const impl of implementations) {
@@ -18,9 +18,7 @@ for (const impl of implementations) {
     it.scopedLive("a stream held by a live process is taken once it lets go; meanwhile ACK 2 is refused, never given", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
-        const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
-        const appender = yield* cluster.appender(0)
-        const sequencer = yield* cluster.sequencer()
+        const { appender, sequencer, topic } = yield* persistedTopic(cluster)
         const disk = makeMemoryDisk()
         const marks = yield* marksOf(cluster, 40)
         // The old head, stalled past its lease: alive, holding the stream.
