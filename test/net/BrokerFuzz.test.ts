@@ -94,9 +94,10 @@ describe("Broker under fuzzed input", () => {
           maxBatchBytes: MAX_BATCH
         })
         // The good publisher is welcomed and acknowledged before the fuzzing starts: its first
-        // connection's bound (the connect timeout) is not a race with 16 bad connections in this
-        // one process on a loaded host. Then it keeps publishing, at a steady pace, while the
-        // fuzzing lasts, up to a fixed number: a slower host must not also mean more to order and audit.
+        // WELCOME, bounded by the connect timeout, does not wait behind this process generating the
+        // fuzz inputs (seconds on a loaded host, the event loop held) and serving 16 bad connections.
+        // Then it keeps publishing, at a steady pace, while the fuzzing lasts, up to a fixed
+        // number: a slower host must not also mean more to order and audit.
         yield* publishTestMessages(publisher, 1, 200, 256, 0)
         yield* publisher.flush(20_000)
         let fuzzing = true

@@ -31,8 +31,8 @@ const REDELIVERY_BOUND_MS = 5_000
 const HOLD_BOUND_MS = 3_000
 const HOLD_POLL_MS = 1
 
-/** What the member of record `file` took in hand and has not acked, as its record says so far. */
-const recordedHeld = (file: string) => readRecord(readFileSync(file)).unsettled.size
+/** The member's record in `file` as it stands: what it took in hand, and what it acked. */
+const recordOf = (file: string) => readRecord(readFileSync(file))
 
 const exitOf = (member: Member) =>
   Effect.async<void>((resume) => {
@@ -118,7 +118,8 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       const victim = ready[Math.floor(Math.random() * ready.length)]!
       const { file, member } = members[victim]!
       const ackedWhenHeld = total()
-      const victimAcked = acked[files.indexOf(file)] ?? 0
+      const place = files.indexOf(file)
+      const victimAcked = acked[place] ?? 0
       // Killed holding messages: told to keep the next it is given unacked, then killed once the
       // group says it holds some (a member holds a chunk only while it works on it, a moment of each wake).
       say(member, "hold")
@@ -133,15 +134,16 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
       // The group counts a chunk held once the member claimed it, the member's record once it took
       // the chunk in hand: killed in between, its record would not name what it held, and the
       // redelivery of those messages could not be timed. It records the chunk at once, all together.
-      while (held > 0 && recordedHeld(file) < held && performance.now() < holdUntil) yield* Effect.sleep(HOLD_POLL_MS)
+      while (held > 0 && recordOf(file).unsettled.size < held && performance.now() < holdUntil) {
+        yield* Effect.sleep(HOLD_POLL_MS)
+      }
       const killedAtMs = epochMs()
       member.kill("SIGKILL")
       yield* exitOf(member)
-      const record = readRecord(readFileSync(file))
+      const record = recordOf(file)
       const unsettled = record.unsettled
       // Its acks since its last progress report count too (its record has them all): without
       // them the run's count would stay short of the messages the group has settled.
-      const place = files.indexOf(file)
       acked[place] = Math.max(acked[place]!, record.acked.length)
       unsettledByKilled.push(unsettled)
       // Started again while the others take over what it held, and the run goes on.
@@ -185,7 +187,7 @@ export const benchGroupKills = (o: GroupBenchOptions) =>
     const elapsedMs = epochMs() - startedAtMs
     for (const { member } of members) say(member, "stop")
     yield* Effect.forEach(members, ({ member }) => member.event("done", 30_000))
-    const records = files.map((file) => readRecord(readFileSync(file)))
+    const records = files.map(recordOf)
     const { duplicates, lost: noAck } = auditAcks(o.messages, records.map((r) => r.acked))
     const ackedSomewhere = new Set(records.flatMap((r) => r.acked))
     // Held by a killed member, acked by nobody else: its own ack settled it (the group has nothing pending).
