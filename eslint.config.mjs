@@ -67,5 +67,19 @@ export default tseslint.config(
         message: "read settings through the domain's settings table (src/Settings.ts, …Settings.ts), not process.env"
       }]
     }
+  },
+  {
+    // @effect/vitest's `layer` leaves its block's runtime on the module-wide `it` (test/helpers/SharedLayer.ts).
+    files: ["test/**/*.ts", "examples/*/test/**/*.ts"],
+    ignores: ["test/helpers/SharedLayer.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        paths: [{
+          name: "@effect/vitest",
+          importNames: ["layer"],
+          message: "share a layer with sharedLayer (test/helpers/SharedLayer.ts): `layer` leaves its runtime on `it`"
+        }]
+      }]
+    }
   }
 )

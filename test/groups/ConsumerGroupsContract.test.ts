@@ -4,7 +4,7 @@
  * (the same engine over a private directory and the in-memory log). Each test uses topics of its
  * own; waits are for conditions, bounded, never for time.
  */
-import { expect, layer } from "@effect/vitest"
+import { expect } from "@effect/vitest"
 import { Chunk, Deferred, Effect, Fiber, type Layer, Stream, TestClock } from "effect"
 import { ackAll } from "../../src/layers/groups/GroupDelivery.js"
 import { checkBatchPayload, forEachMessage } from "../../src/layers/net/BatchPayload.js"
@@ -23,6 +23,7 @@ import { LogReader } from "../../src/services/log/LogReader.js"
 import { TopicNotFound } from "../../src/services/log/Topics.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
 import { type GroupsServices, memoryGroups, regionGroups, remoteGroups, TrimTopic } from "../fixtures/groups-harness.js"
+import { sharedLayer } from "../helpers/SharedLayer.js"
 
 const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12", "dead", "dead12"]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
@@ -51,7 +52,7 @@ const take = (group: string, n: number, maxInFlight = n) =>
   )
 
 const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =>
-  layer(backing, { timeout: 60_000 })(name, (it) => {
+  sharedLayer(backing, { timeout: 60_000 })(name, (it) => {
     it.effect("creates, describes, lists and deletes groups; typed errors for bad specs and unknown names", () =>
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups
