@@ -161,8 +161,13 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         yield* until(1) // the quiet watch's period passed with nothing: called with false
         expect(calls).toEqual([[false, -1]])
         quiet()
-        yield* Effect.sleep("10 millis")
-        expect(Atomics.load(region.i32, BELL / 4 + 1)).toBe(1) // parked, flag published
+        // Parked, its flag published: the park step runs once the process has nothing else to do.
+        const parkedFlag = () => Atomics.load(region.i32, BELL / 4 + 1)
+        yield* Effect.repeat(Effect.sync(parkedFlag), {
+          until: (flag) => flag === 1,
+          schedule: Schedule.spaced("2 millis")
+        }).pipe(Effect.timeout("5 seconds"))
+        expect(parkedFlag()).toBe(1)
         for (const n of [1, 2]) {
           Atomics.store(region.i32, VALUE / 4, n)
           ringer.ring(BELL)
