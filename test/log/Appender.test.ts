@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Schedule } from "effect"
 import { BrokerLineView, ParticipantLineView } from "../../src/layers/log/RecordViews.js"
 import {
   appendSimple,
@@ -170,7 +170,10 @@ describe("Appender over the region", () => {
       for (let seq = 0; seq < smallConfig.pbrSlots; seq++) yield* appendSimple(a, "t", 1, 0, seq)
       expect(roomWaits()).toBe(0)
       const waiting = yield* Effect.fork(appendSimple(a, "t", 1, 0, smallConfig.pbrSlots))
-      yield* Effect.sleep("20 millis")
+      // Counted once the forked append has found no room (bounded: never counted fails the test).
+      yield* Effect.repeat(Effect.sync(roomWaits), { until: (n) => n > 0, schedule: Schedule.spaced("2 millis") }).pipe(
+        Effect.timeout("5 seconds")
+      )
       expect(roomWaits()).toBe(1)
       const sequencer = yield* cluster.sequencer()
       yield* drain(sequencer)

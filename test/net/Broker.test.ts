@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Deferred, Effect, Layer } from "effect"
+import { ConfigProvider, Context, Deferred, Effect, Layer, Schedule } from "effect"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { PROTOCOL_VERSION, SessionOpen, sessionOpenFrame } from "../../src/layers/net/Control.js"
@@ -378,7 +378,11 @@ describe("Broker", () => {
       const batches = 512
       const payload = new Uint8Array(60_000)
       for (let seq = 0; seq < batches; seq++) client.write(batchFrame(1, epoch, seq, [payload]))
-      yield* Effect.sleep("300 millis")
+      // Until the broker holds the stalled batch and the rest backs up in the client (bounded).
+      yield* Effect.repeat(
+        Effect.sync(() => server.stats().queuedBytes > 0 && client.socket.writableLength > 8 << 20),
+        { until: (settled) => settled, schedule: Schedule.spaced("5 millis") }
+      ).pipe(Effect.timeout("10 seconds"))
       expect(server.stats().queuedBytes).toBeGreaterThan(0)
       // The batch waiting for room and at most the next frame's header: reading stops meanwhile, the kernel holds the rest.
       // (One message of 60 000 bytes makes a payload of 60 016: its record header and the batch's base timestamp.)

@@ -678,8 +678,16 @@ describe("Security", () => {
       const second = yield* rawHandshake(server.port, carol, 14)
       expect(errorCode(second.answer)).toBe("too-many-connections")
       first.client.socket.destroy()
-      yield* Effect.sleep("50 millis")
-      expect((yield* rawHandshake(server.port, carol, 15)).answer.type).toBe(FrameType.SESSION_OPENED)
+      // Her connection is hers again once the broker has seen the first close: until then a third
+      // is refused as the second was (counted below), at most 5 s.
+      let third = yield* rawHandshake(server.port, carol, 15)
+      let refusedWhileClosing = 0
+      for (let tries = 0; errorCode(third.answer) === "too-many-connections" && tries < 500; tries++) {
+        refusedWhileClosing++
+        yield* Effect.sleep("10 millis")
+        third = yield* rawHandshake(server.port, carol, 15)
+      }
+      expect(third.answer.type).toBe(FrameType.SESSION_OPENED)
 
       // The connection's own bytes a second: 1 MB, overdrawn by 30 batches of 56 KiB.
       const fast = yield* rawHandshake(server.port, ALICE, 16)
@@ -687,7 +695,10 @@ describe("Security", () => {
       const frames = yield* fast.client.closed
       const refusedWith = frames.map(errorCode).filter((code) => code !== undefined)
       expect(refusedWith).toEqual(["rate-limited"])
-      expect(server.stats().rejected).toMatchObject({ "rate-limited": 2, "too-many-connections": 1 })
+      expect(server.stats().rejected).toMatchObject({
+        "rate-limited": 2,
+        "too-many-connections": 1 + refusedWhileClosing
+      })
     }))
 
   it("the head's default files are private; rights patterns; the credential file is refused when others may read it", () => {

@@ -433,8 +433,11 @@ for (const impl of impls) {
         expect((yield* (yield* puller(second))).offset).toBe(6)
         const anonymous = yield* subscriber.subscribe("t")
         expect(yield* Effect.flip(anonymous.commit(0))).toMatchObject({ _tag: "CommitRejected" })
-        // A remote commit is applied in order with the connection's frames: wait for the broker.
-        yield* Effect.sleep("50 millis")
+        // A remote commit is applied in order with the connection's frames: wait for the broker (bounded).
+        yield* Effect.repeat(consumers.list("t"), {
+          until: (list) => list[0]?.committed === 6,
+          schedule: Schedule.spaced("5 millis")
+        }).pipe(Effect.timeout("5 seconds"))
         expect(yield* consumers.list("t")).toEqual([{
           topic: "t",
           name: "audit",
