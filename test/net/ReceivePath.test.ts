@@ -3,7 +3,7 @@
  * a header, or the log's space for a batch) and the TCP broker over the region using it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import { Hello, helloFrame, PROTOCOL_VERSION, WireViolation } from "../../src/layers/net/Control.js"
 import {
   encodeFrame,
@@ -217,6 +217,14 @@ describe("InPlaceFrameReader", () => {
 
 const regionBroker = regionBrokerFixture()
 
+/** `logged` once it holds every batch of `keys` ("client/seq"), bounded: a batch that never lands fails the test. */
+const loggedWith = <A extends ReadonlyMap<string, unknown>, E, R>(
+  logged: Effect.Effect<A, E, R>,
+  keys: ReadonlyArray<string>
+) =>
+  Effect.repeat(logged, { until: (log) => keys.every((key) => log.has(key)), schedule: Schedule.spaced("2 millis") })
+    .pipe(Effect.timeout("5 seconds"), Effect.zipRight(logged))
+
 const messagesOf = (
   client: number,
   seq: number
@@ -268,8 +276,7 @@ describe("Broker receive path over the region", () => {
         client.write(Uint8Array.of(byte))
         yield* Effect.sleep("1 millis")
       }
-      yield* Effect.sleep("20 millis")
-      const log = yield* logged
+      const log = yield* loggedWith(logged, ["3/0", "3/1"])
       expect([log.get("3/0"), log.get("3/1")]).toEqual(
         [0, 1].map((seq) => ({ crcOk: true, messages: small(seq).map((m) => [...m]) }))
       )
@@ -303,8 +310,7 @@ describe("Broker receive path over the region", () => {
       const cutFrames = yield* cut.closed
       expect(errorCode(cutFrames[cutFrames.length - 1]!)).toBe("truncated")
       good.write(batchFrame(1, goodEpoch, 1, messagesOf(1, 1)))
-      yield* Effect.sleep("20 millis")
-      const log = yield* logged
+      const log = yield* loggedWith(logged, ["1/1"])
       expect([...log.keys()].sort()).toEqual(["1/0", "1/1", "2/0"])
       for (const key of ["1/0", "1/1", "2/0"]) {
         const [client, seq] = key.split("/").map(Number)
