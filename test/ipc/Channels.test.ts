@@ -8,20 +8,19 @@ import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { liveChannels, liveChannelsAndDoorbell } from "../fixtures/channel-region.js"
+import {
+  type ChannelsRun,
+  liveChannelsAndDoorbell,
+  liveChannelsRun,
+  memoryChannelsRun
+} from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const Price = Schema.Struct({ symbol: Schema.String, price: Schema.Number.pipe(Schema.positive()) })
 
-/** Runs a test's program with Channels; the program's own scope closes before the layer's (its rings before their region). */
-type Run = <A, E>(program: Effect.Effect<A, E, Channels | Scope.Scope>) => Effect.Effect<A, E | unknown, Scope.Scope>
-
-const live: Run = (program) =>
-  Effect.flatMap(
-    uniqueRegion("channels"),
-    (region) => Effect.provide(Effect.scoped(program), liveChannels({ region, bell: 0, writesDirectory: true }))
-  )
-const memory: Run = (program) => Effect.provide(Effect.scoped(program), ChannelsMemory.layerMemory())
+type Run = ChannelsRun
+const live = liveChannelsRun
+const memory = memoryChannelsRun
 
 const TAKE_MS = 10_000
 const encoder = new TextEncoder()

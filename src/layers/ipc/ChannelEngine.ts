@@ -9,6 +9,7 @@ import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
 import type { DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
+import { binaryValues } from "./BinaryValues.js"
 import { ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
 import { claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
@@ -40,18 +41,20 @@ export const makeChannels = (
     open: (name, schema, options = {}) =>
       Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => {
         const codec = jsonCodec(schema)
+        const binary = binaryValues(schema.ast)
         return {
           name,
           entry,
           shape,
           publisher: Effect.map(
             claimWriter(rings, name, addresses, publishTimeoutMs),
-            ({ ring, writer }) => typedPublisher(name, codec, writer, ring)
+            ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
           ),
           subscribe: typedSubscription(
             rings,
             name,
             codec,
+            binary,
             addresses,
             options.subscriberBuffer ?? defaults.subscriberBuffer,
             options.spinMicros ?? defaults.spinMicros

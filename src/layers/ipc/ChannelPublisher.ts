@@ -23,6 +23,7 @@ import {
   type RawPublisher
 } from "../../services/ipc/Channels.js"
 import type { JsonCodec } from "../control/JsonCodec.js"
+import type { BinaryValues } from "./BinaryValues.js"
 
 const encoder = new TextEncoder()
 
@@ -71,55 +72,80 @@ export const rawPublisher = (name: string, writer: number, ring: RingWriter): Ra
 }
 
 /**
- * Values: encoded by the channel's Schema as JSON text, then written. Every value of a call is
- * encoded before anything is reserved (one that does not encode writes nothing); the texts that
- * fit are written as UTF-8 straight into their reserved frames and committed together, and only
- * a text that finds no room (or is too large) goes through the ring's `writeAll` with the rest,
- * which waits for room or says why.
+ * Values: encoded by the channel's Schema, then written — in binary where the Schema has a binary
+ * form and the value fits it (BinaryValues.ts), else as JSON text. Every value of a call is encoded
+ * (or found to fit the binary form) before anything is reserved: one that does not encode writes
+ * nothing. The frames that fit are written straight into their reserved space (the binary form
+ * field by field, a text as UTF-8) and committed together; only a frame that finds no room (or is
+ * too large) goes through the ring's `writeAll` with the rest, which waits for room or says why.
  */
 export const typedPublisher = <A>(
   name: string,
   codec: JsonCodec,
+  binary: BinaryValues | undefined,
   writer: number,
   ring: RingWriter
 ): ChannelPublisher<A> => {
   const failed = writeError(name, writer)
   // The ring's bytes as a Buffer (a view of the same memory): `write` encodes UTF-8 in place.
   const bytes = Buffer.from(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength)
-  const textOf = (value: A): string | ChannelEncodeError => {
+  /** A value ready to write: its binary frame's size (a number), or its JSON text. */
+  type Encoded = number | string
+  const encode = (value: A): Encoded | ChannelEncodeError => {
+    const frameBytes = binary === undefined ? -1 : binary.frameBytes(value)
+    if (frameBytes > 0) return frameBytes
     const encoded = codec.encode(value)
     return Either.isRight(encoded) ? encoded.right : new ChannelEncodeError({ name, reason: encoded.left.message })
   }
-  /** Writes `text` as UTF-8 into a frame reserved now; false when the ring has no room for it now (or it is too large). */
-  const tryWrite = (text: string): boolean => {
-    const length = Buffer.byteLength(text, "utf8")
+  /** Writes `value` into a frame reserved now; false when the ring has no room for it now (or it is too large). */
+  const tryWrite = (value: A, encoded: Encoded): boolean => {
+    if (typeof encoded === "number") {
+      const at = ring.tryReserve(encoded)
+      if (at < 0) return false
+      binary!.write(value, bytes, at, encoded)
+      return true
+    }
+    const length = Buffer.byteLength(encoded, "utf8")
     const at = ring.tryReserve(length)
     if (at < 0) return false
-    bytes.write(text, at, length, "utf8")
+    bytes.write(encoded, at, length, "utf8")
     return true
   }
-  /** The texts a call could not write in place: the ring's own path, which commits what is reserved, waits for room or says why. */
-  const writeRest = (texts: ReadonlyArray<string>): Effect.Effect<void, ChannelPublishError> =>
-    Effect.asVoid(Effect.mapError(ring.writeAll(texts.map((text) => encoder.encode(text))), failed))
+  /** A frame of its own for a value that waits for room. */
+  const frameOf = (value: A, encoded: Encoded): Uint8Array => {
+    if (typeof encoded === "string") return encoder.encode(encoded)
+    const frame = new Uint8Array(encoded)
+    binary!.write(value, frame, 0, encoded)
+    return frame
+  }
+  /** The values a call could not write in place: the ring's own path, which commits what is reserved, waits for room or says why. */
+  const writeRest = (
+    values: ReadonlyArray<A>,
+    encoded: ReadonlyArray<Encoded>
+  ): Effect.Effect<void, ChannelPublishError> =>
+    Effect.asVoid(Effect.mapError(ring.writeAll(values.map((value, i) => frameOf(value, encoded[i]!))), failed))
   return {
     writer,
     publish: (value) =>
       Effect.suspend(() => {
-        const text = textOf(value)
-        if (typeof text !== "string") return Effect.fail(text)
-        if (!tryWrite(text)) return writeRest([text])
+        const encoded = encode(value)
+        if (encoded instanceof ChannelEncodeError) return Effect.fail(encoded)
+        if (!tryWrite(value, encoded)) return writeRest([value], [encoded])
         ring.commit()
         return Effect.void
       }),
     publishAll: (values) =>
       Effect.suspend(() => {
-        const texts: Array<string> = []
-        for (const value of values) {
-          const text = textOf(value)
-          if (typeof text !== "string") return Effect.fail(text)
-          texts.push(text)
+        const all = Array.from(values)
+        const encoded: Array<Encoded> = []
+        for (const value of all) {
+          const e = encode(value)
+          if (e instanceof ChannelEncodeError) return Effect.fail(e)
+          encoded.push(e)
         }
-        for (let i = 0; i < texts.length; i++) if (!tryWrite(texts[i]!)) return writeRest(texts.slice(i))
+        for (let i = 0; i < all.length; i++) {
+          if (!tryWrite(all[i]!, encoded[i]!)) return writeRest(all.slice(i), encoded.slice(i))
+        }
         ring.commit()
         return Effect.void
       })

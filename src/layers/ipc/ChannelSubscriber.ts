@@ -21,6 +21,7 @@ import {
   type RawSubscription
 } from "../../services/ipc/Channels.js"
 import type { JsonCodec } from "../control/JsonCodec.js"
+import { BINARY_MARK, type BinaryValues } from "./BinaryValues.js"
 import { makeChannelBuffer } from "./ChannelBuffer.js"
 
 /** How long one wait for a ring's next writer lasts before it is taken again (the reader's heartbeat moves meanwhile). */
@@ -73,10 +74,20 @@ type Received<A> = Either.Either<ChannelMessage<A>, InvalidChannelFrame | Channe
 const decodeFrame = <A>(
   name: string,
   codec: JsonCodec,
+  binary: BinaryValues | undefined,
   frame: Uint8Array,
   writer: number,
   sequence: number
 ): Received<A> => {
+  // A binary frame (BinaryValues.ts) starts with a byte no JSON text starts with.
+  if (frame[0] === BINARY_MARK) {
+    const read = binary === undefined
+      ? { refused: "a binary frame, and this channel's Schema has no binary form" }
+      : binary.read(frame)
+    return "value" in read
+      ? Either.right({ value: read.value as A, writer, sequence })
+      : Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: read.refused }))
+  }
   let text: string
   try {
     text = decoder.decode(frame)
@@ -99,6 +110,7 @@ export const typedSubscription = <A>(
   rings: RingsShape,
   name: string,
   codec: JsonCodec,
+  binary: BinaryValues | undefined,
   addresses: ReadonlyArray<RingAddress>,
   capacity: number,
   spinMicros: number
@@ -125,7 +137,9 @@ export const typedSubscription = <A>(
       return received.offer(item) ? undefined : handOnWhenRoom(item)
     }
     for (const [writer, reader] of readers.entries()) {
-      const read = reader.consumeSync((frame, sequence) => handOn(decodeFrame<A>(name, codec, frame, writer, sequence)))
+      const read = reader.consumeSync((frame, sequence) =>
+        handOn(decodeFrame<A>(name, codec, binary, frame, writer, sequence))
+      )
       yield* followRing(name, writer, reader, read).pipe(
         Effect.catchAll((broken) => handOnWhenRoom(Either.left(broken))),
         Effect.forkScoped
