@@ -281,6 +281,17 @@ export const binaryValues = (ast: AST.AST): BinaryValues | undefined => {
   const check = compileCheck(ast)
   const part = compilePart(ast)
   if (check === undefined || part === undefined) return undefined
+  // One cursor for every value (a write or a read runs to its end, never interleaved), its views
+  // made again only when a frame lies in another buffer (a ring's frames share its memory): no
+  // allocation per value. Its positions are the buffer's, not the frame's.
+  const cursor: Cursor = { bytes: new Uint8Array(0), view: new DataView(new ArrayBuffer(0)), at: 0, end: 0 }
+  const over = (frame: Uint8Array): Cursor => {
+    if (cursor.bytes.buffer !== frame.buffer) {
+      cursor.bytes = new Uint8Array(frame.buffer)
+      cursor.view = new DataView(frame.buffer)
+    }
+    return cursor
+  }
   return {
     frameBytes: (value) => {
       if (!check(value)) return -1
@@ -288,25 +299,19 @@ export const binaryValues = (ast: AST.AST): BinaryValues | undefined => {
       return size < 0 ? -1 : HEADER_BYTES + size
     },
     write: (value, bytes, at, frameBytes) => {
-      bytes[at] = BINARY_MARK
-      bytes[at + 1] = BINARY_LAYOUT
-      const out = {
-        bytes,
-        view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
-        at: at + HEADER_BYTES,
-        end: at + frameBytes
-      }
+      const out = over(bytes)
+      out.at = bytes.byteOffset + at
+      out.end = out.at + frameBytes
+      out.bytes[out.at++] = BINARY_MARK
+      out.bytes[out.at++] = BINARY_LAYOUT
       part.write(value, out)
     },
     read: (frame) => {
       if (frame.length < HEADER_BYTES || frame[0] !== BINARY_MARK) return { refused: "not a binary frame" }
       if (frame[1] !== BINARY_LAYOUT) return { refused: `binary layout ${frame[1]}, not ${BINARY_LAYOUT}` }
-      const input = {
-        bytes: frame,
-        view: new DataView(frame.buffer, frame.byteOffset, frame.byteLength),
-        at: HEADER_BYTES,
-        end: frame.length
-      }
+      const input = over(frame)
+      input.at = frame.byteOffset + HEADER_BYTES
+      input.end = frame.byteOffset + frame.length
       const value = part.read(input)
       if (value === MALFORMED) return { refused: "a binary frame cut short or with a bad length, byte or UTF-8 text" }
       if (input.at !== input.end) return { refused: `${input.end - input.at} bytes after the value` }
