@@ -7,7 +7,7 @@ import { existsSync } from "node:fs"
 import { join } from "node:path"
 import { packageRoot } from "../PackageRoot.js"
 import { readSetting, setting, type SettingsTable } from "../Settings.js"
-import { CODE_CACHE_SETTING } from "./cli/LauncherSettings.js"
+import { CODE_CACHE_SETTING, HEAP_GROWTH_SETTING } from "./cli/LauncherSettings.js"
 
 export const METRICS_SETTINGS = {
   usedBy: "roles with --metrics-port",
@@ -59,7 +59,7 @@ export const PEER_SETTINGS = {
 
 export const LAUNCHER_SETTINGS = {
   usedBy: "every process (the launcher, dist/cxlog.mjs)",
-  settings: { codeCache: setting.choice(CODE_CACHE_SETTING) }
+  settings: { codeCache: setting.choice(CODE_CACHE_SETTING), heapGrowth: setting.integer(HEAP_GROWTH_SETTING) }
 } as const satisfies SettingsTable
 
 /**

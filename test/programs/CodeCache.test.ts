@@ -4,7 +4,9 @@
  * writes one there, named after the Node and the bundle, and nothing beside the package; a
  * cache present is read, not rewritten; a damaged cache is refused by V8, the command still
  * runs and replaces it; a rebuilt bundle never meets an old cache, whose file goes;
- * `CXLOG_CODE_CACHE=off` neither reads nor writes.
+ * `CXLOG_CODE_CACHE=off` neither reads nor writes. The heap growth the launcher gives V8
+ * (`CXLOG_HEAP_GROWING_PERCENT`) is one of V8's flags, so it is part of a cache's name, and a
+ * cache made under one growth is refused under another.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { spawnSync } from "node:child_process"
@@ -45,15 +47,20 @@ const withCliCopy = (test: (dir: string) => void) => () => {
   }
 }
 
-const environment = (dir: string, mode: string) => {
-  const { NODE_OPTIONS: _options, ...rest } = process.env
-  return { ...rest, CXLOG_CODE_CACHE: mode, XDG_CACHE_HOME: join(dir, "cache") }
+const environment = (dir: string, mode: string, growth?: string) => {
+  const { CXLOG_HEAP_GROWING_PERCENT: _growth, NODE_OPTIONS: _options, ...rest } = process.env
+  return {
+    ...rest,
+    CXLOG_CODE_CACHE: mode,
+    XDG_CACHE_HOME: join(dir, "cache"),
+    ...(growth === undefined ? {} : { CXLOG_HEAP_GROWING_PERCENT: growth })
+  }
 }
 
 /** `cxlog --version` from the copy: its output, and what the launcher says of the cache (CXLOG_CODE_CACHE=report). */
-const version = (dir: string, mode = "report") => {
+const version = (dir: string, mode = "report", growth?: string) => {
   const run = spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "--version"], {
-    env: environment(dir, mode),
+    env: environment(dir, mode, growth),
     encoding: "utf8"
   })
   expect(run.status).toBe(0)
@@ -68,14 +75,14 @@ const caches = (dir: string) => {
   }
 }
 
-/** The cache file a command run now would use: named after this Node and the bundle's size and mtime. */
-const expectedName = (dir: string, command: string) => {
+/** The cache file a command run now would use: named after this Node, the heap growth (default 100) and the bundle's size and mtime. */
+const expectedName = (dir: string, command: string, growth = 100) => {
   const { mtimeMs, size } = statSync(join(dir, "package", "cxlog.cjs"))
-  return `${command}-${process.version}-${size}-${Math.trunc(mtimeMs)}.bin`
+  return `${command}-${process.version}-g${growth}-${size}-${Math.trunc(mtimeMs)}.bin`
 }
 
-const cacheFile = (dir: string, command: string) =>
-  join(dir, "cache", "cxlog", "code-cache", expectedName(dir, command))
+const cacheFile = (dir: string, command: string, growth = 100) =>
+  join(dir, "cache", "cxlog", "code-cache", expectedName(dir, command, growth))
 
 describe("code cache", () => {
   it(
@@ -134,6 +141,37 @@ describe("code cache", () => {
     "CXLOG_CODE_CACHE=off neither writes nor needs a cache",
     withCliCopy((dir) => {
       expect(version(dir, "off")).toEqual({ output: "0.1.0", cache: undefined })
+      expect(caches(dir)).toEqual([])
+    })
+  )
+
+  it(
+    "the heap growth reaches V8: a cache made under one growth is refused under another, and each keeps its own",
+    withCliCopy((dir) => {
+      expect(version(dir, "report", "0")).toEqual({ output: "0.1.0", cache: "none" })
+      expect(caches(dir)).toEqual([expectedName(dir, "cli", 0)])
+      // The default growth's cache, made by a process whose V8 ran without the flag: its flags differ.
+      copyFileSync(cacheFile(dir, "cli", 0), cacheFile(dir, "cli", 100))
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "refused" })
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
+      expect(version(dir, "report", "250")).toEqual({ output: "0.1.0", cache: "none" })
+      expect(caches(dir)).toContain(expectedName(dir, "cli", 250))
+    })
+  )
+
+  it(
+    "a heap growth that is not a whole number is refused with the setting's name, before anything runs",
+    withCliCopy((dir) => {
+      for (const given of ["fast", "-5", "1.5"]) {
+        const run = spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "--version"], {
+          env: environment(dir, "on", given),
+          encoding: "utf8"
+        })
+        expect(run.status).toBe(2)
+        expect(run.stdout).toBe("")
+        expect(run.stderr).toContain(`CXLOG_HEAP_GROWING_PERCENT must be a whole number of percent`)
+        expect(run.stderr).toContain(JSON.stringify(given))
+      }
       expect(caches(dir)).toEqual([])
     })
   )

@@ -5,7 +5,7 @@
  * broker's CPU in V8's parser). The cache holds the bytecode of everything a command compiled
  * in a run, one file per command, in the user's cache directory — never in the package, which
  * may be read-only and is not ours to grow: `$XDG_CACHE_HOME/cxlog/code-cache` (else
- * `~/.cache/cxlog/code-cache`), `COMMAND-NODEVERSION-SIZE-MTIME.bin`, named after the Node that
+ * `~/.cache/cxlog/code-cache`), `COMMAND-NODEVERSION-gGROWTH-SIZE-MTIME.bin`, named after the Node (and heap growth) that
  * made it and the bundle it belongs to, so another Node or a rebuilt bundle never meets an old
  * cache; writing one removes the caches this Node made for that command's other bundles. A command without a usable
  * cache (none, or one V8 refuses) writes its own when it exits successfully; nothing is shipped.
@@ -15,21 +15,34 @@
  * `CXLOG_CODE_CACHE`: `off` (compile from source), `write` (rewrite this command's cache at exit,
  * or at a SIGTERM once the command is done: `npm run bundle`'s warm-up run), `report` (as `on`,
  * and say on stderr whether the cache was used), default `on`.
+ *
+ * `CXLOG_HEAP_GROWING_PERCENT` (default 100): V8's `--heap-growing-percent` for this process, so a
+ * full collection comes once the heap has grown that much past what the last one kept.
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { setFlagsFromString } from "node:v8"
 import { Script } from "node:vm"
 import { launcherEnvironment } from "./LauncherSettings.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const bundle = join(here, "cxlog.cjs")
-const { cacheHome, mode, nodeOptions } = launcherEnvironment()
+const { cacheHome, heapGrowth, mode, nodeOptions } = launcherEnvironment()
+if (typeof heapGrowth === "string") {
+  process.stderr.write(`cxlog: ${heapGrowth}\n`)
+  process.exit(2)
+}
+// Set before anything is compiled: V8 refuses a code cache made under other flags, so the
+// growth is part of the cache's name. Without it a broker serving a consumer group ran a full
+// collection every 0.2 s, its heap held to what the last one kept plus a few MiB
+// (docs/performance.md, "The heap's growth").
+if (heapGrowth > 0) setFlagsFromString(`--heap-growing-percent=${heapGrowth}`)
 const cacheDirectory = join(cacheHome, "cxlog", "code-cache")
 const command = /^[a-z][a-z-]*$/.test(process.argv[2] ?? "") ? process.argv[2]! : "cli"
 const { mtimeMs, size } = statSync(bundle)
-const cacheName = `${command}-${process.version}-${size}-${Math.trunc(mtimeMs)}.bin`
+const cacheName = `${command}-${process.version}-g${heapGrowth}-${size}-${Math.trunc(mtimeMs)}.bin`
 const cacheFile = join(cacheDirectory, cacheName)
 
 const readCache = (): Buffer | undefined => {

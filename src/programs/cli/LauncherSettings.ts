@@ -16,7 +16,23 @@ export const CODE_CACHE_SETTING = {
 
 export type CodeCacheMode = typeof CODE_CACHE_SETTING.values[number]
 
-/** What the launcher reads from its environment: the cache mode, the user's cache directory, and whether Node runs with extra flags. */
+export const HEAP_GROWTH_SETTING = {
+  env: "CXLOG_HEAP_GROWING_PERCENT",
+  default: 100,
+  min: 0,
+  description:
+    "how far V8 lets a cxlog process's heap grow past what its last full collection kept, in percent, before the next (V8's --heap-growing-percent); 0 leaves it to V8's own estimate"
+} as const
+
+/** The heap growth `given` names (the default when unset), or why it names none. */
+export const heapGrowingPercent = (given: string | undefined): number | string => {
+  if (given === undefined || given === "") return HEAP_GROWTH_SETTING.default
+  return /^\d{1,6}$/.test(given)
+    ? Number(given)
+    : `${HEAP_GROWTH_SETTING.env} must be a whole number of percent (0 leaves it to V8), not ${JSON.stringify(given)}`
+}
+
+/** What the launcher reads from its environment: the cache mode, the user's cache directory, whether Node runs with extra flags, and the heap's growth. */
 export const launcherEnvironment = () => {
   const env = process.env
   const given = env[CODE_CACHE_SETTING.env] ?? CODE_CACHE_SETTING.default
@@ -26,6 +42,7 @@ export const launcherEnvironment = () => {
   return {
     mode: given as CodeCacheMode,
     cacheHome,
-    nodeOptions: env["NODE_OPTIONS"] ?? ""
+    nodeOptions: env["NODE_OPTIONS"] ?? "",
+    heapGrowth: heapGrowingPercent(env[HEAP_GROWTH_SETTING.env])
   }
 }
