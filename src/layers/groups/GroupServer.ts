@@ -56,7 +56,6 @@ import {
   PendingOfGroup,
   SettleDelivery
 } from "./GroupProtocol.js"
-import { plainSettleRequest, type SettleInput } from "./SettleRequest.js"
 
 /** Why `user` (none: a broker without authentication) may not use group `group` of `topic`, or undefined. */
 const refusal = (user: UserRecord | undefined, group: string, topic: string): string | undefined =>
@@ -106,15 +105,7 @@ const connectionRequests = (
     if (Either.isLeft(decoded)) {
       return refuse(id, new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` }))
     }
-    return answerDecoded(id, method, decoded.right, handle)
-  }
-  const answerDecoded = <P, PI, S, SI, F, FI>(
-    id: number,
-    method: RpcMethod<string, P, PI, S, SI, F, FI>,
-    input: P,
-    handle: (input: P) => Effect.Effect<S, F>
-  ): Effect.Effect<void> =>
-    Effect.either(handle(input)).pipe(
+    return Effect.either(handle(decoded.right)).pipe(
       Effect.map((outcome) => void socket.write(groupAnswerFrame(id, method, outcome))),
       Effect.catchAllDefect((defect) =>
         Effect.zipRight(
@@ -123,6 +114,7 @@ const connectionRequests = (
         )
       )
     )
+  }
   const refuse = (id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
     Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
 
@@ -163,7 +155,7 @@ const connectionRequests = (
   }
 
   /** Settles the deliveries named alike: acks at once (`ackAll`: a local member's without an effect each), the rest in turn. */
-  const settle = (input: SettleInput): Effect.Effect<Array<boolean>, DeadLetterFailed> => {
+  const settle = (input: typeof SettleDelivery.payload.Type): Effect.Effect<Array<boolean>, DeadLetterFailed> => {
     const deliveries = held.get(input.member)
     const found = input.deliveries.map((id) => deliveries?.get(id))
     const outcomes = found.map(() => false)
@@ -204,8 +196,6 @@ const connectionRequests = (
   }
 
   const handle = (frame: Frame): Effect.Effect<void> => {
-    const plain = plainSettleRequest(frame.payload)
-    if (plain !== undefined) return answerDecoded(frame.seq, SettleDelivery, plain, settle)
     const request = decodeControl(GroupRequest, frame.payload, "bad-handshake")
     if (Either.isLeft(request)) return refuse(frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
     const { input, operation } = request.right
