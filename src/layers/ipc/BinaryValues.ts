@@ -49,18 +49,8 @@ const MALFORMED: unique symbol = Symbol("malformed")
 const decoder = new TextDecoder("utf-8", { fatal: true })
 const encoder = new TextEncoder()
 
-/** Whether every surrogate of `s` is half of a pair (what UTF-8 can carry). */
-const wellFormed = (s: string): boolean => {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 0xd800 || c > 0xdfff) continue
-    if (c > 0xdbff) return false
-    const low = s.charCodeAt(i + 1)
-    if (!(low >= 0xdc00 && low <= 0xdfff)) return false
-    i++
-  }
-  return true
-}
+/** `String.prototype.isWellFormed` (Node 20 has it; ES2024, past the ES2022 lib this project builds with). */
+const wellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed()
 
 /** UTF-8 bytes of `s`, or -1 when UTF-8 cannot carry it (a lone surrogate). */
 const utf8Length = (s: string): number => {
@@ -270,8 +260,17 @@ export interface BinaryValues {
   /** Writes `value`'s frame (of `frameBytes(value)` bytes) at `at` of `bytes`. */
   readonly write: (value: unknown, bytes: Uint8Array, at: number, frameBytes: number) => void
   /** The value of a binary frame (byte 0 is BINARY_MARK), or why it is refused. */
-  readonly read: (frame: Uint8Array) => { readonly value: unknown } | { readonly refused: string }
+  readonly read: (frame: Uint8Array) => unknown
 }
+
+/** Why a binary frame is refused: what `read` returns instead of a value (no object per frame read). */
+export class BinaryRefusal {
+  constructor(readonly reason: string) {}
+}
+
+const NOT_BINARY = new BinaryRefusal("not a binary frame")
+const CUT_SHORT = new BinaryRefusal("a binary frame cut short or with a bad length, byte or UTF-8 text")
+const NOT_MATCHING = new BinaryRefusal("the value does not match the channel's Schema")
 
 /**
  * The binary form of `ast`'s values, or undefined when they go as JSON text (a Schema outside the
@@ -307,15 +306,15 @@ export const binaryValues = (ast: AST.AST): BinaryValues | undefined => {
       part.write(value, out)
     },
     read: (frame) => {
-      if (frame.length < HEADER_BYTES || frame[0] !== BINARY_MARK) return { refused: "not a binary frame" }
-      if (frame[1] !== BINARY_LAYOUT) return { refused: `binary layout ${frame[1]}, not ${BINARY_LAYOUT}` }
+      if (frame.length < HEADER_BYTES || frame[0] !== BINARY_MARK) return NOT_BINARY
+      if (frame[1] !== BINARY_LAYOUT) return new BinaryRefusal(`binary layout ${frame[1]}, not ${BINARY_LAYOUT}`)
       const input = over(frame)
       input.at = frame.byteOffset + HEADER_BYTES
       input.end = frame.byteOffset + frame.length
       const value = part.read(input)
-      if (value === MALFORMED) return { refused: "a binary frame cut short or with a bad length, byte or UTF-8 text" }
-      if (input.at !== input.end) return { refused: `${input.end - input.at} bytes after the value` }
-      return check(value) ? { value } : { refused: "the value does not match the channel's Schema" }
+      if (value === MALFORMED) return CUT_SHORT
+      if (input.at !== input.end) return new BinaryRefusal(`${input.end - input.at} bytes after the value`)
+      return check(value) ? value : NOT_MATCHING
     }
   }
 }

@@ -21,7 +21,7 @@ import {
   type RawSubscription
 } from "../../services/ipc/Channels.js"
 import type { JsonCodec } from "../control/JsonCodec.js"
-import { BINARY_MARK, type BinaryValues } from "./BinaryValues.js"
+import { BINARY_MARK, BinaryRefusal, type BinaryValues } from "./BinaryValues.js"
 import { makeChannelBuffer } from "./ChannelBuffer.js"
 
 /** How long one wait for a ring's next writer lasts before it is taken again (the reader's heartbeat moves meanwhile). */
@@ -71,6 +71,8 @@ export const followRing = (
 
 type Received<A> = Either.Either<ChannelMessage<A>, InvalidChannelFrame | ChannelBroken>
 
+const NO_BINARY_FORM = new BinaryRefusal("a binary frame, and this channel's Schema has no binary form")
+
 const decodeFrame = <A>(
   name: string,
   codec: JsonCodec,
@@ -81,12 +83,10 @@ const decodeFrame = <A>(
 ): Received<A> => {
   // A binary frame (BinaryValues.ts) starts with a byte no JSON text starts with.
   if (frame[0] === BINARY_MARK) {
-    const read = binary === undefined
-      ? { refused: "a binary frame, and this channel's Schema has no binary form" }
-      : binary.read(frame)
-    return "value" in read
-      ? Either.right({ value: read.value as A, writer, sequence })
-      : Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: read.refused }))
+    const read = binary === undefined ? NO_BINARY_FORM : binary.read(frame)
+    return read instanceof BinaryRefusal
+      ? Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: read.reason }))
+      : Either.right({ value: read as A, writer, sequence })
   }
   let text: string
   try {
