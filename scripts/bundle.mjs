@@ -7,7 +7,7 @@
  */
 import { build } from "esbuild"
 import { spawnSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -33,6 +33,15 @@ await build({
   },
   banner: { js: "const __cxlogModuleUrl = require(\"node:url\").pathToFileURL(__filename).href;" }
 })
+// Read by the launcher as one byte a character (Launcher.ts): esbuild escapes what is not ASCII in
+// the code, so only comments still hold some, escaped here too; the hashbang goes, its line kept.
+const bundled = join(dist, "cxlog.cjs")
+writeFileSync(
+  bundled,
+  readFileSync(bundled, "utf8")
+    .replace(/^#!.*/, "")
+    .replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
+)
 await build({
   ...common,
   entryPoints: [join(dist, "src", "programs", "cli", "Launcher.js")],

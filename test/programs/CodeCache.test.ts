@@ -9,6 +9,7 @@
  * cache made under one growth is refused under another.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { isAscii } from "node:buffer"
 import { spawnSync } from "node:child_process"
 import {
   copyFileSync,
@@ -155,7 +156,25 @@ describe("code cache", () => {
       expect(version(dir)).toEqual({ output: "0.1.0", cache: "refused" })
       expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
       expect(version(dir, "report", "250")).toEqual({ output: "0.1.0", cache: "none" })
-      expect(caches(dir)).toContain(expectedName(dir, "cli", 250))
+      expect(caches(dir)).toEqual([100, 250, 0].map((growth) => expectedName(dir, "cli", growth)).sort())
+      expect(version(dir)).toEqual({ output: "0.1.0", cache: "used" })
+    })
+  )
+
+  it(
+    "the built bundle is ASCII with no hashbang (read a byte a character); any other is read as UTF-8",
+    withCliCopy((dir) => {
+      const bundle = join(dir, "package", "cxlog.cjs")
+      const built = readFileSync(bundle)
+      expect(isAscii(built)).toBe(true)
+      expect(built.subarray(0, 2).toString()).not.toBe("#!")
+      const text = built.toString("latin1")
+      expect(text).toContain(`VERSION = "0.1.0"`)
+      writeFileSync(
+        bundle,
+        `#!/usr/bin/env node\n${text.replace(`VERSION = "0.1.0"`, `VERSION = "0.1.0-\u00e9t\u00e9"`)}`
+      )
+      expect(version(dir).output).toBe("0.1.0-\u00e9t\u00e9")
     })
   )
 
