@@ -101,7 +101,6 @@ const memoryBack = (baseline: number) =>
     return false
   })
 
-/** Publishes `messages` messages, message i to `topics[i % topics.length]`, honouring backpressure; MB/s until all are acknowledged. */
 /** The cluster's role processes whose CPU a phase reports beside the publisher's. */
 interface PhaseRoles {
   readonly head: RoleProcess
@@ -114,6 +113,10 @@ const rolesCpuSeconds = (roles: PhaseRoles) => ({
   brokers: roles.brokers.reduce((sum, broker) => sum + (broker.cpuSeconds() ?? 0), 0)
 })
 
+/**
+ * Publishes `messages` messages, message i to `topics[i % topics.length]`, honouring backpressure:
+ * MB/s until all are acknowledged, messages per batch, and the CPU per GiB of the publisher and the roles.
+ */
 const publishSpread = (
   publisher: PublisherShape,
   roles: PhaseRoles,
