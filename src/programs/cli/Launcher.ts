@@ -7,7 +7,7 @@
  * may be read-only and is not ours to grow: `$XDG_CACHE_HOME/cxlog/code-cache` (else
  * `~/.cache/cxlog/code-cache`), `COMMAND-NODEVERSION-gGROWTH-SIZE-MTIME.bin`, named after the Node (and heap growth) that
  * made it and the bundle it belongs to, so another Node or a rebuilt bundle never meets an old
- * cache; writing one removes the caches this Node made for that command's other bundles. A command without a usable
+ * cache; writing one removes the caches this Node made for that command's other bundles under the same growth. A command without a usable
  * cache (none, or one V8 refuses) writes its own when it exits successfully; nothing is shipped.
  * This, not Node's `module.enableCompileCache` (Node ≥ 22.1), because that one caches what was
  * compiled when the module loaded, not the functions a command compiles as it runs.
