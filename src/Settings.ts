@@ -7,6 +7,10 @@
  * `cxlog config`. The environment itself is read here and in the tables only.
  */
 import { Config, ConfigError, ConfigProvider, Effect, Either } from "effect"
+import { type Read, readChoice, readWholeNumber, SET_BUT_EMPTY } from "./SettingText.js"
+
+const asEither = <A>(read: Read<A>): Either.Either<A, string> =>
+  "value" in read ? Either.right(read.value) : Either.left(read.problem)
 
 /** Why `text` is not a valid value, as a phrase naming it (Left), or the value. */
 export type Parse<A> = (text: string) => Either.Either<A, string>
@@ -25,11 +29,7 @@ export interface Setting<A> {
   readonly switch: boolean
 }
 
-export const wholeNumber = (min: number): Parse<number> => (text) => {
-  if (!/^-?\d+$/.test(text.trim())) return Either.left(`${text} is not a whole number`)
-  const n = Number(text)
-  return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
-}
+export const wholeNumber = (min: number): Parse<number> => (text) => asEither(readWholeNumber(text, min))
 
 export const decimal = (min: number): Parse<number> => (text) => {
   const n = text.trim() === "" ? Number.NaN : Number(text)
@@ -80,9 +80,7 @@ export const parseSwitch: Parse<boolean> = (t) => {
 }
 
 export const parseChoice = <const C extends string>(values: ReadonlyArray<C>): Parse<C> => (t) =>
-  (values as ReadonlyArray<string>).includes(t)
-    ? Either.right(t as C)
-    : Either.left(`${t} is not one of ${values.join(", ")}`)
+  asEither(readChoice(t, values))
 
 interface Declared {
   readonly env: string
@@ -143,12 +141,6 @@ export const setting = {
     }
   ) => declare(spec, spec.placeholder, spec.parse, spec.default, spec.shown)
 }
-
-/**
- * Why a variable set to "" is refused: it is a mistake (a shell variable that expanded to
- * nothing, a value left out), never a way to ask for the default, which unsetting it gives.
- */
-export const SET_BUT_EMPTY = "set but empty"
 
 /** The setting's variable, required (a library layer that has no default where the CLI has one: the brokers to publish to). */
 export const requiredSettingConfig = <A>(s: Setting<A>): Config.Config<A> =>

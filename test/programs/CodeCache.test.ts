@@ -179,6 +179,29 @@ describe("code cache", () => {
   )
 
   it(
+    "the launcher's settings read as cxlog config reads them: empty or not one of the values is refused before anything runs",
+    withCliCopy((dir) => {
+      const run = (env: Record<string, string>) =>
+        spawnSync(process.execPath, [join(dir, "package", "cxlog.mjs"), "--version"], {
+          env: { ...environment(dir, "on"), ...env },
+          encoding: "utf8"
+        })
+      for (const name of ["CXLOG_HEAP_GROWING_PERCENT", "CXLOG_CODE_CACHE"]) {
+        const empty = run({ [name]: "" })
+        expect(empty.status).toBe(2)
+        expect(empty.stderr).toBe(`cxlog: ${name}: set but empty: give it a value, or unset it for the default\n`)
+      }
+      const unknown = run({ CXLOG_CODE_CACHE: "maybe" })
+      expect(unknown.status).toBe(2)
+      expect(unknown.stderr).toBe("cxlog: CXLOG_CODE_CACHE: maybe is not one of on, off, write, report\n")
+      expect(caches(dir)).toEqual([])
+      // Padded, as `cxlog config` takes it.
+      expect(run({ CXLOG_HEAP_GROWING_PERCENT: " 100 " }).stdout.trim()).toBe("0.1.0")
+      expect(caches(dir)).toEqual([expectedName(dir, "cli")])
+    })
+  )
+
+  it(
     "a heap growth that is not a whole number is refused with the setting's name, before anything runs",
     withCliCopy((dir) => {
       for (const given of ["fast", "-5", "1.5"]) {

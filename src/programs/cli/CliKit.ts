@@ -15,10 +15,10 @@ import {
   parseSize,
   parseSwitch,
   processEnvironment,
-  SET_BUT_EMPTY,
   type Setting,
   wholeNumber
 } from "../../Settings.js"
+import { SET_BUT_EMPTY } from "../../SettingText.js"
 import { stripAnsi, UsageError, validationLine } from "./CliFailure.js"
 
 export interface Flag<A> {

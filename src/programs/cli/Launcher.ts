@@ -30,11 +30,12 @@ import { launcherEnvironment } from "./LauncherSettings.js"
 
 const here = dirname(fileURLToPath(import.meta.url))
 const bundle = join(here, "cxlog.cjs")
-const { cacheHome, heapGrowth, mode, nodeOptions } = launcherEnvironment()
-if (typeof heapGrowth === "string") {
-  process.stderr.write(`cxlog: ${heapGrowth}\n`)
+const environment = launcherEnvironment()
+if ("problem" in environment) {
+  process.stderr.write(`cxlog: ${environment.problem}\n`)
   process.exit(2)
 }
+const { cacheHome, heapGrowth, mode, nodeOptions } = environment
 // Set before anything is compiled: V8 refuses a code cache made under other flags, so the
 // growth is part of the cache's name. Without it a broker serving a consumer group ran a full
 // collection every 0.2 s, its heap held to what the last one kept plus a few MiB

@@ -5,6 +5,7 @@
  */
 import { homedir } from "node:os"
 import { join } from "node:path"
+import { type Read, readChoice, readWholeNumber, SET_BUT_EMPTY } from "../../SettingText.js"
 
 export const CODE_CACHE_SETTING = {
   env: "CXLOG_CODE_CACHE",
@@ -25,24 +26,44 @@ export const HEAP_GROWTH_SETTING = {
 } as const
 
 /** The heap growth `given` names (the default when unset), or why it names none. */
-export const heapGrowingPercent = (given: string | undefined): number | string => {
-  if (given === undefined || given === "") return HEAP_GROWTH_SETTING.default
-  return /^\d{1,6}$/.test(given)
-    ? Number(given)
-    : `${HEAP_GROWTH_SETTING.env} must be a whole number of percent (0 leaves it to V8), not ${JSON.stringify(given)}`
+const heapGrowingPercent = (given: string | undefined): Read<number> => {
+  if (given === undefined) return { value: HEAP_GROWTH_SETTING.default }
+  const read = readWholeNumber(given, HEAP_GROWTH_SETTING.min)
+  return "value" in read ? read : {
+    problem: `${HEAP_GROWTH_SETTING.env} must be a whole number of percent (0 leaves it to V8), not ${
+      JSON.stringify(given)
+    }`
+  }
 }
 
-/** What the launcher reads from its environment: the cache mode, the user's cache directory, whether Node runs with extra flags, and the heap's growth. */
-export const launcherEnvironment = () => {
+/** The code cache's mode `given` names (the default when unset), or why it names none. */
+const codeCacheMode = (given: string | undefined): Read<CodeCacheMode> => {
+  if (given === undefined) return { value: CODE_CACHE_SETTING.default }
+  const read = readChoice(given, CODE_CACHE_SETTING.values)
+  return "value" in read ? read : { problem: `${CODE_CACHE_SETTING.env}: ${read.problem}` }
+}
+
+/**
+ * What the launcher reads from its environment: the cache mode, the user's cache directory,
+ * whether Node runs with extra flags, and the heap's growth; or, as `cxlog config` would say it,
+ * why a setting of its names no value (a variable set but empty included).
+ */
+export const launcherEnvironment = (): {
+  readonly mode: CodeCacheMode
+  readonly cacheHome: string
+  readonly nodeOptions: string
+  readonly heapGrowth: number
+} | { readonly problem: string } => {
   const env = process.env
-  const given = env[CODE_CACHE_SETTING.env] ?? CODE_CACHE_SETTING.default
+  for (const name of [CODE_CACHE_SETTING.env, HEAP_GROWTH_SETTING.env]) {
+    if (env[name] === "") return { problem: `${name}: ${SET_BUT_EMPTY}: give it a value, or unset it for the default` }
+  }
+  const mode = codeCacheMode(env[CODE_CACHE_SETTING.env])
+  if ("problem" in mode) return mode
+  const heapGrowth = heapGrowingPercent(env[HEAP_GROWTH_SETTING.env])
+  if ("problem" in heapGrowth) return heapGrowth
   const cacheHome = env["XDG_CACHE_HOME"] !== undefined && env["XDG_CACHE_HOME"] !== ""
     ? env["XDG_CACHE_HOME"]
     : join(homedir(), ".cache")
-  return {
-    mode: given as CodeCacheMode,
-    cacheHome,
-    nodeOptions: env["NODE_OPTIONS"] ?? "",
-    heapGrowth: heapGrowingPercent(env[HEAP_GROWTH_SETTING.env])
-  }
+  return { mode: mode.value, cacheHome, nodeOptions: env["NODE_OPTIONS"] ?? "", heapGrowth: heapGrowth.value }
 }

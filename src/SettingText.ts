@@ -1,0 +1,27 @@
+/**
+ * The rules of a setting's text that need no Effect: Settings.ts builds its parsers on them, and
+ * the launcher (programs/cli/LauncherSettings.ts) reads its own settings by them before the
+ * bundle, and Effect with it, is loaded. One rule each, so both refuse and accept the same text.
+ */
+
+/**
+ * Why a variable set to "" is refused: it is a mistake (a shell variable that expanded to
+ * nothing, a value left out), never a way to ask for the default, which unsetting it gives.
+ */
+export const SET_BUT_EMPTY = "set but empty"
+
+/** A value read from a setting's text, or why the text names none. */
+export type Read<A> = { readonly value: A } | { readonly problem: string }
+
+/** A whole number of at least `min`. */
+export const readWholeNumber = (text: string, min: number): Read<number> => {
+  if (!/^-?\d+$/.test(text.trim())) return { problem: `${text} is not a whole number` }
+  const n = Number(text)
+  return n < min ? { problem: `${text} is below ${min}` } : { value: n }
+}
+
+/** One of `values`. */
+export const readChoice = <const C extends string>(text: string, values: ReadonlyArray<C>): Read<C> =>
+  (values as ReadonlyArray<string>).includes(text)
+    ? { value: text as C }
+    : { problem: `${text} is not one of ${values.join(", ")}` }
