@@ -74,8 +74,15 @@ export const payloadOf = (template: Buffer, index: number): Buffer => {
   return payload
 }
 
-/** A topic's memory for the run's messages (each with its record) with room to spare. */
-const topicMemoryFor = (w: GroupWorkload) => Math.ceil((w.messages * (w.messageBytes + 128)) / 2 ** 20 + 64) * 2 ** 20
+/**
+ * A topic's memory for the run's messages (each with its record) with room to spare, and for a
+ * GOI entry a message (a topic's GOI takes one per 2 KiB of its memory, up to the cap
+ * `goiSlotsFor` raises): however the publisher batches them, the topic holds every one, and no
+ * batch is dropped by retention before the group hands it out.
+ */
+const topicMemoryFor = (w: GroupWorkload) =>
+  Math.ceil(Math.max(w.messages * (w.messageBytes + 128), w.messages * 2048) / 2 ** 20 + 64) * 2 ** 20
+const goiSlotsFor = (w: GroupWorkload) => Math.max(1 << 16, w.messages)
 
 const sumDefined = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined ? undefined : a + b
@@ -102,6 +109,7 @@ const cxlogLoad = (w: GroupWorkload, round: number) =>
     const head = yield* spawnRole("head", ["head", "--topic", `${TOPIC}:5:1`], {
       CXLOG_REGION: region,
       CXLOG_TOPIC_MEMORY: `${topicMemoryFor(w)}`,
+      CXLOG_LOG_GOI_SLOTS: `${goiSlotsFor(w)}`,
       CXLOG_TOPIC_WRITERS: "1",
       CXLOG_LOG_MAX_BROKERS: "1",
       CXLOG_METRICS_PORT: "0"
