@@ -91,6 +91,14 @@ const DIRECTORY_FIELDS = ["entrySlots", "holderLines", "heapBytes"] as const
 export const regionBytes = (config: RegionConfig): number =>
   align(place(config).directoryBase + directoryAreaBytes(config.directory), 4096)
 
+/**
+ * The bytes before the directory's heap: what the region's creator reserves. The heap's pages are
+ * reserved an extent at a time as the directory hands them out (DirectoryWriter.ts), so a region
+ * takes the memory its objects hold, not its whole heap.
+ */
+export const regionFixedBytes = (config: RegionConfig): number =>
+  makeDirectoryArea(place(config).directoryBase, config.directory).heap
+
 /** The configuration as superblock parameters. */
 export const regionParams = (config: RegionConfig): ReadonlyArray<number> => [
   ...CONTROL_FIELDS.map((f) => config.control[f]),

@@ -31,7 +31,7 @@ import * as PublisherLayers from "./net/Publisher.js"
 import * as CxlMemoryLayers from "./region/CxlMemory.js"
 import * as DirectoryLayers from "./region/Directory.js"
 import * as ProcessSlotLayers from "./region/ProcessSlot.js"
-import { regionBytes, regionParams } from "./RegionLayout.js"
+import { regionBytes, regionFixedBytes, regionParams } from "./RegionLayout.js"
 import * as RegionLayoutLayers from "./RegionLayout.js"
 
 export interface RegionAccess {
@@ -46,6 +46,7 @@ export const createRegion = (access: RegionAccess, config: RegionConfig, keep = 
       CxlMemoryLayers.layer({
         name: access.name,
         size: regionBytes(config),
+        reserveBytes: regionFixedBytes(config),
         mode: "create",
         params: regionParams(config),
         coherence: access.coherence ?? "coherent",

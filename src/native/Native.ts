@@ -41,13 +41,18 @@ export interface NativeAddon {
     name: string,
     mode: OpenMode,
     size: number,
-    maxBytes?: number
+    maxBytes?: number,
+    reserveBytes?: number
   ): { buffer: ArrayBuffer; size: number; created: boolean }
   close(buffer: ArrayBuffer): void
   unlink(kind: RegionKind, name: string): void
   flush(bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number): void
   invalidate(bytes: ArrayBuffer | ArrayBufferView, offset: number, length: number): void
   fence(): void
+  /** Allocates a region file's pages of whole pages [offset, offset+length): 0, or the errno (ENOSPC). */
+  reserve(buffer: ArrayBuffer, offset: number, length: number): number
+  /** Gives a region file's pages back (they read as zeros): 0, or the errno when it cannot (a device). */
+  discard(buffer: ArrayBuffer, offset: number, length: number): number
   /** Test-only: record flush calls, and invalidate calls too if `withInvalidations`. */
   setFlushRecording(on: boolean, withInvalidations?: boolean): void
   /** Quadruples (path 0 flush | 1 invalidate, CACHE_INSTRUCTIONS index, offset, length) since the last take. */

@@ -121,6 +121,21 @@ const contract = (label: string, open: Open, native: boolean) =>
         expect(r.bytes[8192]).toBe(9)
       }))
 
+    it.scoped("reserve backs whole pages; discard zeroes them, seen by every mapping", () =>
+      Effect.gen(function*() {
+        const name = yield* uniqueRegion("reserve")
+        const a = yield* open({ name, size: SIZE, mode: "create", reserveBytes: 2 * PAGE })
+        const b = yield* open({ name, mode: "attach" })
+        expect(a.reserve(4 * PAGE, 8 * PAGE)).toBeUndefined()
+        a.bytes.fill(5, 4 * PAGE, 12 * PAGE)
+        expect(b.bytes[12 * PAGE - 1]).toBe(5)
+        a.discard(4 * PAGE, 4 * PAGE)
+        expect(b.bytes.subarray(4 * PAGE, 8 * PAGE).every((x) => x === 0)).toBe(true)
+        expect(b.bytes[8 * PAGE]).toBe(5)
+        expect(() => a.reserve(PAGE + 1, PAGE)).toThrow(/not whole pages/)
+        expect(() => a.discard(SIZE - PAGE, 2 * PAGE)).toThrow(/not whole pages/)
+      }))
+
     it.scopedLive("doorbell: not-equal, timed-out, and woken by another fiber", () =>
       Effect.gen(function*() {
         const name = yield* uniqueRegion("bell")

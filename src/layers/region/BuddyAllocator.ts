@@ -168,12 +168,16 @@ export class BuddyAllocator {
     this.writeRecord(page, retired)
   }
 
-  /** Frees a held block: zeroes it (a later owner never sees an earlier one's bytes), then merges it with its free buddies. */
-  release(page: number): void {
+  /**
+   * Frees a held block: zeroes it unless it was never `written` (a later owner never sees an
+   * earlier one's bytes; its memory goes back to the host), then merges it with its free buddies.
+   */
+  release(page: number, written = true): void {
     const block = this.held.get(page)
     if (block === undefined) return
     this.unhold(block)
-    this.zero(page, block.order)
+    // One never written (the host could not back it) reads as zeros, and a store to it could fault.
+    if (written) this.zero(page, block.order)
     this.addFree(page, block.order)
     this.merge(page, block.order)
   }
@@ -193,10 +197,9 @@ export class BuddyAllocator {
     }
   }
 
+  /** Zeroes a block, giving its memory back to the host where it can (a hole in the region's file). */
   private zero(page: number, order: number): void {
-    const offset = this.offsetOf(page)
-    this.region.bytes.fill(0, offset, offset + blockBytes(order))
-    this.region.publish(offset, blockBytes(order))
+    this.region.discard(this.offsetOf(page), blockBytes(order))
   }
 
   /** The blocks entry slot `slot`'s object of `generation` holds. */

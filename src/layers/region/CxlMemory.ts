@@ -47,6 +47,8 @@ const nativeBackend = (addon: NativeAddon, buffer: ArrayBuffer): Backend => ({
   flush: (offset, length) => addon.flush(buffer, offset, length),
   invalidate: (offset, length) => addon.invalidate(buffer, offset, length),
   fence: () => addon.fence(),
+  reserve: (offset, length) => addon.reserve(buffer, offset, length),
+  discard: (offset, length) => addon.discard(buffer, offset, length),
   wait: (offset, expected, timeoutMs) => addon.wait(buffer, offset, expected, timeoutMs),
   wake: (offset, count) => addon.wake(buffer, offset, count),
   crc32c: (bytes, offset, length, seed = 0) => addon.crc32c(bytes, offset, length, seed),
@@ -59,11 +61,18 @@ const nativeBackend = (addon: NativeAddon, buffer: ArrayBuffer): Backend => ({
   }
 })
 
-const openNative = (addon: NativeAddon, name: string, mode: OpenMode, size: number, readyTimeoutMs: number) => {
+const openNative = (
+  addon: NativeAddon,
+  name: string,
+  mode: OpenMode,
+  size: number,
+  readyTimeoutMs: number,
+  reserveBytes: number | undefined
+) => {
   const { kind, path } = regionKind(name)
   const limit = regionByteLimit()
   const attempt = Effect.try({
-    try: () => addon.open(kind, path, mode, size, limit),
+    try: () => addon.open(kind, path, mode, size, limit, reserveBytes),
     catch: (error): RegionOpenError => {
       const tooLarge = error as { code?: unknown; size?: unknown }
       if (tooLarge?.code === "ERR_REGION_TOO_LARGE") {
@@ -92,7 +101,7 @@ const mapNative = (options: RegionOptions): MapRegion<NativeUnavailable> => (mod
     const addon = yield* loadAddon()
     const { kind, path } = regionKind(name)
     const mapping = yield* Effect.acquireRelease(
-      openNative(addon, name, mode, size, options.readyTimeoutMs ?? 5_000),
+      openNative(addon, name, mode, size, options.readyTimeoutMs ?? 5_000, options.reserveBytes),
       (m) =>
         Effect.sync(() => {
           addon.close(m.buffer)

@@ -43,6 +43,9 @@ const memoryBackend = (buffer: ArrayBuffer): Backend => {
       if (withInvalidations) log?.push({ path: "invalidate", instruction: "none", offset, length })
     },
     fence: () => {},
+    // In-process memory exists once allocated; a discard is zeroed by the service (RegionOpen.ts).
+    reserve: () => 0,
+    discard: () => -1,
     wait: (offset, expected, timeoutMs) =>
       new Promise<WaitOutcome>((resolve) => {
         if ((Atomics.load(words, offset / 4) >>> 0) !== expected) return resolve("not-equal")

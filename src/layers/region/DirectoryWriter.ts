@@ -114,8 +114,9 @@ const writerState = (
     return freed
   }
 
-  const regionFull = (bytes: number) =>
+  const regionFull = (bytes: number, unbacked?: string) =>
     new RegionFull({
+      ...(unbacked === undefined ? {} : { unbacked }),
       requested: blockBytes(orderFor(bytes)),
       largestFreeBytes: allocator.largestFreeBytes(),
       freeBytes: allocator.freeBytes(),
@@ -126,12 +127,21 @@ const writerState = (
       )
     })
 
-  /** A block for (slot, generation), freeing what can be freed first if none is free. */
-  const allocate = (bytes: number, slot: number, generation: number): number | undefined => {
+  /**
+   * A block for (slot, generation), freeing what can be freed first if none is free: its page,
+   * undefined when the heap has none that large, or why the host could not back it. The heap is
+   * reserved a block at a time (the region's creator reserved only what precedes it): a region's
+   * memory is what its objects hold, and a full filesystem is this error, never a writer's SIGBUS.
+   */
+  const allocate = (bytes: number, slot: number, generation: number): number | string | undefined => {
     const order = orderFor(bytes)
-    const page = allocator.allocate(order, slot, generation)
-    if (page !== undefined || reclaim() === 0) return page
-    return allocator.allocate(order, slot, generation)
+    let page = allocator.allocate(order, slot, generation)
+    if (page === undefined && reclaim() > 0) page = allocator.allocate(order, slot, generation)
+    if (page === undefined) return undefined
+    const unbacked = region.reserve(allocator.offsetOf(page), blockBytes(order))
+    if (unbacked === undefined) return page
+    allocator.release(page, false)
+    return unbacked
   }
 
   /** Tells readers the directory changed (the journal's record, then its count), once the entry reads as it now is. */
@@ -158,7 +168,7 @@ const writerState = (
       }
       const generation = header.generation(at) + 1
       const page = allocate(spec.bytes, free, generation)
-      if (page === undefined) return yield* regionFull(spec.bytes)
+      if (typeof page !== "number") return yield* regionFull(spec.bytes, page)
       header.setGeneration(at, generation)
       const extent: Extent = { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(spec.bytes)) }
       // The object's own records are written (and published, by `initialize`) before its entry is: a reader that finds the name finds them whole.
@@ -186,7 +196,7 @@ const writerState = (
         yield* fenced
         yield* live(entry)
         const page = allocate(bytes, entry.slot, entry.generation)
-        if (page === undefined) return yield* regionFull(bytes)
+        if (typeof page !== "number") return yield* regionFull(bytes, page)
         return { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(bytes)) } satisfies Extent
       }),
     remove: (entry) =>

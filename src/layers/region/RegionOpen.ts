@@ -20,6 +20,7 @@ import {
 import { LAYOUT_VERSION, MAX_PARAMS, readSuperblock, SUPERBLOCK_BYTES, writeSuperblock } from "./Superblock.js"
 
 const PAGE = 4096
+const ENOSPC = 28
 const MAX_WAIT_MS = 2 ** 31 - 1
 
 /** What backs a region's cache-line operations and doorbell waits. */
@@ -27,6 +28,10 @@ export interface Backend {
   readonly flush: (offset: number, length: number) => void
   readonly invalidate: (offset: number, length: number) => void
   readonly fence: () => void
+  /** 0, or the errno reserving the pages failed with. */
+  readonly reserve: (offset: number, length: number) => number
+  /** 0, or the errno: the pages could not be given back (the caller zeroes them instead). */
+  readonly discard: (offset: number, length: number) => number
   readonly wait: (offset: number, expected: number, timeoutMs: number) => Promise<WaitOutcome>
   readonly wake: (offset: number, count: number) => number
   readonly crc32c: CxlMemoryShape["crc32c"]
@@ -54,6 +59,12 @@ export const makeShape = (meta: Meta, buffer: ArrayBuffer, backend: Backend): Cx
   const check = (offset: number, length: number) =>
     inBounds(offset, length) ? Effect.void : Effect.fail(new RegionOutOfBounds({ offset, length, size }))
   const coherent = meta.coherence === "coherent"
+  /** Pages are what the host backs: a range that is not whole pages of the region is the caller's bug. */
+  const wholePages = (offset: number, length: number) => {
+    if (!inBounds(offset, length) || offset % PAGE !== 0 || length % PAGE !== 0) {
+      throw new RangeError(`region ${meta.name}: [${offset}, +${length}) is not whole pages of its ${size} bytes`)
+    }
+  }
   return {
     ...meta,
     crossProcess: backend.crossProcess,
@@ -65,6 +76,22 @@ export const makeShape = (meta: Meta, buffer: ArrayBuffer, backend: Backend): Cx
     publish: coherent ? () => {} : backend.flush,
     invalidate: coherent ? () => {} : backend.invalidate,
     fence: backend.fence,
+    reserve: (offset, length) => {
+      wholePages(offset, length)
+      const err = backend.reserve(offset, length)
+      return err === 0 ?
+        undefined :
+        `the host could not back ${length} bytes of region ${meta.name} (${
+          err === ENOSPC ? "the filesystem holding it is full" : `errno ${err}`
+        })`
+    },
+    discard: (offset, length) => {
+      wholePages(offset, length)
+      // A hole reads as zeros on every mapping; memory that cannot be given back is zeroed and published.
+      if (backend.discard(offset, length) === 0) return
+      bytes.fill(0, offset, offset + length)
+      if (!coherent) backend.flush(offset, length)
+    },
     inBounds,
     check,
     slice: (offset, length) => Effect.as(check(offset, length), bytes.subarray(offset, offset + length)),

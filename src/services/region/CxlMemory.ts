@@ -20,6 +20,12 @@ export interface RegionOptions {
   readonly coherence?: Coherence
   /** The creator unlinks the region when its scope closes unless this is set. */
   readonly keep?: boolean
+  /**
+   * How many bytes from the start the creator reserves (default: all). The rest is reserved by
+   * `reserve` as it is handed out, so memory is taken as it is used (a directory's heap: its
+   * extents are reserved as they are allocated).
+   */
+  readonly reserveBytes?: number
   /** Layout parameters stored in the superblock by the creator (at most 64 numbers). */
   readonly params?: ReadonlyArray<number>
   /** Expected layout version (defaults to the current one). */
@@ -66,6 +72,14 @@ export interface CxlMemoryShape {
   readonly invalidate: (offset: number, length: number) => void
   /** A full memory fence. */
   readonly fence: () => void
+  /**
+   * Makes sure the memory of whole pages [offset, offset+length) exists before anyone writes it
+   * (a region file's pages allocated; a device's and the fake's always exist): undefined, or why
+   * it cannot (the filesystem holding the region is full), where a write would have died of SIGBUS.
+   */
+  readonly reserve: (offset: number, length: number) => string | undefined
+  /** Zeroes whole pages [offset, offset+length) and gives their memory back where it can (a hole in a region file). */
+  readonly discard: (offset: number, length: number) => void
   readonly inBounds: (offset: number, length: number) => boolean
   readonly check: (offset: number, length: number) => Effect.Effect<void, RegionOutOfBounds>
   /** A zero-copy view of region bytes, bounds-checked. */

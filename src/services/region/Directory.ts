@@ -175,9 +175,16 @@ export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
   freeBytes: Schema.Number,
   heapBytes: Schema.Number,
   /** The largest holders, largest first. */
-  holders: Schema.Array(SpaceHolderSchema)
+  holders: Schema.Array(SpaceHolderSchema),
+  /** Why the host could not back an extent the heap had room for (the filesystem holding the region is full). */
+  unbacked: Schema.optional(Schema.String)
 }) {
   override get message() {
+    if (this.unbacked !== undefined) {
+      return `the region's heap has an extent of ${
+        mib(this.requested)
+      } free, but ${this.unbacked}: make room on that filesystem (df names what it holds) or delete objects`
+    }
     const held = this.holders.map((h) =>
       h.kind === "deleted"
         ? `${mib(h.bytes)} of deleted ${h.name}, pinned by pid ${h.pinnedBy.join(", ")}`
