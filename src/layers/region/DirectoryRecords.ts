@@ -58,6 +58,8 @@ export const directoryAreaBytes = (config: DirectoryConfig): number => geometry(
 
 /** The directory's area at `base` (4096-aligned) for a valid `config`. */
 export const makeDirectoryArea = (base: number, config: DirectoryConfig): DirectoryArea => {
+  // Its heap's extents are whole pages: the host backs and takes back pages (RegionOpen.ts).
+  if (base % PAGE_BYTES !== 0) throw new RangeError(`a directory's area starts on a page (4096 bytes), not at ${base}`)
   const g = geometry(config)
   return {
     base,

@@ -17,7 +17,8 @@ import { DOORBELL_BYTES } from "../../services/region/Doorbell.js"
 const DIRECTORY: DirectoryConfig = { entrySlots: 16, holderLines: 4, heapBytes: 32 << 20 }
 /** Bell lines after the superblock: the bench (0) and its peer (1). */
 const BELLS = 2
-const DIRECTORY_AT = SUPERBLOCK_BYTES + BELLS * DOORBELL_BYTES
+/** The directory after them, on a page of its own: its heap's extents are whole pages (each reserved as it is handed out). */
+const DIRECTORY_AT = Math.ceil((SUPERBLOCK_BYTES + BELLS * DOORBELL_BYTES) / 4096) * 4096
 const REGION_BYTES = Math.ceil((DIRECTORY_AT + directoryAreaBytes(DIRECTORY)) / 4096) * 4096
 
 /** Live Channels over `region`: created, with the directory's writer, by the bench (bell 0); attached by its peer (bell 1). */
