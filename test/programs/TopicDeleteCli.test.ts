@@ -2,6 +2,7 @@
  * Through the CLI, over TCP: `cxlog topics delete NAME` deletes a topic a publisher is writing
  * to through a broker. The publisher stops with the broker's typed refusal (topic-deleted, the
  * topic named), the name is gone from `cxlog topics`, and the heap's free memory comes back.
+ * `cxlog topics delete NAME…` deletes several in turn, stopping at the first it cannot.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
@@ -76,6 +77,19 @@ describe("cxlog topics delete", () => {
         expect(again.stderr).toContain(`unknown topic "gone"`)
         const remade = yield* runCli(["create-topic", "--topic", "gone:2:1"], env)
         expect(remade.code, remade.stderr).toBe(0)
+
+        // Several in one command, in turn: an unknown name stops it there, those before it deleted.
+        const more = yield* runCli(["create-topic", "--topic", "a.1", "--topic", "a.2", "--topic", "a.3"], env)
+        expect(more.code, more.stderr).toBe(0)
+        const some = yield* runCli(["topics", "delete", "a.1", "nope", "a.3"], env)
+        expect(some.code).toBe(1)
+        expect(some.stdout).toContain("deleted topic a.1")
+        expect(some.stderr).toContain(`unknown topic "nope"`)
+        const rest = yield* runCli(["topics", "delete", "a.2", "a.3", "gone"], env)
+        expect(rest.code, rest.stderr).toBe(0)
+        expect(rest.stdout.match(/deleted topic/g)).toHaveLength(3)
+        const left = yield* topicsUntil(env, () => true)
+        expect(left.topics.map((t) => t.name)).toEqual(["keep"])
       }),
     120_000
   )

@@ -64,12 +64,17 @@ export const createTopics = (at: TopicsAt, specs: ReadonlyArray<TopicSpec>) =>
           )), { discard: true })
   )
 
-export const deleteTopic = (at: TopicsAt, name: string) =>
+/**
+ * `cxlog topics delete NAME…`: each in turn, over one connection; the first that cannot be deleted
+ * (an unknown name, a right missing) stops the command with its error, those before it deleted.
+ */
+export const deleteTopics = (at: TopicsAt, names: ReadonlyArray<string>) =>
   withChanges(at, (changes) =>
-    Effect.zipRight(
-      changes.delete(name),
-      Console.log(`deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`)
-    ))
+    Effect.forEach(names, (name) =>
+      Effect.zipRight(
+        changes.delete(name),
+        Console.log(`deleted topic ${name} (its memory is freed once no process still holds it, within about a second)`)
+      ), { discard: true }))
 
 /** `cxlog topics trim NAME` (`target`) and `cxlog topics purge NAME` (no target): the head drops the oldest messages. */
 export const trimTopic = (at: TopicsAt, name: string, target: TrimTarget | undefined) =>

@@ -87,12 +87,13 @@ export const createTopicCommand = Cli.command({
 /** What the words after `topics` ask for. */
 type TopicsWords =
   | { readonly kind: "list" }
-  | { readonly kind: "describe" | "delete" | "purge"; readonly name: string }
+  | { readonly kind: "describe" | "purge"; readonly name: string }
+  | { readonly kind: "delete"; readonly names: ReadonlyArray<string> }
   | { readonly kind: "trim"; readonly name: string; readonly target: TrimTarget }
   | { readonly kind: "create"; readonly spec: string }
 
 const TOPICS_USAGE =
-  "use cxlog topics to list them, or cxlog topics describe NAME | create NAME[:ORDER[:ACK[:RF]]] | delete NAME | purge NAME | trim NAME (--keep N | --before OFFSET | --before-time TIME)"
+  "use cxlog topics to list them, or cxlog topics describe NAME | create NAME[:ORDER[:ACK[:RF]]] | delete NAME… | purge NAME | trim NAME (--keep N | --before OFFSET | --before-time TIME)"
 
 /** A message offset: a whole number of 0 or more. */
 const parseOffset = (t: string): Either.Either<number, string> =>
@@ -120,10 +121,10 @@ const topicsWordsOf = (
 ): Effect.Effect<TopicsWords, UsageError> => {
   const [word, name, ...rest] = args
   if (word === undefined) return Effect.succeed({ kind: "list" })
+  if (word === "delete" && name !== undefined) return Effect.succeed({ kind: "delete", names: [name, ...rest] })
   if (name === undefined || rest.length > 0) return failUsage(TOPICS_USAGE)
   switch (word) {
     case "describe":
-    case "delete":
     case "purge":
       return Effect.succeed({ kind: word, name })
     case "trim":
@@ -169,7 +170,7 @@ export const topicsCommand = Cli.command({
     "is free at once, its publishers and readers get TopicDeleted, and its memory comes back once no live process holds it. " +
     "A trim drops a topic's oldest messages (purge: all of them): readers behind get out-of-range, offsets go on.",
   positional:
-    "describe NAME | create NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]] | delete NAME | purge NAME | trim NAME",
+    "describe NAME | create NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]] | delete NAME… | purge NAME | trim NAME",
   flags: {
     region,
     coherence,
@@ -203,7 +204,7 @@ export const topicsCommand = Cli.command({
       const words = yield* topicsWordsOf(args, trimTargetOf(o))
       const at = yield* topicsAt(o)
       const { topics: listTopics } = yield* Cli.load(() => import("../admin/TopicAdmin.js"))
-      const { createTopics, deleteTopic, trimTopic } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
+      const { createTopics, deleteTopics, trimTopic } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
       switch (words.kind) {
         case "list":
           return yield* listTopics({
@@ -220,7 +221,7 @@ export const topicsCommand = Cli.command({
           return yield* createTopics(at, withShapeFlags(withDiskRetention([spec.right], o), o))
         }
         case "delete":
-          return yield* deleteTopic(at, words.name)
+          return yield* deleteTopics(at, words.names)
         case "purge":
           return yield* trimTopic(at, words.name, undefined)
         case "trim":
