@@ -21,10 +21,10 @@ import { uniqueRegion } from "../helpers/Processes.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
 const MiB = 2 ** 20
-const config: DirectoryConfig = { entrySlots: 64, holderLines: 8, heapBytes: 64 * MiB }
+const smallHeap: DirectoryConfig = { entrySlots: 64, holderLines: 8, heapBytes: 64 * MiB }
 
 /** A directory over a region at `path` (a shm name or a file) whose creator reserved what precedes the heap. */
-const directoryAt = (path: string) =>
+const directoryAt = (path: string, config: DirectoryConfig = smallHeap) =>
   Effect.gen(function*() {
     const area = makeDirectoryArea(SUPERBLOCK_BYTES, config)
     const region = yield* CxlMemoryLayers.make({
@@ -65,6 +65,28 @@ describe("the directory's heap, reserved as it is handed out (live region)", () 
       expect(again.extent.offset).toBe(big.extent.offset)
       expect(region.bytes.subarray(again.extent.offset, again.extent.offset + again.extent.bytes).every((b) => b === 0))
         .toBe(true)
+    }))
+
+  it.scopedLive("a large extent is reserved a step at a time, the event loop turning; changes meanwhile wait their turn", () =>
+    Effect.gen(function*() {
+      const name = yield* uniqueRegion("heapsteps")
+      const { directory, writer } = yield* directoryAt(name, { entrySlots: 64, holderLines: 8, heapBytes: 512 * MiB })
+      let turns = 0
+      const ticking = setInterval(() => turns++, 0)
+      yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(ticking)))
+      // Two 128 MiB extents asked for at once (8 steps each): both made, apart, and timers ran meanwhile.
+      const before = turns
+      const [a, b] = yield* Effect.all([
+        writer.create({ kind: "topic", name: "a", bytes: 128 * MiB }),
+        writer.create({ kind: "topic", name: "b", bytes: 128 * MiB })
+      ], { concurrency: "unbounded" })
+      expect(turns).toBeGreaterThan(before)
+      // Each its own object: one reads the directory's next generation after the other wrote it.
+      expect(a.slot).not.toBe(b.slot)
+      expect(a.generation).not.toBe(b.generation)
+      expect(Math.abs(a.extent.offset - b.extent.offset)).toBeGreaterThanOrEqual(128 * MiB)
+      expect((yield* directory.lookup("topic", "a")).extent).toEqual(a.extent)
+      expect((yield* directory.lookup("topic", "b")).extent).toEqual(b.extent)
     }))
 
   it.scopedLive("a filesystem with no room for an extent is RegionFull naming it; deleting makes room again", () =>

@@ -83,6 +83,19 @@ const retireOrphans = (table: DirectoryTable, allocator: BuddyAllocator, header:
   for (const block of orphans) allocator.retire(block.page, retiredAt)
 }
 
+/**
+ * Bytes an extent is reserved by in one step: the host allocates tmpfs pages at about 0.5 ms a MiB
+ * on the 2-core VM, so a step holds the writer's event loop a few milliseconds, and a 1 GiB lane's
+ * 64 steps let the head's lease, its sequencing and its requests run between them.
+ */
+const RESERVE_STEP_BYTES = 16 * 2 ** 20
+
+/** Resumes after the event loop has turned (its timers and I/O run), whatever clock the fiber has. */
+const eventLoopTurn = Effect.async<void>((resume) => {
+  const turn = setImmediate(() => resume(Effect.void))
+  return Effect.sync(() => clearImmediate(turn))
+})
+
 const writerState = (
   region: CxlMemoryShape,
   area: DirectoryArea,
@@ -93,6 +106,12 @@ const writerState = (
   const header = new DirectoryHeaderView(region)
   const at = area.header
   const journal = new DirectoryJournal(region, area)
+
+  /**
+   * One change at a time: an extent's reservation lets the event loop turn mid-change, and a
+   * change holds what it read (a free entry slot, the next generation) until it is written.
+   */
+  const oneAtATime = Effect.unsafeMakeSemaphore(1).withPermits(1)
 
   const fenced = Effect.suspend(() => {
     const writerEpoch = header.writerEpoch(at)
@@ -127,28 +146,42 @@ const writerState = (
       )
     })
 
+  /** Backs [offset, +bytes) a step at a time, the event loop turning between steps: undefined, or why the host could not. */
+  const reserve = (offset: number, bytes: number) =>
+    Effect.gen(function*() {
+      for (let step = 0; step < bytes; step += RESERVE_STEP_BYTES) {
+        if (step > 0) yield* eventLoopTurn
+        const unbacked = region.reserve(offset + step, Math.min(RESERVE_STEP_BYTES, bytes - step))
+        if (unbacked !== undefined) return unbacked
+      }
+      return undefined
+    })
+
   /**
    * A block for (slot, generation), freeing what can be freed first if none is free: its page,
    * undefined when the heap has none that large, or why the host could not back it. The heap is
    * reserved a block at a time (the region's creator reserved only what precedes it): a region's
    * memory is what its objects hold, and a full filesystem is this error, never a writer's SIGBUS.
    */
-  const allocate = (bytes: number, slot: number, generation: number): number | string | undefined => {
-    const order = orderFor(bytes)
-    let page = allocator.allocate(order, slot, generation)
-    if (page === undefined && reclaim() > 0) page = allocator.allocate(order, slot, generation)
-    if (page === undefined) return undefined
-    const unbacked = region.reserve(allocator.offsetOf(page), blockBytes(order))
-    if (unbacked === undefined) return page
-    allocator.release(page, false)
-    return unbacked
-  }
+  const allocate = (bytes: number, slot: number, generation: number) =>
+    Effect.gen(function*() {
+      const order = orderFor(bytes)
+      let page = allocator.allocate(order, slot, generation)
+      if (page === undefined && reclaim() > 0) page = allocator.allocate(order, slot, generation)
+      if (page === undefined) return undefined
+      const unbacked = yield* reserve(allocator.offsetOf(page), blockBytes(order))
+      // A writer that took over while the block was reserved owns the page map now: it retires the block as an orphan.
+      yield* fenced
+      if (unbacked === undefined) return page
+      allocator.release(page, false)
+      return unbacked
+    })
 
   /** Tells readers the directory changed (the journal's record, then its count), once the entry reads as it now is. */
   const announceChange = (change: DirectoryChange) => journal.append(change)
 
   const create = (spec: ObjectSpec, initialize?: (extent: Extent) => void) =>
-    Effect.gen(function*() {
+    oneAtATime(Effect.gen(function*() {
       yield* fenced
       const name = encodeName(spec.name)
       const problem = nameProblem(spec.name, name)
@@ -167,7 +200,7 @@ const writerState = (
         return yield* new DirectoryFull({ entrySlots: area.config.entrySlots, objects })
       }
       const generation = header.generation(at) + 1
-      const page = allocate(spec.bytes, free, generation)
+      const page = yield* allocate(spec.bytes, free, generation)
       if (typeof page !== "number") return yield* regionFull(spec.bytes, page)
       header.setGeneration(at, generation)
       const extent: Extent = { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(spec.bytes)) }
@@ -184,7 +217,7 @@ const writerState = (
       header.setObjects(at, objects + 1)
       announceChange({ slot: free, generation, kind: spec.kind, created: true })
       return entry
-    })
+    }))
 
   const live = (entry: DirectoryEntry) =>
     table.isCurrent(entry) ? Effect.void : Effect.fail(new ObjectDeleted({ kind: entry.kind, name: entry.name }))
@@ -192,15 +225,15 @@ const writerState = (
   const shape: DirectoryWriterShape = {
     create,
     allocate: (entry, bytes) =>
-      Effect.gen(function*() {
+      oneAtATime(Effect.gen(function*() {
         yield* fenced
         yield* live(entry)
-        const page = allocate(bytes, entry.slot, entry.generation)
+        const page = yield* allocate(bytes, entry.slot, entry.generation)
         if (typeof page !== "number") return yield* regionFull(bytes, page)
         return { offset: allocator.offsetOf(page), bytes: blockBytes(orderFor(bytes)) } satisfies Extent
-      }),
+      })),
     remove: (entry) =>
-      Effect.gen(function*() {
+      oneAtATime(Effect.gen(function*() {
         yield* fenced
         yield* live(entry)
         table.markDeleted(entry.slot)
@@ -212,8 +245,8 @@ const writerState = (
         for (const block of allocator.ownedBy(entry.slot, entry.generation)) allocator.retire(block.page, retiredAt)
         table.sweepDeleted(entry.slot)
         // Freeing (zeroing the extents) is left to the writer's tick, or to an allocation that finds no room.
-      }),
-    reclaim: Effect.sync(reclaim)
+      })),
+    reclaim: oneAtATime(Effect.sync(reclaim))
   }
   return {
     shape,

@@ -62,7 +62,7 @@ export const DIRECTORY_LAYOUT_SETTINGS = {
       env: "CXLOG_HEAP_BYTES",
       default: 2 ** 31,
       description:
-        "the region's heap: the space named objects' extents (topics among them) are allocated from; untouched pages cost no memory"
+        "the region's heap: the space named objects' extents (topics among them) are allocated from; an extent takes memory when allocated and gives it back when freed"
     })
   }
 } as const satisfies SettingsTable
