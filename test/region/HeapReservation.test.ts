@@ -44,6 +44,13 @@ const directoryAt = (path: string, config: DirectoryConfig = smallHeap) =>
 const backed = (file: string) => statSync(file).blocks * 512
 
 describe("the directory's heap, reserved as it is handed out (live region)", () => {
+  it("a directory's area off a page is refused: its extents would not be whole pages", () => {
+    expect(() => makeDirectoryArea(SUPERBLOCK_BYTES + 128, smallHeap)).toThrow(
+      /starts on a page \(4096 bytes\), not at 4224/
+    )
+    expect(makeDirectoryArea(SUPERBLOCK_BYTES, smallHeap).heap % 4096).toBe(0)
+  })
+
   it.scopedLive("an extent takes its memory when allocated and gives it back when freed; written, it reads back", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("heapreserve")
