@@ -11,7 +11,7 @@
  * once — settling it from here then answers `false`. The member itself then joins again through
  * the next broker that takes a connection; when none does, its stream fails `GroupsUnavailable`.
  */
-import { Chunk, Effect, Either, Layer, Option, Queue, Schema, Scope, Stream } from "effect"
+import { Effect, Either, Layer, Queue, Schema, Scope, Stream } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   ConsumerGroups,
@@ -23,6 +23,7 @@ import {
 import type { Credentials } from "../net/Auth.js"
 import { FrameType } from "../net/Frame.js"
 import { remoteLink, type RemoteLinkOptions } from "../net/RemoteLink.js"
+import { chunkLoop } from "./ChunkLoop.js"
 import { readDeliveries } from "./GroupDeliveryFrame.js"
 import { type GroupLink, openGroupLink } from "./GroupLink.js"
 import {
@@ -134,19 +135,19 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
         )
         yield* joinAgain
         // A frame's deliveries are one chunk of the stream: a member handling chunks acks them in one request (`ackAll`).
-        const next = (): Effect.Effect<Chunk.Chunk<Delivery>, Option.Option<GroupJoinError>> =>
+        const next = (): Effect.Effect<ReadonlyArray<Delivery> | undefined, GroupJoinError> =>
           Effect.flatMap(Queue.take(queue), (event) => {
             switch (event._tag) {
               case "deliveries":
-                return Effect.succeed(Chunk.unsafeFromArray(event.deliveries))
+                return Effect.succeed(event.deliveries)
               case "left":
-                return Effect.fail(event.why === undefined ? Option.none() : Option.some(event.why))
+                return event.why === undefined ? Effect.succeed(undefined) : Effect.fail(event.why)
               case "broken":
                 // Its broker left the member (or died with it): join again through the next broker that takes a connection.
-                return Effect.zipRight(Effect.mapError(joinAgain, Option.some), Effect.suspend(next))
+                return Effect.zipRight(joinAgain, Effect.suspend(next))
             }
           })
-        return Stream.repeatEffectChunkOption(Effect.suspend(next))
+        return chunkLoop(Effect.suspend(next))
       }))
 
     return {

@@ -191,17 +191,18 @@ export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<bool
     }
     run.flush()
     if (together.size === 0 && others.length === 0) return Effect.succeed(outcomes)
+    const settleTogether = ([acks, batch]: [AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }]) =>
+      Effect.map(acks.ackAll(batch.deliveries), (acked) => acked.forEach((ok, i) => (outcomes[batch.at[i]!] = ok)))
+    // One member's acks (the usual chunk) are one request, run as it is: `forEach` with a
+    // concurrency forks a fiber to run them and one for each, a remote member's largest cost per chunk.
+    const groups = Array.from(together)
+    const requests = groups.length === 1
+      ? settleTogether(groups[0]!)
+      : Effect.forEach(groups, settleTogether, { concurrency: "unbounded", discard: true })
+    if (others.length === 0) return Effect.as(requests, outcomes)
     return Effect.as(
       Effect.zipRight(
-        Effect.forEach(
-          together,
-          ([acks, batch]) =>
-            Effect.map(
-              acks.ackAll(batch.deliveries),
-              (acked) => acked.forEach((ok, i) => (outcomes[batch.at[i]!] = ok))
-            ),
-          { concurrency: "unbounded", discard: true }
-        ),
+        requests,
         Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
           discard: true
         })

@@ -11,7 +11,7 @@
  * Leaving — the stream ends, fails or is interrupted — hands its buckets back (byKey) and frees its
  * line, so what it held goes to the others on their next look.
  */
-import { Channel, Chunk, Clock, Effect, Stream } from "effect"
+import { Clock, Effect, Stream } from "effect"
 import {
   type Delivery,
   GroupDeleted,
@@ -21,6 +21,7 @@ import {
 } from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { DirectoryShape } from "../../services/region/Directory.js"
+import { chunkLoop } from "./ChunkLoop.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import { dispatch, type Dispatched } from "./GroupDispatch.js"
 import { shareKeys } from "./GroupKeyShare.js"
@@ -169,20 +170,6 @@ export const joinGroup = (
     if (!config.byKey) {
       yield* groupReader.open(group.frontier())
     }
-    return Stream.fromChannel(deliveriesChannel(nextDeliveries(m, directory)))
+    // Each wake's deliveries are one chunk.
+    return chunkLoop(nextDeliveries(m, directory))
   }))
-
-/**
- * The member's deliveries as a channel writing each wake's deliveries as one chunk: a loop of
- * the channel's own steps (`Stream.repeatEffectChunk` costs several times more per chunk, as
- * much as a member's whole work on a chunk's messages).
- */
-const deliveriesChannel = <E>(
-  next: Effect.Effect<Array<Delivery>, E>
-): Channel.Channel<Chunk.Chunk<Delivery>, unknown, E, unknown, void, unknown> => {
-  const loop: Channel.Channel<Chunk.Chunk<Delivery>, unknown, E, unknown, void, unknown> = Channel.flatMap(
-    Channel.fromEffect(next),
-    (out) => Channel.flatMap(Channel.write(Chunk.unsafeFromArray(out)), () => loop)
-  )
-  return loop
-}
