@@ -171,7 +171,7 @@ const ackedTogether = (delivery: Delivery): delivery is Delivery & AckedTogether
 export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<boolean>> =>
   Effect.suspend(() => {
     const outcomes: Array<boolean> = []
-    const together = new Map<AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }>()
+    const together: Together = new Map()
     const others: Array<{ readonly at: number; readonly delivery: Delivery }> = []
     const run = new AckRun()
     for (const delivery of deliveries) {
@@ -190,26 +190,37 @@ export const ackAll = (deliveries: Iterable<Delivery>): Effect.Effect<Array<bool
       outcomes.push(false)
     }
     run.flush()
-    if (together.size === 0 && others.length === 0) return Effect.succeed(outcomes)
-    const settleTogether = ([acks, batch]: [AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }]) =>
-      Effect.map(acks.ackAll(batch.deliveries), (acked) => acked.forEach((ok, i) => (outcomes[batch.at[i]!] = ok)))
-    // One member's acks (the usual chunk) are one request, run as it is: `forEach` with a
-    // concurrency forks a fiber to run them and one for each, a remote member's largest cost per chunk.
-    const groups = Array.from(together)
-    const requests = groups.length === 1
-      ? settleTogether(groups[0]!)
-      : Effect.forEach(groups, settleTogether, { concurrency: "unbounded", discard: true })
-    if (others.length === 0) return Effect.as(requests, outcomes)
-    return Effect.as(
-      Effect.zipRight(
-        requests,
-        Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
-          discard: true
-        })
-      ),
-      outcomes
-    )
+    return together.size === 0 && others.length === 0
+      ? Effect.succeed(outcomes)
+      : Effect.as(settleApart(outcomes, together, others), outcomes)
   })
+
+type Together = Map<AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }>
+
+/**
+ * The deliveries `ackAll` does not settle in place: each membership's in one request (a chunk of
+ * one membership, the usual case, runs its request as it is: `forEach` with a concurrency forks a
+ * fiber to run the requests and one for each, once the largest cost of a remote member's chunk),
+ * then the others' own acks in turn; each outcome into `outcomes` at its place.
+ */
+const settleApart = (
+  outcomes: Array<boolean>,
+  together: Together,
+  others: ReadonlyArray<{ readonly at: number; readonly delivery: Delivery }>
+): Effect.Effect<void> => {
+  const settleTogether = ([acks, batch]: [AcksTogether, { at: Array<number>; deliveries: Array<Delivery> }]) =>
+    Effect.map(acks.ackAll(batch.deliveries), (acked) => acked.forEach((ok, i) => (outcomes[batch.at[i]!] = ok)))
+  const groups = Array.from(together)
+  const requests = groups.length === 1
+    ? settleTogether(groups[0]!)
+    : Effect.forEach(groups, settleTogether, { concurrency: "unbounded", discard: true })
+  return others.length === 0 ? Effect.asVoid(requests) : Effect.zipRight(
+    requests,
+    Effect.forEach(others, ({ at, delivery }) => Effect.map(delivery.ack, (acked) => (outcomes[at] = acked)), {
+      discard: true
+    })
+  )
+}
 
 /** Acks of one member's deliveries of one lane, counted and released together. */
 class AckRun {
