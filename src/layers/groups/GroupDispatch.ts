@@ -21,7 +21,7 @@ import type { Frontier } from "./GroupClaims.js"
 import { LocalDelivery, makeDelivery } from "./GroupDelivery.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { hold, room, scanPosition } from "./GroupMemberState.js"
-import type { BatchCopy, ReadError } from "./GroupReader.js"
+import { BatchCopy, type BatchRef, type ReadError, type RunProblem } from "./GroupReader.js"
 
 /** Why dispatch stopped: nothing more committed, no room (or no free entry), or it handed some out. */
 export type Dispatched = "end" | "blocked" | "more"
@@ -32,16 +32,17 @@ const SEEK_PAST_MESSAGES = 1 << 16
 /**
  * Claims for `m` the messages of `batch` from the frontier `from` on, its entries reserved and
  * filled (each naming the claim) first, as one run; false if it could reserve none or another
- * member's claim won. The run's deliveries go to `out` — no effect, and nothing made per message
- * but its delivery.
+ * member's claim won. The run's messages are then copied out of the log (a problem if the log no
+ * longer holds them: the claim stands, and its entries go to the others as a failed member's do)
+ * and its deliveries go to `out` — no effect, and nothing made per message but its delivery.
  */
 const claimShared = (
   m: MemberState,
-  batch: BatchCopy,
+  batch: BatchRef,
   from: Frontier,
   nowMs: number,
   out: Array<Delivery>
-): boolean => {
+): boolean | RunProblem => {
   const { pending, claims, config } = m.group
   const slots = m.runSlots
   const controls = m.runControls
@@ -53,13 +54,15 @@ const claimShared = (
     for (let i = 0; i < count; i++) pending.unreserve(slots[i]!, m.ref)
     return false
   }
+  const copy = m.reader.copyRun(batch, from.offset, count)
+  if (!(copy instanceof BatchCopy)) return copy
   pending.deliverRun(slots, count, controls, nowMs)
   let delivered = 0
   for (let i = 0; i < count; i++) {
     const control = controls[i]!
     if (control === 0n) continue
     delivered++
-    out.push(new LocalDelivery(m.settling, slots[i]!, control, 0, 1, batch.message(from.offset + i - batch.start)))
+    out.push(new LocalDelivery(m.settling, slots[i]!, control, 0, 1, copy.message(i)))
   }
   hold(m, 0, delivered)
   m.group.members.countDelivered(m.ref, count)
@@ -89,9 +92,15 @@ const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Ef
       while (ahead.length > 0 && ahead[0]!.end <= from.offset) ahead.shift()
       const batch = ahead[0]
       if (batch !== undefined && from.offset >= batch.start) {
-        if (claimShared(m, batch, from, nowMs, out)) {
+        const claimed = claimShared(m, batch, from, nowMs, out)
+        if (claimed === true) {
           handedOut = true
           continue
+        }
+        if (claimed !== false) {
+          return yield* ("gone" in claimed
+            ? m.reader.behindAt(from.offset)
+            : Effect.fail(m.reader.corrupt(claimed.corrupt)))
         }
         // No entry free, or another claim won: look again (at a frontier that moved) or stop (the table is full).
         if (claims.read().word === from.word) return handedOut ? "more" : "blocked"
@@ -104,9 +113,9 @@ const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Ef
       }
       const read = yield* m.reader.nextFrom(from.offset, batchesFor(room(m), m.lastBatchMessages))
       if (read.read === 0) return handedOut ? "more" : "end"
-      const last = read.copies.at(-1)
+      const last = read.batches.at(-1)
       if (last !== undefined) m.lastBatchMessages = last.count
-      m.ahead.push(...read.copies)
+      m.ahead.push(...read.batches)
     }
   })
 

@@ -8,7 +8,7 @@
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import type { Settling } from "./GroupDelivery.js"
 import type { GroupObject } from "./GroupObject.js"
-import type { BatchCopy, GroupReader } from "./GroupReader.js"
+import type { BatchCopy, BatchRef, GroupReader } from "./GroupReader.js"
 
 /** An entry the last look found this member may deliver again. */
 export interface Redeliverable {
@@ -29,8 +29,8 @@ export interface MemberState {
   /** byKey: the batch being handed out from, and the next of its messages to look at. */
   batch: BatchCopy | undefined
   index: number
-  /** Without keys: the batches read and not yet wholly handed out, in offset order. */
-  ahead: Array<BatchCopy>
+  /** Without keys: the batches read and not yet wholly handed out, in offset order (where they lie in the log). */
+  ahead: Array<BatchRef>
   /** Without keys: the messages of the last batch read, to judge how many batches a read takes. */
   lastBatchMessages: number
   /** byKey: where the reader must go back to before reading on (a bucket taken over starts there). */

@@ -1,10 +1,15 @@
 /**
  * How a member reads its group's topic: one cursor of the log (anonymous: a group holds no
- * retention), read a batch at a time into a copy of the batch's payload, so the messages it hands
- * out stay valid however long their deliveries are held, and a batch only partly claimed is
- * claimed from again without reading it twice. The copy is made inside the reader's callback and
- * used only once the read confirmed the batch intact; a reader that fell behind what the topic
- * holds gets `GroupBehindRetention` naming the offsets, never skipped messages.
+ * retention). Messages a member hands out are copies of their own, so they stay valid however long
+ * their deliveries are held:
+ * - Without keys, a member reads where the next batches lie (`nextFrom`) and copies only the run
+ *   it claims of one (`copyRun`), which counts only if the log still holds the batch after the
+ *   copy was made: members claim from one frontier, and a batch copied whole is mostly claimed by
+ *   others before the member that copied it comes back to it.
+ * - byKey, a member reads a batch at a time into a copy of its payload (`next`), made inside the
+ *   reader's callback and used only once the read confirmed the batch intact.
+ * A reader that fell behind what the topic holds gets `GroupBehindRetention` naming the offsets,
+ * never skipped messages.
  *
  * A message delivered again is read on its own (`readAt`, `batchAt`): a cursor opened at its offset for one batch.
  */
@@ -14,7 +19,14 @@ import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import type { LogBatchView, LogCursor, LogOutOfRange, LogReaderShape } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicDeleted, type TopicNotFound } from "../../services/log/Topics.js"
 import type { MessageHeader } from "../../services/net/Subscriber.js"
-import { baseTimestamp, checkBatchPayload, MessageRecord, messageRecordBytes } from "../net/BatchPayload.js"
+import {
+  baseTimestamp,
+  checkBatchPayload,
+  MESSAGE_HEADER_BYTES,
+  MessageRecord,
+  messageRecordBytes,
+  wholeViewOf
+} from "../net/BatchPayload.js"
 
 /** A message as a member hands it out: views of a payload copy of its own. */
 export interface GroupMessage {
@@ -46,10 +58,12 @@ export class BatchCopy {
     readonly start: number,
     readonly count: number,
     /** Checked (`checkBatchPayload`): every record's framing lies within it. */
-    private readonly payload: Uint8Array
+    private readonly payload: Uint8Array,
+    /** The batch's base timestamp, when `payload` starts past the batch's first record (which carries it). */
+    base?: number
   ) {
     this.view = new DataView(payload.buffer, payload.byteOffset, payload.length)
-    this.base = baseTimestamp(this.view)
+    this.base = base ?? baseTimestamp(this.view)
     this.at = new Uint32Array(count)
     let at = 0
     for (let i = 0; i < count; i++) {
@@ -78,6 +92,30 @@ export class BatchCopy {
     }
   }
 }
+
+/**
+ * A batch read and not yet claimed whole: where its payload lies in the log (the region's memory
+ * for a live member), not a copy. What is claimed of it is copied then (`GroupReader.copyRun`),
+ * and used only if the log still holds the batch after the copy.
+ */
+export class BatchRef {
+  constructor(
+    readonly globalSeq: number,
+    /** The offset of its first message. */
+    readonly start: number,
+    readonly count: number,
+    readonly bytes: Uint8Array,
+    readonly offset: number,
+    readonly length: number
+  ) {}
+  get end(): number {
+    return this.start + this.count
+  }
+}
+
+/** Why a run claimed from a batch could not be copied: the log no longer holds it, or its records do not hold. */
+export type RunProblem = { readonly gone: true } | { readonly corrupt: string }
+const GONE: RunProblem = { gone: true }
 
 /** Copies the batch the reader hands over (inside its callback: the view is valid only there). */
 const copyOf = (batch: LogBatchView): BatchCopy | string => {
@@ -148,29 +186,70 @@ export class GroupReader {
 
   /**
    * Up to `maxBatches` of the next batches: `read` says how many the cursor moved past (0: none
-   * committed yet), `copies` holds those ending past `from`, in order — the batches wholly before
-   * it (handed out already) are passed over without being copied.
+   * committed yet), `batches` holds those ending past `from`, in order, where they lie (nothing
+   * is copied: a member copies only what it claims, `copyRun`).
    */
-  nextFrom(from: number, maxBatches: number): Effect.Effect<{ read: number; copies: Array<BatchCopy> }, ReadError> {
+  nextFrom(from: number, maxBatches: number): Effect.Effect<{ read: number; batches: Array<BatchRef> }, ReadError> {
     const cursor = this.cursor
-    if (cursor === undefined) return Effect.succeed({ read: 0, copies: [] })
-    const copies: Array<BatchCopy> = []
-    let problem: string | undefined
+    if (cursor === undefined) return Effect.succeed({ read: 0, batches: [] })
+    const batches: Array<BatchRef> = []
     return cursor.pollBatches((batch) => {
-      if (problem !== undefined || batch.totalOrder + batch.messageCount <= from) return
-      const copy = copyOf(batch)
-      if (typeof copy === "string") problem = copy
-      else copies.push(copy)
+      if (batch.totalOrder + batch.messageCount <= from) return
+      batches.push(
+        new BatchRef(batch.globalSeq, batch.totalOrder, batch.messageCount, batch.bytes, batch.offset, batch.length)
+      )
     }, maxBatches).pipe(
       Effect.catchTag("LogOutOfRange", (e) => Effect.fail(this.behind(e))),
-      Effect.flatMap((read) =>
-        problem !== undefined
-          ? Effect.fail(
-            new LogCorrupt({ reason: `topic ${this.topic}: a batch before ${cursor.position()}: ${problem}` })
-          )
-          : Effect.succeed({ read, copies })
-      )
+      Effect.map((read) => ({ read, batches }))
     )
+  }
+
+  /**
+   * Copies messages `from`…`from + count` of `batch` (read by `nextFrom`), found by the lengths of
+   * its records where they lie; the copy counts only if the log still holds the batch after it
+   * was made (else the bytes may be another batch's), and is then checked as its batch would be.
+   */
+  copyRun(batch: BatchRef, from: number, count: number): BatchCopy | RunProblem {
+    const view = wholeViewOf(batch.bytes)
+    const start = batch.bytes.byteOffset + batch.offset
+    const end = start + batch.length
+    const skip = from - batch.start
+    let at = start
+    let first = start
+    let walked = 0
+    for (; walked < skip + count && at + MESSAGE_HEADER_BYTES <= end; walked++) {
+      at += messageRecordBytes(view.getUint32(at, true))
+      if (walked + 1 === skip) first = at
+    }
+    const whole = walked === skip + count && at <= end && start + MESSAGE_HEADER_BYTES + 8 <= end
+    const base = whole ? baseTimestamp(view, start) : 0
+    const payload = whole ? new Uint8Array(at - first) : undefined
+    payload?.set(batch.bytes.subarray(first - batch.bytes.byteOffset, at - batch.bytes.byteOffset))
+    if (this.cursor === undefined || !this.cursor.retained(batch.globalSeq)) return GONE
+    if (payload === undefined) return { corrupt: `the records of the batch at ${batch.start} run past its payload` }
+    if (!Number.isSafeInteger(base) || base < 0) return { corrupt: `the batch at ${batch.start} has no base timestamp` }
+    const problem = checkBatchPayload(payload, count, skip)
+    return problem === undefined ? new BatchCopy(from, count, payload, base) : { corrupt: problem }
+  }
+
+  /** The group fell behind what the topic holds at `offset` (a batch it read went before it was copied). */
+  behindAt(offset: number): Effect.Effect<never, ReadError> {
+    return Effect.flatMap(
+      Effect.catchTag(
+        this.reader.bounds(this.topic),
+        "TopicNotFound",
+        () => Effect.fail(new GroupTopicGone({ group: this.group, topic: this.topic }))
+      ),
+      ({ earliest, end }) =>
+        Effect.fail(
+          new GroupBehindRetention({ group: this.group, topic: this.topic, requested: offset, earliest, end })
+        )
+    )
+  }
+
+  /** A claimed run whose records do not hold. */
+  corrupt(reason: string): LogCorrupt {
+    return new LogCorrupt({ reason: `topic ${this.topic}: ${reason}` })
   }
 
   /** True once a batch past the cursor is committed, false after `timeoutMs`. */

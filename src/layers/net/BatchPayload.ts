@@ -82,9 +82,10 @@ export const encodeParts = (
  * Checks that `payload` is exactly `messageCount` well-formed records: every length inside
  * the payload and its record, the parts each record's flags announce inside its body, the
  * base timestamp on the first record only, and the last record ending at the payload's end.
- * Returns why not, or `undefined`.
+ * A payload cut from a batch after its first `firstIndex` records is checked as those records
+ * are in their batch (none carries the base timestamp). Returns why not, or `undefined`.
  */
-export const checkBatchPayload = (payload: Uint8Array, messageCount: number): string | undefined => {
+export const checkBatchPayload = (payload: Uint8Array, messageCount: number, firstIndex = 0): string | undefined => {
   if (payload.length % 8 !== 0) return `payload of ${payload.length} bytes is not a multiple of 8`
   if (messageCount < 1 || messageCount * MESSAGE_HEADER_BYTES > payload.length) {
     return `message count ${messageCount} does not fit a ${payload.length}-byte payload`
@@ -94,7 +95,7 @@ export const checkBatchPayload = (payload: Uint8Array, messageCount: number): st
   const start = payload.byteOffset
   const end = start + payload.length
   let at = start
-  for (let i = 0; i < messageCount; i++) {
+  for (let i = firstIndex; i < firstIndex + messageCount; i++) {
     if (at + MESSAGE_HEADER_BYTES > end) return `message ${i} starts past the payload end`
     const length = view.getUint32(at, true)
     if (length > end - at - MESSAGE_HEADER_BYTES) return `message ${i} of ${length} bytes overruns the payload`
@@ -115,7 +116,7 @@ export const checkBatchPayload = (payload: Uint8Array, messageCount: number): st
  * per batch is a call into V8's C++ while the checker is not yet optimized). The last buffer
  * checked stays referenced until another is (at most one batch's copy, elsewhere than a broker).
  */
-const wholeViewOf = (bytes: Uint8Array): DataView => {
+export const wholeViewOf = (bytes: Uint8Array): DataView => {
   const buffer = bytes.buffer
   if (buffer !== viewedBuffer) {
     viewedBuffer = buffer
@@ -254,8 +255,8 @@ export class MessageRecord {
   }
 }
 
-/** The base timestamp of a checked payload (its first record carries it). */
-export const baseTimestamp = (view: DataView): number => view.getFloat64(MESSAGE_HEADER_BYTES, true)
+/** The base timestamp of a checked payload starting at `at` of `view` (its first record carries it). */
+export const baseTimestamp = (view: DataView, at = 0): number => view.getFloat64(at + MESSAGE_HEADER_BYTES, true)
 
 /**
  * Where the value of the record at `at` starts in `bytes` (a record whose framing is checked
