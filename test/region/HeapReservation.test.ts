@@ -122,4 +122,19 @@ describe("the directory's heap, reserved as it is handed out (live region)", () 
       expect(after.extent.bytes).toBe(8 * MiB)
       expect(backed(file)).toBeLessThanOrEqual(24 * MiB)
     }))
+
+  it.scopedLive("an extent refused part way through its reservation gives back the steps it had reserved", () =>
+    Effect.gen(function*() {
+      const dir = yield* smallTmpfs("24m")
+      const file = join(dir, "region")
+      const { writer } = yield* directoryAt(file)
+      const before = backed(file)
+      // 32 MiB is reserved 16 MiB at a time: the first step fits the 24 MiB filesystem, the second does not.
+      const refused = yield* Effect.flip(writer.create({ kind: "topic", name: "big", bytes: 32 * MiB }))
+      expect(refused).toMatchObject({ _tag: "RegionFull", requested: 32 * MiB })
+      expect(backed(file)).toBe(before)
+      // And the filesystem still has room for what fits.
+      const fits = yield* writer.create({ kind: "topic", name: "fits", bytes: 16 * MiB })
+      expect(fits.extent.bytes).toBe(16 * MiB)
+    }))
 })

@@ -146,13 +146,19 @@ const writerState = (
       )
     })
 
-  /** Backs [offset, +bytes) a step at a time, the event loop turning between steps: undefined, or why the host could not. */
+  /**
+   * Backs [offset, +bytes) a step at a time, the event loop turning between steps: undefined, or
+   * why the host could not — the steps backed before then given back, none of it ever written.
+   */
   const reserve = (offset: number, bytes: number) =>
     Effect.gen(function*() {
       for (let step = 0; step < bytes; step += RESERVE_STEP_BYTES) {
         if (step > 0) yield* eventLoopTurn
         const unbacked = region.reserve(offset + step, Math.min(RESERVE_STEP_BYTES, bytes - step))
-        if (unbacked !== undefined) return unbacked
+        if (unbacked !== undefined) {
+          if (step > 0) region.discard(offset, step)
+          return unbacked
+        }
       }
       return undefined
     })
