@@ -10,7 +10,7 @@ import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { DirectoryWriter, type DirectoryWriterShape, type NotDirectoryWriter } from "../../services/region/Directory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
 import * as DirectoryLayers from "../region/Directory.js"
-import { directoryAreaBytes, type DirectoryConfig, makeDirectoryArea } from "../region/DirectoryRecords.js"
+import { alignToPage, directoryAreaBytes, type DirectoryConfig, makeDirectoryArea } from "../region/DirectoryRecords.js"
 import {
   defaultLogConfig,
   type LogArea,
@@ -43,8 +43,6 @@ export const oneBrokerLogConfig: LogConfig = withBlogBytes({
   maxBatchBytes: 64 << 10
 }, 1 << 20)
 
-const alignPage = (n: number) => Math.ceil(n / 4096) * 4096
-
 /** What a topic of the configuration's default memory and writers takes of the heap once every writer wrote it. */
 export const defaultTopicBytes = (config: LogConfig): number => {
   const shape = topicShape(config, { memory: config.topicMemoryBytes, writers: config.topicWriters })
@@ -61,7 +59,7 @@ export const directoryFor = (config: LogConfig, topics: number): DirectoryConfig
 
 /** The log area at `logBase`, then the directory on the next page. */
 export const logRegionLayout = (logBase: number, config: LogConfig, directory: DirectoryConfig): LogRegionLayout => {
-  const directoryBase = alignPage(logBase + logAreaBytes(config, directory.entrySlots))
+  const directoryBase = alignToPage(logBase + logAreaBytes(config, directory.entrySlots))
   return {
     area: makeLogArea(logBase, config, makeDirectoryArea(directoryBase, directory)),
     bytes: directoryBase + directoryAreaBytes(directory),

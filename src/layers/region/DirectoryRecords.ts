@@ -16,6 +16,9 @@ import { pairWord, wordsOver } from "./Words64.js"
 import { WordView } from "./WordView.js"
 
 export const PAGE_BYTES = 4096
+
+/** `bytes` rounded up to whole pages: where a directory's area may start (`makeDirectoryArea`). */
+export const alignToPage = (bytes: number): number => Math.ceil(bytes / PAGE_BYTES) * PAGE_BYTES
 export const ENTRY_BYTES = 256
 export const HOLDER_LINE_BYTES = LINE_BYTES
 export const PAGE_RECORD_BYTES = 16

@@ -9,7 +9,12 @@ import * as RingsLayers from "../../layers/control/Rings.js"
 import * as ChannelsLayers from "../../layers/ipc/Channels.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import * as DirectoryLayers from "../../layers/region/Directory.js"
-import { directoryAreaBytes, type DirectoryConfig, makeDirectoryArea } from "../../layers/region/DirectoryRecords.js"
+import {
+  alignToPage,
+  directoryAreaBytes,
+  type DirectoryConfig,
+  makeDirectoryArea
+} from "../../layers/region/DirectoryRecords.js"
 import * as DoorbellLayers from "../../layers/region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
 import { DOORBELL_BYTES } from "../../services/region/Doorbell.js"
@@ -18,8 +23,8 @@ const DIRECTORY: DirectoryConfig = { entrySlots: 16, holderLines: 4, heapBytes: 
 /** Bell lines after the superblock: the bench (0) and its peer (1). */
 const BELLS = 2
 /** The directory after them, on a page of its own: its heap's extents are whole pages (each reserved as it is handed out). */
-const DIRECTORY_AT = Math.ceil((SUPERBLOCK_BYTES + BELLS * DOORBELL_BYTES) / 4096) * 4096
-const REGION_BYTES = Math.ceil((DIRECTORY_AT + directoryAreaBytes(DIRECTORY)) / 4096) * 4096
+const DIRECTORY_AT = alignToPage(SUPERBLOCK_BYTES + BELLS * DOORBELL_BYTES)
+const REGION_BYTES = alignToPage(DIRECTORY_AT + directoryAreaBytes(DIRECTORY))
 
 /** Live Channels over `region`: created, with the directory's writer, by the bench (bell 0); attached by its peer (bell 1). */
 export const benchChannels = (region: string, role: "bench" | "peer") => {
