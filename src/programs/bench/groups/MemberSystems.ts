@@ -3,9 +3,9 @@
  * process), every one with `MEMBER_WINDOW` messages in hand at most, each message worked on
  * (`work`) and acked on its own:
  * - cxlog: a member of the consumer group (`ConsumerGroups.join`, maxInFlight `MEMBER_WINDOW`),
- *   taking the deliveries a chunk at a time as the group hands them out (each worked on, then
- *   each acked in turn, by `ackAll` over the chunk: one effect, an ack per message); told to hold
- *   (the kill bench), it keeps the next chunk unacked;
+ *   taking the deliveries a chunk at a time as the group hands them out (`eachChunk`, as
+ *   docs/consumers.md shows), each worked on, then each acked in turn by `ackAll` over the chunk
+ *   (one effect, an ack per message); told to hold (the kill bench), it keeps the next chunk unacked;
  * - Redis Streams: `XREADGROUP … COUNT MEMBER_WINDOW` for new entries, then an `XACK` per entry as
  *   each is worked on, sent without waiting for the one before (one connection pipelines them,
  *   as an ioredis client does), the batch's replies awaited before the next read;
@@ -16,7 +16,8 @@
  */
 import { jetstream } from "@nats-io/jetstream"
 import { connect as natsConnect } from "@nats-io/transport-node"
-import { Chunk, Deferred, Effect, Layer, type Scope, Stream } from "effect"
+import { Chunk, Deferred, Effect, Layer, type Scope } from "effect"
+import { eachChunk } from "../../../layers/groups/ChunkLoop.js"
 import * as ConsumerGroupsRemote from "../../../layers/groups/ConsumerGroupsRemote.js"
 import { ackAll } from "../../../layers/groups/GroupDelivery.js"
 import { groupMember } from "../../../layers/Roles.js"
@@ -85,16 +86,15 @@ const cxlogMember: Connect = (address, group) =>
     return {
       fold: () => folds.value,
       run: (on) =>
-        groups.join(group, { maxInFlight: MEMBER_WINDOW }).pipe(
-          Stream.runForEachChunk((deliveries) => {
-            // The chunk is in hand (recorded as held) until each ack: the kill bench reads what a member held from its record.
-            const indices = Chunk.toReadonlyArray(deliveries).map((d) => take(on, d.value, d.deliveryCount, folds))
-            if (on.holding()) return Effect.never
-            return Effect.map(
-              ackAll(deliveries),
-              (acked) => acked.forEach((ok, i) => ok && on.record.acked(indices[i]!))
-            )
-          }),
+        eachChunk(groups.join(group, { maxInFlight: MEMBER_WINDOW }), (deliveries) => {
+          // The chunk is in hand (recorded as held) until each ack: the kill bench reads what a member held from its record.
+          const indices = Chunk.toReadonlyArray(deliveries).map((d) => take(on, d.value, d.deliveryCount, folds))
+          if (on.holding()) return Effect.never
+          return Effect.map(
+            ackAll(deliveries),
+            (acked) => acked.forEach((ok, i) => ok && on.record.acked(indices[i]!))
+          )
+        }).pipe(
           // The stop interrupts the one fiber running the stream (`Stream.interruptWhen` would
           // race the stop against every pull of the stream: fibers per chunk).
           Effect.raceFirst(on.stop)
