@@ -2,11 +2,11 @@
  * Streams of chunks, made and consumed at a chunk's cost.
  *
  * `chunkLoop`: a member's deliveries as a stream whose every chunk is what one run of an effect
- * gave, a loop of the channel's own steps. `Stream.repeatEffectChunk` and its `Option` variant cost several
- * times more per chunk — as much as a member's whole work on a chunk's messages — and a member's
- * code runs once a chunk, rarely enough that much of it is never optimised: what a chunk costs is
- * what the member pays. Local members (GroupMember.ts) and members through a broker
- * (ConsumerGroupsRemote.ts) both stream this way.
+ * gave, a loop of the channel's own steps. `Stream.repeatEffectChunk` and its `Option` variant
+ * cost several times more per chunk — as much as a member's whole work on a chunk's messages —
+ * and a member's code runs once a chunk, rarely enough that much of it is never optimised: what a
+ * chunk costs is what the member pays. Local members (GroupMember.ts) and members through a
+ * broker (ConsumerGroupsRemote.ts) both stream this way.
  *
  * `eachChunk`: runs an effect on each chunk of a stream, pulling the chunks itself
  * (`Stream.toPull`). Consumed by `Stream.runForEachChunk` instead, a stream of such chunks keeps
