@@ -84,6 +84,20 @@ const turn: Effect.Effect<void> = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(immediate))
 })
 
+/**
+ * A wake's deliveries in an array of their own, `out` emptied. `out` is held by the wake's
+ * generators (this loop's and dispatch's), and something of theirs outlives the wake in V8's old
+ * generation: handed out as it was, every delivery it held outlived the young-generation
+ * collections until the next full one. Emptied, the members moved 7.3 % of what they allocated to
+ * the old generation against 18.2 %, and ran 8 full collections against 43 (`--trace-gc-nvp` of
+ * the members of `bench --type group --members 4 --local --messages 400000`; docs/consumers.md).
+ */
+const handOver = (out: Array<Delivery>): Array<Delivery> => {
+  const taken = out.slice()
+  out.length = 0
+  return taken
+}
+
 /** The next deliveries (at least one), running the member's loop. */
 const nextDeliveries = (m: MemberState, directory: DirectoryShape) =>
   Effect.gen(function*() {
@@ -100,7 +114,7 @@ const nextDeliveries = (m: MemberState, directory: DirectoryShape) =>
       const out: Array<Delivery> = []
       if (m.backlog.length > 0) yield* redeliver(m, nowMs, out)
       const dispatched = m.backlog.length === 0 && room(m) > 0 ? yield* dispatch(m, nowMs, out) : "blocked"
-      if (out.length > 0) return out
+      if (out.length > 0) return handOver(out)
       // Taken over by others meanwhile: what is left of the backlog is looked at again next time.
       if (m.backlog.length > 0 && room(m) > 0) m.backlog = []
       yield* idle(m, dispatched, nowMs)
