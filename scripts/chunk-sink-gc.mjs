@@ -2,15 +2,17 @@
 /**
  * What consuming a stream of chunks costs in Effect alone, by how it is consumed
  * (docs/consumers.md, "What a chunk's objects cost"): a stream shaped as a group member's (one
- * chunk of 64 fresh objects per run of an effect, `chunkLoop`'s channel loop), consumed by
- * `Stream.runForEachChunk` (`sink`) or by pulling its chunks (`pull`, `Stream.toPull`). With
+ * chunk of 64 fresh objects per run of an effect, made by the package's `chunkLoop`), consumed by
+ * `Stream.runForEachChunk` (`sink`) or by pulling its chunks (`pull`, the package's `eachChunk`),
+ * both from the build in dist/ (`npm install` makes it). With
  * `--copies` each chunk's objects are views of a 64 KiB copy of their own, as a member's messages
  * are. Prints CPU ns per object; run under `node --trace-gc-nvp` to see what the young
  * generation's collections keep (their `promoted` against `allocated`).
  *
  *   node --trace-gc-nvp scripts/chunk-sink-gc.mjs sink|pull [--chunks 200000] [--copies]
  */
-import { Channel, Chunk, Effect, Option, Stream } from "effect"
+import { Effect, Stream } from "effect"
+import { chunkLoop, eachChunk } from "../dist/src/layers/groups/ChunkLoop.js"
 
 const args = process.argv.slice(2)
 const mode = args[0]
@@ -36,28 +38,16 @@ const take = Effect.sync(() => {
   }
   return out
 })
-const loop = Channel.flatMap(
-  Channel.fromEffect(take),
-  (taken) =>
-    taken === undefined ? Channel.void : Channel.flatMap(Channel.write(Chunk.unsafeFromArray(taken)), () => loop)
-)
-const stream = Stream.fromChannel(loop)
+const stream = chunkLoop(take)
 
 let sum = 0
 const work = (chunk) =>
   Effect.sync(() => {
     for (const item of chunk) sum += item.index
   })
-const pulled = Effect.scoped(Effect.flatMap(Stream.toPull(stream), (pull) => {
-  const next = Effect.matchEffect(pull, {
-    onFailure: (ended) => Option.match(ended, { onNone: () => Effect.void, onSome: Effect.fail }),
-    onSuccess: (chunk) => Effect.flatMap(work(chunk), () => next)
-  })
-  return next
-}))
 
 const before = process.cpuUsage()
-await Effect.runPromise(mode === "sink" ? Stream.runForEachChunk(stream, work) : pulled)
+await Effect.runPromise(mode === "sink" ? Stream.runForEachChunk(stream, work) : eachChunk(stream, work))
 const cpu = process.cpuUsage(before)
 console.log(
   `${mode}${copies ? " --copies" : ""}: ${made} objects, ${

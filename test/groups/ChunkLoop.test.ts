@@ -42,11 +42,8 @@ describe("eachChunk", () => {
   it.effect("runs its effect on every chunk, in order, each run ended before the next chunk is pulled", () =>
     Effect.gen(function*() {
       const events: Array<string> = []
-      const pulled = chunkLoop(Effect.suspend(() => {
-        events.push("pull")
-        const run = [[1, 2], [3], [4, 5, 6]][events.filter((e) => e === "pull").length - 1]
-        return Effect.succeed(run)
-      }))
+      const runs = runsThen([[1, 2], [3], [4, 5, 6]], undefined)
+      const pulled = chunkLoop(Effect.zipRight(Effect.sync(() => events.push("pull")), runs))
       yield* eachChunk(
         pulled,
         (chunk) =>
