@@ -176,6 +176,66 @@ describe("one publisher, many topics", () => {
       }
     }))
 
+  it.scopedLive("a topic deleted and created again: once a call is told, messages naming it go into the new topic, numbered on; one flush fails naming the loss", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(2, 3)
+      const acked: Array<{ readonly topic: string; readonly from: number; readonly count: number }> = []
+      const p = yield* publisher({ clientId: 9, batchBytes: 1024, onAcknowledged: (range) => acked.push(range) })
+      yield* publishRoundRobin(p, 3, 50)
+      yield* p.flush(10_000)
+      yield* log.topics.delete(topicName(1))
+      // Published to until the deletion fails one: that message goes with the old topic.
+      let lost = 50
+      const failure = yield* Effect.flip(
+        Effect.gen(function*() {
+          for (;; lost++) {
+            yield* p.publishAcked(testMessage(1, lost, 64), { topic: topicName(1) })
+            yield* Effect.sleep("5 millis")
+          }
+        })
+      ).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the deleted topic took publishes") }))
+      expect(failure).toMatchObject({ _tag: "BrokerRejected", topic: topicName(1), code: "topic-deleted" })
+      yield* log.topics.create({ name: topicName(1), order: 5, ackLevel: 1, replicationFactor: 1 })
+      for (let i = 0; i < 20; i++) yield* p.publishAcked(testMessage(1, i, 64), { topic: topicName(1) })
+      expect(audit(log.ordered(topicName(1)), new Map([[1, 20]]))).toEqual({ messages: 20, ...clean })
+      // The lost message keeps its number; the new topic's are numbered on after it.
+      expect(p.unacknowledged()).toEqual([{ topic: topicName(1), from: lost, count: 1 }])
+      const numbered = acked.filter((r) => r.topic === topicName(1) && r.from >= lost).flatMap((r) =>
+        Array.from({ length: r.count }, (_, i) => r.from + i)
+      )
+      expect(numbered).toEqual(Array.from({ length: 20 }, (_, i) => lost + 1 + i))
+      const perName = p.stats().topics.filter((t) => t.topic === topicName(1))
+      expect(perName.map((t) => [t.messages, t.ackedMessages, t.failure === undefined])).toEqual([
+        [lost + 1, lost, false],
+        [20, 20, true]
+      ])
+      expect(yield* Effect.flip(p.flush(10_000))).toMatchObject({ topic: topicName(1), code: "topic-deleted" })
+      yield* p.flush(10_000)
+      for (const k of [0, 2]) {
+        expect(audit(log.ordered(topicName(k)), new Map([[k, 50]]))).toEqual({ messages: 50, ...clean })
+      }
+    }))
+
+  it.scopedLive("the default topic deleted and created again: messages naming no topic go into the new one", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(1, 1)
+      const p = yield* publisher({ clientId: 10, batchBytes: 1024, topic: topicName(0) })
+      for (let i = 0; i < 10; i++) yield* p.publishAcked(testMessage(0, i, 64))
+      yield* log.topics.delete(topicName(0))
+      const failure = yield* Effect.flip(
+        Effect.gen(function*() {
+          for (;;) {
+            yield* p.publishAcked(testMessage(0, 0, 64))
+            yield* Effect.sleep("5 millis")
+          }
+        })
+      ).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the deleted topic took publishes") }))
+      expect(failure).toMatchObject({ _tag: "BrokerRejected", topic: topicName(0), code: "topic-deleted" })
+      yield* log.topics.create({ name: topicName(0), order: 5, ackLevel: 1, replicationFactor: 1 })
+      for (let i = 0; i < 10; i++) yield* p.publishAcked(testMessage(0, i, 64))
+      expect(audit(log.ordered(topicName(0)), new Map([[0, 10]]))).toEqual({ messages: 10, ...clean })
+    }))
+
   it.scopedLive("the Promise facade: publish to any topic by name, opened without a default topic", () =>
     Effect.gen(function*() {
       const { addresses, log } = yield* cluster(2, 2)

@@ -116,6 +116,8 @@ const failLaneWaiters = (lane: Lane, error: PublishError): void => {
   for (const batch of [...lane.awaitingOffset, ...lane.unacked]) batch.ackWaiters = undefined
   lane.awaitingOffset = []
   lane.openAckWaiters = undefined
+  // Callers handed a deleted topic's failure were told: their next message naming it goes to a new lane.
+  if (lane.retired && waiting.some((waiters) => waiters !== undefined && waiters.length > 0)) lane.reported = true
   for (const waiters of waiting) for (const waiter of waiters ?? []) waiter.resume(failed)
 }
 

@@ -17,7 +17,7 @@ import type {
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
-import { laneFor } from "./PublisherLanes.js"
+import { failureOf, laneFor } from "./PublisherLanes.js"
 import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
 import { awaitRoom, boundedWait, brokerCounts, wakeWhen } from "./PublisherWaits.js"
 import { armLinger, opened, seal } from "./PublisherWindow.js"
@@ -64,7 +64,7 @@ const offer = (
   timestamp: number
 ): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
-  if (lane.failure !== undefined) return lane.failure
+  if (lane.failure !== undefined) return failureOf(lane, lane.failure)
   const large = tooLarge(s, payload, parts)
   if (large !== undefined) return large
   const builder = lane.builder
@@ -106,7 +106,7 @@ const publishAckedNow = (
   resume: AckWaiter["resume"]
 ): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
-  if (lane.failure !== undefined) return lane.failure
+  if (lane.failure !== undefined) return failureOf(lane, lane.failure)
   const large = tooLarge(s, payload, parts)
   if (large !== undefined) return large
   const builder = lane.builder
@@ -178,10 +178,16 @@ const isFlushed = (s: PublisherState): boolean => {
   return s.gatheringCount === 0 && s.inFlight + s.orderedInFlight === 0
 }
 
-/** The error of the first topic that failed holding messages not acknowledged (they never will be). */
+/**
+ * The error of the first topic that failed holding messages not acknowledged (they never will
+ * be). A topic deleted under its lane fails one flush only: its name goes on in a new lane, whose
+ * messages the next flushes are for.
+ */
 const failedLane = (s: PublisherState): PublishError | undefined => {
   for (const lane of s.lanes) {
-    if (lane.failure !== undefined && unacknowledgedOf(lane).length > 0) return lane.failure
+    if (lane.failure === undefined || lane.lossReported || unacknowledgedOf(lane).length === 0) continue
+    if (lane.retired) lane.lossReported = true
+    return failureOf(lane, lane.failure)
   }
   return undefined
 }

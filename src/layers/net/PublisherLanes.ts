@@ -6,15 +6,18 @@
  */
 import { Schema } from "effect"
 import { TopicName } from "../../services/log/Topics.js"
-import { PublishTopicInvalid } from "../../services/net/Publisher.js"
+import { type PublishError, PublishTopicInvalid } from "../../services/net/Publisher.js"
 import { SMALLEST_BATCH_LIMIT } from "../log/TopicShape.js"
 import { BatchBuilder } from "./BatchPayload.js"
 import { type Lane, type PublisherState, SessionOnLink } from "./PublisherState.js"
 
 const isTopicName = Schema.is(TopicName)
 
-/** A fresh lane for `topic` (checked), the last of the publisher's. */
-export const newLane = (s: PublisherState, topic: string): Lane => {
+/**
+ * A fresh lane for `topic` (checked), the last of the publisher's; its messages are numbered on
+ * from `firstMessage` (after those of a lane of the topic that was retired).
+ */
+export const newLane = (s: PublisherState, topic: string, firstMessage = 0): Lane => {
   const lane: Lane = {
     topic,
     index: s.lanes.length,
@@ -26,7 +29,7 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
     unacked: [],
     head: 0,
     builder: new BatchBuilder(s.pool),
-    sealedMessages: 0,
+    sealedMessages: firstMessage,
     openedAt: 0,
     gathering: false,
     gatherPrev: undefined,
@@ -38,6 +41,9 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
     ackWaitingBatches: 0,
     orderedSeq: 0,
     failure: undefined,
+    retired: false,
+    reported: false,
+    lossReported: false,
     counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
   }
   // Until its session opens and says the topic's own limit, a batch fits any topic.
@@ -54,19 +60,47 @@ export const newLane = (s: PublisherState, topic: string): Lane => {
  */
 export const laneFor = (s: PublisherState, topic: string | undefined): Lane | PublishTopicInvalid => {
   if (topic === undefined) {
-    return s.defaultLane ?? new PublishTopicInvalid({
-      topic,
-      reason: "the publisher has no default topic: name one with the message ({ topic }), or open it with `topic`"
-    })
+    const lane = s.defaultLane
+    if (lane === undefined) {
+      return new PublishTopicInvalid({
+        topic,
+        reason: "the publisher has no default topic: name one with the message ({ topic }), or open it with `topic`"
+      })
+    }
+    if (!replaced(lane)) return lane
+    // The default topic was deleted under its lane and a call was told: its name goes on in the topic that has it now.
+    const next = laneFor(s, lane.topic)
+    if (!(next instanceof PublishTopicInvalid)) s.defaultLane = next
+    return next
   }
   const known = s.laneOf.get(topic)
-  if (known !== undefined) return known
-  if (!isTopicName(topic)) {
+  if (known !== undefined && !replaced(known)) return known
+  if (known === undefined && !isTopicName(topic)) {
     return new PublishTopicInvalid({ topic, reason: "a topic name is 1 to 100 of A-Z a-z 0-9 . _ -" })
   }
-  const lane = newLane(s, topic)
+  const lane = newLane(s, topic, s.retiredMessages.get(topic) ?? 0)
   openSessions(s, lane)
   return lane
+}
+
+/**
+ * The lane's topic was deleted under it (it failed `topic-deleted`): it keeps its failure and
+ * what it lost, and once a call was told (`failureOf`), the next message naming the topic opens
+ * a new lane, numbered on after it.
+ */
+export const retire = (s: PublisherState, lane: Lane): void => {
+  if (lane.retired) return
+  lane.retired = true
+  s.retiredMessages.set(lane.topic, lane.sealedMessages + lane.builder.messageCount)
+}
+
+/** Whether the lane's topic was deleted under it and a call was told: messages naming it go to a new lane. */
+const replaced = (lane: Lane): boolean => lane.retired && lane.reported
+
+/** The lane's `failure` as a call is handed it: a retired lane's then gives its name over to a new lane. */
+export const failureOf = (lane: Lane, failure: PublishError): PublishError => {
+  if (lane.retired) lane.reported = true
+  return failure
 }
 
 /** The lane's open batch took its first message: it joins the end of the queue. */

@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { publisherFenced } from "../../Metrics.js"
 import { BrokerRejected, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
 import { failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
-import { openSessions } from "./PublisherLanes.js"
+import { openSessions, retire } from "./PublisherLanes.js"
 import type { LaneRef, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 import { type Lane, notify, type PublisherState, SessionOnLink } from "./PublisherState.js"
 import { stopBounds } from "./PublisherWaits.js"
@@ -94,11 +94,16 @@ const sessionOpened = (
   drainUnrouted(s, lane)
 }
 
-/** The log refuses the lane's topic: its publishes fail with `error`, its sessions elsewhere are dropped, the other lanes go on. */
+/**
+ * The log refuses the lane's topic: its publishes fail with `error`, its sessions elsewhere are
+ * dropped, the other lanes go on. A topic deleted under the lane retires it: the name may be
+ * created again, and a later message naming it goes to that topic.
+ */
 const refuse = (s: PublisherState, lane: Lane, error: BrokerRejected) => {
   if (lane.failure !== undefined) return
   s.log(Effect.logDebug(`publisher ${s.clientId}: ${error.message}`))
   dropSessions(s, lane)
+  if (error.code === "topic-deleted") retire(s, lane)
   failLane(s, lane, error)
   afterProgress(s)
 }

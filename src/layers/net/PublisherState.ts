@@ -115,6 +115,15 @@ export interface Lane {
   orderedSeq: number
   /** Set once the log refused the topic (unknown, deleted, forbidden): its publishes fail with it. */
   failure: PublishError | undefined
+  /**
+   * Its topic was deleted under it. It keeps its failure and what it lost; once a call was
+   * handed that failure (`reported`), a later message naming the topic goes to a new lane, a
+   * session of whatever topic has the name then, and once a `flush` failed with it
+   * (`lossReported`), flushes no longer do.
+   */
+  retired: boolean
+  reported: boolean
+  lossReported: boolean
   readonly counts: { messages: number; batches: number; ackedMessages: number; fences: number }
 }
 
@@ -139,6 +148,8 @@ export interface PublisherState {
   linkCounts: ReadonlyArray<LinkCounts>
   /** The lanes by topic, and in the order they were made (`Lane.index`). */
   readonly laneOf: Map<string, Lane>
+  /** Messages numbered so far in each topic whose lane was retired (its next lane numbers on from there). */
+  readonly retiredMessages: Map<string, number>
   readonly lanes: Array<Lane>
   /** The default topic's lane (undefined: every message names its topic). */
   defaultLane: Lane | undefined
