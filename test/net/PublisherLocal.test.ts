@@ -3,7 +3,8 @@
  * own, appends into the region itself and learns its ACKs from its session's line. A local and a
  * TCP publisher on one topic at once, in every order mode: the log holds each session's messages
  * once, in its order for order 5, in one gap-free order; `publishAcked` gives each message's
- * offset; with every broker slot taken, a local publisher fails typed, naming the setting.
+ * offset; with every broker slot taken, a local publisher fails typed, naming the setting; its
+ * topic deleted and created again, it publishes into the new topic once a call was told.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, type Scope } from "effect"
@@ -163,6 +164,37 @@ describe("the local publisher (a real region)", () => {
       })
       expect(text).toBe("31:7")
     }), 30_000)
+
+  it.scopedLive(
+    "its topic deleted and created again: the deletion fails a call, and the next messages go into the new topic",
+    () =>
+      Effect.gen(function*() {
+        const { local, reader, topics } = yield* cluster(5)
+        const mine = yield* local(41)
+        for (let i = 0; i < 5; i++) yield* mine.publishAcked(payload(41, i))
+        yield* topics.delete("t")
+        const failure = yield* Effect.flip(
+          Effect.gen(function*() {
+            for (let i = 5;; i++) {
+              yield* mine.publishAcked(payload(41, i))
+              yield* Effect.sleep("5 millis")
+            }
+          })
+        ).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the deleted topic took publishes") }))
+        expect(failure).toMatchObject({ _tag: "BrokerRejected", topic: "t", code: "topic-deleted" })
+        yield* topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
+        const offsets: Array<number | undefined> = []
+        for (let i = 0; i < 5; i++) offsets.push((yield* mine.publishAcked(payload(42, i))).offset)
+        expect(offsets).toEqual([0, 1, 2, 3, 4])
+        const cursor = yield* reader.subscribe("t", { from: 0 })
+        const texts: Array<string> = []
+        yield* cursor.poll((m) => {
+          texts.push(new TextDecoder().decode(recordValue(m)))
+        })
+        expect(texts).toEqual(["42:0", "42:1", "42:2", "42:3", "42:4"])
+      }),
+    30_000
+  )
 
   it.scopedLive(
     "the Promise facade over a local publisher (CxlogPublisher.openWith): acked publishes give offsets; close flushes",
