@@ -73,7 +73,6 @@ const newState = (settings: PublisherSettings, log: PublisherState["log"], headr
     links: [],
     linkCounts: [],
     laneOf: new Map(),
-    retiredMessages: new Map(),
     lanes: [],
     defaultLane: undefined,
     gatherFirst: undefined,

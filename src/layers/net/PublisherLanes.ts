@@ -78,20 +78,10 @@ export const laneFor = (s: PublisherState, topic: string | undefined): Lane | Pu
   if (known === undefined && !isTopicName(topic)) {
     return new PublishTopicInvalid({ topic, reason: "a topic name is 1 to 100 of A-Z a-z 0-9 . _ -" })
   }
-  const lane = newLane(s, topic, s.retiredMessages.get(topic) ?? 0)
+  // A retired lane takes no message after its failure: the new one numbers on from its last.
+  const lane = newLane(s, topic, known === undefined ? 0 : known.sealedMessages + known.builder.messageCount)
   openSessions(s, lane)
   return lane
-}
-
-/**
- * The lane's topic was deleted under it (it failed `topic-deleted`): it keeps its failure and
- * what it lost, and once a call was told (`failureOf`), the next message naming the topic opens
- * a new lane, numbered on after it.
- */
-export const retire = (s: PublisherState, lane: Lane): void => {
-  if (lane.retired) return
-  lane.retired = true
-  s.retiredMessages.set(lane.topic, lane.sealedMessages + lane.builder.messageCount)
 }
 
 /** Whether the lane's topic was deleted under it and a call was told: messages naming it go to a new lane. */

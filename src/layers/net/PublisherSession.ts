@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { publisherFenced } from "../../Metrics.js"
 import { BrokerRejected, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
 import { failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
-import { openSessions, retire } from "./PublisherLanes.js"
+import { openSessions } from "./PublisherLanes.js"
 import type { LaneRef, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 import { type Lane, notify, type PublisherState, SessionOnLink } from "./PublisherState.js"
 import { stopBounds } from "./PublisherWaits.js"
@@ -103,7 +103,7 @@ const refuse = (s: PublisherState, lane: Lane, error: BrokerRejected) => {
   if (lane.failure !== undefined) return
   s.log(Effect.logDebug(`publisher ${s.clientId}: ${error.message}`))
   dropSessions(s, lane)
-  if (error.code === "topic-deleted") retire(s, lane)
+  if (error.code === "topic-deleted") lane.retired = true
   failLane(s, lane, error)
   afterProgress(s)
 }

@@ -148,8 +148,6 @@ export interface PublisherState {
   linkCounts: ReadonlyArray<LinkCounts>
   /** The lanes by topic, and in the order they were made (`Lane.index`). */
   readonly laneOf: Map<string, Lane>
-  /** Messages numbered so far in each topic whose lane was retired (its next lane numbers on from there). */
-  readonly retiredMessages: Map<string, number>
   readonly lanes: Array<Lane>
   /** The default topic's lane (undefined: every message names its topic). */
   defaultLane: Lane | undefined
