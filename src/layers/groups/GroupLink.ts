@@ -12,7 +12,7 @@ import type { BrokerAddress } from "../net/BrokerAddress.js"
 import type { ConnectionClosed } from "../net/ClientConnection.js"
 import { type Frame, FrameType } from "../net/Frame.js"
 import { openRequestLink, type RequestLink, type RequestLinkSettings } from "../net/RequestLink.js"
-import { GROUP_FRAMES, groupRequestFrame } from "./GroupProtocol.js"
+import { GROUP_FRAMES, groupRequestFrame, plainSettleAnswer } from "./GroupProtocol.js"
 
 /** What a member the link carries is told: its frames, and the link breaking. */
 export interface LinkMember {
@@ -47,6 +47,7 @@ export const openGroupLink = (
         answerName: "a groups' answer",
         unavailable: (reason) => new GroupsUnavailable({ reason }),
         unanswered: (failed) => failed.message,
+        plainAnswer: plainSettleAnswer,
         others: [FrameType.GROUP_DELIVERY, FrameType.GROUP_LEFT],
         other: (frame) => {
           members.get(frame.clientId)?.frame(frame)

@@ -216,6 +216,44 @@ export const SettleDelivery = method("settle", {
   failure: Schema.Union(DeadLetterFailed, ...UNANSWERED)
 })
 
+/** A `settle` answer as its Schema would decode it, read without it when plainly one (a boolean per delivery); else undefined. */
+export const plainSettleAnswer = (tag: string, body: unknown): ReadonlyArray<boolean> | undefined =>
+  tag === SettleDelivery.tag && Array.isArray(body) && body.every((settled) => typeof settled === "boolean")
+    ? body
+    : undefined
+
+const SETTLE_ACTIONS: ReadonlySet<unknown> = new Set(["ack", "nak", "term", "inProgress"])
+
+/**
+ * A `settle` input as its Schema would decode it, read without the Schema when it is plainly
+ * well formed; undefined for anything else, which the Schema then decodes to say what is wrong.
+ * A broker serving remote members reads one per chunk a member acks, and the Schema's decode
+ * (an Either per delivery id) was a quarter of what such a broker allocated.
+ */
+export const plainSettleInput = (input: unknown): typeof SettleDelivery.payload.Type | undefined => {
+  if (typeof input !== "object" || input === null) return undefined
+  const own = (name: string) => Object.hasOwn(input, name)
+  if (!own("member") || !own("deliveries") || !own("action")) return undefined
+  const { action, delayMs, deliveries, member, reason } = input as Record<string, unknown>
+  if (!Number.isSafeInteger(member) || !SETTLE_ACTIONS.has(action)) return undefined
+  if (!Array.isArray(deliveries) || deliveries.length < 1 || deliveries.length > SETTLE_MAX_DELIVERIES) {
+    return undefined
+  }
+  for (const id of deliveries) if (!Number.isSafeInteger(id)) return undefined
+  // Optional fields are exact: present means a value of their type (JSON has no undefined).
+  const delayed = own("delayMs")
+  if (delayed && !(typeof delayMs === "number" && delayMs >= 0)) return undefined
+  const reasoned = own("reason")
+  if (reasoned && !(typeof reason === "string" && reason.length <= TERM_REASON_MAX_CHARS)) return undefined
+  return {
+    member: member as number,
+    deliveries: deliveries as Array<number>,
+    action: action as typeof SettleDelivery.payload.Type["action"],
+    ...(delayed ? { delayMs: delayMs as number } : {}),
+    ...(reasoned ? { reason: reason as string } : {})
+  }
+}
+
 /** Leaves member `member`: what it holds goes to the other members at once. */
 export const LeaveGroup = method("leave", {
   payload: Schema.Struct({ member: Schema.Int }),

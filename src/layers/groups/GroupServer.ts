@@ -54,6 +54,7 @@ import {
   ListGroups,
   MemberLeft,
   PendingOfGroup,
+  plainSettleInput,
   SettleDelivery
 } from "./GroupProtocol.js"
 
@@ -99,9 +100,12 @@ const connectionRequests = (
     id: number,
     method: RpcMethod<string, P, PI, S, SI, F, FI>,
     input: unknown,
-    handle: (input: P) => Effect.Effect<S, F>
+    handle: (input: P) => Effect.Effect<S, F>,
+    /** Reads a well-formed input without the Schema (undefined: decode it with the Schema). */
+    plain?: (input: unknown) => P | undefined
   ): Effect.Effect<void> => {
-    const decoded = Schema.decodeUnknownEither(method.payload)(input)
+    const read = plain?.(input)
+    const decoded = read === undefined ? Schema.decodeUnknownEither(method.payload)(input) : Either.right(read)
     if (Either.isLeft(decoded)) {
       return refuse(id, new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` }))
     }
@@ -166,12 +170,16 @@ const connectionRequests = (
       if (input.action !== "inProgress") deliveries.delete(input.deliveries[i]!)
     }
     if (input.action === "ack") {
-      const present = found.flatMap((delivery, i) => delivery === undefined ? [] : [{ delivery, i }])
+      const present: Array<Delivery> = []
+      const at: Array<number> = []
+      for (let i = 0; i < found.length; i++) {
+        const delivery = found[i]
+        if (delivery === undefined) continue
+        present.push(delivery)
+        at.push(i)
+      }
       return Effect.as(
-        Effect.map(
-          ackAll(present.map((p) => p.delivery)),
-          (acked) => acked.forEach((ok, k) => settled(present[k]!.i, ok))
-        ),
+        Effect.map(ackAll(present), (acked) => acked.forEach((ok, k) => settled(at[k]!, ok))),
         outcomes
       )
     }
@@ -243,7 +251,7 @@ const connectionRequests = (
         return Effect.sync(() => join(id, decoded.right.name, decoded.right.maxInFlight))
       }
       case SettleDelivery.tag:
-        return answer(id, SettleDelivery, input, settle)
+        return answer(id, SettleDelivery, input, settle, plainSettleInput)
       case LeaveGroup.tag:
         return answer(id, LeaveGroup, input, ({ member }) => Effect.as(members.get(member) ?? Effect.void, null))
       default:

@@ -48,6 +48,11 @@ export interface RequestLinkKind<E> {
   readonly other?: (frame: Frame) => void
   /** Told once when the open link breaks, after its calls in flight failed. */
   readonly broken?: (failed: ConnectionClosed) => void
+  /**
+   * An answer of operation `tag` as the operation's success Schema would decode it, read without
+   * the Schema when it is plainly well formed (a hot operation's); undefined: decode it.
+   */
+  readonly plainAnswer?: (tag: string, body: unknown) => unknown
 }
 
 export interface RequestLink<E> {
@@ -186,6 +191,8 @@ export const openRequestLink = <E>(
               const error = Schema.decodeUnknownEither(method.failure)(answer.body)
               return Either.isRight(error) ? Effect.fail(error.right) : unreadable(error.left)
             }
+            const plain = kind.plainAnswer?.(method.tag, answer.body)
+            if (plain !== undefined) return Effect.succeed(plain as S)
             const result = Schema.decodeUnknownEither(method.success)(answer.body)
             return Either.isRight(result) ? Effect.succeed(result.right) : unreadable(result.left)
           })
