@@ -36,6 +36,7 @@ import { authorize, type UserRecord } from "../net/Auth.js"
 import { decodeControl, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
 import { acceptRequestConnection, nextWithinIdle } from "../net/RequestAccept.js"
+import { eachChunk } from "./ChunkLoop.js"
 import { ackAll } from "./GroupDelivery.js"
 import { deliveryFrames } from "./GroupDeliveryFrame.js"
 import {
@@ -140,7 +141,7 @@ const connectionRequests = (
     )
     fiber = run(
       // What the member took in one wake goes in one frame (several only for big messages).
-      Stream.runForEachChunk(deliveries, (chunk) =>
+      eachChunk(deliveries, (chunk) =>
         Effect.sync(() => {
           const taken = Chunk.toReadonlyArray(chunk)
           const first = nextDelivery
