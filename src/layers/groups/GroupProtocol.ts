@@ -279,7 +279,8 @@ const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
 /**
  * Operations whose input and result are their own encoding (numbers, strings, booleans and
  * arrays of them), written without their schemas: `settle` is a member's hot path, a request per
- * chunk it acks, too few to warm the schemas' code. The broker decodes the input with its schema.
+ * chunk it acks, too few to warm the schemas' code. Each side reads the other's plainly when it is
+ * well formed (`plainSettleInput`, `plainSettleAnswer`), and through the Schema otherwise.
  */
 const PLAIN = new Set<string>([SettleDelivery.tag])
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
