@@ -6,11 +6,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
 import * as ServicesLayers from "../../src/layers/ipc/Services.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { ipcHead, memberBase } from "../fixtures/ipc-member.js"
 import { Add, WhoServes } from "../fixtures/service-methods.js"
-import { said, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { said, spawnFixture, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const member = (region: string, role: object) => spawnFixture("service-member", [JSON.stringify({ region, ...role })])
 
@@ -26,11 +28,13 @@ describe("Services across processes", () => {
         // A second server for the name is refused, naming the live one.
         const second = yield* member(region, { role: "serve" })
         expect(yield* said(second, "refused")).toEqual({ refused: "ServiceTaken", pid })
-        // Three caller processes at once, each with its own caller slot.
+        // Three caller processes connected at once, each with its own caller slot; they call once all are.
         const calls = 2_000
-        const callers = yield* Effect.forEach([1, 2, 3], () => member(region, { role: "call", calls }))
+        const goFile = join(yield* tempDir("cxlog-service-procs-"), "go")
+        const callers = yield* Effect.forEach([1, 2, 3], () => member(region, { role: "call", calls, goFile }))
         const slots = yield* Effect.forEach(callers, (c) => said<{ caller: number }>(c, "ready"))
         expect(new Set(slots.map((s) => s.caller)).size).toBe(3)
+        writeFileSync(goFile, "")
         for (const caller of callers) expect(yield* said(caller, "done")).toEqual({ done: true, calls, wrong: 0 })
         // This process calls by name too.
         const services = Context.get(
