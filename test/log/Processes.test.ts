@@ -129,7 +129,8 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
           appenderRounds
         }
       }
-      if (
+      // Every kill this progress is due for (a step of the reader's may pass two of them).
+      while (
         appendersKilled < appenderKills && message.progress! >= (expected * (appendersKilled + 1)) / (appenderKills + 2)
       ) {
         const b = Math.floor(Math.random() * BROKERS)
