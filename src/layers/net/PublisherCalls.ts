@@ -17,7 +17,7 @@ import type {
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
-import { failureOf, laneFor } from "./PublisherLanes.js"
+import { failureOf, laneFor, retired } from "./PublisherLanes.js"
 import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
 import { awaitRoom, boundedWait, brokerCounts, wakeWhen } from "./PublisherWaits.js"
 import { armLinger, opened, seal } from "./PublisherWindow.js"
@@ -186,7 +186,7 @@ const isFlushed = (s: PublisherState): boolean => {
 const failedLane = (s: PublisherState): PublishError | undefined => {
   for (const lane of s.lanes) {
     if (lane.failure === undefined || lane.lossReported || unacknowledgedOf(lane).length === 0) continue
-    if (lane.retired) lane.lossReported = true
+    if (retired(lane)) lane.lossReported = true
     return failureOf(lane, lane.failure)
   }
   return undefined

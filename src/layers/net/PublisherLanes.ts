@@ -41,7 +41,6 @@ export const newLane = (s: PublisherState, topic: string, firstMessage = 0): Lan
     ackWaitingBatches: 0,
     orderedSeq: 0,
     failure: undefined,
-    retired: false,
     reported: false,
     lossReported: false,
     counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
@@ -84,12 +83,16 @@ export const laneFor = (s: PublisherState, topic: string | undefined): Lane | Pu
   return lane
 }
 
+/** Whether the log refused the lane's topic as deleted under it: the name may be created again, and go on in a new lane. */
+export const retired = (lane: Lane): boolean =>
+  lane.failure?._tag === "BrokerRejected" && lane.failure.code === "topic-deleted"
+
 /** Whether the lane's topic was deleted under it and a call was told: messages naming it go to a new lane. */
-const replaced = (lane: Lane): boolean => lane.retired && lane.reported
+const replaced = (lane: Lane): boolean => lane.reported && retired(lane)
 
 /** The lane's `failure` as a call is handed it: a retired lane's then gives its name over to a new lane. */
 export const failureOf = (lane: Lane, failure: PublishError): PublishError => {
-  if (lane.retired) lane.reported = true
+  if (retired(lane)) lane.reported = true
   return failure
 }
 

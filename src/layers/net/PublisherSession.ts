@@ -103,7 +103,6 @@ const refuse = (s: PublisherState, lane: Lane, error: BrokerRejected) => {
   if (lane.failure !== undefined) return
   s.log(Effect.logDebug(`publisher ${s.clientId}: ${error.message}`))
   dropSessions(s, lane)
-  if (error.code === "topic-deleted") lane.retired = true
   failLane(s, lane, error)
   afterProgress(s)
 }

@@ -116,12 +116,11 @@ export interface Lane {
   /** Set once the log refused the topic (unknown, deleted, forbidden): its publishes fail with it. */
   failure: PublishError | undefined
   /**
-   * Its topic was deleted under it. It keeps its failure and what it lost; once a call was
-   * handed that failure (`reported`), a later message naming the topic goes to a new lane, a
-   * session of whatever topic has the name then, and once a `flush` failed with it
-   * (`lossReported`), flushes no longer do.
+   * Of a lane whose topic was deleted under it (`retired`, PublisherLanes.ts), which keeps its
+   * failure and what it lost: once a call was handed that failure (`reported`), a later message
+   * naming the topic goes to a new lane, a session of whatever topic has the name then, and once
+   * a `flush` failed with it (`lossReported`), flushes no longer do.
    */
-  retired: boolean
   reported: boolean
   lossReported: boolean
   readonly counts: { messages: number; batches: number; ackedMessages: number; fences: number }
