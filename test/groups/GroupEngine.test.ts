@@ -8,7 +8,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { shareKeys } from "../../src/layers/groups/GroupKeyShare.js"
-import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "../../src/layers/groups/GroupLayout.js"
+import {
+  CLAIM_RECORDS,
+  encodeHeader,
+  groupBytes,
+  type GroupConfig,
+  KEY_BUCKETS
+} from "../../src/layers/groups/GroupLayout.js"
 import { ClaimLiveness, heldMembers, refSlot } from "../../src/layers/groups/GroupMembers.js"
 import { hold, makeMemberState, release } from "../../src/layers/groups/GroupMemberState.js"
 import { type GroupObject, groupOf } from "../../src/layers/groups/GroupObject.js"
@@ -114,15 +120,48 @@ describe("a member killed between its claim's steps", () => {
     for (const slot of slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
   })
 
-  it("a claim no record tells of is looked at again, and delivered again once its deadline passed", () => {
+  it("its claim won but the frontier not moved: whoever reads the frontier moves it, and the messages are delivered again", () => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
-    const { from, slots } = prepareClaim(group, a, 1, 5_000)
-    // The frontier moved on from this claim's number, and no record says who moved it (its winner
-    // died between its swap and its record).
-    const moved = (from.word + 1n) | (1n << 40n)
-    expect(group.words.cas64(group.layout.frontier, from.word, moved)).toBe(true)
+    const b = group.members.join(8, 0, () => {})!
+    const { from, slots } = prepareClaim(group, a, 3)
+    expect(group.claims.win(from, 3, a)).toBe(true)
     kill(group, a)
+    // At once, not at the entries' deadline: the record names the dead member the winner.
+    for (const slot of slots) {
+      expect(group.pending.inspect(slot, 0, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
+    }
+    expect(group.frontier()).toBe(13)
+    // A rival that read the frontier before it moved loses, and the next claim starts past the dead one's.
+    const rival = prepareClaim(group, b, 2)
+    expect(rival.from.offset).toBe(13)
+    expect(group.claims.claim(from, 2, b)).toBe(false)
+    expect(group.claims.claim(rival.from, 2, b)).toBe(true)
+    expect(group.frontier()).toBe(15)
+  })
+
+  it("a loser's entries are freed, and the frontier moves by the winner's count, not the loser's", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const b = group.members.join(8, 0, () => {})!
+    const mine = prepareClaim(group, a, 4)
+    const rival = prepareClaim(group, b, 2)
+    expect(group.claims.win(rival.from, 2, b)).toBe(true)
+    // A loses, and dies before it frees its entries.
+    expect(group.claims.win(mine.from, 4, a)).toBe(false)
+    kill(group, a)
+    for (const slot of mine.slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+    expect(group.frontier()).toBe(12)
+  })
+
+  it("a claim whose record the ring has gone round over since is delivered again once its deadline passed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const b = group.members.join(8, 0, () => {})!
+    const { from, slots } = prepareClaim(group, a, 1, 5_000)
+    expect(group.claims.claim(from, 1, a)).toBe(true)
+    kill(group, a)
+    for (let n = 0; n < CLAIM_RECORDS; n++) expect(group.claims.claim(group.claims.read(), 1, b)).toBe(true)
     expect(group.pending.inspect(slots[0]!, 4_999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 5_000 })
     expect(group.pending.inspect(slots[0]!, 5_000, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
   })

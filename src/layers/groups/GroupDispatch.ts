@@ -3,10 +3,10 @@
  *
  * Without keys, the group's frontier is the next offset to hand out, and every member claims
  * from it: it reserves pending entries, writes in them the offsets it is about to claim (and the
- * claim's number), then moves the frontier past them by one compare-and-swap, recording itself
- * the claim's winner — only then are they its deliveries. A member killed anywhere in between
- * leaves entries the others judge by that record (GroupClaims.ts): nothing handed out is lost,
- * and nothing another member won is delivered twice. A claim takes what the member has room for
+ * claim's number), then wins the claim by one compare-and-swap that names it the winner, and
+ * moves the frontier past them — only then are they its deliveries. A member killed anywhere in
+ * between leaves entries the others judge by that swap's record (GroupClaims.ts): nothing handed
+ * out is lost, and nothing another member won is delivered twice. A claim takes what the member has room for
  * from one batch; a member claims batch after batch until its room is used, so it takes up to its
  * window per wake, and a slow member (one with no room) does not hold back the others.
  *

@@ -15,7 +15,7 @@ import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 /** "GRPX", little-endian. */
 export const GROUP_MAGIC = 0x58505247
 /** Bumped whenever a record below changes its shape: a group of another version is refused as corrupt. */
-export const GROUP_LAYOUT_VERSION = 1
+export const GROUP_LAYOUT_VERSION = 2
 
 /** The most members a group's table may have: a member reference keeps the slot in 10 bits. */
 export const MAX_MEMBER_SLOTS = 1024
@@ -79,7 +79,9 @@ export const MemberLine = {
   scanned: 24,
   maxInFlight: 32,
   delivered: 40,
-  acked: 48
+  acked: 48,
+  /** Without keys: the claim this member last tried to win and its count (GroupClaims.ts). */
+  intent: 56
 } as const
 
 /** Pending entry fields. */
