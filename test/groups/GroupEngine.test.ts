@@ -86,61 +86,30 @@ describe("a member killed between its claim's steps", () => {
     expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
   })
 
-  it("its claim won: the messages were handed out, and are delivered again", () => {
+  it.each(
+    [
+      ["its claim won", "claim"],
+      ["its claim won, the frontier not moved yet (killed between the two)", "win"]
+    ] as const
+  )("%s: the messages were handed out, and are delivered again at once", (_, step) => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
+    const b = group.members.join(8, 0, () => {})!
     const { from, slots } = prepareClaim(group, a, 2)
-    expect(group.claims.claim(from, 2, a)).toBe(true)
+    expect(group.claims[step](from, 2, a)).toBe(true)
     kill(group, a)
+    // Not at the entries' deadline: the record names the dead member the winner.
     for (const slot of slots) {
       expect(group.pending.inspect(slot, 0, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
     }
+    // Whoever reads the frontier moves it past the claim won; a claim from before it loses.
     expect(group.frontier()).toBe(12)
+    expect(group.claims.claim(from, 1, b)).toBe(false)
+    expect(group.claims.claim(group.claims.read(), 1, b)).toBe(true)
+    expect(group.frontier()).toBe(13)
   })
 
   it("a rival's claim won the same offsets: its entries are freed, never delivered beside the rival's", () => {
-    const group = makeGroup(false)
-    const a = group.members.join(8, 0, () => {})!
-    const b = group.members.join(8, 0, () => {})!
-    const mine = prepareClaim(group, a, 2)
-    const rival = prepareClaim(group, b, 2)
-    expect(group.claims.claim(rival.from, 2, b)).toBe(true)
-    // A dies before its swap (which would have failed) and before it freed its entries.
-    kill(group, a)
-    for (const slot of mine.slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
-    // The frontier passed their offsets all the same: judged by the frontier alone, they would be taken.
-    expect(group.frontier()).toBeGreaterThan(group.pending.offset(mine.slots[1]!))
-  })
-
-  it("its swap never happened: the messages are still ahead of the frontier, its entries freed", () => {
-    const group = makeGroup(false)
-    const a = group.members.join(8, 0, () => {})!
-    const { slots } = prepareClaim(group, a, 2)
-    kill(group, a)
-    for (const slot of slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
-  })
-
-  it("its claim won but the frontier not moved: whoever reads the frontier moves it, and the messages are delivered again", () => {
-    const group = makeGroup(false)
-    const a = group.members.join(8, 0, () => {})!
-    const b = group.members.join(8, 0, () => {})!
-    const { from, slots } = prepareClaim(group, a, 3)
-    expect(group.claims.win(from, 3, a)).toBe(true)
-    kill(group, a)
-    // At once, not at the entries' deadline: the record names the dead member the winner.
-    for (const slot of slots) {
-      expect(group.pending.inspect(slot, 0, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
-    }
-    expect(group.frontier()).toBe(13)
-    // A rival that read the frontier before it moved loses, and the next claim starts past the dead one's.
-    const rival = prepareClaim(group, b, 2)
-    expect(rival.from.offset).toBe(13)
-    expect(group.claims.claim(from, 2, b)).toBe(false)
-    expect(group.claims.claim(rival.from, 2, b)).toBe(true)
-    expect(group.frontier()).toBe(15)
-  })
-
-  it("a loser's entries are freed, and the frontier moves by the winner's count, not the loser's", () => {
     const group = makeGroup(false)
     const a = group.members.join(8, 0, () => {})!
     const b = group.members.join(8, 0, () => {})!
@@ -151,7 +120,17 @@ describe("a member killed between its claim's steps", () => {
     expect(group.claims.win(mine.from, 4, a)).toBe(false)
     kill(group, a)
     for (const slot of mine.slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
+    // The frontier moves past the winner's count, not the loser's; it passed the loser's first
+    // offsets all the same: judged by the frontier alone, they would be taken.
     expect(group.frontier()).toBe(12)
+  })
+
+  it("its swap never happened: the messages are still ahead of the frontier, its entries freed", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    const { slots } = prepareClaim(group, a, 2)
+    kill(group, a)
+    for (const slot of slots) expect(group.pending.inspect(slot, 0, judgeOf(group)).kind).toBe("release")
   })
 
   it("a claim whose record the ring has gone round over since is delivered again once its deadline passed", () => {
