@@ -6,9 +6,10 @@
  * claim's number), then wins the claim by one compare-and-swap that names it the winner, and
  * moves the frontier past them — only then are they its deliveries. A member killed anywhere in
  * between leaves entries the others judge by that swap's record (GroupClaims.ts): nothing handed
- * out is lost, and nothing another member won is delivered twice. A claim takes what the member has room for
- * from one batch; a member claims batch after batch until its room is used, so it takes up to its
- * window per wake, and a slow member (one with no room) does not hold back the others.
+ * out is lost, and nothing another member won is delivered twice. A claim takes what the member
+ * has room for from one batch; a member claims batch after batch until its room is used, so it
+ * takes up to its window per wake, and a slow member (one with no room) does not hold back the
+ * others.
  *
  * byKey, a member reads the topic in order and hands out the messages of the buckets it owns,
  * each once its entry names it (claiming), moving that bucket's frontier past it. It stops, its
