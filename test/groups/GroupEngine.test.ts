@@ -97,6 +97,9 @@ describe("a member killed between its claim's steps", () => {
     const b = group.members.join(8, 0, () => {})!
     const { from, slots } = prepareClaim(group, a, 2)
     expect(group.claims[step](from, 2, a)).toBe(true)
+    // A claim moves the frontier itself; a win alone leaves it to the next reader.
+    const moved = group.words.load64(group.layout.frontier) !== from.word
+    expect(moved).toBe(step === "claim")
     kill(group, a)
     // Not at the entries' deadline: the record names the dead member the winner.
     for (const slot of slots) {

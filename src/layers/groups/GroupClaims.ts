@@ -69,9 +69,12 @@ export class GroupClaims {
   private moveOn(from: Frontier, winner: number): void {
     const intent = this.words.load64(this.layout.member(refSlot(winner)) + MemberLine.intent)
     // Another tag: the winner's line has moved on to a later claim, so the frontier has moved already.
-    if (lowHalf(intent) !== tagOf(from.claim)) return
-    const next = frontierWord(from.offset - this.start + highHalf(intent), from.claim + 1)
-    this.words.cas64(this.layout.frontier, from.word, next)
+    if (lowHalf(intent) === tagOf(from.claim)) this.advance(from, highHalf(intent))
+  }
+
+  /** The frontier from `from` past claim `from.claim`'s `count` offsets, unless another moved it first. */
+  private advance(from: Frontier, count: number): void {
+    this.words.cas64(this.layout.frontier, from.word, frontierWord(from.offset - this.start + count, from.claim + 1))
   }
 
   /**
@@ -91,7 +94,7 @@ export class GroupClaims {
   /** Claims `count` offsets from `from` for `ref` and moves the frontier past them; false if another member's claim won. */
   claim(from: Frontier, count: number, ref: number): boolean {
     if (!this.win(from, count, ref)) return false
-    this.words.cas64(this.layout.frontier, from.word, frontierWord(from.offset - this.start + count, from.claim + 1))
+    this.advance(from, count)
     return true
   }
 

@@ -9,16 +9,16 @@
  *
  * How an entry lives (docs/consumers.md, "How a message is handed out"):
  * - free → reserved (a member is about to claim a new message; no offset yet) → claiming (its
- *   offset written, the frontier not yet moved) → delivered (the frontier moved past it: the
- *   member has it, until its deadline).
+ *   offset written, its claim not yet won) → delivered (the claim won: the member has it, until
+ *   its deadline).
  * - delivered → free: acked (or dead-lettered). delivered → waiting: nak'd, due again at its
  *   deadline. delivered → updating → delivered: its deadline moved (`inProgress`), or another
  *   member took it over.
  * - Any member takes over an entry whose owner is dead (its reference no longer live), one
  *   delivered past its deadline, or one waiting that is due. A dead owner's reserved entry held
- *   no message and is freed; its claiming one is delivered again if its claim moved the frontier
- *   past it, else freed (the message is still ahead of the frontier, or a rival's claim won it):
- *   GroupClaims.ts (no keys) and GroupBuckets.ts (byKey, one claimer per bucket) tell which.
+ *   no message and is freed; its claiming one is delivered again if its claim won it, else freed
+ *   (nobody won the message yet, or a rival's claim did): GroupClaims.ts (no keys: the claim's
+ *   record) and GroupBuckets.ts (byKey, one claimer per bucket: its frontier) tell which.
  */
 import type { ClaimVerdict } from "./GroupClaims.js"
 import { type GroupLayout, PendingEntry } from "./GroupLayout.js"
