@@ -185,6 +185,22 @@ for (const impl of implementations) {
         )
         expect(big).toMatchObject({ _tag: "InvalidTopicSpec" })
         expect(big.message).toContain("a message of 32768 bytes needs lanes of at least 128KiB")
+        // Over the region's batch limit no memory helps: the refusal names the largest message there is.
+        const overLimit = yield* Effect.flip(
+          topics.create({
+            name: "over",
+            order: 2,
+            ackLevel: 1,
+            replicationFactor: 1,
+            maxMessageBytes: smallConfig.maxBatchBytes
+          })
+        )
+        expect(overLimit).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(overLimit.message).toContain(
+          `over the region's batch limit of ${smallConfig.maxBatchBytes} bytes (CXLOG_LOG_MAX_BATCH_BYTES): the largest message is ${
+            smallConfig.maxBatchBytes - 16
+          } bytes`
+        )
         expect(
           (yield* topics.create({
             name: "small",

@@ -102,6 +102,30 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       }
     }))
 
+  it.effect("a command taking words (topics, groups): an unknown flag among them, or a word missing or left over, is named", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [
+          ["topics", "create", "t1", "--memry", "1MiB"],
+          "cxlog topics: unknown flag --memry (did you mean --memory?); see cxlog topics --help"
+        ],
+        [
+          ["topics", "trim", "t1", "--to-offset", "5"],
+          "cxlog topics: unknown flag --to-offset; see cxlog topics --help"
+        ],
+        [["topics", "create", "t1", "--memory", "1MiB", "--memory", "2MiB"], "cxlog topics: --memory is given twice"],
+        [["topics", "create", "t1", "--memory"], "cxlog topics: --memory needs a value (SIZE)"],
+        [
+          ["groups", "create", "g", "--topc", "jobs"],
+          "cxlog groups: unknown flag --topc (did you mean --topic?); see cxlog groups --help"
+        ],
+        [["topics", "create"], "cxlog topics create: name the topic (cxlog topics create NAME)"],
+        [["topics", "purge", "a", "b"], "cxlog topics purge a: b? one topic at a time"],
+        [["groups", "pending"], "cxlog groups pending: name the group (cxlog groups pending NAME)"]
+      ]
+      for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)
+    }))
+
   it.effect("--from that is no position: exit 2, saying what a position is", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["subscribe", "--from", "abc"])

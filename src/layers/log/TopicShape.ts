@@ -154,7 +154,9 @@ export const topicShape = (caps: ShapeCaps, request: ShapeRequest): TopicShape |
   if (maxMessageBytes > largest) {
     const neededBatch = alignLine(maxMessageBytes + FIRST_RECORD_BYTES)
     return neededBatch > caps.maxBatchBytes
-      ? `a message of ${maxMessageBytes} bytes is over the region's batch limit of ${caps.maxBatchBytes} bytes (CXLOG_LOG_MAX_BATCH_BYTES)`
+      ? `a message of ${maxMessageBytes} bytes and its ${FIRST_RECORD_BYTES}-byte record header are over the region's batch limit of ${caps.maxBatchBytes} bytes (CXLOG_LOG_MAX_BATCH_BYTES): the largest message is ${
+        caps.maxBatchBytes - FIRST_RECORD_BYTES
+      } bytes`
       : `a message of ${maxMessageBytes} bytes needs lanes of at least ${
         showSize(pow2Ceil(LANE_LINES_BYTES + pbrSlots * PBR_SLOT_BYTES + 2 * neededBatch))
       }: give the topic at least ${

@@ -67,6 +67,25 @@ export const validationLine = (
   if (!word.startsWith("--")) {
     return `${prefix}: unexpected argument ${word} (flags start with --; see ${prefix} --help)`
   }
+  return flagWordLine(
+    prefix,
+    word,
+    command,
+    (name) => words.filter((w) => w === `--${name}` || w.startsWith(`--${name}=`)).length > 1
+  )
+}
+
+/**
+ * A `--word` the parser left over, as one line: an unknown flag (with the one probably meant), a
+ * known one given twice (`repeated`), or one last without its value. A command taking positional
+ * words gets an unknown flag among them, so it asks here too.
+ */
+export const flagWordLine = (
+  prefix: string,
+  word: string,
+  command: Pick<CommandShape, "flags">,
+  repeated: (name: string) => boolean
+): string => {
   const name = word.slice(2).split("=")[0]!
   const visible = Object.values(command.flags).filter((f) => !f.hidden)
   const flag = visible.find((f) => f.name === name)
@@ -77,7 +96,7 @@ export const validationLine = (
     }; see ${prefix} --help`
   }
   // A known flag left over: given a second time, or last without its value.
-  return words.filter((w) => w === `--${name}` || w.startsWith(`--${name}=`)).length > 1
+  return repeated(name)
     ? `${prefix}: --${name} is given twice`
     : `${prefix}: --${name} needs a value (${flag.placeholder})`
 }

@@ -19,7 +19,7 @@ import {
   wholeNumber
 } from "../../Settings.js"
 import { SET_BUT_EMPTY } from "../../SettingText.js"
-import { stripAnsi, UsageError, validationLine } from "./CliFailure.js"
+import { flagWordLine, stripAnsi, UsageError, validationLine } from "./CliFailure.js"
 
 export interface Flag<A> {
   readonly name: string
@@ -356,11 +356,20 @@ const toCommand = <R>(app: App<R>, spec: Command<R>, internal: boolean, console:
         : Options.all(Object.fromEntries(shown.map(([k, f]) => [k, toOptions(prefix, f)]))),
       args: spec.positional === undefined ? Args.none : Args.repeated(Args.text({ name: spec.positional }))
     },
-    ({ args, flags }) =>
-      Effect.asVoid(spec.run({ ...defaults, ...flags }, args ?? [])).pipe(
+    ({ args, flags }) => {
+      const words: ReadonlyArray<string> = args ?? []
+      // The parser takes an unknown flag of a command with positional words for one of them, and a
+      // known one when it took that flag already (a value follows) or found no value after it (last).
+      const at = words.findIndex((word) => word.startsWith("--"))
+      if (at >= 0) {
+        const repeated = () => at < words.length - 1
+        return Effect.fail(new UsageError({ message: flagWordLine(prefix, words[at]!, spec, repeated) }))
+      }
+      return Effect.asVoid(spec.run({ ...defaults, ...flags }, words)).pipe(
         Effect.withConsole(console),
         Effect.withConfigProvider(envConfigProvider(processEnvironment()))
       )
+    }
   ).pipe(CliCommand.withDescription(commandDoc(spec)))
 }
 

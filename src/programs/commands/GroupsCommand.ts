@@ -7,6 +7,8 @@ import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
 import { coherence, json, region } from "./SharedFlags.js"
 
 const USAGE = "use cxlog groups [describe NAME | pending NAME | create NAME --topic T | delete NAME]"
+const VERBS = ["describe", "pending", "create", "delete"] as const
+const isVerb = (word: string): word is typeof VERBS[number] => (VERBS as ReadonlyArray<string>).includes(word)
 
 const wordsOf = (
   args: ReadonlyArray<string>,
@@ -14,7 +16,9 @@ const wordsOf = (
 ) => {
   const [verb, name, ...rest] = args
   if (verb === undefined) return Effect.succeed<GroupsWords>({ kind: "list" })
-  if (name === undefined || rest.length > 0) return failUsage(USAGE)
+  if (!isVerb(verb)) return failUsage(`cxlog groups: ${verb}? ${USAGE}`)
+  if (name === undefined) return failUsage(`cxlog groups ${verb}: name the group (cxlog groups ${verb} NAME)`)
+  if (rest.length > 0) return failUsage(`cxlog groups ${verb} ${name}: ${rest.join(" ")}? one group at a time`)
   switch (verb) {
     case "describe":
     case "pending":
@@ -24,8 +28,6 @@ const wordsOf = (
       return o.topic === undefined
         ? failUsage("cxlog groups create NAME needs --topic T")
         : Effect.succeed<GroupsWords>({ kind: "create", spec: groupSpecOf(name, o.topic, o) })
-    default:
-      return failUsage(USAGE)
   }
 }
 

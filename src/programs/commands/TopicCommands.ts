@@ -95,6 +95,10 @@ type TopicsWords =
 const TOPICS_USAGE =
   "use cxlog topics to list them, or cxlog topics describe NAME | create NAME[:ORDER[:ACK[:RF]]] | delete NAME… | purge NAME | trim NAME (--keep N | --before OFFSET | --before-time TIME)"
 
+const TOPICS_VERBS = ["describe", "create", "delete", "purge", "trim"] as const
+const isTopicsVerb = (word: string): word is typeof TOPICS_VERBS[number] =>
+  (TOPICS_VERBS as ReadonlyArray<string>).includes(word)
+
 /** A message offset: a whole number of 0 or more. */
 const parseOffset = (t: string): Either.Either<number, string> =>
   /^\d+$/.test(t) && Number.isSafeInteger(Number(t))
@@ -121,8 +125,10 @@ const topicsWordsOf = (
 ): Effect.Effect<TopicsWords, UsageError> => {
   const [word, name, ...rest] = args
   if (word === undefined) return Effect.succeed({ kind: "list" })
-  if (word === "delete" && name !== undefined) return Effect.succeed({ kind: "delete", names: [name, ...rest] })
-  if (name === undefined || rest.length > 0) return failUsage(TOPICS_USAGE)
+  if (!isTopicsVerb(word)) return failUsage(`cxlog topics: ${word}? ${TOPICS_USAGE}`)
+  if (name === undefined) return failUsage(`cxlog topics ${word}: name the topic (cxlog topics ${word} NAME)`)
+  if (word === "delete") return Effect.succeed({ kind: "delete", names: [name, ...rest] })
+  if (rest.length > 0) return failUsage(`cxlog topics ${word} ${name}: ${rest.join(" ")}? one topic at a time`)
   switch (word) {
     case "describe":
     case "purge":
@@ -133,8 +139,6 @@ const topicsWordsOf = (
         : Effect.succeed({ kind: "trim", name, target })
     case "create":
       return Effect.succeed({ kind: "create", spec: name })
-    default:
-      return failUsage(`cxlog topics: ${word}? ${TOPICS_USAGE}`)
   }
 }
 
