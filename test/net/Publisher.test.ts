@@ -26,13 +26,20 @@ const swallowed: AppendReceipt = { brokerId: 0, pbrSeq: 0, blogPosition: 0 }
 /** `count` brokers over one memory log, each in its own scope so a test can kill it. */
 const cluster = (
   count: number,
-  options: { holdTimeoutMs?: number; sessionSlots?: number; wrap?: (appender: AppenderShape) => AppenderShape } = {}
+  options: {
+    holdTimeoutMs?: number
+    sessionSlots?: number
+    wrap?: (appender: AppenderShape) => AppenderShape
+    topics?: ReadonlyArray<string>
+    heapLanes?: number
+  } = {}
 ) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({
-      topics: [{ name: "t" }],
+      topics: (options.topics ?? ["t"]).map((name) => ({ name })),
       holdTimeoutMs: options.holdTimeoutMs ?? 2_000,
-      ...(options.sessionSlots === undefined ? {} : { sessionSlots: options.sessionSlots })
+      ...(options.sessionSlots === undefined ? {} : { sessionSlots: options.sessionSlots }),
+      ...(options.heapLanes === undefined ? {} : { heapLanes: options.heapLanes })
     })
     const parent = yield* Effect.scope
     const brokers: Array<{ server: BrokerShape; kill: Effect.Effect<void> }> = []
@@ -115,6 +122,34 @@ describe("Publisher", () => {
       const late = yield* publisher({ clientId: 99, connectTimeoutMs: 60_000, ackTimeoutMs: 60_000 })
       const error = yield* Effect.flip(Effect.zipRight(late.publish(testMessage(99, 0, 64)), late.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "session-table-full" })
+    }))
+
+  it.scopedLive("a broker with no lane in a topic for want of heap ends that session region-full: the other carries it, nothing lost, no connection dropped; a topic no broker has room for fails alone", () =>
+    Effect.gen(function*() {
+      // Heap for one lane: the broker that registers t's session takes it, the other can have none.
+      const { brokers, log, publisher } = yield* cluster(2, { topics: ["t", "u"], heapLanes: 1 })
+      const p = yield* publisher({ clientId: 5, batchBytes: 1024, spread: "round-robin" })
+      yield* publishTestMessages(p, 5, 6000, 100)
+      yield* p.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[5, 6000]]))).toEqual({ messages: 6000, ...clean })
+      // Round-robin sent batches to both: the one without a lane refused the session, and its batches went to the other.
+      expect(p.stats().brokers.every((b) => b.sent > 0)).toBe(true)
+      expect(new Set(log.ordered("t").map((batch) => batch.broker)).size).toBe(1)
+      // Its connection went on (one each, never reconnected): it ended the session alone.
+      const stats = brokers.map(({ server }) => server.stats())
+      expect(stats.map((s) => s.accepted)).toEqual([1, 1])
+      expect(stats.map((s) => s.rejected)).toContainEqual({})
+      expect(stats.map((s) => s.rejected)).toContainEqual({ "region-full": 1 })
+      // No lane in u anywhere and no room for one: its publishes fail, naming the heap; t's go on.
+      const refused = yield* Effect.flip(
+        Effect.zipRight(p.publish(testMessage(5, 0, 64), { topic: "u" }), p.flush(10_000))
+      )
+      expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "region-full", topic: "u" })
+      expect(refused.message).toContain("CXLOG_HEAP_BYTES")
+      yield* publishTestMessages(p, 5, 100, 100, 6000)
+      // A flush waits for every topic, then names u's failure while its message is unacknowledged.
+      expect(yield* Effect.flip(p.flush(10_000))).toMatchObject({ code: "region-full", topic: "u" })
+      expect(audit(log.ordered("t"), new Map([[5, 6100]]))).toEqual({ messages: 6100, ...clean })
     }))
 
   it.scopedLive("every broker full of connections: the publisher fails with too-many-connections, not a timeout", () =>

@@ -20,7 +20,7 @@ import { retentionMoved, type waitingForRoom } from "./Participants.js"
 import { alignLine, type PbrKindCode, PbrSlot } from "./Records.js"
 import type { BrokerLineView, PbrSlotView, SequencerLineView } from "./RecordViews.js"
 import { heldFrom } from "./RetentionLines.js"
-import type { LaneUnavailable } from "./TopicLanes.js"
+import { laneRejected, type LaneUnavailable } from "./TopicLanes.js"
 import { type TopicHold, topicPins } from "./TopicPins.js"
 
 /** This process's broker slot in the region: what its topics' targets share. */
@@ -275,7 +275,7 @@ export const regionTargets = (b: RegionBroker, resolve: (topic: string) => Effec
       if (hold instanceof TopicDeleted) return Effect.fail(hold)
       if (hold instanceof HolderLinesFull) return Effect.fail(new BatchRejected({ topic, reason: hold.message }))
       return b.lane(info).pipe(
-        Effect.mapError((e) => e._tag === "LaneUnavailable" ? new BatchRejected({ topic, reason: e.message }) : e),
+        Effect.mapError((e) => e._tag === "LaneUnavailable" ? laneRejected(e) : e),
         Effect.flatMap(() => {
           // Another fiber may have set the target up while this one waited for the lane.
           const ready = targets.get(topic)

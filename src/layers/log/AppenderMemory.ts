@@ -28,7 +28,7 @@ import {
 } from "./MemoryStore.js"
 import { newOccurrence } from "./Participants.js"
 import { alignLine, type PbrKindCode } from "./Records.js"
-import { LaneUnavailable } from "./TopicLanes.js"
+import { laneRejected, LaneUnavailable } from "./TopicLanes.js"
 
 /** The broker's PBR in the store as `reclaim` reads it. */
 const reclaimSource = (topic: MemoryTopic, broker: MemoryBroker): ReclaimSource => {
@@ -168,10 +168,12 @@ class StoreTarget implements AppendTarget {
  * Why writer `broker` cannot have a lane in `topic`, as the head would answer for a region
  * (TopicLanes.ts): the heap has no room for it. It takes the lane when it can (undefined).
  */
-const laneProblem = (store: MemoryLogStore, topic: MemoryTopic, broker: number): string | undefined => {
+const laneProblem = (store: MemoryLogStore, topic: MemoryTopic, broker: number): LaneUnavailable | undefined => {
   if (topic.lanes.has(broker)) return undefined
   const full = storeFull(store, topic.shape.laneBytes)
-  if (full !== undefined) return new LaneUnavailable({ topic: topic.info.name, broker, reason: full.message }).message
+  if (full !== undefined) {
+    return new LaneUnavailable({ topic: topic.info.name, broker, reason: full.message, regionFull: true })
+  }
   topic.lanes.add(broker)
   return undefined
 }
@@ -219,8 +221,9 @@ export const makeMemory = (
       Effect.suspend((): Effect.Effect<AppendTarget, TopicNotFound | TopicDeleted | BatchRejected> => {
         const found = known(name)
         if (found === undefined) {
-          const topic = findTopic(store, name)!
-          return Effect.fail(new BatchRejected({ topic: name, reason: laneProblem(store, topic, brokerId)! }))
+          const problem = laneProblem(store, findTopic(store, name)!, brokerId)
+          // Room came meanwhile: the lane is this writer's now.
+          return problem === undefined ? target(name) : Effect.fail(laneRejected(problem))
         }
         return found instanceof TopicNotFound || found instanceof TopicDeleted
           ? Effect.fail(found)

@@ -12,6 +12,7 @@
  * topic lives: a writer slot's next owner (a restarted broker) finds it and carries on in it.
  */
 import { Data, Effect, type Scope } from "effect"
+import { BatchRejected } from "../../services/log/Appender.js"
 import { TopicDeleted, type TopicInfo } from "../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import {
@@ -38,16 +39,24 @@ const laneTableView = (region: CxlMemoryShape): LaneTableView => {
   return view
 }
 
-/** Why a writer has no lane in a topic: the heap has no room for it, its lane table is corrupt, or the head did not answer. */
+/**
+ * Why a writer has no lane in a topic: the heap has no room for it (`regionFull`: deleting,
+ * trimming or a larger heap cures it), its lane table is corrupt, or the head did not answer.
+ */
 export class LaneUnavailable extends Data.TaggedError("LaneUnavailable")<{
   readonly topic: string
   readonly broker: number
   readonly reason: string
+  readonly regionFull: boolean
 }> {
   override get message() {
     return `writer ${this.broker} has no lane in topic ${this.topic}: ${this.reason}`
   }
 }
+
+/** The batch a writer without a lane cannot append, refused for that reason. */
+export const laneRejected = (e: LaneUnavailable): BatchRejected =>
+  new BatchRejected({ topic: e.topic, reason: e.message, ...(e.regionFull ? { regionFull: true as const } : {}) })
 
 /**
  * Writer slot `broker`'s lane of topic `t` as the lane table says now, recorded in this process's
@@ -141,7 +150,8 @@ export const laneRequester = (
   const at = area.laneAnswers
   // One request at a time: a writer slot has one request word.
   const one = Effect.unsafeMakeSemaphore(1)
-  const unavailable = (info: TopicInfo, reason: string) => new LaneUnavailable({ topic: info.name, broker, reason })
+  const unavailable = (info: TopicInfo, reason: string, regionFull = false) =>
+    new LaneUnavailable({ topic: info.name, broker, reason, regionFull })
 
   const ask = (info: TopicInfo): Effect.Effect<number, LaneUnavailable | TopicDeleted> =>
     Effect.suspend(() => {
@@ -172,7 +182,7 @@ export const laneRequester = (
           if (result === LaneAnswer.corrupt) return Effect.fail(unavailable(info, "its lane table is corrupt"))
           if (result === LaneAnswer.regionFull) {
             const { laneBytes } = area.placeOf(info.id).shape
-            return Effect.fail(unavailable(info, regionFullNow(region, area.directory, laneBytes).message))
+            return Effect.fail(unavailable(info, regionFullNow(region, area.directory, laneBytes).message, true))
           }
           const lane = readLane(region, area, info.id, broker)
           return lane > 0 ? Effect.succeed(lane) : Effect.fail(unavailable(info, "its lane table is corrupt"))

@@ -28,6 +28,9 @@ export const appendFailed = (e: AppendError) =>
     detail: e.message
   })
 
+/** Whether the log refused a batch for its topic's sake (too large for it, or no lane in it for want of heap): its session's end, not the connection's. */
+export const topicRefusal = (e: BatchRejected): boolean => e.maxBatchBytes !== undefined || e.regionFull === true
+
 /** The log's header for a BATCH frame of `session`. */
 const headerOf = (session: ConnectionSession, frame: Frame): BatchHeader => ({
   clientId: session.clientId,
@@ -106,9 +109,19 @@ export const batchStream = (
   const gone = (session: ConnectionSession, e: TopicNotFound | TopicDeleted) =>
     endOpenSession(broker, connection, session, topicDeleted(e.name))
 
-  /** A batch over its topic's limit: that session ends (`oversized`, naming the limit and what raises it); resending it could not help. */
-  const tooLarge = (session: ConnectionSession, e: BatchRejected) =>
-    endOpenSession(broker, connection, session, new WireViolation({ code: "oversized", detail: e.message }))
+  /**
+   * A batch the topic refuses for itself, not the connection's fault: over the topic's limit
+   * (`oversized`, naming the limit and what raises it: resending it could not help), or for a topic
+   * this broker has no lane in because the region's heap is full (`region-full`, naming what holds
+   * it: another broker with a lane takes the session's batches). That session ends; the others go on.
+   */
+  const refusedByTopic = (session: ConnectionSession, e: BatchRejected) =>
+    endOpenSession(
+      broker,
+      connection,
+      session,
+      new WireViolation({ code: e.regionFull === true ? "region-full" : "oversized", detail: e.message })
+    )
 
   /** Append: a checked batch into the log without waiting (usually already in place); "wait" when the log has no room now. */
   const append = (session: ConnectionSession, frame: Frame): "wait" | WireViolation | undefined => {
@@ -125,8 +138,8 @@ export const batchStream = (
       return undefined
     }
     if (appended instanceof BatchRejected) {
-      if (appended.maxBatchBytes === undefined) return appendFailed(appended)
-      tooLarge(session, appended)
+      if (!topicRefusal(appended)) return appendFailed(appended)
+      refusedByTopic(session, appended)
       return undefined
     }
     counted(session, frame, appended)
@@ -202,8 +215,8 @@ export const batchStream = (
             onFailure: (e) =>
               topicGone(e)
                 ? Effect.sync(() => gone(session, e))
-                : e._tag === "BatchRejected" && e.maxBatchBytes !== undefined
-                ? Effect.sync(() => tooLarge(session, e))
+                : e._tag === "BatchRejected" && topicRefusal(e)
+                ? Effect.sync(() => refusedByTopic(session, e))
                 : Effect.fail(appendFailed(e)),
             onSuccess: (receipt) => Effect.sync(() => counted(session, frame, receipt))
           })

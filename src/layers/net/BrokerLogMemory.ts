@@ -26,7 +26,14 @@ import type { NotDirectoryWriter } from "../../services/region/Directory.js"
 import * as AckTrackerMemory from "../log/AckTrackerMemory.js"
 import * as AppenderMemory from "../log/AppenderMemory.js"
 import * as ConsumersMemory from "../log/ConsumersMemory.js"
-import { defaultLogConfig, type LogConfigInvalid, topicMemoryFor, validateLogConfig } from "../log/Layout.js"
+import {
+  defaultLogConfig,
+  defaultTopicShape,
+  type LogConfig,
+  type LogConfigInvalid,
+  topicMemoryFor,
+  validateLogConfig
+} from "../log/Layout.js"
 import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import {
   defaultStoreSpace,
@@ -36,6 +43,7 @@ import {
   type MemoryLogStore
 } from "../log/MemoryStore.js"
 import * as SequencerMemory from "../log/SequencerMemory.js"
+import { heldBytes } from "../log/TopicShape.js"
 import * as TopicsMemory from "../log/TopicsMemory.js"
 
 export interface MemoryLogOptions {
@@ -56,6 +64,11 @@ export interface MemoryLogOptions {
   readonly brokers?: number
   /** Largest batch payload the log takes. Default 1 MiB (a broker's default). */
   readonly maxBatchBytes?: number
+  /**
+   * Room in the heap for this many writer lanes besides the topics' own records (a full region:
+   * a writer past them has no lane in its topic). Default: no bound.
+   */
+  readonly heapLanes?: number
 }
 
 /** A batch of the total order; message i of it has total order `totalOrder + i`. */
@@ -125,6 +138,13 @@ export const settleRounds = (sequencer: SequencerShape) =>
     return yield* Effect.dieMessage("the memory log's sequencer never went idle")
   }).pipe(Effect.orDie)
 
+/** A heap that holds `options.topics`' records and `options.heapLanes` lanes of them. */
+const heapFor = (config: LogConfig, options: MemoryLogOptions): number => {
+  const shape = defaultTopicShape(config)
+  if (typeof shape === "string") return Number.POSITIVE_INFINITY
+  return heldBytes(shape, 0) * options.topics.length + (options.heapLanes ?? 0) * shape.laneBytes
+}
+
 export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLog, MemoryLogError, Scope.Scope> =>
   Effect.gen(function*() {
     const brokers = options.brokers ?? defaultLogConfig.maxBrokers
@@ -142,10 +162,15 @@ export const makeMemoryLog = (options: MemoryLogOptions): Effect.Effect<MemoryLo
     // Each topic's Blogs with room for a few of the largest batches (16 MiB at least); the store's
     // topics take no memory but their payloads, so its heap does not bound them.
     const blogBytes = Math.max(16 << 20, Math.ceil((4 * maxBatchBytes) / 4096) * 4096)
-    const store = makeMemoryStore(
-      yield* validateLogConfig({ ...shape, topicWriters: brokers, topicMemoryBytes: topicMemoryFor(shape, blogBytes) }),
-      { maxTopics: Math.max(defaultStoreSpace.maxTopics, options.topics.length), heapBytes: Number.POSITIVE_INFINITY }
-    )
+    const config = yield* validateLogConfig({
+      ...shape,
+      topicWriters: brokers,
+      topicMemoryBytes: topicMemoryFor(shape, blogBytes)
+    })
+    const store = makeMemoryStore(config, {
+      maxTopics: Math.max(defaultStoreSpace.maxTopics, options.topics.length),
+      heapBytes: options.heapLanes === undefined ? Number.POSITIVE_INFINITY : heapFor(config, options)
+    })
     const topics = yield* TopicsMemory.makeMemory(store)
     for (const spec of options.topics) {
       yield* topics.create({

@@ -116,7 +116,7 @@ const registerSession = (broker: BrokerState, topic: string, clientId: number) =
           : e._tag === "TopicDeleted"
           ? "topic-deleted"
           : e._tag === "BatchRejected"
-          ? "internal"
+          ? e.regionFull === true ? "region-full" : "internal"
           : "unknown-topic",
         e.message
       )

@@ -120,6 +120,7 @@ export const WireErrorCode = Schema.Literal(
   "forbidden",
   "rate-limited",
   "durability-unavailable",
+  "region-full",
   "internal"
 )
 export type WireErrorCode = typeof WireErrorCode.Type

@@ -40,8 +40,10 @@ interface Queued {
   readonly onWritten: (error: Error | null | undefined) => void
 }
 
+type Refusal = { readonly _tag?: string; readonly maxBatchBytes?: number; readonly regionFull?: true }
+
 /** The wire code a local append's refusal carries, as a broker's would. */
-const refusalCode = (error: { readonly _tag?: string; readonly maxBatchBytes?: number }): WireErrorCode =>
+const refusalCode = (error: Refusal): WireErrorCode =>
   error._tag === "TopicNotFound"
     ? "unknown-topic"
     : error._tag === "TopicDeleted"
@@ -50,12 +52,17 @@ const refusalCode = (error: { readonly _tag?: string; readonly maxBatchBytes?: n
     ? "session-table-full"
     : error._tag === "BatchRejected" && error.maxBatchBytes !== undefined
     ? "oversized"
+    : error._tag === "BatchRejected" && error.regionFull === true
+    ? "region-full"
     : "internal"
 
-/** Whether an append's refusal is its topic's (the lane fails: gone, or a batch over its limit) rather than the link's. */
-const topicRefused = (error: { readonly _tag?: string; readonly maxBatchBytes?: number }): boolean =>
+/**
+ * Whether an append's refusal is its topic's (the lane fails: gone, a batch over its limit, or no
+ * lane for want of heap) rather than the link's.
+ */
+const topicRefused = (error: Refusal): boolean =>
   error._tag === "TopicNotFound" || error._tag === "TopicDeleted" ||
-  (error._tag === "BatchRejected" && error.maxBatchBytes !== undefined)
+  (error._tag === "BatchRejected" && (error.maxBatchBytes !== undefined || error.regionFull === true))
 
 /**
  * One lane's session in the region: its frontiers' watch (standing on the doorbell only while
@@ -227,10 +234,10 @@ export class RegionLink implements PublisherLink {
     this.drain(session)
   }
 
-  /** An append refused: a topic gone or a batch over its limit fails its lane; anything else takes the link down (the core resends). */
+  /** An append refused: a topic gone, a batch over its limit or no lane for want of heap fails its lane; anything else takes the link down (the core resends). */
   private failAppend(
     session: RegionSession,
-    error: Error & { readonly _tag?: string; readonly maxBatchBytes?: number }
+    error: Error & Refusal
   ): void {
     for (const dropped of session.queue.splice(0)) dropped.onWritten(error)
     if (topicRefused(error)) {

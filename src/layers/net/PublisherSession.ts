@@ -26,6 +26,7 @@ export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
       sessionOpened(s, link, laneOf(ref), sessionEpoch, maxBatchBytes),
     sessionRefused: (link, ref, error) => {
       const lane = laneOf(ref)
+      if (error.code === "region-full" && leftOut(s, link, lane)) return
       lane.onLink[link.index] = SessionOnLink.none
       refuse(s, lane, lane.opened && error.code === "unknown-topic" ? deletedSince(lane, error) : error)
     },
@@ -45,6 +46,30 @@ export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
     down: (link, reason) => linkDown(s, link, reason),
     retry: (link) => connectLink(s, link)
   }
+}
+
+/**
+ * The link's broker has no lane in the topic and the region no room for one, yet another link
+ * may carry the lane (its broker has a lane, or may get one): this link is left out of the lane
+ * until it reconnects, and the batches the lane sent through it go through the others (a batch
+ * it appended before the refusal is recognised as a resend). False when no other link may: the
+ * lane then fails with the refusal.
+ */
+const leftOut = (s: PublisherState, link: PublisherLink, lane: Lane): boolean => {
+  const i = link.index
+  const others = s.links.some((other) =>
+    other.index !== i && other.state !== "idle" && lane.onLink[other.index] !== SessionOnLink.refused
+  )
+  if (!others) return false
+  lane.onLink[i] = SessionOnLink.refused
+  if (lane.registrar === link) lane.registrar = undefined
+  for (let b = lane.head; b < lane.unacked.length; b++) {
+    const batch = lane.unacked[b]!
+    if (!batch.done && batch.link === i) dispatch(s, batch)
+  }
+  settleAwaiting(lane, (batch) => batch.lastLink === i)
+  openSessions(s, lane)
+  return true
 }
 
 /**

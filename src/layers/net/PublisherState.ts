@@ -21,8 +21,12 @@ import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
 /** Seal-to-ACK latencies kept (`ackLatencies`). */
 export const LATENCY_SAMPLES = 1 << 16
 
-/** A lane's session on one link (`Lane.onLink`): none, being opened, open (batches may go there). */
-export const SessionOnLink = { none: 0, opening: 1, open: 2 } as const
+/**
+ * A lane's session on one link (`Lane.onLink`): none, being opened, open (batches may go there),
+ * or refused for want of heap there (the link's broker has no lane in the topic and the region no
+ * room for one: the other links carry the lane until this one reconnects).
+ */
+export const SessionOnLink = { none: 0, opening: 1, open: 2, refused: 3 } as const
 
 export interface Batch extends LinkBatch {
   /** Batch seq in its lane's current epoch (renumbered when a fence opens the next one). */

@@ -124,7 +124,9 @@ export class BatchRejected extends Schema.TaggedError<BatchRejected>()("BatchRej
   topic: Schema.String,
   reason: Schema.String,
   /** Set when the batch is larger than the topic takes: its limit (the session ends `oversized`, the connection goes on). */
-  maxBatchBytes: Schema.optionalWith(Schema.Int, { exact: true })
+  maxBatchBytes: Schema.optionalWith(Schema.Int, { exact: true }),
+  /** Set when the writer has no lane in the topic for want of heap (the session ends `region-full`, the connection goes on). */
+  regionFull: Schema.optionalWith(Schema.Literal(true), { exact: true })
 }) {
   override get message() {
     return `topic ${this.topic}: batch rejected: ${this.reason}`

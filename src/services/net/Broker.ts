@@ -91,7 +91,7 @@ export interface BrokerStats {
    * stops while a batch waits for log room, so the kernel's socket buffers hold the rest.
    */
   readonly queuedBytes: number
-  /** Connections closed with an error frame, by code. */
+  /** Connections closed with an ERROR frame, and sessions ended with an ENDED one, by code. */
   readonly rejected: Readonly<Partial<Record<WireErrorCode, number>>>
 }
 
