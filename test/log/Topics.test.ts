@@ -5,6 +5,7 @@ import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { blogBytesOfShape, type TopicShape } from "../../src/layers/log/TopicShape.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { EntryView } from "../../src/layers/region/DirectoryRecords.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { appendSimple, consumersOf, drain, implementations, smallConfig, testRegion } from "../fixtures/log-harness.js"
 
@@ -263,12 +264,24 @@ describe("Topics in the region", () => {
       }))
   }
 
-  it.scoped("a corrupt descriptor reads as no topic, never as garbage", () =>
+  it.scoped("a corrupt descriptor reads as no topic, never as garbage; looked up, it is not found saying why", () =>
     Effect.gen(function*() {
       const cluster = yield* implementations[1]!.make()
       const { id } = yield* cluster.topics.create({ name: "x", order: 2, ackLevel: 1, replicationFactor: 1 })
       const { memory, area } = cluster.region!
       new DescriptorView(memory).setNameBytes(area.descriptor(id), 100_000)
       expect(yield* cluster.topics.list).toEqual([])
+      const lost = yield* Effect.flip(cluster.topics.lookup("x"))
+      expect(lost).toMatchObject({ _tag: "TopicNotFound", name: "x" })
+      expect(lost.message).toBe(`topic "x" cannot be read: its descriptor (directory entry ${id}) is corrupt`)
+      // Its directory entry corrupt as well (a kind out of range): the entry is named, and no other topic is touched.
+      yield* cluster.topics.create({ name: "y", order: 2, ackLevel: 1, replicationFactor: 1 })
+      new EntryView(memory).setKind(area.directory.entry(id), 99)
+      expect((yield* Effect.flip(cluster.topics.delete("x"))).message).toBe(
+        `topic "x" cannot be read: directory entry ${id} of its name's hash is corrupt (its fields out of range)`
+      )
+      expect((yield* cluster.topics.list).map((t) => t.name)).toEqual(["y"])
+      // A name whose probe meets no corrupt entry is simply unknown.
+      expect((yield* Effect.flip(cluster.topics.lookup("z"))).message).toBe(`unknown topic "z"`)
     }))
 })

@@ -47,8 +47,8 @@ import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
 export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
-  /** The live topic of that name, if any. */
-  readonly find: (name: string) => TopicInfo | undefined
+  /** The live topic of that name, if any; or why one that may be it cannot be read (a corrupt region). */
+  readonly find: (name: string) => TopicInfo | string | undefined
   /** A live topic as it is now (TopicDescriptions.ts). */
   readonly describe: (info: TopicInfo) => TopicDescription
   /** The memory topics take their extents from, while `topics` topics live. */
@@ -72,7 +72,7 @@ export interface TopicTable {
 
 /** Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked up afresh). */
 export const resolverOver = (
-  find: (name: string) => TopicInfo | undefined,
+  find: (name: string) => TopicInfo | string | undefined,
   isCurrent: (info: TopicInfo) => boolean
 ) => {
   const cache = new Map<string, TopicInfo>()
@@ -83,6 +83,7 @@ export const resolverOver = (
       cache.delete(name)
       const found = find(name)
       if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
+      if (typeof found === "string") return Effect.fail(new TopicNotFound({ name, unreadable: found }))
       cache.set(name, found)
       return Effect.succeed(found)
     })
@@ -114,15 +115,23 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     }
     const shape = yield* shapeOf(config, spec)
-    if (table.find(spec.name) !== undefined) return yield* new TopicExists({ name: spec.name })
+    // An entry that cannot be read takes no name: the new topic is found before it.
+    if (typeof table.find(spec.name) === "object") return yield* new TopicExists({ name: spec.name })
     return yield* table.add(spec, shape)
   })
+
+/** The live topic of that name, looked up afresh, or TopicNotFound (saying why when it cannot be read). */
+const found = (table: TopicTable, name: string): Effect.Effect<TopicInfo, TopicNotFound> => {
+  const info = table.find(name)
+  if (info === undefined) return Effect.fail(new TopicNotFound({ name }))
+  if (typeof info === "string") return Effect.fail(new TopicNotFound({ name, unreadable: info }))
+  return Effect.succeed(info)
+}
 
 /** Deletes a topic: one the log can delete (its copy on disk, if any, is not deleted yet), looked up afresh. */
 const deleteTopic = (table: TopicTable, name: string) =>
   Effect.gen(function*() {
-    const info = table.find(name)
-    if (info === undefined) return yield* new TopicNotFound({ name })
+    const info = yield* found(table, name)
     if (info.replicationFactor > 1) {
       return yield* new TopicNotDeletable({
         name,
@@ -139,8 +148,7 @@ const deleteTopic = (table: TopicTable, name: string) =>
  */
 const trimTopic = (table: TopicTable, name: string, target: TrimTarget) =>
   Effect.gen(function*() {
-    const info = table.find(name)
-    if (info === undefined) return yield* new TopicNotFound({ name })
+    const info = yield* found(table, name)
     if (info.replicationFactor > 1) {
       return yield* new TopicNotTrimmable({
         name,
@@ -188,12 +196,20 @@ export const isCurrentTopic = (region: CxlMemoryShape, area: LogArea) => {
   return (info: TopicInfo): boolean => table.isCurrent({ slot: info.id, generation: info.generation })
 }
 
-/** The region's live topic of that name, looked up in its directory (a hash probe, no list). */
+/**
+ * The region's live topic of that name, looked up in its directory (a hash probe, no list); or why
+ * a topic that may be it cannot be read (a corrupt region is never trusted, and never unexplained).
+ */
 export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
   const table = new DirectoryTable(region, area.directory)
-  return (name: string): TopicInfo | undefined => {
-    const entry = table.lookup("topic", name)
-    return entry === undefined ? undefined : readTopicEntry(region, area, entry)
+  return (name: string): TopicInfo | string | undefined => {
+    const { corrupt, found } = table.probe("topic", name)
+    if (found === undefined) {
+      return corrupt < 0
+        ? undefined
+        : `directory entry ${corrupt} of its name's hash is corrupt (its fields out of range)`
+    }
+    return readTopicEntry(region, area, found) ?? `its descriptor (directory entry ${found.slot}) is corrupt`
   }
 }
 

@@ -118,25 +118,32 @@ export class DirectoryTable {
   /**
    * The probe for (kind, name): the live entry if there is one, and the first slot a create may
    * take (a deleted marker or the empty slot that ends the run); -1 when every slot was probed.
+   * `corrupt` is the first live entry of the name's hash whose fields are out of range (-1: none):
+   * perhaps the object asked for, which then cannot be read.
    */
-  probe(kind: ObjectKind, name: string): { readonly found: DirectoryEntry | undefined; readonly free: number } {
+  probe(
+    kind: ObjectKind,
+    name: string
+  ): { readonly found: DirectoryEntry | undefined; readonly free: number; readonly corrupt: number } {
     const hash = nameHash(kind, encodeName(name))
     let free = -1
+    let corrupt = -1
     for (let i = 0; i <= this.mask; i++) {
       const slot = (hash + i) & this.mask
       // Only an entry of the same hash is decoded: a probe passes the others on two words.
       const snapshot = this.readIf(slot, (_, h) => h === hash)
-      if (snapshot.state === EntryState.empty) return { found: undefined, free: free < 0 ? slot : free }
+      if (snapshot.state === EntryState.empty) return { found: undefined, free: free < 0 ? slot : free, corrupt }
       if (snapshot.state === EntryState.live) {
         const entry = snapshot.entry
         if (snapshot.hash === hash && entry !== undefined && entry.kind === kind && entry.name === name) {
-          return { found: entry, free }
+          return { found: entry, free, corrupt }
         }
+        if (snapshot.hash === hash && entry === undefined && corrupt < 0) corrupt = slot
       } else if (snapshot.state === EntryState.deleted && free < 0) {
         free = slot
       }
     }
-    return { found: undefined, free }
+    return { found: undefined, free, corrupt }
   }
 
   lookup(kind: ObjectKind, name: string): DirectoryEntry | undefined {

@@ -247,9 +247,15 @@ export class TopicExists extends Schema.TaggedError<TopicExists>()("TopicExists"
   }
 }
 
-export class TopicNotFound extends Schema.TaggedError<TopicNotFound>()("TopicNotFound", { name: Schema.String }) {
+export class TopicNotFound extends Schema.TaggedError<TopicNotFound>()("TopicNotFound", {
+  name: Schema.String,
+  /** Set when a topic that may be this one is in the region but cannot be read: why (a corrupt region). */
+  unreadable: Schema.optionalWith(Schema.String, { exact: true })
+}) {
   override get message() {
-    return `unknown topic ${JSON.stringify(this.name)}`
+    return this.unreadable === undefined
+      ? `unknown topic ${JSON.stringify(this.name)}`
+      : `topic ${JSON.stringify(this.name)} cannot be read: ${this.unreadable}`
   }
 }
 
