@@ -1,13 +1,24 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { defaultTopicShape } from "../../src/layers/log/Layout.js"
+import { directoryFor } from "../../src/layers/log/LogRegion.js"
 import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { blogBytesOfShape, type TopicShape } from "../../src/layers/log/TopicShape.js"
+import { largestBlockBytes } from "../../src/layers/region/BuddyAllocator.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { EntryView } from "../../src/layers/region/DirectoryRecords.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { appendSimple, consumersOf, drain, implementations, smallConfig, testRegion } from "../fixtures/log-harness.js"
+import { showSize } from "../../src/Settings.js"
+import {
+  appendSimple,
+  consumersOf,
+  drain,
+  implementations,
+  smallConfig,
+  TEST_TOPICS,
+  testRegion
+} from "../fixtures/log-harness.js"
 
 for (const impl of implementations) {
   describe(`Topics contract: ${impl.label}`, () => {
@@ -186,6 +197,17 @@ for (const impl of implementations) {
         )
         expect(big).toMatchObject({ _tag: "InvalidTopicSpec" })
         expect(big.message).toContain("a message of 32768 bytes needs lanes of at least 128KiB")
+        // A lane larger than any extent the heap can give (however empty) could never be had: refused at the create.
+        const largest = largestBlockBytes(directoryFor(smallConfig, TEST_TOPICS).heapBytes)
+        const huge = yield* Effect.flip(
+          topics.create({ name: "huge", order: 2, ackLevel: 1, replicationFactor: 1, memory: 8 * largest, writers: 4 })
+        )
+        expect(huge).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(huge.message).toContain(
+          `more than the region's heap can ever give one object (${
+            showSize(largest)
+          }, CXLOG_HEAP_BYTES): give it at most ${showSize(4 * largest)}`
+        )
         // Over the region's batch limit no memory helps: the refusal names the largest message there is.
         const overLimit = yield* Effect.flip(
           topics.create({

@@ -81,10 +81,14 @@ describe("Topics through a broker", () => {
         _tag: "ReplicationUnavailable",
         replicationFactor: 3
       })
-      // A spec that is no spec at all is the log's InvalidTopicSpec too, not a refused request.
-      expect(yield* Effect.flip(ops.create({ ...spec("orders.z"), order: 3 as 2 }))).toMatchObject({
-        _tag: "InvalidTopicSpec"
-      })
+      // A spec that is no spec at all is the log's InvalidTopicSpec too, not a refused request: one line, its field named.
+      const noSpec = yield* Effect.flip(ops.create({ ...spec("orders.z"), order: 3 as 2 }))
+      expect(noSpec).toMatchObject({ _tag: "InvalidTopicSpec" })
+      expect(noSpec.message).toMatch(/^invalid topic: topic orders\.z: order: Expected 0 \| 2 \| 4 \| 5, actual 3$/)
+      const writers = yield* Effect.flip(ops.create({ ...spec("orders.w"), writers: 99 }))
+      expect(writers.message).toBe(
+        "invalid topic: topic orders.w: writers: Expected a number between 1 and 64, actual 99"
+      )
 
       yield* ops.delete("orders.eu")
       expect(yield* log.topics.list).toHaveLength(1)

@@ -22,6 +22,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
+import { checkTopicSpec } from "../../services/log/Topics.js"
 import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
@@ -312,7 +313,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           barrierOptions
         ),
       createTopic: (spec) =>
-        client.call(Protocol.CreateTopicMethod, spec).pipe(
+        // Checked before it is sent: a spec that cannot be encoded is the caller's mistake, said as such.
+        Effect.flatMap(checkTopicSpec(spec), (checked) => client.call(Protocol.CreateTopicMethod, checked)).pipe(
           Effect.mapError(passThrough([
             "TopicExists",
             "DirectoryFull",

@@ -5,8 +5,9 @@
  * Also the table readers every region layer uses to resolve a topic name. A topic's id is its
  * directory slot; reading a topic records where it lives for this process (`LogArea.place`).
  */
-import { Effect, Layer, Option, Schema } from "effect"
+import { Effect, Layer, Option } from "effect"
 import {
+  checkTopicSpec,
   InvalidTopicSpec,
   REPLICATION_FACTORS,
   ReplicationUnavailable,
@@ -27,6 +28,8 @@ import {
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { DirectoryWriter, type DirectoryWriterShape, NotDirectoryWriter } from "../../services/region/Directory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
+import { showSize } from "../../Settings.js"
+import { largestBlockBytes } from "../region/BuddyAllocator.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { LogArea, LogConfig } from "./Layout.js"
 import { isLineOwnerAlive, retentionMoved } from "./Participants.js"
@@ -53,6 +56,8 @@ export interface TopicTable {
   readonly describe: (info: TopicInfo) => TopicDescription
   /** The memory topics take their extents from, while `topics` topics live. */
   readonly heap: (topics: number) => TopicsHeap
+  /** The largest extent the heap can give one object, however empty: a lane past it could never be had. */
+  readonly largestExtentBytes: number
   /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
   readonly isCurrent: (info: TopicInfo) => boolean
   /** Makes `spec` a topic (a checked spec whose name is not taken, of this shape): the new topic, or why there is no room. */
@@ -104,9 +109,7 @@ export const shapeOf = (config: LogConfig, spec: TopicSpec): Effect.Effect<Topic
 /** Creates a topic: a valid spec, replication the log can give, memory that can hold it, a name not taken, room. */
 const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
   Effect.gen(function*() {
-    const spec = yield* Schema.decodeUnknown(TopicSpec)(input).pipe(
-      Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message }))
-    )
+    const spec = yield* checkTopicSpec(input)
     if (!REPLICATION_FACTORS.includes(spec.replicationFactor)) {
       return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
     }
@@ -115,6 +118,17 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     }
     const shape = yield* shapeOf(config, spec)
+    if (shape.laneBytes > table.largestExtentBytes) {
+      return yield* new InvalidTopicSpec({
+        reason: `topic ${spec.name}: memory ${
+          showSize(shape.memoryBytes)
+        } gives each of its ${shape.writers} writers a lane of ${
+          showSize(shape.laneBytes)
+        }, more than the region's heap can ever give one object (${
+          showSize(table.largestExtentBytes)
+        }, CXLOG_HEAP_BYTES): give it at most ${showSize(shape.writers * table.largestExtentBytes)}`
+      })
+    }
     // An entry that cannot be read takes no name: the new topic is found before it.
     if (typeof table.find(spec.name) === "object") return yield* new TopicExists({ name: spec.name })
     return yield* table.add(spec, shape)
@@ -311,6 +325,7 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
         blogBytes: (info) => area.blogBytes(info.id)
       }),
       heap: (topics) => regionHeap(region, area, topics),
+      largestExtentBytes: largestBlockBytes(area.directory.config.heapBytes),
       isCurrent: isCurrentTopic(region, area),
       add: (spec, shape) =>
         Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),

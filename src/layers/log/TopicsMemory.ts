@@ -8,6 +8,7 @@ import { Effect, Layer } from "effect"
 import type { TopicInfo, TopicSpaceError, TopicsShape } from "../../services/log/Topics.js"
 import { TopicNotFound, Topics } from "../../services/log/Topics.js"
 import { DirectoryFull } from "../../services/region/Directory.js"
+import { largestBlockBytes } from "../region/BuddyAllocator.js"
 import { retentionMovedMemory } from "./AppenderMemory.js"
 import { storeReadTopic } from "./LogReaderMemory.js"
 import {
@@ -47,6 +48,10 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
         usedBytes: (info) => topicHeldBytes(store.topics[info.id]!),
         blogBytes: (info) => store.topics[info.id]!.blogBytes
       }),
+      // As the region's buddy heap would: its largest power of two (none for a store without a bound).
+      largestExtentBytes: Number.isFinite(store.space.heapBytes)
+        ? largestBlockBytes(store.space.heapBytes)
+        : Number.POSITIVE_INFINITY,
       heap: () => {
         // A store without a bound (a broker's log in tests) says so with the largest size a count can have.
         const heapBytes = Math.min(store.space.heapBytes, Number.MAX_SAFE_INTEGER)

@@ -4,6 +4,7 @@
  * connection (ERROR) or ends one of its sessions (ENDED).
  */
 import { Data, Either, Option, ParseResult, Schema, SchemaAST } from "effect"
+import { firstFailure, issueWords } from "../../SchemaIssues.js"
 import { AckLevel, TopicDeleted } from "../../services/log/Topics.js"
 import { ACK_ORDER_BYTES, encodeFrame, FrameType } from "./Frame.js"
 
@@ -173,25 +174,6 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
 /** The longest account of a body that did not decode (a hostile value in it is cut there). */
 const MAX_DETAIL_CHARS = 300
 
-/** The first failure in `issue` and the path to it; a union's is taken whole (every member failed). */
-const firstFailure = (
-  issue: ParseResult.ParseIssue,
-  path: ReadonlyArray<PropertyKey>
-): { readonly path: ReadonlyArray<PropertyKey>; readonly issue: ParseResult.ParseIssue } => {
-  switch (issue._tag) {
-    case "Pointer":
-      return firstFailure(issue.issue, [...path, ...(Array.isArray(issue.path) ? issue.path : [issue.path])])
-    case "Transformation":
-    case "Refinement":
-      return firstFailure(issue.issue, path)
-    case "Composite":
-      if (SchemaAST.isUnion(issue.ast)) return { path, issue: new ParseResult.Type(issue.ast, issue.actual) }
-      return firstFailure(Array.isArray(issue.issues) ? issue.issues[0]! : issue.issues as ParseResult.ParseIssue, path)
-    default:
-      return { path, issue }
-  }
-}
-
 /**
  * Why a control body did not decode, in one line for the peer: the first field that is wrong
  * and how (`Hello.clientId: Expected a number between 0 and 4294967295, actual -1`), or what is
@@ -199,8 +181,8 @@ const firstFailure = (
  */
 export const describeDecodeFailure = (schema: Schema.Schema.AnyNoContext, error: ParseResult.ParseError): string => {
   const body = Option.getOrElse(SchemaAST.getIdentifierAnnotation(SchemaAST.typeAST(schema.ast)), () => "the body")
-  const failure = firstFailure(error.issue, [])
-  const words = ParseResult.ArrayFormatter.formatIssueSync(failure.issue)[0]?.message ?? "does not decode"
+  const failure = firstFailure(error.issue)
+  const words = issueWords(failure.issue)
   const detail = failure.path.length > 0
     ? `${body}.${failure.path.map(String).join(".")}: ${words}`
     : failure.issue._tag === "Type" && failure.issue.message === undefined

@@ -13,6 +13,7 @@
 import { Effect, Layer, type Scope } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
+  checkTopicSpec,
   type TopicDescription,
   type TopicInfo,
   Topics,
@@ -89,7 +90,8 @@ export const makeRemoteTopics = (options: RemoteTopicsOptions): Effect.Effect<Re
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
       Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))
     const topics: TopicsShape = {
-      create: (spec) => call(CreateTopic, spec),
+      // Checked before it is sent, as over the coordinator: a spec that cannot be encoded is the caller's mistake.
+      create: (spec) => Effect.flatMap(checkTopicSpec(spec), (checked) => call(CreateTopic, checked)),
       lookup: (name) => Effect.map(call(DescribeTopic, { name }), infoOf),
       list: Effect.map(call(ListTopics, {}), (overview) => overview.topics.map(infoOf)),
       delete: (name) => Effect.asVoid(call(DeleteTopic, { name })),

@@ -37,6 +37,12 @@ export const orderFor = (bytes: number): number => {
 
 export const blockBytes = (order: number): number => PAGE_BYTES * 2 ** order
 
+/** The largest block a heap of `heapBytes` can ever hand out: the largest power of two of pages in it (`format`'s first). */
+export const largestBlockBytes = (heapBytes: number): number => {
+  const pages = Math.floor(heapBytes / PAGE_BYTES)
+  return pages < 1 ? 0 : blockBytes(Math.floor(Math.log2(pages)))
+}
+
 export class BuddyAllocator {
   private readonly records: PageRecordView
   /** Free block starts by order. */

@@ -5,7 +5,8 @@
  * Every process can look topics up and describe them; a process without the region reaches
  * them through a broker (TopicsRemote.ts), whose failures the `TopicsRemoteError`s name.
  */
-import { Context, Data, Effect, Schema } from "effect"
+import { Context, Data, Effect, ParseResult, Schema } from "effect"
+import { firstIssueLine } from "../../SchemaIssues.js"
 import type { DirectoryFull, NotDirectoryWriter, RegionFull } from "../region/Directory.js"
 import type { HeadUnavailable } from "./HeadWatch.js"
 import { OrderMode, orderPolicy } from "./OrderModes.js"
@@ -301,7 +302,23 @@ export class InvalidTopicSpec
   override get message() {
     return `invalid topic: ${this.reason}`
   }
+
+  /** A spec that does not decode as a `TopicSpec`, in one line: its first field that is wrong, and how. */
+  static ofParseError(name: unknown, error: ParseResult.ParseError): InvalidTopicSpec {
+    return new InvalidTopicSpec({ reason: `topic ${typeof name === "string" ? name : "?"}: ${firstIssueLine(error)}` })
+  }
 }
+
+/** `spec` checked as a `TopicSpec` before it is sent or used. */
+export const checkTopicSpec = (spec: unknown): Effect.Effect<TopicSpec, InvalidTopicSpec> =>
+  Schema.decodeUnknown(TopicSpec)(spec).pipe(
+    Effect.mapError((e) =>
+      InvalidTopicSpec.ofParseError(
+        typeof spec === "object" && spec !== null ? (spec as { name?: unknown }).name : spec,
+        e
+      )
+    )
+  )
 
 /**
  * The user this connection authenticated as may not do this to the topic (docs/security.md,
