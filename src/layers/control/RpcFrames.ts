@@ -3,7 +3,8 @@
  * requests and retries only; 0 = unknown), tag length (u16 at +2), client (u32 at +4), request id (u32 at
  * +8) — then the method or notice tag, then the payload as JSON of the Schema-encoded value.
  */
-import { ParseResult, type Schema } from "effect"
+import type { ParseResult, Schema } from "effect"
+import { firstIssueLine } from "../../SchemaIssues.js"
 import { type AnyRpcMethod, RpcProtocolError } from "../../services/control/Rpc.js"
 import { readU32, writeU32 } from "../region/LittleEndian.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
@@ -133,6 +134,5 @@ export const toJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError
   codec(schema).encode(value)
 export const fromJson = (schema: AnyRpcMethod["payload"] | typeof RpcProtocolError, text: string) =>
   codec(schema).decode(text)
-/** A Schema issue for an error reply, kept short enough for the reply ring. */
-export const describe = (error: ParseResult.ParseError) =>
-  ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 1000)
+/** A Schema issue for an error reply: its first field that is wrong and how, kept short enough for the reply ring. */
+export const describe = (error: ParseResult.ParseError) => firstIssueLine(error).slice(0, 1000)

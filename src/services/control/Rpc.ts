@@ -136,19 +136,31 @@ export class RpcInvalidPayload extends Schema.TaggedError<RpcInvalidPayload>()("
   method: Schema.String,
   requestId: Schema.Number,
   issue: Schema.String
-}) {}
+}) {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: invalid request: ${this.issue}`
+  }
+}
 
 export class RpcUnknownMethod extends Schema.TaggedError<RpcUnknownMethod>()("RpcUnknownMethod", {
   method: Schema.String,
   requestId: Schema.Number
-}) {}
+}) {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: the server has no such method`
+  }
+}
 
 /** The handler died, or its reply did not encode; `defect` describes it. */
 export class RpcHandlerDefect extends Schema.TaggedError<RpcHandlerDefect>()("RpcHandlerDefect", {
   method: Schema.String,
   requestId: Schema.Number,
   defect: Schema.String
-}) {}
+}) {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: the handler failed: ${this.defect}`
+  }
+}
 
 /**
  * A request sent again after its client's reply reader was reaped, whose reply the server no
