@@ -140,6 +140,7 @@ export {
   type BrokerLink,
   BrokerRejected,
   BrokersUnreachable,
+  InvalidMessage,
   InvalidPublisherOptions,
   type MessageOptions,
   type MessageRange,

@@ -500,6 +500,15 @@ describe("Publisher", () => {
       expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe(
         "InvalidPublisherOptions"
       )
+      // An address no socket can be opened to is the options' mistake, said as such (Node's connect would throw).
+      for (const address of [{ host: "127.0.0.1", port: 70_000 }, { host: "", port: 7400 }, { host: "h", port: 1.5 }]) {
+        const invalid = yield* Effect.flip(PublisherLayers.make({ brokers: [addresses[0]!, address], topic: "t" }))
+        expect(invalid).toMatchObject({
+          _tag: "InvalidPublisherOptions",
+          message:
+            `invalid publisher options: not a broker address: "${address.host}:${address.port}" (host:port, the port in 1..65535)`
+        })
+      }
     }))
 
   it.scopedLive("self-clocking: a message with nothing in flight is sealed at once (at the end of its synchronous burst, with the burst), with no linger timer; one behind it goes with the ACK", () =>
@@ -726,6 +735,54 @@ describe("Publisher", () => {
         await expect(client.publish(new Uint8Array(8))).rejects.toMatchObject({ _tag: "PublisherClosed" })
       })
       expect(audit(log.ordered("t"), new Map([[10, 501]]))).toEqual({ messages: 501, ...clean })
+    }))
+
+  it.scopedLive("a value, key or header that is not bytes is refused InvalidMessage at the call: nothing is sent, the publisher goes on", () =>
+    Effect.gen(function*() {
+      const { brokers, log, publisher } = yield* cluster(1)
+      const p = yield* publisher({ clientId: 12, batchBytes: 1024 })
+      const refusedWith = (reason: string) => ({ _tag: "InvalidMessage", message: `invalid message: ${reason}` })
+      const notBytes = [
+        [12345, "a number"],
+        [null, "null"],
+        [[1, 2, 3], "an array"],
+        [{ a: 1 }, "an object"],
+        [new ArrayBuffer(8), "an ArrayBuffer"]
+      ] as const
+      for (const [value, kind] of notBytes) {
+        const reason = `its value is ${kind}, not bytes: publish a Uint8Array (CxlogPublisher also takes a string)`
+        expect(p.tryPublish(value as unknown as Uint8Array)).toMatchObject(refusedWith(reason))
+        expect(yield* Effect.flip(p.publish(value as unknown as Uint8Array))).toMatchObject(refusedWith(reason))
+        expect(yield* Effect.flip(p.publishAcked(value as unknown as Uint8Array))).toMatchObject(refusedWith(reason))
+      }
+      const bytes = testMessage(12, 0, 64)
+      expect(yield* Effect.flip(p.publish(bytes, { key: 7 as unknown as string }))).toMatchObject(
+        refusedWith("its key is a number, not a string or bytes")
+      )
+      expect(yield* Effect.flip(p.publish(bytes, { headers: { trace: 1 as unknown as string } }))).toMatchObject(
+        refusedWith("a header is not a name (a string) and a value (a string or bytes): \"trace\" = a number")
+      )
+      expect(yield* Effect.flip(p.publish(bytes, { headers: "x=1" as unknown as Record<string, string> })))
+        .toMatchObject(
+          refusedWith("its headers are a string: give [name, value] pairs or an object of name to value")
+        )
+      // Nothing reached the broker; a message that is bytes goes as ever.
+      expect(brokers[0]!.server.stats()).toMatchObject({ batches: 0, rejected: {} })
+      yield* publishTestMessages(p, 12, 10, 64)
+      yield* p.flush(10_000)
+      expect(audit(log.ordered("t"), new Map([[12, 10]]))).toEqual({ messages: 10, ...clean })
+      expect(brokers[0]!.server.stats().rejected).toEqual({})
+      // The Promise facade refuses the same, and takes a string as bytes.
+      yield* Effect.promise(async () => {
+        const client = await CxlogPublisher.open({
+          ...anonymous,
+          brokers: [{ host: "127.0.0.1", port: brokers[0]!.server.port }],
+          topic: "t"
+        })
+        await expect(client.publish(12345 as unknown as string)).rejects.toMatchObject({ _tag: "InvalidMessage" })
+        await client.publish("a string")
+        await client.close()
+      })
     }))
 
   it.effect("layerConfig reads the CXLOG_* names", () =>

@@ -18,6 +18,24 @@ export class InvalidBrokerAddress extends Data.TaggedError("InvalidBrokerAddress
   }
 }
 
+/**
+ * Whether `address` (as an option gives it) can be dialed: a host and a port in 0..65535 (Node's
+ * `connect` throws beyond; port 0, a placeholder until a broker's port is known, fails as a refused connection).
+ */
+export const isBrokerAddress = (address: unknown): address is BrokerAddress => {
+  if (typeof address !== "object" || address === null) return false
+  const { host, port } = address as { readonly host?: unknown; readonly port?: unknown }
+  return typeof host === "string" && host.length > 0 && Number.isInteger(port) && (port as number) >= 0 &&
+    (port as number) <= 65535
+}
+
+/** An address as an option gave it, in words (for `InvalidBrokerAddress`). */
+export const addressText = (address: unknown): string => {
+  if (typeof address !== "object" || address === null) return String(address)
+  const { host, port } = address as { readonly host?: unknown; readonly port?: unknown }
+  return `${String(host)}:${String(port)}`
+}
+
 /** `host:port,host:port` (host defaults to 127.0.0.1, so `7400,7401` works); throws `InvalidBrokerAddress`. */
 export const parseAddresses = (text: string): ReadonlyArray<BrokerAddress> =>
   text.split(",").map((part) => part.trim()).filter((part) => part.length > 0).map((part) => {

@@ -7,10 +7,16 @@
  * (`too-many-connections`, `idle-timeout`, …), so a refusal is told apart from a broker that is down.
  */
 import { Data, Either } from "effect"
-import { connect, isIP, type Socket } from "node:net"
+import { connect, isIP, Socket } from "node:net"
 import { connect as connectTls } from "node:tls"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
-import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
+import {
+  addressText,
+  type BrokerAddress,
+  formatAddress,
+  InvalidBrokerAddress,
+  isBrokerAddress
+} from "./BrokerAddress.js"
 import {
   authFrame,
   AuthProof,
@@ -86,6 +92,16 @@ export interface ClientSecurity {
   readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
 }
 
+/**
+ * An address no socket can be opened to (Node's `connect` would throw): a socket that fails at
+ * once with `InvalidBrokerAddress`, as a connection that failed, so every client reports it as such.
+ */
+export const notDialed = (address: unknown): { readonly socket: Socket; readonly ready: "connect" } => {
+  const socket = new Socket()
+  process.nextTick(() => socket.destroy(new InvalidBrokerAddress({ address: addressText(address) })))
+  return { socket, ready: "connect" }
+}
+
 /** One read's worth of a plain TCP connection's receive buffer (reused for every read). */
 const RECEIVE_BUFFER_BYTES = 64 << 10
 
@@ -102,7 +118,9 @@ export const dialBroker = (
   tls: ClientSecurity["tls"],
   onChunk?: (chunk: Buffer) => void
 ): { readonly socket: Socket; readonly ready: "connect" | "secureConnect" } =>
-  tls === undefined
+  !isBrokerAddress(address)
+    ? notDialed(address)
+    : tls === undefined
     ? {
       socket: connect({
         host: address.host,

@@ -16,6 +16,7 @@ import type {
   TopicStats
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
+import { invalidMessage } from "./MessageCheck.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
 import { failureOf, laneFor, retired } from "./PublisherLanes.js"
 import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
@@ -32,6 +33,8 @@ export const publisherCalls = (s: PublisherState): PublisherShape => {
     publish: (payload, message) => publish(s, writable, payload, message),
     publishAcked: (payload, message) => publishAcked(s, writable, payload, message),
     tryPublish: (payload, message) => {
+      const invalid = invalidMessage(payload, message)
+      if (invalid !== undefined) return invalid
       const lane = laneFor(s, message?.topic)
       return lane instanceof Error ? lane : offer(s, lane, payload, encodeParts(message), Date.now())
     },
@@ -128,6 +131,8 @@ const publish = (
   message?: MessageOptions
 ): Effect.Effect<void, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
+    const invalid = invalidMessage(payload, message)
+    if (invalid !== undefined) return Effect.fail(invalid)
     const lane = laneFor(s, message?.topic)
     if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
@@ -148,6 +153,8 @@ const publishAcked = (
   message?: MessageOptions
 ): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
+    const invalid = invalidMessage(payload, message)
+    if (invalid !== undefined) return Effect.fail(invalid)
     const lane = laneFor(s, message?.topic)
     if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.

@@ -14,6 +14,7 @@ import {
   type PublisherOptions
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
+import { addressText, InvalidBrokerAddress, isBrokerAddress } from "./BrokerAddress.js"
 
 const isTopicName = Schema.is(TopicName)
 
@@ -48,6 +49,8 @@ export type PublisherSettings = ReturnType<typeof settingsOf>
 export const validate = (s: PublisherSettings, local = false): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
   if (!local && s.brokers.length === 0) return "at least one broker address is needed"
+  const bad = s.brokers.find((address) => !isBrokerAddress(address))
+  if (bad !== undefined) return new InvalidBrokerAddress({ address: addressText(bad) }).message
   if (s.topic !== undefined && !isTopicName(s.topic)) {
     return `topic ${JSON.stringify(s.topic)} is not a topic name (1 to 100 of A-Z a-z 0-9 . _ -)`
   }

@@ -16,8 +16,8 @@ import {
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
-import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
-import { type ClientSecurity, dialBroker } from "./ClientConnection.js"
+import { type BrokerAddress, formatAddress, isBrokerAddress } from "./BrokerAddress.js"
+import { type ClientSecurity, dialBroker, notDialed } from "./ClientConnection.js"
 import {
   authFrame,
   AuthProof,
@@ -230,7 +230,7 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
         }
         // Plain TCP reads into the receive buffer itself (onread): no Buffer per read, frames parsed where they landed.
         let connection: Connection | undefined
-        const socket = connect({
+        const socket = !isBrokerAddress(address) ? notDialed(address).socket : connect({
           host: address.host,
           port: address.port,
           noDelay: true,

@@ -318,7 +318,20 @@ export class PublisherClosed extends Data.TaggedError("PublisherClosed")<{}> {
   }
 }
 
-export type PublishError = BrokerRejected | BrokersUnreachable | MessageTooLarge | PublisherClosed | PublishTopicInvalid
+/** A message whose value, key or a header is not bytes (a Uint8Array; the Promise facade also takes strings): refused at the call, nothing sent. */
+export class InvalidMessage extends Data.TaggedError("InvalidMessage")<{ readonly reason: string }> {
+  override get message() {
+    return `invalid message: ${this.reason}`
+  }
+}
+
+export type PublishError =
+  | BrokerRejected
+  | BrokersUnreachable
+  | InvalidMessage
+  | MessageTooLarge
+  | PublisherClosed
+  | PublishTopicInvalid
 
 export class InvalidPublisherOptions extends Data.TaggedError("InvalidPublisherOptions")<{ readonly reason: string }> {
   override get message() {
