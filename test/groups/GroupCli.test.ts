@@ -119,4 +119,28 @@ describe("cxlog consume and cxlog groups", () => {
       }),
     120_000
   )
+
+  it.scopedLive(
+    "a group whose topic was deleted says so to its members, and still when a topic of that name is made again",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* cli(["topics", "create", "short-lived"], env)
+        yield* cli(["groups", "create", "orphan", "--topic", "short-lived"], env)
+        yield* cli(["topics", "delete", "short-lived"], env)
+        const refused = (stderr: string) =>
+          expect(stderr.trim()).toBe(
+            `cxlog consume: consumer group "orphan": its topic short-lived was deleted; delete the group`
+          )
+        const gone = yield* runCliWithin(["consume", "--group", "orphan", "--limit", "1"], env, 30_000)
+        expect(gone.code).toBe(1)
+        refused(gone.stderr)
+        // A new topic of the name is another topic: the group stays with the one it was made on.
+        yield* cli(["topics", "create", "short-lived"], env)
+        const again = yield* runCliWithin(["consume", "--group", "orphan", "--limit", "1"], env, 30_000)
+        expect(again.code).toBe(1)
+        refused(again.stderr)
+      }),
+    120_000
+  )
 })

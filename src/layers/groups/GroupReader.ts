@@ -150,7 +150,10 @@ export class GroupReader {
         Scope.extend(scope),
         Effect.catchTags({
           LogOutOfRange: (e) => Effect.fail(this.behind(e, offset)),
-          SubscriberTableFull: (e) => Effect.die(e)
+          SubscriberTableFull: (e) => Effect.die(e),
+          // No topic of that name now: the group's was deleted (one created again is another topic, below).
+          TopicNotFound: (e) =>
+            Effect.fail(e.unreadable === undefined ? new GroupTopicGone({ group: this.group, topic: this.topic }) : e)
         })
       )
       if (cursor.topic.generation !== this.generation) {
