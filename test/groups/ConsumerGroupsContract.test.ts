@@ -69,6 +69,14 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(bad).toBeInstanceOf(InvalidGroupSpec)
         const beyond = yield* Effect.flip(groups.create({ name: "g0-z", topic: "t0", start: { offset: 99 } }))
         expect(beyond).toBeInstanceOf(InvalidGroupSpec)
+        // A member's window that cannot be is refused as such, local or remote, before it joins.
+        for (const maxInFlight of [-3, 0, 1.5, 2 ** 21]) {
+          const window = yield* Effect.flip(take("g0", 1, maxInFlight))
+          expect(window).toBeInstanceOf(InvalidGroupSpec)
+          expect(window.message).toBe(
+            `consumer group "g0": maxInFlight ${maxInFlight} must be a whole number from 1 to 1048576`
+          )
+        }
         yield* groups.delete("g0")
         yield* groups.delete("g0-latest")
         expect(yield* Effect.flip(groups.describe("g0"))).toBeInstanceOf(GroupNotFound)

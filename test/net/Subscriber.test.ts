@@ -17,6 +17,7 @@ import { Consumers, type ConsumersShape } from "../../src/services/log/Consumers
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Topics } from "../../src/services/log/Topics.js"
 import type {
+  SubscribeOptions,
   SubscriberBatch,
   SubscriberMessage,
   SubscriberShape,
@@ -320,7 +321,7 @@ for (const impl of impls) {
         expect(first.map((m) => m.timestamp)).toEqual([messageTime(2, 1), messageTime(2, 2), messageTime(2, 3)])
       }))
 
-    it.scopedLive("an offset past the end is LogOutOfRange naming the window; an unknown topic is TopicNotFound", () =>
+    it.scopedLive("an offset past the end is LogOutOfRange naming the window; an unknown topic is TopicNotFound; a position or time that is none is InvalidSubscribeOptions", () =>
       Effect.gen(function*() {
         const { cluster, subscriber } = yield* impl.make()
         yield* cluster.topics.create(spec)
@@ -336,6 +337,24 @@ for (const impl of impls) {
         expect(yield* Effect.flip(subscriber.subscribe("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
         // The end itself is where a subscriber waits for the next message.
         expect((yield* subscriber.subscribe("t", { from: 4 })).start).toBe(4)
+        // A position or a time that is none (what a JavaScript caller may pass) is refused in one line.
+        const refused = (options: Record<string, unknown>) =>
+          Effect.flip(subscriber.subscribe("t", options as SubscribeOptions))
+        expect(yield* refused({ from: -1 })).toMatchObject({
+          _tag: "InvalidSubscribeOptions",
+          message:
+            "invalid subscribe options: from -1 is not a position: earliest, latest or a message offset (0, 1, …)"
+        })
+        expect((yield* refused({ from: "soon" })).message).toContain(`from "soon" is not a position`)
+        expect((yield* refused({ from: 1.5 })).message).toContain("from 1.5 is not a position")
+        expect(yield* refused({ fromTime: "yesterday" })).toMatchObject({
+          _tag: "InvalidSubscribeOptions",
+          message:
+            `invalid subscribe options: fromTime "yesterday" is not a time: give milliseconds since the epoch (Date.now(), date.getTime())`
+        })
+        expect(
+          yield* Effect.flip(subscriber.subscribeTopics(["t"], { from: -2 } as unknown as SubscribeOptions))
+        ).toMatchObject({ _tag: "InvalidSubscribeOptions" })
       }))
 
     it.scopedLive("a subscriber that fell behind retention gets LogOutOfRange naming the oldest offset held, never skipped data", () =>

@@ -28,7 +28,7 @@ import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "./Group
 import { joinGroup } from "./GroupMember.js"
 import { ClaimLiveness } from "./GroupMembers.js"
 import { type GroupObject, groupOf, openGroup } from "./GroupObject.js"
-import { groupSpecProblem, startOf } from "./GroupSpecs.js"
+import { groupSpecProblem, refuseJoin, startOf } from "./GroupSpecs.js"
 import { describeGroup, pendingOf } from "./GroupStatus.js"
 
 /** A new group's defaults and a member's, as the settings table gives them (CXLOG_GROUP_*). */
@@ -115,9 +115,9 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       ),
     join: (name, options = {}) =>
       Stream.unwrap(
-        Effect.map(open(name), (group) =>
+        Effect.map(Effect.zipRight(refuseJoin(name, options.maxInFlight), open(name)), (group) =>
           joinGroup(group, directory, reader, deadLetterWriter(name, group.config, backing.publisher), {
-            maxInFlight: Math.max(1, Math.floor(options.maxInFlight ?? defaults.maxInFlight)),
+            maxInFlight: options.maxInFlight ?? defaults.maxInFlight,
             checkEveryMs: defaults.checkEveryMs
           }))
       )

@@ -37,6 +37,7 @@ import {
   MemberLeft,
   PendingOfGroup
 } from "./GroupProtocol.js"
+import { refuseJoin } from "./GroupSpecs.js"
 import { RemoteDelivery, RemoteSettling } from "./RemoteDelivery.js"
 
 export interface RemoteGroupsOptions extends RemoteLinkOptions {
@@ -124,6 +125,7 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
 
     const join = (name: string, joinOptions: { readonly maxInFlight?: number } = {}) =>
       Stream.unwrapScoped(Effect.gen(function*() {
+        yield* refuseJoin(name, joinOptions.maxInFlight)
         // A missing group, or one the user may not use, fails here; its topic names the deliveries.
         const { topic } = yield* call(DescribeGroup, { name })
         const queue = yield* Effect.acquireRelease(Queue.unbounded<MemberEvent>(), Queue.shutdown)

@@ -35,6 +35,7 @@ import {
 } from "../../services/region/Directory.js"
 import { encodeFrame, FrameType } from "../net/Frame.js"
 import { requestBody, requestFrames } from "../net/RequestProtocol.js"
+import { MAX_IN_FLIGHT } from "./GroupSpecs.js"
 import { TERM_REASON_MAX_CHARS } from "./TermReason.js"
 
 /** The groups' connection's frames: GROUP (RequestOpen), GROUP_READY (RequestReady), GROUP_REQUEST, GROUP_REPLY, GROUP_FAILURE. */
@@ -170,7 +171,7 @@ export const DeleteGroup = method("delete", {
  * come as GROUP_DELIVERY frames, and a GROUP_LEFT (client id: this request's id) ends it.
  */
 export const JoinGroup = method("join", {
-  payload: Schema.Struct({ name: Name, maxInFlight: opt(Schema.Int.pipe(Schema.between(1, 1 << 20))) }),
+  payload: Schema.Struct({ name: Name, maxInFlight: opt(Schema.Int.pipe(Schema.between(1, MAX_IN_FLIGHT))) }),
   success: Schema.Null,
   failure: Schema.Union(...UNANSWERED)
 })

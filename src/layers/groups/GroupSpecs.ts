@@ -26,6 +26,24 @@ export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
   return undefined
 }
 
+/** The most messages a member may hold at once (`maxInFlight`): what the wire carries, far past any pending table. */
+export const MAX_IN_FLIGHT = 1 << 20
+
+/** A member's `maxInFlight` that cannot be (local and remote members alike), or undefined. */
+export const joinOptionsProblem = (group: string, maxInFlight: number | undefined): InvalidGroupSpec | undefined =>
+  outside(maxInFlight, 1, MAX_IN_FLIGHT)
+    ? new InvalidGroupSpec({
+      group,
+      reason: `maxInFlight ${String(maxInFlight)} must be a whole number from 1 to ${MAX_IN_FLIGHT}`
+    })
+    : undefined
+
+/** Fails when a member's `maxInFlight` cannot be. */
+export const refuseJoin = (group: string, maxInFlight: number | undefined): Effect.Effect<void, InvalidGroupSpec> => {
+  const problem = joinOptionsProblem(group, maxInFlight)
+  return problem === undefined ? Effect.void : Effect.fail(problem)
+}
+
 /** Where `spec`'s group starts on its topic, and which generation of the topic that is. */
 export const startOf = (
   reader: LogReaderShape,

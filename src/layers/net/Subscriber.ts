@@ -28,6 +28,7 @@ import {
   type Subscription,
   type SubscriptionError
 } from "../../services/net/Subscriber.js"
+import { checkingOptions } from "./SubscribeOptionsCheck.js"
 import type { BatchView } from "./SubscriberBatch.js"
 import { subscribeTopicsOver } from "./SubscriberTopics.js"
 import { openTopicReader, type TopicReader } from "./TopicReader.js"
@@ -69,19 +70,20 @@ export const subscriberOver = (
   reader: LogReaderShape,
   consumers?: ConsumersShape,
   topics?: TopicsShape
-): SubscriberShape => ({
-  subscribe: (topic, options = {}) =>
-    Effect.map(openTopicReader(reader, consumers, topic, options), (r) => subscriptionOf(r, options.consumer)),
-  subscribeTopics: (selection, options = {}) =>
-    subscribeTopicsOver(
-      selection,
-      options,
-      topics,
-      (topic, from) => openTopicReader(reader, consumers, topic, from === undefined ? options : fromStart(options))
-    ),
-  bounds: (topic): Effect.Effect<{ readonly earliest: number; readonly end: number }, SubscribeError> =>
-    reader.bounds(topic)
-})
+): SubscriberShape =>
+  checkingOptions({
+    subscribe: (topic, options = {}) =>
+      Effect.map(openTopicReader(reader, consumers, topic, options), (r) => subscriptionOf(r, options.consumer)),
+    subscribeTopics: (selection, options = {}) =>
+      subscribeTopicsOver(
+        selection,
+        options,
+        topics,
+        (topic, from) => openTopicReader(reader, consumers, topic, from === undefined ? options : fromStart(options))
+      ),
+    bounds: (topic): Effect.Effect<{ readonly earliest: number; readonly end: number }, SubscribeError> =>
+      reader.bounds(topic)
+  })
 
 /** The local Subscriber: reads the region this process maps (needs its `LogReader`, `Consumers` and `Topics`, e.g. `Roles.reader`). */
 export const layer: Layer.Layer<Subscriber, never, LogReader | Consumers | Topics> = Layer.effect(

@@ -24,6 +24,7 @@ import type { ClientSecurity } from "./ClientConnection.js"
 import { bounds, subscribeRemote } from "./RemoteSubscription.js"
 import { subscribeTopicsRemote } from "./RemoteTopics.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
+import { checkingOptions } from "./SubscribeOptionsCheck.js"
 import type { Settings } from "./SubscriberConnection.js"
 
 export interface RemoteSubscriberOptions {
@@ -64,11 +65,11 @@ export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
     insecure: options.insecure === true,
     tls: options.tls
   }
-  return {
+  return checkingOptions({
     subscribe: subscribeRemote(settings),
     subscribeTopics: subscribeTopicsRemote(settings),
     bounds: (topic) => bounds(settings, topic)
-  }
+  })
 }
 
 /** The remote Subscriber over `options.brokers` (a local secret file that is there but unusable is a defect naming it). */

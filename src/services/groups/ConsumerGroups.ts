@@ -286,6 +286,7 @@ export type GroupCreateError =
   | GroupRemoteError
 
 export type GroupJoinError =
+  | InvalidGroupSpec
   | GroupNotFound
   | GroupCorrupt
   | GroupDeleted

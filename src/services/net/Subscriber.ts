@@ -239,4 +239,16 @@ export type SubscriptionError =
   | SubscriberConnectionFailed
   | ConsumerCutOff
   | TopicDeleted
-export type SubscribeError = SubscriptionError | TopicNotFound | SubscriberBrokersUnreachable | ConsumerError
+/** A subscribe whose `from` is no position or whose `fromTime` is no time: refused before anything is opened. */
+export class InvalidSubscribeOptions extends Data.TaggedError("InvalidSubscribeOptions")<{ readonly reason: string }> {
+  override get message() {
+    return `invalid subscribe options: ${this.reason}`
+  }
+}
+
+export type SubscribeError =
+  | SubscriptionError
+  | TopicNotFound
+  | SubscriberBrokersUnreachable
+  | ConsumerError
+  | InvalidSubscribeOptions

@@ -1,0 +1,42 @@
+/**
+ * What every Subscriber checks of a subscribe's options before it opens anything: `from` is a
+ * position and `fromTime` a time. A JavaScript caller can pass anything; a wrong one is
+ * `InvalidSubscribeOptions` in one line, not a Schema tree from deep in the request.
+ */
+import { Effect } from "effect"
+import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
+
+/** Why `options` cannot start a subscription, or undefined. */
+export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | undefined => {
+  if (options === undefined) return undefined
+  const { from, fromTime } = options
+  if (
+    from !== undefined && from !== "earliest" && from !== "latest" &&
+    !(typeof from === "number" && Number.isSafeInteger(from) && from >= 0)
+  ) {
+    return new InvalidSubscribeOptions({
+      reason: `from ${JSON.stringify(from)} is not a position: earliest, latest or a message offset (0, 1, …)`
+    })
+  }
+  if (fromTime !== undefined && !(typeof fromTime === "number" && Number.isFinite(fromTime) && fromTime >= 0)) {
+    return new InvalidSubscribeOptions({
+      reason: `fromTime ${
+        JSON.stringify(fromTime)
+      } is not a time: give milliseconds since the epoch (Date.now(), date.getTime())`
+    })
+  }
+  return undefined
+}
+
+/** `shape` with its subscribes refused at once when their options are not what they must be. */
+export const checkingOptions = (shape: SubscriberShape): SubscriberShape => ({
+  ...shape,
+  subscribe: (topic, options) => {
+    const invalid = invalidSubscribeOptions(options)
+    return invalid === undefined ? shape.subscribe(topic, options) : Effect.fail(invalid)
+  },
+  subscribeTopics: (selection, options) => {
+    const invalid = invalidSubscribeOptions(options)
+    return invalid === undefined ? shape.subscribeTopics(selection, options) : Effect.fail(invalid)
+  }
+})
