@@ -163,6 +163,35 @@ describe("CxlogSubscriber", () => {
       })
     }))
 
+  it.scopedLive("fromTime takes a Date as its time in ms; a time that is none, or a from that is no position, rejects open in one line", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
+        for (let i = 0; i < 3; i++) await publisher.publish(`early ${i}`)
+        await publisher.flush(5_000)
+        // Past the early ones' stamps (ms): the late ones are stamped after the mark.
+        const mark = Date.now() + 2
+        while (Date.now() <= mark) await new Promise((resolve) => setTimeout(resolve, 1))
+        for (let i = 0; i < 2; i++) await publisher.publish(`late ${i}`)
+        await publisher.flush(5_000)
+        await publisher.close()
+        for (const fromTime of [new Date(mark), mark]) {
+          const since = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", fromTime })
+          expect((await since.nextBatch()).offset).toBe(3)
+          await since.close()
+        }
+        await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", fromTime: new Date("nonsense") }))
+          .rejects.toMatchObject({
+            _tag: "InvalidSubscribeOptions",
+            message:
+              "invalid subscribe options: fromTime NaN is not a time: give milliseconds since the epoch (Date.now(), date.getTime())"
+          })
+        await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", from: -1 })).rejects
+          .toMatchObject({ _tag: "InvalidSubscribeOptions" })
+      })
+    }))
+
   it.scopedLive("leaving a for await loop (break, a throw) closes the subscriber: the same named consumer opens again at once", () =>
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]

@@ -31,7 +31,9 @@ import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js
 const decoder = new TextDecoder()
 
 /** What to read, and how: the topic (or topics and patterns), where to start, as which consumer. */
-export interface CxlogSubscribeOptions extends SubscribeOptions {
+export interface CxlogSubscribeOptions extends Omit<SubscribeOptions, "fromTime"> {
+  /** In place of `from`: the first message stamped at or after this time (a Date, or ms since the epoch). */
+  readonly fromTime?: Date | number
   /** One topic to read. */
   readonly topic?: string
   /**
@@ -141,7 +143,9 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         const subscriber = yield* Subscriber
         const subscribeOptions: SubscribeOptions = {
           ...(options.from === undefined ? {} : { from: options.from }),
-          ...(options.fromTime === undefined ? {} : { fromTime: options.fromTime }),
+          ...(options.fromTime === undefined
+            ? {}
+            : { fromTime: options.fromTime instanceof Date ? options.fromTime.getTime() : options.fromTime }),
           ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
           ...(options.autoCommit === undefined ? {} : { autoCommit: options.autoCommit })
         }

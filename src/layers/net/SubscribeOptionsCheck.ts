@@ -6,6 +6,9 @@
 import { Effect } from "effect"
 import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
 
+/** A value as the caller gave it: a string quoted, anything else as JavaScript prints it (NaN stays NaN). */
+const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
+
 /** Why `options` cannot start a subscription, or undefined. */
 export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | undefined => {
   if (options === undefined) return undefined
@@ -15,13 +18,13 @@ export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): 
     !(typeof from === "number" && Number.isSafeInteger(from) && from >= 0)
   ) {
     return new InvalidSubscribeOptions({
-      reason: `from ${JSON.stringify(from)} is not a position: earliest, latest or a message offset (0, 1, …)`
+      reason: `from ${shown(from)} is not a position: earliest, latest or a message offset (0, 1, …)`
     })
   }
   if (fromTime !== undefined && !(typeof fromTime === "number" && Number.isFinite(fromTime) && fromTime >= 0)) {
     return new InvalidSubscribeOptions({
       reason: `fromTime ${
-        JSON.stringify(fromTime)
+        shown(fromTime)
       } is not a time: give milliseconds since the epoch (Date.now(), date.getTime())`
     })
   }
