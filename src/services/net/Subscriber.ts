@@ -239,6 +239,7 @@ export type SubscriptionError =
   | SubscriberConnectionFailed
   | ConsumerCutOff
   | TopicDeleted
+
 /** A subscribe whose `from` is no position or whose `fromTime` is no time: refused before anything is opened. */
 export class InvalidSubscribeOptions extends Data.TaggedError("InvalidSubscribeOptions")<{ readonly reason: string }> {
   override get message() {
