@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { defaultTopicShape } from "../../src/layers/log/Layout.js"
 import { directoryFor } from "../../src/layers/log/LogRegion.js"
+import { DescriptorState } from "../../src/layers/log/Records.js"
 import { DescriptorView } from "../../src/layers/log/RecordViews.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { blogBytesOfShape, type TopicShape } from "../../src/layers/log/TopicShape.js"
@@ -296,6 +297,12 @@ describe("Topics in the region", () => {
       const lost = yield* Effect.flip(cluster.topics.lookup("x"))
       expect(lost).toMatchObject({ _tag: "TopicNotFound", name: "x" })
       expect(lost.message).toBe(`topic "x" cannot be read: its descriptor (directory entry ${id}) is corrupt`)
+      // Marked deleted with its entry still there (a delete under way) it is simply gone, not corrupt.
+      const descriptors = new DescriptorView(memory)
+      const state = descriptors.state(area.descriptor(id))
+      descriptors.storeState(area.descriptor(id), DescriptorState.deleted)
+      expect((yield* Effect.flip(cluster.topics.lookup("x"))).message).toBe(`unknown topic "x"`)
+      descriptors.storeState(area.descriptor(id), state)
       // Its directory entry corrupt as well (a kind out of range): the entry is named, and no other topic is touched.
       yield* cluster.topics.create({ name: "y", order: 2, ackLevel: 1, replicationFactor: 1 })
       new EntryView(memory).setKind(area.directory.entry(id), 99)

@@ -75,6 +75,10 @@ export interface TopicTable {
   readonly setRetained: (info: TopicInfo, retained: Retained) => Effect.Effect<void, NotDirectoryWriter>
 }
 
+/** No topic of that name; `unreadable`: one that may be it is there but cannot be read (why). */
+const missing = (name: string, unreadable: string | undefined) =>
+  new TopicNotFound(unreadable === undefined ? { name } : { name, unreadable })
+
 /** Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked up afresh). */
 export const resolverOver = (
   find: (name: string) => TopicInfo | string | undefined,
@@ -87,8 +91,7 @@ export const resolverOver = (
       if (cached !== undefined && isCurrent(cached)) return Effect.succeed(cached)
       cache.delete(name)
       const found = find(name)
-      if (found === undefined) return Effect.fail(new TopicNotFound({ name }))
-      if (typeof found === "string") return Effect.fail(new TopicNotFound({ name, unreadable: found }))
+      if (found === undefined || typeof found === "string") return Effect.fail(missing(name, found))
       cache.set(name, found)
       return Effect.succeed(found)
     })
@@ -137,9 +140,7 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
 /** The live topic of that name, looked up afresh, or TopicNotFound (saying why when it cannot be read). */
 const found = (table: TopicTable, name: string): Effect.Effect<TopicInfo, TopicNotFound> => {
   const info = table.find(name)
-  if (info === undefined) return Effect.fail(new TopicNotFound({ name }))
-  if (typeof info === "string") return Effect.fail(new TopicNotFound({ name, unreadable: info }))
-  return Effect.succeed(info)
+  return info === undefined || typeof info === "string" ? Effect.fail(missing(name, info)) : Effect.succeed(info)
 }
 
 /** Deletes a topic: one the log can delete (its copy on disk, if any, is not deleted yet), looked up afresh. */
@@ -216,6 +217,7 @@ export const isCurrentTopic = (region: CxlMemoryShape, area: LogArea) => {
  */
 export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
   const table = new DirectoryTable(region, area.directory)
+  const descriptors = new DescriptorView(region)
   return (name: string): TopicInfo | string | undefined => {
     const { corrupt, found } = table.probe("topic", name)
     if (found === undefined) {
@@ -223,7 +225,12 @@ export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
         ? undefined
         : `directory entry ${corrupt} of its name's hash is corrupt (its fields out of range)`
     }
-    return readTopicEntry(region, area, found) ?? `its descriptor (directory entry ${found.slot}) is corrupt`
+    const info = readTopicEntry(region, area, found)
+    if (info !== undefined) return info
+    // Marked deleted, its entry still there: a delete under way (the entry goes next), so no topic of that name.
+    return descriptors.state(found.extent.offset) === DescriptorState.deleted
+      ? undefined
+      : `its descriptor (directory entry ${found.slot}) is corrupt`
   }
 }
 
