@@ -115,6 +115,10 @@ const contract = (label: string, run: Run) =>
         const publisher = yield* channel.publisher
         const refused = yield* Effect.flip(publisher.publish({ symbol: "X", price: -1 }))
         expect(refused._tag).toBe("ChannelEncodeError")
+        // One line naming the field and why, not Schema's tree.
+        expect(refused.message).toBe(
+          `channel "checked": the value does not encode: price: Expected a positive number, actual -1`
+        )
         // Through one writer, whose frames arrive in the order written.
         const rawPublisher = yield* raw.publisher
         yield* rawPublisher.write(encoder.encode(JSON.stringify({ symbol: "Y", price: -2 })))
@@ -123,6 +127,7 @@ const contract = (label: string, run: Run) =>
         const invalid = yield* Effect.flip(subscription.take(TAKE_MS))
         expect(invalid._tag).toBe("InvalidChannelFrame")
         expect(invalid._tag === "InvalidChannelFrame" && invalid.writer).toBe(rawPublisher.writer)
+        expect(invalid.message).toMatch(/does not decode: price: Expected a positive number, actual -2$/)
         const notText = yield* Effect.flip(subscription.take(TAKE_MS))
         expect(notText._tag).toBe("InvalidChannelFrame")
         expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "Z", price: 3 })

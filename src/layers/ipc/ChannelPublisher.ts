@@ -5,6 +5,7 @@
  * anything is reserved: a value that does not encode writes nothing.
  */
 import { Effect, Either, type Scope } from "effect"
+import { firstIssueLine } from "../../SchemaIssues.js"
 import {
   type RingAddress,
   type RingsShape,
@@ -95,7 +96,9 @@ export const typedPublisher = <A>(
     const frameBytes = binary === undefined ? -1 : binary.frameBytes(value)
     if (frameBytes > 0) return frameBytes
     const encoded = codec.encode(value)
-    return Either.isRight(encoded) ? encoded.right : new ChannelEncodeError({ name, reason: encoded.left.message })
+    return Either.isRight(encoded)
+      ? encoded.right
+      : new ChannelEncodeError({ name, reason: firstIssueLine(encoded.left) })
   }
   /** Writes `value` into a frame reserved now; false when the ring has no room for it now (or it is too large). */
   const tryWrite = (value: A, encoded: Encoded): boolean => {

@@ -6,6 +6,7 @@
  * so a subscriber that does not take holds its writers back (backpressure), never loses.
  */
 import { Effect, Either, type Scope } from "effect"
+import { firstIssueLine } from "../../SchemaIssues.js"
 import type { RingAddress, RingReader, RingReadError, RingsShape } from "../../services/control/Rings.js"
 import {
   ChannelBroken,
@@ -95,7 +96,7 @@ const decodeFrame = <A>(
     return Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: "not UTF-8 text" }))
   }
   return Either.match(codec.decode(text), {
-    onLeft: (e) => Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: e.message })),
+    onLeft: (e) => Either.left(new InvalidChannelFrame({ name, writer, sequence, reason: firstIssueLine(e) })),
     onRight: (value) => Either.right({ value: value as A, writer, sequence })
   })
 }
