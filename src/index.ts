@@ -49,7 +49,6 @@ export {
 export {
   checkBatchPayload,
   forEachMessage,
-  type HeadersInit,
   MessageFlags,
   MessageRecord,
   messageRecordBytes
@@ -140,6 +139,7 @@ export {
   type BrokerLink,
   BrokerRejected,
   BrokersUnreachable,
+  type HeadersInit,
   InvalidMessage,
   InvalidPublisherOptions,
   type MessageOptions,

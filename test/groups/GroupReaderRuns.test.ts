@@ -10,9 +10,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { BatchCopy, GroupReader } from "../../src/layers/groups/GroupReader.js"
-import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/BatchPayload.js"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import type { LogBatchView, LogCursor, LogReaderShape } from "../../src/services/log/LogReader.js"
 import type { TopicInfo } from "../../src/services/log/Topics.js"
+import { encodedParts } from "../fixtures/encoded-parts.js"
 
 const BASE_MS = 1_764_000_000_000
 const FIRST = 1_000
@@ -23,7 +24,7 @@ const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined
 const batchPayload = () => {
   const builder = new BatchBuilder(new BufferPool(1 << 16, 1))
   for (let i = 0; i < COUNT; i++) {
-    const parts = encodeParts({
+    const parts = encodedParts({
       ...(i % 2 === 0 ? { key: `k-${i}` } : {}),
       ...(i % 3 === 0 ? { headers: { h: `x-${i}` } } : {})
     })

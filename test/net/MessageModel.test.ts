@@ -6,13 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import {
-  BatchBuilder,
-  BufferPool,
-  encodeParts,
-  forEachMessage,
-  MessageFlags
-} from "../../src/layers/net/BatchPayload.js"
+import { BatchBuilder, BufferPool, forEachMessage, MessageFlags } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, ErrorBody, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
@@ -20,6 +14,7 @@ import { encodeFrame, type Frame, FrameType } from "../../src/layers/net/Frame.j
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { LAYOUT_VERSION } from "../../src/layers/region/Superblock.js"
+import { encodedParts } from "../fixtures/encoded-parts.js"
 import { errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -31,7 +26,7 @@ const errorBody = (frame: Frame) => {
 /** A batch of one keyed message whose key length field is then set to `keyLength` (the crc32c is taken after). */
 const keyedBatch = (clientId: number, epoch: number, keyLength: number) => {
   const builder = new BatchBuilder(new BufferPool(256, 0))
-  builder.add(new Uint8Array(8), Date.now(), encodeParts({ key: "abc" }))
+  builder.add(new Uint8Array(8), Date.now(), encodedParts({ key: "abc" }))
   const payload = new Uint8Array(builder.seal().payload)
   // Record header (8 bytes), the batch's base timestamp (8), then the key's length.
   new DataView(payload.buffer).setUint32(16, keyLength, true)

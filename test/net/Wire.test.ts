@@ -5,7 +5,6 @@ import {
   BatchBuilder,
   BufferPool,
   checkBatchPayload,
-  encodeParts,
   forEachMessage,
   MAX_TIME_DELTA_MS,
   MessageFlags,
@@ -30,6 +29,7 @@ import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } f
 import { FrameReader } from "../../src/layers/net/FrameReader.js"
 import { crc32c, crc32cKind } from "../../src/native/Crc32c.js"
 import { crc32cSoftware } from "../../src/native/Crc32cSoftware.js"
+import { encodedParts } from "../fixtures/encoded-parts.js"
 import { rawConnect } from "../fixtures/net-raw-client.js"
 
 const allTypes = Object.values(FrameType)
@@ -385,7 +385,7 @@ describe("batch payloads", () => {
           const expected: Array<Array<Seen>> = [[]]
           let base = 0
           for (const { value, at, key, headers } of messages) {
-            const parts = encodeParts({ key, headers })
+            const parts = encodedParts({ key, headers })
             const timestamp = epoch + at
             if (!builder.fits(value.length, parts?.bytes ?? 0, timestamp)) {
               const sealed = builder.seal()

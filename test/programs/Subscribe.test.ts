@@ -6,10 +6,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber } from "effect"
-import { BatchBuilder, BufferPool, encodeParts } from "../../src/layers/net/BatchPayload.js"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
 import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
 import { parseTime } from "../../src/programs/commands/SharedFlags.js"
 import { formatLine } from "../../src/programs/roles/PrintTopics.js"
+import { encodedParts } from "../fixtures/encoded-parts.js"
 import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -46,9 +47,9 @@ describe("cxlog subscribe --format", () => {
     builder.add(
       bytes("v"),
       1_700_000_000_000,
-      encodeParts({ key: "k", headers: [["a", "x,y=z"], ["bin", Uint8Array.of(0xff)]] })
+      encodedParts({ key: "k", headers: [["a", "x,y=z"], ["bin", Uint8Array.of(0xff)]] })
     )
-    builder.add(Uint8Array.of(0xfe), 1_700_000_000_005, encodeParts({ key: Uint8Array.of(0xff) }))
+    builder.add(Uint8Array.of(0xfe), 1_700_000_000_005, encodedParts({ key: Uint8Array.of(0xff) }))
     builder.add(bytes("plain"), 1_700_000_000_009)
     const { payload, messageCount } = builder.seal()
     const view = new BatchView("t")

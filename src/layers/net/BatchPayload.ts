@@ -15,8 +15,10 @@
  * plain message costs its 8-byte record header and nothing more.
  */
 import { crc32c } from "../../native/Crc32c.js"
+import type { HeadersInit, InvalidMessage } from "../../services/net/Publisher.js"
 import type { MessageHeader } from "../../services/net/Subscriber.js"
 import { BASE_TIME_FLAG, RECORD_HEADER_BYTES, TIME_SHIFT } from "../log/MessageTime.js"
+import { headerNotAPair, headersNotAList, isStringOrBytes, keyNotBytes } from "./MessageCheck.js"
 
 export const MESSAGE_HEADER_BYTES = RECORD_HEADER_BYTES
 
@@ -47,31 +49,33 @@ export interface MessageParts {
   readonly bytes: number
 }
 
-/** A header list as a publisher may give it: pairs, or an object of name → value. */
-export type HeadersInit =
-  | ReadonlyArray<readonly [string, string | Uint8Array]>
-  | { readonly [name: string]: string | Uint8Array }
-
 const encoder = new TextEncoder()
 const bytesOf = (value: string | Uint8Array): Uint8Array => (typeof value === "string" ? encoder.encode(value) : value)
 
-/** Encodes a key and headers once, at publish; `undefined` when there are neither (a plain message). */
+/**
+ * Encodes a key and headers once, at publish; `undefined` when there are neither (a plain
+ * message), `InvalidMessage` when one is not what it must be (what a JavaScript caller may pass).
+ */
 export const encodeParts = (
   options: { readonly key?: string | Uint8Array | undefined; readonly headers?: HeadersInit | undefined } | undefined
-): MessageParts | undefined => {
+): MessageParts | InvalidMessage | undefined => {
   if (options === undefined || (options.key === undefined && options.headers === undefined)) return undefined
+  if (options.key !== undefined && !isStringOrBytes(options.key)) return keyNotBytes(options.key)
   const key = options.key === undefined ? undefined : bytesOf(options.key)
-  const pairs = options.headers === undefined
+  const given: unknown = options.headers
+  const pairs: ReadonlyArray<unknown> | undefined = given === undefined
     ? undefined
-    : Array.isArray(options.headers)
-    ? options.headers
-    : Object.entries(options.headers)
-  const headers = pairs === undefined || pairs.length === 0
-    ? undefined
-    : pairs.map(([name, value]: readonly [string, string | Uint8Array]) => ({
-      name: encoder.encode(name),
-      value: bytesOf(value)
-    }))
+    : Array.isArray(given)
+    ? given
+    : typeof given === "object" && given !== null
+    ? Object.entries(given)
+    : undefined
+  if (given !== undefined && pairs === undefined) return headersNotAList(given)
+  let headers: Array<{ readonly name: Uint8Array; readonly value: Uint8Array }> | undefined
+  for (const pair of pairs ?? []) {
+    if (!Array.isArray(pair) || typeof pair[0] !== "string" || !isStringOrBytes(pair[1])) return headerNotAPair(pair)
+    ;(headers ??= []).push({ name: encoder.encode(pair[0]), value: bytesOf(pair[1]) })
+  }
   if (key === undefined && headers === undefined) return undefined
   let bytes = key === undefined ? 0 : 4 + key.length
   if (headers !== undefined) bytes += headers.reduce((n, h) => n + 8 + h.name.length + h.value.length, 4)

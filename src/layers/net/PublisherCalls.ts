@@ -5,18 +5,19 @@
  * everything, and the reporting calls read the counts.
  */
 import { Effect, type Either } from "effect"
-import type {
-  MessageOptions,
-  MessageRange,
-  PublishAck,
-  PublishAckTimeout,
-  PublishError,
-  PublisherShape,
-  PublisherStats,
-  TopicStats
+import {
+  InvalidMessage,
+  type MessageOptions,
+  type MessageRange,
+  type PublishAck,
+  type PublishAckTimeout,
+  type PublishError,
+  type PublisherShape,
+  type PublisherStats,
+  type TopicStats
 } from "../../services/net/Publisher.js"
 import { encodeParts, type MessageParts } from "./BatchPayload.js"
-import { invalidMessage } from "./MessageCheck.js"
+import { invalidValue } from "./MessageCheck.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
 import { failureOf, laneFor, retired } from "./PublisherLanes.js"
 import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
@@ -33,10 +34,10 @@ export const publisherCalls = (s: PublisherState): PublisherShape => {
     publish: (payload, message) => publish(s, writable, payload, message),
     publishAcked: (payload, message) => publishAcked(s, writable, payload, message),
     tryPublish: (payload, message) => {
-      const invalid = invalidMessage(payload, message)
-      if (invalid !== undefined) return invalid
+      const parts = checkedParts(payload, message)
+      if (parts instanceof InvalidMessage) return parts
       const lane = laneFor(s, message?.topic)
-      return lane instanceof Error ? lane : offer(s, lane, payload, encodeParts(message), Date.now())
+      return lane instanceof Error ? lane : offer(s, lane, payload, parts, Date.now())
     },
     writable,
     flush: (timeoutMs) => flush(s, flushed, timeoutMs),
@@ -45,6 +46,13 @@ export const publisherCalls = (s: PublisherState): PublisherShape => {
     ackLatencies: (since = 0) => ackLatencies(s, since)
   }
 }
+
+/**
+ * The message's key and headers encoded, or why the message cannot be published (its value, key
+ * or a header not bytes): checked before a lane is made for its topic, nothing allocated besides.
+ */
+const checkedParts = (payload: Uint8Array, message: MessageOptions | undefined) =>
+  invalidValue(payload) ?? encodeParts(message)
 
 const tooLarge = (s: PublisherState, payload: Uint8Array, parts: MessageParts | undefined) =>
   messageTooLarge(payload.length + (parts === undefined ? 0 : parts.bytes), s.settings.maxBatchBytes)
@@ -131,12 +139,11 @@ const publish = (
   message?: MessageOptions
 ): Effect.Effect<void, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
-    const invalid = invalidMessage(payload, message)
-    if (invalid !== undefined) return Effect.fail(invalid)
+    const parts = checkedParts(payload, message)
+    if (parts instanceof InvalidMessage) return Effect.fail(parts)
     const lane = laneFor(s, message?.topic)
     if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
-    const parts = encodeParts(message)
     const timestamp = Date.now()
     return Effect.suspend(function attempt(): Effect.Effect<void, PublishError | PublishAckTimeout> {
       const taken = offer(s, lane, payload, parts, timestamp)
@@ -153,12 +160,11 @@ const publishAcked = (
   message?: MessageOptions
 ): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> =>
   Effect.suspend(() => {
-    const invalid = invalidMessage(payload, message)
-    if (invalid !== undefined) return Effect.fail(invalid)
+    const parts = checkedParts(payload, message)
+    if (parts instanceof InvalidMessage) return Effect.fail(parts)
     const lane = laneFor(s, message?.topic)
     if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
-    const parts = encodeParts(message)
     const timestamp = Date.now()
     return Effect.suspend(function attempt(): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> {
       let settled: Either.Either<PublishAck, PublishError> | undefined

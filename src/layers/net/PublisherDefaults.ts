@@ -8,6 +8,7 @@ import { withMillis } from "../../Durations.js"
 import { TopicName } from "../../services/log/Topics.js"
 import {
   DEFAULT_MAX_IN_FLIGHT_BATCHES,
+  InvalidMessage,
   InvalidPublisherOptions,
   type MessageOptions,
   MessageTooLarge,
@@ -80,9 +81,11 @@ export const refusal = (
   options: PublisherOptions,
   payloadBytes: number,
   message?: MessageOptions
-): InvalidPublisherOptions | MessageTooLarge | undefined => {
+): InvalidPublisherOptions | InvalidMessage | MessageTooLarge | undefined => {
   const settings = settingsOf(options)
   const invalid = validate(settings)
   if (invalid !== undefined) return new InvalidPublisherOptions({ reason: invalid })
-  return messageTooLarge(payloadBytes + (encodeParts(message)?.bytes ?? 0), settings.maxBatchBytes)
+  const parts = encodeParts(message)
+  if (parts instanceof InvalidMessage) return parts
+  return messageTooLarge(payloadBytes + (parts?.bytes ?? 0), settings.maxBatchBytes)
 }

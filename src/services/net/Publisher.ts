@@ -26,13 +26,17 @@
  * batches are ordered.
  */
 import { Context, Data, type Duration, type Effect } from "effect"
-import type { HeadersInit } from "../../layers/net/BatchPayload.js"
 import type { BrokerAddress } from "../../layers/net/BrokerAddress.js"
 import type { ClientSecurity } from "../../layers/net/ClientConnection.js"
 import type { WireErrorCode } from "../../layers/net/Control.js"
 import type { AckLevel } from "../log/Topics.js"
 
-export type { BrokerAddress, HeadersInit }
+export type { BrokerAddress }
+
+/** A header list as a publisher may give it: pairs, or an object of name → value. */
+export type HeadersInit =
+  | ReadonlyArray<readonly [string, string | Uint8Array]>
+  | { readonly [name: string]: string | Uint8Array }
 
 /**
  * Batches a publisher keeps in flight unless told otherwise: 16 MiB at the default 64 KiB
