@@ -3,7 +3,8 @@
  * a real head): consume prints and acks, `--exec` acks what its command finished and delivers
  * again what failed, up to the dead letters; `groups pending` shows the member holding a message,
  * and a member SIGKILLed while it holds one hands it to the next member at once (the group's
- * ackWait is ten minutes: only its death can hand it on).
+ * ackWait is ten minutes: only its death can hand it on); `--exec` runs what the member holds
+ * at once, a key's messages in order when the group is byKey.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -87,6 +88,42 @@ describe("cxlog consume and cxlog groups", () => {
           name: "cxlog-dead-letter-reason",
           value: "max-deliver: nak'd after 2 deliveries"
         })
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "--exec runs every message it holds at once: none waits in hand past ackWait, each runs once; byKey, a key's in offset order",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        // Six commands of 1.2 s each against an ackWait of 1 s: run one after another, the later
+        // ones would wait in hand past their deadline, and the second member would take them over
+        // and run them again.
+        yield* publishLines(env, "jobs", ["a", "b", "c", "d", "e", "f"])
+        const slow = "cat >/dev/null; sleep 1.2; echo \"ran $CONSUME_OFFSET $CONSUME_DELIVERY_COUNT\""
+        const options = ["--topic", "jobs", "--ack-wait-ms", "1000", "--max-in-flight", "6", "--exec", slow]
+        const holder = yield* forkCli(["consume", "--group", "pool", ...options, "--limit", "6"], env)
+        yield* holder.event("delivered")
+        const other = yield* forkCli(["consume", "--group", "pool", "--exec", slow], env)
+        expect((yield* holder.exited).code, holder.output()).toBe(0)
+        const ran = `${holder.output()}${other.output()}`.trim().split("\n").sort()
+        expect(ran).toEqual([0, 1, 2, 3, 4, 5].map((offset) => `ran ${offset} 1`))
+        expect(JSON.parse(yield* cli(["groups", "describe", "pool", "--json"], env))).toMatchObject({
+          pending: 0,
+          acked: 6,
+          redeliveries: 0,
+          expired: 0
+        })
+        // byKey (every message here is keyed k1): one after another, each started once the one before ended.
+        const logged = "cat >/dev/null; echo \"start $CONSUME_OFFSET\"; sleep 0.3; echo \"end $CONSUME_OFFSET\""
+        const keyed = yield* cli(
+          ["consume", "--group", "keyed", ...options.slice(0, -1), logged, "--by-key", "--limit", "6"],
+          env
+        )
+        expect(keyed.trim().split("\n")).toEqual(
+          [0, 1, 2, 3, 4, 5].flatMap((offset) => [`start ${offset}`, `end ${offset}`])
+        )
       }),
     120_000
   )

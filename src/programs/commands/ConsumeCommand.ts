@@ -13,7 +13,8 @@ export const consumeCommand = Cli.command({
   details:
     "Runs on the region's host, or anywhere with --brokers (a broker holds the member for it). Each message goes to one member of the group at a time: this one prints it " +
     "and acks it, or with --exec runs the command with the message's value on stdin (and CONSUME_OFFSET, CONSUME_KEY, " +
-    "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment), acking it when the command exits 0 and delivering it again otherwise. " +
+    "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment), acking it when the command exits 0 and delivering it again otherwise; " +
+    "every message it holds runs at once, up to --max-in-flight commands (in a --by-key group a key's messages one after another). " +
     "A message this member holds when it dies or is stopped goes to the other members at once; one held past " +
     "--ack-wait-ms goes to another. With --topic, the group is created if it does not exist (the other flags are its " +
     "spec). Start it in three terminals and kill one: the others take its messages over (docs/consumers.md).",

@@ -4,19 +4,22 @@
  * `--topic` names one that does not exist, joins it, and for each message it is given either
  * prints it and acks it, or (`--exec CMD`) runs `sh -c CMD` with the message's value on stdin
  * and acks when the command exits 0, naks it (delivered again, to any member) otherwise; the
- * message's deadline is renewed while the command runs. A message is printed (written out of this
+ * commands of every message it holds run at once, and each message's deadline is renewed from
+ * the moment it is handed over until it is settled. A message is printed (written out of this
  * process, not just buffered) before it is acked, so a member killed between them has its message
  * printed again elsewhere: at least once, never lost.
  * With an orchestrator (an IPC parent) it reports each message as it gets it (`{ event: "delivered" }`) and
  * what it acked (`{ event: "acked", messages }`).
  */
-import { Data, Effect, Schedule, Stream } from "effect"
+import { Data, Deferred, Effect, Exit, FiberId, FiberSet, Option, Schedule, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
   ConsumerGroups,
+  type DeadLetterFailed,
   type Delivery,
+  type GroupInfo,
   type GroupSpec,
   InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
@@ -98,22 +101,95 @@ const print = (text: string): Effect.Effect<void, OutputClosed> =>
       ))
   })
 
-/** Handles one message; whether it settled it as its own (false: it had been taken over). */
-const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number) =>
+/** Renews `d`'s deadline every half ackWait, from half an ackWait on, until interrupted: it is being worked on. */
+const renewing = (d: Delivery, ackWaitMs: number): Effect.Effect<never> =>
+  Effect.zipRight(
+    Effect.sleep(ackWaitMs / 2),
+    Effect.repeat(d.inProgress, Schedule.spaced(Math.max(1, Math.floor(ackWaitMs / 2))))
+  ).pipe(Effect.zipRight(Effect.never))
+
+/**
+ * Runs each task after the one before it of the same key (a message without a key runs at once):
+ * in a byKey group a key's messages come in offset order, and run in it.
+ */
+const inKeyOrder = () => {
+  const last = new Map<string, Deferred.Deferred<void>>()
+  return <A, E>(d: Delivery, task: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.suspend(() => {
+      if (d.key === undefined) return task
+      // latin1: one character per byte, so two keys are one string only if their bytes are equal.
+      const key = Buffer.from(d.key.buffer, d.key.byteOffset, d.key.byteLength).toString("latin1")
+      const before = last.get(key)
+      const mine = Deferred.unsafeMake<void>(FiberId.none)
+      last.set(key, mine)
+      const done = Effect.suspend(() => {
+        if (last.get(key) === mine) last.delete(key)
+        return Deferred.done(mine, Exit.void)
+      })
+      return (before === undefined ? task : Effect.zipRight(Deferred.await(before), task)).pipe(Effect.ensuring(done))
+    })
+}
+
+type KeyOrder = ReturnType<typeof inKeyOrder>
+
+/**
+ * Handles one message; whether it settled it as its own (false: it had been taken over). With
+ * `--exec` its deadline is renewed from the moment it is handed over, while it waits behind its
+ * key and while its command runs.
+ */
+const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, order: KeyOrder) =>
   Effect.gen(function*() {
     if (o.exec === undefined) {
       yield* print(line(d, o.json))
       return yield* d.ack
     }
-    const renew = Effect.repeat(d.inProgress, Schedule.spaced(Math.max(1, Math.floor(ackWaitMs / 2))))
-    const code = yield* Effect.raceFirst(
-      run(o.exec, d),
-      Effect.zipRight(Effect.sleep(ackWaitMs / 2), renew).pipe(
-        Effect.zipRight(Effect.never)
-      )
-    )
+    const code = yield* Effect.raceFirst(order(d, run(o.exec, d)), renewing(d, ackWaitMs))
     return code === 0 ? yield* d.ack : yield* d.nak(o.nakDelayMs)
   })
+
+/**
+ * Handles what the member is given until `--limit` messages were taken (or the stream ends),
+ * then waits for every one taken to be settled before the member leaves. Printing handles one
+ * message after another, the lines in the order given. `--exec` runs every message held at once
+ * (up to `--max-in-flight`), so none waits in hand while its ackWait runs out and another member
+ * takes it over to run it again; in a byKey group a key's messages run one after another.
+ */
+const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions, info: GroupInfo) =>
+  Effect.scoped(Effect.gen(function*() {
+    const pull = yield* Stream.toPull(deliveries)
+    const running = yield* FiberSet.make()
+    const room = yield* Effect.makeSemaphore(o.exec === undefined ? 1 : o.maxInFlight)
+    const failed = yield* Deferred.make<void, E | OutputClosed | DeadLetterFailed>()
+    const order = info.byKey ? inKeyOrder() : <A, E2>(_: Delivery, task: Effect.Effect<A, E2>) => task
+    let taken = 0
+    const more = () => o.limit === undefined || taken < o.limit
+    const one = (d: Delivery) =>
+      handle(d, o, info.ackWaitMs, order).pipe(
+        Effect.map((acked) => {
+          if (acked) report({ event: "acked", messages: [[d.offset, d.deliveryCount, textOf(d.key) ?? ""]] })
+        }),
+        Effect.catchAllCause((cause) => Deferred.failCause(failed, cause)),
+        Effect.ensuring(room.release(1))
+      )
+    const takeAll = Effect.gen(function*() {
+      while (more()) {
+        const chunk = yield* Effect.catchAll(pull, Option.match({ onNone: () => Effect.void, onSome: Effect.fail }))
+        if (chunk === undefined) break
+        for (const d of chunk) {
+          if (!more()) break
+          taken++
+          report({ event: "delivered", offset: d.offset, deliveryCount: d.deliveryCount })
+          yield* room.take(1)
+          yield* FiberSet.run(running, one(d))
+        }
+      }
+      yield* FiberSet.awaitEmpty(running)
+    })
+    yield* Effect.raceFirst(takeAll, Deferred.await(failed))
+    // A failure as the last one ended: the race may have seen the set empty first.
+    const outcome = yield* Deferred.poll(failed)
+    if (Option.isSome(outcome)) yield* outcome.value
+  }))
 
 /** Creates the group if asked to and it does not exist; its description (the group found must read `--topic`). */
 const prepare = (o: ConsumeOptions) =>
@@ -139,21 +215,10 @@ const groupsOf = (o: ConsumeOptions, deadLetters: boolean) =>
 export const consume = (o: ConsumeOptions) =>
   Effect.gen(function*() {
     const info = yield* prepare(o)
-    const member = Effect.gen(function*() {
-      const groups = yield* ConsumerGroups
-      const handled = groups.join(o.group, { maxInFlight: o.maxInFlight }).pipe(
-        Stream.tap((d) =>
-          Effect.sync(() => report({ event: "delivered", offset: d.offset, deliveryCount: d.deliveryCount }))
-        ),
-        Stream.mapEffect((d) =>
-          Effect.map(handle(d, o, info.ackWaitMs), (acked) => {
-            if (acked) report({ event: "acked", messages: [[d.offset, d.deliveryCount, textOf(d.key) ?? ""]] })
-            return d
-          })
-        )
-      )
-      yield* Stream.runDrain(o.limit === undefined ? handled : Stream.take(handled, o.limit))
-    })
+    const member = Effect.flatMap(
+      ConsumerGroups,
+      (groups) => handleAll(groups.join(o.group, { maxInFlight: o.maxInFlight }), o, info)
+    )
     // Dead letters go through a local publisher, made only for a group that has somewhere to send them.
     yield* member.pipe(Effect.provide(groupsOf(o, info.deadLetterTopic !== undefined)))
   })
