@@ -1,7 +1,8 @@
 /**
  * The Promise facade of a group member (CxlogGroup), over the fake: `for await` with an ack per
- * job, the handler form that acks what it finished and naks what threw, and `close` handing what
- * the member held to the next one.
+ * job, the handler form that acks what it finished and naks what threw, jobs in hand kept from
+ * expiring while the loop works through them, and `close` handing what the member held to the
+ * next one.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, ManagedRuntime } from "effect"
@@ -54,6 +55,72 @@ describe("CxlogGroup", () => {
     await group.close()
     expect(seen).toEqual([[0, 1], [1, 1], [2, 1], [1, 2]])
     expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 3, redeliveries: 1 })
+    await runtime.dispose()
+  })
+
+  it("jobs waiting in hand behind slow ones keep their deadline while the loop goes on: none is taken over and run twice", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(8)
+    // 8 jobs of 200 ms each, all taken at once, against an ackWait of 1 s: the last ones wait in hand past it.
+    const slow = await CxlogGroup.openWith(layer, {
+      group: "workers",
+      create: { topic: "jobs", ackWaitMs: 1000 },
+      maxInFlight: 8
+    })
+    const first = await slow.next()
+    const other = await CxlogGroup.openWith(layer, { group: "workers" })
+    const takenOver: Array<number> = []
+    const otherLoop = other.process((job) => void takenOver.push(job.offset))
+    const acked: Array<boolean> = []
+    for (let job = first; job !== undefined; job = acked.length < 8 ? await slow.next() : undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      acked.push(await job.ack())
+    }
+    await other.close()
+    await otherLoop
+    await slow.close()
+    expect(takenOver).toEqual([])
+    expect(acked).toEqual(Array.from({ length: 8 }, () => true))
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({
+      acked: 8,
+      redeliveries: 0,
+      expired: 0
+    })
+    await runtime.dispose()
+  })
+
+  it("a loop that stops asking for jobs lets the ones in its hand go to the others after an ackWait", async () => {
+    const { runtime, layer, publish } = await cluster("jobs")
+    await publish(4)
+    const stuck = await CxlogGroup.openWith(layer, {
+      group: "workers",
+      create: { topic: "jobs", ackWaitMs: 500 },
+      maxInFlight: 4
+    })
+    // It takes all four and works on the first for ever: neither that one nor the three still in hand are kept for it.
+    expect(await stuck.next()).toMatchObject({ offset: 0 })
+    const other = await CxlogGroup.openWith(layer, { group: "workers" })
+    const next = async () => {
+      let timer: NodeJS.Timeout | undefined
+      const timeout = new Promise<never>((
+        _,
+        reject
+      ) => (timer = setTimeout(reject, 10_000, new Error("no job in 10 s"))))
+      try {
+        return await Promise.race([other.next(), timeout])
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+    const taken: Array<CxlogJob> = []
+    for (let i = 0; i < 4; i++) {
+      const job = (await next()) as CxlogJob
+      taken.push(job)
+      expect(await job.ack()).toBe(true)
+    }
+    expect(taken.map((job) => [job.offset, job.deliveryCount]).sort()).toEqual([[0, 2], [1, 2], [2, 2], [3, 2]])
+    await other.close()
+    await stuck.close()
     await runtime.dispose()
   })
 

@@ -64,11 +64,39 @@ export interface ProcessOptions {
   readonly signal?: AbortSignal
 }
 
+/**
+ * The jobs this member took and has not handed to the caller yet. Their ackWait runs from when
+ * the member took them, all at once, so a loop working through them one at a time would leave
+ * the last ones in hand past their deadline, for another member to take over and run again.
+ * While the caller keeps asking for jobs (once within an ackWait), their deadlines are renewed
+ * every third of an ackWait; a caller that stops asking lets them go to the others.
+ */
+class JobsInHand {
+  readonly deliveries: Array<Delivery> = []
+  private askedAt = performance.now()
+
+  constructor(private readonly ackWaitMs: number) {}
+
+  asked(): void {
+    this.askedAt = performance.now()
+  }
+
+  /** Renews the waiting jobs' deadlines for as long as the member lives (forked in its scope). */
+  get keepingDeadlines(): Effect.Effect<never> {
+    const renewal = Effect.suspend(() =>
+      performance.now() - this.askedAt > this.ackWaitMs
+        ? Effect.void
+        : Effect.forEach(this.deliveries.slice(), (d) => d.inProgress, { discard: true })
+    )
+    // A tick under 10 ms would spin for an ackWait too short to wait in hand anyway.
+    return Effect.forever(Effect.delay(renewal, Math.max(10, this.ackWaitMs / 3)))
+  }
+}
+
 export class CxlogGroup implements AsyncIterable<CxlogJob> {
   private closing: Promise<void> | undefined
   /** Ends a pull under way when the member closes (or the caller's signal aborts). */
   private readonly stop = new AbortController()
-  private buffered: Array<Delivery> = []
   /** The pull under way, which `close` waits for before it unmaps anything. */
   private pulling: Promise<unknown> | undefined
   private readonly onAbort = () => void this.close()
@@ -78,6 +106,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     private readonly scope: Scope.CloseableScope,
     /** The next deliveries; undefined when the member's stream ended. */
     private readonly pull: Effect.Effect<Chunk.Chunk<Delivery> | undefined, unknown>,
+    private readonly inHand: JobsInHand,
     private readonly signal: AbortSignal | undefined
   ) {
     signal?.addEventListener("abort", this.onAbort, { once: true })
@@ -102,10 +131,15 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
           )
         }
         // A missing or unreadable group rejects here, not at the first read.
-        yield* groups.describe(options.group)
+        const { ackWaitMs } = yield* groups.describe(options.group)
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
         const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))
-        return Effect.catchAll(pull, Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail }))
+        const inHand = new JobsInHand(ackWaitMs)
+        yield* Effect.forkScoped(inHand.keepingDeadlines)
+        return {
+          pull: Effect.catchAll(pull, Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail })),
+          inHand
+        }
       }).pipe(Scope.extend(scope)),
       signal === undefined ? undefined : { signal }
     )
@@ -114,7 +148,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       await runtime.dispose()
       throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
-    return new CxlogGroup(runtime, scope, exit.value, signal)
+    return new CxlogGroup(runtime, scope, exit.value.pull, exit.value.inHand, signal)
   }
 
   /**
@@ -156,20 +190,22 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   async next(): Promise<CxlogJob | undefined> {
     // Closed, it holds nothing: what it had buffered went to the others with the rest.
     if (this.closing !== undefined) return undefined
-    while (this.buffered.length === 0) {
+    this.inHand.asked()
+    const buffered = this.inHand.deliveries
+    while (buffered.length === 0) {
       const pulling = this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
       this.pulling = pulling
       const exit = await pulling
       if (Exit.isSuccess(exit)) {
         if (exit.value === undefined) return undefined
-        this.buffered = Chunk.toArray(exit.value)
+        for (const delivery of exit.value) buffered.push(delivery)
         continue
       }
       if (this.closing !== undefined || this.signal?.aborted === true) return undefined
       throw Cause.squash(exit.cause)
     }
     if (this.closing !== undefined) return undefined
-    return this.jobOf(this.buffered.shift()!)
+    return this.jobOf(buffered.shift()!)
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<CxlogJob> {
