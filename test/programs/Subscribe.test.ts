@@ -80,6 +80,11 @@ describe("cxlog subscribe --from-time", () => {
     const age = Either.getOrThrow(parseTime("15m"))
     expect(age).toBeGreaterThanOrEqual(before - 15 * 60_000 - 1000)
     expect(age).toBeLessThanOrEqual(Date.now() - 15 * 60_000)
+    // As the error's hint writes it: "15m ago" is the same age, with or without the word.
+    const agoSaid = Either.getOrThrow(parseTime("15m ago"))
+    expect(agoSaid).toBeGreaterThanOrEqual(age)
+    expect(agoSaid).toBeLessThanOrEqual(Date.now() - 15 * 60_000)
+    expect(Either.isLeft(parseTime("ago"))).toBe(true)
     expect(Either.isLeft(parseTime("yesterday"))).toBe(true)
     expect(Either.isLeft(parseTime("1700000000000"))).toBe(true)
   })

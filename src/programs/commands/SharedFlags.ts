@@ -110,11 +110,12 @@ export const parseFrom = (t: string): Either.Either<number | "earliest" | "lates
 
 /**
  * A point in time as `--from-time` takes it: an ISO 8601 time (`2026-11-25T06:00:00Z`) or an age
- * (`90s`, `15m`, `2h`, `1d`: that long before now), as ms since the epoch.
+ * (`90s`, `15m`, `2h`, `1d`, or `15m ago`: that long before now), as ms since the epoch.
  */
 export const parseTime = (t: string): Either.Either<number, string> => {
-  const age = parseAge(t)
-  if (Either.isRight(age) && !/^\d+$/.test(t.trim())) return Either.right(Date.now() - age.right)
+  const ageText = t.trim().replace(/\s*ago$/, "")
+  const age = parseAge(ageText)
+  if (Either.isRight(age) && !/^\d+$/.test(ageText)) return Either.right(Date.now() - age.right)
   const ms = /^\d{4}-\d{2}-\d{2}/.test(t.trim()) ? Date.parse(t.trim()) : Number.NaN
   return Number.isFinite(ms)
     ? Either.right(ms)
@@ -133,7 +134,7 @@ export const parsePosition = (
     () =>
       Either.mapBoth(parseTime(t), {
         onLeft: () =>
-          `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d)`,
+          `${t} is not a position: use earliest, latest, a message offset, an ISO time or an age (15m, 2h, 1d ago)`,
         onRight: (time) => ({ time })
       })
   )
