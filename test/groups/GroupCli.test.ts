@@ -158,6 +158,25 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
+    "a group name the directory cannot hold is refused as a bad name, not as the coordinator's failure",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const refused = (name: string) =>
+          Effect.map(runCliWithin(["groups", "create", name, "--topic", "jobs"], env, 30_000), (run) => {
+            expect(run.code).toBe(1)
+            return run.stderr.trim()
+          })
+        expect(yield* refused("")).toBe(`cxlog groups: invalid name "": a name has at least one character`)
+        expect(yield* refused("g".repeat(129))).toBe(
+          `cxlog groups: invalid name "${"g".repeat(129)}": a name has at most 128 bytes of UTF-8 (this one has 129)`
+        )
+        expect(yield* cli(["groups", "--json"], env)).toBe("[]\n")
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "a group whose topic was deleted says so to its members, and still when a topic of that name is made again",
     () =>
       Effect.gen(function*() {

@@ -24,6 +24,7 @@ import { type RingInspector, Rings, type RingsShape } from "../../services/contr
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
 import { checkTopicSpec } from "../../services/log/Topics.js"
 import type { CxlMemory } from "../../services/region/CxlMemory.js"
+import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { arrival, fenceTargets, participantRings } from "./BarrierStreams.js"
@@ -337,8 +338,10 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
         client.call(Protocol.PurgeTopicMethod, { name }).pipe(
           Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
         ),
-      createObject: (spec) =>
-        client.call(Protocol.CreateObjectMethod, spec).pipe(
+      createObject: (spec) => {
+        const problem = objectNameProblem(spec.name)
+        if (problem !== undefined) return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
+        return client.call(Protocol.CreateObjectMethod, spec).pipe(
           Effect.mapError(passThrough([
             "NameTaken",
             "DirectoryFull",
@@ -346,7 +349,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
             "InvalidObjectName",
             "NotDirectoryWriter"
           ]))
-        ),
+        )
+      },
       removeObject: (target) =>
         client.call(Protocol.RemoveObjectMethod, target).pipe(
           Effect.asVoid,

@@ -32,17 +32,6 @@ export const nameHash = (kind: ObjectKind, name: Uint8Array): number => {
 
 export const encodeName = (name: string): Uint8Array => encoder.encode(name)
 
-/** Why `name` cannot be a directory name, or undefined. */
-export const nameProblem = (name: string, bytes: Uint8Array): string | undefined =>
-  bytes.length === 0
-    ? "a name has at least one character"
-    : bytes.length > MAX_NAME_BYTES
-    ? `a name has at most ${MAX_NAME_BYTES} bytes of UTF-8 (this one has ${bytes.length})`
-    // eslint-disable-next-line no-control-regex
-    : /[\u0000-\u001f\u007f]/.test(name)
-    ? "a name has no control characters"
-    : undefined
-
 /**
  * How often a reader re-reads an entry caught mid-rewrite before it takes the entry as being
  * written (`BUSY`): a rewrite takes a microsecond, but a writer that died mid-rewrite leaves it

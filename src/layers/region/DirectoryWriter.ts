@@ -18,6 +18,7 @@ import {
   NameTaken,
   NotDirectoryWriter,
   ObjectDeleted,
+  objectNameProblem,
   type ObjectSpec,
   RegionFull
 } from "../../services/region/Directory.js"
@@ -26,7 +27,7 @@ import { livePins } from "./DirectoryHolders.js"
 import { type DirectoryChange, DirectoryJournal } from "./DirectoryJournal.js"
 import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
 import { HOLDERS_NAMED, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
-import { DirectoryTable, encodeName, nameProblem } from "./DirectoryTable.js"
+import { DirectoryTable } from "./DirectoryTable.js"
 
 const asSpaceBlock = (block: HeldBlock): SpaceBlock => ({ ...block, bytes: blockBytes(block.order) })
 
@@ -189,8 +190,7 @@ const writerState = (
   const create = (spec: ObjectSpec, initialize?: (extent: Extent) => void) =>
     oneAtATime(Effect.gen(function*() {
       yield* fenced
-      const name = encodeName(spec.name)
-      const problem = nameProblem(spec.name, name)
+      const problem = objectNameProblem(spec.name)
       if (problem !== undefined) return yield* new InvalidObjectName({ name: spec.name, reason: problem })
       const params = spec.params ?? []
       if (params.length > MAX_OBJECT_PARAMS || !Number.isSafeInteger(spec.bytes) || spec.bytes < 1) {

@@ -14,6 +14,22 @@ export type ObjectKind = typeof ObjectKind.Type
 
 /** The most UTF-8 bytes a name may have. */
 export const MAX_NAME_BYTES = 128
+/**
+ * Why `name` cannot name an object, or undefined: checked where a name is written and before a
+ * create is sent to the head, so a bad name is refused as itself, not as a bad request.
+ */
+export const objectNameProblem = (name: string): string | undefined => {
+  const bytes = Buffer.byteLength(name, "utf8")
+  return bytes === 0
+    ? "a name has at least one character"
+    : bytes > MAX_NAME_BYTES
+    ? `a name has at most ${MAX_NAME_BYTES} bytes of UTF-8 (this one has ${bytes})`
+    // eslint-disable-next-line no-control-regex
+    : /[\u0000-\u001f\u007f]/.test(name)
+    ? "a name has no control characters"
+    : undefined
+}
+
 /** The most numbers an object keeps beside its name (its kind's parameters: a topic's order, retention, …). */
 export const MAX_OBJECT_PARAMS = 8
 
