@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { spawn } from "node:child_process"
 import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { join } from "node:path"
 import { upsertUser, userRecord } from "../../src/layers/net/Auth.js"
@@ -13,7 +14,7 @@ import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
 import { describeRanges, publish, type PublishOptions } from "../../src/programs/roles/Publish.js"
 import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { cli, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
@@ -476,6 +477,36 @@ describe("cxlog publish --local (the CLI): a local publisher, no broker", () => 
         const read = yield* runCli(["subscribe", "--topic", "t", "--from", "2000", "--limit", "2"], env)
         expect(read.code, read.stderr).toBe(0)
         expect(read.stdout.trim().split("\n")).toEqual(["2000\talpha", "2001\tbeta"])
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "lines from stdin are published as their bytes: what is not UTF-8 is not replaced",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("publish-bytes")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        yield* head.event("ready")
+        const code = yield* Effect.async<number | null>((resume) => {
+          const child = spawn(process.execPath, [cli, "publish", "--local", "--topic", "t"], {
+            stdio: ["pipe", "ignore", "inherit"],
+            env: { ...process.env, ...env }
+          })
+          child.on("close", (exitCode) => resume(Effect.succeed(exitCode)))
+          // Latin-1 "café", bytes no UTF-8 text has, and a CRLF line.
+          child.stdin!.end(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x0a, 0xff, 0xfe, 0x00, 0x0a, 0x6f, 0x6b, 0x0d, 0x0a]))
+          return Effect.sync(() => child.kill("SIGKILL"))
+        })
+        expect(code).toBe(0)
+        const read = yield* runCli(["subscribe", "--topic", "t", "--limit", "3", "--format", "json"], env)
+        expect(read.code, read.stderr).toBe(0)
+        expect(read.stdout.trim().split("\n").map((line) => JSON.parse(line))).toMatchObject([
+          { offset: 0, payloadBase64: Buffer.from([0x63, 0x61, 0x66, 0xe9]).toString("base64") },
+          { offset: 1, payloadBase64: Buffer.from([0xff, 0xfe, 0x00]).toString("base64") },
+          { offset: 2, payload: "ok" }
+        ])
       }),
     60_000
   )

@@ -45,7 +45,8 @@ const messageHeader: Cli.Flag<ReadonlyArray<readonly [string, string]>> = {
 export const publishCommand = Cli.command({
   name: "publish",
   summary: "Publish stdin lines (or --count test messages) to a topic through the brokers",
-  details: "Each stdin line is one message. With --count it publishes stamped test messages a subscriber can " +
+  details:
+    "Each stdin line is one message: its bytes as they are, up to the newline (a CRLF ends a line too; nothing is decoded). With --count it publishes stamped test messages a subscriber can " +
     "audit. It exits once every message is acknowledged at the --ack level, or with an error naming the first " +
     "line that could not be published.",
   flags: {

@@ -17,7 +17,6 @@
  * log, and both say so. `message` (a key, headers) goes with every message.
  */
 import { Console, Data, Effect, Schedule, Stream } from "effect"
-import { createInterface } from "node:readline"
 import * as PublisherLayers from "../../layers/net/Publisher.js"
 import { localPublisher, type RegionAccess } from "../../layers/Roles.js"
 import {
@@ -32,6 +31,7 @@ import {
 import { quantiles, summarize } from "../report/Percentiles.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
 import { makeMessageClock, type MessageClock } from "../run/MessageClock.js"
+import { inputLines } from "./InputLines.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 
 export interface PublishOptions {
@@ -44,8 +44,8 @@ export interface PublishOptions {
    * cluster), and a `warm` event says when it starts.
    */
   readonly warmupCount?: number
-  /** The lines to publish when `count` is unset; default standard input. */
-  readonly lines?: AsyncIterable<string>
+  /** The lines to publish when `count` is unset (text as UTF-8, bytes as they are); default standard input's (InputLines.ts). */
+  readonly lines?: AsyncIterable<string | Uint8Array>
   readonly messageBytes: number
   /** This publisher's index in the audit (stamped into each message). */
   readonly publisherIndex: number
@@ -269,7 +269,7 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
 }
 
 /** Publishes each line; gives how many the publisher took, and why the input stopped early if it did. */
-const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | undefined) =>
+const publishLines = (lines: AsyncIterable<string | Uint8Array>, message: MessageOptions | undefined) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const encoder = new TextEncoder()
@@ -279,7 +279,7 @@ const publishLines = (lines: AsyncIterable<string>, message: MessageOptions | un
       .pipe(
         Stream.runForEach((text) => {
           line++
-          const payload = encoder.encode(text)
+          const payload = typeof text === "string" ? encoder.encode(text) : text
           return publisher.publish(payload, message).pipe(
             Effect.mapError((cause) => new LineNotPublished({ line, bytes: payload.length, cause })),
             Effect.tap(() => void sent++)
@@ -339,7 +339,7 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
     // Lines: a refused line ends the input, but what was taken before it is still flushed first.
     if (options.count === undefined) {
       const { input, sent } = yield* publishLines(
-        options.lines ?? createInterface({ input: process.stdin }),
+        options.lines ?? inputLines(process.stdin),
         options.message
       )
       const stopped = input._tag === "Left" ? input.left : undefined
