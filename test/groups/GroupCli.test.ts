@@ -30,7 +30,7 @@ const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
   })
 
 /** Publishes `lines` to `topic` with `cxlog publish --local` (a message per line of its stdin), keyed k1. */
-const publishLines = (env: Record<string, string>, topic: string, lines: ReadonlyArray<string>) =>
+const publishLines = (env: Record<string, string>, topic: string, lines: ReadonlyArray<string | Buffer>) =>
   Effect.async<void, Error>((resume) => {
     const child = spawn(process.execPath, [cliPath, "publish", "--local", "--topic", topic, "--key", "k1"], {
       stdio: ["pipe", "ignore", "pipe"],
@@ -42,7 +42,7 @@ const publishLines = (env: Record<string, string>, topic: string, lines: Readonl
       "close",
       (code) => resume(code === 0 ? Effect.void : Effect.fail(new Error(`cxlog publish: exit ${code}: ${stderr}`)))
     )
-    child.stdin!.end(`${lines.join("\n")}\n`)
+    child.stdin!.end(Buffer.concat(lines.map((line) => Buffer.concat([Buffer.from(line), Buffer.from("\n")]))))
     return Effect.sync(() => child.kill("SIGKILL"))
   }).pipe(Effect.timeout("30 seconds"))
 
@@ -88,6 +88,15 @@ describe("cxlog consume and cxlog groups", () => {
           name: "cxlog-dead-letter-reason",
           value: "max-deliver: nak'd after 2 deliveries"
         })
+        // A value that is not UTF-8 is printed in base64, as cxlog subscribe prints it, not with its bytes replaced.
+        const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9])
+        yield* publishLines(env, "jobs", [latin1])
+        const opts = ["--group", "printer", "--limit", "1"]
+        const json = JSON.parse(yield* cli(["consume", ...opts, "--json"], env))
+        expect(json).toMatchObject({ offset: 3, valueBase64: latin1.toString("base64") })
+        expect(json.value).toBeUndefined()
+        yield* publishLines(env, "jobs", [latin1])
+        expect(yield* cli(["consume", ...opts], env)).toBe(`4 [k1] ${latin1.toString("base64")}\n`)
       }),
     120_000
   )

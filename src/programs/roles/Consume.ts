@@ -24,6 +24,7 @@ import {
   InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
 import { processEnvironment } from "../../Settings.js"
+import { base64, bytesField, headersField, textOf } from "./PrintTopics.js"
 import { report } from "./Report.js"
 
 export interface ConsumeOptions {
@@ -40,9 +41,14 @@ export interface ConsumeOptions {
   readonly json: boolean
 }
 
+/** A key for the environment and the orchestrator's events: text, any bytes that are not UTF-8 replaced. */
 const decoder = new TextDecoder()
-const textOf = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : decoder.decode(bytes))
 
+/**
+ * A message as printed: `offset (delivery n) [key] value`, or a JSON object. As `cxlog subscribe`
+ * prints them, a key, header value or value that is not UTF-8 is given in base64 (JSON: under
+ * `…Base64`), never as text with its bytes replaced.
+ */
 const line = (d: Delivery, json: boolean): string =>
   json
     ? JSON.stringify({
@@ -51,15 +57,13 @@ const line = (d: Delivery, json: boolean): string =>
       offset: d.offset,
       deliveryCount: d.deliveryCount,
       timestamp: d.timestamp,
-      key: textOf(d.key),
-      headers: d.headers === undefined
-        ? undefined
-        : Object.fromEntries(d.headers.map((h) => [h.name, textOf(h.value)])),
-      value: textOf(d.value)
+      ...(d.key === undefined ? {} : bytesField("key", d.key)),
+      ...(d.headers === undefined ? {} : { headers: headersField(d.headers) }),
+      ...bytesField("value", d.value)
     })
     : `${d.offset}${d.deliveryCount > 1 ? ` (delivery ${d.deliveryCount})` : ""}${
-      d.key === undefined ? "" : ` [${textOf(d.key)}]`
-    } ${textOf(d.value)}`
+      d.key === undefined ? "" : ` [${textOf(d.key) ?? base64(d.key)}]`
+    } ${textOf(d.value) ?? base64(d.value)}`
 
 /** Runs `sh -c command` on the message: its exit code (its output is this process's). */
 const run = (command: string, d: Delivery): Effect.Effect<number> =>
@@ -166,7 +170,12 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     const one = (d: Delivery) =>
       handle(d, o, info.ackWaitMs, order).pipe(
         Effect.map((acked) => {
-          if (acked) report({ event: "acked", messages: [[d.offset, d.deliveryCount, textOf(d.key) ?? ""]] })
+          if (acked) {
+            report({
+              event: "acked",
+              messages: [[d.offset, d.deliveryCount, d.key === undefined ? "" : decoder.decode(d.key)]]
+            })
+          }
         }),
         Effect.catchAllCause((cause) => Deferred.failCause(failed, cause)),
         Effect.ensuring(room.release(1))

@@ -12,6 +12,7 @@ import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/Subs
 import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
 import { isPattern } from "../../services/log/TopicPattern.js"
 import {
+  type MessageHeader,
   Subscriber,
   type SubscriberBatch,
   type SubscriberMessage,
@@ -41,14 +42,25 @@ export interface PrintOptions {
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 /** Bytes as UTF-8 text, or undefined when they are not. */
-const textOf = (bytes: Uint8Array): string | undefined => {
+export const textOf = (bytes: Uint8Array): string | undefined => {
   try {
     return utf8.decode(bytes)
   } catch {
     return undefined
   }
 }
-const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")
+export const base64 = (bytes: Uint8Array) =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")
+
+/** Bytes for a line of JSON: text under `name`, or base64 under `nameBase64` when they are not UTF-8. */
+export const bytesField = (name: string, bytes: Uint8Array): Record<string, string> => {
+  const text = textOf(bytes)
+  return text === undefined ? { [`${name}Base64`]: base64(bytes) } : { [name]: text }
+}
+
+/** A message's headers for a line of JSON, in their order: each value as `bytesField` gives it. */
+export const headersField = (headers: ReadonlyArray<MessageHeader>) =>
+  headers.map((h) => ({ name: h.name, ...bytesField("value", h.value) }))
 
 /**
  * One output line: `offset<TAB>value` (base64 when the value is not UTF-8), or JSON with the
@@ -62,20 +74,14 @@ export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage,
   const line: Record<string, unknown> = withTopic
     ? { topic: m.topic, offset: m.offset, timestamp: m.timestamp }
     : { offset: m.offset, timestamp: m.timestamp }
-  if (m.key !== undefined) {
-    const key = textOf(m.key)
-    if (key === undefined) line["keyBase64"] = base64(m.key)
-    else line["key"] = key
-  }
-  if (m.headers !== undefined) {
-    line["headers"] = m.headers.map((h) => {
-      const value = textOf(h.value)
-      return value === undefined ? { name: h.name, valueBase64: base64(h.value) } : { name: h.name, value }
+  return `${
+    JSON.stringify({
+      ...line,
+      ...(m.key === undefined ? {} : bytesField("key", m.key)),
+      ...(m.headers === undefined ? {} : { headers: headersField(m.headers) }),
+      ...(text === undefined ? { payloadBase64: base64(m.payload) } : { payload: text })
     })
-  }
-  if (text === undefined) line["payloadBase64"] = base64(m.payload)
-  else line["payload"] = text
-  return `${JSON.stringify(line)}\n`
+  }\n`
 }
 
 /**
