@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { goalsOf } from "../../src/programs/bench/groups/GroupBench.js"
 import { runCliWithin } from "../helpers/CliRoles.js"
 
 interface GroupBenchJson {
@@ -22,6 +23,12 @@ interface GroupBenchJson {
 const lastJson = <A>(stdout: string) => JSON.parse(stdout.trim().split("\n").at(-1)!) as A
 
 describe("cxlog bench --type group", () => {
+  it("reports the goals of its kind of run: local members against Redis and JetStream, members through a broker against Redis", () => {
+    expect(goalsOf(false, ["redis", "nats"])).toEqual({ redis: 10, nats: 20 })
+    expect(goalsOf(true, ["redis", "nats"])).toEqual({ redis: 2 })
+    expect(goalsOf(true, [])).toEqual({})
+  })
+
   it.scopedLive(
     "local members ack every message once: the audit passes and the group says nothing is pending",
     () =>

@@ -22,8 +22,16 @@ import { CXLOG, type GroupSystem, MEMBER_WINDOW } from "./MemberSystems.js"
 
 /** Turns each system takes, so none has only the coldest or the last turn. */
 const ROUNDS = 2
-/** What the issue asks of local members: cxlog's msgs/s over each peer's. */
-const GOALS = { redis: 10, nats: 20 } as const
+/** What the issue asks, cxlog's msgs/s over each peer's: of local members, and of members through a broker (Redis only). */
+const LOCAL_GOALS: Record<GroupSystem, number | undefined> = { cxlog: undefined, redis: 10, nats: 20 }
+const REMOTE_GOALS: Record<GroupSystem, number | undefined> = { cxlog: undefined, redis: 2, nats: undefined }
+
+/** The goals of a run against `peers`, local members or members through a broker (`remote`). */
+export const goalsOf = (remote: boolean, peers: ReadonlyArray<GroupSystem>): Partial<Record<GroupSystem, number>> =>
+  Object.fromEntries(peers.flatMap((peer) => {
+    const goal = (remote ? REMOTE_GOALS : LOCAL_GOALS)[peer]
+    return goal === undefined ? [] : [[peer, goal]]
+  }))
 
 const round = (n: number, places: number) => Math.round(n * 10 ** places) / 10 ** places
 const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
@@ -79,7 +87,7 @@ const benchPlain = (o: GroupBenchOptions) =>
         vsPeers: Object.fromEntries(
           o.peers.map((peer) => [peer, round(cxlog.throughputMsgsPerSec / peers[peer]!.throughputMsgsPerSec, 2)])
         ),
-        goals: Object.fromEntries(o.peers.map((peer) => [peer, GOALS[peer]]))
+        goals: goalsOf(o.remote, o.peers)
       })
     }
     if (!o.json) {
