@@ -17,7 +17,9 @@ import {
   GroupMembersFull,
   GroupNotFound,
   GroupPendingFull,
-  InvalidGroupSpec
+  InvalidGroupSpec,
+  InvalidNakDelay,
+  MAX_NAK_DELAY_MS
 } from "../../src/services/groups/ConsumerGroups.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { TopicNotFound } from "../../src/services/log/Topics.js"
@@ -117,6 +119,16 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         yield* publish("t2", 1)
         const [first] = yield* take("g2", 1)
         expect(first!.deliveryCount).toBe(1)
+        // A delay a nak cannot have is refused, typed, and settles nothing: the message is still this member's.
+        for (const delayMs of [-5, Number.NaN, 1.5, MAX_NAK_DELAY_MS + 1, Number.POSITIVE_INFINITY]) {
+          const refused = yield* Effect.flip(first!.nak(delayMs))
+          expect(refused).toBeInstanceOf(InvalidNakDelay)
+          expect(refused).toMatchObject({ group: "g2", offset: 0 })
+          expect(refused.message).toBe(
+            `consumer group "g2" (offset 0): a nak's delay is a whole number of milliseconds from 0 to ${MAX_NAK_DELAY_MS}, not ${delayMs}`
+          )
+        }
+        expect(yield* groups.pending("g2")).toMatchObject([{ offset: 0, state: "delivered", deliveries: 1 }])
         expect(yield* first!.nak()).toBe(true)
         const [again] = yield* take("g2", 1)
         expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })

@@ -124,6 +124,22 @@ describe("CxlogGroup", () => {
     await runtime.dispose()
   })
 
+  it("a nak's delay that cannot be rejects with InvalidNakDelay itself, and the job stays the worker's", async () => {
+    const { runtime, layer, publish } = await cluster("jobs")
+    await publish(1)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    await expect(group.process(() => {}, { nakDelayMs: -1 })).rejects.toMatchObject({
+      _tag: "InvalidNakDelay",
+      group: "workers",
+      offset: undefined
+    })
+    const job = (await group.next())!
+    await expect(job.nak(Number.NaN)).rejects.toMatchObject({ _tag: "InvalidNakDelay", offset: 0 })
+    expect(await job.ack()).toBe(true)
+    await group.close()
+    await runtime.dispose()
+  })
+
   it("close hands the jobs it held to the next member at once; its typed errors reject", async () => {
     const { runtime, layer, publish } = await cluster("jobs")
     await publish(2)

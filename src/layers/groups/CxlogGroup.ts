@@ -20,7 +20,9 @@ import {
   ConsumerGroups,
   type Delivery,
   type GroupSpec,
-  type JoinOptions
+  InvalidNakDelay,
+  type JoinOptions,
+  nakDelayProblem
 } from "../../services/groups/ConsumerGroups.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { LocalDelivery } from "./GroupDelivery.js"
@@ -49,7 +51,7 @@ export interface CxlogJob {
   readonly text: () => string
   /** Done (false: it was no longer this member's, held past ackWait and taken over). */
   readonly ack: () => Promise<boolean>
-  /** Deliver it again after `delayMs` (to the dead letters past `maxDeliver`). */
+  /** Deliver it again after `delayMs` (to the dead letters past `maxDeliver`); an impossible delay rejects with InvalidNakDelay, nothing settled. */
   readonly nak: (delayMs?: number) => Promise<boolean>
   /** Never again: to the dead letters with `reason`. */
   readonly term: (reason?: string) => Promise<boolean>
@@ -58,7 +60,7 @@ export interface CxlogJob {
 }
 
 export interface ProcessOptions {
-  /** How long a job whose handler threw waits before it is delivered again (default 0). */
+  /** How long a job whose handler threw waits before it is delivered again (default 0; up to MAX_NAK_DELAY_MS, else `process` rejects with InvalidNakDelay at once). */
   readonly nakDelayMs?: number
   /** Stops taking jobs once aborted, the job at hand settled first (looked at between jobs; `close` ends a wait). */
   readonly signal?: AbortSignal
@@ -102,6 +104,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   private readonly onAbort = () => void this.close()
 
   private constructor(
+    /** The group this member joined. */
+    readonly group: string,
     private readonly runtime: ManagedRuntime.ManagedRuntime<ConsumerGroups, unknown>,
     private readonly scope: Scope.CloseableScope,
     /** The next deliveries; undefined when the member's stream ended. */
@@ -148,7 +152,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       await runtime.dispose()
       throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
-    return new CxlogGroup(runtime, scope, exit.value.pull, exit.value.inHand, signal)
+    return new CxlogGroup(options.group, runtime, scope, exit.value.pull, exit.value.inHand, signal)
   }
 
   /**
@@ -163,8 +167,13 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
 
   private jobOf(delivery: Delivery): CxlogJob {
     // A closed member holds nothing, and its region may be unmapped: its jobs settle nothing (false).
-    const run = <A>(effect: Effect.Effect<A, unknown>) =>
-      this.closing !== undefined ? Promise.resolve(false) : Effect.runPromise(effect)
+    // A refusal rejects with the typed error itself (InvalidNakDelay, DeadLetterFailed), not wrapped.
+    const run = async <A>(effect: Effect.Effect<A, unknown>) => {
+      if (this.closing !== undefined) return false
+      const exit = await Effect.runPromiseExit(effect)
+      if (Exit.isSuccess(exit)) return exit.value
+      throw Cause.squash(exit.cause)
+    }
     return {
       group: delivery.group,
       topic: delivery.topic,
@@ -221,6 +230,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
    * resolves, nak'd (delivered again, after `nakDelayMs`) when it throws.
    */
   async process(handler: (job: CxlogJob) => unknown, options: ProcessOptions = {}): Promise<void> {
+    const problem = nakDelayProblem(options.nakDelayMs)
+    if (problem !== undefined) throw new InvalidNakDelay({ group: this.group, offset: undefined, reason: problem })
     for await (const job of this) {
       try {
         await handler(job)

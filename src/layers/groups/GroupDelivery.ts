@@ -9,7 +9,12 @@
  * `ackNow`: the Promise facade settles through it without running an effect per ack).
  */
 import { Clock, Effect } from "effect"
-import type { DeadLetterFailed, Delivery } from "../../services/groups/ConsumerGroups.js"
+import {
+  type DeadLetterFailed,
+  type Delivery,
+  InvalidNakDelay,
+  nakDelayProblem
+} from "../../services/groups/ConsumerGroups.js"
 import { DeliveryFields } from "./DeliveryFields.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import type { Counter, GroupConfig } from "./GroupLayout.js"
@@ -91,12 +96,16 @@ export class LocalDelivery extends DeliveryFields implements Delivery {
     return Effect.sync(() => this.ackNow())
   }
 
-  get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed> {
+  get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed | InvalidNakDelay> {
     return (delayMs = 0) => {
+      const problem = nakDelayProblem(delayMs)
+      if (problem !== undefined) {
+        return Effect.fail(new InvalidNakDelay({ group: this.group, offset: this.offset, reason: problem }))
+      }
       const { maxDeliver } = this.s.config
       return maxDeliver > 0 && this.deliveryCount >= maxDeliver
         ? this.deadLetter(`max-deliver: nak'd after ${this.deliveryCount} deliveries`)
-        : Effect.map(this.reschedule(Math.max(0, delayMs), "waiting"), (parked) => this.finish(parked))
+        : Effect.map(this.reschedule(delayMs, "waiting"), (parked) => this.finish(parked))
     }
   }
 

@@ -22,7 +22,9 @@ import {
   GroupPendingFull,
   GroupsUnavailable,
   GroupTopicGone,
-  InvalidGroupSpec
+  InvalidGroupSpec,
+  MAX_NAK_DELAY_MS,
+  nakDelayProblem
 } from "../../services/groups/ConsumerGroups.js"
 import { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { TopicDeleted, TopicForbidden, TopicNotFound } from "../../services/log/Topics.js"
@@ -209,7 +211,7 @@ export const SettleDelivery = method("settle", {
     deliveries: Schema.Array(Schema.Int).pipe(Schema.minItems(1), Schema.maxItems(SETTLE_MAX_DELIVERIES)),
     action: Schema.Literal("ack", "nak", "term", "inProgress"),
     /** nak: deliver again after this long. */
-    delayMs: opt(Schema.Number.pipe(Schema.nonNegative())),
+    delayMs: opt(Schema.Int.pipe(Schema.between(0, MAX_NAK_DELAY_MS))),
     /** term: the dead letter's reason (cut as TermReason.ts says). */
     reason: opt(Schema.String.pipe(Schema.maxLength(TERM_REASON_MAX_CHARS)))
   }),
@@ -243,7 +245,7 @@ export const plainSettleInput = (input: unknown): typeof SettleDelivery.payload.
   for (const id of deliveries) if (!Number.isSafeInteger(id)) return undefined
   // Optional fields are exact: present means a value of their type (JSON has no undefined).
   const delayed = own("delayMs")
-  if (delayed && !(typeof delayMs === "number" && delayMs >= 0)) return undefined
+  if (delayed && !(typeof delayMs === "number" && nakDelayProblem(delayMs) === undefined)) return undefined
   const reasoned = own("reason")
   if (reasoned && !(typeof reason === "string" && reason.length <= TERM_REASON_MAX_CHARS)) return undefined
   return {

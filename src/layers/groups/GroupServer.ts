@@ -187,7 +187,8 @@ const connectionRequests = (
     const one = (delivery: Delivery): Effect.Effect<boolean, DeadLetterFailed> => {
       switch (input.action) {
         case "nak":
-          return delivery.nak(input.delayMs)
+          // The request's Schema took only a delay a nak can have.
+          return Effect.catchTag(delivery.nak(input.delayMs), "InvalidNakDelay", Effect.die)
         case "term":
           return delivery.term(input.reason)
         default:

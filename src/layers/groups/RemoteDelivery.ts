@@ -10,7 +10,12 @@
  * delivered again (at least once). A settle the broker could not read is this client's fault: it dies.
  */
 import { Effect } from "effect"
-import type { DeadLetterFailed, Delivery } from "../../services/groups/ConsumerGroups.js"
+import {
+  type DeadLetterFailed,
+  type Delivery,
+  InvalidNakDelay,
+  nakDelayProblem
+} from "../../services/groups/ConsumerGroups.js"
 import { DeliveryFields } from "./DeliveryFields.js"
 import type { AckedTogether, AcksTogether } from "./GroupDelivery.js"
 import type { DeliveredMessage } from "./GroupDeliveryFrame.js"
@@ -70,8 +75,13 @@ export class RemoteDelivery extends DeliveryFields implements Delivery, AckedTog
     return Effect.orDie(this.one("ack", {}))
   }
 
-  get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed> {
-    return (delayMs) => this.one("nak", delayMs === undefined ? {} : { delayMs })
+  get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed | InvalidNakDelay> {
+    return (delayMs) => {
+      const problem = nakDelayProblem(delayMs)
+      return problem !== undefined
+        ? Effect.fail(new InvalidNakDelay({ group: this.group, offset: this.offset, reason: problem }))
+        : this.one("nak", delayMs === undefined ? {} : { delayMs })
+    }
   }
 
   get term(): (reason?: string) => Effect.Effect<boolean, DeadLetterFailed> {

@@ -21,7 +21,8 @@ import {
   type Delivery,
   type GroupInfo,
   type GroupSpec,
-  InvalidGroupSpec
+  InvalidGroupSpec,
+  type InvalidNakDelay
 } from "../../services/groups/ConsumerGroups.js"
 import { processEnvironment } from "../../Settings.js"
 import { base64, bytesField, headersField, textOf } from "./PrintTopics.js"
@@ -163,7 +164,7 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     const pull = yield* Stream.toPull(deliveries)
     const running = yield* FiberSet.make()
     const room = yield* Effect.makeSemaphore(o.exec === undefined ? 1 : o.maxInFlight)
-    const failed = yield* Deferred.make<void, E | OutputClosed | DeadLetterFailed>()
+    const failed = yield* Deferred.make<void, E | OutputClosed | DeadLetterFailed | InvalidNakDelay>()
     const order = info.byKey ? inKeyOrder() : <A, E2>(_: Delivery, task: Effect.Effect<A, E2>) => task
     let taken = 0
     const more = () => o.limit === undefined || taken < o.limit

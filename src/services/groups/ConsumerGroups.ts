@@ -7,7 +7,7 @@
  * the region; its members coordinate through it lock-free. docs/consumers.md says exactly what
  * is promised.
  */
-import { Context, type Effect, Schema, type Stream } from "effect"
+import { Context, Data, type Effect, Schema, type Stream } from "effect"
 import type { CoordinatorUnavailable } from "../control/Coordinator.js"
 import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { LogCorrupt, TopicDeleted, TopicForbidden, TopicNotFound } from "../log/Topics.js"
@@ -118,8 +118,12 @@ export interface Delivery {
   readonly deliveryCount: number
   /** Done: never again. False when it was no longer this member's (held past ackWait and taken over, or settled already). */
   readonly ack: Effect.Effect<boolean>
-  /** Deliver it again, to any member, after `delayMs` (default 0); after `maxDeliver` deliveries it goes to the dead letters instead. */
-  readonly nak: (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed>
+  /**
+   * Deliver it again, to any member, after `delayMs` (default 0; a whole number of ms up to
+   * MAX_NAK_DELAY_MS, else `InvalidNakDelay` and nothing settled); after `maxDeliver` deliveries
+   * it goes to the dead letters instead.
+   */
+  readonly nak: (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed | InvalidNakDelay>
   /** Never deliver it again: to the dead-letter topic, with `reason`. */
   readonly term: (reason?: string) => Effect.Effect<boolean, DeadLetterFailed>
   /** Still working on it: its ackWait starts again. */
@@ -249,6 +253,28 @@ export class GroupTopicGone extends Schema.TaggedError<GroupTopicGone>()("GroupT
 }
 
 /** A dead letter could not be written: the message stays pending and is delivered again. */
+/** The longest a nak may delay a message's next delivery (2^32 - 1 ms, about 49.7 days: as long as an ackWait may be). */
+export const MAX_NAK_DELAY_MS = 2 ** 32 - 1
+
+/** Why `delayMs` cannot be a nak's delay, or undefined. */
+export const nakDelayProblem = (delayMs: number | undefined): string | undefined =>
+  delayMs === undefined || (Number.isInteger(delayMs) && delayMs >= 0 && delayMs <= MAX_NAK_DELAY_MS)
+    ? undefined
+    : `a nak's delay is a whole number of milliseconds from 0 to ${MAX_NAK_DELAY_MS}, not ${delayMs}`
+
+/** A nak asked for a delay that cannot be (`nakDelayProblem`): nothing was settled, the message is still the member's. */
+export class InvalidNakDelay extends Data.TaggedError("InvalidNakDelay")<{
+  readonly group: string
+  /** The message nak'd; undefined when the delay was refused before any message (CxlogGroup.process). */
+  readonly offset: number | undefined
+  readonly reason: string
+}> {
+  override get message() {
+    const of = this.offset === undefined ? "" : ` (offset ${this.offset})`
+    return `consumer group ${JSON.stringify(this.group)}${of}: ${this.reason}`
+  }
+}
+
 export class DeadLetterFailed extends Schema.TaggedError<DeadLetterFailed>()("DeadLetterFailed", {
   group: Schema.String,
   topic: Schema.String,
