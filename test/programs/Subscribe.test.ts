@@ -116,6 +116,9 @@ describe("cxlog subscribe --from-time", () => {
       const bad = yield* runCli(["subscribe", "--topic", "t", "--from-time", "soon"], env)
       expect(bad.code).toBe(2)
       expect(bad.stderr).toContain("soon is not a time")
+      const both = yield* runCli(["subscribe", "--topic", "t", "--from", "2", "--from-time", "1d"], env)
+      expect(both.code).toBe(2)
+      expect(both.stderr.trim()).toBe("cxlog subscribe: --from and --from-time both say where to start: give one")
     }))
 })
 

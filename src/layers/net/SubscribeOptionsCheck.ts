@@ -1,6 +1,6 @@
 /**
  * What every Subscriber checks of a subscribe's options before it opens anything: `from` is a
- * position and `fromTime` a time. A JavaScript caller can pass anything; a wrong one is
+ * position and `fromTime` a time, and at most one of them is given. A JavaScript caller can pass anything; a wrong one is
  * `InvalidSubscribeOptions` in one line, not a Schema tree from deep in the request.
  */
 import { Effect } from "effect"
@@ -26,6 +26,11 @@ export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): 
       reason: `fromTime ${
         shown(fromTime)
       } is not a time: give milliseconds since the epoch (Date.now(), date.getTime())`
+    })
+  }
+  if (from !== undefined && fromTime !== undefined) {
+    return new InvalidSubscribeOptions({
+      reason: `from ${shown(from)} and fromTime ${fromTime} are both given: fromTime starts in place of from, give one`
     })
   }
   return undefined

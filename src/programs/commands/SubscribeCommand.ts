@@ -5,6 +5,7 @@
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
+import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent, parentEvent } from "../roles/Report.js"
@@ -51,8 +52,8 @@ export const subscribeCommand = Cli.command({
       description: "text: offset TAB payload; json: one object per line with offset and payload (base64 when not UTF-8)"
     }),
     ...clientSecurityFlags,
-    from: Cli.custom("from", "earliest|latest|OFFSET", parseFrom, {
-      default: "earliest",
+    from: Cli.custom<number | "earliest" | "latest" | undefined>("from", "earliest|latest|OFFSET", parseFrom, {
+      default: undefined,
       shown: "earliest",
       description: "where to start: the oldest message held, the end, or a message offset"
     }),
@@ -107,9 +108,12 @@ export const subscribeCommand = Cli.command({
         const security = yield* clientSecurity(o)
         const remote = o.brokers === undefined ? undefined : { brokers: parseAddresses(o.brokers), ...security }
         const { printTopic } = yield* Cli.load(() => import("../roles/PrintTopics.js"))
+        if (o.from !== undefined && o.fromTime !== undefined) {
+          return yield* failUsage("cxlog subscribe: --from and --from-time both say where to start: give one")
+        }
         yield* printTopic({
           topics,
-          from: o.from,
+          ...(o.from === undefined ? {} : { from: o.from }),
           ...(o.fromTime === undefined ? {} : { fromTime: o.fromTime }),
           region: { name: o.region, coherence: o.coherence },
           ...(remote === undefined ? {} : { remote }),
@@ -149,7 +153,7 @@ export const subscribeCommand = Cli.command({
         ...(publishersDone === undefined ? {} : { publishersDone: publishersDone.said }),
         region: { name: o.region, coherence: o.coherence },
         topic: topics[0]!,
-        from: o.from,
+        from: o.from ?? "earliest",
         ...(o.auditPublishers > 0
           ? {
             audit: { publishers: o.auditPublishers, perPublisher: o.auditMessages, order: orderModeOf(o.auditOrder) }

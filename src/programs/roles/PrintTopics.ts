@@ -24,7 +24,8 @@ import { ReadIdle } from "./Subscribe.js"
 export interface PrintOptions {
   /** A topic, or several topics and patterns (one name alone reads as a one-topic subscription). */
   readonly topics: ReadonlyArray<string>
-  readonly from: number | "earliest" | "latest"
+  /** Where to start (default the earliest held); or `fromTime`, not both. */
+  readonly from?: number | "earliest" | "latest"
   /** In place of `from`: the first message stamped at or after this time (ms since the epoch). */
   readonly fromTime?: number
   /** Read over TCP from these brokers (with these credentials); without, read the region in place. */
@@ -118,7 +119,7 @@ export const printTopic = (options: PrintOptions) =>
     const several = options.topics.length > 1 || isPattern(first)
     const label = options.topics.join(", ")
     const subscribeOptions = {
-      from: options.from,
+      ...(options.from === undefined ? {} : { from: options.from }),
       ...(options.fromTime === undefined ? {} : { fromTime: options.fromTime }),
       ...(options.consumer === undefined ? {} : { consumer: options.consumer })
     }

@@ -88,7 +88,7 @@ export interface SubscribeOptions {
    */
   readonly from?: number | "earliest" | "latest"
   /**
-   * In place of `from`: the first message stamped at or after this time (ms since the epoch, its
+   * In place of `from` (both given: `InvalidSubscribeOptions`): the first message stamped at or after this time (ms since the epoch, its
    * publisher's clock); before every retained message, the earliest; after them all, the end.
    * With `consumer`, where a new consumer starts, as `from`.
    */
