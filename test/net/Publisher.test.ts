@@ -500,6 +500,15 @@ describe("Publisher", () => {
       expect((yield* Effect.flip(PublisherLayers.make({ brokers: [], topic: "t" })))._tag).toBe(
         "InvalidPublisherOptions"
       )
+      // A linger is a timer's delay: not a number, below 0 or past what a timer can wait (Node would fire it at once, with a warning).
+      for (const lingerMs of [-1, Number.NaN, 2 ** 31]) {
+        expect(yield* Effect.flip(PublisherLayers.make({ brokers: addresses, topic: "t", lingerMs }))).toMatchObject({
+          _tag: "InvalidPublisherOptions",
+          message: `invalid publisher options: lingerMs ${lingerMs} must be a number of milliseconds from 0 to ${
+            2 ** 31 - 1
+          }`
+        })
+      }
       // An address no socket can be opened to is the options' mistake, said as such (Node's connect would throw).
       for (const address of [{ host: "127.0.0.1", port: 70_000 }, { host: "", port: 7400 }, { host: "h", port: 1.5 }]) {
         const invalid = yield* Effect.flip(PublisherLayers.make({ brokers: [addresses[0]!, address], topic: "t" }))

@@ -46,6 +46,9 @@ export const settingsOf = (given: PublisherOptions) => {
 
 export type PublisherSettings = ReturnType<typeof settingsOf>
 
+/** The longest a timer waits (a longer delay fires at once, with Node's warning): the longest a linger may be. */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** Why `s` cannot make a publisher (undefined: they can); `local`: a local publisher, which has no brokers. */
 export const validate = (s: PublisherSettings, local = false): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
@@ -64,7 +67,9 @@ export const validate = (s: PublisherSettings, local = false): string | undefine
     return `batchBytes ${s.batchBytes} exceeds maxBatchBytes ${s.maxBatchBytes}: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)`
   }
   if (!Number.isInteger(s.window) || s.window < 1) return `maxInFlightBatches ${s.window} must be at least 1`
-  if (!(s.lingerMs >= 0)) return `lingerMs ${s.lingerMs} must not be negative`
+  if (!(s.lingerMs >= 0 && s.lingerMs <= MAX_TIMER_MS)) {
+    return `lingerMs ${s.lingerMs} must be a number of milliseconds from 0 to ${MAX_TIMER_MS}`
+  }
   return undefined
 }
 

@@ -5,10 +5,8 @@
  */
 import { Effect } from "effect"
 import { type BrokerLink, PublishAckTimeout, type PublishError } from "../../services/net/Publisher.js"
+import { MAX_TIMER_MS } from "./PublisherDefaults.js"
 import { type Bounded, outstanding, type PublisherState, SessionOnLink } from "./PublisherState.js"
-
-/** setTimeout's longest delay. */
-const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** Arms the bounds' timer for `at` (performance.now() ms) unless it fires sooner already. */
 const armBound = (s: PublisherState, at: number) => {
