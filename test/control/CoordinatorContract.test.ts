@@ -23,6 +23,7 @@ import {
 import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator, type CoordinatorShape, type Member } from "../../src/services/control/Coordinator.js"
 import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
+import type { TrimTarget } from "../../src/services/log/Topics.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
@@ -175,6 +176,20 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
           .toMatchObject({
             _tag: "ReplicationUnavailable"
           })
+        // A trim target that is none is the caller's mistake, named as such (not the coordinator's failure).
+        for (
+          const target of [
+            { beforeOffset: Number.NaN },
+            { keepMessages: -1 },
+            {},
+            { beforeOffset: 1, keepMessages: 2 },
+            { beforeTime: 1.5 }
+          ]
+        ) {
+          const refused = yield* Effect.flip(p.trimTopic("orders", target as TrimTarget))
+          expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders" })
+          expect(refused.message).toContain("a trim says where with one of beforeOffset, keepMessages or beforeTime")
+        }
       }))
   })
 

@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, TestClock } from "effect"
 import * as TopicRetentionLayers from "../../src/layers/log/TopicRetention.js"
 import { enforceRetention } from "../../src/layers/log/TopicRetention.js"
-import { Topics } from "../../src/services/log/Topics.js"
+import { Topics, type TrimTarget } from "../../src/services/log/Topics.js"
 import {
   appendSimple,
   drain,
@@ -151,6 +151,23 @@ for (const impl of implementations) {
         expect(yield* Effect.flip(cluster.topics.trim("nope", { keepMessages: 1 }))).toMatchObject({
           _tag: "TopicNotFound"
         })
+        // A target that is none (what a JavaScript caller may pass) is refused naming the three kinds.
+        for (
+          const target of [
+            { beforeOffset: Number.NaN },
+            { keepMessages: -1 },
+            {},
+            { beforeOffset: 1, keepMessages: 2 },
+            { beforeTime: 1.5 }
+          ]
+        ) {
+          const refused = yield* Effect.flip(cluster.topics.trim("kept", target as TrimTarget))
+          expect(refused.message).toBe(
+            `topic "kept" cannot be trimmed: a trim says where with one of beforeOffset, keepMessages or beforeTime, a whole number 0 or more, not ${
+              JSON.stringify(target, (_, v) => (Number.isNaN(v) ? "NaN" : v))
+            }`
+          )
+        }
         const spec2 = {
           name: "k2",
           order: 5,

@@ -16,7 +16,7 @@ import { decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { RequestOpen, requestOpenFrame, RequestReady } from "../../src/layers/net/RequestProtocol.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
-import { TopicExists, TopicNotFound } from "../../src/services/log/Topics.js"
+import { TopicExists, TopicNotFound, type TrimTarget } from "../../src/services/log/Topics.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import { header, makeBatch } from "../fixtures/log-harness.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
@@ -126,6 +126,16 @@ describe("Topics through a broker", () => {
         _tag: "TopicNotFound",
         name: "orders.nope"
       })
+      // A target that is none is refused before it is sent, naming the three kinds.
+      for (
+        const target of [{ beforeOffset: Number.NaN }, { keepMessages: -1 }, {}, { beforeOffset: 1, keepMessages: 2 }, {
+          beforeTime: 1.5
+        }]
+      ) {
+        const refused = yield* Effect.flip(ops.trim("orders.eu", target as TrimTarget))
+        expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders.eu" })
+      }
+      expect(yield* log.topics.describe("orders.eu")).toMatchObject({ earliest: 10, end: 10 })
     }))
 
   it.scopedLive("a user without the admin right on a topic is refused TopicForbidden, and nothing changes", () =>

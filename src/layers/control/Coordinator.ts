@@ -22,7 +22,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
-import { checkTopicSpec } from "../../services/log/Topics.js"
+import { checkTopicSpec, checkTrimTarget } from "../../services/log/Topics.js"
 import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
@@ -331,16 +331,19 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
         ),
       trimTopic: (name, target) =>
-        client.call(Protocol.TrimTopicMethod, { name, target }).pipe(
-          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
-        ),
+        Effect.flatMap(checkTrimTarget(name, target), (checked) =>
+          client.call(Protocol.TrimTopicMethod, { name, target: checked }).pipe(
+            Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
+          )),
       purgeTopic: (name) =>
         client.call(Protocol.PurgeTopicMethod, { name }).pipe(
           Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
         ),
       createObject: (spec) => {
         const problem = objectNameProblem(spec.name)
-        if (problem !== undefined) return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
+        if (problem !== undefined) {
+          return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
+        }
         return client.call(Protocol.CreateObjectMethod, spec).pipe(
           Effect.mapError(passThrough([
             "NameTaken",

@@ -8,6 +8,7 @@
 import { Effect, Layer, Option } from "effect"
 import {
   checkTopicSpec,
+  checkTrimTarget,
   InvalidTopicSpec,
   REPLICATION_FACTORS,
   ReplicationUnavailable,
@@ -161,8 +162,9 @@ const deleteTopic = (table: TopicTable, name: string) =>
  * Trims a topic: one held in the region alone (a copy on disk keeps its own retention), cut where
  * `target` says (`trimPoint`, tried again when the window moved under it), never back.
  */
-const trimTopic = (table: TopicTable, name: string, target: TrimTarget) =>
+const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
   Effect.gen(function*() {
+    const target = yield* checkTrimTarget(name, given)
     const info = yield* found(table, name)
     if (info.replicationFactor > 1) {
       return yield* new TopicNotTrimmable({

@@ -14,6 +14,7 @@ import { Effect, Layer, type Scope } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   checkTopicSpec,
+  checkTrimTarget,
   type TopicDescription,
   type TopicInfo,
   Topics,
@@ -97,7 +98,8 @@ export const makeRemoteTopics = (options: RemoteTopicsOptions): Effect.Effect<Re
       delete: (name) => Effect.asVoid(call(DeleteTopic, { name })),
       describe: (name) => call(DescribeTopic, { name }),
       overview: call(ListTopics, {}),
-      trim: (name, target) => call(TrimTopic, { name, target }),
+      trim: (name, target) =>
+        Effect.flatMap(checkTrimTarget(name, target), (checked) => call(TrimTopic, { name, target: checked })),
       purge: (name) => call(PurgeTopic, { name })
     }
     return { topics, connect: Effect.asVoid(connected) }

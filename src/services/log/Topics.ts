@@ -309,6 +309,25 @@ export class InvalidTopicSpec
   }
 }
 
+const isTrimTarget = Schema.is(TrimTarget)
+
+/**
+ * `target` checked as a `TrimTarget` before it is sent or used: exactly one of `beforeOffset`,
+ * `keepMessages` and `beforeTime`, a whole number 0 or more (a JavaScript caller can pass anything).
+ */
+export const checkTrimTarget = (name: string, target: unknown): Effect.Effect<TrimTarget, TopicNotTrimmable> =>
+  typeof target === "object" && target !== null && Object.keys(target).length === 1 && isTrimTarget(target)
+    ? Effect.succeed(target)
+    : Effect.fail(
+      new TopicNotTrimmable({
+        name,
+        reason:
+          `a trim says where with one of beforeOffset, keepMessages or beforeTime, a whole number 0 or more, not ${
+            JSON.stringify(target, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v))
+          }`
+      })
+    )
+
 /** `spec` checked as a `TopicSpec` before it is sent or used. */
 export const checkTopicSpec = (spec: unknown): Effect.Effect<TopicSpec, InvalidTopicSpec> =>
   Schema.decodeUnknown(TopicSpec)(spec).pipe(
