@@ -192,7 +192,12 @@ describe("cxlog consume and cxlog groups", () => {
         const env = yield* head
         yield* cli(["topics", "create", "short-lived"], env)
         yield* cli(["groups", "create", "orphan", "--topic", "short-lived"], env)
+        const listed = () => Effect.map(cli(["groups", "--json"], env), (out) => JSON.parse(out)[0])
+        expect(yield* listed()).toMatchObject({ name: "orphan", topic: "short-lived", topicGone: false })
         yield* cli(["topics", "delete", "short-lived"], env)
+        // The listing says so too, not only its members.
+        expect(yield* listed()).toMatchObject({ name: "orphan", topicGone: true })
+        expect(yield* cli(["groups"], env)).toContain("short-lived (deleted)")
         const refused = (stderr: string) =>
           expect(stderr.trim()).toBe(
             `cxlog consume: consumer group "orphan": its topic short-lived was deleted; delete the group`
@@ -202,6 +207,7 @@ describe("cxlog consume and cxlog groups", () => {
         refused(gone.stderr)
         // A new topic of the name is another topic: the group stays with the one it was made on.
         yield* cli(["topics", "create", "short-lived"], env)
+        expect(yield* listed()).toMatchObject({ name: "orphan", topicGone: true })
         const again = yield* runCliWithin(["consume", "--group", "orphan", "--limit", "1"], env, 30_000)
         expect(again.code).toBe(1)
         refused(again.stderr)

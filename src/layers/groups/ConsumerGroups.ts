@@ -51,14 +51,18 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
   const { region, directory, objects, reader, defaults } = backing
   const liveness = new ClaimLiveness(defaults.checkEveryMs)
   const open = (name: string) => openGroup(region, directory, name, liveness)
+  /** The group's topic's end now, undefined when the topic it was made on is gone (deleted, or another of its name since). */
+  const topicEnd = (group: GroupObject) =>
+    Effect.scoped(Effect.gen(function*() {
+      const cursor = yield* reader.subscribe(group.config.topic, { from: "latest" })
+      if (cursor.topic.generation !== group.config.topicGeneration) return undefined
+      return (yield* reader.bounds(group.config.topic)).end
+    })).pipe(Effect.orElseSucceed(() => undefined))
   const describe = (group: GroupObject) =>
     Effect.zipWith(
-      reader.bounds(group.config.topic).pipe(
-        Effect.map((bounds) => bounds.end),
-        Effect.orElseSucceed(() => group.frontier())
-      ),
+      topicEnd(group),
       Effect.clockWith((clock) => clock.currentTimeMillis),
-      (end, nowMs): GroupInfo => describeGroup(group, end, nowMs)
+      (end, nowMs): GroupInfo => describeGroup(group, end ?? group.frontier(), end === undefined, nowMs)
     )
 
   const create = (spec: GroupSpec) =>

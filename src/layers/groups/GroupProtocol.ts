@@ -93,6 +93,7 @@ const GroupMember = Schema.Struct({
 const GroupInfo = Schema.Struct({
   name: Schema.String,
   topic: Schema.String,
+  topicGone: Schema.Boolean,
   byKey: Schema.Boolean,
   ackWaitMs: Count,
   maxDeliver: Count,

@@ -37,7 +37,7 @@ const frontierOf = (group: GroupObject, scannedBy: Map<number, number>): number 
   return lowest === Infinity ? group.config.startOffset : lowest
 }
 
-export const describeGroup = (group: GroupObject, end: number, nowMs: number): GroupInfo => {
+export const describeGroup = (group: GroupObject, end: number, topicGone: boolean, nowMs: number): GroupInfo => {
   const { config, members, buckets } = group
   const live = members.live()
   const entries = entriesOf(group)
@@ -63,6 +63,7 @@ export const describeGroup = (group: GroupObject, end: number, nowMs: number): G
   return {
     name: group.name,
     topic: config.topic,
+    topicGone,
     byKey: config.byKey,
     ackWaitMs: config.ackWaitMs,
     maxDeliver: config.maxDeliver,

@@ -35,7 +35,7 @@ const listTable = (groups: ReadonlyArray<GroupInfo>): string =>
     ["group", "topic", "keys", "members", "pending", "oldest", "lag", "acked", "redelivered", "dead letters"],
     groups.map((g) => [
       g.name,
-      g.topic,
+      g.topicGone ? `${g.topic} (deleted)` : g.topic,
       g.byKey ? "by key" : "-",
       g.members.length,
       g.pending,
@@ -49,7 +49,9 @@ const listTable = (groups: ReadonlyArray<GroupInfo>): string =>
 
 const describeText = (g: GroupInfo): string =>
   [
-    `group ${g.name}: topic ${g.topic}${g.byKey ? ", by key" : ""}, ackWait ${g.ackWaitMs} ms, maxDeliver ${
+    `group ${g.name}: topic ${g.topic}${
+      g.topicGone ? " (deleted: its members fail with GroupTopicGone; delete the group)" : ""
+    }${g.byKey ? ", by key" : ""}, ackWait ${g.ackWaitMs} ms, maxDeliver ${
       g.maxDeliver === 0 ? "no limit" : g.maxDeliver
     }, dead letters to ${g.deadLetterTopic ?? "nowhere (counted, dropped)"}`,
     `started at offset ${g.startOffset}; handed out up to ${g.frontier} of ${g.end} (lag ${g.lag})`,

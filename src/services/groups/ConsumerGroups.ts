@@ -77,6 +77,8 @@ export interface GroupMade {
 
 export interface GroupInfo extends GroupMade {
   readonly name: string
+  /** Its topic was deleted (a topic of the name made since is another): its members get `GroupTopicGone`; delete the group. */
+  readonly topicGone: boolean
   /** The next offset to hand out (byKey: the lowest of its buckets'). */
   readonly frontier: number
   /** The topic's end now, and how far the frontier is behind it. */
