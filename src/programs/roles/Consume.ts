@@ -113,42 +113,51 @@ const renewing = (d: Delivery, ackWaitMs: number): Effect.Effect<never> =>
     Effect.repeat(d.inProgress, Schedule.spaced(Math.max(1, Math.floor(ackWaitMs / 2))))
   ).pipe(Effect.zipRight(Effect.never))
 
+/** When a message may run: after the one before it of its key (`before`), and what lets the next one run (`done`). */
+interface Turn {
+  readonly before: Effect.Effect<void>
+  readonly done: Effect.Effect<void>
+}
+
+const ANY_TIME: Turn = { before: Effect.void, done: Effect.void }
+
 /**
- * Runs each task after the one before it of the same key (a message without a key runs at once):
- * in a byKey group a key's messages come in offset order, and run in it.
+ * Turns in key order: each message's turn is taken when the member takes it (in offset order),
+ * so it runs after the one before it of the same key, whatever order the fibers start in. A
+ * message without a key, or any outside a byKey group, runs at any time.
  */
-const inKeyOrder = () => {
+const keyTurns = (byKey: boolean) => {
   const last = new Map<string, Deferred.Deferred<void>>()
-  return <A, E>(d: Delivery, task: Effect.Effect<A, E>): Effect.Effect<A, E> =>
-    Effect.suspend(() => {
-      if (d.key === undefined) return task
-      // latin1: one character per byte, so two keys are one string only if their bytes are equal.
-      const key = Buffer.from(d.key.buffer, d.key.byteOffset, d.key.byteLength).toString("latin1")
-      const before = last.get(key)
-      const mine = Deferred.unsafeMake<void>(FiberId.none)
-      last.set(key, mine)
-      const done = Effect.suspend(() => {
+  return (d: Delivery): Turn => {
+    if (!byKey || d.key === undefined) return ANY_TIME
+    // latin1: one character per byte, so two keys are one string only if their bytes are equal.
+    const key = Buffer.from(d.key.buffer, d.key.byteOffset, d.key.byteLength).toString("latin1")
+    const previous = last.get(key)
+    const mine = Deferred.unsafeMake<void>(FiberId.none)
+    last.set(key, mine)
+    return {
+      before: previous === undefined ? Effect.void : Deferred.await(previous),
+      done: Effect.suspend(() => {
         if (last.get(key) === mine) last.delete(key)
         return Deferred.done(mine, Exit.void)
       })
-      return (before === undefined ? task : Effect.zipRight(Deferred.await(before), task)).pipe(Effect.ensuring(done))
-    })
+    }
+  }
 }
-
-type KeyOrder = ReturnType<typeof inKeyOrder>
 
 /**
  * Handles one message; whether it settled it as its own (false: it had been taken over). With
  * `--exec` its deadline is renewed from the moment it is handed over, while it waits behind its
  * key and while its command runs.
  */
-const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, order: KeyOrder) =>
+const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, turn: Turn) =>
   Effect.gen(function*() {
     if (o.exec === undefined) {
       yield* print(line(d, o.json))
       return yield* d.ack
     }
-    const code = yield* Effect.raceFirst(order(d, run(o.exec, d)), renewing(d, ackWaitMs))
+    const command = Effect.zipRight(turn.before, run(o.exec, d)).pipe(Effect.ensuring(turn.done))
+    const code = yield* Effect.raceFirst(command, renewing(d, ackWaitMs))
     return code === 0 ? yield* d.ack : yield* d.nak(o.nakDelayMs)
   })
 
@@ -165,11 +174,12 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     const running = yield* FiberSet.make()
     const room = yield* Effect.makeSemaphore(o.exec === undefined ? 1 : o.maxInFlight)
     const failed = yield* Deferred.make<void, E | OutputClosed | DeadLetterFailed | InvalidNakDelay>()
-    const order = info.byKey ? inKeyOrder() : <A, E2>(_: Delivery, task: Effect.Effect<A, E2>) => task
+    // Printing takes one message at a time anyway.
+    const turnOf = keyTurns(info.byKey && o.exec !== undefined)
     let taken = 0
     const more = () => o.limit === undefined || taken < o.limit
-    const one = (d: Delivery) =>
-      handle(d, o, info.ackWaitMs, order).pipe(
+    const one = (d: Delivery, turn: Turn) =>
+      handle(d, o, info.ackWaitMs, turn).pipe(
         Effect.map((acked) => {
           if (acked) {
             report({
@@ -190,7 +200,7 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
           taken++
           report({ event: "delivered", offset: d.offset, deliveryCount: d.deliveryCount })
           yield* room.take(1)
-          yield* FiberSet.run(running, one(d))
+          yield* FiberSet.run(running, one(d, turnOf(d)))
         }
       }
       yield* FiberSet.awaitEmpty(running)
