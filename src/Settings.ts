@@ -51,14 +51,19 @@ const SIZE_UNITS: Record<string, number> = {
   gib: 1024 ** 3
 }
 
-/** "64KiB", "1GiB", "4096" → bytes (binary units; KB and K mean KiB too). */
+/** "64KiB", "1GiB", "4096" → bytes (binary units; KB and K mean KiB too); a fraction of a unit rounds to the byte, a fraction of a byte is refused. */
 export const parseSize: Parse<number> = (text) => {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
   const scale = match === null ? undefined : SIZE_UNITS[match[2]!.toLowerCase()]
   if (match === null || scale === undefined) {
     return Either.left(`${text} is not a size: use 64KiB, 1GiB, … or a number of bytes`)
   }
-  const bytes = Math.round(Number(match[1]) * scale)
+  const value = Number(match[1])
+  // A fraction of a unit is rounded to the byte (1.2MiB); a fraction of a byte is no size.
+  if (scale === 1 && !Number.isInteger(value)) {
+    return Either.left(`${text} is not a size: a number of bytes is a whole number`)
+  }
+  const bytes = Math.round(value * scale)
   return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
 }
 

@@ -1,0 +1,31 @@
+/** Sizes as flags and CXLOG_* variables take them (Settings.ts): binary units, whole bytes, shown back as the docs write them. */
+import { describe, expect, it } from "@effect/vitest"
+import { Either } from "effect"
+import { parseSize, showSize } from "../../src/Settings.js"
+
+describe("sizes", () => {
+  it("take binary units in any case, with or without a space, and a number of bytes", () => {
+    expect(parseSize("64KiB")).toEqual(Either.right(65_536))
+    expect(parseSize("2 MiB")).toEqual(Either.right(2 * 2 ** 20))
+    expect(parseSize("2mb")).toEqual(Either.right(2 * 2 ** 20))
+    expect(parseSize("1.5GiB")).toEqual(Either.right(1.5 * 2 ** 30))
+    // A fraction of a unit is rounded to the byte.
+    expect(parseSize("3.7KiB")).toEqual(Either.right(3789))
+    expect(parseSize("4096")).toEqual(Either.right(4096))
+  })
+
+  it("refuse a fraction of a byte and less than one byte, naming why", () => {
+    expect(parseSize("1.5")).toEqual(Either.left("1.5 is not a size: a number of bytes is a whole number"))
+    expect(parseSize("1.5B")).toEqual(Either.left("1.5B is not a size: a number of bytes is a whole number"))
+    expect(parseSize("0")).toEqual(Either.left("0 is not a size: it must be at least 1 byte"))
+    expect(Either.isLeft(parseSize("-1"))).toBe(true)
+    expect(Either.isLeft(parseSize("12XB"))).toBe(true)
+  })
+
+  it("are shown back as the docs write them, and read again as the same bytes", () => {
+    for (const bytes of [65_536, 2 * 2 ** 20, 3 * 2 ** 30, 1000]) {
+      expect(parseSize(showSize(bytes))).toEqual(Either.right(bytes))
+    }
+    expect(showSize(64 * 2 ** 20)).toBe("64MiB")
+  })
+})
