@@ -67,6 +67,12 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(latest).toMatchObject({ startOffset: 3, byKey: true, lag: 0 })
         expect((yield* groups.list).map((g) => g.name).sort()).toEqual(["g0", "g0-latest"])
         expect(yield* Effect.flip(groups.create({ name: "g0-x", topic: "nope" }))).toBeInstanceOf(TopicNotFound)
+        // A dead-letter topic that does not exist is the spec's mistake, said as such.
+        const noDeadLetters = yield* Effect.flip(groups.create({ name: "g0-d", topic: "t0", deadLetterTopic: "nope" }))
+        expect(noDeadLetters).toBeInstanceOf(InvalidGroupSpec)
+        expect(noDeadLetters.message).toBe(
+          `consumer group "g0-d": its dead-letter topic nope does not exist: create it first`
+        )
         const bad = yield* Effect.flip(groups.create({ name: "g0-y", topic: "t0", ackWaitMs: 0 }))
         expect(bad).toBeInstanceOf(InvalidGroupSpec)
         const beyond = yield* Effect.flip(groups.create({ name: "g0-z", topic: "t0", start: { offset: 99 } }))

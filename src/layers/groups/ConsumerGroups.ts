@@ -72,7 +72,20 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
         ? groupSpecProblem(spec)
         : "consumer groups need a coherent region (CXLOG_COHERENCE=coherent)"
       if (problem !== undefined) return yield* new InvalidGroupSpec({ group: spec.name, reason: problem })
-      if (spec.deadLetterTopic !== undefined) yield* reader.bounds(spec.deadLetterTopic)
+      if (spec.deadLetterTopic !== undefined) {
+        const deadLetterTopic = spec.deadLetterTopic
+        yield* reader.bounds(deadLetterTopic).pipe(
+          Effect.catchTag("TopicNotFound", (e) =>
+            Effect.fail(
+              new InvalidGroupSpec({
+                group: spec.name,
+                reason: e.unreadable === undefined
+                  ? `its dead-letter topic ${deadLetterTopic} does not exist: create it first`
+                  : `its dead-letter topic: ${e.message}`
+              })
+            ))
+        )
+      }
       const start = yield* startOf(reader, spec)
       const config: GroupConfig = {
         topic: spec.topic,
