@@ -77,6 +77,10 @@ describe("several topics and patterns from the command line", () => {
             30_000
           )
           expect(waiting.code).toBe(1)
+          // Said at once, so a mistyped pattern is not a silent wait.
+          expect(waiting.stderr.split("\n")[0]).toBe(
+            "cxlog subscribe: no topic matches none.* yet: reading the topics made to match it (cxlog topics lists them)"
+          )
           expect(waiting.stderr).toMatch(/topic none\.\*: no new message for 500 ms after 0 of the 1 asked for/)
           const bad = yield* runCliWithin(["subscribe", ...where, "--topic", "a.>.b", "--limit", "1"], env, 30_000)
           expect(bad.code).toBe(1)

@@ -131,6 +131,12 @@ export const printTopic = (options: PrintOptions) =>
         ? { event: "subscribed", topics: reading.subscription.topics() }
         : { event: "subscribed", position: reading.subscription.start }
     )
+    if (reading.several && reading.subscription.topics().length === 0) {
+      // Only patterns, none matching yet: said at once, so that a mistyped one is not a silent wait.
+      process.stderr.write(
+        `cxlog subscribe: no topic matches ${label} yet: reading the topics made to match it (cxlog topics lists them)\n`
+      )
+    }
     const pull: Effect.Effect<SubscriberBatch, SubscriptionError> = reading.subscription.pull
     const limit = options.limit ?? Infinity
     let printed = 0
