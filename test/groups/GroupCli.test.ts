@@ -4,14 +4,17 @@
  * again what failed, up to the dead letters; `groups pending` shows the member holding a message,
  * and a member SIGKILLed while it holds one hands it to the next member at once (the group's
  * ackWait is ten minutes: only its death can hand it on); `--exec` runs what the member holds
- * at once, a key's messages in order when the group is byKey.
+ * at once, a key's messages in order when the group is byKey, and a member stopped or killed
+ * stops every process its commands started.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { spawn } from "node:child_process"
+import { Effect, Schedule } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { groupsRegionEnv } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const head = Effect.gen(function*() {
   const region = yield* uniqueRegion("group-cli")
@@ -133,6 +136,56 @@ describe("cxlog consume and cxlog groups", () => {
         expect(keyed.trim().split("\n")).toEqual(
           [0, 1, 2, 3, 4, 5].flatMap((offset) => [`start ${offset}`, `end ${offset}`])
         )
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a member stopped (SIGTERM) or killed (SIGKILL) stops its commands and what they started: none runs on beside the next delivery",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const dir = yield* tempDir("consume-commands-")
+        yield* publishLines(env, "jobs", ["long job"])
+        yield* cli(["groups", "create", "stoppable", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        // The command starts a process of its own and waits for it: the shell alone is not the whole command.
+        const started = join(dir, "started")
+        const command = `cat >/dev/null; sleep 300 & echo $! >> ${started}; wait`
+        const startedPids =
+          () => (existsSync(started) ? readFileSync(started, "utf8").trim().split("\n").map(Number) : [])
+        const alive = (pid: number) => {
+          try {
+            process.kill(pid, 0)
+            return true
+          } catch {
+            return false
+          }
+        }
+        /** Waits (bounded) until the command's own process of run `n` is there, then until it is gone once `stop` ran. */
+        const stoppedWith = (n: number, stop: (child: ChildProcess) => void) =>
+          Effect.gen(function*() {
+            const member = yield* forkCli(["consume", "--group", "stoppable", "--exec", command], env)
+            yield* member.event("delivered")
+            yield* Effect.sync(() => startedPids().length >= n).pipe(
+              Effect.repeat({ until: (there) => there, schedule: Schedule.spaced("20 millis") }),
+              Effect.timeout("20 seconds")
+            )
+            const pid = startedPids()[n - 1]!
+            expect(alive(pid)).toBe(true)
+            stop(member.child)
+            // Its exit, not its pipes' close: a process it left running would hold those open.
+            yield* Effect.async<void>((resume) => {
+              if (member.child.exitCode !== null || member.child.signalCode !== null) return resume(Effect.void)
+              member.child.once("exit", () => resume(Effect.void))
+            }).pipe(Effect.timeout("20 seconds"))
+            yield* Effect.sync(() => alive(pid)).pipe(
+              Effect.repeat({ until: (up) => !up, schedule: Schedule.spaced("20 millis") }),
+              Effect.timeout("10 seconds")
+            )
+          })
+        yield* stoppedWith(1, (child) => child.kill("SIGTERM"))
+        // The message goes to the next member (delivered again), which is then killed outright.
+        yield* stoppedWith(2, (child) => child.kill("SIGKILL"))
       }),
     120_000
   )

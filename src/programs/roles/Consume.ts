@@ -12,7 +12,6 @@
  * what it acked (`{ event: "acked", messages }`).
  */
 import { Data, Deferred, Effect, Exit, FiberId, FiberSet, Option, Schedule, Stream } from "effect"
-import { spawn } from "node:child_process"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
@@ -24,7 +23,7 @@ import {
   InvalidGroupSpec,
   type InvalidNakDelay
 } from "../../services/groups/ConsumerGroups.js"
-import { processEnvironment } from "../../Settings.js"
+import { commandRunner, type RunCommand } from "./ConsumeCommands.js"
 import { base64, bytesField, headersField, textOf } from "./PrintTopics.js"
 import { report } from "./Report.js"
 
@@ -42,7 +41,7 @@ export interface ConsumeOptions {
   readonly json: boolean
 }
 
-/** A key for the environment and the orchestrator's events: text, any bytes that are not UTF-8 replaced. */
+/** A key for the orchestrator's events: text, any bytes that are not UTF-8 replaced. */
 const decoder = new TextDecoder()
 
 /**
@@ -65,27 +64,6 @@ const line = (d: Delivery, json: boolean): string =>
     : `${d.offset}${d.deliveryCount > 1 ? ` (delivery ${d.deliveryCount})` : ""}${
       d.key === undefined ? "" : ` [${textOf(d.key) ?? base64(d.key)}]`
     } ${textOf(d.value) ?? base64(d.value)}`
-
-/** Runs `sh -c command` on the message: its exit code (its output is this process's). */
-const run = (command: string, d: Delivery): Effect.Effect<number> =>
-  Effect.async<number>((resume) => {
-    const child = spawn("sh", ["-c", command], {
-      stdio: ["pipe", "inherit", "inherit"],
-      env: {
-        ...processEnvironment(),
-        CONSUME_GROUP: d.group,
-        CONSUME_TOPIC: d.topic,
-        CONSUME_OFFSET: `${d.offset}`,
-        CONSUME_DELIVERY_COUNT: `${d.deliveryCount}`,
-        ...(d.key === undefined ? {} : { CONSUME_KEY: decoder.decode(d.key) })
-      }
-    })
-    child.stdin!.on("error", () => {}) // a command that does not read its stdin closes it: not a failure
-    child.stdin!.end(d.value)
-    child.on("error", () => resume(Effect.succeed(127)))
-    child.on("close", (code) => resume(Effect.succeed(code ?? 128)))
-    return Effect.sync(() => child.kill("SIGTERM"))
-  })
 
 /** The output closed: nothing printed from here on would be read, so nothing more is acked. */
 export class OutputClosed extends Data.TaggedError("OutputClosed")<{ readonly reason: string }> {
@@ -150,9 +128,9 @@ const keyTurns = (byKey: boolean) => {
  * `--exec` its deadline is renewed from the moment it is handed over, while it waits behind its
  * key and while its command runs.
  */
-const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, turn: Turn) =>
+const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, turn: Turn, run: RunCommand | undefined) =>
   Effect.gen(function*() {
-    if (o.exec === undefined) {
+    if (o.exec === undefined || run === undefined) {
       yield* print(line(d, o.json))
       return yield* d.ack
     }
@@ -176,10 +154,11 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     const failed = yield* Deferred.make<void, E | OutputClosed | DeadLetterFailed | InvalidNakDelay>()
     // Printing takes one message at a time anyway.
     const turnOf = keyTurns(info.byKey && o.exec !== undefined)
+    const run = o.exec === undefined ? undefined : yield* commandRunner
     let taken = 0
     const more = () => o.limit === undefined || taken < o.limit
     const one = (d: Delivery, turn: Turn) =>
-      handle(d, o, info.ackWaitMs, turn).pipe(
+      handle(d, o, info.ackWaitMs, turn, run).pipe(
         Effect.map((acked) => {
           if (acked) {
             report({

@@ -1,0 +1,73 @@
+/**
+ * The commands `cxlog consume --exec` runs. Each is `sh -c CMD` in a process group of its own, so
+ * that stopping it (the member interrupted: Ctrl-C, SIGTERM) stops everything it started, not only
+ * its shell, whose children would go on running the message another member is given. Should this
+ * process die without stopping them (SIGKILL), one watcher stops the groups still running: an
+ * `awk` told of each group as it starts and ends over a pipe only this process writes, which at
+ * the pipe's end signals the ones left.
+ */
+import { Effect, type Scope } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
+import type { Delivery } from "../../services/groups/ConsumerGroups.js"
+import { processEnvironment } from "../../Settings.js"
+
+/** `+ PGID` when a command starts, `- PGID` when it ended; at the end of input, SIGTERM to each group left. */
+const WATCHER = `$1 == "+" { left[$2] = 1 } $1 == "-" { delete left[$2] } ` +
+  `END { for (g in left) system("kill -TERM -" g " 2>/dev/null") }`
+
+/** Runs `sh -c command` on a message: its exit code (its output is this process's). */
+export type RunCommand = (command: string, d: Delivery) => Effect.Effect<number>
+
+const decoder = new TextDecoder()
+
+/** Stops a command's process group (it may have ended already). */
+const stopGroup = (child: ChildProcess) => {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  try {
+    process.kill(-child.pid, "SIGTERM")
+  } catch {
+    // Gone already.
+  }
+}
+
+/** A runner of commands for as long as the scope lasts; its watcher goes with the scope. */
+export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effect.map(
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const watcher = spawn("awk", [WATCHER], { stdio: ["pipe", "ignore", "ignore"] })
+      watcher.on("error", () => {}) // no awk: commands are still stopped when this process stops them
+      watcher.stdin!.on("error", () => {})
+      // Neither keeps this process running.
+      watcher.unref()
+      ;(watcher.stdin as unknown as { unref: () => void }).unref()
+      return watcher
+    }),
+    // Every command was stopped or ended by now: the watcher has nothing left to stop.
+    (watcher) => Effect.sync(() => watcher.stdin!.end())
+  ),
+  (watcher): RunCommand => (command, d) =>
+    Effect.async<number>((resume) => {
+      const child = spawn("sh", ["-c", command], {
+        stdio: ["pipe", "inherit", "inherit"],
+        detached: true,
+        env: {
+          ...processEnvironment(),
+          CONSUME_GROUP: d.group,
+          CONSUME_TOPIC: d.topic,
+          CONSUME_OFFSET: `${d.offset}`,
+          CONSUME_DELIVERY_COUNT: `${d.deliveryCount}`,
+          ...(d.key === undefined ? {} : { CONSUME_KEY: decoder.decode(d.key) })
+        }
+      })
+      const group = child.pid
+      if (group !== undefined) watcher.stdin!.write(`+ ${group}\n`)
+      child.stdin!.on("error", () => {}) // a command that does not read its stdin closes it: not a failure
+      child.stdin!.end(d.value)
+      child.on("error", () => resume(Effect.succeed(127)))
+      child.on("close", (code) => {
+        if (group !== undefined) watcher.stdin!.write(`- ${group}\n`)
+        resume(Effect.succeed(code ?? 128))
+      })
+      return Effect.sync(() => stopGroup(child))
+    })
+)
