@@ -24,6 +24,7 @@ import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator, type CoordinatorShape, type Member } from "../../src/services/control/Coordinator.js"
 import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
 import type { TrimTarget } from "../../src/services/log/Topics.js"
+import { TRIM_TARGETS_THAT_ARE_NONE } from "../fixtures/trim-targets.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
@@ -177,15 +178,7 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
             _tag: "ReplicationUnavailable"
           })
         // A trim target that is none is the caller's mistake, named as such (not the coordinator's failure).
-        for (
-          const target of [
-            { beforeOffset: Number.NaN },
-            { keepMessages: -1 },
-            {},
-            { beforeOffset: 1, keepMessages: 2 },
-            { beforeTime: 1.5 }
-          ]
-        ) {
+        for (const target of TRIM_TARGETS_THAT_ARE_NONE) {
           const refused = yield* Effect.flip(p.trimTopic("orders", target as TrimTarget))
           expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders" })
           expect(refused.message).toContain("a trim says where with one of beforeOffset, keepMessages or beforeTime")

@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { groupsRegionEnv } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
-import { tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { isRunning, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const head = Effect.gen(function*() {
   const region = yield* uniqueRegion("group-cli")
@@ -153,14 +153,6 @@ describe("cxlog consume and cxlog groups", () => {
         const command = `cat >/dev/null; sleep 300 & echo $! >> ${started}; wait`
         const startedPids =
           () => (existsSync(started) ? readFileSync(started, "utf8").trim().split("\n").map(Number) : [])
-        const alive = (pid: number) => {
-          try {
-            process.kill(pid, 0)
-            return true
-          } catch {
-            return false
-          }
-        }
         /** Waits (bounded) until the command's own process of run `n` is there, then until it is gone once `stop` ran. */
         const stoppedWith = (n: number, stop: (child: ChildProcess) => void) =>
           Effect.gen(function*() {
@@ -171,14 +163,14 @@ describe("cxlog consume and cxlog groups", () => {
               Effect.timeout("20 seconds")
             )
             const pid = startedPids()[n - 1]!
-            expect(alive(pid)).toBe(true)
+            expect(isRunning(pid)).toBe(true)
             stop(member.child)
             // Its exit, not its pipes' close: a process it left running would hold those open.
             yield* Effect.async<void>((resume) => {
               if (member.child.exitCode !== null || member.child.signalCode !== null) return resume(Effect.void)
               member.child.once("exit", () => resume(Effect.void))
             }).pipe(Effect.timeout("20 seconds"))
-            yield* Effect.sync(() => alive(pid)).pipe(
+            yield* Effect.sync(() => isRunning(pid)).pipe(
               Effect.repeat({ until: (up) => !up, schedule: Schedule.spaced("20 millis") }),
               Effect.timeout("10 seconds")
             )

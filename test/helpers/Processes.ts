@@ -29,6 +29,16 @@ export const uniqueRegion = (label: string): Effect.Effect<string, never, Scope.
       })
   )
 
+/** Whether a process of `pid` runs (signal 0: nothing is sent). */
+export const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 /** A new directory under the system's temporary one, removed with what it holds when the scope closes. */
 export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scope> =>
   Effect.acquireRelease(

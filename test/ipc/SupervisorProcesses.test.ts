@@ -15,7 +15,7 @@ import { type DiscoveredProcess, Discovery, type DiscoveryEvent } from "../../sr
 import { type ChildSpec, Supervisor, type SupervisorEvent } from "../../src/services/ipc/Supervisor.js"
 import { runCliWithin } from "../helpers/CliRoles.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
-import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
+import { isRunning, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
   directory: { entrySlots: 16, holderLines: 8, heapBytes: 4 << 20 },
@@ -71,15 +71,6 @@ const member = (region: string, extra: object = {}): Omit<ChildSpec, "name"> => 
   args: [fixtureEntry("supervised-member"), JSON.stringify({ region, ...extra })],
   output: "ignore"
 })
-
-const isRunning = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const p50 = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 

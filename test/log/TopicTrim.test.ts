@@ -19,6 +19,7 @@ import {
   smallConfig,
   timedBatch
 } from "../fixtures/log-harness.js"
+import { TRIM_TARGETS_THAT_ARE_NONE } from "../fixtures/trim-targets.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -152,15 +153,7 @@ for (const impl of implementations) {
           _tag: "TopicNotFound"
         })
         // A target that is none (what a JavaScript caller may pass) is refused naming the three kinds.
-        for (
-          const target of [
-            { beforeOffset: Number.NaN },
-            { keepMessages: -1 },
-            {},
-            { beforeOffset: 1, keepMessages: 2 },
-            { beforeTime: 1.5 }
-          ]
-        ) {
+        for (const target of TRIM_TARGETS_THAT_ARE_NONE) {
           const refused = yield* Effect.flip(cluster.topics.trim("kept", target as TrimTarget))
           expect(refused.message).toBe(
             `topic "kept" cannot be trimmed: a trim says where with one of beforeOffset, keepMessages or beforeTime, a whole number 0 or more, not ${

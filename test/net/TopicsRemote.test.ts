@@ -20,6 +20,7 @@ import { TopicExists, TopicNotFound, type TrimTarget } from "../../src/services/
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import { header, makeBatch } from "../fixtures/log-harness.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
+import { TRIM_TARGETS_THAT_ARE_NONE } from "../fixtures/trim-targets.js"
 import { tempDir } from "../helpers/Processes.js"
 
 const OPS: Credentials = { user: "ops", secret: "ops-secret-1" }
@@ -127,11 +128,7 @@ describe("Topics through a broker", () => {
         name: "orders.nope"
       })
       // A target that is none is refused before it is sent, naming the three kinds.
-      for (
-        const target of [{ beforeOffset: Number.NaN }, { keepMessages: -1 }, {}, { beforeOffset: 1, keepMessages: 2 }, {
-          beforeTime: 1.5
-        }]
-      ) {
+      for (const target of TRIM_TARGETS_THAT_ARE_NONE) {
         const refused = yield* Effect.flip(ops.trim("orders.eu", target as TrimTarget))
         expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders.eu" })
       }

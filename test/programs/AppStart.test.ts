@@ -13,7 +13,7 @@ import { join } from "node:path"
 import { ipcHead } from "../fixtures/ipc-member.js"
 import { runCli, runCliWithin } from "../helpers/CliRoles.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
-import { tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { isRunning, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** Runs until SIGTERM, then exits 0. */
 const STEADY = `process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000)\n`
@@ -28,15 +28,6 @@ const waitFor = (what: string, ok: () => boolean, output: () => string) =>
   Effect.gen(function*() {
     while (!ok()) yield* Effect.sleep("20 millis")
   }).pipe(Effect.timeoutFail({ duration: 60_000, onTimeout: () => new Error(`no ${what}: ${output()}`) }))
-
-const isRunning = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Child pids the app printed as started (`ChildStarted child=… pid=…`). */
 const startedPids = (output: string) =>
