@@ -178,6 +178,9 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
             _tag: "ReplicationUnavailable"
           })
         // A trim target that is none is the caller's mistake, named as such (not the coordinator's failure).
+        // A name that is no string names no topic: refused as such, not as the coordinator's failure.
+        expect(yield* Effect.flip(p.deleteTopic(42 as unknown as string))).toMatchObject({ _tag: "TopicNotFound" })
+        expect(yield* Effect.flip(p.purgeTopic(42 as unknown as string))).toMatchObject({ _tag: "TopicNotFound" })
         for (const target of TRIM_TARGETS_THAT_ARE_NONE) {
           const refused = yield* Effect.flip(p.trimTopic("orders", target as TrimTarget))
           expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders" })

@@ -128,6 +128,16 @@ describe("Topics through a broker", () => {
         name: "orders.nope"
       })
       // A target that is none is refused before it is sent, naming the three kinds.
+      // A name that is no string (what a JavaScript caller may pass) names no topic, refused before it is sent.
+      const notAName = 42 as unknown as string
+      const calls: ReadonlyArray<Effect.Effect<unknown, unknown>> = [
+        ops.describe(notAName),
+        ops.delete(notAName),
+        ops.purge(notAName)
+      ]
+      for (const refused of calls) {
+        expect(yield* Effect.flip(refused)).toMatchObject({ _tag: "TopicNotFound", message: `unknown topic "42"` })
+      }
       for (const target of TRIM_TARGETS_THAT_ARE_NONE) {
         const refused = yield* Effect.flip(ops.trim("orders.eu", target as TrimTarget))
         expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders.eu" })

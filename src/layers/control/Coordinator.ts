@@ -22,7 +22,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
-import { checkTopicSpec, checkTrimTarget } from "../../services/log/Topics.js"
+import { checkTopicName, checkTopicSpec, checkTrimTarget } from "../../services/log/Topics.js"
 import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
@@ -326,19 +326,21 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           ]))
         ),
       deleteTopic: (name) =>
-        client.call(Protocol.DeleteTopicMethod, { name }).pipe(
-          Effect.asVoid,
-          Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
-        ),
+        Effect.flatMap(checkTopicName(name), (checked) =>
+          client.call(Protocol.DeleteTopicMethod, { name: checked }).pipe(
+            Effect.asVoid,
+            Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
+          )),
       trimTopic: (name, target) =>
-        Effect.flatMap(checkTrimTarget(name, target), (checked) =>
-          client.call(Protocol.TrimTopicMethod, { name, target: checked }).pipe(
+        Effect.flatMap(Effect.zip(checkTopicName(name), checkTrimTarget(String(name), target)), ([checked, at]) =>
+          client.call(Protocol.TrimTopicMethod, { name: checked, target: at }).pipe(
             Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
           )),
       purgeTopic: (name) =>
-        client.call(Protocol.PurgeTopicMethod, { name }).pipe(
-          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
-        ),
+        Effect.flatMap(checkTopicName(name), (checked) =>
+          client.call(Protocol.PurgeTopicMethod, { name: checked }).pipe(
+            Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
+          )),
       createObject: (spec) => {
         const problem = objectNameProblem(spec.name)
         if (problem !== undefined) {

@@ -80,6 +80,9 @@ export interface TopicTable {
 const missing = (name: string, unreadable: string | undefined) =>
   new TopicNotFound(unreadable === undefined ? { name } : { name, unreadable })
 
+/** A name a JavaScript caller gave that is no string names no topic (it is not looked up as its text). */
+const notAName = (name: string) => typeof name !== "string"
+
 /** Resolves names to topics, caching hits while they stay current (a deleted topic's name is looked up afresh). */
 export const resolverOver = (
   find: (name: string) => TopicInfo | string | undefined,
@@ -88,6 +91,7 @@ export const resolverOver = (
   const cache = new Map<string, TopicInfo>()
   return (name: string): Effect.Effect<TopicInfo, TopicNotFound> =>
     Effect.suspend(() => {
+      if (notAName(name)) return Effect.fail(missing(String(name), undefined))
       const cached = cache.get(name)
       if (cached !== undefined && isCurrent(cached)) return Effect.succeed(cached)
       cache.delete(name)
@@ -140,6 +144,7 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
 
 /** The live topic of that name, looked up afresh, or TopicNotFound (saying why when it cannot be read). */
 const found = (table: TopicTable, name: string): Effect.Effect<TopicInfo, TopicNotFound> => {
+  if (notAName(name)) return Effect.fail(missing(String(name), undefined))
   const info = table.find(name)
   return info === undefined || typeof info === "string" ? Effect.fail(missing(name, info)) : Effect.succeed(info)
 }

@@ -13,6 +13,7 @@
 import { Effect, Layer, type Scope } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
+  checkTopicName,
   checkTopicSpec,
   checkTrimTarget,
   type TopicDescription,
@@ -90,17 +91,23 @@ export const makeRemoteTopics = (options: RemoteTopicsOptions): Effect.Effect<Re
     /** `method` with `input` over the connection (made first if need be). */
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
       Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))
+    const describe = (name: string) =>
+      Effect.flatMap(checkTopicName(name), (checked) => call(DescribeTopic, { name: checked }))
     const topics: TopicsShape = {
       // Checked before it is sent, as over the coordinator: a spec that cannot be encoded is the caller's mistake.
       create: (spec) => Effect.flatMap(checkTopicSpec(spec), (checked) => call(CreateTopic, checked)),
-      lookup: (name) => Effect.map(call(DescribeTopic, { name }), infoOf),
+      lookup: (name) => Effect.map(describe(name), infoOf),
       list: Effect.map(call(ListTopics, {}), (overview) => overview.topics.map(infoOf)),
-      delete: (name) => Effect.asVoid(call(DeleteTopic, { name })),
-      describe: (name) => call(DescribeTopic, { name }),
+      delete: (name) =>
+        Effect.asVoid(Effect.flatMap(checkTopicName(name), (checked) => call(DeleteTopic, { name: checked }))),
+      describe,
       overview: call(ListTopics, {}),
       trim: (name, target) =>
-        Effect.flatMap(checkTrimTarget(name, target), (checked) => call(TrimTopic, { name, target: checked })),
-      purge: (name) => call(PurgeTopic, { name })
+        Effect.flatMap(
+          Effect.zip(checkTopicName(name), checkTrimTarget(String(name), target)),
+          ([checked, at]) => call(TrimTopic, { name: checked, target: at })
+        ),
+      purge: (name) => Effect.flatMap(checkTopicName(name), (checked) => call(PurgeTopic, { name: checked }))
     }
     return { topics, connect: Effect.asVoid(connected) }
   })

@@ -309,6 +309,14 @@ export class InvalidTopicSpec
   }
 }
 
+/**
+ * A topic's name as a JavaScript caller gave it, before it is sent: a topic is named by a string,
+ * and anything else names no topic (a request that could not be encoded would read as the
+ * coordinator or broker failing).
+ */
+export const checkTopicName = (name: unknown): Effect.Effect<string, TopicNotFound> =>
+  typeof name === "string" ? Effect.succeed(name) : Effect.fail(new TopicNotFound({ name: String(name) }))
+
 const isTrimTarget = Schema.is(TrimTarget)
 
 /**
