@@ -180,6 +180,12 @@ for (const impl of implementations) {
           .toMatchObject({
             _tag: "InvalidTopicSpec"
           })
+        // A field the spec has no name for (a JavaScript caller's typo) is refused naming it, not left out.
+        const typo = { name: "typo", order: 2, ackLevel: 1, replicationFactor: 1, memoryBytes: 1 << 20 } as const
+        expect((yield* Effect.flip(topics.create(typo as unknown as Parameters<typeof topics.create>[0]))).message)
+          .toBe(
+            `invalid topic: topic typo: memoryBytes: is unexpected, expected: "name" | "order" | "ackLevel" | "replicationFactor" | "diskRetention" | "memory" | "writers" | "maxMessageBytes" | "retention"`
+          )
         // A memory too small for every writer's lane of 8 KiB, or a message its lanes cannot hold, is refused as such.
         const tiny = yield* Effect.flip(
           topics.create({ name: "tiny", order: 2, ackLevel: 1, replicationFactor: 1, memory: 16 << 10 })

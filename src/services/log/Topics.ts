@@ -336,9 +336,10 @@ export const checkTrimTarget = (name: string, target: unknown): Effect.Effect<Tr
       })
     )
 
-/** `spec` checked as a `TopicSpec` before it is sent or used. */
+/** `spec` checked as a `TopicSpec` before it is sent or used: its fields, and no other. */
 export const checkTopicSpec = (spec: unknown): Effect.Effect<TopicSpec, InvalidTopicSpec> =>
-  Schema.decodeUnknown(TopicSpec)(spec).pipe(
+  // A field the spec has no such name for is a mistake (`memoryBytes` for `memory`), not left out in silence.
+  Schema.decodeUnknown(TopicSpec, { onExcessProperty: "error" })(spec).pipe(
     Effect.mapError((e) =>
       InvalidTopicSpec.ofParseError(
         typeof spec === "object" && spec !== null ? (spec as { name?: unknown }).name : spec,
