@@ -17,6 +17,7 @@ import {
   GroupMembersFull,
   GroupNotFound,
   GroupPendingFull,
+  type GroupSpec,
   InvalidGroupSpec,
   InvalidNakDelay,
   MAX_NAK_DELAY_MS
@@ -67,6 +68,13 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(latest).toMatchObject({ startOffset: 3, byKey: true, lag: 0 })
         expect((yield* groups.list).map((g) => g.name).sort()).toEqual(["g0", "g0-latest"])
         expect(yield* Effect.flip(groups.create({ name: "g0-x", topic: "nope" }))).toBeInstanceOf(TopicNotFound)
+        // A field the spec has no name for (a JavaScript caller's typo) is refused naming it, not left out.
+        const typo = { name: "g0-t", topic: "t0", ackWait: 5_000 } as unknown as GroupSpec
+        const typoRefused = yield* Effect.flip(groups.create(typo))
+        expect(typoRefused).toBeInstanceOf(InvalidGroupSpec)
+        expect(typoRefused.message).toBe(
+          `consumer group "g0-t": a group's spec has no field ackWait (its fields: name, topic, byKey, ackWaitMs, maxDeliver, deadLetterTopic, start, memberSlots, pendingSlots)`
+        )
         // A dead-letter topic that does not exist is the spec's mistake, said as such.
         const noDeadLetters = yield* Effect.flip(groups.create({ name: "g0-d", topic: "t0", deadLetterTopic: "nope" }))
         expect(noDeadLetters).toBeInstanceOf(InvalidGroupSpec)

@@ -18,7 +18,8 @@ import {
   type ConsumerGroupsShape,
   type Delivery,
   type GroupJoinError,
-  GroupsUnavailable
+  GroupsUnavailable,
+  InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
 import type { Credentials } from "../net/Auth.js"
 import { FrameType } from "../net/Frame.js"
@@ -37,7 +38,7 @@ import {
   MemberLeft,
   PendingOfGroup
 } from "./GroupProtocol.js"
-import { refuseJoin } from "./GroupSpecs.js"
+import { groupSpecProblem, refuseJoin } from "./GroupSpecs.js"
 import { RemoteDelivery, RemoteSettling } from "./RemoteDelivery.js"
 
 export interface RemoteGroupsOptions extends RemoteLinkOptions {
@@ -153,7 +154,13 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
       }))
 
     return {
-      create: (spec) => call(CreateGroup, spec),
+      // Checked before it is sent, as in place: the request's Schema would drop a field it has no name for.
+      create: (spec) => {
+        const problem = groupSpecProblem(spec)
+        return problem === undefined
+          ? call(CreateGroup, spec)
+          : Effect.fail(new InvalidGroupSpec({ group: spec.name, reason: problem }))
+      },
       describe: (name) => call(DescribeGroup, { name }),
       list: call(ListGroups, {}),
       pending: (name) => call(PendingOfGroup, { name }),

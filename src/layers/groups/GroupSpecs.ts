@@ -15,9 +15,26 @@ const U32 = 2 ** 32 - 1
 const outside = (value: number | undefined, min: number, max: number) =>
   value !== undefined && (!Number.isInteger(value) || value < min || value > max)
 
+/** The fields a spec may have: any other is a caller's mistake (`ackWait` for `ackWaitMs`), not left out in silence. */
+const SPEC_FIELDS: ReadonlySet<string> = new Set<keyof GroupSpec>([
+  "name",
+  "topic",
+  "byKey",
+  "ackWaitMs",
+  "maxDeliver",
+  "deadLetterTopic",
+  "start",
+  "memberSlots",
+  "pendingSlots"
+])
+
 /** Why the spec cannot be a group, or undefined. */
 export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
-  if (spec.topic.length === 0) return "it needs a topic"
+  const unknown = Object.keys(spec).filter((field) => !SPEC_FIELDS.has(field))
+  if (unknown.length > 0) {
+    return `a group's spec has no field ${unknown.join(", ")} (its fields: ${[...SPEC_FIELDS].join(", ")})`
+  }
+  if (typeof spec.topic !== "string" || spec.topic.length === 0) return "it needs a topic"
   if (spec.deadLetterTopic === spec.topic) return "its dead-letter topic cannot be its own topic"
   if (outside(spec.ackWaitMs, 1, U32)) return `ackWaitMs must be a whole number from 1 to ${U32}, not ${spec.ackWaitMs}`
   if (outside(spec.maxDeliver, 0, U32)) return `maxDeliver must be a whole number from 0 (no limit) to ${U32}`
