@@ -355,6 +355,10 @@ for (const impl of impls) {
         expect(
           yield* Effect.flip(subscriber.subscribeTopics(["t"], { from: -2 } as unknown as SubscribeOptions))
         ).toMatchObject({ _tag: "InvalidSubscribeOptions" })
+        // An option it does not take (a JavaScript caller's typo) is named, not left out.
+        expect((yield* refused({ fromTimestamp: 5 })).message).toBe(
+          "invalid subscribe options: there is no option fromTimestamp (the options: from, fromTime, consumer, autoCommit)"
+        )
         // Both a position and a time: neither is taken over the other in silence.
         expect((yield* refused({ from: 2, fromTime: 5 })).message).toBe(
           "invalid subscribe options: from 2 and fromTime 5 are both given: fromTime starts in place of from, give one"

@@ -1,6 +1,6 @@
 /**
  * What every Subscriber checks of a subscribe's options before it opens anything: `from` is a
- * position and `fromTime` a time, and at most one of them is given. A JavaScript caller can pass anything; a wrong one is
+ * position and `fromTime` a time, at most one of them is given, and no option it does not take. A JavaScript caller can pass anything; a wrong one is
  * `InvalidSubscribeOptions` in one line, not a Schema tree from deep in the request.
  */
 import { Effect } from "effect"
@@ -9,9 +9,23 @@ import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } 
 /** A value as the caller gave it: a string quoted, anything else as JavaScript prints it (NaN stays NaN). */
 const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
 
+/** The options a subscribe takes: any other is a caller's mistake (`fromTimestamp`), not left out in silence. */
+const OPTION_NAMES: ReadonlySet<string> = new Set<keyof SubscribeOptions>([
+  "from",
+  "fromTime",
+  "consumer",
+  "autoCommit"
+])
+
 /** Why `options` cannot start a subscription, or undefined. */
 export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | undefined => {
   if (options === undefined) return undefined
+  const unknown = Object.keys(options).filter((name) => !OPTION_NAMES.has(name))
+  if (unknown.length > 0) {
+    return new InvalidSubscribeOptions({
+      reason: `there is no option ${unknown.join(", ")} (the options: ${[...OPTION_NAMES].join(", ")})`
+    })
+  }
   const { from, fromTime } = options
   if (
     from !== undefined && from !== "earliest" && from !== "latest" &&
