@@ -169,8 +169,8 @@ const deleteTopic = (table: TopicTable, name: string) =>
  */
 const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
   Effect.gen(function*() {
-    const target = yield* checkTrimTarget(name, given)
     const info = yield* found(table, name)
+    const target = yield* checkTrimTarget(info.name, given)
     if (info.replicationFactor > 1) {
       return yield* new TopicNotTrimmable({
         name,
