@@ -10,7 +10,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { BatchCopy, GroupReader } from "../../src/layers/groups/GroupReader.js"
-import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchBuilder.js"
 import type { LogBatchView, LogCursor, LogReaderShape } from "../../src/services/log/LogReader.js"
 import type { TopicInfo } from "../../src/services/log/Topics.js"
 import { encodedParts } from "../fixtures/encoded-parts.js"

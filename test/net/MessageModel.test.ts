@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
-import { BatchBuilder, BufferPool, forEachMessage, MessageFlags } from "../../src/layers/net/BatchPayload.js"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchBuilder.js"
+import { forEachMessage, MessageFlags } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, ErrorBody, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"

@@ -1,9 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Either } from "effect"
 import * as fc from "effect/FastCheck"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchBuilder.js"
 import {
-  BatchBuilder,
-  BufferPool,
   checkBatchPayload,
   forEachMessage,
   MAX_TIME_DELTA_MS,

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber } from "effect"
-import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchPayload.js"
+import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchBuilder.js"
 import { BatchView } from "../../src/layers/net/SubscriberBatch.js"
 import { parseTime } from "../../src/programs/commands/SharedFlags.js"
 import { formatLine } from "../../src/programs/roles/PrintTopics.js"

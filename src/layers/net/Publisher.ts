@@ -29,7 +29,7 @@ import {
 } from "../../services/net/Publisher.js"
 import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { withLocalCredentials } from "./Auth.js"
-import { BufferPool } from "./BatchPayload.js"
+import { BufferPool } from "./BatchBuilder.js"
 import { parseAddresses } from "./BrokerAddress.js"
 import { publisherCalls } from "./PublisherCalls.js"
 import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"

@@ -8,7 +8,7 @@ import { Schema } from "effect"
 import { TopicName } from "../../services/log/Topics.js"
 import { type PublishError, PublishTopicInvalid } from "../../services/net/Publisher.js"
 import { SMALLEST_BATCH_LIMIT } from "../log/TopicShape.js"
-import { BatchBuilder } from "./BatchPayload.js"
+import { BatchBuilder } from "./BatchBuilder.js"
 import { type Lane, type PublisherState, SessionOnLink } from "./PublisherState.js"
 
 const isTopicName = Schema.is(TopicName)

@@ -8,7 +8,7 @@
  * longer than the connect timeout.
  */
 import { BrokerRejected, BrokersUnreachable } from "../../services/net/Publisher.js"
-import type { BufferPool } from "./BatchPayload.js"
+import type { BufferPool } from "./BatchBuilder.js"
 import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
 import { type ClientConnection, type ConnectionClosed, openConnection } from "./ClientConnection.js"
 import { fatalWireErrors, Hello, PROTOCOL_VERSION } from "./Control.js"

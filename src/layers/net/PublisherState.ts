@@ -13,7 +13,7 @@
 import type { Effect, Either } from "effect"
 import type { AckLevel } from "../../services/log/Topics.js"
 import type { PublishAck, PublishError } from "../../services/net/Publisher.js"
-import type { BatchBuilder, BufferPool } from "./BatchPayload.js"
+import type { BatchBuilder, BufferPool } from "./BatchBuilder.js"
 import type { Pacing } from "./Pacing.js"
 import type { PublisherSettings } from "./PublisherDefaults.js"
 import type { LinkBatch, PublisherLink } from "./PublisherLink.js"
