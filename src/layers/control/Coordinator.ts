@@ -22,7 +22,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
-import { checkTopicName, checkTopicSpec, checkTrimTarget } from "../../services/log/Topics.js"
+import { checkTopicName, checkTopicSpec, checkTrim } from "../../services/log/Topics.js"
 import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
@@ -332,8 +332,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
             Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
           )),
       trimTopic: (name, target) =>
-        Effect.flatMap(Effect.zip(checkTopicName(name), checkTrimTarget(String(name), target)), ([checked, at]) =>
-          client.call(Protocol.TrimTopicMethod, { name: checked, target: at }).pipe(
+        Effect.flatMap(checkTrim(name, target), (checked) =>
+          client.call(Protocol.TrimTopicMethod, checked).pipe(
             Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
           )),
       purgeTopic: (name) =>

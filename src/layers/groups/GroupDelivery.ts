@@ -9,12 +9,7 @@
  * `ackNow`: the Promise facade settles through it without running an effect per ack).
  */
 import { Clock, Effect } from "effect"
-import {
-  type DeadLetterFailed,
-  type Delivery,
-  InvalidNakDelay,
-  nakDelayProblem
-} from "../../services/groups/ConsumerGroups.js"
+import type { DeadLetterFailed, Delivery, InvalidNakDelay } from "../../services/groups/ConsumerGroups.js"
 import { DeliveryFields } from "./DeliveryFields.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import type { Counter, GroupConfig } from "./GroupLayout.js"
@@ -98,10 +93,8 @@ export class LocalDelivery extends DeliveryFields implements Delivery {
 
   get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed | InvalidNakDelay> {
     return (delayMs = 0) => {
-      const problem = nakDelayProblem(delayMs)
-      if (problem !== undefined) {
-        return Effect.fail(new InvalidNakDelay({ group: this.group, offset: this.offset, reason: problem }))
-      }
+      const refused = this.refusedNak(delayMs)
+      if (refused !== undefined) return refused
       const { maxDeliver } = this.s.config
       return maxDeliver > 0 && this.deliveryCount >= maxDeliver
         ? this.deadLetter(`max-deliver: nak'd after ${this.deliveryCount} deliveries`)

@@ -10,12 +10,7 @@
  * delivered again (at least once). A settle the broker could not read is this client's fault: it dies.
  */
 import { Effect } from "effect"
-import {
-  type DeadLetterFailed,
-  type Delivery,
-  InvalidNakDelay,
-  nakDelayProblem
-} from "../../services/groups/ConsumerGroups.js"
+import type { DeadLetterFailed, Delivery, InvalidNakDelay } from "../../services/groups/ConsumerGroups.js"
 import { DeliveryFields } from "./DeliveryFields.js"
 import type { AckedTogether, AcksTogether } from "./GroupDelivery.js"
 import type { DeliveredMessage } from "./GroupDeliveryFrame.js"
@@ -76,12 +71,7 @@ export class RemoteDelivery extends DeliveryFields implements Delivery, AckedTog
   }
 
   get nak(): (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed | InvalidNakDelay> {
-    return (delayMs) => {
-      const problem = nakDelayProblem(delayMs)
-      return problem !== undefined
-        ? Effect.fail(new InvalidNakDelay({ group: this.group, offset: this.offset, reason: problem }))
-        : this.one("nak", delayMs === undefined ? {} : { delayMs })
-    }
+    return (delayMs) => this.refusedNak(delayMs) ?? this.one("nak", delayMs === undefined ? {} : { delayMs })
   }
 
   get term(): (reason?: string) => Effect.Effect<boolean, DeadLetterFailed> {

@@ -15,7 +15,7 @@ import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   checkTopicName,
   checkTopicSpec,
-  checkTrimTarget,
+  checkTrim,
   type TopicDescription,
   type TopicInfo,
   Topics,
@@ -102,11 +102,7 @@ export const makeRemoteTopics = (options: RemoteTopicsOptions): Effect.Effect<Re
         Effect.asVoid(Effect.flatMap(checkTopicName(name), (checked) => call(DeleteTopic, { name: checked }))),
       describe,
       overview: call(ListTopics, {}),
-      trim: (name, target) =>
-        Effect.flatMap(
-          Effect.zip(checkTopicName(name), checkTrimTarget(String(name), target)),
-          ([checked, at]) => call(TrimTopic, { name: checked, target: at })
-        ),
+      trim: (name, target) => Effect.flatMap(checkTrim(name, target), (checked) => call(TrimTopic, checked)),
       purge: (name) => Effect.flatMap(checkTopicName(name), (checked) => call(PurgeTopic, { name: checked }))
     }
     return { topics, connect: Effect.asVoid(connected) }

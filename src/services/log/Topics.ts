@@ -336,6 +336,16 @@ export const checkTrimTarget = (name: string, target: unknown): Effect.Effect<Tr
       })
     )
 
+/** A trim's name and target, both checked before it is sent. */
+export const checkTrim = (
+  name: string,
+  target: TrimTarget
+): Effect.Effect<{ readonly name: string; readonly target: TrimTarget }, TopicNotFound | TopicNotTrimmable> =>
+  Effect.flatMap(
+    checkTopicName(name),
+    (checked) => Effect.map(checkTrimTarget(checked, target), (at) => ({ name: checked, target: at }))
+  )
+
 /** `spec` checked as a `TopicSpec` before it is sent or used: its fields, and no other. */
 export const checkTopicSpec = (spec: unknown): Effect.Effect<TopicSpec, InvalidTopicSpec> =>
   // A field the spec has no such name for is a mistake (`memoryBytes` for `memory`), not left out in silence.
