@@ -1,7 +1,8 @@
 /**
  * What every Subscriber checks of a subscribe's options before it opens anything: `from` is a
- * position and `fromTime` a time, at most one of them is given, and no option it does not take. A JavaScript caller can pass anything; a wrong one is
- * `InvalidSubscribeOptions` in one line, not a Schema tree from deep in the request.
+ * position and `fromTime` a time, at most one of them is given, and no option it does not take.
+ * A JavaScript caller can pass anything; a wrong one is `InvalidSubscribeOptions` in one line,
+ * not a Schema tree from deep in the request.
  */
 import { Effect } from "effect"
 import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"

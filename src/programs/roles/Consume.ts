@@ -24,7 +24,7 @@ import {
   type InvalidNakDelay
 } from "../../services/groups/ConsumerGroups.js"
 import { commandRunner, type RunCommand } from "./ConsumeCommands.js"
-import { base64, bytesField, headersField, textOf } from "./PrintTopics.js"
+import { base64, headersField, putBytes, textOf } from "./PrintTopics.js"
 import { report } from "./Report.js"
 
 export interface ConsumeOptions {
@@ -49,21 +49,24 @@ const decoder = new TextDecoder()
  * prints them, a key, header value or value that is not UTF-8 is given in base64 (JSON: under
  * `…Base64`), never as text with its bytes replaced.
  */
-const line = (d: Delivery, json: boolean): string =>
-  json
-    ? JSON.stringify({
-      group: d.group,
-      topic: d.topic,
-      offset: d.offset,
-      deliveryCount: d.deliveryCount,
-      timestamp: d.timestamp,
-      ...(d.key === undefined ? {} : bytesField("key", d.key)),
-      ...(d.headers === undefined ? {} : { headers: headersField(d.headers) }),
-      ...bytesField("value", d.value)
-    })
-    : `${d.offset}${d.deliveryCount > 1 ? ` (delivery ${d.deliveryCount})` : ""}${
+const line = (d: Delivery, json: boolean): string => {
+  if (!json) {
+    return `${d.offset}${d.deliveryCount > 1 ? ` (delivery ${d.deliveryCount})` : ""}${
       d.key === undefined ? "" : ` [${textOf(d.key) ?? base64(d.key)}]`
     } ${textOf(d.value) ?? base64(d.value)}`
+  }
+  const fields: Record<string, unknown> = {
+    group: d.group,
+    topic: d.topic,
+    offset: d.offset,
+    deliveryCount: d.deliveryCount,
+    timestamp: d.timestamp
+  }
+  if (d.key !== undefined) putBytes(fields, "key", d.key)
+  if (d.headers !== undefined) fields["headers"] = headersField(d.headers)
+  putBytes(fields, "value", d.value)
+  return JSON.stringify(fields)
+}
 
 /** The output closed: nothing printed from here on would be read, so nothing more is acked. */
 export class OutputClosed extends Data.TaggedError("OutputClosed")<{ readonly reason: string }> {

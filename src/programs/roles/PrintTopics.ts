@@ -53,15 +53,20 @@ export const textOf = (bytes: Uint8Array): string | undefined => {
 export const base64 = (bytes: Uint8Array) =>
   Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64")
 
-/** Bytes for a line of JSON: text under `name`, or base64 under `nameBase64` when they are not UTF-8. */
-export const bytesField = (name: string, bytes: Uint8Array): Record<string, string> => {
+/** Puts bytes in a line of JSON: as text under `name`, or in base64 under `nameBase64` when they are not UTF-8. */
+export const putBytes = (line: Record<string, unknown>, name: string, bytes: Uint8Array): void => {
   const text = textOf(bytes)
-  return text === undefined ? { [`${name}Base64`]: base64(bytes) } : { [name]: text }
+  if (text === undefined) line[`${name}Base64`] = base64(bytes)
+  else line[name] = text
 }
 
-/** A message's headers for a line of JSON, in their order: each value as `bytesField` gives it. */
+/** A message's headers for a line of JSON, in their order: each value as `putBytes` puts it. */
 export const headersField = (headers: ReadonlyArray<MessageHeader>) =>
-  headers.map((h) => ({ name: h.name, ...bytesField("value", h.value) }))
+  headers.map((h) => {
+    const header: Record<string, unknown> = { name: h.name }
+    putBytes(header, "value", h.value)
+    return header
+  })
 
 /**
  * One output line: `offset<TAB>value` (base64 when the value is not UTF-8), or JSON with the
@@ -75,14 +80,11 @@ export const formatLine = (format: PrintOptions["format"], m: SubscriberMessage,
   const line: Record<string, unknown> = withTopic
     ? { topic: m.topic, offset: m.offset, timestamp: m.timestamp }
     : { offset: m.offset, timestamp: m.timestamp }
-  return `${
-    JSON.stringify({
-      ...line,
-      ...(m.key === undefined ? {} : bytesField("key", m.key)),
-      ...(m.headers === undefined ? {} : { headers: headersField(m.headers) }),
-      ...(text === undefined ? { payloadBase64: base64(m.payload) } : { payload: text })
-    })
-  }\n`
+  if (m.key !== undefined) putBytes(line, "key", m.key)
+  if (m.headers !== undefined) line["headers"] = headersField(m.headers)
+  if (text === undefined) line["payloadBase64"] = base64(m.payload)
+  else line["payload"] = text
+  return `${JSON.stringify(line)}\n`
 }
 
 /**
