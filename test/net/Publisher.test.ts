@@ -8,6 +8,7 @@ import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { FrameType, writeFrameHeader, writeHeader } from "../../src/layers/net/Frame.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { refusal } from "../../src/layers/net/PublisherDefaults.js"
 import { REFUSED_ATTEMPTS } from "../../src/layers/net/PublisherLinkTcp.js"
 import { Appender, type AppenderShape, type AppendReceipt, type BatchHeader } from "../../src/services/log/Appender.js"
 import type { BrokerShape } from "../../src/services/net/Broker.js"
@@ -518,6 +519,14 @@ describe("Publisher", () => {
             `invalid publisher options: not a broker address: "${address.host}:${address.port}" (host:port, the port in 1..65535)`
         })
       }
+      // A misspelt option is the caller's mistake, said with the options there are, not a default taken in silence.
+      const misspelt = { brokers: addresses, topic: "t", maxInflightBatches: 4 } as PublisherOptions
+      const unknown = yield* Effect.flip(PublisherLayers.make(misspelt))
+      expect(unknown._tag).toBe("InvalidPublisherOptions")
+      expect(unknown.message).toMatch(
+        /^invalid publisher options: a publisher has no option maxInflightBatches \(its options: brokers, topic, .*maxInFlightBatches/
+      )
+      expect(refusal(misspelt, 10)?.message).toBe(unknown.message)
     }))
 
   it.scopedLive("self-clocking: a message with nothing in flight is sealed at once (at the end of its synchronous burst, with the burst), with no linger timer; one behind it goes with the ACK", () =>

@@ -150,6 +150,30 @@ describe("the local publisher (a real region)", () => {
     30_000
   )
 
+  it.scopedLive(
+    "a local publisher refuses options it does not take: brokers, and a misspelt one",
+    () =>
+      Effect.gen(function*() {
+        const { localLog } = yield* cluster(5)
+        const log = yield* Layer.build(yield* localLog)
+        for (
+          const [option, options] of [
+            ["brokers", { topic: "t", region: "local", brokers: [{ host: "127.0.0.1", port: 7400 }] }],
+            ["lingerMS", { topic: "t", region: "local", lingerMS: 5 }]
+          ] as const
+        ) {
+          const refused = yield* Effect.flip(
+            PublisherLayers.makeLocal(options as unknown as PublisherLayers.LocalPublisherOptions).pipe(
+              Effect.provide(log)
+            )
+          )
+          expect(refused._tag).toBe("InvalidPublisherOptions")
+          expect(refused.message).toContain(`a local publisher has no option ${option} (its options: topic, `)
+        }
+      }),
+    30_000
+  )
+
   it.scopedLive("publishAcked gives each message's offset in the log", () =>
     Effect.gen(function*() {
       const { local, reader } = yield* cluster(5)

@@ -5,6 +5,7 @@
  * generation, so a group always belongs to the one topic it was created on.
  */
 import { Effect } from "effect"
+import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import { type GroupSpec, InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { TopicNotFound } from "../../services/log/Topics.js"
@@ -16,23 +17,23 @@ const outside = (value: number | undefined, min: number, max: number) =>
   value !== undefined && (!Number.isInteger(value) || value < min || value > max)
 
 /** The fields a spec may have: any other is a caller's mistake (`ackWait` for `ackWaitMs`), not left out in silence. */
-const SPEC_FIELDS: ReadonlySet<string> = new Set<keyof GroupSpec>([
-  "name",
-  "topic",
-  "byKey",
-  "ackWaitMs",
-  "maxDeliver",
-  "deadLetterTopic",
-  "start",
-  "memberSlots",
-  "pendingSlots"
-])
+const SPEC_FIELDS: NamesOf<GroupSpec> = {
+  name: true,
+  topic: true,
+  byKey: true,
+  ackWaitMs: true,
+  maxDeliver: true,
+  deadLetterTopic: true,
+  start: true,
+  memberSlots: true,
+  pendingSlots: true
+}
 
 /** Why the spec cannot be a group, or undefined. */
 export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
-  const unknown = Object.keys(spec).filter((field) => !SPEC_FIELDS.has(field))
+  const unknown = unknownNames(spec, SPEC_FIELDS)
   if (unknown.length > 0) {
-    return `a group's spec has no field ${unknown.join(", ")} (its fields: ${[...SPEC_FIELDS].join(", ")})`
+    return `a group's spec has no field ${unknown.join(", ")} (its fields: ${nameList(SPEC_FIELDS)})`
   }
   if (typeof spec.topic !== "string" || spec.topic.length === 0) return "it needs a topic"
   if (spec.deadLetterTopic === spec.topic) return "its dead-letter topic cannot be its own topic"

@@ -32,7 +32,7 @@ import { withLocalCredentials } from "./Auth.js"
 import { BufferPool } from "./BatchBuilder.js"
 import { parseAddresses } from "./BrokerAddress.js"
 import { publisherCalls } from "./PublisherCalls.js"
-import { type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
+import { optionsProblem, type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
 import { newLane } from "./PublisherLanes.js"
 import type { PublisherLink } from "./PublisherLink.js"
 import { RegionLink } from "./PublisherLinkRegion.js"
@@ -133,7 +133,11 @@ export const makeWith = (
 export const make = (options: PublisherOptions): Effect.Effect<PublisherShape, InvalidPublisherOptions, Scope.Scope> =>
   Effect.flatMap(
     Effect.try({
-      try: () => settingsOf(withLocalCredentials(options)),
+      try: () => {
+        const unknown = optionsProblem(options)
+        if (unknown !== undefined) throw new Error(unknown)
+        return settingsOf(withLocalCredentials(options))
+      },
       catch: (error) => new InvalidPublisherOptions({ reason: error instanceof Error ? error.message : String(error) })
     }),
     (settings) => makeWith(settings, BATCH_HEADROOM_BYTES, (s) => tcpLinks(settings, linkEvents(s), s.pool))
@@ -156,6 +160,8 @@ export const makeLocal = (
   options: LocalPublisherOptions
 ): Effect.Effect<PublisherShape, InvalidPublisherOptions, Appender | AckTracker | Scope.Scope> =>
   Effect.gen(function*() {
+    const unknown = optionsProblem(options, true)
+    if (unknown !== undefined) return yield* new InvalidPublisherOptions({ reason: unknown })
     const appender = yield* Appender
     const acks = yield* AckTracker
     const settings = settingsOf({ ...options, brokers: [] })

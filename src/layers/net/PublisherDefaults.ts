@@ -5,6 +5,7 @@
 import { Schema } from "effect"
 import { randomInt } from "node:crypto"
 import { withMillis } from "../../Durations.js"
+import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import { TopicName } from "../../services/log/Topics.js"
 import {
   DEFAULT_MAX_IN_FLIGHT_BATCHES,
@@ -18,6 +19,45 @@ import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
 import { addressText, InvalidBrokerAddress, isBrokerAddress } from "./BrokerAddress.js"
 
 const isTopicName = Schema.is(TopicName)
+
+/** The options a publisher takes: any other is a caller's mistake (`maxInflightBatches`), not left out in silence. */
+const OPTION_NAMES: NamesOf<PublisherOptions> = {
+  brokers: true,
+  topic: true,
+  clientId: true,
+  ackLevel: true,
+  batchBytes: true,
+  lingerMs: true,
+  linger: true,
+  maxInFlightBatches: true,
+  adaptiveWindow: true,
+  maxBatchBytes: true,
+  onAcknowledged: true,
+  spread: true,
+  connectTimeoutMs: true,
+  connectTimeout: true,
+  ackTimeoutMs: true,
+  ackTimeout: true,
+  reconnectDelayMs: true,
+  reconnectDelay: true,
+  credentials: true,
+  region: true,
+  insecure: true,
+  tls: true
+}
+
+/** A local publisher's: a publisher's but for the brokers, which it has none of. */
+const { brokers: _brokers, ...LOCAL_OPTION_NAMES } = OPTION_NAMES
+
+/** Why `given` is not a publisher's options object, or names options no publisher takes (a local one: `local`); undefined when it is fine. */
+export const optionsProblem = (given: unknown, local = false): string | undefined => {
+  if (typeof given !== "object" || given === null) return `a publisher's options are an object, not ${String(given)}`
+  const names = local ? LOCAL_OPTION_NAMES : OPTION_NAMES
+  const unknown = unknownNames(given, names)
+  if (unknown.length === 0) return undefined
+  const what = local ? "a local publisher" : "a publisher"
+  return `${what} has no option ${unknown.join(", ")} (its options: ${nameList(names)})`
+}
 
 export const settingsOf = (given: PublisherOptions) => {
   const options = withMillis(given, ["linger", "connectTimeout", "ackTimeout", "reconnectDelay"])
@@ -87,6 +127,8 @@ export const refusal = (
   payloadBytes: number,
   message?: MessageOptions
 ): InvalidPublisherOptions | InvalidMessage | MessageTooLarge | undefined => {
+  const unknown = optionsProblem(options)
+  if (unknown !== undefined) return new InvalidPublisherOptions({ reason: unknown })
   const settings = settingsOf(options)
   const invalid = validate(settings)
   if (invalid !== undefined) return new InvalidPublisherOptions({ reason: invalid })

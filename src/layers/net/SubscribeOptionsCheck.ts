@@ -5,26 +5,22 @@
  * not a Schema tree from deep in the request.
  */
 import { Effect } from "effect"
+import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
 
 /** A value as the caller gave it: a string quoted, anything else as JavaScript prints it (NaN stays NaN). */
 const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
 
 /** The options a subscribe takes: any other is a caller's mistake (`fromTimestamp`), not left out in silence. */
-const OPTION_NAMES: ReadonlySet<string> = new Set<keyof SubscribeOptions>([
-  "from",
-  "fromTime",
-  "consumer",
-  "autoCommit"
-])
+const OPTION_NAMES: NamesOf<SubscribeOptions> = { from: true, fromTime: true, consumer: true, autoCommit: true }
 
 /** Why `options` cannot start a subscription, or undefined. */
 export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | undefined => {
   if (options === undefined) return undefined
-  const unknown = Object.keys(options).filter((name) => !OPTION_NAMES.has(name))
+  const unknown = unknownNames(options, OPTION_NAMES)
   if (unknown.length > 0) {
     return new InvalidSubscribeOptions({
-      reason: `there is no option ${unknown.join(", ")} (the options: ${[...OPTION_NAMES].join(", ")})`
+      reason: `there is no option ${unknown.join(", ")} (the options: ${nameList(OPTION_NAMES)})`
     })
   }
   const { from, fromTime } = options
