@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, ManagedRuntime } from "effect"
-import { CxlogGroup, type CxlogJob } from "../../src/layers/groups/CxlogGroup.js"
+import { CxlogGroup, type CxlogGroupOptions, type CxlogJob } from "../../src/layers/groups/CxlogGroup.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
 import { memoryGroups } from "../fixtures/groups-harness.js"
@@ -144,6 +144,19 @@ describe("CxlogGroup", () => {
     const { runtime, layer, publish } = await cluster("jobs")
     await publish(2)
     await expect(CxlogGroup.openWith(layer, { group: "nobody" })).rejects.toMatchObject({ _tag: "GroupNotFound" })
+    // A misspelt option is refused naming it, not left at its default (CXLOG_GROUP_MAX_IN_FLIGHT).
+    const misspelt = { group: "workers", create: { topic: "jobs" }, maxInflight: 1 } as CxlogGroupOptions
+    await expect(CxlogGroup.openWith(layer, misspelt)).rejects.toMatchObject({
+      _tag: "InvalidGroupSpec",
+      message: expect.stringContaining(
+        "a member has no option maxInflight (its options: group, create, signal, maxInFlight)"
+      )
+    })
+    // open takes the connection's options too, and refuses what neither has, before it connects.
+    await expect(CxlogGroup.open({ ...misspelt, brokers: [{ host: "127.0.0.1", port: 1 }] })).rejects.toMatchObject({
+      _tag: "InvalidGroupSpec",
+      message: expect.stringMatching(/a member has no option maxInflight \(its options: .*brokers, /)
+    })
     const first = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
     const held = await first.next()
     expect(held).toMatchObject({ offset: 0, deliveryCount: 1 })

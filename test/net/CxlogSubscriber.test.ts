@@ -12,7 +12,12 @@ import {
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
-import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
+import {
+  type CxlogSubscribeOptions,
+  CxlogSubscriber,
+  type CxlogSubscriberOptions
+} from "../../src/layers/net/CxlogSubscriber.js"
+import { layerRemote } from "../../src/layers/net/SubscriberRemote.js"
 import type { SubscriberMessage } from "../../src/services/net/Subscriber.js"
 import { anonymous } from "../fixtures/anonymous-region.js"
 import { spawnFixture } from "../helpers/Processes.js"
@@ -189,6 +194,20 @@ describe("CxlogSubscriber", () => {
           })
         await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", from: -1 })).rejects
           .toMatchObject({ _tag: "InvalidSubscribeOptions" })
+        // A misspelt option is refused naming it, not read past: this one would start at the topic's start.
+        const misspelt = { ...anonymous, brokers, topic: "events", fromtime: mark } as CxlogSubscriberOptions
+        await expect(CxlogSubscriber.open(misspelt)).rejects.toMatchObject({
+          _tag: "InvalidSubscribeOptions",
+          message: expect.stringMatching(
+            /^invalid subscribe options: there is no option fromtime \(the options: topic, /
+          )
+        })
+        // openWith's layer is the connection: connection options given to it would be left out, so they are refused.
+        const given = { topic: "events", brokers } as CxlogSubscribeOptions
+        await expect(CxlogSubscriber.openWith(layerRemote({ ...anonymous, brokers }), given)).rejects.toMatchObject({
+          _tag: "InvalidSubscribeOptions",
+          message: expect.stringContaining("there is no option brokers")
+        })
       })
     }))
 

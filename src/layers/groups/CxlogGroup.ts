@@ -16,10 +16,12 @@
  * ```
  */
 import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
+import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import {
   ConsumerGroups,
   type Delivery,
   type GroupSpec,
+  InvalidGroupSpec,
   InvalidNakDelay,
   type JoinOptions,
   nakDelayProblem
@@ -35,6 +37,34 @@ export interface CxlogGroupOptions extends JoinOptions {
   readonly create?: Omit<GroupSpec, "name">
   /** Aborting it closes the member: iteration ends, a pending read rejects with the signal's reason. */
   readonly signal?: AbortSignal
+}
+
+/** What `openWith` takes: any other name is a caller's mistake (`maxInflight`), refused rather than left out. */
+const MEMBER_NAMES: NamesOf<CxlogGroupOptions> = { group: true, create: true, signal: true, maxInFlight: true }
+
+/** What `open` takes: the member's and the connection's. */
+const REMOTE_MEMBER_NAMES: NamesOf<CxlogGroupOptions & RemoteGroupsOptions> = {
+  ...MEMBER_NAMES,
+  brokers: true,
+  connectTimeoutMs: true,
+  connectTimeout: true,
+  requestTimeoutMs: true,
+  requestTimeout: true,
+  credentials: true,
+  region: true,
+  insecure: true,
+  tls: true
+}
+
+/** Rejects options naming what `names` does not have, before anything connects. */
+const checkNames = (options: CxlogGroupOptions, names: Readonly<Record<string, true>>) => {
+  const unknown = unknownNames(options, names)
+  if (unknown.length > 0) {
+    throw new InvalidGroupSpec({
+      group: options.group,
+      reason: `a member has no option ${unknown.join(", ")} (its options: ${nameList(names)})`
+    })
+  }
 }
 
 /** A message handed to this member: settle it once with `ack`, `nak` or `term`. */
@@ -122,6 +152,16 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
    * (`GroupNotFound`, `GroupMembersFull`, …).
    */
   static async openWith<E>(layer: Layer.Layer<ConsumerGroups, E>, options: CxlogGroupOptions): Promise<CxlogGroup> {
+    options.signal?.throwIfAborted()
+    checkNames(options, MEMBER_NAMES)
+    return CxlogGroup.joinWith(layer, options)
+  }
+
+  /** `openWith` once the options' names are checked (`open` checks the connection's too). */
+  private static async joinWith<E>(
+    layer: Layer.Layer<ConsumerGroups, E>,
+    options: CxlogGroupOptions
+  ): Promise<CxlogGroup> {
     const signal = options.signal
     signal?.throwIfAborted()
     const runtime = ManagedRuntime.make(layer)
@@ -160,9 +200,11 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
    * need not map the region: the broker holds the member for it, and the next broker takes over
    * when the connection goes (docs/consumers.md, "Remote members").
    */
-  static open(options: CxlogGroupOptions & RemoteGroupsOptions): Promise<CxlogGroup> {
+  static async open(options: CxlogGroupOptions & RemoteGroupsOptions): Promise<CxlogGroup> {
+    options.signal?.throwIfAborted()
+    checkNames(options, REMOTE_MEMBER_NAMES)
     const { create: _create, group: _group, maxInFlight: _maxInFlight, signal: _signal, ...remote } = options
-    return CxlogGroup.openWith(layerRemote(remote), options)
+    return CxlogGroup.joinWith(layerRemote(remote), options)
   }
 
   private jobOf(delivery: Delivery): CxlogJob {

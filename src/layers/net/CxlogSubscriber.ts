@@ -16,6 +16,7 @@
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
+import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import { InvalidTopicPattern } from "../../services/log/TopicPattern.js"
 import type {
   MessageHeader,
@@ -25,7 +26,7 @@ import type {
   Subscription,
   TopicsSubscription
 } from "../../services/net/Subscriber.js"
-import { CommitRejected, Subscriber } from "../../services/net/Subscriber.js"
+import { CommitRejected, InvalidSubscribeOptions, Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
 const decoder = new TextDecoder()
@@ -49,6 +50,42 @@ export interface CxlogSubscribeOptions extends Omit<SubscribeOptions, "fromTime"
 }
 
 export interface CxlogSubscriberOptions extends RemoteSubscriberOptions, CxlogSubscribeOptions {}
+
+/** What `openWith` takes: any other name is a caller's mistake (`fromtime`), refused rather than left out. */
+const SUBSCRIBE_NAMES: NamesOf<CxlogSubscribeOptions> = {
+  topic: true,
+  topics: true,
+  from: true,
+  fromTime: true,
+  consumer: true,
+  autoCommit: true,
+  signal: true
+}
+
+/** What `open` takes: the subscribe's and the connection's. */
+const SUBSCRIBER_NAMES: NamesOf<CxlogSubscriberOptions> = {
+  ...SUBSCRIBE_NAMES,
+  brokers: true,
+  credit: true,
+  connectTimeoutMs: true,
+  connectTimeout: true,
+  bufferBytes: true,
+  maxBatchBytes: true,
+  credentials: true,
+  region: true,
+  insecure: true,
+  tls: true
+}
+
+/** Rejects options naming what `names` does not have, before anything connects. */
+const checkNames = (options: object, names: Readonly<Record<string, true>>) => {
+  const unknown = unknownNames(options, names)
+  if (unknown.length > 0) {
+    throw new InvalidSubscribeOptions({
+      reason: `there is no option ${unknown.join(", ")} (the options: ${nameList(names)})`
+    })
+  }
+}
 
 /** A message as the facade hands it out: `text()` decodes the payload (the value) as UTF-8. */
 export interface CxlogMessage extends SubscriberMessage {
@@ -121,7 +158,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   /** Connects to the first broker that takes the subscription; rejects with its typed error (`TopicNotFound`, `LogOutOfRange`, `ConsumerBusy`, …). */
   static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
     options.signal?.throwIfAborted()
-    return CxlogSubscriber.openWith(layerRemote(options), options)
+    checkNames(options, SUBSCRIBER_NAMES)
+    return CxlogSubscriber.subscribeWith(layerRemote(options), options)
   }
 
   /**
@@ -130,6 +168,16 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
    * Rejects with the layer's error or the subscription's.
    */
   static async openWith<E>(
+    layer: Layer.Layer<Subscriber, E>,
+    options: CxlogSubscribeOptions
+  ): Promise<CxlogSubscriber> {
+    options.signal?.throwIfAborted()
+    checkNames(options, SUBSCRIBE_NAMES)
+    return CxlogSubscriber.subscribeWith(layer, options)
+  }
+
+  /** `openWith` once the options' names are checked (`open` checks the connection's too). */
+  private static async subscribeWith<E>(
     layer: Layer.Layer<Subscriber, E>,
     options: CxlogSubscribeOptions
   ): Promise<CxlogSubscriber> {
