@@ -58,6 +58,108 @@ describe("CxlogGroup", () => {
     await runtime.dispose()
   })
 
+  /**
+   * A handler that holds the first `together` jobs until that many run at once (bounded: a loop
+   * running fewer would wait for ever), and lets the rest through; what ran at once is counted.
+   */
+  const overlapping = (together: number) => {
+    let active = 0
+    let most = 0
+    let release!: () => void
+    const all = new Promise<void>((resolve) => (release = resolve))
+    const bound = setTimeout(release, 5_000)
+    return {
+      run: async (work: () => void) => {
+        active++
+        most = Math.max(most, active)
+        if (active === together) release()
+        await all
+        work()
+        active--
+      },
+      most: () => most,
+      done: () => clearTimeout(bound)
+    }
+  }
+
+  it("process with concurrency: that many handlers run at once, never more; every job acked once", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(12)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    const handled: Array<number> = []
+    const enough = new AbortController()
+    const overlap = overlapping(4)
+    await group.process((job: CxlogJob) =>
+      overlap.run(() => {
+        handled.push(job.offset)
+        if (handled.length === 12) enough.abort()
+      }), { concurrency: 4, signal: enough.signal })
+    overlap.done()
+    await group.close()
+    expect(overlap.most()).toBe(4)
+    expect(handled.sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i))
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 12, pending: 0 })
+    await expect(group.process(() => {}, { concurrency: 0 })).rejects.toMatchObject({ _tag: "InvalidGroupSpec" })
+    await runtime.dispose()
+  })
+
+  it("process with concurrency ends when its signal aborts while it waits for the next job; nothing it took is lost", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(2)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    const enough = new AbortController()
+    let handled = 0
+    // Both jobs are taken at once and the loop waits for a third, which never comes, as the last handler aborts.
+    await group.process(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+      if (++handled === 2) enough.abort()
+    }, { concurrency: 4, signal: enough.signal })
+    expect(handled).toBe(2)
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 2, pending: 0 })
+    // What arrives after the abort stays in the member's hand for the next loop.
+    await publish(1)
+    const next = await group.next()
+    expect(next).toMatchObject({ offset: 2, deliveryCount: 1 })
+    expect(await next!.ack()).toBe(true)
+    await group.close()
+    await runtime.dispose()
+  })
+
+  it("process with concurrency in a byKey group: a key's jobs one after another in offset order, other keys beside them", async () => {
+    const { runtime, layer, groups } = await cluster("jobs")
+    await runtime.runPromise(Effect.gen(function*() {
+      const publisher = yield* Publisher
+      for (let i = 0; i < 12; i++) {
+        yield* publisher.publish(new TextEncoder().encode(`job ${i}`), { topic: "jobs", key: `k${i % 3}` })
+      }
+      yield* publisher.flush(10_000)
+    }))
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs", byKey: true } })
+    const byKey = new Map<string, Array<number>>()
+    const busyKeys = new Set<string>()
+    const clashes: Array<number> = []
+    const enough = new AbortController()
+    const overlap = overlapping(3)
+    let handled = 0
+    await group.process(async (job: CxlogJob) => {
+      const key = new TextDecoder().decode(job.key)
+      if (busyKeys.has(key)) clashes.push(job.offset)
+      busyKeys.add(key)
+      await overlap.run(() => {
+        byKey.set(key, [...(byKey.get(key) ?? []), job.offset])
+        if (++handled === 12) enough.abort()
+      })
+      busyKeys.delete(key)
+    }, { concurrency: 6, signal: enough.signal })
+    overlap.done()
+    await group.close()
+    expect(clashes).toEqual([])
+    expect(overlap.most()).toBe(3)
+    expect([...byKey.entries()].sort()).toEqual([0, 1, 2].map((k) => [`k${k}`, [k, k + 3, k + 6, k + 9]]))
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 12, pending: 0 })
+    await runtime.dispose()
+  })
+
   it("jobs waiting in hand behind slow ones keep their deadline while the loop goes on: none is taken over and run twice", async () => {
     const { runtime, layer, publish, groups } = await cluster("jobs")
     await publish(8)

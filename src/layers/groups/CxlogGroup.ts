@@ -92,6 +92,12 @@ export interface CxlogJob {
 export interface ProcessOptions {
   /** How long a job whose handler threw waits before it is delivered again (default 0; up to MAX_NAK_DELAY_MS, else `process` rejects with InvalidNakDelay at once). */
   readonly nakDelayMs?: number
+  /**
+   * Handlers running at once (default 1). In a byKey group a key's jobs still run one after
+   * another, in offset order; jobs of other keys run beside them. Past the member's
+   * `maxInFlight` it has no more jobs to give.
+   */
+  readonly concurrency?: number
   /** Stops taking jobs once aborted, the job at hand settled first (looked at between jobs; `close` ends a wait). */
   readonly signal?: AbortSignal
 }
@@ -125,17 +131,56 @@ class JobsInHand {
   }
 }
 
+const ABORTED = Symbol("aborted")
+
+/** What `promise` gives, or ABORTED once `signal` aborts first. */
+const unlessAborted = <A>(promise: Promise<A>, signal: AbortSignal): Promise<A | typeof ABORTED> => {
+  if (signal.aborted) return Promise.resolve(ABORTED)
+  return new Promise((resolve) => {
+    const onAbort = () => resolve(ABORTED)
+    signal.addEventListener("abort", onAbort, { once: true })
+    void promise.then((value) => {
+      signal.removeEventListener("abort", onAbort)
+      resolve(value)
+    })
+  })
+}
+
+/** Runs each key's work after the work of the same key before it; work without a key at once. */
+class KeyTurns {
+  private readonly last = new Map<string, Promise<void>>()
+
+  after(key: Uint8Array | undefined, work: () => Promise<void>): Promise<void> {
+    if (key === undefined) return work()
+    // latin1: one character per byte, so two keys are one string only if their bytes are equal.
+    const name = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1")
+    const previous = this.last.get(name)
+    const mine = previous === undefined ? work() : previous.then(work, work)
+    this.last.set(name, mine)
+    const over = () => {
+      if (this.last.get(name) === mine) this.last.delete(name)
+    }
+    // Handled here as well as by the caller: a failed turn rejects what the caller awaits, once.
+    mine.then(over, over)
+    return mine
+  }
+}
+
 export class CxlogGroup implements AsyncIterable<CxlogJob> {
   private closing: Promise<void> | undefined
   /** Ends a pull under way when the member closes (or the caller's signal aborts). */
   private readonly stop = new AbortController()
   /** The pull under way, which `close` waits for before it unmaps anything. */
   private pulling: Promise<unknown> | undefined
+  /** The pull under way with what it brings put in hand: the one every caller of `take` waits on. */
+  private taking: ReturnType<CxlogGroup["pullInto"]> | undefined
   private readonly onAbort = () => void this.close()
 
   private constructor(
     /** The group this member joined. */
     readonly group: string,
+    /** Its jobs of one key come in offset order, and `process` keeps them so. */
+    private readonly byKey: boolean,
     private readonly runtime: ManagedRuntime.ManagedRuntime<ConsumerGroups, unknown>,
     private readonly scope: Scope.CloseableScope,
     /** The next deliveries; undefined when the member's stream ended. */
@@ -175,14 +220,15 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
           )
         }
         // A missing or unreadable group rejects here, not at the first read.
-        const { ackWaitMs } = yield* groups.describe(options.group)
+        const { ackWaitMs, byKey } = yield* groups.describe(options.group)
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
         const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))
         const inHand = new JobsInHand(ackWaitMs)
         yield* Effect.forkScoped(inHand.keepingDeadlines)
         return {
           pull: Effect.catchAll(pull, Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail })),
-          inHand
+          inHand,
+          byKey
         }
       }).pipe(Scope.extend(scope)),
       signal === undefined ? undefined : { signal }
@@ -192,7 +238,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       await runtime.dispose()
       throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
-    return new CxlogGroup(options.group, runtime, scope, exit.value.pull, exit.value.inHand, signal)
+    const { byKey, inHand, pull } = exit.value
+    return new CxlogGroup(options.group, byKey, runtime, scope, pull, inHand, signal)
   }
 
   /**
@@ -238,25 +285,46 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   }
 
   /** The next job; undefined once the member is closed. Rejects with the member's typed error. */
-  async next(): Promise<CxlogJob | undefined> {
+  next(): Promise<CxlogJob | undefined> {
+    return this.take(undefined)
+  }
+
+  /**
+   * The next job; undefined once the member is closed, or once `signal` aborts: then what the
+   * pull under way brings stays in hand for the next call (or goes to the others with `close`).
+   */
+  private async take(signal: AbortSignal | undefined): Promise<CxlogJob | undefined> {
     // Closed, it holds nothing: what it had buffered went to the others with the rest.
     if (this.closing !== undefined) return undefined
     this.inHand.asked()
     const buffered = this.inHand.deliveries
     while (buffered.length === 0) {
-      const pulling = this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
-      this.pulling = pulling
-      const exit = await pulling
+      // One pull at a time: a pull its caller stopped waiting for fills the hand all the same.
+      this.taking ??= this.pullInto(buffered)
+      const exit = signal === undefined ? await this.taking : await unlessAborted(this.taking, signal)
+      if (exit === ABORTED) return undefined
       if (Exit.isSuccess(exit)) {
         if (exit.value === undefined) return undefined
-        for (const delivery of exit.value) buffered.push(delivery)
         continue
       }
       if (this.closing !== undefined || this.signal?.aborted === true) return undefined
       throw Cause.squash(exit.cause)
     }
-    if (this.closing !== undefined) return undefined
+    if (this.closing !== undefined || signal?.aborted === true) return undefined
     return this.jobOf(buffered.shift()!)
+  }
+
+  /** One pull of the member's stream, its deliveries put in `buffered`; never rejects (its Exit says how it ended). */
+  private pullInto(buffered: Array<Delivery>) {
+    const pulling = this.runtime.runPromiseExit(this.pull, { signal: this.stop.signal })
+    this.pulling = pulling
+    return pulling.then((exit) => {
+      this.taking = undefined
+      if (Exit.isSuccess(exit) && exit.value !== undefined) {
+        for (const delivery of exit.value) buffered.push(delivery)
+      }
+      return exit
+    })
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<CxlogJob> {
@@ -274,15 +342,40 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   async process(handler: (job: CxlogJob) => unknown, options: ProcessOptions = {}): Promise<void> {
     const problem = nakDelayProblem(options.nakDelayMs)
     if (problem !== undefined) throw new InvalidNakDelay({ group: this.group, offset: undefined, reason: problem })
-    for await (const job of this) {
+    const concurrency = options.concurrency ?? 1
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      throw new InvalidGroupSpec({
+        group: this.group,
+        reason: `process's concurrency ${concurrency} is not a whole number of handlers, at least 1`
+      })
+    }
+    const settle = async (job: CxlogJob) => {
       try {
         await handler(job)
         await job.ack()
       } catch {
         await job.nak(options.nakDelayMs ?? 0)
       }
-      if (options.signal?.aborted === true) return
     }
+    const turns = new KeyTurns()
+    const running = new Set<Promise<void>>()
+    // A settle that failed (its ack or nak rejected): the loop takes no more, and rejects with it once the rest are settled.
+    let failed: { readonly error: unknown } | undefined
+    // Jobs are taken only while fewer than `concurrency` run; the loop leaves once every one it took is settled.
+    while (options.signal?.aborted !== true && failed === undefined) {
+      // The signal ends a wait for the next job too: a handler may abort it while the loop waits.
+      const job = await this.take(options.signal)
+      if (job === undefined) break
+      const run = turns.after(this.byKey ? job.key : undefined, () => settle(job))
+      running.add(run)
+      run.then(() => running.delete(run), (error: unknown) => {
+        running.delete(run)
+        failed ??= { error }
+      })
+      while (running.size >= concurrency) await Promise.race(running).catch(() => undefined)
+    }
+    await Promise.allSettled(running)
+    if (failed !== undefined) throw failed.error
   }
 
   /**
