@@ -140,6 +140,8 @@ const contract = (label: string, run: Run) =>
         yield* publisher.writeAll([value(1), value(2), value(3), new Uint8Array([0xff]), value(4)])
         const prices = (messages: ReadonlyArray<{ readonly value: typeof Price.Type }>) =>
           messages.map((m) => m.value.price)
+        // Room for none takes none, at once, whether values wait or not (below, none waits: no timeout either).
+        expect(yield* subscription.takeUpTo(0, 600_000)).toEqual([])
         expect(prices(yield* subscription.takeUpTo(2, TAKE_MS))).toEqual([1, 2])
         expect(prices(yield* subscription.takeUpTo(10, TAKE_MS))).toEqual([3])
         const invalid = yield* Effect.flip(subscription.takeUpTo(10, TAKE_MS))
@@ -147,6 +149,7 @@ const contract = (label: string, run: Run) =>
         expect(prices(yield* subscription.takeUpTo(10, TAKE_MS))).toEqual([4])
         const none = yield* Effect.flip(subscription.takeUpTo(10, 20))
         expect(none._tag).toBe("ChannelTakeTimeout")
+        expect(yield* subscription.takeUpTo(0, 600_000)).toEqual([])
       })))
 
     it.scopedLive("available: waits for a value without taking it; interrupted, it loses none", () =>

@@ -199,8 +199,9 @@ export const typedSubscription = <A>(
       })
     return {
       take: (timeoutMs) => Effect.suspend(() => whenAvailable(timeoutMs, takeOne)),
+      // Room for no value (0, or no number at all) takes none at once: there is nothing to wait for.
       takeUpTo: (max, timeoutMs) =>
-        Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.max(1, Math.floor(max))))),
+        max >= 1 ? Effect.suspend(() => whenAvailable(timeoutMs, takeSome(Math.floor(max)))) : Effect.succeed([]),
       available: (timeoutMs) => received.awaitItem(timeoutMs),
       consume
     }

@@ -62,7 +62,8 @@ export interface ChannelSubscription<A> {
    * Every value available now, `max` at most, in the order `take` would return them (waiting up
    * to `timeoutMs` only while there is none): for a reader that handles values in batches. It
    * stops before a frame that does not decode; the next call fails with that frame's
-   * `InvalidChannelFrame` alone, and the call after it goes on.
+   * `InvalidChannelFrame` alone, and the call after it goes on. A `max` below 1 takes nothing
+   * and returns at once.
    */
   readonly takeUpTo: (max: number, timeoutMs: number) => Effect.Effect<Array<ChannelMessage<A>>, ChannelTakeError>
   /**
