@@ -8,9 +8,19 @@
 /** Every name of `T`'s fields. */
 export type NamesOf<T> = { readonly [K in keyof Required<T>]: true }
 
+type Names = Readonly<Record<string, true>>
+
 /** The names of `given`'s own fields that are not among `names`, in the order given. */
-export const unknownNames = (given: object, names: Readonly<Record<string, true>>): Array<string> =>
+export const unknownNames = (given: object, names: Names): Array<string> =>
   Object.keys(given).filter((name) => !Object.hasOwn(names, name))
 
 /** `names` as a list for a message: `a, b, c`. */
-export const nameList = (names: Readonly<Record<string, true>>): string => Object.keys(names).join(", ")
+export const nameList = (names: Names): string => Object.keys(names).join(", ")
+
+/** Why `given` is refused (`owner` has none of the options it names beyond `names`, listed), or undefined. */
+export const unknownOptionsReason = (given: object, names: Names, owner: string): string | undefined => {
+  const unknown = unknownNames(given, names)
+  return unknown.length === 0
+    ? undefined
+    : `${owner} has no option ${unknown.join(", ")} (its options: ${nameList(names)})`
+}

@@ -199,14 +199,14 @@ describe("CxlogSubscriber", () => {
         await expect(CxlogSubscriber.open(misspelt)).rejects.toMatchObject({
           _tag: "InvalidSubscribeOptions",
           message: expect.stringMatching(
-            /^invalid subscribe options: there is no option fromtime \(the options: topic, /
+            /^invalid subscribe options: a subscriber has no option fromtime \(its options: topic, /
           )
         })
         // openWith's layer is the connection: connection options given to it would be left out, so they are refused.
         const given = { topic: "events", brokers } as CxlogSubscribeOptions
         await expect(CxlogSubscriber.openWith(layerRemote({ ...anonymous, brokers }), given)).rejects.toMatchObject({
           _tag: "InvalidSubscribeOptions",
-          message: expect.stringContaining("there is no option brokers")
+          message: expect.stringContaining("a subscriber has no option brokers")
         })
       })
     }))

@@ -357,7 +357,7 @@ for (const impl of impls) {
         ).toMatchObject({ _tag: "InvalidSubscribeOptions" })
         // An option it does not take (a JavaScript caller's typo) is named, not left out.
         expect((yield* refused({ fromTimestamp: 5 })).message).toBe(
-          "invalid subscribe options: there is no option fromTimestamp (the options: from, fromTime, consumer, autoCommit)"
+          "invalid subscribe options: a subscription has no option fromTimestamp (its options: from, fromTime, consumer, autoCommit)"
         )
         // Both a position and a time: neither is taken over the other in silence.
         expect((yield* refused({ from: 2, fromTime: 5 })).message).toBe(

@@ -16,7 +16,7 @@
  * ```
  */
 import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
-import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
+import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import {
   ConsumerGroups,
   type Delivery,
@@ -58,13 +58,8 @@ const REMOTE_MEMBER_NAMES: NamesOf<CxlogGroupOptions & RemoteGroupsOptions> = {
 
 /** Rejects options naming what `names` does not have, before anything connects. */
 const checkNames = (options: CxlogGroupOptions, names: Readonly<Record<string, true>>) => {
-  const unknown = unknownNames(options, names)
-  if (unknown.length > 0) {
-    throw new InvalidGroupSpec({
-      group: options.group,
-      reason: `a member has no option ${unknown.join(", ")} (its options: ${nameList(names)})`
-    })
-  }
+  const reason = unknownOptionsReason(options, names, "a member")
+  if (reason !== undefined) throw new InvalidGroupSpec({ group: options.group, reason })
 }
 
 /** A message handed to this member: settle it once with `ack`, `nak` or `term`. */

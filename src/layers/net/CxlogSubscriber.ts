@@ -16,7 +16,7 @@
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
-import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
+import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import { InvalidTopicPattern } from "../../services/log/TopicPattern.js"
 import type {
   MessageHeader,
@@ -79,12 +79,8 @@ const SUBSCRIBER_NAMES: NamesOf<CxlogSubscriberOptions> = {
 
 /** Rejects options naming what `names` does not have, before anything connects. */
 const checkNames = (options: object, names: Readonly<Record<string, true>>) => {
-  const unknown = unknownNames(options, names)
-  if (unknown.length > 0) {
-    throw new InvalidSubscribeOptions({
-      reason: `there is no option ${unknown.join(", ")} (the options: ${nameList(names)})`
-    })
-  }
+  const reason = unknownOptionsReason(options, names, "a subscriber")
+  if (reason !== undefined) throw new InvalidSubscribeOptions({ reason })
 }
 
 /** A message as the facade hands it out: `text()` decodes the payload (the value) as UTF-8. */

@@ -5,7 +5,7 @@
 import { Schema } from "effect"
 import { randomInt } from "node:crypto"
 import { withMillis } from "../../Durations.js"
-import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
+import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import { TopicName } from "../../services/log/Topics.js"
 import {
   DEFAULT_MAX_IN_FLIGHT_BATCHES,
@@ -52,11 +52,9 @@ const { brokers: _brokers, ...LOCAL_OPTION_NAMES } = OPTION_NAMES
 /** Why `given` is not a publisher's options object, or names options no publisher takes (a local one: `local`); undefined when it is fine. */
 export const optionsProblem = (given: unknown, local = false): string | undefined => {
   if (typeof given !== "object" || given === null) return `a publisher's options are an object, not ${String(given)}`
-  const names = local ? LOCAL_OPTION_NAMES : OPTION_NAMES
-  const unknown = unknownNames(given, names)
-  if (unknown.length === 0) return undefined
-  const what = local ? "a local publisher" : "a publisher"
-  return `${what} has no option ${unknown.join(", ")} (its options: ${nameList(names)})`
+  return local
+    ? unknownOptionsReason(given, LOCAL_OPTION_NAMES, "a local publisher")
+    : unknownOptionsReason(given, OPTION_NAMES, "a publisher")
 }
 
 export const settingsOf = (given: PublisherOptions) => {

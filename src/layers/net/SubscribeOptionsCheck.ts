@@ -5,7 +5,7 @@
  * not a Schema tree from deep in the request.
  */
 import { Effect } from "effect"
-import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
+import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
 
 /** A value as the caller gave it: a string quoted, anything else as JavaScript prints it (NaN stays NaN). */
@@ -17,12 +17,8 @@ const OPTION_NAMES: NamesOf<SubscribeOptions> = { from: true, fromTime: true, co
 /** Why `options` cannot start a subscription, or undefined. */
 export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | undefined => {
   if (options === undefined) return undefined
-  const unknown = unknownNames(options, OPTION_NAMES)
-  if (unknown.length > 0) {
-    return new InvalidSubscribeOptions({
-      reason: `there is no option ${unknown.join(", ")} (the options: ${nameList(OPTION_NAMES)})`
-    })
-  }
+  const unknown = unknownOptionsReason(options, OPTION_NAMES, "a subscription")
+  if (unknown !== undefined) return new InvalidSubscribeOptions({ reason: unknown })
   const { from, fromTime } = options
   if (
     from !== undefined && from !== "earliest" && from !== "latest" &&
