@@ -191,6 +191,26 @@ const MAX_SESSION_TOKENS = 65_536
 const tokenKey = (user: string, topic: string, clientId: number, sessionEpoch: number) =>
   `${user}/${topic}/${clientId}/${sessionEpoch}`
 
+/** One connection's state: what its frame handling, its end and its calls share. */
+interface Connection {
+  readonly address: BrokerAddress
+  readonly hello: Hello
+  readonly events: ConnectionEvents
+  readonly security: ClientSecurity
+  readonly nonce: string | undefined
+  readonly socket: Socket
+  readonly welcomeTimer: ReturnType<typeof setTimeout>
+  readonly reader: FrameReader
+  /** The topics of sessions being opened (their SESSION_OPENED may carry a token to keep). */
+  readonly opening: Map<number, string>
+  closed: boolean
+  welcomed: boolean
+  /** Whether the broker sent a CHALLENGE: a client with credentials takes a WELCOME only with its proof (Auth.ts `brokerAcceptanceProblem`). */
+  challenged: boolean
+  /** The broker's signature the WELCOME must carry (once this client's proof is derived and sent). */
+  expectedSignature: string | undefined
+}
+
 export const openConnection = (
   address: BrokerAddress,
   hello: Hello,
@@ -198,15 +218,8 @@ export const openConnection = (
   connectTimeoutMs: number,
   security: ClientSecurity = {}
 ): ClientConnection => {
-  let closed = false
   const { credentials, tls } = security
   const nonce = credentials === undefined ? undefined : newNonce()
-  /** Whether the broker sent a CHALLENGE: a client with credentials takes a WELCOME only with its proof (Auth.ts `brokerAcceptanceProblem`). */
-  let challenged = false
-  /** The broker's signature the WELCOME must carry (once this client's proof is derived and sent). */
-  let expectedSignature: string | undefined
-  /** The topics of sessions being opened (their SESSION_OPENED may carry a token to keep). */
-  const opening = new Map<number, string>()
   /**
    * Whether a synchronous burst of writes is under way (it ends in a microtask), and whether its
    * frames past the first are being gathered for one write (uncorked when it ends).
@@ -220,137 +233,49 @@ export const openConnection = (
     corked = false
     socket.uncork()
   }
-  const finish = (code: ConnectionClosed["code"], detail: string) => {
-    if (closed) return
-    closed = true
-    clearTimeout(welcomeTimer)
-    socket.destroy()
-    const error = new ConnectionClosed({ broker: formatAddress(address), code, detail })
-    events.onClosed(error.message, error)
-  }
   const welcomeTimer = setTimeout(
-    () => finish("no-welcome", `no WELCOME within ${connectTimeoutMs} ms`),
+    () => finish(c, "no-welcome", `no WELCOME within ${connectTimeoutMs} ms`),
     connectTimeoutMs
   )
   welcomeTimer.unref()
-  const reader = new FrameReader({
-    accept: [
-      FrameType.WELCOME,
-      FrameType.CHALLENGE,
-      FrameType.SESSION_OPENED,
-      FrameType.ENDED,
-      FrameType.ACK,
-      FrameType.SESSION_FENCED,
-      FrameType.ERROR
-    ],
-    maxBatchBytes: 0
-  })
-  let welcomed = false
+  const c: Connection = {
+    address,
+    hello,
+    events,
+    security,
+    nonce,
+    socket,
+    welcomeTimer,
+    reader: new FrameReader({
+      accept: [
+        FrameType.WELCOME,
+        FrameType.CHALLENGE,
+        FrameType.SESSION_OPENED,
+        FrameType.ENDED,
+        FrameType.ACK,
+        FrameType.SESSION_FENCED,
+        FrameType.ERROR
+      ],
+      maxBatchBytes: 0
+    }),
+    opening: new Map(),
+    closed: false,
+    welcomed: false,
+    challenged: false,
+    expectedSignature: undefined
+  }
 
   const introduce = () => {
     if (credentials === undefined) return void socket.write(helloFrame(hello))
     socket.write(helloFrame(new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }) })))
   }
   socket.on(ready, introduce)
-  socket.on("error", (error) => finish("unreachable", error.message))
-  socket.on("close", () => finish("closed", "the broker closed the connection"))
+  socket.on("error", (error) => finish(c, "unreachable", error.message))
+  socket.on("close", () => finish(c, "closed", "the broker closed the connection"))
   // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.
   if (tls !== undefined) socket.on("data", receive)
   function receive(chunk: Buffer) {
-    reader.push(chunk)
-    for (let frame = reader.next(); frame !== undefined && !closed; frame = reader.next()) {
-      if (frame instanceof WireViolation) return finish("bad-frame", frame.message)
-      switch (frame.type) {
-        case FrameType.CHALLENGE: {
-          if (credentials === undefined || nonce === undefined) {
-            return finish(
-              "auth-required",
-              `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`
-            )
-          }
-          if (welcomed || challenged) return finish("bad-frame", "an unexpected CHALLENGE")
-          challenged = true
-          const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
-          if (Either.isLeft(challenge)) return finish("bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
-          clientProofAsync(credentials, nonce, challenge.right).then(
-            (answer) => {
-              if (closed) return
-              expectedSignature = answer.serverSignature
-              socket.write(authFrame(hello.clientId, new AuthProof({ proof: answer.proof })))
-            },
-            (error: Error) => finish("bad-frame", `cannot derive the proof for the CHALLENGE: ${error.message}`)
-          )
-          break
-        }
-        case FrameType.WELCOME: {
-          const welcome = decodeControl(Welcome, frame.payload, "bad-handshake")
-          if (Either.isLeft(welcome)) return finish("bad-frame", `bad WELCOME: ${welcome.left.message}`)
-          const problem = brokerAcceptanceProblem({
-            answer: "WELCOME",
-            credentials,
-            insecure: security.insecure === true,
-            challenged,
-            expectedSignature,
-            signature: welcome.right.serverSignature
-          })
-          if (problem !== undefined) {
-            const detail = `broker ${formatAddress(address)} ${problem}`
-            events.onBrokerError(new ErrorBody({ code: "auth-failed", message: detail }))
-            return finish("auth-failed", detail)
-          }
-          welcomed = true
-          clearTimeout(welcomeTimer)
-          events.onWelcome(welcome.right)
-          break
-        }
-        case FrameType.SESSION_OPENED: {
-          const topic = opening.get(frame.clientId)
-          if (!welcomed || topic === undefined) {
-            return finish("bad-frame", "a SESSION_OPENED of no session being opened")
-          }
-          opening.delete(frame.clientId)
-          let maxBatchBytes: number | undefined
-          if (frame.payload.length > 0) {
-            const opened = decodeControl(SessionOpened, frame.payload, "bad-handshake")
-            if (Either.isLeft(opened)) return finish("bad-frame", `bad SESSION_OPENED: ${opened.left.message}`)
-            if (credentials !== undefined && opened.right.sessionToken !== undefined) {
-              keepToken(
-                tokenKey(credentials.user, topic, hello.clientId, frame.sessionEpoch),
-                opened.right.sessionToken
-              )
-            }
-            maxBatchBytes = opened.right.maxBatchBytes
-          }
-          events.onSessionOpened(frame.clientId, frame.sessionEpoch, maxBatchBytes)
-          break
-        }
-        case FrameType.ENDED: {
-          const error = decodeControl(ErrorBody, frame.payload, "internal")
-          if (Either.isLeft(error)) return finish("bad-frame", `undecodable ENDED: ${error.left.message}`)
-          opening.delete(frame.clientId)
-          events.onSessionEnded(frame.clientId, error.right)
-          break
-        }
-        case FrameType.ACK:
-          if (frame.payload.length % ACK_ORDER_BYTES !== 0) {
-            return finish(
-              "bad-frame",
-              `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`
-            )
-          }
-          if (welcomed) events.onAck(frame.clientId, frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
-          break
-        case FrameType.SESSION_FENCED:
-          if (welcomed) events.onFenced(frame.clientId, frame.sessionEpoch, frame.seq)
-          break
-        case FrameType.ERROR: {
-          const error = decodeControl(ErrorBody, frame.payload, "internal")
-          if (Either.isLeft(error)) return finish("bad-frame", `undecodable ERROR: ${error.left.message}`)
-          events.onBrokerError(error.right)
-          return finish(error.right.code, error.right.message)
-        }
-      }
-    }
+    receiveFrames(c, chunk)
   }
 
   /**
@@ -370,8 +295,8 @@ export const openConnection = (
 
   return {
     openSession: (sessionId, topic, sessionEpoch) => {
-      if (closed) return
-      opening.set(sessionId, topic)
+      if (c.closed) return
+      c.opening.set(sessionId, topic)
       const sessionToken = credentials === undefined || sessionEpoch === undefined
         ? undefined
         : sessionTokens.get(tokenKey(credentials.user, topic, hello.clientId, sessionEpoch))
@@ -384,29 +309,141 @@ export const openConnection = (
       )
     },
     sendBatch: (frame, onWritten) => {
-      if (closed) return queueMicrotask(() => onWritten(new Error("connection closed")))
+      if (c.closed) return queueMicrotask(() => onWritten(new Error("connection closed")))
       write(frame, onWritten)
     },
     closeSession: (sessionId, topic, sessionEpoch, batches) => {
-      if (closed) return
+      if (c.closed) return
       if (credentials !== undefined) {
         sessionTokens.delete(tokenKey(credentials.user, topic, hello.clientId, sessionEpoch))
       }
       write(closeFrame(sessionId, sessionEpoch, batches))
     },
     end: () => {
-      if (closed) return
-      closed = true
+      if (c.closed) return
+      c.closed = true
       clearTimeout(welcomeTimer)
       socket.end()
       // The broker closes its side once it has read everything; don't wait on it for ever.
       setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref()
     },
     close: () => {
-      if (closed) return
-      closed = true
+      if (c.closed) return
+      c.closed = true
       clearTimeout(welcomeTimer)
       socket.destroy()
+    }
+  }
+}
+
+/** Ends the connection once, telling `onClosed` why. */
+const finish = (c: Connection, code: ConnectionClosed["code"], detail: string) => {
+  if (c.closed) return
+  c.closed = true
+  clearTimeout(c.welcomeTimer)
+  c.socket.destroy()
+  const error = new ConnectionClosed({ broker: formatAddress(c.address), code, detail })
+  c.events.onClosed(error.message, error)
+}
+
+/** Reads `chunk`'s frames and reports each, until one ends the connection. */
+const receiveFrames = (c: Connection, chunk: Buffer) => {
+  const { reader, events, hello } = c
+  const { credentials } = c.security
+  reader.push(chunk)
+  for (let frame = reader.next(); frame !== undefined && !c.closed; frame = reader.next()) {
+    if (frame instanceof WireViolation) return finish(c, "bad-frame", frame.message)
+    switch (frame.type) {
+      case FrameType.CHALLENGE: {
+        if (credentials === undefined || c.nonce === undefined) {
+          return finish(
+            c,
+            "auth-required",
+            `the broker requires authentication and this client has no credentials: ${CREDENTIALS_HINT}`
+          )
+        }
+        if (c.welcomed || c.challenged) return finish(c, "bad-frame", "an unexpected CHALLENGE")
+        c.challenged = true
+        const challenge = decodeControl(Challenge, frame.payload, "bad-handshake")
+        if (Either.isLeft(challenge)) return finish(c, "bad-frame", `bad CHALLENGE: ${challenge.left.message}`)
+        clientProofAsync(credentials, c.nonce, challenge.right).then(
+          (answer) => {
+            if (c.closed) return
+            c.expectedSignature = answer.serverSignature
+            c.socket.write(authFrame(hello.clientId, new AuthProof({ proof: answer.proof })))
+          },
+          (error: Error) => finish(c, "bad-frame", `cannot derive the proof for the CHALLENGE: ${error.message}`)
+        )
+        break
+      }
+      case FrameType.WELCOME: {
+        const welcome = decodeControl(Welcome, frame.payload, "bad-handshake")
+        if (Either.isLeft(welcome)) return finish(c, "bad-frame", `bad WELCOME: ${welcome.left.message}`)
+        const problem = brokerAcceptanceProblem({
+          answer: "WELCOME",
+          credentials,
+          insecure: c.security.insecure === true,
+          challenged: c.challenged,
+          expectedSignature: c.expectedSignature,
+          signature: welcome.right.serverSignature
+        })
+        if (problem !== undefined) {
+          const detail = `broker ${formatAddress(c.address)} ${problem}`
+          events.onBrokerError(new ErrorBody({ code: "auth-failed", message: detail }))
+          return finish(c, "auth-failed", detail)
+        }
+        c.welcomed = true
+        clearTimeout(c.welcomeTimer)
+        events.onWelcome(welcome.right)
+        break
+      }
+      case FrameType.SESSION_OPENED: {
+        const topic = c.opening.get(frame.clientId)
+        if (!c.welcomed || topic === undefined) {
+          return finish(c, "bad-frame", "a SESSION_OPENED of no session being opened")
+        }
+        c.opening.delete(frame.clientId)
+        let maxBatchBytes: number | undefined
+        if (frame.payload.length > 0) {
+          const opened = decodeControl(SessionOpened, frame.payload, "bad-handshake")
+          if (Either.isLeft(opened)) return finish(c, "bad-frame", `bad SESSION_OPENED: ${opened.left.message}`)
+          if (credentials !== undefined && opened.right.sessionToken !== undefined) {
+            keepToken(
+              tokenKey(credentials.user, topic, hello.clientId, frame.sessionEpoch),
+              opened.right.sessionToken
+            )
+          }
+          maxBatchBytes = opened.right.maxBatchBytes
+        }
+        events.onSessionOpened(frame.clientId, frame.sessionEpoch, maxBatchBytes)
+        break
+      }
+      case FrameType.ENDED: {
+        const error = decodeControl(ErrorBody, frame.payload, "internal")
+        if (Either.isLeft(error)) return finish(c, "bad-frame", `undecodable ENDED: ${error.left.message}`)
+        c.opening.delete(frame.clientId)
+        events.onSessionEnded(frame.clientId, error.right)
+        break
+      }
+      case FrameType.ACK:
+        if (frame.payload.length % ACK_ORDER_BYTES !== 0) {
+          return finish(
+            c,
+            "bad-frame",
+            `an ACK payload of ${frame.payload.length} bytes is not (batch seq, total order) pairs`
+          )
+        }
+        if (c.welcomed) events.onAck(frame.clientId, frame.sessionEpoch, frame.seq, frame.payload, frame.messageCount)
+        break
+      case FrameType.SESSION_FENCED:
+        if (c.welcomed) events.onFenced(frame.clientId, frame.sessionEpoch, frame.seq)
+        break
+      case FrameType.ERROR: {
+        const error = decodeControl(ErrorBody, frame.payload, "internal")
+        if (Either.isLeft(error)) return finish(c, "bad-frame", `undecodable ERROR: ${error.left.message}`)
+        events.onBrokerError(error.right)
+        return finish(c, error.right.code, error.right.message)
+      }
     }
   }
 }
