@@ -10,6 +10,7 @@
  * member frames) goes to its `other` handler.
  */
 import { Effect, Either, type ParseResult, Schema } from "effect"
+import type { Socket } from "node:net"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import type { Credentials } from "./Auth.js"
 import { type BrokerAddress, formatAddress } from "./BrokerAddress.js"
@@ -80,6 +81,23 @@ interface Answer {
 
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
+/** A link's state, opening or open: what its frame handling, its calls and its end share. */
+interface LinkState<E> {
+  readonly broker: string
+  readonly settings: RequestLinkSettings
+  readonly kind: RequestLinkKind<E>
+  readonly socket: Socket
+  readonly reader: FrameReader
+  readonly handshake: ReturnType<typeof requestHandshake>
+  readonly connectTimer: ReturnType<typeof setTimeout>
+  /** Ends the open: with the link once READY came, or with why it failed. */
+  readonly resume: (opened: Effect.Effect<RequestLink<E>, ConnectionClosed>) => void
+  readonly pending: Map<number, (answer: Answer | ConnectionClosed) => void>
+  nextId: number
+  ready: boolean
+  failure: ConnectionClosed | undefined
+}
+
 /** Opens a request link of `kind` to `address`, within the connect timeout. */
 export const openRequestLink = <E>(
   address: BrokerAddress,
@@ -87,12 +105,7 @@ export const openRequestLink = <E>(
   kind: RequestLinkKind<E>
 ): Effect.Effect<RequestLink<E>, ConnectionClosed> =>
   Effect.async<RequestLink<E>, ConnectionClosed>((resume) => {
-    const broker = formatAddress(address)
     const { credentials } = settings
-    const pending = new Map<number, (answer: Answer | ConnectionClosed) => void>()
-    let nextId = 1
-    let ready = false
-    let failure: ConnectionClosed | undefined
     const { frames } = kind
     const reader = new FrameReader({
       accept: [
@@ -106,30 +119,33 @@ export const openRequestLink = <E>(
       maxBatchBytes: 0
     })
     const { socket, ready: connected } = dialBroker(address, settings.tls, receive)
-    /** Ends the link once: the open waiting, or every call in flight and the kind, learn why. */
-    const fail = (code: ConnectionClosed["code"], detail: string) => {
-      if (failure !== undefined) return
-      failure = new ConnectionClosed({ broker, code, detail })
-      clearTimeout(connectTimer)
-      socket.destroy()
-      if (!ready) return resume(Effect.fail(failure))
-      for (const settle of pending.values()) settle(failure)
-      pending.clear()
-      kind.broken?.(failure)
-    }
     const handshake = requestHandshake({
       credentials,
       insecure: settings.insecure,
       answer: frames.readyName,
       write: (frame) => socket.write(frame),
-      fail: (refusal) => fail(refusal.code, refusal.detail),
-      ended: () => failure !== undefined
+      fail: (refusal) => fail(link, refusal.code, refusal.detail),
+      ended: () => link.failure !== undefined
     })
     const { nonce } = handshake
     const connectTimer = setTimeout(
-      () => fail("timeout", `no ${frames.readyName} within ${settings.connectTimeoutMs} ms`),
+      () => fail(link, "timeout", `no ${frames.readyName} within ${settings.connectTimeoutMs} ms`),
       settings.connectTimeoutMs
     )
+    const link: LinkState<E> = {
+      broker: formatAddress(address),
+      settings,
+      kind,
+      socket,
+      reader,
+      handshake,
+      connectTimer,
+      resume,
+      pending: new Map(),
+      nextId: 1,
+      ready: false,
+      failure: undefined
+    }
     socket.on(connected, () =>
       socket.write(
         requestOpenFrame(
@@ -140,116 +156,146 @@ export const openRequestLink = <E>(
           })
         )
       ))
-    socket.on("error", (error) => fail("unreachable", error.message))
-    socket.on("close", () => fail("closed", "the broker closed the connection"))
+    socket.on("error", (error) => fail(link, "unreachable", error.message))
+    socket.on("close", () => fail(link, "closed", "the broker closed the connection"))
     if (settings.tls !== undefined) socket.on("data", receive)
-
-    /** The answer to request `method`, or why none came. */
-    const ask = <P, PI>(method: { readonly tag: string; readonly payload: Schema.Schema<P, PI> }, input: P) =>
-      Effect.async<Answer, ConnectionClosed>((settle) => {
-        if (failure !== undefined) return settle(Effect.fail(failure))
-        const id = nextId++
-        const timer = setTimeout(() => {
-          pending.delete(id)
-          settle(
-            Effect.fail(
-              new ConnectionClosed({
-                broker,
-                code: "timeout",
-                detail: `no answer to ${method.tag} within ${settings.requestTimeoutMs} ms`
-              })
-            )
-          )
-        }, settings.requestTimeoutMs)
-        pending.set(id, (answer) => {
-          clearTimeout(timer)
-          pending.delete(id)
-          settle(answer instanceof ConnectionClosed ? Effect.fail(answer) : Effect.succeed(answer))
-        })
-        socket.write(kind.requestFrame(id, method, input))
-        // Interrupted: its answer, when it comes, is dropped.
-        return Effect.sync(() => {
-          clearTimeout(timer)
-          pending.delete(id)
-        })
-      })
-
-    const link: RequestLink<E> = {
-      broker,
-      open: () => failure === undefined,
-      call: <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
-        ask(method, input).pipe(
-          Effect.mapError((failed) => kind.unavailable(kind.unanswered(failed, method.tag))),
-          Effect.flatMap((answer): Effect.Effect<S, F | E> => {
-            const unreadable = (e: ParseResult.ParseError) =>
-              Effect.fail(
-                kind.unavailable(
-                  `broker ${broker} answered ${method.tag} with what this client cannot read: ${e.message}`
-                )
-              )
-            if (answer.failed) {
-              const error = Schema.decodeUnknownEither(method.failure)(answer.body)
-              return Either.isRight(error) ? Effect.fail(error.right) : unreadable(error.left)
-            }
-            const plain = kind.plainAnswer?.(method.tag, answer.body)
-            if (plain !== undefined) return Effect.succeed(plain as S)
-            const result = Schema.decodeUnknownEither(method.success)(answer.body)
-            return Either.isRight(result) ? Effect.succeed(result.right) : unreadable(result.left)
-          })
-        ),
-      send: (operation, input) => {
-        if (failure !== undefined) return undefined
-        const id = nextId++
-        socket.write(kind.requestFrame(id, operation, input))
-        return id
-      },
-      close: () => fail("closed", "closed by this client")
-    }
-
     function receive(chunk: Buffer) {
-      reader.push(chunk)
-      for (let frame = reader.next(); frame !== undefined && failure === undefined; frame = reader.next()) {
-        if (frame instanceof WireViolation) return fail("bad-frame", frame.message)
-        switch (frame.type) {
-          case FrameType.CHALLENGE: {
-            const refused = handshake.challenge(frame.payload, ready)
-            if (refused !== undefined) return fail(refused.code, refused.detail)
-            break
-          }
-          case frames.ready: {
-            if (ready) return fail("bad-frame", `a second ${frames.readyName}`)
-            const accepted = decodeControl(RequestReady, frame.payload, "bad-handshake")
-            if (Either.isLeft(accepted)) return fail("bad-frame", `bad ${frames.readyName}: ${accepted.left.message}`)
-            const refused = handshake.readyProblem(accepted.right.serverSignature)
-            if (refused !== undefined) return fail(refused.code, refused.detail)
-            ready = true
-            clearTimeout(connectTimer)
-            resume(Effect.succeed(link))
-            break
-          }
-          case frames.reply:
-          case frames.failure: {
-            let body: unknown
-            try {
-              body = JSON.parse(decoder.decode(frame.payload))
-            } catch (error) {
-              return fail("bad-frame", `${kind.answerName} that is not JSON: ${(error as Error).message}`)
-            }
-            pending.get(frame.seq)?.({ failed: frame.type === frames.failure, body })
-            break
-          }
-          case FrameType.ERROR: {
-            const error = decodeControl(ErrorBody, frame.payload, "internal")
-            if (Either.isLeft(error)) return fail("bad-frame", `undecodable ERROR: ${error.left.message}`)
-            return fail(error.right.code, error.right.message)
-          }
-          default:
-            kind.other?.(frame)
-        }
-      }
+      receiveFrames(link, chunk)
     }
     // Interrupted while opening: the socket goes.
     return Effect.sync(() => {
-      if (!ready) fail("closed", "the open was interrupted")
+      if (!link.ready) fail(link, "closed", "the open was interrupted")
+    })
+  })
+
+/** Ends the link once: the open waiting, or every call in flight and the kind, learn why. */
+const fail = <E>(link: LinkState<E>, code: ConnectionClosed["code"], detail: string) => {
+  if (link.failure !== undefined) return
+  const failure = new ConnectionClosed({ broker: link.broker, code, detail })
+  link.failure = failure
+  clearTimeout(link.connectTimer)
+  link.socket.destroy()
+  if (!link.ready) return link.resume(Effect.fail(failure))
+  for (const settle of link.pending.values()) settle(failure)
+  link.pending.clear()
+  link.kind.broken?.(failure)
+}
+
+/** Reads `chunk`'s frames (the handshake's, answers, the kind's others) until one ends the link. */
+const receiveFrames = <E>(link: LinkState<E>, chunk: Buffer) => {
+  const { reader, kind, handshake } = link
+  const { frames } = kind
+  reader.push(chunk)
+  for (let frame = reader.next(); frame !== undefined && link.failure === undefined; frame = reader.next()) {
+    if (frame instanceof WireViolation) return fail(link, "bad-frame", frame.message)
+    switch (frame.type) {
+      case FrameType.CHALLENGE: {
+        const refused = handshake.challenge(frame.payload, link.ready)
+        if (refused !== undefined) return fail(link, refused.code, refused.detail)
+        break
+      }
+      case frames.ready: {
+        if (link.ready) return fail(link, "bad-frame", `a second ${frames.readyName}`)
+        const accepted = decodeControl(RequestReady, frame.payload, "bad-handshake")
+        if (Either.isLeft(accepted)) {
+          return fail(link, "bad-frame", `bad ${frames.readyName}: ${accepted.left.message}`)
+        }
+        const refused = handshake.readyProblem(accepted.right.serverSignature)
+        if (refused !== undefined) return fail(link, refused.code, refused.detail)
+        link.ready = true
+        clearTimeout(link.connectTimer)
+        link.resume(Effect.succeed(openedLink(link)))
+        break
+      }
+      case frames.reply:
+      case frames.failure: {
+        let body: unknown
+        try {
+          body = JSON.parse(decoder.decode(frame.payload))
+        } catch (error) {
+          return fail(link, "bad-frame", `${kind.answerName} that is not JSON: ${(error as Error).message}`)
+        }
+        link.pending.get(frame.seq)?.({ failed: frame.type === frames.failure, body })
+        break
+      }
+      case FrameType.ERROR: {
+        const error = decodeControl(ErrorBody, frame.payload, "internal")
+        if (Either.isLeft(error)) return fail(link, "bad-frame", `undecodable ERROR: ${error.left.message}`)
+        return fail(link, error.right.code, error.right.message)
+      }
+      default:
+        kind.other?.(frame)
+    }
+  }
+}
+
+/** The calls an open link carries. */
+const openedLink = <E>(link: LinkState<E>): RequestLink<E> => {
+  const { broker, kind, socket } = link
+  return {
+    broker,
+    open: () => link.failure === undefined,
+    call: <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
+      ask(link, method, input).pipe(
+        Effect.mapError((failed) => kind.unavailable(kind.unanswered(failed, method.tag))),
+        Effect.flatMap((answer): Effect.Effect<S, F | E> => {
+          const unreadable = (e: ParseResult.ParseError) =>
+            Effect.fail(
+              kind.unavailable(
+                `broker ${broker} answered ${method.tag} with what this client cannot read: ${e.message}`
+              )
+            )
+          if (answer.failed) {
+            const error = Schema.decodeUnknownEither(method.failure)(answer.body)
+            return Either.isRight(error) ? Effect.fail(error.right) : unreadable(error.left)
+          }
+          const plain = kind.plainAnswer?.(method.tag, answer.body)
+          if (plain !== undefined) return Effect.succeed(plain as S)
+          const result = Schema.decodeUnknownEither(method.success)(answer.body)
+          return Either.isRight(result) ? Effect.succeed(result.right) : unreadable(result.left)
+        })
+      ),
+    send: (operation, input) => {
+      if (link.failure !== undefined) return undefined
+      const id = link.nextId++
+      socket.write(kind.requestFrame(id, operation, input))
+      return id
+    },
+    close: () => fail(link, "closed", "closed by this client")
+  }
+}
+
+/** The answer to request `method`, or why none came. */
+const ask = <E, P, PI>(
+  link: LinkState<E>,
+  method: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
+  input: P
+) =>
+  Effect.async<Answer, ConnectionClosed>((settle) => {
+    if (link.failure !== undefined) return settle(Effect.fail(link.failure))
+    const id = link.nextId++
+    const { requestTimeoutMs } = link.settings
+    const timer = setTimeout(() => {
+      link.pending.delete(id)
+      settle(
+        Effect.fail(
+          new ConnectionClosed({
+            broker: link.broker,
+            code: "timeout",
+            detail: `no answer to ${method.tag} within ${requestTimeoutMs} ms`
+          })
+        )
+      )
+    }, requestTimeoutMs)
+    link.pending.set(id, (answer) => {
+      clearTimeout(timer)
+      link.pending.delete(id)
+      settle(answer instanceof ConnectionClosed ? Effect.fail(answer) : Effect.succeed(answer))
+    })
+    link.socket.write(link.kind.requestFrame(id, method, input))
+    // Interrupted: its answer, when it comes, is dropped.
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      link.pending.delete(id)
     })
   })
