@@ -188,195 +188,202 @@ export interface ReaderCore {
   readonly publishProcessed: (position: number) => void
 }
 
-export const makeReader = (core: ReaderCore): RingReader => {
-  const { batch } = core
-  const reaped = () => new ReaderReaped({ ring: core.address.id, slot: core.slot, occurrence: core.occurrence })
+const reaped = (core: ReaderCore) =>
+  new ReaderReaped({ ring: core.address.id, slot: core.slot, occurrence: core.occurrence })
 
-  /** Frames after `delivered` (none after `timeoutMs`), without publishing anything. */
-  const fetch = (timeoutMs: number) =>
-    Effect.gen(function*() {
-      const started = performance.now()
-      for (;;) {
-        const ended = core.scan()
-        if (batch.count > 0) return batch
-        if (ended !== undefined) {
-          if (ended._tag === "RingCorrupt") yield* Metric.increment(ringCorruptions)
-          return yield* Effect.fail(ended)
-        }
-        const left = timeoutMs - (performance.now() - started)
-        if (left <= 0) return batch
-        yield* core.awaitFrames(Math.min(left, alignedDelayMs(READER_LIVENESS_MS)))
+/** Frames after `delivered` (none after `timeoutMs`), without publishing anything. */
+const fetchBatch = (core: ReaderCore, timeoutMs: number) =>
+  Effect.gen(function*() {
+    const { batch } = core
+    const started = performance.now()
+    for (;;) {
+      const ended = core.scan()
+      if (batch.count > 0) return batch
+      if (ended !== undefined) {
+        if (ended._tag === "RingCorrupt") yield* Metric.increment(ringCorruptions)
+        return yield* Effect.fail(ended)
       }
-    })
+      const left = timeoutMs - (performance.now() - started)
+      if (left <= 0) return batch
+      yield* core.awaitFrames(Math.min(left, alignedDelayMs(READER_LIVENESS_MS)))
+    }
+  })
 
-  // A reaped reader's frames may be overwritten at any point after the reap: each is handed on
-  // only after a check that follows everything else done before handing it on.
-  const take = (timeoutMs = Infinity) =>
-    Effect.suspend(() => {
+// A reaped reader's frames may be overwritten at any point after the reap: each is handed on
+// only after a check that follows everything else done before handing it on.
+const take = (core: ReaderCore, timeoutMs: number) =>
+  Effect.suspend(() => {
+    core.publishProcessed(core.delivered())
+    return Effect.flatMap(fetchBatch(core, timeoutMs), (taken) =>
+      core.publishDelivered(taken.end) ? Effect.succeed(taken) : Effect.fail(reaped(core)))
+  })
+
+const consume = <E, R>(
+  core: ReaderCore,
+  handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>
+) =>
+  Effect.gen(function*() {
+    for (;;) {
       core.publishProcessed(core.delivered())
-      return Effect.flatMap(fetch(timeoutMs), (taken) =>
-        core.publishDelivered(taken.end) ? Effect.succeed(taken) : Effect.fail(reaped()))
-    })
-
-  const consume = <E, R>(handler: (frame: Uint8Array, sequence: number) => Effect.Effect<void, E, R>) =>
-    Effect.gen(function*() {
-      for (;;) {
-        core.publishProcessed(core.delivered())
-        const taken = yield* fetch(Infinity).pipe(
-          Effect.catchTag("RingClosed", () => Effect.succeed(undefined))
-        )
-        if (taken === undefined) return
-        const count = taken.count
-        for (let i = 0; i < count; i++) {
-          const sequence = taken.sequences[i]!
-          const end = sequence + frameSpan(taken.lengths[i]!)
-          // Reaped: the next scan reports it.
-          if (!core.publishDelivered(end)) break
-          yield* handler(taken.frame(i), sequence)
-          core.publishProcessed(end)
-        }
+      const taken = yield* fetchBatch(core, Infinity).pipe(
+        Effect.catchTag("RingClosed", () => Effect.succeed(undefined))
+      )
+      if (taken === undefined) return
+      const count = taken.count
+      for (let i = 0; i < count; i++) {
+        const sequence = taken.sequences[i]!
+        const end = sequence + frameSpan(taken.lengths[i]!)
+        // Reaped: the next scan reports it.
+        if (!core.publishDelivered(end)) break
+        yield* handler(taken.frame(i), sequence)
+        core.publishProcessed(end)
       }
-    })
+    }
+  })
 
-  /**
-   * `consume` with a synchronous handler run from the doorbell's wake callback: a batch of
-   * frames reaches the handler with no fiber resumed and no effect interpreted. Returns when the
-   * ring closes; fails like `consume`, or dies with what the handler threw. A handler that
-   * returns an effect pauses the read: the effect runs in this fiber, then the frame counts as
-   * processed and reading resumes after it.
-   */
-  const consumeSync = (
-    handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
-  ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> => consumeSyncFrom(handler, batch.count)
+/**
+ * `consume` with a synchronous handler run from the doorbell's wake callback: a batch of
+ * frames reaches the handler with no fiber resumed and no effect interpreted. Returns when the
+ * ring closes; fails like `consume`, or dies with what the handler threw. A handler that
+ * returns an effect pauses the read: the effect runs in this fiber, then the frame counts as
+ * processed and reading resumes after it.
+ */
+const consumeSync = (
+  core: ReaderCore,
+  handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
+): Effect.Effect<void, Exclude<RingReadError, RingClosed>> => consumeSyncFrom(core, handler, core.batch.count)
 
-  /**
-   * `consumeSync` going on with the batch already scanned from frame `first` (its count when there
-   * is none): after a handler's effect, the frames after its one are handed on without scanning
-   * the ring again (a scan takes every frame committed, which may be thousands).
-   */
-  const consumeSyncFrom = (
-    handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>,
-    first: number
-  ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
-    Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
-      let stop: (() => void) | undefined
-      let done = false
-      const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
-        done = true
-        stop?.()
-        resume(outcome)
-      }
-      let from = first
-      // Resumed after a handler's effect: its frame is processed now.
-      core.publishProcessed(core.delivered())
-      const drain = () => {
-        while (!done) {
-          let ended: RingReadError | undefined
-          if (from >= batch.count) {
-            core.publishProcessed(core.delivered())
-            ended = core.scan()
-            from = 0
-          }
-          const count = batch.count
-          if (count === 0) {
-            if (ended === undefined) return
-            if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
-            return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
-          }
-          for (let i = from; i < count; i++) {
-            const sequence = batch.sequences[i]!
-            const frameEnd = sequence + frameSpan(batch.lengths[i]!)
-            // Reaped: the next scan reports it (`ReaderReaped`).
-            if (!core.publishDelivered(frameEnd)) {
-              from = count
-              break
-            }
-            let rest: void | Effect.Effect<void>
-            try {
-              rest = handler(batch.frame(i), sequence)
-            } catch (defect) {
-              return end(Effect.die(defect))
-            }
-            // The frames after this one are handed on once its effect is done.
-            if (rest !== undefined) {
-              return end(Effect.zipRight(rest, Effect.suspend(() => consumeSyncFrom(handler, i + 1))))
-            }
-            core.publishProcessed(frameEnd)
-          }
-          from = count
-        }
-      }
-      stop = core.watchFrames(drain)
-      // The check after registering: frames committed before the watch stood are read now.
-      drain()
-      return Effect.sync(() => {
-        done = true
-        stop?.()
-      })
-    })
-
-  const consumeFrames = (
-    handler: (batch: FrameBatch) => void
-  ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
-    Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
-      let stop: (() => void) | undefined
-      let done = false
-      const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
-        done = true
-        stop?.()
-        resume(outcome)
-      }
-      const drain = () => {
-        while (!done) {
-          // The batch handed on last is processed: its handler returned.
+/**
+ * `consumeSync` going on with the batch already scanned from frame `first` (its count when there
+ * is none): after a handler's effect, the frames after its one are handed on without scanning
+ * the ring again (a scan takes every frame committed, which may be thousands).
+ */
+const consumeSyncFrom = (
+  core: ReaderCore,
+  handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>,
+  first: number
+): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
+  Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+    const { batch } = core
+    let stop: (() => void) | undefined
+    let done = false
+    const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
+      done = true
+      stop?.()
+      resume(outcome)
+    }
+    let from = first
+    // Resumed after a handler's effect: its frame is processed now.
+    core.publishProcessed(core.delivered())
+    const drain = () => {
+      while (!done) {
+        let ended: RingReadError | undefined
+        if (from >= batch.count) {
           core.publishProcessed(core.delivered())
-          const ended = core.scan()
-          if (batch.count === 0) {
-            if (ended === undefined) return
-            if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
-            return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
-          }
+          ended = core.scan()
+          from = 0
+        }
+        const count = batch.count
+        if (count === 0) {
+          if (ended === undefined) return
+          if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
+          return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
+        }
+        for (let i = from; i < count; i++) {
+          const sequence = batch.sequences[i]!
+          const frameEnd = sequence + frameSpan(batch.lengths[i]!)
           // Reaped: the next scan reports it (`ReaderReaped`).
-          if (!core.publishDelivered(batch.end)) continue
+          if (!core.publishDelivered(frameEnd)) {
+            from = count
+            break
+          }
+          let rest: void | Effect.Effect<void>
           try {
-            handler(batch)
+            rest = handler(batch.frame(i), sequence)
           } catch (defect) {
             return end(Effect.die(defect))
           }
+          // The frames after this one are handed on once its effect is done.
+          if (rest !== undefined) {
+            return end(Effect.zipRight(rest, Effect.suspend(() => consumeSyncFrom(core, handler, i + 1))))
+          }
+          core.publishProcessed(frameEnd)
+        }
+        from = count
+      }
+    }
+    stop = core.watchFrames(drain)
+    // The check after registering: frames committed before the watch stood are read now.
+    drain()
+    return Effect.sync(() => {
+      done = true
+      stop?.()
+    })
+  })
+
+const consumeFrames = (
+  core: ReaderCore,
+  handler: (batch: FrameBatch) => void
+): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
+  Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+    const { batch } = core
+    let stop: (() => void) | undefined
+    let done = false
+    const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
+      done = true
+      stop?.()
+      resume(outcome)
+    }
+    const drain = () => {
+      while (!done) {
+        // The batch handed on last is processed: its handler returned.
+        core.publishProcessed(core.delivered())
+        const ended = core.scan()
+        if (batch.count === 0) {
+          if (ended === undefined) return
+          if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
+          return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
+        }
+        // Reaped: the next scan reports it (`ReaderReaped`).
+        if (!core.publishDelivered(batch.end)) continue
+        try {
+          handler(batch)
+        } catch (defect) {
+          return end(Effect.die(defect))
         }
       }
-      stop = core.watchFrames(drain)
-      // The check after registering: frames committed before the watch stood are read now.
-      drain()
-      return Effect.sync(() => {
-        done = true
-        stop?.()
-      })
+    }
+    stop = core.watchFrames(drain)
+    // The check after registering: frames committed before the watch stood are read now.
+    drain()
+    return Effect.sync(() => {
+      done = true
+      stop?.()
     })
+  })
 
-  /** Copies of the batch's frames; checked after copying (seqlock-style): a reap before the last copy may have overwritten any of them. */
-  const copies = (taken: FrameBatch): Effect.Effect<Chunk.Chunk<Frame>, ReaderReaped> => {
-    const frames = new Array<Frame>(taken.count)
-    for (let i = 0; i < taken.count; i++) frames[i] = { sequence: taken.sequences[i]!, bytes: taken.frame(i).slice() }
-    return core.attached() ? Effect.succeed(Chunk.unsafeFromArray(frames)) : Effect.fail(reaped())
-  }
-
-  return {
-    address: core.address,
-    slot: core.slot,
-    occurrence: core.occurrence,
-    take,
-    complete: Effect.sync(() => core.publishProcessed(core.delivered())),
-    consume,
-    consumeSync,
-    consumeFrames,
-    stream: Stream.repeatEffectChunkOption(
-      take().pipe(
-        Effect.flatMap(copies),
-        Effect.mapError((error) => (error._tag === "RingClosed" ? Option.none() : Option.some(error)))
-      )
-    ) as Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>,
-    progress: () => ({ delivered: core.delivered(), processed: core.processed() }),
-    awaitWriter: core.awaitWriter
-  }
+/** Copies of the batch's frames; checked after copying (seqlock-style): a reap before the last copy may have overwritten any of them. */
+const copies = (core: ReaderCore, taken: FrameBatch): Effect.Effect<Chunk.Chunk<Frame>, ReaderReaped> => {
+  const frames = new Array<Frame>(taken.count)
+  for (let i = 0; i < taken.count; i++) frames[i] = { sequence: taken.sequences[i]!, bytes: taken.frame(i).slice() }
+  return core.attached() ? Effect.succeed(Chunk.unsafeFromArray(frames)) : Effect.fail(reaped(core))
 }
+
+export const makeReader = (core: ReaderCore): RingReader => ({
+  address: core.address,
+  slot: core.slot,
+  occurrence: core.occurrence,
+  take: (timeoutMs = Infinity) => take(core, timeoutMs),
+  complete: Effect.sync(() => core.publishProcessed(core.delivered())),
+  consume: (handler) => consume(core, handler),
+  consumeSync: (handler) => consumeSync(core, handler),
+  consumeFrames: (handler) => consumeFrames(core, handler),
+  stream: Stream.repeatEffectChunkOption(
+    take(core, Infinity).pipe(
+      Effect.flatMap((taken) => copies(core, taken)),
+      Effect.mapError((error) => (error._tag === "RingClosed" ? Option.none() : Option.some(error)))
+    )
+  ) as Stream.Stream<Frame, Exclude<RingReadError, RingClosed>>,
+  progress: () => ({ delivered: core.delivered(), processed: core.processed() }),
+  awaitWriter: core.awaitWriter
+})
