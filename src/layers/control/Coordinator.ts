@@ -169,6 +169,125 @@ const enterBarrier = (participant: Participant, name: string, options: BarrierOp
     )
   })
 
+/** One signal shared by every barrier call in flight (any number of them): no listener limit to warn about. */
+const takeoverSignal = () => {
+  const controller = new AbortController()
+  setMaxListeners(0, controller.signal)
+  return controller
+}
+
+/**
+ * Joins again and re-creates and re-joins the groups (`rejoinOnce`), retried with backoff for up
+ * to `rejoinTimeoutMs` (the coordinator may be failing over, or not serving yet): one failed
+ * attempt must not leave this process out of the membership for good. Giving up is logged
+ * as `CoordinatorRejoinFailed`.
+ */
+const rejoin = <E extends { readonly message: string }>(
+  rejoinOnce: Effect.Effect<void, E>,
+  slot: number,
+  after: string,
+  rejoinTimeoutMs: number
+) =>
+  Effect.suspend(() => {
+    const started = Date.now()
+    let attempts = 0
+    return rejoinOnce.pipe(
+      Effect.tapError((e) =>
+        Effect.logWarning(`coordinator: re-joining after ${after} failed (attempt ${++attempts}): ${e.message}`)
+      ),
+      Effect.retry(rejoinBackoff.pipe(Schedule.upTo(rejoinTimeoutMs))),
+      Effect.catchAll((e) =>
+        Effect.logError(
+          new CoordinatorRejoinFailed({
+            slot,
+            after,
+            attempts,
+            waitedMs: Date.now() - started,
+            last: e.message
+          }).message
+        )
+      )
+    )
+  })
+
+/**
+ * The client's calls, their failures narrowed to the coordinator's typed errors. The groups
+ * created and joined are remembered (`created`, `joined`): a re-join restores them.
+ */
+const clientShape = (
+  participant: Participant,
+  created: Map<string, ReadonlyArray<number>>,
+  joined: Set<string>
+): CoordinatorShape => {
+  const { client, self } = participant
+  return {
+    self,
+    members: (group = GROUP_ALL) =>
+      client.call(Protocol.ListMembersMethod, { group }).pipe(Effect.mapError(passThrough(["UnknownGroup"]))),
+    createGroup: (name, slots) =>
+      client.call(Protocol.CreateGroupMethod, { name, members: slots }).pipe(
+        Effect.tap(() => Effect.sync(() => created.set(name, slots))),
+        Effect.asVoid,
+        Effect.mapError((e) => unavailable(e.message))
+      ),
+    joinGroup: (name) =>
+      client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
+        Effect.tap(() => Effect.sync(() => joined.add(name))),
+        Effect.asVoid,
+        Effect.mapError((e) => unavailable(e.message))
+      ),
+    barrier: (name, barrierOptions) => enterBarrier(participant, name, barrierOptions),
+    createTopic: (spec) =>
+      // Checked before it is sent: a spec that cannot be encoded is the caller's mistake, said as such.
+      Effect.flatMap(checkTopicSpec(spec), (checked) => client.call(Protocol.CreateTopicMethod, checked)).pipe(
+        Effect.mapError(passThrough([
+          "TopicExists",
+          "DirectoryFull",
+          "RegionFull",
+          "ReplicationUnavailable",
+          "InvalidTopicSpec",
+          "NotDirectoryWriter"
+        ]))
+      ),
+    deleteTopic: (name) =>
+      Effect.flatMap(checkTopicName(name), (checked) =>
+        client.call(Protocol.DeleteTopicMethod, { name: checked }).pipe(
+          Effect.asVoid,
+          Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
+        )),
+    trimTopic: (name, target) =>
+      Effect.flatMap(checkTrim(name, target), (checked) =>
+        client.call(Protocol.TrimTopicMethod, checked).pipe(
+          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
+        )),
+    purgeTopic: (name) =>
+      Effect.flatMap(checkTopicName(name), (checked) =>
+        client.call(Protocol.PurgeTopicMethod, { name: checked }).pipe(
+          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
+        )),
+    createObject: (spec) => {
+      const problem = objectNameProblem(spec.name)
+      if (problem !== undefined) {
+        return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
+      }
+      return client.call(Protocol.CreateObjectMethod, spec).pipe(
+        Effect.mapError(passThrough([
+          "NameTaken",
+          "DirectoryFull",
+          "RegionFull",
+          "InvalidObjectName",
+          "NotDirectoryWriter"
+        ]))
+      )
+    },
+    removeObject: (target) =>
+      client.call(Protocol.RemoveObjectMethod, target).pipe(
+        Effect.asVoid,
+        Effect.mapError(passThrough(["ObjectNotFound", "NotDirectoryWriter"]))
+      )
+  }
+}
+
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<
   CoordinatorShape,
   CoordinatorUnavailable,
@@ -180,7 +299,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const rpc = yield* Rpc
     const slot = yield* ProcessSlot
     // The coordinator frees a stopped member's reply slot as it drops it: resumed, the member
-    // attaches again and joins again (`rejoin`, defined below, run only after this client exists).
+    // attaches again and joins again (`restart`, defined below, run only after this client exists).
     const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() =>
       restart("this process was dropped for not running")
     )
@@ -218,12 +337,6 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     // table but not the groups: re-join, re-create and re-join them, and fail barriers in flight.
     const created = new Map<string, ReadonlyArray<number>>()
     const joined = new Set<string>()
-    /** One signal shared by every barrier call in flight (any number of them): no listener limit to warn about. */
-    const takeoverSignal = () => {
-      const controller = new AbortController()
-      setMaxListeners(0, controller.signal)
-      return controller
-    }
     let takeover = takeoverSignal()
     // One join call per attempt: `rejoin`'s schedule does the retrying (not `join`'s own retries inside each attempt).
     const rejoinOnce = Effect.gen(function*() {
@@ -234,34 +347,6 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       }
     })
     const rejoinTimeoutMs = options.rejoinTimeoutMs ?? DEFAULT_REJOIN_TIMEOUT_MS
-    /**
-     * Joins again and re-creates and re-joins the groups, retried with backoff for up to
-     * `rejoinTimeoutMs` (the coordinator may be failing over, or not serving yet): one failed
-     * attempt must not leave this process out of the membership for good. Giving up is logged
-     * as `CoordinatorRejoinFailed`.
-     */
-    const rejoin = (after: string) =>
-      Effect.suspend(() => {
-        const started = Date.now()
-        let attempts = 0
-        return rejoinOnce.pipe(
-          Effect.tapError((e) =>
-            Effect.logWarning(`coordinator: re-joining after ${after} failed (attempt ${++attempts}): ${e.message}`)
-          ),
-          Effect.retry(rejoinBackoff.pipe(Schedule.upTo(rejoinTimeoutMs))),
-          Effect.catchAll((e) =>
-            Effect.logError(
-              new CoordinatorRejoinFailed({
-                slot: self.slot,
-                after,
-                attempts,
-                waitedMs: Date.now() - started,
-                last: e.message
-              }).message
-            )
-          )
-        )
-      })
     /** Fails the barriers in flight (`why`: what happened, as a clause) and re-joins in the background (replacing a re-join still retrying). */
     const restart = (why: string) =>
       Effect.zipRight(
@@ -270,7 +355,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
           const current = takeover
           takeover = takeoverSignal()
           current.abort(why)
-          return Effect.asVoid(FiberHandle.run(rejoining, rejoin(why)))
+          return Effect.asVoid(FiberHandle.run(rejoining, rejoin(rejoinOnce, self.slot, why, rejoinTimeoutMs)))
         })
       )
     /** Restarts on each notice of a kind that `why` says concerns this process. */
@@ -291,77 +376,8 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
         ? `this process was dropped from the membership (${drop.reason})`
         : undefined)
 
-    return {
-      self,
-      members: (group = GROUP_ALL) =>
-        client.call(Protocol.ListMembersMethod, { group }).pipe(Effect.mapError(passThrough(["UnknownGroup"]))),
-      createGroup: (name, slots) =>
-        client.call(Protocol.CreateGroupMethod, { name, members: slots }).pipe(
-          Effect.tap(() => Effect.sync(() => created.set(name, slots))),
-          Effect.asVoid,
-          Effect.mapError((e) => unavailable(e.message))
-        ),
-      joinGroup: (name) =>
-        client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
-          Effect.tap(() => Effect.sync(() => joined.add(name))),
-          Effect.asVoid,
-          Effect.mapError((e) => unavailable(e.message))
-        ),
-      barrier: (name, barrierOptions) =>
-        enterBarrier(
-          { rings, client, self, writable, broadcast, takeover: () => takeover.signal },
-          name,
-          barrierOptions
-        ),
-      createTopic: (spec) =>
-        // Checked before it is sent: a spec that cannot be encoded is the caller's mistake, said as such.
-        Effect.flatMap(checkTopicSpec(spec), (checked) => client.call(Protocol.CreateTopicMethod, checked)).pipe(
-          Effect.mapError(passThrough([
-            "TopicExists",
-            "DirectoryFull",
-            "RegionFull",
-            "ReplicationUnavailable",
-            "InvalidTopicSpec",
-            "NotDirectoryWriter"
-          ]))
-        ),
-      deleteTopic: (name) =>
-        Effect.flatMap(checkTopicName(name), (checked) =>
-          client.call(Protocol.DeleteTopicMethod, { name: checked }).pipe(
-            Effect.asVoid,
-            Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
-          )),
-      trimTopic: (name, target) =>
-        Effect.flatMap(checkTrim(name, target), (checked) =>
-          client.call(Protocol.TrimTopicMethod, checked).pipe(
-            Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
-          )),
-      purgeTopic: (name) =>
-        Effect.flatMap(checkTopicName(name), (checked) =>
-          client.call(Protocol.PurgeTopicMethod, { name: checked }).pipe(
-            Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
-          )),
-      createObject: (spec) => {
-        const problem = objectNameProblem(spec.name)
-        if (problem !== undefined) {
-          return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
-        }
-        return client.call(Protocol.CreateObjectMethod, spec).pipe(
-          Effect.mapError(passThrough([
-            "NameTaken",
-            "DirectoryFull",
-            "RegionFull",
-            "InvalidObjectName",
-            "NotDirectoryWriter"
-          ]))
-        )
-      },
-      removeObject: (target) =>
-        client.call(Protocol.RemoveObjectMethod, target).pipe(
-          Effect.asVoid,
-          Effect.mapError(passThrough(["ObjectNotFound", "NotDirectoryWriter"]))
-        )
-    } satisfies CoordinatorShape
+    const participant: Participant = { rings, client, self, writable, broadcast, takeover: () => takeover.signal }
+    return clientShape(participant, created, joined)
   })
 
 export const layer = (options: ClientOptions = {}) => Layer.scoped(Coordinator, makeClient(options))
