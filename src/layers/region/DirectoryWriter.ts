@@ -97,6 +97,59 @@ const eventLoopTurn = Effect.async<void>((resume) => {
   return Effect.sync(() => clearImmediate(turn))
 })
 
+/**
+ * Backs [offset, +bytes) a step at a time, the event loop turning between steps: undefined, or
+ * why the host could not — the steps backed before then given back, none of it ever written.
+ */
+const reserveStepwise = (region: CxlMemoryShape, offset: number, bytes: number) =>
+  Effect.gen(function*() {
+    for (let step = 0; step < bytes; step += RESERVE_STEP_BYTES) {
+      if (step > 0) yield* eventLoopTurn
+      const unbacked = region.reserve(offset + step, Math.min(RESERVE_STEP_BYTES, bytes - step))
+      if (unbacked !== undefined) {
+        if (step > 0) region.discard(offset, step)
+        return unbacked
+      }
+    }
+    return undefined
+  })
+
+/** Frees every retired block no live pin older than its retirement can touch; the bytes freed. */
+const reclaimUnpinned = (region: CxlMemoryShape, area: DirectoryArea, allocator: BuddyAllocator): number => {
+  const retired = allocator.retiredBlocks()
+  if (retired.length === 0) return 0
+  let oldest = Number.POSITIVE_INFINITY
+  for (const pin of livePins(region, area)) oldest = Math.min(oldest, pin.epoch)
+  let freed = 0
+  for (const block of retired) {
+    if (block.retiredAt > oldest) continue
+    allocator.release(block.page)
+    freed += blockBytes(block.order)
+  }
+  return freed
+}
+
+/** No block for `bytes` (or none the host could back: `unbacked`), said with the heap's free space and its largest holders. */
+const regionFullError = (
+  region: CxlMemoryShape,
+  area: DirectoryArea,
+  table: DirectoryTable,
+  allocator: BuddyAllocator,
+  bytes: number,
+  unbacked?: string
+) =>
+  new RegionFull({
+    ...(unbacked === undefined ? {} : { unbacked }),
+    requested: blockBytes(orderFor(bytes)),
+    largestFreeBytes: allocator.largestFreeBytes(),
+    freeBytes: allocator.freeBytes(),
+    heapBytes: area.config.heapBytes,
+    holders: spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table.list()).slice(
+      0,
+      HOLDERS_NAMED
+    )
+  })
+
 const writerState = (
   region: CxlMemoryShape,
   area: DirectoryArea,
@@ -119,50 +172,9 @@ const writerState = (
     return writerEpoch === epoch ? Effect.void : Effect.fail(new NotDirectoryWriter({ epoch, writerEpoch }))
   })
 
-  /** Frees every retired block no live pin older than its retirement can touch; the bytes freed. */
-  const reclaim = (): number => {
-    const retired = allocator.retiredBlocks()
-    if (retired.length === 0) return 0
-    let oldest = Number.POSITIVE_INFINITY
-    for (const pin of livePins(region, area)) oldest = Math.min(oldest, pin.epoch)
-    let freed = 0
-    for (const block of retired) {
-      if (block.retiredAt > oldest) continue
-      allocator.release(block.page)
-      freed += blockBytes(block.order)
-    }
-    return freed
-  }
-
+  const reclaim = () => reclaimUnpinned(region, area, allocator)
   const regionFull = (bytes: number, unbacked?: string) =>
-    new RegionFull({
-      ...(unbacked === undefined ? {} : { unbacked }),
-      requested: blockBytes(orderFor(bytes)),
-      largestFreeBytes: allocator.largestFreeBytes(),
-      freeBytes: allocator.freeBytes(),
-      heapBytes: area.config.heapBytes,
-      holders: spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table.list()).slice(
-        0,
-        HOLDERS_NAMED
-      )
-    })
-
-  /**
-   * Backs [offset, +bytes) a step at a time, the event loop turning between steps: undefined, or
-   * why the host could not — the steps backed before then given back, none of it ever written.
-   */
-  const reserve = (offset: number, bytes: number) =>
-    Effect.gen(function*() {
-      for (let step = 0; step < bytes; step += RESERVE_STEP_BYTES) {
-        if (step > 0) yield* eventLoopTurn
-        const unbacked = region.reserve(offset + step, Math.min(RESERVE_STEP_BYTES, bytes - step))
-        if (unbacked !== undefined) {
-          if (step > 0) region.discard(offset, step)
-          return unbacked
-        }
-      }
-      return undefined
-    })
+    regionFullError(region, area, table, allocator, bytes, unbacked)
 
   /**
    * A block for (slot, generation), freeing what can be freed first if none is free: its page,
@@ -176,7 +188,7 @@ const writerState = (
       let page = allocator.allocate(order, slot, generation)
       if (page === undefined && reclaim() > 0) page = allocator.allocate(order, slot, generation)
       if (page === undefined) return undefined
-      const unbacked = yield* reserve(allocator.offsetOf(page), blockBytes(order))
+      const unbacked = yield* reserveStepwise(region, allocator.offsetOf(page), blockBytes(order))
       // A writer that took over while the block was reserved owns the page map now: it retires the block as an orphan.
       yield* fenced
       if (unbacked === undefined) return page
