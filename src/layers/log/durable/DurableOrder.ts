@@ -206,7 +206,7 @@ export interface PersistOptions {
   ) => void
 }
 
-/** A suspect session (see persistTopic) whose first batch after a gap was past its durable frontier: no batch seq equals it. */
+/** A suspect session (see HeldSessions) whose first batch after a gap was past its durable frontier: no batch seq equals it. */
 const STUCK = -1
 
 /** The message offset after the last batch in the stream, or 0 when it is empty. */
@@ -220,6 +220,126 @@ const streamEnd = (log: SegmentLog) =>
     })
     return end
   })
+
+/** Sessions whose level 2 a gap in the stream holds back, by client id, then epoch: their durable frontiers. */
+interface HeldSessions {
+  /**
+   * After a gap, the sessions registered before it, with their durable frontiers then: one whose
+   * first batch here is not its frontier may have had batches in the gap, which never reached
+   * the disk, so its level 2 stays where it is (its ACK 2 waits end in their timeout, never in a
+   * false ACK). Sessions registered later start at batch 0 with nothing missing. A session
+   * found so is frozen in its region line (`SessionTable.freezeDurable`), so a writer started
+   * later (the head restarted on the region, past the gap) cannot move it either.
+   */
+  readonly suspects: Map<number, Map<number, number>>
+  /**
+   * Frozen sessions (by recovery, an earlier writer, or this one at the gap) and their frontier:
+   * each of their records carries it (OrderRecord.frozenDurable), so the stream keeps the
+   * knowledge once retention deleted the part before the gap.
+   *
+   * Neither map grows while the writer runs: both hold only sessions in the table at its start
+   * (at most the table's lines). They are not pruned: an entry may go only once no batch of its
+   * session can still reach this writer, and a session gone from the table may still have
+   * batches ordered ahead of the cursor; one written without its mark could let a recovery
+   * acknowledge level 2 over the gap.
+   */
+  readonly frozen: Map<number, Map<number, number>>
+}
+
+const putSession = (
+  map: Map<number, Map<number, number>>,
+  clientId: number,
+  sessionEpoch: number,
+  durable: number
+) => {
+  let byEpoch = map.get(clientId)
+  if (byEpoch === undefined) map.set(clientId, byEpoch = new Map())
+  byEpoch.set(sessionEpoch, durable)
+}
+
+/** The sessions in the table as the writer starts: the frozen ones, and after a `gap` the others as suspects. */
+const heldSessions = (sessions: SessionTable, gap: boolean): HeldSessions => {
+  const held: HeldSessions = { suspects: new Map(), frozen: new Map() }
+  sessions.forEachSession((_, clientId, sessionEpoch, state) => {
+    const found = state === SessionState.active || state === SessionState.fenced
+      ? sessions.lookup(clientId, sessionEpoch)
+      : undefined
+    if (found === undefined || found === UNSETTLED) return
+    if (found.durableFrozen) putSession(held.frozen, clientId, sessionEpoch, found.durable)
+    else if (gap) putSession(held.suspects, clientId, sessionEpoch, found.durable)
+  })
+  return held
+}
+
+/** Whether the batch may move its session's level 2; a suspect is settled by its first batch here (frozen as STUCK when it was past the frontier). */
+const mayAdvance = (
+  held: HeldSessions,
+  sessions: SessionTable,
+  clientId: number,
+  sessionEpoch: number,
+  batchSeq: number
+) => {
+  const byEpoch = held.suspects.get(clientId)
+  const durable = byEpoch?.get(sessionEpoch)
+  if (durable === undefined) return true
+  if (batchSeq === durable) {
+    byEpoch!.delete(sessionEpoch)
+    if (byEpoch!.size === 0) held.suspects.delete(clientId)
+    return true
+  }
+  if (durable !== STUCK) {
+    byEpoch!.set(sessionEpoch, STUCK)
+    sessions.freezeDurable(clientId, sessionEpoch)
+    putSession(held.frozen, clientId, sessionEpoch, durable)
+  }
+  return false
+}
+
+/** The session batch of each record appended and not yet durable, oldest first (`seqs` -1: no frontier to publish). */
+interface PendingBatches {
+  readonly clients: Array<number>
+  readonly epochs: Array<number>
+  readonly seqs: Array<number>
+}
+
+/**
+ * After each sync of `log`, publishes the durable frontier of every session whose batches it made
+ * durable (taking them off `pending`), then tells the topic's waiters.
+ */
+const publishDurableFrontiers = (
+  topic: TopicInfo,
+  marks: DurableMarks,
+  sessions: SessionTable,
+  log: SegmentLog,
+  pending: PendingBatches
+) => {
+  const { clients, epochs, seqs } = pending
+  let firstIndex = log.appended()
+  /** Per sync, each session's new durable frontier: by client id, then epoch (numbers, no key strings per sync). */
+  const frontiers = new Map<number, Map<number, number>>()
+  log.onDurable((durable) => {
+    const n = Math.min(durable - firstIndex, seqs.length)
+    if (n <= 0) return
+    for (let i = 0; i < n; i++) {
+      if (seqs[i]! < 0) continue
+      let byEpoch = frontiers.get(clients[i]!)
+      if (byEpoch === undefined) frontiers.set(clients[i]!, byEpoch = new Map())
+      // GOI order keeps each session's batches in order (order 5): the last one is its frontier.
+      byEpoch.set(epochs[i]!, Math.max(byEpoch.get(epochs[i]!) ?? 0, seqs[i]! + 1))
+    }
+    clients.splice(0, n)
+    epochs.splice(0, n)
+    seqs.splice(0, n)
+    firstIndex += n
+    for (const [clientId, byEpoch] of frontiers) {
+      for (const [sessionEpoch, frontier] of byEpoch) sessions.setDurable(clientId, sessionEpoch, frontier)
+      byEpoch.clear()
+    }
+    // Clients come and go: the map keeps only what the last syncs saw.
+    if (frontiers.size > 1024) frontiers.clear()
+    marks.moved(topic)
+  })
+}
 
 /**
  * Persists `topic` until interrupted (or a write fails: `DiskFull`, an I/O error). Level 2 is
@@ -262,89 +382,15 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     marks.failed(topic, undefined)
     options.onSubscribed?.()
     const sessions = marks.sessions(topic)
-    /**
-     * After a gap, the sessions registered before it, with their durable frontiers then: one whose
-     * first batch here is not its frontier may have had batches in the gap, which never reached
-     * the disk, so its level 2 stays where it is (its ACK 2 waits end in their timeout, never in a
-     * false ACK). Sessions registered later start at batch 0 with nothing missing. A session
-     * found so is frozen in its region line (`SessionTable.freezeDurable`), so a writer started
-     * later (the head restarted on the region, past the gap) cannot move it either.
-     */
-    const suspects = new Map<number, Map<number, number>>()
-    /**
-     * Frozen sessions (by recovery, an earlier writer, or this one at the gap) and their frontier:
-     * each of their records carries it (OrderRecord.frozenDurable), so the stream keeps the
-     * knowledge once retention deleted the part before the gap.
-     *
-     * Neither map grows while the writer runs: both hold only sessions in the table at its start
-     * (at most the table's lines). They are not pruned: an entry may go only once no batch of its
-     * session can still reach this writer, and a session gone from the table may still have
-     * batches ordered ahead of the cursor; one written without its mark could let a recovery
-     * acknowledge level 2 over the gap.
-     */
-    const frozen = new Map<number, Map<number, number>>()
-    const put = (map: Map<number, Map<number, number>>, clientId: number, sessionEpoch: number, durable: number) => {
-      let byEpoch = map.get(clientId)
-      if (byEpoch === undefined) map.set(clientId, byEpoch = new Map())
-      byEpoch.set(sessionEpoch, durable)
-    }
-    const gap = resumeAt < bounds.earliest
-    sessions.forEachSession((_, clientId, sessionEpoch, state) => {
-      const found = state === SessionState.active || state === SessionState.fenced
-        ? sessions.lookup(clientId, sessionEpoch)
-        : undefined
-      if (found === undefined || found === UNSETTLED) return
-      if (found.durableFrozen) put(frozen, clientId, sessionEpoch, found.durable)
-      else if (gap) put(suspects, clientId, sessionEpoch, found.durable)
-    })
-    /** Whether the batch may move its session's level 2; a suspect is settled by its first batch here (frozen as STUCK when it was past the frontier). */
-    const mayAdvance = (clientId: number, sessionEpoch: number, batchSeq: number) => {
-      const byEpoch = suspects.get(clientId)
-      const durable = byEpoch?.get(sessionEpoch)
-      if (durable === undefined) return true
-      if (batchSeq === durable) {
-        byEpoch!.delete(sessionEpoch)
-        if (byEpoch!.size === 0) suspects.delete(clientId)
-        return true
-      }
-      if (durable !== STUCK) {
-        byEpoch!.set(sessionEpoch, STUCK)
-        sessions.freezeDurable(clientId, sessionEpoch)
-        put(frozen, clientId, sessionEpoch, durable)
-      }
-      return false
-    }
+    const held = heldSessions(sessions, resumeAt < bounds.earliest)
+    const { frozen, suspects } = held
     const maxPending = options.maxPendingBytes ?? 32 << 20
 
     // Records appended and not yet durable, oldest first: which session batch each one is.
     const clients: Array<number> = []
     const epochs: Array<number> = []
     const seqs: Array<number> = []
-    let firstIndex = log.appended()
-    /** Per sync, each session's new durable frontier: by client id, then epoch (numbers, no key strings per sync). */
-    const frontiers = new Map<number, Map<number, number>>()
-    log.onDurable((durable) => {
-      const n = Math.min(durable - firstIndex, seqs.length)
-      if (n <= 0) return
-      for (let i = 0; i < n; i++) {
-        if (seqs[i]! < 0) continue
-        let byEpoch = frontiers.get(clients[i]!)
-        if (byEpoch === undefined) frontiers.set(clients[i]!, byEpoch = new Map())
-        // GOI order keeps each session's batches in order (order 5): the last one is its frontier.
-        byEpoch.set(epochs[i]!, Math.max(byEpoch.get(epochs[i]!) ?? 0, seqs[i]! + 1))
-      }
-      clients.splice(0, n)
-      epochs.splice(0, n)
-      seqs.splice(0, n)
-      firstIndex += n
-      for (const [clientId, byEpoch] of frontiers) {
-        for (const [sessionEpoch, frontier] of byEpoch) sessions.setDurable(clientId, sessionEpoch, frontier)
-        byEpoch.clear()
-      }
-      // Clients come and go: the map keeps only what the last syncs saw.
-      if (frontiers.size > 1024) frontiers.clear()
-      marks.moved(topic)
-    })
+    publishDurableFrontiers(topic, marks, sessions, log, { clients, epochs, seqs })
 
     const header = new Uint8Array(OrderRecord.bytes)
     const view = new DataView(header.buffer)
@@ -363,7 +409,8 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       yield* cursor.pollBatches((batch) => {
         if (failed !== undefined) return
         // Settled before the header is written: the batch that freezes its session carries the mark too.
-        const advances = suspects.size === 0 || mayAdvance(batch.clientId, batch.sessionEpoch, batch.batchSeq)
+        const advances = suspects.size === 0 ||
+          mayAdvance(held, sessions, batch.clientId, batch.sessionEpoch, batch.batchSeq)
         writeOrderHeader(
           view,
           batch,
