@@ -74,6 +74,145 @@ const isMemberLeft = Schema.is(MemberLeft)
 const leftBecause = (error: unknown): typeof MemberLeft.Type =>
   isMemberLeft(error) ? error : new GroupsUnavailable({ reason: `the broker's member failed: ${String(error)}` })
 
+/** What one connection's requests share, once it is open for `user` (none: a broker without authentication). */
+interface ConnectionState {
+  readonly groups: ConsumerGroupsShape
+  readonly socket: Socket
+  readonly user: UserRecord | undefined
+  /** Runs a member on the connection's scope. */
+  readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  /** The members running, each with how it leaves (the others take what it held at once). */
+  readonly members: Map<number, Effect.Effect<void>>
+  /**
+   * Each member's deliveries not settled yet, by id; kept after it left, since one not taken
+   * over meanwhile still settles (as a local member's does).
+   */
+  readonly held: Map<number, Map<number, Delivery>>
+  nextDelivery: number
+}
+
+/** The group's topic, once the user may use the group. */
+const authorized = (groups: ConsumerGroupsShape, user: UserRecord | undefined, name: string) =>
+  Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
+
+const refuse = (socket: Socket, id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
+  Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
+
+const answer = <P, PI, S, SI, F, FI>(
+  socket: Socket,
+  id: number,
+  method: RpcMethod<string, P, PI, S, SI, F, FI>,
+  input: unknown,
+  handle: (input: P) => Effect.Effect<S, F>,
+  /** Reads a well-formed input without the Schema (undefined: decode it with the Schema). */
+  plain?: (input: unknown) => P | undefined
+): Effect.Effect<void> => {
+  const read = plain?.(input)
+  const decoded = read === undefined ? Schema.decodeUnknownEither(method.payload)(input) : Either.right(read)
+  if (Either.isLeft(decoded)) {
+    return refuse(
+      socket,
+      id,
+      new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` })
+    )
+  }
+  return Effect.either(handle(decoded.right)).pipe(
+    Effect.map((outcome) => void socket.write(groupAnswerFrame(id, method, outcome))),
+    Effect.catchAllDefect((defect) =>
+      Effect.zipRight(
+        Effect.logWarning("consumer groups request failed", Cause.die(defect)),
+        refuse(socket, id, new GroupsUnavailable({ reason: "the broker failed to answer (its log says why)" }))
+      )
+    )
+  )
+}
+
+/** Member `id` joins `name` and runs until it leaves, fails, or the connection goes. */
+const join = (state: ConnectionState, id: number, name: string, maxInFlight: number | undefined) => {
+  const { groups, members, socket } = state
+  const deliveriesOf = new Map<number, Delivery>()
+  state.held.set(id, deliveriesOf)
+  const deliveries = Stream.unwrap(
+    Effect.as(authorized(groups, state.user, name), groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
+  )
+  // Known as running before it starts: a join refused at once removes itself after this.
+  let fiber: Fiber.RuntimeFiber<void> | undefined
+  members.set(
+    id,
+    Effect.suspend(() => {
+      members.delete(id)
+      return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
+    })
+  )
+  fiber = state.run(
+    // What the member took in one wake goes in one frame (several only for big messages).
+    eachChunk(deliveries, (chunk) =>
+      Effect.sync(() => {
+        const taken = Chunk.toReadonlyArray(chunk)
+        const first = state.nextDelivery
+        for (const delivery of taken) deliveriesOf.set(state.nextDelivery++, delivery)
+        for (const frame of deliveryFrames(id, first, taken)) socket.write(frame)
+      })).pipe(
+        Effect.either,
+        Effect.flatMap((outcome) =>
+          Effect.sync(() => {
+            members.delete(id)
+            socket.write(groupLeftFrame(id, Either.isLeft(outcome) ? leftBecause(outcome.left) : undefined))
+          })
+        )
+      )
+  )
+}
+
+/** Settles the deliveries named alike: acks at once (`ackAll`: a local member's without an effect each), the rest in turn. */
+const settle = (
+  held: ConnectionState["held"],
+  input: typeof SettleDelivery.payload.Type
+): Effect.Effect<Array<boolean>, DeadLetterFailed> => {
+  const deliveries = held.get(input.member)
+  const found = input.deliveries.map((id) => deliveries?.get(id))
+  const outcomes = found.map(() => false)
+  if (deliveries === undefined) return Effect.succeed(outcomes)
+  const settled = (i: number, ok: boolean) => {
+    outcomes[i] = ok
+    // Settled or not, it is not the member's any more (inProgress keeps it).
+    if (input.action !== "inProgress") deliveries.delete(input.deliveries[i]!)
+  }
+  if (input.action === "ack") {
+    const present: Array<Delivery> = []
+    const at: Array<number> = []
+    for (let i = 0; i < found.length; i++) {
+      const delivery = found[i]
+      if (delivery === undefined) continue
+      present.push(delivery)
+      at.push(i)
+    }
+    return Effect.as(
+      Effect.map(ackAll(present), (acked) => acked.forEach((ok, k) => settled(at[k]!, ok))),
+      outcomes
+    )
+  }
+  const one = (delivery: Delivery): Effect.Effect<boolean, DeadLetterFailed> => {
+    switch (input.action) {
+      case "nak":
+        // The request's Schema took only a delay a nak can have.
+        return Effect.catchTag(delivery.nak(input.delayMs), "InvalidNakDelay", Effect.die)
+      case "term":
+        return delivery.term(input.reason)
+      default:
+        return delivery.inProgress
+    }
+  }
+  return Effect.as(
+    Effect.forEach(
+      found,
+      (delivery, i) => delivery === undefined ? Effect.void : Effect.map(one(delivery), (ok) => settled(i, ok)),
+      { discard: true }
+    ),
+    outcomes
+  )
+}
+
 /**
  * One connection's requests, once it is open for `user` (none: a broker without authentication):
  * `handle` answers a GROUP_REQUEST; `joined` counts the members it holds. Members run on `run`,
@@ -85,143 +224,31 @@ const connectionRequests = (
   user: UserRecord | undefined,
   run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 ) => {
-  /** The members running, each with how it leaves (the others take what it held at once). */
-  const members = new Map<number, Effect.Effect<void>>()
-  /**
-   * Each member's deliveries not settled yet, by id; kept after it left, since one not taken
-   * over meanwhile still settles (as a local member's does).
-   */
-  const held = new Map<number, Map<number, Delivery>>()
-  let nextDelivery = 1
-
-  /** The group's topic, once the user may use the group. */
-  const authorized = (name: string) => Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
-
-  const answer = <P, PI, S, SI, F, FI>(
-    id: number,
-    method: RpcMethod<string, P, PI, S, SI, F, FI>,
-    input: unknown,
-    handle: (input: P) => Effect.Effect<S, F>,
-    /** Reads a well-formed input without the Schema (undefined: decode it with the Schema). */
-    plain?: (input: unknown) => P | undefined
-  ): Effect.Effect<void> => {
-    const read = plain?.(input)
-    const decoded = read === undefined ? Schema.decodeUnknownEither(method.payload)(input) : Either.right(read)
-    if (Either.isLeft(decoded)) {
-      return refuse(id, new InvalidGroupRequest({ reason: `the input of ${method.tag}: ${decoded.left.message}` }))
-    }
-    return Effect.either(handle(decoded.right)).pipe(
-      Effect.map((outcome) => void socket.write(groupAnswerFrame(id, method, outcome))),
-      Effect.catchAllDefect((defect) =>
-        Effect.zipRight(
-          Effect.logWarning("consumer groups request failed", Cause.die(defect)),
-          refuse(id, new GroupsUnavailable({ reason: "the broker failed to answer (its log says why)" }))
-        )
-      )
-    )
-  }
-  const refuse = (id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
-    Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
-
-  /** Member `id` joins `name` and runs until it leaves, fails, or the connection goes. */
-  const join = (id: number, name: string, maxInFlight: number | undefined) => {
-    const deliveriesOf = new Map<number, Delivery>()
-    held.set(id, deliveriesOf)
-    const deliveries = Stream.unwrap(
-      Effect.as(authorized(name), groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
-    )
-    // Known as running before it starts: a join refused at once removes itself after this.
-    let fiber: Fiber.RuntimeFiber<void> | undefined
-    members.set(
-      id,
-      Effect.suspend(() => {
-        members.delete(id)
-        return fiber === undefined ? Effect.void : Fiber.interrupt(fiber)
-      })
-    )
-    fiber = run(
-      // What the member took in one wake goes in one frame (several only for big messages).
-      eachChunk(deliveries, (chunk) =>
-        Effect.sync(() => {
-          const taken = Chunk.toReadonlyArray(chunk)
-          const first = nextDelivery
-          for (const delivery of taken) deliveriesOf.set(nextDelivery++, delivery)
-          for (const frame of deliveryFrames(id, first, taken)) socket.write(frame)
-        })).pipe(
-          Effect.either,
-          Effect.flatMap((outcome) =>
-            Effect.sync(() => {
-              members.delete(id)
-              socket.write(groupLeftFrame(id, Either.isLeft(outcome) ? leftBecause(outcome.left) : undefined))
-            })
-          )
-        )
-    )
-  }
-
-  /** Settles the deliveries named alike: acks at once (`ackAll`: a local member's without an effect each), the rest in turn. */
-  const settle = (input: typeof SettleDelivery.payload.Type): Effect.Effect<Array<boolean>, DeadLetterFailed> => {
-    const deliveries = held.get(input.member)
-    const found = input.deliveries.map((id) => deliveries?.get(id))
-    const outcomes = found.map(() => false)
-    if (deliveries === undefined) return Effect.succeed(outcomes)
-    const settled = (i: number, ok: boolean) => {
-      outcomes[i] = ok
-      // Settled or not, it is not the member's any more (inProgress keeps it).
-      if (input.action !== "inProgress") deliveries.delete(input.deliveries[i]!)
-    }
-    if (input.action === "ack") {
-      const present: Array<Delivery> = []
-      const at: Array<number> = []
-      for (let i = 0; i < found.length; i++) {
-        const delivery = found[i]
-        if (delivery === undefined) continue
-        present.push(delivery)
-        at.push(i)
-      }
-      return Effect.as(
-        Effect.map(ackAll(present), (acked) => acked.forEach((ok, k) => settled(at[k]!, ok))),
-        outcomes
-      )
-    }
-    const one = (delivery: Delivery): Effect.Effect<boolean, DeadLetterFailed> => {
-      switch (input.action) {
-        case "nak":
-          // The request's Schema took only a delay a nak can have.
-          return Effect.catchTag(delivery.nak(input.delayMs), "InvalidNakDelay", Effect.die)
-        case "term":
-          return delivery.term(input.reason)
-        default:
-          return delivery.inProgress
-      }
-    }
-    return Effect.as(
-      Effect.forEach(
-        found,
-        (delivery, i) => delivery === undefined ? Effect.void : Effect.map(one(delivery), (ok) => settled(i, ok)),
-        { discard: true }
-      ),
-      outcomes
-    )
-  }
+  const state: ConnectionState = { groups, socket, user, run, members: new Map(), held: new Map(), nextDelivery: 1 }
+  const { held, members } = state
+  const settleHeld = (input: typeof SettleDelivery.payload.Type) => settle(held, input)
 
   const handle = (frame: Frame): Effect.Effect<void> => {
     const request = decodeControl(GroupRequest, frame.payload, "bad-handshake")
-    if (Either.isLeft(request)) return refuse(frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
+    if (Either.isLeft(request)) {
+      return refuse(socket, frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
+    }
     const { input, operation } = request.right
     const id = frame.seq
     switch (operation) {
       case CreateGroup.tag:
         return answer(
+          socket,
           id,
           CreateGroup,
           input,
           (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec))
         )
       case DescribeGroup.tag:
-        return answer(id, DescribeGroup, input, ({ name }) => authorized(name))
+        return answer(socket, id, DescribeGroup, input, ({ name }) => authorized(groups, user, name))
       case ListGroups.tag:
         return answer(
+          socket,
           id,
           ListGroups,
           input,
@@ -229,14 +256,15 @@ const connectionRequests = (
         )
       case PendingOfGroup.tag:
         return answer(
+          socket,
           id,
           PendingOfGroup,
           input,
-          ({ name }) => Effect.zipRight(authorized(name), groups.pending(name))
+          ({ name }) => Effect.zipRight(authorized(groups, user, name), groups.pending(name))
         )
       case DeleteGroup.tag:
-        return answer(id, DeleteGroup, input, ({ name }) =>
-          authorized(name).pipe(
+        return answer(socket, id, DeleteGroup, input, ({ name }) =>
+          authorized(groups, user, name).pipe(
             // A group that does not read as one names no topic to check the rights on.
             Effect.catchTag("GroupCorrupt", (e) => Effect.fail(new GroupsUnavailable({ reason: e.message }))),
             Effect.zipRight(groups.delete(name)),
@@ -245,19 +273,30 @@ const connectionRequests = (
       case JoinGroup.tag: {
         const decoded = Schema.decodeUnknownEither(JoinGroup.payload)(input)
         if (Either.isLeft(decoded)) {
-          return refuse(id, new InvalidGroupRequest({ reason: `the input of join: ${decoded.left.message}` }))
+          return refuse(socket, id, new InvalidGroupRequest({ reason: `the input of join: ${decoded.left.message}` }))
         }
         if (held.has(id)) {
-          return refuse(id, new InvalidGroupRequest({ reason: `member ${id} joined already on this connection` }))
+          return refuse(
+            socket,
+            id,
+            new InvalidGroupRequest({ reason: `member ${id} joined already on this connection` })
+          )
         }
-        return Effect.sync(() => join(id, decoded.right.name, decoded.right.maxInFlight))
+        return Effect.sync(() => join(state, id, decoded.right.name, decoded.right.maxInFlight))
       }
       case SettleDelivery.tag:
-        return answer(id, SettleDelivery, input, settle, plainSettleInput)
+        return answer(socket, id, SettleDelivery, input, settleHeld, plainSettleInput)
       case LeaveGroup.tag:
-        return answer(id, LeaveGroup, input, ({ member }) => Effect.as(members.get(member) ?? Effect.void, null))
+        return answer(
+          socket,
+          id,
+          LeaveGroup,
+          input,
+          ({ member }) => Effect.as(members.get(member) ?? Effect.void, null)
+        )
       default:
         return refuse(
+          socket,
           id,
           new InvalidGroupRequest({
             reason: `no operation ${JSON.stringify(operation)}: this broker answers ${
