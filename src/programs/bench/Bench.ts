@@ -15,8 +15,8 @@ import { table } from "../report/Table.js"
 import { type ClusterShape, shapeFigures } from "../run/ClusterShape.js"
 import { checkRun, run } from "../run/Run.js"
 import { byRoleGroup, type RunSummary } from "../run/RunSummary.js"
-import { comparePeers, peersJson, peersTable, startPeers } from "./BenchPeers.js"
-import { measureLoopback } from "./Loopback.js"
+import { comparePeers, type PeerComparison, peersJson, peersTable, startPeers } from "./BenchPeers.js"
+import { type LoopbackFigures, measureLoopback } from "./Loopback.js"
 import type { BenchPeer } from "./peers/PeerNames.js"
 import { benchStalledReader } from "./StalledReaderBench.js"
 
@@ -180,6 +180,158 @@ export const bench = (options: BenchOptions) =>
       : Effect.asVoid(benchPlain(options))
   )
 
+/** What a plain bench measured: the cluster's run, the loopback bound, the run without remote subscribers (before), the peers' turns. */
+interface PlainMeasured {
+  readonly summary: RunSummary
+  readonly loopback: LoopbackFigures
+  readonly withoutRemote: RunSummary | undefined
+  readonly compared: PeerComparison | undefined
+}
+
+const round2 = (n: number) => Math.round(n * 100) / 100
+
+/** The run's figures beside the loopback stream's. */
+const overLoopback = (summary: RunSummary, loopback: LoopbackFigures) => {
+  // The cluster's CPU per GiB over what the loopback stream's two processes spent on the same bytes (lower is better).
+  const loopbackCpu = loopback.cpuSecondsPerGiB
+  const cpuRatio = loopbackCpu === undefined || loopbackCpu <= 0
+    ? undefined
+    : round2(summary.cpuSecondsPerGiB.total / loopbackCpu)
+  return { loopbackMBps: loopback.mBps, ratio: summary.throughputMBps / loopback.mBps, loopbackCpu, cpuRatio }
+}
+
+/** The plain bench's JSON line. */
+const plainResult = (options: BenchOptions, { compared, loopback, summary, withoutRemote }: PlainMeasured) => {
+  const { cpuRatio, loopbackCpu, loopbackMBps, ratio } = overLoopback(summary, loopback)
+  return {
+    bench: "cxlog",
+    type: options.type,
+    messages: summary.messages,
+    messageBytes: options.messageBytes,
+    totalBytes: summary.bytes,
+    // Published first and not measured: the figures are a warm cluster's (0: a cold one, the default).
+    warmupBytes: summary.warmupMessages * options.messageBytes,
+    brokers: options.brokers,
+    publisher: options.local === true ? "local" : "tcp",
+    order: options.order,
+    ackLevel: options.ackLevel,
+    batchBytes: options.batchBytes,
+    window: options.window,
+    adaptiveWindow: options.fixedWindow !== true,
+    // Where the adaptive window settled: the batches in flight the brokers took without a queue.
+    windowAtEnd: summary.publisherWindow,
+    // At a fixed offered load a batch carries a few messages: CPU per batch is what the log's path costs per round.
+    ...(options.type === "latency"
+      ? {
+        offeredMBps: options.rateMBps,
+        batches: summary.batches,
+        ...perBatch(summary)
+      }
+      : {}),
+    throughputMBps: summary.throughputMBps,
+    publishMBps: summary.publishMBps,
+    ...(summary.e2eMBps === null ? {} : { e2eMBps: summary.e2eMBps }),
+    loopbackMBps: Math.round(loopbackMBps * 10) / 10,
+    ackLatencyP50Us: summary.ackLatencyP50Us,
+    ackLatencyP99Us: summary.ackLatencyP99Us,
+    // Only an e2e run has a subscriber; without one there is no audit to report.
+    ...(summary.auditPassed === null
+      ? {}
+      : {
+        auditPassed: summary.auditPassed,
+        received: summary.received,
+        lost: summary.lost,
+        notDelivered: summary.notDelivered,
+        duplicated: summary.duplicated
+      }),
+    ...(summary.remoteSubscriberMBps === null
+      ? {}
+      : {
+        remoteSubscribers: summary.remoteSubscribers.length,
+        remoteSubscriberMBps: summary.remoteSubscriberMBps,
+        remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps)
+      }),
+    ...(withoutRemote === undefined
+      ? {}
+      : {
+        publishMBpsWithoutRemote: withoutRemote.throughputMBps,
+        remotePublishRatio: round2(summary.throughputMBps / withoutRemote.throughputMBps),
+        // What serving the remote subscribers costs each role, per GiB: compare with cpuSecondsPerGiB.
+        cpuSecondsPerGiBWithoutRemote: withoutRemote.cpuSecondsPerGiB
+      }),
+    cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
+    // ACK 2: the durable tier's group commit (docs/durability.md).
+    ...(summary.durable === null
+      ? {}
+      : {
+        fsyncs: summary.durable.fsyncs,
+        bytesPerFsync: summary.durable.bytesPerFsync,
+        dataDirFilesystem: summary.durable.filesystem
+      }),
+    ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
+    ...(cpuRatio === undefined ? {} : { cpuRatio }),
+    ...(compared === undefined ? {} : peersJson(compared)),
+    ratio: Math.round(ratio * 1000) / 1000
+  }
+}
+
+/** The plain bench's table: the run, its remote subscribers, the run without them, the loopback reference. */
+const plainTable = (options: BenchOptions, { loopback, summary, withoutRemote }: PlainMeasured): string => {
+  const { cpuRatio, loopbackCpu, loopbackMBps, ratio } = overLoopback(summary, loopback)
+  return table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback", "CPU vs loopback"], [
+    [
+      `${options.type}: ${summary.messages} × ${options.messageBytes} B${
+        summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`
+      }, order ${options.order}, ack ${options.ackLevel}${
+        summary.durable === null ? "" : ` (data directory on ${summary.durable.filesystem})`
+      }, ${
+        options.local === true
+          ? `a local publisher (${options.brokers} brokers idle)`
+          : `${options.brokers} brokers`
+      }`,
+      summary.throughputMBps,
+      summary.ackLatencyP50Us,
+      summary.ackLatencyP99Us,
+      summary.cpuSecondsPerGiB.total,
+      ratio,
+      cpuRatio ?? ""
+    ],
+    ...(summary.remoteSubscriberMBps === null
+      ? []
+      : [[
+        `${summary.remoteSubscribers.length} remote subscriber(s) over TCP, slowest read; audit ${
+          summary.auditPassed === true ? "passed" : "FAILED"
+        }`,
+        summary.remoteSubscriberMBps,
+        "",
+        "",
+        "",
+        round2(summary.remoteSubscriberMBps / loopbackMBps),
+        ""
+      ]]),
+    ...(withoutRemote === undefined
+      ? []
+      : [[
+        "the same run without remote subscribers (before)",
+        withoutRemote.throughputMBps,
+        withoutRemote.ackLatencyP50Us,
+        withoutRemote.ackLatencyP99Us,
+        withoutRemote.cpuSecondsPerGiB.total,
+        round2(withoutRemote.throughputMBps / loopbackMBps),
+        ""
+      ]]),
+    [
+      "loopback TCP, one stream (reference)",
+      loopbackMBps,
+      "",
+      "",
+      loopbackCpu === undefined ? "" : round2(loopbackCpu),
+      1,
+      1
+    ]
+  ])
+}
+
 const benchPlain = (options: BenchOptions) =>
   Effect.gen(function*() {
     // The peers' servers first: a missing one fails the bench before anything is measured.
@@ -206,138 +358,10 @@ const benchPlain = (options: BenchOptions) =>
       ? undefined
       : yield* comparePeers(peers, { type: options.type, rateMBps: options.rateMBps }, measure)
     const summary = compared?.summary ?? (yield* measure)
-    const ratio = summary.throughputMBps / loopbackMBps
-    const round2 = (n: number) => Math.round(n * 100) / 100
-    // The cluster's CPU per GiB over what the loopback stream's two processes spent on the same bytes (lower is better).
-    const loopbackCpu = loopback.cpuSecondsPerGiB
-    const cpuRatio = loopbackCpu === undefined || loopbackCpu <= 0
-      ? undefined
-      : round2(summary.cpuSecondsPerGiB.total / loopbackCpu)
-    const result = {
-      bench: "cxlog",
-      type: options.type,
-      messages: summary.messages,
-      messageBytes: options.messageBytes,
-      totalBytes: summary.bytes,
-      // Published first and not measured: the figures are a warm cluster's (0: a cold one, the default).
-      warmupBytes: summary.warmupMessages * options.messageBytes,
-      brokers: options.brokers,
-      publisher: options.local === true ? "local" : "tcp",
-      order: options.order,
-      ackLevel: options.ackLevel,
-      batchBytes: options.batchBytes,
-      window: options.window,
-      adaptiveWindow: options.fixedWindow !== true,
-      // Where the adaptive window settled: the batches in flight the brokers took without a queue.
-      windowAtEnd: summary.publisherWindow,
-      // At a fixed offered load a batch carries a few messages: CPU per batch is what the log's path costs per round.
-      ...(options.type === "latency"
-        ? {
-          offeredMBps: options.rateMBps,
-          batches: summary.batches,
-          ...perBatch(summary)
-        }
-        : {}),
-      throughputMBps: summary.throughputMBps,
-      publishMBps: summary.publishMBps,
-      ...(summary.e2eMBps === null ? {} : { e2eMBps: summary.e2eMBps }),
-      loopbackMBps: Math.round(loopbackMBps * 10) / 10,
-      ackLatencyP50Us: summary.ackLatencyP50Us,
-      ackLatencyP99Us: summary.ackLatencyP99Us,
-      // Only an e2e run has a subscriber; without one there is no audit to report.
-      ...(summary.auditPassed === null
-        ? {}
-        : {
-          auditPassed: summary.auditPassed,
-          received: summary.received,
-          lost: summary.lost,
-          notDelivered: summary.notDelivered,
-          duplicated: summary.duplicated
-        }),
-      ...(summary.remoteSubscriberMBps === null
-        ? {}
-        : {
-          remoteSubscribers: summary.remoteSubscribers.length,
-          remoteSubscriberMBps: summary.remoteSubscriberMBps,
-          remoteSubscriberVsLoopback: round2(summary.remoteSubscriberMBps / loopbackMBps)
-        }),
-      ...(withoutRemote === undefined
-        ? {}
-        : {
-          publishMBpsWithoutRemote: withoutRemote.throughputMBps,
-          remotePublishRatio: round2(summary.throughputMBps / withoutRemote.throughputMBps),
-          // What serving the remote subscribers costs each role, per GiB: compare with cpuSecondsPerGiB.
-          cpuSecondsPerGiBWithoutRemote: withoutRemote.cpuSecondsPerGiB
-        }),
-      cpuSecondsPerGiB: summary.cpuSecondsPerGiB,
-      // ACK 2: the durable tier's group commit (docs/durability.md).
-      ...(summary.durable === null
-        ? {}
-        : {
-          fsyncs: summary.durable.fsyncs,
-          bytesPerFsync: summary.durable.bytesPerFsync,
-          dataDirFilesystem: summary.durable.filesystem
-        }),
-      ...(loopbackCpu === undefined ? {} : { loopbackCpuSecondsPerGiB: round2(loopbackCpu) }),
-      ...(cpuRatio === undefined ? {} : { cpuRatio }),
-      ...(compared === undefined ? {} : peersJson(compared)),
-      ratio: Math.round(ratio * 1000) / 1000
-    }
+    const measured = { summary, loopback, withoutRemote, compared }
+    const result = plainResult(options, measured)
     if (!options.json) {
-      yield* Console.log(
-        table(["cxlog bench", "MB/s", "ACK p50 µs", "ACK p99 µs", "CPU s/GiB", "vs loopback", "CPU vs loopback"], [
-          [
-            `${options.type}: ${summary.messages} × ${options.messageBytes} B${
-              summary.warmupMessages === 0 ? "" : ` after ${summary.warmupMessages} warm-up`
-            }, order ${options.order}, ack ${options.ackLevel}${
-              summary.durable === null ? "" : ` (data directory on ${summary.durable.filesystem})`
-            }, ${
-              options.local === true
-                ? `a local publisher (${options.brokers} brokers idle)`
-                : `${options.brokers} brokers`
-            }`,
-            summary.throughputMBps,
-            summary.ackLatencyP50Us,
-            summary.ackLatencyP99Us,
-            summary.cpuSecondsPerGiB.total,
-            ratio,
-            cpuRatio ?? ""
-          ],
-          ...(summary.remoteSubscriberMBps === null
-            ? []
-            : [[
-              `${summary.remoteSubscribers.length} remote subscriber(s) over TCP, slowest read; audit ${
-                summary.auditPassed === true ? "passed" : "FAILED"
-              }`,
-              summary.remoteSubscriberMBps,
-              "",
-              "",
-              "",
-              round2(summary.remoteSubscriberMBps / loopbackMBps),
-              ""
-            ]]),
-          ...(withoutRemote === undefined
-            ? []
-            : [[
-              "the same run without remote subscribers (before)",
-              withoutRemote.throughputMBps,
-              withoutRemote.ackLatencyP50Us,
-              withoutRemote.ackLatencyP99Us,
-              withoutRemote.cpuSecondsPerGiB.total,
-              round2(withoutRemote.throughputMBps / loopbackMBps),
-              ""
-            ]]),
-          [
-            "loopback TCP, one stream (reference)",
-            loopbackMBps,
-            "",
-            "",
-            loopbackCpu === undefined ? "" : round2(loopbackCpu),
-            1,
-            1
-          ]
-        ])
-      )
+      yield* Console.log(plainTable(options, measured))
       if (compared !== undefined) yield* Console.log(`\n${peersTable(compared)}`)
     }
     yield* Console.log(JSON.stringify(result))
