@@ -26,35 +26,24 @@
  * (`rawBulkValuesPerSec`): what larger commits give. It has no ratio: its reference would be
  * process.send of 1 024 values per send, which this bench does not run.
  */
-import { Console, Context, Effect, Layer } from "effect"
-import { type ChildProcess, fork } from "node:child_process"
-import { rmSync } from "node:fs"
-import { createServer, type Socket } from "node:net"
-import { availableParallelism, tmpdir } from "node:os"
-import { join } from "node:path"
-import { Channels, type RawPublisher } from "../../services/ipc/Channels.js"
-import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
-import { cliEntry } from "../ProgramSettings.js"
+import { Console, Effect } from "effect"
+import type { ChildProcess } from "node:child_process"
+import { availableParallelism } from "node:os"
+import type { RawPublisher } from "../../services/ipc/Channels.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
-import { benchChannels } from "./ChannelBenchRegion.js"
+import { ACK_TIMEOUT_MS, type Inbox, openSenders, type Senders } from "./ChannelBenchSenders.js"
 import {
   type FromPeer,
-  LATENCY_CHANNEL,
   type LatencyTransport,
   LatencyValue,
   monotonicUs,
-  RAW_CHANNEL,
-  RAW_LATENCY_CHANNEL,
   SizedValue,
   sizedValue,
-  TAKE_LATENCY_CHANNEL,
   type ThroughputTransport,
   type ToPeer,
-  TYPED_CHANNEL,
   VALUE_BYTES
 } from "./ChannelBenchValues.js"
-import { BenchPeerFailed } from "./Loopback.js"
 
 export interface ChannelBenchOptions {
   /** One-way values measured per transport. */
@@ -72,7 +61,6 @@ const BATCH = 32
 const BULK_BATCH = 1_024
 /** Values a batched process.send may be ahead of the receiver's acknowledgements. */
 const WINDOW = 1_024
-const ACK_TIMEOUT_MS = 10_000
 const RUN_TIMEOUT_MS = 300_000
 const THROUGHPUT_ROUNDS = 2
 /** The throughput runs' order in each turn. */
@@ -97,105 +85,6 @@ const latencyOf = (samples: Float64Array) => {
     p999: micros(percentile(sorted, 99.9))
   }
 }
-
-const failed = (waitedFor: string, detail: string) => new BenchPeerFailed({ waitedFor, detail })
-
-/** The peer's messages, each handed to the one waiter it answers (or to the window's acknowledgements). */
-const makeInbox = (child: ChildProcess) => {
-  const waiters = new Map<string, (message: FromPeer) => void>()
-  // A message that came before its waiter was in place (the peer's `ready`, say), kept for it.
-  const early = new Map<string, FromPeer>()
-  const window = { received: 0, wake: undefined as (() => void) | undefined }
-  let lost: string | undefined
-  const keyOf = (message: FromPeer) =>
-    "ack" in message
-      ? `ack:${message.ack}:${message.seq}`
-      : "armed" in message
-      ? `armed:${message.armed}`
-      : "done" in message
-      ? `done:${message.done}`
-      : "ready" in message
-      ? "ready"
-      : undefined
-  child.on("message", (message: FromPeer) => {
-    if ("received" in message) {
-      window.received = message.received
-      const wake = window.wake
-      window.wake = undefined
-      wake?.()
-      return
-    }
-    if ("error" in message) lost = message.error
-    const key = keyOf(message)
-    if (key === undefined) return
-    const waiter = waiters.get(key)
-    if (waiter === undefined) early.set(key, message)
-    else {
-      waiters.delete(key)
-      waiter(message)
-    }
-  })
-  child.once("exit", (code, signal) => (lost ??= `it exited (${code ?? signal})`))
-  /** Runs `trigger` with a waiter for the message `key` names already in place, then waits for that message. */
-  const expect = <M extends FromPeer, E>(key: string, timeoutMs: number, trigger: Effect.Effect<unknown, E>) =>
-    Effect.suspend(() => {
-      let arrived = early.get(key)
-      early.delete(key)
-      let resumeWith: ((outcome: Effect.Effect<M, BenchPeerFailed>) => void) | undefined
-      waiters.set(key, (m) => (resumeWith === undefined ? (arrived = m) : resumeWith(Effect.succeed(m as M))))
-      return Effect.zipRight(
-        trigger,
-        Effect.async<M, BenchPeerFailed>((resume) => {
-          if (arrived !== undefined) return resume(Effect.succeed(arrived as M))
-          if (lost !== undefined) return resume(Effect.fail(failed(key, lost)))
-          resumeWith = resume
-        })
-      ).pipe(
-        Effect.timeoutFail({
-          duration: timeoutMs,
-          onTimeout: () => failed(key, lost ?? `none within ${timeoutMs} ms`)
-        }),
-        Effect.ensuring(Effect.sync(() => void waiters.delete(key)))
-      )
-    })
-  return { expect, window }
-}
-
-type Inbox = ReturnType<typeof makeInbox>
-
-/** A Unix domain socket server at `path` for the scope, and the one connection it accepts. */
-const unixServer = (path: string) =>
-  Effect.gen(function*() {
-    rmSync(path, { force: true })
-    let accepted: Socket | undefined
-    let onAccept: (() => void) | undefined
-    const server = createServer((socket) => {
-      socket.setNoDelay(true)
-      accepted = socket
-      onAccept?.()
-    })
-    yield* Effect.acquireRelease(
-      Effect.async<void, Error>((resume) => {
-        server.once("error", (error) => resume(Effect.fail(error)))
-        server.listen(path, () => resume(Effect.void))
-      }),
-      () =>
-        Effect.sync(() => {
-          accepted?.destroy()
-          server.close()
-          rmSync(path, { force: true })
-        })
-    )
-    return Effect.async<Socket>((resume) => {
-      if (accepted !== undefined) return resume(Effect.succeed(accepted))
-      onAccept = () => resume(Effect.succeed(accepted!))
-    }).pipe(
-      Effect.timeoutFail({
-        duration: ACK_TIMEOUT_MS,
-        onTimeout: () => failed("the peer's Unix socket connection", `none within ${ACK_TIMEOUT_MS} ms`)
-      })
-    )
-  })
 
 /** Sends `count` values BATCH to a process.send, at most WINDOW ahead of the peer's acknowledgements. */
 const windowedSends = (
@@ -233,193 +122,201 @@ const rawWrites = (publisher: RawPublisher, frames: ReadonlyArray<Uint8Array>, c
 
 const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
 
+/** The one-way runs' transports, in turn: the order of the latency samples. */
+const latencyTransports: ReadonlyArray<LatencyTransport> = ["channel", "channelTake", "rawChannel", "send", "socket"]
+
+/** `samples` one-way latencies (µs) of each transport, after a warm-up, in `latencyTransports`' order. */
+const measureLatency = (senders: Senders, samples: number) =>
+  Effect.gen(function*() {
+    const { child, inbox, latencyPublisher, rawLatencyPublisher, socket, takeLatencyPublisher } = senders
+    const encoder = new TextEncoder()
+
+    // One way, one value at a time: stamped just before each transport's send.
+    const valueOf = (seq: number): LatencyValue => ({ seq, stampUs: monotonicUs(), symbol: "ACME", price: 10.5 })
+    const sends: Record<LatencyTransport, (seq: number) => Effect.Effect<unknown, unknown>> = {
+      channel: (seq) => Effect.suspend(() => latencyPublisher.publish(valueOf(seq))),
+      channelTake: (seq) => Effect.suspend(() => takeLatencyPublisher.publish(valueOf(seq))),
+      rawChannel: (seq) =>
+        Effect.suspend(() => rawLatencyPublisher.write(encoder.encode(JSON.stringify(valueOf(seq))))),
+      send: (seq) => Effect.sync(() => child.send({ latency: valueOf(seq) })),
+      socket: (seq) => Effect.sync(() => socket.write(`${JSON.stringify(valueOf(seq))}\n`))
+    }
+    let seq = 0
+    const oneWay = (transport: LatencyTransport) =>
+      Effect.suspend(() => {
+        const n = ++seq
+        return Effect.map(
+          inbox.expect<Extract<FromPeer, { ack: LatencyTransport }>, unknown>(
+            `ack:${transport}:${n}`,
+            ACK_TIMEOUT_MS,
+            sends[transport](n)
+          ),
+          (ack) => ack.us
+        )
+      })
+    for (let i = 0; i < WARMUP; i++) for (const t of latencyTransports) yield* oneWay(t)
+    const latency = latencyTransports.map(() => new Float64Array(samples))
+    for (let done = 0; done < samples; done += BLOCK) {
+      for (const [k, t] of latencyTransports.entries()) {
+        for (let i = done; i < Math.min(samples, done + BLOCK); i++) latency[k]![i] = yield* oneWay(t)
+      }
+    }
+    return latency
+  })
+
+/** Each throughput transport's values/s in `values`-value runs, THROUGHPUT_ROUNDS in turns, after a warm-up. */
+const measureThroughput = (senders: Senders, values: number) =>
+  Effect.gen(function*() {
+    const { child, inbox, rawPublisher, typedPublisher } = senders
+    // Throughput of VALUE_BYTES values: the raw and typed forms, and batched process.send of the same.
+    const frames = Array.from({ length: BATCH }, (_, i) => new Uint8Array(VALUE_BYTES).fill(i + 1))
+    const bulkFrames = Array.from({ length: BULK_BATCH }, (_, i) => frames[i % BATCH]!)
+    const sized = Array.from({ length: BATCH }, (_, i) => sizedValue(i))
+    const writers: Record<ThroughputTransport, (count: number) => Effect.Effect<unknown, unknown>> = {
+      raw: (count) => rawWrites(rawPublisher, frames, count),
+      rawBulk: (count) => rawWrites(rawPublisher, bulkFrames, count),
+      typed: (count) =>
+        Effect.gen(function*() {
+          for (let n = 0; n < count; n += BATCH) yield* typedPublisher.publishAll(sized)
+        }),
+      sendBytes: (count) => windowedSends(child, inbox, frames, count),
+      sendValues: (count) => windowedSends(child, inbox, sized, count)
+    }
+    const throughput = (transport: ThroughputTransport, count: number) =>
+      Effect.gen(function*() {
+        yield* inbox.expect(
+          `armed:${transport}`,
+          ACK_TIMEOUT_MS,
+          Effect.sync(() => child.send({ expect: transport, count }))
+        )
+        const started = performance.now()
+        yield* inbox.expect(`done:${transport}`, RUN_TIMEOUT_MS, writers[transport](count))
+        return count / ((performance.now() - started) / 1000)
+      })
+    // A short run of each first, not counted: every path warmed before it is timed.
+    for (const t of order) yield* throughput(t, Math.max(BATCH, Math.ceil(values / 10 / BATCH) * BATCH))
+    const rates: Record<ThroughputTransport, Array<number>> = {
+      raw: [],
+      rawBulk: [],
+      typed: [],
+      sendBytes: [],
+      sendValues: []
+    }
+    for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
+      for (const t of order) rates[t].push(yield* throughput(t, values))
+    }
+    return rates
+  })
+
+/** Each transport's one-way figures (µs) from its samples. */
+const oneWayFigures = (latency: ReadonlyArray<Float64Array>) => {
+  const [channel, channelTake, rawChannel, send, socket] = latency.map(latencyOf) as [
+    ReturnType<typeof latencyOf>,
+    ReturnType<typeof latencyOf>,
+    ReturnType<typeof latencyOf>,
+    ReturnType<typeof latencyOf>,
+    ReturnType<typeof latencyOf>
+  ]
+  return { channel, channelTake, rawChannel, send, socket }
+}
+
+type OneWayFigures = ReturnType<typeof oneWayFigures>
+
+/** The bench's JSON line. */
+const channelResult = (
+  options: ChannelBenchOptions,
+  values: number,
+  { channel, channelTake, rawChannel, send, socket }: OneWayFigures,
+  rates: Record<ThroughputTransport, Array<number>>
+) => {
+  const rate = (t: ThroughputTransport) => Math.round(mean(rates[t]))
+  const round3 = (n: number) => Math.round(n * 1000) / 1000
+  return {
+    bench: "cxlog-channel",
+    method: METHOD,
+    samples: options.samples,
+    valueBytes: VALUE_BYTES,
+    values,
+    cpus: availableParallelism(),
+    oneWayP50Us: channel.p50,
+    oneWayP99Us: channel.p99,
+    oneWayP999Us: channel.p999,
+    takeOneWayP50Us: channelTake.p50,
+    takeOneWayP99Us: channelTake.p99,
+    rawOneWayP50Us: rawChannel.p50,
+    rawOneWayP99Us: rawChannel.p99,
+    processSendP50Us: send.p50,
+    processSendP99Us: send.p99,
+    unixSocketP50Us: socket.p50,
+    unixSocketP99Us: socket.p99,
+    ratio: round3(send.p50 / channel.p50),
+    takeRatio: round3(send.p50 / channelTake.p50),
+    rawRatio: round3(send.p50 / rawChannel.p50),
+    socketRatio: round3(socket.p50 / channel.p50),
+    rawValuesPerSec: rate("raw"),
+    typedValuesPerSec: rate("typed"),
+    processSendBatchedBytesPerSec: rate("sendBytes"),
+    processSendBatchedValuesPerSec: rate("sendValues"),
+    throughputRatio: round3(rate("raw") / rate("sendBytes")),
+    throughputApi: THROUGHPUT_API,
+    rawBulkValuesPerSec: rate("rawBulk"),
+    typedThroughputRatio: round3(rate("typed") / rate("sendValues")),
+    // Each transport's runs in turn (values/s), whose means the figures above are: how far runs of one bench swing.
+    throughputRuns: Object.fromEntries(order.map((t) => [t, rates[t].map(Math.round)]))
+  }
+}
+
+/** The one-way table. */
+const oneWayTable = ({ channel, channelTake, rawChannel, send, socket }: OneWayFigures): string =>
+  table(["one way, one value at a time (same run, same values)", "p50 µs", "p99 µs", "p99.9 µs"], [
+    ["channel by name (typed: Schema-encoded JSON, consume)", channel.p50, channel.p99, channel.p999],
+    ["the same, taken by a fiber (take)", channelTake.p50, channelTake.p99, channelTake.p999],
+    [
+      "the same values' JSON through the raw form (read in place)",
+      rawChannel.p50,
+      rawChannel.p99,
+      rawChannel.p999
+    ],
+    ["process.send (reference)", send.p50, send.p99, send.p999],
+    ["Unix domain socket, JSON lines (reference)", socket.p50, socket.p99, socket.p999]
+  ])
+
+/** The throughput table. */
+const throughputTable = (result: ReturnType<typeof channelResult>): string =>
+  table([`${VALUE_BYTES} B values, one way (mean of ${THROUGHPUT_ROUNDS} runs)`, "values/s", "channel ÷ this"], [
+    [
+      `channel, raw form (writeAll of ${BATCH}, consumeFrames: a batch per call, read in place)`,
+      result.rawValuesPerSec,
+      1
+    ],
+    [`channel, raw form (writeAll of ${BULK_BATCH}, consumeFrames)`, result.rawBulkValuesPerSec, 1],
+    [`channel, typed form (publishAll of ${BATCH}, consume)`, result.typedValuesPerSec, 1],
+    [
+      `process.send of the bytes, ${BATCH} per send (reference)`,
+      result.processSendBatchedBytesPerSec,
+      result.throughputRatio
+    ],
+    [
+      `process.send of the values, ${BATCH} per send (reference)`,
+      result.processSendBatchedValuesPerSec,
+      result.typedThroughputRatio
+    ]
+  ])
+
 export const channelBench = (options: ChannelBenchOptions) =>
   Effect.gen(function*() {
     const values = Math.ceil(options.values / BATCH) * BATCH
     const measured = yield* Effect.scoped(Effect.gen(function*() {
-      yield* pruneRunRegions
-      const region = runRegionName(process.pid)
-      const channels = Context.get(yield* Layer.build(benchChannels(region, "bench")), Channels)
-      // One writer and one reader each: the bench writes, its peer reads.
-      const one = { writerSlots: 1, readerSlots: 1 }
-      const latencyChannel = yield* channels.open(LATENCY_CHANNEL, LatencyValue, { ...one, ringBytes: 64 << 10 })
-      const takeLatencyChannel = yield* channels.open(TAKE_LATENCY_CHANNEL, LatencyValue, {
-        ...one,
-        ringBytes: 64 << 10
-      })
-      const typedChannel = yield* channels.open(TYPED_CHANNEL, SizedValue, { ...one, ringBytes: 1 << 20 })
-      const rawLatencyChannel = yield* channels.openRaw(RAW_LATENCY_CHANNEL, { ...one, ringBytes: 64 << 10 })
-      const rawChannel = yield* channels.openRaw(RAW_CHANNEL, { ...one, ringBytes: 1 << 20 })
-      const socketPath = join(tmpdir(), `cxlog-bench-channel-${process.pid}.sock`)
-      const accepted = yield* unixServer(socketPath)
-      const child = yield* Effect.acquireRelease(
-        Effect.sync(() =>
-          fork(cliEntry(), ["channel-bench-peer", JSON.stringify({ region, socket: socketPath })], {
-            stdio: ["ignore", "ignore", "inherit", "ipc"],
-            serialization: "advanced"
-          })
-        ),
-        (c) => Effect.sync(() => void c.kill("SIGKILL"))
-      )
-      const inbox = makeInbox(child)
-      yield* inbox.expect("ready", 60_000, Effect.void)
-      const socket = yield* accepted
-      const latencyPublisher = yield* latencyChannel.publisher
-      const takeLatencyPublisher = yield* takeLatencyChannel.publisher
-      const typedPublisher = yield* typedChannel.publisher
-      const rawPublisher = yield* rawChannel.publisher
-      const rawLatencyPublisher = yield* rawLatencyChannel.publisher
-      const encoder = new TextEncoder()
-
-      // One way, one value at a time: stamped just before each transport's send.
-      const valueOf = (seq: number): LatencyValue => ({ seq, stampUs: monotonicUs(), symbol: "ACME", price: 10.5 })
-      const sends: Record<LatencyTransport, (seq: number) => Effect.Effect<unknown, unknown>> = {
-        channel: (seq) => Effect.suspend(() => latencyPublisher.publish(valueOf(seq))),
-        channelTake: (seq) => Effect.suspend(() => takeLatencyPublisher.publish(valueOf(seq))),
-        rawChannel: (seq) =>
-          Effect.suspend(() => rawLatencyPublisher.write(encoder.encode(JSON.stringify(valueOf(seq))))),
-        send: (seq) => Effect.sync(() => child.send({ latency: valueOf(seq) })),
-        socket: (seq) => Effect.sync(() => socket.write(`${JSON.stringify(valueOf(seq))}\n`))
-      }
-      const transports: ReadonlyArray<LatencyTransport> = ["channel", "channelTake", "rawChannel", "send", "socket"]
-      let seq = 0
-      const oneWay = (transport: LatencyTransport) =>
-        Effect.suspend(() => {
-          const n = ++seq
-          return Effect.map(
-            inbox.expect<Extract<FromPeer, { ack: LatencyTransport }>, unknown>(
-              `ack:${transport}:${n}`,
-              ACK_TIMEOUT_MS,
-              sends[transport](n)
-            ),
-            (ack) => ack.us
-          )
-        })
-      for (let i = 0; i < WARMUP; i++) for (const t of transports) yield* oneWay(t)
-      const latency = transports.map(() => new Float64Array(options.samples))
-      for (let done = 0; done < options.samples; done += BLOCK) {
-        for (const [k, t] of transports.entries()) {
-          for (let i = done; i < Math.min(options.samples, done + BLOCK); i++) latency[k]![i] = yield* oneWay(t)
-        }
-      }
-
-      // Throughput of VALUE_BYTES values: the raw and typed forms, and batched process.send of the same.
-      const frames = Array.from({ length: BATCH }, (_, i) => new Uint8Array(VALUE_BYTES).fill(i + 1))
-      const bulkFrames = Array.from({ length: BULK_BATCH }, (_, i) => frames[i % BATCH]!)
-      const sized = Array.from({ length: BATCH }, (_, i) => sizedValue(i))
-      const writers: Record<ThroughputTransport, (count: number) => Effect.Effect<unknown, unknown>> = {
-        raw: (count) => rawWrites(rawPublisher, frames, count),
-        rawBulk: (count) => rawWrites(rawPublisher, bulkFrames, count),
-        typed: (count) =>
-          Effect.gen(function*() {
-            for (let n = 0; n < count; n += BATCH) yield* typedPublisher.publishAll(sized)
-          }),
-        sendBytes: (count) => windowedSends(child, inbox, frames, count),
-        sendValues: (count) => windowedSends(child, inbox, sized, count)
-      }
-      const throughput = (transport: ThroughputTransport, count: number) =>
-        Effect.gen(function*() {
-          yield* inbox.expect(
-            `armed:${transport}`,
-            ACK_TIMEOUT_MS,
-            Effect.sync(() => child.send({ expect: transport, count }))
-          )
-          const started = performance.now()
-          yield* inbox.expect(`done:${transport}`, RUN_TIMEOUT_MS, writers[transport](count))
-          return count / ((performance.now() - started) / 1000)
-        })
-      // A short run of each first, not counted: every path warmed before it is timed.
-      for (const t of order) yield* throughput(t, Math.max(BATCH, Math.ceil(values / 10 / BATCH) * BATCH))
-      const rates: Record<ThroughputTransport, Array<number>> = {
-        raw: [],
-        rawBulk: [],
-        typed: [],
-        sendBytes: [],
-        sendValues: []
-      }
-      for (let round = 0; round < THROUGHPUT_ROUNDS; round++) {
-        for (const t of order) rates[t].push(yield* throughput(t, values))
-      }
+      const senders = yield* openSenders
+      const latency = yield* measureLatency(senders, options.samples)
+      const rates = yield* measureThroughput(senders, values)
       return { latency, rates }
     }))
-    const [channel, channelTake, rawChannel, send, socket] = measured.latency.map(latencyOf) as [
-      ReturnType<typeof latencyOf>,
-      ReturnType<typeof latencyOf>,
-      ReturnType<typeof latencyOf>,
-      ReturnType<typeof latencyOf>,
-      ReturnType<typeof latencyOf>
-    ]
-    const rate = (t: ThroughputTransport) => Math.round(mean(measured.rates[t]))
-    const round3 = (n: number) => Math.round(n * 1000) / 1000
-    const result = {
-      bench: "cxlog-channel",
-      method: METHOD,
-      samples: options.samples,
-      valueBytes: VALUE_BYTES,
-      values,
-      cpus: availableParallelism(),
-      oneWayP50Us: channel.p50,
-      oneWayP99Us: channel.p99,
-      oneWayP999Us: channel.p999,
-      takeOneWayP50Us: channelTake.p50,
-      takeOneWayP99Us: channelTake.p99,
-      rawOneWayP50Us: rawChannel.p50,
-      rawOneWayP99Us: rawChannel.p99,
-      processSendP50Us: send.p50,
-      processSendP99Us: send.p99,
-      unixSocketP50Us: socket.p50,
-      unixSocketP99Us: socket.p99,
-      ratio: round3(send.p50 / channel.p50),
-      takeRatio: round3(send.p50 / channelTake.p50),
-      rawRatio: round3(send.p50 / rawChannel.p50),
-      socketRatio: round3(socket.p50 / channel.p50),
-      rawValuesPerSec: rate("raw"),
-      typedValuesPerSec: rate("typed"),
-      processSendBatchedBytesPerSec: rate("sendBytes"),
-      processSendBatchedValuesPerSec: rate("sendValues"),
-      throughputRatio: round3(rate("raw") / rate("sendBytes")),
-      throughputApi: THROUGHPUT_API,
-      rawBulkValuesPerSec: rate("rawBulk"),
-      typedThroughputRatio: round3(rate("typed") / rate("sendValues")),
-      // Each transport's runs in turn (values/s), whose means the figures above are: how far runs of one bench swing.
-      throughputRuns: Object.fromEntries(order.map((t) => [t, measured.rates[t].map(Math.round)]))
-    }
+    const oneWay = oneWayFigures(measured.latency)
+    const result = channelResult(options, values, oneWay, measured.rates)
     if (!options.json) {
-      yield* Console.log(
-        table(["one way, one value at a time (same run, same values)", "p50 µs", "p99 µs", "p99.9 µs"], [
-          ["channel by name (typed: Schema-encoded JSON, consume)", channel.p50, channel.p99, channel.p999],
-          ["the same, taken by a fiber (take)", channelTake.p50, channelTake.p99, channelTake.p999],
-          [
-            "the same values' JSON through the raw form (read in place)",
-            rawChannel.p50,
-            rawChannel.p99,
-            rawChannel.p999
-          ],
-          ["process.send (reference)", send.p50, send.p99, send.p999],
-          ["Unix domain socket, JSON lines (reference)", socket.p50, socket.p99, socket.p999]
-        ])
-      )
-      yield* Console.log(
-        table([`${VALUE_BYTES} B values, one way (mean of ${THROUGHPUT_ROUNDS} runs)`, "values/s", "channel ÷ this"], [
-          [
-            `channel, raw form (writeAll of ${BATCH}, consumeFrames: a batch per call, read in place)`,
-            result.rawValuesPerSec,
-            1
-          ],
-          [`channel, raw form (writeAll of ${BULK_BATCH}, consumeFrames)`, result.rawBulkValuesPerSec, 1],
-          [`channel, typed form (publishAll of ${BATCH}, consume)`, result.typedValuesPerSec, 1],
-          [
-            `process.send of the bytes, ${BATCH} per send (reference)`,
-            result.processSendBatchedBytesPerSec,
-            result.throughputRatio
-          ],
-          [
-            `process.send of the values, ${BATCH} per send (reference)`,
-            result.processSendBatchedValuesPerSec,
-            result.typedThroughputRatio
-          ]
-        ])
-      )
+      yield* Console.log(oneWayTable(oneWay))
+      yield* Console.log(throughputTable(result))
       yield* Console.log(METHOD)
     }
     yield* Console.log(JSON.stringify(result))
