@@ -25,35 +25,40 @@
  * Rates are payload bytes over the span between the first and last message's stored times in
  * JetStream (steps 1, 3) or the publisher's own elapsed time (4, 5): no start-up in either.
  */
-import { jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream"
+import { jetstreamManager } from "@nats-io/jetstream"
 import { connect, type NatsConnection } from "@nats-io/transport-node"
-import { Chunk, Console, Effect, Layer, Option, Stream } from "effect"
+import { Console, Effect } from "effect"
 import { spawn } from "node:child_process"
 import { availableParallelism } from "node:os"
 import { defaultLogConfig, topicMemoryFor } from "../../layers/log/Layout.js"
 import { openTarget } from "../../layers/mirror/JetStreamTarget.js"
-import { type MirroredMessage, readMirrored } from "../../layers/mirror/MirrorRecord.js"
 import { awaitWindow, drained, hasRoom, inFlight, makeWindow, publishOne } from "../../layers/mirror/MirrorWindow.js"
-import * as SubscriberLayers from "../../layers/net/Subscriber.js"
-import { attachRegion, processSlot, reader } from "../../layers/Roles.js"
 import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import {
   DEFAULT_MIRROR_IN_FLIGHT,
   defaultMirrorSubject,
   MirrorHeaders,
-  mirrorMessageId,
   type MirrorOptions
 } from "../../services/mirror/Mirror.js"
 import type { SubscriberMessage } from "../../services/net/Subscriber.js"
-import { Subscriber } from "../../services/net/Subscriber.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { asEnvironment } from "../../Settings.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { MirrorEvents } from "../roles/RoleEvents.js"
 import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithParent } from "../run/Cluster.js"
-import { startNatsCluster } from "./peers/NatsCluster.js"
-import { errorText, PeerFailed } from "./peers/PeerServer.js"
+import {
+  auditStream,
+  awaitStreamLast,
+  failed,
+  readStream,
+  storedRate,
+  STREAM,
+  streamState,
+  TOPIC
+} from "./MirrorBenchStream.js"
+import { type NatsCluster, startNatsCluster } from "./peers/NatsCluster.js"
+import { PeerFailed } from "./peers/PeerServer.js"
 
 export interface MirrorBenchOptions {
   readonly messages: number
@@ -64,50 +69,9 @@ export interface MirrorBenchOptions {
   readonly json: boolean
 }
 
-const TOPIC = "m"
-const STREAM = "cxlog-bench"
 /** How long the lag step's steady load lasts. */
 const LAG_SECONDS = 4
 const round2 = (n: number) => Math.round(n * 100) / 100
-
-const failed = (detail: string) => (error: unknown) =>
-  new PeerFailed({ peer: "nats", detail: `${detail}: ${errorText(error)}` })
-
-/** Stored time (ms) of the stream's message `seq`. */
-const storedAt = (nc: NatsConnection, seq: number) =>
-  Effect.tryPromise({
-    try: async () => {
-      const m = await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq })
-      if (m === null) throw new Error(`message ${seq} is not in the stream`)
-      return m.time.getTime()
-    },
-    catch: failed(`reading message ${seq}`)
-  })
-
-/** MB/s of `count` messages of `bytes` stored between sequences `first` and `first + count − 1`. */
-const storedRate = (nc: NatsConnection, first: number, count: number, bytes: number) =>
-  Effect.gen(function*() {
-    const from = yield* storedAt(nc, first)
-    const to = yield* storedAt(nc, first + count - 1)
-    return (count * bytes) / 1e6 / (Math.max(1, to - from) / 1000)
-  })
-
-const streamState = (nc: NatsConnection) =>
-  Effect.tryPromise({
-    try: async () => (await (await jetstreamManager(nc)).streams.info(STREAM)).state,
-    catch: failed("stream info")
-  })
-
-const awaitStreamLast = (nc: NatsConnection, messages: number, mirror: RoleProcess) =>
-  Effect.gen(function*() {
-    for (;;) {
-      const state = yield* streamState(nc)
-      if (state.messages >= messages) return state
-      // Its failure, with what it said.
-      if (mirror.child.exitCode !== null) return yield* mirror.exited
-      yield* Effect.sleep(50)
-    }
-  })
 
 /** Step 1: the mirror's publishing path with no region behind it. */
 const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorBenchOptions>) =>
@@ -205,99 +169,54 @@ const cpuLoad = (cores: number, processes: number) =>
       ).pipe(Effect.tap(stopWithParent))
   )
 
-/** A message read back, with when JetStream stored it (ms since the epoch). */
-type StoredMessage = MirroredMessage & { readonly stored: number }
+/** The bench's clusters, and what every step runs with. */
+interface MirrorBenchCluster {
+  readonly options: Required<MirrorBenchOptions>
+  readonly nats: NatsCluster
+  /** The region's settings, for every cxlog process of the bench. */
+  readonly env: Record<string, string>
+  /** The broker's port. */
+  readonly port: number
+  /** The region's head and broker. */
+  readonly regionRoles: ReadonlyArray<RoleProcess>
+  /** The bench's own connection to the JetStream cluster. */
+  readonly nc: NatsConnection
+}
 
-/** The stream's first `count` messages, decoded. */
-const readStream = (nc: NatsConnection, count: number) =>
-  Effect.tryPromise({
-    try: async () => {
-      const out: Array<StoredMessage> = []
-      const consumer = await jetstream(nc).consumers.get(STREAM)
-      const messages = await consumer.consume({ max_messages: 2_000 })
-      for await (const m of messages as AsyncIterable<JsMsg>) {
-        out.push({ ...readMirrored(m), stored: m.info.timestampNanos / 1e6 })
-        if (out.length === count) break
-      }
-      await messages.close()
-      return out
-    },
-    catch: failed("reading the stream back")
-  })
-
-/** Step 7: offsets 0..count−1 once, in order, payloads equal to the region's. */
-const auditStream = (region: string, regionId: string, stream: ReadonlyArray<MirroredMessage>, count: number) =>
-  Effect.gen(function*() {
-    if (stream.length !== count) {
-      return { passed: false, detail: `${stream.length} messages in the stream, ${count} expected` }
-    }
-    const subscriber = yield* Subscriber
-    const subscription = yield* subscriber.subscribe(TOPIC, { from: 0 })
-    const pull = yield* Stream.toPull(subscription.batches)
-    let at = 0
-    while (at < count) {
-      const batch = yield* pull.pipe(
-        Effect.map(Chunk.unsafeHead),
-        Effect.mapError((e) => (Option.isSome(e) ? e.value : new Error("the subscription ended")))
+/** The region's settings for a run of `total` messages of `messageBytes`. */
+const regionEnv = (region: string, total: number, messageBytes: number) => {
+  // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
+  const blogBytes = 2 ** Math.ceil(Math.log2(total * (messageBytes + 64) * 1.25))
+  return {
+    [REGION_SETTINGS.settings.name.env]: region,
+    ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
+      maxBrokers: 1,
+      goiSlots: 262144,
+      topicWriters: 1,
+      topicMemoryBytes: topicMemoryFor(
+        { ...defaultLogConfig, maxBrokers: 1, goiSlots: 262144 },
+        Math.max(blogBytes, 16 << 20)
       )
-      for (const m of batch) {
-        if (at >= count) break
-        const s = stream[at]!
-        const same = s.offset === m.offset && m.offset === at && s.msgId === mirrorMessageId(regionId, TOPIC, at) &&
-          Buffer.from(s.payload).equals(Buffer.from(m.payload))
-        if (!same) {
-          return {
-            passed: false,
-            detail: `offset ${at}: the stream has offset ${s.offset}, id ${s.msgId}, ${s.payload.length} bytes`
-          }
-        }
-        at++
-      }
-    }
-    return { passed: true, detail: `${count} offsets once, in order, payloads equal` }
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(
-      SubscriberLayers.layer.pipe(
-        Layer.provide(
-          reader.pipe(Layer.provideMerge(processSlot("client")), Layer.provideMerge(attachRegion({ name: region })))
-        )
-      )
-    )
-  )
+    })
+  }
+}
 
-export const benchMirror = (given: MirrorBenchOptions) =>
+/** `cxlog mirror` of the topic into the stream, with the bench's window. */
+const mirrorArgsOf = ({ nats, options }: MirrorBenchCluster) => [
+  "mirror",
+  "--topic",
+  TOPIC,
+  "--to",
+  nats.urls.join(","),
+  "--stream",
+  STREAM,
+  "--max-in-flight",
+  `${options.maxInFlight}`
+]
+
+/** Step 1: direct publishing's MB/s; then the stream purged, and its last sequence (the mirror's first is the next). */
+const measureDirect = ({ nats, nc, options }: MirrorBenchCluster) =>
   Effect.gen(function*() {
-    const options = { ...given, maxInFlight: given.maxInFlight ?? DEFAULT_MIRROR_IN_FLIGHT }
-    const nats = yield* startNatsCluster(3)
-    const region = `cxlog-bench-mirror-${process.pid}`
-    const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
-    const total = 5 * options.messages + lagMessages
-    // The region holds the whole run (the audit reads it all back), so publishers never wait for the mirror's hold.
-    const blogBytes = 2 ** Math.ceil(Math.log2(total * (options.messageBytes + 64) * 1.25))
-    const env = {
-      [REGION_SETTINGS.settings.name.env]: region,
-      ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
-        maxBrokers: 1,
-        goiSlots: 262144,
-        topicWriters: 1,
-        topicMemoryBytes: topicMemoryFor(
-          { ...defaultLogConfig, maxBrokers: 1, goiSlots: 262144 },
-          Math.max(blogBytes, 16 << 20)
-        )
-      })
-    }
-    const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
-    const regionRoles = [head, ...brokers]
-    const port = ports[0]!
-    const nc = yield* Effect.acquireRelease(
-      Effect.tryPromise({
-        try: () => connect({ servers: [...nats.urls], noAsyncTraces: true }),
-        catch: failed("connecting")
-      }),
-      (c) => Effect.promise(() => c.close().catch(() => undefined))
-    )
-
     const directFirst = yield* publishDirect(nats.urls, options)
     const directMBps = yield* storedRate(nc, directFirst, options.messages, options.messageBytes)
     const purged = yield* Effect.tryPromise({
@@ -306,23 +225,27 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     })
     const base = (yield* streamState(nc)).last_seq
     if (!purged.success) return yield* new PeerFailed({ peer: "nats", detail: "the stream was not purged" })
+    return { directMBps, base }
+  })
 
+/** Steps 2 and 3: the region filled, and the mirror's MB/s copying that backlog into the stream after `base`. */
+const measureBacklog = (cluster: MirrorBenchCluster, base: number) =>
+  Effect.gen(function*() {
+    const { env, nc, options, port } = cluster
     yield* publishRegion(env, port, options.messages, options.messageBytes)
-    const mirrorArgs = [
-      "mirror",
-      "--topic",
-      TOPIC,
-      "--to",
-      nats.urls.join(","),
-      "--stream",
-      STREAM,
-      "--max-in-flight",
-      `${options.maxInFlight}`
-    ]
+    const mirrorArgs = mirrorArgsOf(cluster)
     const backlog = yield* spawnRole("mirror", [...mirrorArgs, "--until", `${options.messages}`], env)
     yield* awaitStreamLast(nc, options.messages, backlog)
-    const mirrorMBps = yield* storedRate(nc, base + 1, options.messages, options.messageBytes)
+    return yield* storedRate(nc, base + 1, options.messages, options.messageBytes)
+  })
 
+/**
+ * Steps 4 and 5: the region's publishing alone (MB/s, cores), then beside a running mirror
+ * (MB/s, and the cores the mirror's side used meanwhile); the mirror stopped once it caught up.
+ */
+const measureWithMirror = (cluster: MirrorBenchCluster) =>
+  Effect.gen(function*() {
+    const { env, nats, nc, options, port, regionRoles } = cluster
     const { mBps: regionMBps, cores: regionCores } = yield* publishRegion(
       env,
       port,
@@ -331,7 +254,7 @@ export const benchMirror = (given: MirrorBenchOptions) =>
       undefined,
       regionRoles
     )
-    const mirror = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
+    const mirror = yield* spawnRole("mirror", mirrorArgsOf(cluster), env, MirrorEvents)
     yield* mirror.event("mirroring", 60_000)
     yield* awaitStreamLast(nc, 2 * options.messages, mirror)
     // What the mirror's side (the mirror and the JetStream servers) takes of the machine while the region publishes beside it.
@@ -347,18 +270,38 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     ]
     yield* awaitStreamLast(nc, 3 * options.messages, mirror)
     yield* stopChild(mirror.child)
+    return { regionMBps, regionCores, withMirrorMBps, mirrorSideCores, mirrorCores }
+  })
 
+/** Step 5b: the region's MB/s beside plain loads the size of the mirror's side, then of the mirror process alone. */
+const measureBesideLoads = (
+  { env, nats, options, port }: MirrorBenchCluster,
+  mirrorSideCores: number,
+  mirrorCores: number
+) =>
+  Effect.gen(function*() {
     const besideLoad = (cores: number, processes: number) =>
       Effect.scoped(
         Effect.zipRight(cpuLoad(cores, processes), publishRegion(env, port, options.messages, options.messageBytes))
       )
     const { mBps: besideLoadMBps } = yield* besideLoad(mirrorSideCores, 1 + nats.nodes.length)
     const { mBps: besideMirrorLoadMBps } = yield* besideLoad(mirrorCores, 1)
-    const resumed = yield* spawnRole("mirror", mirrorArgs, env, MirrorEvents)
+    return { besideLoadMBps, besideMirrorLoadMBps }
+  })
+
+/** Step 6's load: the mirror started again and caught up, then `lagMessages` published at the lag step's rate and mirrored. */
+const publishLagLoad = (cluster: MirrorBenchCluster, lagMessages: number, total: number) =>
+  Effect.gen(function*() {
+    const { env, nc, options, port } = cluster
+    const resumed = yield* spawnRole("mirror", mirrorArgsOf(cluster), env, MirrorEvents)
     yield* awaitStreamLast(nc, 5 * options.messages, resumed)
     yield* publishRegion(env, port, lagMessages, options.messageBytes, options.rateMBps)
     yield* awaitStreamLast(nc, total, resumed)
+  })
 
+/** Steps 6 and 7 from the stream read back after `base`: the lag step's lags (ms, sorted), and the audit against `region`. */
+const readBack = ({ nc }: MirrorBenchCluster, region: string, base: number, total: number, lagMessages: number) =>
+  Effect.gen(function*() {
     const regionId = (yield* Effect.tryPromise({
       try: async () =>
         (await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq: base + 1 }))?.header.get(
@@ -369,64 +312,135 @@ export const benchMirror = (given: MirrorBenchOptions) =>
     const stream = yield* readStream(nc, total)
     const lags = Float64Array.from(stream.slice(total - lagMessages), (m) => m.stored - m.timestamp).sort()
     const audit = yield* auditStream(region, regionId, stream, total)
+    return { lags, audit }
+  })
 
-    const mirrorRatio = mirrorMBps / directMBps
-    const result = {
-      bench: "mirror",
-      messages: options.messages,
-      messageBytes: options.messageBytes,
-      maxInFlight: options.maxInFlight,
-      directMBps: round2(directMBps),
-      mirrorMBps: round2(mirrorMBps),
-      mirrorRatio: Math.round(mirrorRatio * 1000) / 1000,
-      regionMBps: round2(regionMBps),
-      regionWithMirrorMBps: round2(withMirrorMBps),
-      publishRatio: Math.round((withMirrorMBps / regionMBps) * 1000) / 1000,
-      // The reference for publishRatio: the region beside plain CPU loads of the mirror side's size.
-      regionBesideLoadMBps: round2(besideLoadMBps),
-      loadRatio: Math.round((besideLoadMBps / regionMBps) * 1000) / 1000,
-      // Beside a load the size of the mirror process alone: its cost where JetStream runs on other hosts.
-      regionBesideMirrorLoadMBps: round2(besideMirrorLoadMBps),
-      mirrorLoadRatio: Math.round((besideMirrorLoadMBps / regionMBps) * 1000) / 1000,
-      // Cores the region's publishing (publisher, broker, head) used alone, and the mirror and the JetStream servers beside it, of `cores`.
-      regionCores: round2(regionCores),
-      mirrorSideCores: round2(mirrorSideCores),
-      // Of mirrorSideCores, the mirror process's own (the rest is the JetStream servers').
-      mirrorCores: round2(mirrorCores),
-      cores: availableParallelism(),
-      lagRateMBps: options.rateMBps,
-      lagMessages: lagMessages,
-      lagP50Ms: round2(percentile(lags, 50)),
-      lagP99Ms: round2(percentile(lags, 99)),
-      auditPassed: audit.passed,
-      audit: audit.detail,
-      ratio: Math.round(mirrorRatio * 1000) / 1000
-    }
-    if (!options.json) {
-      yield* Console.log(
-        table([
-          "cxlog bench --type mirror",
-          "MB/s",
-          "vs direct",
-          "region MB/s",
-          "with mirror",
-          "beside an equal load",
-          "beside the mirror's size",
-          `lag p99 @ ${options.rateMBps} MB/s`,
-          "audit"
-        ], [[
-          `${options.messages} × ${options.messageBytes} B`,
-          result.mirrorMBps,
-          result.mirrorRatio,
-          result.regionMBps,
-          result.publishRatio,
-          result.loadRatio,
-          result.mirrorLoadRatio,
-          `${result.lagP99Ms} ms`,
-          audit.detail
-        ]])
-      )
-    }
+/** What the steps measured, in their order. */
+interface MirrorFigures {
+  readonly directMBps: number
+  readonly mirrorMBps: number
+  readonly regionMBps: number
+  readonly regionCores: number
+  readonly withMirrorMBps: number
+  readonly mirrorSideCores: number
+  readonly mirrorCores: number
+  readonly besideLoadMBps: number
+  readonly besideMirrorLoadMBps: number
+  /** The lag step's lags, ms, sorted. */
+  readonly lags: Float64Array
+  readonly audit: { readonly passed: boolean; readonly detail: string }
+}
+
+/** The bench's JSON line. */
+const mirrorResult = (
+  options: Required<MirrorBenchOptions>,
+  lagMessages: number,
+  {
+    audit,
+    besideLoadMBps,
+    besideMirrorLoadMBps,
+    directMBps,
+    lags,
+    mirrorCores,
+    mirrorMBps,
+    mirrorSideCores,
+    regionCores,
+    regionMBps,
+    withMirrorMBps
+  }: MirrorFigures
+) => {
+  const mirrorRatio = mirrorMBps / directMBps
+  return {
+    bench: "mirror",
+    messages: options.messages,
+    messageBytes: options.messageBytes,
+    maxInFlight: options.maxInFlight,
+    directMBps: round2(directMBps),
+    mirrorMBps: round2(mirrorMBps),
+    mirrorRatio: Math.round(mirrorRatio * 1000) / 1000,
+    regionMBps: round2(regionMBps),
+    regionWithMirrorMBps: round2(withMirrorMBps),
+    publishRatio: Math.round((withMirrorMBps / regionMBps) * 1000) / 1000,
+    // The reference for publishRatio: the region beside plain CPU loads of the mirror side's size.
+    regionBesideLoadMBps: round2(besideLoadMBps),
+    loadRatio: Math.round((besideLoadMBps / regionMBps) * 1000) / 1000,
+    // Beside a load the size of the mirror process alone: its cost where JetStream runs on other hosts.
+    regionBesideMirrorLoadMBps: round2(besideMirrorLoadMBps),
+    mirrorLoadRatio: Math.round((besideMirrorLoadMBps / regionMBps) * 1000) / 1000,
+    // Cores the region's publishing (publisher, broker, head) used alone, and the mirror and the JetStream servers beside it, of `cores`.
+    regionCores: round2(regionCores),
+    mirrorSideCores: round2(mirrorSideCores),
+    // Of mirrorSideCores, the mirror process's own (the rest is the JetStream servers').
+    mirrorCores: round2(mirrorCores),
+    cores: availableParallelism(),
+    lagRateMBps: options.rateMBps,
+    lagMessages: lagMessages,
+    lagP50Ms: round2(percentile(lags, 50)),
+    lagP99Ms: round2(percentile(lags, 99)),
+    auditPassed: audit.passed,
+    audit: audit.detail,
+    ratio: Math.round(mirrorRatio * 1000) / 1000
+  }
+}
+
+/** The bench's table. */
+const mirrorTable = (options: Required<MirrorBenchOptions>, result: ReturnType<typeof mirrorResult>): string =>
+  table([
+    "cxlog bench --type mirror",
+    "MB/s",
+    "vs direct",
+    "region MB/s",
+    "with mirror",
+    "beside an equal load",
+    "beside the mirror's size",
+    `lag p99 @ ${options.rateMBps} MB/s`,
+    "audit"
+  ], [[
+    `${options.messages} × ${options.messageBytes} B`,
+    result.mirrorMBps,
+    result.mirrorRatio,
+    result.regionMBps,
+    result.publishRatio,
+    result.loadRatio,
+    result.mirrorLoadRatio,
+    `${result.lagP99Ms} ms`,
+    result.audit
+  ]])
+
+export const benchMirror = (given: MirrorBenchOptions) =>
+  Effect.gen(function*() {
+    const options = { ...given, maxInFlight: given.maxInFlight ?? DEFAULT_MIRROR_IN_FLIGHT }
+    const nats = yield* startNatsCluster(3)
+    const region = `cxlog-bench-mirror-${process.pid}`
+    const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
+    const total = 5 * options.messages + lagMessages
+    const env = regionEnv(region, total, options.messageBytes)
+    const { head, brokers, ports } = yield* startHeadAndBrokers(`${TOPIC}:5:1`, 1, env)
+    const nc = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () => connect({ servers: [...nats.urls], noAsyncTraces: true }),
+        catch: failed("connecting")
+      }),
+      (c) => Effect.promise(() => c.close().catch(() => undefined))
+    )
+    const cluster: MirrorBenchCluster = { options, nats, env, port: ports[0]!, regionRoles: [head, ...brokers], nc }
+
+    const { base, directMBps } = yield* measureDirect(cluster)
+    const mirrorMBps = yield* measureBacklog(cluster, base)
+    const withMirror = yield* measureWithMirror(cluster)
+    const besideLoads = yield* measureBesideLoads(cluster, withMirror.mirrorSideCores, withMirror.mirrorCores)
+    yield* publishLagLoad(cluster, lagMessages, total)
+    const { audit, lags } = yield* readBack(cluster, region, base, total, lagMessages)
+
+    const result = mirrorResult(options, lagMessages, {
+      directMBps,
+      mirrorMBps,
+      ...withMirror,
+      ...besideLoads,
+      lags,
+      audit
+    })
+    if (!options.json) yield* Console.log(mirrorTable(options, result))
     yield* Console.log(JSON.stringify(result))
     return result
   }).pipe(Effect.scoped)
