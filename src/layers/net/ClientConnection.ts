@@ -36,6 +36,7 @@ import {
 } from "./Control.js"
 import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
+import { forgetSessionToken, keepSessionToken, sessionToken } from "./SessionTokens.js"
 
 /** How long a clean close waits for the broker to close its side. */
 const CLOSE_GRACE_MS = 5_000
@@ -180,17 +181,6 @@ export interface ClientConnection {
   readonly close: () => void
 }
 
-/**
- * The tokens of this process's sessions (Auth.ts `sessionToken`), from the SESSION_OPENED that
- * registered each: a further connection or a reconnection names it, so any broker of the
- * credential file lets the session's user, and only it, attach the session again.
- */
-const sessionTokens = new Map<string, string>()
-/** Far above the sessions one process keeps open; the oldest go first. */
-const MAX_SESSION_TOKENS = 65_536
-const tokenKey = (user: string, topic: string, clientId: number, sessionEpoch: number) =>
-  `${user}/${topic}/${clientId}/${sessionEpoch}`
-
 /** One connection's state: what its frame handling, its end and its calls share. */
 interface Connection {
   readonly address: BrokerAddress
@@ -297,14 +287,14 @@ export const openConnection = (
     openSession: (sessionId, topic, sessionEpoch) => {
       if (c.closed) return
       c.opening.set(sessionId, topic)
-      const sessionToken = credentials === undefined || sessionEpoch === undefined
+      const token = credentials === undefined || sessionEpoch === undefined
         ? undefined
-        : sessionTokens.get(tokenKey(credentials.user, topic, hello.clientId, sessionEpoch))
+        : sessionToken({ user: credentials.user, topic, clientId: hello.clientId, sessionEpoch })
       write(
         sessionOpenFrame(
           sessionId,
           sessionEpoch ?? 0,
-          new SessionOpen({ topic, ...(sessionToken === undefined ? {} : { sessionToken }) })
+          new SessionOpen({ topic, ...(token === undefined ? {} : { sessionToken: token }) })
         )
       )
     },
@@ -315,7 +305,7 @@ export const openConnection = (
     closeSession: (sessionId, topic, sessionEpoch, batches) => {
       if (c.closed) return
       if (credentials !== undefined) {
-        sessionTokens.delete(tokenKey(credentials.user, topic, hello.clientId, sessionEpoch))
+        forgetSessionToken({ user: credentials.user, topic, clientId: hello.clientId, sessionEpoch })
       }
       write(closeFrame(sessionId, sessionEpoch, batches))
     },
@@ -408,10 +398,8 @@ const receiveFrames = (c: Connection, chunk: Buffer) => {
           const opened = decodeControl(SessionOpened, frame.payload, "bad-handshake")
           if (Either.isLeft(opened)) return finish(c, "bad-frame", `bad SESSION_OPENED: ${opened.left.message}`)
           if (credentials !== undefined && opened.right.sessionToken !== undefined) {
-            keepToken(
-              tokenKey(credentials.user, topic, hello.clientId, frame.sessionEpoch),
-              opened.right.sessionToken
-            )
+            const owner = { user: credentials.user, topic, clientId: hello.clientId, sessionEpoch: frame.sessionEpoch }
+            keepSessionToken(owner, opened.right.sessionToken)
           }
           maxBatchBytes = opened.right.maxBatchBytes
         }
@@ -446,12 +434,4 @@ const receiveFrames = (c: Connection, chunk: Buffer) => {
       }
     }
   }
-}
-
-/** Keeps a session's token, dropping the oldest past the bound. */
-const keepToken = (key: string, token: string) => {
-  if (!sessionTokens.has(key) && sessionTokens.size >= MAX_SESSION_TOKENS) {
-    sessionTokens.delete(sessionTokens.keys().next().value!)
-  }
-  sessionTokens.set(key, token)
 }
