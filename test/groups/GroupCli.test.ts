@@ -105,6 +105,42 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
+    "--idle-exit-ms: takes what is there, leaves once the group gives nothing for that long, never while a command runs",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* publishLines(env, "jobs", ["a", "b", "c"])
+        // Each command outlasts the idle bound many times over: leaving while one ran would lose its line.
+        const slow = "cat >/dev/null; sleep 1; echo \"ran $CONSUME_OFFSET\""
+        const drained = yield* cli(
+          [
+            "consume",
+            "--group",
+            "drain",
+            "--topic",
+            "jobs",
+            "--max-in-flight",
+            "1",
+            "--idle-exit-ms",
+            "200",
+            "--exec",
+            slow
+          ],
+          env
+        )
+        expect(drained.trim().split("\n")).toEqual(["ran 0", "ran 1", "ran 2"])
+        expect(JSON.parse(yield* cli(["groups", "describe", "drain", "--json"], env))).toMatchObject({
+          pending: 0,
+          acked: 3,
+          members: []
+        })
+        // Nothing there at all: it leaves after the bound, having printed nothing.
+        expect(yield* cli(["consume", "--group", "drain", "--idle-exit-ms", "200"], env)).toBe("")
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "--exec runs every message it holds at once: none waits in hand past ackWait, each runs once; byKey, a key's in offset order",
     () =>
       Effect.gen(function*() {

@@ -43,13 +43,21 @@ export const consumeCommand = Cli.command({
       description: "with --exec: how long a message whose command failed waits before it is delivered again"
     }),
     limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
+    idleExitMs: Cli.optionalInteger("idle-exit-ms", {
+      min: 1,
+      placeholder: "MS",
+      shown: "wait for messages for as long as it runs",
+      description:
+        "leave (exit 0) once the group has given nothing for this long with every message taken settled: take what is there, then stop"
+    }),
     json: Cli.toggle("json", { description: "print each message as a JSON object" })
   },
   examples: [
     "cxlog consume --group mailer --topic emails",
     "cxlog consume --group mailer --exec 'xargs -0 ./send-mail' --max-in-flight 4",
     "cxlog consume --group billing --topic orders --by-key --dead-letter-topic orders.dead --max-deliver 3",
-    "cxlog consume --group mailer --topic emails --brokers 10.0.0.5:7400,10.0.0.6:7400"
+    "cxlog consume --group mailer --topic emails --brokers 10.0.0.5:7400,10.0.0.6:7400",
+    "cxlog consume --group nightly --topic reports --exec ./render.sh --idle-exit-ms 5000"
   ],
   run: (o) => {
     const group = o.group
@@ -69,6 +77,7 @@ export const consumeCommand = Cli.command({
         exec: o.exec,
         nakDelayMs: o.nakDelayMs,
         limit: o.limit,
+        idleExitMs: o.idleExitMs,
         json: o.json
       })
     })

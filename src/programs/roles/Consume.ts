@@ -11,7 +11,7 @@
  * With an orchestrator (an IPC parent) it reports each message as it gets it (`{ event: "delivered" }`) and
  * what it acked (`{ event: "acked", messages }`).
  */
-import { Data, Deferred, Effect, Exit, FiberId, FiberSet, Option, Schedule, Stream } from "effect"
+import { Data, Deferred, Effect, Exit, FiberId, FiberSet, identity, Option, Schedule, Stream } from "effect"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
@@ -38,6 +38,8 @@ export interface ConsumeOptions {
   readonly exec: string | undefined
   readonly nakDelayMs: number
   readonly limit: number | undefined
+  /** Leave once no message came for this long with nothing in hand (undefined: wait for as long as it runs). */
+  readonly idleExitMs: number | undefined
   readonly json: boolean
 }
 
@@ -142,6 +144,9 @@ const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, turn: Turn, r
     return code === 0 ? yield* d.ack : yield* d.nak(o.nakDelayMs)
   })
 
+/** A wait for the next messages that the idle bound (`--idle-exit-ms`) ended. */
+const IDLE: unique symbol = Symbol("idle")
+
 /**
  * Handles what the member is given until `--limit` messages were taken (or the stream ends),
  * then waits for every one taken to be settled before the member leaves. Printing handles one
@@ -173,10 +178,19 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
         Effect.catchAllCause((cause) => Deferred.failCause(failed, cause)),
         Effect.ensuring(room.release(1))
       )
+    const nextChunk = Effect.catchAll(pull, Option.match({ onNone: () => Effect.void, onSome: Effect.fail }))
+    // A wait the idle bound ends leaves only with nothing in hand: a running command may still nak its message.
+    const next = o.idleExitMs === undefined
+      ? nextChunk
+      : Effect.timeoutTo(nextChunk, { duration: o.idleExitMs, onSuccess: identity, onTimeout: (): typeof IDLE => IDLE })
     const takeAll = Effect.gen(function*() {
       while (more()) {
-        const chunk = yield* Effect.catchAll(pull, Option.match({ onNone: () => Effect.void, onSome: Effect.fail }))
+        const chunk = yield* next
         if (chunk === undefined) break
+        if (chunk === IDLE) {
+          if ((yield* FiberSet.size(running)) === 0) break
+          continue
+        }
         for (const d of chunk) {
           if (!more()) break
           taken++
