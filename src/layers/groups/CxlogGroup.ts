@@ -93,7 +93,7 @@ export interface ProcessOptions {
    * `maxInFlight` it has no more jobs to give.
    */
   readonly concurrency?: number
-  /** Stops taking jobs once aborted, the job at hand settled first (looked at between jobs; `close` ends a wait). */
+  /** Stops taking jobs once aborted (a wait for the next one ends too); `process` resolves once the jobs it started are settled. */
   readonly signal?: AbortSignal
 }
 
