@@ -99,7 +99,9 @@ describe("CxlogGroup", () => {
     expect(overlap.most()).toBe(4)
     expect(handled.sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i))
     expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 12, pending: 0 })
-    await expect(group.process(() => {}, { concurrency: 0 })).rejects.toMatchObject({ _tag: "InvalidGroupSpec" })
+    for (const concurrency of [0, 1.5, Number.NaN]) {
+      await expect(group.process(() => {}, { concurrency })).rejects.toMatchObject({ _tag: "InvalidGroupSpec" })
+    }
     await runtime.dispose()
   })
 
@@ -122,6 +124,23 @@ describe("CxlogGroup", () => {
     expect(next).toMatchObject({ offset: 2, deliveryCount: 1 })
     expect(await next!.ack()).toBe(true)
     await group.close()
+    await runtime.dispose()
+  })
+
+  it("process with concurrency Infinity runs every job the member holds at once", async () => {
+    const { runtime, layer, publish } = await cluster("jobs")
+    await publish(6)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" }, maxInFlight: 6 })
+    const enough = new AbortController()
+    const overlap = overlapping(6)
+    let handled = 0
+    await group.process(() =>
+      overlap.run(() => {
+        if (++handled === 6) enough.abort()
+      }), { concurrency: Infinity, signal: enough.signal })
+    overlap.done()
+    await group.close()
+    expect(overlap.most()).toBe(6)
     await runtime.dispose()
   })
 

@@ -88,9 +88,9 @@ export interface ProcessOptions {
   /** How long a job whose handler threw waits before it is delivered again (default 0; up to MAX_NAK_DELAY_MS, else `process` rejects with InvalidNakDelay at once). */
   readonly nakDelayMs?: number
   /**
-   * Handlers running at once (default 1). In a byKey group a key's jobs still run one after
-   * another, in offset order; jobs of other keys run beside them. Past the member's
-   * `maxInFlight` it has no more jobs to give.
+   * Handlers running at once (default 1; Infinity: every job the member holds). In a byKey group
+   * a key's jobs still run one after another, in offset order; jobs of other keys run beside
+   * them. Past the member's `maxInFlight` it has no more jobs to give.
    */
   readonly concurrency?: number
   /** Stops taking jobs once aborted (a wait for the next one ends too); `process` resolves once the jobs it started are settled. */
@@ -338,10 +338,11 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     const problem = nakDelayProblem(options.nakDelayMs)
     if (problem !== undefined) throw new InvalidNakDelay({ group: this.group, offset: undefined, reason: problem })
     const concurrency = options.concurrency ?? 1
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+    if (!(Number.isSafeInteger(concurrency) || concurrency === Infinity) || concurrency < 1) {
       throw new InvalidGroupSpec({
         group: this.group,
-        reason: `process's concurrency ${concurrency} is not a whole number of handlers, at least 1`
+        reason:
+          `process's concurrency ${concurrency} is not a whole number of handlers, at least 1 (Infinity: as many as the member holds)`
       })
     }
     const settle = async (job: CxlogJob) => {
