@@ -253,6 +253,34 @@ const consumeSync = (
   handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>
 ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> => consumeSyncFrom(core, handler, core.batch.count)
 
+/** How a drain ends its read: the effect the reading fiber resumes with. */
+type EndRead = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => void
+
+/**
+ * Runs a drain from the doorbell's wake callback until it ends the read: `drainOf` makes it, given
+ * its `end` and whether the read is over (ended, or the fiber interrupted); it is also run once
+ * after the watch is registered, which reads the frames committed before the watch stood.
+ */
+const watchedRead = (
+  core: ReaderCore,
+  drainOf: (end: EndRead, over: () => boolean) => () => void
+): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
+  Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+    let stop: (() => void) | undefined
+    let done = false
+    const drain = drainOf((outcome) => {
+      done = true
+      stop?.()
+      resume(outcome)
+    }, () => done)
+    stop = core.watchFrames(drain)
+    drain()
+    return Effect.sync(() => {
+      done = true
+      stop?.()
+    })
+  })
+
 /**
  * `consumeSync` going on with the batch already scanned from frame `first` (its count when there
  * is none): after a handler's effect, the frames after its one are handed on without scanning
@@ -263,61 +291,49 @@ const consumeSyncFrom = (
   handler: (frame: Uint8Array, sequence: number) => void | Effect.Effect<void>,
   first: number
 ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
-  Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+  Effect.suspend(() => {
     const { batch } = core
-    let stop: (() => void) | undefined
-    let done = false
-    const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
-      done = true
-      stop?.()
-      resume(outcome)
-    }
-    let from = first
     // Resumed after a handler's effect: its frame is processed now.
     core.publishProcessed(core.delivered())
-    const drain = () => {
-      while (!done) {
-        let ended: RingReadError | undefined
-        if (from >= batch.count) {
-          core.publishProcessed(core.delivered())
-          ended = core.scan()
-          from = 0
-        }
-        const count = batch.count
-        if (count === 0) {
-          if (ended === undefined) return
-          if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
-          return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
-        }
-        for (let i = from; i < count; i++) {
-          const sequence = batch.sequences[i]!
-          const frameEnd = sequence + frameSpan(batch.lengths[i]!)
-          // Reaped: the next scan reports it (`ReaderReaped`).
-          if (!core.publishDelivered(frameEnd)) {
-            from = count
-            break
+    return watchedRead(core, (end, over) => {
+      let from = first
+      return () => {
+        while (!over()) {
+          let ended: RingReadError | undefined
+          if (from >= batch.count) {
+            core.publishProcessed(core.delivered())
+            ended = core.scan()
+            from = 0
           }
-          let rest: void | Effect.Effect<void>
-          try {
-            rest = handler(batch.frame(i), sequence)
-          } catch (defect) {
-            return end(Effect.die(defect))
+          const count = batch.count
+          if (count === 0) {
+            if (ended === undefined) return
+            if (ended._tag === "RingCorrupt") ringCorruptions.unsafeUpdate(1, [])
+            return end(ended._tag === "RingClosed" ? Effect.void : Effect.fail(ended))
           }
-          // The frames after this one are handed on once its effect is done.
-          if (rest !== undefined) {
-            return end(Effect.zipRight(rest, Effect.suspend(() => consumeSyncFrom(core, handler, i + 1))))
+          for (let i = from; i < count; i++) {
+            const sequence = batch.sequences[i]!
+            const frameEnd = sequence + frameSpan(batch.lengths[i]!)
+            // Reaped: the next scan reports it (`ReaderReaped`).
+            if (!core.publishDelivered(frameEnd)) {
+              from = count
+              break
+            }
+            let rest: void | Effect.Effect<void>
+            try {
+              rest = handler(batch.frame(i), sequence)
+            } catch (defect) {
+              return end(Effect.die(defect))
+            }
+            // The frames after this one are handed on once its effect is done.
+            if (rest !== undefined) {
+              return end(Effect.zipRight(rest, Effect.suspend(() => consumeSyncFrom(core, handler, i + 1))))
+            }
+            core.publishProcessed(frameEnd)
           }
-          core.publishProcessed(frameEnd)
+          from = count
         }
-        from = count
       }
-    }
-    stop = core.watchFrames(drain)
-    // The check after registering: frames committed before the watch stood are read now.
-    drain()
-    return Effect.sync(() => {
-      done = true
-      stop?.()
     })
   })
 
@@ -325,17 +341,10 @@ const consumeFrames = (
   core: ReaderCore,
   handler: (batch: FrameBatch) => void
 ): Effect.Effect<void, Exclude<RingReadError, RingClosed>> =>
-  Effect.async<void, Exclude<RingReadError, RingClosed>>((resume) => {
+  watchedRead(core, (end, over) => {
     const { batch } = core
-    let stop: (() => void) | undefined
-    let done = false
-    const end = (outcome: Effect.Effect<void, Exclude<RingReadError, RingClosed>>) => {
-      done = true
-      stop?.()
-      resume(outcome)
-    }
-    const drain = () => {
-      while (!done) {
+    return () => {
+      while (!over()) {
         // The batch handed on last is processed: its handler returned.
         core.publishProcessed(core.delivered())
         const ended = core.scan()
@@ -353,13 +362,6 @@ const consumeFrames = (
         }
       }
     }
-    stop = core.watchFrames(drain)
-    // The check after registering: frames committed before the watch stood are read now.
-    drain()
-    return Effect.sync(() => {
-      done = true
-      stop?.()
-    })
   })
 
 /** Copies of the batch's frames; checked after copying (seqlock-style): a reap before the last copy may have overwritten any of them. */
