@@ -109,13 +109,25 @@ export const openTarget = (
       })
       const sequence = info.state.last_seq
       if (info.state.messages === 0) return { sequence, offset: undefined }
+      // The last sequence JetStream gave out, or, when messages at the end were deleted since (the
+      // stream's last sequence stays), the last one left, found walking back over the deleted
+      // ones: where the stream ends now, which a mirror whose consumer committed past it must not skip.
+      const deleted = info.state.num_deleted ?? 0
       const last = yield* Effect.tryPromise({
-        try: () => manager.streams.getMessage(options.stream, { seq: sequence }),
+        try: async () => {
+          for (let seq = sequence; seq >= Math.max(info.state.first_seq, sequence - deleted); seq--) {
+            const message = await manager.streams.getMessage(options.stream, { seq })
+            if (message !== null) return message
+          }
+          return null
+        },
         catch: failed(`stream ${options.stream}: message ${sequence}`)
       })
       if (last === null) {
         return yield* new JetStreamFailed({
-          reason: `stream ${options.stream}: its last message ${sequence} is not there (deleted meanwhile)`
+          reason: `stream ${options.stream}: none of its last ${
+            deleted + 1
+          } sequences holds a message (deleted meanwhile)`
         })
       }
       const id = last.header?.get(MirrorHeaders.msgId) ?? ""
@@ -123,7 +135,7 @@ export const openTarget = (
       if (!id.startsWith(prefix) || !Number.isSafeInteger(offset) || id !== `${prefix}${offset}`) {
         return yield* new MirrorStreamForeign({
           stream: options.stream,
-          sequence,
+          sequence: last.seq,
           found: id === ""
             ? `a message without ${MirrorHeaders.msgId} on ${last.subject}`
             : `${JSON.stringify(id)} on ${last.subject}`,

@@ -41,6 +41,11 @@ export interface NatsNode {
   readonly cpuSeconds: () => number | undefined
   /** SIGKILL, as a crash: resumes once the process has exited. */
   readonly kill: Effect.Effect<void>
+  /**
+   * SIGTERM, as an operator's shutdown (SIGKILL past the peer's bound): the server writes out what
+   * it acknowledged first, which a kill may lose where it does not fsync each write (before 2.10).
+   */
+  readonly stop: Effect.Effect<void>
   /** Starts it again (same ports, config and store); resumes once it accepts connections. */
   readonly start: Effect.Effect<void, PeerFailed>
 }
@@ -205,6 +210,7 @@ const startOnce = (
           pid: () => running?.server.pid,
           cpuSeconds: () => running?.server.cpuSeconds(),
           kill,
+          stop,
           start
         } satisfies NatsNode
       }))
