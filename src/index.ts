@@ -57,7 +57,7 @@ export * as BrokerLayers from "./layers/net/Broker.js"
 export { InvalidBrokerAddress, parseAddresses } from "./layers/net/BrokerAddress.js"
 export * as BrokerLogMemoryLayers from "./layers/net/BrokerLogMemory.js"
 export { PROTOCOL_VERSION } from "./layers/net/Control.js"
-export { CxlogAdmin, type CxlogAdminOptions } from "./layers/net/CxlogAdmin.js"
+export { CxlogAdmin, type CxlogAdminOptions, InvalidAdminOptions } from "./layers/net/CxlogAdmin.js"
 export { type CloseOptions, CxlogPublisher, PublisherCloseUnflushed } from "./layers/net/CxlogPublisher.js"
 export {
   type CxlogMessage,

@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { clientProof, localCredentials } from "../../src/layers/net/Auth.js"
 import { authFrame, AuthProof, Challenge, decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
-import { CxlogAdmin } from "../../src/layers/net/CxlogAdmin.js"
+import { CxlogAdmin, type CxlogAdminOptions } from "../../src/layers/net/CxlogAdmin.js"
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { RequestOpen, requestOpenFrame } from "../../src/layers/net/RequestProtocol.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
@@ -77,6 +77,13 @@ describe("topics through a broker, as processes", () => {
         )
         expect(cliDescribe.code, cliDescribe.stderr).toBe(0)
         expect(JSON.parse(cliDescribe.stdout)).toMatchObject({ name: "app.t3", memoryBytes: sizes[3] })
+        // A misspelt option is refused naming it, before anything connects.
+        const misspelt = { brokers, region, timeoutMs: 5_000 } as CxlogAdminOptions
+        expect(yield* Effect.promise(() => CxlogAdmin.open(misspelt).then(() => undefined, (e: Error) => e)))
+          .toMatchObject({
+            _tag: "InvalidAdminOptions",
+            message: expect.stringContaining("an admin client has no option timeoutMs (its options: brokers, ")
+          })
         const admin = yield* Effect.promise(() => CxlogAdmin.open({ brokers, region }))
         const exists = yield* Effect.promise(() =>
           admin.createTopic({ name: "app.t0", order: 5, ackLevel: 1, replicationFactor: 1 }).then(

@@ -12,9 +12,11 @@
  * ```
  *
  * Each call rejects with its typed error (`TopicExists`, `RegionFull`, `TopicNotFound`,
- * `TopicForbidden`, `HeadUnavailable`, `TopicsUnavailable`, …), whose message says why.
+ * `TopicForbidden`, `HeadUnavailable`, `TopicsUnavailable`, …), whose message says why; `open`
+ * with an option it does not take, with `InvalidAdminOptions`.
  */
-import { Cause, Effect, Exit, Scope } from "effect"
+import { Cause, Data, Effect, Exit, Scope } from "effect"
+import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import {
   type TopicBounds,
   type TopicDescription,
@@ -29,6 +31,26 @@ import { makeRemoteTopics, type RemoteTopicsOptions } from "./TopicsRemote.js"
 
 export type CxlogAdminOptions = RemoteTopicsOptions
 
+/** Options `open` cannot use: a misspelt name (`requestTimeout` is one, `timeoutMs` is not), said before anything connects. */
+export class InvalidAdminOptions extends Data.TaggedError("InvalidAdminOptions")<{ readonly reason: string }> {
+  override get message() {
+    return `invalid admin options: ${this.reason}`
+  }
+}
+
+/** What `open` takes: any other name is a caller's mistake, refused rather than left out. */
+const OPTION_NAMES: NamesOf<CxlogAdminOptions> = {
+  brokers: true,
+  connectTimeoutMs: true,
+  connectTimeout: true,
+  requestTimeoutMs: true,
+  requestTimeout: true,
+  credentials: true,
+  region: true,
+  insecure: true,
+  tls: true
+}
+
 export class CxlogAdmin {
   private closing: Promise<void> | undefined
 
@@ -36,6 +58,8 @@ export class CxlogAdmin {
 
   /** Connects to the first broker that takes this client (in the order given); rejects with `TopicsUnavailable` when none does. */
   static async open(options: CxlogAdminOptions): Promise<CxlogAdmin> {
+    const unknown = unknownOptionsReason(options, OPTION_NAMES, "an admin client")
+    if (unknown !== undefined) throw new InvalidAdminOptions({ reason: unknown })
     const scope = Effect.runSync(Scope.make())
     const exit = await Effect.runPromiseExit(
       Effect.tap(makeRemoteTopics(options).pipe(Scope.extend(scope)), (remote) => remote.connect)
