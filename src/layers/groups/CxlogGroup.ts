@@ -26,6 +26,7 @@ import {
   type JoinOptions,
   nakDelayProblem
 } from "../../services/groups/ConsumerGroups.js"
+import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { LocalDelivery } from "./GroupDelivery.js"
 
@@ -45,15 +46,7 @@ const MEMBER_NAMES: NamesOf<CxlogGroupOptions> = { group: true, create: true, si
 /** What `open` takes: the member's and the connection's. */
 const REMOTE_MEMBER_NAMES: NamesOf<CxlogGroupOptions & RemoteGroupsOptions> = {
   ...MEMBER_NAMES,
-  brokers: true,
-  connectTimeoutMs: true,
-  connectTimeout: true,
-  requestTimeoutMs: true,
-  requestTimeout: true,
-  credentials: true,
-  region: true,
-  insecure: true,
-  tls: true
+  ...REMOTE_LINK_OPTION_NAMES
 }
 
 /** Rejects options naming what `names` does not have, before anything connects. */

@@ -27,6 +27,7 @@ import {
   TopicsUnavailable,
   type TrimTarget
 } from "../../services/log/Topics.js"
+import { REMOTE_LINK_OPTION_NAMES } from "./RemoteLink.js"
 import { makeRemoteTopics, type RemoteTopicsOptions } from "./TopicsRemote.js"
 
 export type CxlogAdminOptions = RemoteTopicsOptions
@@ -39,17 +40,7 @@ export class InvalidAdminOptions extends Data.TaggedError("InvalidAdminOptions")
 }
 
 /** What `open` takes: any other name is a caller's mistake, refused rather than left out. */
-const OPTION_NAMES: NamesOf<CxlogAdminOptions> = {
-  brokers: true,
-  connectTimeoutMs: true,
-  connectTimeout: true,
-  requestTimeoutMs: true,
-  requestTimeout: true,
-  credentials: true,
-  region: true,
-  insecure: true,
-  tls: true
-}
+const OPTION_NAMES: NamesOf<CxlogAdminOptions> = REMOTE_LINK_OPTION_NAMES
 
 export class CxlogAdmin {
   private closing: Promise<void> | undefined

@@ -6,6 +6,7 @@
  */
 import { type Duration, Effect, type Scope } from "effect"
 import { withMillis } from "../../Durations.js"
+import type { NamesOf } from "../../OptionNames.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress } from "./BrokerAddress.js"
 import type { ClientSecurity, ConnectionClosed } from "./ClientConnection.js"
@@ -34,6 +35,19 @@ export interface RemoteLinkOptions {
   readonly insecure?: boolean | undefined
   /** Connect with TLS (the brokers' CA, and a client certificate when they ask for one), as publishers do. */
   readonly tls?: ClientSecurity["tls"]
+}
+
+/** The names of `RemoteLinkOptions`, for a facade that refuses options it does not take. */
+export const REMOTE_LINK_OPTION_NAMES: NamesOf<RemoteLinkOptions> = {
+  brokers: true,
+  connectTimeoutMs: true,
+  connectTimeout: true,
+  requestTimeoutMs: true,
+  requestTimeout: true,
+  credentials: true,
+  region: true,
+  insecure: true,
+  tls: true
 }
 
 /**
