@@ -195,8 +195,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     layer: Layer.Layer<ConsumerGroups, E>,
     options: CxlogGroupOptions
   ): Promise<CxlogGroup> {
+    // Looked at by the caller (open, openWith) before the names: nothing ran since.
     const signal = options.signal
-    signal?.throwIfAborted()
     const runtime = ManagedRuntime.make(layer)
     const scope = Effect.runSync(Scope.make())
     const exit = await runtime.runPromiseExit(

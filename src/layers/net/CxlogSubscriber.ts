@@ -177,8 +177,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
     layer: Layer.Layer<Subscriber, E>,
     options: CxlogSubscribeOptions
   ): Promise<CxlogSubscriber> {
+    // Looked at by the caller (open, openWith) before the names: nothing ran since.
     const signal = options.signal
-    signal?.throwIfAborted()
     const runtime = ManagedRuntime.make(layer)
     // Made out here so that whatever the subscription acquired is released even when an abort interrupts open midway.
     const scope = Effect.runSync(Scope.make())
