@@ -172,7 +172,13 @@ export const groupMember = (
     : ConsumerGroupsLayers.layer(defaults)
   return groups.pipe(
     Layer.provideMerge(
-      fromLayout((layout) => Layer.merge(LogReaderLayers.layer(layout.log), DirectoryLayers.layer(layout.directory)))
+      fromLayout((layout) =>
+        Layer.mergeAll(
+          LogReaderLayers.layer(layout.log),
+          DirectoryLayers.layer(layout.directory),
+          ConsumersLayers.layer(layout.log)
+        )
+      )
     ),
     Layer.provideMerge(coordinatorClient()),
     Layer.provideMerge(controlTransport),

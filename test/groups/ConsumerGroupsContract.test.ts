@@ -28,7 +28,24 @@ import { Publisher } from "../../src/services/net/Publisher.js"
 import { type GroupsServices, memoryGroups, regionGroups, remoteGroups, TrimTopic } from "../fixtures/groups-harness.js"
 import { sharedLayer } from "../helpers/SharedLayer.js"
 
-const TOPICS = ["t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "t11", "t12", "dead", "dead12"]
+const TOPICS = [
+  "t0",
+  "t1",
+  "t2",
+  "t3",
+  "t4",
+  "t5",
+  "t6",
+  "t7",
+  "t8",
+  "t9",
+  "t10",
+  "t11",
+  "t12",
+  "t13",
+  "dead",
+  "dead12"
+]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
 /** Publishes `count` messages `prefix-i` to `topic` (keys `k{i % keys}` when `keys`), acknowledged. */
@@ -42,6 +59,33 @@ const publish = (topic: string, count: number, options: { readonly keys?: number
       })
     }
     yield* publisher.flush(10_000)
+  })
+
+/** Waits `ms` of real time (the tests' clock is virtual). */
+const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
+
+/** 1 KiB messages `0`, `1`, … to `topic`, each waiting for room as long as the topic makes it wait, then acknowledged. */
+const publishKiB = (topic: string, from: number, count: number) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    for (let i = from; i < from + count; i++) {
+      yield* publisher.publish(new TextEncoder().encode(`${i}`.padEnd(1024, ".")), { topic })
+    }
+    yield* publisher.flush(60_000)
+  })
+
+/** Until `fiber` is done or the topic's end stood still across a look 250 ms of real time long (its publisher waits). */
+const doneOrWaiting = (topic: string, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+  Effect.gen(function*() {
+    const reader = yield* LogReader
+    let before = -1
+    for (;;) {
+      if (fiber.unsafePoll() !== null) return
+      const { end } = yield* reader.bounds(topic)
+      if (end === before) return
+      before = end
+      yield* realSleep(250)
+    }
   })
 
 /** A member's work on a message: a few ms of real time (a test's clock is virtual; this is the work, not a wait). */
@@ -373,6 +417,41 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // By its first delivery the member claimed its eight, across eight batches.
         expect(yield* Deferred.await(heldAtFirst)).toBe(8)
         yield* Fiber.interrupt(member)
+      }))
+
+    it.effect("a group holds its topic's retention: the publisher waits for it, nothing is lost; deleted, it holds nothing", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        // Forty times what the live region's topics hold and twice the fake's: the topic's oldest messages must go, or wait.
+        const messages = 40_000
+        yield* groups.create({ name: "g13", topic: "t13" })
+        expect(yield* groups.describe("g13")).toMatchObject({ heldFrom: 0, holdCutOff: false })
+        const publishing = yield* Effect.fork(publishKiB("t13", 0, messages))
+        // Nobody reads yet: the group's hold at its start makes the publisher wait once the topic is full.
+        yield* doneOrWaiting("t13", publishing)
+        const seen: Array<number> = []
+        yield* groups.join("g13", { maxInFlight: 64 }).pipe(
+          Stream.take(messages),
+          Stream.runForEachChunk((chunk) =>
+            Effect.map(ackAll(chunk), (acked) => {
+              expect(acked.every((ok) => ok)).toBe(true)
+              for (const d of chunk) seen.push(Number.parseInt(text(d.value), 10))
+            })
+          )
+        )
+        yield* Fiber.join(publishing)
+        expect(seen).toEqual(Array.from({ length: messages }, (_, i) => i))
+        // The member kept the hold where the group stands as it went: at the end, holding nothing it still needs.
+        const info = yield* groups.describe("g13")
+        expect(info).toMatchObject({ frontier: messages, pending: 0, acked: messages, holdCutOff: false })
+        expect(info.heldFrom).toBeGreaterThan(0)
+        // Deleted, the group holds nothing: as much again goes through with nobody reading (a hold left
+        // behind would keep the publisher waiting for the writer's 30 s bound).
+        yield* groups.delete("g13")
+        yield* Effect.raceFirst(
+          publishKiB("t13", messages, messages),
+          Effect.zipRight(realSleep(20_000), Effect.dieMessage("the publisher still waits on a deleted group's hold"))
+        )
       }))
 
     it.effect("full tables and a deleted group are typed errors", () =>

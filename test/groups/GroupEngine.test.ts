@@ -20,6 +20,7 @@ import { hold, makeMemberState, release } from "../../src/layers/groups/GroupMem
 import { type GroupObject, groupOf } from "../../src/layers/groups/GroupObject.js"
 import type { Claiming } from "../../src/layers/groups/GroupPending.js"
 import { GroupReader } from "../../src/layers/groups/GroupReader.js"
+import { lowWater } from "../../src/layers/groups/GroupStatus.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
 
@@ -203,5 +204,42 @@ describe("byKey: buckets change hands", () => {
     expect(group.buckets.frontier(0)).toBe(500)
     // It had stopped handing out the drained bucket's messages before it scanned on: its frontier stays.
     expect(group.buckets.frontier(draining)).toBe(10)
+  })
+})
+
+describe("the low water a group's hold keeps (GroupHold.ts)", () => {
+  it("without keys: the frontier, or the oldest message handed out and not settled, whoever holds it", () => {
+    const group = makeGroup(false)
+    const a = group.members.join(8, 0, () => {})!
+    expect(lowWater(group)).toBe(10)
+    const { claiming, from, slots } = prepareClaim(group, a, 3)
+    // Claiming entries name offsets at or past the frontier: the frontier still says where the group stands.
+    expect(lowWater(group)).toBe(10)
+    expect(group.claims.claim(from, 3, a)).toBe(true)
+    slots.forEach((slot, i) => group.pending.deliver(slot, claiming[i]!, 0, 1_000))
+    expect(group.frontier()).toBe(13)
+    expect(lowWater(group)).toBe(10)
+    // The first settled, the second still held: it keeps the group's low water; then its member dies.
+    expect(group.pending.settle(slots[0]!, group.pending.control(slots[0]!))).toBe(true)
+    expect(lowWater(group)).toBe(11)
+    kill(group, a)
+    expect(lowWater(group)).toBe(11)
+    expect(group.pending.settle(slots[1]!, group.pending.control(slots[1]!))).toBe(true)
+    expect(group.pending.settle(slots[2]!, group.pending.control(slots[2]!))).toBe(true)
+    expect(lowWater(group)).toBe(13)
+  })
+
+  it("byKey: the lowest bucket's frontier, each at least where its live owner has scanned", () => {
+    const group = makeGroup(true)
+    const a = member(group)
+    shareKeys(a)
+    expect(lowWater(group)).toBe(10)
+    group.members.setScanned(a.ref, 40)
+    expect(lowWater(group)).toBe(40)
+    group.buckets.raiseFrontier(3, 60)
+    expect(lowWater(group)).toBe(40)
+    // A bucket it no longer owns (handed back without its scan) keeps its own frontier.
+    group.buckets.release(5, a.ref, 20)
+    expect(lowWater(group)).toBe(20)
   })
 })

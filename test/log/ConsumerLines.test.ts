@@ -82,3 +82,23 @@ describe("a named consumer's line", () => {
       expect(yield* consumers.list("t")).toEqual([])
     }))
 })
+
+describe("cxlog's own consumers (names starting with $: a consumer group's hold)", () => {
+  it.scoped("an app's join and remove refuse them and its list leaves them out; `own` takes only them", () =>
+    Effect.gen(function*() {
+      const { consumers } = yield* consumerC
+      yield* consumers.own.join("t", "$group:1.1", { offset: 2, globalSeq: 1 })
+      const refused = yield* Effect.flip(Effect.scoped(consumers.join("t", "$group:1.1", { offset: 0, globalSeq: 0 })))
+      expect(refused).toMatchObject({ _tag: "ConsumerNameInvalid", name: "$group:1.1" })
+      expect(refused.message).toMatch(/cxlog's own/)
+      expect(yield* Effect.flip(consumers.remove("t", "$group:1.1"))).toMatchObject({ _tag: "ConsumerNameInvalid" })
+      expect(yield* Effect.flip(Effect.scoped(consumers.own.join("t", "c", { offset: 0, globalSeq: 0 }))))
+        .toMatchObject(
+          { _tag: "ConsumerNameInvalid", name: "c" }
+        )
+      expect((yield* consumers.list("t")).map((c) => c.name)).toEqual(["c"])
+      expect((yield* consumers.own.list("t")).map(({ name, committed }) => ({ name, committed }))).toEqual([
+        { name: "$group:1.1", committed: 2 }
+      ])
+    }))
+})

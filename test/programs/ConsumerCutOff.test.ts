@@ -2,7 +2,8 @@
  * A named consumer's cut-off across processes: a broker started with CXLOG_CONSUMER_HOLD_MS cuts
  * off a consumer nobody reads once it has held the publisher that long, the publisher completes,
  * `cxlog consumers` shows the consumer cut off, and subscribing as it again is a typed
- * out-of-range error (its committed offset is gone), never a silent skip.
+ * out-of-range error (its committed offset is gone), never a silent skip. A consumer group's hold
+ * on its topic has the same bound, and its members are told the same way (`GroupBehindRetention`).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -58,5 +59,34 @@ describe("cxlog broker --consumer-hold-ms", () => {
       ], env)
       expect(again.code).not.toBe(0)
       expect(again.stderr).toMatch(/LogOutOfRange|outside the retained window/)
+    }))
+
+  it.scopedLive("a consumer group nobody reads holds the publisher until CXLOG_CONSUMER_HOLD_MS cuts it off; its member then gets GroupBehindRetention", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("groupcut")
+      const env = { ...smallRegionEnv, CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "jobs:5:1"], env)
+      yield* head.event("ready")
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], {
+        ...env,
+        CXLOG_CONSUMER_HOLD_MS: "300"
+      })
+      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+      const created = yield* runCli(["groups", "create", "idle", "--topic", "jobs"], env)
+      expect(created.code, created.stderr).toBe(0)
+      const describe = () =>
+        Effect.map(runCli(["groups", "describe", "idle", "--json"], env), (r) => JSON.parse(r.stdout))
+      expect(yield* describe()).toMatchObject({ heldFrom: 0, holdCutOff: false })
+      // 4 MiB through a 1 MiB log: it completes only once the group's hold is cut.
+      const published = yield* runCli(
+        ["publish", "--brokers", brokers, "--topic", "jobs", "--count", "4096", "--message-bytes", "1024"],
+        env
+      )
+      expect(published.code, published.stderr).toBe(0)
+      expect(yield* describe()).toMatchObject({ holdCutOff: true, frontier: 0 })
+      expect((yield* runCli(["groups", "describe", "idle"], env)).stdout).toMatch(/hold on the topic was cut off/)
+      const consumed = yield* runCli(["consume", "--group", "idle", "--limit", "1"], env)
+      expect(consumed.code).not.toBe(0)
+      expect(consumed.stderr).toMatch(/GroupBehindRetention|no longer holds offset 0/)
     }))
 })

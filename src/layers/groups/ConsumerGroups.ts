@@ -12,18 +12,19 @@ import {
   type ConsumerGroupsShape,
   GroupCorrupt,
   GroupExists,
-  type GroupInfo,
   GroupNotFound,
   type GroupSpec,
   InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
+import { Consumers, type ConsumersShape } from "../../services/log/Consumers.js"
 import { LogReader, type LogReaderShape } from "../../services/log/LogReader.js"
 import { Publisher, type PublisherShape } from "../../services/net/Publisher.js"
 import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { Directory, type DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { deadLetterWriter } from "./GroupDeadLetters.js"
+import { holdOf, makeHold, releaseHold, sweepHolds } from "./GroupHold.js"
 import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "./GroupLayout.js"
 import { joinGroup } from "./GroupMember.js"
 import { ClaimLiveness } from "./GroupMembers.js"
@@ -42,6 +43,8 @@ export interface GroupsBacking {
   /** Who writes the directory: the head's coordinator, or the fake's own writer. */
   readonly objects: Pick<CoordinatorShape, "createObject" | "removeObject">
   readonly reader: LogReaderShape
+  /** The log's named consumers: each group's hold on its topic is one of cxlog's own (GroupHold.ts). */
+  readonly consumers: ConsumersShape
   /** Writes dead letters; none in this process: a group with a dead-letter topic fails them (`DeadLetterFailed`). */
   readonly publisher: PublisherShape | undefined
   readonly defaults: GroupDefaults
@@ -49,6 +52,7 @@ export interface GroupsBacking {
 
 export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape => {
   const { region, directory, objects, reader, defaults } = backing
+  const consumers = backing.consumers.own
   const liveness = new ClaimLiveness(defaults.checkEveryMs)
   const open = (name: string) => openGroup(region, directory, name, liveness)
   /** The group's topic's end now, undefined when the topic it was made on is gone (deleted, or another of its name since). */
@@ -59,11 +63,12 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       return (yield* reader.bounds(group.config.topic)).end
     })).pipe(Effect.orElseSucceed(() => undefined))
   const describe = (group: GroupObject) =>
-    Effect.zipWith(
-      topicEnd(group),
-      Effect.clockWith((clock) => clock.currentTimeMillis),
-      (end, nowMs): GroupInfo => describeGroup(group, end ?? group.frontier(), end === undefined, nowMs)
-    )
+    Effect.gen(function*() {
+      const end = yield* topicEnd(group)
+      const hold = yield* holdOf(consumers, group)
+      const nowMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      return describeGroup(group, end ?? group.frontier(), end === undefined, nowMs, hold)
+    })
 
   const create = (spec: GroupSpec) =>
     Effect.gen(function*() {
@@ -89,7 +94,7 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       const start = yield* startOf(reader, spec)
       const config: GroupConfig = {
         topic: spec.topic,
-        topicGeneration: start.generation,
+        topicGeneration: start.topic.generation,
         byKey: spec.byKey === true,
         ackWaitMs: spec.ackWaitMs ?? defaults.ackWaitMs,
         maxDeliver: spec.maxDeliver ?? defaults.maxDeliver,
@@ -107,6 +112,12 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
         params: [],
         initial: encodeHeader(config)
       }).pipe(Effect.catchTag("NameTaken", () => Effect.fail(new GroupExists({ group: spec.name }))))
+      yield* sweepHolds(consumers, directory, spec.topic)
+      yield* makeHold(consumers, entry, start).pipe(
+        Effect.tapError(() =>
+          Effect.ignore(objects.removeObject({ kind: "group", name: spec.name, generation: entry.generation }))
+        )
+      )
       const group = groupOf(region, entry, liveness)
       // Just written by this build: it reads back, or the region is not what this process maps.
       if (group instanceof GroupCorrupt) return yield* Effect.die(group)
@@ -127,13 +138,22 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
     pending: (name) => Effect.map(open(name), pendingOf),
     delete: (name) =>
       directory.lookup("group", name).pipe(
-        Effect.flatMap((entry) => objects.removeObject({ kind: "group", name, generation: entry.generation })),
+        Effect.flatMap((entry) =>
+          Effect.gen(function*() {
+            yield* objects.removeObject({ kind: "group", name, generation: entry.generation })
+            // Its hold goes with it (a member still holding it removes it as it leaves); a corrupt object names no topic.
+            const group = groupOf(region, entry, liveness)
+            if (group instanceof GroupCorrupt) return
+            yield* releaseHold(consumers, group.config.topic, entry)
+            yield* sweepHolds(consumers, directory, group.config.topic)
+          })
+        ),
         Effect.catchTag("ObjectNotFound", () => Effect.fail(new GroupNotFound({ group: name })))
       ),
     join: (name, options = {}) =>
       Stream.unwrap(
         Effect.map(Effect.zipRight(refuseJoin(name, options.maxInFlight), open(name)), (group) =>
-          joinGroup(group, directory, reader, deadLetterWriter(name, group.config, backing.publisher), {
+          joinGroup(group, directory, reader, consumers, deadLetterWriter(name, group.config, backing.publisher), {
             maxInFlight: options.maxInFlight ?? defaults.maxInFlight,
             checkEveryMs: defaults.checkEveryMs
           }))
@@ -150,7 +170,11 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
  */
 export const make = (
   options: Partial<GroupDefaults> = {}
-): Effect.Effect<ConsumerGroupsShape, ConfigError.ConfigError, CxlMemory | Directory | Coordinator | LogReader> =>
+): Effect.Effect<
+  ConsumerGroupsShape,
+  ConfigError.ConfigError,
+  CxlMemory | Directory | Coordinator | LogReader | Consumers
+> =>
   Effect.gen(function*() {
     const defaults = { ...(yield* groupDefaults), ...options }
     return consumerGroupsOver({
@@ -158,6 +182,7 @@ export const make = (
       directory: yield* Directory,
       objects: yield* Coordinator,
       reader: yield* LogReader,
+      consumers: yield* Consumers,
       publisher: Option.getOrUndefined(yield* Effect.serviceOption(Publisher)),
       defaults
     })
@@ -165,5 +190,5 @@ export const make = (
 
 export const layer = (
   options: Partial<GroupDefaults> = {}
-): Layer.Layer<ConsumerGroups, ConfigError.ConfigError, CxlMemory | Directory | Coordinator | LogReader> =>
+): Layer.Layer<ConsumerGroups, ConfigError.ConfigError, CxlMemory | Directory | Coordinator | LogReader | Consumers> =>
   Layer.effect(ConsumerGroups, make(options))

@@ -10,6 +10,7 @@ import { ConsumerGroups, type ConsumerGroupsShape } from "../../services/groups/
 import { Publisher } from "../../services/net/Publisher.js"
 import type { DirectoryWriterShape } from "../../services/region/Directory.js"
 import { objectChanges } from "../control/CoordinatorObjects.js"
+import * as ConsumersMemory from "../log/ConsumersMemory.js"
 import * as LogReaderMemory from "../log/LogReaderMemory.js"
 import type { MemoryLogStore } from "../log/MemoryStore.js"
 import * as DirectoryMemory from "../region/DirectoryMemory.js"
@@ -62,6 +63,7 @@ export const makeMemory = (
       directory: yield* DirectoryMemory.makeMemory(store.directory),
       objects: { createObject: changes.create, removeObject: changes.remove },
       reader: yield* LogReaderMemory.makeMemory(store.log),
+      consumers: yield* ConsumersMemory.makeMemory(store.log),
       publisher: Option.getOrUndefined(yield* Effect.serviceOption(Publisher)),
       defaults: { ...(yield* groupDefaults), ...options }
     })

@@ -19,11 +19,13 @@ import {
   GroupMembersFull,
   GroupPendingFull
 } from "../../services/groups/ConsumerGroups.js"
+import type { ConsumerRules } from "../../services/log/Consumers.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { DirectoryShape } from "../../services/region/Directory.js"
 import { chunkLoop } from "./ChunkLoop.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import { dispatch, type Dispatched } from "./GroupDispatch.js"
+import { holdKeeper, releaseHold } from "./GroupHold.js"
 import { shareKeys } from "./GroupKeyShare.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { makeMemberState, type MemberOptions, room, scanPosition } from "./GroupMemberState.js"
@@ -163,6 +165,7 @@ export const joinGroup = (
   group: GroupObject,
   directory: DirectoryShape,
   reader: LogReaderShape,
+  consumers: ConsumerRules,
   deadLetter: DeadLetterWriter,
   options: MemberOptions
 ): Stream.Stream<Delivery, GroupJoinError> =>
@@ -171,6 +174,15 @@ export const joinGroup = (
     yield* directory.hold(group.entry).pipe(
       Effect.catchTag("ObjectDeleted", () => Effect.fail(new GroupDeleted({ group: name })))
     )
+    // Run after the hold's lease is let go (finalizers run last first): a group deleted meanwhile leaves no hold behind.
+    yield* Effect.addFinalizer(() =>
+      directory.isCurrent(group.entry) ? Effect.void : releaseHold(consumers, config.topic, group.entry)
+    )
+    // The group's hold on its topic, kept where the group stands every `checkEveryMs` whatever the
+    // member's own pace (a handler busy for minutes would leave it behind, and publishers waiting).
+    const hold = holdKeeper(consumers, reader, group, yield* Effect.scope)
+    yield* hold.keep
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(pause(options.checkEveryMs), hold.keep)))
     const groupReader = new GroupReader(reader, name, config.topic, config.topicGeneration)
     yield* Effect.addFinalizer(() => groupReader.close)
     const nowMs = yield* Clock.currentTimeMillis

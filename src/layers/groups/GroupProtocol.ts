@@ -105,6 +105,8 @@ const GroupInfo = Schema.Struct({
   frontier: Count,
   end: Count,
   lag: Count,
+  heldFrom: Schema.UndefinedOr(Count),
+  holdCutOff: Schema.Boolean,
   members: Schema.Array(GroupMember),
   pending: Count,
   oldestPendingAgeMs: Schema.UndefinedOr(Count),

@@ -8,7 +8,7 @@ import { Effect } from "effect"
 import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import { type GroupSpec, InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
-import type { TopicNotFound } from "../../services/log/Topics.js"
+import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
 
 const U32 = 2 ** 32 - 1
@@ -62,11 +62,18 @@ export const refuseJoin = (group: string, maxInFlight: number | undefined): Effe
   return problem === undefined ? Effect.void : Effect.fail(problem)
 }
 
+/** Where a new group starts on its topic: the offset and the batch holding it, and the topic as it is. */
+export interface GroupStartPoint {
+  readonly offset: number
+  readonly globalSeq: number
+  readonly topic: TopicInfo
+}
+
 /** Where `spec`'s group starts on its topic, and which generation of the topic that is. */
 export const startOf = (
   reader: LogReaderShape,
   spec: GroupSpec
-): Effect.Effect<{ readonly offset: number; readonly generation: number }, InvalidGroupSpec | TopicNotFound> => {
+): Effect.Effect<GroupStartPoint, InvalidGroupSpec | TopicNotFound> => {
   const start = spec.start ?? "earliest"
   const options = typeof start === "string"
     ? { from: start }
@@ -76,7 +83,8 @@ export const startOf = (
   return Effect.scoped(
     Effect.map(reader.subscribe(spec.topic, options), (cursor) => ({
       offset: cursor.position(),
-      generation: cursor.topic.generation
+      globalSeq: cursor.nextBatch(),
+      topic: cursor.topic
     }))
   ).pipe(
     Effect.catchTags({

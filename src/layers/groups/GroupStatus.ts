@@ -37,7 +37,30 @@ const frontierOf = (group: GroupObject, scannedBy: Map<number, number>): number 
   return lowest === Infinity ? group.config.startOffset : lowest
 }
 
-export const describeGroup = (group: GroupObject, end: number, topicGone: boolean, nowMs: number): GroupInfo => {
+/**
+ * The first offset the group may still need: where its dispatch stands (read first), or the oldest
+ * message handed out and not settled, if lower. Each claim writes its entries before it moves the
+ * frontier past them, so whatever lies below the frontier read is settled or among the entries read
+ * after it: what the group's hold on its topic keeps (GroupHold.ts).
+ */
+export const lowWater = (group: GroupObject): number => {
+  const scannedBy = new Map(group.members.live().map((member) => [member.ref, group.members.scanned(member.slot)]))
+  let low = frontierOf(group, scannedBy)
+  for (let slot = 0; slot < group.config.pendingSlots; slot++) {
+    if (group.pending.control(slot) === 0n) continue
+    const entry = group.pending.view(slot)
+    if (isPending(entry)) low = Math.min(low, entry.offset)
+  }
+  return low
+}
+
+export const describeGroup = (
+  group: GroupObject,
+  end: number,
+  topicGone: boolean,
+  nowMs: number,
+  hold: { readonly committed: number; readonly cutOff: boolean } | undefined
+): GroupInfo => {
   const { config, members, buckets } = group
   const live = members.live()
   const entries = entriesOf(group)
@@ -75,6 +98,8 @@ export const describeGroup = (group: GroupObject, end: number, topicGone: boolea
     frontier,
     end,
     lag: Math.max(0, end - frontier),
+    heldFrom: hold === undefined || hold.cutOff ? undefined : hold.committed,
+    holdCutOff: hold?.cutOff === true,
     members: memberInfo,
     pending: entries.length,
     oldestPendingAgeMs: oldest === Infinity ? undefined : Math.max(0, nowMs - oldest),

@@ -3,6 +3,7 @@
  * that write them): which lines are consumers, their names, members and whether they were cut
  * off, and what each one stands at — what `Consumers.list` and a topic's description report.
  */
+import { OWN_CONSUMER_PREFIX } from "../../services/log/Consumers.js"
 import type { TopicConsumer } from "../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { isProcessAlive } from "../region/ProcessInfo.js"
@@ -68,16 +69,21 @@ export const isCutOff = (region: CxlMemoryShape, lines: SubscriberLineView, line
   return lines.durable(line) === CUT_OFF
 }
 
-/** Each consumer of topic `topic`, whose end is `end` now: its name, committed offset, lag, member and whether it was cut off. */
+/**
+ * Each consumer of topic `topic`, whose end is `end` now — an app's, or with `own` cxlog's own
+ * (OWN_CONSUMER_PREFIX) — : its name, committed offset, lag, member and whether it was cut off.
+ */
 export const consumersOf = (
   region: CxlMemoryShape,
   area: SubscriberArea,
   lines: SubscriberLineView,
   topic: number,
-  end: number
+  end: number,
+  own = false
 ): Array<TopicConsumer> => {
   const held = heldLines(region)
-  return consumerLinesOf(region, area, lines, topic).map((line) => {
+  const ofKind = (line: number) => consumerName(region, lines, line).startsWith(OWN_CONSUMER_PREFIX) === own
+  return consumerLinesOf(region, area, lines, topic).filter(ofKind).map((line) => {
     const committed = lines.committed(line)
     return {
       name: consumerName(region, lines, line),

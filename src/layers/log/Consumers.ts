@@ -35,9 +35,11 @@ import {
   type ConsumerInfo,
   type ConsumerLease,
   ConsumerNameInvalid,
+  type ConsumerRules,
   Consumers,
   type ConsumersShape,
-  ConsumerTableFull
+  ConsumerTableFull,
+  OWN_CONSUMER_PREFIX
 } from "../../services/log/Consumers.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
@@ -68,8 +70,19 @@ import { topicResolver } from "./Topics.js"
 
 const encoder = new TextEncoder()
 
-/** A consumer name as stored: 1–24 UTF-8 bytes, no control characters. */
-export const consumerNameBytes = (name: string): Uint8Array | ConsumerNameInvalid => {
+/**
+ * A consumer name as stored: 1–24 UTF-8 bytes, no control characters; cxlog's own (`own`) start
+ * with OWN_CONSUMER_PREFIX, and an app's do not.
+ */
+export const consumerNameBytes = (name: string, own = false): Uint8Array | ConsumerNameInvalid => {
+  if (name.startsWith(OWN_CONSUMER_PREFIX) !== own) {
+    return new ConsumerNameInvalid({
+      name,
+      reason: own
+        ? `cxlog's own consumers' names start with ${OWN_CONSUMER_PREFIX}`
+        : `names starting with ${OWN_CONSUMER_PREFIX} are cxlog's own (a consumer group's hold on its topic)`
+    })
+  }
   const bytes = encoder.encode(name)
   if (bytes.length === 0 || bytes.length > CONSUMER_NAME_BYTES) {
     return new ConsumerNameInvalid({
@@ -331,41 +344,49 @@ const leaseOf = (c: ConsumerLines, info: TopicInfo, name: string, line: number, 
   }
 }
 
-const join = (c: ConsumerLines): ConsumersShape["join"] => (topic, name, initial) =>
+const join = (c: ConsumerLines, own: boolean): ConsumerRules["join"] => (topic, name, initial) =>
   Effect.gen(function*() {
-    const bytes = consumerNameBytes(name)
+    const bytes = consumerNameBytes(name, own)
     if (bytes instanceof ConsumerNameInvalid) return yield* bytes
     const info = yield* c.resolve(topic)
-    const { line, created } = yield* Effect.acquireRelease(takeMember(c, info, name, bytes, initial), ({ line }) =>
-      Effect.sync(() => {
-        c.held.delete(line)
-        c.lines.swapMember(line, { pid: process.pid, tag: c.ownTag }, 0, 0)
-      }))
+    const { line, created } = yield* Effect.acquireRelease(
+      takeMember(c, info, name, bytes, initial),
+      ({ line }) =>
+        Effect.sync(() => {
+          c.held.delete(line)
+          c.lines.swapMember(line, { pid: process.pid, tag: c.ownTag }, 0, 0)
+        })
+    )
     return leaseOf(c, info, name, line, created)
   })
 
-const list = (c: ConsumerLines): ConsumersShape["list"] => (topic) =>
+const list = (c: ConsumerLines, own: boolean): ConsumerRules["list"] => (topic) =>
   Effect.map(c.resolve(topic), (info) => {
     const end = c.end(info)
-    return consumersOf(c.region, c.area, c.lines, info.id, end).map((consumer): ConsumerInfo => ({
+    return consumersOf(c.region, c.area, c.lines, info.id, end, own).map((consumer): ConsumerInfo => ({
       topic,
       ...consumer,
       end
     }))
   })
 
-const remove = (c: ConsumerLines): ConsumersShape["remove"] => (topic, name) =>
-  Effect.flatMap(c.resolve(topic), (info) => {
-    // "gone": the line found stopped being the consumer meanwhile; look again (each look finds a newer creation).
-    for (let look = 0; look <= c.area.config.subscriberSlots; look++) {
-      const found = findCreation(c, info, name)
-      if (found === undefined) return Effect.succeed(false)
-      const outcome = erase(c, info, found.line, found.occurrence, name)
-      if (outcome === "erased") return Effect.succeed(true)
-      if (outcome !== "gone") return Effect.fail(outcome)
+const remove = (c: ConsumerLines, own: boolean): ConsumerRules["remove"] => (topic, name) =>
+  Effect.flatMap(
+    c.resolve(topic),
+    (info): Effect.Effect<boolean, ConsumerBusy | ConsumerBeingDeleted | ConsumerNameInvalid> => {
+      const invalid = consumerNameBytes(name, own)
+      if (invalid instanceof ConsumerNameInvalid) return Effect.fail(invalid)
+      // "gone": the line found stopped being the consumer meanwhile; look again (each look finds a newer creation).
+      for (let look = 0; look <= c.area.config.subscriberSlots; look++) {
+        const found = findCreation(c, info, name)
+        if (found === undefined) return Effect.succeed(false)
+        const outcome = erase(c, info, found.line, found.occurrence, name)
+        if (outcome === "erased") return Effect.succeed(true)
+        if (outcome !== "gone") return Effect.fail(outcome)
+      }
+      return Effect.succeed(false)
     }
-    return Effect.succeed(false)
-  })
+  )
 
 /** The Consumers service over a backing: every named consumer, wherever its line lives, runs this code. */
 export const consumersOver = (backing: ConsumerBacking): ConsumersShape => {
@@ -377,7 +398,12 @@ export const consumersOver = (backing: ConsumerBacking): ConsumersShape => {
     held: heldLines(region),
     ownTag: shortStartTag(ownStartTag())
   }
-  return { join: join(c), list: list(c), remove: remove(c) }
+  return {
+    join: join(c, false),
+    list: list(c, false),
+    remove: remove(c, false),
+    own: { join: join(c, true), list: list(c, true), remove: remove(c, true) }
+  }
 }
 
 // ---- the region ---------------------------------------------------------------------

@@ -47,6 +47,14 @@ const listTable = (groups: ReadonlyArray<GroupInfo>): string =>
     ])
   )
 
+/** Where the group holds its topic's retention (docs/consumers.md, "Held by the group"). */
+const holdText = (g: GroupInfo): string =>
+  g.holdCutOff
+    ? "its hold on the topic was cut off (CXLOG_CONSUMER_HOLD_MS): taken again once the group catches up"
+    : g.heldFrom === undefined
+    ? "it holds none of the topic's retention"
+    : `the topic keeps its messages from offset ${g.heldFrom} on for it`
+
 const describeText = (g: GroupInfo): string =>
   [
     `group ${g.name}: topic ${g.topic}${
@@ -54,7 +62,7 @@ const describeText = (g: GroupInfo): string =>
     }${g.byKey ? ", by key" : ""}, ackWait ${g.ackWaitMs} ms, maxDeliver ${
       g.maxDeliver === 0 ? "no limit" : g.maxDeliver
     }, dead letters to ${g.deadLetterTopic ?? "nowhere (counted, dropped)"}`,
-    `started at offset ${g.startOffset}; handed out up to ${g.frontier} of ${g.end} (lag ${g.lag})`,
+    `started at offset ${g.startOffset}; handed out up to ${g.frontier} of ${g.end} (lag ${g.lag}); ${holdText(g)}`,
     `pending ${g.pending} of ${g.pendingSlots} (oldest ${
       age(g.oldestPendingAgeMs)
     }); acked ${g.acked}, redelivered ${g.redeliveries} (${g.expired} after ackWait), dead letters ${g.deadLetters}`,

@@ -6,6 +6,7 @@
  */
 import { Context, Effect, Exit, Layer, Metric } from "effect"
 import * as ConsumerGroupsLayers from "../../layers/groups/ConsumerGroups.js"
+import * as ConsumersLayers from "../../layers/log/Consumers.js"
 import * as LogReaderLayers from "../../layers/log/LogReader.js"
 import * as DirectoryLayers from "../../layers/region/Directory.js"
 import { RegionLayout } from "../../layers/RegionLayout.js"
@@ -36,7 +37,13 @@ export const sampleGroupMetrics = Effect.gen(function*() {
   const layout = yield* RegionLayout
   const services = yield* Layer.build(
     ConsumerGroupsLayers.layer().pipe(
-      Layer.provide(Layer.merge(LogReaderLayers.layer(layout.log), DirectoryLayers.layer(layout.directory)))
+      Layer.provide(
+        Layer.mergeAll(
+          LogReaderLayers.layer(layout.log),
+          DirectoryLayers.layer(layout.directory),
+          ConsumersLayers.layer(layout.log)
+        )
+      )
     )
   )
   const list = Context.get(services, ConsumerGroups).list

@@ -84,6 +84,14 @@ export interface GroupInfo extends GroupMade {
   /** The topic's end now, and how far the frontier is behind it. */
   readonly end: number
   readonly lag: number
+  /**
+   * Where the group holds its topic's retention (docs/consumers.md, "Held by the group"): its
+   * topic keeps every message from this offset on while its memory makes publishers wait; none
+   * when the group holds nothing (its topic discards old messages, or the hold was cut off).
+   */
+  readonly heldFrom: number | undefined
+  /** Its hold kept publishers waiting past CXLOG_CONSUMER_HOLD_MS and was cut off; taken again once the group caught up. */
+  readonly holdCutOff: boolean
   readonly members: ReadonlyArray<GroupMember>
   /** Messages handed out and not settled (delivered, or waiting to be delivered again). */
   readonly pending: number

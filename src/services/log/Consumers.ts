@@ -55,7 +55,8 @@ export interface ConsumerLease {
   readonly relinquish: () => void
 }
 
-export interface ConsumersShape {
+/** The rules of named consumers: what `Consumers` gives an app, and what it keeps for cxlog's own. */
+export interface ConsumerRules {
   /**
    * Joins consumer `name` of `topic` as its active member, creating it at `initial` (an offset and
    * the batch holding it) when it does not exist. Fails with `ConsumerBusy` while a live member holds it.
@@ -74,7 +75,19 @@ export interface ConsumersShape {
   readonly remove: (
     topic: string,
     name: string
-  ) => Effect.Effect<boolean, ConsumerBusy | ConsumerBeingDeleted | TopicNotFound>
+  ) => Effect.Effect<boolean, ConsumerBusy | ConsumerBeingDeleted | ConsumerNameInvalid | TopicNotFound>
+}
+
+/**
+ * A name starting with this is cxlog's own consumer (a consumer group's hold on its topic,
+ * docs/consumers.md): an app's `join` and `remove` refuse it with `ConsumerNameInvalid`, and
+ * `list` leaves it out.
+ */
+export const OWN_CONSUMER_PREFIX = "$"
+
+export interface ConsumersShape extends ConsumerRules {
+  /** The same rules for cxlog's own consumers: names that start with OWN_CONSUMER_PREFIX, and only those. */
+  readonly own: ConsumerRules
 }
 
 export class Consumers extends Context.Tag("cxlog/Consumers")<Consumers, ConsumersShape>() {}
