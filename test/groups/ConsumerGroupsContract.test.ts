@@ -117,7 +117,7 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         const typoRefused = yield* Effect.flip(groups.create(typo))
         expect(typoRefused).toBeInstanceOf(InvalidGroupSpec)
         expect(typoRefused.message).toBe(
-          `consumer group "g0-t": a group's spec has no field ackWait (its fields: name, topic, byKey, ackWaitMs, maxDeliver, deadLetterTopic, start, memberSlots, pendingSlots)`
+          `consumer group "g0-t": a group's spec has no field ackWait (its fields: name, topic, byKey, ackWaitMs, maxDeliver, deadLetterTopic, start, memberSlots, pendingSlots, holdRetention)`
         )
         // A dead-letter topic that does not exist is the spec's mistake, said as such.
         const noDeadLetters = yield* Effect.flip(groups.create({ name: "g0-d", topic: "t0", deadLetterTopic: "nope" }))

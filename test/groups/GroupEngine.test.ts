@@ -38,6 +38,7 @@ const makeGroup = (byKey: boolean): GroupObject => {
     createdAtMs: 0,
     memberSlots: 4,
     pendingSlots: 16,
+    holdRetention: true,
     buckets: byKey ? KEY_BUCKETS : 0
   }
   const bytes = groupBytes(config)

@@ -121,3 +121,26 @@ describe("a group on a topic that discards old messages", () => {
       expect(yield* groups.describe("o")).toMatchObject({ heldFrom: undefined, holdCutOff: false })
     }).pipe(Effect.provide(services)))
 })
+
+describe("a group made with holdRetention: false", () => {
+  it.live("holds nothing of its topic: no hold is made, and its members take none", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      const log = yield* TestCluster
+      yield* groups.create({ name: "free", topic: "t", holdRetention: false })
+      yield* publish(0, 5)
+      const taken = yield* groups.join("free", { maxInFlight: 8 }).pipe(
+        Stream.take(5),
+        Stream.mapChunksEffect((chunk) => Effect.as(ackAll(chunk), chunk)),
+        Stream.runCollect
+      )
+      expect(taken.length).toBe(5)
+      expect(yield* (yield* ConsumersMemory.makeMemory(log.store)).own.list("t")).toEqual([])
+      expect(yield* groups.describe("free")).toMatchObject({ holdRetention: false, heldFrom: undefined })
+      expect(yield* Effect.flip(groups.create({ name: "bad", topic: "t", holdRetention: "no" as unknown as boolean })))
+        .toMatchObject({
+          _tag: "InvalidGroupSpec",
+          reason: expect.stringMatching(/holdRetention must be true or false/)
+        })
+    }).pipe(Effect.provide(services)))
+})

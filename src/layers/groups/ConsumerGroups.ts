@@ -103,6 +103,7 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
         createdAtMs: yield* Effect.clockWith((clock) => clock.currentTimeMillis),
         memberSlots: spec.memberSlots ?? defaults.memberSlots,
         pendingSlots: spec.pendingSlots ?? defaults.pendingSlots,
+        holdRetention: spec.holdRetention !== false,
         buckets: spec.byKey === true ? KEY_BUCKETS : 0
       }
       const entry = yield* objects.createObject({
@@ -113,11 +114,13 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
         initial: encodeHeader(config)
       }).pipe(Effect.catchTag("NameTaken", () => Effect.fail(new GroupExists({ group: spec.name }))))
       yield* sweepHolds(consumers, directory, spec.topic)
-      yield* makeHold(consumers, entry, start).pipe(
-        Effect.tapError(() =>
-          Effect.ignore(objects.removeObject({ kind: "group", name: spec.name, generation: entry.generation }))
+      if (config.holdRetention) {
+        yield* makeHold(consumers, entry, start).pipe(
+          Effect.tapError(() =>
+            Effect.ignore(objects.removeObject({ kind: "group", name: spec.name, generation: entry.generation }))
+          )
         )
-      )
+      }
       const group = groupOf(region, entry, liveness)
       // Just written by this build: it reads back, or the region is not what this process maps.
       if (group instanceof GroupCorrupt) return yield* Effect.die(group)

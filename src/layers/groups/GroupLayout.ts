@@ -55,6 +55,8 @@ const COUNTERS_AT = 384
 export const HEADER_BYTES = 512
 
 const FLAG_BY_KEY = 1
+/** Set when the group holds none of its topic's retention (`holdRetention: false`): a group made before the flag holds it. */
+const FLAG_NO_HOLD = 2
 
 /** What a group is, as its header keeps it. */
 export interface GroupConfig extends GroupMade {
@@ -153,7 +155,7 @@ export const encodeHeader = (config: GroupConfig): Uint8Array => {
   const deadLetter = encoder.encode(config.deadLetterTopic ?? "")
   view.setUint32(Header.magic, GROUP_MAGIC, true)
   view.setUint32(Header.version, GROUP_LAYOUT_VERSION, true)
-  view.setUint32(Header.flags, config.byKey ? FLAG_BY_KEY : 0, true)
+  view.setUint32(Header.flags, (config.byKey ? FLAG_BY_KEY : 0) | (config.holdRetention ? 0 : FLAG_NO_HOLD), true)
   view.setUint32(Header.memberSlots, config.memberSlots, true)
   view.setUint32(Header.pendingSlots, config.pendingSlots, true)
   view.setUint32(Header.buckets, config.buckets, true)
@@ -204,6 +206,7 @@ export const decodeHeader = (bytes: Uint8Array, base: number, extentBytes: numbe
     createdAtMs: view.getFloat64(Header.createdAtMs, true),
     memberSlots,
     pendingSlots,
+    holdRetention: (u32(Header.flags) & FLAG_NO_HOLD) === 0,
     buckets
   }
   if (!Number.isSafeInteger(config.startOffset) || config.startOffset < 0) return `start offset ${config.startOffset}`

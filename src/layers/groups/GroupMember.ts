@@ -180,9 +180,11 @@ export const joinGroup = (
     )
     // The group's hold on its topic, kept where the group stands every `checkEveryMs` whatever the
     // member's own pace (a handler busy for minutes would leave it behind, and publishers waiting).
-    const hold = holdKeeper(consumers, reader, group, yield* Effect.scope)
-    yield* hold.keep
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(pause(options.checkEveryMs), hold.keep)))
+    if (config.holdRetention) {
+      const hold = holdKeeper(consumers, reader, group, yield* Effect.scope)
+      yield* hold.keep
+      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(pause(options.checkEveryMs), hold.keep)))
+    }
     const groupReader = new GroupReader(reader, name, config.topic, config.topicGeneration)
     yield* Effect.addFinalizer(() => groupReader.close)
     const nowMs = yield* Clock.currentTimeMillis

@@ -76,7 +76,8 @@ const GroupSpec = Schema.Struct({
   deadLetterTopic: opt(Name),
   start: opt(GroupStart),
   memberSlots: opt(Schema.Number),
-  pendingSlots: opt(Schema.Number)
+  pendingSlots: opt(Schema.Number),
+  holdRetention: opt(Schema.Boolean)
 })
 
 const GroupMember = Schema.Struct({
@@ -102,6 +103,7 @@ const GroupInfo = Schema.Struct({
   createdAtMs: Count,
   memberSlots: Count,
   pendingSlots: Count,
+  holdRetention: Schema.Boolean,
   frontier: Count,
   end: Count,
   lag: Count,

@@ -26,7 +26,8 @@ const SPEC_FIELDS: NamesOf<GroupSpec> = {
   deadLetterTopic: true,
   start: true,
   memberSlots: true,
-  pendingSlots: true
+  pendingSlots: true,
+  holdRetention: true
 }
 
 /** Why the spec cannot be a group, or undefined. */
@@ -41,6 +42,9 @@ export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
   if (outside(spec.maxDeliver, 0, U32)) return `maxDeliver must be a whole number from 0 (no limit) to ${U32}`
   if (outside(spec.memberSlots, 1, MAX_MEMBER_SLOTS)) return `memberSlots must be from 1 to ${MAX_MEMBER_SLOTS}`
   if (outside(spec.pendingSlots, 1, MAX_PENDING_SLOTS)) return `pendingSlots must be from 1 to ${MAX_PENDING_SLOTS}`
+  if (spec.holdRetention !== undefined && typeof spec.holdRetention !== "boolean") {
+    return `holdRetention must be true or false, not ${JSON.stringify(spec.holdRetention)}`
+  }
   return undefined
 }
 

@@ -95,6 +95,7 @@ export const describeGroup = (
     createdAtMs: config.createdAtMs,
     memberSlots: config.memberSlots,
     pendingSlots: config.pendingSlots,
+    holdRetention: config.holdRetention,
     frontier,
     end,
     lag: Math.max(0, end - frontier),

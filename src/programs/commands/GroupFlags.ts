@@ -24,7 +24,11 @@ export const groupSpecFlags = {
     description: "where a new group starts on its topic (TIME: an ISO time, or an age such as 15m: that long ago)"
   }),
   memberSlots: Cli.fromSetting("member-slots", memberSlots),
-  pendingSlots: Cli.fromSetting("pending-slots", pendingSlots)
+  pendingSlots: Cli.fromSetting("pending-slots", pendingSlots),
+  noHold: Cli.toggle("no-hold", {
+    description:
+      "the group holds none of its topic's retention: publishers never wait for it, and what it has not settled goes when the topic's memory needs the room"
+  })
 }
 
 /** The spec the flags give a group `name` on `topic`. */
@@ -39,6 +43,7 @@ export const groupSpecOf = (
     readonly start: GroupStart | undefined
     readonly memberSlots: number
     readonly pendingSlots: number
+    readonly noHold: boolean
   }
 ): GroupSpec => ({
   name,
@@ -48,6 +53,7 @@ export const groupSpecOf = (
   maxDeliver: o.maxDeliver,
   memberSlots: o.memberSlots,
   pendingSlots: o.pendingSlots,
+  ...(o.noHold ? { holdRetention: false } : {}),
   ...(o.deadLetterTopic === undefined ? {} : { deadLetterTopic: o.deadLetterTopic }),
   ...(o.start === undefined ? {} : { start: o.start })
 })

@@ -45,6 +45,12 @@ export interface GroupSpec {
   readonly memberSlots?: number
   /** The most messages handed out and not settled at once (default CXLOG_GROUP_PENDING_SLOTS). */
   readonly pendingSlots?: number
+  /**
+   * Whether the group holds its topic's retention (default true; docs/consumers.md, "Held by the
+   * group"): false leaves what the group has not settled to the topic's memory alone, publishers
+   * never waiting for the group (a group far behind then fails with `GroupBehindRetention`).
+   */
+  readonly holdRetention?: boolean
 }
 
 export interface GroupMember {
@@ -73,6 +79,7 @@ export interface GroupMade {
   readonly createdAtMs: number
   readonly memberSlots: number
   readonly pendingSlots: number
+  readonly holdRetention: boolean
 }
 
 export interface GroupInfo extends GroupMade {

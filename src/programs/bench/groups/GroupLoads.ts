@@ -117,13 +117,6 @@ const cxlogLoad = (w: GroupWorkload, round: number) =>
     yield* head.event("ready", 20_000)
     const access = { name: region }
     const groups = yield* Effect.provide(ConsumerGroups, yield* Layer.build(groupMember(access)))
-    yield* groups.create({
-      name: GROUP,
-      topic: TOPIC,
-      byKey: w.byKey,
-      pendingSlots: Math.max(4_096, 2 * w.members * MEMBER_WINDOW),
-      ...(w.ackWaitMs === undefined ? {} : { ackWaitMs: w.ackWaitMs })
-    })
     const template = payloadTemplate(w.messageBytes)
     yield* Effect.gen(function*() {
       const publisher = yield* Publisher
@@ -132,6 +125,15 @@ const cxlogLoad = (w: GroupWorkload, round: number) =>
       }
       yield* publisher.flush(60_000)
     }).pipe(Effect.provide(localPublisher(access, { topic: TOPIC })))
+    // Made once the messages are stored, from the earliest: a group holds its topic's retention, so
+    // one made first would hold the publisher back once the topic's writer lane held its most batches.
+    yield* groups.create({
+      name: GROUP,
+      topic: TOPIC,
+      byKey: w.byKey,
+      pendingSlots: Math.max(4_096, 2 * w.members * MEMBER_WINDOW),
+      ...(w.ackWaitMs === undefined ? {} : { ackWaitMs: w.ackWaitMs })
+    })
     const broker = w.remote ? yield* brokerFor(region) : undefined
     return {
       system: CXLOG,
