@@ -245,6 +245,10 @@ export const groupRedeliveries = Metric.gauge("cxlog_group_redeliveries", {
 export const groupDeadLetters = Metric.gauge("cxlog_group_dead_letters", {
   description: "messages sent to the dead letters, since it was created (tag: group; read at scrape; only goes up)"
 })
+export const groupHoldCutOff = Metric.gauge("cxlog_group_hold_cut_off", {
+  description:
+    "1 while the group's hold on its topic is cut off (it kept publishers waiting past CXLOG_CONSUMER_HOLD_MS), else 0 (tag: group; read at scrape)"
+})
 const groups = [
   groupMembers,
   groupPending,
@@ -252,7 +256,8 @@ const groups = [
   groupLag,
   groupAcked,
   groupRedeliveries,
-  groupDeadLetters
+  groupDeadLetters,
+  groupHoldCutOff
 ]
 
 /** A metric as its declaration needs it: asking for its value registers it, as its first update would. */

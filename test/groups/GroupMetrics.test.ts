@@ -68,7 +68,8 @@ describe("consumer group metrics", () => {
             cxlog_group_lag_messages: info.lag,
             cxlog_group_acked: 2 + ackedMore,
             cxlog_group_redeliveries: 1,
-            cxlog_group_dead_letters: 0
+            cxlog_group_dead_letters: 0,
+            cxlog_group_hold_cut_off: 0
           })
           expect(info.pending).toBe(2)
           expect(metrics["cxlog_group_oldest_pending_age_ms"]).toBeGreaterThanOrEqual(0)

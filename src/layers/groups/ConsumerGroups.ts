@@ -143,9 +143,10 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       directory.lookup("group", name).pipe(
         Effect.flatMap((entry) =>
           Effect.gen(function*() {
-            yield* objects.removeObject({ kind: "group", name, generation: entry.generation })
-            // Its hold goes with it (a member still holding it removes it as it leaves); a corrupt object names no topic.
+            // Read while the object is there (its memory may be another's once it is gone); a corrupt one names no topic.
             const group = groupOf(region, entry, liveness)
+            yield* objects.removeObject({ kind: "group", name, generation: entry.generation })
+            // Its hold goes with it (a member still holding it removes it as it leaves).
             if (group instanceof GroupCorrupt) return
             yield* releaseHold(consumers, group.config.topic, entry)
             yield* sweepHolds(consumers, directory, group.config.topic)

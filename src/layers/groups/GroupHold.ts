@@ -2,10 +2,11 @@
  * A consumer group's hold on its topic's retention: a named consumer of the topic of cxlog's own
  * (`$group:SLOT.GENERATION`, after the group's object), made with the group at its start. One
  * member at a time (the consumer's member) keeps it at the group's low water (`lowWater`: its
- * frontier, or its oldest message not settled), at each of its looks; a member that finds it
- * without a live member takes it. So a topic that makes its publishers wait when its memory is
- * full (discard `new`, the default) keeps what the group has not settled, as it does for a named
- * consumer, instead of losing it to retention.
+ * frontier, or its oldest message not settled) every CXLOG_GROUP_CHECK_MS, from a timer of its
+ * own; a member that finds it without a live member takes it. So a topic that makes its publishers
+ * wait when its memory is full (discard `new`, the default) keeps what the group has not settled,
+ * as it does for a named consumer, instead of losing it to retention. A group made with
+ * `holdRetention: false` has none.
  *
  * The bound is a named consumer's (CXLOG_CONSUMER_HOLD_MS): a hold that kept a writer's appends
  * waiting that long is cut off, and the topic's oldest messages go again; members that fall
@@ -105,20 +106,22 @@ export const holdOf = (
     Effect.orElseSucceed(() => undefined)
   )
 
-/** What a member keeps of the hold between its looks. */
+/** A member's part in its group's hold, run at each of its ticks. */
 export interface HoldKeeper {
-  /** At a look: takes the hold if no live member has it, and moves it to the group's low water. */
+  /** Takes the hold if no live member has it (while the group is there), and moves it to the group's low water. */
   readonly keep: Effect.Effect<void>
 }
 
 /**
  * The member's part in its group's hold: the consumer's member while it is this one (its lease
- * lives in `scope`, the member's), else a try at each look.
+ * lives in `scope`, the member's), else a try at each tick. `current` says whether the group is
+ * still there: a deleted group's hold is not made again (its members remove one as they leave).
  */
 export const holdKeeper = (
   consumers: ConsumerRules,
   reader: LogReaderShape,
   group: GroupObject,
+  current: () => boolean,
   scope: Scope.Scope
 ): HoldKeeper => {
   const name = holdName(group.entry)
@@ -156,14 +159,14 @@ export const holdKeeper = (
           resumeAt = undefined
           held.resume()
         }
-        // False when a writer cut the hold off meanwhile: the next look sees it.
+        // False when a writer cut the hold off meanwhile: the next tick sees it.
         held.commit(low, g.value)
       }))
 
   return {
     keep: Effect.suspend(() => {
       const low = lowWater(group)
-      if (lease === undefined) return take(low)
+      if (lease === undefined) return current() ? take(low) : Effect.void
       return low > lease.committed() || lease.cutOff() ? moveTo(low, lease) : Effect.void
     })
   }

@@ -181,7 +181,7 @@ export const joinGroup = (
     // The group's hold on its topic, kept where the group stands every `checkEveryMs` whatever the
     // member's own pace (a handler busy for minutes would leave it behind, and publishers waiting).
     if (config.holdRetention) {
-      const hold = holdKeeper(consumers, reader, group, yield* Effect.scope)
+      const hold = holdKeeper(consumers, reader, group, () => directory.isCurrent(group.entry), yield* Effect.scope)
       yield* hold.keep
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(pause(options.checkEveryMs), hold.keep)))
     }

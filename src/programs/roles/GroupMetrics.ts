@@ -13,6 +13,7 @@ import { RegionLayout } from "../../layers/RegionLayout.js"
 import {
   groupAcked,
   groupDeadLetters,
+  groupHoldCutOff,
   groupLag,
   groupMembers,
   groupOldestPendingAge,
@@ -29,7 +30,8 @@ const FIGURES: ReadonlyArray<readonly [Metric.Metric.Gauge<number>, (info: Group
   [groupLag, (info) => info.lag],
   [groupAcked, (info) => info.acked],
   [groupRedeliveries, (info) => info.redeliveries],
-  [groupDeadLetters, (info) => info.deadLetters]
+  [groupDeadLetters, (info) => info.deadLetters],
+  [groupHoldCutOff, (info) => (info.holdCutOff ? 1 : 0)]
 ]
 
 /** Samples every group at each scrape while the scope is open. */
