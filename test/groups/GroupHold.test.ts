@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Stream } from "effect"
 import * as ConsumerGroupsMemoryLayers from "../../src/layers/groups/ConsumerGroupsMemory.js"
 import { ackAll } from "../../src/layers/groups/GroupDelivery.js"
+import { holdName } from "../../src/layers/groups/GroupHold.js"
 import { cutOffHolding } from "../../src/layers/log/Consumers.js"
 import * as ConsumersMemory from "../../src/layers/log/ConsumersMemory.js"
 import * as TestClusterLayers from "../../src/layers/testing/TestCluster.js"
@@ -142,5 +143,21 @@ describe("a group made with holdRetention: false", () => {
           _tag: "InvalidGroupSpec",
           reason: expect.stringMatching(/holdRetention must be true or false/)
         })
+    }).pipe(Effect.provide(services)))
+})
+
+describe("a hold whose group is gone", () => {
+  it.live("is removed by the next create of a group of its topic (its deleter was killed between the object and the hold)", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      const log = yield* TestCluster
+      const consumers = yield* ConsumersMemory.makeMemory(log.store)
+      // What a deleter killed after removing group (slot 7, generation 3)'s object leaves: its hold, no member.
+      const left = holdName({ slot: 7, generation: 3 })
+      yield* Effect.scoped(consumers.own.join("t", left, { offset: 0, globalSeq: 0 }))
+      yield* groups.create({ name: "next", topic: "t" })
+      const holds = (yield* consumers.own.list("t")).map((c) => c.name)
+      expect(holds).not.toContain(left)
+      expect(holds).toHaveLength(1)
     }).pipe(Effect.provide(services)))
 })
