@@ -9,8 +9,11 @@ import { Deferred, Effect, Fiber, Layer, Stream } from "effect"
 import * as ConsumerGroupsMemoryLayers from "../../src/layers/groups/ConsumerGroupsMemory.js"
 import { ackAll } from "../../src/layers/groups/GroupDelivery.js"
 import { holdName } from "../../src/layers/groups/GroupHold.js"
+import { heldLines } from "../../src/layers/log/ConsumerLineReads.js"
 import { cutOffHolding } from "../../src/layers/log/Consumers.js"
 import * as ConsumersMemory from "../../src/layers/log/ConsumersMemory.js"
+import { lineTaken } from "../../src/layers/log/Participants.js"
+import { SubscriberLineView } from "../../src/layers/log/ProcessLineViews.js"
 import * as TestClusterLayers from "../../src/layers/testing/TestCluster.js"
 import { TestCluster } from "../../src/layers/testing/TestCluster.js"
 import { ConsumerGroups, type GroupInfo } from "../../src/services/groups/ConsumerGroups.js"
@@ -50,6 +53,9 @@ const until = (ok: (info: GroupInfo) => boolean) =>
       `the group's hold never came to that: ${JSON.stringify(yield* groups.describe("g"))}`
     )
   })
+
+/** A pid no process has (above any pid_max). */
+const DEAD_PID = 0x3fffffff
 
 /** Real time: the member's looks run on it. */
 const sleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
@@ -159,5 +165,37 @@ describe("a hold whose group is gone", () => {
       const holds = (yield* consumers.own.list("t")).map((c) => c.name)
       expect(holds).not.toContain(left)
       expect(holds).toHaveLength(1)
+    }).pipe(Effect.provide(services)))
+})
+
+describe("a hold whose member died", () => {
+  it.live("is taken by another member at its next tick, and moves on with the group", () =>
+    Effect.gen(function*() {
+      const groups = yield* ConsumerGroups
+      const log = yield* TestCluster
+      yield* groups.create({ name: "g", topic: "t" })
+      yield* publish(0, 10)
+      // The first member acks its window of 5 and stays, taking no more: it takes the hold and moves
+      // it to 5. It is killed (here: its process's claim on the hold's line forgotten and a dead pid
+      // in the line's member word), so its lease moves nothing more.
+      const first = yield* groups.join("g", { maxInFlight: 5 }).pipe(
+        Stream.runForEachChunk((chunk) => Effect.zipRight(ackAll(chunk), Effect.never)),
+        Effect.fork
+      )
+      yield* until((info) => info.heldFrom === 5)
+      const { region, area } = log.store.lines
+      const topic = log.store.topics.find((t) => t?.info.name === "t")!
+      const lines = new SubscriberLineView(region)
+      const line = Array.from({ length: area.config.subscriberSlots }, (_, s) => area.subscriber(topic.info.id, s))
+        .find((l) => lineTaken(region, l) && lines.durable(l) === 2)!
+      heldLines(region).delete(line)
+      lines.storeMember(line, DEAD_PID, 0)
+      // A second member, in another "process", takes the hold over and keeps it where the group stands.
+      const second = yield* groups.join("g", { maxInFlight: 5 }).pipe(
+        Stream.runForEachChunk((chunk) => Effect.zipRight(ackAll(chunk), Effect.never)),
+        Effect.fork
+      )
+      expect(yield* until((info) => info.heldFrom === 10)).toMatchObject({ holdCutOff: false, acked: 10 })
+      yield* Fiber.interruptAll([first, second])
     }).pipe(Effect.provide(services)))
 })
