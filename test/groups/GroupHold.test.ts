@@ -33,12 +33,25 @@ const services = Layer.unwrapEffect(
   Layer.provideMerge(TestClusterLayers.cluster({ topics: ["t"] }))
 )
 
-const publish = (from: number, count: number) =>
+const publish = (from: number, count: number, topic = "t") =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
-    for (let i = from; i < from + count; i++) yield* publisher.publish(new TextEncoder().encode(`${i}`))
+    for (let i = from; i < from + count; i++) yield* publisher.publish(new TextEncoder().encode(`${i}`), { topic })
     yield* publisher.flush(10_000)
   })
+
+/** A member of `group` that takes `count` messages, acks them and leaves; how many it took. */
+const takeAndLeave = (group: string, count: number) =>
+  Effect.flatMap(ConsumerGroups, (groups) =>
+    groups.join(group, { maxInFlight: 8 }).pipe(
+      Stream.take(count),
+      Stream.mapChunksEffect((chunk) => Effect.as(ackAll(chunk), chunk)),
+      Stream.runCount
+    ))
+
+/** cxlog's own consumers of `topic`: the holds of its groups. */
+const holdsOf = (topic: string) =>
+  Effect.flatMap(TestCluster, (log) => Effect.flatMap(ConsumersMemory.makeMemory(log.store), (c) => c.own.list(topic)))
 
 /** Waits (real time, bounded) until the group's description satisfies `ok`. */
 const until = (ok: (info: GroupInfo) => boolean) =>
@@ -114,17 +127,10 @@ describe("a group on a topic that discards old messages", () => {
         retention: { discard: "old" }
       })
       yield* groups.create({ name: "o", topic: "old" })
-      const publisher = yield* Publisher
-      for (let i = 0; i < 5; i++) yield* publisher.publish(new TextEncoder().encode(`${i}`), { topic: "old" })
-      yield* publisher.flush(10_000)
-      const taken = yield* groups.join("o", { maxInFlight: 8 }).pipe(
-        Stream.take(5),
-        Stream.mapChunksEffect((chunk) => Effect.as(ackAll(chunk), chunk)),
-        Stream.runCollect
-      )
-      expect(taken.length).toBe(5)
+      yield* publish(0, 5, "old")
+      expect(yield* takeAndLeave("o", 5)).toBe(5)
       // The member came, took them and left: no line of the topic is the group's.
-      expect(yield* (yield* ConsumersMemory.makeMemory(log.store)).own.list("old")).toEqual([])
+      expect(yield* holdsOf("old")).toEqual([])
       expect(yield* groups.describe("o")).toMatchObject({ heldFrom: undefined, holdCutOff: false })
     }).pipe(Effect.provide(services)))
 })
@@ -133,16 +139,10 @@ describe("a group made with holdRetention: false", () => {
   it.live("holds nothing of its topic: no hold is made, and its members take none", () =>
     Effect.gen(function*() {
       const groups = yield* ConsumerGroups
-      const log = yield* TestCluster
       yield* groups.create({ name: "free", topic: "t", holdRetention: false })
       yield* publish(0, 5)
-      const taken = yield* groups.join("free", { maxInFlight: 8 }).pipe(
-        Stream.take(5),
-        Stream.mapChunksEffect((chunk) => Effect.as(ackAll(chunk), chunk)),
-        Stream.runCollect
-      )
-      expect(taken.length).toBe(5)
-      expect(yield* (yield* ConsumersMemory.makeMemory(log.store)).own.list("t")).toEqual([])
+      expect(yield* takeAndLeave("free", 5)).toBe(5)
+      expect(yield* holdsOf("t")).toEqual([])
       expect(yield* groups.describe("free")).toMatchObject({ holdRetention: false, heldFrom: undefined })
       expect(yield* Effect.flip(groups.create({ name: "bad", topic: "t", holdRetention: "no" as unknown as boolean })))
         .toMatchObject({
