@@ -120,6 +120,17 @@ export class GroupPending {
   offset(slot: number): number {
     return this.words.f64(this.at(slot, "offset"))
   }
+  /**
+   * The lowest offset of the entries handed out and not settled (claiming, delivered, waiting, or
+   * being updated), Infinity with none: a scan of the state words alone, most entries free.
+   */
+  lowestOffset(): number {
+    let lowest = Infinity
+    for (let slot = 0; slot < this.layout.config.pendingSlots; slot++) {
+      if (this.stateAt(slot) > EntryState.reserved) lowest = Math.min(lowest, this.offset(slot))
+    }
+    return lowest
+  }
   lane(slot: number): number {
     return this.words.load32(this.at(slot, "lane"))
   }

@@ -44,14 +44,12 @@ const frontierOf = (group: GroupObject, scannedBy: Map<number, number>): number 
  * after it: what the group's hold on its topic keeps (GroupHold.ts).
  */
 export const lowWater = (group: GroupObject): number => {
-  const scannedBy = new Map(group.members.live().map((member) => [member.ref, group.members.scanned(member.slot)]))
-  let low = frontierOf(group, scannedBy)
-  for (let slot = 0; slot < group.config.pendingSlots; slot++) {
-    if (group.pending.control(slot) === 0n) continue
-    const entry = group.pending.view(slot)
-    if (isPending(entry)) low = Math.min(low, entry.offset)
-  }
-  return low
+  const { members } = group
+  // Without keys the frontier alone; byKey, each live owner's scan (a look at the members' processes).
+  const dispatched = group.config.byKey
+    ? frontierOf(group, new Map(members.live().map((member) => [member.ref, members.scanned(member.slot)])))
+    : group.frontier()
+  return Math.min(dispatched, group.pending.lowestOffset())
 }
 
 export const describeGroup = (
