@@ -106,6 +106,12 @@ export const holdOf = (
     Effect.orElseSucceed(() => undefined)
   )
 
+/**
+ * How often a member without the hold tries to take it: at its join, then at most this often (a
+ * dead holder's hold waits that long for another member, standing where it stood meanwhile).
+ */
+const TAKE_EVERY_MS = 1_000
+
 /** A member's part in its group's hold, run at each of its ticks. */
 export interface HoldKeeper {
   /** Takes the hold if no live member has it (while the group is there), and moves it to the group's low water. */
@@ -114,7 +120,7 @@ export interface HoldKeeper {
 
 /**
  * The member's part in its group's hold: the consumer's member while it is this one (its lease
- * lives in `scope`, the member's), else a try at each tick. `current` says whether the group is
+ * lives in `scope`, the member's), else a try every TAKE_EVERY_MS. `current` says whether the group is
  * still there: a deleted group's hold is not made again (its members remove one as they leave).
  */
 export const holdKeeper = (
@@ -129,6 +135,8 @@ export const holdKeeper = (
   let lease: ConsumerLease | undefined
   /** Where the topic ended when the hold was seen cut off: taken again once the group passed it. */
   let resumeAt: number | undefined
+  /** When this member next tries to take the hold (performance.now). */
+  let nextTry = 0
 
   const take = (low: number) =>
     Effect.flatMap(
@@ -165,8 +173,13 @@ export const holdKeeper = (
 
   return {
     keep: Effect.suspend(() => {
+      if (lease === undefined) {
+        const now = performance.now()
+        if (now < nextTry || !current()) return Effect.void
+        nextTry = now + TAKE_EVERY_MS
+        return take(lowWater(group))
+      }
       const low = lowWater(group)
-      if (lease === undefined) return current() ? take(low) : Effect.void
       return low > lease.committed() || lease.cutOff() ? moveTo(low, lease) : Effect.void
     })
   }
