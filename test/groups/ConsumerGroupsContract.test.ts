@@ -43,6 +43,7 @@ const TOPICS = [
   "t11",
   "t12",
   "t13",
+  "t14",
   "dead",
   "dead12"
 ]
@@ -64,12 +65,18 @@ const publish = (topic: string, count: number, options: { readonly keys?: number
 /** Waits `ms` of real time (the tests' clock is virtual). */
 const realSleep = (ms: number) => Effect.promise(() => new Promise((resolve) => setTimeout(resolve, ms)))
 
-/** 1 KiB messages `0`, `1`, … to `topic`, each waiting for room as long as the topic makes it wait, then acknowledged. */
-const publishKiB = (topic: string, from: number, count: number) =>
+/**
+ * 1 KiB messages `0`, `1`, … to `topic` (keys `k{i % keys}` when `keys`), each waiting for room as
+ * long as the topic makes it wait, then acknowledged.
+ */
+const publishKiB = (topic: string, from: number, count: number, keys?: number) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     for (let i = from; i < from + count; i++) {
-      yield* publisher.publish(new TextEncoder().encode(`${i}`.padEnd(1024, ".")), { topic })
+      yield* publisher.publish(
+        new TextEncoder().encode(`${i}`.padEnd(1024, ".")),
+        keys === undefined ? { topic } : { topic, key: `k${i % keys}` }
+      )
     }
     yield* publisher.flush(60_000)
   })
@@ -452,6 +459,34 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
           publishKiB("t13", messages, messages),
           Effect.zipRight(realSleep(20_000), Effect.dieMessage("the publisher still waits on a deleted group's hold"))
         )
+      }))
+
+    it.effect("byKey, a group holds its topic the same: the publisher waits, each key's messages come in order, none lost", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        const messages = 40_000
+        yield* groups.create({ name: "g14", topic: "t14", byKey: true })
+        const publishing = yield* Effect.fork(publishKiB("t14", 0, messages, 50))
+        yield* doneOrWaiting("t14", publishing)
+        const byKey = new Map<string, Array<number>>()
+        yield* groups.join("g14", { maxInFlight: 64 }).pipe(
+          Stream.take(messages),
+          Stream.runForEachChunk((chunk) =>
+            Effect.map(ackAll(chunk), () => {
+              for (const d of chunk) {
+                const key = text(d.key!)
+                byKey.set(key, [...(byKey.get(key) ?? []), Number.parseInt(text(d.value), 10)])
+              }
+            })
+          )
+        )
+        yield* Fiber.join(publishing)
+        expect(byKey.size).toBe(50)
+        for (const [key, seen] of byKey) {
+          const k = Number(key.slice(1))
+          expect(seen).toEqual(Array.from({ length: messages / 50 }, (_, i) => k + 50 * i))
+        }
+        expect(yield* groups.describe("g14")).toMatchObject({ pending: 0, acked: messages, holdCutOff: false })
       }))
 
     it.effect("full tables and a deleted group are typed errors", () =>
