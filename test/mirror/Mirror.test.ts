@@ -78,6 +78,17 @@ const regionPayloads = (log: Log, count: number) =>
     )
   })
 
+/** A JetStream cluster of three and a region with `count` messages of topic TOPIC, mirrored once up to them. */
+const mirroredOnce = (label: string, count: number, extraEnv: Record<string, string> = {}) =>
+  Effect.gen(function*() {
+    const cluster = yield* startNatsCluster(3)
+    const log = yield* startLog(label, extraEnv)
+    yield* publish(log, count)
+    const first = yield* runCli(mirrorArgs(cluster, "--until", `${count}`), log.env)
+    expect(first.code, first.stderr).toBe(0)
+    return { cluster, log }
+  })
+
 const withJetStream = <A>(
   cluster: NatsCluster,
   use: (nc: Awaited<ReturnType<typeof connect>>) => Promise<A>
@@ -412,11 +423,7 @@ describe.skipIf(skip !== undefined)(
       "the expected-sequence fence: a foreign writer's message stops the mirror with a typed error, and it writes nothing after it",
       () =>
         Effect.gen(function*() {
-          const cluster = yield* startNatsCluster(3)
-          const log = yield* startLog("mirrorfence")
-          yield* publish(log, 1_000)
-          const first = yield* runCli(mirrorArgs(cluster, "--until", "1000"), log.env)
-          expect(first.code, first.stderr).toBe(0)
+          const { cluster, log } = yield* mirroredOnce("mirrorfence", 1_000)
           // A running mirror: the foreign message lands between two of its appends.
           const running = yield* forkCli(mirrorArgs(cluster), log.env)
           while (!running.output().includes("mirroring from offset 1000")) {
@@ -454,11 +461,7 @@ describe.skipIf(skip !== undefined)(
       "a stream that lost its last messages (deleted in it): the mirror stops with MirrorGap naming the offsets, and writes nothing",
       () =>
         Effect.gen(function*() {
-          const cluster = yield* startNatsCluster(3)
-          const log = yield* startLog("mirrorgap")
-          yield* publish(log, 1_000)
-          const first = yield* runCli(mirrorArgs(cluster, "--until", "1000"), log.env)
-          expect(first.code, first.stderr).toBe(0)
+          const { cluster, log } = yield* mirroredOnce("mirrorgap", 1_000)
           // What a stream's loss looks like to the mirror: its consumer committed 1 000, the stream ends at 989.
           yield* withJetStream(cluster, async (nc) => {
             const jsm = await jetstreamManager(nc, { timeout: 10_000 })
@@ -480,11 +483,7 @@ describe.skipIf(skip !== undefined)(
       "docs/mirror.md's reader prints the region's order; a mirror behind retention stops with a typed error naming the offsets, and cxlog topics says so",
       () =>
         Effect.gen(function*() {
-          const cluster = yield* startNatsCluster(3)
-          const log = yield* startLog("mirrorbehind", smallRegionEnv)
-          yield* publish(log, 100)
-          const first = yield* runCli(mirrorArgs(cluster, "--until", "100"), log.env)
-          expect(first.code, first.stderr).toBe(0)
+          const { cluster, log } = yield* mirroredOnce("mirrorbehind", 100, smallRegionEnv)
           // docs/mirror.md's reader, with nothing but the NATS client: the region's order and values.
           const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "read-mirror.mjs")
           const read = execFileSync(process.execPath, [script, cluster.urls.join(","), STREAM], {
