@@ -24,7 +24,7 @@ import { CxlMemory, type CxlMemoryShape } from "../../services/region/CxlMemory.
 import { Directory, type DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { deadLetterWriter } from "./GroupDeadLetters.js"
-import { holdOf, makeHold, releaseHold, sweepHolds } from "./GroupHold.js"
+import { holdOf, makeHold, sweepHolds } from "./GroupHold.js"
 import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "./GroupLayout.js"
 import { joinGroup } from "./GroupMember.js"
 import { ClaimLiveness } from "./GroupMembers.js"
@@ -146,9 +146,9 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
             // Read while the object is there (its memory may be another's once it is gone); a corrupt one names no topic.
             const group = groupOf(region, entry, liveness)
             yield* objects.removeObject({ kind: "group", name, generation: entry.generation })
-            // Its hold goes with it (a member still holding it removes it as it leaves).
+            // Its hold goes with it, with any other of the topic's whose group is gone (a member still
+            // holding it removes it as it leaves).
             if (group instanceof GroupCorrupt) return
-            yield* releaseHold(consumers, group.config.topic, entry)
             yield* sweepHolds(consumers, directory, group.config.topic)
           })
         ),

@@ -14,8 +14,9 @@
  * group's low water passes where the topic ended when the cut was seen (the group caught up).
  *
  * A topic that discards old messages (`discard: "old"`) holds nothing for anyone: its groups make
- * no hold. The hold goes with the group (`releaseHold`); one whose group is gone — its deleter
- * killed between the two steps — is removed by the next create or delete of a group of its topic.
+ * no hold. A group's delete removes the holds of its topic whose group is gone (`sweepHolds`): its
+ * own, and any a deleter killed between the two steps left; so does the next create. A member that
+ * held the hold while its group was deleted removes it as it leaves (`releaseHold`).
  */
 import { Effect, Option, Scope } from "effect"
 import { InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
