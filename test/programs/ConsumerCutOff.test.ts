@@ -10,18 +10,23 @@ import { Effect } from "effect"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
+/** A head with `topic` (1 MiB of log) and a broker that cuts a hold off after 300 ms; the env and the broker's address. */
+const holdingCluster = (label: string, topic: string) =>
+  Effect.gen(function*() {
+    const env = { ...smallRegionEnv, CXLOG_REGION: yield* uniqueRegion(label) }
+    const head = yield* forkCli(["head", "--topic", `${topic}:5:1`], env)
+    yield* head.event("ready")
+    const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], {
+      ...env,
+      CXLOG_CONSUMER_HOLD_MS: "300"
+    })
+    return { env, brokers: `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}` }
+  })
+
 describe("cxlog broker --consumer-hold-ms", () => {
   it.scopedLive("a consumer without a member holding the publisher past CXLOG_CONSUMER_HOLD_MS is cut off; the publisher completes; re-subscribing is LogOutOfRange", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("cutoff")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
-      yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], {
-        ...env,
-        CXLOG_CONSUMER_HOLD_MS: "300"
-      })
-      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+      const { env, brokers } = yield* holdingCluster("cutoff", "t")
       const publish = (count: number) =>
         runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", `${count}`, "--message-bytes", "1024"], env)
       // The consumer reads one message, commits it and leaves: it holds retention from offset 1 with no member.
@@ -63,15 +68,7 @@ describe("cxlog broker --consumer-hold-ms", () => {
 
   it.scopedLive("a consumer group nobody reads holds the publisher until CXLOG_CONSUMER_HOLD_MS cuts it off; its member then gets GroupBehindRetention", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("groupcut")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "jobs:5:1"], env)
-      yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], {
-        ...env,
-        CXLOG_CONSUMER_HOLD_MS: "300"
-      })
-      const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+      const { env, brokers } = yield* holdingCluster("groupcut", "jobs")
       const created = yield* runCli(["groups", "create", "idle", "--topic", "jobs"], env)
       expect(created.code, created.stderr).toBe(0)
       const describe = () =>
