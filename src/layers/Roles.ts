@@ -20,6 +20,8 @@ import * as ServicesLayers from "./ipc/Services.js"
 import * as AckTrackerLayers from "./log/AckTracker.js"
 import * as AppenderLayers from "./log/Appender.js"
 import * as ConsumersLayers from "./log/Consumers.js"
+import * as DiskCopiesLayers from "./log/durable/DiskCopies.js"
+import * as SegmentsLayers from "./log/durable/Segments.js"
 import * as TieredReaderLayers from "./log/durable/TieredReader.js"
 import * as LaneServerLayers from "./log/LaneServer.js"
 import * as LogReaderLayers from "./log/LogReader.js"
@@ -83,7 +85,9 @@ export const processSlot = (role: Role, preferredSlot?: number) =>
  */
 export const headLog = (
   sequencer: SequencerLayers.SequencerLayerOptions = {},
-  onFenced: (fenced: NotDirectoryWriter) => Effect.Effect<never> = Effect.die
+  onFenced: (fenced: NotDirectoryWriter) => Effect.Effect<never> = Effect.die,
+  /** Where the head keeps the copies on disk of replication factor 2 topics (its durable tier's). */
+  dataDir?: string
 ) =>
   fromLayout((layout) => {
     const sequencing = SequencerLayers.layer(layout.log, sequencer)
@@ -94,11 +98,16 @@ export const headLog = (
       )
     )
     const topics = TopicsLayers.layer(layout.log)
+    // The Topics built over them delete a replication factor 2 topic's copy on disk with it.
+    const diskCopies = dataDir === undefined
+      ? DiskCopiesLayers.layerWithoutDataDir
+      : DiskCopiesLayers.layer.pipe(Layer.provide(SegmentsLayers.layer({ directory: dataDir })))
     return Layer.mergeAll(
       topics,
       LaneServerLayers.layerServer(layout.log),
       TopicRetentionLayers.layer.pipe(Layer.provide(topics))
     ).pipe(
+      Layer.provideMerge(diskCopies),
       Layer.provideMerge(writer),
       Layer.provideMerge(sequencing)
     )

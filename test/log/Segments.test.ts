@@ -10,7 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Logger, Scope } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { basename, dirname, join } from "node:path"
 import { recordBytes } from "../../src/layers/log/durable/SegmentRecord.js"
 import * as SegmentsLayers from "../../src/layers/log/durable/Segments.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
@@ -28,6 +28,10 @@ interface Backend {
   readonly setBytes: (path: string, bytes: Uint8Array) => void
   /** Makes the file's last write `ms` older. */
   readonly age: (path: string, ms: number) => void
+  /** Every name in the data directory, streams or not. */
+  readonly names: () => ReadonlyArray<string>
+  /** Leaves what a removal interrupted by a crash leaves: a renamed stream directory holding a file. */
+  readonly leaveRemoved: (name: string) => void
 }
 
 const segmentsDir = tempDir("cxlog-segments-")
@@ -41,6 +45,11 @@ const liveBackend = (directory: string): Effect.Effect<Backend> =>
     age: (path, ms) => {
       const t = (statSync(path).mtimeMs - ms) / 1000
       utimesSync(path, t, t)
+    },
+    names: () => readdirSync(directory).sort(),
+    leaveRemoved: (name) => {
+      mkdirSync(join(directory, name))
+      writeFileSync(join(directory, name, "00000000000000000000.seg"), new Uint8Array(100))
     }
   }))
 
@@ -57,6 +66,18 @@ const memoryBackend = (disk: MemoryDisk): Effect.Effect<Backend> =>
     },
     age: (path, ms) => {
       disk.files.get(path)!.modifiedAt -= ms
+    },
+    names: () =>
+      [...new Set([...disk.dirs, ...disk.files.keys()].filter((p) => dirname(p) === "/data").map((p) => basename(p)))]
+        .sort(),
+    leaveRemoved: (name) => {
+      disk.dirs.add(`/data/${name}`)
+      disk.files.set(`/data/${name}/00000000000000000000.seg`, {
+        data: new Uint8Array(100),
+        size: 100,
+        syncedSize: 100,
+        modifiedAt: disk.clock
+      })
     }
   }))
 
@@ -121,6 +142,42 @@ for (const backend of backends) {
         const b = yield* backend.make
         const log = yield* Effect.scoped(b.segments.open("after-close", {}))
         expect(log.tryAppend(record(0, 16))).toMatchObject({ _tag: "SegmentIoError", code: "ECLOSED" })
+      }))
+
+    it.scopedLive("a removed stream leaves the names at once and its files soon after; opened again it starts empty", () =>
+      Effect.gen(function*() {
+        const b = yield* backend.make
+        yield* withLog(b.segments, "topic-gone", { segmentBytes: 1024 }, (log) => appendAll(log, 0, 30))
+        yield* withLog(b.segments, "topic-kept", {}, (log) => appendAll(log, 0, 3))
+        expect(yield* b.segments.remove("topic-gone")).toBe(true)
+        expect(yield* b.segments.streams()).toEqual(["topic-kept"])
+        expect(yield* b.segments.remove("topic-gone")).toBe(false)
+        expect(yield* b.segments.remove("not a stream name")).toBe(false)
+        // Its files go after the call: nothing but the kept stream is left once they did.
+        while (b.names().length > 1) yield* Effect.sleep(5)
+        expect(b.names()).toEqual(["topic-kept"])
+        yield* withLog(b.segments, "topic-gone", {}, (log) =>
+          Effect.gen(function*() {
+            expect(log.recovery.records).toBe(0)
+            expect(yield* readAll(log)).toEqual([])
+          }))
+        yield* withLog(
+          b.segments,
+          "topic-kept",
+          {},
+          (log) => Effect.map(readAll(log), (got) => expectRecords(got, 0, 3))
+        )
+      }))
+
+    it.scopedLive("what a removal interrupted by a crash left is no stream, and the sweep deletes it", () =>
+      Effect.gen(function*() {
+        const b = yield* backend.make
+        yield* withLog(b.segments, "topic-kept", {}, (log) => appendAll(log, 0, 3))
+        b.leaveRemoved(".removed-topic-gone-x1")
+        expect(yield* b.segments.streams()).toEqual(["topic-kept"])
+        expect(yield* b.segments.sweepRemoved()).toBe(1)
+        expect(b.names()).toEqual(["topic-kept"])
+        expect(yield* b.segments.sweepRemoved()).toBe(0)
       }))
 
     it.scopedLive("records come back in order, across segment rolls and after reopening", () =>

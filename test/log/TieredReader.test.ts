@@ -23,7 +23,7 @@ import { tieredReader } from "../../src/layers/log/durable/TieredReader.js"
 import { crc32c } from "../../src/native/Crc32c.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
 import type { SegmentLog } from "../../src/services/log/Segments.js"
-import type { TopicInfo } from "../../src/services/log/Topics.js"
+import { type TopicInfo, TopicNotFound } from "../../src/services/log/Topics.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
@@ -143,6 +143,42 @@ for (const impl of implementations) {
         expect(inSequence(mid.offsets, 100, read.end)).toEqual({ length: read.end - 100, firstOutOfPlace: -1 })
         // What the region holds is still read there.
         expect((yield* readToEnd(tiered, "d", held.earliest)).offsets[0]).toBe(held.earliest)
+      }))
+
+    it.scopedLive("a reader on disk whose topic is deleted (or made again under its name) gets TopicDeleted, nothing more from disk", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const topic = yield* cluster.topics.create({ name: "d", order: 5, ackLevel: 2, replicationFactor: 2 })
+        const disk = makeMemoryDisk()
+        const { writer } = yield* publishPersisted(cluster, disk, topic, 700, {
+          segments: { segmentBytes: SEGMENT_BYTES }
+        })
+        yield* Fiber.interrupt(writer)
+        expect((yield* cluster.reader.bounds("d")).earliest).toBeGreaterThan(0)
+        // What the directory says of the name: the topic, no topic, or another topic under it.
+        let now: "same" | "gone" | "again" = "same"
+        const lookup = (name: string) =>
+          now === "same"
+            ? cluster.topics.lookup(name)
+            : now === "gone"
+            ? Effect.fail(new TopicNotFound({ name }))
+            : Effect.map(cluster.topics.lookup(name), (info) => ({ ...info, generation: info.generation + 1 }))
+        const tiered = tieredReader(cluster.reader, lookup, { directory: "/data", files: memorySegmentFiles(disk) })
+        for (const after of ["gone", "again"] as const) {
+          now = "same"
+          yield* Effect.scoped(Effect.gen(function*() {
+            const cursor = yield* tiered.subscribe("d", { from: 0 })
+            const seen: Array<number> = []
+            expect(yield* cursor.poll((m) => void seen.push(m.totalOrder), 4)).toBeGreaterThan(0)
+            expect(seen[0]).toBe(0)
+            now = after
+            // Waiting wakes (the poll says why), and the poll fails: nothing more is delivered.
+            expect(yield* cursor.awaitMore(5_000)).toBe(true)
+            const failed = yield* Effect.flip(cursor.poll((m) => void seen.push(m.totalOrder), 4))
+            expect(failed).toMatchObject({ _tag: "TopicDeleted", name: "d" })
+            expect(seen.at(-1)).toBeLessThan((yield* cluster.reader.bounds("d")).earliest)
+          }))
+        }
       }))
 
     it.scopedLive("a cursor on the region that falls behind it carries on from disk, then from the region again", () =>

@@ -58,13 +58,13 @@ for (const impl of implementations) {
         expect(seen).toEqual([10])
       }))
 
-    it.scoped("refuses a topic with a copy on disk, and an unknown one, with typed errors", () =>
+    it.scoped("without the head's copies on disk (DiskCopies), refuses a topic with one, and an unknown topic, with typed errors", () =>
       Effect.gen(function*() {
         const { topics } = yield* impl.make()
         yield* topics.create({ name: "kept", order: 5, ackLevel: 2, replicationFactor: 2 })
         const refused = yield* Effect.flip(topics.delete("kept"))
         expect(refused).toMatchObject({ _tag: "TopicNotDeletable", name: "kept" })
-        expect(refused.message).toContain("copy on disk")
+        expect(refused.message).toContain("copy on disk (replication factor 2), which only its head deletes")
         expect((yield* topics.list).map((t) => t.name)).toEqual(["kept"])
         expect(yield* Effect.flip(topics.delete("nope"))).toMatchObject({ _tag: "TopicNotFound" })
       }))

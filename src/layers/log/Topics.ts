@@ -6,6 +6,7 @@
  * directory slot; reading a topic records where it lives for this process (`LogArea.place`).
  */
 import { Effect, Layer, Option } from "effect"
+import { DiskCopies, type DiskCopiesShape } from "../../services/log/DiskCopies.js"
 import {
   checkTopicSpec,
   checkTrimTarget,
@@ -149,16 +150,23 @@ const found = (table: TopicTable, name: string): Effect.Effect<TopicInfo, TopicN
   return info === undefined || typeof info === "string" ? Effect.fail(missing(name, info)) : Effect.succeed(info)
 }
 
-/** Deletes a topic: one the log can delete (its copy on disk, if any, is not deleted yet), looked up afresh. */
-const deleteTopic = (table: TopicTable, name: string) =>
+/**
+ * Deletes a topic, looked up afresh. A replication factor 2 topic's copy on disk goes first
+ * (`copies`: the head's; elsewhere such a topic is not deletable here), so the topic leaves the
+ * directory only once nothing on disk can bring it back.
+ */
+const deleteTopic = (table: TopicTable, name: string, copies: DiskCopiesShape | undefined) =>
   Effect.gen(function*() {
     const info = yield* found(table, name)
     if (info.replicationFactor > 1) {
-      return yield* new TopicNotDeletable({
-        name,
-        reason:
-          "it has a copy on disk (replication factor 2), and deleting that copy is not built yet: stop the head and remove its streams topic-NAME and state-NAME from the data directory"
-      })
+      if (copies === undefined) {
+        return yield* new TopicNotDeletable({
+          name,
+          reason:
+            "it has a copy on disk (replication factor 2), which only its head deletes: delete it through the head"
+        })
+      }
+      yield* copies.remove(info)
     }
     return yield* table.remove(info)
   })
@@ -193,13 +201,14 @@ const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
   })
 
 /** The Topics service over a table. */
-export const topicsOver = (table: TopicTable, config: LogConfig): TopicsShape<never> => {
+/** Topics over `table`; with `copies` (the head's), replication factor 2 topics are deletable, their copy on disk with them. */
+export const topicsOver = (table: TopicTable, config: LogConfig, copies?: DiskCopiesShape): TopicsShape<never> => {
   const lookup = resolverOver(table.find, table.isCurrent)
   return {
     create: (spec) => createTopic(table, config, spec),
     lookup,
     list: Effect.sync(table.list),
-    delete: (name) => deleteTopic(table, name),
+    delete: (name) => deleteTopic(table, name, copies),
     describe: (name) => Effect.map(lookup(name), table.describe),
     overview: Effect.sync(() => {
       const topics = table.list().map(table.describe)
@@ -317,34 +326,40 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
     const writer = yield* Effect.serviceOption(DirectoryWriter)
     // The head's doorbell, to wake appends that wait for the room a trim frees (only the head trims).
     const doorbell = yield* Effect.serviceOption(Doorbell)
+    // The head's, when it keeps copies on disk: a replication factor 2 topic's goes with its deletion.
+    const copies = yield* Effect.serviceOption(DiskCopies)
     const notWriter = new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 })
     const reading = perTopic((info) => new RegionReadTopic(lookingReader(region, area), info))
-    return topicsOver({
-      reader: reading,
-      retained: (info) => readRetained(region, area, info.id),
-      setRetained: (info, retained) =>
-        Option.isNone(writer) ? Effect.fail(notWriter) : Effect.sync(() => {
-          writeRetained(region, area, info.id, retained)
-          if (Option.isSome(doorbell)) retentionMoved(region, area, doorbell.value, info.id)
+    return topicsOver(
+      {
+        reader: reading,
+        retained: (info) => readRetained(region, area, info.id),
+        setRetained: (info, retained) =>
+          Option.isNone(writer) ? Effect.fail(notWriter) : Effect.sync(() => {
+            writeRetained(region, area, info.id, retained)
+            if (Option.isSome(doorbell)) retentionMoved(region, area, doorbell.value, info.id)
+          }),
+        list: topicLister(region, area),
+        find: regionTopicFinder(region, area),
+        describe: describeOver({
+          readTopic: reading,
+          sessions: regionSessionTables(region, area),
+          lines: { region, area, alive: isLineOwnerAlive },
+          memoryBytes: (info) => area.placeOf(info.id).shape.memoryBytes,
+          lanes: (info) => laneCount(region, area, info.id),
+          usedBytes: (info) => heldBytes(area.placeOf(info.id).shape, laneCount(region, area, info.id)),
+          blogBytes: (info) => area.blogBytes(info.id)
         }),
-      list: topicLister(region, area),
-      find: regionTopicFinder(region, area),
-      describe: describeOver({
-        readTopic: reading,
-        sessions: regionSessionTables(region, area),
-        lines: { region, area, alive: isLineOwnerAlive },
-        memoryBytes: (info) => area.placeOf(info.id).shape.memoryBytes,
-        lanes: (info) => laneCount(region, area, info.id),
-        usedBytes: (info) => heldBytes(area.placeOf(info.id).shape, laneCount(region, area, info.id)),
-        blogBytes: (info) => area.blogBytes(info.id)
-      }),
-      heap: (topics) => regionHeap(region, area, topics),
-      largestExtentBytes: largestBlockBytes(area.directory.config.heapBytes),
-      isCurrent: isCurrentTopic(region, area),
-      add: (spec, shape) =>
-        Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),
-      remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter)
-    }, area.config)
+        heap: (topics) => regionHeap(region, area, topics),
+        largestExtentBytes: largestBlockBytes(area.directory.config.heapBytes),
+        isCurrent: isCurrentTopic(region, area),
+        add: (spec, shape) =>
+          Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),
+        remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter)
+      },
+      area.config,
+      Option.getOrUndefined(copies)
+    )
   })
 
 export const layer = (area: LogArea): Layer.Layer<Topics, never, CxlMemory> => Layer.effect(Topics, make(area))

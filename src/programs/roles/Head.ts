@@ -256,7 +256,8 @@ const serve = (options: HeadOptions) =>
             onFirstOrdered: (atMs) => report({ event: "firstOrdered", atMs, pid: process.pid })
           },
           // The directory's writer is the lease holder: a newer head took both over.
-          (fenced) => Effect.sync(() => exitFenced(new SequencerLeaseLost({ epoch: fenced.epoch, holderPid: 0 })))
+          (fenced) => Effect.sync(() => exitFenced(new SequencerLeaseLost({ epoch: fenced.epoch, holderPid: 0 }))),
+          options.dataDir
         )),
         Layer.provideMerge(controlTransport),
         Layer.provideMerge(processSlot("head", 0)),

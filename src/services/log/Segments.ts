@@ -124,6 +124,15 @@ export interface SegmentsShape {
   ) => Effect.Effect<SegmentLog, SegmentCorrupt | SegmentWriteError | InvalidStreamName | StreamLocked, Scope.Scope>
   /** Streams present in the directory. */
   readonly streams: () => Effect.Effect<ReadonlyArray<string>, SegmentIoError>
+  /**
+   * Removes a stream for good: its directory is renamed out of the streams' names (one atomic
+   * rename, made durable by a sync of the data directory, so no later open or recovery finds it,
+   * even after a crash); its files are deleted after the call returns. Whoever has it open reads
+   * and writes on into what is being deleted: stop its writer first. False when there was no such stream.
+   */
+  readonly remove: (stream: string) => Effect.Effect<boolean, SegmentIoError>
+  /** Deletes what removals a crash interrupted left behind; resolves to how many. */
+  readonly sweepRemoved: () => Effect.Effect<number, SegmentIoError>
 }
 
 export class Segments extends Context.Tag("cxlog/Segments")<Segments, SegmentsShape>() {}

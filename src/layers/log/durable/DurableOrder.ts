@@ -304,7 +304,7 @@ interface PendingBatches {
 
 /**
  * After each sync of `log`, publishes the durable frontier of every session whose batches it made
- * durable (taking them off `pending`), then tells the topic's waiters.
+ * durable (taking them off `pending`), then tells the topic's waiters; until the function returned is called.
  */
 const publishDurableFrontiers = (
   topic: TopicInfo,
@@ -317,7 +317,7 @@ const publishDurableFrontiers = (
   let firstIndex = log.appended()
   /** Per sync, each session's new durable frontier: by client id, then epoch (numbers, no key strings per sync). */
   const frontiers = new Map<number, Map<number, number>>()
-  log.onDurable((durable) => {
+  return log.onDurable((durable) => {
     const n = Math.min(durable - firstIndex, seqs.length)
     if (n <= 0) return
     for (let i = 0; i < n; i++) {
@@ -390,7 +390,12 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     const clients: Array<number> = []
     const epochs: Array<number> = []
     const seqs: Array<number> = []
-    publishDurableFrontiers(topic, marks, sessions, log, { clients, epochs, seqs })
+    // Let go before the cursor lets the topic go (finalizers run in reverse): the stream's last sync, as it closes,
+    // must not write into the session lines of a topic deleted meanwhile.
+    yield* Effect.acquireRelease(
+      Effect.sync(() => publishDurableFrontiers(topic, marks, sessions, log, { clients, epochs, seqs })),
+      (unlisten) => Effect.sync(unlisten)
+    )
 
     const header = new Uint8Array(OrderRecord.bytes)
     const view = new DataView(header.buffer)
@@ -433,5 +438,10 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
   }).pipe(
     Effect.scoped,
     // Whatever stops the writer stops level 2 for good: the brokers are told, so ACK 2 sessions fail instead of waiting.
-    Effect.tapError((e) => Effect.sync(() => marks.failed(topic, e._tag === "DiskFull" ? "disk-full" : "stopped")))
+    // A topic deleted has nothing to tell: its lines may be another topic's by now.
+    Effect.tapError((e) =>
+      e._tag === "TopicDeleted" || e._tag === "TopicNotFound"
+        ? Effect.void
+        : Effect.sync(() => marks.failed(topic, e._tag === "DiskFull" ? "disk-full" : "stopped"))
+    )
   )

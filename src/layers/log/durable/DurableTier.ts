@@ -8,14 +8,16 @@
  * One whose stream another live process holds (a head stalled past its lease when this one
  * took over) is tried again until that process lets it go.
  */
-import { Data, Effect, Schedule } from "effect"
-import type { SegmentLog, SegmentLogOptions } from "../../../services/log/Segments.js"
+import { Data, Effect, ExecutionStrategy, Exit, Schedule, Scope } from "effect"
+import { DiskCopies } from "../../../services/log/DiskCopies.js"
+import { type SegmentLog, type SegmentLogOptions, Segments } from "../../../services/log/Segments.js"
 import { type TopicInfo, Topics, type TopicSpec } from "../../../services/log/Topics.js"
 import { CxlMemory } from "../../../services/region/CxlMemory.js"
 import { DirectoryWriter } from "../../../services/region/Directory.js"
 import { Doorbell } from "../../../services/region/Doorbell.js"
 import type { LogArea } from "../Layout.js"
-import { persistTopic, regionMarks } from "./DurableOrder.js"
+import { copyKey } from "./DiskCopies.js"
+import { type DurableMarks, persistTopic, regionMarks } from "./DurableOrder.js"
 import { persistTopicState } from "./DurableTopicState.js"
 import { recoverTopic } from "./Recovery.js"
 import { regionRecoveryTarget } from "./RecoveryTargets.js"
@@ -54,38 +56,75 @@ export const durableStats = (stats: DurableStats) => {
   return { fsyncs, bytes }
 }
 
-/** Runs until interrupted over the region's log `area`; needs the region's LogReader and Segments over the data directory. */
+/**
+ * Starts `topic`'s writers (its data, and its spec and consumers' commits) in a scope of their
+ * own, registered with DiskCopies before either runs, so a deletion that stops them stops them
+ * all; resolves to that scope (undefined: the topic's copy was removed meanwhile).
+ */
+const startCopy = (topic: TopicInfo, marks: DurableMarks, stats: DurableStats, parent: Scope.Scope) =>
+  Effect.gen(function*() {
+    const copies = yield* DiskCopies
+    const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+    if (!(yield* copies.persisting(topic, Scope.close(scope, Exit.void)))) {
+      return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
+    }
+    yield* persistTopic(topic, marks, {
+      segments: segmentOptionsOf(topic),
+      onOpen: (log) => stats.streams.set(topic.name, log),
+      onSubscribed: () => stats.subscribed.add(topic.name)
+    }).pipe(
+      retryWhileLocked(topic.name),
+      Effect.catchAll((e) =>
+        Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)
+      ),
+      Effect.forkIn(scope)
+    )
+    // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
+    yield* persistTopicState(topic).pipe(
+      retryWhileLocked(topic.name),
+      Effect.catchAll((e) =>
+        Effect.logError(
+          `durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`
+        )
+      ),
+      Effect.forkIn(scope)
+    )
+    return scope
+  })
+
+/**
+ * Runs until interrupted over the region's log `area`; needs the region's LogReader, Segments
+ * over the data directory, and the head's DiskCopies (through which a deletion stops a topic's
+ * writers and removes its streams). A topic gone from the directory has its writers stopped here.
+ */
 export const durableTier = (area: LogArea, stats: DurableStats) =>
   Effect.gen(function*() {
     const topics = yield* Topics
+    const copies = yield* DiskCopies
     const marks = regionMarks(yield* CxlMemory, area, yield* Doorbell)
-    const started = new Set<string>()
+    const parent = yield* Effect.scope
+    // What a crash left of removals (Segments.remove renames a stream out of the names first).
+    const swept = yield* Effect.orElseSucceed((yield* Segments).sweepRemoved(), () => 0)
+    if (swept > 0) yield* Effect.logInfo(`durable tier: deleted ${swept} stream(s) a removal left unfinished`)
+    /** The copies started, by topic generation. */
+    const started = new Map<string, { readonly topic: TopicInfo; readonly scope: Scope.CloseableScope | undefined }>()
     let rounds = 0
     for (;;) {
-      for (const topic of yield* topics.list) {
-        if (topic.replicationFactor < 2 || started.has(topic.name)) continue
-        started.add(topic.name)
-        yield* persistTopic(topic, marks, {
-          segments: segmentOptionsOf(topic),
-          onOpen: (log) => stats.streams.set(topic.name, log),
-          onSubscribed: () => stats.subscribed.add(topic.name)
-        }).pipe(
-          retryWhileLocked(topic.name),
-          Effect.catchAll((e) =>
-            Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)
-          ),
-          Effect.forkScoped
-        )
-        // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
-        yield* persistTopicState(topic).pipe(
-          retryWhileLocked(topic.name),
-          Effect.catchAll((e) =>
-            Effect.logError(
-              `durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`
-            )
-          ),
-          Effect.forkScoped
-        )
+      const live = (yield* topics.list).filter((t) => t.replicationFactor >= 2)
+      const liveKeys = new Set(live.map(copyKey))
+      for (const [key, { scope, topic }] of started) {
+        if (liveKeys.has(key)) continue
+        started.delete(key)
+        if (scope !== undefined) yield* Scope.close(scope, Exit.void)
+        yield* copies.gone(topic)
+        if (!live.some((t) => t.name === topic.name)) {
+          stats.streams.delete(topic.name)
+          stats.subscribed.delete(topic.name)
+        }
+      }
+      for (const topic of live) {
+        const key = copyKey(topic)
+        if (!started.has(key)) started.set(key, { topic, scope: yield* startCopy(topic, marks, stats, parent) })
       }
       // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
       if (++rounds % RETAIN_EVERY_ROUNDS === 0) {

@@ -52,6 +52,10 @@ export interface SegmentFiles {
   /** Last modification, ms since the epoch. */
   readonly modifiedAt: (path: string) => Promise<number>
   readonly unlink: (path: string) => Promise<void>
+  /** Renames a file or directory (atomic within the file system; fails if `to` exists). */
+  readonly rename: (from: string, to: string) => Promise<void>
+  /** Removes a directory and everything in it (nothing when it does not exist). */
+  readonly removeTree: (dir: string) => Promise<void>
   /** Makes the directory's entries (a created or removed file) durable. */
   readonly syncDirectory: (dir: string) => Promise<void>
   /** Now, ms since the epoch, on the clock `modifiedAt` uses. */
@@ -106,6 +110,8 @@ export const nodeSegmentFiles: SegmentFiles = {
   size: async (path) => (await fs.stat(path)).size,
   modifiedAt: async (path) => (await fs.stat(path)).mtimeMs,
   unlink: (path) => fs.unlink(path),
+  rename: (from, to) => fs.rename(from, to),
+  removeTree: (dir) => fs.rm(dir, { recursive: true, force: true }),
   syncDirectory: async (dir) => {
     const handle = await fs.open(dir, constants.O_RDONLY)
     try {

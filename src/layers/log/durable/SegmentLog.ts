@@ -23,7 +23,7 @@ import {
 import { append, awaitDurable, tryAppend } from "./SegmentAppend.js"
 import type { SegmentFiles } from "./SegmentFiles.js"
 import { io, ioRead } from "./SegmentIo.js"
-import { STREAM_NAME } from "./SegmentNames.js"
+import { REMOVED_NAME, removedName, STREAM_NAME } from "./SegmentNames.js"
 import { readRecords, scanHeaders } from "./SegmentReads.js"
 import { recoverSegments } from "./SegmentRecoveryScan.js"
 import { retain } from "./SegmentRetention.js"
@@ -54,10 +54,38 @@ export const segmentsOver = (files: SegmentFiles, directory: string): SegmentsSh
       (names) => names.filter((n) => STREAM_NAME.test(n)).sort()
     )
 
+  const remove = (stream: string) =>
+    Effect.gen(function*() {
+      if (!STREAM_NAME.test(stream)) return false
+      const names = yield* ioRead(directory, "readdir", () => files.list(directory))
+      if (!names.includes(stream)) return false
+      const removed = `${directory}/${removedName(stream)}`
+      yield* ioRead(`${directory}/${stream}`, "rename", () => files.rename(`${directory}/${stream}`, removed))
+      yield* ioRead(directory, "fsync", () => files.syncDirectory(directory))
+      // Its files go after the call: a long stream's take a while, and nothing finds them any more (a crash leaves them to `sweepRemoved`).
+      yield* ioRead(removed, "remove", () => files.removeTree(removed)).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`segments: ${e.message}; the next sweep deletes what is left`)),
+        Effect.forkDaemon
+      )
+      return true
+    })
+
+  const sweepRemoved = () =>
+    Effect.gen(function*() {
+      const names = yield* ioRead(directory, "readdir", () => files.list(directory))
+      const left = names.filter((n) => REMOVED_NAME.test(n))
+      for (const name of left) {
+        yield* ioRead(`${directory}/${name}`, "remove", () => files.removeTree(`${directory}/${name}`))
+      }
+      return left.length
+    })
+
   return {
     directory,
     open: open as SegmentsShape["open"],
-    streams
+    streams,
+    remove,
+    sweepRemoved
   }
 }
 

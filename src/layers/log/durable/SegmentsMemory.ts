@@ -149,6 +149,29 @@ export const memorySegmentFiles = (disk: MemoryDisk): SegmentFiles => ({
   unlink: async (path) => {
     if (!disk.files.delete(path)) throw errno("ENOENT", path)
   },
+  rename: async (from, to) => {
+    if (disk.crashed) throw errno("EIO", from)
+    if (disk.dirs.has(to) || disk.files.has(to)) throw errno("EEXIST", to)
+    if (disk.files.has(from)) {
+      disk.files.set(to, disk.files.get(from)!)
+      disk.files.delete(from)
+      return
+    }
+    if (!disk.dirs.has(from)) throw errno("ENOENT", from)
+    for (const path of [...disk.files.keys()].filter((p) => p.startsWith(`${from}/`))) {
+      disk.files.set(`${to}${path.slice(from.length)}`, disk.files.get(path)!)
+      disk.files.delete(path)
+    }
+    for (const dir of [...disk.dirs].filter((d) => d === from || d.startsWith(`${from}/`))) {
+      disk.dirs.delete(dir)
+      disk.dirs.add(`${to}${dir.slice(from.length)}`)
+    }
+  },
+  removeTree: async (dir) => {
+    if (disk.crashed) throw errno("EIO", dir)
+    for (const path of [...disk.files.keys()]) if (path.startsWith(`${dir}/`)) disk.files.delete(path)
+    for (const d of [...disk.dirs]) if (d === dir || d.startsWith(`${dir}/`)) disk.dirs.delete(d)
+  },
   syncDirectory: async () => undefined,
   now: () => disk.clock,
   lock: async (dir) => {

@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import { crc32c } from "../../../native/Crc32c.js"
 import type { LogBatchView, LogCursor, LogMessageView } from "../../../services/log/LogReader.js"
-import { LogCorrupt } from "../../../services/log/Topics.js"
+import { LogCorrupt, TopicDeleted } from "../../../services/log/Topics.js"
 import { visitMessages } from "../ReadViews.js"
 import {
   DISK_BATCHES,
@@ -27,6 +27,8 @@ type OnMessage = ((m: LogMessageView) => void) | undefined
 export const readTiered = (s: TieredCursorState, onBatch: OnBatch, onMessage: OnMessage, max: number) =>
   Effect.gen(function*() {
     if (s.failure !== undefined) return yield* s.failure
+    // Read from disk, a deleted topic is learnt here: its copy on disk goes with it, and its name may be another topic's.
+    if (s.hotCursor === undefined && (yield* s.deleted)) return yield* new TopicDeleted({ name: s.topic })
     // Caught up: carry on from the region (cheaper; zero copies) once it holds the position.
     if (s.hotCursor === undefined && (yield* regionHolds(s)) && (yield* toHot(s, s.position)) === undefined) {
       s.joinAt = s.next

@@ -11,7 +11,7 @@ import {
   type LogReaderShape,
   type SubscribeOptions
 } from "../../../services/log/LogReader.js"
-import { LogCorrupt, type TopicInfo } from "../../../services/log/Topics.js"
+import { LogCorrupt, TopicDeleted, type TopicInfo, type TopicNotFound } from "../../../services/log/Topics.js"
 import { BatchView, MessageView } from "../ReadViews.js"
 import { type DiskBatch, diskEarliest, type DiskProblem, DiskStream, type StreamFiles } from "./DiskStream.js"
 
@@ -37,7 +37,9 @@ export interface TieredCursorState extends TieredSettings {
   /** The subscription's scope: each region cursor is opened in a scope forked from it. */
   readonly scope: Scope.Scope
   /** The region's bounds of the topic. */
-  readonly heldBounds: Effect.Effect<{ readonly earliest: number; readonly end: number }>
+  readonly heldBounds: Effect.Effect<{ readonly earliest: number; readonly end: number }, TopicDeleted>
+  /** Whether the topic was deleted (its name free, or another topic's): read from disk, its polls fail with `TopicDeleted`. */
+  readonly deleted: Effect.Effect<boolean>
   /** On the region: its cursor and that cursor's scope. */
   hotCursor: LogCursor | undefined
   hotScope: Scope.CloseableScope | undefined
@@ -69,7 +71,9 @@ export const newCursorState = (
   hot: LogReaderShape,
   info: TopicInfo,
   settings: TieredSettings,
-  scope: Scope.Scope
+  scope: Scope.Scope,
+  /** The topic looked up afresh (its generation tells a topic made again under the name). */
+  lookup: (topic: string) => Effect.Effect<TopicInfo, TopicNotFound>
 ): TieredCursorState => {
   const batch = new BatchView()
   return {
@@ -78,7 +82,14 @@ export const newCursorState = (
     info,
     topic: info.name,
     scope,
-    heldBounds: hot.bounds(info.name).pipe(Effect.orDie),
+    // A topic gone from the region was deleted: its copy on disk goes with it.
+    heldBounds: hot.bounds(info.name).pipe(Effect.catchAll(() => Effect.fail(new TopicDeleted({ name: info.name })))),
+    deleted: Effect.suspend(() =>
+      Effect.match(lookup(info.name), {
+        onFailure: () => true,
+        onSuccess: (now) => now.generation !== info.generation
+      })
+    ),
     hotCursor: undefined,
     hotScope: undefined,
     disk: undefined,
@@ -118,13 +129,17 @@ export const closeHot = (s: TieredCursorState) =>
 export const toHot = (s: TieredCursorState, from: From) =>
   Effect.gen(function*() {
     const child = yield* Scope.fork(s.scope, ExecutionStrategy.sequential)
-    const opened = yield* Effect.either(
-      s.hot.subscribe(s.topic, { from }).pipe(Scope.extend(child), Effect.catchTag("TopicNotFound", Effect.die))
-    )
+    const opened = yield* Effect.either(s.hot.subscribe(s.topic, { from }).pipe(Scope.extend(child)))
     if (opened._tag === "Left") {
       yield* Scope.close(child, Exit.void)
       if (opened.left._tag === "SubscriberTableFull") return yield* Effect.die(opened.left)
+      // Deleted while it was read from disk: the name is free, or another topic's.
+      if (opened.left._tag === "TopicNotFound") return yield* new TopicDeleted({ name: s.topic })
       return opened.left
+    }
+    if (opened.right.topic.generation !== s.info.generation) {
+      yield* Scope.close(child, Exit.void)
+      return yield* new TopicDeleted({ name: s.topic })
     }
     yield* closeHot(s)
     yield* closeDisk(s)

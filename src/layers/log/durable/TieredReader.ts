@@ -20,13 +20,7 @@
 import { Effect, Layer, type Scope } from "effect"
 import { type LogCursor, LogReader, type LogReaderShape } from "../../../services/log/LogReader.js"
 import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
-import {
-  type LogCorrupt,
-  type TopicInfo,
-  type TopicNotFound,
-  Topics,
-  withinRegion
-} from "../../../services/log/Topics.js"
+import { type LogCorrupt, type TopicInfo, TopicNotFound, Topics, withinRegion } from "../../../services/log/Topics.js"
 import { settingConfig } from "../../../Settings.js"
 import { diskEarliest, nodeStreamFiles, type StreamFiles } from "./DiskStream.js"
 import { readTiered } from "./TieredCursorRead.js"
@@ -86,13 +80,16 @@ export const tieredReader = (
         hot,
         info,
         { files, directory: options.directory, pollMs, openWaitMs },
-        yield* Effect.scope
+        yield* Effect.scope,
+        lookup
       )
       const held = yield* hot.bounds(topic)
       const disk = from === "earliest" ? yield* earliestOnDisk(topic) : undefined
       // A copy on disk that cannot be read is the cursor's first poll's failure (subscribing promises only out-of-range).
       yield* cursor.open(disk !== undefined && disk < held.earliest ? disk : from).pipe(
-        Effect.catchTag("LogCorrupt", (e) => Effect.sync(() => cursor.fail(e)))
+        Effect.catchTag("LogCorrupt", (e) => Effect.sync(() => cursor.fail(e))),
+        // Deleted as it was subscribed to: there is no such topic (any more).
+        Effect.catchTag("TopicDeleted", (e) => Effect.fail(new TopicNotFound({ name: e.name })))
       )
       return cursor.cursor
     })
@@ -107,7 +104,8 @@ const awaitMore = (s: TieredCursorState, timeoutMs: number) =>
     for (;;) {
       if (s.hotCursor !== undefined) return yield* s.hotCursor.awaitMore(Math.max(0, deadline - Date.now()))
       if (s.prefetched.length > 0 || s.problem !== undefined || s.failure !== undefined) return true
-      if (yield* regionHolds(s)) return true
+      // The topic deleted: the next poll says so.
+      if (yield* Effect.orElseSucceed(regionHolds(s), () => true)) return true
       yield* fetch(s, DISK_BATCHES)
       if (s.prefetched.length > 0 || s.problem !== undefined || lost(s)) return true
       const left = deadline - Date.now()
@@ -129,9 +127,15 @@ const open = (s: TieredCursorState, from: From) =>
  * A subscription's cursor over `info`'s topic (TieredCursorState.ts), closed with the scope:
  * `open` places it, `fail` makes every poll fail.
  */
-const tieredCursor = (hot: LogReaderShape, info: TopicInfo, settings: TieredSettings, scope: Scope.Scope) =>
+const tieredCursor = (
+  hot: LogReaderShape,
+  info: TopicInfo,
+  settings: TieredSettings,
+  scope: Scope.Scope,
+  lookup: (topic: string) => Effect.Effect<TopicInfo, TopicNotFound>
+) =>
   Effect.gen(function*() {
-    const s = newCursorState(hot, info, settings, scope)
+    const s = newCursorState(hot, info, settings, scope, lookup)
     yield* Effect.addFinalizer(() => Effect.zipRight(closeHot(s), closeDisk(s)))
     const cursor: LogCursor = {
       topic: info,

@@ -1,0 +1,71 @@
+/**
+ * The head's DiskCopies over its data directory (Segments): which topics' writers run, by topic
+ * generation (a topic deleted and created again under its name is another), and the removal of a
+ * topic's two streams, `topic-NAME` and `state-NAME`, once its writers stopped.
+ */
+import { Effect, Layer } from "effect"
+import { DiskCopies, type DiskCopiesShape } from "../../../services/log/DiskCopies.js"
+import { Segments } from "../../../services/log/Segments.js"
+import { type TopicInfo, TopicNotDeletable } from "../../../services/log/Topics.js"
+import { streamOf } from "./DurableOrder.js"
+import { stateStreamOf } from "./DurableTopicState.js"
+
+/** One generation of a topic. */
+export const copyKey = (topic: TopicInfo): string => `${topic.generation}:${topic.name}`
+
+export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(function*() {
+  const segments = yield* Segments
+  /** How to stop each running copy's writers. */
+  const running = new Map<string, Effect.Effect<void>>()
+  /** Copies removed whose topic is still in the directory (its deletion goes on): never started again. */
+  const removed = new Set<string>()
+  const removeStreams = (topic: TopicInfo) =>
+    Effect.forEach([streamOf(topic.name), stateStreamOf(topic.name)], (stream) => segments.remove(stream), {
+      discard: true
+    }).pipe(
+      Effect.mapError((e) =>
+        new TopicNotDeletable({ name: topic.name, reason: `its copy on disk could not be removed: ${e.message}` })
+      )
+    )
+  return {
+    remove: (topic) =>
+      Effect.suspend(() => {
+        const key = copyKey(topic)
+        removed.add(key)
+        const stop = running.get(key) ?? Effect.void
+        running.delete(key)
+        return Effect.zipRight(stop, removeStreams(topic)).pipe(
+          // The topic stays: its writers start again (what they left on disk is where they resume).
+          Effect.tapError(() => Effect.sync(() => removed.delete(key)))
+        )
+      }),
+    persisting: (topic, stop) =>
+      Effect.sync(() => {
+        const key = copyKey(topic)
+        if (removed.has(key)) return false
+        running.set(key, stop)
+        return true
+      }),
+    gone: (topic) =>
+      Effect.sync(() => {
+        running.delete(copyKey(topic))
+        removed.delete(copyKey(topic))
+      })
+  }
+})
+
+export const layer: Layer.Layer<DiskCopies, never, Segments> = Layer.effect(DiskCopies, make)
+
+/** A head started without a data directory: it keeps no copies, so it can remove none. */
+export const layerWithoutDataDir: Layer.Layer<DiskCopies> = Layer.succeed(DiskCopies, {
+  remove: (topic) =>
+    Effect.fail(
+      new TopicNotDeletable({
+        name: topic.name,
+        reason:
+          "it has a copy on disk (replication factor 2) and the head runs without its data directory: start the head with --data-dir DIR to delete it"
+      })
+    ),
+  persisting: () => Effect.succeed(false),
+  gone: () => Effect.void
+})

@@ -1,0 +1,23 @@
+/**
+ * DiskCopies: the copies on disk of the topics with replication factor 2, as the head keeps them
+ * (its durable tier, in its data directory). Deleting such a topic deletes its copy first: the
+ * head's `Topics.delete` stops the topic's writers and removes its streams before the topic's
+ * name leaves the region's directory, so no crash in between can leave a copy that a later
+ * `--recover` would bring the deleted topic back from.
+ */
+import { Context, type Effect } from "effect"
+import type { TopicInfo, TopicNotDeletable } from "./Topics.js"
+
+export interface DiskCopiesShape {
+  /**
+   * Stops the topic's writers (they finish what they hold) and removes its streams, data and
+   * state, for good; its writers are not started again. `TopicNotDeletable` when the disk refused.
+   */
+  readonly remove: (topic: TopicInfo) => Effect.Effect<void, TopicNotDeletable>
+  /** The topic's writers run until `stop` (the durable tier says so when it starts them); false once the topic's copy was removed: do not start them. */
+  readonly persisting: (topic: TopicInfo, stop: Effect.Effect<void>) => Effect.Effect<boolean>
+  /** The topic is no longer in the region's directory: its writers were stopped; forget it. */
+  readonly gone: (topic: TopicInfo) => Effect.Effect<void>
+}
+
+export class DiskCopies extends Context.Tag("cxlog/DiskCopies")<DiskCopies, DiskCopiesShape>() {}
