@@ -2,7 +2,9 @@
  * The head's durable tier: every topic with replication factor 2 — those the head created and
  * those created later (it looks at the topic table every second) — is persisted by
  * `persistTopic` into the data directory, under the topic's disk retention (its spec's
- * `diskRetention`, applied at every segment roll and every 10 s). A topic whose writer stops
+ * `diskRetention`, applied at every segment roll and every 10 s). Each topic generation's writers
+ * run in a scope of their own that DiskCopies can close: a deletion stops them before it removes
+ * the topic's streams (DiskCopies.ts). A topic whose writer stops
  * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
  * Retention never stops a writer: a segment it cannot delete is counted, logged and tried again.
  * One whose stream another live process holds (a head stalled past its lease when this one
