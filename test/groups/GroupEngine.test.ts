@@ -16,10 +16,11 @@ import {
   KEY_BUCKETS
 } from "../../src/layers/groups/GroupLayout.js"
 import { ClaimLiveness, heldMembers, refSlot } from "../../src/layers/groups/GroupMembers.js"
-import { hold, makeMemberState, release } from "../../src/layers/groups/GroupMemberState.js"
+import { hold, makeMemberState, pace, QUIET_LOOK_MS, release, stir } from "../../src/layers/groups/GroupMemberState.js"
 import { type GroupObject, groupOf } from "../../src/layers/groups/GroupObject.js"
 import type { Claiming } from "../../src/layers/groups/GroupPending.js"
 import { GroupReader } from "../../src/layers/groups/GroupReader.js"
+import { lookAtPending } from "../../src/layers/groups/GroupRedelivery.js"
 import { lowWater } from "../../src/layers/groups/GroupStatus.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
@@ -242,5 +243,31 @@ describe("the low water a group's hold keeps (GroupHold.ts)", () => {
     // A bucket it no longer owns (handed back without its scan) keeps its own frontier.
     group.buckets.release(5, a.ref, 20)
     expect(lowWater(group)).toBe(20)
+  })
+})
+
+describe("how often an idle member looks (GroupMemberState.ts, QUIET_LOOK_MS)", () => {
+  it("once a second while nothing of the group is in flight; every checkEveryMs once an entry is in use, a member is gone, or the topic moved", () => {
+    const group = makeGroup(false)
+    const m = member(group)
+    const other = member(group)
+    // Nothing in use, nobody gone: quiet.
+    pace(m, lookAtPending(m, 0), 0)
+    expect(m.lookEveryMs).toBe(QUIET_LOOK_MS)
+    // Another member claims (what the topic grew by): its entries are in use, so they are looked at as often as ever.
+    const { slots } = prepareClaim(group, other.ref, 2)
+    expect(lookAtPending(m, 0)).toBe(2)
+    pace(m, 2, 0)
+    expect(m.lookEveryMs).toBe(1)
+    for (const slot of slots) group.pending.unreserve(slot, other.ref)
+    pace(m, lookAtPending(m, 0), 0)
+    expect(m.lookEveryMs).toBe(QUIET_LOOK_MS)
+    // A member gone (its line to free) is not quiet either.
+    pace(m, 0, 1)
+    expect(m.lookEveryMs).toBe(1)
+    // Quiet again, then the topic moves under the member: it looks every checkEveryMs from then on.
+    pace(m, 0, 0)
+    stir(m)
+    expect(m.lookEveryMs).toBe(1)
   })
 })

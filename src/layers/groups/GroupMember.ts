@@ -1,8 +1,9 @@
 /**
  * A member of a consumer group, from join to leave: it claims a line of the member table, then
  * each pull of its stream runs its loop until it has something to deliver —
- * 1. every `checkEveryMs`, a look: the group still there, dead members' lines freed (byKey: their
- *    buckets handed back), its share of the keys (byKey), and the pending entries it may take over;
+ * 1. every `checkEveryMs` (QUIET_LOOK_MS while the group is quiet), a look: the group still
+ *    there, dead members' lines freed (byKey: their buckets handed back), its share of the keys
+ *    (byKey), and the pending entries it may take over;
  * 2. what the look found to deliver again, oldest first, while it has room;
  * 3. new messages, while it has room and nothing is left to deliver again;
  * 4. else a bounded wait: for a settled delivery when it has no room, else for the topic to grow
@@ -28,7 +29,7 @@ import { dispatch, type Dispatched } from "./GroupDispatch.js"
 import { holdKeeper, releaseHold } from "./GroupHold.js"
 import { shareKeys } from "./GroupKeyShare.js"
 import type { MemberState } from "./GroupMemberState.js"
-import { makeMemberState, type MemberOptions, room, scanPosition } from "./GroupMemberState.js"
+import { makeMemberState, type MemberOptions, pace, room, scanPosition, stir } from "./GroupMemberState.js"
 import type { GroupObject } from "./GroupObject.js"
 import { GroupReader, pause } from "./GroupReader.js"
 import { lookAtPending, redeliver } from "./GroupRedelivery.js"
@@ -39,12 +40,13 @@ const look = (m: MemberState, directory: DirectoryShape, nowMs: number) =>
     m.lastLook = performance.now()
     const { members, buckets, config, entry, name } = m.group
     if (!directory.isCurrent(entry)) return Effect.fail(new GroupDeleted({ group: name }))
-    for (const slot of members.deadSlots()) {
+    const dead = members.deadSlots()
+    for (const slot of dead) {
       if (config.byKey) buckets.handBack(members.refAt(slot), members.scanned(slot))
       members.free(slot)
     }
     if (config.byKey) shareKeys(m)
-    lookAtPending(m, nowMs)
+    pace(m, lookAtPending(m, nowMs), dead.length)
     return Effect.void
   })
 
@@ -64,13 +66,15 @@ const awaitRoom = (m: MemberState): Effect.Effect<void> =>
 
 /** Step 4: nothing to deliver now. */
 const idle = (m: MemberState, dispatched: Dispatched, nowMs: number) => {
-  const untilLook = Math.max(1, m.checkEveryMs - (performance.now() - m.lastLook))
+  const untilLook = Math.max(1, m.lookEveryMs - (performance.now() - m.lastLook))
   if (room(m) <= 0) return awaitRoom(m)
   const untilDue = m.nextDueMs === Infinity ? untilLook : Math.max(1, m.nextDueMs - nowMs)
   const bound = Math.min(untilLook, untilDue)
   // Blocked with room (no pending entry free): the topic growing changes nothing, only time does.
   if (dispatched === "blocked") return pause(bound)
-  return Effect.asVoid(m.reader.awaitMore(bound))
+  return Effect.map(m.reader.awaitMore(bound), (more) => {
+    if (more) stir(m)
+  })
 }
 
 /**
@@ -109,14 +113,17 @@ const nextDeliveries = (m: MemberState, directory: DirectoryShape) =>
     }
     for (;;) {
       const nowMs = yield* Clock.currentTimeMillis
-      if (performance.now() - m.lastLook >= m.checkEveryMs) {
+      if (performance.now() - m.lastLook >= m.lookEveryMs) {
         yield* look(m, directory, nowMs)
         if (m.backlog.length > 0) m.nextDueMs = nowMs
       }
       const out: Array<Delivery> = []
       if (m.backlog.length > 0) yield* redeliver(m, nowMs, out)
       const dispatched = m.backlog.length === 0 && room(m) > 0 ? yield* dispatch(m, nowMs, out) : "blocked"
-      if (out.length > 0) return handOver(out)
+      if (out.length > 0) {
+        stir(m)
+        return handOver(out)
+      }
       // Taken over by others meanwhile: what is left of the backlog is looked at again next time.
       if (m.backlog.length > 0 && room(m) > 0) m.backlog = []
       yield* idle(m, dispatched, nowMs)
@@ -178,12 +185,17 @@ export const joinGroup = (
     yield* Effect.addFinalizer(() =>
       directory.isCurrent(group.entry) ? Effect.void : releaseHold(consumers, config.topic, group.entry)
     )
-    // The group's hold on its topic, kept where the group stands every `checkEveryMs` whatever the
-    // member's own pace (a handler busy for minutes would leave it behind, and publishers waiting).
+    /** The member, once it joined. */
+    let member: MemberState | undefined
+    // The group's hold on its topic, kept where the group stands as often as the member looks
+    // (`checkEveryMs`; QUIET_LOOK_MS while the group is quiet, when the hold cannot move) whatever
+    // the member's own pace (a handler busy for minutes would leave it behind, and publishers waiting).
     if (config.holdRetention) {
       const hold = holdKeeper(consumers, reader, group, () => directory.isCurrent(group.entry), yield* Effect.scope)
       yield* hold.keep
-      yield* Effect.forkScoped(Effect.forever(Effect.zipRight(pause(options.checkEveryMs), hold.keep)))
+      yield* Effect.forkScoped(Effect.forever(
+        Effect.suspend(() => Effect.zipRight(pause(member?.lookEveryMs ?? options.checkEveryMs), hold.keep))
+      ))
     }
     const groupReader = new GroupReader(reader, name, config.topic, config.topicGeneration)
     yield* Effect.addFinalizer(() => groupReader.close)
@@ -193,6 +205,7 @@ export const joinGroup = (
         makeMemberState(group, ref, groupReader, deadLetter, options)),
       leave
     )
+    member = m
     yield* look(m, directory, nowMs)
     // byKey, the reader opens where the buckets it took start (GroupKeyShare.ts); without keys, at the frontier.
     if (!config.byKey) {

@@ -46,6 +46,11 @@ export interface MemberState {
   draining: Set<number>
   /** When it last looked at members and pending entries (performance.now), and what it found. */
   lastLook: number
+  /**
+   * How long until its next look: `checkEveryMs`, or QUIET_LOOK_MS while the group is quiet (its
+   * last look found no entry in use and no member gone, and nothing moved since).
+   */
+  lookEveryMs: number
   backlog: Array<Redeliverable>
   /** The earliest time an entry it may take falls due (Infinity: none). */
   nextDueMs: number
@@ -96,6 +101,7 @@ export const makeMemberState = (
     owned: new Set(),
     draining: new Set(),
     lastLook: -Infinity,
+    lookEveryMs: options.checkEveryMs,
     lastTurn: -Infinity,
     backlog: [],
     nextDueMs: Infinity,
@@ -133,4 +139,23 @@ export const scanPosition = (m: MemberState): number => {
   if (!m.reader.isOpen()) return m.seekTo ?? 0
   const at = m.batch !== undefined ? m.batch.start + m.index : m.reader.position()
   return m.seekTo === undefined ? at : Math.min(at, m.seekTo)
+}
+
+/**
+ * Between a member's looks while its group is quiet. Nothing can be taken over then: an entry
+ * comes into use only by a claim of what the topic grew by (which the member sees, and then looks
+ * every `checkEveryMs` again: `stir`) or by a member that holds one (and so was not quiet). An
+ * idle member's looks — a scan of the pending table and of the members' processes — are what it
+ * spends idle.
+ */
+export const QUIET_LOOK_MS = 1_000
+
+/** After a look that found `inUse` pending entries in use and `gone` members dead: when the member looks next. */
+export const pace = (m: MemberState, inUse: number, gone: number): void => {
+  m.lookEveryMs = inUse === 0 && gone === 0 ? Math.max(m.checkEveryMs, QUIET_LOOK_MS) : m.checkEveryMs
+}
+
+/** Something moved (the topic grew under the member, or it handed messages out): it looks every `checkEveryMs` again. */
+export const stir = (m: MemberState): void => {
+  m.lookEveryMs = m.checkEveryMs
 }

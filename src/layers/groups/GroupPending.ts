@@ -117,6 +117,10 @@ export class GroupPending {
   private stateAt(slot: number): number {
     return this.words.load32(this.at(slot, "control") + 4) & 7
   }
+  /** Whether the entry holds (or is being made to hold) a message: not free. */
+  inUse(slot: number): boolean {
+    return this.stateAt(slot) !== EntryState.free
+  }
   offset(slot: number): number {
     return this.words.f64(this.at(slot, "offset"))
   }

@@ -29,13 +29,19 @@ const handedOut = (m: MemberState) => (claim: Claiming): ClaimVerdict =>
     ? claim.offset < m.group.buckets.frontier(claim.lane) ? "handed-out" : "not-handed-out"
     : m.group.claims.judge(claim.lane, claim.owner)
 
-/** Looks at every pending entry: frees what a dead member left unclaimed, and finds what `m` may deliver again. */
-export const lookAtPending = (m: MemberState, nowMs: number): void => {
+/**
+ * Looks at every pending entry: frees what a dead member left unclaimed, and finds what `m` may
+ * deliver again. Resolves to how many entries were in use (0: nothing of the group's is in flight).
+ */
+export const lookAtPending = (m: MemberState, nowMs: number): number => {
   const { pending, config } = m.group
   const backlog: Array<Redeliverable> = []
   let nextDueMs = Infinity
+  let inUse = 0
   const judge = handedOut(m)
   for (let slot = 0; slot < config.pendingSlots; slot++) {
+    if (!pending.inUse(slot)) continue
+    inUse++
     const verdict = pending.inspect(slot, nowMs, judge)
     if (verdict.kind === "none") continue
     if (verdict.kind === "release") {
@@ -47,6 +53,7 @@ export const lookAtPending = (m: MemberState, nowMs: number): void => {
   }
   m.backlog = backlog.sort((a, b) => a.offset - b.offset)
   m.nextDueMs = nextDueMs
+  return inUse
 }
 
 /** A message taken over past `maxDeliver`: to the dead letters (kept pending, due again after ackWait, if that fails). */

@@ -41,7 +41,7 @@ export const GROUP_SETTINGS = {
       default: 100,
       min: 1,
       description:
-        "how often a member looks for dead members and messages due again (a dead member's messages go to the others within about this)"
+        "how often a member looks for dead members and messages due again (a dead member's messages go to the others within about this); once a second while nothing of the group is in flight"
     })
   }
 } as const satisfies SettingsTable
