@@ -5,7 +5,7 @@
  */
 import { Deferred, Effect, type Scope } from "effect"
 import { type ChildProcess, fork, spawn } from "node:child_process"
-import { readdirSync, readFileSync } from "node:fs"
+import { readdirSync, readFileSync, unlinkSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { defaultLogConfig, type LogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
@@ -81,6 +81,17 @@ const killAndReap = (child: ChildProcess): Effect.Effect<void> =>
     const bound = setTimeout(finish, 5_000)
     child.once("exit", finish)
     child.kill("SIGKILL")
+  })
+
+/**
+ * A crash that loses the region (a reboot, an unlink by hand): each of `roles` SIGKILLed and
+ * reaped, then the region's file unlinked.
+ */
+export const loseRegion = (region: string, ...roles: ReadonlyArray<CliRole>): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    for (const role of roles) role.child.kill("SIGKILL")
+    for (const role of roles) yield* role.exited
+    unlinkSync(`/dev/shm/${region}`)
   })
 
 export const forkCli = (

@@ -15,7 +15,7 @@ import { existsSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
-import { forkCli, runCli as runRole, runCliWithin, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, loseRegion, runCli as runRole, runCliWithin, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { cli, runCli } from "../helpers/RunJson.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
@@ -136,11 +136,7 @@ describe("cxlog head --recover", () => {
           )
         const before = yield* read(first)
         expect(before).toHaveLength(3000)
-        head.child.kill("SIGKILL")
-        broker.child.kill("SIGKILL")
-        yield* head.exited
-        yield* broker.exited
-        unlinkSync(`/dev/shm/${first}`)
+        yield* loseRegion(first, head, broker)
 
         const second = yield* uniqueRegion("durable2")
         const recovered = yield* forkCli(["head", "--topic", "d:5:2:2", "--recover", dir], {

@@ -8,9 +8,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, readdirSync, readFileSync, unlinkSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, loseRegion, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** Waits (bounded) until the topic's state stream on disk holds a snapshot with this commit. */
@@ -69,11 +69,7 @@ describe("named consumers across a crash", () => {
         // The consumer prints 1000 messages and commits them.
         expect(yield* read(first, ["--consumer", "c", "--limit", "1000"])).toEqual(all.slice(0, 1000))
         yield* awaitPersisted(dir, "c", 1000)
-        head.child.kill("SIGKILL")
-        broker.child.kill("SIGKILL")
-        yield* head.exited
-        yield* broker.exited
-        unlinkSync(`/dev/shm/${first}`)
+        yield* loseRegion(first, head, broker)
 
         // No --topic: the directory names the topic and its spec.
         const second = yield* uniqueRegion("consumers2")
@@ -85,9 +81,7 @@ describe("named consumers across a crash", () => {
         expect(offsetOf(resumed[0]!)).toBe(1000)
         expect(resumed).toEqual(all.slice(1000, 2000))
         yield* awaitPersisted(dir, "c", 2000)
-        recovered.child.kill("SIGKILL")
-        yield* recovered.exited
-        unlinkSync(`/dev/shm/${second}`)
+        yield* loseRegion(second, recovered)
 
         // --attach finds no region: it recovers from the data directory instead of failing.
         const attached = yield* forkCli(["head", "--attach", "--data-dir", dir], { ...env, CXLOG_REGION: second })

@@ -7,8 +7,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { readdirSync, unlinkSync } from "node:fs"
-import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
+import { readdirSync } from "node:fs"
+import { forkCli, loseRegion, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 interface Listed {
@@ -68,11 +68,7 @@ describe("deleting a topic with a copy on disk", () => {
         expect((yield* topics(first))["d"]).toMatchObject({ earliest: 0, end: 500 })
         expect(readdirSync(dir).sort()).toEqual(["state-d", "state-keep", "topic-d", "topic-keep"])
 
-        head.child.kill("SIGKILL")
-        broker.child.kill("SIGKILL")
-        yield* head.exited
-        yield* broker.exited
-        unlinkSync(`/dev/shm/${first}`)
+        yield* loseRegion(first, head, broker)
 
         // The region lost: what the directory holds comes back, the deleted topic's 2000 messages do not.
         const second = yield* uniqueRegion("durabledelete2")

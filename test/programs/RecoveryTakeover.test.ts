@@ -8,8 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { unlinkSync } from "node:fs"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, loseRegion, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 describe("recovery after a head takeover", () => {
@@ -67,11 +66,7 @@ describe("recovery after a head takeover", () => {
         expect(before.map((l) => (JSON.parse(l) as { offset: number }).offset)).toEqual(
           Array.from({ length: 6000 }, (_, i) => i)
         )
-        standby.child.kill("SIGKILL")
-        broker.child.kill("SIGKILL")
-        yield* standby.exited
-        yield* broker.exited
-        unlinkSync(`/dev/shm/${first}`)
+        yield* loseRegion(first, standby, broker)
 
         const second = yield* uniqueRegion("takeover2")
         const recovered = yield* forkCli(["head", "--recover", dir], { ...env, CXLOG_REGION: second })

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, readFileSync, unlinkSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import {
   defaultCredentialPath,
   defaultSecretPath,
@@ -16,7 +16,7 @@ import {
 } from "../../src/layers/net/Auth.js"
 import { ownStartTag, startTagOf } from "../../src/layers/region/ProcessInfo.js"
 import { pruneStaleCredentials } from "../../src/programs/admin/Regions.js"
-import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { forkCli, loseRegion, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
 
@@ -89,10 +89,8 @@ describe("a region's default credential files", () => {
         const first = yield* forkCli(["head", "--topic", "t:5:1"], env)
         yield* first.event("ready", 60_000)
         const dead = credentialsOf(region)
-        first.child.kill("SIGKILL")
-        yield* first.exited
         // The region is lost (a reboot that kept the credential directory, an unlink by hand); its files stay behind.
-        unlinkSync(`/dev/shm/${region}`)
+        yield* loseRegion(region, first)
 
         const second = yield* forkCli(["head", "--topic", "t:5:1"], env)
         yield* second.event("ready", 60_000)
