@@ -2,7 +2,8 @@
  * The log across processes: 4 appender processes (4 brokers, sessions spread over all of
  * them, each with an ACK window), a sequencer process and an auditing reader process over
  * the native region in mode 5 — once straight through, once with appenders SIGKILLed at random
- * moments and started again, once with the sequencer SIGKILLed mid-run under a standby that takes over.
+ * moments and started again, once (each session's batches from one broker) with the sequencer
+ * SIGKILLed mid-run under a standby that takes over.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Queue } from "effect"
@@ -57,7 +58,7 @@ interface AppenderDone {
  * moment (most of an appender's time goes to appends and the rounds it runs itself after them)
  * once the reader is that far through, and started again.
  */
-const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
+const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0, spread = true) =>
   Effect.gen(function*() {
     const name = yield* uniqueRegion("audit")
     const region = yield* CxlMemoryLayers.make({
@@ -91,7 +92,8 @@ const cluster = (mib: number, killSequencerAt?: number, appenderKills = 0) =>
         `${batchesPerSession}`,
         `${MESSAGES_PER_BATCH}`,
         `${MESSAGE_BYTES}`,
-        `${WINDOW}`
+        `${WINDOW}`,
+        spread ? "1" : "0"
       ])
     const appenders = yield* Effect.forEach(Array.from({ length: BROKERS }, (_, b) => b), appender)
     let restartedEpoch: number | undefined
@@ -205,7 +207,10 @@ describe("the log across processes (mode 5, 1 KiB messages)", () => {
     "the head SIGKILLed mid-run while the appenders order their own rounds, a standby waiting: it takes over and the audit still passes",
     () =>
       Effect.gen(function*() {
-        const { audit, expected, firstEpoch, restartedEpoch, done, appenderRounds } = yield* cluster(64, 0.3)
+        // Each session's batches from one broker: none waits for another's, so the head leaves every
+        // round to the appenders that can run it (a spread session's batch held for its predecessor
+        // keeps the topic the head's, which on a loaded machine can be the whole run).
+        const { audit, expected, firstEpoch, restartedEpoch, done, appenderRounds } = yield* cluster(64, 0.3, 0, false)
         expect(restartedEpoch).toBe(firstEpoch + 1)
         expect(done.map((d) => d.resent)).toEqual([0, 0, 0, 0])
         expect(appenderRounds).toBeGreaterThan(0)
