@@ -200,8 +200,7 @@ const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
     })
   })
 
-/** The Topics service over a table. */
-/** Topics over `table`; with `copies` (the head's), replication factor 2 topics are deletable, their copy on disk with them. */
+/** The Topics service over a table; with `copies` (the head's), replication factor 2 topics are deletable, their copy on disk with them. */
 export const topicsOver = (table: TopicTable, config: LogConfig, copies?: DiskCopiesShape): TopicsShape<never> => {
   const lookup = resolverOver(table.find, table.isCurrent)
   return {
