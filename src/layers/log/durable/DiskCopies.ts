@@ -35,7 +35,7 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
         const stop = running.get(key) ?? Effect.void
         running.delete(key)
         return Effect.zipRight(stop, removeStreams(topic)).pipe(
-          // The topic stays: its writers start again (what they left on disk is where they resume).
+          // The topic stays: the tier starts its writers again (they resume where they left the disk).
           Effect.tapError(() => Effect.sync(() => removed.delete(key)))
         )
       }),

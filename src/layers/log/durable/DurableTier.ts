@@ -61,13 +61,21 @@ export const durableStats = (stats: DurableStats) => {
 /**
  * Starts `topic`'s writers (its data, and its spec and consumers' commits) in a scope of their
  * own, registered with DiskCopies before either runs, so a deletion that stops them stops them
- * all; resolves to that scope (undefined: the topic's copy was removed meanwhile).
+ * all (and calls `stopped`); resolves to that scope (undefined: DiskCopies refused, the topic's copy
+ * being or having been removed).
  */
-const startCopy = (topic: TopicInfo, marks: DurableMarks, stats: DurableStats, parent: Scope.Scope) =>
+const startCopy = (
+  topic: TopicInfo,
+  marks: DurableMarks,
+  stats: DurableStats,
+  parent: Scope.Scope,
+  stopped: () => void
+) =>
   Effect.gen(function*() {
     const copies = yield* DiskCopies
     const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
-    if (!(yield* copies.persisting(topic, Scope.close(scope, Exit.void)))) {
+    const stop = Effect.zipRight(Scope.close(scope, Exit.void), Effect.sync(stopped))
+    if (!(yield* copies.persisting(topic, stop))) {
       return yield* Effect.as(Scope.close(scope, Exit.void), undefined)
     }
     yield* persistTopic(topic, marks, {
@@ -94,6 +102,12 @@ const startCopy = (topic: TopicInfo, marks: DurableMarks, stats: DurableStats, p
     return scope
   })
 
+/** A topic generation the tier persists: its writers' scope (undefined: not running, stopped by a deletion or refused). */
+interface StartedCopy {
+  readonly topic: TopicInfo
+  scope: Scope.CloseableScope | undefined
+}
+
 /**
  * Runs until interrupted over the region's log `area`; needs the region's LogReader, Segments
  * over the data directory, and the head's DiskCopies (through which a deletion stops a topic's
@@ -109,7 +123,7 @@ export const durableTier = (area: LogArea, stats: DurableStats) =>
     const swept = yield* Effect.orElseSucceed((yield* Segments).sweepRemoved(), () => 0)
     if (swept > 0) yield* Effect.logInfo(`durable tier: deleted ${swept} stream(s) a removal left unfinished`)
     /** The copies started, by topic generation. */
-    const started = new Map<string, { readonly topic: TopicInfo; readonly scope: Scope.CloseableScope | undefined }>()
+    const started = new Map<string, StartedCopy>()
     let rounds = 0
     for (;;) {
       const live = (yield* topics.list).filter((t) => t.replicationFactor >= 2)
@@ -126,7 +140,15 @@ export const durableTier = (area: LogArea, stats: DurableStats) =>
       }
       for (const topic of live) {
         const key = copyKey(topic)
-        if (!started.has(key)) started.set(key, { topic, scope: yield* startCopy(topic, marks, stats, parent) })
+        const known = started.get(key)
+        if (known !== undefined && known.scope !== undefined) continue
+        // Not running (stopped by a deletion, or refused: its copy being removed): DiskCopies says
+        // whether it may start again (a removal that failed), each round until the topic is gone.
+        const copy: StartedCopy = known ?? { topic, scope: undefined }
+        started.set(key, copy)
+        copy.scope = yield* startCopy(topic, marks, stats, parent, () => {
+          copy.scope = undefined
+        })
       }
       // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
       if (++rounds % RETAIN_EVERY_ROUNDS === 0) {
