@@ -67,7 +67,7 @@ export const parseSize: Parse<number> = (text) => {
   return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
 }
 
-/** A size as the docs write it: `16MiB`, `64KiB`, else bytes. */
+/** A size as the docs write it, and as a size flag reads it back: `16MiB`, `64KiB`, else bytes (`491376B`). */
 export const showSize = (bytes: number): string =>
   bytes % 1024 ** 3 === 0
     ? `${bytes / 1024 ** 3}GiB`
@@ -75,7 +75,7 @@ export const showSize = (bytes: number): string =>
     ? `${bytes / 1024 ** 2}MiB`
     : bytes % 1024 === 0
     ? `${bytes / 1024}KiB`
-    : `${bytes}`
+    : `${bytes}B`
 
 export const parseSwitch: Parse<boolean> = (t) => {
   const v = t.toLowerCase()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import { defaultTopicShape } from "../../src/layers/log/Layout.js"
 import { directoryFor } from "../../src/layers/log/LogRegion.js"
 import { DescriptorState } from "../../src/layers/log/Records.js"
@@ -10,7 +10,7 @@ import { largestBlockBytes } from "../../src/layers/region/BuddyAllocator.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { EntryView } from "../../src/layers/region/DirectoryRecords.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { showSize } from "../../src/Settings.js"
+import { parseSize, showSize } from "../../src/Settings.js"
 import {
   appendSimple,
   consumersOf,
@@ -204,17 +204,38 @@ for (const impl of implementations) {
         )
         expect(big).toMatchObject({ _tag: "InvalidTopicSpec" })
         expect(big.message).toContain("a message of 32768 bytes needs lanes of at least 128KiB")
-        // A lane larger than any extent the heap can give (however empty) could never be had: refused at the create.
-        const largest = largestBlockBytes(directoryFor(smallConfig, TEST_TOPICS).heapBytes)
+        // A lane larger than any extent the heap can give (however empty), or lanes that together are
+        // more than the heap, could never be had: refused at the create, with advice that is taken.
+        const heapBytes = directoryFor(smallConfig, TEST_TOPICS).heapBytes
+        const largest = largestBlockBytes(heapBytes)
+        const advised = (message: string) => {
+          const size = /give it at most (\S+?),/.exec(message)?.[1]
+          return size === undefined ? Number.NaN : Either.getOrThrow(parseSize(size))
+        }
         const huge = yield* Effect.flip(
           topics.create({ name: "huge", order: 2, ackLevel: 1, replicationFactor: 1, memory: 8 * largest, writers: 4 })
         )
         expect(huge).toMatchObject({ _tag: "InvalidTopicSpec" })
         expect(huge.message).toContain(
-          `more than the region's heap can ever give one object (${
-            showSize(largest)
-          }, CXLOG_HEAP_BYTES): give it at most ${showSize(4 * largest)}`
+          `a lane of ${showSize(2 * largest)}, more than the region's heap (${
+            showSize(heapBytes)
+          }, CXLOG_HEAP_BYTES) can ever give one object (${showSize(largest)}): give it at most`
         )
+        // Four lanes of half the largest extent: each could be had, all four never.
+        const wide = yield* Effect.flip(
+          topics.create({ name: "wide", order: 2, ackLevel: 1, replicationFactor: 1, memory: 2 * largest, writers: 4 })
+        )
+        expect(wide).toMatchObject({ _tag: "InvalidTopicSpec" })
+        expect(wide.message).toContain(
+          `gives its 4 writers lanes of ${showSize(largest / 2)} each, which with its index`
+        )
+        expect(wide.message).toContain(`are more than the region's heap (${showSize(heapBytes)}, CXLOG_HEAP_BYTES)`)
+        for (const [name, refusal] of [["huge", huge], ["wide", wide]] as const) {
+          const memory = advised(refusal.message)
+          expect(memory).toBeLessThan(2 * largest)
+          yield* topics.create({ name, order: 2, ackLevel: 1, replicationFactor: 1, memory, writers: 4 })
+          yield* topics.delete(name)
+        }
         // Over the region's batch limit no memory helps: the refusal names the largest message there is.
         const overLimit = yield* Effect.flip(
           topics.create({

@@ -94,6 +94,21 @@ describe("cxlog topics", () => {
         unknown
       >
       expect(made).toMatchObject({ name: "made", order: 2, ackLevel: 0, replicationFactor: 1, end: 0 })
+      // This head has no data directory: a topic with a copy on disk is refused at its create, not
+      // made to wait for an ACK 2 that nothing writes (and left with a copy no delete could remove).
+      const copied = yield* runCli(["topics", "create", "copied:5:2:2"], env)
+      expect(copied.code).toBe(1)
+      expect(copied.stderr).toContain(
+        `topic "copied": replication factor 2 keeps a copy on disk, and the head runs without a data directory: start the head with --data-dir DIR`
+      )
+      expect((yield* runCli(["topics", "describe", "copied"], env)).stderr).toContain(`unknown topic "copied"`)
+      // Memory the heap could never give is refused at the create, with advice the head then takes.
+      const huge = yield* runCli(["topics", "create", "huge", "--memory", "4GiB"], env)
+      expect(huge.code).toBe(2)
+      expect(huge.stderr).toContain("more than the region's heap (2GiB, CXLOG_HEAP_BYTES) can ever give one object")
+      const advised = /give it at most (\S+?)(,|$)/m.exec(huge.stderr)?.[1]
+      expect(advised).toBeDefined()
+      expect((yield* runCli(["topics", "create", "huge", "--memory", advised!], env)).code).toBe(0)
       const contradicted = yield* runCli(["topics", "create", "other:2", "--order", "5"], env)
       expect(contradicted.code).toBe(2)
       expect(contradicted.stderr).toContain("other:2 gives order 2, --order 5")

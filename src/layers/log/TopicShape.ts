@@ -117,6 +117,33 @@ const batchLimit = (blogBytes: number, cap: number): number => Math.min(cap, flo
 export const SMALLEST_BATCH_LIMIT = batchLimit(laneBlog(MIN_LANE_BYTES, MIN_PBR_SLOTS).bytes, Infinity)
 
 /**
+ * Why the heap could never give a topic of `shape` its memory, if it could not: a lane larger than
+ * the largest extent it has, or lanes and index together larger than all of it (every writer
+ * writing). The advice is the most memory those writers' lanes could have.
+ */
+export const unworkableMemory = (
+  shape: TopicShape,
+  table: { readonly largestExtentBytes: number; readonly heapBytes: number }
+): string | undefined => {
+  const { laneBytes, mainBytes, memoryBytes, writers } = shape
+  const allLanes = writers * laneBytes
+  if (laneBytes <= table.largestExtentBytes && mainBytes + allLanes <= table.heapBytes) return undefined
+  const most = writers *
+    Math.min(table.largestExtentBytes, pow2Floor(Math.max(0, table.heapBytes - mainBytes) / writers))
+  const advice = most >= MIN_LANE_BYTES * writers
+    ? `give it at most ${showSize(most)}${writers > 1 ? ", or fewer writers" : ""}`
+    : "give it fewer writers"
+  const heap = `the region's heap (${showSize(table.heapBytes)}, CXLOG_HEAP_BYTES)`
+  return laneBytes > table.largestExtentBytes
+    ? `memory ${showSize(memoryBytes)} gives each of its ${writers} writers a lane of ${
+      showSize(laneBytes)
+    }, more than ${heap} can ever give one object (${showSize(table.largestExtentBytes)}): ${advice}`
+    : `memory ${showSize(memoryBytes)} gives its ${writers} writers lanes of ${
+      showSize(laneBytes)
+    } each, which with its index (${showSize(mainBytes)}) are more than ${heap}: ${advice}`
+}
+
+/**
  * The shape of a topic asked for `request` in a region with these caps, or why there is none (a
  * sentence naming the least that works). Lanes are powers of two of pages, so each takes
  * memory / writers rounded down to one; the main extent holds at least a GOI entry per 2 KiB of

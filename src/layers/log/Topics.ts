@@ -30,7 +30,6 @@ import {
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { DirectoryWriter, type DirectoryWriterShape, NotDirectoryWriter } from "../../services/region/Directory.js"
 import { Doorbell } from "../../services/region/Doorbell.js"
-import { showSize } from "../../Settings.js"
 import { largestBlockBytes } from "../region/BuddyAllocator.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { LogArea, LogConfig } from "./Layout.js"
@@ -46,7 +45,7 @@ import { describeOver, regionHeap } from "./TopicDescriptions.js"
 import { readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
 import { laneCount } from "./TopicLanes.js"
 import { topicLister } from "./TopicList.js"
-import { heldBytes, type TopicShape, topicShape } from "./TopicShape.js"
+import { heldBytes, type TopicShape, topicShape, unworkableMemory } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
@@ -60,6 +59,8 @@ export interface TopicTable {
   readonly heap: (topics: number) => TopicsHeap
   /** The largest extent the heap can give one object, however empty: a lane past it could never be had. */
   readonly largestExtentBytes: number
+  /** The heap's whole size: a topic whose lanes and index add up past it could never have them all. */
+  readonly heapBytes: number
   /** Whether `info` still names a live topic (not deleted, its slot not given to another). */
   readonly isCurrent: (info: TopicInfo) => boolean
   /** Makes `spec` a topic (a checked spec whose name is not taken, of this shape): the new topic, or why there is no room. */
@@ -115,29 +116,32 @@ export const shapeOf = (config: LogConfig, spec: TopicSpec): Effect.Effect<Topic
     : Effect.succeed(shape)
 }
 
-/** Creates a topic: a valid spec, replication the log can give, memory that can hold it, a name not taken, room. */
-const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec) =>
+/**
+ * Creates a topic: a valid spec, replication the log can give (a copy on disk only through a head
+ * that keeps copies: `copies`), memory that can hold it, a name not taken, room.
+ */
+const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec, copies: DiskCopiesShape | undefined) =>
   Effect.gen(function*() {
     const spec = yield* checkTopicSpec(input)
     if (!REPLICATION_FACTORS.includes(spec.replicationFactor)) {
       return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
+    }
+    if (spec.replicationFactor > 1 && copies?.keeps === false) {
+      // Its ACK 2 would wait for a disk that nothing writes, and its copy could never be deleted.
+      return yield* new ReplicationUnavailable({
+        name: spec.name,
+        replicationFactor: spec.replicationFactor,
+        reason:
+          "keeps a copy on disk, and the head runs without a data directory: start the head with --data-dir DIR (CXLOG_DATA_DIR), or use 1"
+      })
     }
     const conflict = topicSpecConflict(spec)
     if (conflict !== undefined) {
       return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${conflict}` })
     }
     const shape = yield* shapeOf(config, spec)
-    if (shape.laneBytes > table.largestExtentBytes) {
-      return yield* new InvalidTopicSpec({
-        reason: `topic ${spec.name}: memory ${
-          showSize(shape.memoryBytes)
-        } gives each of its ${shape.writers} writers a lane of ${
-          showSize(shape.laneBytes)
-        }, more than the region's heap can ever give one object (${
-          showSize(table.largestExtentBytes)
-        }, CXLOG_HEAP_BYTES): give it at most ${showSize(shape.writers * table.largestExtentBytes)}`
-      })
-    }
+    const unworkable = unworkableMemory(shape, table)
+    if (unworkable !== undefined) return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${unworkable}` })
     // An entry that cannot be read takes no name: the new topic is found before it.
     if (typeof table.find(spec.name) === "object") return yield* new TopicExists({ name: spec.name })
     return yield* table.add(spec, shape)
@@ -204,7 +208,7 @@ const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
 export const topicsOver = (table: TopicTable, config: LogConfig, copies?: DiskCopiesShape): TopicsShape<never> => {
   const lookup = resolverOver(table.find, table.isCurrent)
   return {
-    create: (spec) => createTopic(table, config, spec),
+    create: (spec) => createTopic(table, config, spec, copies),
     lookup,
     list: Effect.sync(table.list),
     delete: (name) => deleteTopic(table, name, copies),
@@ -351,6 +355,7 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
         }),
         heap: (topics) => regionHeap(region, area, topics),
         largestExtentBytes: largestBlockBytes(area.directory.config.heapBytes),
+        heapBytes: area.directory.config.heapBytes,
         isCurrent: isCurrentTopic(region, area),
         add: (spec, shape) =>
           Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),

@@ -52,6 +52,7 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
       largestExtentBytes: Number.isFinite(store.space.heapBytes)
         ? largestBlockBytes(store.space.heapBytes)
         : Number.POSITIVE_INFINITY,
+      heapBytes: store.space.heapBytes,
       heap: () => {
         // A store without a bound (a broker's log in tests) says so with the largest size a count can have.
         const heapBytes = Math.min(store.space.heapBytes, Number.MAX_SAFE_INTEGER)

@@ -9,6 +9,8 @@ import { Context, type Effect } from "effect"
 import type { TopicInfo, TopicNotDeletable } from "./Topics.js"
 
 export interface DiskCopiesShape {
+  /** Whether this head keeps copies at all (it has a data directory): a topic with one can be created only then. */
+  readonly keeps: boolean
   /**
    * Stops the topic's writers (they finish what they hold) and removes its streams, data and
    * state, for good; its writers are not started again. `TopicNotDeletable` when the disk refused.

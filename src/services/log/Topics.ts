@@ -287,12 +287,15 @@ export class TopicNotTrimmable
 
 export class ReplicationUnavailable extends Schema.TaggedError<ReplicationUnavailable>()("ReplicationUnavailable", {
   name: Schema.String,
-  replicationFactor: Schema.Int
+  replicationFactor: Schema.Int,
+  /** Why this log cannot give it; without one, the factor is more than the region and one disk copy. */
+  reason: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `topic ${
-      JSON.stringify(this.name)
-    }: replication factor ${this.replicationFactor} needs more copies than the region and one disk copy, which is not available yet (use 1, or 2 for a copy on disk)`
+    return `topic ${JSON.stringify(this.name)}: replication factor ${this.replicationFactor} ${
+      this.reason ??
+        "needs more copies than the region and one disk copy, which is not available yet (use 1, or 2 for a copy on disk)"
+    }`
   }
 }
 

@@ -28,6 +28,7 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
       )
     )
   return {
+    keeps: true,
     remove: (topic) =>
       Effect.suspend(() => {
         const key = copyKey(topic)
@@ -58,6 +59,7 @@ export const layer: Layer.Layer<DiskCopies, never, Segments> = Layer.effect(Disk
 
 /** A head started without a data directory: it keeps no copies, so it can remove none. */
 export const layerWithoutDataDir: Layer.Layer<DiskCopies> = Layer.succeed(DiskCopies, {
+  keeps: false,
   remove: (topic) =>
     Effect.fail(
       new TopicNotDeletable({
