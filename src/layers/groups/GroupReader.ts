@@ -16,7 +16,7 @@
 import { Effect, Exit, Scope } from "effect"
 import { GroupBehindRetention, GroupTopicGone } from "../../services/groups/ConsumerGroups.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
-import type { LogBatchView, LogCursor, LogOutOfRange, LogReaderShape } from "../../services/log/LogReader.js"
+import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicDeleted, type TopicNotFound } from "../../services/log/Topics.js"
 import type { MessageHeader } from "../../services/net/Subscriber.js"
 import {
@@ -140,6 +140,25 @@ export class GroupReader {
   private behind = (e: LogOutOfRange, requested = e.requested) =>
     new GroupBehindRetention({ group: this.group, topic: this.topic, requested, earliest: e.earliest, end: e.end })
 
+  private gone = () => new GroupTopicGone({ group: this.group, topic: this.topic })
+
+  /** Whether the topic of the name now is the one the group was made on (not deleted, nor made again since). */
+  private ours(): Effect.Effect<boolean> {
+    return Effect.scoped(
+      Effect.map(
+        this.reader.subscribe(this.topic, { from: "latest" }),
+        (cursor) => cursor.topic.generation === this.generation
+      )
+    ).pipe(Effect.orElseSucceed(() => false))
+  }
+
+  /**
+   * Offsets the topic does not hold: the group fell behind its retention, or — when a topic made
+   * again under the name holds other offsets — the group's topic is gone.
+   */
+  private outOfRange = (e: LogOutOfRange, requested = e.requested) =>
+    Effect.flatMap(this.ours(), (ours) => Effect.fail(ours ? this.behind(e, requested) : this.gone()))
+
   /** Reads from `offset` on (the cursor before, if any, is closed). */
   open(offset: number): Effect.Effect<void, ReadError> {
     return Effect.gen(this, function*() {
@@ -149,16 +168,13 @@ export class GroupReader {
       const cursor = yield* this.reader.subscribe(this.topic, { from: offset }).pipe(
         Scope.extend(scope),
         Effect.catchTags({
-          LogOutOfRange: (e) => Effect.fail(this.behind(e, offset)),
+          LogOutOfRange: (e) => this.outOfRange(e, offset),
           SubscriberTableFull: (e) => Effect.die(e),
           // No topic of that name now: the group's was deleted (one created again is another topic, below).
-          TopicNotFound: (e) =>
-            Effect.fail(e.unreadable === undefined ? new GroupTopicGone({ group: this.group, topic: this.topic }) : e)
+          TopicNotFound: (e) => Effect.fail(e.unreadable === undefined ? this.gone() : e)
         })
       )
-      if (cursor.topic.generation !== this.generation) {
-        return yield* new GroupTopicGone({ group: this.group, topic: this.topic })
-      }
+      if (cursor.topic.generation !== this.generation) return yield* this.gone()
       this.cursor = cursor
     })
   }
@@ -238,15 +254,8 @@ export class GroupReader {
   /** The group fell behind what the topic holds at `offset` (a batch it read went before it was copied). */
   behindAt(offset: number): Effect.Effect<never, ReadError> {
     return Effect.flatMap(
-      Effect.catchTag(
-        this.reader.bounds(this.topic),
-        "TopicNotFound",
-        () => Effect.fail(new GroupTopicGone({ group: this.group, topic: this.topic }))
-      ),
-      ({ earliest, end }) =>
-        Effect.fail(
-          new GroupBehindRetention({ group: this.group, topic: this.topic, requested: offset, earliest, end })
-        )
+      Effect.catchTag(this.reader.bounds(this.topic), "TopicNotFound", () => Effect.fail(this.gone())),
+      ({ earliest, end }) => this.outOfRange(new LogOutOfRange({ topic: this.topic, requested: offset, earliest, end }))
     )
   }
 
