@@ -64,22 +64,35 @@ describe("cxlog consume and cxlog groups", () => {
         ])
         const exec =
           "cat >/dev/null; echo \"ran $CONSUME_OFFSET $CONSUME_DELIVERY_COUNT\"; [ \"$CONSUME_OFFSET\" != 1 ]"
-        const ran = yield* cli([
-          "consume",
-          "--group",
-          "runner",
-          "--topic",
-          "jobs",
-          "--dead-letter-topic",
-          "dead",
-          "--max-deliver",
-          "2",
-          "--exec",
-          exec,
-          "--limit",
-          "4"
-        ], env)
-        expect(ran.trim().split("\n").sort()).toEqual(["ran 0 1", "ran 1 1", "ran 1 2", "ran 2 1"])
+        const runner = yield* runCliWithin(
+          [
+            "consume",
+            "--group",
+            "runner",
+            "--topic",
+            "jobs",
+            "--dead-letter-topic",
+            "dead",
+            "--max-deliver",
+            "2",
+            "--exec",
+            exec,
+            "--limit",
+            "4"
+          ],
+          env,
+          30_000
+        )
+        expect(runner.code, runner.stderr).toBe(0)
+        expect(runner.stdout.trim().split("\n").sort()).toEqual(["ran 0 1", "ran 1 1", "ran 1 2", "ran 2 1"])
+        // Each failed command is one line on stderr: which message, how it ended, where it goes now.
+        expect(runner.stderr.trim().split("\n")).toEqual([
+          "cxlog consume: offset 1 (delivery 1 of 2): the command exited 1; it is delivered again",
+          "cxlog consume: offset 1 (delivery 2 of 2): the command exited 1; that was its last delivery (maxDeliver): it goes to the dead-letter topic dead"
+        ])
+        const empty = yield* runCliWithin(["consume", "--group", "runner", "--exec", " "], env, 30_000)
+        expect(empty.code).toBe(2)
+        expect(empty.stderr.trim()).toBe("cxlog consume: --exec needs a command (it runs `sh -c CMD` per message)")
         const groups = JSON.parse(yield* cli(["groups", "--json"], env)) as ReadonlyArray<Record<string, unknown>>
         expect(groups).toMatchObject([
           { name: "printer", acked: 3, pending: 0, deadLetters: 0 },

@@ -133,16 +133,34 @@ const keyTurns = (byKey: boolean) => {
  * `--exec` its deadline is renewed from the moment it is handed over, while it waits behind its
  * key and while its command runs.
  */
-const handle = (d: Delivery, o: ConsumeOptions, ackWaitMs: number, turn: Turn, run: RunCommand | undefined) =>
+const handle = (d: Delivery, o: ConsumeOptions, info: GroupInfo, turn: Turn, run: RunCommand | undefined) =>
   Effect.gen(function*() {
     if (o.exec === undefined || run === undefined) {
       yield* print(line(d, o.json))
       return yield* d.ack
     }
     const command = Effect.zipRight(turn.before, run(o.exec, d)).pipe(Effect.ensuring(turn.done))
-    const code = yield* Effect.raceFirst(command, renewing(d, ackWaitMs))
-    return code === 0 ? yield* d.ack : yield* d.nak(o.nakDelayMs)
+    const code = yield* Effect.raceFirst(command, renewing(d, info.ackWaitMs))
+    if (code === 0) return yield* d.ack
+    yield* Effect.sync(() => process.stderr.write(`${commandFailed(d, code, info)}\n`))
+    return yield* d.nak(o.nakDelayMs)
   })
+
+/** What a member says when a message's command failed: which message, its exit code, and where the message goes now. */
+export const commandFailed = (
+  d: Delivery,
+  code: number,
+  group: Pick<GroupInfo, "maxDeliver" | "deadLetterTopic">
+): string => {
+  const last = group.maxDeliver > 0 && d.deliveryCount >= group.maxDeliver
+  const next = !last
+    ? "it is delivered again"
+    : group.deadLetterTopic === undefined
+    ? "that was its last delivery (maxDeliver): it is counted as a dead letter and dropped (the group has no dead-letter topic)"
+    : `that was its last delivery (maxDeliver): it goes to the dead-letter topic ${group.deadLetterTopic}`
+  const of = group.maxDeliver > 0 ? ` of ${group.maxDeliver}` : ""
+  return `cxlog consume: offset ${d.offset} (delivery ${d.deliveryCount}${of}): the command exited ${code}; ${next}`
+}
 
 /** A wait for the next messages that the idle bound (`--idle-exit-ms`) ended. */
 const IDLE: unique symbol = Symbol("idle")
@@ -166,7 +184,7 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     let taken = 0
     const more = () => o.limit === undefined || taken < o.limit
     const one = (d: Delivery, turn: Turn) =>
-      handle(d, o, info.ackWaitMs, turn, run).pipe(
+      handle(d, o, info, turn, run).pipe(
         Effect.map((acked) => {
           if (acked) {
             report({
