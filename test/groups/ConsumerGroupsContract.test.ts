@@ -332,7 +332,15 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         const behind = yield* Effect.flip(take("g6", 1))
         expect(behind).toBeInstanceOf(GroupBehindRetention)
         expect(behind).toMatchObject({ group: "g6", topic: "t6", requested: 0, earliest: 5, end: 10 })
-        expect(yield* groups.describe("g6")).toMatchObject({ frontier: 0, pending: 0, members: [] })
+        expect(yield* groups.describe("g6")).toMatchObject({
+          frontier: 0,
+          pending: 0,
+          members: [],
+          behindRetention: { needs: 0, earliest: 5 }
+        })
+        // A group that is not behind says nothing of it.
+        yield* groups.create({ name: "g6b", topic: "t6", start: "latest" })
+        expect((yield* groups.describe("g6b")).behindRetention).toBeUndefined()
       }))
 
     it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>

@@ -55,19 +55,19 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
   const consumers = backing.consumers.own
   const liveness = new ClaimLiveness(defaults.checkEveryMs)
   const open = (name: string) => openGroup(region, directory, name, liveness)
-  /** The group's topic's end now, undefined when the topic it was made on is gone (deleted, or another of its name since). */
-  const topicEnd = (group: GroupObject) =>
+  /** What the group's topic holds now, undefined when the topic it was made on is gone (deleted, or another of its name since). */
+  const topicBounds = (group: GroupObject) =>
     Effect.scoped(Effect.gen(function*() {
       const cursor = yield* reader.subscribe(group.config.topic, { from: "latest" })
       if (cursor.topic.generation !== group.config.topicGeneration) return undefined
-      return (yield* reader.bounds(group.config.topic)).end
+      return yield* reader.bounds(group.config.topic)
     })).pipe(Effect.orElseSucceed(() => undefined))
   const describe = (group: GroupObject) =>
     Effect.gen(function*() {
-      const end = yield* topicEnd(group)
+      const bounds = yield* topicBounds(group)
       const hold = yield* holdOf(consumers, group)
       const nowMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      return describeGroup(group, end ?? group.frontier(), end === undefined, nowMs, hold)
+      return describeGroup(group, bounds, nowMs, hold)
     })
 
   const create = (spec: GroupSpec) =>

@@ -107,6 +107,7 @@ const GroupInfo = Schema.Struct({
   frontier: Count,
   end: Count,
   lag: Count,
+  behindRetention: Schema.optionalWith(Schema.Struct({ needs: Count, earliest: Count }), { exact: true }),
   heldFrom: Schema.UndefinedOr(Count),
   holdCutOff: Schema.Boolean,
   members: Schema.Array(GroupMember),

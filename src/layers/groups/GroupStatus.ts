@@ -52,10 +52,13 @@ export const lowWater = (group: GroupObject): number => {
   return Math.min(dispatched, group.pending.lowestOffset())
 }
 
+/**
+ * The group as it is now, beside what its topic holds (`bounds`; undefined when the topic it was
+ * made on is gone).
+ */
 export const describeGroup = (
   group: GroupObject,
-  end: number,
-  topicGone: boolean,
+  bounds: { readonly earliest: number; readonly end: number } | undefined,
   nowMs: number,
   hold: { readonly committed: number; readonly cutOff: boolean } | undefined
 ): GroupInfo => {
@@ -71,6 +74,8 @@ export const describeGroup = (
   const bucketCounts = config.byKey ? buckets.counts() : new Map<number, number>()
   const scannedBy = new Map(live.map((member) => [member.ref, members.scanned(member.slot)]))
   const frontier = frontierOf(group, scannedBy)
+  const end = bounds?.end ?? frontier
+  const needs = bounds === undefined ? undefined : lowWater(group)
   const memberInfo = live.map((member): GroupMember => ({
     pid: member.pid,
     slot: member.slot,
@@ -84,7 +89,7 @@ export const describeGroup = (
   return {
     name: group.name,
     topic: config.topic,
-    topicGone,
+    topicGone: bounds === undefined,
     byKey: config.byKey,
     ackWaitMs: config.ackWaitMs,
     maxDeliver: config.maxDeliver,
@@ -97,6 +102,9 @@ export const describeGroup = (
     frontier,
     end,
     lag: Math.max(0, end - frontier),
+    ...(bounds !== undefined && needs !== undefined && needs < bounds.earliest
+      ? { behindRetention: { needs, earliest: bounds.earliest } }
+      : {}),
     heldFrom: hold === undefined || hold.cutOff ? undefined : hold.committed,
     holdCutOff: hold?.cutOff === true,
     members: memberInfo,

@@ -35,7 +35,7 @@ const listTable = (groups: ReadonlyArray<GroupInfo>): string =>
     ["group", "topic", "keys", "members", "pending", "oldest", "lag", "acked", "redelivered", "dead letters"],
     groups.map((g) => [
       g.name,
-      g.topicGone ? `${g.topic} (deleted)` : g.topic,
+      g.topicGone ? `${g.topic} (deleted)` : g.behindRetention === undefined ? g.topic : `${g.topic} (behind)`,
       g.byKey ? "by key" : "-",
       g.members.length,
       g.pending,
@@ -63,6 +63,10 @@ const describeText = (g: GroupInfo): string =>
       g.maxDeliver === 0 ? "no limit" : g.maxDeliver
     }, dead letters to ${g.deadLetterTopic ?? "nowhere (counted, dropped)"}`,
     `started at offset ${g.startOffset}; handed out up to ${g.frontier} of ${g.end} (lag ${g.lag}); ${holdText(g)}`,
+    ...(g.behindRetention === undefined ? [] : [
+      `behind its topic's retention: it needs offset ${g.behindRetention.needs}, the topic holds from ${g.behindRetention.earliest} on; ` +
+      "its members fail with GroupBehindRetention (delete the group and create it again to go on)"
+    ]),
     `pending ${g.pending} of ${g.pendingSlots} (oldest ${
       age(g.oldestPendingAgeMs)
     }); acked ${g.acked}, redelivered ${g.redeliveries} (${g.expired} after ackWait), dead letters ${g.deadLetters}`,

@@ -92,6 +92,11 @@ export interface GroupInfo extends GroupMade {
   readonly end: number
   readonly lag: number
   /**
+   * The group needs an offset its topic no longer holds (a trim, a hold cut off, a topic that
+   * discards old messages): its members fail with `GroupBehindRetention`. Absent while it is not.
+   */
+  readonly behindRetention?: { readonly needs: number; readonly earliest: number }
+  /**
    * Where the group holds its topic's retention (docs/consumers.md, "Held by the group"): its
    * topic keeps every message from this offset on while its memory makes publishers wait; none
    * when the group holds nothing (its topic discards old messages, or the hold was cut off).
