@@ -176,6 +176,12 @@ for (const impl of implementations) {
           .toMatchObject({
             _tag: "InvalidTopicSpec"
           })
+        for (const name of [".lead", "trail.", "a..b", "."]) {
+          const dotted = yield* Effect.flip(topics.create({ name, order: 2, ackLevel: 1, replicationFactor: 1 }))
+          expect(dotted.message).toBe(
+            `invalid topic: topic ${name}: a new topic's name has no empty part between dots (no leading, trailing or double dot)`
+          )
+        }
         expect(yield* Effect.flip(topics.create({ name: "m", order: 3 as 2, ackLevel: 1, replicationFactor: 1 })))
           .toMatchObject({
             _tag: "InvalidTopicSpec"

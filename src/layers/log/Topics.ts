@@ -123,6 +123,13 @@ export const shapeOf = (config: LogConfig, spec: TopicSpec): Effect.Effect<Topic
 const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec, copies: DiskCopiesShape | undefined) =>
   Effect.gen(function*() {
     const spec = yield* checkTopicSpec(input)
+    if (spec.name.split(".").includes("")) {
+      // Patterns (`orders.*`) match a name's dot-separated parts: an empty one no pattern could name.
+      return yield* new InvalidTopicSpec({
+        reason:
+          `topic ${spec.name}: a new topic's name has no empty part between dots (no leading, trailing or double dot)`
+      })
+    }
     if (!REPLICATION_FACTORS.includes(spec.replicationFactor)) {
       return yield* new ReplicationUnavailable({ name: spec.name, replicationFactor: spec.replicationFactor })
     }
