@@ -261,13 +261,13 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
-    "a group name the directory cannot hold is refused as a bad name, not as the coordinator's failure",
+    "a group name the directory cannot hold is refused as a bad name (a usage mistake), not as the coordinator's failure",
     () =>
       Effect.gen(function*() {
         const env = yield* head
         const refused = (name: string) =>
           Effect.map(runCliWithin(["groups", "create", name, "--topic", "jobs"], env, 30_000), (run) => {
-            expect(run.code).toBe(1)
+            expect(run.code).toBe(2)
             return run.stderr.trim()
           })
         expect(yield* refused("")).toBe(`cxlog groups: invalid name "": a name has at least one character`)

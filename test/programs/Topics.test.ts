@@ -85,10 +85,12 @@ describe("cxlog topics", () => {
       expect(described.stdout).toMatch(
         /^topic ev \(id \d+, generation \d+\): order 5 \(\+FIFO session\), ack 1 \(ordered\), rf 1$/m
       )
-      expect(described.stdout).toMatch(/^offsets held: 0\.\.24 \(25 messages\), \d+ batches ordered$/m)
+      expect(described.stdout).toMatch(/^offsets held: 0\.\.24 \(25 messages\), \d+ batch(es)? ordered$/m)
       expect(described.stdout).toMatch(/^sessions: 0 of \d+$/m)
-      const created = yield* runCli(["topics", "create", "made:2", "--ack", "0"], env)
+      const created = yield* runCli(["topics", "create", "made:2", "--ack", "0", "--memory", "64KiB"], env)
       expect(created.code, created.stderr).toBe(0)
+      // Under a MiB, memory is said in KiB (not 0.1 MiB).
+      expect((yield* runCli(["topics", "describe", "made"], env)).stdout).toMatch(/^memory: 64 KiB for /m)
       const made = JSON.parse((yield* runCli(["topics", "describe", "made", "--json"], env)).stdout) as Record<
         string,
         unknown

@@ -128,7 +128,11 @@ const mirrorLine = (topic: string, m: MirrorStatus) =>
     m.state === "mirroring" || m.state === "mirror-unavailable" ? ` / ${m.lagSeconds.toFixed(1)} s` : ""
   }, ${m.retries} retries, pid ${m.pid}` +
   (m.detail === undefined ? "" : `: ${m.detail}`)
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 1)} MiB`
+/** Memory as a reader takes it in: MiB, or KiB below one (64 KiB, not 0.1 MiB). */
+const mib = (bytes: number) =>
+  bytes < 2 ** 20
+    ? `${(bytes / 1024).toFixed(bytes % 1024 === 0 ? 0 : 1)} KiB`
+    : `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 1)} MiB`
 
 export interface TopicsOptions {
   readonly at: TopicsAt
@@ -167,8 +171,8 @@ const details = (t: TopicDescription): string =>
     }); messages up to ${t.maxMessageBytes ?? "?"} bytes`,
     `retention: ${retentionText(t)}`,
     `offsets held: ${held(t)}${
-      t.end === t.earliest ? "" : ` (${t.end - t.earliest} messages)`
-    }, ${t.orderedBatches} batches ordered`,
+      t.end === t.earliest ? "" : ` (${t.end - t.earliest} message${t.end - t.earliest === 1 ? "" : "s"})`
+    }, ${t.orderedBatches} batch${t.orderedBatches === 1 ? "" : "es"} ordered`,
     `sessions: ${t.sessions} of ${t.sessionSlots}`,
     `subscribers: ${t.subscribers.length === 0 ? "none" : t.subscribers.map(subscriberLine).join("; ")}`,
     `consumers: ${t.consumers.length === 0 ? "none" : t.consumers.map(consumerLine).join("; ")}`,

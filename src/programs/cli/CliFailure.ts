@@ -128,6 +128,8 @@ const describeConfigError = (error: ConfigError.ConfigError): string => {
 const CONFIGURATION_ERRORS = new Set([
   "AppFileInvalid",
   "DataDirRequired",
+  "InvalidGroupSpec",
+  "InvalidObjectName",
   "InvalidPublisherOptions",
   "InvalidRun",
   "InvalidTopicSpec",

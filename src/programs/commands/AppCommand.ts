@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 
-const USAGE = "use cxlog app start FILE.json"
+const USAGE = "cxlog app: use cxlog app start FILE.json"
 
 export const appCommand = Cli.command({
   name: "app",

@@ -238,7 +238,7 @@ export const topicsCommand = Cli.command({
 const resetOf = (args: ReadonlyArray<string>, to: ResetTarget | undefined) => {
   if (args.length === 0 && to === undefined) return Effect.succeed(undefined)
   if (args.length === 2 && args[0] === "reset" && to !== undefined) return Effect.succeed({ name: args[1]!, to })
-  return failUsage("use cxlog consumers reset NAME --topic T --to earliest|latest|OFFSET|TIME")
+  return failUsage("cxlog consumers: use cxlog consumers reset NAME --topic T --to earliest|latest|OFFSET|TIME")
 }
 
 export const consumersCommand = Cli.command({
