@@ -119,6 +119,9 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(latest).toMatchObject({ startOffset: 3, byKey: true, lag: 0 })
         expect((yield* groups.list).map((g) => g.name).sort()).toEqual(["g0", "g0-latest"])
         expect(yield* Effect.flip(groups.create({ name: "g0-x", topic: "nope" }))).toBeInstanceOf(TopicNotFound)
+        // Its dead-letter topic missing too: its own topic is named first.
+        expect(yield* Effect.flip(groups.create({ name: "g0-x", topic: "nope", deadLetterTopic: "nope.dead" })))
+          .toMatchObject({ _tag: "TopicNotFound", name: "nope" })
         // A field the spec has no name for (a JavaScript caller's typo) is refused naming it, not left out.
         const typo = { name: "g0-t", topic: "t0", ackWait: 5_000 } as unknown as GroupSpec
         const typoRefused = yield* Effect.flip(groups.create(typo))

@@ -77,6 +77,8 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
         ? groupSpecProblem(spec)
         : "consumer groups need a coherent region (CXLOG_COHERENCE=coherent)"
       if (problem !== undefined) return yield* new InvalidGroupSpec({ group: spec.name, reason: problem })
+      // Its own topic first: with both missing, that is the one to create first.
+      const start = yield* startOf(reader, spec)
       if (spec.deadLetterTopic !== undefined) {
         const deadLetterTopic = spec.deadLetterTopic
         yield* reader.bounds(deadLetterTopic).pipe(
@@ -91,7 +93,6 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
             ))
         )
       }
-      const start = yield* startOf(reader, spec)
       const config: GroupConfig = {
         topic: spec.topic,
         topicGeneration: start.topic.generation,
