@@ -66,6 +66,44 @@ describe("several topics and patterns from the command line", () => {
   )
 
   it.scopedLive(
+    "a pattern subscriber says so on stderr when a topic it read is deleted and made again, whose messages start again at 0",
+    () =>
+      Effect.gen(function*() {
+        const { env, port } = yield* cluster(["made.again"])
+        const publish = (count: number) =>
+          Effect.flatMap(
+            runCliWithin(
+              ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "made.again", "--count", `${count}`],
+              env,
+              30_000
+            ),
+            (run) => Effect.sync(() => expect(run.code, run.stderr).toBe(0))
+          )
+        const subscriber = yield* forkCli(
+          ["subscribe", "--topic", "made.*", "--format", "json", "--limit", "5", "--idle-timeout-ms", "30000"],
+          env
+        )
+        yield* subscriber.event("subscribed")
+        yield* publish(3)
+        const printed = () => subscriber.output().split("\n").filter((line) => line.startsWith("{"))
+        yield* Effect.suspend(() => printed().length >= 3 ? Effect.void : Effect.fail("waiting")).pipe(
+          Effect.retry(Schedule.spaced("50 millis").pipe(Schedule.upTo("30 seconds")))
+        )
+        for (const args of [["topics", "delete", "made.again"], ["create-topic", "--topic", "made.again:5:1"]]) {
+          const run = yield* runCliWithin(args, env, 30_000)
+          expect(run.code, run.stderr).toBe(0)
+        }
+        yield* publish(2)
+        expect((yield* subscriber.event("done", 30_000))["messages"]).toBe(5)
+        expect(lines(printed().join("\n")).map((m) => m.offset)).toEqual([0, 1, 2, 0, 1])
+        expect(subscriber.output()).toContain(
+          "cxlog subscribe: topic made.again was deleted and made again: its new messages follow, from offset 0\n"
+        )
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "a pattern that matches nothing waits, bounded; bad syntax and an unknown topic among several are typed one-line failures",
     () =>
       Effect.gen(function*() {

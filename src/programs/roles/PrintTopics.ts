@@ -159,6 +159,13 @@ export const printTopic = (options: PrintOptions) =>
               ...(reading.several ? {} : { position: last.get(first)! })
             })
         }))
+      const before = last.get(batch.topic)
+      if (reading.several && before !== undefined && batch.offset < before) {
+        // A topic's offsets only grow: lower ones are a topic made again under its name, which a pattern took in.
+        process.stderr.write(
+          `cxlog subscribe: topic ${batch.topic} was deleted and made again: its new messages follow, from offset ${batch.offset}\n`
+        )
+      }
       let out = ""
       for (const m of batch) {
         if (printed === limit) break
