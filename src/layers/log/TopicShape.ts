@@ -117,30 +117,31 @@ const batchLimit = (blogBytes: number, cap: number): number => Math.min(cap, flo
 export const SMALLEST_BATCH_LIMIT = batchLimit(laneBlog(MIN_LANE_BYTES, MIN_PBR_SLOTS).bytes, Infinity)
 
 /**
- * Why the heap could never give a topic of `shape` its memory, if it could not: a lane larger than
- * the largest extent it has, or lanes and index together larger than all of it (every writer
- * writing). The advice is the most memory those writers' lanes could have.
+ * Why the heap could never give a topic of `shape` its first lane, if it could not: a lane larger
+ * than the largest extent it has, or one lane and the topic's index together larger than all of
+ * it. (Lanes are taken as writers first write, so a topic may declare more writers' lanes than the
+ * heap holds at once.) The advice is the most memory whose lanes it could give.
  */
 export const unworkableMemory = (
-  shape: TopicShape,
+  shape: Pick<TopicShape, "laneBytes" | "mainBytes" | "memoryBytes" | "writers">,
   table: { readonly largestExtentBytes: number; readonly heapBytes: number }
 ): string | undefined => {
   const { laneBytes, mainBytes, memoryBytes, writers } = shape
-  const allLanes = writers * laneBytes
-  if (laneBytes <= table.largestExtentBytes && mainBytes + allLanes <= table.heapBytes) return undefined
+  if (laneBytes <= table.largestExtentBytes && mainBytes + laneBytes <= table.heapBytes) return undefined
   const most = writers *
-    Math.min(table.largestExtentBytes, pow2Floor(Math.max(0, table.heapBytes - mainBytes) / writers))
+    Math.min(table.largestExtentBytes, pow2Floor(Math.max(0, table.heapBytes - mainBytes)))
+  // With less memory its index is no larger: that many writers' lanes of that size fit.
   const advice = most >= MIN_LANE_BYTES * writers
-    ? `give it at most ${showSize(most)}${writers > 1 ? ", or fewer writers" : ""}`
-    : "give it fewer writers"
+    ? `give it at most ${showSize(most)}`
+    : "the heap has no room for its index and one lane: give the region a larger heap"
   const heap = `the region's heap (${showSize(table.heapBytes)}, CXLOG_HEAP_BYTES)`
   return laneBytes > table.largestExtentBytes
     ? `memory ${showSize(memoryBytes)} gives each of its ${writers} writers a lane of ${
       showSize(laneBytes)
     }, more than ${heap} can ever give one object (${showSize(table.largestExtentBytes)}): ${advice}`
-    : `memory ${showSize(memoryBytes)} gives its ${writers} writers lanes of ${
+    : `memory ${showSize(memoryBytes)} gives each of its ${writers} writers a lane of ${
       showSize(laneBytes)
-    } each, which with its index (${showSize(mainBytes)}) are more than ${heap}: ${advice}`
+    }, which with its index (${showSize(mainBytes)}) is more than ${heap}: ${advice}`
 }
 
 /**
