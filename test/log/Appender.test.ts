@@ -82,9 +82,11 @@ for (const impl of implementations) {
         expect(yield* Effect.flip(a.append("t", { ...header(1, 0, 0, batch), batchSeq: -1 }, batch.payload)))
           .toMatchObject({ _tag: "BatchRejected" })
         const huge = makeBatch([smallConfig.maxBatchBytes])
-        expect(yield* Effect.flip(a.append("t", header(1, 0, 0, huge), huge.payload))).toMatchObject({
-          _tag: "BatchRejected"
-        })
+        const tooLarge = yield* Effect.flip(a.append("t", header(1, 0, 0, huge), huge.payload))
+        expect(tooLarge).toMatchObject({ _tag: "BatchRejected" })
+        // Over the topic's limit: what the limit is and what raises it.
+        expect(tooLarge.message).toMatch(/over the topic's limit of \d+/)
+        expect(tooLarge.message).toContain("cxlog publish --batch-bytes")
         const thrown = yield* Effect.flip(a.appendWith("t", header(1, 0, 0, batch), () => {
           throw new Error("socket went away")
         }))

@@ -82,7 +82,7 @@ class FakeLink implements PublisherLink {
   openSession(lane: LaneRef, sessionEpoch: number | undefined) {
     this.lane = lane
     this.epoch = sessionEpoch ?? 1
-    this.events.sessionOpened(this, lane, this.epoch, undefined)
+    this.events.sessionOpened(this, lane, this.epoch, {})
   }
 
   send(batch: LinkBatch, _lane: LaneRef, _sessionEpoch: number, onWritten: (error: Error | null | undefined) => void) {

@@ -36,11 +36,13 @@ describe("a batch over its topic's limit", () => {
     Effect.gen(function*() {
       const { log, p, small } = yield* smallTopicAndPublisher([{ name: "roomy" }])
       // A message the publisher takes (its batches go to 128 KiB) but the topic cannot: its batches stop near 32 KiB.
+      // Sent before the topic's session said its limits, the broker refuses it naming the topic's largest message.
       const message = testMessage(1, 0, small.maxMessageBytes! + 1024)
       const failure = yield* Effect.flip(p.publishAcked(message, { topic: "small" }))
       expect(failure).toMatchObject({ _tag: "BrokerRejected", code: "oversized", topic: "small" })
-      expect(failure.message).toMatch(/over the topic's limit of \d+/)
-      expect(failure.message).toContain("cxlog publish --batch-bytes")
+      expect(failure.message).toContain(
+        `is ${small.maxMessageBytes! + 1024} bytes, over the topic's largest message of ${small.maxMessageBytes} bytes`
+      )
       for (let i = 0; i < 20; i++) yield* p.publish(testMessage(2, i, 64), { topic: "roomy" })
       yield* p.flush(10_000).pipe(Effect.catchAll(() => Effect.void))
       expect(audit(log.ordered("roomy"), new Map([[2, 20]]))).toEqual({ messages: 20, ...clean })

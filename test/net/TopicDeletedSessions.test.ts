@@ -44,7 +44,7 @@ const forgetfulBroker = Effect.acquireRelease(
             )
           } else if (frame.type === FrameType.SESSION_OPEN && opens++ === 0) {
             const session = frame.clientId
-            socket.write(sessionOpenedFrame(session, 1, undefined, 1 << 20))
+            socket.write(sessionOpenedFrame(session, 1, undefined, { maxBatchBytes: 1 << 20 }))
             forget = () =>
               void socket.write(endedFrame(session, 1, "unknown-session", "session 1 ended and its record was reused"))
           } else if (frame.type === FrameType.BATCH) {

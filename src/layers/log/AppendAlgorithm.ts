@@ -18,7 +18,8 @@ import {
   AppendTimeout,
   type BatchHeader,
   BatchRejected,
-  SessionTableFull
+  SessionTableFull,
+  type TopicLimits
 } from "../../services/log/Appender.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
@@ -162,6 +163,11 @@ const attempt = (
     return new BatchRejected({ topic: t.topic, reason: `filling the payload failed: ${String(error)}` })
   }
 }
+
+const limitsOf = (t: AppendTarget): TopicLimits => ({
+  maxBatchBytes: t.maxBatchBytes,
+  maxMessageBytes: t.maxMessageBytes
+})
 
 /** A batch over the topic's limit: what the limit is, where it comes from, and what raises it. */
 const tooLargeFor = (topic: string, bytes: number, maxBatchBytes: number) =>
@@ -349,13 +355,13 @@ export const appenderOver = (backing: AppendBacking): AppenderShape => {
       return typeof outcome === "string" ? "wait" : outcome
     },
     tryReserve: tryReserve(s),
-    batchLimit: (topic) =>
+    limits: (topic) =>
       Effect.suspend(() => {
         const known = backing.known(topic)
-        if (known === undefined) return Effect.map(backing.target(topic), (t) => t.maxBatchBytes)
+        if (known === undefined) return Effect.map(backing.target(topic), limitsOf)
         return known instanceof TopicNotFound || known instanceof TopicDeleted
           ? Effect.fail(known)
-          : Effect.succeed(known.maxBatchBytes)
+          : Effect.succeed(limitsOf(known))
       }),
     append: (topic, header, payload) =>
       payload.length !== header.payloadBytes

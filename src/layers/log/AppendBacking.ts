@@ -19,6 +19,8 @@ export interface AppendTarget {
   readonly blogBytes: number
   readonly pbrSlots: number
   readonly maxBatchBytes: number
+  /** The largest message it takes (value, key and headers: its spec's maxMessageBytes). */
+  readonly maxMessageBytes: number
   /**
    * Frees what the sequencer consumed and no durable subscriber needs (`reclaim`), then the
    * Blog bytes a batch of `bytes` needs (`releaseBlog`), and publishes what moved.

@@ -95,6 +95,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
   readonly blogBytes: number
   readonly pbrSlots: number
   readonly maxBatchBytes: number
+  readonly maxMessageBytes: number
   private readonly pbr: number
 
   constructor(private readonly b: RegionBroker, info: TopicInfo, readonly cursors: AppendCursors) {
@@ -109,6 +110,7 @@ class RegionTarget implements AppendTarget, ReclaimSource {
     const shape = b.area.placeOf(info.id).shape
     this.pbrSlots = shape.pbrSlots
     this.maxBatchBytes = shape.maxBatchBytes
+    this.maxMessageBytes = shape.maxMessageBytes
   }
 
   private slot(pbrSeq: number): number {

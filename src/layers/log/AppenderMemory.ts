@@ -79,6 +79,7 @@ class StoreTarget implements AppendTarget {
   readonly blogBytes: number
   readonly pbrSlots: number
   readonly maxBatchBytes: number
+  readonly maxMessageBytes: number
   private received = new Uint8Array(0)
 
   constructor(
@@ -91,6 +92,7 @@ class StoreTarget implements AppendTarget {
     this.blogBytes = memoryTopic.blogBytes
     this.pbrSlots = memoryTopic.shape.pbrSlots
     this.maxBatchBytes = memoryTopic.shape.maxBatchBytes
+    this.maxMessageBytes = memoryTopic.shape.maxMessageBytes
   }
 
   /** The batch, its payload copied into a buffer of its own, appended to the broker's PBR. */

@@ -89,6 +89,26 @@ export const encodeParts = (
  * are in their batch (none carries the base timestamp). Returns why not, or `undefined`.
  */
 export const checkBatchPayload = (payload: Uint8Array, messageCount: number, firstIndex = 0): string | undefined => {
+  const problem = checkBatchWithin(payload, messageCount, Infinity, firstIndex)
+  return typeof problem === "string" ? problem : undefined
+}
+
+/** A well-formed batch holding a message larger than its topic takes (value, key and headers). */
+export interface OverLimitMessage {
+  readonly index: number
+  readonly bytes: number
+}
+
+/**
+ * `checkBatchPayload`, and each message (value, key and headers) at most `maxMessageBytes`: the
+ * first message over it, once the framing held.
+ */
+export const checkBatchWithin = (
+  payload: Uint8Array,
+  messageCount: number,
+  maxMessageBytes: number,
+  firstIndex = 0
+): string | OverLimitMessage | undefined => {
   if (payload.length % 8 !== 0) return `payload of ${payload.length} bytes is not a multiple of 8`
   if (messageCount < 1 || messageCount * MESSAGE_HEADER_BYTES > payload.length) {
     return `message count ${messageCount} does not fit a ${payload.length}-byte payload`
@@ -98,6 +118,7 @@ export const checkBatchPayload = (payload: Uint8Array, messageCount: number, fir
   const start = payload.byteOffset
   const end = start + payload.length
   let at = start
+  let over: OverLimitMessage | undefined
   for (let i = firstIndex; i < firstIndex + messageCount; i++) {
     if (at + MESSAGE_HEADER_BYTES > end) return `message ${i} starts past the payload end`
     const length = view.getUint32(at, true)
@@ -108,9 +129,12 @@ export const checkBatchPayload = (payload: Uint8Array, messageCount: number, fir
       const bad = checkParts(view, at, length, parts, i)
       if (bad !== undefined) return `message ${i}: ${bad}`
     }
+    // A record's length counts its batch's base time too (the first's): not the message's.
+    const bytes = (parts & MessageFlags.BASE_TIME) === 0 ? length : length - BASE_TIME_BYTES
+    if (bytes > maxMessageBytes && over === undefined) over = { index: i, bytes }
     at += messageRecordBytes(length)
   }
-  return at === end ? undefined : `${end - at} bytes follow the last of ${messageCount} messages`
+  return at === end ? over : `${end - at} bytes follow the last of ${messageCount} messages`
 }
 
 /**

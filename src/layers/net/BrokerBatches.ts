@@ -9,7 +9,7 @@ import type { Socket } from "node:net"
 import { brokerBatches, brokerBytes } from "../../Metrics.js"
 import { type AppendError, type AppendReceipt, type BatchHeader, BatchRejected } from "../../services/log/Appender.js"
 import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
-import { checkBatchPayload } from "./BatchPayload.js"
+import { checkBatchWithin } from "./BatchPayload.js"
 import { overLimit } from "./BrokerAdmission.js"
 import type { Intake } from "./BrokerIntake.js"
 import { type BrokerState, type ConnectionSession, endOpenSession, type PublisherConnection } from "./BrokerState.js"
@@ -129,8 +129,22 @@ export const batchStream = (
       const limited = overLimit(connection, frame)
       if (limited !== undefined) return limited
     }
-    const malformed = checkBatchPayload(frame.payload, frame.messageCount)
-    if (malformed !== undefined) return new WireViolation({ code: "bad-batch", detail: malformed })
+    const checked = checkBatchWithin(frame.payload, frame.messageCount, session.maxMessageBytes)
+    if (typeof checked === "string") return new WireViolation({ code: "bad-batch", detail: checked })
+    if (checked !== undefined) {
+      // The topic's own limit (a client that did not keep it): that session ends, as for a batch over its limit.
+      endOpenSession(
+        broker,
+        connection,
+        session,
+        new WireViolation({
+          code: "oversized",
+          detail:
+            `topic ${session.topic}: message ${checked.index} of the batch is ${checked.bytes} bytes, over the topic's largest message of ${session.maxMessageBytes} bytes (key and headers included)`
+        })
+      )
+      return undefined
+    }
     const appended = appender.tryAppendWith(session.topic, headerOf(session, frame), fillFrom(frame.payload))
     if (appended === "wait") return appended
     if (appended instanceof TopicNotFound || appended instanceof TopicDeleted) {

@@ -5,7 +5,7 @@
  * SESSION_OPEN (`openSession`: the user's right to the topic, then the session registered or
  * attached, and SESSION_OPENED), its batches and its CLOSE — until the client ends the connection.
  */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { Socket } from "node:net"
 import * as Auth from "./Auth.js"
 import { acknowledge } from "./BrokerAcks.js"
@@ -203,11 +203,19 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
         ? yield* registerSession(broker, open.topic, connection.clientId)
         : yield* attachSession(broker, open, connection.clientId, frame.sessionEpoch, user)
       if (user !== undefined) claimSession(broker, open.topic, connection.clientId, sessionEpoch, user)
-      // The topic's own batch limit (within the broker's): the client seals its batches of the topic within it.
-      const maxBatchBytes = yield* broker.appender.batchLimit(open.topic).pipe(
-        Effect.orElseSucceed(() => broker.settings.maxBatchBytes)
-      )
-      return { sessionEpoch, maxBatchBytes: Math.min(maxBatchBytes, broker.settings.maxBatchBytes) }
+      // The topic's own limits (its batches within the broker's): the client seals its batches of the
+      // topic within them and refuses a message over the topic's largest before sending it.
+      const limits = yield* broker.appender.limits(open.topic).pipe(Effect.option)
+      return {
+        sessionEpoch,
+        limits: {
+          maxBatchBytes: Math.min(
+            Option.match(limits, { onNone: () => Infinity, onSome: (l) => l.maxBatchBytes }),
+            broker.settings.maxBatchBytes
+          ),
+          ...Option.match(limits, { onNone: () => ({}), onSome: (l) => ({ maxMessageBytes: l.maxMessageBytes }) })
+        }
+      }
     })
     const outcome = yield* Effect.either(opening)
     if (outcome._tag === "Left") {
@@ -215,7 +223,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
       endSession(broker, connection, id, frame.sessionEpoch, violation)
       return
     }
-    const { maxBatchBytes, sessionEpoch } = outcome.right
+    const { limits, sessionEpoch } = outcome.right
     const session: ConnectionSession = {
       id,
       topic: open.topic,
@@ -223,6 +231,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
       sessionEpoch,
       ackLevel: connection.ackLevel,
       orderedAcks: connection.orderedAcks,
+      maxMessageBytes: limits.maxMessageBytes ?? Infinity,
       carried: new Carried(),
       stop: undefined
     }
@@ -232,7 +241,7 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
     const token = user === undefined
       ? undefined
       : broker.auth?.sessionToken(open.topic, connection.clientId, sessionEpoch, user)
-    connection.output.frame(sessionOpenedFrame(id, sessionEpoch, token, maxBatchBytes))
+    connection.output.frame(sessionOpenedFrame(id, sessionEpoch, token, limits))
     yield* Effect.forkScoped(acknowledge(broker, socket, connection, session))
   })
 

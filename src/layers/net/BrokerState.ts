@@ -58,6 +58,8 @@ export interface ConnectionSession {
   readonly sessionEpoch: number
   readonly ackLevel: AckLevel
   readonly orderedAcks: boolean
+  /** Its topic's largest message (value, key and headers): a batch holding a larger one ends the session. */
+  readonly maxMessageBytes: number
   /** The batches it carried that its ACKs have not covered yet. */
   readonly carried: Carried
   /** Stops its ACK tracker (set once the tracker runs). */

@@ -27,6 +27,7 @@ import {
   Hello,
   helloFrame,
   KEEPALIVE_DELAY_MS,
+  type SessionLimits,
   SessionOpen,
   SessionOpened,
   sessionOpenFrame,
@@ -61,8 +62,8 @@ export class ConnectionClosed extends Data.TaggedError("ConnectionClosed")<{
 export interface ConnectionEvents {
   readonly onWelcome: (welcome: Welcome) => void
   /** The session `sessionId` is open under `sessionEpoch` (the one registered, or attached to). */
-  /** `maxBatchBytes`: the topic's own batch limit, when the broker says it. */
-  readonly onSessionOpened: (sessionId: number, sessionEpoch: number, maxBatchBytes: number | undefined) => void
+  /** `limits`: the topic's own batch and message limits, where the broker says them. */
+  readonly onSessionOpened: (sessionId: number, sessionEpoch: number, limits: SessionLimits) => void
   /** The session `sessionId` is over (refused, or ended by the log); the connection goes on. */
   readonly onSessionEnded: (sessionId: number, error: ErrorBody) => void
   /**
@@ -393,7 +394,7 @@ const receiveFrames = (c: Connection, chunk: Buffer) => {
           return finish(c, "bad-frame", "a SESSION_OPENED of no session being opened")
         }
         c.opening.delete(frame.clientId)
-        let maxBatchBytes: number | undefined
+        let limits: SessionLimits = {}
         if (frame.payload.length > 0) {
           const opened = decodeControl(SessionOpened, frame.payload, "bad-handshake")
           if (Either.isLeft(opened)) return finish(c, "bad-frame", `bad SESSION_OPENED: ${opened.left.message}`)
@@ -401,9 +402,13 @@ const receiveFrames = (c: Connection, chunk: Buffer) => {
             const owner = { user: credentials.user, topic, clientId: hello.clientId, sessionEpoch: frame.sessionEpoch }
             keepSessionToken(owner, opened.right.sessionToken)
           }
-          maxBatchBytes = opened.right.maxBatchBytes
+          const { maxBatchBytes, maxMessageBytes } = opened.right
+          limits = {
+            ...(maxBatchBytes === undefined ? {} : { maxBatchBytes }),
+            ...(maxMessageBytes === undefined ? {} : { maxMessageBytes })
+          }
         }
-        events.onSessionOpened(frame.clientId, frame.sessionEpoch, maxBatchBytes)
+        events.onSessionOpened(frame.clientId, frame.sessionEpoch, limits)
         break
       }
       case FrameType.ENDED: {

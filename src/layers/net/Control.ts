@@ -55,7 +55,9 @@ export class SessionOpened extends Schema.Class<SessionOpened>("SessionOpened")(
   /** Registered under a user, from a broker whose credential file has a session key: the session's token, for attaching it again. */
   sessionToken: Schema.optional(Schema.String.pipe(Schema.maxLength(255))),
   /** The largest batch payload the topic takes (its own, below the broker's): the client seals the topic's batches within it. */
-  maxBatchBytes: Schema.optional(Schema.Int.pipe(Schema.positive()))
+  maxBatchBytes: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** The largest message the topic takes (value, key and headers): the client refuses a larger one before sending it. */
+  maxMessageBytes: Schema.optional(Schema.Int.pipe(Schema.positive()))
 }) {}
 
 /**
@@ -237,15 +239,21 @@ export const sessionOpenedFrame = (
   sessionId: number,
   sessionEpoch: number,
   sessionToken: string | undefined,
-  maxBatchBytes: number
+  limits: SessionLimits
 ): Buffer =>
   encodeFrame(
     { type: FrameType.SESSION_OPENED, clientId: sessionId, sessionEpoch, seq: 0, messageCount: 0 },
     encodeJson(
       SessionOpened,
-      new SessionOpened({ maxBatchBytes, ...(sessionToken === undefined ? {} : { sessionToken }) })
+      new SessionOpened({ ...limits, ...(sessionToken === undefined ? {} : { sessionToken }) })
     )
   )
+
+/** A topic's limits as a session learns them (each where the broker said it). */
+export interface SessionLimits {
+  readonly maxBatchBytes?: number
+  readonly maxMessageBytes?: number
+}
 
 /** ENDED of the session or stream `id`: why it is over (its connection goes on). Built without Schema, as `errorFrame`. */
 export const endedFrame = (

@@ -6,9 +6,11 @@
  */
 import { Effect, type Either } from "effect"
 import {
+  FIRST_RECORD_OVERHEAD_BYTES,
   InvalidMessage,
   type MessageOptions,
   type MessageRange,
+  MessageTooLarge,
   type PublishAck,
   type PublishAckTimeout,
   type PublishError,
@@ -16,7 +18,7 @@ import {
   type PublisherStats,
   type TopicStats
 } from "../../services/net/Publisher.js"
-import { encodeParts, type MessageParts } from "./BatchPayload.js"
+import { encodeParts, firstRecordBytes, type MessageParts } from "./BatchPayload.js"
 import { invalidValue } from "./MessageCheck.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
 import { failureOf, laneFor, retired } from "./PublisherLanes.js"
@@ -54,8 +56,24 @@ export const publisherCalls = (s: PublisherState): PublisherShape => {
 const checkedParts = (payload: Uint8Array, message: MessageOptions | undefined) =>
   invalidValue(payload) ?? encodeParts(message)
 
-const tooLarge = (s: PublisherState, payload: Uint8Array, parts: MessageParts | undefined) =>
-  messageTooLarge(payload.length + (parts === undefined ? 0 : parts.bytes), s.settings.maxBatchBytes)
+/**
+ * A message larger than any batch of this publisher, or than its topic takes: the topic's largest
+ * message, or its largest batch (a topic of small memory) once its session said them.
+ */
+const tooLarge = (s: PublisherState, lane: Lane, payload: Uint8Array, parts: MessageParts | undefined) => {
+  const bytes = payload.length + (parts === undefined ? 0 : parts.bytes)
+  const overBatch = messageTooLarge(bytes, s.settings.maxBatchBytes)
+  if (overBatch !== undefined) return overBatch
+  // Until the session opens, the lane's batch limit is one any topic takes, not this topic's.
+  if (bytes <= lane.maxMessageBytes && (!lane.opened || firstRecordBytes(bytes) <= lane.builder.limit)) return undefined
+  // The topic's own limit: a message past it would end the topic's session for every message behind it.
+  return new MessageTooLarge({
+    bytes,
+    maxBatchBytes: lane.builder.limit,
+    topic: lane.topic,
+    maxMessageBytes: Math.min(lane.maxMessageBytes, lane.builder.limit - FIRST_RECORD_OVERHEAD_BYTES)
+  })
+}
 
 /** The lane's open batch refused a message for want of room: `writable` waits for it. */
 const refusedForRoom = (s: PublisherState, lane: Lane): false => {
@@ -76,7 +94,7 @@ const offer = (
 ): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
   if (lane.failure !== undefined) return failureOf(lane, lane.failure)
-  const large = tooLarge(s, payload, parts)
+  const large = tooLarge(s, lane, payload, parts)
   if (large !== undefined) return large
   const builder = lane.builder
   if (!builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)) {
@@ -118,7 +136,7 @@ const publishAckedNow = (
 ): boolean | PublishError => {
   if (s.failure !== undefined) return s.failure
   if (lane.failure !== undefined) return failureOf(lane, lane.failure)
-  const large = tooLarge(s, payload, parts)
+  const large = tooLarge(s, lane, payload, parts)
   if (large !== undefined) return large
   const builder = lane.builder
   const fits = builder.fits(payload.length, parts === undefined ? 0 : parts.bytes, timestamp)

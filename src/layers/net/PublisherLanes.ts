@@ -29,6 +29,7 @@ export const newLane = (s: PublisherState, topic: string, firstMessage = 0): Lan
     unacked: [],
     head: 0,
     builder: new BatchBuilder(s.pool),
+    maxMessageBytes: Infinity,
     sealedMessages: firstMessage,
     openedAt: 0,
     gathering: false,

@@ -39,6 +39,7 @@
  * `send` per batch and an `acked` per ACK, so a link adds no Effect or closure of its own there.
  */
 import type { BrokerRejected, PublishError } from "../../services/net/Publisher.js"
+import type { SessionLimits } from "./Control.js"
 
 /**
  * `idle`: neither open nor opening (`open` starts it); `backoff`: down, waiting before it asks
@@ -98,12 +99,12 @@ export interface PublisherLinkEvents {
   /** `link` is connected: lanes' sessions may be opened on it. */
   readonly opened: (link: PublisherLink) => void
   /** The lane's session `sessionEpoch` (the one it registered, or attached to) is open on `link`. */
-  /** `maxBatchBytes`: the topic's batch limit where the link learned it. */
+  /** `limits`: the topic's batch and message limits where the link learned them. */
   readonly sessionOpened: (
     link: PublisherLink,
     lane: LaneRef,
     sessionEpoch: number,
-    maxBatchBytes: number | undefined
+    limits: SessionLimits
   ) => void
   /** The log refuses the lane's topic (unknown, deleted, forbidden, no session line free): that lane fails with `error`. */
   readonly sessionRefused: (link: PublisherLink, lane: LaneRef, error: BrokerRejected) => void

@@ -172,8 +172,8 @@ export class RegionLink implements PublisherLink {
       const epoch = sessionEpoch ?? (yield* appender.registerSession(topic, clientId))
       const watch = yield* acks.watch(topic, clientId, epoch, appender.brokerId)
       const totalOrder = yield* acks.totalOrders(topic)
-      const maxBatchBytes = yield* appender.batchLimit(topic)
-      return { epoch, watch, totalOrder, maxBatchBytes }
+      const limits = yield* appender.limits(topic)
+      return { epoch, watch, totalOrder, limits }
     })
     this.c.run(opening, (exit) => {
       if (this.state !== "open") return
@@ -185,7 +185,7 @@ export class RegionLink implements PublisherLink {
           this.refusal(lane, refusalCode(error), error.message ?? String(error))
         )
       }
-      const { epoch, maxBatchBytes, totalOrder, watch } = exit.value
+      const { epoch, limits, totalOrder, watch } = exit.value
       const now = watch.acks()
       if (sessionEpoch !== undefined && !now.known) {
         return this.c.events.sessionUnknown(this, lane, `the log no longer knows session ${epoch} of topic ${topic}`)
@@ -197,7 +197,7 @@ export class RegionLink implements PublisherLink {
       session.reportedReplicated = now.replicated
       this.sessions.get(lane.index)?.sit()
       this.sessions.set(lane.index, session)
-      this.c.events.sessionOpened(this, lane, epoch, maxBatchBytes)
+      this.c.events.sessionOpened(this, lane, epoch, limits)
       // A fence or a deletion while nothing is in flight is seen with the next batch, or now.
       if (now.fenced || watch.deleted()) this.report(session)
     })

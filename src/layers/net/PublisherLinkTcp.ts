@@ -200,9 +200,9 @@ const connect = (link: TcpLink): ClientConnection => {
         link.group.accepted = true
         events.opened(link)
       },
-      onSessionOpened: (sessionId, sessionEpoch, maxBatchBytes) => {
+      onSessionOpened: (sessionId, sessionEpoch, limits) => {
         const lane = link.connection === connection ? link.laneOf(sessionId) : undefined
-        if (lane !== undefined) events.sessionOpened(link, lane, sessionEpoch, maxBatchBytes)
+        if (lane !== undefined) events.sessionOpened(link, lane, sessionEpoch, limits)
       },
       onSessionEnded: (sessionId, error) => {
         const lane = link.connection === connection ? link.laneOf(sessionId) : undefined

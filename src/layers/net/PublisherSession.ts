@@ -8,6 +8,7 @@
 import { Effect } from "effect"
 import { publisherFenced } from "../../Metrics.js"
 import { BrokerRejected, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
+import type { SessionLimits } from "./Control.js"
 import { failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
 import { openSessions } from "./PublisherLanes.js"
 import type { LaneRef, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
@@ -22,8 +23,7 @@ export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
     opened: () => {
       for (const lane of s.lanes) openSessions(s, lane)
     },
-    sessionOpened: (link, ref, sessionEpoch, maxBatchBytes) =>
-      sessionOpened(s, link, laneOf(ref), sessionEpoch, maxBatchBytes),
+    sessionOpened: (link, ref, sessionEpoch, limits) => sessionOpened(s, link, laneOf(ref), sessionEpoch, limits),
     sessionRefused: (link, ref, error) => {
       const lane = laneOf(ref)
       if (error.code === "region-full" && leftOut(s, link, lane)) return
@@ -100,11 +100,12 @@ const sessionOpened = (
   link: PublisherLink,
   lane: Lane,
   sessionEpoch: number,
-  maxBatchBytes: number | undefined
+  limits: SessionLimits
 ) => {
   if (lane.failure !== undefined) return link.dropSession(lane)
   lane.opened = true
-  lane.builder.limit = maxBatchBytes ?? Infinity
+  lane.builder.limit = limits.maxBatchBytes ?? Infinity
+  lane.maxMessageBytes = limits.maxMessageBytes ?? Infinity
   if (lane.epoch === undefined) {
     lane.epoch = sessionEpoch
     lane.registrar = undefined

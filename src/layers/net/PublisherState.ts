@@ -94,6 +94,8 @@ export interface Lane {
   unacked: Array<Batch>
   head: number
   readonly builder: BatchBuilder
+  /** The topic's largest message (value, key and headers), once its session said it; Infinity until then. */
+  maxMessageBytes: number
   /** Messages in sealed batches (the open batch's first message is numbered this). */
   sealedMessages: number
   /** When the open batch took its first message (performance.now() ms), for `lingerMs`. */

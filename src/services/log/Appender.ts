@@ -79,10 +79,11 @@ export interface AppenderShape {
     revoked: () => void
   ) => Uint8Array | "wait" | TopicNotFound
   /**
-   * The largest batch payload the topic takes (half of a writer's lane: its memory / writers),
-   * its target set up here if it was not: what a publisher seals its batches of the topic at.
+   * The largest batch payload the topic takes (half of a writer's lane: its memory / writers) and
+   * its largest message (value, key and headers), its target set up here if it was not: what a
+   * publisher seals its batches of the topic at, and the messages it refuses before sending.
    */
-  readonly batchLimit: (topic: string) => Effect.Effect<number, TopicNotFound | TopicDeleted | BatchRejected>
+  readonly limits: (topic: string) => Effect.Effect<TopicLimits, TopicNotFound | TopicDeleted | BatchRejected>
   /**
    * Registers a new publisher session of `clientId` on the topic and returns its epoch,
    * handed out by the log (never chosen by the client), so a restarted publisher or a
@@ -118,6 +119,12 @@ export class AppendTimeout extends Schema.TaggedError<AppendTimeout>()("AppendTi
       this.full === "pbr" ? "PBR" : "Blog"
     } stayed full for ${this.waitedMs} ms (is the sequencer running? is a registered subscriber stuck?)`
   }
+}
+
+/** What one batch and one message of a topic may hold. */
+export interface TopicLimits {
+  readonly maxBatchBytes: number
+  readonly maxMessageBytes: number
 }
 
 export class BatchRejected extends Schema.TaggedError<BatchRejected>()("BatchRejected", {

@@ -306,10 +306,21 @@ export class BrokersUnreachable extends Data.TaggedError("BrokersUnreachable")<{
 /** Bytes a batch's first record takes besides its message: its header and the batch's base timestamp. */
 export const FIRST_RECORD_OVERHEAD_BYTES = 16
 
-export class MessageTooLarge
-  extends Data.TaggedError("MessageTooLarge")<{ readonly bytes: number; readonly maxBatchBytes: number }>
-{
+/**
+ * A message larger than a batch can be (the publisher's `maxBatchBytes`), or, with `topic`, larger
+ * than that topic takes (`maxMessageBytes`: the topic's own limit, said by its session): nothing of
+ * it was sent, and the topic goes on.
+ */
+export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{
+  readonly bytes: number
+  readonly maxBatchBytes: number
+  readonly topic?: string
+  readonly maxMessageBytes?: number
+}> {
   override get message() {
+    if (this.topic !== undefined && this.maxMessageBytes !== undefined) {
+      return `a ${this.bytes}-byte message is over topic ${this.topic}'s largest message of ${this.maxMessageBytes} bytes (key and headers included; cxlog topics describe ${this.topic} says it, and a topic created with a larger --max-message-bytes takes more)`
+    }
     return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes (the largest message is ${
       this.maxBatchBytes - FIRST_RECORD_OVERHEAD_BYTES
     } bytes, key and headers included); raise the publisher's maxBatchBytes (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)`
