@@ -158,6 +158,7 @@ export {
 } from "./services/net/Publisher.js"
 export {
   CommitRejected,
+  InvalidSubscribeOptions,
   type MessageHeader,
   type SubscribeError,
   Subscriber,

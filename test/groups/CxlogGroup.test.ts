@@ -279,6 +279,16 @@ describe("CxlogGroup", () => {
       message: expect.stringMatching(/a member has no option maxInflight \(its options: .*brokers, /)
     })
     const first = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    // The group exists, on jobs: a spec naming another topic is refused, not joined to jobs.
+    await expect(CxlogGroup.openWith(layer, { group: "workers", create: { topic: "other" } })).rejects
+      .toMatchObject({ _tag: "InvalidGroupSpec", message: expect.stringContaining("it reads topic jobs, not other") })
+    // A window that cannot be is refused at the open, not at the first read.
+    for (const maxInFlight of [0, -1, 2e6]) {
+      await expect(CxlogGroup.openWith(layer, { group: "workers", maxInFlight })).rejects.toMatchObject({
+        _tag: "InvalidGroupSpec",
+        message: expect.stringContaining(`maxInFlight ${maxInFlight} must be a whole number`)
+      })
+    }
     const held = await first.next()
     expect(held).toMatchObject({ offset: 0, deliveryCount: 1 })
     await first.close()

@@ -29,6 +29,7 @@ import {
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { LocalDelivery } from "./GroupDelivery.js"
+import { refuseJoin } from "./GroupSpecs.js"
 
 const decoder = new TextDecoder()
 
@@ -203,12 +204,28 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups
         if (options.create !== undefined) {
-          yield* groups.create({ ...options.create, name: options.group }).pipe(
-            Effect.catchTag("GroupExists", () => Effect.void)
+          // Made only when there is none: an existing group is checked against the spec's topic below.
+          const exists = yield* groups.describe(options.group).pipe(
+            Effect.as(true),
+            Effect.catchTag("GroupNotFound", () => Effect.succeed(false))
           )
+          if (!exists) {
+            yield* groups.create({ ...options.create, name: options.group }).pipe(
+              Effect.catchTag("GroupExists", () => Effect.void)
+            )
+          }
         }
+        // A member's window that cannot be rejects here, before anything joins.
+        yield* refuseJoin(options.group, options.maxInFlight)
         // A missing or unreadable group rejects here, not at the first read.
-        const { ackWaitMs, byKey } = yield* groups.describe(options.group)
+        const { ackWaitMs, byKey, topic } = yield* groups.describe(options.group)
+        if (options.create !== undefined && topic !== options.create.topic) {
+          // The group existed, made on another topic: joining it would read what the caller did not ask for.
+          return yield* new InvalidGroupSpec({
+            group: options.group,
+            reason: `it reads topic ${topic}, not ${options.create.topic} (delete it to read another)`
+          })
+        }
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
         const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))
         const inHand = new JobsInHand(ackWaitMs)
