@@ -363,6 +363,14 @@ for (const impl of impls) {
         expect((yield* refused({ from: 2, fromTime: 5 })).message).toBe(
           "invalid subscribe options: from 2 and fromTime 5 are both given: fromTime starts in place of from, give one"
         )
+        // A consumer name the log refuses is said as such, before anything is asked of a broker.
+        expect(yield* refused({ consumer: "$hold" })).toMatchObject({ _tag: "ConsumerNameInvalid", name: "$hold" })
+        // One name where the list of several goes is not read as a list of its letters.
+        expect(
+          (yield* Effect.flip(subscriber.subscribeTopics("t" as unknown as ReadonlyArray<string>))).message
+        ).toBe(
+          `invalid subscribe options: topics must be a list of names and patterns (["orders", "audit.*"]), not "t"`
+        )
       }))
 
     it.scopedLive("a subscriber that fell behind retention gets LogOutOfRange naming the oldest offset held, never skipped data", () =>

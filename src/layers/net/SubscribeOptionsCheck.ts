@@ -6,7 +6,9 @@
  */
 import { Effect } from "effect"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
+import { ConsumerNameInvalid } from "../../services/log/Consumers.js"
 import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
+import { consumerNameBytes } from "../log/Consumers.js"
 
 /** A value as the caller gave it: a string quoted, anything else as JavaScript prints it (NaN stays NaN). */
 const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
@@ -43,15 +45,31 @@ export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): 
   return undefined
 }
 
+/**
+ * Why a subscribe cannot start, before anything is opened: its options, or a consumer name the
+ * log would refuse (said as such, not as a broker's refusal of the request).
+ */
+const refusal = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | ConsumerNameInvalid | undefined => {
+  const invalid = invalidSubscribeOptions(options)
+  if (invalid !== undefined || options?.consumer === undefined) return invalid
+  const name = consumerNameBytes(options.consumer)
+  return name instanceof ConsumerNameInvalid ? name : undefined
+}
+
 /** `shape` with its subscribes refused at once when their options are not what they must be. */
 export const checkingOptions = (shape: SubscriberShape): SubscriberShape => ({
   ...shape,
   subscribe: (topic, options) => {
-    const invalid = invalidSubscribeOptions(options)
-    return invalid === undefined ? shape.subscribe(topic, options) : Effect.fail(invalid)
+    const refused = refusal(options)
+    return refused === undefined ? shape.subscribe(topic, options) : Effect.fail(refused)
   },
   subscribeTopics: (selection, options) => {
-    const invalid = invalidSubscribeOptions(options)
-    return invalid === undefined ? shape.subscribeTopics(selection, options) : Effect.fail(invalid)
+    // A JavaScript caller's one name where the list goes (`topics: "orders"`) is no list of its letters.
+    const refused = Array.isArray(selection)
+      ? refusal(options)
+      : new InvalidSubscribeOptions({
+        reason: `topics must be a list of names and patterns (["orders", "audit.*"]), not ${shown(selection)}`
+      })
+    return refused === undefined ? shape.subscribeTopics(selection, options) : Effect.fail(refused)
   }
 })
