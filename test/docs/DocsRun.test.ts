@@ -36,6 +36,9 @@ const boundOf = (b: DocBlock) => (/cxlog bench\b/.test(b.code) ? BENCH_BLOCK_TIM
 
 const where = (b: DocBlock) => `${b.file}:${b.line}`
 
+/** A program that reads through a named consumer, which a second run resumes. */
+const RESUMES = /\bconsumer: "/
+
 /**
  * docs/mirror.md's mirror bench is the suite's one run of `cxlog bench --type mirror` with a
  * nats-server: its output is checked here for every figure and the audit. Its 2 000 messages in
@@ -206,6 +209,8 @@ describe("the docs' code blocks", () => {
       try {
         for (const block of programs.filter((b) => !startsHead(b))) {
           results.push({ block, ...(await runBlock(block, env, scratch)) })
+          // A program with a named consumer is run again, as a newcomer would: it resumes where it committed.
+          if (RESUMES.test(block.code)) results.push({ block, ...(await runBlock(block, env, scratch)) })
         }
       } finally {
         await server.stop()
