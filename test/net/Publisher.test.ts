@@ -538,6 +538,25 @@ describe("Publisher", () => {
             `invalid publisher options: not a broker address: "${address.host}:${address.port}" (host:port, the port in 1..65535)`
         })
       }
+      // A JavaScript caller's value of another type is named with its type, before anything connects.
+      const mistyped: ReadonlyArray<[Record<string, unknown>, string]> = [
+        [{ ackTimeoutMs: "1000" }, `ackTimeoutMs must be a number, not "1000" (a string)`],
+        [{ maxInFlightBatches: "10" }, `maxInFlightBatches must be a number, not "10" (a string)`],
+        [{ ackLevel: 7 }, "ackLevel must be 0, 1 or 2, not 7"],
+        [{ adaptiveWindow: "yes" }, `adaptiveWindow must be true or false, not "yes" (a string)`],
+        [{ spread: "random" }, `spread must be "round-robin" or "sticky", not "random" (a string)`],
+        [
+          { brokers: "127.0.0.1:7400" },
+          `brokers is a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not "127.0.0.1:7400" (a string)`
+        ]
+      ]
+      for (const [options, reason] of mistyped) {
+        const made = PublisherLayers.make({ brokers: addresses, topic: "t", ...options } as PublisherOptions)
+        expect(yield* Effect.flip(made)).toMatchObject({
+          _tag: "InvalidPublisherOptions",
+          message: `invalid publisher options: ${reason}`
+        })
+      }
       // A misspelt option is the caller's mistake, said with the options there are, not a default taken in silence.
       const misspelt = { brokers: addresses, topic: "t", maxInflightBatches: 4 } as PublisherOptions
       const unknown = yield* Effect.flip(PublisherLayers.make(misspelt))

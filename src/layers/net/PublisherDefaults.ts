@@ -87,9 +87,43 @@ export type PublisherSettings = ReturnType<typeof settingsOf>
 /** The longest a timer waits (a longer delay fires at once, with Node's warning): the longest a linger may be. */
 export const MAX_TIMER_MS = 2 ** 31 - 1
 
+/** A value as a JavaScript caller gave it: a string quoted and said to be one (`"1000"`, a string), else as printed. */
+const given = (value: unknown): string =>
+  typeof value === "string" ? `${JSON.stringify(value)} (a string)` : String(value)
+
+/** Why the options a JavaScript caller can give any value are not of their type, if one is not. */
+const typeProblem = (s: PublisherSettings, local: boolean): string | undefined => {
+  if (!local && !Array.isArray(s.brokers)) {
+    return `brokers is a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not ${given(s.brokers)}`
+  }
+  const numbers = {
+    clientId: s.clientId,
+    batchBytes: s.batchBytes,
+    maxBatchBytes: s.maxBatchBytes,
+    maxInFlightBatches: s.window,
+    lingerMs: s.lingerMs,
+    connectTimeoutMs: s.connectTimeoutMs,
+    ackTimeoutMs: s.ackTimeoutMs,
+    reconnectDelayMs: s.reconnectDelayMs
+  }
+  for (const [name, value] of Object.entries(numbers)) {
+    if (typeof value !== "number") return `${name} must be a number, not ${given(value)}`
+  }
+  if (![0, 1, 2].includes(s.ackLevel)) return `ackLevel must be 0, 1 or 2, not ${given(s.ackLevel)}`
+  if (typeof s.adaptiveWindow !== "boolean") {
+    return `adaptiveWindow must be true or false, not ${given(s.adaptiveWindow)}`
+  }
+  if (s.spread !== "round-robin" && s.spread !== "sticky") {
+    return `spread must be "round-robin" or "sticky", not ${given(s.spread)}`
+  }
+  return undefined
+}
+
 /** Why `s` cannot make a publisher (undefined: they can); `local`: a local publisher, which has no brokers. */
 export const validate = (s: PublisherSettings, local = false): string | undefined => {
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
+  const mistyped = typeProblem(s, local)
+  if (mistyped !== undefined) return mistyped
   if (!local && s.brokers.length === 0) return "at least one broker address is needed"
   const bad = s.brokers.find((address) => !isBrokerAddress(address))
   if (bad !== undefined) return new InvalidBrokerAddress({ address: addressText(bad) }).message
