@@ -135,6 +135,13 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(noDeadLetters.message).toBe(
           `consumer group "g0-d": its dead-letter topic nope does not exist: create it first`
         )
+        // A start that is none of the four, from a JavaScript caller, is named as such (not a Schema tree).
+        const lastest = yield* Effect.flip(
+          groups.create({ name: "g0-s", topic: "t0", start: "lastest" } as unknown as GroupSpec)
+        )
+        expect(lastest.message).toBe(
+          `consumer group "g0-s": start must be "earliest", "latest", { offset: N } or { time: MS }, not "lastest"`
+        )
         const bad = yield* Effect.flip(groups.create({ name: "g0-y", topic: "t0", ackWaitMs: 0 }))
         expect(bad).toBeInstanceOf(InvalidGroupSpec)
         const beyond = yield* Effect.flip(groups.create({ name: "g0-z", topic: "t0", start: { offset: 99 } }))

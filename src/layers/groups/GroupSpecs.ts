@@ -45,7 +45,20 @@ export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
   if (spec.holdRetention !== undefined && typeof spec.holdRetention !== "boolean") {
     return `holdRetention must be true or false, not ${JSON.stringify(spec.holdRetention)}`
   }
+  if (spec.start !== undefined && !isStart(spec.start)) {
+    return `start must be "earliest", "latest", { offset: N } or { time: MS }, not ${JSON.stringify(spec.start)}`
+  }
   return undefined
+}
+
+/** A group's start as a JavaScript caller may have given it: one of the four. */
+const isStart = (start: unknown): boolean => {
+  if (start === "earliest" || start === "latest") return true
+  if (typeof start !== "object" || start === null) return false
+  const keys = Object.keys(start)
+  const value = (start as Record<string, unknown>)[keys[0] ?? ""]
+  return keys.length === 1 && (keys[0] === "offset" || keys[0] === "time") && typeof value === "number" &&
+    Number.isSafeInteger(value) && value >= 0
 }
 
 /** The most messages a member may hold at once (`maxInFlight`): what the wire carries, far past any pending table. */
