@@ -48,6 +48,8 @@ describe("CxlogPublisher", () => {
       const brokers = [{ host: "127.0.0.1", port: await deadPort() }]
       const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events", ackTimeoutMs: 300 })
       for (let i = 0; i < 10; i++) await publisher.publish(`m${i}`)
+      // What is not acknowledged yet, by topic and message numbers.
+      expect(publisher.unacknowledged()).toEqual([{ topic: "events", from: 0, count: 10 }])
       const closing = publisher.close()
       // Closing: no new message is taken, and a second close() is the same.
       await expect(publisher.publish("late")).rejects.toMatchObject({ _tag: "PublisherClosed" })

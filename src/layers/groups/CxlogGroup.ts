@@ -37,7 +37,7 @@ export interface CxlogGroupOptions extends JoinOptions {
   readonly group: string
   /** Creates the group with this spec when it does not exist yet. */
   readonly create?: Omit<GroupSpec, "name">
-  /** Aborting it closes the member: iteration ends, a pending read rejects with the signal's reason. */
+  /** Aborting it closes the member: iteration ends, and a pending `next()` resolves undefined. */
   readonly signal?: AbortSignal
 }
 

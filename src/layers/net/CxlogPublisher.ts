@@ -16,6 +16,7 @@ import { Cause, Data, type Duration, type Effect, Exit, type Layer, ManagedRunti
 import { withMillis } from "../../Durations.js"
 import {
   type MessageOptions,
+  type MessageRange,
   type PublishAck,
   Publisher,
   PublisherClosed,
@@ -118,6 +119,11 @@ export class CxlogPublisher {
 
   stats(): PublisherStats {
     return this.publisher.stats()
+  }
+
+  /** The messages published and not acknowledged yet, as ranges naming their topic (after a failed `flush`: the ones it names). */
+  unacknowledged(): ReadonlyArray<MessageRange> {
+    return this.publisher.unacknowledged()
   }
 
   /** Seal-to-ACK latency per acknowledged batch, in µs. */

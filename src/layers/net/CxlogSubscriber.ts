@@ -43,7 +43,7 @@ export interface CxlogSubscribeOptions extends Omit<SubscribeOptions, "fromTime"
    */
   readonly topics?: ReadonlyArray<string>
   /**
-   * Aborting it closes the subscriber: iteration ends, a pending read rejects with an AbortError.
+   * Aborting it closes the subscriber: iteration ends, a pending `nextBatch()` rejects with an AbortError.
    * Aborted while `open` connects, `open` rejects with the signal's reason and keeps nothing.
    */
   readonly signal?: AbortSignal
