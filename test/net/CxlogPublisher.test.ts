@@ -6,6 +6,7 @@ import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
+import type { PublishAck } from "../../src/services/net/Publisher.js"
 import { anonymous } from "../fixtures/anonymous-region.js"
 
 const brokerPort = Effect.gen(function*() {
@@ -21,6 +22,13 @@ const deadPort = () =>
       server.close(() => resolve(port))
     })
   })
+
+/**
+ * Type-checked by the lint (tsc over the tests), never run: `acked` known only at run time takes the
+ * overload that resolves with the ACK or with nothing.
+ */
+export const ackedAtRunTime = (publisher: CxlogPublisher, acked: boolean): Promise<void | PublishAck> =>
+  publisher.publish("x", { acked })
 
 describe("CxlogPublisher", () => {
   it.scopedLive("close() without flush first delivers everything published: 5000 messages read back", () =>

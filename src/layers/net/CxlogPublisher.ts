@@ -96,6 +96,11 @@ export class CxlogPublisher {
    */
   publish(payload: Uint8Array | string, options?: MessageOptions & { readonly acked?: false }): Promise<void>
   publish(payload: Uint8Array | string, options: MessageOptions & { readonly acked: true }): Promise<PublishAck>
+  /** `acked` known only when it runs: resolves with the ACK when it is true, with nothing when it is false. */
+  publish(
+    payload: Uint8Array | string,
+    options: MessageOptions & { readonly acked: boolean }
+  ): Promise<void | PublishAck>
   publish(
     payload: Uint8Array | string,
     options?: MessageOptions & { readonly acked?: boolean }
