@@ -92,6 +92,10 @@ describe("topics through a broker, as processes", () => {
           )
         )
         expect(exists).toMatchObject({ _tag: "TopicExists", message: `topic "app.t0" already exists` })
+        // A trim before a time takes a Date, as a subscriber's fromTime does: nothing of app.t0 is that old.
+        expect(yield* Effect.promise(() => admin.trimTopic("app.t0", { beforeTime: new Date(0) }))).toMatchObject({
+          earliest: 0
+        })
         yield* Effect.promise(() => admin.close())
 
         for (let i = 0; i < 20; i++) yield* topics.delete(`app.t${i}`)

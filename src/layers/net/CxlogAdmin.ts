@@ -76,8 +76,12 @@ export class CxlogAdmin {
    * Drops a topic's oldest messages: those before `beforeOffset`, all but the last `keepMessages`, or
    * those stamped before `beforeTime` (ms since the epoch); what it holds after (`earliest`, `end`).
    */
-  trimTopic(name: string, target: TrimTarget): Promise<TopicBounds> {
-    return this.run(this.topics.trim(name, target))
+  trimTopic(name: string, target: TrimTarget | { readonly beforeTime: Date }): Promise<TopicBounds> {
+    // A Date as `fromTime` takes one: its milliseconds since the epoch.
+    const given = "beforeTime" in target && target.beforeTime instanceof Date
+      ? { beforeTime: target.beforeTime.getTime() }
+      : target as TrimTarget
+    return this.run(this.topics.trim(name, given))
   }
 
   /** Drops every message a topic holds; its offsets go on from where they were. */
