@@ -174,6 +174,28 @@ describe("the local publisher (a real region)", () => {
     30_000
   )
 
+  it.scopedLive(
+    "a topic's largest message: refused as a broker refuses it before the session said it, by the publisher itself after",
+    () =>
+      Effect.gen(function*() {
+        const { local, topics } = yield* cluster(5)
+        yield* topics.create({ name: "small", order: 5, ackLevel: 1, replicationFactor: 1, maxMessageBytes: 4096 })
+        const blind = yield* local(41)
+        const ended = yield* Effect.flip(blind.publishAcked(new Uint8Array(5000), { topic: "small" }))
+        expect(ended).toMatchObject({ _tag: "BrokerRejected", code: "oversized", topic: "small" })
+        expect(ended.message).toContain("is 5000 bytes, over the topic's largest message of 4096 bytes")
+        const mine = yield* local(42)
+        expect(yield* mine.publishAcked(new Uint8Array(4096), { topic: "small" })).toEqual({ offset: 0 })
+        expect(yield* Effect.flip(mine.publish(new Uint8Array(4097), { topic: "small" }))).toMatchObject({
+          _tag: "MessageTooLarge",
+          topic: "small",
+          maxMessageBytes: 4096
+        })
+        expect(yield* mine.publishAcked(new Uint8Array(64), { topic: "small" })).toEqual({ offset: 1 })
+      }),
+    30_000
+  )
+
   it.scopedLive("publishAcked gives each message's offset in the log", () =>
     Effect.gen(function*() {
       const { local, reader } = yield* cluster(5)

@@ -13,8 +13,9 @@
  */
 import { Cause, Effect, Exit } from "effect"
 import type { AckTrackerShape, SessionWatch } from "../../services/log/AckTracker.js"
-import type { AppenderShape, BatchHeader } from "../../services/log/Appender.js"
+import { type AppenderShape, type BatchHeader, BatchRejected, type TopicLimits } from "../../services/log/Appender.js"
 import { BrokerRejected } from "../../services/net/Publisher.js"
+import { checkBatchWithin } from "./BatchPayload.js"
 import type { WireErrorCode } from "./Control.js"
 import type { LaneRef, LinkBatch, LinkState, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 
@@ -77,6 +78,8 @@ class RegionSession {
   readonly carried = new Map<number, number>()
   reportedOrdered = 0
   reportedReplicated = 0
+  /** The topic's limits, as its session opened: a batch holding a message over the largest is refused as a broker would. */
+  limits: TopicLimits = { maxBatchBytes: Infinity, maxMessageBytes: Infinity }
   /** Batches 0..appended-1 of the session were appended here (the highest seq appended, plus one). */
   appended = 0
   readonly queue: Array<Queued> = []
@@ -191,6 +194,7 @@ export class RegionLink implements PublisherLink {
         return this.c.events.sessionUnknown(this, lane, `the log no longer knows session ${epoch} of topic ${topic}`)
       }
       const session = new RegionSession(this, lane, epoch)
+      session.limits = limits
       session.watch = watch
       session.totalOrder = totalOrder
       session.reportedOrdered = now.ordered
@@ -217,6 +221,18 @@ export class RegionLink implements PublisherLink {
       messageCount: batch.messageCount,
       payloadBytes: batch.payload.length,
       crc32c: batch.crc32c
+    }
+    // A message gathered before the session said the topic's largest: refused as a broker refuses it.
+    const over = checkBatchWithin(batch.payload, batch.messageCount, session.limits.maxMessageBytes)
+    if (typeof over === "object") {
+      const refused = new BatchRejected({
+        topic: lane.topic,
+        maxBatchBytes: session.limits.maxBatchBytes,
+        reason:
+          `message ${over.index} of the batch is ${over.bytes} bytes, over the topic's largest message of ${session.limits.maxMessageBytes} bytes (key and headers included)`
+      })
+      onWritten(refused)
+      return this.failAppend(session, refused)
     }
     if (session.queue.length === 0) {
       const outcome = this.c.appender.tryAppendWith(lane.topic, header, (dst) => dst.set(batch.payload))
