@@ -223,7 +223,10 @@ export class RegionLink implements PublisherLink {
       crc32c: batch.crc32c
     }
     // A message gathered before the session said the topic's largest: refused as a broker refuses it.
-    const over = checkBatchWithin(batch.payload, batch.messageCount, session.limits.maxMessageBytes)
+    // (No message is larger than its batch: a batch within the limit is not walked.)
+    const over = batch.payload.length > session.limits.maxMessageBytes
+      ? checkBatchWithin(batch.payload, batch.messageCount, session.limits.maxMessageBytes)
+      : undefined
     if (typeof over === "object") {
       const refused = new BatchRejected({
         topic: lane.topic,
