@@ -7,13 +7,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import { CxlogGroup, type CxlogGroupOptions, type CxlogJob } from "../../src/layers/groups/CxlogGroup.js"
+import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
+import { LogReader } from "../../src/services/log/LogReader.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
 import { memoryGroups } from "../fixtures/groups-harness.js"
 
 /** One in-memory cluster for a test: its groups (for the facade) and a runtime to publish and look with. */
-const cluster = async (topic: string) => {
-  const runtime = ManagedRuntime.make(memoryGroups([topic]))
+const cluster = async (topic: string, ...others: ReadonlyArray<string>) => {
+  const runtime = ManagedRuntime.make(memoryGroups([topic, ...others]))
   const groups = await runtime.runPromise(ConsumerGroups)
   const publish = (count: number) =>
     runtime.runPromise(Effect.gen(function*() {
@@ -55,6 +57,35 @@ describe("CxlogGroup", () => {
     await group.close()
     expect(seen).toEqual([[0, 1], [1, 1], [2, 1], [1, 2]])
     expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ acked: 3, redeliveries: 1 })
+    await runtime.dispose()
+  })
+
+  it("process: a job whose handler throws on its last delivery goes to the dead letters saying what it threw", async () => {
+    const { runtime, layer, publish } = await cluster("jobs", "dead")
+    await publish(1)
+    const create = { topic: "jobs", deadLetterTopic: "dead", maxDeliver: 2 }
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create })
+    const enough = new AbortController()
+    await group.process((job: CxlogJob) => {
+      if (job.deliveryCount === 2) enough.abort()
+      throw new Error(`bad input ${job.offset}`)
+    }, { signal: enough.signal })
+    await group.close()
+    const reasons = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+      const cursor = yield* (yield* LogReader).subscribe("dead", { from: "earliest" })
+      const found: Array<string> = []
+      while (found.length < 1 && (yield* cursor.awaitMore(10_000))) {
+        yield* cursor.pollBatches((batch) => {
+          const payload = batch.bytes.slice(batch.offset, batch.offset + batch.length)
+          forEachMessage(payload, batch.messageCount, (m) => {
+            const reason = m.headers?.find((h) => h.name === "cxlog-dead-letter-reason")
+            found.push(reason === undefined ? "none" : new TextDecoder().decode(reason.value))
+          })
+        })
+      }
+      return found
+    })))
+    expect(reasons).toEqual(["term: the handler failed on delivery 2 of 2: bad input 0"])
     await runtime.dispose()
   })
 

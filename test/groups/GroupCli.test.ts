@@ -102,7 +102,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect(dead).toMatchObject({ key: "k1", payload: "beta" })
         expect(dead.headers).toContainEqual({
           name: "cxlog-dead-letter-reason",
-          value: "max-deliver: nak'd after 2 deliveries"
+          value: "term: the command exited 1 on delivery 2 of 2"
         })
         // A value that is not UTF-8 is printed in base64, as cxlog subscribe prints it, not with its bytes replaced.
         const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9])

@@ -33,6 +33,9 @@ import { refuseJoin } from "./GroupSpecs.js"
 
 const decoder = new TextDecoder()
 
+/** What a handler threw, as a dead letter's reason says it. */
+const thrown = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
 export interface CxlogGroupOptions extends JoinOptions {
   readonly group: string
   /** Creates the group with this spec when it does not exist yet. */
@@ -170,6 +173,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     readonly group: string,
     /** Its jobs of one key come in offset order, and `process` keeps them so. */
     private readonly byKey: boolean,
+    /** Deliveries a job gets before the dead letters (0: no limit): `process` says why its last one failed. */
+    private readonly maxDeliver: number,
     private readonly runtime: ManagedRuntime.ManagedRuntime<ConsumerGroups, unknown>,
     private readonly scope: Scope.CloseableScope,
     /** The next deliveries; undefined when the member's stream ended. */
@@ -218,7 +223,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
         // A member's window that cannot be rejects here, before anything joins.
         yield* refuseJoin(options.group, options.maxInFlight)
         // A missing or unreadable group rejects here, not at the first read.
-        const { ackWaitMs, byKey, topic } = yield* groups.describe(options.group)
+        const { ackWaitMs, byKey, maxDeliver, topic } = yield* groups.describe(options.group)
         if (options.create !== undefined && topic !== options.create.topic) {
           // The group existed, made on another topic: joining it would read what the caller did not ask for.
           return yield* new InvalidGroupSpec({
@@ -233,7 +238,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
         return {
           pull: Effect.catchAll(pull, Option.match({ onNone: () => Effect.succeed(undefined), onSome: Effect.fail })),
           inHand,
-          byKey
+          byKey,
+          maxDeliver
         }
       }).pipe(Scope.extend(scope)),
       signal === undefined ? undefined : { signal }
@@ -243,8 +249,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       await runtime.dispose()
       throw signal?.aborted === true || Exit.isSuccess(exit) ? signal?.reason : Cause.squash(exit.cause)
     }
-    const { byKey, inHand, pull } = exit.value
-    return new CxlogGroup(options.group, byKey, runtime, scope, pull, inHand, signal)
+    const { byKey, inHand, maxDeliver, pull } = exit.value
+    return new CxlogGroup(options.group, byKey, maxDeliver, runtime, scope, pull, inHand, signal)
   }
 
   /**
@@ -342,7 +348,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
 
   /**
    * Runs `handler` on every job until the member is closed: a job is acked when the handler
-   * resolves, nak'd (delivered again, after `nakDelayMs`) when it throws.
+   * resolves, nak'd (delivered again, after `nakDelayMs`) when it throws — on its last delivery
+   * (`maxDeliver`), sent to the dead letters with what the handler threw.
    */
   async process(handler: (job: CxlogJob) => unknown, options: ProcessOptions = {}): Promise<void> {
     const problem = nakDelayProblem(options.nakDelayMs)
@@ -359,8 +366,13 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       try {
         await handler(job)
         await job.ack()
-      } catch {
-        await job.nak(options.nakDelayMs ?? 0)
+      } catch (error) {
+        // Its last delivery: to the dead letters with what the handler threw, not only how often it was nak'd.
+        if (this.maxDeliver > 0 && job.deliveryCount >= this.maxDeliver) {
+          await job.term(`the handler failed on delivery ${job.deliveryCount} of ${this.maxDeliver}: ${thrown(error)}`)
+        } else {
+          await job.nak(options.nakDelayMs ?? 0)
+        }
       }
     }
     const turns = new KeyTurns()

@@ -143,8 +143,15 @@ const handle = (d: Delivery, o: ConsumeOptions, info: GroupInfo, turn: Turn, run
     const code = yield* Effect.raceFirst(command, renewing(d, info.ackWaitMs))
     if (code === 0) return yield* d.ack
     yield* Effect.sync(() => process.stderr.write(`${commandFailed(d, code, info)}\n`))
-    return yield* d.nak(o.nakDelayMs)
+    // Its last delivery: the dead letter says how the command ended, not only how often it was nak'd.
+    return yield* isLast(d, info)
+      ? d.term(`the command exited ${code} on delivery ${d.deliveryCount} of ${info.maxDeliver}`)
+      : d.nak(o.nakDelayMs)
   })
+
+/** Whether this delivery of the message is its last one before the dead letters (`maxDeliver`). */
+const isLast = (d: Delivery, group: Pick<GroupInfo, "maxDeliver">): boolean =>
+  group.maxDeliver > 0 && d.deliveryCount >= group.maxDeliver
 
 /** What a member says when a message's command failed: which message, its exit code, and where the message goes now. */
 export const commandFailed = (
@@ -152,8 +159,7 @@ export const commandFailed = (
   code: number,
   group: Pick<GroupInfo, "maxDeliver" | "deadLetterTopic">
 ): string => {
-  const last = group.maxDeliver > 0 && d.deliveryCount >= group.maxDeliver
-  const next = !last
+  const next = !isLast(d, group)
     ? "it is delivered again"
     : group.deadLetterTopic === undefined
     ? "that was its last delivery (maxDeliver): it is counted as a dead letter and dropped (the group has no dead-letter topic)"
