@@ -208,27 +208,22 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     const exit = await runtime.runPromiseExit(
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups
-        if (options.create !== undefined) {
-          // Made only when there is none: an existing group is checked against the spec's topic below.
-          const exists = yield* groups.describe(options.group).pipe(
-            Effect.as(true),
-            Effect.catchTag("GroupNotFound", () => Effect.succeed(false))
-          )
-          if (!exists) {
-            yield* groups.create({ ...options.create, name: options.group }).pipe(
-              Effect.catchTag("GroupExists", () => Effect.void)
-            )
-          }
-        }
         // A member's window that cannot be rejects here, before anything joins.
         yield* refuseJoin(options.group, options.maxInFlight)
-        // A missing or unreadable group rejects here, not at the first read.
-        const { ackWaitMs, byKey, maxDeliver, topic } = yield* groups.describe(options.group)
-        if (options.create !== undefined && topic !== options.create.topic) {
-          // The group existed, made on another topic: joining it would read what the caller did not ask for.
+        // A missing or unreadable group rejects here, not at the first read; with `create`, a missing one is made.
+        const described = groups.describe(options.group)
+        const create = options.create
+        const { ackWaitMs, byKey, maxDeliver, topic } = create === undefined ? yield* described : yield* described.pipe(
+          Effect.catchTag("GroupNotFound", () =>
+            groups.create({ ...create, name: options.group }).pipe(
+              Effect.catchTag("GroupExists", () => described)
+            ))
+        )
+        // An existing group made on another topic: joining it would read what the caller did not ask for.
+        if (create !== undefined && topic !== create.topic) {
           return yield* new InvalidGroupSpec({
             group: options.group,
-            reason: `it reads topic ${topic}, not ${options.create.topic} (delete it to read another)`
+            reason: `it reads topic ${topic}, not ${create.topic} (delete it to read another)`
           })
         }
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }

@@ -21,7 +21,7 @@ import { bucketOf } from "./GroupBuckets.js"
 import type { Frontier } from "./GroupClaims.js"
 import { LocalDelivery, makeDelivery } from "./GroupDelivery.js"
 import type { MemberState } from "./GroupMemberState.js"
-import { hold, room, scanPosition, stir } from "./GroupMemberState.js"
+import { hold, room, scanPosition } from "./GroupMemberState.js"
 import { BatchCopy, type BatchRef, type ReadError, type RunProblem } from "./GroupReader.js"
 
 /** Why dispatch stopped: nothing more committed, no room (or no free entry), or it handed some out. */
@@ -114,8 +114,6 @@ const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Ef
       }
       const read = yield* m.reader.nextFrom(from.offset, batchesFor(room(m), m.lastBatchMessages))
       if (read.read === 0) return handedOut ? "more" : "end"
-      // The topic grew: what others claimed of it may be theirs to lose (GroupMemberState.ts, QUIET_LOOK_MS).
-      stir(m)
       const last = read.batches.at(-1)
       if (last !== undefined) m.lastBatchMessages = last.count
       m.ahead.push(...read.batches)
@@ -138,7 +136,6 @@ const dispatchOwned = (m: MemberState, nowMs: number, out: Array<Delivery>): Eff
         m.batch = yield* m.reader.next()
         m.index = 0
         if (m.batch === undefined) break
-        stir(m)
       }
       const batch = m.batch
       const offset = batch.start + m.index

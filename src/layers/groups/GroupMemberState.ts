@@ -155,7 +155,11 @@ export const pace = (m: MemberState, inUse: number, gone: number): void => {
   m.lookEveryMs = inUse === 0 && gone === 0 ? Math.max(m.checkEveryMs, QUIET_LOOK_MS) : m.checkEveryMs
 }
 
-/** Something moved (the topic grew under the member, or it handed messages out): it looks every `checkEveryMs` again. */
+/**
+ * Something moved (its wait saw the topic grow, or it handed messages out): it looks every
+ * `checkEveryMs` again. A member that has no room, or no free entry, is not quiet anyway: entries
+ * are in use.
+ */
 export const stir = (m: MemberState): void => {
   m.lookEveryMs = m.checkEveryMs
 }

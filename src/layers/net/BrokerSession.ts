@@ -5,7 +5,7 @@
  * SESSION_OPEN (`openSession`: the user's right to the topic, then the session registered or
  * attached, and SESSION_OPENED), its batches and its CLOSE — until the client ends the connection.
  */
-import { Effect, Option } from "effect"
+import { Effect } from "effect"
 import type { Socket } from "node:net"
 import * as Auth from "./Auth.js"
 import { acknowledge } from "./BrokerAcks.js"
@@ -205,16 +205,11 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
       if (user !== undefined) claimSession(broker, open.topic, connection.clientId, sessionEpoch, user)
       // The topic's own limits (its batches within the broker's): the client seals its batches of the
       // topic within them and refuses a message over the topic's largest before sending it.
-      const limits = yield* broker.appender.limits(open.topic).pipe(Effect.option)
+      const topic = yield* broker.appender.limits(open.topic).pipe(Effect.orElseSucceed(() => undefined))
+      const maxBatchBytes = Math.min(topic?.maxBatchBytes ?? Infinity, broker.settings.maxBatchBytes)
       return {
         sessionEpoch,
-        limits: {
-          maxBatchBytes: Math.min(
-            Option.match(limits, { onNone: () => Infinity, onSome: (l) => l.maxBatchBytes }),
-            broker.settings.maxBatchBytes
-          ),
-          ...Option.match(limits, { onNone: () => ({}), onSome: (l) => ({ maxMessageBytes: l.maxMessageBytes }) })
-        }
+        limits: topic === undefined ? { maxBatchBytes } : { maxBatchBytes, maxMessageBytes: topic.maxMessageBytes }
       }
     })
     const outcome = yield* Effect.either(opening)
