@@ -15,7 +15,7 @@ describe("ReplyMemo", () => {
     memo.started(3, 1)
     expect(memo.retry(3, 1)).toBe("running")
     const reply = replyTo(3, 1)
-    memo.replied(reply)
+    memo.replied(3, reply)
     expect(memo.retry(3, 1)).toBe(reply)
     // Another client's request 1 is another request.
     expect(memo.retry(4, 1)).toBe("unseen")
@@ -26,7 +26,7 @@ describe("ReplyMemo", () => {
     const memo = new ReplyMemo()
     for (let id = 1; id <= KEPT_REPLIES + 1; id++) {
       memo.started(0, id)
-      memo.replied(replyTo(0, id))
+      memo.replied(0, replyTo(0, id))
     }
     expect(memo.retry(0, 1)).toBe("lost")
     expect(memo.retry(0, 2)).toMatchObject({ requestId: 2 })
@@ -37,13 +37,13 @@ describe("ReplyMemo", () => {
     const memo = new ReplyMemo()
     for (const id of [1, 2, 3]) {
       memo.started(0, id)
-      memo.replied(replyTo(0, id))
+      memo.replied(0, replyTo(0, id))
     }
     memo.started(0, 1)
     expect(memo.retry(0, 1)).toBe("running")
     expect(memo.retry(0, 2)).toBe("unseen")
     // A reply to a request no longer tracked is not kept.
-    memo.replied(replyTo(0, 3))
+    memo.replied(0, replyTo(0, 3))
     expect(memo.retry(0, 3)).toBe("unseen")
   })
 })

@@ -99,6 +99,21 @@ const contract = (label: string, run: Run) =>
         expect(yield* third.call(Add, { a: 1, b: 1 })).toBe(2)
         expect(yield* first.call(Add, { a: 2, b: 2 })).toBe(4)
       })))
+
+    it.scopedLive("a caller that takes a gone caller's slot gets its own replies, never the replies the gone one's calls still get", () =>
+      run(Effect.gen(function*() {
+        const services = yield* Services
+        yield* serveIn(services, "bank")
+        const goneScope = yield* Scope.make()
+        const gone = yield* Scope.extend(services.connect("bank"), goneScope)
+        // Its call is answered after it has gone: request ids start over in each caller, so both calls are request 1.
+        yield* Effect.forkIn(gone.call(Later, { ms: 300 }), goneScope)
+        yield* Effect.sleep(20)
+        yield* Scope.close(goneScope, Exit.void)
+        const next = yield* services.connect("bank")
+        expect(next.caller).toBe(gone.caller)
+        expect(yield* next.call(Later, { ms: 600 })).toBe("after 600 ms")
+      })))
   })
 
 contract("live", live)

@@ -32,6 +32,7 @@ import { readU32 } from "../region/LittleEndian.js"
 import {
   addresseeOf,
   ALL_CLIENTS,
+  clientAddress,
   decodeFrame,
   decoder,
   describe,
@@ -99,6 +100,9 @@ const abandoned = (method: string, requestId: number, signal: AbortSignal | unde
   new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
 
 interface Caller {
+  /** This client's slot: its request ring's index. */
+  readonly slot: number
+  /** What its requests name it, and its replies (`clientAddress`): the slot and its request ring's writer occurrence. */
   readonly me: number
   readonly writer: RingWriter
   /** Replaced when the server reaped it (`reattach`). */
@@ -131,7 +135,8 @@ interface Caller {
  */
 const receive = (caller: Caller, bytes: Uint8Array): void => {
   const addressee = addresseeOf(bytes)
-  if (addressee !== caller.me && addressee !== ALL_CLIENTS) return
+  // The slot alone: a notice to it, or a reply from a server of a build before addresses.
+  if (addressee !== caller.me && addressee !== ALL_CLIENTS && addressee !== caller.slot) return
   const kind = bytes[0]!
   const payloadAt = HEADER_BYTES + (bytes[2]! | (bytes[3]! << 8))
   if (kind < Kind.request || kind > Kind.notice || payloadAt > bytes.length) return
@@ -393,9 +398,11 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       ...(options.replySlot === undefined ? {} : { slot: options.replySlot }),
       ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros })
     }
+    const writer = yield* rings.writer(options.requests)
     const caller: Caller = {
-      me: options.client,
-      writer: yield* rings.writer(options.requests),
+      slot: options.client,
+      me: clientAddress(options.client, writer.occurrence),
+      writer,
       reader: yield* rings.reader(options.replies, readerOptions),
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),
@@ -417,12 +424,12 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       caller.reader = yield* rings.reader(options.replies, readerOptions)
       yield* resendWaiting(caller)
       yield* Effect.logWarning(
-        `rpc: client ${caller.me}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
+        `rpc: client ${caller.slot}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
       )
       if (options.onReattach !== undefined) yield* Effect.forkScoped(options.onReattach)
     }).pipe(Effect.catchAll((e) =>
       Effect.zipRight(
-        Effect.logWarning(`rpc: client ${caller.me}: attaching to the reply ring again failed: ${e.message}`),
+        Effect.logWarning(`rpc: client ${caller.slot}: attaching to the reply ring again failed: ${e.message}`),
         Effect.sleep(RETRY_AFTER_ERROR_MS)
       )
     ))
@@ -431,7 +438,7 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
     yield* Effect.forkScoped(readForever(() => caller.reader, readReplies, reattach))
     yield* Effect.forkScoped(publishNotices(caller))
     const rpcClient: RpcClient = {
-      client: caller.me,
+      client: caller.slot,
       call: (method, payload, callOptions) => call(caller, method, payload, callOptions),
       notices: (notice) => noticesOf(caller, notice)
     }

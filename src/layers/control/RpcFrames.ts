@@ -1,7 +1,8 @@
 /**
  * Rpc frames: a 12-byte header — kind (u8), the client's reply-ring reader slot + 1 (u8 at +1,
- * requests and retries only; 0 = unknown), tag length (u16 at +2), client (u32 at +4), request id (u32 at
- * +8) — then the method or notice tag, then the payload as JSON of the Schema-encoded value.
+ * requests and retries only; 0 = unknown), tag length (u16 at +2), the client's address (u32 at
+ * +4, `clientAddress`), request id (u32 at +8) — then the method or notice tag, then the payload
+ * as JSON of the Schema-encoded value.
  */
 import type { ParseResult, Schema } from "effect"
 import { firstIssueLine } from "../../SchemaIssues.js"
@@ -99,6 +100,18 @@ export const frameBytes = (frame: OutFrame): Uint8Array => {
   writeFrameAt(bytes, 0, frame)
   return bytes
 }
+
+/**
+ * What a client names itself in its requests, and the server its replies: its slot (the low 16
+ * bits) and its request ring's writer occurrence (the high 16). A client that took a dead one's
+ * slot starts its request ids over, so without the occurrence it would take the replies the dead
+ * one's requests still get as its own. A slot past 16 bits is named alone.
+ */
+export const clientAddress = (slot: number, occurrence: number): number =>
+  slot > 0xffff ? slot : (slot | ((occurrence & 0xffff) << 16)) >>> 0
+
+/** The slot a client address names (-1 for every client's). */
+export const slotOfAddress = (address: number): number => (address === ALL_CLIENTS ? -1 : address & 0xffff)
 
 /** The addressee of a frame, read from its header without decoding it (-1 when too short). */
 export const addresseeOf = (frame: Uint8Array): number => (frame.length < HEADER_BYTES ? -1 : readU32(frame, 4))

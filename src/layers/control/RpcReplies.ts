@@ -11,9 +11,14 @@ import {
 import { describe, Kind, outFrame, toJson } from "./RpcFrames.js"
 import { type ReplyChannel, sendReply } from "./RpcReplyChannel.js"
 
-/** Who a reply goes to: the client, its request, and its reader slot on the reply ring (-1: unknown). */
+/**
+ * Who a reply goes to: the client (its request ring's index), the address its reply frame names
+ * (`clientAddress`, as its request named it), its request, and its reader slot on the reply ring
+ * (-1: unknown).
+ */
 export interface Requester {
   readonly client: number
+  readonly addressee: number
   readonly requestId: number
   readonly replySlot: number
 }
@@ -26,8 +31,8 @@ export const protocolError = (
 ): void =>
   sendReply(
     channel,
-    outFrame(Kind.protocolError, to.client, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))),
-    to.replySlot
+    outFrame(Kind.protocolError, to.addressee, to.requestId, tag, Either.getOrThrow(toJson(RpcProtocolError, error))),
+    to
   )
 
 /**
@@ -55,22 +60,22 @@ export const reply = (
   to: Requester,
   exit: Exit.Exit<unknown, unknown>
 ): void => {
-  const { client, requestId, replySlot } = to
+  const { addressee, requestId } = to
   const defect = (defect: string) =>
     protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
   if (Exit.isSuccess(exit)) {
     const json = successJson(method, exit.value)
     if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
-    const frame = outFrame(Kind.success, client, requestId, method.tag, json.right)
+    const frame = outFrame(Kind.success, addressee, requestId, method.tag, json.right)
     return frame.length > channel.writer.maxFrameBytes
       ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`)
-      : sendReply(channel, frame, replySlot)
+      : sendReply(channel, frame, to)
   }
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
   const json = toJson(method.failure, failure.value)
   if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
-  return sendReply(channel, outFrame(Kind.failure, client, requestId, method.tag, json.right), replySlot)
+  return sendReply(channel, outFrame(Kind.failure, addressee, requestId, method.tag, json.right), to)
 }
 
 /** The handle of a reply a handler took over: the first completion replies, later ones do nothing. */

@@ -145,9 +145,17 @@ export const writeQueued = (channel: ReplyChannel) =>
     }
   }))
 
-/** Sends a reply now, waking reader slot `wake` (-1: every reader): into the ring at once while nothing is queued, else queued for the writer fiber. */
-export const sendReply = (channel: ReplyChannel, frame: OutFrame, wake: number): void => {
-  channel.memo.replied(frame)
+/**
+ * Sends the reply to `to`'s request now, waking its reader slot (-1: every reader): into the ring
+ * at once while nothing is queued, else queued for the writer fiber.
+ */
+export const sendReply = (
+  channel: ReplyChannel,
+  frame: OutFrame,
+  to: { readonly client: number; readonly replySlot: number }
+): void => {
+  const wake = to.replySlot
+  channel.memo.replied(to.client, frame)
   if (channel.queued === 0) {
     const at = channel.writer.tryReserve(frame.length)
     if (at >= 0) {

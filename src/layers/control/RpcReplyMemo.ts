@@ -42,8 +42,8 @@ export class ReplyMemo {
   }
 
   /** The reply to `client`'s request was written (kept only while the request is: a reply to an older one is not). */
-  replied(frame: OutFrame): void {
-    const replies = this.clients.get(frame.client)
+  replied(client: number, frame: OutFrame): void {
+    const replies = this.clients.get(client)
     if (replies?.byId.has(frame.requestId) === true) replies.byId.set(frame.requestId, frame)
   }
 

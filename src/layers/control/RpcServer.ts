@@ -14,7 +14,17 @@ import {
   type RpcServerOptions,
   RpcUnknownMethod
 } from "../../services/control/Rpc.js"
-import { ALL_CLIENTS, decodeFrame, describe, encoder, fromJson, Kind, outFrame, toJson } from "./RpcFrames.js"
+import {
+  ALL_CLIENTS,
+  decodeFrame,
+  describe,
+  encoder,
+  fromJson,
+  Kind,
+  outFrame,
+  slotOfAddress,
+  toJson
+} from "./RpcFrames.js"
 import { readForever } from "./RpcReadForever.js"
 import { deferredReply, protocolError, reply, type Requester } from "./RpcReplies.js"
 import {
@@ -55,7 +65,13 @@ const dispatch = <R>(
     return Effect.logWarning(`rpc: client ${client}: dropped a malformed request frame (${bytes.length} bytes)`)
   }
   const { requestId, tag } = frame
-  const to: Requester = { client, requestId, replySlot: frame.replySlot < server.replySlots ? frame.replySlot : -1 }
+  const to: Requester = {
+    client,
+    // The address the request named, when it names this ring's slot (a client of a build before addresses was its slot alone).
+    addressee: slotOfAddress(frame.client) === client ? frame.client : client,
+    requestId,
+    replySlot: frame.replySlot < server.replySlots ? frame.replySlot : -1
+  }
   const { memo } = server.channel
   if (frame.kind === Kind.retry) {
     // Sent again by a client whose reader was reaped: answered as it was, never run twice.
@@ -64,7 +80,7 @@ const dispatch = <R>(
     if (kept === "lost") {
       return protocolError(server.channel, to, tag, new RpcReplyLost({ method: tag, requestId }))
     }
-    if (kept !== "unseen") return sendReply(server.channel, kept, to.replySlot)
+    if (kept !== "unseen") return sendReply(server.channel, kept, to)
   }
   memo.started(client, requestId)
   const handler = server.byTag.get(tag)
