@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { CxlogChannel } from "../../src/layers/ipc/CxlogChannel.js"
+import { ChannelClosed, ChannelTakeTimeout, InvalidChannel } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -114,7 +115,34 @@ describe("CxlogChannel", () => {
       expect((await second.take(TAKE_MS)).value.price).toBe(8)
       await ticks.close()
       const closed = await ticks.publish({ symbol: "X", price: 9 }).catch((e: unknown) => e)
-      expect(String(closed)).toContain("closed")
+      expect(closed).toBeInstanceOf(ChannelClosed)
+      expect(await ticks.subscribe().catch((e: unknown) => e)).toBeInstanceOf(ChannelClosed)
+    }))
+
+  it.live("an open's options are checked (InvalidChannel naming the option); a take's bound that is not a number waits not at all", () =>
+    Effect.promise(async () => {
+      for (
+        const [options, named] of [
+          [{ subscriberBuffer: 0 }, "subscriberBuffer 0"],
+          [{ subscriberBuffer: 1.5 }, "subscriberBuffer 1.5"],
+          [{ publishTimeoutMs: Number.NaN }, "publishTimeoutMs NaN"],
+          [{ spinMicros: -1 }, "spinMicros -1"]
+        ] as const
+      ) {
+        const refused = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "options", Price, options).catch((
+          e: unknown
+        ) => e)
+        expect(refused).toBeInstanceOf(InvalidChannel)
+        expect(String(refused)).toContain(named)
+      }
+      const prices = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "bounds", Price)
+      try {
+        const subscription = await prices.subscribe()
+        expect(await subscription.take(Number.NaN).catch((e: unknown) => e)).toBeInstanceOf(ChannelTakeTimeout)
+        expect(await subscription.takeUpTo(4, Number.NaN).catch((e: unknown) => e)).toBeInstanceOf(ChannelTakeTimeout)
+      } finally {
+        await prices.close()
+      }
     }))
 
   it.scopedLive(
@@ -127,7 +155,7 @@ describe("CxlogChannel", () => {
             liveChannels({ region, bell: 0, writesDirectory: true }),
             "prices",
             Price,
-            { writerSlots: 2, readerSlots: 2, ringBytes: 8192 }
+            { writerSlots: 2, readerSlots: 2, ringBytes: 8192, publishTimeoutMs: 60_000 }
           )
           try {
             const other = await CxlogChannel.openWith(
@@ -141,6 +169,19 @@ describe("CxlogChannel", () => {
               await head.publishAll([{ symbol: "A", price: 1 }, { symbol: "B", price: 2 }])
               expect((await subscription.next())?.value).toEqual({ symbol: "A", price: 1 })
               expect((await subscription.next())?.value).toEqual({ symbol: "B", price: 2 })
+              // The subscription takes no more: the head's ring fills, and a publish waits for room until the head closes.
+              let waiting: Promise<unknown> | undefined
+              for (let price = 3; waiting === undefined; price++) {
+                const publishing = head.publish({ symbol: "C", price }).catch((e: unknown) => e)
+                const settled = await Promise.race([
+                  publishing,
+                  new Promise((resolve) => setTimeout(resolve, 200, "waiting"))
+                ])
+                if (settled === "waiting") waiting = publishing
+                else expect(settled).toBeUndefined()
+              }
+              await head.close()
+              expect(await waiting).toBeInstanceOf(ChannelClosed)
             } finally {
               await other.close()
             }

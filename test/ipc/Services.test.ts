@@ -49,6 +49,10 @@ const contract = (label: string, run: Run) =>
         expect([slow, fast]).toEqual(["after 200 ms", "after 1 ms"])
         const timedOut = yield* Effect.flip(client.call(Hang, {}, { timeoutMs: 100 }))
         expect(timedOut).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 100 })
+        // A bound that is not a number (a setting read wrong) bounds the call at once, not never.
+        expect(yield* Effect.flip(client.call(Hang, {}, { timeoutMs: Number.NaN }))).toMatchObject({
+          _tag: "RpcTimeout"
+        })
         // Many concurrent calls, each with its own reply.
         const sums = yield* Effect.all(
           Array.from({ length: 200 }, (_, i) => client.call(Add, { a: i, b: 1 })),

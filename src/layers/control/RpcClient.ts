@@ -336,7 +336,9 @@ const call = <M extends AnyRpcMethod>(
     const signal = options?.signal
     // Not sent at all once abandoned.
     if (signal?.aborted === true) return resume(Exit.fail(abandoned(method.tag, requestId, signal)))
-    const timeoutMs = options?.timeoutMs ?? caller.defaultTimeoutMs
+    const asked = options?.timeoutMs ?? caller.defaultTimeoutMs
+    // A bound that is not a number bounds the call at once: never an unbounded wait (Infinity alone is that).
+    const timeoutMs = Number.isNaN(asked) ? 0 : asked
     const frame = requestFrame(caller, method, requestId, json.right)
     // Reserved, filled and committed in this one synchronous step (see RingWriter.tryReserve).
     const at = caller.writer.tryReserve(frame.length)

@@ -84,12 +84,12 @@ export const makeChannelBuffer = <T>(capacity: number): ChannelBuffer<T> => {
           resume(Effect.succeed(count > 0))
         }
         takers.add(wake)
-        // An unbounded wait sets no timer (a timer of Infinity would fire at once).
-        if (Number.isFinite(timeoutMs)) {
+        // An unbounded wait sets no timer (a timer of Infinity would fire at once); NaN is no wait, not an unbounded one.
+        if (Number.isFinite(timeoutMs) || Number.isNaN(timeoutMs)) {
           timer = setTimeout(() => {
             takers.delete(wake)
             resume(Effect.succeed(false))
-          }, Math.max(0, timeoutMs))
+          }, Math.max(0, timeoutMs || 0))
         }
         return Effect.sync(() => {
           takers.delete(wake)

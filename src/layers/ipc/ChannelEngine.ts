@@ -4,7 +4,12 @@
  */
 import { Effect } from "effect"
 import type { RingsShape } from "../../services/control/Rings.js"
-import type { ChannelOptions, ChannelShape, ChannelsShape } from "../../services/ipc/Channels.js"
+import {
+  type ChannelOptions,
+  type ChannelShape,
+  type ChannelsShape,
+  InvalidChannel
+} from "../../services/ipc/Channels.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
 import type { DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
@@ -20,6 +25,20 @@ import type { CreateObject } from "./ObjectCreator.js"
 export type ChannelDefaults = Effect.Effect.Success<typeof channelDefaults>
 export const channelDefaults = settingsConfig(CHANNEL_SETTINGS.settings)
 
+/** What is wrong with an open's options beyond the shape (ChannelLayout's `shapeProblem`), or undefined. */
+const optionsProblem = ({ publishTimeoutMs, spinMicros, subscriberBuffer }: ChannelOptions): string | undefined => {
+  if (publishTimeoutMs !== undefined && !(publishTimeoutMs > 0)) {
+    return `publishTimeoutMs ${publishTimeoutMs} must be a positive number of milliseconds`
+  }
+  if (subscriberBuffer !== undefined && !(Number.isInteger(subscriberBuffer) && subscriberBuffer >= 1)) {
+    return `subscriberBuffer ${subscriberBuffer} must be an integer of at least 1`
+  }
+  if (spinMicros !== undefined && !(Number.isInteger(spinMicros) && spinMicros >= 0)) {
+    return `spinMicros ${spinMicros} must be a whole number of microseconds (0: the process's own)`
+  }
+  return undefined
+}
+
 export const makeChannels = (
   directory: DirectoryShape,
   create: CreateObject,
@@ -31,12 +50,15 @@ export const makeChannels = (
     readerSlots: options.readerSlots ?? defaults.readerSlots,
     ringBytes: options.ringBytes ?? defaults.ringBytes
   })
-  const openObject = (name: string, options: ChannelOptions) =>
-    Effect.map(openChannelObject(directory, create, name, shapeOf(options)), (found) => ({
+  const openObject = (name: string, options: ChannelOptions) => {
+    const problem = optionsProblem(options)
+    if (problem !== undefined) return Effect.fail(new InvalidChannel({ name, reason: problem }))
+    return Effect.map(openChannelObject(directory, create, name, shapeOf(options)), (found) => ({
       ...found,
       addresses: ringAddresses(found.entry, found.shape),
       publishTimeoutMs: options.publishTimeoutMs ?? defaults.publishTimeoutMs
     }))
+  }
   return {
     open: (name, schema, options = {}) =>
       Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => {

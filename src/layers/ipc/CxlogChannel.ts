@@ -15,6 +15,7 @@
 import { Cause, Effect, ExecutionStrategy, Exit, type Layer, ManagedRuntime, type Schema, Scope } from "effect"
 import {
   type Channel,
+  ChannelClosed,
   type ChannelMessage,
   type ChannelOptions,
   type ChannelPublisher,
@@ -142,6 +143,9 @@ export class CxlogChannel<A> {
   private closing: Promise<void> | undefined
   private publisher: Promise<ChannelPublisher<A>> | undefined
   private readonly subscriptions = new Set<CxlogChannelSubscription<A>>()
+  /** Ends the calls under way (a publish waiting for room) when the channel closes, before its memory goes. */
+  private readonly stop = new AbortController()
+  private readonly calls = new Set<Promise<unknown>>()
 
   private constructor(
     private readonly runtime: Runtime,
@@ -185,10 +189,30 @@ export class CxlogChannel<A> {
     return this.channel.shape
   }
 
+  /**
+   * Runs `effect` as one of the channel's calls: `ChannelClosed` once the channel is closed, and
+   * when `close()` ends it under way (its runtime is about to go, and the rings' memory with it).
+   */
+  private async call<T>(effect: Effect.Effect<T, unknown, Channels>): Promise<T> {
+    if (this.closing !== undefined) throw new ChannelClosed({ name: this.name })
+    const running = this.runtime.runPromiseExit(effect, { signal: this.stop.signal })
+    this.calls.add(running)
+    try {
+      const exit = await running
+      if (Exit.isSuccess(exit)) return exit.value
+      if (this.closing !== undefined && Cause.isInterruptedOnly(exit.cause)) {
+        throw new ChannelClosed({ name: this.name })
+      }
+      throw Cause.squash(exit.cause)
+    } finally {
+      this.calls.delete(running)
+    }
+  }
+
   /** The writer slot this channel writes through, taken by the first publish and held until `close()`. */
   private writer(): Promise<ChannelPublisher<A>> {
-    if (this.closing !== undefined) return Promise.reject(new Error(`channel ${JSON.stringify(this.name)} is closed`))
-    const taking = this.publisher ?? run(this.runtime, this.channel.publisher.pipe(Scope.extend(this.scope)))
+    if (this.closing !== undefined) return Promise.reject(new ChannelClosed({ name: this.name }))
+    const taking = this.publisher ?? this.call(this.channel.publisher.pipe(Scope.extend(this.scope)))
     // A failed take (`ChannelWritersBusy`) is tried again by the next publish.
     this.publisher = taking.catch((error) => {
       this.publisher = undefined
@@ -200,25 +224,26 @@ export class CxlogChannel<A> {
   /**
    * Encodes and writes one value. Rejects with `ChannelEncodeError` (nothing written),
    * `ChannelFull` after `publishTimeoutMs` without room, `ChannelWritersBusy` when every writer
-   * slot is held by a live process.
+   * slot is held by a live process, `ChannelClosed` after `close()` (or when it comes while this
+   * waits for room: nothing written).
    */
   async publish(value: A): Promise<void> {
     const publisher = await this.writer()
-    await run(this.runtime, publisher.publish(value))
+    await this.call(publisher.publish(value))
   }
 
   /** Encodes and writes many values, committed together. */
   async publishAll(values: Iterable<A>): Promise<void> {
     const publisher = await this.writer()
-    await run(this.runtime, publisher.publishAll(values))
+    await this.call(publisher.publishAll(values))
   }
 
   /** A new subscriber: a reader slot on every writer ring, seeing what is written from now on (`ChannelReadersBusy` when none is free). */
   async subscribe(): Promise<CxlogChannelSubscription<A>> {
-    if (this.closing !== undefined) throw new Error(`channel ${JSON.stringify(this.name)} is closed`)
+    if (this.closing !== undefined) throw new ChannelClosed({ name: this.name })
     const scope = await Effect.runPromise(Scope.fork(this.scope, ExecutionStrategy.sequential))
     try {
-      const subscription = await run(this.runtime, this.channel.subscribe.pipe(Scope.extend(scope)))
+      const subscription = await this.call(this.channel.subscribe.pipe(Scope.extend(scope)))
       const facade = new CxlogChannelSubscription(this.runtime, subscription, scope)
       this.subscriptions.add(facade)
       return facade
@@ -228,9 +253,14 @@ export class CxlogChannel<A> {
     }
   }
 
-  /** Closes its subscriptions and gives back every slot it held; a later publish or subscribe rejects. */
+  /**
+   * Closes its subscriptions and gives back every slot it held: a publish waiting for room then
+   * rejects with `ChannelClosed` (nothing written), as a later publish or subscribe does.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.stop.abort()
+      await Promise.all(this.calls)
       await Promise.all([...this.subscriptions].map((s) => s.close()))
       await this.publisher?.catch(() => undefined)
       await Effect.runPromise(Scope.close(this.scope, Exit.void))

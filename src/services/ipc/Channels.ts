@@ -263,6 +263,13 @@ export class ChannelSubscriptionClosed
   }
 }
 
+/** A publish or subscribe through a channel object that was closed (`CxlogChannel.close`), or under way when it was. */
+export class ChannelClosed extends Schema.TaggedError<ChannelClosed>()("ChannelClosed", { name: Schema.String }) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)}: closed (this object of it: open the channel again to use it)`
+  }
+}
+
 /** A reader slot was reaped (its process judged dead) or a ring read as corrupt: the subscription is over. */
 export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelBroken", {
   name: Schema.String,
