@@ -11,7 +11,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { existsSync, unlinkSync } from "node:fs"
+import { existsSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
@@ -146,6 +146,87 @@ describe("cxlog head --recover", () => {
         yield* recovered.event("ready")
         expect(recovered.output()).toContain("3000 messages")
         expect(yield* read(second)).toEqual(before)
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a head stopped and started again as it was, on its data directory, makes the region again from it: every message there, ACK 2 going on",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-restart-")
+        const region = yield* uniqueRegion("restart")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const start = () =>
+          Effect.gen(function*() {
+            const head = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
+            yield* head.event("ready")
+            const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+            const port = (yield* broker.event("listening"))["port"] as number
+            const publish = (count: number) =>
+              Effect.map(
+                runRole(
+                  ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "d", "--count", `${count}`, "--ack", "2"],
+                  env
+                ),
+                (r) => expect(r.code, r.stderr).toBe(0)
+              )
+            const read = (count: number) =>
+              Effect.map(
+                runRole(["subscribe", "--topic", "d", "--limit", `${count}`, "--format", "json"], env),
+                (r) => {
+                  expect(r.code, r.stderr).toBe(0)
+                  return r.stdout.trim().split("\n")
+                }
+              )
+            const stop = Effect.gen(function*() {
+              for (const role of [broker, head]) {
+                role.child.kill("SIGTERM")
+                expect((yield* role.exited).code).toBe(0)
+              }
+              expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+            })
+            return { head, publish, read, stop }
+          })
+        const first = yield* start()
+        yield* first.publish(300)
+        const before = yield* first.read(300)
+        yield* first.stop
+        const again = yield* start()
+        expect(again.head.output()).toContain("records topic(s) d of a head before")
+        expect(yield* again.read(300)).toEqual(before)
+        yield* again.publish(20)
+        expect(yield* again.read(320)).toHaveLength(320)
+        yield* again.stop
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a data directory the head cannot use (a file, under a file, where nothing can be made) refuses the start, naming it and why",
+    () =>
+      Effect.gen(function*() {
+        const parent = yield* tempDir("cxlog-baddir-")
+        const file = join(parent, "a-file")
+        writeFileSync(file, "")
+        for (
+          const [dataDir, why] of [
+            [file, "is a file, not a directory"],
+            [join(file, "sub"), "ENOTDIR"],
+            ["/proc/cxlog-data", "ENOENT"]
+          ] as const
+        ) {
+          const region = yield* uniqueRegion("baddir")
+          const { code, stderr } = yield* runCliWithin(
+            ["head", "--region", region, "--topic", "d:5:2:2", "--data-dir", dataDir],
+            smallRegionEnv,
+            30_000
+          )
+          expect(code).toBe(1)
+          expect(stderr).toContain(`the data directory ${dataDir} cannot be used`)
+          expect(stderr).toContain(why)
+          expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        }
       }),
     120_000
   )

@@ -55,6 +55,7 @@ import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
 import { inspectRegion } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
+import { requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
 import { report } from "./Report.js"
 
@@ -370,14 +371,40 @@ const recovering = (options: HeadOptions & { readonly dataDir: string }) =>
     return yield* serve({ ...options, topics, attach: false, recover: true })
   })
 
+/**
+ * A plain start with a data directory: one that records topics holds the log of a head before
+ * this one (stopped, or everything was killed), so the region is made again from it, as
+ * `--recover` does; a new one starts empty.
+ */
+const startOrRecover = (options: HeadOptions & { readonly dataDir: string }) =>
+  Effect.flatMap(
+    topicsRecordedIn(options.dataDir),
+    (recorded) =>
+      recorded.length === 0 ? serve(options) : Effect.zipRight(
+        Effect.logInfo(
+          `head: the data directory ${options.dataDir} records topic(s) ${
+            recorded.join(", ")
+          } of a head before: making the region again from it (as --recover does)`
+        ),
+        recovering(options)
+      )
+  )
+
 export const head = (options: HeadOptions) =>
   // Checked at start, before a region is made: a standby's sequencer layer would find a bad bound only at its takeover.
   Effect.zipRight(checkSequencerOptions(options.sequencer), headWith(options))
 
 const headWith = (options: HeadOptions) => {
   const { dataDir } = options
+  if (dataDir === undefined) return headIn(options)
+  return Effect.zipRight(requireWritableDataDir(dataDir), headIn({ ...options, dataDir }))
+}
+
+const headIn = (options: HeadOptions) => {
+  const { dataDir } = options
   if (options.standby === true) return standby(options)
   if (options.recover === true && dataDir !== undefined) return recovering({ ...options, dataDir })
+  if (!options.attach && dataDir !== undefined) return startOrRecover({ ...options, dataDir })
   if (!options.attach || dataDir === undefined) return serve(options)
   // The region is gone but its data directory is not: rebuild from it. The new region is kept on
   // exit, as an attached one is, so the next `--attach` finds it.

@@ -134,6 +134,22 @@ export const readTopicState = (topic: string) =>
     return yield* Schema.decodeUnknown(TopicState)(parsed).pipe(Effect.mapError((e) => fail(e.message)))
   }).pipe(Effect.scoped)
 
+/** The topics that streams named `streams` are of (a topic's data, its state, or both). */
+const recordedNames = (streams: ReadonlyArray<string>): Set<string> => {
+  const names = new Set<string>()
+  for (const stream of streams) {
+    if (stream.startsWith(STATE_PREFIX)) names.add(stream.slice(STATE_PREFIX.length))
+    else if (stream.startsWith(DATA_PREFIX)) names.add(stream.slice(DATA_PREFIX.length))
+  }
+  return names
+}
+
+/** The names of the topics the data directory records (none when it does not exist yet). */
+export const recordedTopics = Effect.flatMap(
+  Segments,
+  (segments) => Effect.map(segments.streams(), (streams) => [...recordedNames(streams)].sort())
+)
+
 /**
  * The topics `--recover` rebuilds: those given (`--topic`) and every other topic whose state or
  * data the directory holds, with its recorded spec. A flag that contradicts the recorded spec,
@@ -143,11 +159,7 @@ export const topicsToRecover = (given: ReadonlyArray<TopicSpec>) =>
   Effect.gen(function*() {
     const segments = yield* Segments
     const streams = yield* segments.streams()
-    const names = new Set<string>()
-    for (const stream of streams) {
-      if (stream.startsWith(STATE_PREFIX)) names.add(stream.slice(STATE_PREFIX.length))
-      else if (stream.startsWith(DATA_PREFIX)) names.add(stream.slice(DATA_PREFIX.length))
-    }
+    const names = recordedNames(streams)
     const topics = [...given]
     for (const name of [...names].sort()) {
       const recorded = streams.includes(stateStreamOf(name)) ? (yield* readTopicState(name))?.spec : undefined
