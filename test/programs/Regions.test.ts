@@ -15,9 +15,10 @@ import {
   regionParams,
   resolve
 } from "../../src/layers/RegionLayout.js"
+import { loadAddonSync } from "../../src/native/Native.js"
 import { runRegionName } from "../../src/programs/admin/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
-import { runCli } from "../helpers/CliRoles.js"
+import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
 import { exitedPid, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
@@ -63,6 +64,34 @@ const listRegions = Effect.map(runCli(["regions", "--json"]), (listing) => {
 })
 
 describe("cxlog regions (bundled CLI)", () => {
+  it.scopedLive(
+    "a region its creator stopped making (all zeros): in use while a process maps it; then listed as never made, removed by --remove, and made anew by a head of its name",
+    () =>
+      Effect.gen(function*() {
+        const addon = loadAddonSync()
+        const region = yield* uniqueRegion("unfinished")
+        const unmade = () => addon.open("shm", region, "create", 8 << 20)
+        // Being made: this process maps it and has not written it.
+        const making = unmade()
+        const inUse = (yield* listRegions).find((r) => r.name === region)
+        expect(inUse).toMatchObject({ owner: { pid: process.pid, alive: true }, inUse: true })
+        expect((yield* runCli(["regions", "--remove", region])).code).not.toBe(0)
+        addon.close(making.buffer)
+        expect((yield* listRegions).find((r) => r.name === region)).toMatchObject({
+          inUse: false,
+          note: "never made: its creator stopped first; holds nothing"
+        })
+        const removed = yield* runCli(["regions", "--remove", region])
+        expect(removed.code, removed.stderr).toBe(0)
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        addon.close(unmade().buffer)
+        const head = yield* forkCli(["head", "--region", region, "--topic", "events"], smallRegionEnv)
+        yield* head.event("ready")
+        expect(head.output()).toContain(`region ${region} was never made`)
+      }),
+    120_000
+  )
+
   it.scopedLive(
     "an orphaned run region is listed and reclaimed by the next cxlog run; a live run's region and a head's region are left alone",
     () =>

@@ -24,6 +24,7 @@ import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../../layers/r
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import { table } from "../report/Table.js"
 import { belongsToRegion, credentialBindings } from "./RegionCredentials.js"
+import { unfinishedRegion } from "./UnfinishedRegion.js"
 
 export const SHM_DIR = "/dev/shm"
 const RUN_REGION = /^cxlog-run-(\d+)$/
@@ -60,6 +61,8 @@ export interface RegionInfo {
   readonly note?: string
   /** Whether any process known to use it (owner, lease holder, process table) is alive. */
   readonly inUse: boolean
+  /** A region its creator has not written (still making it, or killed before it did: UnfinishedRegion.ts). */
+  readonly unfinished?: boolean
 }
 
 export class RegionNotFound extends Data.TaggedError("RegionNotFound")<{ readonly region: string }> {
@@ -151,7 +154,7 @@ export const inspectRegion = (name: string): Effect.Effect<RegionInfo | undefine
     const shmName = name.replace(/^\//, "")
     const path = `${SHM_DIR}/${shmName}`
     const superblock = readSuperblockBytes(path)
-    if (superblock === undefined) return undefined
+    if (superblock === undefined) return unfinished(shmName, path)
     const stat = yield* Effect.try(() => statSync(path)).pipe(Effect.option)
     if (stat._tag === "None") return undefined
     const layoutVersion = superblock.getUint32(Offsets.layoutVersion, true)
@@ -190,6 +193,30 @@ export const inspectRegion = (name: string): Effect.Effect<RegionInfo | undefine
       inUse
     } satisfies RegionInfo
   })
+
+/** `name` as a region its creator has not written yet, or never will (it was killed); undefined when it is neither. */
+const unfinished = (name: string, path: string): RegionInfo | undefined => {
+  const found = unfinishedRegion(path)
+  if (found === undefined) return undefined
+  const creator = found.mappedBy[0] ?? 0
+  return {
+    name,
+    bytes: found.bytes,
+    residentBytes: found.residentBytes,
+    kind: RUN_REGION.test(name) ? "run" : "head",
+    createdAtMs: 0,
+    layoutVersion: 0,
+    owner: { pid: creator, alive: creator !== 0 },
+    processes: [],
+    topics: [],
+    orderedMessages: 0,
+    note: creator !== 0
+      ? `being made by pid ${creator}`
+      : "never made: its creator stopped first; holds nothing",
+    inUse: creator !== 0,
+    unfinished: true
+  }
+}
 
 /** Every cxlog region in /dev/shm. */
 export const listRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(function*() {
@@ -335,7 +362,7 @@ export const regions = (options: RegionsOptions) =>
           r.owner.alive ? "yes" : "no",
           r.inUse ? "yes" : isOrphanedRun(r) ? "no (orphaned: --prune)" : "no",
           String(r.orderedMessages),
-          new Date(r.createdAtMs).toISOString(),
+          r.createdAtMs === 0 ? "-" : new Date(r.createdAtMs).toISOString(),
           r.note === undefined ? "" : r.note.length > 60 ? `${r.note.slice(0, 57)}...` : r.note
         ])
       )

@@ -53,7 +53,7 @@ import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from ".
 import type { RegionConfig } from "../../services/RegionLayout.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
-import { inspectRegion } from "../admin/Regions.js"
+import { inspectRegion, removeRegion } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
 import { requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
@@ -128,6 +128,13 @@ export class HeadRegionExists extends Data.TaggedError("HeadRegionExists")<{
   }
 }
 
+/** A region its creator was killed while making (UnfinishedRegion.ts): it holds nothing and no process maps it. */
+export class RegionUnfinished extends Data.TaggedError("RegionUnfinished")<{ readonly region: string }> {
+  override get message() {
+    return `region ${this.region} was never made (its creator stopped before writing it; it holds nothing): remove it with \`cxlog regions --remove ${this.region}\``
+  }
+}
+
 /** `cxlog head --attach` on a region whose head is alive and holds its lease. */
 export class HeadActive extends Data.TaggedError("HeadActive")<{
   readonly region: string
@@ -166,7 +173,7 @@ const ensureTopics = (specs: ReadonlyArray<TopicSpec>, attach: boolean) =>
   })
 
 /** One head's life on the region: create (or attach), coordinator and sequencer, until stopped or fenced. */
-const serve = (options: HeadOptions) =>
+const serveIn = (options: HeadOptions) =>
   Effect.gen(function*() {
     const sequencer = yield* Sequencer
     // Stopped (SIGSTOP) past its lease and continued: look before anything else runs.
@@ -270,9 +277,11 @@ const serve = (options: HeadOptions) =>
     Effect.catchTag("RegionExists", (exists) =>
       Effect.flatMap(
         inspectRegion(options.region.name),
-        (info): Effect.Effect<never, RegionExists | HeadRegionExists> =>
+        (info): Effect.Effect<never, RegionExists | HeadRegionExists | RegionUnfinished> =>
           info === undefined
             ? Effect.fail(exists)
+            : info.unfinished === true && !info.inUse
+            ? Effect.fail(new RegionUnfinished({ region: info.name }))
             : Effect.fail(
               new HeadRegionExists({
                 region: info.name,
@@ -288,6 +297,16 @@ const serve = (options: HeadOptions) =>
         ? Effect.fail(held)
         : Effect.fail(new HeadActive({ region: options.region.name, pid: held.pid, expiresAtMs: held.expiresAtMs })))
   )
+
+/** The head in a region it makes; one a head was killed while making is removed and made anew, once. */
+const serve = (options: HeadOptions) =>
+  serveIn(options).pipe(Effect.catchTag("RegionUnfinished", (unfinished) =>
+    Effect.zipRight(
+      Effect.logWarning(
+        `head: region ${unfinished.region} was never made (its creator stopped before writing it; it holds nothing): making it anew`
+      ),
+      Effect.flatMap(Effect.either(removeRegion(unfinished.region)), () => serveIn(options))
+    )))
 
 /**
  * Whether the region's head is gone: its lease is not held (no holder, expired, or its process

@@ -56,7 +56,8 @@ export class ServePortTaken extends Data.TaggedError("ServePortTaken")<{
 /** Fails with ServeRegionTaken when a cxlog region named `region` exists in /dev/shm. */
 export const requireRegionFree = (region: string) =>
   Effect.flatMap(inspectRegion(region), (info) =>
-    info === undefined ? Effect.void : Effect.fail(
+    // One a head was killed while making holds nothing: the head makes it anew.
+    info === undefined || (info.unfinished === true && !info.inUse) ? Effect.void : Effect.fail(
       new ServeRegionTaken({
         region: info.name,
         inUse: info.inUse,
