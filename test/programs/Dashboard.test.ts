@@ -5,11 +5,18 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import puppeteer from "puppeteer-core"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
-import { announceTargets, dashboard, discoverTargets, intervalQuantile } from "../../src/programs/report/Dashboard.js"
+import {
+  addOrdered,
+  announceTargets,
+  dashboard,
+  discoverTargets,
+  intervalQuantile
+} from "../../src/programs/report/Dashboard.js"
 import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
 import { ensureChromium } from "../helpers/DebianPackages.js"
@@ -84,6 +91,8 @@ describe("dashboard", () => {
         expect(acked, later.status).not.toBeNull()
         expect(Number(acked![1])).toBeGreaterThan(0)
 
+        // Ordered per broker: this in-process broker orders its batches by its own rounds (no head's sequencer here).
+        yield* waitFor(`/broker 0 [1-9]/.test(document.querySelector("#chart-per-broker .status")?.textContent ?? "")`)
         yield* waitFor(`/p99 [\\d.]+/.test(document.querySelector("#chart-ack-latency .status")?.textContent ?? "")`)
         const latency = yield* chartState(page, "ack-latency")
         expect(Number(/p50 ([\d.]+)/.exec(latency.status)?.[1])).toBeGreaterThan(0)
@@ -104,6 +113,22 @@ describe("dashboard", () => {
       }))
       expect(discoverTargets()).not.toContain(mine[0])
     }))
+
+  it("ordered messages per broker add the head's sequencer's and the brokers' own rounds', from every target", () => {
+    const scrape = (at: number, text: string) => ({ at, families: parsePrometheusTextFormat(text) })
+    const head = (n0: number, n1: number) =>
+      `# TYPE cxlog_sequencer_messages_ordered counter\ncxlog_sequencer_messages_ordered 0\n` +
+      `cxlog_sequencer_messages_ordered{broker="0"} ${n0}\ncxlog_sequencer_messages_ordered{broker="1"} ${n1}\n`
+    const broker = (id: string, n: number) =>
+      `# TYPE cxlog_log_appender_messages_ordered counter\ncxlog_log_appender_messages_ordered{broker="${id}"} ${n}\n`
+    const ordered = new Map<string, number>()
+    addOrdered(ordered, scrape(0, head(100, 0)), scrape(2_000, head(300, 0)))
+    addOrdered(ordered, scrape(0, broker("0", 0)), scrape(2_000, broker("0", 50)))
+    addOrdered(ordered, scrape(0, broker("1", 10)), scrape(2_000, broker("1", 410)))
+    // A target seen once has no rate yet.
+    addOrdered(ordered, undefined, scrape(2_000, broker("2", 7)))
+    expect(Object.fromEntries(ordered)).toEqual({ "0": 125, "1": 200 })
+  })
 
   it("interval quantiles interpolate within the bucket, from the difference of two scrapes", () => {
     const before: Array<[number, number]> = [[10, 5], [100, 5], [Infinity, 5]]

@@ -73,7 +73,7 @@ export interface DashboardOptions {
 type Labels = Record<string, string>
 
 /** One scrape of one target: counter/gauge values by name and labels, histograms' buckets. */
-interface Scrape {
+export interface Scrape {
   readonly at: number
   readonly families: ReadonlyArray<MetricFamily>
 }
@@ -180,10 +180,29 @@ class History {
   }
 }
 
+/**
+ * Adds one target's ordered messages per second, per broker, between two scrapes to `into`. A
+ * broker's batches are ordered by the head's sequencer or by the broker's own rounds after its
+ * appends (docs/log.md): its rate is the sum of both, from whichever roles serve them. A family's
+ * label-less series (its declaration's placeholder, at zero) names no broker and is skipped.
+ */
+export const addOrdered = (into: Map<string, number>, before: Scrape | undefined, now: Scrape): void => {
+  const seconds = before === undefined ? 0 : (now.at - before.at) / 1000
+  if (seconds <= 0) return
+  for (const family of ["cxlog_sequencer_messages_ordered", "cxlog_log_appender_messages_ordered"]) {
+    for (const { labels, value } of samples(now, family)) {
+      const broker = labels["broker"]
+      const previous = samples(before, family).find((s) => s.labels["broker"] === broker)
+      if (broker === undefined || previous === undefined) continue
+      into.set(broker, (into.get(broker) ?? 0) + Math.max(0, value - previous.value) / seconds)
+    }
+  }
+}
+
 /** The charts, in their order on the page (each appears once it has a value). */
 const CHARTS = {
   throughput: ["throughput", "Throughput", "MB/s"],
-  perBroker: ["per-broker", "Ordered messages per broker (sequencer)", "msg/s"],
+  perBroker: ["per-broker", "Ordered messages per broker", "msg/s"],
   latency: ["ack-latency", "ACK latency (seal → ack), per interval", "µs"],
   sequencer: ["sequencer", "Sequencer: rounds/s, held batches, unordered backlog", ""],
   lag: ["lag", "Reader lag", "messages"],
@@ -215,6 +234,7 @@ export const dashboard = (
       history.tick(Date.now())
       const set = (chart: readonly [string, string, string], label: string, value: number | null | undefined) =>
         history.set(chart[0], chart[1], chart[2], label, value)
+      const orderedPerBroker = new Map<string, number>()
       targets.forEach((target, i) => {
         const result = results[i]!
         const before = last.get(target)
@@ -234,16 +254,7 @@ export const dashboard = (
         }
         set(CHARTS.throughput, `${name} in`, rate("cxlog_broker_bytes", 1e-6))
         set(CHARTS.throughput, `${name} acked`, rate("cxlog_publisher_acked_bytes", 1e-6))
-        // Per-label charts skip a family's label-less series (its declaration's placeholder, at zero).
-        for (const { labels, value } of samples(now, "cxlog_sequencer_messages_ordered")) {
-          if (labels["broker"] === undefined) continue
-          const previous = samples(before, "cxlog_sequencer_messages_ordered").find((s) =>
-            s.labels["broker"] === labels["broker"]
-          )
-          if (previous !== undefined && seconds > 0) {
-            set(CHARTS.perBroker, `broker ${labels["broker"]}`, Math.max(0, value - previous.value) / seconds)
-          }
-        }
+        addOrdered(orderedPerBroker, before, now)
         const latency = buckets(now, "cxlog_publisher_ack_latency_us")
         if (latency !== undefined && before !== undefined) {
           const earlier = buckets(before, "cxlog_publisher_ack_latency_us")
@@ -259,6 +270,7 @@ export const dashboard = (
         }
         set(CHARTS.cpu, name, rate("process_cpu_seconds_total", 100))
       })
+      for (const [broker, perSecond] of orderedPerBroker) set(CHARTS.perBroker, `broker ${broker}`, perSecond)
     })
 
     const data = (): PageData => ({
