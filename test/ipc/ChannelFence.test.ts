@@ -58,7 +58,13 @@ const memory: Effect.Effect<Cluster, unknown, Scope.Scope> = Effect.gen(function
   const writer = yield* makeWriterMemory(store, { epoch: 1 }).pipe(Effect.orDie)
   return {
     members,
-    channels: makeChannels(yield* makeDirectoryMemory(store), writer.create, rings, yield* channelDefaults)
+    channels: makeChannels(
+      yield* makeDirectoryMemory(store),
+      writer.create,
+      rings,
+      yield* channelDefaults,
+      (_, entry) => writer.remove(entry)
+    )
   }
 })
 

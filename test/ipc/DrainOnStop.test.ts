@@ -58,7 +58,8 @@ const scenario = (group: string | undefined, exit: Exit.Exit<unknown, unknown>) 
       yield* makeDirectoryMemory(store),
       directoryWriter.create,
       rings,
-      yield* channelDefaults
+      yield* channelDefaults,
+      (_, entry) => directoryWriter.remove(entry)
     )
     const shape = { writerSlots: 1, readerSlots: 1, ringBytes: 4096, subscriberBuffer: 1 }
     /** A member of its own scope running `setUp` in it. */

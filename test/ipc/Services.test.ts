@@ -120,5 +120,45 @@ const contract = (label: string, run: Run) =>
       })))
   })
 
+const removal = (label: string, run: Run) =>
+  describe(`Services removal: ${label}`, () => {
+    it.scopedLive(
+      "remove: refused while served or called, then its name and room are given back; 100 served and removed in turn fit a directory of fewer",
+      () =>
+        run(Effect.gen(function*() {
+          const services = yield* Services
+          expect(yield* Effect.flip(services.remove("nobody"))).toMatchObject({
+            _tag: "ServiceNotFound",
+            name: "nobody"
+          })
+          const scope = yield* Scope.make()
+          yield* Scope.extend(services.serve("bank", bankHandlers({ value: 1 }), { callerSlots: 2 }), scope)
+          const client = yield* Scope.extend(services.connect("bank"), scope)
+          expect(yield* Effect.flip(services.remove("bank"))).toMatchObject({
+            _tag: "ServiceInUse",
+            name: "bank",
+            pids: [process.pid]
+          })
+          expect(yield* client.call(Add, { a: 1, b: 2 })).toBe(3)
+          yield* Scope.close(scope, Exit.void)
+          yield* services.remove("bank")
+          expect(yield* services.list).toEqual([])
+          for (let i = 0; i < 100; i++) {
+            yield* Effect.scoped(Effect.gen(function*() {
+              yield* services.serve(`churn-${i}`, bankHandlers({ value: 0 }), { callerSlots: 1, ringBytes: 4096 })
+              const caller = yield* services.connect(`churn-${i}`)
+              expect(yield* caller.call(Add, { a: i, b: 1 })).toBe(i + 1)
+            }))
+            yield* services.remove(`churn-${i}`)
+          }
+          expect(yield* services.list).toEqual([])
+        })),
+      120_000
+    )
+  })
+
+removal("live", live)
+removal("memory", memory)
+
 contract("live", live)
 contract("memory", memory)

@@ -5,9 +5,12 @@
 import { Effect } from "effect"
 import type { RingsShape } from "../../services/control/Rings.js"
 import {
+  ChannelInUse,
+  ChannelNotFound,
   type ChannelOptions,
   type ChannelShape,
   type ChannelsShape,
+  ChannelUnavailable,
   InvalidChannel
 } from "../../services/ipc/Channels.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
@@ -15,11 +18,12 @@ import type { DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
 import { binaryValues } from "./BinaryValues.js"
-import { ringAddresses } from "./ChannelLayout.js"
+import { entryShape, ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
 import { claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
-import type { CreateObject } from "./ObjectCreator.js"
+import type { CreateObject, RemoveObject } from "./ObjectCreator.js"
+import { liveUsers } from "./ObjectUsers.js"
 
 /** What an open that names none of these gets (CXLOG_CHANNEL_*: ChannelSettings.ts). */
 export type ChannelDefaults = Effect.Effect.Success<typeof channelDefaults>
@@ -43,7 +47,8 @@ export const makeChannels = (
   directory: DirectoryShape,
   create: CreateObject,
   rings: RingsShape,
-  defaults: ChannelDefaults
+  defaults: ChannelDefaults,
+  removeObject: RemoveObject
 ): ChannelsShape => {
   const shapeOf = (options: ChannelOptions): ChannelShape => ({
     writerSlots: options.writerSlots ?? defaults.writerSlots,
@@ -94,6 +99,22 @@ export const makeChannels = (
         ),
         subscribe: rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros)
       })),
-    list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name))
+    list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name)),
+    remove: (name) =>
+      Effect.gen(function*() {
+        const unavailable = (e: { readonly message: string }) => new ChannelUnavailable({ name, reason: e.message })
+        const entry = yield* directory.lookup("channel", name).pipe(
+          Effect.catchTag("ObjectNotFound", () => Effect.fail(new ChannelNotFound({ name })))
+        )
+        const shape = entryShape(entry)
+        if (shape instanceof InvalidChannel) return yield* unavailable(shape)
+        const pids = yield* liveUsers(rings, ringAddresses(entry, shape)).pipe(Effect.mapError(unavailable))
+        if (pids.length > 0) return yield* new ChannelInUse({ name, pids })
+        yield* removeObject("channel", entry).pipe(
+          Effect.catchIf((e) => e._tag === "ObjectNotFound" || e._tag === "ObjectDeleted", () =>
+            Effect.fail(new ChannelNotFound({ name }))),
+          Effect.mapError((e) => (e instanceof ChannelNotFound ? e : unavailable(e)))
+        )
+      })
   }
 }

@@ -9,10 +9,16 @@ import { Rings } from "../../services/control/Rings.js"
 import { Channels, type ChannelsShape } from "../../services/ipc/Channels.js"
 import { Directory } from "../../services/region/Directory.js"
 import { channelDefaults, makeChannels } from "./ChannelEngine.js"
-import { objectCreator } from "./ObjectCreator.js"
+import { objectCreator, objectRemover } from "./ObjectCreator.js"
 
 export const make: Effect.Effect<ChannelsShape, ConfigError.ConfigError, Directory | Rings> = Effect.gen(function*() {
-  return makeChannels(yield* Directory, yield* objectCreator, yield* Rings, yield* channelDefaults)
+  return makeChannels(
+    yield* Directory,
+    yield* objectCreator,
+    yield* Rings,
+    yield* channelDefaults,
+    yield* objectRemover
+  )
 })
 
 /**

@@ -27,7 +27,8 @@ export const makeMemory = (
     const writer = yield* makeWriterMemory(store, { epoch: 1 }).pipe(Effect.orDie)
     // The settings' defaults as the live layer reads them (an unreadable CXLOG_CHANNEL_* is a defect here).
     const defaults = yield* Effect.orDie(channelDefaults)
-    return makeChannels(yield* makeDirectoryMemory(store), writer.create, rings, defaults)
+    return makeChannels(yield* makeDirectoryMemory(store), writer.create, rings, defaults, (_, entry) =>
+      writer.remove(entry))
   })
 
 /** Channels in this process only: for an application's own tests and single-process use. */

@@ -1,7 +1,7 @@
 /**
- * How a process creates the named objects of the IPC runtime (channels, services): the
- * directory's one writer makes them, so a process that holds the DirectoryWriter (the head) calls
- * it, and any other member of the region asks the head through the coordinator (`createObject`),
+ * How a process creates and removes the named objects of the IPC runtime (channels, services):
+ * the directory's one writer makes them, so a process that holds the DirectoryWriter (the head)
+ * calls it, and any other member of the region asks the head through the coordinator (`createObject`, `removeObject`),
  * as consumer groups do. Two processes creating one name race at the writer, which has one winner:
  * the loser's `NameTaken` sends it back to its lookup.
  */
@@ -35,6 +35,23 @@ export const objectCreator: Effect.Effect<CreateObject> = Effect.gen(function*()
   const coordinator = yield* Effect.serviceOption(Coordinator)
   if (Option.isSome(coordinator)) {
     return (spec) => coordinator.value.createObject({ ...spec, params: spec.params ?? [], initial: NO_HEADER })
+  }
+  return () => Effect.fail(new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 }))
+})
+
+/** Removes an object of the IPC runtime: the writer's own `remove`, or a request to the head that has it. */
+export type RemoveObject = (
+  kind: AppObjectKind,
+  entry: DirectoryEntry
+) => Effect.Effect<void, { readonly _tag: string; readonly message: string }>
+
+/** This process's way to remove objects, as `objectCreator` is to create them. */
+export const objectRemover: Effect.Effect<RemoveObject> = Effect.gen(function*() {
+  const writer = yield* Effect.serviceOption(DirectoryWriter)
+  if (Option.isSome(writer)) return (_, entry) => writer.value.remove(entry)
+  const coordinator = yield* Effect.serviceOption(Coordinator)
+  if (Option.isSome(coordinator)) {
+    return (kind, entry) => coordinator.value.removeObject({ kind, name: entry.name, generation: entry.generation })
   }
   return () => Effect.fail(new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 }))
 })

@@ -10,6 +10,7 @@ import type { RpcClientOptions, RpcHandler, RpcServerOptions } from "../../servi
 import {
   type FrameServer,
   type ServedService,
+  ServiceInUse,
   ServiceNotFound,
   ServiceNotServed,
   type ServiceShape,
@@ -22,7 +23,8 @@ import type { DirectoryEntry, DirectoryShape } from "../../services/region/Direc
 import { settingsConfig } from "../../Settings.js"
 import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
-import { type CreateObject, findOrCreate } from "./ObjectCreator.js"
+import { type CreateObject, findOrCreate, type RemoveObject } from "./ObjectCreator.js"
+import { liveUsers } from "./ObjectUsers.js"
 import { connectCaller, liveServer } from "./ServiceCaller.js"
 import { connectFrames, serveFrames } from "./ServiceFrames.js"
 import {
@@ -46,7 +48,8 @@ export const makeServices = (
   directory: DirectoryShape,
   create: CreateObject,
   rings: RingsShape,
-  defaults: ServiceDefaults
+  defaults: ServiceDefaults,
+  removeObject: RemoveObject
 ): ServicesShape => {
   // A call's reply, and with callers at work the next request, come back within a round trip: worth a longer spin.
   const spin = defaults.spinMicros > 0 ? { spinMicros: defaults.spinMicros } : {}
@@ -165,6 +168,24 @@ export const makeServices = (
           Effect.map((replies) => ({ name: entry.name, serverPid: liveServer(replies)?.pid })),
           Effect.orElseSucceed(() => ({ name: entry.name, serverPid: undefined }))
         )
-      }))
+      })),
+    remove: (name) =>
+      Effect.gen(function*() {
+        const entry = yield* directory.lookup("service", name).pipe(
+          Effect.catchTag("ObjectNotFound", () => Effect.fail(new ServiceNotFound({ name })))
+        )
+        const shape = entryShape(entry)
+        if (shape instanceof ServiceUnavailable) return yield* shape
+        const found = serviceRings(entry, shape)
+        const pids = yield* liveUsers(rings, [found.replies, ...found.requests]).pipe(
+          Effect.mapError(unavailable(name))
+        )
+        if (pids.length > 0) return yield* new ServiceInUse({ name, pids })
+        yield* removeObject("service", entry).pipe(
+          Effect.catchIf((e) => e._tag === "ObjectNotFound" || e._tag === "ObjectDeleted", () =>
+            Effect.fail(new ServiceNotFound({ name }))),
+          Effect.mapError((e) => (e instanceof ServiceNotFound ? e : unavailable(name)(e)))
+        )
+      })
   }
 }

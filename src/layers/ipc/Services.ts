@@ -7,11 +7,17 @@ import { type ConfigError, Effect, Layer } from "effect"
 import { Rings } from "../../services/control/Rings.js"
 import { Services, type ServicesShape } from "../../services/ipc/Services.js"
 import { Directory } from "../../services/region/Directory.js"
-import { objectCreator } from "./ObjectCreator.js"
+import { objectCreator, objectRemover } from "./ObjectCreator.js"
 import { makeServices, serviceDefaults } from "./ServiceEngine.js"
 
 export const make: Effect.Effect<ServicesShape, ConfigError.ConfigError, Directory | Rings> = Effect.gen(function*() {
-  return makeServices(yield* Directory, yield* objectCreator, yield* Rings, yield* serviceDefaults)
+  return makeServices(
+    yield* Directory,
+    yield* objectCreator,
+    yield* Rings,
+    yield* serviceDefaults,
+    yield* objectRemover
+  )
 })
 
 /**

@@ -25,7 +25,8 @@ export const layerMemory = (directory: DirectoryConfig = DEFAULT_DIRECTORY): Lay
         yield* makeDirectoryMemory(store),
         (spec) => writer.create(spec),
         yield* makeRingsMemory,
-        defaults
+        defaults,
+        (_, entry) => writer.remove(entry)
       )
     })
   )

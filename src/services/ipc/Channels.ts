@@ -157,6 +157,12 @@ export interface ChannelsShape {
   readonly openRaw: (name: string, options?: ChannelOptions) => Effect.Effect<RawChannel, ChannelOpenError, Scope.Scope>
   /** The live channels' names. */
   readonly list: Effect.Effect<ReadonlyArray<string>>
+  /**
+   * Removes the channel `name` from the region, giving its memory and directory entry back: a
+   * later open makes a new one. `ChannelInUse` (naming the pids) while a live process writes or
+   * subscribes to it; `ChannelNotFound` when there is none.
+   */
+  readonly remove: (name: string) => Effect.Effect<void, ChannelNotFound | ChannelInUse | ChannelUnavailable>
 }
 
 export class Channels extends Context.Tag("cxlog/Channels")<Channels, ChannelsShape>() {}
@@ -167,6 +173,23 @@ export class ChannelUnavailable extends Schema.TaggedError<ChannelUnavailable>()
 }) {
   override get message() {
     return `channel ${JSON.stringify(this.name)} could not be opened: ${this.reason}`
+  }
+}
+
+export class ChannelNotFound extends Schema.TaggedError<ChannelNotFound>()("ChannelNotFound", { name: Schema.String }) {
+  override get message() {
+    return `no channel named ${JSON.stringify(this.name)}`
+  }
+}
+
+export class ChannelInUse extends Schema.TaggedError<ChannelInUse>()("ChannelInUse", {
+  name: Schema.String,
+  pids: Schema.Array(Schema.Int)
+}) {
+  override get message() {
+    return `channel ${JSON.stringify(this.name)} is in use by live process${this.pids.length === 1 ? "" : "es"} ${
+      this.pids.join(", ")
+    } (writing to it or subscribed): it can be removed once they close it`
   }
 }
 

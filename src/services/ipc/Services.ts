@@ -147,6 +147,12 @@ export interface ServicesShape {
   >
   /** Every service, with its live server's pid if it has one. */
   readonly list: Effect.Effect<ReadonlyArray<ServiceInfo>>
+  /**
+   * Removes the service `name` from the region, giving its memory and directory entry back: a
+   * later serve makes a new one. `ServiceInUse` (naming the pids) while a live process serves it or
+   * is connected to it; `ServiceNotFound` when there is none.
+   */
+  readonly remove: (name: string) => Effect.Effect<void, ServiceNotFound | ServiceInUse | ServiceUnavailable>
 }
 
 export class Services extends Context.Tag("cxlog/Services")<Services, ServicesShape>() {}
@@ -158,6 +164,17 @@ export class ServiceTaken extends Schema.TaggedError<ServiceTaken>()("ServiceTak
 }) {
   override get message() {
     return `service ${JSON.stringify(this.name)} is served by live process ${this.pid} already`
+  }
+}
+
+export class ServiceInUse extends Schema.TaggedError<ServiceInUse>()("ServiceInUse", {
+  name: Schema.String,
+  pids: Schema.Array(Schema.Int)
+}) {
+  override get message() {
+    return `service ${JSON.stringify(this.name)} is in use by live process${this.pids.length === 1 ? "" : "es"} ${
+      this.pids.join(", ")
+    } (serving it or connected to it): it can be removed once they close it`
   }
 }
 
