@@ -416,6 +416,40 @@ const removal = (label: string, run: Run) =>
     )
   })
 
+const layouts = (label: string, run: Run) =>
+  describe(`Channels' value layouts: ${label}`, () => {
+    it.scopedLive("an open whose Schema lays values out otherwise in binary (fields reordered, renamed, retyped) is InvalidChannel; the same layout opens", () =>
+      run(Effect.gen(function*() {
+        const channels = yield* Channels
+        const Quote = Schema.Struct({ bid: Schema.Number, ask: Schema.Number })
+        const quotes = yield* channels.open("quotes", Quote)
+        for (
+          const other of [
+            Schema.Struct({ ask: Schema.Number, bid: Schema.Number }),
+            Schema.Struct({ buy: Schema.Number, sell: Schema.Number }),
+            Schema.Struct({ bid: Schema.Number, ask: Schema.String })
+          ] as ReadonlyArray<Schema.Schema<unknown, unknown>>
+        ) {
+          const refused = yield* Effect.flip(channels.open("quotes", other))
+          expect(refused).toMatchObject({ _tag: "InvalidChannel", name: "quotes" })
+          expect(refused.message).toContain("another Schema's")
+        }
+        // The same layout from a Schema of its own (another build's, refined), and values go through.
+        const same = yield* channels.open(
+          "quotes",
+          Schema.Struct({ bid: Schema.Number, ask: Schema.Number.pipe(Schema.positive()) })
+        )
+        const subscription = yield* same.subscribe
+        yield* (yield* quotes.publisher).publish({ bid: 99, ask: 101 })
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ bid: 99, ask: 101 })
+        // Values that go as JSON text carry their names: such a Schema is not held to the layout.
+        yield* channels.open("quotes", Schema.Union(Quote, Schema.Struct({ halted: Schema.Boolean })))
+      })))
+  })
+
+layouts("live region", live)
+layouts("in-memory fake", memory)
+
 removal("live region", live)
 removal("in-memory fake", memory)
 

@@ -254,7 +254,43 @@ const compilePart = (ast: AST.AST): Part | undefined => {
   }
 }
 
+/**
+ * The binary layout `ast`'s values travel in, as text: what a reader must agree on with a writer,
+ * since a frame carries no field names (`compilePart`'s cases, with each property's name).
+ */
+const layoutText = (ast: AST.AST): string => {
+  switch (ast._tag) {
+    case "Refinement":
+      return layoutText(ast.from)
+    case "Literal":
+      return `l${JSON.stringify(ast.literal)}`
+    case "TypeLiteral":
+      return `{${
+        ast.propertySignatures.map((ps) =>
+          `${JSON.stringify(String(ps.name))}${ps.isOptional ? "?" : ""}:${layoutText(ps.type)}`
+        )
+          .join(",")
+      }}`
+    case "TupleType":
+      return `[${ast.rest.map((r) => layoutText(r.type)).join(",")}]`
+    default:
+      return ast._tag
+  }
+}
+
+/** FNV-1a of `text`'s UTF-16 units, never 0 (0 says "no layout recorded"). */
+const fingerprintOf = (text: string): number => {
+  let hash = 0x811c9dc5
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193) >>> 0
+  return hash === 0 ? 1 : hash
+}
+
 export interface BinaryValues {
+  /**
+   * The binary layout's fingerprint (its fields' names, order and types): a channel records its
+   * creator's, and an open whose layout differs is refused, as its reads would misread the values.
+   */
+  readonly fingerprint: number
   /** Bytes `value`'s frame takes, or -1 when it goes as text (the Schema's check refuses it, or a string UTF-8 cannot carry). */
   readonly frameBytes: (value: unknown) => number
   /** Writes `value`'s frame (of `frameBytes(value)` bytes) at `at` of `bytes`. */
@@ -292,6 +328,7 @@ export const binaryValues = (ast: AST.AST): BinaryValues | undefined => {
     return cursor
   }
   return {
+    fingerprint: fingerprintOf(layoutText(ast)),
     frameBytes: (value) => {
       if (!check(value)) return -1
       const size = part.size(value)

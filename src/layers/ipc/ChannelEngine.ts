@@ -55,39 +55,43 @@ export const makeChannels = (
     readerSlots: options.readerSlots ?? defaults.readerSlots,
     ringBytes: options.ringBytes ?? defaults.ringBytes
   })
-  const openObject = (name: string, options: ChannelOptions) => {
+  const openObject = (name: string, options: ChannelOptions, fingerprint = 0) => {
     const problem = optionsProblem(options)
     if (problem !== undefined) return Effect.fail(new InvalidChannel({ name, reason: problem }))
-    return Effect.map(openChannelObject(directory, create, name, shapeOf(options)), (found) => ({
+    return Effect.map(openChannelObject(directory, create, name, shapeOf(options), fingerprint), (found) => ({
       ...found,
       addresses: ringAddresses(found.entry, found.shape),
       publishTimeoutMs: options.publishTimeoutMs ?? defaults.publishTimeoutMs
     }))
   }
   return {
-    open: (name, schema, options = {}) =>
-      Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => {
-        const codec = jsonCodec(schema)
-        const binary = binaryValues(schema.ast)
-        return {
-          name,
-          entry,
-          shape,
-          publisher: Effect.map(
-            claimWriter(rings, name, addresses, publishTimeoutMs),
-            ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
-          ),
-          subscribe: typedSubscription(
-            rings,
+    open: (name, schema, options = {}) => {
+      const binary = binaryValues(schema.ast)
+      return Effect.map(
+        openObject(name, options, binary?.fingerprint),
+        ({ addresses, entry, publishTimeoutMs, shape }) => {
+          const codec = jsonCodec(schema)
+          return {
             name,
-            codec,
-            binary,
-            addresses,
-            options.subscriberBuffer ?? defaults.subscriberBuffer,
-            options.spinMicros ?? defaults.spinMicros
-          )
+            entry,
+            shape,
+            publisher: Effect.map(
+              claimWriter(rings, name, addresses, publishTimeoutMs),
+              ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
+            ),
+            subscribe: typedSubscription(
+              rings,
+              name,
+              codec,
+              binary,
+              addresses,
+              options.subscriberBuffer ?? defaults.subscriberBuffer,
+              options.spinMicros ?? defaults.spinMicros
+            )
+          }
         }
-      }),
+      )
+    },
     openRaw: (name, options = {}) =>
       Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => ({
         name,

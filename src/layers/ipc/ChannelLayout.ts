@@ -1,6 +1,6 @@
 /**
  * A channel object's layout. Its directory entry keeps the shape as parameters
- * ([layout, writerSlots, readerSlots, ringBytes]); its extent holds `writerSlots` rings back
+ * ([layout, writerSlots, readerSlots, ringBytes, values' fingerprint]); its extent holds `writerSlots` rings back
  * to back, each a ring of the control plane (a control line, `readerSlots` progress lines, a
  * data area of `ringBytes`). Writer slot i is ring i; ring ids are unique per directory slot,
  * so two channels' rings never share an id.
@@ -35,12 +35,17 @@ export const shapeProblem = (shape: ChannelShape): string | undefined => {
 export const channelBytes = (shape: ChannelShape): number =>
   shape.writerSlots * ringFootprint(shape.ringBytes, shape.readerSlots)
 
-export const shapeParams = (shape: ChannelShape): ReadonlyArray<number> => [
+/** `fingerprint`: the binary layout of its creator's values (BinaryValues.ts), 0 when they go as text or raw. */
+export const shapeParams = (shape: ChannelShape, fingerprint = 0): ReadonlyArray<number> => [
   CHANNEL_LAYOUT,
   shape.writerSlots,
   shape.readerSlots,
-  shape.ringBytes
+  shape.ringBytes,
+  fingerprint
 ]
+
+/** The binary layout fingerprint its creator recorded (0: none, or an entry made before fingerprints). */
+export const recordedFingerprint = (entry: DirectoryEntry): number => entry.params[4] ?? 0
 
 /** The shape a found entry says, checked against its layout and its extent (a region is never trusted). */
 export const entryShape = (entry: DirectoryEntry): ChannelShape | InvalidChannel => {

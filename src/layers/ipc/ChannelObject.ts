@@ -6,7 +6,7 @@
 import { Effect, type Scope } from "effect"
 import { type ChannelShape, ChannelUnavailable, InvalidChannel } from "../../services/ipc/Channels.js"
 import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
-import { channelBytes, entryShape, shapeParams, shapeProblem } from "./ChannelLayout.js"
+import { channelBytes, entryShape, recordedFingerprint, shapeParams, shapeProblem } from "./ChannelLayout.js"
 import { type CreateObject, findOrCreate } from "./ObjectCreator.js"
 
 const unavailable = (name: string) => (e: { readonly message: string }) =>
@@ -25,7 +25,8 @@ export const openChannelObject = (
   directory: DirectoryShape,
   create: CreateObject,
   name: string,
-  shape: ChannelShape
+  shape: ChannelShape,
+  fingerprint = 0
 ): Effect.Effect<FoundChannel, ChannelUnavailable | InvalidChannel, Scope.Scope> =>
   Effect.gen(function*() {
     const problem = shapeProblem(shape)
@@ -34,10 +35,19 @@ export const openChannelObject = (
       kind: "channel",
       name,
       bytes: channelBytes(shape),
-      params: shapeParams(shape)
+      params: shapeParams(shape, fingerprint)
     }).pipe(Effect.mapError(unavailable(name)))
     const found = entryShape(entry)
     if (found instanceof InvalidChannel) return yield* found
+    const recorded = recordedFingerprint(entry)
+    if (recorded !== 0 && fingerprint !== 0 && recorded !== fingerprint) {
+      return yield* new InvalidChannel({
+        name,
+        reason:
+          "its values are another Schema's: in binary a value carries no field names, so this Schema would misread them " +
+          "(the writers' and readers' Schemas must have the same fields, in the same order, of the same types)"
+      })
+    }
     yield* directory.hold(entry).pipe(Effect.mapError(unavailable(name)))
     return { entry, shape: found }
   })
