@@ -54,6 +54,6 @@ export class ProcessSlot extends Context.Tag("cxlog/ProcessSlot")<ProcessSlot, P
 
 export class ProcessTableFull extends Data.TaggedError("ProcessTableFull")<{ readonly slots: number }> {
   override get message() {
-    return `all ${this.slots} process slots are taken by live processes (raise maxProcesses)`
+    return `all ${this.slots} process slots are taken by live processes: a region has as many as CXLOG_MAX_PROCESSES said when its head made it (each CxlogChannel.openWith and each runtime over Roles.ipcMember takes one)`
   }
 }
