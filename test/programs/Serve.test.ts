@@ -8,7 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
 import { CxlogPublisher, CxlogSubscriber } from "../../src/index.js"
 import { defaultSecretPath } from "../../src/layers/net/Auth.js"
@@ -369,7 +369,13 @@ describe("cxlog serve", () => {
         expect(readFileSync(serveLogPath(region), "utf8")).toMatch(/\nserve +\| stopped\n/)
         const nothing = yield* runCli(["serve", "--stop", "--region", region])
         expect(nothing.code).toBe(1)
-        expect(nothing.stderr).toContain(`no cxlog serve runs region ${region}`)
+        expect(nothing.stderr).toContain(`no cxlog serve runs region ${region}: there is no such region`)
+        // A region left there with no head (one its creator never made, here): --stop says it is there, and what to do.
+        writeFileSync(`/dev/shm/${region}`, new Uint8Array(1 << 20))
+        const orphan = yield* runCli(["serve", "--stop", "--region", region])
+        expect(orphan.code).toBe(1)
+        expect(orphan.stderr).toContain(`the region is there but no head serves it`)
+        expect(orphan.stderr).toContain(`cxlog regions --remove ${region}`)
       }),
     240_000
   )

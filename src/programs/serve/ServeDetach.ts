@@ -41,9 +41,14 @@ export class ServeNotRunning extends Data.TaggedError("ServeNotRunning")<{
   readonly region: string
   /** The head serving the region, when there is one that no serve started. */
   readonly headPid?: number
+  /** The region is there, and no live head serves it (its head and serve are gone). */
+  readonly orphaned?: boolean
 }> {
   override get message() {
-    return this.headPid === undefined
+    return this.orphaned === true
+      ? `no cxlog serve runs region ${this.region}: the region is there but no head serves it (\`cxlog regions\` says what ` +
+        `it holds; \`cxlog regions --remove ${this.region}\` discards it, \`cxlog head --region ${this.region}\` says how to carry on with it)`
+      : this.headPid === undefined
       ? `no cxlog serve runs region ${this.region}: there is no such region in ${SHM_DIR} (cxlog regions lists them; --region / CXLOG_REGION names another)`
       : `region ${this.region} is served by a head (pid ${this.headPid}) that cxlog serve did not start: stop it with \`kill ${this.headPid}\``
   }
@@ -116,7 +121,8 @@ export const detach = (args: ReadonlyArray<string>, region: string, json: boolea
 const serveOf = (region: string) =>
   Effect.gen(function*() {
     const info = yield* inspectRegion(region)
-    if (info === undefined || !info.owner.alive) return yield* new ServeNotRunning({ region })
+    if (info === undefined) return yield* new ServeNotRunning({ region })
+    if (!info.owner.alive) return yield* new ServeNotRunning({ region, orphaned: true })
     const parent = procStat(info.owner.pid)?.parentPid ?? 0
     const command = existsSync(`/proc/${parent}/cmdline`)
       ? readFileSync(`/proc/${parent}/cmdline`, "utf8").split("\0")
