@@ -238,6 +238,10 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(yield* refused(["config"], { CXLOG_HEARTBEAT_STALE_MS: "" })).toBe(
         `cxlog config: CXLOG_HEARTBEAT_STALE_MS: ${unset}`
       )
+      // A variable a command's flag reads is refused as config's own, not as that command's.
+      expect(yield* refused(["config"], { CXLOG_REGION: "" })).toBe(
+        "cxlog config: CXLOG_REGION: set but empty: give a NAME, or unset it for the default (cxlog)"
+      )
       expect(existsSync(`/dev/shm/${region}`)).toBe(false)
       // A switch's variable reads "" as off, as documented.
       const verbose = yield* runCli(["config", "--json"], { CXLOG_VERBOSE: "" })

@@ -82,7 +82,8 @@ export const resolveAll = <R>(
     for (const { name, flags } of flagUsers) {
       for (const flag of flags) {
         if (flag.env === undefined) continue
-        const resolved = resolveFlag(`cxlog ${name}`, flag, env)
+        // Refused as `cxlog config` refuses it: the variable names what is wrong, whichever command reads it.
+        const resolved = resolveFlag("cxlog config", flag, env)
         if (Either.isLeft(resolved)) return yield* resolved.left
         add(flag.env, resolved.right.value, resolved.right.source, `${name} --${flag.name}`, flag.placeholder)
       }
