@@ -3,8 +3,9 @@
  * directory's writer) and the in-memory fake: servers and callers in this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schedule, Scope } from "effect"
+import { Effect, Exit, Fiber, Schedule, Schema, Scope } from "effect"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
+import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { liveServices } from "../fixtures/channel-region.js"
 import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
@@ -156,6 +157,30 @@ const removal = (label: string, run: Run) =>
       120_000
     )
   })
+
+const sizes = (label: string, run: Run) =>
+  describe(`Services' sizes: ${label}`, () => {
+    it.scopedLive("a request larger than the service's rings admit is ServiceRequestTooLarge naming the service and method; the next call goes on", () =>
+      run(Effect.gen(function*() {
+        const services = yield* Services
+        const Echo = Rpc.method("echo", { payload: Schema.String, success: Schema.String })
+        yield* services.serve("echo", [Rpc.handle(Echo, (s) => Effect.succeed(s))], { ringBytes: 4096 })
+        const client = yield* services.connect("echo")
+        const refused = yield* Effect.flip(client.call(Echo, "x".repeat(5_000)))
+        expect(refused).toMatchObject({
+          _tag: "ServiceRequestTooLarge",
+          name: "echo",
+          method: "echo",
+          bytes: 5018
+        })
+        expect(refused.message).toContain("CXLOG_SERVICE_RING_BYTES")
+        expect((refused as { maxFrameBytes: number }).maxFrameBytes).toBeLessThanOrEqual(1024)
+        expect(yield* client.call(Echo, "small")).toBe("small")
+      })))
+  })
+
+sizes("live", live)
+sizes("memory", memory)
 
 removal("live", live)
 removal("memory", memory)

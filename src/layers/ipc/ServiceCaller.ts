@@ -8,11 +8,12 @@
  * at once; once a server serves again, calls go to it.
  */
 import { Effect, Schedule, type Scope } from "effect"
-import type { RingInspector } from "../../services/control/Rings.js"
+import { FrameTooLarge, type RingInspector } from "../../services/control/Rings.js"
 import type { RpcClient, RpcClientOptions } from "../../services/control/Rpc.js"
 import {
   type ServiceCallersBusy,
   type ServiceClient,
+  ServiceRequestTooLarge,
   ServiceServerDied,
   type ServiceUnavailable
 } from "../../services/ipc/Services.js"
@@ -93,6 +94,13 @@ export const connectCaller = (
             (e) =>
               typeof e === "object" && e !== null && "_tag" in e && e._tag === "RpcAbandoned"
                 ? new ServiceServerDied({ name, method: method.tag, pid })
+                : e instanceof FrameTooLarge
+                ? new ServiceRequestTooLarge({
+                  name,
+                  method: method.tag,
+                  bytes: e.length,
+                  maxFrameBytes: e.maxFrameBytes
+                })
                 : e
           )
         })

@@ -250,4 +250,21 @@ export class ServiceRepliesLost extends Schema.TaggedError<ServiceRepliesLost>()
 }
 
 export type ServiceOpenError = ServiceUnavailable
-export type ServiceCallError = Exclude<RpcCallError, { readonly _tag: "RpcAbandoned" }> | ServiceServerDied
+/** A request larger than a service's rings admit: nothing was sent. */
+export class ServiceRequestTooLarge extends Schema.TaggedError<ServiceRequestTooLarge>()("ServiceRequestTooLarge", {
+  name: Schema.String,
+  method: Schema.String,
+  bytes: Schema.Int,
+  maxFrameBytes: Schema.Int
+}) {
+  override get message() {
+    return `service ${
+      JSON.stringify(this.name)
+    }: a ${this.bytes}-byte request of ${this.method} exceeds its ${this.maxFrameBytes}-byte limit (a quarter of the service's ringBytes, fixed when it was made: its serve's ringBytes, else CXLOG_SERVICE_RING_BYTES); nothing was sent`
+  }
+}
+
+export type ServiceCallError =
+  | Exclude<RpcCallError, { readonly _tag: "RpcAbandoned" | "FrameTooLarge" }>
+  | ServiceServerDied
+  | ServiceRequestTooLarge
