@@ -107,6 +107,19 @@ describe("Supervisor across processes", () => {
   )
 
   it.scopedLive(
+    "a program that cannot be started is told exited with why it did not start (not found)",
+    () =>
+      Effect.gen(function*() {
+        const { nextOfSupervisor, supervisor } = yield* setUp
+        yield* supervisor.start({ name: "missing", command: "/nonexistent/cxlog-no-such-program", restart: "never" })
+        const exited = yield* nextOfSupervisor("ChildExited")
+        expect(exited).toMatchObject({ child: "missing#0", exit: { code: 127 }, failed: true })
+        expect(exited.reason).toMatch(/^not started: .*ENOENT/)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
     "on-failure: a SIGKILLed child is told crashed with its signal and rejoins in its slot with a new occurrence",
     () =>
       Effect.gen(function*() {

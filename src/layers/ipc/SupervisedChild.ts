@@ -16,6 +16,8 @@ export interface RunningChild {
   readonly pid: number
   readonly exited: Deferred.Deferred<ProcessExit>
   readonly hasExited: () => boolean
+  /** Why its program could not be started (not found, not executable), once it is known; else undefined. */
+  readonly startError: () => string | undefined
   /** Signals the child's process group; false when it is gone already. */
   readonly signal: (signal: NodeJS.Signals) => boolean
 }
@@ -63,12 +65,17 @@ export const spawnChild = (
       Deferred.unsafeDone(exited, Effect.succeed(exit))
     }
     child.once("exit", (code, signal) => end({ code, signal }))
-    child.once("error", () => end(NOT_STARTED))
+    let startError: string | undefined
+    child.once("error", (error) => {
+      startError = error.message
+      end(NOT_STARTED)
+    })
     const pid = child.pid ?? -1
     return {
       pid,
       exited,
       hasExited: () => ended,
+      startError: () => startError,
       signal: (signal) => (pid > 0 ? signalGroup(pid, signal) : false)
     }
   })

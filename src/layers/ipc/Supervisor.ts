@@ -74,8 +74,15 @@ const makeWith = (fence: ShutdownFence | undefined) =>
           // What it started goes with it: a child's leftovers would outlive its supervision.
           signalGroup(running.pid, "SIGKILL")
           if (Option.isSome(discovery)) yield* discovery.value.exited(running.pid, exit)
+          const startError = running.startError()
           yield* emit(
-            SupervisorEvent.ChildExited({ child: instance.child, pid: running.pid, exit, failed: isFailure(exit) })
+            SupervisorEvent.ChildExited({
+              child: instance.child,
+              pid: running.pid,
+              exit,
+              failed: isFailure(exit),
+              ...(startError === undefined ? {} : { reason: `not started: ${startError}` })
+            })
           )
           if (stopping) break
           if (!wantsRestart(policy, exit)) {

@@ -53,8 +53,14 @@ export interface ShutdownResult {
 export type SupervisorEvent = Data.TaggedEnum<{
   /** An instance started (again: `restarts` > 0), as pid `pid`. */
   ChildStarted: { readonly child: string; readonly pid: number; readonly restarts: number }
-  /** An instance's process ended. */
-  ChildExited: { readonly child: string; readonly pid: number; readonly exit: ProcessExit; readonly failed: boolean }
+  /** An instance's process ended; `reason` when its program could not be started at all (not found, not executable). */
+  ChildExited: {
+    readonly child: string
+    readonly pid: number
+    readonly exit: ProcessExit
+    readonly failed: boolean
+    readonly reason?: string
+  }
   /** It is started again after `delayMs` (its policy asked for it). */
   ChildRestarting: { readonly child: string; readonly restarts: number; readonly delayMs: number }
   /** Its restarts passed the limit within the window: it stays down. */
