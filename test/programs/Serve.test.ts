@@ -380,6 +380,54 @@ describe("cxlog serve", () => {
     240_000
   )
 
+  it.scopedLive(
+    "SIGKILLed after its standby took over, serve leaves none of its roles running, nor its region or secret file",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-kill-takeover")
+        const serving = yield* startServe([
+          "--region",
+          region,
+          "--port",
+          "0",
+          "--broker-count",
+          "1",
+          "--standby",
+          "--json"
+        ])
+        const eventOf = (kind: string) =>
+          serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) =>
+            JSON.parse(line) as { readonly event: string } & Record<string, any>
+          ).find((e) => e.event === kind)
+        yield* until(() => eventOf("ready") !== undefined || serving.child.exitCode !== null, 120_000, () =>
+          `a ready event:\n${serving.output()}`)
+        const { pids } = eventOf("ready")!
+        process.kill(pids.head, "SIGKILL")
+        yield* until(
+          () =>
+            eventOf("takeover") !== undefined || serving.child.exitCode !== null,
+          60_000,
+          () =>
+            `the standby's takeover:\n${serving.output()}`
+        )
+        expect(existsSync(defaultSecretPath(region))).toBe(true)
+        serving.child.kill("SIGKILL")
+        const roles = [pids.standby, ...pids.brokers]
+        yield* until(
+          () => roles.every((pid: number) => !running(pid)),
+          30_000,
+          () => `roles ${roles.filter(running).join(", ")} of serve still run after it was SIGKILLed`
+        )
+        yield* until(
+          () => !existsSync(`/dev/shm/${region}`),
+          30_000,
+          () => `region ${region} is still there after serve was SIGKILLed`
+        )
+        expect(existsSync(defaultSecretPath(region))).toBe(false)
+      }),
+    240_000
+  )
+
   it.scopedLive("SIGKILLed, serve leaves none of its roles running, nor its region", () =>
     Effect.gen(function*() {
       const region = yield* serveRegion("serve-kill")

@@ -232,8 +232,11 @@ export const listRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(
 /** A run region whose run is gone and that no live process uses. */
 export const isOrphanedRun = (info: RegionInfo): boolean => info.kind === "run" && !info.inUse
 
-/** Removes the region and the wake FIFOs its processes left (those killed could not remove theirs). */
-const unlink = (name: string) =>
+/**
+ * Removes the region and the wake FIFOs its processes left (those killed could not remove theirs),
+ * whoever still uses it: for its last head, as it stops (the mappings stay valid until unmapped).
+ */
+export const unlink = (name: string): Effect.Effect<boolean> =>
   Effect.try(() => {
     unlinkSync(`${SHM_DIR}/${name}`)
     removeWakeFifos(name)

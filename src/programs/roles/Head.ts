@@ -53,7 +53,7 @@ import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from ".
 import type { RegionConfig } from "../../services/RegionLayout.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
-import { inspectRegion, removeRegion } from "../admin/Regions.js"
+import { inspectRegion, removeRegion, unlink } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
 import { requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
@@ -77,6 +77,8 @@ export interface HeadOptions {
   readonly dataDir?: string
   /** Rebuild the RF 2 topics' logs from `dataDir` before serving (the region is new). */
   readonly recover?: boolean
+  /** Remove the region as it stops although it attached to it (an orchestrator's standby that took over). */
+  readonly removeOnExit?: boolean
 }
 
 /**
@@ -182,6 +184,14 @@ const serveIn = (options: HeadOptions) =>
     }
     yield* Effect.acquireRelease(Effect.sync(() => process.on("SIGCONT", onContinue)), () =>
       Effect.sync(() => process.off("SIGCONT", onContinue)))
+    if (options.removeOnExit === true) {
+      yield* Effect.addFinalizer(() =>
+        Effect.zipRight(
+          Effect.logInfo(`head: removing region ${options.region.name} (this run's head, taken over)`),
+          unlink(options.region.name)
+        )
+      )
+    }
     yield* requireDataDir(options.topics, options.dataDir)
     yield* ensureTopics(options.topics, options.attach)
     // The region's topics, not only those given: a head that attached or took over serves every topic its region holds.
@@ -339,7 +349,14 @@ const awaitHeadGone = (options: HeadOptions) => {
 
 const standby = (options: HeadOptions) =>
   Effect.gen(function*() {
-    const attached: HeadOptions = { ...options, attach: true, sequencer: { ...options.sequencer, waitForLeaseMs: 0 } }
+    // Started by an orchestrator (cxlog serve, cxlog run), it is that run's head once it takes over: it
+    // removes the region as it stops, as the head it replaced would have (a SIGKILLed serve leaves nobody else to).
+    const attached: HeadOptions = {
+      ...options,
+      attach: true,
+      removeOnExit: process.send !== undefined && !options.keep,
+      sequencer: { ...options.sequencer, waitForLeaseMs: 0 }
+    }
     report({ event: "standby", region: options.region.name, pid: process.pid })
     yield* Effect.logInfo(
       `head: standing by for region ${options.region.name}, checking its lease every ${
