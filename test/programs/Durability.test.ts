@@ -367,6 +367,12 @@ describe("a full data directory", () => {
         expect(published.code).not.toBe(0)
         expect(published.stderr).toContain("durability-unavailable")
         expect(published.stderr).toContain("data directory is full")
+        // cxlog topics says so, where it said ACK 2 (replicated) as if nothing had happened.
+        const listed = yield* runRole(["topics", "--topic", "d", "--json"], env)
+        expect(listed.code, listed.stderr).toBe(0)
+        expect(JSON.parse(listed.stdout).topics[0]).toMatchObject({ name: "d", diskCopyStopped: "disk-full" })
+        const described = yield* runRole(["topics", "describe", "d"], env)
+        expect(described.stdout).toContain("ack 2 (copy on disk stopped: disk-full)")
       }),
     120_000
   )

@@ -5,6 +5,7 @@
  * fake). It reads and holds nothing: a topic that moves meanwhile is described as it was at some
  * moment of the call, each figure on its own.
  */
+import type { DurableFailure } from "../../services/log/AckTracker.js"
 import type { TopicDescription, TopicInfo, TopicsHeap, TopicSubscriber } from "../../services/log/Topics.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { heapBlocks, usageOf } from "../region/DirectorySpace.js"
@@ -33,6 +34,8 @@ export interface DescribeBacking {
   readonly lanes: (info: TopicInfo) => number
   readonly usedBytes: (info: TopicInfo) => number
   readonly blogBytes: (info: TopicInfo) => number
+  /** Why its copy on disk stopped, if it did (the order line's word the head's durable tier sets). */
+  readonly diskCopyStopped: (info: TopicInfo) => DurableFailure | undefined
 }
 
 /** A durable cursor's `durable` word (a named consumer's is 2 or 3: ConsumerLineReads.ts). */
@@ -68,6 +71,7 @@ export const describeOver = (backing: DescribeBacking) => (info: TopicInfo): Top
   const { earliest, end } = boundsOf(read)
   const sessions = backing.sessions(info)
   const { area, region } = backing.lines
+  const stopped = backing.diskCopyStopped(info)
   return {
     ...info,
     memoryBytes: backing.memoryBytes(info),
@@ -80,7 +84,8 @@ export const describeOver = (backing: DescribeBacking) => (info: TopicInfo): Top
     sessions: sessions.liveCount(),
     sessionSlots: sessions.capacity,
     subscribers: subscribersOf(backing, info, orderedBatches),
-    consumers: consumersOf(region, area, new SubscriberLineView(region), info.id, end)
+    consumers: consumersOf(region, area, new SubscriberLineView(region), info.id, end),
+    ...(stopped === undefined ? {} : { diskCopyStopped: stopped })
   }
 }
 

@@ -6,6 +6,7 @@
  * directory slot; reading a topic records where it lives for this process (`LogArea.place`).
  */
 import { Effect, Layer, Option } from "effect"
+import { durableFailureOf } from "../../services/log/AckTracker.js"
 import { DiskCopies, type DiskCopiesShape } from "../../services/log/DiskCopies.js"
 import {
   checkTopicSpec,
@@ -37,7 +38,7 @@ import { isLineOwnerAlive, retentionMoved } from "./Participants.js"
 import { boundsOf } from "./ReadPositions.js"
 import type { ReadTopic } from "./ReadSource.js"
 import { DescriptorState } from "./Records.js"
-import { DescriptorView } from "./RecordViews.js"
+import { DescriptorView, OrderLineView } from "./RecordViews.js"
 import { lookingReader, RegionReadTopic } from "./RegionReadTopic.js"
 import { readRetained, type Retained, writeRetained } from "./RetentionLines.js"
 import { SessionTable } from "./SessionTable.js"
@@ -340,6 +341,7 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
     const copies = yield* Effect.serviceOption(DiskCopies)
     const notWriter = new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 })
     const reading = perTopic((info) => new RegionReadTopic(lookingReader(region, area), info))
+    const orderLines = new OrderLineView(region)
     return topicsOver(
       {
         reader: reading,
@@ -358,7 +360,12 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
           memoryBytes: (info) => area.placeOf(info.id).shape.memoryBytes,
           lanes: (info) => laneCount(region, area, info.id),
           usedBytes: (info) => heldBytes(area.placeOf(info.id).shape, laneCount(region, area, info.id)),
-          blogBytes: (info) => area.blogBytes(info.id)
+          blogBytes: (info) => area.blogBytes(info.id),
+          diskCopyStopped: (info) => {
+            const line = area.orderLine(info.id)
+            region.invalidate(line, LINE_BYTES)
+            return durableFailureOf(orderLines.durableFailure(line))
+          }
         }),
         heap: (topics) => regionHeap(region, area, topics),
         largestExtentBytes: largestBlockBytes(area.directory.config.heapBytes),

@@ -46,7 +46,8 @@ export const makeMemory = (store: MemoryLogStore, _options: NoOptions = {}): Eff
         memoryBytes: (info) => store.topics[info.id]!.shape.memoryBytes,
         lanes: (info) => store.topics[info.id]!.lanes.size,
         usedBytes: (info) => topicHeldBytes(store.topics[info.id]!),
-        blogBytes: (info) => store.topics[info.id]!.blogBytes
+        blogBytes: (info) => store.topics[info.id]!.blogBytes,
+        diskCopyStopped: (info) => store.topics[info.id]!.durableFailure
       }),
       // As the region's buddy heap would: its largest power of two (none for a store without a bound).
       largestExtentBytes: Number.isFinite(store.space.heapBytes)

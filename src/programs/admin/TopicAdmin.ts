@@ -101,6 +101,11 @@ const ORDER_NAMES: Record<number, string> = {
   5: "5 (+FIFO session)"
 }
 const ACK_NAMES: Record<number, string> = { 0: "0 (none)", 1: "1 (ordered)", 2: "2 (replicated)" }
+/** Its ACK level as named, or that its copy on disk stopped (ACK 2 refused until a head writes it again). */
+const ackText = (t: TopicDescription) =>
+  t.diskCopyStopped === undefined
+    ? ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`
+    : `${t.ackLevel} (copy on disk stopped: ${t.diskCopyStopped})`
 
 const held = (t: TopicDescription) => (t.end === t.earliest ? "none" : `${t.earliest}..${t.end - 1}`)
 const subscribersText = (t: TopicDescription) => {
@@ -153,7 +158,7 @@ const consumerLine = (c: TopicDescription["consumers"][number]) =>
 const details = (t: TopicDescription): string =>
   [
     `topic ${t.name} (id ${t.id}, generation ${t.generation}): order ${ORDER_NAMES[t.order] ?? t.order}, ack ${
-      ACK_NAMES[t.ackLevel] ?? t.ackLevel
+      ackText(t)
     }, rf ${t.replicationFactor}${
       t.diskRetention === undefined
         ? ""
@@ -217,7 +222,7 @@ export const topics = (options: TopicsOptions) =>
         ) => [
           t.name,
           ORDER_NAMES[t.order] ?? `${t.order}`,
-          ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`,
+          ackText(t),
           t.replicationFactor,
           `${mib(t.memoryBytes)}, ${t.lanes} lane${t.lanes === 1 ? "" : "s"}`,
           held(t),

@@ -157,7 +157,9 @@ export const TopicDescription = Schema.Struct({
   sessions: Count,
   sessionSlots: Count,
   subscribers: Schema.Array(TopicSubscriber),
-  consumers: Schema.Array(TopicConsumer)
+  consumers: Schema.Array(TopicConsumer),
+  /** Set when the head stopped writing its copy on disk (replication factor 2), and why: its ACK 2 is refused until a head writes it again. */
+  diskCopyStopped: Schema.optionalWith(Schema.Literal("disk-full", "stopped"), { exact: true })
 })
 export type TopicDescription = typeof TopicDescription.Type
 
