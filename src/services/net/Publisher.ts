@@ -254,7 +254,11 @@ export class PublishAckTimeout extends Data.TaggedError("PublishAckTimeout")<{
     const where = this.brokers.map((b) =>
       `${b.name} ${b.address}${b.connected ? "" : ` down${b.lastClose === undefined ? "" : ` (${b.lastClose})`}`}`
     ).join(", ")
-    return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where}); is the head (sequencer) running?`
+    // With every broker down, they are what to look at; with one up, what orders its batches: the head.
+    const hint = this.brokers.length > 0 && this.brokers.every((b) => !b.connected)
+      ? "no broker is connected: are they running and reachable?"
+      : "is the head (sequencer) running?"
+    return `${this.outstanding} batches not acknowledged within ${this.timeoutMs} ms; acked/sent: ${counts} (${where}); ${hint}`
   }
 }
 
