@@ -137,6 +137,32 @@ const startServe = (args: ReadonlyArray<string>): Effect.Effect<Serving, never, 
   })
 
 /** Waits for serve's ready banner; returns its `--brokers` list. */
+/** A serve started with --standby and --json: its events, and the first of a kind (waited for). */
+const standbyServe = (region: string) =>
+  Effect.gen(function*() {
+    const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1", "--standby", "--json"])
+    const events = () =>
+      serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) =>
+        JSON.parse(line) as { readonly event: string } & Record<string, any>
+      )
+    const eventOf = (kind: string) => events().find((e) => e.event === kind)
+    const awaitEvent = (kind: string, timeoutMs: number) =>
+      Effect.flatMap(
+        until(
+          () => eventOf(kind) !== undefined || serving.child.exitCode !== null,
+          timeoutMs,
+          () => `a ${kind} event:\n${serving.output()}`
+        ),
+        () => {
+          const event = eventOf(kind)
+          return event === undefined
+            ? Effect.fail(new Error(`serve exited before a ${kind} event:\n${serving.output()}`))
+            : Effect.succeed(event)
+        }
+      )
+    return { serving, events, awaitEvent }
+  })
+
 const awaitReady = (serving: Serving) =>
   Effect.gen(function*() {
     yield* until(
@@ -273,36 +299,13 @@ describe("cxlog serve", () => {
     () =>
       Effect.gen(function*() {
         const region = yield* serveRegion("serve-standby")
-        const serving = yield* startServe([
-          "--region",
-          region,
-          "--port",
-          "0",
-          "--broker-count",
-          "1",
-          "--standby",
-          "--json"
-        ])
-        const events = () =>
-          serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) =>
-            JSON.parse(line) as { readonly event: string } & Record<string, any>
-          )
-        const eventOf = (kind: string) => events().find((e) => e.event === kind)
-        yield* until(() => eventOf("ready") !== undefined || serving.child.exitCode !== null, 120_000, () =>
-          `a ready event:\n${serving.output()}`)
-        const { pids, brokers } = eventOf("ready")!
-        expect([...serving.roles()].sort((a, b) =>
-          a - b
-        )).toEqual([pids.head, pids.standby, ...pids.brokers].sort((a, b) =>
-          a - b
-        ))
-        process.kill(pids.head, "SIGKILL")
-        yield* until(
-          () => eventOf("takeover") !== undefined || serving.child.exitCode !== null,
-          60_000,
-          () => `the standby's takeover:\n${serving.output()}`
+        const { awaitEvent, events, serving } = yield* standbyServe(region)
+        const { brokers, pids } = yield* awaitEvent("ready", 120_000)
+        expect([...serving.roles()].sort((a, b) => a - b)).toEqual(
+          [pids.head, pids.standby, ...pids.brokers].sort((a, b) => a - b)
         )
-        expect(eventOf("takeover")).toMatchObject({ pid: pids.standby, epoch: 2 })
+        process.kill(pids.head, "SIGKILL")
+        expect(yield* awaitEvent("takeover", 60_000)).toMatchObject({ pid: pids.standby, epoch: 2 })
         // Serving on through the standby.
         expect(serving.child.exitCode, serving.output()).toBe(null)
         const read = yield* runCli(
@@ -385,31 +388,10 @@ describe("cxlog serve", () => {
     () =>
       Effect.gen(function*() {
         const region = yield* serveRegion("serve-kill-takeover")
-        const serving = yield* startServe([
-          "--region",
-          region,
-          "--port",
-          "0",
-          "--broker-count",
-          "1",
-          "--standby",
-          "--json"
-        ])
-        const eventOf = (kind: string) =>
-          serving.output().split("\n").filter((line) => line.startsWith("{")).map((line) =>
-            JSON.parse(line) as { readonly event: string } & Record<string, any>
-          ).find((e) => e.event === kind)
-        yield* until(() => eventOf("ready") !== undefined || serving.child.exitCode !== null, 120_000, () =>
-          `a ready event:\n${serving.output()}`)
-        const { pids } = eventOf("ready")!
+        const { awaitEvent, serving } = yield* standbyServe(region)
+        const { pids } = yield* awaitEvent("ready", 120_000)
         process.kill(pids.head, "SIGKILL")
-        yield* until(
-          () =>
-            eventOf("takeover") !== undefined || serving.child.exitCode !== null,
-          60_000,
-          () =>
-            `the standby's takeover:\n${serving.output()}`
-        )
+        yield* awaitEvent("takeover", 60_000)
         expect(existsSync(defaultSecretPath(region))).toBe(true)
         serving.child.kill("SIGKILL")
         const roles = [pids.standby, ...pids.brokers]
