@@ -430,11 +430,10 @@ export const head = (options: HeadOptions) =>
   // Checked at start, before a region is made: a standby's sequencer layer would find a bad bound only at its takeover.
   Effect.zipRight(checkSequencerOptions(options.sequencer), headWith(options))
 
-const headWith = (options: HeadOptions) => {
-  const { dataDir } = options
-  if (dataDir === undefined) return headIn(options)
-  return Effect.zipRight(requireWritableDataDir(dataDir), headIn({ ...options, dataDir }))
-}
+const headWith = (options: HeadOptions) =>
+  options.dataDir === undefined
+    ? headIn(options)
+    : Effect.zipRight(requireWritableDataDir(options.dataDir), headIn(options))
 
 const headIn = (options: HeadOptions) => {
   const { dataDir } = options
