@@ -290,6 +290,24 @@ describe("cxlog serve", () => {
         )
         expect(refused.stdout).not.toMatch(/^head +\|/m)
         expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        // Metrics ports among the brokers' own: refused before anything starts too, as a flag mistake.
+        const overlapping = yield* runCli([
+          "serve",
+          "--region",
+          region,
+          "--port",
+          `${port}`,
+          "--broker-count",
+          "2",
+          "--metrics-port",
+          `${port + 1}`
+        ])
+        expect(overlapping.code).toBe(2)
+        expect(overlapping.stderr).toContain(
+          `--port ${port} (broker i's at + i: up to ${port + 1}) share port ${port + 1}`
+        )
+        expect(overlapping.stdout).not.toMatch(/^head +\|/m)
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
       }),
     120_000
   )

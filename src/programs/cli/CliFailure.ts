@@ -136,6 +136,7 @@ const CONFIGURATION_ERRORS = new Set([
   "LogConfigInvalid",
   "MessageTooLarge",
   "RegionLayoutInvalid",
+  "ServePortsOverlap",
   "SessionGapIdleTooShort"
 ])
 

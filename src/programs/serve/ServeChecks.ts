@@ -53,6 +53,31 @@ export class ServePortTaken extends Data.TaggedError("ServePortTaken")<{
   }
 }
 
+/** `--metrics-port` and `--port` give serve's roles some of the same ports. */
+export class ServePortsOverlap extends Data.TaggedError("ServePortsOverlap")<{
+  readonly port: number
+  readonly brokers: number
+  readonly metricsPort: number
+  /** The first port both ranges hold. */
+  readonly shared: number
+}> {
+  override get message() {
+    return `--metrics-port ${this.metricsPort} (the head's, then broker i's at + 1 + i: up to ${
+      this.metricsPort + this.brokers
+    }) and --port ${this.port} (broker i's at + i: up to ${this.port + this.brokers - 1}) share port ${this.shared}: ` +
+      `give one of them ports apart from the other's`
+  }
+}
+
+/** Fails with ServePortsOverlap when the brokers' ports and the roles' metrics ports (both given) meet. */
+export const requirePortsApart = (port: number, brokers: number, metricsPort: number) => {
+  if (port <= 0 || metricsPort <= 0) return Effect.void
+  // The head's metrics port, then one per broker; the brokers' own ports.
+  const first = Math.max(port, metricsPort)
+  const last = Math.min(port + brokers - 1, metricsPort + brokers)
+  return first <= last ? Effect.fail(new ServePortsOverlap({ port, brokers, metricsPort, shared: first })) : Effect.void
+}
+
 /** Fails with ServeRegionTaken when a cxlog region named `region` exists in /dev/shm. */
 export const requireRegionFree = (region: string) =>
   Effect.flatMap(inspectRegion(region), (info) =>
