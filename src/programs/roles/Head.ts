@@ -14,7 +14,7 @@
  * finds itself fenced (a newer head holds the lease) exits at once, running no finalizer: all
  * it would release is reclaimed as a dead process's, and it writes nothing into the region.
  */
-import { Data, Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Schedule } from "effect"
 import * as ConsumersLayers from "../../layers/log/Consumers.js"
 import {
   awaitSubscribed,
@@ -57,6 +57,7 @@ import { inspectRegion, removeRegion, unlink } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
 import { requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
+import { HeadActive, HeadRegionExists, RegionUnfinished } from "./HeadRefusals.js"
 import { report } from "./Report.js"
 
 export interface HeadOptions {
@@ -105,49 +106,6 @@ const reportOrdered = (topics: ReadonlyArray<TopicSpec>, everyMs: number) =>
       report({ event: "ordered", ordered })
     }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(everyMs))))
   })
-
-/** `cxlog head` without `--attach` on a region that exists: what it holds and the safe ways on. */
-export class HeadRegionExists extends Data.TaggedError("HeadRegionExists")<{
-  readonly region: string
-  /** Its head's pid (0 if none is known) and whether that process still runs. */
-  readonly headPid: number
-  readonly headAlive: boolean
-  readonly orderedMessages: number
-  readonly topics: ReadonlyArray<{ readonly name: string; readonly ordered: number }>
-}> {
-  override get message() {
-    if (this.headAlive) {
-      return `region ${this.region} is already served by a live head (pid ${this.headPid}); give this head another --region (--region / CXLOG_REGION)`
-    }
-    const held = this.topics.length === 0
-      ? "no topics"
-      : `${this.orderedMessages} ordered messages (${this.topics.map((t) => `${t.name}: ${t.ordered}`).join(", ")})`
-    return `a region named ${this.region} already exists and holds ${held}; its head${
-      this.headPid > 0 ? ` (pid ${this.headPid})` : ""
-    } is gone. ` +
-      `Start the head with --attach to carry on with it, or discard it with \`cxlog regions --remove ${this.region}\`` +
-      (this.orderedMessages > 0 ? ` (that destroys those ${this.orderedMessages} messages)` : "")
-  }
-}
-
-/** A region its creator was killed while making (UnfinishedRegion.ts): it holds nothing and no process maps it. */
-export class RegionUnfinished extends Data.TaggedError("RegionUnfinished")<{ readonly region: string }> {
-  override get message() {
-    return `region ${this.region} was never made (its creator stopped before writing it; it holds nothing): remove it with \`cxlog regions --remove ${this.region}\``
-  }
-}
-
-/** `cxlog head --attach` on a region whose head is alive and holds its lease. */
-export class HeadActive extends Data.TaggedError("HeadActive")<{
-  readonly region: string
-  readonly pid: number
-  readonly expiresAtMs: number
-}> {
-  override get message() {
-    return `region ${this.region} is served by a live head (pid ${this.pid}) that holds the sequencer lease; ` +
-      `--attach is for a region whose head is gone. Start this head with --standby to take over when that one stops or dies`
-  }
-}
 
 /** A head that lost its lease to a newer one (it was stopped or hung past the lease): it exits without writing. */
 const exitFenced = (lost: SequencerLeaseLost): never => {
