@@ -591,12 +591,11 @@ for (const impl of impls) {
           member: 0,
           cutOff: true
         }])
-        // Its committed offset is gone: a typed error naming the oldest offset held, and it stays cut off.
-        expect(yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "stalled" })))).toMatchObject({
-          _tag: "LogOutOfRange",
-          requested: 0,
-          earliest
-        })
+        // Its committed offset is gone: a typed error naming the oldest offset held and how to move or remove the consumer, and it stays cut off.
+        const gone = yield* Effect.flip(Effect.scoped(subscriber.subscribe("t", { consumer: "stalled" })))
+        expect(gone).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest, consumer: "stalled" })
+        expect(gone.message).toContain(`cxlog consumers reset "stalled" --topic t --to earliest`)
+        expect(gone.message).toContain(`cxlog consumers --topic t --remove "stalled"`)
         expect((yield* consumers.list("t"))[0]).toMatchObject({ cutOff: true, member: 0 })
         expect(yield* consumers.remove("t", "stalled")).toBe(true)
         // Created again, it starts at the oldest offset held (the fake reclaims eagerly: maybe the end).

@@ -64,6 +64,7 @@ describe("cxlog broker --consumer-hold-ms", () => {
       ], env)
       expect(again.code).not.toBe(0)
       expect(again.stderr).toMatch(/LogOutOfRange|outside the retained window/)
+      expect(again.stderr).toContain(`cxlog consumers reset "stalled" --topic t --to earliest`)
     }))
 
   it.scopedLive("a consumer group nobody reads holds the publisher until CXLOG_CONSUMER_HOLD_MS cuts it off; its member then gets GroupBehindRetention", () =>

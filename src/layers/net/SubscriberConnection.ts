@@ -175,7 +175,13 @@ const brokerError = (connection: Connection, request: Subscribe, frame: Frame): 
     body.code === "out-of-range" && body.requested !== undefined && body.earliest !== undefined &&
     body.end !== undefined
   ) {
-    return new LogOutOfRange({ topic, requested: body.requested, earliest: body.earliest, end: body.end })
+    return new LogOutOfRange({
+      topic,
+      requested: body.requested,
+      earliest: body.earliest,
+      end: body.end,
+      ...(request.consumer === undefined ? {} : { consumer: request.consumer })
+    })
   }
   return connection.failed(body.code, body.message)
 }

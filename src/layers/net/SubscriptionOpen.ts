@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import type { Socket } from "node:net"
 import type { ConsumerCutOff, ConsumerLease, ConsumersShape } from "../../services/log/Consumers.js"
-import type { LogCursor, LogOutOfRange, LogReaderShape } from "../../services/log/LogReader.js"
+import { type LogCursor, type LogOutOfRange, type LogReaderShape, outOfRangeFor } from "../../services/log/LogReader.js"
 import { errorFrame, WireViolation } from "./Control.js"
 import type { Subscribe } from "./SubscribeFrames.js"
 
@@ -64,7 +64,9 @@ export const openTopic = (
     )
     if (lease.created) return { cursor, lease }
     // A cut-off consumer whose committed offset left the log stays cut off (out-of-range names the oldest offset held).
-    const resumed = yield* subscribe(lease.committed())
+    const resumed = yield* subscribe(lease.committed()).pipe(
+      Effect.catchTag("LogOutOfRange", (e) => Effect.fail(outOfRangeFor(e, consumer)))
+    )
     if (lease.cutOff()) lease.resume()
     return { cursor: resumed, lease }
   })

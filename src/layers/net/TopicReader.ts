@@ -6,7 +6,13 @@
 import { Effect } from "effect"
 import { ConsumerCutOff, type ConsumerLease, type ConsumersShape } from "../../services/log/Consumers.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
-import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
+import {
+  type LogBatchView,
+  type LogCursor,
+  LogOutOfRange,
+  type LogReaderShape,
+  outOfRangeFor
+} from "../../services/log/LogReader.js"
 import { LogCorrupt, TopicDeleted } from "../../services/log/Topics.js"
 import {
   CommitRejected,
@@ -184,10 +190,14 @@ const open = (
       globalSeq: cursor.nextBatch()
     })
     if (lease.created) return { cursor, lease }
-    if (!lease.cutOff()) return { cursor: yield* subscribe(lease.committed()), lease }
+    const consumer = options.consumer
+    const resume = subscribe(lease.committed()).pipe(
+      Effect.catchTag("LogOutOfRange", (e) => Effect.fail(outOfRangeFor(e, consumer)))
+    )
+    if (!lease.cutOff()) return { cursor: yield* resume, lease }
     // A cut-off consumer takes its hold back first, so nothing from its committed offset on is reclaimed while
     // its cursor opens; if that offset left the log already, it stays cut off (LogOutOfRange names the oldest held).
     lease.resume()
-    const resumed = yield* subscribe(lease.committed()).pipe(Effect.tapError(() => Effect.sync(lease.relinquish)))
+    const resumed = yield* resume.pipe(Effect.tapError(() => Effect.sync(lease.relinquish)))
     return { cursor: resumed, lease }
   })

@@ -108,12 +108,25 @@ export class LogOutOfRange extends Schema.TaggedError<LogOutOfRange>()("LogOutOf
   /** The message offset asked for (or being read). */
   requested: Schema.Number,
   earliest: Schema.Number,
-  end: Schema.Number
+  end: Schema.Number,
+  /** The named consumer whose subscription asked for it: the message says how to move or remove it. */
+  consumer: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `topic ${this.topic}: offset ${this.requested} is outside the retained window [${this.earliest}, ${this.end})`
+    const window = `[${this.earliest}, ${this.end})`
+    if (this.consumer === undefined) {
+      return `topic ${this.topic}: offset ${this.requested} is outside the retained window ${window}`
+    }
+    const name = JSON.stringify(this.consumer)
+    return `topic ${this.topic}: consumer ${name} resumes at offset ${this.requested}, outside the retained window ` +
+      `${window}: move it (cxlog consumers reset ${name} --topic ${this.topic} --to earliest) or remove it ` +
+      `(cxlog consumers --topic ${this.topic} --remove ${name})`
   }
 }
+
+/** `e` as the named consumer `consumer`'s: its message says how to move or remove the consumer. */
+export const outOfRangeFor = (e: LogOutOfRange, consumer: string): LogOutOfRange =>
+  new LogOutOfRange({ topic: e.topic, requested: e.requested, earliest: e.earliest, end: e.end, consumer })
 
 export class SubscriberTableFull
   extends Data.TaggedError("SubscriberTableFull")<{ readonly topic: string; readonly slots: number }>
