@@ -13,12 +13,16 @@ export const SET_BUT_EMPTY = "set but empty"
 /** A value read from a setting's text, or why the text names none. */
 export type Read<A> = { readonly value: A } | { readonly problem: string }
 
-/** A whole number of at least `min`. */
-export const readWholeNumber = (text: string, min: number): Read<number> => {
+/** A whole number from `min` to `max`. */
+export const readWholeNumber = (text: string, min: number, max = Number.POSITIVE_INFINITY): Read<number> => {
   if (!/^-?\d+$/.test(text.trim())) return { problem: `${text} is not a whole number` }
   const n = Number(text)
-  return n < min ? { problem: `${text} is below ${min}` } : { value: n }
+  if (n < min) return { problem: `${text} is below ${min}` }
+  return n > max ? { problem: `${text} is above ${max}` } : { value: n }
 }
+
+/** The highest TCP port: a port setting's bound. */
+export const MAX_PORT = 65_535
 
 /** One of `values`. */
 export const readChoice = <const C extends string>(text: string, values: ReadonlyArray<C>): Read<C> =>

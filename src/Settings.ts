@@ -7,7 +7,7 @@
  * `cxlog config`. The environment itself is read here and in the tables only.
  */
 import { Config, ConfigError, ConfigProvider, Effect, Either } from "effect"
-import { type Read, readChoice, readWholeNumber, SET_BUT_EMPTY } from "./SettingText.js"
+import { MAX_PORT, type Read, readChoice, readWholeNumber, SET_BUT_EMPTY } from "./SettingText.js"
 
 const asEither = <A>(read: Read<A>): Either.Either<A, string> =>
   "value" in read ? Either.right(read.value) : Either.left(read.problem)
@@ -29,7 +29,8 @@ export interface Setting<A> {
   readonly switch: boolean
 }
 
-export const wholeNumber = (min: number): Parse<number> => (text) => asEither(readWholeNumber(text, min))
+export const wholeNumber = (min: number, max?: number): Parse<number> => (text) =>
+  asEither(readWholeNumber(text, min, max))
 
 export const decimal = (min: number): Parse<number> => (text) => {
   const n = text.trim() === "" ? Number.NaN : Number(text)
@@ -113,6 +114,9 @@ const declare = <A>(
 export const setting = {
   integer: (spec: Declared & { readonly default: number; readonly min?: number }) =>
     declare(spec, "N", wholeNumber(spec.min ?? 0), spec.default, `${spec.default}`),
+  /** A TCP port, 0 to 65535. */
+  port: (spec: Declared & { readonly default: number }) =>
+    declare(spec, "PORT", wholeNumber(0, MAX_PORT), spec.default, `${spec.default}`),
   optionalInteger: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
     declare<number | undefined>(spec, "N", wholeNumber(spec.min ?? 0), undefined, spec.shown),
   /** Milliseconds, a whole number. */

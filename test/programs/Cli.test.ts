@@ -68,6 +68,19 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       )
     }))
 
+  it.effect("a port past 65535, as a flag or its variable: exit 2 naming which, before anything starts", () =>
+    Effect.gen(function*() {
+      const flag = yield* runCli(["broker", "--region", "cli-test-no-region", "--port", "70000"])
+      expect(flag.code).toBe(2)
+      expect(oneLine(flag.stderr)).toBe("cxlog broker: --port: 70000 is above 65535")
+      const variable = yield* runCli(["broker", "--region", "cli-test-no-region"], { CXLOG_BROKER_PORT: "70000" })
+      expect(variable.code).toBe(2)
+      expect(oneLine(variable.stderr)).toBe("cxlog broker: CXLOG_BROKER_PORT=70000: 70000 is above 65535")
+      const metrics = yield* runCli(["serve", "--region", "cli-test-no-region", "--metrics-port", "65536"])
+      expect(metrics.code).toBe(2)
+      expect(oneLine(metrics.stderr)).toBe("cxlog serve: --metrics-port: 65536 is above 65535")
+    }))
+
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["rnu", "--bytes", "1MiB"])

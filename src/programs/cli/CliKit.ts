@@ -18,7 +18,7 @@ import {
   type Setting,
   wholeNumber
 } from "../../Settings.js"
-import { SET_BUT_EMPTY } from "../../SettingText.js"
+import { MAX_PORT, SET_BUT_EMPTY } from "../../SettingText.js"
 import { flagWordLine, stripAnsi, UsageError, validationLine } from "./CliFailure.js"
 
 export interface Flag<A> {
@@ -86,6 +86,10 @@ export const integer = (
   options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }
 ) =>
   make(name, options.placeholder ?? "N", wholeNumber(options.min ?? 0), options, options.default, `${options.default}`)
+
+/** A TCP port, 0 to 65535. */
+export const port = (name: string, options: Common & { readonly default: number }) =>
+  make(name, "PORT", wholeNumber(0, MAX_PORT), options, options.default, `${options.default}`)
 
 export const optionalInteger = (
   name: string,

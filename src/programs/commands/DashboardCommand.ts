@@ -22,9 +22,8 @@ export const dashboardCommand = Cli.command({
       env: "CXLOG_DASHBOARD_HOST",
       description: "address to serve the page on"
     }),
-    port: Cli.integer("port", {
+    port: Cli.port("port", {
       default: 9300,
-      min: 0,
       env: "CXLOG_DASHBOARD_PORT",
       description: "port to serve the page on (0: any free port)"
     }),

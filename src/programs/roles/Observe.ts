@@ -7,10 +7,8 @@ import { exportSetting, settingConfig } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { METRICS_SETTINGS } from "../ProgramSettings.js"
 
-export const metricsPortFlag = Cli.integer("metrics-port", {
+export const metricsPortFlag = Cli.port("metrics-port", {
   default: 0,
-  min: 0,
-  placeholder: "PORT",
   env: "CXLOG_METRICS_PORT",
   description: "serve Prometheus metrics at http://127.0.0.1:PORT/metrics (0: off; CXLOG_METRICS_HOST sets the address)"
 })

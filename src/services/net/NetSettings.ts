@@ -15,7 +15,7 @@ export const BROKER_SETTINGS = {
       placeholder: "ADDRESS",
       description: "address to listen on (0.0.0.0 for every interface)"
     }),
-    port: setting.integer({
+    port: setting.port({
       env: "CXLOG_BROKER_PORT",
       default: 7400,
       description: "TCP port to listen on (0: any free port)"
