@@ -35,8 +35,8 @@ describe("log layout", () => {
       const error = yield* Effect.flip(validateLogConfig(config))
       expect(error._tag).toBe("LogConfigInvalid")
       expect(error.problems).toHaveLength(2)
-      expect(error.message).toContain("pbrSlots 100 must be a power of two")
-      expect(error.message).toContain("goiSlots 16 is smaller than maxBrokers × 8 = 32")
+      expect(error.message).toContain("pbrSlots 100 (CXLOG_LOG_PBR_SLOTS) must be a power of two")
+      expect(error.message).toContain("goiSlots 16 (CXLOG_LOG_GOI_SLOTS) is smaller than maxBrokers × 8 = 32")
       expect(error.message).toContain(
         `effective configuration: maxBrokers=4 pbrSlots=100 topicMemoryBytes=${config.topicMemoryBytes} topicWriters=4 goiSlots=16`
       )

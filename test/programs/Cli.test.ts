@@ -202,7 +202,7 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         "cxlog run: --bytes 100 holds no whole 1024-byte message (--message-bytes)"
       )
       expect(yield* refused(["run", "--broker-count", "70"])).toMatch(
-        /^cxlog run: invalid log configuration: maxBrokers 70 exceeds 64; effective configuration: /
+        /^cxlog run: invalid log configuration: maxBrokers 70 \(CXLOG_LOG_MAX_BROKERS\) exceeds 64; effective configuration: /
       )
       expect(yield* refused(["bench", "--batch-bytes", "2MiB"])).toBe(
         "cxlog bench: invalid publisher options: batchBytes 2097152 exceeds maxBatchBytes 1048576: raise maxBatchBytes with it (cxlog publish --max-batch-bytes), within the brokers' --max-batch-bytes (CXLOG_MAX_BATCH_BYTES)"

@@ -69,26 +69,32 @@ const isPowerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)
 export const defaultTopicShape = (config: LogConfig): TopicShape | string =>
   topicShape(config, { memory: config.topicMemoryBytes, writers: config.topicWriters })
 
+/** A field of the configuration as a problem names it: its name, its value, and the variable that sets it. */
+const named = (config: LogConfig, field: (typeof FIELDS)[number]) =>
+  `${field} ${config[field]} (${LOG_LAYOUT_SETTINGS.settings[field].env})`
+
 /** Every reason `config` cannot work (empty when it can). */
 export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
   const problems: Array<string> = []
   for (const field of FIELDS) {
     const value = config[field]
-    if (!Number.isSafeInteger(value) || value < 1) problems.push(`${field} must be a positive integer (got ${value})`)
+    if (!Number.isSafeInteger(value) || value < 1) {
+      problems.push(`${field} must be a positive integer (got ${value}; ${LOG_LAYOUT_SETTINGS.settings[field].env})`)
+    }
   }
   if (problems.length > 0) return problems
-  if (config.maxBrokers > 64) problems.push(`maxBrokers ${config.maxBrokers} exceeds 64`)
+  if (config.maxBrokers > 64) problems.push(`${named(config, "maxBrokers")} exceeds 64`)
   if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) {
-    problems.push(`pbrSlots ${config.pbrSlots} must be a power of two ≥ 8`)
+    problems.push(`${named(config, "pbrSlots")} must be a power of two ≥ 8`)
   }
-  if (!isPowerOfTwo(config.sessionSlots)) problems.push(`sessionSlots ${config.sessionSlots} must be a power of two`)
+  if (!isPowerOfTwo(config.sessionSlots)) problems.push(`${named(config, "sessionSlots")} must be a power of two`)
   if (config.maxBatchBytes % 8 !== 0 || config.maxBatchBytes < 64) {
-    problems.push(`maxBatchBytes ${config.maxBatchBytes} must be a multiple of 8 and at least 64`)
+    problems.push(`${named(config, "maxBatchBytes")} must be a multiple of 8 and at least 64`)
   }
   // Every topic's writers may each hold the fewest PBR slots a lane has, with a gap open (order 5).
   if (config.goiSlots < config.maxBrokers * 8) {
     problems.push(
-      `goiSlots ${config.goiSlots} is smaller than maxBrokers × 8 = ${
+      `${named(config, "goiSlots")} is smaller than maxBrokers × 8 = ${
         config.maxBrokers * 8
       } (a topic of every writer slot holding its fewest batches): raise goiSlots or lower maxBrokers`
     )
