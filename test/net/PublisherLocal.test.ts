@@ -212,7 +212,7 @@ describe("the local publisher (a real region)", () => {
     }), 30_000)
 
   it.scopedLive(
-    "its topic deleted and created again: the deletion fails a call, and the next messages go into the new topic",
+    "its topic deleted and created again: the deletion fails a call, messages while it is gone fail unknown-topic, and once it is there they go into the new topic",
     () =>
       Effect.gen(function*() {
         const { local, reader, topics } = yield* cluster(5)
@@ -228,6 +228,13 @@ describe("the local publisher (a real region)", () => {
           })
         ).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("the deleted topic took publishes") }))
         expect(failure).toMatchObject({ _tag: "BrokerRejected", topic: "t", code: "topic-deleted" })
+        // While no topic has the name, each try is told so, and asks again at the next.
+        for (let i = 0; i < 3; i++) {
+          expect(yield* Effect.flip(mine.publishAcked(payload(43, i)))).toMatchObject({
+            topic: "t",
+            code: "unknown-topic"
+          })
+        }
         yield* topics.create({ name: "t", order: 5, ackLevel: 1, replicationFactor: 1 })
         const offsets: Array<number | undefined> = []
         for (let i = 0; i < 5; i++) offsets.push((yield* mine.publishAcked(payload(42, i))).offset)

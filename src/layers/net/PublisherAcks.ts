@@ -7,7 +7,7 @@
 import { Either } from "effect"
 import { publisherAckedBytes, publisherAckedMessages, publisherAckLatency } from "../../Metrics.js"
 import type { PublishError } from "../../services/net/Publisher.js"
-import { retired, ungather } from "./PublisherLanes.js"
+import { passesOn, ungather } from "./PublisherLanes.js"
 import { paceLeaving } from "./PublisherPacing.js"
 import { type Batch, type Lane, LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
 
@@ -116,8 +116,8 @@ const failLaneWaiters = (lane: Lane, error: PublishError): void => {
   for (const batch of [...lane.awaitingOffset, ...lane.unacked]) batch.ackWaiters = undefined
   lane.awaitingOffset = []
   lane.openAckWaiters = undefined
-  // Callers handed a deleted topic's failure were told: their next message naming it goes to a new lane.
-  if (retired(lane) && waiting.some((waiters) => waiters !== undefined && waiters.length > 0)) lane.reported = true
+  // Callers handed a failure not for good were told: their next message naming the topic tries it again.
+  if (passesOn(lane) && waiting.some((waiters) => waiters !== undefined && waiters.length > 0)) lane.reported = true
   for (const waiters of waiting) for (const waiter of waiters ?? []) waiter.resume(failed)
 }
 

@@ -21,7 +21,7 @@ import {
 import { encodeParts, firstRecordBytes, type MessageParts } from "./BatchPayload.js"
 import { invalidValue } from "./MessageCheck.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
-import { failureOf, laneFor, retired } from "./PublisherLanes.js"
+import { failureOf, laneFor, passesOn, unacknowledgedOf } from "./PublisherLanes.js"
 import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
 import { awaitRoom, boundedWait, brokerCounts, wakeWhen } from "./PublisherWaits.js"
 import { armLinger, opened, seal } from "./PublisherWindow.js"
@@ -216,9 +216,19 @@ const isFlushed = (s: PublisherState): boolean => {
  */
 const failedLane = (s: PublisherState): PublishError | undefined => {
   for (const lane of s.lanes) {
-    if (lane.failure === undefined || lane.lossReported || unacknowledgedOf(lane).length === 0) continue
-    if (retired(lane)) lane.lossReported = true
-    return failureOf(lane, lane.failure)
+    if (lane.failure !== undefined && !lane.lossReported && unacknowledgedOf(lane).length > 0) {
+      if (passesOn(lane)) {
+        lane.lossReported = true
+        lane.lossToReport = undefined
+      }
+      return failureOf(lane, lane.failure)
+    }
+    // What an earlier try at a topic not there yet lost, no flush having said so.
+    const earlier = lane.lossToReport
+    if (earlier !== undefined) {
+      lane.lossToReport = undefined
+      return earlier
+    }
   }
   return undefined
 }
@@ -265,23 +275,6 @@ const stats = (s: PublisherState): PublisherStats => ({
   brokers: brokerCounts(s),
   topics: s.lanes.map(topicStats)
 })
-
-/** The lane's messages not acknowledged: its batches not done or lost, and its open batch, adjacent ones merged. */
-const unacknowledgedOf = (lane: Lane): ReadonlyArray<MessageRange> => {
-  const ranges: Array<{ topic: string; from: number; count: number }> = []
-  const add = (from: number, count: number) => {
-    const last = ranges[ranges.length - 1]
-    if (last !== undefined && last.from + last.count === from) last.count += count
-    else ranges.push({ topic: lane.topic, from, count })
-  }
-  // Not-done batches are all in `unacked` from `head` on, in the order they were sealed (a fence's replay keeps it).
-  for (let i = lane.head; i < lane.unacked.length; i++) {
-    const batch = lane.unacked[i]!
-    if (!batch.done || batch.lost) add(batch.firstMessage, batch.messageCount)
-  }
-  if (lane.builder.messageCount > 0) add(lane.sealedMessages, lane.builder.messageCount)
-  return ranges
-}
 
 const unacknowledged = (s: PublisherState): ReadonlyArray<MessageRange> => s.lanes.flatMap(unacknowledgedOf)
 

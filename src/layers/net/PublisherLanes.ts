@@ -6,7 +6,7 @@
  */
 import { Schema } from "effect"
 import { TopicName } from "../../services/log/Topics.js"
-import { type PublishError, PublishTopicInvalid } from "../../services/net/Publisher.js"
+import { type MessageRange, type PublishError, PublishTopicInvalid } from "../../services/net/Publisher.js"
 import { SMALLEST_BATCH_LIMIT } from "../log/TopicShape.js"
 import { BatchBuilder } from "./BatchBuilder.js"
 import { type Lane, type PublisherState, SessionOnLink } from "./PublisherState.js"
@@ -44,6 +44,8 @@ export const newLane = (s: PublisherState, topic: string, firstMessage = 0): Lan
     failure: undefined,
     reported: false,
     lossReported: false,
+    earlierLost: [],
+    lossToReport: undefined,
     counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
   }
   // Until its session opens and says the topic's own limit, a batch fits any topic.
@@ -67,14 +69,14 @@ export const laneFor = (s: PublisherState, topic: string | undefined): Lane | Pu
         reason: "the publisher has no default topic: name one with the message ({ topic }), or open it with `topic`"
       })
     }
-    if (!replaced(lane)) return lane
+    if (kept(s, lane)) return lane
     // The default topic was deleted under its lane and a call was told: its name goes on in the topic that has it now.
     const next = laneFor(s, lane.topic)
     if (!(next instanceof PublishTopicInvalid)) s.defaultLane = next
     return next
   }
   const known = s.laneOf.get(topic)
-  if (known !== undefined && !replaced(known)) return known
+  if (known !== undefined && kept(s, known)) return known
   if (known === undefined && !isTopicName(topic)) {
     return new PublishTopicInvalid({ topic, reason: "a topic name is 1 to 100 of A-Z a-z 0-9 . _ -" })
   }
@@ -85,15 +87,83 @@ export const laneFor = (s: PublisherState, topic: string | undefined): Lane | Pu
 }
 
 /** Whether the log refused the lane's topic as deleted under it: the name may be created again, and go on in a new lane. */
-export const retired = (lane: Lane): boolean =>
+const retired = (lane: Lane): boolean =>
   lane.failure?._tag === "BrokerRejected" && lane.failure.code === "topic-deleted"
 
-/** Whether the lane's topic was deleted under it and a call was told: messages naming it go to a new lane. */
-const replaced = (lane: Lane): boolean => lane.reported && retired(lane)
+/**
+ * Whether the log did not know the lane's topic when the lane first asked for it (no session
+ * of it ever opened): the topic may be created yet, and the lane asks again at its next message.
+ */
+const notThereYet = (lane: Lane): boolean =>
+  !lane.opened && lane.failure?._tag === "BrokerRejected" && lane.failure.code === "unknown-topic"
 
-/** The lane's `failure` as a call is handed it: a retired lane's then gives its name over to a new lane. */
+/** Whether the lane's failure is not for good: once a call was told, a later message naming the topic tries it again. */
+export const passesOn = (lane: Lane): boolean => retired(lane) || notThereYet(lane)
+
+/**
+ * Whether messages naming the lane's topic still go to it: a lane whose topic was deleted under
+ * it gives the name over to a new lane once a call was told; one whose topic was not there yet
+ * asks for it again in place (so publishing to a topic before it is created never piles up lanes).
+ */
+const kept = (s: PublisherState, lane: Lane): boolean => {
+  if (!lane.reported) return true
+  if (notThereYet(lane)) {
+    askAgain(s, lane)
+    return true
+  }
+  return !retired(lane)
+}
+
+/**
+ * The lane's messages not acknowledged: those its earlier tries lost, its batches not done or
+ * lost, and its open batch, adjacent ones merged.
+ */
+export const unacknowledgedOf = (lane: Lane): ReadonlyArray<MessageRange> => {
+  const ranges: Array<{ topic: string; from: number; count: number }> = []
+  const add = (from: number, count: number) => {
+    const last = ranges[ranges.length - 1]
+    if (last !== undefined && last.from + last.count === from) last.count += count
+    else ranges.push({ topic: lane.topic, from, count })
+  }
+  for (const range of lane.earlierLost) add(range.from, range.count)
+  // Not-done batches are all in `unacked` from `head` on, in the order they were sealed (a fence's replay keeps it).
+  for (let i = lane.head; i < lane.unacked.length; i++) {
+    const batch = lane.unacked[i]!
+    if (!batch.done || batch.lost) add(batch.firstMessage, batch.messageCount)
+  }
+  if (lane.builder.messageCount > 0) add(lane.sealedMessages, lane.builder.messageCount)
+  return ranges
+}
+
+/**
+ * The lane, refused a topic the log did not know, tries it again: what it lost stays counted
+ * (`earlierLost`, and its failure for the next flush if none reported it), its messages are
+ * numbered on, and its session is asked for anew on every open link.
+ */
+const askAgain = (s: PublisherState, lane: Lane): void => {
+  const lost = unacknowledgedOf(lane)
+  if (!lane.lossReported && lost.length > 0) lane.lossToReport = lane.failure
+  lane.earlierLost = lost.map(({ count, from }) => ({ from, count }))
+  if (lane.builder.messageCount > 0) {
+    lane.sealedMessages += lane.builder.messageCount
+    s.pool.give(lane.builder.seal().buffer)
+  }
+  lane.unacked = []
+  lane.head = 0
+  lane.nextSeq = 0
+  lane.failure = undefined
+  lane.reported = false
+  lane.lossReported = false
+  lane.registrar = undefined
+  lane.onLink.fill(SessionOnLink.none)
+  lane.maxMessageBytes = Infinity
+  lane.builder.limit = SMALLEST_BATCH_LIMIT
+  openSessions(s, lane)
+}
+
+/** The lane's `failure` as a call is handed it: a lane whose failure is not for good then tries the topic again (`kept`). */
 export const failureOf = (lane: Lane, failure: PublishError): PublishError => {
-  if (retired(lane)) lane.reported = true
+  if (passesOn(lane)) lane.reported = true
   return failure
 }
 

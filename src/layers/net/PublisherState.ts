@@ -129,6 +129,13 @@ export interface Lane {
    */
   reported: boolean
   lossReported: boolean
+  /**
+   * Of a lane whose topic the log did not know when it first asked (`askAgain`, PublisherLanes.ts),
+   * which asks again in place at its next message once a call was told: the messages its earlier
+   * tries lost (adjacent ranges merged), and that loss's failure while no flush has reported it.
+   */
+  earlierLost: Array<{ readonly from: number; readonly count: number }>
+  lossToReport: PublishError | undefined
   readonly counts: { messages: number; batches: number; ackedMessages: number; fences: number }
 }
 
