@@ -82,6 +82,11 @@ for (const impl of implementations) {
         const reading = yield* cluster.reader.subscribe("t", { from: "earliest" })
         expect(yield* cluster.topics.purge("t")).toEqual({ earliest: 20, end: 20 })
         expect(yield* offsetsFrom(cluster, "earliest")).toEqual([])
+        // A topic holding nothing: every purge and trim again holds nothing still, and says so.
+        expect(yield* cluster.topics.purge("t")).toEqual({ earliest: 20, end: 20 })
+        for (const target of [{ keepMessages: 5 }, { beforeOffset: 2 }, { beforeOffset: 99 }, { beforeTime: 0 }]) {
+          expect(yield* cluster.topics.trim("t", target)).toEqual({ earliest: 20, end: 20 })
+        }
         expect(yield* Effect.flip(reading.poll(() => {}))).toMatchObject({ _tag: "LogOutOfRange", earliest: 20 })
         yield* appendSimple(a, "t", 1, 0, 10)
         yield* drain(sequencer)

@@ -38,6 +38,8 @@ const cutOf = (t: ReadTopic, target: TrimTarget, end: number): number | undefine
  * caller tries again).
  */
 export const trimPoint = (t: ReadTopic, target: TrimTarget, now: Retained): Retained | "moved" => {
+  // Nothing held (purged, trimmed or aged to its end): no batch to read the end from, and nothing to cut.
+  if (now.firstBatch >= t.committed()) return now
   const view = new BatchView()
   const bounds = endOf(t, view)
   if (bounds === undefined) return "moved"
