@@ -134,6 +134,24 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         ],
         [["topics", "create"], "cxlog topics create: name the topic (cxlog topics create NAME)"],
         [["topics", "purge", "a", "b"], "cxlog topics purge a: b? one topic at a time"],
+        // A flag of another verb is refused, never dropped: a purge given --before would drop every message.
+        [
+          ["topics", "purge", "a", "--before", "1"],
+          "cxlog topics purge: --before does not apply here (it is for trim)"
+        ],
+        [["topics", "create", "a", "--keep", "5"], "cxlog topics create: --keep does not apply here (it is for trim)"],
+        [
+          ["topics", "delete", "a", "--max-age", "1h"],
+          "cxlog topics delete: --max-age does not apply here (it is for create)"
+        ],
+        [
+          ["topics", "trim", "a", "--keep", "1", "--memory", "1GiB"],
+          "cxlog topics trim: --memory does not apply here (it is for create)"
+        ],
+        [
+          ["topics", "describe", "a", "--json", "--topic", "b"],
+          "cxlog topics describe: --topic does not apply here (it is for the list)"
+        ],
         [["groups", "pending"], "cxlog groups pending: name the group (cxlog groups pending NAME)"]
       ]
       for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)

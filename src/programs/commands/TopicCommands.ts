@@ -162,6 +162,53 @@ const trimFlags = {
   })
 }
 
+/** The flags of one verb of `cxlog topics` (every verb takes where it works besides: --region, --brokers, …). */
+const verbFlags = {
+  list: {
+    topic: Cli.optionalText("topic", {
+      placeholder: "NAME",
+      shown: "every topic",
+      description: "list only this topic"
+    }),
+    json: Cli.toggle("json", { description: "print the list or the description as JSON" })
+  },
+  create: { ...specFlags, ...topicShapeFlags, ...retentionFlags, ...diskRetentionFlags },
+  trim: trimFlags
+}
+type VerbFlag = keyof typeof verbFlags.list | keyof typeof verbFlags.create | keyof typeof verbFlags.trim
+
+/** Which of the verb flags each verb takes. */
+const takes: Record<TopicsWords["kind"], ReadonlyArray<VerbFlag>> = {
+  list: ["topic", "json"],
+  describe: ["json"],
+  create: Object.keys(verbFlags.create) as Array<keyof typeof verbFlags.create>,
+  delete: [],
+  purge: [],
+  trim: Object.keys(verbFlags.trim) as Array<keyof typeof verbFlags.trim>
+}
+
+/**
+ * A flag given that the verb does not take is refused, naming the verbs that do: `purge NAME
+ * --before 1` would otherwise drop every message where the user meant a trim. A flag set by its
+ * variable (the disk retention's) is the environment's, not the command's: not checked.
+ */
+const checkVerbFlags = (kind: TopicsWords["kind"], o: Readonly<Record<VerbFlag, unknown>>) => {
+  const all = { ...verbFlags.list, ...verbFlags.create, ...verbFlags.trim }
+  for (const key of Object.keys(all) as Array<VerbFlag>) {
+    const flag = all[key]
+    const given = o[key] !== undefined && o[key] !== false
+    if (!given || flag.env !== undefined || takes[kind].includes(key)) continue
+    const owners = (Object.keys(takes) as Array<TopicsWords["kind"]>).filter((k) => takes[k].includes(key))
+    const verb = kind === "list" ? "cxlog topics" : `cxlog topics ${kind}`
+    return failUsage(
+      `${verb}: --${flag.name} does not apply here (it is for ${
+        owners.map((k) => k === "list" ? "the list" : k).join(", ")
+      })`
+    )
+  }
+  return Effect.void
+}
+
 export const topicsCommand = Cli.command({
   name: "topics",
   summary:
@@ -178,17 +225,9 @@ export const topicsCommand = Cli.command({
   flags: {
     region,
     coherence,
-    topic: Cli.optionalText("topic", {
-      placeholder: "NAME",
-      shown: "every topic",
-      description: "list only this topic"
-    }),
-    json: Cli.toggle("json", { description: "print the list or the description as JSON" }),
-    ...specFlags,
-    ...topicShapeFlags,
-    ...retentionFlags,
-    ...diskRetentionFlags,
-    ...trimFlags,
+    ...verbFlags.list,
+    ...verbFlags.create,
+    ...verbFlags.trim,
     brokers: adminBrokers,
     ...clientSecurityFlags
   },
@@ -206,6 +245,7 @@ export const topicsCommand = Cli.command({
   run: (o, args) =>
     Effect.gen(function*() {
       const words = yield* topicsWordsOf(args, trimTargetOf(o))
+      yield* checkVerbFlags(words.kind, o)
       const at = yield* topicsAt(o)
       const { topics: listTopics } = yield* Cli.load(() => import("../admin/TopicAdmin.js"))
       const { createTopics, deleteTopics, trimTopic } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
