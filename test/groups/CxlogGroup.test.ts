@@ -331,4 +331,53 @@ describe("CxlogGroup", () => {
     await second.close()
     await runtime.dispose()
   })
+
+  it("jobs a member took but never handed out go back unseen at close: not counted, so restarts alone never dead-letter them", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs", "dead")
+    await publish(10)
+    const create = { topic: "jobs", deadLetterTopic: "dead", maxDeliver: 2 }
+    // Ten workers in turn, each handling one job and leaving with the rest of what it took still in hand.
+    const seen: Array<[number, number]> = []
+    for (let i = 0; i < 10; i++) {
+      const worker = await CxlogGroup.openWith(layer, { group: "workers", create })
+      // Bounded: a job lost to the dead letters would leave this worker waiting for ever.
+      const job = await Promise.race([
+        worker.next(),
+        new Promise<undefined>((resolve) => setTimeout(resolve, 10_000).unref())
+      ])
+      expect(job, `worker ${i} got no job`).toBeDefined()
+      seen.push([job!.offset, job!.deliveryCount])
+      expect(await job!.ack()).toBe(true)
+      await worker.close()
+    }
+    expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => [i, 1]))
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({
+      acked: 10,
+      pending: 0,
+      redeliveries: 0,
+      deadLetters: 0
+    })
+    await runtime.dispose()
+  })
+
+  it("leaving a for await loop (break) closes the member: what it held goes to the next one at once", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(4)
+    const first = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    for await (const job of first) {
+      expect(await job.ack()).toBe(true)
+      break
+    }
+    expect(await first.next()).toBeUndefined()
+    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({ members: [], acked: 1 })
+    const second = await CxlogGroup.openWith(layer, { group: "workers" })
+    const rest: Array<[number, number]> = []
+    for await (const job of second) {
+      rest.push([job.offset, job.deliveryCount])
+      expect(await job.ack()).toBe(true)
+      if (rest.length === 3) break
+    }
+    expect(rest).toEqual([[1, 1], [2, 1], [3, 1]])
+    await runtime.dispose()
+  })
 })

@@ -280,6 +280,41 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
+    "consume --limit takes no more than its limit, and gives back unseen what it took past it: runs in turn never push a message to the dead letters",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* publishLines(env, "jobs", ["a", "b", "c", "d", "e", "f"])
+        const create = ["--topic", "jobs", "--max-deliver", "2", "--dead-letter-topic", "dead"]
+        const seen: Array<unknown> = []
+        for (let i = 0; i < 6; i++) {
+          // A window of 4 with a limit of 1: the member takes only one at once.
+          const line = yield* cli([
+            "consume",
+            "--group",
+            "turns",
+            ...create,
+            "--max-in-flight",
+            "4",
+            "--limit",
+            "1",
+            "--json"
+          ], env)
+          const { deliveryCount, offset } = JSON.parse(line)
+          seen.push([offset, deliveryCount])
+        }
+        expect(seen).toEqual([[0, 1], [1, 1], [2, 1], [3, 1], [4, 1], [5, 1]])
+        expect(JSON.parse(yield* cli(["groups", "describe", "turns", "--json"], env))).toMatchObject({
+          acked: 6,
+          pending: 0,
+          redeliveries: 0,
+          deadLetters: 0
+        })
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "a group whose topic was deleted says so to its members, and still when a topic of that name is made again",
     () =>
       Effect.gen(function*() {

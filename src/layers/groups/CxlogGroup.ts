@@ -28,7 +28,7 @@ import {
 } from "../../services/groups/ConsumerGroups.js"
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
-import { LocalDelivery } from "./GroupDelivery.js"
+import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
 import { refuseJoin } from "./GroupSpecs.js"
 
 const decoder = new TextDecoder()
@@ -333,11 +333,16 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     })
   }
 
+  /** Its jobs one by one; leaving the loop (`break`, `return`, a throw) closes the member, as its end does. */
   async *[Symbol.asyncIterator](): AsyncIterator<CxlogJob> {
-    for (;;) {
-      const job = await this.next()
-      if (job === undefined) return
-      yield job
+    try {
+      for (;;) {
+        const job = await this.next()
+        if (job === undefined) return
+        yield job
+      }
+    } finally {
+      await this.close()
     }
   }
 
@@ -393,13 +398,15 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
 
   /**
    * Leaves the group: the jobs it holds unsettled go to the other members at once, and settling
-   * one of them afterwards does nothing (`false`).
+   * one of them afterwards does nothing (`false`). Those it took but never handed out (`next`)
+   * go back unseen: not counted as deliveries (in place; a broker's member counts them).
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.signal?.removeEventListener("abort", this.onAbort)
       this.stop.abort()
       await this.pulling
+      giveBackUnseen(this.inHand.deliveries.splice(0))
       await Effect.runPromise(Scope.close(this.scope, Exit.void))
       await this.runtime.dispose()
     })()

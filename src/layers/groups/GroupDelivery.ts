@@ -79,6 +79,12 @@ export class LocalDelivery extends DeliveryFields implements Delivery {
     return this.s.pending.settle(this.slot, this.control)
   }
 
+  /** Hands the message back unseen (`giveBackUnseen`): false when it is no longer this member's, or was settled already. */
+  giveBack(): boolean {
+    if (this.finished) return false
+    return this.finish(this.s.pending.giveBack(this.slot, this.control))
+  }
+
   /** The member's settling and this delivery's lane: what `ackAll` counts and releases by. */
   get settling(): Settling {
     return this.s
@@ -145,6 +151,17 @@ export class LocalDelivery extends DeliveryFields implements Delivery {
 
 export const makeDelivery = (s: Settling, held: Held, message: GroupMessage): LocalDelivery =>
   new LocalDelivery(s, held.slot, held.control, held.lane, held.deliveries, message)
+
+/**
+ * Hands back deliveries a member took but never handed to the code that works on them (a
+ * Promise member's jobs still buffered when it closes, a `cxlog consume --limit` past its
+ * limit): the others take them at once, and these deliveries are not counted (a message given
+ * back so is not nearer its `maxDeliver`, and not a redelivery). A remote member's are left to
+ * its broker, which hands them on as it leaves the member (counted).
+ */
+export const giveBackUnseen = (deliveries: Iterable<Delivery>): void => {
+  for (const delivery of deliveries) if (delivery instanceof LocalDelivery) delivery.giveBack()
+}
 
 /**
  * Deliveries whose acks go many at once (a remote member's: one request to its broker for all of

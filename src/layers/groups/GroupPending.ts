@@ -271,6 +271,21 @@ export class GroupPending {
   }
 
   /**
+   * The owner hands its delivered entry back unseen (its member never handed it to the code that
+   * works on it): waiting, due at once, and this delivery not counted — the next member's take
+   * counts it as the delivery it then is. False when the entry is no longer as `expected`.
+   */
+  giveBack(slot: number, expected: bigint): boolean {
+    const updating = after(expected, ownerOf(expected), EntryState.updating)
+    if (!this.words.cas64(this.at(slot, "control"), expected, updating)) return false
+    const deliveries = this.words.load32(this.at(slot, "deliveries"))
+    this.words.store32(this.at(slot, "deliveries"), Math.max(0, deliveries - 1))
+    this.words.setF64(this.at(slot, "deadlineMs"), 0)
+    this.words.store64(this.at(slot, "control"), after(updating, 0, EntryState.waiting))
+    return true
+  }
+
+  /**
    * What may be done with entry `slot` now; `handedOut` judges a dead owner's claiming entry by
    * its offset and lane: whether the claim it was written for moved its frontier past it.
    */

@@ -86,7 +86,8 @@ export const redeliver = (
       const found = m.backlog.shift()!
       const taken = pending.take(found.slot, found.observed, m.ref, nowMs, nowMs + config.ackWaitMs)
       if (taken === undefined) continue
-      m.group.count("redeliveries")
+      // A message given back unseen (`giveBack`) is delivered for the first time now: no redelivery.
+      if (taken.deliveries > 1) m.group.count("redeliveries")
       if (found.why === "expired") m.group.count("expired")
       if (config.maxDeliver > 0 && taken.deliveries > config.maxDeliver) {
         yield* retire(m, found.slot, taken.control, taken.offset, taken.deliveries - 1, nowMs)

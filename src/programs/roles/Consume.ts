@@ -11,8 +11,9 @@
  * With an orchestrator (an IPC parent) it reports each message as it gets it (`{ event: "delivered" }`) and
  * what it acked (`{ event: "acked", messages }`).
  */
-import { Data, Deferred, Effect, Exit, FiberId, FiberSet, identity, Option, Schedule, Stream } from "effect"
+import { Chunk, Data, Deferred, Effect, Exit, FiberId, FiberSet, identity, Option, Schedule, Stream } from "effect"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
+import { giveBackUnseen } from "../../layers/groups/GroupDelivery.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
   ConsumerGroups,
@@ -215,8 +216,14 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
           if ((yield* FiberSet.size(running)) === 0) break
           continue
         }
-        for (const d of chunk) {
-          if (!more()) break
+        const given = Chunk.toReadonlyArray(chunk)
+        for (let i = 0; i < given.length; i++) {
+          // Past the limit: the rest go back to the others unseen, not counted as deliveries.
+          if (!more()) {
+            giveBackUnseen(given.slice(i))
+            break
+          }
+          const d = given[i]!
           taken++
           report({ event: "delivered", offset: d.offset, deliveryCount: d.deliveryCount })
           yield* room.take(1)
@@ -257,7 +264,9 @@ export const consume = (o: ConsumeOptions) =>
     const info = yield* prepare(o)
     const member = Effect.flatMap(
       ConsumerGroups,
-      (groups) => handleAll(groups.join(o.group, { maxInFlight: o.maxInFlight }), o, info)
+      // A member with a --limit takes no more at once than it will handle.
+      (groups) =>
+        handleAll(groups.join(o.group, { maxInFlight: Math.min(o.maxInFlight, o.limit ?? Infinity) }), o, info)
     )
     // Dead letters go through a local publisher, made only for a group that has somewhere to send them.
     yield* member.pipe(Effect.provide(groupsOf(o, info.deadLetterTopic !== undefined)))
