@@ -343,7 +343,7 @@ describe("CxlogGroup", () => {
       // Bounded: a job lost to the dead letters would leave this worker waiting for ever.
       const job = await Promise.race([
         worker.next(),
-        new Promise<undefined>((resolve) => setTimeout(resolve, 10_000).unref())
+        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref())
       ])
       expect(job, `worker ${i} got no job`).toBeDefined()
       seen.push([job!.offset, job!.deliveryCount])

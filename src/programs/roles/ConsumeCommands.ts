@@ -5,9 +5,16 @@
  * process die without stopping them (SIGKILL), one watcher stops the groups still running: an
  * `awk` told of each group as it starts and ends over a pipe only this process writes, which at
  * the pipe's end signals the ones left.
+ *
+ * A command reads its message from a file written whole before it starts (opened, then unlinked:
+ * nothing is left behind), not from a pipe this process fills as the command runs: a member
+ * killed between the two would leave the command reading an empty input to its end.
  */
 import { Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
+import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
 import { processEnvironment } from "../../Settings.js"
 
@@ -30,7 +37,18 @@ const stopGroup = (child: ChildProcess) => {
   }
 }
 
-/** A runner of commands for as long as the scope lasts; its watcher goes with the scope. */
+/** The message's bytes as a file descriptor reading them from the start: its file written whole, then unlinked. */
+const inputOf = (directory: string, n: number, value: Uint8Array): number => {
+  const file = join(directory, `${n}`)
+  writeFileSync(file, value)
+  try {
+    return openSync(file, "r")
+  } finally {
+    unlinkSync(file)
+  }
+}
+
+/** A runner of commands for as long as the scope lasts; its watcher and input directory go with the scope. */
 export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effect.map(
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -40,15 +58,20 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
       // Neither keeps this process running.
       watcher.unref()
       ;(watcher.stdin as unknown as { unref: () => void }).unref()
-      return watcher
+      return { watcher, inputs: mkdtempSync(join(tmpdir(), "cxlog-consume-")), made: { n: 0 } }
     }),
     // Every command was stopped or ended by now: the watcher has nothing left to stop.
-    (watcher) => Effect.sync(() => watcher.stdin!.end())
+    ({ inputs, watcher }) =>
+      Effect.sync(() => {
+        watcher.stdin!.end()
+        rmSync(inputs, { recursive: true, force: true })
+      })
   ),
-  (watcher): RunCommand => (command, d) =>
+  ({ inputs, made, watcher }): RunCommand => (command, d) =>
     Effect.async<number>((resume) => {
+      const input = inputOf(inputs, made.n++, d.value)
       const child = spawn("sh", ["-c", command], {
-        stdio: ["pipe", "inherit", "inherit"],
+        stdio: [input, "inherit", "inherit"],
         detached: true,
         env: {
           ...processEnvironment(),
@@ -59,10 +82,10 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
           ...(d.key === undefined ? {} : { CONSUME_KEY: decoder.decode(d.key) })
         }
       })
+      // The command has its own copy of the descriptor.
+      closeSync(input)
       const group = child.pid
       if (group !== undefined) watcher.stdin!.write(`+ ${group}\n`)
-      child.stdin!.on("error", () => {}) // a command that does not read its stdin closes it: not a failure
-      child.stdin!.end(d.value)
       child.on("error", () => resume(Effect.succeed(127)))
       child.on("close", (code) => {
         if (group !== undefined) watcher.stdin!.write(`- ${group}\n`)
