@@ -313,6 +313,17 @@ describe("CxlogGroup", () => {
     // The group exists, on jobs: a spec naming another topic is refused, not joined to jobs.
     await expect(CxlogGroup.openWith(layer, { group: "workers", create: { topic: "other" } })).rejects
       .toMatchObject({ _tag: "InvalidGroupSpec", message: expect.stringContaining("it reads topic jobs, not other") })
+    // So is one naming settings it was not made with; those it names alike, and those it leaves out, join.
+    await expect(
+      CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs", byKey: true, maxDeliver: 9 } })
+    ).rejects.toMatchObject({
+      _tag: "InvalidGroupSpec",
+      message: expect.stringContaining(
+        "it exists, made with byKey false, maxDeliver 5, not byKey true, maxDeliver 9 (delete it and create it again to change them)"
+      )
+    })
+    const alike = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs", maxDeliver: 5 } })
+    await alike.close()
     // A window that cannot be is refused at the open, not at the first read.
     for (const maxInFlight of [0, -1, 2e6]) {
       await expect(CxlogGroup.openWith(layer, { group: "workers", maxInFlight })).rejects.toMatchObject({

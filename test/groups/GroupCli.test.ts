@@ -304,6 +304,16 @@ describe("cxlog consume and cxlog groups", () => {
           seen.push([offset, deliveryCount])
         }
         expect(seen).toEqual([[0, 1], [1, 1], [2, 1], [3, 1], [4, 1], [5, 1]])
+        // The group exists: a consume naming other settings is refused, naming them, not joined.
+        const other = yield* runCliWithin(
+          ["consume", "--group", "turns", "--topic", "jobs", "--by-key", "--max-deliver", "9", "--limit", "1"],
+          env,
+          30_000
+        )
+        expect(other.code).toBe(2)
+        expect(other.stderr).toContain(
+          "it exists, made with byKey false, maxDeliver 2, not byKey true, maxDeliver 9 (delete it and create it again to change them)"
+        )
         expect(JSON.parse(yield* cli(["groups", "describe", "turns", "--json"], env))).toMatchObject({
           acked: 6,
           pending: 0,

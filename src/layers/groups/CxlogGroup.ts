@@ -29,7 +29,7 @@ import {
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
-import { refuseJoin } from "./GroupSpecs.js"
+import { refuseJoin, specMismatch } from "./GroupSpecs.js"
 
 const decoder = new TextDecoder()
 
@@ -213,19 +213,16 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
         // A missing or unreadable group rejects here, not at the first read; with `create`, a missing one is made.
         const described = groups.describe(options.group)
         const create = options.create
-        const { ackWaitMs, byKey, maxDeliver, topic } = create === undefined ? yield* described : yield* described.pipe(
+        const made = create === undefined ? yield* described : yield* described.pipe(
           Effect.catchTag("GroupNotFound", () =>
             groups.create({ ...create, name: options.group }).pipe(
               Effect.catchTag("GroupExists", () => described)
             ))
         )
-        // An existing group made on another topic: joining it would read what the caller did not ask for.
-        if (create !== undefined && topic !== create.topic) {
-          return yield* new InvalidGroupSpec({
-            group: options.group,
-            reason: `it reads topic ${topic}, not ${create.topic} (delete it to read another)`
-          })
-        }
+        // An existing group made otherwise (another topic, other settings): joining it is not what the caller asked for.
+        const mismatch = create === undefined ? undefined : specMismatch(create, made)
+        if (mismatch !== undefined) return yield* new InvalidGroupSpec({ group: options.group, reason: mismatch })
+        const { ackWaitMs, byKey, maxDeliver } = made
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
         const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))
         const inHand = new JobsInHand(ackWaitMs)

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
-import { type GroupSpec, InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
+import { type GroupMade, type GroupSpec, InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
@@ -49,6 +49,32 @@ export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
     return `start must be "earliest", "latest", { offset: N } or { time: MS }, not ${JSON.stringify(spec.start)}`
   }
   return undefined
+}
+
+/** The fields of a spec an existing group is held to when a caller names them: what it was made with. */
+const COMPARED = [
+  "byKey",
+  "ackWaitMs",
+  "maxDeliver",
+  "deadLetterTopic",
+  "memberSlots",
+  "pendingSlots",
+  "holdRetention"
+] as const
+
+/**
+ * Why `made` is not the group `spec` asks for (a caller that would create it finds it made
+ * already), or undefined: its topic, and every other field `spec` names (a start was where the
+ * group began, not something it still is: not compared).
+ */
+export const specMismatch = (spec: Omit<GroupSpec, "name">, made: GroupMade): string | undefined => {
+  if (made.topic !== spec.topic) return `it reads topic ${made.topic}, not ${spec.topic} (delete it to read another)`
+  const differ = COMPARED.filter((field) => spec[field] !== undefined && spec[field] !== made[field])
+  if (differ.length === 0) return undefined
+  const shown = (value: unknown) => (value === undefined ? "none" : JSON.stringify(value))
+  return `it exists, made with ${differ.map((f) => `${f} ${shown(made[f])}`).join(", ")}, not ${
+    differ.map((f) => `${f} ${shown(spec[f])}`).join(", ")
+  } (delete it and create it again to change them)`
 }
 
 /** A group's start as a JavaScript caller may have given it: one of the four. */

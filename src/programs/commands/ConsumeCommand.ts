@@ -1,11 +1,15 @@
 /** `cxlog consume`: a member of a consumer group (roles/Consume.ts). */
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/BrokerAddress.js"
+import type { GroupSpec } from "../../services/groups/ConsumerGroups.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
+import { askedOf, groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
 import { clientSecurityFlags, coherence, readerBrokers, region } from "./SharedFlags.js"
+
+/** The group `consume --topic` makes when there is none, and what of it the user asked for. */
+const made = (spec: GroupSpec) => ({ make: spec, asked: askedOf(spec) })
 
 export const consumeCommand = Cli.command({
   name: "consume",
@@ -75,7 +79,7 @@ export const consumeCommand = Cli.command({
         region: { name: o.region, coherence: o.coherence },
         ...(remote === undefined ? {} : { remote }),
         group,
-        spec: o.topic === undefined ? undefined : groupSpecOf(group, o.topic, o),
+        spec: o.topic === undefined ? undefined : made(groupSpecOf(group, o.topic, o)),
         maxInFlight: o.maxInFlight,
         exec: o.exec,
         nakDelayMs: o.nakDelayMs,

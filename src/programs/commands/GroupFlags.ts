@@ -57,3 +57,18 @@ export const groupSpecOf = (
   ...(o.deadLetterTopic === undefined ? {} : { deadLetterTopic: o.deadLetterTopic }),
   ...(o.start === undefined ? {} : { start: o.start })
 })
+
+/**
+ * Of a spec the flags gave, what the user asked for: the fields whose flags were set away from
+ * their defaults (an existing group is held to these, not to defaults nobody named).
+ */
+export const askedOf = (spec: GroupSpec): Omit<GroupSpec, "name"> => ({
+  topic: spec.topic,
+  ...(spec.byKey === true ? { byKey: true } : {}),
+  ...(spec.ackWaitMs !== ackWaitMs.default ? { ackWaitMs: spec.ackWaitMs } : {}),
+  ...(spec.maxDeliver !== maxDeliver.default ? { maxDeliver: spec.maxDeliver } : {}),
+  ...(spec.memberSlots !== memberSlots.default ? { memberSlots: spec.memberSlots } : {}),
+  ...(spec.pendingSlots !== pendingSlots.default ? { pendingSlots: spec.pendingSlots } : {}),
+  ...(spec.holdRetention === undefined ? {} : { holdRetention: spec.holdRetention }),
+  ...(spec.deadLetterTopic === undefined ? {} : { deadLetterTopic: spec.deadLetterTopic })
+})

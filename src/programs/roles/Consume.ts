@@ -14,6 +14,7 @@
 import { Chunk, Data, Deferred, Effect, Exit, FiberId, FiberSet, identity, Option, Schedule, Stream } from "effect"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { giveBackUnseen } from "../../layers/groups/GroupDelivery.js"
+import { specMismatch } from "../../layers/groups/GroupSpecs.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
   ConsumerGroups,
@@ -33,8 +34,8 @@ export interface ConsumeOptions {
   /** Through these brokers instead of the region in place. */
   readonly remote?: RemoteGroupsOptions
   readonly group: string
-  /** With `--topic`: the group to create when it does not exist (and the topic it must read if it does). */
-  readonly spec: GroupSpec | undefined
+  /** With `--topic`: the group to create when it does not exist (and what of it the user asked for, which an existing one must be). */
+  readonly spec: { readonly make: GroupSpec; readonly asked: Omit<GroupSpec, "name"> } | undefined
   readonly maxInFlight: number
   readonly exec: string | undefined
   readonly nakDelayMs: number
@@ -243,15 +244,11 @@ const prepare = (o: ConsumeOptions) =>
   Effect.gen(function*() {
     const groups = yield* ConsumerGroups
     if (o.spec !== undefined) {
-      yield* groups.create(o.spec).pipe(Effect.catchTag("GroupExists", () => Effect.void))
+      yield* groups.create(o.spec.make).pipe(Effect.catchTag("GroupExists", () => Effect.void))
     }
     const info = yield* groups.describe(o.group)
-    if (o.spec !== undefined && info.topic !== o.spec.topic) {
-      return yield* new InvalidGroupSpec({
-        group: o.group,
-        reason: `it reads topic ${info.topic}, not ${o.spec.topic} (delete it to read another)`
-      })
-    }
+    const mismatch = o.spec === undefined ? undefined : specMismatch(o.spec.asked, info)
+    if (mismatch !== undefined) return yield* new InvalidGroupSpec({ group: o.group, reason: mismatch })
     return info
   }).pipe(Effect.provide(groupsOf(o, false)))
 
