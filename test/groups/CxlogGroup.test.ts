@@ -5,7 +5,7 @@
  * next one.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, Layer, ManagedRuntime, Schedule } from "effect"
 import { CxlogGroup, type CxlogGroupOptions, type CxlogJob } from "../../src/layers/groups/CxlogGroup.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
@@ -389,6 +389,32 @@ describe("CxlogGroup", () => {
       if (rest.length === 3) break
     }
     expect(rest).toEqual([[1, 1], [2, 1], [3, 1]])
+    await runtime.dispose()
+  })
+
+  it("a member that cannot join is refused at the open: the member slots all live, or the pending table too small for its window", async () => {
+    const { runtime, layer } = await cluster("jobs")
+    const create = { topic: "jobs", memberSlots: 1, pendingSlots: 100 }
+    const first = await CxlogGroup.openWith(layer, { group: "narrow", create, maxInFlight: 10 })
+    // The first member joins as it takes its first jobs: until then the group has no member to count.
+    const joined = first.next()
+    await runtime.runPromise(
+      Effect.repeat(
+        Effect.flatMap(ConsumerGroups, (groups) => groups.describe("narrow")),
+        { until: (info) => info.members.length === 1, schedule: Schedule.spaced("10 millis") }
+      ).pipe(Effect.timeout("10 seconds"))
+    )
+    await expect(CxlogGroup.openWith(layer, { group: "narrow" })).rejects.toMatchObject({
+      _tag: "GroupMembersFull",
+      slots: 1
+    })
+    await first.close()
+    expect(await joined).toBeUndefined()
+    await expect(CxlogGroup.openWith(layer, { group: "narrow", maxInFlight: 101 })).rejects.toMatchObject({
+      _tag: "GroupPendingFull",
+      slots: 100,
+      inFlight: 101
+    })
     await runtime.dispose()
   })
 })

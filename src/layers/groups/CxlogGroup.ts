@@ -29,7 +29,7 @@ import {
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
-import { refuseJoin, specMismatch } from "./GroupSpecs.js"
+import { admissionRefusal, refuseJoin, specMismatch } from "./GroupSpecs.js"
 
 const decoder = new TextDecoder()
 
@@ -222,6 +222,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
         // An existing group made otherwise (another topic, other settings): joining it is not what the caller asked for.
         const mismatch = create === undefined ? undefined : specMismatch(create, made)
         if (mismatch !== undefined) return yield* new InvalidGroupSpec({ group: options.group, reason: mismatch })
+        const refused = admissionRefusal(made, options.maxInFlight)
+        if (refused !== undefined) return yield* refused
         const { ackWaitMs, byKey, maxDeliver } = made
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
         const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))

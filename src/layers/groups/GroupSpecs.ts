@@ -6,7 +6,14 @@
  */
 import { Effect } from "effect"
 import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
-import { type GroupMade, type GroupSpec, InvalidGroupSpec } from "../../services/groups/ConsumerGroups.js"
+import {
+  type GroupInfo,
+  type GroupMade,
+  GroupMembersFull,
+  GroupPendingFull,
+  type GroupSpec,
+  InvalidGroupSpec
+} from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
@@ -103,6 +110,23 @@ export const joinOptionsProblem = (group: string, maxInFlight: number | undefine
 export const refuseJoin = (group: string, maxInFlight: number | undefined): Effect.Effect<void, InvalidGroupSpec> => {
   const problem = joinOptionsProblem(group, maxInFlight)
   return problem === undefined ? Effect.void : Effect.fail(problem)
+}
+
+/**
+ * Whether a member holding `maxInFlight` (undefined: the default, not known here) could join
+ * `group` as it is now: the same bounds the join itself checks (it has the last word: the group
+ * may change in between), so a member that cannot join is told at its open, not at its first read.
+ */
+export const admissionRefusal = (
+  group: GroupInfo,
+  maxInFlight: number | undefined
+): GroupMembersFull | GroupPendingFull | undefined => {
+  if (group.members.length >= group.memberSlots) return new GroupMembersFull({ group: group.name, slots: group.memberSlots })
+  if (maxInFlight === undefined) return undefined
+  const inFlight = group.members.reduce((sum, member) => sum + member.maxInFlight, maxInFlight)
+  return inFlight > group.pendingSlots
+    ? new GroupPendingFull({ group: group.name, slots: group.pendingSlots, inFlight })
+    : undefined
 }
 
 /** Where a new group starts on its topic: the offset and the batch holding it, and the topic as it is. */
