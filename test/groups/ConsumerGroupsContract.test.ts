@@ -158,6 +158,13 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         yield* groups.delete("g0-latest")
         expect(yield* Effect.flip(groups.describe("g0"))).toBeInstanceOf(GroupNotFound)
         expect(yield* Effect.flip(groups.delete("g0"))).toBeInstanceOf(GroupNotFound)
+        // A name no object can have: no such group, and no group made of it, as itself (through a broker too).
+        for (const name of ["", "x".repeat(129), "a\u0001b"]) {
+          expect(yield* Effect.flip(groups.describe(name))).toMatchObject({ _tag: "GroupNotFound", group: name })
+          expect(yield* Effect.flip(groups.pending(name))).toMatchObject({ _tag: "GroupNotFound", group: name })
+          expect(yield* Effect.flip(take(name, 1))).toMatchObject({ _tag: "GroupNotFound", group: name })
+          expect(yield* Effect.flip(groups.create({ name, topic: "t0" }))).toMatchObject({ _tag: "InvalidObjectName" })
+        }
         expect(yield* groups.list).toEqual([])
       }))
 

@@ -18,9 +18,11 @@ import {
   type ConsumerGroupsShape,
   type Delivery,
   type GroupJoinError,
+  GroupNotFound,
   GroupsUnavailable,
   InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
+import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import type { Credentials } from "../net/Auth.js"
 import { FrameType } from "../net/Frame.js"
 import { remoteLink, type RemoteLinkOptions } from "../net/RemoteLink.js"
@@ -124,9 +126,17 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
           })
       )
 
+    /**
+     * A name no object can have is no group, as in place: told so here, where the request's
+     * Schema would refuse it as a malformed request.
+     */
+    const named = <A, E>(name: string, request: Effect.Effect<A, E>): Effect.Effect<A, E | GroupNotFound> =>
+      objectNameProblem(name) === undefined ? request : Effect.fail(new GroupNotFound({ group: name }))
+
     const join = (name: string, joinOptions: { readonly maxInFlight?: number } = {}) =>
       Stream.unwrapScoped(Effect.gen(function*() {
         yield* refuseJoin(name, joinOptions.maxInFlight)
+        if (objectNameProblem(name) !== undefined) return yield* new GroupNotFound({ group: name })
         // A missing group, or one the user may not use, fails here; its topic names the deliveries.
         const { topic } = yield* call(DescribeGroup, { name })
         const queue = yield* Effect.acquireRelease(Queue.unbounded<MemberEvent>(), Queue.shutdown)
@@ -157,14 +167,16 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
       // Checked before it is sent, as in place: the request's Schema would drop a field it has no name for.
       create: (spec) => {
         const problem = groupSpecProblem(spec)
-        return problem === undefined
+        if (problem !== undefined) return Effect.fail(new InvalidGroupSpec({ group: spec.name, reason: problem }))
+        const nameProblem = objectNameProblem(spec.name)
+        return nameProblem === undefined
           ? call(CreateGroup, spec)
-          : Effect.fail(new InvalidGroupSpec({ group: spec.name, reason: problem }))
+          : Effect.fail(new InvalidObjectName({ name: spec.name, reason: nameProblem }))
       },
-      describe: (name) => call(DescribeGroup, { name }),
+      describe: (name) => named(name, call(DescribeGroup, { name })),
       list: call(ListGroups, {}),
-      pending: (name) => call(PendingOfGroup, { name }),
-      delete: (name) => Effect.asVoid(call(DeleteGroup, { name })),
+      pending: (name) => named(name, call(PendingOfGroup, { name })),
+      delete: (name) => named(name, Effect.asVoid(call(DeleteGroup, { name }))),
       join
     }
   })
