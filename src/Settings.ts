@@ -49,10 +49,13 @@ const SIZE_UNITS: Record<string, number> = {
   mib: 1024 ** 2,
   g: 1024 ** 3,
   gb: 1024 ** 3,
-  gib: 1024 ** 3
+  gib: 1024 ** 3,
+  t: 1024 ** 4,
+  tb: 1024 ** 4,
+  tib: 1024 ** 4
 }
 
-/** "64KiB", "1GiB", "4096" → bytes (binary units; KB and K mean KiB too); a fraction of a unit rounds to the byte, a fraction of a byte is refused. */
+/** "64KiB", "1GiB", "1TiB", "4096" → bytes (binary units; KB and K mean KiB too); a fraction of a unit rounds to the byte, a fraction of a byte is refused. */
 export const parseSize: Parse<number> = (text) => {
   const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
   const scale = match === null ? undefined : SIZE_UNITS[match[2]!.toLowerCase()]
@@ -65,6 +68,9 @@ export const parseSize: Parse<number> = (text) => {
     return Either.left(`${text} is not a size: a number of bytes is a whole number`)
   }
   const bytes = Math.round(value * scale)
+  if (!Number.isSafeInteger(bytes)) {
+    return Either.left(`${text} is not a size: it is past any memory or disk (2^53 bytes)`)
+  }
   return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
 }
 
@@ -197,7 +203,7 @@ export const RETIRED_VARIABLES: Readonly<Record<string, string>> = {
   CXLOG_LOG_MAX_TOPICS:
     "topics take their memory from the region's heap as they are created: size the heap with CXLOG_HEAP_BYTES",
   CXLOG_LOG_BLOG_BYTES:
-    "a topic's Blogs share its memory: set CXLOG_TOPIC_MEMORY (every topic's default) or create-topic --memory"
+    "a topic's Blogs share its memory: give it with cxlog topics create --memory, or set CXLOG_TOPIC_MEMORY for the head that creates the region (every topic's default there)"
 }
 
 /** Why the environment names a retired variable (undefined when it does not). */

@@ -324,7 +324,7 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       const retired = yield* runCli(["config"], { CXLOG_LOG_BLOG_BYTES: "2MiB" })
       expect(retired.code).toBe(2)
       expect(oneLine(retired.stderr)).toBe(
-        "cxlog config: CXLOG_LOG_BLOG_BYTES is no longer read: a topic's Blogs share its memory: set CXLOG_TOPIC_MEMORY (every topic's default) or create-topic --memory; unset it"
+        "cxlog config: CXLOG_LOG_BLOG_BYTES is no longer read: a topic's Blogs share its memory: give it with cxlog topics create --memory, or set CXLOG_TOPIC_MEMORY for the head that creates the region (every topic's default there); unset it"
       )
     }))
 

@@ -12,6 +12,7 @@ describe("sizes", () => {
     // A fraction of a unit is rounded to the byte.
     expect(parseSize("3.7KiB")).toEqual(Either.right(3789))
     expect(parseSize("4096")).toEqual(Either.right(4096))
+    expect(parseSize("1TiB")).toEqual(Either.right(2 ** 40))
   })
 
   it("refuse a fraction of a byte and less than one byte, naming why", () => {
@@ -20,6 +21,10 @@ describe("sizes", () => {
     expect(parseSize("0")).toEqual(Either.left("0 is not a size: it must be at least 1 byte"))
     expect(Either.isLeft(parseSize("-1"))).toBe(true)
     expect(Either.isLeft(parseSize("12XB"))).toBe(true)
+    // Past what a number holds exactly: refused here, not later as a bad integer.
+    expect(parseSize("999999999999999999999")).toEqual(
+      Either.left("999999999999999999999 is not a size: it is past any memory or disk (2^53 bytes)")
+    )
   })
 
   it("are shown back as the docs write them, and read again as the same bytes", () => {
