@@ -78,7 +78,10 @@ const contract = (label: string, open: Open, native: boolean) =>
         const name = yield* uniqueRegion("corrupt")
         const a = yield* open({ name, size: SIZE, mode: "create" })
         a.u32[Offsets.magic / 4] = 0xdeadbeef
-        expect(yield* Effect.flip(open({ name, mode: "attach" }))).toMatchObject({ _tag: "RegionCorrupt" })
+        const corrupt = yield* Effect.flip(open({ name, mode: "attach" }))
+        expect(corrupt).toMatchObject({ _tag: "RegionCorrupt" })
+        // It names the way out: cxlog's own commands do not take a file they cannot read.
+        expect(corrupt.message).toContain(`remove it: rm /dev/shm/${name.replace(/^\//, "")}`)
       }))
 
     it.scoped("rejects sizes that are not whole pages", () =>

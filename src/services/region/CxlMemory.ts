@@ -166,7 +166,9 @@ export class RegionCorrupt
   extends Data.TaggedError("RegionCorrupt")<{ readonly name: string; readonly reason: string }>
 {
   override get message() {
-    return `region ${this.name} is corrupt: ${this.reason}`
+    // Not a region cxlog can read, so `cxlog regions` neither lists nor removes it: the file itself goes.
+    return `region ${this.name} is corrupt: ${this.reason} (not a cxlog region, or one damaged: if no process of ` +
+      `yours uses it, remove it: rm /dev/shm/${this.name.replace(/^\//, "")})`
   }
 }
 
