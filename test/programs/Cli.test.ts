@@ -134,6 +134,7 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         ],
         [["topics", "create"], "cxlog topics create: name the topic (cxlog topics create NAME)"],
         [["topics", "purge", "a", "b"], "cxlog topics purge a: b? one topic at a time"],
+        [["topics", "trim", "a", "--keep", "-1"], "cxlog topics: --keep: -1 is not a whole number of 0 or more"],
         // A flag of another verb is refused, never dropped: a purge given --before would drop every message.
         [
           ["topics", "purge", "a", "--before", "1"],

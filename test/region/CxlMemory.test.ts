@@ -81,7 +81,7 @@ const contract = (label: string, open: Open, native: boolean) =>
         const corrupt = yield* Effect.flip(open({ name, mode: "attach" }))
         expect(corrupt).toMatchObject({ _tag: "RegionCorrupt" })
         // It names the way out: cxlog's own commands do not take a file they cannot read.
-        expect(corrupt.message).toContain(`remove it: rm /dev/shm/${name.replace(/^\//, "")}`)
+        expect(String((corrupt as Error).message)).toContain(`remove it: rm /dev/shm/${name.replace(/^\//, "")}`)
       }))
 
     it.scoped("rejects sizes that are not whole pages", () =>

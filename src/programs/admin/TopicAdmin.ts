@@ -169,7 +169,7 @@ const details = (t: TopicDescription): string =>
           ].filter((x) => x !== "").join(" and ")
         } at most`
     }`,
-    `memory: ${mib(t.memoryBytes)} for ${t.writers ?? "its"} writers, ${
+    `memory: ${mib(t.memoryBytes)} for ${t.writers ?? "its"} writer${t.writers === 1 ? "" : "s"}, ${
       mib(t.usedBytes)
     } held now (its records and ${t.lanes} lane${t.lanes === 1 ? "" : "s"} written; each lane's Blog ${
       mib(t.blogBytesPerLane)

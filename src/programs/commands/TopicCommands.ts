@@ -9,7 +9,6 @@ import * as Cli from "../cli/CliKit.js"
 import { clientSecurityFlags, coherence, json, parsePosition, parseTime, region, topic } from "./SharedFlags.js"
 import {
   diskRetentionFlags,
-  parseCount,
   retentionFlags,
   specFlags,
   specWithFlags,
@@ -105,6 +104,12 @@ const parseOffset = (t: string): Either.Either<number, string> =>
     ? Either.right(Number(t))
     : Either.left(`${t} is not a message offset (0, 1, …)`)
 
+/** How many messages a trim keeps: a whole number of 0 or more (0: as a purge). */
+const parseKept = (t: string): Either.Either<number, string> =>
+  /^\d+$/.test(t) && Number.isSafeInteger(Number(t))
+    ? Either.right(Number(t))
+    : Either.left(`${t} is not a whole number of 0 or more`)
+
 /** Where `cxlog topics trim` cuts: exactly one of `--keep`, `--before`, `--before-time`. */
 const trimTargetOf = (o: {
   readonly keep: number | undefined
@@ -144,7 +149,7 @@ const topicsWordsOf = (
 
 /** `cxlog topics trim`'s flags: where it cuts. */
 const trimFlags = {
-  keep: Cli.custom<number | undefined>("keep", "N", parseCount, {
+  keep: Cli.custom<number | undefined>("keep", "N", parseKept, {
     default: undefined,
     shown: "none",
     description: "with trim NAME: keep the last N messages, drop the rest"
