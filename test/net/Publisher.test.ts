@@ -153,23 +153,26 @@ describe("Publisher", () => {
       expect(audit(log.ordered("t"), new Map([[5, 6100]]))).toEqual({ messages: 6100, ...clean })
     }))
 
-  it.scopedLive("a topic's largest message: one sent before its session said it ends that session oversized at the broker; after, a larger one is refused unsent and the topic goes on", () =>
+  it.scopedLive("a topic's largest message: one published before its session said it is dropped unsent once it does (MessageTooLarge, counted lost); after, a larger one is refused at once; the topic goes on", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(1)
       yield* log.topics.create({ name: "small", order: 5, ackLevel: 1, replicationFactor: 1, maxMessageBytes: 4096 })
       // First of all: the publisher does not know the limit yet, the broker does.
       const blind = yield* publisher({ clientId: 7, topic: "small" })
-      const ended = yield* Effect.flip(Effect.zipRight(blind.publish(testMessage(7, 0, 5000)), blind.flush(10_000)))
-      expect(ended).toMatchObject({ _tag: "BrokerRejected", code: "oversized", topic: "small" })
-      expect(ended.message).toContain("is 5000 bytes, over the topic's largest message of 4096 bytes")
+      const dropped = yield* Effect.flip(Effect.zipRight(blind.publish(testMessage(7, 0, 5000)), blind.flush(10_000)))
+      expect(dropped).toMatchObject({ _tag: "MessageTooLarge", topic: "small", maxMessageBytes: 4096 })
+      expect(dropped.message).toContain("over topic small's largest message of 4096 bytes")
+      expect(blind.unacknowledged()).toEqual([{ topic: "small", from: 0, count: 1 }])
+      // Its session goes on: the same publisher's next messages go in.
+      expect(yield* blind.publishAcked(testMessage(7, 1, 64))).toEqual({ offset: 0 })
       // The session open, the publisher keeps the limit itself: nothing is sent, and the topic goes on.
       const p = yield* publisher({ clientId: 8, topic: "small" })
-      expect(yield* p.publishAcked(testMessage(8, 0, 4096))).toEqual({ offset: 0 })
+      expect(yield* p.publishAcked(testMessage(8, 0, 4096))).toEqual({ offset: 1 })
       const refused = yield* Effect.flip(p.publish(testMessage(8, 1, 4097)))
       expect(refused).toMatchObject({ _tag: "MessageTooLarge", topic: "small", maxMessageBytes: 4096, bytes: 4097 })
       expect(refused.message).toContain("over topic small's largest message of 4096 bytes")
-      expect(yield* p.publishAcked(testMessage(8, 1, 64))).toEqual({ offset: 1 })
-      expect(log.ordered("small").map((b) => [b.clientId, b.messageCount])).toEqual([[8, 1], [8, 1]])
+      expect(yield* p.publishAcked(testMessage(8, 1, 64))).toEqual({ offset: 2 })
+      expect(log.ordered("small").map((b) => [b.clientId, b.messageCount])).toEqual([[7, 1], [8, 1], [8, 1]])
     }))
 
   it.scopedLive("every broker full of connections: the publisher fails with too-many-connections, not a timeout", () =>

@@ -174,6 +174,30 @@ describe("one publisher, many topics", () => {
         .toEqual([[30, 10, undefined]])
     }))
 
+  it.scopedLive("a message over its topic's limit published before the publisher knew it: its batch is dropped and named, the others go in, and the topic goes on", () =>
+    Effect.gen(function*() {
+      const { log, publisher } = yield* cluster(2, 0)
+      yield* log.topics.create({ name: "small", order: 5, ackLevel: 1, replicationFactor: 1, maxMessageBytes: 4096 })
+      const p = yield* publisher({ clientId: 12, batchBytes: 16 * 1024 })
+      // Three messages gather before the topic's first session says its limit, the second over it.
+      yield* p.publish(testMessage(6, 0, 64), { topic: "small" })
+      yield* p.publish(testMessage(6, 1, 5000), { topic: "small" })
+      yield* p.publish(testMessage(6, 2, 64), { topic: "small" })
+      expect(yield* Effect.flip(p.flush(10_000))).toMatchObject({
+        _tag: "MessageTooLarge",
+        topic: "small",
+        maxMessageBytes: 4096
+      })
+      // Until a topic's limit is known its batches stay small, so the large message went alone: only it is lost.
+      expect(p.unacknowledged()).toEqual([{ topic: "small", from: 1, count: 1 }])
+      // The topic goes on: later messages within its limit go in, one over it is refused at once.
+      for (let i = 3; i < 13; i++) yield* p.publishAcked(testMessage(6, i, 64), { topic: "small" })
+      expect(p.tryPublish(testMessage(6, 13, 5000), { topic: "small" })).toMatchObject({ _tag: "MessageTooLarge" })
+      yield* p.flush(10_000)
+      expect(log.ordered("small")).toHaveLength(12)
+      expect(p.stats().topics.find((t) => t.topic === "small")?.failure).toBeUndefined()
+    }))
+
   it.scopedLive("a topic deleted while published to: its publishes fail with BrokerRejected naming it; the others go on", () =>
     Effect.gen(function*() {
       const { log, publisher } = yield* cluster(2, 3)

@@ -7,6 +7,7 @@
 import { Either } from "effect"
 import { publisherAckedBytes, publisherAckedMessages, publisherAckLatency } from "../../Metrics.js"
 import type { PublishError } from "../../services/net/Publisher.js"
+import { checkBatchWithin } from "./BatchPayload.js"
 import { passesOn, ungather } from "./PublisherLanes.js"
 import { paceLeaving } from "./PublisherPacing.js"
 import { type Batch, type Lane, LATENCY_SAMPLES, type PublisherState } from "./PublisherState.js"
@@ -147,5 +148,55 @@ export const failLane = (s: PublisherState, lane: Lane, error: PublishError): vo
   if (lane.full) {
     lane.full = false
     s.fullLanes--
+  }
+}
+
+/**
+ * The lane's first session said its topic's largest message, and the batches sealed before it
+ * (none sent yet) may hold a larger one, which the broker would answer by ending the session, the
+ * lane failing with it for good. Each such batch is dropped instead: its messages are counted lost
+ * (`unacknowledged`, one `flush` fails with `tooLarge`) and its `publishAcked` callers told
+ * `tooLarge`; the batches left go out under the session, renumbered from 0. Whether it dropped any.
+ */
+export const dropOverLimit = (
+  s: PublisherState,
+  lane: Lane,
+  tooLarge: (bytes: number) => PublishError
+): boolean => {
+  const now = performance.now()
+  const kept: Array<Batch> = []
+  for (let i = lane.head; i < lane.unacked.length; i++) {
+    const batch = lane.unacked[i]!
+    const over = batch.done ? undefined : checkBatchWithin(batch.payload, batch.messageCount, lane.maxMessageBytes)
+    if (over === undefined || typeof over === "string") {
+      kept.push(batch)
+      continue
+    }
+    const error = tooLarge(over.bytes)
+    lane.lossToReport ??= error
+    addLost(lane, batch.firstMessage, batch.messageCount)
+    if (batch.ackWaiters !== undefined) {
+      lane.ackWaitingBatches--
+      for (const waiter of batch.ackWaiters) waiter.resume(Either.left(error))
+      batch.ackWaiters = undefined
+    }
+    leaveWindow(s, batch, now)
+  }
+  if (kept.length === lane.unacked.length - lane.head) return false
+  kept.forEach((batch, seq) => (batch.seq = seq))
+  lane.unacked = kept
+  lane.head = 0
+  lane.nextSeq = kept.length
+  lane.unrouted = lane.unrouted.filter((batch) => !batch.done)
+  return true
+}
+
+/** Messages `from` … `from + count - 1` of the lane were lost before they were sent: `earlierLost`, adjacent ranges merged. */
+const addLost = (lane: Lane, from: number, count: number): void => {
+  const last = lane.earlierLost[lane.earlierLost.length - 1]
+  if (last !== undefined && last.from + last.count === from) {
+    lane.earlierLost[lane.earlierLost.length - 1] = { from: last.from, count: last.count + count }
+  } else {
+    lane.earlierLost.push({ from, count })
   }
 }

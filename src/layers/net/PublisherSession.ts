@@ -7,14 +7,14 @@
  */
 import { Effect } from "effect"
 import { publisherFenced } from "../../Metrics.js"
-import { BrokerRejected, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
+import { BrokerRejected, MessageTooLarge, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
 import type { SessionLimits } from "./Control.js"
-import { failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
+import { dropOverLimit, failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
 import { openSessions } from "./PublisherLanes.js"
 import type { LaneRef, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 import { type Lane, notify, type PublisherState, SessionOnLink } from "./PublisherState.js"
 import { stopBounds } from "./PublisherWaits.js"
-import { acknowledge, acknowledgeOrdered, afterProgress, dispatch, drainUnrouted } from "./PublisherWindow.js"
+import { acknowledge, acknowledgeOrdered, afterProgress, dispatch, drainUnrouted, seal } from "./PublisherWindow.js"
 
 /** What the links report to: each event acts on the publisher's state. */
 export const linkEvents = (s: PublisherState): PublisherLinkEvents => {
@@ -103,9 +103,23 @@ const sessionOpened = (
   limits: SessionLimits
 ) => {
   if (lane.failure !== undefined) return link.dropSession(lane)
+  const first = !lane.opened
   lane.opened = true
   lane.builder.limit = limits.maxBatchBytes ?? Infinity
   lane.maxMessageBytes = limits.maxMessageBytes ?? Infinity
+  // What gathered before the topic's limit was known: sealed now, and any batch over the limit dropped (not sent).
+  if (first && lane.maxMessageBytes !== Infinity) {
+    if (lane.builder.messageCount > 0) seal(s, lane)
+    const dropped = dropOverLimit(s, lane, (bytes) =>
+      new MessageTooLarge({
+        bytes,
+        maxBatchBytes: lane.builder.limit,
+        topic: lane.topic,
+        maxMessageBytes: lane.maxMessageBytes
+      }))
+    // Their window room is free, and a flush waiting on them has its answer.
+    if (dropped) afterProgress(s)
+  }
   if (lane.epoch === undefined) {
     lane.epoch = sessionEpoch
     lane.registrar = undefined
