@@ -121,7 +121,9 @@ export const admissionRefusal = (
   group: GroupInfo,
   maxInFlight: number | undefined
 ): GroupMembersFull | GroupPendingFull | undefined => {
-  if (group.members.length >= group.memberSlots) return new GroupMembersFull({ group: group.name, slots: group.memberSlots })
+  if (group.members.length >= group.memberSlots) {
+    return new GroupMembersFull({ group: group.name, slots: group.memberSlots })
+  }
   if (maxInFlight === undefined) return undefined
   const inFlight = group.members.reduce((sum, member) => sum + member.maxInFlight, maxInFlight)
   return inFlight > group.pendingSlots
