@@ -25,12 +25,12 @@ const delivery = (value: string): Delivery => ({
   inProgress: Effect.succeed(true)
 })
 
-const inputDirectories = () => readdirSync(tmpdir()).filter((name) => name.startsWith("cxlog-consume-"))
+const inputFiles = () => readdirSync(tmpdir()).filter((name) => name.startsWith(`cxlog-consume-${process.pid}-`))
 
 describe("cxlog consume --exec commands", () => {
   it.scoped("read their message from a file there whole before they start; nothing of it is left behind", () =>
     Effect.gen(function*() {
-      const before = inputDirectories()
+      const before = inputFiles()
       const run = yield* Effect.scoped(Effect.gen(function*() {
         const run = yield* commandRunner
         const big = "x".repeat(300_000)
@@ -46,6 +46,6 @@ describe("cxlog consume --exec commands", () => {
         return run
       }))
       expect(run).toBeDefined()
-      expect(inputDirectories()).toEqual(before)
+      expect(inputFiles()).toEqual(before)
     }))
 })

@@ -12,7 +12,8 @@
  */
 import { Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
-import { closeSync, mkdtempSync, openSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
+import { randomBytes } from "node:crypto"
+import { closeSync, openSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
@@ -37,10 +38,13 @@ const stopGroup = (child: ChildProcess) => {
   }
 }
 
-/** The message's bytes as a file descriptor reading them from the start: its file written whole, then unlinked. */
-const inputOf = (directory: string, n: number, value: Uint8Array): number => {
-  const file = join(directory, `${n}`)
-  writeFileSync(file, value)
+/**
+ * The message's bytes as a file descriptor reading them from the start: its file written whole,
+ * then unlinked at once (no directory of its own, which a member killed would leave behind).
+ */
+const inputOf = (n: number, value: Uint8Array): number => {
+  const file = join(tmpdir(), `cxlog-consume-${process.pid}-${n}-${randomBytes(6).toString("hex")}`)
+  writeFileSync(file, value, { flag: "wx", mode: 0o600 })
   try {
     return openSync(file, "r")
   } finally {
@@ -48,7 +52,7 @@ const inputOf = (directory: string, n: number, value: Uint8Array): number => {
   }
 }
 
-/** A runner of commands for as long as the scope lasts; its watcher and input directory go with the scope. */
+/** A runner of commands for as long as the scope lasts; its watcher goes with the scope. */
 export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effect.map(
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -58,18 +62,14 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
       // Neither keeps this process running.
       watcher.unref()
       ;(watcher.stdin as unknown as { unref: () => void }).unref()
-      return { watcher, inputs: mkdtempSync(join(tmpdir(), "cxlog-consume-")), made: { n: 0 } }
+      return { watcher, made: { n: 0 } }
     }),
     // Every command was stopped or ended by now: the watcher has nothing left to stop.
-    ({ inputs, watcher }) =>
-      Effect.sync(() => {
-        watcher.stdin!.end()
-        rmSync(inputs, { recursive: true, force: true })
-      })
+    ({ watcher }) => Effect.sync(() => watcher.stdin!.end())
   ),
-  ({ inputs, made, watcher }): RunCommand => (command, d) =>
+  ({ made, watcher }): RunCommand => (command, d) =>
     Effect.async<number>((resume) => {
-      const input = inputOf(inputs, made.n++, d.value)
+      const input = inputOf(made.n++, d.value)
       const child = spawn("sh", ["-c", command], {
         stdio: [input, "inherit", "inherit"],
         detached: true,
