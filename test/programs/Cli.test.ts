@@ -135,6 +135,12 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         [["topics", "create"], "cxlog topics create: name the topic (cxlog topics create NAME)"],
         [["topics", "purge", "a", "b"], "cxlog topics purge a: b? one topic at a time"],
         [["topics", "trim", "a", "--keep", "-1"], "cxlog topics: --keep: -1 is not a whole number of 0 or more"],
+        // A bad spec is named as typed, not as the flags and defaults filled it in.
+        [
+          ["topics", "create", "has space"],
+          `cxlog topics create: has space: the name "has space" is not 1 to 100 of A-Z a-z 0-9 . _ -`
+        ],
+        [["topics", "create", "a:9"], "cxlog topics create: a:9: the order 9 is not one of 0, 2, 4, 5"],
         // A flag of another verb is refused, never dropped: a purge given --before would drop every message.
         [
           ["topics", "purge", "a", "--before", "1"],

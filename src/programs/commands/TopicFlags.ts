@@ -247,5 +247,11 @@ export const specWithFlags = (
     ),
     ...fields.slice(4)
   ]
-  return parseTopicSpec(merged.join(":"))
+  const spec = merged.join(":")
+  // A refusal names the spec as the user typed it, not the one filled in from the flags and defaults.
+  return Either.mapLeft(
+    parseTopicSpec(spec),
+    (problem) =>
+      problem.startsWith(`${spec}: `) ? `${text === "" ? `""` : text}: ${problem.slice(spec.length + 2)}` : problem
+  )
 }
