@@ -20,6 +20,7 @@ import {
   newNonce,
   readCredentialFile,
   readSecretFile,
+  removeUser,
   upsertUser,
   type UserLimits,
   userRecord,
@@ -259,6 +260,34 @@ describe("Security", () => {
         "unexpected-frame": 1,
         "version-mismatch": 1
       })
+    }))
+
+  it.scopedLive("a connection's later sessions are held to its user's rights as they are then: narrowed, a session it may no longer open is forbidden; removed, none opens", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const path = credentialFile(dir)
+      const { server } = yield* secureBroker({ credentials: path })
+      const alice = yield* rawHandshake(server.port, ALICE, 21)
+      expect(alice.answer.type).toBe(FrameType.SESSION_OPENED)
+      const openOn = (id: number, topic: string) =>
+        Effect.suspend(() => {
+          alice.client.write(sessionOpenFrame(id, 0, new SessionOpen({ topic })))
+          return alice.client.nextFrame()
+        })
+      // Her rights narrowed to nothing, her secret kept: the open connection opens no new session of t.
+      const record = readCredentialFile(path).users.find((u) => u.name === ALICE.user)!
+      upsertUser(path, { ...record, publish: [] })
+      const narrowed = yield* openOn(22, "t")
+      expect(errorCode(narrowed)).toBe("forbidden")
+      // Given them back, it does; removed, it opens nothing more, naming why.
+      upsertUser(path, record)
+      expect((yield* openOn(23, "t")).type).toBe(FrameType.SESSION_OPENED)
+      removeUser(path, ALICE.user)
+      const removed = yield* openOn(24, "t")
+      expect(errorCode(removed)).toBe("forbidden")
+      expect(Either.getOrThrow(decodeControl(ErrorBody, removed!.payload, "internal")).message).toContain(
+        "user alice was removed, or given another secret, since this connection signed in"
+      )
     }))
 
   it.scopedLive("a user cannot attach to another user's session on a topic both may publish to: forbidden, and the owner's batches all count", () =>

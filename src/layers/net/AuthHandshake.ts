@@ -98,6 +98,34 @@ export class AuthServer {
   }
 
   /**
+   * `user`, as a connection signed in, as the file has it now: its rights as they stand (a
+   * `cxlog user add` that narrows them holds for the connection's next session or topic), or
+   * undefined once the user was removed or given another secret (the connection's proof was for
+   * the old one), or the file is no longer usable.
+   */
+  current(user: UserRecord): UserRecord | undefined {
+    try {
+      this.refresh()
+    } catch {
+      return undefined
+    }
+    const now = this.users.get(user.name)
+    return now !== undefined && now.storedKey === user.storedKey ? now : undefined
+  }
+
+  /**
+   * Why `user` (as its connection signed in) may not do `action` on `target` by the file as it
+   * is now, or undefined: what a connection opens after it signed in is checked against the rights
+   * of the moment, not those it signed in with.
+   */
+  deniedNow(user: UserRecord, action: Action, target: string): string | undefined {
+    const now = this.current(user)
+    return now === undefined
+      ? `user ${user.name} was removed, or given another secret, since this connection signed in: connect again`
+      : authorize(now, action, target)
+  }
+
+  /**
    * The CHALLENGE for a HELLO naming `userName` (a decoy one for a user the file lacks: it fails
    * at `verify`); throws the file's `CredentialError` when it is no longer usable (`refresh`).
    */

@@ -188,7 +188,12 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
           `a connection holds at most ${broker.settings.maxSessions} sessions open (CXLOG_BROKER_MAX_SESSIONS): close some, or publish through another connection`
         )
       }
-      const denied = connection.user === undefined ? undefined : Auth.authorize(connection.user, "publish", open.topic)
+      // The rights of the moment (a user narrowed or removed since the connection signed in opens nothing more).
+      const denied = connection.user === undefined
+        ? undefined
+        : broker.auth === undefined
+        ? Auth.authorize(connection.user, "publish", open.topic)
+        : broker.auth.deniedNow(connection.user, "publish", open.topic)
       if (denied !== undefined) return yield* refused("forbidden", denied)
       yield* broker.topics.lookup(open.topic).pipe(
         Effect.catchAll((e) =>

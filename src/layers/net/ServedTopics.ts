@@ -18,7 +18,7 @@ import type { ConsumersShape } from "../../services/log/Consumers.js"
 import { type LogBatchView, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
 import { InvalidTopicPattern, parseSelection, type TopicSelection } from "../../services/log/TopicPattern.js"
 import { type LogCorrupt, type TopicDeleted, type TopicsShape, withinRegion } from "../../services/log/Topics.js"
-import { authorize, type UserRecord } from "./Auth.js"
+import { authorize, type AuthServer, type UserRecord } from "./Auth.js"
 import { endedFrame, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import {
@@ -59,6 +59,8 @@ export interface ServeTopicsContext {
   readonly request: Subscribe
   /** The user it authenticated as (undefined: the broker authenticates nobody). */
   readonly user: UserRecord | undefined
+  /** The credential file it authenticated by: a topic found later is checked against the user's rights then. */
+  readonly auth: AuthServer | undefined
   readonly brokerId: number
   readonly serverSignature: string | undefined
   readonly idleTimeoutMs: number
@@ -205,7 +207,9 @@ const discover = (s: Serving, later: boolean) =>
     if (selection.patterns.length === 0) return []
     const found: Array<Stream> = []
     for (const info of yield* withinRegion(c.topics!.list)) {
-      const readable = c.user === undefined || authorize(c.user, "read", info.name) === undefined
+      const readable = c.user === undefined ||
+        (c.auth === undefined ? authorize(c.user, "read", info.name) : c.auth.deniedNow(c.user, "read", info.name)) ===
+          undefined
       if (s.byTopic.has(info.name) || !readable || !selection.patterns.some((p) => p.matches(info.name))) continue
       const opened = yield* Effect.either(openStream(s, info.name, later))
       if (Either.isRight(opened)) found.push(opened.right)

@@ -115,6 +115,7 @@ export const subscriptionServer = (options: SubscriptionServerOptions) =>
         topics: options.topics,
         request,
         user: authenticated?.user,
+        auth: options.auth,
         brokerId: options.brokerId,
         serverSignature: authenticated?.serverSignature,
         idleTimeoutMs: options.idleTimeoutMs,
