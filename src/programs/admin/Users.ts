@@ -5,7 +5,7 @@
  */
 import { Console, Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
@@ -156,6 +156,8 @@ export interface UserCommand {
   readonly messagesPerS: number
   readonly bytesPerS: number
   readonly connections: number
+  /** add, for a user that exists: replace its secret too (else it is kept, and its clients' files with it). */
+  readonly newSecret: boolean
   readonly json: boolean
 }
 
@@ -168,19 +170,27 @@ export const users = (o: UserCommand) =>
         if (o.name === undefined || !/^[A-Za-z0-9._@-]{1,100}$/.test(o.name)) {
           return yield* failUsage("cxlog user add: name the user: 1 to 100 of A-Z a-z 0-9 . _ @ -")
         }
-        const credentials = { user: o.name, secret: newSecret() }
         const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
-        yield* attempt(() =>
-          upsertUser(
-            path,
-            userRecord(o.name!, credentials.secret, {
-              publish: patterns(o.publish),
-              read: patterns(o.read),
-              consume: patterns(o.consume),
-              admin: patterns(o.admin)
-            }, limits)
+        const rights = {
+          publish: patterns(o.publish),
+          read: patterns(o.read),
+          consume: patterns(o.consume),
+          admin: patterns(o.admin)
+        }
+        // A user that exists keeps its secret unless asked: its clients' secret files go on working.
+        const existing = existsSync(path)
+          ? (yield* attempt(() => readCredentialFile(path))).users.find((u) => u.name === o.name)
+          : undefined
+        if (existing !== undefined && !o.newSecret) {
+          yield* attempt(() => upsertUser(path, { ...existing, ...rights, limits }))
+          return yield* Console.error(
+            `user ${o.name} updated in ${path}: its rights and limits are as given, its secret is kept${
+              o.secretFile === undefined ? "" : ` (${o.secretFile} not written)`
+            }; --new-secret replaces it`
           )
-        )
+        }
+        const credentials = { user: o.name, secret: newSecret() }
+        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, rights, limits)))
         if (o.secretFile !== undefined) {
           yield* attempt(() => writeSecretFile(o.secretFile!, credentials))
           return yield* Console.error(

@@ -7,7 +7,8 @@ export const userCommand = Cli.command({
   name: "user",
   summary: "Add, remove or list the users of a credential file: who may publish to, read and administer which topics",
   details: "add NAME makes a random secret and prints NAME:SECRET once (or writes it to --secret-file, 0600): the " +
-    "content of that user's secret file. Brokers re-read the file on change: a removed user's next connection is refused. " +
+    "content of that user's secret file; for a user that exists it sets its rights and limits and keeps its secret " +
+    "(--new-secret replaces it). Brokers re-read the file on change: a removed user's next connection is refused. " +
     "Per-user limits hold per broker. See docs/security.md.",
   positional: "add NAME | remove NAME | list",
   flags: {
@@ -37,6 +38,10 @@ export const userCommand = Cli.command({
       placeholder: "FILE",
       shown: "print it",
       description: "add: write the user's secret file here (0600)"
+    }),
+    newSecret: Cli.toggle("new-secret", {
+      description:
+        "add, for a user that exists: replace its secret too (its clients need the new secret file); without it the secret is kept"
     }),
     messagesPerS: Cli.integer("messages-per-s", {
       default: 0,
