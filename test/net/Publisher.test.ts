@@ -193,6 +193,8 @@ describe("Publisher", () => {
       })
       const error = yield* Effect.flip(Effect.zipRight(p.publish(testMessage(1, 0, 64)), p.flush(60_000)))
       expect(error).toMatchObject({ _tag: "BrokerRejected", code: "too-many-connections" })
+      // What the broker said, not a guess at it (a user's own limit reads differently from the broker's).
+      expect(error.message).toContain("this broker serves at most 1 connections")
     }))
 
   it.scopedLive("no broker listening: the publisher fails after a few refused attempts with BrokersUnreachable naming each address, not after its connect timeout", () =>

@@ -667,6 +667,23 @@ describe("Security", () => {
       expect(insecure.port).toBeGreaterThan(0)
     }))
 
+  it.scopedLive("a publisher its user's rate keeps closing backs off from reconnecting as from any failure: no storm of connections, nothing lost", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const erin: Credentials = { user: "erin", secret: "e" }
+      const credentials = credentialFile(dir, [{ credentials: erin, limits: { messagesPerSecond: 20 } }])
+      const { log, publisher, server } = yield* secureBroker({ credentials })
+      const p = yield* publisher({ credentials: erin, clientId: 31, ackTimeoutMs: 60_000 })
+      // 60 messages one at a time: three seconds of the user's rate, every connection past it closed rate-limited.
+      for (let i = 0; i < 60; i++) yield* p.publishAcked(testMessage(31, i, 64))
+      expect(audit(log.ordered("t"), new Map([[31, 60]]))).toEqual({ messages: 60, ...clean })
+      // Each close doubles the wait before the next connection (25 ms up to 1 s): a few dozen at most,
+      // where reconnecting every 25 ms from each welcome made over a hundred.
+      const closes = server.stats().rejected["rate-limited"] ?? 0
+      expect(closes).toBeGreaterThan(0)
+      expect(closes).toBeLessThan(40)
+    }))
+
   it.scopedLive("limits: a connection over its messages a second and a user over its shared budget or connections get their typed errors", () =>
     Effect.gen(function*() {
       const dir = yield* privateDir

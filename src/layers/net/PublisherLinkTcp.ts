@@ -196,7 +196,9 @@ const connect = (link: TcpLink): ClientConnection => {
           )
         }
         link.state = "open"
-        link.failures = 0
+        // A broker that takes the connection only to close it for the user's rate (rate-limited) is
+        // backed off from all the same (up to a second): the count starts over after another close.
+        if (link.lastClose !== "rate-limited") link.failures = 0
         link.group.accepted = true
         events.opened(link)
       },
@@ -279,8 +281,9 @@ const refusedEverywhere = (group: TcpLinks): boolean => {
     new BrokerRejected({
       broker: group.links.map((l) => `${l.name} ${l.address}`).join(", "),
       code: "too-many-connections",
-      detail:
-        `every broker refused the connection for ${group.settings.connectTimeoutMs} ms: they serve their maximum of connections`
+      detail: `every broker refused the connection for ${group.settings.connectTimeoutMs} ms: ${
+        // What the brokers said (the user's own limit, or theirs), each once.
+        [...new Set(group.links.map((l) => (l.lastReason ?? "").replace(/^too-many-connections: /, "")))].join("; ")}`
     })
   )
   return true
