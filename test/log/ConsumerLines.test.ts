@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { ParticipantLineView, SubscriberLineView } from "../../src/layers/log/RecordViews.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { ConsumerTableFull } from "../../src/services/log/Consumers.js"
 import { consumersOf, regionCluster, smallConfig } from "../fixtures/log-harness.js"
 import { laterShortTag, shortTagOf } from "../helpers/StartTags.js"
 
@@ -101,4 +102,11 @@ describe("cxlog's own consumers (names starting with $: a consumer group's hold)
         { name: "$group:1.1", committed: 2 }
       ])
     }))
+})
+
+describe("a full table of consumer lines", () => {
+  it("is named with its size when known, and without a number when a broker's refusal did not say it", () => {
+    expect(new ConsumerTableFull({ topic: "t", slots: 8 }).message).toContain("all 8 subscriber lines are taken")
+    expect(new ConsumerTableFull({ topic: "t", slots: 0 }).message).toContain("all its subscriber lines are taken")
+  })
 })

@@ -354,7 +354,11 @@ describe("Broker", () => {
       expect(errorCode((yield* Deferred.await(extra.closed))[0])).toBe("too-many-connections")
       const { server } = yield* broker({ handshakeTimeoutMs: 50 })
       const silent = yield* rawConnect(server.port)
-      expect(errorCode((yield* Deferred.await(silent.closed))[0])).toBe("handshake-timeout")
+      const timedOut = (yield* Deferred.await(silent.closed))[0]
+      expect(errorCode(timedOut)).toBe("handshake-timeout")
+      expect(Buffer.from(timedOut!.payload).toString()).toContain(
+        "the handshake (HELLO, then AUTH when the broker authenticates) did not finish within 50 ms"
+      )
     }))
 
   it.scopedLive("a fast client against a stalled log: the socket is paused, the broker's queue stays bounded", () =>

@@ -233,7 +233,11 @@ const serve = (
       reject(
         broker,
         socket,
-        new WireViolation({ code: "handshake-timeout", detail: `no HELLO within ${settings.handshakeTimeoutMs} ms` })
+        new WireViolation({
+          code: "handshake-timeout",
+          detail:
+            `the handshake (HELLO, then AUTH when the broker authenticates) did not finish within ${settings.handshakeTimeoutMs} ms`
+        })
       )
       intake.stop()
     }, settings.handshakeTimeoutMs)

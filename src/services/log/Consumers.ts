@@ -118,7 +118,10 @@ export class ConsumerTableFull
   extends Data.TaggedError("ConsumerTableFull")<{ readonly topic: string; readonly slots: number }>
 {
   override get message() {
-    return `topic ${this.topic}: all ${this.slots} subscriber lines are taken by consumers and durable subscribers (raise CXLOG_LOG_SUBSCRIBER_SLOTS, or delete a consumer)`
+    // A broker's refusal does not say how many (0): "all its".
+    return `topic ${this.topic}: all ${
+      this.slots === 0 ? "its" : this.slots
+    } subscriber lines are taken by consumers and durable subscribers (raise CXLOG_LOG_SUBSCRIBER_SLOTS, or delete a consumer)`
   }
 }
 
