@@ -290,6 +290,22 @@ describe("Security", () => {
       )
     }))
 
+  it.scopedLive("a connection holds at most 8 sessions of one topic: one user cannot take a topic's session lines from its other publishers", () =>
+    Effect.gen(function*() {
+      const { server } = yield* withMallory
+      const alice = yield* rawHandshake(server.port, ALICE, 41)
+      expect(alice.answer.type).toBe(FrameType.SESSION_OPENED)
+      const openOn = (id: number) =>
+        Effect.suspend(() => {
+          alice.client.write(sessionOpenFrame(id, 0, new SessionOpen({ topic: "t" })))
+          return alice.client.nextFrame()
+        })
+      for (let id = 42; id < 49; id++) expect((yield* openOn(id)).type).toBe(FrameType.SESSION_OPENED)
+      const ninth = yield* openOn(49)
+      expect(errorCode(ninth)).toBe("too-many-sessions")
+      expect(Buffer.from(ninth!.payload).toString()).toContain("at most 8 sessions of one topic (t)")
+    }))
+
   it.scopedLive("a user cannot attach to another user's session on a topic both may publish to: forbidden, and the owner's batches all count", () =>
     Effect.gen(function*() {
       const { log, server } = yield* withMallory

@@ -163,6 +163,9 @@ const attachSession = (
     )
   })
 
+/** The most sessions of one topic a connection holds open at once. */
+const SESSIONS_PER_TOPIC = 8
+
 /**
  * A SESSION_OPEN: the session named is registered or attached, its ACK tracker started and
  * SESSION_OPENED sent; a session the log or the user's rights refuse gets an ENDED naming why,
@@ -189,6 +192,16 @@ const openSession = (broker: BrokerState, socket: Socket, connection: PublisherC
         )
       }
       // The rights of the moment (a user narrowed or removed since the connection signed in opens nothing more).
+      // A client needs a session of a topic on a connection (two across a fence): more would only
+      // take the topic's session lines from its other publishers, which they hold until they idle out.
+      let ofTopic = 0
+      for (const other of connection.sessions.values()) if (other.topic === open.topic) ofTopic++
+      if (ofTopic >= SESSIONS_PER_TOPIC) {
+        return yield* refused(
+          "too-many-sessions",
+          `a connection holds at most ${SESSIONS_PER_TOPIC} sessions of one topic (${open.topic}): a publisher needs one`
+        )
+      }
       const denied = connection.user === undefined
         ? undefined
         : broker.auth === undefined
