@@ -200,6 +200,36 @@ for (const impl of implementations) {
         expect(yield* segments.streams()).toEqual([streamOf("d")])
       }))
 
+    it.scopedLive("a data directory whose stream is another log's (its last batch not the region's there) is DurableStreamMismatch", () =>
+      Effect.gen(function*() {
+        const disk = makeMemoryDisk()
+        const layersOf = (cluster: LogCluster) => durableLayers(disk, cluster)
+        const first = yield* impl.make()
+        const { appender: a, sequencer, topic } = yield* persistedTopic(first)
+        const writer = yield* Effect.forkScoped(
+          persistTopic(topic, yield* marksOf(first, 40)).pipe(Effect.provide(layersOf(first)))
+        )
+        // Three batches of two: the stream ends with the batch at offset 4.
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        yield* first.acks.awaitAcked("d", 7, 1, 2, { timeoutMs: 5_000, level: 2 })
+        yield* Fiber.interrupt(writer)
+        // Another log, longer than the stream (not ahead of it), its batches of three: offset 4 is inside one.
+        const second = yield* impl.make()
+        const { appender: b, sequencer: secondSequencer, topic: again } = yield* persistedTopic(second)
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(b, "d", 9, 1, seq, 3)
+        yield* drain(secondSequencer)
+        const error = yield* Effect.flip(
+          persistTopic(again, yield* marksOf(second, 40)).pipe(
+            Effect.provide(layersOf(second)),
+            Effect.scoped,
+            Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("it appended to another log's stream") })
+          )
+        )
+        expect(error).toMatchObject({ _tag: "DurableStreamMismatch", topic: "d", offset: 4 })
+        expect(error.message).toContain("belongs to another log")
+      }))
+
     it.scopedLive("a disk that fills after the writer took the last batch stops level 2 for its sessions, with no batch after it", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()

@@ -9,7 +9,7 @@
  * One stream holds both the data and the order, so one fdatasync makes a batch and its place
  * durable together, and recovery reads one stream, in the recorded order.
  */
-import { Data, Effect } from "effect"
+import { Effect } from "effect"
 import { type DurableFailure, DurableFailureCode } from "../../../services/log/AckTracker.js"
 import { LogReader } from "../../../services/log/LogReader.js"
 import {
@@ -28,6 +28,7 @@ import { SessionState } from "../Records.js"
 import { OrderLineView } from "../RecordViews.js"
 import { type SessionTable, UNSETTLED } from "../SessionTable.js"
 import { regionSessionTables } from "../Topics.js"
+import { checkStreamContinues, type LastBatch } from "./DurableStreamCheck.js"
 
 /** The header of a batch's record in a topic's stream; the payload (messages as in the Blog) follows. */
 export const OrderRecord = {
@@ -179,19 +180,6 @@ export const memoryMarks = (store: MemoryLogStore): DurableMarks => ({
   }
 })
 
-/** The topic's stream holds batches past the end of the log in the region: it belongs to an earlier log (recover from it, or use another data directory). */
-export class DurableStreamAhead extends Data.TaggedError("DurableStreamAhead")<{
-  readonly topic: string
-  readonly stream: string
-  readonly streamEnd: number
-  readonly logEnd: number
-}> {
-  override get message() {
-    return `topic ${this.topic}: the data directory's stream ${this.stream} holds messages up to offset ${this.streamEnd}, ` +
-      `but the log in the region ends at ${this.logEnd}: it belongs to an earlier log. Recover from it, or give the head another data directory`
-  }
-}
-
 export interface PersistOptions {
   readonly segments?: SegmentLogOptions
   /** Stop reading while this many bytes wait for the disk (default 32 MiB). */
@@ -209,16 +197,18 @@ export interface PersistOptions {
 /** A suspect session (see HeldSessions) whose first batch after a gap was past its durable frontier: no batch seq equals it. */
 const STUCK = -1
 
-/** The message offset after the last batch in the stream, or 0 when it is empty. */
-const streamEnd = (log: SegmentLog) =>
+/** The stream's last batch, or undefined when it is empty. */
+const lastBatch = (log: SegmentLog) =>
   Effect.gen(function*() {
-    if (log.durable() === 0 || log.durable() === log.first()) return 0
-    let end = 0
+    if (log.durable() === 0 || log.durable() === log.first()) return undefined
+    let last: LastBatch | undefined
     yield* log.read(log.durable() - 1, (_, record) => {
       const batch = decodeOrderRecord(record)
-      if (batch !== undefined) end = batch.totalOrder + batch.messageCount
+      if (batch !== undefined) {
+        last = { totalOrder: batch.totalOrder, messageCount: batch.messageCount, crc32c: batch.crc32c }
+      }
     })
-    return end
+    return last
   })
 
 /** Sessions whose level 2 a gap in the stream holds back, by client id, then epoch: their durable frontiers. */
@@ -360,16 +350,11 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       maxPendingBytes: Number.POSITIVE_INFINITY
     })
     options.onOpen?.(log)
-    const resumeAt = yield* streamEnd(log)
+    const last = yield* lastBatch(log)
+    // The stream must continue this region's log: never an earlier log's, nor another region's.
+    yield* checkStreamContinues(topic.name, log.stream, last)
+    const resumeAt = last === undefined ? 0 : last.totalOrder + last.messageCount
     const bounds = yield* reader.bounds(topic.name)
-    if (resumeAt > bounds.end) {
-      return yield* new DurableStreamAhead({
-        topic: topic.name,
-        stream: log.stream,
-        streamEnd: resumeAt,
-        logEnd: bounds.end
-      })
-    }
     if (resumeAt < bounds.earliest) {
       yield* Effect.logWarning(
         `durable tier: topic ${topic.name}: messages ${resumeAt}..${
