@@ -327,6 +327,48 @@ describe("crash matrix", () => {
 
 describe("a full data directory", () => {
   it.scopedLive(
+    "a head attached without the data directory its region's rf 2 topics need refuses their ACK 2 at once, and says why",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-attach-nodir-")
+        const region = yield* uniqueRegion("attachnodir")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const first = yield* forkCli(["head", "--topic", "d:5:2:2", "--data-dir", dir], env)
+        yield* first.event("ready")
+        first.child.kill("SIGKILL")
+        yield* first.exited
+        const attached = yield* forkCli(["head", "--attach"], env)
+        yield* attached.event("ready")
+        expect(attached.output()).toContain("keep a copy on disk, and this head has no data directory")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        const port = (yield* broker.event("listening"))["port"] as number
+        // An ACK timeout far past the bound: only the refusal can end it in time.
+        const published = yield* runCliWithin(
+          [
+            "publish",
+            "--brokers",
+            `127.0.0.1:${port}`,
+            "--topic",
+            "d",
+            "--count",
+            "10",
+            "--ack",
+            "2",
+            "--flush-timeout-ms",
+            "600000"
+          ],
+          env,
+          60_000
+        )
+        expect(published.code).not.toBe(0)
+        expect(published.stderr).toContain("durability-unavailable")
+        const listed = yield* runRole(["topics", "--topic", "d", "--json"], env)
+        expect(JSON.parse(listed.stdout).topics[0]).toMatchObject({ name: "d", diskCopyStopped: "stopped" })
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout",
     () =>
       Effect.gen(function*() {

@@ -21,6 +21,7 @@ import {
   type DurableStats,
   durableStats,
   durableTier,
+  markCopiesUnwritten,
   recoverAll,
   requireDataDir
 } from "../../layers/log/durable/DurableTier.js"
@@ -205,6 +206,8 @@ const serveIn = (options: HeadOptions) =>
           Effect.forkScoped
         )
       }
+    } else {
+      yield* markCopiesUnwritten(layout.log, topics)
     }
     yield* sampleGroupMetrics
     report({

@@ -41,6 +41,25 @@ export const requireDataDir = (topics: ReadonlyArray<TopicSpec>, dataDir: string
     : Effect.void
 }
 
+/**
+ * A head without a data directory on a region whose topics keep a copy on disk (one attached,
+ * or a standby that took over, started without `--data-dir`): nothing writes their copies, so
+ * each is marked stopped — their ACK 2 is refused at once (`durability-unavailable`) and `cxlog
+ * topics` says so — rather than left to time out. A head with their data directory writes them again.
+ */
+export const markCopiesUnwritten = (area: LogArea, topics: ReadonlyArray<TopicInfo>) =>
+  Effect.gen(function*() {
+    const durable = topics.filter((t) => t.replicationFactor >= 2)
+    if (durable.length === 0) return
+    const marks = regionMarks(yield* CxlMemory, area, yield* Doorbell)
+    for (const topic of durable) marks.failed(topic, "stopped")
+    yield* Effect.logWarning(
+      `head: topic(s) ${
+        durable.map((t) => t.name).join(", ")
+      } keep a copy on disk, and this head has no data directory: their ACK 2 publishes are refused (durability-unavailable) until a head with their data directory runs (--data-dir DIR, CXLOG_DATA_DIR)`
+    )
+  })
+
 /** Streams being written, for the head's reports (fsyncs and the bytes they covered). */
 export interface DurableStats {
   readonly streams: Map<string, SegmentLog>
