@@ -227,6 +227,18 @@ describe("cxlog head --recover", () => {
           expect(stderr).toContain(why)
           expect(existsSync(`/dev/shm/${region}`)).toBe(false)
         }
+        // --recover of a directory that does not exist: nothing to recover, and neither region nor directory is made.
+        const missing = join(parent, "no-such-dir")
+        const region = yield* uniqueRegion("baddir")
+        const recovered = yield* runCliWithin(
+          ["head", "--region", region, "--recover", missing],
+          smallRegionEnv,
+          30_000
+        )
+        expect(recovered.code).toBe(1)
+        expect(recovered.stderr).toContain(`nothing to recover: the data directory ${missing} does not exist`)
+        expect(existsSync(missing)).toBe(false)
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
       }),
     120_000
   )

@@ -56,7 +56,7 @@ import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
 import { inspectRegion, removeRegion, unlink } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
-import { requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
+import { requireRecoverable, requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
 import { HeadActive, HeadRegionExists, RegionUnfinished } from "./HeadRefusals.js"
 import { report } from "./Report.js"
@@ -394,7 +394,10 @@ export const head = (options: HeadOptions) =>
 const headWith = (options: HeadOptions) =>
   options.dataDir === undefined
     ? headIn(options)
-    : Effect.zipRight(requireWritableDataDir(options.dataDir), headIn(options))
+    : Effect.zipRight(
+      Effect.zipRight(requireRecoverable(options), requireWritableDataDir(options.dataDir)),
+      headIn(options)
+    )
 
 const headIn = (options: HeadOptions) => {
   const { dataDir } = options

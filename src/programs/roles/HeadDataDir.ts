@@ -5,6 +5,7 @@
  * (a restart on the same directory: `cxlog serve --data-dir` stopped and started again).
  */
 import { Data, Effect } from "effect"
+import { existsSync } from "node:fs"
 import { mkdir, rm, stat, writeFile } from "node:fs/promises"
 import { join, resolve, sep } from "node:path"
 import { recordedTopics } from "../../layers/log/durable/DurableTopicState.js"
@@ -54,3 +55,21 @@ export const topicsRecordedIn = (dataDir: string): Effect.Effect<ReadonlyArray<s
     Effect.provide(SegmentsLayers.layer({ directory: dataDir })),
     Effect.mapError((e) => new DataDirUnusable({ dataDir, reason: e.message }))
   )
+
+/** `--recover DIR` of a directory that does not exist. */
+export class NothingToRecover extends Data.TaggedError("NothingToRecover")<{ readonly dataDir: string }> {
+  override get message() {
+    return `nothing to recover: the data directory ${this.dataDir} does not exist (--recover takes the data directory of a head before; to start a new log there, drop --recover)`
+  }
+}
+
+/**
+ * `--recover DIR` of a directory that does not exist (a typo, another host's path) is refused:
+ * made there, it would start an empty region as if the log had never been.
+ */
+export const requireRecoverable = (
+  options: { readonly recover?: boolean; readonly dataDir?: string | undefined }
+): Effect.Effect<void, NothingToRecover> =>
+  options.recover === true && options.dataDir !== undefined && !existsSync(options.dataDir)
+    ? Effect.fail(new NothingToRecover({ dataDir: options.dataDir }))
+    : Effect.void
