@@ -337,7 +337,7 @@ describe("crash matrix", () => {
   )
 })
 
-describe("a full data directory", () => {
+describe("a head attached without a data directory", () => {
   it.scopedLive(
     "a head attached without the data directory its region's rf 2 topics need refuses their ACK 2 at once, and says why",
     () =>
@@ -379,7 +379,9 @@ describe("a full data directory", () => {
       }),
     120_000
   )
+})
 
+describe("a full data directory", () => {
   it.scopedLive(
     "an ACK 2 publisher gets durability-unavailable naming the full disk, not an ACK timeout",
     () =>
