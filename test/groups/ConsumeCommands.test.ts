@@ -7,7 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { readdirSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { commandRunner } from "../../src/programs/roles/ConsumeCommands.js"
+import { commandRunner, INPUT_NOT_WRITTEN } from "../../src/programs/roles/ConsumeCommands.js"
 import type { Delivery } from "../../src/services/groups/ConsumerGroups.js"
 
 const delivery = (value: string): Delivery => ({
@@ -47,5 +47,16 @@ describe("cxlog consume --exec commands", () => {
       }))
       expect(run).toBeDefined()
       expect(inputFiles()).toEqual(before)
+    }))
+
+  it.scoped("whose input cannot be written do not run: the runner answers 126 (delivered again), nothing thrown", () =>
+    Effect.gen(function*() {
+      const run = yield* commandRunner
+      const before = process.env["TMPDIR"]
+      process.env["TMPDIR"] = "/nonexistent-cxlog-tmp"
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => before === undefined ? delete process.env["TMPDIR"] : void (process.env["TMPDIR"] = before))
+      )
+      expect(yield* run("exit 0", delivery("never read"))).toBe(INPUT_NOT_WRITTEN)
     }))
 })

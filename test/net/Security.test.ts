@@ -5,7 +5,7 @@
  * loopback without TLS and authentication does not start; rate and connection limits.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Either, type Scope, Stream } from "effect"
+import { Deferred, Effect, Either, Schedule, type Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { type AddressInfo, createServer, type Server } from "node:net"
@@ -288,6 +288,35 @@ describe("Security", () => {
       expect(Either.getOrThrow(decodeControl(ErrorBody, removed!.payload, "internal")).message).toContain(
         "user alice was removed, or given another secret, since this connection signed in"
       )
+    }))
+
+  it.scopedLive("a pattern subscription finds later topics by its user's rights as they are then: one narrowed since misses the topics it may no longer read", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const path = credentialFile(dir)
+      const { log, server } = yield* secureBroker({ credentials: path })
+      const subscription = yield* makeRemote({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        credentials: ALICE,
+        connectTimeoutMs: 2_000
+      }).subscribeTopics(["n.*"])
+      // Read on, as a subscriber does: the topics found are announced with its batches.
+      yield* Effect.forkScoped(Stream.runDrain(subscription.batches))
+      const spec = { order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
+      yield* log.topics.create({ name: "n.0", ...spec })
+      const found = (name: string) =>
+        Effect.repeat(Effect.sync(subscription.topics), {
+          until: (topics) => topics.includes(name),
+          schedule: Schedule.spaced("20 millis")
+        }).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error(`${name} was not found`) }))
+      yield* found("n.0")
+      // Narrowed (her secret kept): of the two topics made now, the pass that finds the one she may read leaves the other.
+      const record = readCredentialFile(path).users.find((u) => u.name === ALICE.user)!
+      upsertUser(path, { ...record, read: ["n.0", "n.2"] })
+      yield* log.topics.create({ name: "n.1", ...spec })
+      yield* log.topics.create({ name: "n.2", ...spec })
+      yield* found("n.2")
+      expect(subscription.topics()).not.toContain("n.1")
     }))
 
   it.scopedLive("a connection holds at most 8 sessions of one topic: one user cannot take a topic's session lines from its other publishers", () =>

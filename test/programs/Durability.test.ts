@@ -337,6 +337,33 @@ describe("crash matrix", () => {
   )
 })
 
+/**
+ * `cxlog publish` of topic d at ACK 2 through the broker at `port`, its ACK timeout far past
+ * `withinMs`: only a refusal can end it in time.
+ */
+const publishWithoutTimeout = (
+  port: number,
+  env: Record<string, string>,
+  args: ReadonlyArray<string>,
+  withinMs: number
+) =>
+  runCliWithin(
+    [
+      "publish",
+      "--brokers",
+      `127.0.0.1:${port}`,
+      "--topic",
+      "d",
+      ...args,
+      "--ack",
+      "2",
+      "--flush-timeout-ms",
+      "600000"
+    ],
+    env,
+    withinMs
+  )
+
 describe("a head attached without a data directory", () => {
   it.scopedLive(
     "a head attached without the data directory its region's rf 2 topics need refuses their ACK 2 at once, and says why",
@@ -354,24 +381,7 @@ describe("a head attached without a data directory", () => {
         expect(attached.output()).toContain("keep a copy on disk, and this head has no data directory")
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
         const port = (yield* broker.event("listening"))["port"] as number
-        // An ACK timeout far past the bound: only the refusal can end it in time.
-        const published = yield* runCliWithin(
-          [
-            "publish",
-            "--brokers",
-            `127.0.0.1:${port}`,
-            "--topic",
-            "d",
-            "--count",
-            "10",
-            "--ack",
-            "2",
-            "--flush-timeout-ms",
-            "600000"
-          ],
-          env,
-          60_000
-        )
+        const published = yield* publishWithoutTimeout(port, env, ["--count", "10"], 60_000)
         expect(published.code).not.toBe(0)
         expect(published.stderr).toContain("durability-unavailable")
         const listed = yield* runRole(["topics", "--topic", "d", "--json"], env)
@@ -395,31 +405,19 @@ describe("a full data directory", () => {
         const port = (yield* broker.event("listening"))["port"] as number
         // 8 MiB through a 2 MiB disk, with an ACK timeout far beyond the bound here: only the refusal can end it in
         // time; past the bound, the failure shows what the publisher, the head and the broker printed.
-        const published = yield* runCliWithin(
-          [
-            "publish",
-            "--brokers",
-            `127.0.0.1:${port}`,
-            "--topic",
-            "d",
-            "--count",
-            "8192",
-            "--message-bytes",
-            "1024",
-            "--ack",
-            "2",
-            "--flush-timeout-ms",
-            "600000"
-          ],
+        const published = yield* publishWithoutTimeout(
+          port,
           env,
+          ["--count", "8192", "--message-bytes", "1024"],
           90_000
-        ).pipe(
-          Effect.tapDefect(() =>
-            Effect.sync(() =>
-              console.error(`head:\n${head.output().slice(-4000)}\nbroker:\n${broker.output().slice(-4000)}`)
+        )
+          .pipe(
+            Effect.tapDefect(() =>
+              Effect.sync(() =>
+                console.error(`head:\n${head.output().slice(-4000)}\nbroker:\n${broker.output().slice(-4000)}`)
+              )
             )
           )
-        )
         expect(published.code).not.toBe(0)
         expect(published.stderr).toContain("durability-unavailable")
         expect(published.stderr).toContain("data directory is full")

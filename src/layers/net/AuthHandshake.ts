@@ -121,7 +121,7 @@ export class AuthServer {
   deniedNow(user: UserRecord, action: Action, target: string): string | undefined {
     const now = this.current(user)
     return now === undefined
-      ? `user ${user.name} was removed, or given another secret, since this connection signed in: connect again`
+      ? `user ${user.name} was removed, or given another secret, since this connection signed in (or the broker cannot use its credential file now): connect again`
       : authorize(now, action, target)
   }
 

@@ -206,10 +206,11 @@ const discover = (s: Serving, later: boolean) =>
     s.discoveredAt = performance.now()
     if (selection.patterns.length === 0) return []
     const found: Array<Stream> = []
+    // The user's rights as they are now, read once a pass (undefined: removed, or the file unusable: nothing more).
+    const user = c.user === undefined || c.auth === undefined ? c.user : c.auth.current(c.user)
+    if (c.user !== undefined && user === undefined) return found
     for (const info of yield* withinRegion(c.topics!.list)) {
-      const readable = c.user === undefined ||
-        (c.auth === undefined ? authorize(c.user, "read", info.name) : c.auth.deniedNow(c.user, "read", info.name)) ===
-          undefined
+      const readable = user === undefined || authorize(user, "read", info.name) === undefined
       if (s.byTopic.has(info.name) || !readable || !selection.patterns.some((p) => p.matches(info.name))) continue
       const opened = yield* Effect.either(openStream(s, info.name, later))
       if (Either.isRight(opened)) found.push(opened.right)

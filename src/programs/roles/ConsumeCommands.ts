@@ -23,6 +23,9 @@ import { processEnvironment } from "../../Settings.js"
 const WATCHER = `$1 == "+" { left[$2] = 1 } $1 == "-" { delete left[$2] } ` +
   `END { for (g in left) system("kill -TERM -" g " 2>/dev/null") }`
 
+/** What a command whose input could not be written "exits" with: it did not run (as a shell's 126, cannot execute). */
+export const INPUT_NOT_WRITTEN = 126
+
 /** Runs `sh -c command` on a message: its exit code (its output is this process's). */
 export type RunCommand = (command: string, d: Delivery) => Effect.Effect<number>
 
@@ -69,7 +72,16 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
   ),
   ({ made, watcher }): RunCommand => (command, d) =>
     Effect.async<number>((resume) => {
-      const input = inputOf(made.n++, d.value)
+      let input: number
+      try {
+        input = inputOf(made.n++, d.value)
+      } catch (error) {
+        // No room or no right in the temp dir: the command cannot have its message, so it does not run (delivered again).
+        process.stderr.write(
+          `cxlog consume: offset ${d.offset}: its command's input was not written: ${String(error)}\n`
+        )
+        return resume(Effect.succeed(INPUT_NOT_WRITTEN))
+      }
       const child = spawn("sh", ["-c", command], {
         stdio: [input, "inherit", "inherit"],
         detached: true,
