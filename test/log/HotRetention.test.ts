@@ -83,6 +83,31 @@ for (const impl of implementations) {
           Array.from({ length: end - earliest }, (_, i) => earliest + i)
         )
       }))
+
+    it.scoped("with two lanes, earliest is where every batch to the end is held: a batch of an idle lane kept behind another lane's recycled ones is not the start", () =>
+      Effect.gen(function*() {
+        const { cluster, a, sequencer } = yield* started(impl.make(config))
+        const b = yield* cluster.appender(1)
+        const big = makeBatch([16 * 1024 - 8])
+        // Broker 0 writes once and idles: its batch stays in its Blog. Broker 1 wraps its own Blog behind it.
+        yield* a.append("t", header(1, 0, 0, big), big.payload)
+        yield* drain(sequencer)
+        for (let seq = 0; seq < 40; seq++) {
+          yield* b.append("t", header(2, 0, seq, big), big.payload)
+          yield* drain(sequencer)
+        }
+        const { earliest, end } = yield* cluster.reader.bounds("t")
+        expect(end).toBe(41)
+        expect(earliest).toBeGreaterThan(1)
+        // From earliest (and from its bound) every batch to the end reads, none skipped.
+        const fromEarliest = yield* readAll(cluster.reader, "t")
+        expect(fromEarliest.map((x) => x.batchSeq)).toEqual(
+          Array.from({ length: end - earliest }, (_, i) => earliest - 1 + i)
+        )
+        expect((yield* readAll(cluster.reader, "t", earliest)).length).toBe(end - earliest)
+        // An offset before it is out of range, named as such.
+        expect(yield* Effect.flip(cluster.reader.subscribe("t", { from: 0 }))).toMatchObject({ _tag: "LogOutOfRange" })
+      }))
   })
 }
 

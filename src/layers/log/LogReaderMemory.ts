@@ -49,8 +49,11 @@ export class StoreReadTopic implements ReadTopic {
     return this.topic.totalOrder
   }
 
-  oldest(): number {
-    return Math.max(this.topic.goiBase, this.topic.retained.firstBatch)
+  /** The store keeps its batches in arrays: a scan back from the end to the first one gone is cheap. */
+  firstHeld(committed: number): number {
+    const oldest = Math.max(this.topic.goiBase, this.topic.retained.firstBatch)
+    for (let g = committed - 1; g >= oldest; g--) if (this.entry(g) === undefined) return g + 1
+    return Math.min(oldest, committed)
   }
 
   retained(g: number): boolean {

@@ -9,16 +9,10 @@ import { findMessageTime } from "./MessageTime.js"
 import type { ReadTopic } from "./ReadSource.js"
 import { BatchView } from "./ReadViews.js"
 
-/** The first batch still held (`committed` if none). */
-export const firstRetained = (t: ReadTopic, committed: number): number => {
-  for (let g = t.oldest(committed); g < committed; g++) if (t.retained(g)) return g
-  return committed
-}
-
 /** Message offsets: the earliest retained and the end. */
 export const boundsOf = (t: ReadTopic) => {
   const committed = t.committed()
-  const first = firstRetained(t, committed)
+  const first = t.firstHeld(committed)
   const total = t.total()
   const held = first < committed ? t.totalOrderOf(first) ?? total : total
   return { earliest: Math.min(total, Math.max(held, t.firstOffset())), end: total }
@@ -30,7 +24,7 @@ export const locate = (
   from: SubscribeOptions["from"]
 ): { next: number; position: number; skip: number } | "out-of-range" => {
   const committed = t.committed()
-  const first = firstRetained(t, committed)
+  const first = t.firstHeld(committed)
   const total = t.total()
   if (from === "latest") return { next: committed, position: total, skip: 0 }
   const firstOrder = first < committed ? t.totalOrderOf(first) : total
@@ -81,7 +75,7 @@ export const locateTime = (
   const view = new BatchView()
   for (let attempt = 0; attempt < 3; attempt++) {
     const committed = t.committed()
-    const first = firstRetained(t, committed)
+    const first = t.firstHeld(committed)
     if (first >= committed) return { next: committed, position: t.total(), skip: 0 }
     const firstBase = baseTimeOf(t, first, view)
     if (firstBase === undefined) continue

@@ -15,8 +15,12 @@ export interface ReadTopic {
   readonly committed: () => number
   /** The message offset after the last committed batch. */
   readonly total: () => number
-  /** The oldest global seq the topic may still hold, with `committed` batches ordered. */
-  readonly oldest: (committed: number) => number
+  /**
+   * The first batch from which every batch to `committed` is held (`committed` if none): the start
+   * of the order a reader can read whole. Each writer lane recycles its own Blog, so an idle lane's
+   * old batch can still be held behind batches another lane has recycled; it is not the start.
+   */
+  readonly firstHeld: (committed: number) => number
   /** The first message offset a trim left it (0 when none did): nothing before it is read. */
   readonly firstOffset: () => number
   /** Whether batch `g` and its payload are still held. */

@@ -90,15 +90,21 @@ export class RegionReadTopic implements ReadTopic {
     return goiEntryOffset(this.r.area, this.info.id, g)
   }
 
-  /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
-  private blogRetained(broker: number, position: number): boolean {
+  /** Where broker `broker`'s Blog starts holding bytes (-1 when it has no lane). */
+  private blogTail(broker: number): number {
     const { region, brokerLines } = this.r
     // A lane's broker line is its first.
     const line = this.lane(broker)
-    if (line === 0) return false
+    if (line === 0) return -1
     region.invalidate(line, LINE_BYTES)
     brokerLines.reclaimVersion(line)
-    return brokerLines.blogTail(line) <= position
+    return brokerLines.blogTail(line)
+  }
+
+  /** Whether broker `broker`'s Blog still holds `position` (its tail has not passed it). */
+  private blogRetained(broker: number, position: number): boolean {
+    const tail = this.blogTail(broker)
+    return tail >= 0 && tail <= position
   }
 
   /** What a trim left: read at most once per call that needs it (a few loads under the line's lock). */
@@ -120,8 +126,25 @@ export class RegionReadTopic implements ReadTopic {
     return this.r.orderLines.totalOrder(this.orderLine)
   }
 
-  oldest(committed: number): number {
-    return Math.max(0, committed - this.goiSlots, this.retainedNow().firstBatch)
+  /**
+   * Scanned from the oldest batch the GOI and a trim leave: a lane's Blog recycles in order, so
+   * once one batch of a lane is seen held its later ones are too, and the scan ends when every
+   * lane that has recycled any bytes has shown one (at once for a topic whose lanes never wrapped).
+   */
+  firstHeld(committed: number): number {
+    const unseen = new Set<number>()
+    for (let broker = 0; broker < this.lanes.length; broker++) if (this.blogTail(broker) > 0) unseen.add(broker)
+    const oldest = Math.max(0, committed - this.goiSlots, this.retainedNow().firstBatch)
+    let first = oldest
+    for (let g = oldest; g < committed; g++) {
+      if (!this.retained(g)) {
+        first = g + 1
+        continue
+      }
+      unseen.delete(this.r.entries.brokerId(this.entry(g)))
+      if (unseen.size === 0) break
+    }
+    return Math.min(first, committed)
   }
 
   retained(g: number): boolean {

@@ -10,7 +10,7 @@
  * from the order line, whose frontier and total are two words another process may be between.
  */
 import type { TrimTarget } from "../../services/log/Topics.js"
-import { firstRetained, locate, locateTime } from "./ReadPositions.js"
+import { locate, locateTime } from "./ReadPositions.js"
 import type { ReadTopic } from "./ReadSource.js"
 import { BatchView } from "./ReadViews.js"
 import type { Retained } from "./RetentionLines.js"
@@ -48,7 +48,7 @@ export const trimPoint = (t: ReadTopic, target: TrimTarget, now: Retained): Reta
   if (cut === undefined) return "moved"
   if (cut <= now.firstOffset) return now
   if (cut >= end) return { firstBatch: committed, firstOffset: end }
-  const first = firstRetained(t, committed)
+  const first = t.firstHeld(committed)
   const held = first < committed ? t.totalOrderOf(first) : end
   if (held === undefined) return "moved"
   // What the window no longer holds is gone already: the cut starts at the first batch held.
