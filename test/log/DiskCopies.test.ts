@@ -2,10 +2,11 @@
  * DiskCopies (the head's copies on disk of replication factor 2 topics), over the in-process disk:
  * a removal stops the topic's writers before its streams go, and both streams go; the removed
  * generation's writers are never started again while a new generation's are; a disk that
- * refuses the removal is `TopicNotDeletable`, and the topic's writers may start again.
+ * refuses the removal is `TopicNotDeletable`, and the topic's writers may start again. A create
+ * waiting for its topic's writer wakes the tier and resolves once the writer holds the topic.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer, Option } from "effect"
 import * as DiskCopiesLayers from "../../src/layers/log/durable/DiskCopies.js"
 import { streamOf } from "../../src/layers/log/durable/DurableOrder.js"
 import { stateStreamOf } from "../../src/layers/log/durable/DurableTopicState.js"
@@ -74,6 +75,23 @@ describe("DiskCopies over the in-process disk", () => {
       restart(disk)
       expect(yield* copies.persisting(topic(1), Effect.void)).toBe(true)
       expect(yield* (yield* Segments).streams()).toEqual(["state-d", "topic-d"])
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.scopedLive("a create waiting for its writer wakes the tier's pause, and resolves once the writer holds the topic", () => {
+    const { layer } = withCopies()
+    return Effect.gen(function*() {
+      const copies = yield* DiskCopies
+      // The tier's pause: a long one, ended by the create's wake, not by its time.
+      const paused = yield* Effect.fork(copies.pause(60_000))
+      const waiting = yield* Effect.fork(copies.awaitWriting(topic(1), 60_000))
+      yield* Fiber.join(paused)
+      expect(yield* Fiber.poll(waiting)).toEqual(Option.none())
+      yield* copies.writing(topic(1))
+      expect(yield* Fiber.join(waiting)).toBe(true)
+      // Another generation is another copy: its own writer, not yet started; bounded.
+      expect(yield* copies.awaitWriting(topic(2), 50)).toBe(false)
+      expect(yield* copies.awaitWriting(topic(1), 50)).toBe(true)
     }).pipe(Effect.provide(layer))
   })
 

@@ -152,8 +152,20 @@ const createTopic = (table: TopicTable, config: LogConfig, input: TopicSpec, cop
     if (unworkable !== undefined) return yield* new InvalidTopicSpec({ reason: `topic ${spec.name}: ${unworkable}` })
     // An entry that cannot be read takes no name: the new topic is found before it.
     if (typeof table.find(spec.name) === "object") return yield* new TopicExists({ name: spec.name })
-    return yield* table.add(spec, shape)
+    const info = yield* table.add(spec, shape)
+    // Until its disk writer holds retention, a burst published to it could be recycled before it is on disk.
+    if (spec.replicationFactor > 1 && copies?.keeps === true) {
+      if (!(yield* copies.awaitWriting(info, WRITER_START_MS))) {
+        yield* Effect.logWarning(
+          `topics: the disk writer of topic ${spec.name} did not start within ${WRITER_START_MS} ms; what is published to it before it does may not reach the disk`
+        )
+      }
+    }
+    return info
   })
+
+/** How long a create of a topic with a copy on disk waits for its writer. */
+const WRITER_START_MS = 10_000
 
 /** The live topic of that name, looked up afresh, or TopicNotFound (saying why when it cannot be read). */
 const found = (table: TopicTable, name: string): Effect.Effect<TopicInfo, TopicNotFound> => {

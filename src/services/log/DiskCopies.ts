@@ -20,6 +20,16 @@ export interface DiskCopiesShape {
   readonly persisting: (topic: TopicInfo, stop: Effect.Effect<void>) => Effect.Effect<boolean>
   /** The topic is no longer in the region's directory: its writers were stopped; forget it. */
   readonly gone: (topic: TopicInfo) => Effect.Effect<void>
+  /**
+   * A topic with a copy was just created: wakes the durable tier to start its writers at once and
+   * resolves true once their cursor holds the topic's retention — from then on nothing published
+   * to it is recycled before it is on disk — or false after `timeoutMs`.
+   */
+  readonly awaitWriting: (topic: TopicInfo, timeoutMs: number) => Effect.Effect<boolean>
+  /** The durable tier: the topic's writer holds its retention now (`awaitWriting` resolves). */
+  readonly writing: (topic: TopicInfo) => Effect.Effect<void>
+  /** The durable tier's pause between its looks at the topics: `ms`, or until an `awaitWriting` asks for one. */
+  readonly pause: (ms: number) => Effect.Effect<void>
 }
 
 export class DiskCopies extends Context.Tag("cxlog/DiskCopies")<DiskCopies, DiskCopiesShape>() {}

@@ -1,9 +1,10 @@
 /**
  * The head's DiskCopies over its data directory (Segments): which topics' writers run, by topic
- * generation (a topic deleted and created again under its name is another), and the removal of a
- * topic's two streams, `topic-NAME` and `state-NAME`, once its writers stopped.
+ * generation (a topic deleted and created again under its name is another), the removal of a
+ * topic's two streams, `topic-NAME` and `state-NAME`, once its writers stopped, and a new topic's
+ * create waiting until its writer holds retention (the tier woken for it, not at its next look).
  */
-import { Effect, Layer } from "effect"
+import { Deferred, Effect, Layer, Option, Queue } from "effect"
 import { DiskCopies, type DiskCopiesShape } from "../../../services/log/DiskCopies.js"
 import { Segments } from "../../../services/log/Segments.js"
 import { type TopicInfo, TopicNotDeletable } from "../../../services/log/Topics.js"
@@ -19,6 +20,12 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
   const running = new Map<string, Effect.Effect<void>>()
   /** Copies removed whose topic is still in the directory (its deletion goes on): never started again. */
   const removed = new Set<string>()
+  /** Copies whose writer holds its topic's retention. */
+  const holding = new Set<string>()
+  /** Creates waiting for their copy's writer to hold retention. */
+  const waiting = new Map<string, Deferred.Deferred<void>>()
+  /** A create asked the tier to look now (one pending wake is enough: a look starts every copy missing). */
+  const wakes = yield* Queue.dropping<void>(1)
   const removeStreams = (topic: TopicInfo) =>
     Effect.forEach([streamOf(topic.name), stateStreamOf(topic.name)], (stream) => segments.remove(stream), {
       discard: true
@@ -49,9 +56,29 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
       }),
     gone: (topic) =>
       Effect.sync(() => {
-        running.delete(copyKey(topic))
-        removed.delete(copyKey(topic))
-      })
+        const key = copyKey(topic)
+        running.delete(key)
+        removed.delete(key)
+        holding.delete(key)
+      }),
+    awaitWriting: (topic, timeoutMs) =>
+      Effect.gen(function*() {
+        const key = copyKey(topic)
+        if (holding.has(key)) return true
+        let done = waiting.get(key)
+        if (done === undefined) waiting.set(key, done = yield* Deferred.make<void>())
+        yield* Queue.offer(wakes, undefined)
+        return Option.isSome(yield* Effect.timeoutOption(Deferred.await(done), timeoutMs))
+      }),
+    writing: (topic) =>
+      Effect.suspend(() => {
+        const key = copyKey(topic)
+        holding.add(key)
+        const done = waiting.get(key)
+        waiting.delete(key)
+        return done === undefined ? Effect.void : Deferred.succeed(done, undefined)
+      }),
+    pause: (ms) => Effect.asVoid(Effect.timeoutOption(Queue.take(wakes), ms))
   }
 })
 
@@ -69,5 +96,8 @@ export const layerWithoutDataDir: Layer.Layer<DiskCopies> = Layer.succeed(DiskCo
       })
     ),
   persisting: () => Effect.succeed(false),
-  gone: () => Effect.void
+  gone: () => Effect.void,
+  awaitWriting: () => Effect.succeed(false),
+  writing: () => Effect.void,
+  pause: (ms) => Effect.sleep(ms)
 })

@@ -1,6 +1,7 @@
 /**
  * The head's durable tier: every topic with replication factor 2 — those the head created and
- * those created later (it looks at the topic table every second) — is persisted by
+ * those created later (it looks at the topic table every second, and at once for a create,
+ * which waits for it: DiskCopies.awaitWriting) — is persisted by
  * `persistTopic` into the data directory, under the topic's disk retention (its spec's
  * `diskRetention`, applied at every segment roll and every 10 s). Each topic generation's writers
  * run in a scope of their own that DiskCopies can close: a deletion stops them before it removes
@@ -100,7 +101,10 @@ const startCopy = (
     yield* persistTopic(topic, marks, {
       segments: segmentOptionsOf(topic),
       onOpen: (log) => stats.streams.set(topic.name, log),
-      onSubscribed: () => stats.subscribed.add(topic.name)
+      onSubscribed: () => {
+        stats.subscribed.add(topic.name)
+        Effect.runSync(copies.writing(topic))
+      }
     }).pipe(
       retryWhileLocked(topic.name),
       Effect.catchAll((e) =>
@@ -177,7 +181,8 @@ export const durableTier = (area: LogArea, stats: DurableStats) =>
           yield* Effect.ignore(log.retain())
         }
       }
-      yield* Effect.sleep(1_000)
+      // A create of a topic with a copy wakes it early: the create returns once its writer holds retention.
+      yield* copies.pause(1_000)
     }
   })
 
