@@ -14,7 +14,8 @@ for (const impl of implementations) {
           ordered: 0,
           replicated: 0,
           fenced: false,
-          known: false
+          known: false,
+          durableFrozen: false
         })
         for (const seq of [0, 1, 3]) yield* appendSimple(a, "t", 1, 1, seq)
         yield* appendSimple(a, "t", 2, 1, 0)
@@ -25,7 +26,8 @@ for (const impl of implementations) {
           ordered: 2,
           replicated: 2,
           fenced: false,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toMatchObject({ ordered: 1 })
         expect(yield* cluster.acks.brokerCounts("t")).toEqual([{ brokerId: 0, acked: 2, sent: 4 }])
@@ -59,7 +61,7 @@ for (const impl of implementations) {
         const a = yield* cluster.appender(0)
         const sequencer = yield* cluster.sequencer()
         const watch = yield* cluster.acks.watch("t", 3, 0)
-        expect(watch.acks()).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false })
+        expect(watch.acks()).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false, durableFrozen: false })
         const seen = watch.progress()
         const moved = yield* Effect.fork(watch.awaitProgress(seen, 5_000))
         yield* Effect.sleep("20 millis")
@@ -69,7 +71,7 @@ for (const impl of implementations) {
         const now = yield* Fiber.join(moved)
         expect(now).not.toBe(seen)
         yield* cluster.acks.awaitAcked("t", 3, 0, 0, { timeoutMs: 5_000 })
-        expect(watch.acks()).toEqual({ ordered: 1, replicated: 1, fenced: false, known: true })
+        expect(watch.acks()).toEqual({ ordered: 1, replicated: 1, fenced: false, known: true, durableFrozen: false })
         expect(watch.acks()).toEqual(yield* cluster.acks.sessionAcks("t", 3, 0))
         // Already moved past `seen`: resumes with the progress now, whatever the bound.
         expect(yield* watch.awaitProgress(seen, 0)).toBe(watch.progress())

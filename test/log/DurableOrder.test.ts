@@ -147,7 +147,13 @@ for (const impl of implementations) {
           replicated: 1
         })
         // Everything the region still held is on disk now, yet the old session's batches 20.. are not all there.
-        expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({ ordered: 1001, replicated: 20 })
+        // Frozen: its publisher is refused level 2 (durability-unavailable) rather than left waiting for it.
+        expect(yield* cluster.acks.sessionAcks("g", 7, 1)).toMatchObject({
+          ordered: 1001,
+          replicated: 20,
+          durableFrozen: true
+        })
+        expect(yield* cluster.acks.sessionAcks("g", 8, 1)).toMatchObject({ durableFrozen: false })
         yield* Fiber.interrupt(second)
         const kept = (yield* onDisk(disk, "g")).filter((b) => b.clientId === 7).map((b) => b.batchSeq)
         expect(kept).not.toContain(20)

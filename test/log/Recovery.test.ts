@@ -88,7 +88,8 @@ for (const impl of implementations) {
           ordered: 8,
           replicated: 8,
           fenced: false,
-          known: true
+          known: true,
+          durableFrozen: false
         })
 
         // A publisher resending its last batch across the crash: a duplicate, dropped and acknowledged.

@@ -68,7 +68,8 @@ for (const impl of implementations) {
         ]])
         expect(yield* cluster.acks.sessionAcks("d", last.clientId, last.sessionEpoch)).toMatchObject({
           ordered: last.batchSeq + 2,
-          known: true
+          known: true,
+          durableFrozen: false
         })
       }))
 

@@ -37,7 +37,8 @@ for (const impl of implementations) {
           ordered: 0,
           replicated: 0,
           fenced: true,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         // The fresh session's first batch arrives late but within the bound: it is ordered.
         yield* TestClock.adjust("3000 millis")
@@ -50,7 +51,8 @@ for (const impl of implementations) {
           ordered: 0,
           replicated: 0,
           fenced: true,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         // The fresh one idles out like any session once it stops sending.
         yield* TestClock.adjust("6000 millis")

@@ -379,6 +379,14 @@ describe("a head attached without a data directory", () => {
         const attached = yield* forkCli(["head", "--attach"], env)
         yield* attached.event("ready")
         expect(attached.output()).toContain("keep a copy on disk, and this head has no data directory")
+        // A local publisher (appending in the region; the region's one writer slot is free until the broker starts) is refused the same way, where it waited for good.
+        const local = yield* runCliWithin(
+          ["publish", "--local", "--topic", "d", "--count", "10", "--ack", "2", "--flush-timeout-ms", "600000"],
+          env,
+          60_000
+        )
+        expect(local.code).not.toBe(0)
+        expect(local.stderr).toContain("durability-unavailable: topic d: its copy on disk stopped")
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
         const port = (yield* broker.event("listening"))["port"] as number
         const published = yield* publishWithoutTimeout(port, env, ["--count", "10"], 60_000)

@@ -74,12 +74,12 @@ export interface AckSource {
   readonly ordering?: (broker: number) => Listening | undefined
 }
 
-const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false }
+const UNKNOWN: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: false, durableFrozen: false }
 /** Sessions whose last reading an ACK tracker keeps (a few per connection). */
 const LAST_SEEN_LIMIT = 4096
 
 /** A session whose line could not be read yet (its writer preempted mid-write): nothing acked, nothing concluded. */
-const NOT_YET_READ: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: true }
+const NOT_YET_READ: SessionAcks = { ordered: 0, replicated: 0, fenced: false, known: true, durableFrozen: false }
 
 /** The frontier at `level`: level 2 is the durable frontier with replication factor 2, and equals level 1 with 1. */
 const ackedAt = (acks: SessionAcks, level: AckLevel) => (level === 2 ? acks.replicated : acks.ordered)
@@ -122,8 +122,15 @@ export const ackTrackerOver = (source: AckSource): AckTrackerShape => {
       return UNKNOWN
     }
     // Replication factor 2 keeps a copy on disk: level 2 is the durable frontier the head's durable tier publishes.
-    const replicated = t.info.replicationFactor >= 2 ? Math.min(record.durable, record.next) : record.next
-    const acks = { ordered: record.next, replicated, fenced: record.state !== "active", known: true }
+    const durable = t.info.replicationFactor >= 2
+    const replicated = durable ? Math.min(record.durable, record.next) : record.next
+    const acks = {
+      ordered: record.next,
+      replicated,
+      fenced: record.state !== "active",
+      known: true,
+      durableFrozen: durable && record.durableFrozen
+    }
     if (lastSeen.size >= LAST_SEEN_LIMIT && !lastSeen.has(key)) lastSeen.clear()
     lastSeen.set(key, { slot: record.slot, acks })
     return acks

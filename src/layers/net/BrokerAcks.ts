@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import type { Socket } from "node:net"
 import { brokerAckFrames, brokerFencedFrames } from "../../Metrics.js"
-import type { SessionWatch } from "../../services/log/AckTracker.js"
+import { levelTwoRefusal, type SessionWatch } from "../../services/log/AckTracker.js"
 import {
   type BrokerState,
   type ConnectionSession,
@@ -173,12 +173,11 @@ const frontierPass = (broker: BrokerState, track: AckTrack): "end" | "sent" | "w
     connection.output.ack(session.id, sessionEpoch, frontiers.ordered, 1, carried.orders, 0, 0)
     sent = true
   }
-  const failure = ackLevel === 2 ? watch.durableFailure() : undefined
-  if (failure !== undefined) {
-    // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
-    const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
-    return end("durability-unavailable", `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`)
-  }
+  const refusal = ackLevel === 2
+    ? levelTwoRefusal(topic, clientId, sessionEpoch, watch.durableFailure(), frontiers)
+    : undefined
+  // Level 2 will not move again: the publisher gets a typed refusal, not an ACK timeout (what was acked is on disk).
+  if (refusal !== undefined) return end("durability-unavailable", refusal)
   if (frontiers.fenced && ackLevel === 2 && frontiers.replicated < frontiers.ordered) {
     // The fence's frontier is what the publisher counts as done: at ACK 2 it must be on disk as well.
     track.fencedAt ??= performance.now()

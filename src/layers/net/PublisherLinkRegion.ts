@@ -12,7 +12,7 @@
  * its topic's log (backpressure), that topic's later ones queue behind it; other topics go on.
  */
 import { Cause, Effect, Exit } from "effect"
-import type { AckTrackerShape, SessionWatch } from "../../services/log/AckTracker.js"
+import { type AckTrackerShape, levelTwoRefusal, type SessionWatch } from "../../services/log/AckTracker.js"
 import { type AppenderShape, type BatchHeader, BatchRejected, type TopicLimits } from "../../services/log/Appender.js"
 import { BrokerRejected } from "../../services/net/Publisher.js"
 import { checkBatchWithin } from "./BatchPayload.js"
@@ -92,12 +92,14 @@ class RegionSession {
 
   constructor(readonly link: RegionLink, readonly lane: LaneRef, readonly epoch: number) {}
 
-  /** Whether the session's line moved past what was reported (or ended). */
+  /** Whether the session's line moved past what was reported (or ended, or can get no more level 2 ACKs). */
   acksMoved(): boolean {
     const acks = this.watch?.acks()
     if (acks === undefined) return false
     return this.watch!.deleted() || acks.fenced || acks.ordered > this.reportedOrdered ||
-      (this.link.c.ackLevel === 2 && acks.replicated > this.reportedReplicated)
+      (this.link.c.ackLevel === 2 &&
+        (acks.replicated > this.reportedReplicated || acks.durableFrozen ||
+          this.watch!.durableFailure() !== undefined))
   }
 
   /** Batch `seq` was appended: the session stands on the doorbell until its ACK is reported. */
@@ -318,7 +320,15 @@ export class RegionLink implements PublisherLink {
       this.dropSession(lane)
       return this.c.events.fenced(lane, session.epoch, acks.ordered)
     }
-    if (session.settled) this.settle(session)
+    if (session.settled) return this.settle(session)
+    // Level 2 will not move again: what it awaits fails with a typed refusal, as a broker's publisher's does.
+    const refusal = this.c.ackLevel === 2
+      ? levelTwoRefusal(lane.topic, this.c.clientId, session.epoch, watch.durableFailure(), acks)
+      : undefined
+    if (refusal !== undefined) {
+      this.dropSession(lane)
+      return this.c.events.sessionRefused(this, lane, this.refusal(lane, "durability-unavailable", refusal))
+    }
   }
 
   /** Everything the session appended is acknowledged: it stays on the doorbell only while it is among the most recently active. */

@@ -20,6 +20,12 @@ export interface SessionAcks {
   readonly fenced: boolean
   /** False when no session line holds the key (never registered, or released and its line reused). */
   readonly known: boolean
+  /**
+   * Level 2 will not move again for this session (replication factor 2): the head's disk writer
+   * found batches of it recycled before they reached the disk (it was not running), so
+   * `replicated` stays where it is for good.
+   */
+  readonly durableFrozen: boolean
 }
 
 /** Why level 2 of a replication factor 2 topic no longer moves: the head stopped writing its copy on disk. */
@@ -31,6 +37,27 @@ export const DurableFailureCode = { "disk-full": 1, stopped: 2 } as const satisf
 /** The failure a code names (undefined for 0 or an unknown code). */
 export const durableFailureOf = (code: number): DurableFailure | undefined =>
   code === 1 ? "disk-full" : code === 2 ? "stopped" : undefined
+
+/**
+ * Why an ACK 2 session of `topic` can get no more level 2 ACKs — its topic's copy on disk stopped,
+ * or the session was frozen — as its publisher is told (`durability-unavailable`); undefined
+ * while level 2 may still move.
+ */
+export const levelTwoRefusal = (
+  topic: string,
+  clientId: number,
+  sessionEpoch: number,
+  failure: DurableFailure | undefined,
+  acks: SessionAcks
+): string | undefined => {
+  if (failure !== undefined) {
+    const why = failure === "disk-full" ? "the head's data directory is full" : "the head stopped writing it"
+    return `topic ${topic}: its copy on disk stopped (${why}); ACK 2 cannot be given`
+  }
+  return acks.durableFrozen
+    ? `session ${clientId}/${sessionEpoch} of topic ${topic}: its batches from ${acks.replicated} on were recycled before they reached the disk (the head's disk writer was not running); ACK 2 cannot be given for them`
+    : undefined
+}
 
 export const BrokerCounts = Schema.Struct({
   brokerId: Schema.Int,
