@@ -15,6 +15,11 @@ if (servers === undefined || stream === undefined) {
   process.stderr.write("usage: node scripts/read-mirror.mjs nats://HOST:PORT[,…] STREAM\n")
   process.exit(2)
 }
+// A reader that stops early (`| head -3`) closes the pipe: that ends the read, it is no failure.
+process.stdout.on("error", (error) => {
+  if (error.code === "EPIPE") process.exit(0)
+  throw error
+})
 const nc = await connect({ servers: servers.split(",") })
 try {
   const total = (await (await jetstreamManager(nc)).streams.info(stream)).state.messages

@@ -29,6 +29,8 @@ interface Log {
   readonly env: Record<string, string>
   readonly brokers: string
   readonly regionId: string
+  /** Topic m's generation: with the region's id, what its message ids name. */
+  readonly generation: number
 }
 
 /** A region with topic m (order 5), its head and one broker; mirror status files in a directory of the test's own. */
@@ -42,8 +44,8 @@ const startLog = (label: string, extraEnv: Record<string, string> = {}): Effect.
     const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
     const port = (yield* broker.event("listening"))["port"] as number
     const topics = yield* runCli(["topics", "--json"], env)
-    const regionId = (JSON.parse(topics.stdout) as { regionId: string }).regionId
-    return { env, brokers: `127.0.0.1:${port}`, regionId }
+    const listed = JSON.parse(topics.stdout) as { regionId: string; topics: Array<{ generation: number }> }
+    return { env, brokers: `127.0.0.1:${port}`, regionId: listed.regionId, generation: listed.topics[0]!.generation }
   })
 
 const publish = (log: Log, count: number, bytes = 16) =>
@@ -239,7 +241,7 @@ const audit = (cluster: NatsCluster, log: Log, count: number) =>
       const r = region[i]!
       const payload = r.payload === undefined ? Buffer.from(r.payloadBase64 ?? "", "base64") : Buffer.from(r.payload)
       if (
-        m.sequence !== i + 1 || m.offset !== i || m.msgId !== `${log.regionId}/${TOPIC}/${i}` ||
+        m.sequence !== i + 1 || m.offset !== i || m.msgId !== `${log.regionId}/${TOPIC}/${log.generation}/${i}` ||
         !payload.equals(Buffer.from(m.payload))
       ) {
         problems.push(
@@ -448,7 +450,7 @@ describe.skipIf(skip !== undefined)(
             })
           )
           expect(exited.code).toBe(1)
-          expect(running.output()).toMatch(/MirrorStreamForeign|another writer appended to it; nothing was written/)
+          expect(running.output()).toMatch(/MirrorStreamForeign|another writer appended it; nothing was written/)
           expect(yield* streamCount(cluster)).toBe(1_001)
           // Started again, it refuses before writing anything.
           const again = yield* runCli(mirrorArgs(cluster), log.env)
@@ -458,6 +460,58 @@ describe.skipIf(skip !== undefined)(
           )
           expect(yield* streamCount(cluster)).toBe(1_001)
           expect((yield* topicsMirror(log))?.state).toBe("fenced")
+        }),
+      180_000
+    )
+
+    it.scopedLive(
+      "a topic deleted and created again under its name is another log: its mirror into the old stream is fenced; a missing topic makes no stream; a stream JetStream refuses ends the mirror at once",
+      () =>
+        Effect.gen(function*() {
+          const { cluster, log } = yield* mirroredOnce("mirrorregen", 200)
+          for (
+            const args of [["topics", "delete", TOPIC], ["topics", "create", `${TOPIC}:5:1`]]
+          ) {
+            const changed = yield* runCli(args, log.env)
+            expect(changed.code, changed.stderr).toBe(0)
+          }
+          // Offsets start again at 0: continued in the old stream, 0..199 would be dropped as duplicates of the old ones.
+          yield* publish(log, 300)
+          const again = yield* runCliWithin(mirrorArgs(cluster, "--until", "300"), log.env, 60_000)
+          expect(again.code).toBe(1)
+          expect(again.stderr).toContain(
+            `is "${log.regionId}/${TOPIC}/${log.generation}/199" on cxlog.${TOPIC}, not this mirror's (${log.regionId}/${TOPIC}/`
+          )
+          expect(again.stderr).toContain("another generation of the topic (deleted and created again)")
+          expect(yield* streamCount(cluster)).toBe(200)
+          // A topic that does not exist: refused before any stream is made for it.
+          const missing = yield* runCliWithin(
+            ["mirror", "--topic", "nosuch", "--to", cluster.urls.join(","), "--stream", "NOSUCH"],
+            log.env,
+            60_000
+          )
+          expect(missing.code).toBe(1)
+          expect(missing.stderr).toContain("nosuch")
+          const streams = yield* withJetStream(cluster, async (nc) => {
+            const names: Array<string> = []
+            for await (const name of (await jetstreamManager(nc, { timeout: 10_000 })).streams.names()) names.push(name)
+            return names
+          })
+          expect(streams).toEqual([STREAM])
+          // A stream JetStream refuses (its name; a subject another stream takes) ends the mirror at once,
+          // where it backed off for --retry-for (15 minutes).
+          for (
+            const [stream, says] of [["a.b", "has no '.'"], ["OTHER", `another stream takes subject cxlog.${TOPIC}`]]
+          ) {
+            const refused = yield* runCliWithin(
+              ["mirror", "--topic", TOPIC, "--to", cluster.urls.join(","), "--stream", stream!],
+              log.env,
+              60_000
+            )
+            expect(refused.code).toBe(1)
+            expect(refused.stderr).toContain(`stream ${stream}: JetStream refused it`)
+            expect(refused.stderr).toContain(says)
+          }
         }),
       180_000
     )

@@ -19,10 +19,14 @@ describe("docs/mirror.md", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir("cxlog-mirror-docs-")
       const block = /```sh(?: fragment)?\n([\s\S]*?)```/.exec(doc)?.[1]
-      expect(block).toContain("nats-server -c n$i.conf > n$i.log 2>&1 & done")
+      expect(block).toContain("nats-server -c /tmp/js/n$i.conf > /tmp/js/n$i.log 2>&1 & done")
       // As documented, but in the test's directory, and without starting the servers (the ports are fixed).
-      const script = block!.replaceAll("/tmp/js", dir).replace("nats-server -c n$i.conf > n$i.log 2>&1 & done", "done")
-      execFileSync("bash", ["-e", "-c", script], { cwd: dir })
+      const script = block!.replaceAll("/tmp/js", dir).replace(
+        `nats-server -c ${dir}/n$i.conf > ${dir}/n$i.log 2>&1 & done`,
+        "done"
+      )
+      // From another directory: the block names its paths, as a newcomer's next steps run from the project.
+      execFileSync("bash", ["-e", "-c", script], { cwd: process.cwd() })
       for (let i = 1; i <= 3; i++) {
         const written = readFileSync(join(dir, `n${i}.conf`), "utf8").split("\n").map((l) => l.trim()).filter((l) =>
           l !== ""

@@ -19,7 +19,8 @@ import {
   mirrorMessageId,
   type MirrorOptions,
   MirrorStreamForeign,
-  MirrorStreamMismatch
+  MirrorStreamMismatch,
+  MirrorStreamRefused
 } from "../../services/mirror/Mirror.js"
 
 /** JetStream did not answer, or refused for a reason retrying may cure (no leader yet, servers down). */
@@ -30,6 +31,36 @@ export class JetStreamFailed extends Data.TaggedError("JetStreamFailed")<{ reado
 }
 
 const STREAM_NOT_FOUND = 10059
+
+/**
+ * What JetStream (or its client, checking the name first) answers about the stream that no retry
+ * cures, and what to change: the mirror stops with it instead of backing off for `--retry-for`.
+ */
+const refusedStream = (options: MirrorOptions, error: unknown): MirrorStreamRefused | undefined => {
+  const refused = (hint: string) => new MirrorStreamRefused({ stream: options.stream, reason: reasonOf(error), hint })
+  if ((error as { name?: unknown } | null)?.name === "InvalidNameError") {
+    return refused("a stream's name has no '.', '*', '>', spaces or path separators: --stream")
+  }
+  switch (apiCode(error)) {
+    case 10065:
+      return refused(
+        `another stream takes subject ${options.subject}: mirror into it (--stream) or to another subject (--subject)`
+      )
+    case 10074:
+      return refused("these servers are not a cluster: --replicas 1")
+    case 10052:
+      return refused("--replicas 1 to 5, and a subject of non-empty tokens (--subject)")
+    case 10058:
+      return refused(
+        "a stream of that name exists with other settings: mirror into it as it is, or into another (--stream)"
+      )
+  }
+  return undefined
+}
+
+/** JetStream's failure `what`: a refusal no retry cures, or one retrying may (JetStreamFailed). */
+const failedOrRefused = (options: MirrorOptions, what: string) => (error: unknown) =>
+  refusedStream(options, error) ?? failed(what)(error)
 
 const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 const failed = (what: string) => (error: unknown) => new JetStreamFailed({ reason: `${what}: ${reasonOf(error)}` })
@@ -56,7 +87,7 @@ export interface JetStreamTarget {
   readonly connection: NatsConnection
   readonly client: JetStreamClient
   readonly manager: JetStreamManager
-  /** The stream's last message, which must be this mirror's (same region and topic) unless the stream is empty. */
+  /** The stream's last message, which must be this mirror's (same region, topic and generation) unless the stream is empty. */
   readonly end: Effect.Effect<StreamEnd, JetStreamFailed | MirrorStreamForeign>
   /**
    * Publishes offset `offset` expecting the stream's last sequence to be `expectedLast` and, when
@@ -73,10 +104,14 @@ export interface JetStreamTarget {
   ) => Promise<PubAck>
 }
 
-/** Connects (failing over among `servers`), makes sure the stream takes the subject, and hands out the target; closed with the scope. */
+/**
+ * Connects (failing over among `servers`), makes sure the stream takes the subject, and hands out
+ * the target for the topic's `generation`; closed with the scope.
+ */
 export const openTarget = (
-  options: MirrorOptions
-): Effect.Effect<JetStreamTarget, JetStreamFailed | MirrorStreamMismatch, Scope.Scope> =>
+  options: MirrorOptions,
+  generation: number
+): Effect.Effect<JetStreamTarget, JetStreamFailed | MirrorStreamMismatch | MirrorStreamRefused, Scope.Scope> =>
   Effect.gen(function*() {
     const connection = yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -101,7 +136,7 @@ export const openTarget = (
     })
     const client = jetstream(connection, { timeout: options.requestTimeoutMs })
     yield* ensureStream(manager, options)
-    const prefix = mirrorMessageId(options.regionId, options.topic, 0).slice(0, -1)
+    const prefix = mirrorMessageId(options.regionId, options.topic, generation, 0).slice(0, -1)
     const end = Effect.gen(function*() {
       const info = yield* Effect.tryPromise({
         try: () => manager.streams.info(options.stream),
@@ -170,7 +205,7 @@ const ensureStream = (manager: JetStreamManager, options: MirrorOptions) =>
         manager.streams.info(options.stream).catch((
           error: unknown
         ) => (apiCode(error) === STREAM_NOT_FOUND ? undefined : Promise.reject(error))),
-      catch: failed(`stream ${options.stream}`)
+      catch: failedOrRefused(options, `stream ${options.stream}`)
     })
     if (info === undefined) {
       yield* Effect.tryPromise({
@@ -181,7 +216,7 @@ const ensureStream = (manager: JetStreamManager, options: MirrorOptions) =>
             num_replicas: options.replicas,
             storage: StorageType.File
           }),
-        catch: failed(`creating stream ${options.stream} (${options.replicas} replicas; --replicas)`)
+        catch: failedOrRefused(options, `creating stream ${options.stream} (${options.replicas} replicas; --replicas)`)
       })
       return
     }

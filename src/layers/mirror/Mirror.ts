@@ -16,6 +16,7 @@ import {
   mirrorRetries,
   mirrorUnavailable
 } from "../../Metrics.js"
+import { TopicDeleted, Topics, type TopicsShape } from "../../services/log/Topics.js"
 import {
   Mirror,
   MirrorBehindRetention,
@@ -206,11 +207,17 @@ const watchLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow) 
     }
   })
 
-/** One session: resume from the stream's end, mirror until a failure (or `until`). */
-const session = (run: MirrorRun, subscriber: SubscriberShape) =>
+/**
+ * One session: resume from the stream's end, mirror until a failure (or `until`). The topic's
+ * generation, looked up first (a missing topic makes no stream), is part of every message id; read
+ * again once subscribed, it says the subscription reads that generation (one created again in
+ * between is the deletion the subscription would have failed with).
+ */
+const session = (run: MirrorRun, subscriber: SubscriberShape, topics: TopicsShape) =>
   Effect.gen(function*() {
     const o = run.options
-    const target = yield* openTarget(o)
+    const { generation } = yield* topics.lookup(o.topic)
+    const target = yield* openTarget(o, generation)
     const end = yield* target.end
     const resume = end.offset === undefined ? undefined : end.offset + 1
     // Known before the region is asked: a mirror refused there (behind retention) still says where it stands.
@@ -221,6 +228,7 @@ const session = (run: MirrorRun, subscriber: SubscriberShape) =>
       from: resume ?? o.from,
       autoCommit: "off"
     }).pipe(fromSubscription(run))
+    if ((yield* topics.lookup(o.topic)).generation !== generation) return yield* new TopicDeleted({ name: o.topic })
     const next = resume ?? subscription.start
     if (subscription.start > next) {
       run.state = "failed"
@@ -247,7 +255,11 @@ const session = (run: MirrorRun, subscriber: SubscriberShape) =>
     yield* Effect.raceFirst(publishLoop(run, subscription, w, target, next), watchLoop(run, subscription, w))
   }).pipe(Effect.scoped)
 
-const runMirror = (subscriber: SubscriberShape, options: MirrorOptions): Effect.Effect<void, MirrorError> =>
+const runMirror = (
+  subscriber: SubscriberShape,
+  topics: TopicsShape,
+  options: MirrorOptions
+): Effect.Effect<void, MirrorError> =>
   Effect.gen(function*() {
     const run: MirrorRun = {
       options,
@@ -274,7 +286,7 @@ const runMirror = (subscriber: SubscriberShape, options: MirrorOptions): Effect.
       Effect.forkScoped
     )
     for (;;) {
-      const outcome = yield* session(run, subscriber).pipe(Effect.either)
+      const outcome = yield* session(run, subscriber, topics).pipe(Effect.either)
       if (outcome._tag === "Right") {
         run.state = "stopped"
         yield* refresh
@@ -315,9 +327,13 @@ const runMirror = (subscriber: SubscriberShape, options: MirrorOptions): Effect.
   }).pipe(Effect.scoped)
 
 export const make = Effect.map(
-  Subscriber,
-  (subscriber) => Mirror.of({ run: (options) => runMirror(subscriber, options) })
+  Effect.all([Subscriber, Topics]),
+  ([subscriber, topics]) => Mirror.of({ run: (options) => runMirror(subscriber, topics, options) })
 )
 
-/** The Mirror over whichever Subscriber is provided (Subscriber.layer for the region, layerRemote for brokers). */
-export const layer: Layer.Layer<Mirror, never, Subscriber> = Layer.effect(Mirror, make)
+/**
+ * The Mirror over whichever Subscriber and Topics are provided: the region's (SubscriberLayers.layer
+ * and TopicsLayers.layer, read in place) or the brokers' (SubscriberRemoteLayers.layerRemote and
+ * TopicsRemoteLayers.layerRemote; a description needs only the right to read the topic).
+ */
+export const layer: Layer.Layer<Mirror, never, Subscriber | Topics> = Layer.effect(Mirror, make)

@@ -65,7 +65,8 @@ export const readMirrored = (
   message: { readonly seq: number; readonly data: Uint8Array; readonly headers?: MsgHdrs | undefined }
 ): MirroredMessage => {
   const h = message.headers
-  const get = (name: string) => h?.get(name) || undefined
+  // Present, even empty (an empty key is a key), or absent: `get` alone says "" for both.
+  const get = (name: string) => (h !== undefined && h.has(name) ? h.get(name) : undefined)
   const keyText = get(MirrorHeaders.key)
   const keyBase64 = get(MirrorHeaders.keyBase64)
   const headersJson = get(MirrorHeaders.headers)

@@ -89,7 +89,8 @@ const publishDirect = (servers: ReadonlyArray<string>, options: Required<MirrorB
       requestTimeoutMs: 10_000,
       retryForMs: 0
     }
-    const target = yield* openTarget(mirrorOptions)
+    // The direct step writes a stream of its own, as no topic: generation 0.
+    const target = yield* openTarget(mirrorOptions, 0)
     const payload = new Uint8Array(options.messageBytes).fill(0x61)
     const message = {
       offset: 0,
@@ -302,16 +303,17 @@ const publishLagLoad = (cluster: MirrorBenchCluster, lagMessages: number, total:
 /** Steps 6 and 7 from the stream read back after `base`: the lag step's lags (ms, sorted), and the audit against `region`. */
 const readBack = ({ nc }: MirrorBenchCluster, region: string, base: number, total: number, lagMessages: number) =>
   Effect.gen(function*() {
-    const regionId = (yield* Effect.tryPromise({
+    // The first message's id says the region and the topic's generation the mirror wrote under.
+    const [regionId = "", , generation = ""] = (yield* Effect.tryPromise({
       try: async () =>
         (await (await jetstreamManager(nc)).streams.getMessage(STREAM, { seq: base + 1 }))?.header.get(
           MirrorHeaders.msgId
         ) ?? "",
       catch: failed("reading the first message")
-    })).split("/")[0]!
+    })).split("/")
     const stream = yield* readStream(nc, total)
     const lags = Float64Array.from(stream.slice(total - lagMessages), (m) => m.stored - m.timestamp).sort()
-    const audit = yield* auditStream(region, regionId, stream, total)
+    const audit = yield* auditStream(region, regionId, Number(generation), stream, total)
     return { lags, audit }
   })
 

@@ -80,7 +80,13 @@ export const readStream = (nc: NatsConnection, count: number) =>
   })
 
 /** Step 7: offsets 0..count−1 once, in order, payloads equal to the region's. */
-export const auditStream = (region: string, regionId: string, stream: ReadonlyArray<MirroredMessage>, count: number) =>
+export const auditStream = (
+  region: string,
+  regionId: string,
+  generation: number,
+  stream: ReadonlyArray<MirroredMessage>,
+  count: number
+) =>
   Effect.gen(function*() {
     if (stream.length !== count) {
       return { passed: false, detail: `${stream.length} messages in the stream, ${count} expected` }
@@ -97,7 +103,8 @@ export const auditStream = (region: string, regionId: string, stream: ReadonlyAr
       for (const m of batch) {
         if (at >= count) break
         const s = stream[at]!
-        const same = s.offset === m.offset && m.offset === at && s.msgId === mirrorMessageId(regionId, TOPIC, at) &&
+        const same = s.offset === m.offset && m.offset === at &&
+          s.msgId === mirrorMessageId(regionId, TOPIC, generation, at) &&
           Buffer.from(s.payload).equals(Buffer.from(m.payload))
         if (!same) {
           return {

@@ -9,6 +9,7 @@ import { CONSUMER_NAME_BYTES } from "../../layers/log/Records.js"
 import * as MirrorLayers from "../../layers/mirror/Mirror.js"
 import * as SubscriberLayers from "../../layers/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "../../layers/net/SubscriberRemote.js"
+import * as TopicsRemoteLayers from "../../layers/net/TopicsRemote.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
 import { Mirror, type MirrorOptions, type MirrorState } from "../../services/mirror/Mirror.js"
@@ -52,6 +53,17 @@ const stateLogger = () => {
   }
 }
 
+/** The topics' descriptions through the brokers a remote mirror reads from, as the same user. */
+const topicsThrough = (o: RemoteSubscriberOptions) =>
+  TopicsRemoteLayers.layerRemote({
+    brokers: o.brokers,
+    ...(o.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: o.connectTimeoutMs }),
+    ...(o.credentials === undefined ? {} : { credentials: o.credentials }),
+    ...(o.region === undefined ? {} : { region: o.region }),
+    ...(o.insecure === undefined ? {} : { insecure: o.insecure }),
+    ...(o.tls === undefined ? {} : { tls: o.tls })
+  })
+
 /** Runs the mirror over the region (its id from the superblock) or over brokers. */
 export const mirror = (options: MirrorRunOptions) => {
   const log = stateLogger()
@@ -77,7 +89,11 @@ export const mirror = (options: MirrorRunOptions) => {
       )
     )
     : runWith(options.remote.regionId).pipe(
-      Effect.provide(MirrorLayers.layer.pipe(Layer.provide(layerRemote(options.remote.subscriber))))
+      Effect.provide(
+        MirrorLayers.layer.pipe(
+          Layer.provide(Layer.merge(layerRemote(options.remote.subscriber), topicsThrough(options.remote.subscriber)))
+        )
+      )
     )
   return running.pipe(Effect.tapError((error) => Effect.sync(() => reportFailure(error))))
 }

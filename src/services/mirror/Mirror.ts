@@ -1,7 +1,7 @@
 /**
  * Mirror: carries a topic's total order, exactly once and in offset order, into a NATS
  * JetStream stream (docs/mirror.md). Each message becomes one stream message whose
- * `Nats-Msg-Id` is `regionId/topic/offset` and which expects the stream's last sequence and
+ * `Nats-Msg-Id` is `regionId/topic/generation/offset` and which expects the stream's last sequence and
  * (past a session's first publish, whose predecessor it read) last message id to be those of
  * the offset before it (`Nats-Expected-Last-Sequence`, `Nats-Expected-Last-Msg-Id`): a fenced,
  * de-duplicated writer. On start,
@@ -9,11 +9,12 @@
  * it. It reads the topic as a named consumer, so the region keeps what it has not mirrored.
  */
 import { Context, Data, type Effect, Schema } from "effect"
+import type { TopicsRemoteError } from "../log/Topics.js"
 import type { SubscribeError, SubscriptionError } from "../net/Subscriber.js"
 
 /** The JetStream headers a mirrored message carries (docs/mirror.md, "The mapping"). */
 export const MirrorHeaders = {
-  /** JetStream's de-duplication id: `regionId/topic/offset`. */
+  /** JetStream's de-duplication id: `regionId/topic/generation/offset`. */
   msgId: "Nats-Msg-Id",
   /** The message's offset in the topic's total order, decimal. */
   offset: "Cxlog-Offset",
@@ -27,9 +28,13 @@ export const MirrorHeaders = {
   headers: "Cxlog-Headers"
 } as const
 
-/** `Nats-Msg-Id` of offset `offset`: unique per region, topic and offset. */
-export const mirrorMessageId = (regionId: string, topic: string, offset: number): string =>
-  `${regionId}/${topic}/${offset}`
+/**
+ * `Nats-Msg-Id` of offset `offset`: unique per region, topic and offset — and per generation of
+ * the topic, so a topic deleted and created again under its name, whose offsets start again at 0,
+ * is another log to the stream, never continued in it nor de-duplicated against it.
+ */
+export const mirrorMessageId = (regionId: string, topic: string, generation: number, offset: number): string =>
+  `${regionId}/${topic}/${generation}/${offset}`
 
 /** Publishes a mirror keeps in flight unless told otherwise. */
 export const DEFAULT_MIRROR_IN_FLIGHT = 256
@@ -118,7 +123,7 @@ export class MirrorStreamForeign extends Data.TaggedError("MirrorStreamForeign")
   readonly expected: string
 }> {
   override get message() {
-    return `stream ${this.stream}: its last message (sequence ${this.sequence}) is ${this.found}, not this mirror's (${this.expected}…): another writer appended to it; nothing was written (mirror to a stream of its own)`
+    return `stream ${this.stream}: its last message (sequence ${this.sequence}) is ${this.found}, not this mirror's (${this.expected}…): another region, another generation of the topic (deleted and created again) or another writer appended it; nothing was written (mirror to a stream of its own)`
   }
 }
 
@@ -179,7 +184,20 @@ export class MirrorStreamMismatch extends Data.TaggedError("MirrorStreamMismatch
   }
 }
 
+/** JetStream refused the stream the mirror needs for a reason retrying cannot cure: its name, subject or replicas. */
+export class MirrorStreamRefused extends Data.TaggedError("MirrorStreamRefused")<{
+  readonly stream: string
+  readonly reason: string
+  readonly hint: string
+}> {
+  override get message() {
+    return `stream ${this.stream}: JetStream refused it: ${this.reason}; nothing was written (${this.hint})`
+  }
+}
+
 export type MirrorError =
+  | TopicsRemoteError
+  | MirrorStreamRefused
   | MirrorStreamForeign
   | MirrorGap
   | MirrorBehindRetention
