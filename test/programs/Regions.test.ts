@@ -1,12 +1,14 @@
 /**
  * `cxlog regions` and the reclaiming of orphaned run regions: a `cxlog run` owns the region
  * it names after its pid; once that run is gone and nothing uses the region, the next run
- * removes it. A live run's region and any head's region are never touched.
+ * removes it. A live run's region and any head's region are never touched. A region removed
+ * takes its mirrors' status files with it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Queue } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, unlinkSync } from "node:fs"
+import { existsSync, readdirSync, unlinkSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import {
   defaultControlConfig,
@@ -20,7 +22,7 @@ import { runRegionName } from "../../src/programs/admin/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
-import { exitedPid, uniqueRegion } from "../helpers/Processes.js"
+import { exitedPid, tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
 
 const config: RegionConfig = {
@@ -90,6 +92,27 @@ describe("cxlog regions (bundled CLI)", () => {
         expect(head.output()).toContain(`region ${region} was never made`)
       }),
     120_000
+  )
+
+  it.scopedLive(
+    "removing a region removes its mirrors' status files (its id is never seen again), and no other region's",
+    () =>
+      Effect.gen(function*() {
+        const statusDir = yield* tempDir("cxlog-mirror-status-")
+        const region = yield* uniqueRegion("mirrorstatus")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_MIRROR_STATUS_DIR: statusDir }
+        const head = yield* forkCli(["head", "--topic", "events"], env)
+        yield* head.event("ready")
+        const listed = yield* runCli(["topics", "--json"], env)
+        const regionId = (JSON.parse(listed.stdout) as { regionId: string }).regionId
+        for (const id of [regionId, "12345"]) writeFileSync(join(statusDir, `${id}.events.S.json`), "{}")
+        head.child.kill("SIGKILL")
+        yield* head.exited
+        const removed = yield* runCli(["regions", "--remove", region], env)
+        expect(removed.code, removed.stderr).toBe(0)
+        expect(readdirSync(statusDir)).toEqual(["12345.events.S.json"])
+      }),
+    60_000
   )
 
   it.scopedLive(

@@ -71,7 +71,7 @@ export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus
   return found
 }
 
-/** Removes region `regionId`'s status files (tests; a region retired for good). */
+/** Removes region `regionId`'s status files (the region was removed: its id is never seen again). */
 export const removeMirrorStatuses = (regionId: string): void => {
   const dir = mirrorStatusDirectory()
   let names: Array<string> = []

@@ -15,6 +15,7 @@ import { Console, Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
 import { LeaseLine, OrderLine } from "../../layers/log/Records.js"
 import { listTopics } from "../../layers/log/TopicDescriptors.js"
+import { removeMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"
@@ -238,10 +239,13 @@ export const isOrphanedRun = (info: RegionInfo): boolean => info.kind === "run" 
  */
 export const unlink = (name: string): Effect.Effect<boolean> =>
   Effect.try(() => {
+    const createdAtMs = regionCreatedAtMs(name)
     unlinkSync(`${SHM_DIR}/${name}`)
     removeWakeFifos(name)
     // Its credential files are its own: a region made again under the name gets new ones.
     removeDefaultCredentials(name)
+    // Its mirrors' status files name its id, which no region has again: nothing would read them.
+    if (createdAtMs !== undefined) removeMirrorStatuses(String(createdAtMs))
   }).pipe(
     Effect.as(true),
     // Someone else removed it meanwhile: it is gone either way.
