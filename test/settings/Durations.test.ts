@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Duration, Either } from "effect"
 import { withMillis } from "../../src/Durations.js"
 import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
+import { DEFAULT_CONSUMER_HOLD_MS } from "../../src/services/log/Consumers.js"
 import { checkSequencerOptions } from "../../src/services/log/Sequencer.js"
 
 const brokers = [{ host: "127.0.0.1", port: 7400 }]
@@ -56,5 +57,11 @@ describe("durations in options", () => {
       sessionGapIdleMs: 120_000,
       holdTimeoutMs: 1_000
     })
+  })
+
+  it("a broker's default cut-off of a stalled consumer comes well before a publisher's default ACK timeout", () => {
+    // Equal, the publishers it holds gave up on batches the log then ordered (resent, they are duplicates).
+    const publisher = settingsOf({ brokers, topic: "t" })
+    expect(DEFAULT_CONSUMER_HOLD_MS + 5_000).toBeLessThanOrEqual(publisher.ackTimeoutMs)
   })
 })

@@ -21,6 +21,7 @@ import {
   SessionTableFull,
   type TopicLimits
 } from "../../services/log/Appender.js"
+import { DEFAULT_CONSUMER_HOLD_MS } from "../../services/log/Consumers.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
@@ -42,7 +43,6 @@ export interface AppenderOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000
-const DEFAULT_CONSUMER_HOLD_MS = 30_000
 
 /** Why a header cannot be appended, or undefined. */
 export const headerProblem = (header: BatchHeader, maxBatchBytes: number): string | undefined => {

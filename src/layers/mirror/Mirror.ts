@@ -306,8 +306,9 @@ const runMirror = (
       run.metrics.retries.unsafeUpdate(1, [])
       run.state = "mirror-unavailable"
       run.detail = error.reason
-      run.window = undefined
+      // What the failed session stored stands: its window's count, before the window goes.
       report(run)
+      run.window = undefined
       if (now - run.unavailableSince > options.retryForMs) {
         run.state = "failed"
         yield* refresh

@@ -1,5 +1,6 @@
 /** `cxlog broker`: takes a broker slot of the region and serves publishers and remote subscribers over TCP. */
 import { Effect } from "effect"
+import { DEFAULT_CONSUMER_HOLD_MS } from "../../services/log/Consumers.js"
 import { DURABLE_SETTINGS } from "../../services/log/LogSettings.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import * as Cli from "../cli/CliKit.js"
@@ -58,7 +59,7 @@ export const brokerCommand = Cli.command({
         "log a stats line (connections, batches, MB/s, unordered backlog) this often while traffic flows (0: never)"
     }),
     consumerHoldMs: Cli.integer("consumer-hold-ms", {
-      default: 30_000,
+      default: DEFAULT_CONSUMER_HOLD_MS,
       min: 0,
       placeholder: "MS",
       env: "CXLOG_CONSUMER_HOLD_MS",

@@ -42,8 +42,11 @@ const stateLogger = () => {
     if (status.state === last) return
     last = status.state
     const where = `mirror ${status.topic} → ${status.stream} (${status.servers.join(",")})`
+    // Starting, it has not read yet where the stream ends: no offset to name.
     const line = status.state === "mirroring"
       ? `${where}: mirroring from offset ${status.mirrored} (stream sequence ${status.streamSequence})`
+      : status.state === "starting"
+      ? `${where}: starting`
       : `${where}: ${status.state} at offset ${status.mirrored}${
         status.detail === undefined ? "" : `: ${status.detail}`
       }`

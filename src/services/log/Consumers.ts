@@ -19,6 +19,13 @@
 import { Context, Data, type Effect, type Scope } from "effect"
 import type { TopicNotFound } from "./Topics.js"
 
+/**
+ * The hold's bound unless a broker is given another (`--consumer-hold-ms`): below a publisher's
+ * default `ackTimeoutMs` (30 s), so a consumer nobody reads is cut off while the publishers it
+ * holds still wait, not after they gave up on batches the log then ordered.
+ */
+export const DEFAULT_CONSUMER_HOLD_MS = 20_000
+
 export interface ConsumerInfo {
   readonly topic: string
   readonly name: string
