@@ -19,7 +19,8 @@ const parseServers = (t: string): Either.Either<ReadonlyArray<string>, string> =
 export const mirrorCommand = Cli.command({
   name: "mirror",
   summary: "Mirror a topic's total order into a NATS JetStream stream, exactly once (docs/mirror.md)",
-  details: "Each message becomes one stream message (Nats-Msg-Id REGION/TOPIC/GENERATION/OFFSET, Cxlog-Offset, Cxlog-Timestamp, " +
+  details:
+    "Each message becomes one stream message (Nats-Msg-Id REGION/TOPIC/GENERATION/OFFSET, Cxlog-Offset, Cxlog-Timestamp, " +
     "Cxlog-Key, Cxlog-Headers), appended in offset order with the stream's expected last sequence. It resumes after " +
     "the stream's last message, holds retention in the region as a named consumer, and retries while JetStream is " +
     "unreachable (mirror-unavailable in metrics and `cxlog topics`).",
