@@ -4,7 +4,7 @@
  */
 import { Metric, MetricBoundaries, type MetricLabel } from "effect"
 
-/** Latency boundaries in microseconds, 1 µs to ~1 s, exponential. */
+/** Latency boundaries in microseconds, 1 µs to 2^19 µs (about half a second), exponential; slower ones count in +Inf. */
 export const latencyMicros = MetricBoundaries.exponential({ start: 1, factor: 2, count: 21 })
 
 // ---- doorbell -------------------------------------------------------------------------

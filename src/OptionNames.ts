@@ -17,8 +17,16 @@ export const unknownNames = (given: object, names: Names): Array<string> =>
 /** `names` as a list for a message: `a, b, c`. */
 export const nameList = (names: Names): string => Object.keys(names).join(", ")
 
-/** Why `given` is refused (`owner` has none of the options it names beyond `names`, listed), or undefined. */
-export const unknownOptionsReason = (given: object, names: Names, owner: string): string | undefined => {
+/**
+ * Why `given` is refused — it is no options object, or `owner` has none of the options it names
+ * beyond `names` (listed) — or undefined.
+ */
+export const unknownOptionsReason = (given: unknown, names: Names, owner: string): string | undefined => {
+  if (typeof given !== "object" || given === null || Array.isArray(given)) {
+    return `${owner} takes an options object ({ ${Object.keys(names).slice(0, 2).join(", ")}, … }), not ${
+      String(given)
+    }`
+  }
   const unknown = unknownNames(given, names)
   return unknown.length === 0
     ? undefined

@@ -16,6 +16,7 @@
  * with an option it does not take, with `InvalidAdminOptions`.
  */
 import { Cause, Data, Effect, Exit, Scope } from "effect"
+import { withMillis } from "../../Durations.js"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import {
   type TopicBounds,
@@ -28,6 +29,7 @@ import {
   type TrimTarget
 } from "../../services/log/Topics.js"
 import { REMOTE_LINK_OPTION_NAMES } from "./RemoteLink.js"
+import { remoteLinkProblem } from "./RemoteOptionsCheck.js"
 import { makeRemoteTopics, type RemoteTopicsOptions } from "./TopicsRemote.js"
 
 export type CxlogAdminOptions = RemoteTopicsOptions
@@ -49,7 +51,8 @@ export class CxlogAdmin {
 
   /** Connects to the first broker that takes this client (in the order given); rejects with `TopicsUnavailable` when none does. */
   static async open(options: CxlogAdminOptions): Promise<CxlogAdmin> {
-    const unknown = unknownOptionsReason(options, OPTION_NAMES, "an admin client")
+    const unknown = unknownOptionsReason(options, OPTION_NAMES, "an admin client") ??
+      remoteLinkProblem(withMillis(options, ["connectTimeout", "requestTimeout"]))
     if (unknown !== undefined) throw new InvalidAdminOptions({ reason: unknown })
     const scope = Effect.runSync(Scope.make())
     const exit = await Effect.runPromiseExit(

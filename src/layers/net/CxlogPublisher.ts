@@ -15,6 +15,7 @@
 import { Cause, Data, type Duration, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
 import { withMillis } from "../../Durations.js"
 import {
+  InvalidPublisherOptions,
   type MessageOptions,
   type MessageRange,
   type PublishAck,
@@ -25,6 +26,7 @@ import {
   type PublisherStats
 } from "../../services/net/Publisher.js"
 import * as PublisherLayers from "./Publisher.js"
+import { MAX_TIMER_MS, optionsProblem } from "./PublisherDefaults.js"
 
 /** `close()` could not flush: the messages not acknowledged are lost to this publisher (it closed anyway). */
 export class PublisherCloseUnflushed extends Data.TaggedError("PublisherCloseUnflushed")<{
@@ -65,6 +67,8 @@ export class CxlogPublisher {
    * `credentials` it authenticates as the local user of `region` (its secret file), as the CLI does.
    */
   static async open(options: PublisherOptions): Promise<CxlogPublisher> {
+    const problem = optionsProblem(options)
+    if (problem !== undefined) throw new InvalidPublisherOptions({ reason: problem })
     return CxlogPublisher.openWith(PublisherLayers.layer(options), withMillis(options, ["ackTimeout"]).ackTimeoutMs)
   }
 
@@ -74,6 +78,14 @@ export class CxlogPublisher {
    * { topic: "events" }))`. Rejects with the layer's error; `ackTimeoutMs` as the publisher's (default 30 s).
    */
   static async openWith<E>(layer: Layer.Layer<Publisher, E>, ackTimeoutMs = 30_000): Promise<CxlogPublisher> {
+    // Its layer holds the connection's options: a second argument is the ACK timeout alone.
+    if (!(typeof ackTimeoutMs === "number" && ackTimeoutMs > 0 && ackTimeoutMs <= MAX_TIMER_MS)) {
+      throw new InvalidPublisherOptions({
+        reason: `openWith(layer, ackTimeoutMs) takes the ACK timeout in milliseconds (its layer holds the rest), not ${
+          typeof ackTimeoutMs === "object" ? JSON.stringify(ackTimeoutMs) : String(ackTimeoutMs)
+        }`
+      })
+    }
     const runtime = ManagedRuntime.make(layer)
     const exit = await runtime.runPromiseExit(Publisher)
     if (Exit.isFailure(exit)) {
@@ -119,6 +131,11 @@ export class CxlogPublisher {
 
   /** Resolves when everything published so far is acknowledged; rejects with `PublishAckTimeout` after `timeoutMs`. */
   flush(timeoutMs = 30_000): Promise<void> {
+    if (!(typeof timeoutMs === "number" && timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)) {
+      return Promise.reject(
+        new InvalidPublisherOptions({ reason: `flush takes a timeout in milliseconds, not ${String(timeoutMs)}` })
+      )
+    }
     return this.run(this.publisher.flush(timeoutMs))
   }
 

@@ -78,7 +78,7 @@ const SUBSCRIBER_NAMES: NamesOf<CxlogSubscriberOptions> = {
 }
 
 /** Rejects options naming what `names` does not have, before anything connects. */
-const checkNames = (options: object, names: Readonly<Record<string, true>>) => {
+const checkNames = (options: unknown, names: Readonly<Record<string, true>>) => {
   const reason = unknownOptionsReason(options, names, "a subscriber")
   if (reason !== undefined) throw new InvalidSubscribeOptions({ reason })
 }
@@ -153,8 +153,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
 
   /** Connects to the first broker that takes the subscription; rejects with its typed error (`TopicNotFound`, `LogOutOfRange`, `ConsumerBusy`, …). */
   static async open(options: CxlogSubscriberOptions): Promise<CxlogSubscriber> {
-    options.signal?.throwIfAborted()
     checkNames(options, SUBSCRIBER_NAMES)
+    options.signal?.throwIfAborted()
     return CxlogSubscriber.subscribeWith(layerRemote(options), options)
   }
 
@@ -167,8 +167,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
     layer: Layer.Layer<Subscriber, E>,
     options: CxlogSubscribeOptions
   ): Promise<CxlogSubscriber> {
-    options.signal?.throwIfAborted()
     checkNames(options, SUBSCRIBE_NAMES)
+    options.signal?.throwIfAborted()
     return CxlogSubscriber.subscribeWith(layer, options)
   }
 
@@ -244,9 +244,18 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
       : undefined
   }
 
-  /** The next batch (a view valid until the next read); rejects with an AbortError once closed or aborted. */
-  nextBatch(): Promise<SubscriberBatch> {
-    return this.run(this.pull)
+  /**
+   * The next batch (a view valid until the next read); rejects with an AbortError once closed or
+   * aborted. A subscription that failed is over: its rejection closes the subscriber (its
+   * connection goes now, not when the caller remembers `close()`).
+   */
+  async nextBatch(): Promise<SubscriberBatch> {
+    try {
+      return await this.run(this.pull)
+    } catch (error) {
+      if (!this.stop.signal.aborted) await this.close()
+      throw error
+    }
   }
 
   /**
@@ -304,8 +313,15 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
   commit(offset?: number | { readonly topic: string; readonly offset?: number }): Promise<void> {
     const reading = this.reading
     if (!reading.several) {
+      const topic = reading.subscription.topic
+      if (typeof offset === "object" && offset.topic !== topic) {
+        // Committed to this one topic instead, it would move the consumer of a topic the caller did not name.
+        return Promise.reject(
+          new CommitRejected({ topic: String(offset.topic), reason: `this subscriber reads topic ${topic} alone` })
+        )
+      }
       const at = typeof offset === "number" ? offset : offset?.offset
-      return this.run(reading.subscription.commit(at ?? this.iterated.get(reading.subscription.topic)))
+      return this.run(reading.subscription.commit(at ?? this.iterated.get(topic)))
     }
     if (typeof offset === "object") {
       const at = offset.offset ?? this.iterated.get(offset.topic)

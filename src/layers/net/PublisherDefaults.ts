@@ -132,6 +132,12 @@ export const validate = (s: PublisherSettings, local = false): string | undefine
   }
   if (!u32(s.clientId)) return "the client id is an unsigned 32-bit integer"
   if (!(s.ackTimeoutMs > 0)) return `ackTimeoutMs ${s.ackTimeoutMs} must be positive`
+  if (!(s.connectTimeoutMs > 0 && s.connectTimeoutMs <= MAX_TIMER_MS)) {
+    return `connectTimeoutMs ${s.connectTimeoutMs} must be a number of milliseconds from 1 to ${MAX_TIMER_MS}`
+  }
+  if (!(s.reconnectDelayMs >= 0 && s.reconnectDelayMs <= MAX_TIMER_MS)) {
+    return `reconnectDelayMs ${s.reconnectDelayMs} must be a number of milliseconds from 0 to ${MAX_TIMER_MS}`
+  }
   if (!Number.isInteger(s.batchBytes) || s.batchBytes < 16 || s.batchBytes % 8 !== 0) {
     return `batchBytes ${s.batchBytes} must be a multiple of 8, at least 16`
   }

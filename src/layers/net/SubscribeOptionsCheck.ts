@@ -21,7 +21,10 @@ export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): 
   if (options === undefined) return undefined
   const unknown = unknownOptionsReason(options, OPTION_NAMES, "a subscription")
   if (unknown !== undefined) return new InvalidSubscribeOptions({ reason: unknown })
-  const { from, fromTime } = options
+  const { consumer, from, fromTime } = options
+  if (consumer !== undefined && typeof consumer !== "string") {
+    return new InvalidSubscribeOptions({ reason: `consumer must be a consumer's name, not ${shown(consumer)}` })
+  }
   if (
     from !== undefined && from !== "earliest" && from !== "latest" &&
     !(typeof from === "number" && Number.isSafeInteger(from) && from >= 0)

@@ -21,15 +21,15 @@ import { Subscriber, type SubscriberShape } from "../../services/net/Subscriber.
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress } from "./BrokerAddress.js"
 import type { ClientSecurity } from "./ClientConnection.js"
+import { refusingSubscriber, remoteSubscriberProblem } from "./RemoteOptionsCheck.js"
 import { bounds, subscribeRemote } from "./RemoteSubscription.js"
 import { subscribeTopicsRemote } from "./RemoteTopics.js"
-import { MAX_CREDIT } from "./SubscribeFrames.js"
 import { checkingOptions } from "./SubscribeOptionsCheck.js"
 import type { Settings } from "./SubscriberConnection.js"
 
 export interface RemoteSubscriberOptions {
   readonly brokers: ReadonlyArray<BrokerAddress>
-  /** DATA frames the broker may send ahead of what this subscriber has pulled (≤ 4096). Default 256. */
+  /** DATA frames the broker may send ahead of what this subscriber has pulled (1 to 4096). Default 256. */
   readonly credit?: number
   /** How long a broker may take to connect and answer SUBSCRIBE. Default 5 s. */
   readonly connectTimeoutMs?: number
@@ -55,9 +55,11 @@ export interface RemoteSubscriberOptions {
 
 export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
   const options = withMillis(withLocalCredentials(given), ["connectTimeout"])
+  const problem = remoteSubscriberProblem(options)
+  if (problem !== undefined) return refusingSubscriber(problem)
   const settings: Settings = {
     brokers: options.brokers,
-    credit: Math.min(MAX_CREDIT, Math.max(1, options.credit ?? 256)),
+    credit: options.credit ?? 256,
     connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
     bufferBytes: options.bufferBytes ?? 2 << 20,
     maxBatchBytes: options.maxBatchBytes ?? 64 << 20,

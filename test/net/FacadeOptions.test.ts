@@ -1,0 +1,135 @@
+/**
+ * The Promise facades take whatever a JavaScript caller passes: options of the wrong type or out
+ * of range are refused in one typed line naming the option, before anything connects — not a
+ * TypeError from deep inside, a timeout that blames the broker, or a value clamped or kept in
+ * silence. A subscription that failed closes its subscriber; a one-topic subscriber refuses a
+ * commit naming another topic.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { CxlogAdmin, type CxlogAdminOptions } from "../../src/layers/net/CxlogAdmin.js"
+import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import { CxlogSubscriber, type CxlogSubscriberOptions } from "../../src/layers/net/CxlogSubscriber.js"
+import type { PublisherOptions } from "../../src/services/net/Publisher.js"
+import { anonymous } from "../fixtures/anonymous-region.js"
+
+const brokers = [{ host: "127.0.0.1", port: 7400 }]
+
+const refused = (opening: Promise<unknown>) =>
+  opening.then(() => undefined, (e: { _tag?: string; message: string }) => e)
+
+describe("the Promise facades' options", () => {
+  it.live("a subscriber's connection options of the wrong type or range: InvalidSubscribeOptions naming each", () =>
+    Effect.promise(async () => {
+      const cases: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+        [{ bufferBytes: -1 }, "bufferBytes must be a whole number of bytes, at least 65536 (64 KiB), not -1"],
+        [{ bufferBytes: 10 }, "bufferBytes must be a whole number of bytes, at least 65536"],
+        [{ credit: 1.5 }, "credit must be a whole number of frames from 1 to 4096, not 1.5"],
+        [{ credit: "10" }, `credit must be a whole number of frames from 1 to 4096, not "10"`],
+        [{ credit: 0 }, "credit must be a whole number of frames from 1 to 4096, not 0"],
+        [{ connectTimeoutMs: -1 }, "connectTimeoutMs must be a number of milliseconds from 1 to"],
+        [{ consumer: 5 }, "consumer must be a consumer's name, not 5"],
+        [{ region: 5 }, "region must be a region's name, not 5"],
+        [
+          { credentials: "alice:secret" },
+          `credentials must be { user, secret } (from cxlog user add), not "alice:secret"`
+        ],
+        [{ brokers: "127.0.0.1:7400" }, `brokers must be a list of addresses`]
+      ]
+      for (const [given, says] of cases) {
+        const options = { brokers, topic: "events", ...given } as CxlogSubscriberOptions
+        const error = await refused(CxlogSubscriber.open(options))
+        expect(error, JSON.stringify(given)).toMatchObject({ _tag: "InvalidSubscribeOptions" })
+        expect(error!.message, JSON.stringify(given)).toContain(says)
+      }
+      expect(await refused(CxlogSubscriber.open(undefined as unknown as CxlogSubscriberOptions))).toMatchObject({
+        _tag: "InvalidSubscribeOptions",
+        message: expect.stringContaining("a subscriber takes an options object")
+      })
+    }))
+
+  it.live("a publisher's: no options object, a timeout out of range, openWith's second argument, flush's bound", () =>
+    Effect.promise(async () => {
+      expect(await refused(CxlogPublisher.open(undefined as unknown as PublisherOptions))).toMatchObject({
+        _tag: "InvalidPublisherOptions",
+        message: expect.stringContaining("a publisher's options are an object, not undefined")
+      })
+      for (
+        const [given, says] of [
+          [{ connectTimeoutMs: -5 }, "connectTimeoutMs -5 must be a number of milliseconds from 1 to"],
+          [{ reconnectDelayMs: -1 }, "reconnectDelayMs -1 must be a number of milliseconds from 0 to"]
+        ] as const
+      ) {
+        const error = await refused(CxlogPublisher.open({ ...anonymous, brokers, topic: "events", ...given }))
+        expect(error).toMatchObject({ _tag: "InvalidPublisherOptions", message: expect.stringContaining(says) })
+      }
+      // Refused before its layer is built: a connection's options given where the ACK timeout goes.
+      expect(
+        await refused(CxlogPublisher.openWith(Layer.empty as never, { brokers } as unknown as number))
+      ).toMatchObject({
+        _tag: "InvalidPublisherOptions",
+        message: expect.stringContaining(`openWith(layer, ackTimeoutMs) takes the ACK timeout in milliseconds`)
+      })
+    }))
+
+  it.live("an admin client's: no brokers, brokers as text", () =>
+    Effect.promise(async () => {
+      for (
+        const [given, says] of [
+          [{ region: "cxlog" }, "brokers must be a list of addresses"],
+          [
+            { brokers: "127.0.0.1:7400" },
+            `brokers must be a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not "127.0.0.1:7400"`
+          ]
+        ] as const
+      ) {
+        const error = await refused(CxlogAdmin.open(given as unknown as CxlogAdminOptions))
+        expect(error).toMatchObject({ _tag: "InvalidAdminOptions", message: expect.stringContaining(says) })
+      }
+    }))
+
+  it.scopedLive("a failed subscription closes its subscriber; a one-topic subscriber refuses a commit naming another topic; flush's bound is a number", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
+      const live = [{ host: "127.0.0.1", port: broker.port }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers: live, topic: "events" })
+        await expect(publisher.flush("abc" as unknown as number)).rejects.toMatchObject({
+          _tag: "InvalidPublisherOptions",
+          message: expect.stringContaining("flush takes a timeout in milliseconds, not abc")
+        })
+        await publisher.publish("small")
+        await publisher.publish("x".repeat(4096))
+        await publisher.flush(5_000)
+        await publisher.close()
+
+        const named = await CxlogSubscriber.open({
+          ...anonymous,
+          brokers: live,
+          topic: "events",
+          consumer: "c",
+          autoCommit: "off"
+        })
+        await named.nextBatch()
+        await expect(named.commit({ topic: "other", offset: 1 })).rejects.toMatchObject({
+          _tag: "CommitRejected",
+          reason: "this subscriber reads topic events alone"
+        })
+        await named.close()
+
+        // A batch over the subscriber's own bound fails the subscription: the subscriber closes with it.
+        const small = await CxlogSubscriber.open({ ...anonymous, brokers: live, topic: "events", maxBatchBytes: 1024 })
+        let failure: unknown
+        for (let i = 0; i < 3 && failure === undefined; i++) {
+          failure = await small.nextBatch().then(() => undefined, (e) => e)
+        }
+        expect(failure).toMatchObject({ _tag: "SubscriberConnectionFailed" })
+        await expect(small.nextBatch()).rejects.toMatchObject({ name: "AbortError" })
+      })
+    }))
+})
