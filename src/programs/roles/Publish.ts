@@ -198,7 +198,12 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
   readonly stopped?: LineNotPublished | InputUnreadable
 }> {
   override get message() {
-    const after = this.stopped === undefined ? "" : `; the input stopped there: ${this.stopped.message}`
+    // The refused line alone: what the lines before it came to is this failure's to say.
+    const after = this.stopped === undefined
+      ? ""
+      : this.stopped._tag === "LineNotPublished"
+      ? `; the input stopped at line ${this.stopped.line} (${this.stopped.bytes} bytes), refused: ${this.stopped.cause.message}`
+      : `; the input stopped there: ${this.stopped.message}`
     // No broker ever accepted the publisher: nothing left this process, so the cause says it all.
     if (this.cause._tag === "BrokersUnreachable") {
       return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
