@@ -6,7 +6,9 @@
  * `diskRetention`, applied at every segment roll and every 10 s). Each topic generation's writers
  * run in a scope of their own that DiskCopies can close: a deletion stops them before it removes
  * the topic's streams (DiskCopies.ts). A topic whose writer stops
- * (a full disk, an I/O error) is logged and its ACK 2 stops moving; the other topics carry on.
+ * (a full disk, an I/O error) is logged and its ACK 2 sessions are refused; the other topics carry
+ * on, and the tier starts that writer again after a backoff (1 s doubling to 30 s), so freed space
+ * brings ACK 2 back without a head restart.
  * Retention never stops a writer: a segment it cannot delete is counted, logged and tried again.
  * One whose stream another live process holds (a head stalled past its lease when this one
  * took over) is tried again until that process lets it go.
@@ -89,7 +91,8 @@ const startCopy = (
   marks: DurableMarks,
   stats: DurableStats,
   parent: Scope.Scope,
-  stopped: () => void
+  stopped: () => void,
+  diskFailed: () => void
 ) =>
   Effect.gen(function*() {
     const copies = yield* DiskCopies
@@ -107,9 +110,16 @@ const startCopy = (
       }
     }).pipe(
       retryWhileLocked(topic.name),
-      Effect.catchAll((e) =>
-        Effect.logError(`durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops): ${e.message}`)
-      ),
+      Effect.catchAll((e) => {
+        // A full or failing disk may be cured (space freed, a device back): the tier starts the writer again later.
+        const disk = e._tag === "DiskFull" || e._tag === "SegmentIoError"
+        if (disk) diskFailed()
+        return Effect.logError(
+          `durable tier: topic ${topic.name} is no longer persisted (its ACK 2 stops${
+            disk ? "; its writer is started again with a backoff, up to 30 s" : ""
+          }): ${e.message}`
+        )
+      }),
       Effect.forkIn(scope)
     )
     // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
@@ -129,7 +139,14 @@ const startCopy = (
 interface StartedCopy {
   readonly topic: TopicInfo
   scope: Scope.CloseableScope | undefined
+  /** Its writer stopped on the disk (full, an I/O error): started again from this time on (Date.now ms). */
+  retryAt: number | undefined
+  /** Its disk failures so far: the backoff's exponent. */
+  failures: number
 }
+
+/** The backoff before a writer stopped by the disk starts again: 1 s, doubling, at most 30 s. */
+const retryDelayMs = (failures: number) => Math.min(30_000, 1_000 * 2 ** Math.min(5, failures - 1))
 
 /**
  * Runs until interrupted over the region's log `area`; needs the region's LogReader, Segments
@@ -164,13 +181,23 @@ export const durableTier = (area: LogArea, stats: DurableStats) =>
       for (const topic of live) {
         const key = copyKey(topic)
         const known = started.get(key)
+        if (known?.retryAt !== undefined && known.scope !== undefined && Date.now() >= known.retryAt) {
+          // Stopped by the disk: its writers go (the state writer with it) and start again below.
+          const scope = known.scope
+          known.scope = undefined
+          known.retryAt = undefined
+          yield* Scope.close(scope, Exit.void)
+        }
         if (known !== undefined && known.scope !== undefined) continue
         // Not running (stopped by a deletion, or refused: its copy being removed): DiskCopies says
         // whether it may start again (a removal that failed), each round until the topic is gone.
-        const copy: StartedCopy = known ?? { topic, scope: undefined }
+        const copy: StartedCopy = known ?? { topic, scope: undefined, retryAt: undefined, failures: 0 }
         started.set(key, copy)
         copy.scope = yield* startCopy(topic, marks, stats, parent, () => {
           copy.scope = undefined
+        }, () => {
+          copy.failures++
+          copy.retryAt = Date.now() + retryDelayMs(copy.failures)
         })
       }
       // Retention runs at every segment roll; a topic that stopped growing has its segments aged out here.
