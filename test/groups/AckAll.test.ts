@@ -17,7 +17,8 @@ const membership = (settles: (offset: number) => boolean) => {
       Effect.sync(() => {
         requests.push(deliveries.map((d) => d.offset))
         return deliveries.map((d) => settles(d.offset))
-      })
+      }),
+    giveBackAll: () => Effect.die("not given back in these tests")
   }
   return { acks, requests }
 }

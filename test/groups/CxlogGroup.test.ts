@@ -11,11 +11,18 @@ import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
-import { memoryGroups } from "../fixtures/groups-harness.js"
+import { memoryGroups, remoteGroups } from "../fixtures/groups-harness.js"
 
 /** One in-memory cluster for a test: its groups (for the facade) and a runtime to publish and look with. */
-const cluster = async (topic: string, ...others: ReadonlyArray<string>) => {
-  const runtime = ManagedRuntime.make(memoryGroups([topic, ...others]))
+const cluster = async (topic: string, ...others: ReadonlyArray<string>) => clusterOf(memoryGroups, topic, ...others)
+
+/** The same over `groupsOf`'s groups (in place, or through a broker). */
+const clusterOf = async (
+  groupsOf: typeof memoryGroups,
+  topic: string,
+  ...others: ReadonlyArray<string>
+) => {
+  const runtime = ManagedRuntime.make(groupsOf([topic, ...others]))
   const groups = await runtime.runPromise(ConsumerGroups)
   const publish = (count: number) =>
     runtime.runPromise(Effect.gen(function*() {
@@ -343,33 +350,36 @@ describe("CxlogGroup", () => {
     await runtime.dispose()
   })
 
-  it("jobs a member took but never handed out go back unseen at close: not counted, so restarts alone never dead-letter them", async () => {
-    const { runtime, layer, publish, groups } = await cluster("jobs", "dead")
-    await publish(10)
-    const create = { topic: "jobs", deadLetterTopic: "dead", maxDeliver: 2 }
-    // Ten workers in turn, each handling one job and leaving with the rest of what it took still in hand.
-    const seen: Array<[number, number]> = []
-    for (let i = 0; i < 10; i++) {
-      const worker = await CxlogGroup.openWith(layer, { group: "workers", create })
-      // Bounded: a job lost to the dead letters would leave this worker waiting for ever.
-      const job = await Promise.race([
-        worker.next(),
-        new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref())
-      ])
-      expect(job, `worker ${i} got no job`).toBeDefined()
-      seen.push([job!.offset, job!.deliveryCount])
-      expect(await job!.ack()).toBe(true)
-      await worker.close()
+  it.each([["in place", memoryGroups], ["through a broker", remoteGroups]] as const)(
+    "jobs a member took but never handed out go back unseen at close (%s): not counted, so restarts alone never dead-letter them",
+    async (_, groupsOf) => {
+      const { runtime, layer, publish, groups } = await clusterOf(groupsOf, "jobs", "dead")
+      await publish(10)
+      const create = { topic: "jobs", deadLetterTopic: "dead", maxDeliver: 2 }
+      // Ten workers in turn, each handling one job and leaving with the rest of what it took still in hand.
+      const seen: Array<[number, number]> = []
+      for (let i = 0; i < 10; i++) {
+        const worker = await CxlogGroup.openWith(layer, { group: "workers", create })
+        // Bounded: a job lost to the dead letters would leave this worker waiting for ever.
+        const job = await Promise.race([
+          worker.next(),
+          new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref())
+        ])
+        expect(job, `worker ${i} got no job`).toBeDefined()
+        seen.push([job!.offset, job!.deliveryCount])
+        expect(await job!.ack()).toBe(true)
+        await worker.close()
+      }
+      expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => [i, 1]))
+      expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({
+        acked: 10,
+        pending: 0,
+        redeliveries: 0,
+        deadLetters: 0
+      })
+      await runtime.dispose()
     }
-    expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => [i, 1]))
-    expect(await runtime.runPromise(groups.describe("workers"))).toMatchObject({
-      acked: 10,
-      pending: 0,
-      redeliveries: 0,
-      deadLetters: 0
-    })
-    await runtime.dispose()
-  })
+  )
 
   it("leaving a for await loop (break) closes the member: what it held goes to the next one at once", async () => {
     const { runtime, layer, publish, groups } = await cluster("jobs")

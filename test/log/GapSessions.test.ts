@@ -185,7 +185,8 @@ for (const impl of implementations) {
             ordered: 0,
             replicated: 0,
             fenced: false,
-            known: true
+            known: true,
+            durableFrozen: false
           })
           yield* TestClock.adjust("13000 millis")
           expect(yield* sequencer.step).toMatchObject({ released: 0, lapsed: 0 })
@@ -199,7 +200,8 @@ for (const impl of implementations) {
             ordered: 0,
             replicated: 0,
             fenced: false,
-            known: false
+            known: false,
+            durableFrozen: false
           })
           // A late resend of the lapsed session is refused, never ordered (through broker 1, whose harness appender does not register it again).
           yield* appendSimple(a1!, "t", 7, 1, 0, 1)
@@ -247,7 +249,8 @@ for (const impl of implementations) {
             ordered: 0,
             replicated: 0,
             fenced: true,
-            known: true
+            known: true,
+            durableFrozen: false
           })
         }))
     }

@@ -43,7 +43,8 @@ for (const impl of implementations) {
               ordered: 3,
               replicated: 3,
               fenced: false,
-              known: true
+              known: true,
+              durableFrozen: false
             })
           }
         }))
@@ -104,7 +105,8 @@ for (const impl of implementations) {
           ordered: 1,
           replicated: 1,
           fenced: true,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         // Late batches of the fenced epoch are dropped; the publisher replays in epoch 2.
         yield* appendSimple(a, "t", 5, 1, 1)
@@ -145,13 +147,15 @@ for (const impl of implementations) {
           ordered: 3,
           replicated: 3,
           fenced: false,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         expect(yield* cluster.acks.sessionAcks("t", 2, 1)).toEqual({
           ordered: 65,
           replicated: 65,
           fenced: false,
-          known: true
+          known: true,
+          durableFrozen: false
         })
       }))
 
@@ -183,7 +187,8 @@ for (const impl of implementations) {
           ordered: 3,
           replicated: 3,
           fenced: true,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         expect(sessions.liveCount()).toBe(0)
         // Idle: released after sessionIdleMs with its frontier; a late batch is refused.
@@ -198,7 +203,8 @@ for (const impl of implementations) {
           ordered: 1,
           replicated: 1,
           fenced: true,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         yield* appendSimple(a, "t", 4, idle, 1)
         expect(yield* sequencer.step).toMatchObject({ ordered: 0, dropped: 1 })

@@ -63,7 +63,13 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         const b0 = appender(0)
         const b1 = appender(1)
         const e = yield* b0.registerSession("t", 1)
-        expect(yield* acks.sessionAcks("t", 1, e)).toEqual({ ordered: 0, replicated: 0, fenced: false, known: true })
+        expect(yield* acks.sessionAcks("t", 1, e)).toEqual({
+          ordered: 0,
+          replicated: 0,
+          fenced: false,
+          known: true,
+          durableFrozen: false
+        })
         yield* b0.append("t", header(1, e, 0), payload)
         yield* settle
         expect((yield* acks.sessionAcks("t", 1, e)).ordered).toBe(1)
@@ -78,7 +84,13 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
         expect((yield* acks.sessionAcks("t", 1, e)).ordered).toBe(1)
         yield* b0.append("t", header(1, e, 1), payload)
         yield* settle
-        expect(yield* acks.sessionAcks("t", 1, e)).toEqual({ ordered: 4, replicated: 4, fenced: false, known: true })
+        expect(yield* acks.sessionAcks("t", 1, e)).toEqual({
+          ordered: 4,
+          replicated: 4,
+          fenced: false,
+          known: true,
+          durableFrozen: false
+        })
       }))
 
     it.scopedLive("sessions are the log's: a client id registered again is a new session, and unregistered batches are refused", () =>
@@ -93,7 +105,8 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
           ordered: 0,
           replicated: 0,
           fenced: false,
-          known: false
+          known: false,
+          durableFrozen: false
         })
         // A publisher with client id 7 runs, closes, and runs again: each run is its own session.
         const first = yield* log.registerSession("t", 7)
@@ -132,7 +145,8 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
           ordered: 3,
           replicated: 3,
           fenced: true,
-          known: true
+          known: true,
+          durableFrozen: false
         })
         yield* log.append("t", header(0, epochs[0]!, 3), payload)
         yield* settle
@@ -157,10 +171,22 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
           if ((yield* acks.sessionAcks("t", 2, e)).fenced) break
           seen = yield* acks.awaitProgress("t", seen, 20)
         }
-        expect(yield* acks.sessionAcks("t", 2, e)).toEqual({ ordered: 2, replicated: 2, fenced: true, known: true })
+        expect(yield* acks.sessionAcks("t", 2, e)).toEqual({
+          ordered: 2,
+          replicated: 2,
+          fenced: true,
+          known: true,
+          durableFrozen: false
+        })
         yield* log.append("t", header(2, e, 2), payload)
         yield* settle
-        expect(yield* acks.sessionAcks("t", 2, e)).toEqual({ ordered: 2, replicated: 2, fenced: true, known: true })
+        expect(yield* acks.sessionAcks("t", 2, e)).toEqual({
+          ordered: 2,
+          replicated: 2,
+          fenced: true,
+          known: true,
+          durableFrozen: false
+        })
       }))
 
     it.scopedLive("awaitProgress resolves when a frontier moves and times out otherwise", () =>

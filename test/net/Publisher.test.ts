@@ -116,7 +116,8 @@ describe("Publisher", () => {
       }
       expect(yield* log.acks.sessionAcks("t", last.clientId, last.sessionEpoch)).toMatchObject({
         fenced: true,
-        known: true
+        known: true,
+        durableFrozen: false
       })
       // Seven sessions that stay open fill the table: the eighth publisher is told why, not left to time out.
       for (let client = 0; client < 7; client++) yield* log.appender(0).registerSession("t", client)

@@ -87,11 +87,11 @@ describe("a remote subscription whose broker goes", () => {
           Effect.flip
         )
         expect(alone._tag).toBe("SubscriberBrokersUnreachable")
-        // An address no socket can be opened to fails the same way, naming it, at once (Node's connect would throw).
+        // An address no socket can be opened to is refused with the options, naming it, at once (Node's connect would throw).
         const undialable = yield* makeRemote({ brokers: [{ host: "127.0.0.1", port: 70_000 }] }).subscribe("t").pipe(
           Effect.flip
         )
-        expect(undialable).toMatchObject({ _tag: "SubscriberBrokersUnreachable" })
+        expect(undialable).toMatchObject({ _tag: "InvalidSubscribeOptions" })
         expect(undialable.message).toContain(`not a broker address: "127.0.0.1:70000"`)
       }),
     60_000

@@ -398,14 +398,14 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   /**
    * Leaves the group: the jobs it holds unsettled go to the other members at once, and settling
    * one of them afterwards does nothing (`false`). Those it took but never handed out (`next`)
-   * go back unseen: not counted as deliveries (in place; a broker's member counts them).
+   * go back unseen: not counted as deliveries (a remote member's through its broker).
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.signal?.removeEventListener("abort", this.onAbort)
       this.stop.abort()
       await this.pulling
-      giveBackUnseen(this.inHand.deliveries.splice(0))
+      await Effect.runPromise(giveBackUnseen(this.inHand.deliveries.splice(0)))
       await Effect.runPromise(Scope.close(this.scope, Exit.void))
       await this.runtime.dispose()
     })()

@@ -156,12 +156,24 @@ export const makeDelivery = (s: Settling, held: Held, message: GroupMessage): Lo
  * Hands back deliveries a member took but never handed to the code that works on them (a
  * Promise member's jobs still buffered when it closes, a `cxlog consume --limit` past its
  * limit): the others take them at once, and these deliveries are not counted (a message given
- * back so is not nearer its `maxDeliver`, and not a redelivery). A remote member's are left to
- * its broker, which hands them on as it leaves the member (counted).
+ * back so is not nearer its `maxDeliver`, and not a redelivery). A local member's in place; a
+ * remote member's in one request to its broker per membership (AckedTogether), which gives them
+ * back as its member; one whose request fails is left to the broker, which hands it on as it
+ * leaves the member (counted then).
  */
-export const giveBackUnseen = (deliveries: Iterable<Delivery>): void => {
-  for (const delivery of deliveries) if (delivery instanceof LocalDelivery) delivery.giveBack()
-}
+export const giveBackUnseen = (deliveries: Iterable<Delivery>): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const together = new Map<AcksTogether, Array<Delivery>>()
+    for (const delivery of deliveries) {
+      if (delivery instanceof LocalDelivery) delivery.giveBack()
+      else if (ackedTogether(delivery)) {
+        const batch = together.get(delivery.acks)
+        if (batch === undefined) together.set(delivery.acks, [delivery])
+        else batch.push(delivery)
+      }
+    }
+    return Effect.forEach(together, ([acks, batch]) => acks.giveBackAll(batch), { discard: true })
+  })
 
 /**
  * Deliveries whose acks go many at once (a remote member's: one request to its broker for all of
@@ -174,6 +186,8 @@ export interface AckedTogether {
 export interface AcksTogether {
   /** Acks `deliveries` (each one's `acks` is this) as each one's own `ack` would: each one's outcome, in order. */
   readonly ackAll: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<Array<boolean>>
+  /** Gives `deliveries` (each one's `acks` is this) back unseen, as `giveBackUnseen` says. */
+  readonly giveBackAll: (deliveries: ReadonlyArray<Delivery>) => Effect.Effect<void>
 }
 
 const ackedTogether = (delivery: Delivery): delivery is Delivery & AckedTogether =>

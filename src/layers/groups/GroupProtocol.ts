@@ -215,7 +215,8 @@ export const SettleDelivery = method("settle", {
   payload: Schema.Struct({
     member: Schema.Int,
     deliveries: Schema.Array(Schema.Int).pipe(Schema.minItems(1), Schema.maxItems(SETTLE_MAX_DELIVERIES)),
-    action: Schema.Literal("ack", "nak", "term", "inProgress"),
+    /** giveBack: never handed to the member's code; the others take it at once, not counted as a delivery. */
+    action: Schema.Literal("ack", "nak", "term", "inProgress", "giveBack"),
     /** nak: deliver again after this long. */
     delayMs: opt(Schema.Int.pipe(Schema.between(0, MAX_NAK_DELAY_MS))),
     /** term: the dead letter's reason (cut as TermReason.ts says). */
@@ -231,7 +232,7 @@ export const plainSettleAnswer = (tag: string, body: unknown): ReadonlyArray<boo
     ? body
     : undefined
 
-const SETTLE_ACTIONS: ReadonlySet<unknown> = new Set(["ack", "nak", "term", "inProgress"])
+const SETTLE_ACTIONS: ReadonlySet<unknown> = new Set(["ack", "nak", "term", "inProgress", "giveBack"])
 
 /**
  * A `settle` input as its Schema would decode it, read without the Schema when it is plainly

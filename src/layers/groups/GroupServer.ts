@@ -37,7 +37,7 @@ import { decodeControl, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
 import { acceptRequestConnection, nextWithinIdle } from "../net/RequestAccept.js"
 import { eachChunk } from "./ChunkLoop.js"
-import { ackAll } from "./GroupDelivery.js"
+import { ackAll, LocalDelivery } from "./GroupDelivery.js"
 import { deliveryFrames } from "./GroupDeliveryFrame.js"
 import {
   CreateGroup,
@@ -199,6 +199,9 @@ const settle = (
         return Effect.catchTag(delivery.nak(input.delayMs), "InvalidNakDelay", Effect.die)
       case "term":
         return delivery.term(input.reason)
+      case "giveBack":
+        // The broker's deliveries are its local member's: given back in place, as that member's own.
+        return Effect.sync(() => delivery instanceof LocalDelivery && delivery.giveBack())
       default:
         return delivery.inProgress
     }

@@ -18,7 +18,7 @@ import type { GroupLink } from "./GroupLink.js"
 import { SETTLE_MAX_DELIVERIES, SettleDelivery } from "./GroupProtocol.js"
 import { termReason } from "./TermReason.js"
 
-type Action = "ack" | "nak" | "term" | "inProgress"
+type Action = "ack" | "nak" | "term" | "inProgress" | "giveBack"
 type Extra = { readonly delayMs?: number; readonly reason?: string }
 
 /** How the deliveries of one membership settle: as member `member` of `link`. */
@@ -50,6 +50,10 @@ export class RemoteSettling implements AcksTogether {
   /** Acks `deliveries` (this membership's), in as few requests as the bound allows. */
   readonly ackAll = (deliveries: ReadonlyArray<Delivery>): Effect.Effect<Array<boolean>> =>
     Effect.orDie(this.settle(deliveries.map((d) => (d as RemoteDelivery).id), "ack", {}))
+
+  /** Gives `deliveries` (this membership's, never handed out) back to the group unseen, through the broker. */
+  readonly giveBackAll = (deliveries: ReadonlyArray<Delivery>): Effect.Effect<void> =>
+    Effect.asVoid(Effect.orDie(this.settle(deliveries.map((d) => (d as RemoteDelivery).id), "giveBack", {})))
 }
 
 export class RemoteDelivery extends DeliveryFields implements Delivery, AckedTogether {

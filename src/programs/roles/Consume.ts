@@ -221,7 +221,7 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
         for (let i = 0; i < given.length; i++) {
           // Past the limit: the rest go back to the others unseen, not counted as deliveries.
           if (!more()) {
-            giveBackUnseen(given.slice(i))
+            yield* giveBackUnseen(given.slice(i))
             break
           }
           const d = given[i]!
