@@ -171,22 +171,11 @@ const brokerLogContract = (label: string, makeLog: MakeLog) =>
           if ((yield* acks.sessionAcks("t", 2, e)).fenced) break
           seen = yield* acks.awaitProgress("t", seen, 20)
         }
-        expect(yield* acks.sessionAcks("t", 2, e)).toEqual({
-          ordered: 2,
-          replicated: 2,
-          fenced: true,
-          known: true,
-          durableFrozen: false
-        })
+        const fencedAt = { ordered: 2, replicated: 2, fenced: true, known: true, durableFrozen: false }
+        expect(yield* acks.sessionAcks("t", 2, e)).toEqual(fencedAt)
         yield* log.append("t", header(2, e, 2), payload)
         yield* settle
-        expect(yield* acks.sessionAcks("t", 2, e)).toEqual({
-          ordered: 2,
-          replicated: 2,
-          fenced: true,
-          known: true,
-          durableFrozen: false
-        })
+        expect(yield* acks.sessionAcks("t", 2, e)).toEqual(fencedAt)
       }))
 
     it.scopedLive("awaitProgress resolves when a frontier moves and times out otherwise", () =>

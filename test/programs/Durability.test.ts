@@ -15,6 +15,7 @@ import { existsSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { defaultLogConfig, topicMemoryFor } from "../../src/layers/log/Layout.js"
+import { publishWithoutTimeout } from "../helpers/Ack2Publish.js"
 import { forkCli, loseRegion, runCli as runRole, runCliWithin, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { cli, runCli } from "../helpers/RunJson.js"
@@ -336,33 +337,6 @@ describe("crash matrix", () => {
     240_000
   )
 })
-
-/**
- * `cxlog publish` of topic d at ACK 2 through the broker at `port`, its ACK timeout far past
- * `withinMs`: only a refusal can end it in time.
- */
-const publishWithoutTimeout = (
-  port: number,
-  env: Record<string, string>,
-  args: ReadonlyArray<string>,
-  withinMs: number
-) =>
-  runCliWithin(
-    [
-      "publish",
-      "--brokers",
-      `127.0.0.1:${port}`,
-      "--topic",
-      "d",
-      ...args,
-      "--ack",
-      "2",
-      "--flush-timeout-ms",
-      "600000"
-    ],
-    env,
-    withinMs
-  )
 
 describe("a head attached without a data directory", () => {
   it.scopedLive(

@@ -7,30 +7,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { forkCli, runCli, runCliWithin, smallRegionEnv } from "../helpers/CliRoles.js"
+import { publishWithoutTimeout } from "../helpers/Ack2Publish.js"
+import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 import { smallTmpfs } from "../helpers/Tmpfs.js"
 
+/** `count` messages of 1 KiB at ACK 2 through the broker at `port`. */
 const publishAck2 = (port: number, env: Record<string, string>, count: number) =>
-  runCliWithin(
-    [
-      "publish",
-      "--brokers",
-      `127.0.0.1:${port}`,
-      "--topic",
-      "d",
-      "--count",
-      `${count}`,
-      "--message-bytes",
-      "1024",
-      "--ack",
-      "2",
-      "--flush-timeout-ms",
-      "600000"
-    ],
-    env,
-    60_000
-  )
+  publishWithoutTimeout(port, env, ["--count", `${count}`, "--message-bytes", "1024"], 60_000)
 
 describe("a data directory that fills up, then has room again", () => {
   it.scopedLive(
