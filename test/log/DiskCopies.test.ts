@@ -82,8 +82,9 @@ describe("DiskCopies over the in-process disk", () => {
     const { layer } = withCopies()
     return Effect.gen(function*() {
       const copies = yield* DiskCopies
-      // The tier's pause: a long one, ended by the create's wake, not by its time.
+      // The tier's pause (after its first look): a long one, ended by the create's wake, not by its time.
       const paused = yield* Effect.fork(copies.pause(60_000))
+      yield* Effect.yieldNow()
       const waiting = yield* Effect.fork(copies.awaitWriting(topic(1), 60_000))
       yield* Fiber.join(paused)
       expect(yield* Fiber.poll(waiting)).toEqual(Option.none())
@@ -92,6 +93,14 @@ describe("DiskCopies over the in-process disk", () => {
       // Another generation is another copy: its own writer, not yet started; bounded.
       expect(yield* copies.awaitWriting(topic(2), 50)).toBe(false)
       expect(yield* copies.awaitWriting(topic(1), 50)).toBe(true)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.scopedLive("before the tier's first look (the head starting, which waits for its topics' writers itself), a create does not wait", () => {
+    const { layer } = withCopies()
+    return Effect.gen(function*() {
+      const copies = yield* DiskCopies
+      expect(yield* copies.awaitWriting(topic(1), 60_000)).toBe(true)
     }).pipe(Effect.provide(layer))
   })
 

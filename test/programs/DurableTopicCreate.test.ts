@@ -17,8 +17,10 @@ describe("a topic with a copy on disk, created at runtime", () => {
         const dir = yield* tempDir("cxlog-runtime-rf2-")
         const region = yield* uniqueRegion("rf2create")
         const env = { ...smallRegionEnvFor(1), CXLOG_REGION: region }
-        const head = yield* forkCli(["head", "--data-dir", dir], env)
+        // A topic with a copy given at the start too: the head waits for its writer itself, the create does not.
+        const head = yield* forkCli(["head", "--data-dir", dir, "--topic", "early:5:2:2"], env)
         yield* head.event("ready")
+        expect(head.output()).not.toContain("did not start within")
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
         const port = (yield* broker.event("listening"))["port"] as number
         const { topics } = yield* makeRemoteTopics({ brokers: [{ host: "127.0.0.1", port }], region })

@@ -23,7 +23,8 @@ export interface DiskCopiesShape {
   /**
    * A topic with a copy was just created: wakes the durable tier to start its writers at once and
    * resolves true once their cursor holds the topic's retention — from then on nothing published
-   * to it is recycled before it is on disk — or false after `timeoutMs`.
+   * to it is recycled before it is on disk — or false after `timeoutMs`. True at once before the
+   * tier's first look: the head's start waits for those writers itself.
    */
   readonly awaitWriting: (topic: TopicInfo, timeoutMs: number) => Effect.Effect<boolean>
   /** The durable tier: the topic's writer holds its retention now (`awaitWriting` resolves). */

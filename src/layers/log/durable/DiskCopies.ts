@@ -26,6 +26,12 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
   const waiting = new Map<string, Deferred.Deferred<void>>()
   /** A create asked the tier to look now (one pending wake is enough: a look starts every copy missing). */
   const wakes = yield* Queue.dropping<void>(1)
+  /**
+   * The tier has made its first look (its first pause). Before it, the topics are the head's
+   * start's, whose writers the head waits for itself before it is ready (awaitSubscribed): a
+   * create then has no tier to wait for.
+   */
+  let looked = false
   const removeStreams = (topic: TopicInfo) =>
     Effect.forEach([streamOf(topic.name), stateStreamOf(topic.name)], (stream) => segments.remove(stream), {
       discard: true
@@ -60,15 +66,19 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
         running.delete(key)
         removed.delete(key)
         holding.delete(key)
+        waiting.delete(key)
       }),
     awaitWriting: (topic, timeoutMs) =>
       Effect.gen(function*() {
         const key = copyKey(topic)
         if (holding.has(key)) return true
+        yield* Queue.offer(wakes, undefined)
+        if (!looked) return true
         let done = waiting.get(key)
         if (done === undefined) waiting.set(key, done = yield* Deferred.make<void>())
-        yield* Queue.offer(wakes, undefined)
-        return Option.isSome(yield* Effect.timeoutOption(Deferred.await(done), timeoutMs))
+        const started = Option.isSome(yield* Effect.timeoutOption(Deferred.await(done), timeoutMs))
+        if (!started) waiting.delete(key)
+        return started
       }),
     writing: (topic) =>
       Effect.suspend(() => {
@@ -78,7 +88,11 @@ export const make: Effect.Effect<DiskCopiesShape, never, Segments> = Effect.gen(
         waiting.delete(key)
         return done === undefined ? Effect.void : Deferred.succeed(done, undefined)
       }),
-    pause: (ms) => Effect.asVoid(Effect.timeoutOption(Queue.take(wakes), ms))
+    pause: (ms) =>
+      Effect.suspend(() => {
+        looked = true
+        return Effect.asVoid(Effect.timeoutOption(Queue.take(wakes), ms))
+      })
   }
 })
 
