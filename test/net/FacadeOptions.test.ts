@@ -36,7 +36,7 @@ describe("the Promise facades' options", () => {
           { credentials: "alice:secret" },
           `credentials must be { user, secret } (from cxlog user add), not "alice:secret"`
         ],
-        [{ brokers: "127.0.0.1:7400" }, `brokers must be a list of addresses`]
+        [{ brokers: "127.0.0.1:7400" }, `brokers is a list of addresses`]
       ]
       for (const [given, says] of cases) {
         const options = { brokers, topic: "events", ...given } as CxlogSubscriberOptions
@@ -78,10 +78,10 @@ describe("the Promise facades' options", () => {
     Effect.promise(async () => {
       for (
         const [given, says] of [
-          [{ region: "cxlog" }, "brokers must be a list of addresses"],
+          [{ region: "cxlog" }, "brokers is a list of addresses"],
           [
             { brokers: "127.0.0.1:7400" },
-            `brokers must be a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not "127.0.0.1:7400"`
+            `brokers is a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not "127.0.0.1:7400" (a string)`
           ]
         ] as const
       ) {

@@ -36,6 +36,20 @@ export const addressText = (address: unknown): string => {
   return `${String(host)}:${String(port)}`
 }
 
+/**
+ * Why `brokers`, as a JavaScript caller's options give them, are not a list of broker addresses
+ * to dial (none, or one of them not `host:port`), or undefined: one check for every client.
+ */
+export const brokersProblem = (brokers: unknown): string | undefined => {
+  if (!Array.isArray(brokers)) {
+    const shown = typeof brokers === "string" ? `${JSON.stringify(brokers)} (a string)` : String(brokers)
+    return `brokers is a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not ${shown}`
+  }
+  if (brokers.length === 0) return "at least one broker address is needed"
+  const bad = brokers.find((address) => !isBrokerAddress(address))
+  return bad === undefined ? undefined : new InvalidBrokerAddress({ address: addressText(bad) }).message
+}
+
 /** `host:port,host:port` (host defaults to 127.0.0.1, so `7400,7401` works); throws `InvalidBrokerAddress`. */
 export const parseAddresses = (text: string): ReadonlyArray<BrokerAddress> =>
   text.split(",").map((part) => part.trim()).filter((part) => part.length > 0).map((part) => {

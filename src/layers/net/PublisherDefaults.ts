@@ -16,7 +16,7 @@ import {
   type PublisherOptions
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
-import { addressText, InvalidBrokerAddress, isBrokerAddress } from "./BrokerAddress.js"
+import { brokersProblem } from "./BrokerAddress.js"
 
 const isTopicName = Schema.is(TopicName)
 
@@ -93,8 +93,9 @@ const given = (value: unknown): string =>
 
 /** Why the options a JavaScript caller can give any value are not of their type, if one is not. */
 const typeProblem = (s: PublisherSettings, local: boolean): string | undefined => {
-  if (!local && !Array.isArray(s.brokers)) {
-    return `brokers is a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not ${given(s.brokers)}`
+  if (!local) {
+    const brokers = brokersProblem(s.brokers)
+    if (brokers !== undefined) return brokers
   }
   const numbers = {
     clientId: s.clientId,
@@ -124,9 +125,6 @@ export const validate = (s: PublisherSettings, local = false): string | undefine
   const u32 = (n: number) => Number.isInteger(n) && n >= 0 && n < 2 ** 32
   const mistyped = typeProblem(s, local)
   if (mistyped !== undefined) return mistyped
-  if (!local && s.brokers.length === 0) return "at least one broker address is needed"
-  const bad = s.brokers.find((address) => !isBrokerAddress(address))
-  if (bad !== undefined) return new InvalidBrokerAddress({ address: addressText(bad) }).message
   if (s.topic !== undefined && !isTopicName(s.topic)) {
     return `topic ${JSON.stringify(s.topic)} is not a topic name (1 to 100 of A-Z a-z 0-9 . _ -)`
   }

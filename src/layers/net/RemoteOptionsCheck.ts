@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import { InvalidSubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
-import { addressText, InvalidBrokerAddress, isBrokerAddress } from "./BrokerAddress.js"
+import { brokersProblem } from "./BrokerAddress.js"
 import { MAX_TIMER_MS } from "./PublisherDefaults.js"
 import type { RemoteLinkOptions } from "./RemoteLink.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
@@ -23,11 +23,8 @@ const isIntegerIn = (value: unknown, min: number, max: number): boolean =>
 /** Why `options` cannot open a link to brokers (a subscriber's, an admin client's), or undefined; durations in milliseconds. */
 export const remoteLinkProblem = (options: RemoteLinkOptions): string | undefined => {
   const { brokers, connectTimeoutMs, credentials, insecure, region, requestTimeoutMs } = options
-  if (!Array.isArray(brokers) || brokers.length === 0) {
-    return `brokers must be a list of addresses ([{ host: "127.0.0.1", port: 7400 }]), not ${shown(brokers)}`
-  }
-  const bad = brokers.find((address) => !isBrokerAddress(address))
-  if (bad !== undefined) return new InvalidBrokerAddress({ address: addressText(bad) }).message
+  const unusable = brokersProblem(brokers)
+  if (unusable !== undefined) return unusable
   for (const [name, ms] of [["connectTimeoutMs", connectTimeoutMs], ["requestTimeoutMs", requestTimeoutMs]] as const) {
     if (ms !== undefined && !(typeof ms === "number" && ms > 0 && ms <= MAX_TIMER_MS)) {
       return `${name} must be a number of milliseconds from 1 to ${MAX_TIMER_MS}, not ${shown(ms)}`
