@@ -53,6 +53,24 @@ describe("the Effect layers' credentials", () => {
       expect(read).toEqual(["hello"])
     }))
 
+  it.scopedLive("given no region either, a client takes the CXLOG_REGION of its environment, as the CLI does", () =>
+    Effect.gen(function*() {
+      const region = `cxlog-test-layers-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      const brokers = yield* authenticatingBroker(region)
+      const before = process.env["CXLOG_REGION"]
+      yield* Effect.acquireRelease(Effect.sync(() => (process.env["CXLOG_REGION"] = region)), () =>
+        Effect.sync(() => {
+          if (before === undefined) delete process.env["CXLOG_REGION"]
+          else process.env["CXLOG_REGION"] = before
+        }))
+      yield* publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events" })))
+      process.env["CXLOG_REGION"] = `${region}-none`
+      const refused = yield* Effect.flip(
+        publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events" })))
+      )
+      expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
+    }))
+
   it.scopedLive("a layer with no credentials and no secret file is refused auth-required, naming the credentials option and the flag", () =>
     Effect.gen(function*() {
       const region = `cxlog-test-layers-${process.pid}-${Math.random().toString(16).slice(2, 10)}`

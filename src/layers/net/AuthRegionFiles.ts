@@ -6,7 +6,8 @@
 import { lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
-import { xdgRuntimeDir } from "../../Settings.js"
+import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { readSetting, xdgRuntimeDir } from "../../Settings.js"
 import type { Credentials } from "./AuthClient.js"
 import { CredentialError, type RegionBinding, upsertUser, userRecord, writePrivateFile } from "./AuthCredentialFile.js"
 import { newSecret } from "./AuthKeys.js"
@@ -57,7 +58,7 @@ export const localCredentials = (region: string): Credentials | undefined => {
 
 /** Where a client library finds the local user's secret file when given no credentials. */
 export interface LocalRegion {
-  /** The region whose default secret file (the head writes it) to use when `credentials` is not given. Default "cxlog". */
+  /** The region whose default secret file (the head writes it) to use when `credentials` is not given. Default `CXLOG_REGION`, else "cxlog". */
   readonly region?: string
 }
 
@@ -66,7 +67,8 @@ export const withLocalCredentials = <O extends LocalRegion & { readonly credenti
   options: O
 ): O => {
   if (options.credentials !== undefined) return options
-  const credentials = localCredentials(options.region ?? "cxlog")
+  // As the CLI: the region this process's environment names when the options name none.
+  const credentials = localCredentials(options.region ?? readSetting(REGION_SETTINGS.settings.name))
   return credentials === undefined ? options : { ...options, credentials }
 }
 

@@ -29,7 +29,7 @@ export interface RemoteLinkOptions {
    * the head wrote one on this host; with neither, only a broker without authentication accepts.
    */
   readonly credentials?: Credentials | undefined
-  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
+  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default `CXLOG_REGION`, else "cxlog". */
   readonly region?: string
   /** Also take a broker that authenticates nobody although this client holds credentials (ClientSecurity `insecure`). */
   readonly insecure?: boolean | undefined

@@ -45,7 +45,7 @@ export interface RemoteSubscriberOptions {
    * host; with neither, only a broker without authentication accepts.
    */
   readonly credentials?: Credentials | undefined
-  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
+  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default `CXLOG_REGION`, else "cxlog". */
   readonly region?: string
   /** Also take a broker that authenticates nobody although this subscriber holds credentials (ClientSecurity `insecure`). */
   readonly insecure?: boolean | undefined

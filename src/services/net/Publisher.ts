@@ -105,7 +105,7 @@ export interface PublisherOptions {
    * wrote one on this host.
    */
   readonly credentials?: ClientSecurity["credentials"]
-  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default "cxlog". */
+  /** Without `credentials`: the region whose local secret file to authenticate with, when there is one. Default `CXLOG_REGION`, else "cxlog". */
   readonly region?: string
   /** Also take brokers that authenticate nobody (`--insecure`) while holding credentials; without it they are refused `auth-failed` (docs/security.md). */
   readonly insecure?: ClientSecurity["insecure"]
