@@ -4,7 +4,8 @@
  * and `cxlog topics --brokers`. Twenty topics of different sizes are created, listed, described
  * and deleted over TCP and their names made again; a user without the admin right is refused
  * with nothing changed; a malformed admin frame is refused while the broker serves on; and with
- * the head gone a change fails `HeadUnavailable` at once while descriptions are still served.
+ * the head gone a change fails `HeadUnavailable` at once, through a broker and on the region's host,
+ * while descriptions are still served.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
@@ -185,7 +186,7 @@ describe("topics through a broker, as processes", () => {
     () =>
       Effect.gen(function*() {
         // The broker outlives the head for a minute: the change's own check, not the broker stopping, answers it.
-        const { head, port, region } = yield* cluster("adminheadless", { CXLOG_HEAD_LOST_MS: "60000" })
+        const { env, head, inPlace, port, region } = yield* cluster("adminheadless", { CXLOG_HEAD_LOST_MS: "60000" })
         const { topics } = yield* makeRemoteTopics({ brokers: [{ host: "127.0.0.1", port }], region })
         yield* topics.create({ name: "before", order: 5, ackLevel: 1, replicationFactor: 1 })
         head.child.kill("SIGKILL")
@@ -196,6 +197,15 @@ describe("topics through a broker, as processes", () => {
         expect(failed.message).toContain("its coordinator to create topic after")
         expect(yield* Effect.flip(topics.delete("before"))).toMatchObject({ _tag: "HeadUnavailable" })
         expect((yield* topics.list).map((t) => t.name)).toEqual(["keep", "before"])
+        // On the region's host the CLI looks for the head before joining its coordinator (which would retry for 10 s).
+        const local = yield* runCli(["topics", "create", "after"], env)
+        expect(local.code).not.toBe(0)
+        expect(local.stderr).toContain("its process is gone")
+        expect(local.stderr).toContain("its coordinator to change topics")
+        const groups = yield* runCli(["groups"], env)
+        expect(groups.code).not.toBe(0)
+        expect(groups.stderr).toContain("its process is gone")
+        expect(yield* inPlace).toMatchObject({ topics: [{ name: "keep" }, { name: "before" }] })
       }),
     120_000
   )

@@ -13,6 +13,7 @@ import {
   type PendingMessage
 } from "../../services/groups/ConsumerGroups.js"
 import { table } from "../report/Table.js"
+import { headPresent } from "./HeadPresent.js"
 
 export type GroupsWords =
   | { readonly kind: "list" }
@@ -93,7 +94,7 @@ const pendingTable = (name: string, pending: ReadonlyArray<PendingMessage>, nowM
 
 const print = (json: boolean, value: unknown, text: () => string) => Console.log(json ? JSON.stringify(value) : text())
 
-export const groupsReport = (region: RegionAccess, words: GroupsWords, json: boolean) =>
+const groupsOf = (region: RegionAccess, words: GroupsWords, json: boolean) =>
   Effect.gen(function*() {
     const groups = yield* ConsumerGroups
     switch (words.kind) {
@@ -121,3 +122,7 @@ export const groupsReport = (region: RegionAccess, words: GroupsWords, json: boo
       }
     }
   }).pipe(Effect.provide(groupMember(region)))
+
+/** `cxlog groups …`: each word through a member of the region's groups, which joins the head's coordinator (so the head is looked for first). */
+export const groupsReport = (region: RegionAccess, words: GroupsWords, json: boolean) =>
+  Effect.zipRight(headPresent(region, "its coordinator to answer for the groups"), groupsOf(region, words, json))

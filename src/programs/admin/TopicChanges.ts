@@ -15,6 +15,7 @@ import {
 import { Coordinator } from "../../services/control/Coordinator.js"
 import type { TopicBounds, TopicInfo, TopicSpec, TrimTarget } from "../../services/log/Topics.js"
 import { showSize } from "../../Settings.js"
+import { headPresent } from "./HeadPresent.js"
 
 /** Where a topics command works: the region on this host, or through brokers (`remote`). */
 export interface TopicsAt {
@@ -33,15 +34,18 @@ interface TopicChanges<E> {
 /** Runs `use` with the changes of `at`: as a client of the region's coordinator (joined for the change, gone after it), or through brokers. */
 const withChanges = <A, E>(at: TopicsAt, use: (changes: TopicChanges<unknown>) => Effect.Effect<A, E>) =>
   at.remote === undefined
-    ? Effect.flatMap(
-      Coordinator,
-      (c) => use({ create: c.createTopic, delete: c.deleteTopic, trim: c.trimTopic, purge: c.purgeTopic })
-    ).pipe(
-      Effect.provide(
-        coordinatorClient().pipe(
-          Layer.provideMerge(controlTransport),
-          Layer.provideMerge(processSlot("client")),
-          Layer.provideMerge(attachRegion(at.region))
+    ? Effect.zipRight(
+      headPresent(at.region, "its coordinator to change topics"),
+      Effect.flatMap(
+        Coordinator,
+        (c) => use({ create: c.createTopic, delete: c.deleteTopic, trim: c.trimTopic, purge: c.purgeTopic })
+      ).pipe(
+        Effect.provide(
+          coordinatorClient().pipe(
+            Layer.provideMerge(controlTransport),
+            Layer.provideMerge(processSlot("client")),
+            Layer.provideMerge(attachRegion(at.region))
+          )
         )
       )
     )
