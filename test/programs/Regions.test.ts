@@ -95,6 +95,28 @@ describe("cxlog regions (bundled CLI)", () => {
   )
 
   it.scopedLive(
+    "an empty file of a region's name (a creator killed before it sized the file) is listed as never made, removed by --remove, and made anew by a head",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("emptyfile")
+        const path = `/dev/shm/${region.replace(/^\//, "")}`
+        writeFileSync(path, "")
+        expect((yield* listRegions).find((r) => r.name === region)).toMatchObject({
+          inUse: false,
+          note: "never made: its creator stopped first; holds nothing"
+        })
+        const removed = yield* runCli(["regions", "--remove", region])
+        expect(removed.code, removed.stderr).toBe(0)
+        expect(existsSync(path)).toBe(false)
+        writeFileSync(path, "")
+        const head = yield* forkCli(["head", "--region", region, "--topic", "events"], smallRegionEnv)
+        yield* head.event("ready")
+        expect(head.output()).toContain(`region ${region} was never made`)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
     "removing a region removes its mirrors' status files (its id is never seen again), and no other region's",
     () =>
       Effect.gen(function*() {

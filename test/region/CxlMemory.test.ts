@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, type Scope } from "effect"
 import { execFileSync } from "node:child_process"
-import { closeSync, existsSync, openSync } from "node:fs"
+import { closeSync, existsSync, openSync, writeFileSync } from "node:fs"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import { LAYOUT_VERSION, Offsets } from "../../src/layers/region/Superblock.js"
@@ -218,6 +218,17 @@ contract("layer (native region)", CxlMemoryLayers.make, true)
 contract("layerMemory (in-process fake)", CxlMemoryMemoryLayers.makeMemory, false)
 
 describe("native region across processes", () => {
+  it.scoped("a file shorter than a superblock is RegionCorrupt naming its size, not a read past its end", () =>
+    Effect.gen(function*() {
+      const name = yield* uniqueRegion("short")
+      writeFileSync(`/dev/shm/${name.replace(/^\//, "")}`, "garbage\n")
+      const corrupt = yield* Effect.flip(CxlMemoryLayers.make({ name, mode: "attach" }))
+      expect(corrupt).toMatchObject({ _tag: "RegionCorrupt" })
+      expect(String((corrupt as Error).message)).toContain(
+        "it holds 8 bytes, fewer than a region's 4096-byte superblock"
+      )
+    }))
+
   it.scopedLive("a child attaches, writes with Atomics and wakes the parent; the parent wakes the child", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("xproc")

@@ -139,10 +139,10 @@ export const publishPairs = (ops: ReadonlyArray<CacheLineOp>): Float64Array =>
 /** How a layer maps a region's bytes, given the mode and (unless attaching) the validated size; it releases them with the scope. */
 export type MapRegion<E> = (mode: OpenMode, size: number) => Effect.Effect<Mapping, E | RegionOpenError, Scope.Scope>
 
-/** Opens a region: validates `options`, maps it with `map`, then writes the superblock as its creator or checks it as an attacher. */
 /** The region's options with `readyTimeout` written into `readyTimeoutMs`. */
 export const regionOptionsWithMillis = (options: RegionOptions): RegionOptions => withMillis(options, ["readyTimeout"])
 
+/** Opens a region: validates `options`, maps it with `map`, then writes the superblock as its creator or checks it as an attacher. */
 export const openRegion = <E>(
   given: RegionOptions,
   map: MapRegion<E>

@@ -121,6 +121,13 @@ export const readSuperblock = (
   RegionCorrupt | RegionLayoutMismatch | RegionSizeMismatch | RegionNotReady
 > =>
   Effect.gen(function*() {
+    // A file shorter than the superblock is none of ours (or one its creator never sized): nothing in it to read.
+    if (mappedBytes < SUPERBLOCK_BYTES) {
+      return yield* new RegionCorrupt({
+        name,
+        reason: `it holds ${mappedBytes} bytes, fewer than a region's ${SUPERBLOCK_BYTES}-byte superblock`
+      })
+    }
     const superblock = new SuperblockView(v)
     const started = Date.now()
     while (superblock.state() !== STATE_READY) {

@@ -15,13 +15,17 @@ export interface UnfinishedRegion {
   readonly mappedBy: ReadonlyArray<number>
 }
 
-/** Whether the file's first superblock's bytes are all zero (a short or unreadable file is not). */
+/**
+ * Whether the bytes where the superblock goes are all zero: the whole file when it is shorter (a
+ * creator killed before it sized the file leaves it empty); an unreadable file is not.
+ */
 const zeroHeader = (path: string): boolean => {
   let fd: number | undefined
   try {
     fd = openSync(path, "r")
     const bytes = new Uint8Array(SUPERBLOCK_BYTES)
-    return readSync(fd, bytes, 0, SUPERBLOCK_BYTES, 0) === SUPERBLOCK_BYTES && bytes.every((b) => b === 0)
+    const read = readSync(fd, bytes, 0, SUPERBLOCK_BYTES, 0)
+    return (read === SUPERBLOCK_BYTES || read === statSync(path).size) && bytes.every((b) => b === 0)
   } catch {
     return false
   } finally {
