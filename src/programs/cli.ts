@@ -14,6 +14,7 @@ import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
 import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
+import { patientStop } from "./cli/RepeatedStop.js"
 import { appCommand } from "./commands/AppCommand.js"
 import {
   benchCommand,
@@ -110,6 +111,8 @@ const main = Effect.suspend(() => {
     Either.getOrElse(Cli.resolveFlag("cxlog", verbose, processEnvironment()), () => ({ value: false })).value === true
   const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
+  // Not serve: its second Ctrl-C ends it at once by design, its roles then stopping themselves (docs/operations.md).
+  if (named?.name !== "serve") patientStop(() => (named === undefined ? "cxlog" : `cxlog ${named.name}`))
   const retired = retiredVariableProblem(processEnvironment())
   const run = retired === undefined
     ? Cli.runApp(app, words.filter((w) => w !== "--verbose"), color)

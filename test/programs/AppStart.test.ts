@@ -17,6 +17,13 @@ import { isRunning, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** Runs until SIGTERM, then exits 0. */
 const STEADY = `process.on("SIGTERM", () => process.exit(0)); setInterval(() => {}, 1000)\n`
+/** Marks that it runs; on SIGTERM leaves another mark, and exits 0 a second and a half later: a child slow to stop. */
+const SLOW_TO_STOP = `import { writeFileSync } from "node:fs"
+const mark = (name) => writeFileSync(new URL("./" + name, import.meta.url), "")
+process.on("SIGTERM", () => { mark("terminated"); setTimeout(() => process.exit(0), 1500) })
+mark("running")
+setInterval(() => {}, 1000)
+`
 /** Exits 1 the first time it runs (it leaves a mark), then runs as STEADY does. */
 const FAILS_ONCE = `import { existsSync, writeFileSync } from "node:fs"
 const mark = new URL("./failed-once", import.meta.url)
@@ -89,6 +96,31 @@ describe("cxlog app start", () => {
         expect(result.stdout).toMatch(/^ShutdownStarted children=3$/m)
         expect(result.stdout).toMatch(/^ShutdownDone stopped=3 killed=0 drain=none$/m)
         expect(pids.filter(isRunning)).toEqual([])
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a second SIGINT while it stops its children is said and waited through: the children stop as the first asked, exit 0",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-app-")
+        writeFileSync(join(dir, "slow.mjs"), SLOW_TO_STOP)
+        const file = join(dir, "app.json")
+        writeFileSync(file, JSON.stringify({ processes: [{ name: "slow", script: "slow.mjs", restart: "never" }] }))
+        const { app, child, output } = yield* startApp(file)
+        yield* waitFor("slow#0 running", () => existsSync(join(dir, "running")), output)
+        const [pid] = startedPids(output())
+        child.kill("SIGINT")
+        // The app is stopping: its child took the SIGTERM and takes its time.
+        yield* waitFor("the child's SIGTERM", () => existsSync(join(dir, "terminated")), output)
+        child.kill("SIGINT")
+        const result = yield* Fiber.join(app).pipe(Effect.timeout("30 seconds"))
+        expect(result.code, result.stderr).toBe(0)
+        expect(result.stderr).toContain("cxlog app: SIGINT while stopping: still cleaning up what it holds")
+        expect(result.stdout).toMatch(/^ChildExited child=slow#0 pid=\d+ code=0 signal=null failed=false$/m)
+        expect(result.stdout).toMatch(/^ShutdownDone stopped=1 killed=0 drain=none$/m)
+        expect(isRunning(pid!)).toBe(false)
       }),
     60_000
   )
