@@ -134,6 +134,22 @@ describe("Doorbell wake path across processes", () => {
       Atomics.store(region.i32, CHILD_BELL / 4 + 1, 0)
       yield* wokenToExit(ringer, region, yield* parkedWaiter(name, region, 3), 3)
     }))
+
+  it.scopedLive("a doorbell on a line a live process waits on is refused naming it; once that process is gone the line is taken", () =>
+    Effect.gen(function*() {
+      const { name, region } = yield* nativeRegion
+      const waiter = yield* parkedWaiter(name, region, 1)
+      const onTheSameLine = DoorbellLayers.make({ offset: CHILD_BELL, spinMicros: 0 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      const refused = yield* Effect.flip(onTheSameLine)
+      expect(refused).toMatchObject({ _tag: "WakeFifoUnavailable" })
+      expect(refused.message).toContain(`process ${waiter.process.pid} waits on the doorbell line at ${CHILD_BELL}`)
+      // The waiter still gets its wakes: its FIFO was left as it was.
+      const ringer = yield* ringerOver(region)
+      yield* wokenToExit(ringer, region, waiter, 1)
+      yield* onTheSameLine
+    }))
 })
 
 /** File descriptors this process holds now. */

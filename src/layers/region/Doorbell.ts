@@ -13,14 +13,10 @@
 import { type ConfigError, Effect, Layer, type Scope } from "effect"
 import { availableParallelism } from "node:os"
 import { CxlMemory, type CxlMemoryShape, type RegionOutOfBounds } from "../../services/region/CxlMemory.js"
-import {
-  Doorbell,
-  DOORBELL_BYTES,
-  type DoorbellShape,
-  type WakeFifoUnavailable
-} from "../../services/region/Doorbell.js"
+import { Doorbell, DOORBELL_BYTES, type DoorbellShape, WakeFifoUnavailable } from "../../services/region/Doorbell.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { settingConfig } from "../../Settings.js"
+import { liveOwner, ownerWord } from "./DoorbellOwner.js"
 import { awaitCondition, closePark, makeParkState, type ParkState, sweepSoon, watchCondition } from "./DoorbellPark.js"
 import { adaptiveSpin, defaultSpinMicros, fixedSpin, oversubscribed } from "./SpinPolicy.js"
 import { fifoIdentity, type WakeFds, wakeFds, wakeFifo } from "./WakeFifo.js"
@@ -132,9 +128,23 @@ export const make = (
       overloaded: oversubscribed(availableParallelism()),
       parkMillis: options.parkMillis ?? 1_000
     })
-    const fifo = region.crossProcess ? yield* wakeFifo(wakeFifoPath(region.name, offset), park.onWake) : undefined
-    // Published before this process ever parks, so a ringer that saw `parked` sees this FIFO's identity.
-    if (fifo !== undefined) Atomics.store(region.i32, offset / 4 + 2, fifoIdentity(fifo.inode))
+    const path = wakeFifoPath(region.name, offset)
+    const holder = region.crossProcess ? liveOwner(region.i32, offset, path) : undefined
+    if (holder !== undefined) {
+      return yield* new WakeFifoUnavailable({
+        path,
+        reason: `process ${holder} waits on the doorbell line at ${offset}: give each process a line of its own`
+      })
+    }
+    const fifo = region.crossProcess ? yield* wakeFifo(path, park.onWake) : undefined
+    if (fifo !== undefined) {
+      // Published before this process ever parks, so a ringer that saw `parked` sees this FIFO's identity.
+      Atomics.store(region.i32, offset / 4 + 2, fifoIdentity(fifo.inode))
+      Atomics.store(region.i32, ownerWord(offset), process.pid)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => void Atomics.compareExchange(region.i32, ownerWord(offset), process.pid, 0))
+      )
+    }
     const fds = wakeFds()
     yield* Effect.addFinalizer(() => Effect.sync(fds.close))
     const owned = localWakes.get(region.buffer) ?? new Map<number, () => void>()

@@ -14,7 +14,7 @@
 import { Context, Data, type Effect } from "effect"
 import { LINE_BYTES } from "./CxlMemory.js"
 
-/** Bytes of a doorbell line: wake count at +0, parked flag at +4, the identity of its owner's wake FIFO at +8, the rest reserved. */
+/** Bytes of a doorbell line: wake count at +0, parked flag at +4, the identity of its owner's wake FIFO at +8, its owner's pid at +12, the rest reserved. */
 export const DOORBELL_BYTES = LINE_BYTES
 
 export interface DoorbellShape {
