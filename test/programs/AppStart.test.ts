@@ -162,21 +162,35 @@ describe("cxlog app start", () => {
     120_000
   )
 
-  it.scopedLive("a file that does not decode is refused naming the field, exit code 2", () =>
-    Effect.gen(function*() {
-      const dir = yield* tempDir("cxlog-app-")
-      const file = join(dir, "app.json")
-      writeFileSync(file, JSON.stringify({ processes: [{ name: "w", script: "w.mjs", restart: "sometimes" }] }))
-      const result = yield* runCliWithin(["app", "start", file], {}, 30_000)
-      expect(result.code).toBe(2)
-      expect(result.stderr).toContain(
-        `cxlog app: ${file}: processes.0.restart: Expected "never" | "on-failure" | "always"`
-      )
-      expect(result.stdout).toBe("")
-      // A drain over a group every member is in would wait for the head too.
-      writeFileSync(file, JSON.stringify({ drain: { group: "all" }, processes: [{ name: "w", script: "w.mjs" }] }))
-      const everyone = yield* runCliWithin(["app", "start", file], {}, 30_000)
-      expect(everyone.code).toBe(2)
-      expect(everyone.stderr).toContain(`cxlog app: ${file}: drain.group: all is every member's group`)
-    }), 60_000)
+  it.scopedLive(
+    "a file that does not decode, or names a script that is not there, is refused naming the field, exit code 2",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-app-")
+        const file = join(dir, "app.json")
+        writeFileSync(file, JSON.stringify({ processes: [{ name: "w", script: "w.mjs", restart: "sometimes" }] }))
+        const result = yield* runCliWithin(["app", "start", file], {}, 30_000)
+        expect(result.code).toBe(2)
+        expect(result.stderr).toContain(
+          `cxlog app: ${file}: processes.0.restart: Expected "never" | "on-failure" | "always"`
+        )
+        expect(result.stdout).toBe("")
+        // A drain over a group every member is in would wait for the head too.
+        writeFileSync(file, JSON.stringify({ drain: { group: "all" }, processes: [{ name: "w", script: "w.mjs" }] }))
+        const everyone = yield* runCliWithin(["app", "start", file], {}, 30_000)
+        expect(everyone.code).toBe(2)
+        expect(everyone.stderr).toContain(`cxlog app: ${file}: drain.group: all is every member's group`)
+        // A script that is not there is refused before anything starts (Node would start and fail as the script).
+        writeFileSync(join(dir, "here.mjs"), STEADY)
+        writeFileSync(
+          file,
+          JSON.stringify({ processes: [{ name: "here", script: "here.mjs" }, { name: "gone", script: "gone.mjs" }] })
+        )
+        const missing = yield* runCliWithin(["app", "start", file], {}, 30_000)
+        expect(missing.code).toBe(2)
+        expect(missing.stderr).toContain(`cxlog app: ${file}: processes.1.script: no file ${join(dir, "gone.mjs")}`)
+        expect(missing.stdout).toBe("")
+      }),
+    60_000
+  )
 })

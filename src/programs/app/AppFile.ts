@@ -4,6 +4,7 @@
  * error naming the field, so the command fails before it starts anything.
  */
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
+import { statSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import { dirname, resolve } from "node:path"
 import { GROUP_ALL, GROUP_BROKERS } from "../../services/control/Coordinator.js"
@@ -104,12 +105,31 @@ export const decodeAppFile = (file: string, text: string): Effect.Effect<AppFile
     })
   })
 
-/** Reads and decodes the app file at `path`. */
+/**
+ * The first script of `app` (found at `path`) that is no file: refused before anything starts,
+ * where Node would start, print its module-not-found stack and exit 1 as if the script had failed.
+ */
+const missingScript = (path: string, app: AppFile): AppFileInvalid | undefined => {
+  const base = dirname(resolve(path))
+  for (const [i, p] of app.processes.entries()) {
+    if (p.script === undefined) continue
+    const script = resolve(base, p.script)
+    if (!statSync(script, { throwIfNoEntry: false })?.isFile()) {
+      return new AppFileInvalid({ file: path, field: `processes.${i}.script`, reason: `no file ${script}` })
+    }
+  }
+  return undefined
+}
+
+/** Reads and decodes the app file at `path`, whose scripts must be there. */
 export const loadAppFile = (path: string): Effect.Effect<AppFile, AppFileInvalid> =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
     catch: (e) => new AppFileInvalid({ file: path, field: "", reason: `cannot read it: ${(e as Error).message}` })
-  }).pipe(Effect.flatMap((text) => decodeAppFile(path, text)))
+  }).pipe(
+    Effect.flatMap((text) => decodeAppFile(path, text)),
+    Effect.filterOrFail((app) => missingScript(path, app) === undefined, (app) => missingScript(path, app)!)
+  )
 
 /**
  * The Supervisor specs of an app file found at `path`: scripts and working directories taken
