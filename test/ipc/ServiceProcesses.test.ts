@@ -61,4 +61,31 @@ describe("Services across processes", () => {
       }),
     180_000
   )
+
+  it.scopedLive(
+    "a SIGSTOPped caller does not stall the others: once the reply ring is full its reader is freed and their calls go on",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("service-stalled")
+        yield* ipcHead(region)
+        const server = yield* member(region, { role: "serve" })
+        yield* said(server, "ready")
+        // A caller waiting for a reply that never comes: its reader is attached to the reply ring.
+        const stalled = yield* member(region, { role: "hang" })
+        yield* said(stalled, "ready")
+        stalled.process.kill("SIGSTOP")
+        // Runs before the fixture's own finalizer kills it: nothing is left stopped.
+        yield* Effect.addFinalizer(() => Effect.sync(() => stalled.process.kill("SIGCONT")))
+        const services = Context.get(
+          yield* Layer.build(ServicesLayers.layer.pipe(Layer.provide(memberBase(region)))),
+          Services
+        )
+        const client = yield* services.connect("bank")
+        // Far more replies than the ring holds; each call's bound outlasts the server's wait for room (10 s).
+        for (let i = 0; i < 20_000; i++) {
+          expect(yield* client.call(Add, { a: i, b: 1 }, { timeoutMs: 30_000 })).toBe(i + 1)
+        }
+      }),
+    180_000
+  )
 })

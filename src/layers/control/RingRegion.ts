@@ -41,7 +41,10 @@ export const ringsOver = (
         const { region, doorbell, lines: l } = yield* place(address)
         const maxFrameBytes = yield* validateFraction(address, options?.maxFrameFraction ?? DEFAULT_MAX_FRAME_FRACTION)
         const core = yield* Effect.acquireRelease(
-          openWriter(region, doorbell, l, maxFrameBytes, countReaped, options?.takeOver === true),
+          openWriter(region, doorbell, l, maxFrameBytes, countReaped, {
+            takeOver: options?.takeOver === true,
+            freeStalledReaderAfterMs: options?.freeStalledReaderAfterMs
+          }),
           (core) => Effect.sync(core.close)
         )
         return makeWriter(core, options?.timeoutMs ?? DEFAULT_WRITE_TIMEOUT_MS)

@@ -21,7 +21,7 @@ import {
 } from "./RingFrames.js"
 import type { ControlLineView, Lines, ReaderLineView } from "./RingLines.js"
 import { ringLineViews, validBell } from "./RingLines.js"
-import { reapDeadSlots } from "./RingReap.js"
+import { reapDeadSlots, reapSlot } from "./RingReap.js"
 import { isAttached, nextOccurrence } from "./RingSlotStates.js"
 
 /** One open writer: where its ring lies, and how far it has reserved, committed and may write. */
@@ -36,6 +36,8 @@ interface WriterState {
   readonly occurrence: number
   readonly maxFrameBytes: number
   readonly onReaped: (slots: number) => Effect.Effect<void>
+  /** `WriterOptions.freeStalledReaderAfterMs`. */
+  readonly freeStalledReaderAfterMs: number | undefined
   /** End of the frames reserved so far. */
   reserved: number
   /** End of the frames committed (the leading sequence). */
@@ -56,7 +58,7 @@ export const openWriter = (
   l: Lines,
   maxFrameBytes: number,
   onReaped: (slots: number) => Effect.Effect<void>,
-  takeOver = false
+  options: { readonly takeOver: boolean; readonly freeStalledReaderAfterMs: number | undefined }
 ): Effect.Effect<WriterCore, RingWriterBusy | RingCorrupt> =>
   Effect.suspend((): Effect.Effect<WriterCore, RingWriterBusy | RingCorrupt> => {
     const { control, reader } = ringLineViews(region)
@@ -64,7 +66,9 @@ export const openWriter = (
     const { id } = l.address
     // The writer is a pid and a start tag, claimed together: a pid reused by a later process holds nothing.
     const previous = control.writer(at)
-    if (!takeOver && previous.pid !== 0 && !control.closed(at) && isProcessAlive(previous.pid, previous.start)) {
+    if (
+      !options.takeOver && previous.pid !== 0 && !control.closed(at) && isProcessAlive(previous.pid, previous.start)
+    ) {
       return Effect.fail(new RingWriterBusy({ ring: id, pid: previous.pid }))
     }
     const head = control.head(at)
@@ -92,6 +96,7 @@ export const openWriter = (
       occurrence,
       maxFrameBytes,
       onReaped,
+      freeStalledReaderAfterMs: options.freeStalledReaderAfterMs,
       reserved: head,
       committed: head,
       index: head % l.address.dataBytes,
@@ -266,6 +271,18 @@ const commit = (w: WriterState, wake?: ReadonlyArray<number>): number => {
   return w.committed
 }
 
+/** Frees the slot of the reader holding the writer back if it has not run for `freeStalledReaderAfterMs`; true if freed. */
+const freeStalledReader = (w: WriterState): boolean => {
+  if (w.freeStalledReaderAfterMs === undefined) return false
+  refreshLimit(w)
+  const slot = w.slowestSlot
+  if (slot < 0) return false
+  const line = w.readerLines[slot]!
+  if (Date.now() - w.reader.heartbeatMs(line) <= w.freeStalledReaderAfterMs) return false
+  // Only the reader judged stalled: one that attached since keeps the slot.
+  return reapSlot(w.region, w.doorbell, w.lines, slot, false, w.reader.occurrence(line))
+}
+
 const awaitRoom = (w: WriterState, length: number, timeoutMs: number): Effect.Effect<void> =>
   Effect.gen(function*() {
     const span = frameSpan(length)
@@ -278,11 +295,12 @@ const awaitRoom = (w: WriterState, length: number, timeoutMs: number): Effect.Ef
         return fits(w, span)
       }, Math.min(left, LIVENESS_SLICE_MS))
       if (roomy || left <= LIVENESS_SLICE_MS) return
-      // Dead readers only: a live reader, however slow or stopped, is backpressure (its frames
-      // are never overwritten under it). A stopped member's reply-ring slot is the coordinator's
-      // to free (it drops the member first); the writer's wait stays bounded by `timeoutMs`.
-      const reaped = reapDeadSlots(w.region, w.doorbell, w.lines)
-      if (reaped.length > 0) yield* w.onReaped(reaped.length)
+      // Dead readers, and a stalled one where the ring's readers recover (`freeStalledReaderAfterMs`):
+      // otherwise a live reader, however slow or stopped, is backpressure (its frames are never
+      // overwritten under it). A stopped member's reply-ring slot is the coordinator's to free
+      // (it drops the member first); the writer's wait stays bounded by `timeoutMs`.
+      const reaped = reapDeadSlots(w.region, w.doorbell, w.lines).length + (freeStalledReader(w) ? 1 : 0)
+      if (reaped > 0) yield* w.onReaped(reaped)
     }
   }).pipe(Effect.ensuring(Effect.sync(() => w.control.storeWaiting(w.lines.control, 0))))
 

@@ -168,7 +168,12 @@ const dispatchNow = <R>(
 
 export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handlers: ReadonlyArray<RpcHandler<R>>) =>
   Effect.gen(function*() {
-    const writer = yield* rings.writer(options.replies, options.takeOver === true ? { takeOver: true } : undefined)
+    const writer = yield* rings.writer(options.replies, {
+      ...(options.takeOver === true ? { takeOver: true } : {}),
+      ...(options.freeStalledReaderAfterMs === undefined
+        ? {}
+        : { freeStalledReaderAfterMs: options.freeStalledReaderAfterMs })
+    })
     const channel: ReplyChannel = {
       writer,
       outbound: yield* Queue.unbounded<Outbound>(),

@@ -21,6 +21,7 @@ import {
 import { SERVICE_SETTINGS } from "../../services/ipc/ServiceSettings.js"
 import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
+import { READER_LIVENESS_MS } from "../control/RingFrames.js"
 import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
 import { type CreateObject, findOrCreate, type RemoveObject } from "./ObjectCreator.js"
@@ -40,6 +41,13 @@ import {
 /** What a serve or connect that names none of these gets (CXLOG_SERVICE_*: ServiceSettings.ts). */
 export type ServiceDefaults = Effect.Effect.Success<typeof serviceDefaults>
 export const serviceDefaults = settingsConfig(SERVICE_SETTINGS.settings)
+
+/**
+ * A caller whose reply reader has not run for this long while the reply ring is full (a stopped
+ * process: a running reader beats every second while it waits) has its reader slot freed, so it
+ * does not stall every other caller's replies; run again, it is told `ServiceRepliesLost`.
+ */
+const STALLED_CALLER_MS = 3 * READER_LIVENESS_MS
 
 const unavailable = (name: string) => (e: { readonly message: string }) =>
   new ServiceUnavailable({ name, reason: e.message })
@@ -114,7 +122,9 @@ export const makeServices = (
     Scope.Scope
   > =>
     Effect.gen(function*() {
-      const replies = yield* rings.writer(found.replies).pipe(Effect.mapError(takenOr(name)))
+      const replies = yield* rings.writer(found.replies, { freeStalledReaderAfterMs: STALLED_CALLER_MS }).pipe(
+        Effect.mapError(takenOr(name))
+      )
       const requests = yield* Effect.forEach(
         found.requests,
         (ring) => rings.reader(ring).pipe(Effect.mapError(unavailable(name)))
@@ -129,7 +139,8 @@ export const makeServices = (
         yield* serve(
           {
             requests: found.rings.requests.map((ring, client) => ({ client, ring })),
-            replies: found.rings.replies
+            replies: found.rings.replies,
+            freeStalledReaderAfterMs: STALLED_CALLER_MS
           },
           handlers
         ).pipe(Effect.mapError(takenOr(name)))

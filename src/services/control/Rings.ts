@@ -41,6 +41,14 @@ export interface WriterOptions {
    * reserve, commit and close checks that the ring's occurrence is still its own.
    */
   readonly takeOver?: boolean
+  /**
+   * While waiting for room, free the slot of the reader that holds the writer back once its
+   * heartbeat is this old (a stopped process: a running reader beats every READER_LIVENESS_MS
+   * while it waits), so one stopped reader does not stall every other. For rings whose readers
+   * recover from a lost stretch (a service's callers: `ServiceRepliesLost`), never a channel's,
+   * whose readers are its backpressure. Default: a live reader is never freed.
+   */
+  readonly freeStalledReaderAfterMs?: number
 }
 
 export interface ReaderOptions {

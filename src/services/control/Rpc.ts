@@ -217,6 +217,8 @@ export interface RpcServerOptions {
   readonly takeOver?: boolean
   /** How long the process may spin for the next request before parking (`ReaderOptions.spinMicros`). */
   readonly spinMicros?: number
+  /** The reply ring's `WriterOptions.freeStalledReaderAfterMs`: for clients that recover lost replies. */
+  readonly freeStalledReaderAfterMs?: number
 }
 
 export interface RpcClientOptions {
