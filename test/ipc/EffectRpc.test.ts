@@ -5,7 +5,7 @@
  */
 import { RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope, Stream } from "effect"
+import { Cause, Chunk, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope, Stream } from "effect"
 import { EffectRpcLayers } from "../../src/effect-rpc.js"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import { type FrameServer, Services } from "../../src/services/ipc/Services.js"
@@ -26,7 +26,7 @@ const live: Run = (program) =>
   )
 const memory: Run = (program) => Effect.provide(withJson(program), ServicesMemory.layerMemory())
 
-const bank = (): BankState => ({ value: 100, hangsInterrupted: 0 })
+const bank = (): BankState => ({ value: 100, hangsInterrupted: 0, linesEnded: 0 })
 
 /** Waits (bounded) until `condition` holds. */
 const eventually = (condition: () => boolean) =>
@@ -75,7 +75,7 @@ const contract = (label: string, run: Run) =>
         }
         expect((yield* Effect.flip(client.Add({ a: 1, b: 1 })))._tag).toBe("RpcClientError")
         // A new server takes the service over; the connected client's calls go to it.
-        yield* serveBank("bank", { value: 5, hangsInterrupted: 0 })
+        yield* serveBank("bank", { value: 5, hangsInterrupted: 0, linesEnded: 0 })
         const answered = yield* client.Withdraw({ amount: 1 }).pipe(
           Effect.retry({ while: (e) => e._tag === "RpcClientError", schedule: Schedule.spaced(10), times: 500 })
         )
@@ -122,6 +122,38 @@ const contract = (label: string, run: Run) =>
         const ended = yield* Effect.flip(client.Add({ a: 1, b: 1 }))
         expect(ended).toMatchObject({ _tag: "RpcClientError", reason: "Protocol" })
         expect(ended.message).toContain("did not decode")
+      })))
+
+    it.scopedLive("a reply or a stream chunk larger than a frame ends its call with a defect naming its size and the limit", () =>
+      run(Effect.gen(function*() {
+        const state = bank()
+        yield* serveBank("bank", state)
+        const client = yield* connectBank("bank")
+        const tooLarge = /a (\d+)-byte frame exceeds the (\d+)-byte limit/
+        const defectOf = <A, E>(exit: Exit.Exit<A, E>) => {
+          expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+          const defect = Cause.squash((exit as Exit.Failure<A, E>).cause) as Error
+          expect(defect.name).toBe("ServiceFrameNotSent")
+          const [, bytes, limit] = tooLarge.exec(defect.message) ?? []
+          expect(Number(bytes)).toBeGreaterThan(Number(limit))
+          return defect
+        }
+        // Bounded here only so that a call left waiting fails the test rather than hanging it.
+        const reply = defectOf(yield* Effect.exit(client.Pad({ bytes: 20_000 }).pipe(Effect.timeout("5 seconds"))))
+        expect(reply.message).toContain("the reply of request")
+        const received: Array<string> = []
+        const stream = yield* Effect.exit(
+          Stream.runForEach(client.Lines({ bytes: 20_000 }), (line) => Effect.sync(() => void received.push(line)))
+            .pipe(
+              Effect.timeout("5 seconds")
+            )
+        )
+        expect(defectOf(stream).message).toContain("a stream chunk of request")
+        expect(received).toEqual(["first"])
+        // The stream's handler does not wait for an ack of the chunk that never went.
+        yield* eventually(() => state.linesEnded === 1)
+        expect(yield* client.Pad({ bytes: 10 })).toBe("x".repeat(10))
+        expect(Chunk.toArray(yield* Stream.runCollect(client.Lines({ bytes: 3 })))).toEqual(["first", "xxx", "last"])
       })))
 
     it.scopedLive("a service of cxlog Rpc methods and an @effect/rpc service do not read each other's frames", () =>

@@ -11,7 +11,9 @@
  * `RpcClientError` (reason "Protocol", its cause `ServiceServerDied`) within
  * `CXLOG_SERVICE_CHECK_MS`, and calls made until a server serves again fail the same way at once;
  * a reply frame that does not decode ends the caller's waiting calls with an `RpcClientError`; a
- * request frame that does not decode is answered with a defect, as @effect/rpc's own servers do.
+ * request frame that does not decode is answered with a defect, as @effect/rpc's own servers do;
+ * a reply or stream chunk the server cannot send (larger than a frame) ends its request with a
+ * defect naming its size and the limit.
  */
 import { RpcClient, RpcClientError, RpcMessage, RpcSerialization, RpcServer } from "@effect/rpc"
 import { Effect, Layer, Mailbox, type Scope } from "effect"
@@ -20,6 +22,7 @@ import {
   type FrameServer,
   type ServiceCallersBusy,
   type ServiceConnection,
+  type ServiceFrameNotSent,
   type ServiceNotFound,
   type ServiceNotServed,
   type ServiceOpenError,
@@ -73,11 +76,41 @@ export const makeProtocolServer = (
         if (client === undefined || served === undefined) return Effect.void
         const encoded = encoder.encode(response)
         if (encoded === undefined) return Effect.void
-        // The client may wait for this for good (@effect/rpc calls have no bound of their own): say so loudly.
-        return Effect.catchAll(
-          served.send(client.connection, encoded),
-          (e) => Effect.logError(`@effect/rpc over service ${JSON.stringify(name)}: client ${clientId}: ${e.message}`)
-        )
+        return Effect.catchAll(served.send(client.connection, encoded), (e) => notSent(client, response, e))
+      }
+
+      /**
+       * A reply or stream chunk that was not sent (larger than a frame, or no room within the
+       * bound) ends its request with a defect saying why, as @effect/rpc's own servers end a
+       * request whose reply does not encode: its call has no bound of its own and would
+       * otherwise wait for good. A stream's handler is interrupted too, as it waits for an ack.
+       */
+      const notSent = (
+        client: Client,
+        response: RpcMessage.FromServerEncoded,
+        error: ServiceFrameNotSent
+      ): Effect.Effect<void> => {
+        const logged = (e: ServiceFrameNotSent) =>
+          Effect.logError(`@effect/rpc over service ${JSON.stringify(name)}: client ${client.id}: ${e.message}`)
+        if (response._tag !== "Chunk" && response._tag !== "Exit") return logged(error)
+        const what = response._tag === "Chunk" ? "a stream chunk" : "the reply"
+        const defect = {
+          name: "ServiceFrameNotSent",
+          message: `@effect/rpc: ${what} of request ${response.requestId} was not sent: ${error.message} ` +
+            "(a frame is at most a quarter of the service's ringBytes: send less at a time, or create the service with larger rings)"
+        }
+        const exit: RpcMessage.ResponseExitEncoded = {
+          _tag: "Exit",
+          requestId: response.requestId,
+          exit: { _tag: "Failure", cause: { _tag: "Die", defect } }
+        }
+        const encoded = encoder.encode(exit)
+        const told = encoded === undefined || served === undefined
+          ? Effect.void
+          : Effect.catchAll(served.send(client.connection, encoded), logged)
+        return response._tag === "Chunk"
+          ? Effect.zipRight(told, writeRequest(client.id, { _tag: "Interrupt", requestId: response.requestId }))
+          : told
       }
 
       served = yield* services.serveFrames(name, {
