@@ -370,52 +370,6 @@ const contract = (label: string, run: Run) =>
       })))
   })
 
-const removal = (label: string, run: Run) =>
-  describe(`Channels removal: ${label}`, () => {
-    it.scopedLive(
-      "remove: refused while a live process uses the channel, then its name and room are given back; 300 made and removed in turn fit a directory of fewer",
-      () =>
-        run(Effect.gen(function*() {
-          const channels = yield* Channels
-          expect(yield* Effect.flip(channels.remove("nothing"))).toMatchObject({
-            _tag: "ChannelNotFound",
-            name: "nothing"
-          })
-          const scope = yield* Scope.make()
-          const channel = yield* Scope.extend(channels.open("prices", Price, { ringBytes: 8192 }), scope)
-          const subscription = yield* Scope.extend(channel.subscribe, scope)
-          expect(yield* Effect.flip(channels.remove("prices"))).toMatchObject({
-            _tag: "ChannelInUse",
-            name: "prices",
-            pids: [process.pid]
-          })
-          // Refused, it is untouched: a value still goes through.
-          yield* (yield* Scope.extend(channel.publisher, scope)).publish({ symbol: "A", price: 1 })
-          expect((yield* subscription.take(TAKE_MS)).value.price).toBe(1)
-          yield* Scope.close(scope, Exit.void)
-          yield* channels.remove("prices")
-          expect(yield* channels.list).toEqual([])
-          yield* Effect.scoped(Effect.gen(function*() {
-            const again = yield* channels.open("prices", Price, { ringBytes: 4096 })
-            expect(again.shape.ringBytes).toBe(4096)
-          }))
-          // Opened, used and removed in turn, more channels than the directory has entries (64 live, 256 in the
-          // fake). A channel this process held open meanwhile would keep their memory from coming back (docs/ipc.md).
-          for (let i = 0; i < 300; i++) {
-            yield* Effect.scoped(Effect.gen(function*() {
-              const c = yield* channels.open(`churn-${i}`, Price, { ringBytes: 4096 })
-              const s = yield* c.subscribe
-              yield* (yield* c.publisher).publish({ symbol: "C", price: i + 1 })
-              expect((yield* s.take(TAKE_MS)).value.price).toBe(i + 1)
-            }))
-            yield* channels.remove(`churn-${i}`)
-          }
-          expect(yield* channels.list).toEqual(["prices"])
-        })),
-      120_000
-    )
-  })
-
 const layouts = (label: string, run: Run) =>
   describe(`Channels' value layouts: ${label}`, () => {
     it.scopedLive("an open whose Schema lays values out otherwise in binary (fields reordered, renamed, retyped) is InvalidChannel; the same layout opens", () =>
@@ -449,9 +403,6 @@ const layouts = (label: string, run: Run) =>
 
 layouts("live region", live)
 layouts("in-memory fake", memory)
-
-removal("live region", live)
-removal("in-memory fake", memory)
 
 contract("live region", live)
 contract("in-memory fake", memory)

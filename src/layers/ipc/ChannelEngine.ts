@@ -2,19 +2,20 @@
  * The Channels service over a directory, a way to create directory objects and the rings: the
  * one engine of the live layers and the fake (Channels.ts, ChannelsMemory.ts).
  */
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import type { RingsShape } from "../../services/control/Rings.js"
 import {
   ChannelInUse,
   ChannelNotFound,
   type ChannelOptions,
+  ChannelRemoved,
   type ChannelShape,
   type ChannelsShape,
   ChannelUnavailable,
   InvalidChannel
 } from "../../services/ipc/Channels.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
-import type { DirectoryShape } from "../../services/region/Directory.js"
+import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
 import { binaryValues } from "./BinaryValues.js"
@@ -41,6 +42,25 @@ const optionsProblem = ({ publishTimeoutMs, spinMicros, subscriberBuffer }: Chan
     return `spinMicros ${spinMicros} must be a whole number of microseconds (0: the process's own)`
   }
   return undefined
+}
+
+/**
+ * `acquire` (slots on a channel's rings) unless the channel was removed since it was opened: a
+ * removal refuses only while its rings have live writers or readers (ObjectUsers.ts), so an
+ * object of it opened before and used only now would write and read memory no later open finds.
+ * Looked at before the slots are taken and again once they are held, where a removal that looks
+ * at the rings after that sees them; per slot taken, not per value.
+ */
+const unlessRemoved = <A, E>(
+  directory: DirectoryShape,
+  name: string,
+  entry: DirectoryEntry,
+  acquire: Effect.Effect<A, E, Scope.Scope>
+): Effect.Effect<A, E | ChannelRemoved, Scope.Scope> => {
+  const current = Effect.suspend(() =>
+    directory.isCurrent(entry) ? Effect.void : Effect.fail(new ChannelRemoved({ name }))
+  )
+  return Effect.zipRight(current, Effect.zipLeft(acquire, current))
 }
 
 export const makeChannels = (
@@ -75,18 +95,28 @@ export const makeChannels = (
             name,
             entry,
             shape,
-            publisher: Effect.map(
-              claimWriter(rings, name, addresses, publishTimeoutMs),
-              ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
-            ),
-            subscribe: typedSubscription(
-              rings,
+            publisher: unlessRemoved(
+              directory,
               name,
-              codec,
-              binary,
-              addresses,
-              options.subscriberBuffer ?? defaults.subscriberBuffer,
-              options.spinMicros ?? defaults.spinMicros
+              entry,
+              Effect.map(
+                claimWriter(rings, name, addresses, publishTimeoutMs),
+                ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
+              )
+            ),
+            subscribe: unlessRemoved(
+              directory,
+              name,
+              entry,
+              typedSubscription(
+                rings,
+                name,
+                codec,
+                binary,
+                addresses,
+                options.subscriberBuffer ?? defaults.subscriberBuffer,
+                options.spinMicros ?? defaults.spinMicros
+              )
             )
           }
         }
@@ -97,11 +127,21 @@ export const makeChannels = (
         name,
         entry,
         shape,
-        publisher: Effect.map(
-          claimWriter(rings, name, addresses, publishTimeoutMs),
-          ({ ring, writer }) => rawPublisher(name, writer, ring)
+        publisher: unlessRemoved(
+          directory,
+          name,
+          entry,
+          Effect.map(
+            claimWriter(rings, name, addresses, publishTimeoutMs),
+            ({ ring, writer }) => rawPublisher(name, writer, ring)
+          )
         ),
-        subscribe: rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros)
+        subscribe: unlessRemoved(
+          directory,
+          name,
+          entry,
+          rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros)
+        )
       })),
     list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name)),
     remove: (name) =>

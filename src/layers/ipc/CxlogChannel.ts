@@ -224,8 +224,9 @@ export class CxlogChannel<A> {
   /**
    * Encodes and writes one value. Rejects with `ChannelEncodeError` (nothing written),
    * `ChannelFull` after `publishTimeoutMs` without room, `ChannelWritersBusy` when every writer
-   * slot is held by a live process, `ChannelClosed` after `close()` (or when it comes while this
-   * waits for room: nothing written).
+   * slot is held by a live process, `ChannelRemoved` when the channel was removed before this
+   * object's first publish, `ChannelClosed` after `close()` (or when it comes while this waits for
+   * room: nothing written).
    */
   async publish(value: A): Promise<void> {
     const publisher = await this.writer()

@@ -90,10 +90,24 @@ export interface Channel<A> {
   readonly name: string
   readonly entry: DirectoryEntry
   readonly shape: ChannelShape
-  /** Takes a writer slot for the scope (the first free one, or one whose process died). */
-  readonly publisher: Effect.Effect<ChannelPublisher<A>, ChannelWritersBusy | InvalidChannel, Scope.Scope>
-  /** Takes a reader slot on every writer ring for the scope; it sees what is written from now on. */
-  readonly subscribe: Effect.Effect<ChannelSubscription<A>, ChannelReadersBusy | InvalidChannel, Scope.Scope>
+  /**
+   * Takes a writer slot for the scope (the first free one, or one whose process died);
+   * `ChannelRemoved` once the channel was removed since this open.
+   */
+  readonly publisher: Effect.Effect<
+    ChannelPublisher<A>,
+    ChannelWritersBusy | InvalidChannel | ChannelRemoved,
+    Scope.Scope
+  >
+  /**
+   * Takes a reader slot on every writer ring for the scope; it sees what is written from now on.
+   * `ChannelRemoved` once the channel was removed since this open.
+   */
+  readonly subscribe: Effect.Effect<
+    ChannelSubscription<A>,
+    ChannelReadersBusy | InvalidChannel | ChannelRemoved,
+    Scope.Scope
+  >
 }
 
 /** The raw form: frames of bytes, written by copy and read in place. */
@@ -103,11 +117,11 @@ export interface RawChannel {
   readonly shape: ChannelShape
   readonly publisher: Effect.Effect<
     RawPublisher,
-    ChannelWritersBusy | InvalidChannel,
+    ChannelWritersBusy | InvalidChannel | ChannelRemoved,
     Scope.Scope
   >
   /** Takes a reader slot on every writer ring for the scope; it sees what is written from now on. */
-  readonly subscribe: Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope>
+  readonly subscribe: Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel | ChannelRemoved, Scope.Scope>
 }
 
 /** The raw form's writing side: frames copied into this process's writer ring. */
@@ -160,7 +174,8 @@ export interface ChannelsShape {
   /**
    * Removes the channel `name` from the region, giving its memory and directory entry back: a
    * later open makes a new one. `ChannelInUse` (naming the pids) while a live process writes or
-   * subscribes to it; `ChannelNotFound` when there is none.
+   * subscribes to it; `ChannelNotFound` when there is none. An object of it opened before and
+   * neither writing nor subscribed is not a use: its `publisher` and `subscribe` are then `ChannelRemoved`.
    */
   readonly remove: (name: string) => Effect.Effect<void, ChannelNotFound | ChannelInUse | ChannelUnavailable>
 }
@@ -190,6 +205,19 @@ export class ChannelInUse extends Schema.TaggedError<ChannelInUse>()("ChannelInU
     return `channel ${JSON.stringify(this.name)} is in use by live process${this.pids.length === 1 ? "" : "es"} ${
       this.pids.join(", ")
     } (writing to it or subscribed): it can be removed once they close it`
+  }
+}
+
+/**
+ * A publisher or subscription asked of a channel object after the channel was removed
+ * (`Channels.remove`, from any process): its rings are memory no later open finds, so nothing
+ * is written there or read from there.
+ */
+export class ChannelRemoved extends Schema.TaggedError<ChannelRemoved>()("ChannelRemoved", { name: Schema.String }) {
+  override get message() {
+    return `channel ${
+      JSON.stringify(this.name)
+    } was removed after this object of it was opened: open the name again (a new channel) to use it`
   }
 }
 
