@@ -55,7 +55,7 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
     it.scoped("bad names and sizes are typed errors that change nothing", () =>
       Effect.gen(function*() {
         const { writer, directory } = yield* open(yield* backing(config))
-        for (const name of ["", "x".repeat(129), "tab\there"]) {
+        for (const name of ["", "x".repeat(129), "tab\there", "x\ud800y", "\udc00"]) {
           expect(yield* Effect.flip(writer.create({ kind: "topic", name, bytes: 4096 }))).toMatchObject({
             _tag: "InvalidObjectName"
           })

@@ -15,13 +15,23 @@ export type ObjectKind = typeof ObjectKind.Type
 /** The most UTF-8 bytes a name may have. */
 export const MAX_NAME_BYTES = 128
 /**
+ * A UTF-16 code unit of a surrogate pair with no partner: in unicode mode a whole pair is one code
+ * point, so only a lone half matches (`String.prototype.isWellFormed`, which ES2022's lib lacks).
+ */
+const LONE_SURROGATE = /[\ud800-\udfff]/u
+
+/**
  * Why `name` cannot name an object, or undefined: checked where a name is written and before a
- * create is sent to the head, so a bad name is refused as itself, not as a bad request.
+ * create is sent to the head, so a bad name is refused as itself, not as a bad request. A name
+ * with a lone surrogate has no UTF-8 of its own (it would be stored as U+FFFD, and two names
+ * would stand for one object).
  */
 export const objectNameProblem = (name: string): string | undefined => {
   const bytes = Buffer.byteLength(name, "utf8")
   return bytes === 0
     ? "a name has at least one character"
+    : LONE_SURROGATE.test(name)
+    ? "a name is well-formed Unicode (this one has half of a surrogate pair alone)"
     : bytes > MAX_NAME_BYTES
     ? `a name has at most ${MAX_NAME_BYTES} bytes of UTF-8 (this one has ${bytes})`
     // eslint-disable-next-line no-control-regex
