@@ -21,7 +21,13 @@ import {
   resolve
 } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
-import { Coordinator, type CoordinatorShape, type Member } from "../../src/services/control/Coordinator.js"
+import {
+  type BarrierMode,
+  type BarrierOptions,
+  Coordinator,
+  type CoordinatorShape,
+  type Member
+} from "../../src/services/control/Coordinator.js"
 import { Rings, type RingsShape } from "../../src/services/control/Rings.js"
 import type { TrimTarget } from "../../src/services/log/Topics.js"
 import { TRIM_TARGETS_THAT_ARE_NONE } from "../fixtures/trim-targets.js"
@@ -161,6 +167,31 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
           _tag: "BarrierTimeout",
           notArrived: [b!.self.slot]
         })
+      }))
+
+    it.scopedLive("arguments no coordinator takes are InvalidBarrierOptions, before anything is sent: not CoordinatorUnavailable, which a caller retries", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const [a, b] = yield* joined(cluster, 2, "v")
+        const refusals: ReadonlyArray<readonly [string, BarrierOptions, string]> = [
+          ["tb", { mode: "rendezvous", group: "v", timeoutMs: 0 }, "timeoutMs 0 is not a number of milliseconds"],
+          ["tb", { mode: "rendezvous", group: "v", timeoutMs: -1 }, "timeoutMs -1"],
+          ["tb", { mode: "rendezvous", group: "v", timeoutMs: NaN }, "timeoutMs NaN"],
+          ["tb", { mode: "rendezvous", group: "v", timeoutMs: 3_600_001 }, "at most 3600000"],
+          ["tb", { mode: "sometimes" as BarrierMode, group: "v" }, `mode "sometimes" is none of rendezvous`],
+          ["tb", { mode: "rendezvous", group: "" }, `group "" is no group's name`],
+          ["", { mode: "rendezvous", group: "v" }, "a barrier's name has 1 to 200 characters"]
+        ]
+        for (const [name, options, reason] of refusals) {
+          const refused = yield* Effect.flip(a!.barrier(name, options))
+          expect(refused).toMatchObject({ _tag: "InvalidBarrierOptions", barrier: name })
+          expect(refused.message).toContain(reason)
+        }
+        // None of them arrived: the barrier's first round is still to come, and both are in it.
+        const rounds = yield* Effect.forEach([a!, b!], (p) => p.barrier("tb", { mode: "rendezvous", group: "v" }), {
+          concurrency: "unbounded"
+        })
+        expect(rounds.map((r) => r.round)).toEqual([1, 1])
       }))
 
     it.scopedLive("createTopic goes through the coordinator; a second create of the name is TopicExists", () =>

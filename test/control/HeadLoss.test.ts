@@ -5,12 +5,14 @@
  * slots reclaimed) with the data it held. Real processes of the bundled CLI.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { Coordinator } from "../../src/services/control/Coordinator.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { ipcRegionEnv, memberBase } from "../fixtures/ipc-member.js"
 import { bell, regionCluster } from "../fixtures/log-harness.js"
 import { childrenOf, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -94,6 +96,38 @@ describe("head loss (bundled CLI, real processes)", () => {
         expect(served).toMatchObject({ _tag: "HeadUnavailable", region, pid: head.pid, state: "exited" })
         expect(served.waitingFor).toContain("broker 0")
         expect((yield* broker.exited).code).toBe(1)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a barrier waiting when its head is SIGKILLed ends within a look, CoordinatorUnavailable naming the coordinator, not at its call's bound (its timeout and 5 s)",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("headloss-barrier")
+        const head = yield* forkCli(["head"], { ...ipcRegionEnv(region), CXLOG_DEBUG_BARRIERS: "true" })
+        yield* head.event("ready")
+        const member = Effect.map(Layer.build(memberBase(region)), (context) => Context.get(context, Coordinator))
+        const [a, b] = [yield* member, yield* member]
+        yield* a.joinGroup("g")
+        yield* b.joinGroup("g")
+        // b does not arrive: a waits for it, up to 20 s (and its call 25 s).
+        const waiting = yield* Effect.fork(a.barrier("tb", { mode: "rendezvous", group: "g", timeoutMs: 20_000 }))
+        // The coordinator logs the arrival (debug barriers): the barrier is in flight.
+        while (!head.output().includes("name=tb")) yield* Effect.sleep("20 millis")
+        head.child.kill("SIGKILL")
+        const killedAt = Date.now()
+        const ended = yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout("10 seconds"))
+        expect(Date.now() - killedAt).toBeLessThan(3_000)
+        expect(ended).toMatchObject({ _tag: "CoordinatorUnavailable" })
+        expect(ended.message).toContain(`(pid ${head.pid}) is gone while barrier tb was in flight`)
+        // Entered with the head gone: the same within its 3 s (it took 8 s: the call's bound).
+        const enteredAt = Date.now()
+        const late = yield* Effect.flip(b.barrier("tb", { mode: "rendezvous", group: "g", timeoutMs: 3_000 })).pipe(
+          Effect.timeout("10 seconds")
+        )
+        expect(Date.now() - enteredAt).toBeLessThan(3_000)
+        expect(late).toMatchObject({ _tag: "CoordinatorUnavailable" })
       }),
     60_000
   )

@@ -7,10 +7,11 @@
 import { Effect } from "effect"
 import {
   type BarrierArrive,
-  BarrierMode,
   type BarrierOptions,
+  barrierOptionsProblem,
   type DrainTarget,
   GROUP_ALL,
+  InvalidBarrierOptions,
   type Member
 } from "../../services/control/Coordinator.js"
 import type { RingAddress, RingInspector, RingsShape } from "../../services/control/Rings.js"
@@ -83,7 +84,13 @@ export const fenceTargets = (
       : Effect.map(streamTargetsOf(rings, options.streams), (streams) => [...control, ...streams])
   })
 
-/** What `self` sends on entering barrier `name`: its drain targets, captured now. */
+/** A barrier call's name and options checked before its targets are captured and anything is sent. */
+export const checkBarrier = (name: string, options: BarrierOptions): Effect.Effect<void, InvalidBarrierOptions> => {
+  const reason = barrierOptionsProblem(name, options)
+  return reason === undefined ? Effect.void : Effect.fail(new InvalidBarrierOptions({ barrier: name, reason }))
+}
+
+/** What `self` sends on entering barrier `name` (checked by `checkBarrier`): its drain targets, captured now. */
 export const arrival = (
   self: Member,
   name: string,
@@ -91,7 +98,7 @@ export const arrival = (
   drainTargets: ReadonlyArray<DrainTarget>
 ): BarrierArrive => ({
   barrier: name,
-  mode: BarrierMode.literals.includes(options.mode) ? options.mode : "rendezvous",
+  mode: options.mode,
   group: options.group ?? GROUP_ALL,
   participant: self.slot,
   occurrence: self.occurrence,

@@ -27,8 +27,9 @@ import type { CxlMemory } from "../../services/region/CxlMemory.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
-import { arrival, fenceTargets, participantRings } from "./BarrierStreams.js"
+import { arrival, checkBarrier, fenceTargets, participantRings } from "./BarrierStreams.js"
 import * as Protocol from "./CoordinatorProtocol.js"
+import { type CoordinatorWatch, watchCoordinator } from "./CoordinatorWatch.js"
 
 // The server's layers, exported here too: the package's CoordinatorLayers are both sides.
 export {
@@ -137,8 +138,13 @@ interface Participant {
   readonly self: Member
   readonly writable: ReadonlyArray<RingInspector>
   readonly broadcast: RingInspector
-  /** Aborted (reason `epoch N`) when a new coordinator takes over; then replaced by a fresh one. */
+  /**
+   * Aborted (with why) when a new coordinator takes over or this one is gone; then replaced by a
+   * fresh one.
+   */
   readonly takeover: () => AbortSignal
+  /** Looks at the coordinator while a barrier waits for its release. */
+  readonly watch: CoordinatorWatch
 }
 
 /**
@@ -147,27 +153,31 @@ interface Participant {
  * fence on the release watermark.
  */
 const enterBarrier = (participant: Participant, name: string, options: BarrierOptions) =>
-  Effect.flatMap(fenceTargets(participant.rings, participant.writable, options), (targets) => {
-    const { broadcast, client, rings, self } = participant
-    const arrive = arrival(self, name, options, targets)
-    // The coordinator that holds this arrival may be replaced meanwhile: the new one never saw
-    // it. A takeover aborts the signal, which ends the wait for the reply (no racing fibers).
-    const released = client.call(Protocol.BarrierArriveMethod, arrive, {
-      timeoutMs: arrive.timeoutMs + 5_000,
-      signal: participant.takeover()
-    }).pipe(
-      Effect.mapError((e) =>
-        e._tag === "RpcAbandoned"
-          ? unavailable(`${e.reason} while barrier ${name} was in flight; enter it again`)
-          : passThrough(BARRIER_ERROR_TAGS)(e)
+  Effect.zipRight(
+    checkBarrier(name, options),
+    Effect.flatMap(fenceTargets(participant.rings, participant.writable, options), (targets) => {
+      const { broadcast, client, rings, self } = participant
+      const arrive = arrival(self, name, options, targets)
+      // The coordinator that holds this arrival may be replaced meanwhile, or be gone: the new
+      // one never saw it. Either aborts the signal, which ends the wait for the reply (no racing
+      // fibers); the 5 s past the timeout leave a live coordinator time to say BarrierTimeout.
+      const released = participant.watch.during(client.call(Protocol.BarrierArriveMethod, arrive, {
+        timeoutMs: arrive.timeoutMs + 5_000,
+        signal: participant.takeover()
+      })).pipe(
+        Effect.mapError((e) =>
+          e._tag === "RpcAbandoned"
+            ? unavailable(`${e.reason} while barrier ${name} was in flight; enter it again`)
+            : passThrough(BARRIER_ERROR_TAGS)(e)
+        )
       )
-    )
-    return Effect.flatMap(
-      released,
-      (r) =>
-        Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r)
-    )
-  })
+      return Effect.flatMap(
+        released,
+        (r) =>
+          Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r)
+      )
+    })
+  )
 
 /** One signal shared by every barrier call in flight (any number of them): no listener limit to warn about. */
 const takeoverSignal = () => {
@@ -338,6 +348,14 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const created = new Map<string, ReadonlyArray<number>>()
     const joined = new Set<string>()
     let takeover = takeoverSignal()
+    /** Ends the barriers in flight with `why`; later ones wait on a fresh signal. */
+    const abortBarriers = (why: string) => {
+      const current = takeover
+      takeover = takeoverSignal()
+      current.abort(why)
+    }
+    // A coordinator that is gone takes no re-join: a standby that takes over says so (the notice below).
+    const watch = yield* watchCoordinator(broadcast, abortBarriers)
     // One join call per attempt: `rejoin`'s schedule does the retrying (not `join`'s own retries inside each attempt).
     const rejoinOnce = Effect.gen(function*() {
       yield* joinOnce
@@ -352,9 +370,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       Effect.zipRight(
         Effect.logInfo(`coordinator: ${why}; re-joining`),
         Effect.suspend(() => {
-          const current = takeover
-          takeover = takeoverSignal()
-          current.abort(why)
+          abortBarriers(why)
           return Effect.asVoid(FiberHandle.run(rejoining, rejoin(rejoinOnce, self.slot, why, rejoinTimeoutMs)))
         })
       )
@@ -376,7 +392,15 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
         ? `this process was dropped from the membership (${drop.reason})`
         : undefined)
 
-    const participant: Participant = { rings, client, self, writable, broadcast, takeover: () => takeover.signal }
+    const participant: Participant = {
+      rings,
+      client,
+      self,
+      writable,
+      broadcast,
+      takeover: () => takeover.signal,
+      watch
+    }
     return clientShape(participant, created, joined)
   })
 

@@ -11,7 +11,7 @@ import type { Layout } from "../../services/RegionLayout.js"
 import { isPidAlive } from "../region/ProcessInfo.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { type StreamProbe, withStreamRings } from "./BarrierStreamRings.js"
-import { arrival, fenceTargets, participantRings, ringProbe } from "./BarrierStreams.js"
+import { arrival, checkBarrier, fenceTargets, participantRings, ringProbe } from "./BarrierStreams.js"
 import { type ObjectChanges, objectChanges, type ObjectDirectory } from "./CoordinatorObjects.js"
 import type { ServerOptions } from "./CoordinatorServer.js"
 import { makeMembership, type Membership } from "./Membership.js"
@@ -81,7 +81,8 @@ export const makeMemoryClient = (
       createGroup: (name, slots) => Effect.sync(() => hub.membership.createGroup(name, slots)),
       joinGroup: (name) => Effect.sync(() => hub.membership.joinGroup(name, self.slot)),
       barrier: (name, options) =>
-        fenceTargets(hub.rings, hub.inspectors, options).pipe(
+        checkBarrier(name, options).pipe(
+          Effect.zipRight(fenceTargets(hub.rings, hub.inspectors, options)),
           Effect.flatMap((targets) => hub.admit(arrival(self, name, options, targets))),
           Effect.flatMap(hub.engine.arrive)
         ),

@@ -12,6 +12,7 @@ import {
   type CoordinatorShape,
   CoordinatorUnavailable,
   type FenceStream,
+  type InvalidBarrierOptions,
   type Member
 } from "../../services/control/Coordinator.js"
 import { SHUTDOWN_BARRIER } from "../../services/ipc/Supervisor.js"
@@ -45,7 +46,7 @@ export const enterShutdownFence = (
   group: string,
   timeoutMs: number,
   streams: ReadonlyArray<FenceStream> = []
-): Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable> =>
+): Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable | InvalidBarrierOptions> =>
   coordinator.barrier(SHUTDOWN_BARRIER, { mode: "processing-fence", group, timeoutMs, streams }).pipe(
     Effect.interruptible,
     Effect.timeoutFail({
@@ -58,7 +59,7 @@ export const enterShutdownFence = (
   )
 
 const reportOf = (
-  outcome: Either.Either<BarrierReleased, BarrierError | CoordinatorUnavailable>,
+  outcome: Either.Either<BarrierReleased, BarrierError | CoordinatorUnavailable | InvalidBarrierOptions>,
   others: ReadonlyArray<Member>,
   label: (slot: number) => string
 ): FenceReport => {

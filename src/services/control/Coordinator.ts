@@ -2,7 +2,7 @@
  * Coordinator: membership, process groups and barriers. Every process uses this client
  * interface; the coordinator itself runs in the head and answers over RPC.
  */
-import { Context, Schema } from "effect"
+import { Context, Data, Schema } from "effect"
 import type { Effect } from "effect"
 import type {
   InvalidTopicSpec,
@@ -84,6 +84,10 @@ export const ListMembers = Schema.Struct({ group: Name })
 export const CreateGroup = Schema.Struct({ name: Name, members: Schema.Array(Slot) })
 export const JoinGroup = Schema.Struct({ name: Name, slot: Slot, occurrence: Occurrence })
 
+/** The longest a barrier may wait: an hour. */
+export const MAX_BARRIER_TIMEOUT_MS = 3_600_000
+const BarrierTimeoutMs = Schema.Number.pipe(Schema.positive(), Schema.lessThanOrEqualTo(MAX_BARRIER_TIMEOUT_MS))
+
 export const BarrierArrive = Schema.Struct({
   barrier: Name,
   mode: BarrierMode,
@@ -91,7 +95,7 @@ export const BarrierArrive = Schema.Struct({
   participant: Slot,
   occurrence: Occurrence,
   drainTargets: Schema.Array(DrainTarget),
-  timeoutMs: Schema.Number.pipe(Schema.positive(), Schema.lessThanOrEqualTo(3_600_000))
+  timeoutMs: BarrierTimeoutMs
 })
 export type BarrierArrive = typeof BarrierArrive.Type
 
@@ -212,6 +216,40 @@ export const BarrierError = Schema.Union(
 )
 export type BarrierError = typeof BarrierError.Type
 
+/**
+ * A barrier's own arguments are ones no coordinator takes (a JavaScript caller can pass
+ * anything): refused as the caller's mistake before anything is sent, not as the coordinator
+ * being unavailable, which a caller would retry.
+ */
+export class InvalidBarrierOptions extends Data.TaggedError("InvalidBarrierOptions")<{
+  readonly barrier: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `barrier ${
+      JSON.stringify(this.barrier)
+    }: ${this.reason}; nothing was sent (fix the call: it fails this way every time)`
+  }
+}
+
+const isName = Schema.is(Name)
+const isMode = Schema.is(BarrierMode)
+const isTimeoutMs = Schema.is(BarrierTimeoutMs)
+
+/** What is wrong with a barrier call's name and options, as the coordinator would refuse them, or undefined. */
+export const barrierOptionsProblem = (name: string, options: BarrierOptions): string | undefined => {
+  const { group, mode, timeoutMs } = options
+  return !isName(name)
+    ? "a barrier's name has 1 to 200 characters"
+    : !isMode(mode)
+    ? `mode ${JSON.stringify(mode)} is none of ${BarrierMode.literals.join(", ")}`
+    : group !== undefined && !isName(group)
+    ? `group ${JSON.stringify(group)} is no group's name (1 to 200 characters)`
+    : timeoutMs !== undefined && !isTimeoutMs(timeoutMs)
+    ? `timeoutMs ${timeoutMs} is not a number of milliseconds above 0 and at most ${MAX_BARRIER_TIMEOUT_MS}`
+    : undefined
+}
+
 /** Rings beyond the control rings that a fence drains: a named object's (a channel's writer rings, src/layers/ipc/ChannelFence.ts). */
 export interface FenceStream {
   readonly name: string
@@ -280,11 +318,13 @@ export interface CoordinatorShape {
    * Enters barrier `name`. Delivery fence: when it returns, every reader in the group has
    * delivered every stream a participant writes up to where that participant was when it
    * arrived; processing fence: the same for completed handler runs; rendezvous: everyone arrived.
+   * Arguments no coordinator takes are `InvalidBarrierOptions`, before anything is sent; a
+   * coordinator whose process is gone while it waits is `CoordinatorUnavailable` within a look.
    */
   readonly barrier: (
     name: string,
     options: BarrierOptions
-  ) => Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable>
+  ) => Effect.Effect<BarrierReleased, BarrierError | CoordinatorUnavailable | InvalidBarrierOptions>
   /** Creates a topic in the region's topic table (the head writes it). */
   readonly createTopic: (
     spec: TopicSpec
