@@ -283,8 +283,11 @@ export interface RpcClient {
 }
 
 export interface RpcShape {
-  /** Serves `handlers` on every request ring until the scope closes. */
-  readonly serve: <R>(
+  /**
+   * Serves `handlers` on every request ring until the scope closes. `R` defaults to never: with
+   * no handler to infer it from (an empty list), the call needs nothing, rather than `unknown`.
+   */
+  readonly serve: <R = never>(
     options: RpcServerOptions,
     handlers: ReadonlyArray<RpcHandler<R>>
   ) => Effect.Effect<RpcServer, RpcOpenError, Scope.Scope | R>

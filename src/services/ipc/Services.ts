@@ -107,9 +107,10 @@ export interface ServicesShape {
   /**
    * Serves `handlers` under `name` until the scope closes, creating the service with `shape`
    * if there is none. Refused with `ServiceTaken` while another live process serves it; a
-   * service whose server died (or stopped) is taken over.
+   * service whose server died (or stopped) is taken over. `R` defaults to never: with no
+   * handler to infer it from (an empty list), the call needs nothing, rather than `unknown`.
    */
-  readonly serve: <R>(
+  readonly serve: <R = never>(
     name: string,
     handlers: ReadonlyArray<RpcHandler<R>>,
     shape?: Partial<ServiceShape>
