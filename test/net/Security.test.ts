@@ -691,9 +691,25 @@ describe("Security", () => {
         2
       )
       expect(anonymous._tag).toBe("BrokersUnreachable")
+      // Each refusal says what to change, not only OpenSSL's words.
+      expect(anonymous.message).toContain(
+        "the broker asks for a client certificate: give tls.cert and tls.key (--tls-client-cert, --tls-client-key)"
+      )
       // Plain TCP to a TLS port gets no WELCOME either.
       const plain = yield* refusal(publisher({ clientId: 3, credentials: ALICE, connectTimeoutMs: 500 }), 3)
       expect(plain._tag).toBe("BrokersUnreachable")
+      expect(plain.message).toContain("a broker that serves TLS closes plain connections: give tls.ca, --tls-ca")
+      const otherCa = readFileSync(makeCertificates(yield* privateDir).ca)
+      const strangers = yield* refusal(
+        publisher({
+          clientId: 4,
+          credentials: ALICE,
+          tls: { ca: otherCa, cert: certs.clientCert, key: certs.clientKey },
+          connectTimeoutMs: 500
+        }),
+        4
+      )
+      expect(strangers.message).toContain("the broker's certificate is not signed by the CA given (tls.ca, --tls-ca)")
 
       const memory = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       const bare = yield* Effect.flip(BrokerLayers.make({ host: "0.0.0.0" }).pipe(Effect.provide(memory.forBroker(1))))

@@ -38,6 +38,7 @@ import {
 import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { forgetSessionToken, keepSessionToken, sessionToken } from "./SessionTokens.js"
+import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
 
 /** How long a clean close waits for the broker to close its side. */
 const CLOSE_GRACE_MS = 5_000
@@ -261,8 +262,8 @@ export const openConnection = (
     socket.write(helloFrame(new Hello({ ...hello, user: credentials.user, ...(nonce === undefined ? {} : { nonce }) })))
   }
   socket.on(ready, introduce)
-  socket.on("error", (error) => finish(c, "unreachable", error.message))
-  socket.on("close", () => finish(c, "closed", "the broker closed the connection"))
+  socket.on("error", (error) => finish(c, "unreachable", socketFailureText(error)))
+  socket.on("close", () => finish(c, "closed", brokerClosedText(tls === undefined && !c.welcomed)))
   // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.
   if (tls !== undefined) socket.on("data", receive)
   function receive(chunk: Buffer) {

@@ -30,6 +30,7 @@ import {
 } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
+import { socketFailureText } from "./SocketFailure.js"
 import { Subscribe, Subscribed, subscribeFrame } from "./SubscribeFrames.js"
 
 const ACCEPTED = [
@@ -66,7 +67,7 @@ export class Connection {
     socket.on("end", end)
     socket.on("close", end)
     socket.on("error", (error) => {
-      this.failure ??= error.message
+      this.failure ??= socketFailureText(error)
       end()
     })
   }
