@@ -51,11 +51,13 @@ const cluster = (order: OrderMode) =>
       Effect.provideService(AckTracker, yield* withBell(AckTrackerLayers.make(area))),
       Effect.provideService(Topics, topics)
     )
-    /** What a local publisher's process has: an appender in a free broker slot and an ACK tracker, over a doorbell of its own. */
-    const localLog = Effect.map(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) =>
-      Layer.merge(AppenderLayers.layerAnySlot(area), AckTrackerLayers.layer(area)).pipe(
-        Layer.provide(Layer.mergeAll(Layer.succeed(CxlMemory, region), Layer.succeed(Doorbell, doorbell)))
-      ))
+    /** What a local publisher's process has: an appender in a free broker slot and an ACK tracker, over a doorbell of its own (a new one each time). */
+    const localLog = Effect.suspend(() =>
+      Effect.map(inRegion(DoorbellLayers.make({ offset: bell(bells++), spinMicros: 0 })), (doorbell) =>
+        Layer.merge(AppenderLayers.layerAnySlot(area), AckTrackerLayers.layer(area)).pipe(
+          Layer.provide(Layer.mergeAll(Layer.succeed(CxlMemory, region), Layer.succeed(Doorbell, doorbell)))
+        ))
+    )
     /** A local publisher as its own process would make it. */
     const local = (clientId: number) =>
       Effect.gen(function*() {

@@ -7,9 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
+import { join } from "node:path"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { forkCli, runCliWithin, smallRegionEnvFor } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** A head with `topics` (order 5) and one broker over a small region of its own. */
 const cluster = (topics: ReadonlyArray<string>) =>
@@ -104,10 +105,39 @@ describe("several topics and patterns from the command line", () => {
   )
 
   it.scopedLive(
-    "a pattern that matches nothing waits, bounded; bad syntax and an unknown topic among several are typed one-line failures",
+    "a pattern that matches nothing (or only topics its user may not read) waits, bounded, saying so; bad syntax and an unknown topic among several are typed one-line failures",
     () =>
       Effect.gen(function*() {
-        const { env, port } = yield* cluster(["known"])
+        const { env, port } = yield* cluster(["known", "secret.a", "secret.b"])
+        // A user who may read `known` alone is told its pattern matches topics it may not read.
+        const viewerSecret = join(yield* tempDir("cxlog-viewer-"), "viewer.secret")
+        const added = yield* runCliWithin(
+          ["user", "add", "viewer", "--read", "known", "--secret-file", viewerSecret],
+          env,
+          30_000
+        )
+        expect(added.code, added.stderr).toBe(0)
+        const viewer = yield* runCliWithin(
+          [
+            "subscribe",
+            "--brokers",
+            `127.0.0.1:${port}`,
+            "--secret-file",
+            viewerSecret,
+            "--topic",
+            "secret.*",
+            "--limit",
+            "1",
+            "--idle-timeout-ms",
+            "500"
+          ],
+          env,
+          30_000
+        )
+        expect(viewer.code).toBe(1)
+        expect(viewer.stderr.split("\n")[0]).toBe(
+          "cxlog subscribe: secret.* matches 2 topics this user may not read (its read right in the credential file: docs/security.md); reading those made to match it that it may"
+        )
         for (const where of [[], ["--brokers", `127.0.0.1:${port}`]]) {
           const waiting = yield* runCliWithin(
             ["subscribe", ...where, "--topic", "none.*", "--limit", "1", "--idle-timeout-ms", "500"],

@@ -316,6 +316,7 @@ export const subscribeTopicsRemote = (settings: Settings): SubscriberShape["subs
     const subscription: TopicsSubscription = {
       selection: entries,
       topics: () => [...s.byTopic.keys()],
+      unreadableMatches: opened.subscribed.unreadable ?? 0,
       batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
       pull,
       poll: (onBatch: (batch: SubscriberBatch) => void) => Effect.map(pull, (batch) => (onBatch(batch), 1)),

@@ -95,6 +95,8 @@ interface Serving {
   sending: number
   /** Where the turn is: the stream after the last one that sent. */
   turn: number
+  /** Topics the patterns matched at the last look that the user may not read. */
+  unreadable: number
 }
 
 const serve = (c: ServeTopicsContext) =>
@@ -127,7 +129,8 @@ const serve = (c: ServeTopicsContext) =>
       credit: request.credit,
       creditArrived: undefined,
       sending: 0,
-      turn: 0
+      turn: 0,
+      unreadable: 0
     }
     for (const name of selection.names) {
       const opened = yield* Effect.either(openStream(s, name, false))
@@ -146,6 +149,7 @@ const serve = (c: ServeTopicsContext) =>
           protocol: PROTOCOL_VERSION,
           brokerId: c.brokerId,
           streams: s.streams.length,
+          ...(s.unreadable === 0 ? {} : { unreadable: s.unreadable }),
           ...(c.serverSignature === undefined ? {} : { serverSignature: c.serverSignature })
         })
       )
@@ -199,7 +203,7 @@ const endStream = (s: Serving, stream: Stream, code: WireViolation["code"], deta
     return Scope.close(stream.scope, Exit.void)
   })
 
-/** Topics the patterns match (and the user may read) that are no stream yet: each becomes one. */
+/** Topics the patterns match (and the user may read: it counts those it may not) that are no stream yet: each becomes one. */
 const discover = (s: Serving, later: boolean) =>
   Effect.gen(function*() {
     const { c, selection } = s
@@ -209,9 +213,13 @@ const discover = (s: Serving, later: boolean) =>
     // The user's rights as they are now, read once a pass (undefined: removed, or the file unusable: nothing more).
     const user = c.user === undefined || c.auth === undefined ? c.user : c.auth.current(c.user)
     if (c.user !== undefined && user === undefined) return found
+    s.unreadable = 0
     for (const info of yield* withinRegion(c.topics!.list)) {
-      const readable = user === undefined || authorize(user, "read", info.name) === undefined
-      if (s.byTopic.has(info.name) || !readable || !selection.patterns.some((p) => p.matches(info.name))) continue
+      if (s.byTopic.has(info.name) || !selection.patterns.some((p) => p.matches(info.name))) continue
+      if (user !== undefined && authorize(user, "read", info.name) !== undefined) {
+        s.unreadable++
+        continue
+      }
       const opened = yield* Effect.either(openStream(s, info.name, later))
       if (Either.isRight(opened)) found.push(opened.right)
       // Deleted since it was listed: not there to read.

@@ -51,6 +51,8 @@ export class Subscribed extends Schema.Class<Subscribed>("Subscribed")({
   end: Schema.optional(Offset),
   /** Several topics: the STREAM frames that follow it at once, one per topic it reads from the start. */
   streams: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  /** Several topics: how many topics its patterns matched then that its user may not read. */
+  unreadable: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
   /** After a CHALLENGE: the broker's proof that it holds the user's keys (the client checks it). */
   serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}

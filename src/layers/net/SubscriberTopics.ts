@@ -151,6 +151,7 @@ export const subscribeTopicsOver = (
     const subscription: TopicsSubscription = {
       selection: entries,
       topics: () => members.map((member) => member.reader.topic),
+      unreadableMatches: 0,
       batches: Stream.repeatEffectOption(Effect.mapError(pull, Option.some)),
       pull,
       poll: (onBatch) => Effect.map(pull, (batch) => (onBatch(batch), 1)),

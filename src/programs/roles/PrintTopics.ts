@@ -134,9 +134,14 @@ export const printTopic = (options: PrintOptions) =>
         : { event: "subscribed", position: reading.subscription.start }
     )
     if (reading.several && reading.subscription.topics().length === 0) {
-      // Only patterns, none matching yet: said at once, so that a mistyped one is not a silent wait.
+      // Only patterns, none matching yet that it may read: said at once, so that a mistyped one (or a missing right) is not a silent wait.
+      const unreadable = reading.subscription.unreadableMatches
       process.stderr.write(
-        `cxlog subscribe: no topic matches ${label} yet: reading the topics made to match it (cxlog topics lists them)\n`
+        unreadable > 0
+          ? `cxlog subscribe: ${label} matches ${unreadable} topic${
+            unreadable === 1 ? "" : "s"
+          } this user may not read (its read right in the credential file: docs/security.md); reading those made to match it that it may\n`
+          : `cxlog subscribe: no topic matches ${label} yet: reading the topics made to match it (cxlog topics lists them)\n`
       )
     }
     const pull: Effect.Effect<SubscriberBatch, SubscriptionError> = reading.subscription.pull

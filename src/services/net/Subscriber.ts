@@ -157,6 +157,12 @@ export interface TopicsSubscription {
   readonly selection: ReadonlyArray<string>
   /** The topics it reads now: those named, and those its patterns matched so far. */
   readonly topics: () => ReadonlyArray<string>
+  /**
+   * How many topics its patterns matched as it subscribed that its user may not read (through a
+   * broker; 0 in the region, where no user is asked): a pattern that seems to match nothing may
+   * match only those.
+   */
+  readonly unreadableMatches: number
   /** The batches of every topic it reads, without end; each valid until the next pull (as `Subscription.batches`). */
   readonly batches: Stream.Stream<SubscriberBatch, SubscriptionError>
   /** The next batch of any topic, as one Effect (as `Subscription.pull`). */
