@@ -1,15 +1,17 @@
 /**
  * The metrics endpoint: what `GET /metrics` serves parses as Prometheus text (with an
- * independent parser) and its counters move while a broker and a publisher carry traffic.
+ * independent parser) and its counters move while a broker and a publisher carry traffic; on
+ * a port another socket holds, a head that took over serves once the port is free.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
-import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
+import { serveMetrics, serveMetricsOnceFree } from "../../src/programs/roles/MetricsServer.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
+import { holdPort } from "../helpers/ServeProcess.js"
 
 type Family = ReturnType<typeof parsePrometheusTextFormat>[number]
 
@@ -82,5 +84,29 @@ describe("metrics endpoint", () => {
       const response = yield* Effect.promise(() => fetch(`http://127.0.0.1:${port}/`))
       expect(response.status).toBe(404)
       expect(yield* Effect.promise(() => response.text())).toContain("GET /metrics")
+    }))
+
+  it.scopedLive("a port another socket holds is said once, and served once it is free", () =>
+    Effect.gen(function*() {
+      const holding = yield* Scope.make()
+      const holder = yield* holdPort(0).pipe(Scope.extend(holding))
+      const said: Array<string> = []
+      const taken = yield* Deferred.make<void>()
+      const serving = yield* serveMetricsOnceFree(
+        { host: "127.0.0.1", port: holder.port, labels: { role: "head" } },
+        20,
+        (failed) => Effect.zipRight(Effect.sync(() => said.push(failed.message)), Deferred.succeed(taken, undefined))
+      ).pipe(Effect.fork)
+      yield* Deferred.await(taken)
+      // Held for several tries: none of them listens, or ends it (what cannot be waited for as a condition).
+      yield* Effect.sleep("150 millis")
+      expect(serving.unsafePoll()).toBe(null)
+      yield* Scope.close(holding, Exit.void)
+      expect((yield* Fiber.join(serving)).port).toBe(holder.port)
+      expect(said).toEqual([
+        expect.stringContaining(`cannot serve metrics on 127.0.0.1:${holder.port}: listen EADDRINUSE`)
+      ])
+      const { families } = yield* scrape(holder.port)
+      expect(family(families, "cxlog_sequencer_rounds").metrics.length).toBeGreaterThan(0)
     }))
 })

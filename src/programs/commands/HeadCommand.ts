@@ -4,7 +4,7 @@ import { DURABLE_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSett
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "../roles/HeadDefaults.js"
-import { observed, observeFlags } from "../roles/Observe.js"
+import { metricsOnceHead, observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
 import { coherence, credentials, region } from "./SharedFlags.js"
 import {
@@ -63,7 +63,11 @@ export const headCommand = Cli.command({
         "create the region and rebuild every topic the data directory DIR recorded (and any --topic), in the recorded order, " +
         "with its named consumers at their committed offsets; then persist there"
     }),
-    ...observeFlags
+    ...observeFlags,
+    metricsPort: {
+      ...observeFlags.metricsPort,
+      description: `${observeFlags.metricsPort.description}; a --standby head serves it once it has taken over`
+    }
   },
   examples: [
     "cxlog head --topic events",
@@ -84,6 +88,8 @@ export const headCommand = Cli.command({
       yield* requireDataDir(topics, o.recover ?? o.dataDir)
       // A standby uses what its head made (creating them too could race it).
       if (!o.standby) yield* headCredentials(o.region, o.credentials, o.keep || o.attach)
+      // A standby serves the head's metrics once it is the head: until then the head holds the port.
+      const whenHead = o.standby && o.metricsPort > 0 ? yield* metricsOnceHead("head", o.metricsPort) : undefined
       yield* head({
         region: { name: o.region, coherence: o.coherence },
         config,
@@ -99,11 +105,12 @@ export const headCommand = Cli.command({
           leaseMs: o.leaseMs
         },
         reportEveryMs: 250,
+        ...(whenHead === undefined ? {} : { whenHead }),
         ...(o.recover !== undefined
           ? { dataDir: o.recover, recover: true }
           : o.dataDir === undefined
           ? {}
           : { dataDir: o.dataDir })
       })
-    }).pipe(Effect.scoped, observed("head", o))
+    }).pipe(Effect.scoped, observed("head", o.standby ? { ...o, metricsPort: 0 } : o))
 })

@@ -14,7 +14,7 @@
  * finds itself fenced (a newer head holds the lease) exits at once, running no finalizer: all
  * it would release is reclaimed as a dead process's, and it writes nothing into the region.
  */
-import { Duration, Effect, Layer, Schedule } from "effect"
+import { Duration, Effect, Layer, Schedule, type Scope } from "effect"
 import * as ConsumersLayers from "../../layers/log/Consumers.js"
 import {
   awaitSubscribed,
@@ -81,6 +81,8 @@ export interface HeadOptions {
   readonly recover?: boolean
   /** Remove the region as it stops although it attached to it (an orchestrator's standby that took over). */
   readonly removeOnExit?: boolean
+  /** Run once this process holds the lease, for as long as it is the head: a standby's metrics endpoint (Observe.ts). */
+  readonly whenHead?: Effect.Effect<void, never, Scope.Scope>
 }
 
 /**
@@ -150,6 +152,9 @@ const serveIn = (options: HeadOptions) =>
           unlink(options.region.name)
         )
       )
+    }
+    if (options.whenHead !== undefined) {
+      yield* options.whenHead
     }
     yield* requireDataDir(options.topics, options.dataDir)
     yield* ensureTopics(options.topics, options.attach)

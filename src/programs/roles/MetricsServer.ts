@@ -7,7 +7,8 @@
  * cxlog hands it the Effect `Metric` registry on every scrape through one collector per metric
  * name, so src/Metrics.ts stays the one place metrics are declared and updated.
  */
-import { Data, Effect, Metric as EffectMetric, MetricState, Option, type Scope } from "effect"
+import { Data, Duration, Effect, Metric as EffectMetric, MetricState, Option, Schedule, type Scope } from "effect"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client"
 import { declareRoleFamilies, runSamplers } from "../../Metrics.js"
 import { serveHttp } from "./ScopedHttpServer.js"
@@ -16,6 +17,8 @@ export class MetricsListenFailed extends Data.TaggedError("MetricsListenFailed")
   readonly host: string
   readonly port: number
   readonly reason: string
+  /** Another socket holds the port (EADDRINUSE). */
+  readonly taken: boolean
 }> {
   override get message() {
     return `cannot serve metrics on ${this.host}:${this.port}: ${this.reason} (--metrics-port / CXLOG_METRICS_PORT)`
@@ -130,29 +133,66 @@ export interface MetricsServerOptions {
   readonly labels: Record<string, string>
 }
 
+/** The handler of `GET /metrics`, over a registry of this process with `labels` on every series. */
+const metricsHandler = (labels: Record<string, string>) => {
+  const metrics = makeMetricsRegistry(labels)
+  return (request: IncomingMessage, response: ServerResponse) => {
+    const path = (request.url ?? "/").split("?")[0]
+    if (request.method !== "GET" || path !== "/metrics") {
+      response.writeHead(path === "/metrics" ? 405 : 404, { "content-type": "text/plain" }).end(
+        "cxlog metrics: GET /metrics\n"
+      )
+      return
+    }
+    metrics.text().then(
+      (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`)
+    )
+  }
+}
+
+/** Listens with `handle` on `host:port` until the scope closes: the port (the system's pick for 0). */
+const listen = (
+  host: string,
+  port: number,
+  handle: (request: IncomingMessage, response: ServerResponse) => void
+): Effect.Effect<{ readonly host: string; readonly port: number }, MetricsListenFailed, Scope.Scope> =>
+  Effect.map(
+    serveHttp(
+      host,
+      port,
+      handle,
+      (reason, code) => new MetricsListenFailed({ host, port, reason, taken: code === "EADDRINUSE" })
+    ),
+    (listening) => ({ host, port: listening })
+  )
+
 /** Serves `GET /metrics` until the scope closes; resolves with the port it listens on. */
 export const serveMetrics = (
   options: MetricsServerOptions
 ): Effect.Effect<{ readonly host: string; readonly port: number }, MetricsListenFailed, Scope.Scope> =>
-  Effect.gen(function*() {
-    const metrics = makeMetricsRegistry(options.labels)
-    const port = yield* serveHttp(
-      options.host,
-      options.port,
-      (request, response) => {
-        const path = (request.url ?? "/").split("?")[0]
-        if (request.method !== "GET" || path !== "/metrics") {
-          response.writeHead(path === "/metrics" ? 405 : 404, { "content-type": "text/plain" }).end(
-            "cxlog metrics: GET /metrics\n"
-          )
-          return
-        }
-        metrics.text().then(
-          (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
-          (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`)
-        )
-      },
-      (reason) => new MetricsListenFailed({ host: options.host, port: options.port, reason })
-    )
-    return { host: options.host, port }
+  Effect.suspend(() => listen(options.host, options.port, metricsHandler(options.labels)))
+
+/**
+ * Serves `GET /metrics` on a port that may be taken for now, until the scope closes: a taken
+ * port (`onTaken` says so, once) is tried again every `everyMs` until it is free; any other
+ * failure to listen is the caller's. What a standby head that took over does with the head's
+ * port (Observe.ts): a dead head's socket went with its process, but one only stopped (SIGSTOP)
+ * holds it until it is continued (and exits, fenced) or killed.
+ */
+export const serveMetricsOnceFree = (
+  options: MetricsServerOptions,
+  everyMs: number,
+  onTaken: (failed: MetricsListenFailed) => Effect.Effect<void>
+): Effect.Effect<{ readonly host: string; readonly port: number }, MetricsListenFailed, Scope.Scope> =>
+  Effect.suspend(() => {
+    const once = listen(options.host, options.port, metricsHandler(options.labels))
+    return once.pipe(Effect.catchIf((failed) => failed.taken, (failed) =>
+      Effect.zipRight(
+        onTaken(failed),
+        Effect.retry(once, {
+          while: (again) => again.taken,
+          schedule: Schedule.spaced(Duration.millis(everyMs))
+        })
+      )))
   })

@@ -2,7 +2,7 @@
  * What every role process shares for being watched: `--metrics-port` (its Prometheus
  * endpoint) and `--log-format` (text, or one JSON object a line on stderr).
  */
-import { Config, Effect, FiberRef, HashSet, Logger } from "effect"
+import { Config, type ConfigError, Effect, FiberRef, HashSet, Logger, type Scope } from "effect"
 import { exportSetting, settingConfig } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { METRICS_SETTINGS } from "../ProgramSettings.js"
@@ -66,3 +66,40 @@ export const observed =
       : effect
     return withMetrics.pipe(withLogFormat(settings.logFormat))
   }
+
+/** How often a standby head that took over tries the head's metrics port again while another process holds it. */
+const TAKEN_PORT_RETRY_MS = 1_000
+
+/**
+ * A standby head's metrics endpoint: on `port` once it is the head, not before. The port is the
+ * head's (`cxlog serve` gives both heads the one it announces), held by the head until it dies.
+ * Read at start (a bad CXLOG_METRICS_HOST fails the standby then); the effect returned runs in
+ * the head's scope once it holds the lease (HeadOptions.whenHead), in the background: a port
+ * still taken (the head before only stopped, not gone) is taken once free, saying so, and any
+ * other failure to listen is logged, not the end of the head that took over.
+ */
+export const metricsOnceHead = (
+  role: string,
+  port: number
+): Effect.Effect<Effect.Effect<void, never, Scope.Scope>, ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const host = yield* metricsHost
+    const { serveMetricsOnceFree } = yield* Cli.load(() => import("./MetricsServer.js"))
+    const served = serveMetricsOnceFree(
+      { host, port, labels: { role } },
+      TAKEN_PORT_RETRY_MS,
+      (taken) =>
+        Effect.logWarning(
+          `${role}: metrics port ${taken.host}:${taken.port} is taken (the head before this one may be stopped, not gone, ` +
+            `or another process holds it): serving metrics there once it is free, trying every ${TAKEN_PORT_RETRY_MS} ms`
+        )
+    )
+    return served.pipe(
+      Effect.matchEffect({
+        onSuccess: (at) => Effect.logInfo(`${role}: metrics on http://${at.host}:${at.port}/metrics`),
+        onFailure: (failed) => Effect.logWarning(`${role}: ${failed.message}; serving no metrics`)
+      }),
+      Effect.forkScoped,
+      Effect.asVoid
+    )
+  })

@@ -7,18 +7,21 @@
 import { Effect, type Scope } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 
-/** Serves `handle` on `host`:`port` until the scope closes: the port it listens on (the system's pick for 0), or `failed` with why it could not listen. */
+/**
+ * Serves `handle` on `host`:`port` until the scope closes: the port it listens on (the system's
+ * pick for 0), or `failed` with why it could not listen (its message, and its code: EADDRINUSE, …).
+ */
 export const serveHttp = <E>(
   host: string,
   port: number,
   handle: (request: IncomingMessage, response: ServerResponse) => void,
-  failed: (reason: string) => E
+  failed: (reason: string, code: string | undefined) => E
 ): Effect.Effect<number, E, Scope.Scope> =>
   Effect.map(
     Effect.acquireRelease(
       Effect.async<Server, E>((resume) => {
         const server = createServer(handle)
-        server.once("error", (error) => resume(Effect.fail(failed(error.message))))
+        server.once("error", (error: NodeJS.ErrnoException) => resume(Effect.fail(failed(error.message, error.code))))
         server.listen(port, host, () => resume(Effect.succeed(server)))
       }),
       (server) =>

@@ -210,10 +210,14 @@ export const serve = (options: ServeOptions) =>
     yield* head.event("ready", READY_MS)
     headMadeRegion = true
     const standby = options.standby
-      ? yield* startRole(log, "standby", ["head", "--standby", "--region", options.region, ...dataDirArgs(options)], {
-        ...env,
-        CXLOG_METRICS_PORT: "0"
-      }, HeadEvents)
+      // The head's metrics port too: the standby serves it once it has taken over (the head's socket died with it).
+      ? yield* startRole(
+        log,
+        "standby",
+        ["head", "--standby", "--region", options.region, ...dataDirArgs(options)],
+        { ...env, ...metricsPortOf(options, 0) },
+        HeadEvents
+      )
       : undefined
     if (standby !== undefined) {
       yield* standby.event("standby", READY_MS).pipe(whileAlive([head], "the standby head to stand by"))
