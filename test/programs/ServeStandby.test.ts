@@ -1,10 +1,11 @@
 /**
  * `cxlog serve --standby` when heads die: after a takeover the head's metrics endpoint is on
- * `--metrics-port`, served by the standby that took over.
+ * `--metrics-port`, served by the standby that took over; the standby dead first, serve goes on
+ * and, once the head dies too, names the head as the role that ended it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { freePorts, serveRegion, standbyServe, until } from "../helpers/ServeProcess.js"
+import { freePorts, running, serveRegion, standbyServe, until } from "../helpers/ServeProcess.js"
 
 /** The text `url` answers with, or the failure to fetch it (nothing listens there, say). */
 const scrape = (url: string) =>
@@ -34,6 +35,35 @@ describe("cxlog serve --standby", () => {
         const after = yield* scrape(url)
         expect(after).toMatch(/^cxlog_sequencer_rounds\{.*role="head".*\} \d+$/m)
         expect(serving.child.exitCode, serving.output()).toBe(null)
+      }),
+    240_000
+  )
+
+  it.scopedLive(
+    "the standby killed first, serve goes on; the head killed then ends it, and serve names the head",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-standby-first")
+        const { awaitEvent, events, serving } = yield* standbyServe(region)
+        const { pids } = yield* awaitEvent("ready", 120_000)
+        process.kill(pids.standby, "SIGKILL")
+        expect(yield* awaitEvent("exited", 30_000)).toMatchObject({ role: "standby", signal: "SIGKILL" })
+        expect(serving.child.exitCode, serving.output()).toBe(null)
+        process.kill(pids.head, "SIGKILL")
+        const exit = yield* serving.exited.pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error(`serve still runs 30 s after its last head died:\n${serving.output()}`)
+        }))
+        expect(exit, serving.output()).toEqual({ code: 1, signal: null })
+        expect(serving.output()).toContain(
+          `cxlog serve: head (pid ${pids.head}) exited with SIGKILL; serve stopped the rest`
+        )
+        expect(events().filter((e) => e.event === "exited").map((e) => `${e.role}: ${e.signal ?? e.code}`)).toEqual([
+          "standby: SIGKILL",
+          "head: SIGKILL",
+          "broker 0: 0"
+        ])
+        expect([pids.head, pids.standby, ...pids.brokers].filter(running)).toEqual([])
       }),
     240_000
   )

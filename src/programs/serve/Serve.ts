@@ -14,7 +14,7 @@
  * the head's death is survived: the standby takes over, and serve fails only once no head is
  * left. Serve SIGKILLed: each role's IPC channel closes and it stops itself (exitWithParent).
  */
-import { Config, Data, Effect, Option } from "effect"
+import { Config, Data, Effect, Fiber, Option } from "effect"
 import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
 import { defaultLogConfig } from "../../layers/log/Layout.js"
 import { defaultCredentialPath, defaultSecretPath } from "../../layers/net/Auth.js"
@@ -151,12 +151,13 @@ const watchRoles = (
   standby: RoleOf<typeof HeadEvents> | undefined,
   brokers: ReadonlyArray<RoleOf<typeof BrokerEvents>>
 ) => {
+  // With a standby, the head that died last ended the server: whichever of the two that is.
   const headsGone = standby === undefined
     ? Effect.flip(head.exited)
-    : Effect.map(
-      Effect.all([Effect.flip(head.exited), Effect.flip(standby.exited)], { concurrency: "unbounded" }),
-      ([, last]) => last
-    )
+    : Effect.raceWith(Effect.flip(head.exited), Effect.flip(standby.exited), {
+      onSelfDone: (_, standbyFiber) => Fiber.join(standbyFiber),
+      onOtherDone: (_, headFiber) => Fiber.join(headFiber)
+    })
   const brokerGone = Effect.raceAll(brokers.map((b) => Effect.flip(b.exited)))
   return Effect.flatMap(Effect.race(headsGone, brokerGone), (failed) => Effect.fail(failed))
 }
