@@ -2,7 +2,7 @@
  * Security from the command line (docs/security.md): the head's credential file lets the local
  * user publish with no flags, while a process of another OS user and users without the right
  * are refused with their typed errors; `cxlog user` adds and removes users; a broker beyond
- * loopback without TLS refuses to start in one line.
+ * loopback without TLS, or on a host name that resolves to nothing, refuses to start in one line.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -86,6 +86,12 @@ describe("cxlog security", () => {
       expect(wide.code).toBe(1)
       expect(wide.stderr.trim().split("\n")).toEqual([
         "cxlog broker: broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)"
+      ])
+      // A name that resolves to nothing is not taken for an address beyond loopback.
+      const nowhere = yield* runCli(["broker", "--host", "notahost.invalid", "--port", "0"], env)
+      expect(nowhere.code).toBe(1)
+      expect(nowhere.stderr.trim().split("\n")).toEqual([
+        "cxlog broker: broker cannot listen on notahost.invalid:0: cannot resolve host notahost.invalid (ENOTFOUND): give an address of this host (127.0.0.1, 0.0.0.0, …) or a name that resolves to one"
       ])
       const broker = yield* forkCli(["broker", "--port", "0"], env)
       const port = (yield* broker.event("listening"))["port"] as number

@@ -23,7 +23,6 @@
  */
 import { Config, type ConfigError, Effect, FiberSet, Layer, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
-import { isIPv4 } from "node:net"
 import { withMillis } from "../../Durations.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
@@ -50,6 +49,7 @@ import * as Auth from "./Auth.js"
 import { listener, secureContextOf } from "./BrokerAccept.js"
 import { holdConnection } from "./BrokerAdmission.js"
 import type { BrokerState, Settings } from "./BrokerState.js"
+import { isLoopbackHost } from "./ListenHost.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
 
 /** See `BrokerOptions.idleTimeoutMs`. */
@@ -70,10 +70,6 @@ const settingsOf = (given: BrokerOptions): Settings => {
     writeBufferBytes: options.writeBufferBytes ?? 1 << 20
   }
 }
-
-/** Whether `host` is a loopback address (a broker beyond it needs TLS and authentication). */
-const isLoopback = (host: string): boolean =>
-  host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."))
 
 /**
  * Open files the broker process keeps beside its connections (region, doorbell, stdio,
@@ -126,7 +122,9 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     const topics = yield* Topics
     // A broker given the region's consumer groups serves their members too (layers/groups/GroupServer.ts).
     const groups = Option.getOrUndefined(yield* Effect.serviceOption(GroupConnections))
-    if (!isLoopback(settings.host) && options.insecure !== true && (auth === undefined || secure === undefined)) {
+    // A name that resolves to nothing is refused as such, before it could pass for an address beyond loopback.
+    const loopback = yield* Effect.mapError(isLoopbackHost(settings.host), (unknown) => refuse(unknown.message))
+    if (!loopback && options.insecure !== true && (auth === undefined || secure === undefined)) {
       return yield* refuse(
         `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${
           secure === undefined && auth === undefined ? " and " : ""

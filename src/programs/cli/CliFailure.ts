@@ -133,9 +133,11 @@ const CONFIGURATION_ERRORS = new Set([
   "InvalidPublisherOptions",
   "InvalidRun",
   "InvalidTopicSpec",
+  "ListenHostUnknown",
   "LogConfigInvalid",
   "MessageTooLarge",
   "RegionLayoutInvalid",
+  "ServeHostUnsecured",
   "ServePortsOverlap",
   "SessionGapIdleTooShort"
 ])

@@ -6,7 +6,7 @@ import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { observed, observeFlags } from "../roles/Observe.js"
 import { exitWithParent } from "../roles/Report.js"
-import { coherence, credentials, fileFlag, region } from "./SharedFlags.js"
+import { brokerTransportFlags, coherence, credentials, region } from "./SharedFlags.js"
 
 export const brokerCommand = Cli.command({
   name: "broker",
@@ -29,15 +29,7 @@ export const brokerCommand = Cli.command({
     maxConnections: Cli.fromSetting("max-connections", BROKER_SETTINGS.settings.maxConnections),
     maxSessions: Cli.fromSetting("max-sessions", BROKER_SETTINGS.settings.maxSessions),
     credentials,
-    insecure: Cli.fromSetting("insecure", BROKER_SETTINGS.settings.insecure),
-    tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),
-    tlsKey: fileFlag("tls-key", "CXLOG_TLS_KEY", "no TLS", "the key of --tls-cert (PEM)"),
-    tlsClientCa: fileFlag(
-      "tls-client-ca",
-      "CXLOG_TLS_CLIENT_CA",
-      "no client certificates",
-      "require client certificates signed by this CA (PEM)"
-    ),
+    ...brokerTransportFlags,
     connectionMessagesPerS: Cli.integer("connection-messages-per-s", {
       default: 0,
       env: "CXLOG_CONNECTION_MESSAGES_PER_S",

@@ -49,7 +49,7 @@ export const serveCommand = Cli.command({
     region,
     host: Cli.fromSetting("host", BROKER_SETTINGS.settings.host, {
       description:
-        "address the brokers listen on (beyond loopback only with TLS or --insecure given through CXLOG_TLS_* / CXLOG_INSECURE; docs/security.md)"
+        "address the brokers listen on; beyond loopback only with TLS (CXLOG_TLS_CERT and CXLOG_TLS_KEY) or CXLOG_INSECURE=true in serve's environment, which its brokers read (docs/security.md)"
     }),
     port: Cli.fromSetting("port", BROKER_SETTINGS.settings.port, {
       description: "broker 0's TCP port; broker i listens on PORT+i (0: each on any free port)"

@@ -60,6 +60,19 @@ export const fileFlag = (name: string, env: string, shown: string, description: 
 
 export const credentials = Cli.fromSetting("credentials", BROKER_SETTINGS.settings.credentials)
 
+/** How a broker lets clients in beside its credential file: TLS, or no authentication (`cxlog serve`'s brokers read the variables). */
+export const brokerTransportFlags = {
+  insecure: Cli.fromSetting("insecure", BROKER_SETTINGS.settings.insecure),
+  tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),
+  tlsKey: fileFlag("tls-key", "CXLOG_TLS_KEY", "no TLS", "the key of --tls-cert (PEM)"),
+  tlsClientCa: fileFlag(
+    "tls-client-ca",
+    "CXLOG_TLS_CLIENT_CA",
+    "no client certificates",
+    "require client certificates signed by this CA (PEM)"
+  )
+}
+
 /** How a client authenticates and which brokers it trusts; `Users.clientSecurity` reads them. */
 export const clientSecurityFlags = {
   secretFile: fileFlag(

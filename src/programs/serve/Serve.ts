@@ -26,7 +26,7 @@ import { report } from "../roles/Report.js"
 import { BrokerEvents, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
 import { regionGuard, type RoleFailed, type RoleOf, spawnRole, type Vocabulary, whileAlive } from "../run/Cluster.js"
 import { readyBanner, readyEvent, type ServeReady } from "./ServeBanner.js"
-import { requirePortsApart, requirePortsFree, requireRegionFree } from "./ServeChecks.js"
+import { requirePortsApart, requirePortsFree, requireRegionFree, requireServableHost } from "./ServeChecks.js"
 import { makeServeLog, type ServeLog } from "./ServeLog.js"
 
 export interface ServeOptions {
@@ -168,6 +168,7 @@ export const serve = (options: ServeOptions) =>
     const env = yield* rolesEnv(options)
     yield* requireDataDir(options.topics, options.dataDir)
     yield* requirePortsApart(options.port, options.brokers, options.metricsPort)
+    yield* requireServableHost(options.host)
     yield* requireRegionFree(options.region)
     if (options.port > 0) yield* requirePortsFree(options.host, options.port, options.brokers)
     const names = ["serve", "head", ...(options.standby ? ["standby"] : []), `broker ${options.brokers - 1}`]

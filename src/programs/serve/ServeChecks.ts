@@ -1,12 +1,16 @@
 /**
  * What `cxlog serve` checks before it starts a process: that its region is not there already
- * (served by a live head, or left behind by one that is gone) and that every broker's port is
- * free. Each refusal is a typed error saying which it is and the ways on, where the head or a
- * broker would fail only after the others had started.
+ * (served by a live head, or left behind by one that is gone), that every broker's port is
+ * free, and that its brokers can listen on `--host`. Each refusal is a typed error saying which
+ * it is and the ways on, where the head or a broker would fail only after the others had started.
  */
 import { Data, Effect } from "effect"
 import { createServer } from "node:net"
+import { isLoopbackHost } from "../../layers/net/ListenHost.js"
+import { processEnvironment } from "../../Settings.js"
 import { inspectRegion } from "../admin/Regions.js"
+import { resolveFlag } from "../cli/CliKit.js"
+import { brokerTransportFlags } from "../commands/SharedFlags.js"
 
 /** The region `cxlog serve` would create exists: in use by a live head, or left by one that is gone. */
 export class ServeRegionTaken extends Data.TaggedError("ServeRegionTaken")<{
@@ -69,6 +73,18 @@ export class ServePortsOverlap extends Data.TaggedError("ServePortsOverlap")<{
   }
 }
 
+/**
+ * `--host` is beyond loopback and serve's environment gives its brokers neither TLS nor
+ * CXLOG_INSECURE: they would refuse to listen (docs/security.md, "Beyond loopback").
+ */
+export class ServeHostUnsecured extends Data.TaggedError("ServeHostUnsecured")<{ readonly host: string }> {
+  override get message() {
+    return `--host ${this.host} is beyond loopback, where serve's brokers listen only with TLS and authentication, or with ` +
+      `neither: set CXLOG_TLS_CERT and CXLOG_TLS_KEY (the brokers' certificate and key, PEM files), or CXLOG_INSECURE=true, ` +
+      `in serve's environment, which its brokers read them from (serve takes no flag for them; docs/security.md)`
+  }
+}
+
 /** Fails with ServePortsOverlap when the brokers' ports and the roles' metrics ports (both given) meet. */
 export const requirePortsApart = (port: number, brokers: number, metricsPort: number) => {
   if (port <= 0 || metricsPort <= 0) return Effect.void
@@ -115,3 +131,20 @@ export const requirePortsFree = (host: string, firstPort: number, brokers: numbe
           : Effect.void),
     { discard: true }
   )
+
+/**
+ * Fails when serve's brokers would refuse to listen on `host`: a name that resolves to nothing
+ * (ListenHostUnknown), or an address beyond loopback with neither TLS (CXLOG_TLS_CERT and
+ * CXLOG_TLS_KEY) nor CXLOG_INSECURE in serve's environment, which its brokers inherit.
+ */
+export const requireServableHost = (host: string) =>
+  Effect.gen(function*() {
+    if (yield* isLoopbackHost(host)) return
+    const env = processEnvironment()
+    const value = (flag: typeof brokerTransportFlags[keyof typeof brokerTransportFlags]) =>
+      Effect.map(resolveFlag("cxlog serve", flag, env), (resolved) => resolved.value)
+    const insecure = (yield* value(brokerTransportFlags.insecure)) === true
+    const tls = (yield* value(brokerTransportFlags.tlsCert)) !== undefined &&
+      (yield* value(brokerTransportFlags.tlsKey)) !== undefined
+    if (!insecure && !tls) return yield* new ServeHostUnsecured({ host })
+  })
