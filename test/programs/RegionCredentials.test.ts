@@ -2,8 +2,9 @@
  * A region's default credential files belong to that region (bundled CLI, real processes): a
  * standby takes over with them and publishers keep authenticating, `cxlog regions --remove`
  * removes them with the region, a head that makes the region anew gets a fresh secret (never a
- * dead region's), an `--attach` head keeps the region's own, and `regions --prune` removes the
- * files of regions that are gone (its credential step, run in this process).
+ * dead region's), an `--attach` head keeps the region's own, one that fails to start leaves none
+ * it made, and `regions --prune` removes the files of regions that are gone (its credential step,
+ * run in this process).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -17,7 +18,7 @@ import {
 import { ownStartTag, startTagOf } from "../../src/layers/region/ProcessInfo.js"
 import { pruneStaleCredentials } from "../../src/programs/admin/Regions.js"
 import { forkCli, loseRegion, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"
 
 /** The region's secret file's text and its credential file's binding. */
@@ -111,6 +112,34 @@ describe("a region's default credential files", () => {
         expect(credentialsOf(region).binding).toMatchObject({ createdAtMs: fresh.binding!.createdAtMs })
       }),
     180_000
+  )
+
+  it.scopedLive(
+    "a head that fails to start (--attach to a region that is not there) leaves none it made; files there before it stay",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("credattachnone")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const attach = () =>
+          Effect.map(runCli(["head", "--attach", "--topic", "t:5:1"], env), (failed) => {
+            expect(failed.code).toBe(1)
+            expect(failed.stderr).toContain(`region ${region} does not exist`)
+          })
+        yield* attach()
+        expect(filesExist(region)).toEqual([false, false])
+        // A user added before any head: the credential file is the operator's, and stays (no secret file is made beside it).
+        const dir = yield* tempDir("cxlog-credattach-")
+        const added = yield* runCli(
+          ["user", "add", "alice", "--publish", "t", "--read", "t", "--secret-file", `${dir}/alice.secret`],
+          env
+        )
+        expect(added.code, added.stderr).toBe(0)
+        const users = readFileSync(defaultCredentialPath(region), "utf8")
+        yield* attach()
+        expect(filesExist(region)).toEqual([true, false])
+        expect(readFileSync(defaultCredentialPath(region), "utf8")).toBe(users)
+      }),
+    60_000
   )
 
   it.scopedLive(

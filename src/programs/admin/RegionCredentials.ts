@@ -105,6 +105,12 @@ export const bindRegionCredentials = (name: string, createdAtMs: number): void =
   bindCredentialFile(files.users, { name, createdAtMs, pid: process.pid, start: ownStartTag() })
 }
 
+/** Whether region `name`'s default files are bound to a region a head made (not only made for one, its head still to serve it). */
+export const credentialsBound = (name: string): boolean => {
+  const files = defaultFiles(name)
+  return files._tag === "Present" && files.binding !== undefined && files.binding.createdAtMs !== 0
+}
+
 /** The bindings of this user's default credential files (unbound, unreadable ones left out). */
 export const credentialBindings = (): ReadonlyArray<RegionBinding> => {
   let names: Array<string>

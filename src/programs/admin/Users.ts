@@ -28,7 +28,7 @@ import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { PublisherOptions } from "../../services/net/Publisher.js"
 import { failUsage } from "../cli/CliFailure.js"
 import { table } from "../report/Table.js"
-import { pendingBinding, retireStaleCredentials } from "./RegionCredentials.js"
+import { credentialsBound, pendingBinding, retireStaleCredentials } from "./RegionCredentials.js"
 import { regionCreatedAtMs } from "./Regions.js"
 
 const attempt = <A>(f: () => A) =>
@@ -42,8 +42,9 @@ const attempt = <A>(f: () => A) =>
  * unless it exists. At the region's default place they are bound to the region the head makes
  * or attaches (RegionCredentials.ts): files there of a region that no longer exists are removed
  * first, so a region made anew never takes a dead one's secret. Files it created at the default
- * place go when the head ends (unless the region is kept); an explicit `--credentials` file is
- * the operator's and stays.
+ * place go when the head ends, unless the region is kept and the head bound them to it: a head
+ * that failed to start (an `--attach` to a region that is not there) leaves none it made. An
+ * explicit `--credentials` file is the operator's and stays.
  */
 export const headCredentials = (region: string, credentials: string | undefined, keep: boolean) =>
   Effect.acquireRelease(
@@ -59,7 +60,10 @@ export const headCredentials = (region: string, credentials: string | undefined,
       }
     }),
     ({ created, path, secret }) =>
-      Effect.sync(() => created && credentials === undefined && !keep && removeRegionCredentials(path, secret))
+      Effect.sync(() =>
+        created && credentials === undefined && (!keep || !credentialsBound(region)) &&
+        removeRegionCredentials(path, secret)
+      )
   )
 
 export interface BrokerSecurityFlags {
