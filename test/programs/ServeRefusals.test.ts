@@ -2,7 +2,8 @@
  * What `cxlog serve` refuses before anything starts, in one line and exit code 2, where a role
  * would otherwise fail only after the others had started: a `--host` its brokers would not
  * listen on (beyond loopback without TLS or CXLOG_INSECURE in serve's environment, or a name
- * that resolves to nothing).
+ * that resolves to nothing); a region without writer slots for its brokers and two local
+ * publishers, or one the head would refuse to make (with `--detach` too).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -14,9 +15,9 @@ import { serveRegion } from "../helpers/ServeProcess.js"
 /** No CXLOG_INSECURE for serve's brokers, whatever the environment the tests run in says (nor do they set TLS files). */
 const plain = { CXLOG_INSECURE: "false" }
 
-/** `cxlog serve <args>` refused before it started anything: exit 2, one line, no role's output, no region. */
+/** `cxlog serve --region <region> <args>` refused before it started anything: exit 2, one line, no role's output, no region. */
 const refusedServe = (region: string, args: ReadonlyArray<string>, env: Record<string, string> = plain) =>
-  Effect.map(runCli(["serve", "--region", region, "--port", "0", "--broker-count", "1", ...args], env), (result) => {
+  Effect.map(runCli(["serve", "--region", region, ...args], env), (result) => {
     expect(result.code, result.stderr).toBe(2)
     expect(result.stdout).toBe("")
     expect(result.stderr.trimEnd().split("\n")).toHaveLength(1)
@@ -24,21 +25,28 @@ const refusedServe = (region: string, args: ReadonlyArray<string>, env: Record<s
     return result.stderr.trimEnd()
   })
 
+const oneBroker = ["--port", "0", "--broker-count", "1"]
+
 describe("cxlog serve refuses before anything starts", () => {
   it.scopedLive(
     "--host beyond loopback without TLS or CXLOG_INSECURE names the variables serve's brokers read; an unknown name is not found",
     () =>
       Effect.gen(function*() {
         const region = yield* serveRegion("serve-host")
-        expect(yield* refusedServe(region, ["--host", "0.0.0.0"])).toBe(
+        expect(yield* refusedServe(region, [...oneBroker, "--host", "0.0.0.0"])).toBe(
           "cxlog serve: --host 0.0.0.0 is beyond loopback, where serve's brokers listen only with TLS and authentication, " +
             "or with neither: set CXLOG_TLS_CERT and CXLOG_TLS_KEY (the brokers' certificate and key, PEM files), " +
             "or CXLOG_INSECURE=true, in serve's environment, which its brokers read them from (serve takes no flag for them; docs/security.md)"
         )
         // One of the two TLS files is no TLS.
-        expect(yield* refusedServe(region, ["--host", "0.0.0.0"], { ...plain, CXLOG_TLS_CERT: "/nonexistent.pem" }))
+        expect(
+          yield* refusedServe(region, [...oneBroker, "--host", "0.0.0.0"], {
+            ...plain,
+            CXLOG_TLS_CERT: "/nonexistent.pem"
+          })
+        )
           .toContain("set CXLOG_TLS_CERT and CXLOG_TLS_KEY")
-        expect(yield* refusedServe(region, ["--host", "notahost.invalid"])).toBe(
+        expect(yield* refusedServe(region, [...oneBroker, "--host", "notahost.invalid"])).toBe(
           "cxlog serve: cannot resolve host notahost.invalid (ENOTFOUND): give an address of this host (127.0.0.1, 0.0.0.0, …) or a name that resolves to one"
         )
         // With CXLOG_INSECURE=true in its environment, serve's brokers listen there.
@@ -51,6 +59,40 @@ describe("cxlog serve refuses before anything starts", () => {
         expect(readFileSync(serveLogPath(region), "utf8")).toMatch(/^broker 0 +\| .*listening on 0\.0\.0\.0:\d+/m)
         const stopped = yield* runCli(["serve", "--stop", "--region", region])
         expect(stopped.code, stopped.stderr).toBe(0)
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "CXLOG_LOG_MAX_BROKERS short of the brokers and two local publishers, or a region the head would refuse: exit 2, with --detach too",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-slots")
+        const slots = (brokers: number, variable: string, needed: number) =>
+          `cxlog serve: --broker-count ${brokers} needs ${needed} writer slots in the region (one per broker, and 2 for local publishers: cxlog publish --local), and ${variable}`
+        expect(yield* refusedServe(region, ["--port", "0", "--broker-count", "2"], { CXLOG_LOG_MAX_BROKERS: "2" }))
+          .toBe(`${slots(2, "CXLOG_LOG_MAX_BROKERS=2", 4)} gives it 2: raise it to 4, or start fewer brokers`)
+        expect(
+          yield* refusedServe(region, ["--detach", "--port", "0", "--broker-count", "2"], {
+            CXLOG_LOG_MAX_BROKERS: "2"
+          })
+        ).toBe(`${slots(2, "CXLOG_LOG_MAX_BROKERS=2", 4)} gives it 2: raise it to 4, or start fewer brokers`)
+        expect(yield* refusedServe(region, ["--port", "0", "--broker-count", "3"], { CXLOG_LOG_MAX_BROKERS: "4" }))
+          .toBe(`${slots(3, "CXLOG_LOG_MAX_BROKERS=4", 5)} gives it 4: raise it to 5, or start fewer brokers`)
+        expect(yield* refusedServe(region, ["--port", "0", "--broker-count", "63"])).toBe(
+          `${
+            slots(63, "CXLOG_LOG_MAX_BROKERS's default", 65)
+          } gives it 64: a region has at most 64: start at most 62 brokers`
+        )
+        // Room enough, but a default topic's writers the region's slots cannot have: the head's own refusal, up front.
+        expect(
+          yield* refusedServe(region, ["--port", "0", "--broker-count", "2"], {
+            CXLOG_LOG_MAX_BROKERS: "5",
+            CXLOG_TOPIC_WRITERS: "8"
+          })
+        ).toMatch(
+          /^cxlog serve: invalid log configuration: a topic of the default memory and writers cannot be made: writers 8 must be a whole number from 1 to 5 .*; effective configuration: maxBrokers=5 /
+        )
       }),
     120_000
   )

@@ -36,6 +36,9 @@ export { GOI_ENTRY_BYTES, PBR_SLOT_BYTES, SESSION_LINE_BYTES, TOPIC_DESCRIPTOR_B
 
 export const defaultLogConfig: LogConfig = defaultsOf(LOG_LAYOUT_SETTINGS.settings)
 
+/** The most writer slots (`maxBrokers`: brokers and local publishers) a region has. */
+export const MAX_WRITER_SLOTS = 64
+
 const FIELDS = [
   "maxBrokers",
   "pbrSlots",
@@ -83,7 +86,9 @@ export const logConfigProblems = (config: LogConfig): ReadonlyArray<string> => {
     }
   }
   if (problems.length > 0) return problems
-  if (config.maxBrokers > 64) problems.push(`${named(config, "maxBrokers")} exceeds 64`)
+  if (config.maxBrokers > MAX_WRITER_SLOTS) {
+    problems.push(`${named(config, "maxBrokers")} exceeds ${MAX_WRITER_SLOTS}`)
+  }
   if (!isPowerOfTwo(config.pbrSlots) || config.pbrSlots < 8) {
     problems.push(`${named(config, "pbrSlots")} must be a power of two ≥ 8`)
   }

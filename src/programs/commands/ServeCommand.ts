@@ -115,10 +115,13 @@ export const serveCommand = Cli.command({
       )
     }
     return Effect.gen(function*() {
-      const { serve, topicArg } = yield* Cli.load(() => import("../serve/Serve.js"))
+      const { requireServeConfig, serve, topicArg } = yield* Cli.load(() => import("../serve/Serve.js"))
       const { detach, stop } = yield* Cli.load(() => import("../serve/ServeDetach.js"))
       if (o.stop) return yield* stop(o.region)
-      return yield* (o.detach ? detach(serveArgs(options, topicArg), o.region, o.json) : serve(options))
+      if (!o.detach) return yield* serve(options)
+      // A mistake in the flags or the environment is this command's own (exit 2), not a detached serve's failure.
+      yield* requireServeConfig(options)
+      return yield* detach(serveArgs(options, topicArg), o.region, o.json)
     })
   }
 })

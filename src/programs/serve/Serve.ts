@@ -14,13 +14,14 @@
  * the head's death is survived: the standby takes over, and serve fails only once no head is
  * left. Serve SIGKILLed: each role's IPC channel closes and it stops itself (exitWithParent).
  */
-import { Config, Data, Effect, Fiber, Option } from "effect"
+import { Data, Effect, Fiber } from "effect"
 import { requireDataDir } from "../../layers/log/durable/DurableTier.js"
-import { defaultLogConfig } from "../../layers/log/Layout.js"
+import { MAX_WRITER_SLOTS } from "../../layers/log/Layout.js"
 import { defaultCredentialPath, defaultSecretPath } from "../../layers/net/Auth.js"
+import { regionConfig, validate as validateRegionConfig } from "../../layers/RegionLayout.js"
 import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import type { TopicSpec } from "../../services/log/Topics.js"
-import { asEnvironment } from "../../Settings.js"
+import { processEnvironment } from "../../Settings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import { report } from "../roles/Report.js"
 import { BrokerEvents, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
@@ -81,22 +82,32 @@ export class ServeRoleFailed extends Data.TaggedError("ServeRoleFailed")<{
   }
 }
 
-/** A region sizing variable as given, if it is. */
-const given = (name: string) => Config.option(Config.integer(name))
-
 /**
- * The roles' environment: the region, each role's metrics port, and a region sized for the
- * brokers asked for (with room for local publishers) unless CXLOG_LOG_MAX_BROKERS says
- * otherwise, which must then leave room for them. Topics take the heap's space as they are made.
+ * The roles' environment: the region's name and the heads' part. The region's sizes are the
+ * `CXLOG_*` variables in serve's environment, which its roles inherit; its writer slots
+ * (CXLOG_LOG_MAX_BROKERS, 64 unless set) must hold the brokers and LOCAL_PUBLISHER_SLOTS, and
+ * whatever else the head would refuse of them is refused here, before anything starts (exit 2).
  */
 const rolesEnv = (options: ServeOptions) =>
   Effect.gen(function*() {
-    const maxBrokers = yield* given(LOG_LAYOUT_SETTINGS.settings.maxBrokers.env)
-    if (Option.isSome(maxBrokers) && maxBrokers.value < options.brokers) {
+    const variable = LOG_LAYOUT_SETTINGS.settings.maxBrokers.env
+    const config = yield* regionConfig
+    const needed = options.brokers + LOCAL_PUBLISHER_SLOTS
+    if (config.log.maxBrokers < needed) {
+      const given = processEnvironment()[variable] !== undefined
       return yield* failUsage(
-        `cxlog serve: --broker-count ${options.brokers} needs ${options.brokers} broker slots, and CXLOG_LOG_MAX_BROKERS=${maxBrokers.value} gives the region fewer: raise it, or start fewer brokers`
+        `cxlog serve: --broker-count ${options.brokers} needs ${needed} writer slots in the region (one per broker, and ${LOCAL_PUBLISHER_SLOTS} for local publishers: cxlog publish --local), and ${
+          given ? `${variable}=${config.log.maxBrokers}` : `${variable}'s default`
+        } gives it ${config.log.maxBrokers}: ${
+          needed <= MAX_WRITER_SLOTS
+            ? `raise it to ${needed}, or start fewer brokers`
+            : `a region has at most ${MAX_WRITER_SLOTS}: start at most ${
+              MAX_WRITER_SLOTS - LOCAL_PUBLISHER_SLOTS
+            } brokers`
+        }`
       )
     }
+    yield* validateRegionConfig(config)
     const lastPort = options.port + options.brokers - 1
     if (options.port > 0 && lastPort > 65535) {
       return yield* failUsage(
@@ -107,12 +118,22 @@ const rolesEnv = (options: ServeOptions) =>
       CXLOG_REGION: options.region,
       // The head serve starts creates the region, whatever this shell says a head does.
       CXLOG_STANDBY: "false",
-      CXLOG_ATTACH: "false",
-      ...asEnvironment(LOG_LAYOUT_SETTINGS.settings, {
-        maxBrokers: Option.getOrElse(maxBrokers, () =>
-          Math.max(defaultLogConfig.maxBrokers, options.brokers + LOCAL_PUBLISHER_SLOTS))
-      })
+      CXLOG_ATTACH: "false"
     }
+  })
+
+/**
+ * What serve refuses as mistakes in its flags or environment (exit 2), before anything starts:
+ * `serve` checks them first, and `--detach` before it starts serve in the background. The
+ * roles' environment.
+ */
+export const requireServeConfig = (options: ServeOptions) =>
+  Effect.gen(function*() {
+    const env = yield* rolesEnv(options)
+    yield* requireDataDir(options.topics, options.dataDir)
+    yield* requirePortsApart(options.port, options.brokers, options.metricsPort)
+    yield* requireServableHost(options.host)
+    return env
   })
 
 /** A role's metrics port: the head's `--metrics-port`, broker i's the next + i; none without it. */
@@ -165,10 +186,7 @@ const watchRoles = (
 /** Starts the server, says how to connect, and serves until stopped (interrupted) or a role dies (ServeRoleFailed). */
 export const serve = (options: ServeOptions) =>
   Effect.gen(function*() {
-    const env = yield* rolesEnv(options)
-    yield* requireDataDir(options.topics, options.dataDir)
-    yield* requirePortsApart(options.port, options.brokers, options.metricsPort)
-    yield* requireServableHost(options.host)
+    const env = yield* requireServeConfig(options)
     yield* requireRegionFree(options.region)
     if (options.port > 0) yield* requirePortsFree(options.host, options.port, options.brokers)
     const names = ["serve", "head", ...(options.standby ? ["standby"] : []), `broker ${options.brokers - 1}`]
