@@ -1,9 +1,10 @@
 /**
  * `cxlog consumers`: a topic's named consumers as the region holds them — committed offset,
  * lag behind the topic's end, the active member's pid, and whether it holds retention or was
- * cut off — `--remove NAME`, and `reset NAME --to earliest|latest|OFFSET|TIME`.
+ * cut off — `--remove NAME` (ConsumerNotFound for a name it does not have), and
+ * `reset NAME --to earliest|latest|OFFSET|TIME`.
  */
-import { Console, Effect, Layer } from "effect"
+import { Console, Data, Effect, Layer } from "effect"
 import { attachRegion, processSlot, reader, type RegionAccess } from "../../layers/Roles.js"
 import { type ConsumerInfo, Consumers } from "../../services/log/Consumers.js"
 import { LogOutOfRange, LogReader, type SubscribeOptions } from "../../services/log/LogReader.js"
@@ -17,6 +18,16 @@ export interface ConsumersOptions {
   readonly remove?: string
   readonly reset?: { readonly name: string; readonly to: ResetTarget }
   readonly json: boolean
+}
+
+/** `--remove NAME` of a consumer the topic does not have (a mistyped name): a failure a script sees, as a region or topic not found is. */
+export class ConsumerNotFound extends Data.TaggedError("ConsumerNotFound")<{
+  readonly topic: string
+  readonly name: string
+}> {
+  override get message() {
+    return `topic ${this.topic} has no consumer ${this.name} (cxlog consumers --topic ${this.topic} lists its consumers)`
+  }
 }
 
 const startOf = (to: ResetTarget): SubscribeOptions =>
@@ -84,12 +95,10 @@ export const consumersReport = (options: ConsumersOptions) =>
       return
     }
     if (options.remove !== undefined) {
-      const removed = yield* consumers.remove(options.topic, options.remove)
-      yield* Console.log(
-        removed
-          ? `deleted consumer ${options.remove} of topic ${options.topic}`
-          : `topic ${options.topic} has no consumer ${options.remove}`
-      )
+      if (!(yield* consumers.remove(options.topic, options.remove))) {
+        return yield* new ConsumerNotFound({ topic: options.topic, name: options.remove })
+      }
+      yield* Console.log(`deleted consumer ${options.remove} of topic ${options.topic}`)
       return
     }
     const list = yield* consumers.list(options.topic)
