@@ -1,7 +1,11 @@
-/** Sizes as flags and CXLOG_* variables take them (Settings.ts): binary units, whole bytes, shown back as the docs write them. */
+/**
+ * Sizes as flags and CXLOG_* variables take them (Settings.ts): binary units, whole bytes, shown
+ * back as the docs write them; every flag of the command line that is a number of bytes takes one.
+ */
 import { describe, expect, it } from "@effect/vitest"
-import { Either } from "effect"
+import { Effect, Either } from "effect"
 import { parseSize, showSize } from "../../src/Settings.js"
+import { runCli } from "../helpers/CliRoles.js"
 
 describe("sizes", () => {
   it("take binary units in any case, with or without a space, and a number of bytes", () => {
@@ -33,4 +37,27 @@ describe("sizes", () => {
     }
     expect(showSize(64 * 2 ** 20)).toBe("64MiB")
   })
+
+  it.effect("are what every flag of a number of bytes takes: --message-bytes 4KiB is 4096 bytes to run, bench and publish", () =>
+    Effect.gen(function*() {
+      for (const command of ["run", "bench", "publish", "head", "broker", "topics", "create-topic"]) {
+        const help = yield* runCli([command, "--help"])
+        // A rate in bytes a second is a number (BYTES), not a size.
+        const bytesFlags = [...help.stdout.matchAll(/^(--[a-z-]*(?:bytes|memory)) (\S+)/gm)].filter(([, flag]) =>
+          !flag!.endsWith("-per-s")
+        )
+        expect(bytesFlags.length, command).toBeGreaterThan(0)
+        for (const [, flag, placeholder] of bytesFlags) expect(`${command} ${flag} ${placeholder}`).toMatch(/ SIZE$/)
+      }
+      for (const command of ["run", "bench"]) {
+        const refused = yield* runCli([command, "--message-bytes", "4KiB", "--bytes", "2KiB"])
+        expect(refused.code, refused.stderr).toBe(2)
+        expect(refused.stderr.trimEnd()).toBe(
+          `cxlog ${command}: --bytes 2048 holds no whole 4096-byte message (--message-bytes)`
+        )
+      }
+      const publish = yield* runCli(["publish", "--brokers", "127.0.0.1:1", "--count", "1", "--message-bytes", "2MiB"])
+      expect(publish.code).toBe(2)
+      expect(publish.stderr).toContain("cxlog publish: a 2097152-byte message does not fit a batch")
+    }))
 })

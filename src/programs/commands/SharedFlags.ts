@@ -24,10 +24,8 @@ export const brokerCount = Cli.integer("broker-count", {
 
 // ---- a publisher's load ------------------------------------------------------------------------
 
-export const messageBytes = Cli.integer("message-bytes", {
-  default: 1024,
-  min: 1,
-  placeholder: "BYTES",
+export const messageBytes = Cli.size("message-bytes", {
+  default: "1024",
   env: "CXLOG_MESSAGE_BYTES",
   description: "size of each test message"
 })
