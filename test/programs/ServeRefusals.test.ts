@@ -3,11 +3,12 @@
  * would otherwise fail only after the others had started: a `--host` its brokers would not
  * listen on (beyond loopback without TLS or CXLOG_INSECURE in serve's environment, or a name
  * that resolves to nothing); a region without writer slots for its brokers and two local
- * publishers, or one the head would refuse to make (with `--detach` too).
+ * publishers, or one the head would refuse to make (with `--detach` too); a file of the
+ * region's name in /dev/shm that is no cxlog region (exit 1, as a region there is).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { serveLogPath } from "../../src/programs/serve/ServeDetach.js"
 import { runCli } from "../helpers/CliRoles.js"
 import { serveRegion } from "../helpers/ServeProcess.js"
@@ -96,4 +97,18 @@ describe("cxlog serve refuses before anything starts", () => {
       }),
     120_000
   )
+
+  it.scopedLive("a file of the region's name in /dev/shm that is no cxlog region: ServeRegionTaken, exit 1, naming it", () =>
+    Effect.gen(function*() {
+      const region = yield* serveRegion("serve-foreign")
+      writeFileSync(`/dev/shm/${region}`, "another program's shared memory\n")
+      const refused = yield* runCli(["serve", "--region", region, ...oneBroker])
+      expect(refused.code, refused.stderr).toBe(1)
+      expect(refused.stdout).toBe("")
+      expect(refused.stderr.trimEnd()).toBe(
+        `cxlog serve: /dev/shm/${region} exists and is not a cxlog region (another program's shared memory, or a file put there): ` +
+          `give this serve another --region (CXLOG_REGION), or remove that file if nothing uses it (rm /dev/shm/${region})`
+      )
+      expect(readFileSync(`/dev/shm/${region}`, "utf8")).toBe("another program's shared memory\n")
+    }))
 })

@@ -1,35 +1,44 @@
 /**
  * What `cxlog serve` checks before it starts a process: that its region is not there already
- * (served by a live head, or left behind by one that is gone), that every broker's port is
- * free, and that its brokers can listen on `--host`. Each refusal is a typed error saying which
- * it is and the ways on, where the head or a broker would fail only after the others had started.
+ * (served by a live head, left behind by one that is gone, or a file of its name that is no
+ * region), that every broker's port is free, and that its brokers can listen on `--host`. Each
+ * refusal is a typed error saying which it is and the ways on, where the head or a broker would
+ * fail only after the others had started.
  */
 import { Data, Effect } from "effect"
+import { existsSync } from "node:fs"
 import { createServer } from "node:net"
 import { isLoopbackHost } from "../../layers/net/ListenHost.js"
 import { processEnvironment } from "../../Settings.js"
-import { inspectRegion } from "../admin/Regions.js"
+import { inspectRegion, SHM_DIR } from "../admin/Regions.js"
 import { resolveFlag } from "../cli/CliKit.js"
 import { brokerTransportFlags } from "../commands/SharedFlags.js"
 
-/** The region `cxlog serve` would create exists: in use by a live head, or left by one that is gone. */
+/**
+ * The region `cxlog serve` would create exists: in use by a live head, left by one that is gone,
+ * or a file of its name in /dev/shm that is no cxlog region (the head could not create it either).
+ */
 export class ServeRegionTaken extends Data.TaggedError("ServeRegionTaken")<{
   readonly region: string
-  /** Whether a process that uses it still runs (its head, or one in its process table). */
-  readonly inUse: boolean
+  /** What is there: a region a process still uses (its head, or one in its process table), one left behind, or a file that is no region. */
+  readonly found: "in-use" | "left-behind" | "not-a-region"
   /** Its head's pid (0 if none is known). */
   readonly headPid: number
   readonly orderedMessages: number
 }> {
   override get message() {
-    if (this.inUse) {
+    if (this.found === "not-a-region") {
+      return `${SHM_DIR}/${this.region} exists and is not a cxlog region (another program's shared memory, or a file put there): ` +
+        `give this serve another --region (CXLOG_REGION), or remove that file if nothing uses it (rm ${SHM_DIR}/${this.region})`
+    }
+    if (this.found === "in-use") {
       return `region ${this.region} is in use: ${
         this.headPid > 0 ? `its head (pid ${this.headPid})` : "a process in it"
       } still runs ` +
         `(another cxlog serve, or a cxlog head). Connect to that one, stop it, or give this serve another --region (CXLOG_REGION)`
     }
     const held = this.orderedMessages > 0 ? ` and holds ${this.orderedMessages} ordered messages` : ""
-    return `region ${this.region} already exists in /dev/shm${held}; the head that made it${
+    return `region ${this.region} already exists in ${SHM_DIR}${held}; the head that made it${
       this.headPid > 0 ? ` (pid ${this.headPid})` : ""
     } is gone. ` +
       `Remove it with \`cxlog regions --remove ${this.region}\`${
@@ -94,18 +103,25 @@ export const requirePortsApart = (port: number, brokers: number, metricsPort: nu
   return first <= last ? Effect.fail(new ServePortsOverlap({ port, brokers, metricsPort, shared: first })) : Effect.void
 }
 
-/** Fails with ServeRegionTaken when a cxlog region named `region` exists in /dev/shm. */
+/** Fails with ServeRegionTaken when /dev/shm holds a file of the region's name: a cxlog region, or not one. */
 export const requireRegionFree = (region: string) =>
-  Effect.flatMap(inspectRegion(region), (info) =>
+  Effect.flatMap(inspectRegion(region), (info) => {
+    if (info === undefined) {
+      return existsSync(`${SHM_DIR}/${region}`)
+        ? Effect.fail(new ServeRegionTaken({ region, found: "not-a-region", headPid: 0, orderedMessages: 0 }))
+        : Effect.void
+    }
     // One a head was killed while making holds nothing: the head makes it anew.
-    info === undefined || (info.unfinished === true && !info.inUse) ? Effect.void : Effect.fail(
+    if (info.unfinished === true && !info.inUse) return Effect.void
+    return Effect.fail(
       new ServeRegionTaken({
         region: info.name,
-        inUse: info.inUse,
+        found: info.inUse ? "in-use" : "left-behind",
         headPid: info.owner.pid,
         orderedMessages: info.orderedMessages
       })
-    ))
+    )
+  })
 
 /**
  * Whether something already listens on `host:port`: a listen there fails with EADDRINUSE. Any
