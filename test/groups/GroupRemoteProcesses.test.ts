@@ -24,7 +24,11 @@ interface Acks {
   progress: () => void
 }
 
-/** A head with topic `jobs`, `brokers` brokers, the group created, and `MESSAGES` messages published. */
+/**
+ * A head with topic `jobs`, `brokers` brokers and the group created; `publishOnceJoined(n)` publishes
+ * `MESSAGES` messages once `n` members have joined, so that every member has its share to take
+ * (published before, the member that joined first could take them all before the other came).
+ */
 const cluster = (brokers: number) =>
   Effect.gen(function*() {
     const region = yield* uniqueRegion("group-remote")
@@ -37,16 +41,26 @@ const cluster = (brokers: number) =>
       started.push({ role, address: `127.0.0.1:${(yield* role.event("listening"))["port"] as number}` })
     }
     const client = yield* Layer.build(regionClient(region, "jobs"))
-    yield* Effect.gen(function*() {
-      // ackWait ten minutes: a message comes again before the test's end only because its member died or left.
-      yield* (yield* ConsumerGroups).create({ name: "workers", topic: "jobs", ackWaitMs: 600_000 })
-      const publisher = yield* Publisher
-      for (let i = 0; i < MESSAGES; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`))
-      yield* publisher.flush(30_000)
-    }).pipe(Effect.provide(client))
+    // ackWait ten minutes: a message comes again before the test's end only because its member died or left.
+    yield* Effect.flatMap(ConsumerGroups, (g) => g.create({ name: "workers", topic: "jobs", ackWaitMs: 600_000 })).pipe(
+      Effect.provide(client)
+    )
     const acks: Acks = { of: new Map(), settled: new Set(), progress: () => {} }
     const describeGroup = Effect.provide(Effect.flatMap(ConsumerGroups, (g) => g.describe("workers")), client)
-    return { env, brokers: started, acks, describeGroup }
+    const publishOnceJoined = (members: number) =>
+      Effect.gen(function*() {
+        while ((yield* describeGroup).members.length < members) yield* Effect.sleep("20 millis")
+        const publisher = yield* Publisher
+        for (let i = 0; i < MESSAGES; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`))
+        yield* publisher.flush(30_000)
+      }).pipe(
+        Effect.provide(client),
+        Effect.timeoutFail({
+          duration: "60 seconds",
+          onTimeout: () => new Error(`fewer than ${members} members joined`)
+        })
+      )
+    return { env, brokers: started, acks, describeGroup, publishOnceJoined }
   })
 
 /** Starts member `name` (`cxlog consume --json` with `flags`, killed when the scope closes), recording what it acks. */
@@ -111,9 +125,10 @@ describe("consumer groups through brokers, across processes", () => {
     "a member over TCP and a member in place share the messages: each acked exactly once",
     () =>
       Effect.gen(function*() {
-        const { acks, brokers, describeGroup, env } = yield* cluster(1)
+        const { acks, brokers, describeGroup, env, publishOnceJoined } = yield* cluster(1)
         yield* startMember(env, acks, "remote", ["--brokers", brokers[0]!.address])
         yield* startMember(env, acks, "local", [])
+        yield* publishOnceJoined(2)
         yield* until(acks, () => acks.of.size === MESSAGES)
         expect(ackedTwice(acks), "offsets acked more than once").toEqual([])
         expect([...acks.of.values()].every(([ack]) => ack!.deliveries === 1)).toBe(true)
@@ -131,12 +146,13 @@ describe("consumer groups through brokers, across processes", () => {
     "the broker under a remote member SIGKILLed: what it held goes to the others at once, the member goes on through another broker",
     () =>
       Effect.gen(function*() {
-        const { acks, brokers, describeGroup, env } = yield* cluster(2)
+        const { acks, brokers, describeGroup, env, publishOnceJoined } = yield* cluster(2)
         const remote = yield* startMember(env, acks, "remote", [
           "--brokers",
           `${brokers[0]!.address},${brokers[1]!.address}`
         ])
         yield* startMember(env, acks, "local", [])
+        yield* publishOnceJoined(2)
         yield* until(acks, () => ackedBy(acks, "remote") >= 200)
         brokers[0]!.role.child.kill("SIGKILL")
         yield* brokers[0]!.role.exited
