@@ -45,22 +45,19 @@ const optionsProblem = ({ publishTimeoutMs, spinMicros, subscriberBuffer }: Chan
 }
 
 /**
- * `acquire` (slots on a channel's rings) unless the channel was removed since it was opened: a
- * removal refuses only while its rings have live writers or readers (ObjectUsers.ts), so an
- * object of it opened before and used only now would write and read memory no later open finds.
+ * Wraps an `acquire` (slots on a channel's rings) to fail `ChannelRemoved` once the channel was
+ * removed since it was opened: a removal refuses only while its rings have live writers or
+ * readers (ObjectUsers.ts), so an object of it opened before and used only now would write and
+ * read memory no later open finds.
  * Looked at before the slots are taken and again once they are held, where a removal that looks
  * at the rings after that sees them; per slot taken, not per value.
  */
-const unlessRemoved = <A, E>(
-  directory: DirectoryShape,
-  name: string,
-  entry: DirectoryEntry,
-  acquire: Effect.Effect<A, E, Scope.Scope>
-): Effect.Effect<A, E | ChannelRemoved, Scope.Scope> => {
+const unlessRemoved = (directory: DirectoryShape, name: string, entry: DirectoryEntry) => {
   const current = Effect.suspend(() =>
     directory.isCurrent(entry) ? Effect.void : Effect.fail(new ChannelRemoved({ name }))
   )
-  return Effect.zipRight(current, Effect.zipLeft(acquire, current))
+  return <A, E>(acquire: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, E | ChannelRemoved, Scope.Scope> =>
+    Effect.zipRight(current, Effect.zipLeft(acquire, current))
 }
 
 export const makeChannels = (
@@ -91,58 +88,42 @@ export const makeChannels = (
         openObject(name, options, binary?.fingerprint),
         ({ addresses, entry, publishTimeoutMs, shape }) => {
           const codec = jsonCodec(schema)
+          const current = unlessRemoved(directory, name, entry)
           return {
             name,
             entry,
             shape,
-            publisher: unlessRemoved(
-              directory,
+            publisher: current(Effect.map(
+              claimWriter(rings, name, addresses, publishTimeoutMs),
+              ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
+            )),
+            subscribe: current(typedSubscription(
+              rings,
               name,
-              entry,
-              Effect.map(
-                claimWriter(rings, name, addresses, publishTimeoutMs),
-                ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
-              )
-            ),
-            subscribe: unlessRemoved(
-              directory,
-              name,
-              entry,
-              typedSubscription(
-                rings,
-                name,
-                codec,
-                binary,
-                addresses,
-                options.subscriberBuffer ?? defaults.subscriberBuffer,
-                options.spinMicros ?? defaults.spinMicros
-              )
-            )
+              codec,
+              binary,
+              addresses,
+              options.subscriberBuffer ?? defaults.subscriberBuffer,
+              options.spinMicros ?? defaults.spinMicros
+            ))
           }
         }
       )
     },
     openRaw: (name, options = {}) =>
-      Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => ({
-        name,
-        entry,
-        shape,
-        publisher: unlessRemoved(
-          directory,
+      Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => {
+        const current = unlessRemoved(directory, name, entry)
+        return {
           name,
           entry,
-          Effect.map(
+          shape,
+          publisher: current(Effect.map(
             claimWriter(rings, name, addresses, publishTimeoutMs),
             ({ ring, writer }) => rawPublisher(name, writer, ring)
-          )
-        ),
-        subscribe: unlessRemoved(
-          directory,
-          name,
-          entry,
-          rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros)
-        )
-      })),
+          )),
+          subscribe: current(rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros))
+        }
+      }),
     list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name)),
     remove: (name) =>
       Effect.gen(function*() {
