@@ -5,7 +5,7 @@
  * next one.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime, Schedule } from "effect"
+import { Effect, Layer, ManagedRuntime, Schedule, Stream } from "effect"
 import { CxlogGroup, type CxlogGroupOptions, type CxlogJob } from "../../src/layers/groups/CxlogGroup.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
@@ -380,6 +380,33 @@ describe("CxlogGroup", () => {
       await runtime.dispose()
     }
   )
+
+  it("a remote member's deliveries its stream never handed out (waiting at the client, or on their way) go back unseen when it leaves", async () => {
+    const { runtime, layer, publish, groups } = await clusterOf(remoteGroups, "jobs")
+    await runtime.runPromise(groups.create({ name: "workers", topic: "jobs" }))
+    const pending = () => runtime.runPromise(Effect.map(groups.describe("workers"), (info) => info.pending))
+    await publish(1)
+    await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+      const pull = yield* Stream.toPull(groups.join("workers", { maxInFlight: 8 }))
+      // The first job is handed out; the seven published after it reach the member but are never pulled.
+      expect((yield* pull).length).toBe(1)
+      yield* Effect.promise(() => publish(7))
+      yield* Effect.repeat(Effect.promise(pending), {
+        until: (held) => held === 8,
+        schedule: Schedule.spaced("10 millis")
+      })
+    })))
+    const next = await CxlogGroup.openWith(layer, { group: "workers" })
+    const seen: Array<[number, number]> = []
+    for (let i = 0; i < 8; i++) {
+      const job = (await next.next())!
+      seen.push([job.offset, job.deliveryCount])
+      await job.ack()
+    }
+    expect(seen.sort(([a], [b]) => a - b)).toEqual([[0, 2], ...Array.from({ length: 7 }, (_, i) => [i + 1, 1])])
+    await next.close()
+    await runtime.dispose()
+  })
 
   it("leaving a for await loop (break) closes the member: what it held goes to the next one at once", async () => {
     const { runtime, layer, publish, groups } = await cluster("jobs")

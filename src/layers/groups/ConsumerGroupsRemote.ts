@@ -64,7 +64,7 @@ const decoder = new TextDecoder()
 
 /** What a member's queue holds: a frame's deliveries, the link breaking under it, or its end (an error, or none). */
 type MemberEvent =
-  | { readonly _tag: "deliveries"; readonly deliveries: Array<Delivery> }
+  | { readonly _tag: "deliveries"; readonly deliveries: Array<RemoteDelivery> }
   | { readonly _tag: "broken"; readonly why: GroupsUnavailable }
   | { readonly _tag: "left"; readonly why: GroupJoinError | undefined }
 
@@ -86,10 +86,13 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
       name: string,
       topic: string,
       maxInFlight: number | undefined,
-      queue: Queue.Queue<MemberEvent>
+      queue: Queue.Queue<MemberEvent>,
+      pulled: { through: number }
     ) =>
       Effect.acquireRelease(
         Effect.sync(() => {
+          // A new membership (a new link's ids start again): nothing of it handed out yet.
+          pulled.through = 0
           let settling: RemoteSettling | undefined
           const id = over.send(JoinGroup, { name, ...(maxInFlight === undefined ? {} : { maxInFlight }) }, {
             frame: (frame) => {
@@ -121,8 +124,11 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
         (id) =>
           id === undefined ? Effect.void : Effect.suspend(() => {
             over.forget(id)
-            // Leaving as asked; a link that broke meanwhile left it already.
-            return over.open() ? Effect.ignore(Effect.forkDaemon(over.call(LeaveGroup, { member: id }))) : Effect.void
+            // Leaving as asked; a link that broke meanwhile left it already. What the stream never
+            // handed out (still queued here, or on its way) goes back unseen.
+            return over.open()
+              ? Effect.ignore(Effect.forkDaemon(over.call(LeaveGroup, { member: id, pulledThrough: pulled.through })))
+              : Effect.void
           })
       )
 
@@ -141,10 +147,12 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
         const { topic } = yield* call(DescribeGroup, { name })
         const queue = yield* Effect.acquireRelease(Queue.unbounded<MemberEvent>(), Queue.shutdown)
         const scope = yield* Effect.scope
+        // The last delivery id of the membership now running that the stream handed out (ids grow on a connection from 1).
+        const pulled = { through: 0 }
         // Each membership leaves with the stream; one whose link broke was left by its broker already.
         const joinAgain = Effect.flatMap(
           connected,
-          (over) => Scope.extend(joinOver(over, name, topic, joinOptions.maxInFlight, queue), scope)
+          (over) => Scope.extend(joinOver(over, name, topic, joinOptions.maxInFlight, queue, pulled), scope)
         )
         yield* joinAgain
         // A frame's deliveries are one chunk of the stream: a member handling chunks acks them in one request (`ackAll`).
@@ -152,6 +160,7 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
           Effect.flatMap(Queue.take(queue), (event) => {
             switch (event._tag) {
               case "deliveries":
+                if (event.deliveries.length > 0) pulled.through = event.deliveries.at(-1)!.id
                 return Effect.succeed(event.deliveries)
               case "left":
                 return event.why === undefined ? Effect.succeed(undefined) : Effect.fail(event.why)

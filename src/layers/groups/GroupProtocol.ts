@@ -264,9 +264,13 @@ export const plainSettleInput = (input: unknown): typeof SettleDelivery.payload.
   }
 }
 
-/** Leaves member `member`: what it holds goes to the other members at once. */
+/**
+ * Leaves member `member`: what it holds goes to the other members at once. `pulledThrough`: the
+ * last delivery id the member's stream handed to its code; those after it (waiting at the client,
+ * or on their way) were never seen and go back unseen, not counted as deliveries.
+ */
 export const LeaveGroup = method("leave", {
-  payload: Schema.Struct({ member: Schema.Int }),
+  payload: Schema.Struct({ member: Schema.Int, pulledThrough: Schema.optional(Schema.Int) }),
   success: Schema.Null,
   failure: Schema.Union(...UNANSWERED)
 })

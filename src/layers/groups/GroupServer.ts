@@ -164,6 +164,14 @@ const join = (state: ConnectionState, id: number, name: string, maxInFlight: num
   )
 }
 
+/** Gives back unseen what member's code never pulled: its deliveries after id `pulledThrough`. */
+const giveBackUnpulled = (deliveries: Map<number, Delivery> | undefined, pulledThrough: number): void => {
+  if (deliveries === undefined) return
+  for (const [id, delivery] of deliveries) {
+    if (id > pulledThrough && delivery instanceof LocalDelivery) delivery.giveBack()
+  }
+}
+
 /** Settles the deliveries named alike: acks at once (`ackAll`: a local member's without an effect each), the rest in turn. */
 const settle = (
   held: ConnectionState["held"],
@@ -295,7 +303,12 @@ const connectionRequests = (
           id,
           LeaveGroup,
           input,
-          ({ member }) => Effect.as(members.get(member) ?? Effect.void, null)
+          ({ member, pulledThrough }) =>
+            Effect.suspend(() => {
+              // Given back before the member stops (stopping releases what it holds as delivered).
+              if (pulledThrough !== undefined) giveBackUnpulled(held.get(member), pulledThrough)
+              return Effect.as(members.get(member) ?? Effect.void, null)
+            })
         )
       default:
         return refuse(
