@@ -186,7 +186,9 @@ describe("cxlog app start", () => {
           file,
           JSON.stringify({ processes: [{ name: "here", script: "here.mjs" }, { name: "gone", script: "gone.mjs" }] })
         )
-        const missing = yield* runCliWithin(["app", "start", file], {}, 30_000)
+        // Started as the others are: should it start anything (the check gone), that goes with the test, pass or fail.
+        const { app } = yield* startApp(file)
+        const missing = yield* Fiber.join(app).pipe(Effect.timeout("30 seconds"))
         expect(missing.code).toBe(2)
         expect(missing.stderr).toContain(`cxlog app: ${file}: processes.1.script: no file ${join(dir, "gone.mjs")}`)
         expect(missing.stdout).toBe("")
