@@ -3,7 +3,7 @@
  * one engine of the live layers and the fake (Channels.ts, ChannelsMemory.ts).
  */
 import { Effect, type Scope } from "effect"
-import type { RingsShape } from "../../services/control/Rings.js"
+import type { RingsShape, RingWriter } from "../../services/control/Rings.js"
 import {
   ChannelInUse,
   ChannelNotFound,
@@ -81,49 +81,56 @@ export const makeChannels = (
       publishTimeoutMs: options.publishTimeoutMs ?? defaults.publishTimeoutMs
     }))
   }
+  /**
+   * The channel object `opened`: its publisher (`publisherOf` over the writer slot it claims)
+   * and its subscriptions, each failing `ChannelRemoved` once the channel was removed.
+   */
+  const channelOf = <P, S, E>(
+    name: string,
+    opened: Effect.Effect.Success<ReturnType<typeof openObject>>,
+    publisherOf: (writer: number, ring: RingWriter) => P,
+    subscription: Effect.Effect<S, E, Scope.Scope>
+  ) => {
+    const current = unlessRemoved(directory, name, opened.entry)
+    return {
+      name,
+      entry: opened.entry,
+      shape: opened.shape,
+      publisher: current(Effect.map(
+        claimWriter(rings, name, opened.addresses, opened.publishTimeoutMs),
+        ({ ring, writer }) => publisherOf(writer, ring)
+      )),
+      subscribe: current(subscription)
+    }
+  }
   return {
     open: (name, schema, options = {}) => {
       const binary = binaryValues(schema.ast)
-      return Effect.map(
-        openObject(name, options, binary?.fingerprint),
-        ({ addresses, entry, publishTimeoutMs, shape }) => {
-          const codec = jsonCodec(schema)
-          const current = unlessRemoved(directory, name, entry)
-          return {
+      const codec = jsonCodec(schema)
+      return Effect.map(openObject(name, options, binary?.fingerprint), (opened) =>
+        channelOf(
+          name,
+          opened,
+          (writer, ring) => typedPublisher(name, codec, binary, writer, ring),
+          typedSubscription(
+            rings,
             name,
-            entry,
-            shape,
-            publisher: current(Effect.map(
-              claimWriter(rings, name, addresses, publishTimeoutMs),
-              ({ ring, writer }) => typedPublisher(name, codec, binary, writer, ring)
-            )),
-            subscribe: current(typedSubscription(
-              rings,
-              name,
-              codec,
-              binary,
-              addresses,
-              options.subscriberBuffer ?? defaults.subscriberBuffer,
-              options.spinMicros ?? defaults.spinMicros
-            ))
-          }
-        }
-      )
+            codec,
+            binary,
+            opened.addresses,
+            options.subscriberBuffer ?? defaults.subscriberBuffer,
+            options.spinMicros ?? defaults.spinMicros
+          )
+        ))
     },
     openRaw: (name, options = {}) =>
-      Effect.map(openObject(name, options), ({ addresses, entry, publishTimeoutMs, shape }) => {
-        const current = unlessRemoved(directory, name, entry)
-        return {
+      Effect.map(openObject(name, options), (opened) =>
+        channelOf(
           name,
-          entry,
-          shape,
-          publisher: current(Effect.map(
-            claimWriter(rings, name, addresses, publishTimeoutMs),
-            ({ ring, writer }) => rawPublisher(name, writer, ring)
-          )),
-          subscribe: current(rawSubscription(rings, name, addresses, options.spinMicros ?? defaults.spinMicros))
-        }
-      }),
+          opened,
+          (writer, ring) => rawPublisher(name, writer, ring),
+          rawSubscription(rings, name, opened.addresses, options.spinMicros ?? defaults.spinMicros)
+        )),
     list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name)),
     remove: (name) =>
       Effect.gen(function*() {

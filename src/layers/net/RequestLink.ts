@@ -20,7 +20,7 @@ import { type Frame, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { requestHandshake } from "./RequestHandshake.js"
 import { type RequestFrames, RequestOpen, requestOpenFrame, RequestReady } from "./RequestProtocol.js"
-import { socketFailureText } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
 
 /** A request link's options with their defaults applied. */
 export interface RequestLinkSettings {
@@ -158,7 +158,7 @@ export const openRequestLink = <E>(
         )
       ))
     socket.on("error", (error) => fail(link, "unreachable", socketFailureText(error)))
-    socket.on("close", () => fail(link, "closed", "the broker closed the connection"))
+    socket.on("close", () => fail(link, "closed", brokerClosedText(false)))
     if (settings.tls !== undefined) socket.on("data", receive)
     function receive(chunk: Buffer) {
       receiveFrames(link, chunk)

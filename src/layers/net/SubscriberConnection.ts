@@ -30,7 +30,7 @@ import {
 } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
-import { socketFailureText } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
 import { Subscribe, Subscribed, subscribeFrame } from "./SubscribeFrames.js"
 
 const ACCEPTED = [
@@ -101,7 +101,7 @@ export class Connection {
   gone(): SubscriberConnectionFailed | undefined {
     if (!this.ended || this.input.frameReady) return undefined
     const detail = this.failure ??
-      (this.input.midFrame ? "the connection ended inside a frame" : "the broker closed the connection")
+      (this.input.midFrame ? "the connection ended inside a frame" : brokerClosedText(false))
     return this.failed(this.failure === undefined ? "closed" : "unreachable", detail)
   }
 
