@@ -351,14 +351,23 @@ const contract = (label: string, open: OpenRings) =>
       20_000
     )
 
-    it.scopedLive("a call times out with RpcTimeout; the late reply is dropped and the client goes on", () =>
+    it.scopedLive("a call times out with RpcTimeout; its request still runs, the late reply is dropped and the client goes on", () =>
       Effect.gen(function*() {
-        const { first } = yield* setup(open)
+        const { first, waiting } = yield* setup(open)
         const timeout = yield* Effect.flip(first.call(Sleep, { ms: 300 }, { timeoutMs: 30 }))
         expect(timeout).toMatchObject({ _tag: "RpcTimeout", method: "Sleep", timeoutMs: 30 })
-        expect(yield* first.call(Wait, { name: "never" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({
+        expect(yield* first.call(Wait, { name: "after-timeout" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({
           _tag: "RpcTimeout"
         })
+        // The server is not told of the timeout (docs/control-plane/rpc.md): the handler runs on.
+        yield* Effect.repeat(Effect.sync(() => waiting.has("after-timeout")), {
+          until: (running) => running,
+          schedule: Schedule.spaced("2 millis")
+        }).pipe(Effect.timeoutFail({
+          duration: "5 seconds",
+          onTimeout: () => new Error("the timed-out request never ran")
+        }))
+        yield* waiting.get("after-timeout")!.succeed("late")
         expect(yield* first.call(Add, { a: 3, b: 4 })).toBe(7)
       }))
 
