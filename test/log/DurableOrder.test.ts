@@ -10,12 +10,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import {
   decodeOrderRecord,
+  type DurableMarks,
   frozenDurableOf,
   persistTopic,
   streamOf
 } from "../../src/layers/log/durable/DurableOrder.js"
 import { crash, makeMemoryDisk, type MemoryDisk, restart } from "../../src/layers/log/durable/SegmentsMemory.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
+import type { DurableFailure } from "../../src/services/log/AckTracker.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Segments } from "../../src/services/log/Segments.js"
 import { durableLayers, marksOf, persistedTopic } from "../fixtures/durable-marks.js"
@@ -255,6 +257,34 @@ for (const impl of implementations) {
         expect(appended).toBe(3)
         expect(watch.durableFailure()).toBe("disk-full")
         expect(yield* cluster.acks.sessionAcks("d", 7, 1)).toMatchObject({ ordered: 3, replicated: 0 })
+      }))
+
+    it.scopedLive("a writer started again on a disk still full leaves the copy marked disk-full while it finds out; with room, its first sync clears the mark", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const { appender: a, sequencer, topic } = yield* persistedTopic(cluster)
+        for (let seq = 0; seq < 3; seq++) yield* appendSimple(a, "d", 7, 1, seq)
+        yield* drain(sequencer)
+        const disk = makeMemoryDisk({ capacity: 64 })
+        const marks = yield* marksOf(cluster, 40)
+        // Every mark the writers leave, in order: a cleared one between two failures would let ACK 2 sessions in.
+        const said: Array<DurableFailure | undefined> = []
+        const watched: DurableMarks = {
+          ...marks,
+          failed: (t, failure) => {
+            said.push(failure)
+            marks.failed(t, failure)
+          }
+        }
+        const writer = persistTopic(topic, watched).pipe(Effect.provide(durableLayers(disk, cluster)), Effect.scoped)
+        expect(yield* Effect.flip(writer)).toMatchObject({ _tag: "DiskFull" })
+        expect(yield* Effect.flip(writer)).toMatchObject({ _tag: "DiskFull" })
+        expect(said).toEqual(["disk-full", "disk-full"])
+        disk.capacity = Number.POSITIVE_INFINITY
+        yield* Effect.forkScoped(writer)
+        yield* cluster.acks.awaitAcked("d", 7, 1, 2, { timeoutMs: 5_000, level: 2 })
+        expect(said).toEqual(["disk-full", "disk-full", undefined])
+        expect((yield* cluster.acks.watch("d", 7, 1)).durableFailure()).toBeUndefined()
       }))
   })
 }

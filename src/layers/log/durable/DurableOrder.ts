@@ -294,14 +294,16 @@ interface PendingBatches {
 
 /**
  * After each sync of `log`, publishes the durable frontier of every session whose batches it made
- * durable (taking them off `pending`), then tells the topic's waiters; until the function returned is called.
+ * durable (taking them off `pending`), then tells the topic's waiters (`madeDurable` first, once a
+ * sync made records durable); until the function returned is called.
  */
 const publishDurableFrontiers = (
   topic: TopicInfo,
   marks: DurableMarks,
   sessions: SessionTable,
   log: SegmentLog,
-  pending: PendingBatches
+  pending: PendingBatches,
+  madeDurable: () => void
 ) => {
   const { clients, epochs, seqs } = pending
   let firstIndex = log.appended()
@@ -310,6 +312,7 @@ const publishDurableFrontiers = (
   return log.onDurable((durable) => {
     const n = Math.min(durable - firstIndex, seqs.length)
     if (n <= 0) return
+    madeDurable()
     for (let i = 0; i < n; i++) {
       if (seqs[i]! < 0) continue
       let byEpoch = frontiers.get(clients[i]!)
@@ -363,8 +366,15 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
       )
     }
     const cursor = yield* reader.subscribe(topic.name, { from: Math.max(resumeAt, bounds.earliest), durable: true })
-    // Writing (again): a failure an earlier writer left is over.
-    marks.failed(topic, undefined)
+    // A failure an earlier writer left (a full disk, a head without the data directory) stands until this writer
+    // shows the disk takes its records — its first sync that made one durable, or nothing left to write — so a
+    // writer started again on a disk still full does not say, while it finds out, that the copy runs again.
+    let recovered = false
+    const recover = () => {
+      if (recovered) return
+      recovered = true
+      marks.failed(topic, undefined)
+    }
     options.onSubscribed?.()
     const sessions = marks.sessions(topic)
     const held = heldSessions(sessions, resumeAt < bounds.earliest)
@@ -378,13 +388,16 @@ export const persistTopic = (topic: TopicInfo, marks: DurableMarks, options: Per
     // Let go before the cursor lets the topic go (finalizers run in reverse): the stream's last sync, as it closes,
     // must not write into the session lines of a topic deleted meanwhile.
     yield* Effect.acquireRelease(
-      Effect.sync(() => publishDurableFrontiers(topic, marks, sessions, log, { clients, epochs, seqs })),
+      Effect.sync(() => publishDurableFrontiers(topic, marks, sessions, log, { clients, epochs, seqs }, recover)),
       (unlisten) => Effect.sync(unlisten)
     )
 
     const header = new Uint8Array(OrderRecord.bytes)
     const view = new DataView(header.buffer)
     for (;;) {
+      if (!recovered && log.pendingBytes() === 0 && log.failure() === undefined && !(yield* cursor.awaitMore(0))) {
+        recover()
+      }
       if (log.pendingBytes() >= maxPending) {
         yield* log.awaitDurable(log.appended(), 60_000)
         continue
