@@ -114,7 +114,8 @@ const readAll = (log: SegmentLog, from = log.first()) =>
 
 const expectRecords = (got: ReadonlyArray<[number, Uint8Array]>, from: number, to: number, size?: number) => {
   expect(got.map(([i]) => i)).toEqual(Array.from({ length: to - from }, (_, k) => from + k))
-  for (const [i, bytes] of got) expect(bytes).toEqual(record(i, size))
+  // Compared as bytes (a deep equality per element costs seconds over a thousand records): the indices that differ.
+  expect(got.filter(([i, bytes]) => Buffer.compare(bytes, record(i, size)) !== 0).map(([i]) => i)).toEqual([])
 }
 
 /** Collects what the effect logs. */
