@@ -9,7 +9,7 @@
  * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `enter` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Data, Effect, FiberHandle, Layer, Schedule, type Scope, Stream } from "effect"
+import { type ConfigError, Data, Effect, FiberHandle, Layer, Schedule, type Scope, Stream } from "effect"
 import { setMaxListeners } from "node:events"
 import {
   type BarrierOptions,
@@ -22,11 +22,13 @@ import {
 } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { checkTopicName, checkTopicSpec, checkTrim } from "../../services/log/Topics.js"
-import type { CxlMemory } from "../../services/region/CxlMemory.js"
+import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
+import { failWhenHeadLost, headWatch } from "../log/HeadWatch.js"
 import { arrival, checkBarrier, fenceTargets, participantRings } from "./BarrierStreams.js"
 import * as Protocol from "./CoordinatorProtocol.js"
 import { type CoordinatorWatch, watchCoordinator } from "./CoordinatorWatch.js"
@@ -104,7 +106,10 @@ const BARRIER_ERROR_TAGS = [
 ] as const
 
 export interface ClientOptions {
-  /** How long joining waits for the coordinator. */
+  /**
+   * How long joining waits for the coordinator of a head that is there (a head that is gone fails
+   * joining with `HeadUnavailable` sooner: `makeClient`).
+   */
   readonly joinTimeoutMs?: number
   readonly callTimeoutMs?: number
   /**
@@ -298,12 +303,21 @@ const clientShape = (
   }
 }
 
+/**
+ * Every process's coordinator client, joined. Joining waits for a head that is there or coming, not
+ * for one that is gone: while the head's process is gone or its lease lapsed or was released, the
+ * join fails `HeadUnavailable` (naming the head) once that has lasted `CXLOG_HEAD_LOST_MS`, counted
+ * from the lease's expiry, so a head gone longer than that before this process started fails it at
+ * the first look; within the bound a standby that takes the lease over answers the join. A head that
+ * holds its lease but does not answer is waited for up to `joinTimeoutMs`, then `CoordinatorUnavailable`.
+ */
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<
   CoordinatorShape,
-  CoordinatorUnavailable,
+  CoordinatorUnavailable | HeadUnavailable | ConfigError.ConfigError,
   CxlMemory | RegionLayout | Rings | Rpc | ProcessSlot | Scope.Scope
 > =>
   Effect.gen(function*() {
+    const head = yield* headWatch(yield* CxlMemory)
     const layout = yield* RegionLayout
     const rings = yield* Rings
     const rpc = yield* Rpc
@@ -329,9 +343,19 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
     const joinOnce = client.call(Protocol.JoinMethod, self, { timeoutMs: 1_000 })
-    const join = joinOnce.pipe(
-      Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
-      Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
+    // Each side interruptible: the join is an acquire, which runs uninterruptibly, and the race
+    // must end the side that lost (the head watch runs until the join is answered).
+    const join = Effect.raceFirst(
+      Effect.interruptible(joinOnce.pipe(
+        Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
+        Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
+      )),
+      Effect.interruptible(
+        failWhenHeadLost(
+          head,
+          () => `its coordinator to answer the join of this process (pid ${self.pid}, slot ${self.slot})`
+        )
+      )
     )
     yield* Effect.acquireRelease(
       join,

@@ -1,9 +1,10 @@
 /**
  * The head (coordinator + sequencer) as the other roles see it: alive while it holds an
  * unexpired sequencer lease in the superblock and its process runs. A role that waits on the
- * head — a reader for the next batch, a broker for ordering — waits at most `CXLOG_HEAD_LOST_MS`
- * past the moment the head became unavailable, then fails with `HeadUnavailable`. The bound
- * leaves a standby head (which takes over a lapsed lease) time to do so.
+ * head — a reader for the next batch, a broker for ordering, any process for its coordinator to
+ * answer its join — waits at most `CXLOG_HEAD_LOST_MS` past the moment the head became
+ * unavailable, then fails with `HeadUnavailable`. The bound leaves a standby head (which takes
+ * over a lapsed lease) time to do so.
  */
 import { Config, Schema } from "effect"
 import { settingConfig } from "../../Settings.js"
@@ -36,8 +37,12 @@ export class HeadUnavailable extends Schema.TaggedError<HeadUnavailable>()("Head
     const who = this.pid > 0 ? `pid ${this.pid}, epoch ${this.epoch}` : "no pid known"
     // Bound 0: what asked does not wait for a head (a topic change through a broker).
     const bound = this.boundMs === 0 ? "not waited for" : `bound ${this.boundMs} ms, CXLOG_HEAD_LOST_MS`
+    // A region some head served is carried on by a head started on it; one no head has held yet is its creator's to start.
+    const remedy = this.state === "never-started"
+      ? ""
+      : `; to carry on with the region, start a head on it: cxlog head --attach --region ${this.region}`
     return `the head of region ${this.region} (${who}) is unavailable: ${why}, for ${Math.round(this.lapsedMs)} ms ` +
-      `(${bound}), while waiting for ${this.waitingFor}`
+      `(${bound}), while waiting for ${this.waitingFor}${remedy}`
   }
 }
 

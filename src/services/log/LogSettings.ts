@@ -89,13 +89,14 @@ export const SEQUENCER_SETTINGS = {
 } as const satisfies SettingsTable
 
 export const HEAD_WATCH_SETTINGS = {
-  usedBy: "broker, subscribe",
+  usedBy: "broker, subscribe, every member of a region (its coordinator client)",
   settings: {
     headLostMs: setting.optionalMillis({
       env: "CXLOG_HEAD_LOST_MS",
       min: 1,
       shown: "lease + 3000",
-      description: "how long the head may be gone before a broker stops and a waiting reader fails with HeadUnavailable"
+      description:
+        "how long the head may be gone before a broker stops, a waiting reader fails with HeadUnavailable, and so does a process joining the head's coordinator"
     })
   }
 } as const satisfies SettingsTable
