@@ -713,8 +713,9 @@ describe("Security", () => {
 
       const memory = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
       const bare = yield* Effect.flip(BrokerLayers.make({ host: "0.0.0.0" }).pipe(Effect.provide(memory.forBroker(1))))
+      // Started from code: the refusal names the options (and the variables of BrokerLayers.config), not the CLI's flags.
       expect(bare.message).toBe(
-        "broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS and authentication: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)"
+        "broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS and authentication: give `tls: { cert, key }` with `credentials` (a credential file), or `insecure: true` (from the environment, BrokerLayers.config: CXLOG_CREDENTIALS, CXLOG_INSECURE; docs/security.md)"
       )
       const tlsOnly = yield* Effect.flip(
         BrokerLayers.make({ host: "0.0.0.0", tls: { cert: certs.brokerCert, key: certs.brokerKey } }).pipe(

@@ -31,6 +31,7 @@ import { Consumers } from "../../services/log/Consumers.js"
 import { LogReader } from "../../services/log/LogReader.js"
 import { Topics } from "../../services/log/Topics.js"
 import {
+  type BeyondLoopbackLack,
   Broker,
   BrokerListenFailed,
   type BrokerLog,
@@ -70,6 +71,14 @@ const settingsOf = (given: BrokerOptions): Settings => {
     writeBufferBytes: options.writeBufferBytes ?? 1 << 20
   }
 }
+
+/**
+ * What a broker started from code is given to listen beyond loopback, in its options' names and
+ * `config`'s variables (which give no TLS); `cxlog broker` says its flags instead (BrokerMain.ts).
+ */
+const beyondLoopbackReason = (lacking: BeyondLoopbackLack) =>
+  `refusing to serve beyond loopback without ${lacking}: give \`tls: { cert, key }\` with \`credentials\` ` +
+  "(a credential file), or `insecure: true` (from the environment, BrokerLayers.config: CXLOG_CREDENTIALS, CXLOG_INSECURE; docs/security.md)"
 
 /**
  * Open files the broker process keeps beside its connections (region, doorbell, stdio,
@@ -125,13 +134,17 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     // A name that resolves to nothing is refused as such, before it could pass for an address beyond loopback.
     const loopback = yield* Effect.mapError(isLoopbackHost(settings.host), (unknown) => refuse(unknown.message))
     if (!loopback && options.insecure !== true && (auth === undefined || secure === undefined)) {
-      return yield* refuse(
-        `refusing to serve beyond loopback without ${secure === undefined ? "TLS" : ""}${
-          secure === undefined && auth === undefined ? " and " : ""
-        }${
-          auth === undefined ? "authentication" : ""
-        }: give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)`
-      )
+      const lacking: BeyondLoopbackLack = secure !== undefined
+        ? "authentication"
+        : auth !== undefined
+        ? "TLS"
+        : "TLS and authentication"
+      return yield* new BrokerListenFailed({
+        host: settings.host,
+        port: settings.port,
+        reason: beyondLoopbackReason(lacking),
+        beyondLoopback: lacking
+      })
     }
     // Authentication is the default, as `cxlog broker`'s: an open broker is asked for by name.
     if (auth === undefined && options.insecure !== true) {

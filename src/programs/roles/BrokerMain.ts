@@ -22,7 +22,7 @@ import {
   type RegionAccess
 } from "../../layers/Roles.js"
 import { brokerUnordered, sampleOnScrape } from "../../Metrics.js"
-import { Broker, type BrokerOptions, type BrokerShape } from "../../services/net/Broker.js"
+import { Broker, BrokerListenFailed, type BrokerOptions, type BrokerShape } from "../../services/net/Broker.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { report, reportFailure } from "./Report.js"
@@ -38,6 +38,16 @@ export interface BrokerMainOptions {
   /** The head's data directory: offsets the region recycled are read from its copy on disk (TieredReader.ts). */
   readonly dataDir?: string
 }
+
+/** A refusal to listen beyond loopback in `cxlog broker`'s words: its flags, where the library names its options. */
+const inFlagWords = (failed: BrokerListenFailed): BrokerListenFailed =>
+  failed.beyondLoopback === undefined ? failed : new BrokerListenFailed({
+    host: failed.host,
+    port: failed.port,
+    reason: `refusing to serve beyond loopback without ${failed.beyondLoopback}: ` +
+      "give --tls-cert and --tls-key with authentication on (a credential file), or --insecure (docs/security.md)",
+    beyondLoopback: failed.beyondLoopback
+  })
 
 /** Logs the broker's counters every `everyMs`, skipping ticks where nothing changed (an idle broker stays quiet). */
 const logStats = (server: BrokerShape, everyMs: number, unordered: () => number) => {
@@ -126,7 +136,10 @@ export const broker = (options: BrokerMainOptions) =>
     // Join only a head that is there; joining itself is bounded by the coordinator client's timeout.
     yield* awaitHead(watch, waitingFor)
     return yield* serve.pipe(
-      Effect.catchTag("CoordinatorUnavailable", (unavailable) => Effect.fail(watch.check(waitingFor) ?? unavailable))
+      Effect.catchTags({
+        CoordinatorUnavailable: (unavailable) => Effect.fail(watch.check(waitingFor) ?? unavailable),
+        BrokerListenFailed: (failed) => Effect.fail(inFlagWords(failed))
+      })
     )
   }).pipe(
     Effect.provide(attachRegion(options.region)),

@@ -105,10 +105,18 @@ export interface BrokerShape {
 
 export class Broker extends Context.Tag("cxlog/Broker")<Broker, BrokerShape>() {}
 
+/** What a broker asked to listen beyond loopback lacks of what it needs there (docs/security.md, "Beyond loopback"). */
+export type BeyondLoopbackLack = "TLS" | "authentication" | "TLS and authentication"
+
 export class BrokerListenFailed extends Data.TaggedError("BrokerListenFailed")<{
   readonly host: string
   readonly port: number
   readonly reason: string
+  /**
+   * Set when it refused to listen beyond loopback: what it lacked. `reason` names the options a
+   * caller from code gives; `cxlog broker` says its flags instead.
+   */
+  readonly beyondLoopback?: BeyondLoopbackLack
 }> {
   override get message() {
     return `broker cannot listen on ${this.host}:${this.port}: ${this.reason}`
