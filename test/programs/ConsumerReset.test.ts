@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { until } from "../helpers/ServeProcess.js"
 
 interface Consumer {
   readonly name: string
@@ -47,7 +48,9 @@ describe("cxlog consumers reset", () => {
 
         yield* publish(5)
         const firstFive = yield* member("billing", 5)
-        yield* Effect.sleep("5 millis")
+        // The next five are published once the clock has passed the last stamp of these (a reset to a time tells them apart).
+        const lastStamp = firstFive[4]!.timestamp
+        yield* until(() => Date.now() > lastStamp, 5_000, () => `the clock to pass ${lastStamp}`)
         yield* publish(5)
         expect(yield* committed("billing")).toBe(5)
 

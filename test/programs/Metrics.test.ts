@@ -4,14 +4,14 @@
  * a port another socket holds, a head that took over serves once the port is free.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
+import { Effect, Exit, Fiber, Scope, TestClock, TestServices } from "effect"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { serveMetrics, serveMetricsOnceFree } from "../../src/programs/roles/MetricsServer.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
-import { holdPort } from "../helpers/ServeProcess.js"
+import { holdPort, until } from "../helpers/ServeProcess.js"
 
 type Family = ReturnType<typeof parsePrometheusTextFormat>[number]
 
@@ -86,22 +86,29 @@ describe("metrics endpoint", () => {
       expect(yield* Effect.promise(() => response.text())).toContain("GET /metrics")
     }))
 
-  it.scopedLive("a port another socket holds is said once, and served once it is free", () =>
+  // On the test clock: the retries are spaced on it, so each 20 ms the test moves it is one more
+  // try, and a try that failed leaves the server asleep on it until the next (a condition to wait for).
+  it.scoped("a port another socket holds is said once, tried again every period while held, and served once it is free", () =>
     Effect.gen(function*() {
       const holding = yield* Scope.make()
       const holder = yield* holdPort(0).pipe(Scope.extend(holding))
       const said: Array<string> = []
-      const taken = yield* Deferred.make<void>()
       const serving = yield* serveMetricsOnceFree(
         { host: "127.0.0.1", port: holder.port, labels: { role: "head" } },
         20,
-        (failed) => Effect.zipRight(Effect.sync(() => said.push(failed.message)), Deferred.succeed(taken, undefined))
+        (failed) => Effect.sync(() => said.push(failed.message))
       ).pipe(Effect.fork)
-      yield* Deferred.await(taken)
-      // Held for several tries: none of them listens, or ends it (what cannot be waited for as a condition).
-      yield* Effect.sleep("150 millis")
-      expect(serving.unsafePoll()).toBe(null)
+      const clock = yield* TestClock.testClock()
+      const asleepOrEnded = () => serving.unsafePoll() !== null || Effect.runSync(clock.sleeps).length > 0
+      // The first try fails and is said; the second follows at once, then one every 20 ms: each fails and waits for the next.
+      for (let tries = 2;; tries++) {
+        yield* TestServices.provideLive(until(asleepOrEnded, 10_000, () => `try ${tries} on a held port to end`))
+        expect(serving.unsafePoll()).toBe(null)
+        if (tries === 5) break
+        yield* TestClock.adjust("20 millis")
+      }
       yield* Scope.close(holding, Exit.void)
+      yield* TestClock.adjust("20 millis")
       expect((yield* Fiber.join(serving)).port).toBe(holder.port)
       expect(said).toEqual([
         expect.stringContaining(`cannot serve metrics on 127.0.0.1:${holder.port}: listen EADDRINUSE`)

@@ -3,19 +3,25 @@
  * refuses stops the command with a typed error naming it, after flushing the lines before it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { join } from "node:path"
+import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import { upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import { forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { FRAME_HEADER_BYTES, FrameType } from "../../src/layers/net/Frame.js"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
+import { Offsets } from "../../src/layers/region/Superblock.js"
+import { attachRegion } from "../../src/layers/Roles.js"
 import { describeRanges, publish, type PublishOptions } from "../../src/programs/roles/Publish.js"
 import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { cli, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { until } from "../helpers/ServeProcess.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
   yield* lines
@@ -538,7 +544,14 @@ describe("cxlog publish --count (the CLI)", () => {
       // The head stopped (SIGKILLed with the rest when the scope closes): the broker takes the batch, nobody orders it
       // once the stopped head's lease has lapsed (until then the broker orders its own batches: docs/log.md).
       head.child.kill("SIGSTOP")
-      yield* Effect.sleep(defaultSequencerOptions.leaseMs + 500)
+      yield* Effect.flatMap(CxlMemory, (memory) => {
+        const lines = new LeaseLineView(memory)
+        return until(
+          () => isPidStopped(head.pid) && lines.expiresAtMs(Offsets.sequencerLease) < Date.now(),
+          2 * defaultSequencerOptions.leaseMs + 10_000,
+          () => `the stopped head's lease to lapse (it expires at ${lines.expiresAtMs(Offsets.sequencerLease)})`
+        )
+      }).pipe(Effect.scoped, Effect.provide(Layer.fresh(attachRegion({ name: region }))))
       const { code, stderr } = yield* runCli([...args, "--count", "5"], env)
       expect(code).toBe(1)
       expect(stderr.trimEnd().split("\n")).toHaveLength(1)

@@ -13,6 +13,7 @@ import { formatLine } from "../../src/programs/roles/PrintTopics.js"
 import { encodedParts } from "../fixtures/encoded-parts.js"
 import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { until } from "../helpers/ServeProcess.js"
 
 interface Line {
   readonly offset: number
@@ -104,9 +105,9 @@ describe("cxlog subscribe --from-time", () => {
           return lines(r.stdout)
         })
       const first = yield* read(["--limit", "5"])
-      // Every message after the first five is stamped after the last of them.
+      // Every message after the first five is stamped after the last of them: published once the clock has passed its stamp.
       const since = new Date(first[4]!.timestamp + 1).toISOString()
-      yield* Effect.sleep("5 millis")
+      yield* until(() => Date.now() > first[4]!.timestamp, 5_000, () => `the clock to pass ${first[4]!.timestamp}`)
       yield* publish(3)
       for (const where of [[], ["--brokers", brokers[1]!]]) {
         const later = yield* read([...where, "--from-time", since, "--limit", "3"])
