@@ -44,6 +44,7 @@ for (const impl of implementations) {
         expect(yield* cluster.acks.awaitAcked("t", 4, 0, 5, { timeoutMs: 10, level: 0 })).toMatchObject({ ordered: 0 })
         const waiter = yield* Effect.fork(cluster.acks.awaitAcked("t", 4, 0, 1, { timeoutMs: 5_000 }))
         yield* appendSimple(b!, "t", 4, 0, 1)
+        // A window, not a wait: batch 1 is held behind batch 0, so the ACK wait must not end in it.
         yield* Effect.sleep("20 millis")
         expect(waiter.unsafePoll()).toBeNull()
         yield* appendSimple(a!, "t", 4, 0, 0)
@@ -64,6 +65,7 @@ for (const impl of implementations) {
         expect(watch.acks()).toEqual({ ordered: 0, replicated: 0, fenced: false, known: false, durableFrozen: false })
         const seen = watch.progress()
         const moved = yield* Effect.fork(watch.awaitProgress(seen, 5_000))
+        // A window, not a wait: no sequencer runs yet, so nothing may move the progress in it.
         yield* Effect.sleep("20 millis")
         expect(moved.unsafePoll()).toBeNull()
         yield* Effect.forkScoped(sequencer.run)

@@ -55,6 +55,7 @@ for (const impl of implementations) {
         const patient = yield* cluster.appender(2, { timeoutMs: 10_000 })
         for (let seq = 0; seq < fits; seq++) yield* patient.append("t", header(3, 0, seq, big), big.payload)
         const waiting = yield* Effect.fork(patient.append("t", header(3, 0, fits, big), big.payload))
+        // A window, not a wait: nothing frees room until the sequencer steps, so the append must not end in it.
         yield* Effect.sleep("20 millis")
         expect(waiting.unsafePoll()).toBeNull()
         const sequencer = yield* cluster.sequencer()

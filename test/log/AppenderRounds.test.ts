@@ -84,6 +84,7 @@ describe("appenders ordering their own batches (fake region)", () => {
       expect(ordered()).toBe(0)
       expect(lines.round(lease)).toBe(holder)
       const stepping = yield* Effect.fork(head.step)
+      // A window, not a wait: the head tries the marker again after 1, 2, … 16 ms; none of those tries may get in.
       yield* Effect.sleep("100 millis")
       expect(stepping.unsafePoll()).toBe(null)
       expect(ordered()).toBe(0)

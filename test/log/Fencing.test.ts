@@ -54,6 +54,8 @@ describe("sequencer fencing (fake region)", () => {
       new LeaseLineView(memory).setExpiresAtMs(lease, Date.now() - 1)
 
       const taking = yield* Effect.fork(cluster.sequencer({ leaseMs: 60_000 }))
+      // A window, not a wait: the new holder looks at the marker every 2, 4, … 100 ms; over several
+      // looks it must not take over while the marker names a live process.
       yield* Effect.sleep("300 millis")
       expect(taking.unsafePoll()).toBe(null)
       // The old head's round ends: the new holder goes on, one epoch later, and the old head is fenced.

@@ -94,6 +94,7 @@ describe("Segment crash windows", () => {
             expect(held).toBe(true)
             // The durable tier's periodic pass, meanwhile.
             const tier = yield* Effect.fork(log.retain())
+            // A window, not a wait: time for a pass that did not wait for the roll's to delete what that one is deleting.
             yield* Effect.sleep(10)
             release()
             yield* Fiber.join(tier)

@@ -1,16 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Fiber, TestClock } from "effect"
+import { ConfigProvider, Effect, Fiber, TestClock, TestServices } from "effect"
 import { sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import { topicMarks } from "../../src/layers/log/TopicMarks.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
+import { logRingFullWaits } from "../../src/Metrics.js"
 import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
 import { CxlMemory, type CxlMemoryShape } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { FiberCounts } from "../fixtures/fiber-counts.js"
 import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
+import { until } from "../helpers/ServeProcess.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -129,8 +131,14 @@ for (const impl of implementations) {
         yield* appendSimple(a0!, "t", 1, 1, 0)
         yield* appendSimple(a0!, "t", 1, 1, 2)
         expect(yield* sequencer.step).toMatchObject({ ordered: 1, held: 65 })
+        const waitedBefore = logRingFullWaits.unsafeValue([]).count
         const waiting = yield* Effect.fork(appendSimple(a1!, "t", 1, 1, 1))
-        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 50)))
+        // The round tells room from a gap by the appends counted waiting for room: this one counts itself first.
+        yield* TestServices.provideLive(until(
+          () => logRingFullWaits.unsafeValue([]).count > waitedBefore,
+          10_000,
+          () => "session 1's batch 1 to wait for room"
+        ))
         // Well past the hold timeout, while another session keeps the topic ordering: nobody is fenced.
         yield* appendSimple(a0!, "t", 3, 1, 0)
         yield* TestClock.adjust("1500 millis")
@@ -369,9 +377,9 @@ describe("Sequencer over the region", () => {
       yield* appendSimple(a, "t", 1, 0, 0)
       yield* cluster.acks.awaitAcked("t", 1, 0, 0, { timeoutMs: 5_000 })
       const before = waits()
+      // A window, not a wait: longer than one lease renewal (every second: leaseMs / 3), sessions
+      // swept as often, so at most a few waits in 1.5 s, where a 100 ms re-scan would make fifteen.
       yield* Effect.sleep("1500 millis")
-      // The lease is renewed every second (leaseMs / 3), sessions swept as often: at most a
-      // few waits in 1.5 s, where a 100 ms re-scan would make fifteen.
       expect(waits() - before).toBeLessThanOrEqual(4)
       // Still event-driven: a commit is ordered without waiting for the next wake.
       yield* appendSimple(a, "t", 1, 0, 1)
@@ -420,8 +428,8 @@ describe("Sequencer over the region", () => {
       const cursor = yield* cluster.reader.subscribe("t", { from: "earliest", durable: true })
       for (let seq = 0; seq < 4; seq++) yield* appendSimple(b, "t", 2, 0, seq)
       const before = waits()
+      // A window, not a wait: the run waits for the cursor to move, at most a wake or two in it; nothing of the second writer is ordered.
       yield* Effect.sleep("300 millis")
-      // The run waits for the cursor to move, at most a wake or two here; nothing of the second writer is ordered.
       expect(waits() - before).toBeLessThanOrEqual(3)
       expect((yield* cluster.acks.sessionAcks("t", 2, 0)).ordered).toBe(0)
       const seen: Array<number> = []

@@ -121,6 +121,7 @@ for (const impl of implementations) {
         yield* drain(sequencer)
         // The durable cursor at 0 holds all eight PBR slots: the ninth waits.
         const waiting = yield* Effect.fork(appendSimple(a, "t", 1, 0, 8))
+        // A window, not a wait: until the trim, the append must not end (the cursor still holds every slot).
         yield* Effect.sleep("50 millis")
         expect(waiting.unsafePoll()).toBeNull()
         yield* cluster.topics.trim("t", { keepMessages: 2 })
