@@ -125,7 +125,7 @@ describe("Broker", () => {
       client.write(batchFrame(13, epoch, 0, [message(0)]))
       expect((yield* client.nextFrame()).seq).toBe(1)
       yield* log.settle
-      // Longer than the old 1 s re-check: an idle tracker reads nothing meanwhile.
+      // A window, not a wait: longer than the old 1 s re-check, and an idle tracker reads nothing in it.
       const before = counts.reads
       yield* Effect.sleep("1500 millis")
       expect(counts.reads).toBe(before)
@@ -156,7 +156,7 @@ describe("Broker", () => {
       // Each ACK names the total order of the batches its connection carried, and only those.
       expect(ackOrders(ack0)).toEqual([[0, 0]])
       expect(ackOrders(ack1)).toEqual([[1, 1]])
-      // c2 carried nothing, so it is not sent ACKs it has no use for.
+      // c2 carried nothing, so it is not sent ACKs it has no use for (a window, not a wait: none may come in it).
       yield* Effect.sleep("30 millis")
       expect(yield* c2.frames.size).toBe(0)
     }))
@@ -194,6 +194,7 @@ describe("Broker", () => {
       const epoch = yield* openedEpoch(client)
       client.write(Buffer.concat([batchFrame(1, epoch, 0, [message(0)]), batchFrame(1, epoch, 1, [message(1)])]))
       while (log.ordered("t").length < 2) yield* Effect.sleep("5 millis")
+      // A window, not a wait: both batches are ordered; no ACK frame may come in it.
       yield* Effect.sleep("30 millis")
       expect(yield* client.frames.size).toBe(0)
     }))

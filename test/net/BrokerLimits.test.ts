@@ -226,6 +226,7 @@ describe("Broker limits", () => {
       // A client that does not wait for its SESSION_OPENED.
       for (let i = 0; i < 64; i++) client.write(new Uint8Array(16 << 10).fill(1))
       yield* until("input reaches the broker", () => server.stats().queuedBytes > 0)
+      // A window, not a wait: the client keeps offering its megabyte; what the broker takes of it must not pass the bound.
       yield* Effect.sleep("200 millis")
       expect(server.stats().queuedBytes).toBeLessThanOrEqual(
         FRAME_HEADER_BYTES + MAX_CONTROL_PAYLOAD_BYTES + (64 << 10)
@@ -296,7 +297,7 @@ describe("Broker limits", () => {
       const epoch = yield* openedEpoch(client)
       client.write(batchFrame(8, epoch, 0, [new Uint8Array(64)]))
       yield* until("the batch reaches the broker", () => server.stats().queuedBytes > 0)
-      // Five idle timeouts while the broker itself holds the batch.
+      // A window, not a wait: five idle timeouts while the broker itself holds the batch, and no cut.
       yield* Effect.sleep("500 millis")
       expect(server.stats().rejected["idle-timeout"]).toBeUndefined()
       expect(server.stats().connections).toBe(1)

@@ -77,7 +77,13 @@ describe("CxlogPublisher", () => {
 
       // One that failed (no broker within its connect timeout) with nothing published loses nothing: close() resolves.
       const failed = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events", connectTimeoutMs: 100 })
-      await new Promise((resolve) => setTimeout(resolve, 400))
+      // Failed once a flush says why (a flush of nothing succeeds until then): looked at every 20 ms, at most 10 s.
+      const failure = () => failed.flush(0).then(() => undefined, (e: unknown) => e)
+      let why = await failure()
+      for (const deadline = Date.now() + 10_000; why === undefined && Date.now() < deadline; why = await failure()) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      expect(why).toMatchObject({ _tag: "BrokersUnreachable" })
       await expect(failed.close()).resolves.toBeUndefined()
     }))
 })

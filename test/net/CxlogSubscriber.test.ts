@@ -157,6 +157,7 @@ describe("CxlogSubscriber", () => {
           from: "latest",
           signal: stop.signal
         })
+        // A window, not a wait: nothing is published, so nothing may be read before the abort ends it.
         setTimeout(() => stop.abort(), 50)
         const read: Array<number> = []
         for await (const m of tail) read.push(m.offset)

@@ -270,6 +270,7 @@ describe("Publisher", () => {
       const p = yield* publisher({ clientId: 13, batchBytes: 1024, ackTimeoutMs: 30 * 24 * 3_600_000 })
       yield* p.publish(testMessage(13, 0, 64))
       const flushing = yield* Effect.fork(p.flush(30 * 24 * 3_600_000))
+      // A window, not a wait: a timer firing at once (an overflowed delay) would end the flush or warn in it.
       yield* Effect.sleep("50 millis")
       expect(flushing.unsafePoll()).toBeNull()
       expect(overflows).toEqual([])
@@ -440,6 +441,7 @@ describe("Publisher", () => {
       yield* p.flush(5_000)
       yield* Scope.close(first, Exit.void)
       yield* publishTestMessages(p, 6, 100, 1024, 100)
+      // A window, not a wait: the brokers stay down over several reconnect tries (every 5 ms); the batches must stay in flight.
       yield* Effect.sleep("50 millis")
       expect(p.stats().inFlight).toBeGreaterThan(0)
       yield* BrokerLayers.make({ insecure: true, port: server.port }).pipe(Effect.provide(log.forBroker(0)))
@@ -634,6 +636,7 @@ describe("Publisher", () => {
         // The open batch is full: these wait for window room.
         ...Array.from({ length: 10 }, (_, i) => p.publish(testMessage(23, 11 + i, 1000)))
       ], (wait) => Effect.fork(wait))
+      // A window, not a wait: none of the waits may end in it, and none may arm a timer of its own.
       yield* Effect.sleep("20 millis")
       expect(waits.map((fiber) => fiber.unsafePoll())).toEqual(waits.map(() => null))
       expect(timers() - before).toBeLessThanOrEqual(1)
@@ -700,11 +703,12 @@ describe("Publisher", () => {
       const opened = performance.now()
       let seq = 1
       expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
+      // The scenario's pace (the linger timer is the subject): batch 2 opens 1.8 s into batch 1's linger.
       yield* Effect.sleep("1800 millis")
       // Batch 1 fills and seals; batch 2 opens behind it, due 3 000 ms from now.
       while (p.stats().batches < 2) expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
       expect(p.tryPublish(testMessage(25, seq++, 100))).toBe(true)
-      // Past batch 1's due time, before batch 2's: the timer fired and waits on.
+      // A window, not a wait: past batch 1's due time, before batch 2's, the timer fired and waits on; batch 2 must not seal.
       yield* Effect.sleep(`${Math.max(0, opened + 3_900 - performance.now())} millis`)
       expect(p.stats().batches).toBe(2)
       const sealedBy = performance.now() + 5_000

@@ -16,6 +16,7 @@ import {
 import { InPlaceFrameReader } from "../../src/layers/net/FrameReader.js"
 import { batchFrame, errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 import { regionBroker as regionBrokerFixture } from "../fixtures/region-broker.js"
+import { until } from "../helpers/ServeProcess.js"
 
 const MAX_BATCH = 1 << 16
 const accept = [FrameType.HELLO, FrameType.BATCH, FrameType.CLOSE]
@@ -300,12 +301,13 @@ describe("Broker receive path over the region", () => {
       corrupt.write(bad.subarray(0, 1000))
       // The good connection's batch lands while the corrupt one is still arriving.
       good.write(batchFrame(1, goodEpoch, 0, messagesOf(1, 0)))
-      yield* Effect.sleep("10 millis")
+      yield* loggedWith(logged, ["1/0"])
       corrupt.write(bad.subarray(1000))
       const frames = yield* corrupt.closed
       expect(errorCode(frames[frames.length - 1]!)).toBe("bad-crc")
+      // The end comes once the broker holds the cut batch's first part.
       cut.write(batchFrame(3, cutEpoch, 0, messagesOf(3, 0)).subarray(0, 2000))
-      yield* Effect.sleep("10 millis")
+      yield* until(() => server.stats().queuedBytes > 0, 5_000, () => "the cut batch's first part to reach the broker")
       cut.socket.end()
       const cutFrames = yield* cut.closed
       expect(errorCode(cutFrames[cutFrames.length - 1]!)).toBe("truncated")

@@ -122,6 +122,19 @@ const puller = (subscription: Subscription) =>
       Effect.catchAll((e) => (Option.isSome(e) ? Effect.fail(e.value) : Effect.dieMessage("the stream ended")))
     ))
 
+/** Waits (every 5 ms, at most 5 s) until the named consumer's committed offset on `topic` is `offset`. */
+const committedOf = (consumers: ConsumersShape, topic: string, name: string, offset: number) =>
+  consumers.list(topic).pipe(
+    Effect.repeat({
+      until: (list) => list.some((c) => c.name === name && c.committed === offset),
+      schedule: Schedule.spaced("5 millis")
+    }),
+    Effect.timeoutFail({
+      duration: "5 seconds",
+      onTimeout: () => new Error(`consumer ${name} of ${topic} did not commit ${offset} within 5 s`)
+    })
+  )
+
 /** The bytes `appendSimple` gives message i of batch `seq` (a pattern of the batch, the message and the byte). */
 const expectedPayload = (seq: number, i: number) =>
   Uint8Array.from({ length: 8 + i }, (_, k) => (seq * 31 + i * 7 + k) & 0xff)
@@ -292,6 +305,7 @@ for (const impl of impls) {
         const latest = yield* subscriber.subscribe("t", { from: "latest" })
         expect(latest.start).toBe(12)
         const waiting = yield* Effect.fork(Effect.flatMap(puller(latest), (next) => next))
+        // A window, not a wait: nothing new is appended, so the pull must not end in it.
         yield* Effect.sleep("50 millis")
         expect(waiting.unsafePoll()).toBeNull()
         yield* appendSimple(a, "t", 1, 0, 3, 1)
@@ -537,7 +551,7 @@ for (const impl of impls) {
 
     it.scopedLive("a commit inside a batch holds that batch: after publishers filled the log, the next member resumes there intact", () =>
       Effect.gen(function*() {
-        const { cluster, subscriber } = yield* impl.make()
+        const { cluster, consumers, subscriber } = yield* impl.make()
         yield* cluster.topics.create(spec)
         const a = yield* cluster.appender(0, { timeoutMs: 300 })
         const sequencer = yield* cluster.sequencer()
@@ -549,8 +563,8 @@ for (const impl of impls) {
           yield* next
           yield* next
           yield* member.commit(4)
-          // A remote commit is applied in order with the connection's frames: wait for the broker.
-          yield* Effect.sleep("50 millis")
+          // A remote commit is applied in order with the connection's frames: wait until the broker has it.
+          yield* committedOf(consumers, "t", "mid", 4)
         }).pipe(Effect.scoped)
         // More than the log holds: the appends wait for the batch the consumer holds (offsets 3-5), then time out.
         const appended = yield* Effect.either(Effect.gen(function*() {
@@ -675,6 +689,7 @@ for (const impl of impls) {
         for (let i = 0; i < 20; i++) {
           yield* next
           yield* member.commit()
+          // The scenario's pace: a slow consumer, committing every 100 ms (a tenth of the bound).
           yield* Effect.sleep("100 millis")
         }
         expect(publishing.unsafePoll()).toBeNull()
@@ -829,7 +844,8 @@ for (const impl of impls) {
           })
           yield* member.commit({ topic: "b" })
         }))
-        yield* Effect.sleep("100 millis")
+        yield* committedOf(consumers, "a", "billing", 2)
+        yield* committedOf(consumers, "b", "billing", 2)
         const committed = (topic: string) =>
           Effect.map(consumers.list(topic), (list) => list.find((c) => c.name === "billing")?.committed)
         expect([yield* committed("a"), yield* committed("b")]).toEqual([2, 2])

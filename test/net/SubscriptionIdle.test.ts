@@ -19,6 +19,7 @@ import type { Subscription } from "../../src/services/net/Subscriber.js"
 import { publishTestMessages } from "../fixtures/net-audit.js"
 import { errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 import { tempDir } from "../helpers/Processes.js"
+import { until } from "../helpers/ServeProcess.js"
 
 // Long enough that a loaded machine still makes its checks before the cut (the busy member, the waiting subscriber).
 const IDLE_MS = 500
@@ -109,9 +110,15 @@ describe("an idle subscription connection", () => {
         yield* readUntil(waiting, read[0], 300)
         yield* readUntil(slow, read[1], 1)
 
-        // Several idle timeouts: the waiting subscriber holds credit and the log has nothing new for it;
-        // the slow one has granted all its credit and pulls nothing.
-        yield* Effect.sleep(8 * IDLE_MS)
+        // The slow one has granted all its credit and pulls nothing: it is cut.
+        yield* until(
+          () => broker.stats().rejected["idle-timeout"] !== undefined,
+          20 * IDLE_MS,
+          () => "the slow subscriber to be cut"
+        )
+        // A window, not a wait: two more idle timeouts, in which the waiting subscriber (it holds
+        // credit, and the log has nothing new for it) must not be cut as well.
+        yield* Effect.sleep(2 * IDLE_MS)
         expect(broker.stats().rejected["idle-timeout"]).toBe(1)
         yield* publish(200, 300)
         yield* readUntil(waiting, read[0], 500)

@@ -172,8 +172,9 @@ describe("Broker receive path under TLS", () => {
       const bad = Buffer.from(batchFrame(2, corruptEpoch, 1, messagesOf(2, 3)))
       bad[FRAME_HEADER_BYTES + 9000] ^= 1
       corrupt.write(bad.subarray(0, 7000))
+      // The good connection's batch lands (with the corrupt one's first) while the corrupt one is still arriving.
       good.write(batchFrame(1, goodEpoch, 0, messagesOf(1, 0)))
-      yield* Effect.sleep("10 millis")
+      yield* receivedBatches(server, 2)
       corrupt.write(bad.subarray(7000))
       const frames = yield* closedWithin(corrupt)
       expect(errorCode(frames[frames.length - 1])).toBe("bad-crc")
