@@ -3,6 +3,8 @@ import { Effect, Either, Exit, Fiber, Scope } from "effect"
 import { type BarrierEngine, make } from "../../src/layers/control/BarrierEngine.js"
 import type { ProbedReader, ProgressProbe } from "../../src/layers/control/BarrierRounds.js"
 import type { BarrierArrive, BarrierError, BarrierReleased, Member } from "../../src/services/control/Coordinator.js"
+import { parked } from "../helpers/Parked.js"
+import { until } from "../helpers/ServeProcess.js"
 
 /** A scripted region: ring 10 written by participant 1, read by reader 0 (pid 200); drains poll it. */
 const setup = (onParticipantDeath: "drop" | "fail" = "drop") => scripted(onParticipantDeath, undefined)
@@ -76,6 +78,7 @@ describe("BarrierEngine", () => {
       const { engine, state } = yield* setup()
       const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 512)))
       const b = yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
+      // Windows, not waits: the drain polls the reader, and no release may come while it is short of 512.
       yield* Effect.sleep("30 millis")
       expect(state.releases).toBe(0)
       state.reader = { ...state.reader, delivered: 256 }
@@ -123,6 +126,7 @@ describe("BarrierEngine", () => {
       state.reader = { ...state.reader, delivered: 512 }
       const a = yield* Effect.fork(engine.arrive(arrival(1, "processing-fence", 512)))
       yield* Effect.fork(engine.arrive(arrival(2, "processing-fence")))
+      // A window, not a wait: delivered reached the target, processed did not; no release may come in it.
       yield* Effect.sleep("30 millis")
       expect(state.releases).toBe(0)
       state.reader = { ...state.reader, processed: 512 }
@@ -133,8 +137,9 @@ describe("BarrierEngine", () => {
     Effect.gen(function*() {
       const { engine, state } = yield* setup()
       const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 4096)))
-      yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
-      yield* Effect.sleep("20 millis")
+      const b = yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence")))
+      // Both arrived (each waits for the release): the round drains, short of the target, when the writer changes.
+      yield* parked([a, b])
       state.writerOccurrence = 2
       expect((yield* Fiber.join(a)).round).toBe(1)
       const [r1, r2] = yield* Effect.all([
@@ -151,7 +156,7 @@ describe("BarrierEngine", () => {
     Effect.gen(function*() {
       const { engine } = yield* setup()
       const a = yield* Effect.fork(Effect.flip(engine.arrive(arrival(1, "delivery-fence"))))
-      yield* Effect.sleep("5 millis")
+      yield* until(() => engine.openRounds() === 1, 10_000, () => "the first arrival to open the round", 1)
       const b = yield* Effect.flip(engine.arrive(arrival(2, "rendezvous")))
       expect(b).toMatchObject({ _tag: "BarrierModeMismatch", barrier: "b" })
       expect(yield* Fiber.join(a)).toMatchObject({ _tag: "BarrierModeMismatch" })
@@ -177,7 +182,8 @@ describe("BarrierEngine", () => {
     Effect.gen(function*() {
       const { engine, members } = yield* setup()
       const a = yield* Effect.fork(engine.arrive(arrival(1, "rendezvous")))
-      yield* Effect.sleep("5 millis")
+      // The round is open (participant 2 a member at its opening) before 2 dies.
+      yield* until(() => engine.openRounds() === 1, 10_000, () => "the first arrival to open the round", 1)
       members.splice(1, 1)
       yield* engine.memberGone(2, "pid 200 died")
       expect(yield* Fiber.join(a)).toMatchObject({
@@ -187,7 +193,7 @@ describe("BarrierEngine", () => {
 
       const failing = yield* setup("fail")
       const b = yield* Effect.fork(Effect.flip(failing.engine.arrive(arrival(1, "rendezvous"))))
-      yield* Effect.sleep("5 millis")
+      yield* until(() => failing.engine.openRounds() === 1, 10_000, () => "the first arrival to open the round", 1)
       failing.members.splice(1, 1)
       yield* failing.engine.memberGone(2, "pid 200 died")
       expect(yield* Fiber.join(b)).toMatchObject({ _tag: "BarrierParticipantDied", participant: 2 })
@@ -256,6 +262,7 @@ describe("BarrierEngine", () => {
         { ...arrival(2, "delivery-fence"), barrier: "d", timeoutMs: 600_000 },
         (o) => void settled.push(o)
       ) ?? Effect.void
+      // A window, not a wait: the reader stays short of the target, so neither arrival may settle in it.
       yield* Effect.sleep("20 millis")
       expect(settled).toEqual([])
       yield* Scope.close(scope, Exit.void)

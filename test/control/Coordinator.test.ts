@@ -89,13 +89,18 @@ describe("Coordinator barriers across processes", () => {
     () =>
       Effect.gen(function*() {
         const region = yield* uniqueRegion("kill")
-        const head = yield* spawnFixture("coord-node", ["head", region])
+        // Debug barriers: the head logs each arrival's drain target, so the test sees the barrier in flight.
+        const head = yield* spawnFixture("coord-node", ["head", region], { CXLOG_DEBUG_BARRIERS: "true" })
         expect(yield* head.next()).toEqual({ ready: true })
         const sleeper = yield* spawnFixture("coord-node", ["sleeper", region, "3"])
         const survivors = yield* Effect.forEach([0, 1], () => spawnFixture("coord-node", ["survivor", region, "3"]))
         const joined = yield* sleeper.next<{ joined: boolean; slot: number }>()
         expect(joined.joined).toBe(true)
-        yield* Effect.sleep("300 millis")
+        // Mid-barrier: both survivors have arrived, and wait for the sleeper.
+        for (let arrived = 0; arrived < 2;) {
+          const line = yield* head.next<{ text?: unknown }>(30_000)
+          if (typeof line.text === "string" && /\[barrier\] name=stuck participant=/.test(line.text)) arrived++
+        }
         sleeper.process.kill("SIGKILL")
         for (const survivor of survivors) {
           const result = yield* nextResult<

@@ -152,6 +152,7 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
         const cluster = yield* makeCluster
         const [a, b] = yield* joined(cluster, 2, "e")
         const first = yield* Effect.fork(Effect.flip(a!.barrier("m", { mode: "rendezvous", group: "e" })))
+        // A head start for a's arrival, which nothing outside the coordinator shows: in either order both fail alike.
         yield* Effect.sleep("20 millis")
         expect(yield* Effect.flip(b!.barrier("m", { mode: "delivery-fence", group: "e" }))).toMatchObject({
           _tag: "BarrierModeMismatch"

@@ -260,6 +260,7 @@ describe("head failover (bundled CLI, real processes)", () => {
         const env = { ...smallRegionEnv, CXLOG_REGION: region, CXLOG_SEQUENCER_LEASE_MS: "600000" }
         const standby = yield* forkCli(["head", "--standby"], env)
         yield* standby.event("standby")
+        // The scenario's pace: the standby looks for the region a few times before the head makes it.
         yield* Effect.sleep("300 millis")
         const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
         expect((yield* head.event("ready"))["epoch"]).toBe(1)

@@ -55,7 +55,8 @@ describe("a member dropped for a stale heartbeat", () => {
       beating = false
       while (isMember()) yield* Effect.sleep("20 millis")
       const sequenceAtDrop = stuck.sequence()
-      yield* Effect.sleep(`${4 * 50} millis`) // a few ticks: every try of the notice failed
+      // A window, not a wait: a few of the coordinator's ticks, every try of the notice in them failing.
+      yield* Effect.sleep(`${4 * 50} millis`)
       expect(stuck.sequence()).toBe(sequenceAtDrop)
       beating = true
       yield* beat

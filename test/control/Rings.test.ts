@@ -16,6 +16,7 @@ import {
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { openRegionRings, type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
+import { parked } from "../helpers/Parked.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** Payload `n` of `length` bytes: every byte derived from (n, index), so any mix-up shows. */
@@ -182,7 +183,7 @@ const contract = (label: string, open: OpenRings) =>
             inFiber: Option.isSome(Fiber.getCurrentFiber())
           })
         }))
-        yield* Effect.sleep("20 millis") // parked on its doorbell by now
+        yield* parked([consuming]) // waiting for frames, so a commit must wake it
         yield* writer.writeAll([payload(0, 8), payload(1, 24)])
         yield* writer.close
         yield* Fiber.join(consuming) // returns once the ring closed, after the last frame
@@ -223,7 +224,7 @@ const contract = (label: string, open: OpenRings) =>
         const consuming = yield* Effect.fork(Effect.exit(reader.consumeSync((_, sequence) => {
           if (sequence === 16) throw new Error("handler broke")
         })))
-        yield* Effect.sleep("20 millis") // parked: the handler throws inside the doorbell's sweep, which must survive it
+        yield* parked([consuming]) // so the handler throws inside the doorbell's sweep, which must survive it
         yield* writer.writeAll([payload(0, 8), payload(1, 8)])
         const exit = yield* Fiber.join(consuming)
         expect(Exit.isFailure(exit) && String(exit.cause)).toContain("handler broke")
@@ -425,6 +426,7 @@ const contract = (label: string, open: OpenRings) =>
         const full = yield* Effect.flip(writer.write(payload(99, 24)))
         expect(full).toMatchObject({ _tag: "RingFull", slowestSlot: slow.slot, free: 0 })
         const blocked = yield* Effect.fork(writer.writeAll([payload(100, 24), payload(101, 24)]))
+        // A window, not a wait: the slow reader holds every byte, so the write must not end in it.
         yield* Effect.sleep("30 millis")
         expect(Option.isNone(yield* Fiber.poll(blocked))).toBe(true)
         expect((yield* slow.take()).count).toBe(8)
@@ -457,10 +459,10 @@ const contract = (label: string, open: OpenRings) =>
         const ring = address()
         const reader = yield* rings.reader(ring)
         const writer = yield* rings.writer(ring)
-        const parked = yield* Effect.fork(reader.take())
-        yield* Effect.sleep("20 millis")
+        const taking = yield* Effect.fork(reader.take())
+        yield* parked([taking])
         yield* writer.write(payload(0, 3))
-        expect(frames(yield* Fiber.join(parked))).toEqual([Array.from(payload(0, 3))])
+        expect(frames(yield* Fiber.join(taking))).toEqual([Array.from(payload(0, 3))])
         yield* writer.writeAll([payload(1, 1), payload(2, 2)])
         yield* writer.close
         expect((yield* reader.take()).count).toBe(2)
@@ -475,10 +477,10 @@ const contract = (label: string, open: OpenRings) =>
         const ring = address()
         const reader = yield* rings.reader(ring)
         const writer = yield* rings.writer(ring)
-        const parked = yield* Effect.fork(Effect.flip(reader.take()))
-        yield* Effect.sleep("20 millis")
+        const taking = yield* Effect.fork(Effect.flip(reader.take()))
+        yield* parked([taking])
         yield* writer.close
-        expect(yield* Fiber.join(parked)).toMatchObject({ _tag: "RingClosed", sequence: 0 })
+        expect(yield* Fiber.join(taking)).toMatchObject({ _tag: "RingClosed", sequence: 0 })
       }))
 
     it.scopedLive("a reopened writer continues the sequence with a new occurrence; a second live writer is refused", () =>
@@ -601,6 +603,7 @@ describe("region-backed ring: corrupt bytes, placement and coherence", () => {
       // Still the closed writer: nothing to wait for yet.
       expect(yield* reader.awaitWriter(20)).toBe(false)
       const waiting = yield* Effect.fork(reader.awaitWriter(60_000))
+      // A window, not a wait: no writer opens the ring in it, so the wait must not end.
       yield* Effect.sleep("20 millis")
       expect(waiting.unsafePoll()).toBeNull()
       const second = yield* rings.writer(ring)
@@ -892,6 +895,7 @@ describe("region-backed ring: progress observers", () => {
       const target = yield* writer.write(payload(0, 40))
       const passed = () => inspector.reader(0).delivered >= target
       const waiting = yield* Effect.fork(rings.awaitProgress(ring, target, passed, UNRUNG_MS))
+      // A window, not a wait: with no line to spare, the wait must not take the last slot in it.
       yield* Effect.sleep("5 millis")
       expect(inspector.reader(ring.readerSlots - 1).state).toBe("free")
       const last = yield* rings.reader(ring)

@@ -97,7 +97,8 @@ describe("Rings across processes", () => {
       const writer = yield* spawnFixture("ring-writer", config(name, 2, ring, { frames: 3000, commitEvery: 4 }))
       expect(yield* writer.next()).toMatchObject({ ready: true })
       expect(yield* stuck!.child.next(30_000)).toMatchObject({ stalled: true })
-      // The writer fills the ring up to the stuck reader's `processed`, and no further.
+      // The writer fills the ring up to the stuck reader's `processed`, and no further: looked at
+      // until a 50 ms window in which it wrote nothing (no further is what must not happen).
       let last = -1
       yield* Effect.repeat(Effect.sleep("50 millis"), {
         until: () => {

@@ -32,6 +32,8 @@ import {
   Wait,
   Withdraw
 } from "../fixtures/rpc-methods.js"
+import { parked } from "../helpers/Parked.js"
+import { until } from "../helpers/ServeProcess.js"
 
 const handlers = (waiting: Map<string, DeferredReply<string, never>>) => [
   handle(Add, ({ a, b }) => Effect.succeed(a + b)),
@@ -238,12 +240,13 @@ const contract = (label: string, open: OpenRings) =>
     // The wait's own bound (60 s) outlasts the test: only the abort can end it.
     it.scopedLive("aborting a call's signal ends its wait with RpcAbandoned; the client keeps working", () =>
       Effect.gen(function*() {
-        const { first } = yield* setup(open)
+        const { first, waiting: held } = yield* setup(open)
         const controller = new AbortController()
         const waiting = yield* Effect.fork(
           first.call(Wait, { name: "never" }, { timeoutMs: 60_000, signal: controller.signal })
         )
-        yield* Effect.sleep("20 millis")
+        // Aborted once the server holds the call (the signal aborted before the call is another case, below).
+        yield* until(() => held.has("never"), 10_000, () => "the server to hold the call", 1)
         controller.abort("epoch 2")
         expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({
           _tag: "RpcAbandoned",
@@ -293,7 +296,8 @@ const contract = (label: string, open: OpenRings) =>
         const aborted = yield* Effect.fork(
           client.call(Wait, { name: "aborted" }, { timeoutMs: 600_000, signal: controller.signal })
         )
-        yield* Effect.sleep("20 millis")
+        // Aborted while it waits for room (the ring is still full), not before it started to.
+        yield* parked([aborted])
         controller.abort("head lost")
         expect(yield* Effect.flip(Fiber.join(aborted))).toMatchObject({ _tag: "RpcAbandoned", reason: "head lost" })
         yield* Deferred.succeed(gate, undefined)

@@ -45,13 +45,17 @@ export const serveRegion = (label: string) =>
       })
     ))
 
-/** Waits (every 50 ms, at most `timeoutMs`) until `condition` holds; fails saying `what` otherwise. */
-export const until = (condition: () => boolean, timeoutMs: number, what: () => string) =>
+/**
+ * Waits (looking every `everyMs`, at most `timeoutMs`) until `condition` holds; fails saying
+ * `what` otherwise. Every 50 ms suits a process's output; a condition in this process (a fiber's
+ * state, a counter) may be looked at every millisecond.
+ */
+export const until = (condition: () => boolean, timeoutMs: number, what: () => string, everyMs = 50) =>
   Effect.gen(function*() {
     const deadline = Date.now() + timeoutMs
     while (!condition()) {
       if (Date.now() > deadline) return yield* Effect.fail(new Error(`not within ${timeoutMs} ms: ${what()}`))
-      yield* Effect.sleep("50 millis")
+      yield* Effect.sleep(everyMs)
     }
   })
 
