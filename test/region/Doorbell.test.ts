@@ -5,6 +5,7 @@ import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { CxlMemory, type CxlMemoryShape, type RegionOptions } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { parked } from "../helpers/Parked.js"
 import { spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 const BELL = 8192
@@ -99,7 +100,8 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
             (n) => Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) >= n, 10_000)),
             { concurrency: "unbounded" }
           )
-          yield* Effect.sleep("20 millis")
+          // Every waiter waits (spun, then parked): the poke must wake all three.
+          yield* parked(fibers)
           Atomics.store(region.i32, VALUE / 4, 3)
           doorbell.poke()
           const results = yield* Fiber.joinAll(fibers)
@@ -131,7 +133,7 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         const { region, doorbell } = yield* withDoorbell(open, 0)
         const a = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
         const b = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
-        yield* Effect.sleep("10 millis")
+        yield* parked([a, b])
         yield* Fiber.interrupt(a)
         Atomics.store(region.i32, VALUE / 4, 1)
         doorbell.poke()
@@ -178,6 +180,7 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         Atomics.store(region.i32, VALUE / 4, 3)
         ringer.ring(BELL)
         doorbell.poke()
+        // A window, not a wait: the watch was stopped, so neither the ring nor the poke may call it in it.
         yield* Effect.sleep("30 millis")
         expect(calls.length).toBe(3)
         expect(Atomics.load(region.i32, BELL / 4 + 1)).toBe(0) // nobody waits: not parked
