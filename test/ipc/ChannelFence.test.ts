@@ -97,6 +97,7 @@ const setUp = (cluster: Effect.Effect<Cluster, unknown, Scope.Scope>) =>
     })
     const subscription = yield* channel.subscribe
     const taken = yield* Ref.make(0)
+    // The scenario's pace: a slow subscriber, 5 ms a value.
     yield* subscription.take(TAKE_MS).pipe(
       Effect.zipRight(Ref.update(taken, (n) => n + 1)),
       Effect.zipRight(Effect.sleep("5 millis")),

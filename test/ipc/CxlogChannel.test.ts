@@ -173,6 +173,7 @@ describe("CxlogChannel", () => {
               let waiting: Promise<unknown> | undefined
               for (let price = 3; waiting === undefined; price++) {
                 const publishing = head.publish({ symbol: "C", price }).catch((e: unknown) => e)
+                // A window, not a wait: a publish with room settles at once; one still open after 200 ms waits for room.
                 const settled = await Promise.race([
                   publishing,
                   new Promise((resolve) => setTimeout(resolve, 200, "waiting"))

@@ -9,6 +9,7 @@ import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { liveServices } from "../fixtures/channel-region.js"
 import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
+import { parked } from "../helpers/Parked.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 type Run = <A, E>(program: Effect.Effect<A, E, Services | Scope.Scope>) => Effect.Effect<A, E | unknown, Scope.Scope>
@@ -112,8 +113,9 @@ const contract = (label: string, run: Run) =>
         const goneScope = yield* Scope.make()
         const gone = yield* Scope.extend(services.connect("bank"), goneScope)
         // Its call is answered after it has gone: request ids start over in each caller, so both calls are request 1.
-        yield* Effect.forkIn(gone.call(Later, { ms: 300 }), goneScope)
-        yield* Effect.sleep(20)
+        const calling = yield* Effect.forkIn(gone.call(Later, { ms: 300 }), goneScope)
+        // Gone once its call is written and waits for the reply.
+        yield* parked([calling])
         yield* Scope.close(goneScope, Exit.void)
         const next = yield* services.connect("bank")
         expect(next.caller).toBe(gone.caller)
