@@ -81,7 +81,11 @@ const publishKiB = (topic: string, from: number, count: number, keys?: number) =
     yield* publisher.flush(60_000)
   })
 
-/** Until `fiber` is done or the topic's end stood still across a look 250 ms of real time long (its publisher waits). */
+/**
+ * Until `fiber` is done or the topic's end stood still across a look 250 ms of real time long:
+ * its publisher waits. A window, not a wait on a condition: "no longer moves" is seen only over
+ * time (an append that waited for room once may have gone on since).
+ */
 const doneOrWaiting = (topic: string, fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
   Effect.gen(function*() {
     const reader = yield* LogReader

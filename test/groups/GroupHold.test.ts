@@ -101,7 +101,8 @@ describe("a group's hold cut off", () => {
         1
       )
       expect(yield* until((info) => info.holdCutOff)).toMatchObject({ heldFrom: undefined })
-      // Behind the topic's end at the cut (10), the group does not take its hold again: it would only be cut again.
+      // Behind the topic's end at the cut (10), the group does not take its hold again: it would only be cut again
+      // (a window, not a wait: five of the member's looks, none of which may take the hold).
       yield* sleep(5 * CHECK_EVERY_MS)
       expect(yield* groups.describe("g")).toMatchObject({ holdCutOff: true, pending: 4 })
       // Caught up with everything the topic had then, it holds again, from where it stands.
