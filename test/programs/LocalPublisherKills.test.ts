@@ -83,7 +83,9 @@ describe("a local publisher SIGKILLed at random points, beside a TCP publisher",
         const tcpRun = yield* Fiber.join(tcp)
         expect(tcpRun.code, tcpRun.stderr).toBe(0)
 
-        // Everything ordered so far (the head reports its count), read back from offset 0.
+        // Everything ordered so far (the head reports its count), read back from offset 0. How many that is
+        // depends on what the killed ones had committed, so the count is taken once it stood still over a
+        // window of a second (a window, not a wait: nothing more may be ordered in it).
         const orderedNow = () => (head.latest("ordered")?.["ordered"] as Record<string, number> | undefined)?.["t"] ?? 0
         let ordered = -1
         for (let waitedMs = 0; orderedNow() !== ordered || ordered < TCP_MESSAGES + LAST_MESSAGES; waitedMs += 1_000) {
