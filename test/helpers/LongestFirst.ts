@@ -4,15 +4,19 @@
  * file that runs every program of the docs for minutes) near the end, where it alone makes the
  * run's tail. These files take the longest on two cores (`npm test`, durations in its report),
  * so they start first, in this order, whatever the cache says; the rest keep Vitest's order.
+ * The mirror's files each run a JetStream cluster of three: they are spread out, so two of them
+ * seldom run side by side.
  */
 import { relative } from "node:path"
 import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 const LONGEST: ReadonlyArray<string> = [
-  "test/mirror/Mirror.test.ts",
   "test/docs/DocsRun.test.ts",
+  "test/mirror/MirrorCopy.test.ts",
   "test/programs/Cli.test.ts",
+  "test/mirror/MirrorNodesLost.test.ts",
   "test/programs/BenchPeers.test.ts",
+  "test/mirror/MirrorKills.test.ts",
   "test/programs/Durability.test.ts",
   "test/programs/Subscribe.test.ts",
   "test/control/Failover.test.ts",

@@ -1,0 +1,58 @@
+/**
+ * A mirrored stream read back with docs/mirror.md's reader (nothing but the NATS client) prints
+ * the region's order; a mirror that fell behind the region's retention stops with a typed error
+ * naming the offsets, and `cxlog topics` says so.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { runCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import {
+  mirrorArgs,
+  mirroredOnce,
+  publish,
+  skip,
+  STREAM,
+  streamCount,
+  suiteTitle,
+  TOPIC,
+  topicsMirror
+} from "../helpers/MirrorCluster.js"
+
+describe.skipIf(skip !== undefined)(suiteTitle("read back, and behind retention"), () => {
+  it.scopedLive(
+    "docs/mirror.md's reader prints the region's order; a mirror behind retention stops with a typed error naming the offsets, and cxlog topics says so",
+    () =>
+      Effect.gen(function*() {
+        const { cluster, log } = yield* mirroredOnce("mirrorbehind", 100, smallRegionEnv)
+        // docs/mirror.md's reader, with nothing but the NATS client: the region's order and values.
+        const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "scripts", "read-mirror.mjs")
+        const read = execFileSync(process.execPath, [script, cluster.urls.join(","), STREAM], {
+          encoding: "utf8",
+          timeout: 60_000
+        })
+        const region = yield* runCli(["subscribe", "--topic", TOPIC, "--from", "0", "--limit", "100"], log.env)
+        expect(region.code, region.stderr).toBe(0)
+        expect(read.split("\n")).toHaveLength(101)
+        expect(read).toBe(region.stdout)
+        // Without its consumer the region holds nothing for the mirror: 3 MiB through a 1 MiB Blog.
+        const removed = yield* runCli(["consumers", "--topic", TOPIC, "--remove", `mirror-${STREAM}`], log.env)
+        expect(removed.code, removed.stderr).toBe(0)
+        yield* publish(log, 3_000, 1024)
+        const behind = yield* runCli(mirrorArgs(cluster), log.env)
+        expect(behind.code).toBe(1)
+        expect(behind.stderr).toMatch(
+          /the mirror to stream cxlog-m is behind retention: it needs offset 100, the region holds offsets from \d+ on/
+        )
+        const status = yield* topicsMirror(log)
+        expect(status?.state).toBe("behind-retention")
+        expect(status?.mirrored).toBe(100)
+        const text = yield* runCli(["topics"], log.env)
+        expect(text.stdout).toMatch(/mirror m → stream cxlog-m .*: behind-retention, mirrored up to offset 100/)
+        expect(yield* streamCount(cluster)).toBe(100)
+      }),
+    180_000
+  )
+})
