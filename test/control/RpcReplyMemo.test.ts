@@ -2,6 +2,8 @@
  * The replies a server keeps for requests sent again: a retry finds its kept reply, or the first
  * run still going, or a request never seen (run it); one whose reply is no longer kept is `lost`,
  * and a new process in the client's slot (its request ids start again) does not get the old one's.
+ * A server that took another's place never saw what was sent before it read the ring: a retry of
+ * it runs.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Kind, outFrame } from "../../src/layers/control/RpcFrames.js"
@@ -45,5 +47,21 @@ describe("ReplyMemo", () => {
     // A reply to a request no longer tracked is not kept.
     memo.replied(0, replyTo(0, 3))
     expect(memo.retry(0, 3)).toBe("unseen")
+  })
+
+  it("runs a retry of a request sent before it read the ring (below the first it saw), as a server that took another's place, once", () => {
+    const memo = new ReplyMemo()
+    // Requests 1 to 6 went to the server it replaced; 7 is the first it read.
+    memo.started(0, 7)
+    memo.replied(0, replyTo(0, 7))
+    expect(memo.retry(0, 5)).toBe("unseen")
+    expect(memo.retry(0, 6)).toBe("unseen")
+    memo.started(0, 5, true)
+    // Its run is now known, and it took nothing kept from the requests after it.
+    expect(memo.retry(0, 5)).toBe("running")
+    expect(memo.retry(0, 6)).toBe("unseen")
+    expect(memo.retry(0, 7)).toMatchObject({ requestId: 7 })
+    memo.started(0, 8)
+    expect(memo.retry(0, 7)).toMatchObject({ requestId: 7 })
   })
 })

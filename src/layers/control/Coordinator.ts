@@ -389,26 +389,42 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       }
     })
     const rejoinTimeoutMs = options.rejoinTimeoutMs ?? DEFAULT_REJOIN_TIMEOUT_MS
-    /** Fails the barriers in flight (`why`: what happened, as a clause) and re-joins in the background (replacing a re-join still retrying). */
-    const restart = (why: string) =>
+    /**
+     * Fails the barriers in flight (`why`: what happened, as a clause) and re-joins in the
+     * background (replacing a re-join still retrying). After a takeover (`sendAgain`), the other
+     * calls still waiting are sent to the new coordinator first: it never read what was sent
+     * before it started (a call made while the head was gone), and runs each at most once.
+     */
+    const restart = (why: string, sendAgain = false) =>
       Effect.zipRight(
         Effect.logInfo(`coordinator: ${why}; re-joining`),
         Effect.suspend(() => {
           abortBarriers(why)
-          return Effect.asVoid(FiberHandle.run(rejoining, rejoin(rejoinOnce, self.slot, why, rejoinTimeoutMs)))
+          return Effect.zipRight(
+            sendAgain ? client.resendWaiting : Effect.void,
+            Effect.asVoid(FiberHandle.run(rejoining, rejoin(rejoinOnce, self.slot, why, rejoinTimeoutMs)))
+          )
         })
       )
     /** Restarts on each notice of a kind that `why` says concerns this process. */
-    const restartOn = <A, I>(notice: RpcNotice<string, A, I>, why: (value: A) => string | undefined) =>
+    const restartOn = <A, I>(
+      notice: RpcNotice<string, A, I>,
+      why: (value: A) => string | undefined,
+      sendAgain = false
+    ) =>
       Effect.flatMap(client.notices(notice), (notices) =>
         notices.pipe(
           Stream.runForEach((value) => {
             const reason = why(value)
-            return reason === undefined ? Effect.void : restart(reason)
+            return reason === undefined ? Effect.void : restart(reason, sendAgain)
           }),
           Effect.forkScoped
         ))
-    yield* restartOn(Protocol.CoordinatorTakeoverNotice, ({ epoch }) => `the coordinator failed over (epoch ${epoch})`)
+    yield* restartOn(
+      Protocol.CoordinatorTakeoverNotice,
+      ({ epoch }) => `the coordinator failed over (epoch ${epoch})`,
+      true
+    )
     // Dropped while running (a stop or a blocked loop outlasted the stale bound) with the reply
     // reader still attached: nothing but this notice says so.
     yield* restartOn(Protocol.MemberDroppedNotice, (drop) =>

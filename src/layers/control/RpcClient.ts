@@ -350,24 +350,28 @@ const call = <M extends AnyRpcMethod>(
   }) as Effect.Effect<Success<M>, Failure<M> | RpcCallError>
 
 /**
- * After the reply reader was reaped and attached again: every call still waiting is sent again
- * (`Kind.retry`, naming the new reader slot), since its reply may have gone by unread. The server
- * answers with the reply it kept, or runs a request it never saw (RpcReplyMemo.ts). A retry that
- * finds no room within its call's bound is not sent: that call ends with `RpcTimeout`.
+ * Every call still waiting sent again (`Kind.retry`, naming the reply reader's slot): after the
+ * reply reader was reaped and attached again, since a reply may have gone by unread, and after a
+ * server took another's place (`RpcClient.resendWaiting`). The server answers with the reply it
+ * kept, or runs a request it never saw (RpcReplyMemo.ts). A retry that finds no room within its
+ * call's bound is not sent: that call ends with `RpcTimeout`.
  */
 const resendWaiting = (caller: Caller) =>
-  Effect.forEach([...caller.pending.values()], (pending) => {
-    const frame = outFrame(
-      Kind.retry,
-      caller.me,
-      pending.requestId,
-      pending.method.tag,
-      pending.json,
-      caller.reader.slot
-    )
-    // A ring closed or a frame too large ends the retry: that call ends with its bound.
-    return Effect.ignore(sendWhileWaiting(caller, pending, frame, Effect.void))
-  }, { discard: true })
+  // The calls waiting when it runs, not when it was made.
+  Effect.suspend(() =>
+    Effect.forEach([...caller.pending.values()], (pending) => {
+      const frame = outFrame(
+        Kind.retry,
+        caller.me,
+        pending.requestId,
+        pending.method.tag,
+        pending.json,
+        caller.reader.slot
+      )
+      // A ring closed or a frame too large ends the retry: that call ends with its bound.
+      return Effect.ignore(sendWhileWaiting(caller, pending, frame, Effect.void))
+    }, { discard: true })
+  )
 
 /** The hub of one notice tag, made at its first subscription. */
 const hubOf = (caller: Caller, tag: string) =>
@@ -442,6 +446,7 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
     const rpcClient: RpcClient = {
       client: caller.slot,
       call: (method, payload, callOptions) => call(caller, method, payload, callOptions),
+      resendWaiting: resendWaiting(caller),
       notices: (notice) => noticesOf(caller, notice)
     }
     return rpcClient

@@ -7,6 +7,11 @@
  * reply it kept, or nothing while the first run is still going (that reply will come), and runs
  * only a request it never saw.
  *
+ * A server that took another's place (a standby coordinator after a takeover) reads each request
+ * ring from where it stood when it started: requests written before then never reached it, and
+ * their clients send them again once told of the takeover. Their ids are below the first fresh
+ * request it saw from that process, which tells them from requests it ran and no longer keeps.
+ *
  * Request ids grow per client process, so a fresh request whose id is not above the highest seen
  * comes from a new process in that client's slot: what the old one left is forgotten.
  */
@@ -23,20 +28,26 @@ export type RetryOutcome = OutFrame | "running" | "unseen" | "lost"
 class ClientReplies {
   /** By request id, oldest first: a running request or its reply. */
   readonly byId = new Map<number, OutFrame | typeof RUNNING>()
+  /** The highest fresh request id seen from this client's process, and its first (Infinity before one). */
   highest = 0
+  firstFresh = Infinity
 }
 
 export class ReplyMemo {
   private readonly clients = new Map<number, ClientReplies>()
 
-  /** A fresh request from `client` is about to run. */
-  started(client: number, requestId: number): void {
+  /** A request from `client` is about to run: a fresh one, or one sent again that this server never saw (`retried`). */
+  started(client: number, requestId: number, retried = false): void {
     let replies = this.clients.get(client)
     if (replies === undefined) this.clients.set(client, replies = new ClientReplies())
-    else if (requestId <= replies.highest) {
-      replies.byId.clear()
+    if (!retried) {
+      if (requestId <= replies.highest) {
+        replies.byId.clear()
+        replies.firstFresh = Infinity
+      }
+      replies.highest = requestId
+      replies.firstFresh = Math.min(replies.firstFresh, requestId)
     }
-    replies.highest = requestId
     replies.byId.set(requestId, RUNNING)
     if (replies.byId.size > KEPT_REPLIES) replies.byId.delete(replies.byId.keys().next().value!)
   }
@@ -53,6 +64,6 @@ export class ReplyMemo {
     const kept = replies?.byId.get(requestId)
     if (kept === RUNNING) return "running"
     if (kept !== undefined) return kept
-    return replies === undefined || requestId > replies.highest ? "unseen" : "lost"
+    return replies === undefined || requestId > replies.highest || requestId < replies.firstFresh ? "unseen" : "lost"
   }
 }

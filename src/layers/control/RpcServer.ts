@@ -74,7 +74,7 @@ const dispatch = <R>(
   }
   const { memo } = server.channel
   if (frame.kind === Kind.retry) {
-    // Sent again by a client whose reader was reaped: answered as it was, never run twice.
+    // Sent again by a client whose reader was reaped, or after a takeover: answered as it was, never run twice.
     const kept = memo.retry(client, requestId)
     if (kept === "running") return
     if (kept === "lost") {
@@ -82,7 +82,7 @@ const dispatch = <R>(
     }
     if (kept !== "unseen") return sendReply(server.channel, kept, to)
   }
-  memo.started(client, requestId)
+  memo.started(client, requestId, frame.kind === Kind.retry)
   const handler = server.byTag.get(tag)
   if (handler === undefined) {
     rpcRejectedRequests.unsafeUpdate(1, [])

@@ -274,6 +274,13 @@ export interface RpcClient {
     options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
   ) => Effect.Effect<Success<M>, Failure<M> | RpcCallError>
   /**
+   * Sends every call still waiting again, for a server that took another's place (a standby
+   * coordinator after a takeover): it never read the requests written before it started. Each is
+   * answered with the reply the server kept, or run if it never saw it, never twice (RpcReplyMemo.ts);
+   * a call keeps its own bound.
+   */
+  readonly resendWaiting: Effect.Effect<void>
+  /**
    * Subscribes now to notices of this kind addressed to this client or to all; the stream
    * yields those that arrive from here on (undecodable ones are logged and skipped).
    */
