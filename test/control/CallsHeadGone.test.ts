@@ -1,32 +1,51 @@
 /**
- * An application's process that joined its head, whose head then dies: a standby that takes the
- * lease over answers a call made while the head was gone. The heads are `cxlog head` processes;
- * the application is this process.
+ * An application's process that joined its head, whose head then dies: what it asks of the head's
+ * coordinator afterwards — a channel, a service or a consumer group created by name, a topic, a
+ * process group — fails `HeadUnavailable` naming the head once it has been gone
+ * `CXLOG_HEAD_LOST_MS`, rather than `CoordinatorUnavailable` at each call's own timeout (10 s); a
+ * standby that takes the lease over answers a call made while it does; a head that holds its lease
+ * but does not answer is waited for up to the call's own timeout. The heads are `cxlog head`
+ * processes; the application is this process. A coordinator composed without a head (no sequencer
+ * lease, ever) is not taken for a head that is gone.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Fiber, Layer, Schema } from "effect"
+import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
+import * as ConsumerGroupsLayers from "../../src/layers/groups/ConsumerGroups.js"
 import * as ChannelsLayers from "../../src/layers/ipc/Channels.js"
+import * as ServicesLayers from "../../src/layers/ipc/Services.js"
+import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
+import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
+import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
+import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import * as DirectoryLayers from "../../src/layers/region/Directory.js"
-import { RegionLayout } from "../../src/layers/RegionLayout.js"
+import { defaultControlConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
 import { Rings } from "../../src/services/control/Rings.js"
+import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
+import { Services } from "../../src/services/ipc/Services.js"
 import { ipcRegionEnv } from "../fixtures/ipc-member.js"
 import { forkCli } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
-/** An application's process of region `region`: its channels, and its coordinator client. */
-const member = (region: string) =>
-  ChannelsLayers.layer.pipe(
-    Layer.provideMerge(
-      Layer.unwrapEffect(Effect.map(RegionLayout, (layout) => DirectoryLayers.layer(layout.directory)))
-    ),
-    Layer.provideMerge(Roles.coordinatorClient()),
+/** An application's process of region `region`: its channels, services and consumer groups, and its coordinator client. */
+const member = (region: string, client: CoordinatorLayers.ClientOptions = {}) => {
+  const fromLayout = Layer.unwrapEffect(Effect.map(RegionLayout, (layout) =>
+    Layer.mergeAll(
+      DirectoryLayers.layer(layout.directory),
+      LogReaderLayers.layer(layout.log),
+      ConsumersLayers.layer(layout.log)
+    )))
+  return Layer.mergeAll(ChannelsLayers.layer, ServicesLayers.layer, ConsumerGroupsLayers.layer()).pipe(
+    Layer.provideMerge(fromLayout),
+    Layer.provideMerge(Roles.coordinatorClient(client)),
     Layer.provideMerge(Roles.controlTransport),
     Layer.provideMerge(Roles.processSlot("client")),
     Layer.provideMerge(Roles.attachRegion({ name: region }))
   )
+}
 
 /** `CXLOG_HEAD_LOST_MS` as this process's members read it as they are built (the rest of the environment as it is). */
 const headLostMs = (ms: number) =>
@@ -36,7 +55,70 @@ const headLostMs = (ms: number) =>
     )
   )
 
+/** How a call fails, and after how long; one that has not failed within 30 s fails the test. */
+const failureOf = <E extends { readonly message: string }>(call: Effect.Effect<unknown, E>) =>
+  Effect.gen(function*() {
+    const startedAt = Date.now()
+    const failed = yield* Effect.flip(call).pipe(Effect.timeout("30 seconds"))
+    return { failed, tookMs: Date.now() - startedAt }
+  })
+
+/** Each coordinator call's own timeout (the Rpc client's default): the head's loss must end a call before it. */
+const CALL_TIMEOUT_MS = 10_000
+
 describe("calls to the head's coordinator once the head is gone (cxlog head processes)", () => {
+  it.scopedLive(
+    "its head SIGKILLed after the process joined (no standby): every call through the head fails HeadUnavailable naming it and what to do",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("calls-killed")
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], ipcRegionEnv(region))
+        yield* head.event("ready")
+        const app = yield* Layer.build(member(region)).pipe(headLostMs(500))
+        const coordinator = Context.get(app, Coordinator)
+        const channels = Context.get(app, Channels)
+        const services = Context.get(app, Services)
+        const groups = Context.get(app, ConsumerGroups)
+        // Made while the head ran: removed below through the head.
+        const before = yield* Effect.scoped(Effect.map(channels.open("before", Schema.Number), (c) => c.entry))
+
+        head.child.kill("SIGKILL")
+        yield* head.exited
+        const calls: ReadonlyArray<readonly [string, Effect.Effect<unknown, { readonly message: string }>]> = [
+          [`to create channel "prices"`, Effect.scoped(channels.open("prices", Schema.Number))],
+          [`to create service "quotes"`, Effect.scoped(services.serve("quotes", []))],
+          [`to create group "workers"`, groups.create({ name: "workers", topic: "t" })],
+          [`to remove channel "before"`, channels.remove("before")],
+          ["to create topic u", coordinator.createTopic({ name: "u", order: 5, ackLevel: 1, replicationFactor: 1 })],
+          ["to delete topic t", coordinator.deleteTopic("t")],
+          ["to trim topic t", coordinator.trimTopic("t", { keepMessages: 0 })],
+          ["to purge topic t", coordinator.purgeTopic("t")],
+          ["to create process group g", coordinator.createGroup("g", [coordinator.self.slot])],
+          ["to add this process to process group g", coordinator.joinGroup("g")],
+          ["to list the members of group all", coordinator.members()],
+          [
+            `to remove channel "before"`,
+            coordinator.removeObject({ kind: "channel", name: "before", generation: before.generation })
+          ]
+        ]
+        for (const [asked, call] of calls) {
+          const { failed, tookMs } = yield* failureOf(call)
+          expect(failed, asked).toMatchObject({
+            _tag: "HeadUnavailable",
+            region,
+            pid: head.pid,
+            epoch: 1,
+            state: "exited",
+            boundMs: 500
+          })
+          expect(failed.message, asked).toContain(`its coordinator ${asked} (asked by this process, pid ${process.pid}`)
+          expect(failed.message, asked).toContain(`cxlog head --attach --region ${region}`)
+          expect(tookMs, asked).toBeLessThan(CALL_TIMEOUT_MS)
+        }
+      }),
+    120_000
+  )
+
   it.scopedLive(
     "a standby that takes the lease over answers a call made while the head was gone: the channel asked for is created",
     () =>
@@ -69,5 +151,64 @@ describe("calls to the head's coordinator once the head is gone (cxlog head proc
         expect(yield* standby.event("ready")).toMatchObject({ epoch: 2 })
       }),
     60_000
+  )
+
+  it.scopedLive(
+    "a head that holds its lease but does not answer (stopped, within its lease) is waited for up to the call's own timeout",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("calls-slow")
+        const head = yield* forkCli(["head", "--sequencer-lease-ms", "30000"], ipcRegionEnv(region))
+        yield* head.event("ready")
+        const app = yield* Layer.build(member(region, { callTimeoutMs: 2_000 })).pipe(headLostMs(500))
+        const coordinator = Context.get(app, Coordinator)
+        head.child.kill("SIGSTOP")
+        // Its own timeout, 2 s, is four times the bound: the head that holds its lease is not taken for gone meanwhile.
+        const { failed } = yield* failureOf(
+          coordinator.createTopic({ name: "u", order: 5, ackLevel: 1, replicationFactor: 1 })
+        )
+        expect(failed).toMatchObject({ _tag: "CoordinatorUnavailable" })
+        expect(failed.message).toContain("rpc cxlog.createTopic")
+        expect(failed.message).toContain("no reply within 2000 ms")
+        head.child.kill("SIGCONT")
+      }),
+    60_000
+  )
+})
+
+describe("a coordinator composed without a head (live layers in this process)", () => {
+  it.scopedLive(
+    "serving with no sequencer lease held ever, it is not taken for a head that is gone: a call made past the bound is answered",
+    () =>
+      Effect.gen(function*() {
+        const name = yield* uniqueRegion("calls-leaseless")
+        const region = yield* Layer.build(
+          Roles.createRegion({ name }, {
+            directory: { entrySlots: 16, holderLines: 4, heapBytes: 4 << 20 },
+            control: { ...defaultControlConfig, maxProcesses: 8 },
+            log: oneBrokerLogConfig
+          })
+        )
+        yield* Layer.build(
+          CoordinatorLayers.layerServer().pipe(
+            Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
+            Layer.provideMerge(Roles.controlTransport),
+            Layer.provideMerge(Roles.processSlot("head", 0)),
+            Layer.provide(Layer.succeedContext(region))
+          )
+        )
+        const app = yield* Layer.build(
+          Roles.coordinatorClient().pipe(
+            Layer.provideMerge(Roles.controlTransport),
+            Layer.provideMerge(Roles.processSlot("worker")),
+            Layer.provide(Layer.succeedContext(region))
+          )
+        ).pipe(headLostMs(100))
+        const coordinator = Context.get(app, Coordinator)
+        // An observation window: twice the bound, counted from the join's look at the lease no head holds.
+        yield* Effect.sleep("200 millis")
+        const members = yield* coordinator.members()
+        expect(members.map((m) => m.slot)).toContain(coordinator.self.slot)
+      })
   )
 })

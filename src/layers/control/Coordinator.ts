@@ -21,17 +21,27 @@ import {
   type Member
 } from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
-import { Rpc, type RpcClient, type RpcNotice } from "../../services/control/Rpc.js"
+import {
+  type AnyRpcMethod,
+  type Failure,
+  type Payload,
+  Rpc,
+  type RpcCallError,
+  type RpcClient,
+  type RpcNotice,
+  type Success
+} from "../../services/control/Rpc.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { checkTopicName, checkTopicSpec, checkTrim } from "../../services/log/Topics.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
-import { failWhenHeadLost, headWatch } from "../log/HeadWatch.js"
+import { headWatch } from "../log/HeadWatch.js"
 import { arrival, checkBarrier, fenceTargets, participantRings } from "./BarrierStreams.js"
 import * as Protocol from "./CoordinatorProtocol.js"
 import { type CoordinatorWatch, watchCoordinator } from "./CoordinatorWatch.js"
+import { boundByHead, type HeadBoundCalls } from "./HeadBoundCalls.js"
 
 // The server's layers, exported here too: the package's CoordinatorLayers are both sides.
 export {
@@ -111,6 +121,7 @@ export interface ClientOptions {
    * joining with `HeadUnavailable` sooner: `makeClient`).
    */
   readonly joinTimeoutMs?: number
+  /** How long a call waits for the coordinator of a head that is there (the Rpc client's default, 10 s). */
   readonly callTimeoutMs?: number
   /**
    * How long re-joining (after a new coordinator took over, or after this process was dropped
@@ -226,90 +237,124 @@ const rejoin = <E extends { readonly message: string }>(
   })
 
 /**
- * The client's calls, their failures narrowed to the coordinator's typed errors. The groups
- * created and joined are remembered (`created`, `joined`): a re-join restores them.
+ * The client's calls, their failures narrowed to the coordinator's typed errors. Every one but a
+ * barrier goes through `ask`: it waits for a head that is there or being taken over, and ends
+ * `HeadUnavailable` once the head has been gone past its bound (HeadBoundCalls.ts); a barrier
+ * ends within a look once its coordinator is gone (CoordinatorWatch.ts). The groups created and
+ * joined are remembered (`created`, `joined`): a re-join restores them.
  */
 const clientShape = (
   participant: Participant,
+  calls: HeadBoundCalls | undefined,
   created: Map<string, ReadonlyArray<number>>,
   joined: Set<string>
 ): CoordinatorShape => {
   const { client, self } = participant
+  /** `method` asked of the coordinator (`what` it is asked, for a head that is gone); `tags`: its typed errors, passed through. */
+  const ask = <M extends AnyRpcMethod, T extends string>(
+    method: M,
+    payload: Payload<M>,
+    what: string,
+    tags: ReadonlyArray<T>
+  ) => {
+    const answered: Effect.Effect<Success<M>, Failure<M> | RpcCallError | HeadUnavailable> = calls === undefined
+      ? client.call(method, payload)
+      : calls.during(
+        () => `its coordinator ${what} (asked by this process, pid ${self.pid}, slot ${self.slot})`,
+        (headLost) => client.call(method, payload, { signal: headLost })
+      )
+    return answered.pipe(Effect.mapError(passThrough([...tags, "HeadUnavailable"])))
+  }
   return {
     self,
     members: (group = GROUP_ALL) =>
-      client.call(Protocol.ListMembersMethod, { group }).pipe(Effect.mapError(passThrough(["UnknownGroup"]))),
+      ask(Protocol.ListMembersMethod, { group }, `to list the members of group ${group}`, ["UnknownGroup"]),
     createGroup: (name, slots) =>
-      client.call(Protocol.CreateGroupMethod, { name, members: slots }).pipe(
+      ask(Protocol.CreateGroupMethod, { name, members: slots }, `to create process group ${name}`, []).pipe(
         Effect.tap(() => Effect.sync(() => created.set(name, slots))),
-        Effect.asVoid,
-        Effect.mapError((e) => unavailable(e.message))
+        Effect.asVoid
       ),
     joinGroup: (name) =>
-      client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence }).pipe(
+      ask(
+        Protocol.JoinGroupMethod,
+        { name, slot: self.slot, occurrence: self.occurrence },
+        `to add this process to process group ${name}`,
+        []
+      ).pipe(
         Effect.tap(() => Effect.sync(() => joined.add(name))),
-        Effect.asVoid,
-        Effect.mapError((e) => unavailable(e.message))
+        Effect.asVoid
       ),
     barrier: (name, barrierOptions) => enterBarrier(participant, name, barrierOptions),
     createTopic: (spec) =>
       // Checked before it is sent: a spec that cannot be encoded is the caller's mistake, said as such.
-      Effect.flatMap(checkTopicSpec(spec), (checked) => client.call(Protocol.CreateTopicMethod, checked)).pipe(
-        Effect.mapError(passThrough([
+      Effect.flatMap(checkTopicSpec(spec), (checked) =>
+        ask(Protocol.CreateTopicMethod, checked, `to create topic ${checked.name}`, [
           "TopicExists",
           "DirectoryFull",
           "RegionFull",
           "ReplicationUnavailable",
           "InvalidTopicSpec",
           "NotDirectoryWriter"
-        ]))
-      ),
+        ])),
     deleteTopic: (name) =>
-      Effect.flatMap(checkTopicName(name), (checked) =>
-        client.call(Protocol.DeleteTopicMethod, { name: checked }).pipe(
-          Effect.asVoid,
-          Effect.mapError(passThrough(["TopicNotFound", "TopicNotDeletable", "NotDirectoryWriter"]))
-        )),
+      Effect.flatMap(
+        checkTopicName(name),
+        (checked) =>
+          ask(Protocol.DeleteTopicMethod, { name: checked }, `to delete topic ${checked}`, [
+            "TopicNotFound",
+            "TopicNotDeletable",
+            "NotDirectoryWriter"
+          ]).pipe(Effect.asVoid)
+      ),
     trimTopic: (name, target) =>
-      Effect.flatMap(checkTrim(name, target), (checked) =>
-        client.call(Protocol.TrimTopicMethod, checked).pipe(
-          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
-        )),
+      Effect.flatMap(
+        checkTrim(name, target),
+        (checked) =>
+          ask(Protocol.TrimTopicMethod, checked, `to trim topic ${checked.name}`, [
+            "TopicNotFound",
+            "TopicNotTrimmable",
+            "NotDirectoryWriter"
+          ])
+      ),
     purgeTopic: (name) =>
-      Effect.flatMap(checkTopicName(name), (checked) =>
-        client.call(Protocol.PurgeTopicMethod, { name: checked }).pipe(
-          Effect.mapError(passThrough(["TopicNotFound", "TopicNotTrimmable", "NotDirectoryWriter"]))
-        )),
+      Effect.flatMap(
+        checkTopicName(name),
+        (checked) =>
+          ask(Protocol.PurgeTopicMethod, { name: checked }, `to purge topic ${checked}`, [
+            "TopicNotFound",
+            "TopicNotTrimmable",
+            "NotDirectoryWriter"
+          ])
+      ),
     createObject: (spec) => {
       const problem = objectNameProblem(spec.name)
       if (problem !== undefined) {
         return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
       }
-      return client.call(Protocol.CreateObjectMethod, spec).pipe(
-        Effect.mapError(passThrough([
-          "NameTaken",
-          "DirectoryFull",
-          "RegionFull",
-          "InvalidObjectName",
-          "NotDirectoryWriter"
-        ]))
-      )
+      return ask(Protocol.CreateObjectMethod, spec, `to create ${spec.kind} ${JSON.stringify(spec.name)}`, [
+        "NameTaken",
+        "DirectoryFull",
+        "RegionFull",
+        "InvalidObjectName",
+        "NotDirectoryWriter"
+      ])
     },
     removeObject: (target) =>
-      client.call(Protocol.RemoveObjectMethod, target).pipe(
-        Effect.asVoid,
-        Effect.mapError(passThrough(["ObjectNotFound", "NotDirectoryWriter"]))
-      )
+      ask(Protocol.RemoveObjectMethod, target, `to remove ${target.kind} ${JSON.stringify(target.name)}`, [
+        "ObjectNotFound",
+        "NotDirectoryWriter"
+      ]).pipe(Effect.asVoid)
   }
 }
 
 /**
- * Every process's coordinator client, joined. Joining waits for a head that is there or coming, not
- * for one that is gone: while the head's process is gone or its lease lapsed or was released, the
- * join fails `HeadUnavailable` (naming the head) once that has lasted `CXLOG_HEAD_LOST_MS`, counted
- * from the lease's expiry, so a head gone longer than that before this process started fails it at
- * the first look; within the bound a standby that takes the lease over answers the join. A head that
- * holds its lease but does not answer is waited for up to `joinTimeoutMs`, then `CoordinatorUnavailable`.
+ * Every process's coordinator client, joined. Joining, and each call after it but a barrier, waits
+ * for a head that is there or coming, not for one that is gone (HeadBoundCalls.ts): while the head's
+ * process is gone or its lease lapsed or was released, it fails `HeadUnavailable` (naming the head)
+ * once that has lasted `CXLOG_HEAD_LOST_MS`, counted from the lease's expiry, so a head gone longer
+ * than that fails it at the first look; within the bound a standby that takes the lease over answers
+ * it (a call the old head never answered is sent to the new one). A head that holds its lease but does
+ * not answer is waited for up to `joinTimeoutMs`, or the call's own timeout, then `CoordinatorUnavailable`.
  */
 export const makeClient = (options: ClientOptions = {}): Effect.Effect<
   CoordinatorShape,
@@ -318,6 +363,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
 > =>
   Effect.gen(function*() {
     const head = yield* headWatch(yield* CxlMemory)
+    const calls = yield* boundByHead(head)
     const layout = yield* RegionLayout
     const rings = yield* Rings
     const rpc = yield* Rpc
@@ -342,20 +388,22 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
-    const joinOnce = client.call(Protocol.JoinMethod, self, { timeoutMs: 1_000 })
-    // Each side interruptible: the join is an acquire, which runs uninterruptibly, and the race
-    // must end the side that lost (the head watch runs until the join is answered).
-    const join = Effect.raceFirst(
-      Effect.interruptible(joinOnce.pipe(
-        Effect.retry({ times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000) }),
-        Effect.mapError((e) => unavailable(`join failed: ${e.message}`))
-      )),
-      Effect.interruptible(
-        failWhenHeadLost(
-          head,
-          () => `its coordinator to answer the join of this process (pid ${self.pid}, slot ${self.slot})`
+    const joinOnce = (headLost?: AbortSignal) =>
+      client.call(Protocol.JoinMethod, self, {
+        timeoutMs: 1_000,
+        ...(headLost === undefined ? {} : { signal: headLost })
+      })
+    // The head's loss ends the attempts (an abandoned one is not tried again): `during` says it.
+    const join = calls.during(
+      () => `its coordinator to answer the join of this process (pid ${self.pid}, slot ${self.slot})`,
+      (headLost) =>
+        joinOnce(headLost).pipe(
+          Effect.retry({
+            times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000),
+            while: (e) => e._tag !== "RpcAbandoned"
+          }),
+          Effect.mapError((e) => e._tag === "RpcAbandoned" ? e : unavailable(`join failed: ${e.message}`))
         )
-      )
     )
     yield* Effect.acquireRelease(
       join,
@@ -382,7 +430,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const watch = yield* watchCoordinator(broadcast, abortBarriers)
     // One join call per attempt: `rejoin`'s schedule does the retrying (not `join`'s own retries inside each attempt).
     const rejoinOnce = Effect.gen(function*() {
-      yield* joinOnce
+      yield* joinOnce()
       for (const [name, slots] of created) yield* client.call(Protocol.CreateGroupMethod, { name, members: slots })
       for (const name of joined) {
         yield* client.call(Protocol.JoinGroupMethod, { name, slot: self.slot, occurrence: self.occurrence })
@@ -441,7 +489,9 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       takeover: () => takeover.signal,
       watch
     }
-    return clientShape(participant, created, joined)
+    // A coordinator that answered while no head had ever held the sequencer lease serves without
+    // one (the control plane composed alone): the lease cannot tell it gone, and no call is bound by it.
+    return clientShape(participant, head.everHeld() ? calls : undefined, created, joined)
   })
 
 export const layer = (options: ClientOptions = {}) => Layer.scoped(Coordinator, makeClient(options))

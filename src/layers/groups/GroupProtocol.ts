@@ -145,6 +145,7 @@ export const CreateGroup = method("create", {
     InvalidObjectName,
     NotDirectoryWriter,
     CoordinatorUnavailable,
+    HeadUnavailable,
     ...UNANSWERED
   )
 })
@@ -171,7 +172,7 @@ export const PendingOfGroup = method("pending", {
 export const DeleteGroup = method("delete", {
   payload: GroupNamed,
   success: Schema.Null,
-  failure: Schema.Union(GroupNotFound, NotDirectoryWriter, CoordinatorUnavailable, ...UNANSWERED)
+  failure: Schema.Union(GroupNotFound, NotDirectoryWriter, CoordinatorUnavailable, HeadUnavailable, ...UNANSWERED)
 })
 
 /**

@@ -23,7 +23,7 @@ import { entryShape, ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
 import { claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
-import type { CreateObject, RemoveObject } from "./ObjectCreator.js"
+import { type CreateObject, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 
 /** What an open that names none of these gets (CXLOG_CHANNEL_*: ChannelSettings.ts). */
@@ -145,7 +145,7 @@ export const makeChannels = (
         yield* removeObject("channel", entry).pipe(
           Effect.catchIf((e) => e._tag === "ObjectNotFound" || e._tag === "ObjectDeleted", () =>
             Effect.fail(new ChannelNotFound({ name }))),
-          Effect.mapError((e) => (e instanceof ChannelNotFound ? e : unavailable(e)))
+          Effect.mapError((e) => (e instanceof ChannelNotFound ? e : unlessHeadLost(unavailable)(e)))
         )
       })
   }

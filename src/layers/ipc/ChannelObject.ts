@@ -5,9 +5,10 @@
  */
 import { Effect, type Scope } from "effect"
 import { type ChannelShape, ChannelUnavailable, InvalidChannel } from "../../services/ipc/Channels.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
 import { channelBytes, entryShape, recordedFingerprint, shapeParams, shapeProblem } from "./ChannelLayout.js"
-import { type CreateObject, findOrCreate } from "./ObjectCreator.js"
+import { type CreateObject, findOrCreate, unlessHeadLost } from "./ObjectCreator.js"
 
 const unavailable = (name: string) => (e: { readonly message: string }) =>
   new ChannelUnavailable({ name, reason: e.message })
@@ -27,7 +28,7 @@ export const openChannelObject = (
   name: string,
   shape: ChannelShape,
   fingerprint = 0
-): Effect.Effect<FoundChannel, ChannelUnavailable | InvalidChannel, Scope.Scope> =>
+): Effect.Effect<FoundChannel, ChannelUnavailable | InvalidChannel | HeadUnavailable, Scope.Scope> =>
   Effect.gen(function*() {
     const problem = shapeProblem(shape)
     if (problem !== undefined) return yield* new InvalidChannel({ name, reason: problem })
@@ -36,7 +37,7 @@ export const openChannelObject = (
       name,
       bytes: channelBytes(shape),
       params: shapeParams(shape, fingerprint)
-    }).pipe(Effect.mapError(unavailable(name)))
+    }).pipe(Effect.mapError(unlessHeadLost(unavailable(name))))
     const found = entryShape(entry)
     if (found instanceof InvalidChannel) return yield* found
     const recorded = recordedFingerprint(entry)

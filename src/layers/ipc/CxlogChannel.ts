@@ -157,7 +157,7 @@ export class CxlogChannel<A> {
    * Opens the channel `name` through the Channels a layer makes (`ChannelsLayers.layer` over a
    * region, or `ChannelsMemoryLayers.layerMemory()` in an app's tests), creating it with
    * `options`' shape if there is none. Rejects with the typed error (`ChannelUnavailable`,
-   * `InvalidChannel`).
+   * `InvalidChannel`, `HeadUnavailable` when the head that would create it is gone).
    */
   static async openWith<A, I, E>(
     layer: Layer.Layer<Channels, E>,

@@ -17,6 +17,7 @@
 import { type ConfigError, Deferred, Effect, Either, Exit, Fiber, Option, type Scope } from "effect"
 import { Coordinator, type CoordinatorUnavailable } from "../../services/control/Coordinator.js"
 import type { ChannelMessage, ChannelSubscription } from "../../services/ipc/Channels.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { channelStream, type FencedChannel } from "./ChannelFence.js"
 import { enterShutdownFence } from "./ShutdownFence.js"
 import { supervisorDefaults } from "./Supervisor.js"
@@ -78,7 +79,11 @@ export interface DrainOptions<R> {
  */
 export const drainOnStop = <R = never>(
   options: DrainOptions<R>
-): Effect.Effect<void, ConfigError.ConfigError | CoordinatorUnavailable, Coordinator | Scope.Scope | R> =>
+): Effect.Effect<
+  void,
+  ConfigError.ConfigError | CoordinatorUnavailable | HeadUnavailable,
+  Coordinator | Scope.Scope | R
+> =>
   Effect.gen(function*() {
     const { drainGroup, drainTimeoutMs, stopTimeoutMs } = yield* supervisorDefaults
     const group = options.group ?? drainGroup

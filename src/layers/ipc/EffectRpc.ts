@@ -30,6 +30,7 @@ import {
   type ServiceShape,
   type ServiceTaken
 } from "../../services/ipc/Services.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 
 /** What a client's protocol may fail with as it connects. */
 export type ProtocolClientError = ServiceOpenError | ServiceNotFound | ServiceNotServed | ServiceCallersBusy
@@ -54,7 +55,7 @@ export const makeProtocolServer = (
   shape?: Partial<ServiceShape>
 ): Effect.Effect<
   RpcServer.Protocol["Type"],
-  ServiceOpenError | ServiceTaken,
+  ServiceOpenError | ServiceTaken | HeadUnavailable,
   Services | RpcSerialization.RpcSerialization | Scope.Scope
 > =>
   RpcServer.Protocol.make((writeRequest) =>
@@ -213,8 +214,11 @@ export const makeProtocolClient = (
 export const layerProtocolServer = (
   name: string,
   shape?: Partial<ServiceShape>
-): Layer.Layer<RpcServer.Protocol, ServiceOpenError | ServiceTaken, Services | RpcSerialization.RpcSerialization> =>
-  Layer.scoped(RpcServer.Protocol, makeProtocolServer(name, shape))
+): Layer.Layer<
+  RpcServer.Protocol,
+  ServiceOpenError | ServiceTaken | HeadUnavailable,
+  Services | RpcSerialization.RpcSerialization
+> => Layer.scoped(RpcServer.Protocol, makeProtocolServer(name, shape))
 
 /** `RpcClient.Protocol` calling frame service `name` (for `RpcClient.make(group)`). */
 export const layerProtocolClient = (

@@ -7,6 +7,7 @@
  */
 import { Effect, Option } from "effect"
 import { type AppObjectKind, Coordinator } from "../../services/control/Coordinator.js"
+import { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
   type DirectoryEntry,
   type DirectoryShape,
@@ -55,6 +56,15 @@ export const objectRemover: Effect.Effect<RemoveObject> = Effect.gen(function*()
   }
   return () => Effect.fail(new NotDirectoryWriter({ epoch: 0, writerEpoch: 0 }))
 })
+
+/**
+ * A create or remove that failed for the head being gone stays `HeadUnavailable` (what an
+ * application acts on, as when joining: a head to start); any other failure is the object's own `other`.
+ */
+export const unlessHeadLost =
+  <F>(other: (e: { readonly _tag: string; readonly message: string }) => F) =>
+  <E extends { readonly _tag: string; readonly message: string }>(e: E): F | HeadUnavailable =>
+    e instanceof HeadUnavailable ? e : other(e)
 
 /** Attempts at find-or-create: a name deleted between a lost race and the lookup after it tries again, twice at most. */
 const ATTEMPTS = 3

@@ -24,7 +24,7 @@ import { settingsConfig } from "../../Settings.js"
 import { READER_LIVENESS_MS } from "../control/RingFrames.js"
 import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
-import { type CreateObject, findOrCreate, type RemoveObject } from "./ObjectCreator.js"
+import { type CreateObject, findOrCreate, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 import { connectCaller, liveServer } from "./ServiceCaller.js"
 import { connectFrames, serveFrames } from "./ServiceFrames.js"
@@ -90,7 +90,7 @@ export const makeServices = (
         name,
         bytes: serviceBytes(shape),
         params: shapeParams(shape, framing)
-      }).pipe(Effect.mapError(unavailable(name)))
+      }).pipe(Effect.mapError(unlessHeadLost(unavailable(name))))
       return { entry, ...yield* pinned(entry, framing) }
     })
 
@@ -195,7 +195,7 @@ export const makeServices = (
         yield* removeObject("service", entry).pipe(
           Effect.catchIf((e) => e._tag === "ObjectNotFound" || e._tag === "ObjectDeleted", () =>
             Effect.fail(new ServiceNotFound({ name }))),
-          Effect.mapError((e) => (e instanceof ServiceNotFound ? e : unavailable(name)(e)))
+          Effect.mapError((e) => (e instanceof ServiceNotFound ? e : unlessHeadLost(unavailable(name))(e)))
         )
       })
   }

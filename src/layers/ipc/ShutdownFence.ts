@@ -17,6 +17,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import { SHUTDOWN_BARRIER } from "../../services/ipc/Supervisor.js"
 import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 
 /** Beyond the fence's own bound, how long an arrival waits for the coordinator's answer (its RPC is bounded alike). */
 export const FENCE_REPLY_MARGIN_MS = 5_000
@@ -93,7 +94,7 @@ const reportOf = (
 export const makeShutdownFence = (
   group: string,
   timeoutMs: number
-): Effect.Effect<ShutdownFence, CoordinatorUnavailable, Coordinator> =>
+): Effect.Effect<ShutdownFence, CoordinatorUnavailable | HeadUnavailable, Coordinator> =>
   Effect.gen(function*() {
     const coordinator = yield* Coordinator
     yield* coordinator.joinGroup(group)

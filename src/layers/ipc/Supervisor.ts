@@ -22,6 +22,7 @@ import {
   SupervisorStopped
 } from "../../services/ipc/Supervisor.js"
 import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
+import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { settingsConfig } from "../../Settings.js"
 import { isFailure, RestartHistory, wantsRestart } from "./RestartPolicy.js"
 import { makeShutdownFence, type ShutdownFence } from "./ShutdownFence.js"
@@ -198,5 +199,5 @@ export const layer: Layer.Layer<Supervisor, ConfigError.ConfigError> = Layer.sco
  */
 export const layerDraining = (
   group: string
-): Layer.Layer<Supervisor, ConfigError.ConfigError | CoordinatorUnavailable, Coordinator> =>
+): Layer.Layer<Supervisor, ConfigError.ConfigError | CoordinatorUnavailable | HeadUnavailable, Coordinator> =>
   Layer.scoped(Supervisor, makeDraining(group))

@@ -27,6 +27,8 @@ export interface HeadWatch {
   readonly check: (waitingFor: () => string) => HeadUnavailable | undefined
   /** Whether the head was available at the last `check`. */
   readonly available: () => boolean
+  /** Whether some head had held the lease by the last `check` (its epoch above 0): else none ever did. */
+  readonly everHeld: () => boolean
 }
 
 export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatch => {
@@ -34,14 +36,17 @@ export const makeHeadWatch = (region: CxlMemoryShape, boundMs: number): HeadWatc
   let unavailableSince: number | undefined
   let lastPid = 0
   let lastEpoch = 0
+  let everHeld = false
   return {
     boundMs,
     checkEveryMs: headCheckMs(boundMs),
     available: () => unavailableSince === undefined,
+    everHeld: () => everHeld,
     check: (waitingFor) => {
       region.invalidate(Offsets.sequencerLease, LINE_BYTES)
       const now = Date.now()
       const lease = readHeadLease(lines, now)
+      if (lease.holder !== 0 || lease.epoch !== 0) everHeld = true
       if (lease.pid > 0) {
         lastPid = lease.pid
         lastEpoch = lease.epoch

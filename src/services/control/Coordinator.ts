@@ -4,6 +4,7 @@
  */
 import { Context, Data, Schema } from "effect"
 import type { Effect } from "effect"
+import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type {
   InvalidTopicSpec,
   ReplicationUnavailable,
@@ -308,12 +309,24 @@ export const DirectoryEntrySchema = Schema.Struct({
   createdAtMs: Schema.Number
 })
 
+/**
+ * Every process's coordinator client. Its calls (a barrier's aside) are answered by the head's
+ * coordinator: one waits for a head that is there or being taken over (a standby that takes the
+ * lease over answers it), and fails `HeadUnavailable`, naming the head, once the head has been gone
+ * `CXLOG_HEAD_LOST_MS`; a head that holds its lease but does not answer is waited for up to the
+ * call's own timeout, then `CoordinatorUnavailable`.
+ */
 export interface CoordinatorShape {
   /** This process's membership. */
   readonly self: Member
-  readonly members: (group?: string) => Effect.Effect<ReadonlyArray<Member>, UnknownGroup | CoordinatorUnavailable>
-  readonly createGroup: (name: string, members: ReadonlyArray<number>) => Effect.Effect<void, CoordinatorUnavailable>
-  readonly joinGroup: (name: string) => Effect.Effect<void, CoordinatorUnavailable>
+  readonly members: (
+    group?: string
+  ) => Effect.Effect<ReadonlyArray<Member>, UnknownGroup | CoordinatorUnavailable | HeadUnavailable>
+  readonly createGroup: (
+    name: string,
+    members: ReadonlyArray<number>
+  ) => Effect.Effect<void, CoordinatorUnavailable | HeadUnavailable>
+  readonly joinGroup: (name: string) => Effect.Effect<void, CoordinatorUnavailable | HeadUnavailable>
   /**
    * Enters barrier `name`. Delivery fence: when it returns, every reader in the group has
    * delivered every stream a participant writes up to where that participant was when it
@@ -336,31 +349,47 @@ export interface CoordinatorShape {
     | InvalidTopicSpec
     | NotDirectoryWriter
     | CoordinatorUnavailable
+    | HeadUnavailable
   >
   /** Deletes a topic (the head does: `Topics.delete`). */
   readonly deleteTopic: (
     name: string
-  ) => Effect.Effect<void, TopicNotFound | TopicNotDeletable | NotDirectoryWriter | CoordinatorUnavailable>
+  ) => Effect.Effect<
+    void,
+    TopicNotFound | TopicNotDeletable | NotDirectoryWriter | CoordinatorUnavailable | HeadUnavailable
+  >
   /** Drops a topic's oldest messages (the head does: `Topics.trim`); the bounds after it. */
   readonly trimTopic: (
     name: string,
     target: TrimTarget
-  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable>
+  ) => Effect.Effect<
+    TopicBounds,
+    TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable | HeadUnavailable
+  >
   /** Drops every message a topic holds (the head does: `Topics.purge`); offsets go on. */
   readonly purgeTopic: (
     name: string
-  ) => Effect.Effect<TopicBounds, TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable>
+  ) => Effect.Effect<
+    TopicBounds,
+    TopicNotFound | TopicNotTrimmable | NotDirectoryWriter | CoordinatorUnavailable | HeadUnavailable
+  >
   /** Creates a named object of another kind than a topic (the head writes the directory). */
   readonly createObject: (
     spec: ObjectCreate
   ) => Effect.Effect<
     DirectoryEntry,
-    NameTaken | DirectoryFull | RegionFull | InvalidObjectName | NotDirectoryWriter | CoordinatorUnavailable
+    | NameTaken
+    | DirectoryFull
+    | RegionFull
+    | InvalidObjectName
+    | NotDirectoryWriter
+    | CoordinatorUnavailable
+    | HeadUnavailable
   >
   /** Removes such an object, if it still is the generation named (the head does; its extent is freed once no pin holds it). */
   readonly removeObject: (
     target: ObjectRemove
-  ) => Effect.Effect<void, ObjectNotFound | NotDirectoryWriter | CoordinatorUnavailable>
+  ) => Effect.Effect<void, ObjectNotFound | NotDirectoryWriter | CoordinatorUnavailable | HeadUnavailable>
 }
 
 export class Coordinator extends Context.Tag("cxlog/Coordinator")<Coordinator, CoordinatorShape>() {}

@@ -174,7 +174,10 @@ export interface ConsumerGroupsShape {
   /** Deletes the group: its name is free at once; its members' next look fails with `GroupDeleted`. */
   readonly delete: (
     name: string
-  ) => Effect.Effect<void, GroupNotFound | NotDirectoryWriter | CoordinatorUnavailable | GroupRemoteError>
+  ) => Effect.Effect<
+    void,
+    GroupNotFound | NotDirectoryWriter | CoordinatorUnavailable | HeadUnavailable | GroupRemoteError
+  >
   /**
    * Joins as a member for as long as the stream runs: the messages this member is given, each to
    * be settled. Leaving (the stream ends, or is interrupted) hands what it holds to the others at once.
@@ -331,6 +334,7 @@ export type GroupCreateError =
   | InvalidObjectName
   | NotDirectoryWriter
   | CoordinatorUnavailable
+  | HeadUnavailable
   | GroupRemoteError
 
 export type GroupJoinError =

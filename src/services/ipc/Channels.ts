@@ -9,6 +9,7 @@
  */
 import { Context, type Effect, Schema, type Scope } from "effect"
 import type { FrameBatch } from "../control/Rings.js"
+import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { DirectoryEntry } from "../region/Directory.js"
 
 /** A channel's shape, fixed when it is created (a later open finds it as it is). */
@@ -177,7 +178,9 @@ export interface ChannelsShape {
    * subscribes to it; `ChannelNotFound` when there is none. An object of it opened before and
    * neither writing nor subscribed is not a use: its `publisher` and `subscribe` are then `ChannelRemoved`.
    */
-  readonly remove: (name: string) => Effect.Effect<void, ChannelNotFound | ChannelInUse | ChannelUnavailable>
+  readonly remove: (
+    name: string
+  ) => Effect.Effect<void, ChannelNotFound | ChannelInUse | ChannelUnavailable | HeadUnavailable>
 }
 
 export class Channels extends Context.Tag("cxlog/Channels")<Channels, ChannelsShape>() {}
@@ -332,7 +335,8 @@ export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelB
   }
 }
 
-export type ChannelOpenError = ChannelUnavailable | InvalidChannel
+/** `HeadUnavailable`: a channel not found asks the head to create it, and the head is gone (a member of the region's). */
+export type ChannelOpenError = ChannelUnavailable | InvalidChannel | HeadUnavailable
 export type ChannelPublishError = ChannelEncodeError | ChannelFull | ChannelFrameTooLarge | ChannelBroken
 export type ChannelTakeError = InvalidChannelFrame | ChannelTakeTimeout | ChannelBroken | ChannelSubscriptionClosed
 

@@ -14,6 +14,7 @@
  */
 import { Context, type Effect, Schema, type Scope } from "effect"
 import type { AnyRpcMethod, Failure, Payload, RpcCallError, RpcHandler, Success } from "../control/Rpc.js"
+import type { HeadUnavailable } from "../log/HeadWatch.js"
 import type { DirectoryEntry } from "../region/Directory.js"
 
 /** A service's shape, fixed when it is created (a later serve or connect finds it as it is). */
@@ -107,14 +108,16 @@ export interface ServicesShape {
   /**
    * Serves `handlers` under `name` until the scope closes, creating the service with `shape`
    * if there is none. Refused with `ServiceTaken` while another live process serves it; a
-   * service whose server died (or stopped) is taken over. `R` defaults to never: with no
-   * handler to infer it from (an empty list), the call needs nothing, rather than `unknown`.
+   * service whose server died (or stopped) is taken over. A service not found is created by the
+   * head (for a member of the region, through its coordinator): `HeadUnavailable` when it is gone.
+   * `R` defaults to never: with no handler to infer it from (an empty list), the call needs
+   * nothing, rather than `unknown`.
    */
   readonly serve: <R = never>(
     name: string,
     handlers: ReadonlyArray<RpcHandler<R>>,
     shape?: Partial<ServiceShape>
-  ) => Effect.Effect<ServedService, ServiceOpenError | ServiceTaken, Scope.Scope | R>
+  ) => Effect.Effect<ServedService, ServiceOpenError | ServiceTaken | HeadUnavailable, Scope.Scope | R>
   /**
    * Connects to the service `name`: takes a caller slot for the scope. `ServiceNotFound` when no
    * such service was ever served, `ServiceNotServed` when no live process serves it now.
@@ -135,7 +138,7 @@ export interface ServicesShape {
     name: string,
     handlers: FrameServerHandlers,
     shape?: Partial<ServiceShape>
-  ) => Effect.Effect<FrameServer, ServiceOpenError | ServiceTaken, Scope.Scope>
+  ) => Effect.Effect<FrameServer, ServiceOpenError | ServiceTaken | HeadUnavailable, Scope.Scope>
   /** `connect` to a frame service: its server's frames for this connection go to `handlers`. */
   readonly connectFrames: (
     name: string,
@@ -153,7 +156,9 @@ export interface ServicesShape {
    * later serve makes a new one. `ServiceInUse` (naming the pids) while a live process serves it or
    * is connected to it; `ServiceNotFound` when there is none.
    */
-  readonly remove: (name: string) => Effect.Effect<void, ServiceNotFound | ServiceInUse | ServiceUnavailable>
+  readonly remove: (
+    name: string
+  ) => Effect.Effect<void, ServiceNotFound | ServiceInUse | ServiceUnavailable | HeadUnavailable>
 }
 
 export class Services extends Context.Tag("cxlog/Services")<Services, ServicesShape>() {}

@@ -2,7 +2,7 @@
  * The head (coordinator + sequencer) as the other roles see it: alive while it holds an
  * unexpired sequencer lease in the superblock and its process runs. A role that waits on the
  * head — a reader for the next batch, a broker for ordering, any process for its coordinator to
- * answer its join — waits at most `CXLOG_HEAD_LOST_MS` past the moment the head became
+ * answer its join or a call after it — waits at most `CXLOG_HEAD_LOST_MS` past the moment the head became
  * unavailable, then fails with `HeadUnavailable`. The bound leaves a standby head (which takes
  * over a lapsed lease) time to do so.
  */

@@ -96,7 +96,7 @@ export const HEAD_WATCH_SETTINGS = {
       min: 1,
       shown: "lease + 3000",
       description:
-        "how long the head may be gone before a broker stops, a waiting reader fails with HeadUnavailable, and so does a process joining the head's coordinator"
+        "how long the head may be gone before a broker stops, a waiting reader fails with HeadUnavailable, and so does a process's call to the head's coordinator (joining it included)"
     })
   }
 } as const satisfies SettingsTable
