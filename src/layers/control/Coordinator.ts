@@ -1,47 +1,29 @@
 /**
  * The live coordinator client, every process's (the head's too): it joins over RPC, leaves on
- * close, re-joins after a takeover or a drop, and enters barriers with drain targets captured
- * from the rings this process writes. The coordinator itself, in the head, is
+ * close, and re-joins after a takeover or a drop; what it asks once joined, its calls and the
+ * barriers it enters, is CoordinatorCalls.ts. The coordinator itself, in the head, is
  * CoordinatorServer.ts; the fake (CoordinatorMemory.ts) runs the same barrier engine and
  * membership without RPC.
- *
- * A barrier from arrival to release: `enterBarrier` (the participant: `arrival` with its
- * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `enter` …
- * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
 import { type ConfigError, Data, Effect, FiberHandle, Layer, Schedule, type Scope, Stream } from "effect"
-import { setMaxListeners } from "node:events"
 import {
-  type BarrierOptions,
-  BarrierTimeout,
   Coordinator,
   type CoordinatorShape,
-  CoordinatorUnavailable,
-  GROUP_ALL,
+  type CoordinatorUnavailable,
   type Member
 } from "../../services/control/Coordinator.js"
-import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
-import {
-  type AnyRpcMethod,
-  type Failure,
-  type Payload,
-  Rpc,
-  type RpcCallError,
-  type RpcClient,
-  type RpcNotice,
-  type Success
-} from "../../services/control/Rpc.js"
+import { Rings } from "../../services/control/Rings.js"
+import { Rpc, type RpcNotice } from "../../services/control/Rpc.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
-import { checkTopicName, checkTopicSpec, checkTrim } from "../../services/log/Topics.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
-import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { headWatch } from "../log/HeadWatch.js"
-import { arrival, checkBarrier, fenceTargets, participantRings } from "./BarrierStreams.js"
+import { participantRings } from "./BarrierStreams.js"
+import { clientShape, type Participant, takeoverSignal, unavailable } from "./CoordinatorCalls.js"
 import * as Protocol from "./CoordinatorProtocol.js"
-import { type CoordinatorWatch, watchCoordinator } from "./CoordinatorWatch.js"
-import { boundByHead, type HeadBoundCalls } from "./HeadBoundCalls.js"
+import { watchCoordinator } from "./CoordinatorWatch.js"
+import { boundByHead } from "./HeadBoundCalls.js"
 
 // The server's layers, exported here too: the package's CoordinatorLayers are both sides.
 export {
@@ -51,69 +33,6 @@ export {
   type ServerOptions,
   serverOptionsConfig
 } from "./CoordinatorServer.js"
-
-const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
-
-/** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
-const passThrough =
-  <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>
-    (tags as ReadonlyArray<string>).includes(e._tag) ? (e as Extract<E, { readonly _tag: T }>) : unavailable(e.message)
-
-/**
- * Local fence: returns once this process's own reader of the broadcast ring has delivered
- * past the release watermark. The reply comes after the release in that ring and the reader
- * publishes `delivered` before handing a frame on, so this normally holds at once; otherwise
- * the reader crossing the watermark wakes the wait (`awaitProgress`). Bounded by the barrier's
- * timeout: past it, `BarrierTimeout` names this reader and how far it got.
- */
-const awaitReleaseWatermark = (
-  rings: RingsShape,
-  broadcast: RingInspector,
-  slot: number,
-  barrier: string,
-  releaseWatermark: number,
-  timeoutMs: number
-) => {
-  const reached = () => broadcast.reader(slot).delivered >= releaseWatermark
-  return reached() ? Effect.void : awaitWatermark(rings, broadcast, slot, barrier, releaseWatermark, timeoutMs, reached)
-}
-
-const awaitWatermark = (
-  rings: RingsShape,
-  broadcast: RingInspector,
-  slot: number,
-  barrier: string,
-  releaseWatermark: number,
-  timeoutMs: number,
-  reached: () => boolean
-) =>
-  Effect.gen(function*() {
-    const passed = yield* rings.awaitProgress(broadcast.address, releaseWatermark, reached, timeoutMs).pipe(
-      Effect.orDie
-    )
-    if (passed) return
-    return yield* new BarrierTimeout({
-      barrier,
-      timeoutMs,
-      notArrived: [],
-      undrained: [{
-        ring: broadcast.address.id,
-        reader: slot,
-        target: releaseWatermark,
-        observed: broadcast.reader(slot).delivered
-      }]
-    })
-  })
-
-const BARRIER_ERROR_TAGS = [
-  "BarrierTimeout",
-  "BarrierModeMismatch",
-  "BarrierNameReserved",
-  "BarrierParticipantDied",
-  "BarrierReleaseNotSent",
-  "NotAMember",
-  "UnknownGroup"
-] as const
 
 export interface ClientOptions {
   /**
@@ -145,61 +64,6 @@ export class CoordinatorRejoinFailed extends Data.TaggedError("CoordinatorRejoin
   override get message() {
     return `slot ${this.slot}: re-joining the coordinator after ${this.after} gave up: no answer to its join and group calls in ${this.attempts} attempts over ${this.waitedMs} ms (last: ${this.last}); this process is no member until it joins again`
   }
-}
-
-/** What a participant needs to enter barriers: its RPC client, its membership, the rings it writes, the broadcast ring it reads. */
-interface Participant {
-  readonly rings: RingsShape
-  readonly client: RpcClient
-  readonly self: Member
-  readonly writable: ReadonlyArray<RingInspector>
-  readonly broadcast: RingInspector
-  /**
-   * Aborted (with why) when a new coordinator takes over or this one is gone; then replaced by a
-   * fresh one.
-   */
-  readonly takeover: () => AbortSignal
-  /** Looks at the coordinator while a barrier waits for its release. */
-  readonly watch: CoordinatorWatch
-}
-
-/**
- * A participant enters a barrier: its arrival, with the drain targets of the rings it writes
- * captured now, goes to the coordinator, whose deferred reply is the release; then the local
- * fence on the release watermark.
- */
-const enterBarrier = (participant: Participant, name: string, options: BarrierOptions) =>
-  Effect.zipRight(
-    checkBarrier(name, options),
-    Effect.flatMap(fenceTargets(participant.rings, participant.writable, options), (targets) => {
-      const { broadcast, client, rings, self } = participant
-      const arrive = arrival(self, name, options, targets)
-      // The coordinator that holds this arrival may be replaced meanwhile, or be gone: the new
-      // one never saw it. Either aborts the signal, which ends the wait for the reply (no racing
-      // fibers); the 5 s past the timeout leave a live coordinator time to say BarrierTimeout.
-      const released = participant.watch.during(client.call(Protocol.BarrierArriveMethod, arrive, {
-        timeoutMs: arrive.timeoutMs + 5_000,
-        signal: participant.takeover()
-      })).pipe(
-        Effect.mapError((e) =>
-          e._tag === "RpcAbandoned"
-            ? unavailable(`${e.reason} while barrier ${name} was in flight; enter it again`)
-            : passThrough(BARRIER_ERROR_TAGS)(e)
-        )
-      )
-      return Effect.flatMap(
-        released,
-        (r) =>
-          Effect.as(awaitReleaseWatermark(rings, broadcast, self.slot, name, r.releaseWatermark, arrive.timeoutMs), r)
-      )
-    })
-  )
-
-/** One signal shared by every barrier call in flight (any number of them): no listener limit to warn about. */
-const takeoverSignal = () => {
-  const controller = new AbortController()
-  setMaxListeners(0, controller.signal)
-  return controller
 }
 
 /**
@@ -235,117 +99,6 @@ const rejoin = <E extends { readonly message: string }>(
       )
     )
   })
-
-/**
- * The client's calls, their failures narrowed to the coordinator's typed errors. Every one but a
- * barrier goes through `ask`: it waits for a head that is there or being taken over, and ends
- * `HeadUnavailable` once the head has been gone past its bound (HeadBoundCalls.ts); a barrier
- * ends within a look once its coordinator is gone (CoordinatorWatch.ts). The groups created and
- * joined are remembered (`created`, `joined`): a re-join restores them.
- */
-const clientShape = (
-  participant: Participant,
-  calls: HeadBoundCalls | undefined,
-  created: Map<string, ReadonlyArray<number>>,
-  joined: Set<string>
-): CoordinatorShape => {
-  const { client, self } = participant
-  /** `method` asked of the coordinator (`what` it is asked, for a head that is gone); `tags`: its typed errors, passed through. */
-  const ask = <M extends AnyRpcMethod, T extends string>(
-    method: M,
-    payload: Payload<M>,
-    what: string,
-    tags: ReadonlyArray<T>
-  ) => {
-    const answered: Effect.Effect<Success<M>, Failure<M> | RpcCallError | HeadUnavailable> = calls === undefined
-      ? client.call(method, payload)
-      : calls.during(
-        () => `its coordinator ${what} (asked by this process, pid ${self.pid}, slot ${self.slot})`,
-        (headLost) => client.call(method, payload, { signal: headLost })
-      )
-    return answered.pipe(Effect.mapError(passThrough([...tags, "HeadUnavailable"])))
-  }
-  return {
-    self,
-    members: (group = GROUP_ALL) =>
-      ask(Protocol.ListMembersMethod, { group }, `to list the members of group ${group}`, ["UnknownGroup"]),
-    createGroup: (name, slots) =>
-      ask(Protocol.CreateGroupMethod, { name, members: slots }, `to create process group ${name}`, []).pipe(
-        Effect.tap(() => Effect.sync(() => created.set(name, slots))),
-        Effect.asVoid
-      ),
-    joinGroup: (name) =>
-      ask(
-        Protocol.JoinGroupMethod,
-        { name, slot: self.slot, occurrence: self.occurrence },
-        `to add this process to process group ${name}`,
-        []
-      ).pipe(
-        Effect.tap(() => Effect.sync(() => joined.add(name))),
-        Effect.asVoid
-      ),
-    barrier: (name, barrierOptions) => enterBarrier(participant, name, barrierOptions),
-    createTopic: (spec) =>
-      // Checked before it is sent: a spec that cannot be encoded is the caller's mistake, said as such.
-      Effect.flatMap(checkTopicSpec(spec), (checked) =>
-        ask(Protocol.CreateTopicMethod, checked, `to create topic ${checked.name}`, [
-          "TopicExists",
-          "DirectoryFull",
-          "RegionFull",
-          "ReplicationUnavailable",
-          "InvalidTopicSpec",
-          "NotDirectoryWriter"
-        ])),
-    deleteTopic: (name) =>
-      Effect.flatMap(
-        checkTopicName(name),
-        (checked) =>
-          ask(Protocol.DeleteTopicMethod, { name: checked }, `to delete topic ${checked}`, [
-            "TopicNotFound",
-            "TopicNotDeletable",
-            "NotDirectoryWriter"
-          ]).pipe(Effect.asVoid)
-      ),
-    trimTopic: (name, target) =>
-      Effect.flatMap(
-        checkTrim(name, target),
-        (checked) =>
-          ask(Protocol.TrimTopicMethod, checked, `to trim topic ${checked.name}`, [
-            "TopicNotFound",
-            "TopicNotTrimmable",
-            "NotDirectoryWriter"
-          ])
-      ),
-    purgeTopic: (name) =>
-      Effect.flatMap(
-        checkTopicName(name),
-        (checked) =>
-          ask(Protocol.PurgeTopicMethod, { name: checked }, `to purge topic ${checked}`, [
-            "TopicNotFound",
-            "TopicNotTrimmable",
-            "NotDirectoryWriter"
-          ])
-      ),
-    createObject: (spec) => {
-      const problem = objectNameProblem(spec.name)
-      if (problem !== undefined) {
-        return Effect.fail(new InvalidObjectName({ name: spec.name, reason: problem }))
-      }
-      return ask(Protocol.CreateObjectMethod, spec, `to create ${spec.kind} ${JSON.stringify(spec.name)}`, [
-        "NameTaken",
-        "DirectoryFull",
-        "RegionFull",
-        "InvalidObjectName",
-        "NotDirectoryWriter"
-      ])
-    },
-    removeObject: (target) =>
-      ask(Protocol.RemoveObjectMethod, target, `to remove ${target.kind} ${JSON.stringify(target.name)}`, [
-        "ObjectNotFound",
-        "NotDirectoryWriter"
-      ]).pipe(Effect.asVoid)
-  }
-}
 
 /**
  * Every process's coordinator client, joined. Joining, and each call after it but a barrier, waits
