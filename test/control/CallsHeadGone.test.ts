@@ -9,7 +9,7 @@
  * lease, ever) is not taken for a head that is gone.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Fiber, Layer, Schema } from "effect"
+import { Context, Effect, Fiber, Layer, Schema } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as ConsumerGroupsLayers from "../../src/layers/groups/ConsumerGroups.js"
 import * as ChannelsLayers from "../../src/layers/ipc/Channels.js"
@@ -28,6 +28,7 @@ import { Channels } from "../../src/services/ipc/Channels.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { ipcRegionEnv } from "../fixtures/ipc-member.js"
 import { forkCli } from "../helpers/CliRoles.js"
+import { failureOf, headLostMs } from "../helpers/HeadLost.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** An application's process of region `region`: its channels, services and consumer groups, and its coordinator client. */
@@ -46,22 +47,6 @@ const member = (region: string, client: CoordinatorLayers.ClientOptions = {}) =>
     Layer.provideMerge(Roles.attachRegion({ name: region }))
   )
 }
-
-/** `CXLOG_HEAD_LOST_MS` as this process's members read it as they are built (the rest of the environment as it is). */
-const headLostMs = (ms: number) =>
-  Effect.withConfigProvider(
-    ConfigProvider.fromMap(new Map([["CXLOG_HEAD_LOST_MS", `${ms}`]])).pipe(
-      ConfigProvider.orElse(() => ConfigProvider.fromEnv())
-    )
-  )
-
-/** How a call fails, and after how long; one that has not failed within 30 s fails the test. */
-const failureOf = <E extends { readonly message: string }>(call: Effect.Effect<unknown, E>) =>
-  Effect.gen(function*() {
-    const startedAt = Date.now()
-    const failed = yield* Effect.flip(call).pipe(Effect.timeout("30 seconds"))
-    return { failed, tookMs: Date.now() - startedAt }
-  })
 
 /** Each coordinator call's own timeout (the Rpc client's default): the head's loss must end a call before it. */
 const CALL_TIMEOUT_MS = 10_000

@@ -8,12 +8,13 @@
  * are `cxlog head` processes; the application is this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Fiber, Schema } from "effect"
+import { Effect, Fiber, Schema } from "effect"
 import * as Roles from "../../src/layers/Roles.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { ipcHead, ipcRegionEnv } from "../fixtures/ipc-member.js"
 import { forkCli } from "../helpers/CliRoles.js"
+import { failureOf, headLostMs } from "../helpers/HeadLost.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** What an application does first: open channel "prices" through `Roles.ipcMember`. */
@@ -29,22 +30,6 @@ const listGroups = (region: string) =>
     Effect.asVoid,
     Effect.provide(Roles.groupMember({ name: region }))
   )
-
-/** `CXLOG_HEAD_LOST_MS` as this process's members read it (the rest of the environment as it is). */
-const headLostMs = (ms: number) =>
-  Effect.withConfigProvider(
-    ConfigProvider.fromMap(new Map([["CXLOG_HEAD_LOST_MS", `${ms}`]])).pipe(
-      ConfigProvider.orElse(() => ConfigProvider.fromEnv())
-    )
-  )
-
-/** How an app's start fails, and after how long; a start that has not failed within 30 s fails the test. */
-const failureOf = (start: Effect.Effect<void, { readonly message: string }>) =>
-  Effect.gen(function*() {
-    const startedAt = Date.now()
-    const failed = yield* Effect.flip(start).pipe(Effect.timeout("30 seconds"))
-    return { failed, tookMs: Date.now() - startedAt }
-  })
 
 /** The join's own attempts: 10 s of them, each up to 1 s (Coordinator.ts); the head's loss must end the join before. */
 const JOIN_ATTEMPTS_MS = 10_000
