@@ -1,13 +1,17 @@
 /**
  * A broker's settings from the environment: `BrokerLayers.config` and `cxlog broker`'s flags read
  * the variables and defaults of one table (`BROKER_SETTINGS`); the size default the CLI shows is
- * the default in bytes.
+ * the default in bytes; a broker composed with `layerConfig` serves TLS from its variables.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either } from "effect"
+import { ConfigProvider, Context, Effect, Either, Layer } from "effect"
+import { connect } from "node:tls"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
+import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
+import { Broker } from "../../src/services/net/Broker.js"
 import { BROKER_SETTINGS as BROKER_TABLE } from "../../src/services/net/NetSettings.js"
 import { parseSize } from "../../src/Settings.js"
+import { certificates } from "../fixtures/tls-certificates.js"
 
 const BROKER_SETTINGS = BROKER_TABLE.settings
 
@@ -42,7 +46,10 @@ describe("broker settings", () => {
         [BROKER_SETTINGS.maxConnections.env]: "9",
         [BROKER_SETTINGS.maxSessions.env]: "12",
         [BROKER_SETTINGS.credentials.env]: "/tmp/users",
-        [BROKER_SETTINGS.insecure.env]: "true"
+        [BROKER_SETTINGS.insecure.env]: "true",
+        [BROKER_SETTINGS.tlsCert.env]: "/tmp/broker.pem",
+        [BROKER_SETTINGS.tlsKey.env]: "/tmp/broker.key",
+        [BROKER_SETTINGS.tlsClientCa.env]: "/tmp/clients.pem"
       })
       expect(set).toEqual({
         host: "10.1.2.3",
@@ -53,8 +60,50 @@ describe("broker settings", () => {
         maxConnections: 9,
         maxSessions: 12,
         credentials: "/tmp/users",
-        insecure: true
+        insecure: true,
+        tls: { cert: "/tmp/broker.pem", key: "/tmp/broker.key", clientCa: "/tmp/clients.pem" }
       })
+    }))
+
+  it.effect("a TLS certificate without its key, a key without its certificate, a client CA without both: refused naming the variables", () =>
+    Effect.gen(function*() {
+      const { tlsCert, tlsClientCa, tlsKey } = BROKER_SETTINGS
+      for (
+        const env of [
+          { [tlsCert.env]: "/tmp/broker.pem" },
+          { [tlsKey.env]: "/tmp/broker.key" },
+          { [tlsClientCa.env]: "/tmp/clients.pem" }
+        ]
+      ) {
+        const refused = yield* Effect.either(configFrom(env))
+        expect(Either.isLeft(refused) && String(refused.left)).toContain(`${tlsCert.env} and ${tlsKey.env}`)
+      }
+    }))
+
+  it.scopedLive("a broker composed with layerConfig serves TLS with the certificate its variables name", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const env = new Map([
+        [BROKER_SETTINGS.port.env, "0"],
+        [BROKER_SETTINGS.insecure.env, "true"],
+        [BROKER_SETTINGS.tlsCert.env, certs.cert],
+        [BROKER_SETTINGS.tlsKey.env, certs.key]
+      ])
+      const broker = yield* Layer.build(BrokerLayers.layerConfig).pipe(
+        Effect.map((context) => Context.get(context, Broker)),
+        Effect.provide(log.forBroker(0)),
+        Effect.withConfigProvider(ConfigProvider.fromMap(env))
+      )
+      // Trusting only the test CA: the handshake completes only if the broker presents the certificate given.
+      const authorized = yield* Effect.async<boolean, Error>((resume) => {
+        const socket = connect({ host: "127.0.0.1", port: broker.port, ca: certs.ca }, () => {
+          resume(Effect.succeed(socket.authorized))
+          socket.destroy()
+        })
+        socket.once("error", (error) => resume(Effect.fail(error)))
+      }).pipe(Effect.timeout("5 seconds"))
+      expect(authorized).toBe(true)
     }))
 
   it.effect("a size variable takes the docs' units", () =>

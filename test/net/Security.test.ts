@@ -715,7 +715,7 @@ describe("Security", () => {
       const bare = yield* Effect.flip(BrokerLayers.make({ host: "0.0.0.0" }).pipe(Effect.provide(memory.forBroker(1))))
       // Started from code: the refusal names the options (and the variables of BrokerLayers.config), not the CLI's flags.
       expect(bare.message).toBe(
-        "broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS and authentication: give `tls: { cert, key }` with `credentials` (a credential file), or `insecure: true` (from the environment, BrokerLayers.config: CXLOG_CREDENTIALS, CXLOG_INSECURE; docs/security.md)"
+        "broker cannot listen on 0.0.0.0:0: refusing to serve beyond loopback without TLS and authentication: give `tls: { cert, key }` with `credentials` (a credential file), or `insecure: true` (from the environment, BrokerLayers.config: CXLOG_TLS_CERT and CXLOG_TLS_KEY with CXLOG_CREDENTIALS, or CXLOG_INSECURE; docs/security.md)"
       )
       const tlsOnly = yield* Effect.flip(
         BrokerLayers.make({ host: "0.0.0.0", tls: { cert: certs.brokerCert, key: certs.brokerKey } }).pipe(

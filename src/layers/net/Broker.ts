@@ -21,7 +21,7 @@
  * consumes. Sessions that exchange nothing for `idleTimeoutMs` are closed, and connections
  * past `maxConnections` (kept below the process's open-file limit) are refused with an ERROR frame.
  */
-import { Config, type ConfigError, Effect, FiberSet, Layer, Option, type Scope } from "effect"
+import { Config, ConfigError, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { withMillis } from "../../Durations.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
@@ -74,11 +74,12 @@ const settingsOf = (given: BrokerOptions): Settings => {
 
 /**
  * What a broker started from code is given to listen beyond loopback, in its options' names and
- * `config`'s variables (which give no TLS); `cxlog broker` says its flags instead (BrokerMain.ts).
+ * `config`'s variables; `cxlog broker` says its flags instead (BrokerMain.ts).
  */
 const beyondLoopbackReason = (lacking: BeyondLoopbackLack) =>
   `refusing to serve beyond loopback without ${lacking}: give \`tls: { cert, key }\` with \`credentials\` ` +
-  "(a credential file), or `insecure: true` (from the environment, BrokerLayers.config: CXLOG_CREDENTIALS, CXLOG_INSECURE; docs/security.md)"
+  "(a credential file), or `insecure: true` (from the environment, BrokerLayers.config: CXLOG_TLS_CERT and " +
+  "CXLOG_TLS_KEY with CXLOG_CREDENTIALS, or CXLOG_INSECURE; docs/security.md)"
 
 /**
  * Open files the broker process keeps beside its connections (region, doorbell, stdio,
@@ -234,9 +235,28 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
 export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> =>
   Layer.scoped(Broker, make(options))
 
-/** Options from the environment: the variables of BROKER_SETTINGS (services/net/NetSettings.ts; credentials or insecure: one of them is needed). */
+/**
+ * Options from the environment: the variables of BROKER_SETTINGS (services/net/NetSettings.ts;
+ * credentials or insecure: one of them is needed). TLS takes a certificate and its key together,
+ * and a client CA only beside them: a half-given TLS is refused here, not served in the clear.
+ */
 export const config: Config.Config<BrokerOptions> = settingsConfig(BROKER_SETTINGS.settings).pipe(
-  Config.map(({ credentials, ...options }) => (credentials === undefined ? options : { ...options, credentials }))
+  Config.mapOrFail(({ credentials, tlsCert, tlsKey, tlsClientCa, ...options }) => {
+    const { tlsCert: cert, tlsKey: key, tlsClientCa: clientCa } = BROKER_SETTINGS.settings
+    if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+      return Either.left(ConfigError.InvalidData([], `${cert.env} and ${key.env} go together: give both, or neither`))
+    }
+    if (tlsClientCa !== undefined && tlsCert === undefined) {
+      return Either.left(ConfigError.InvalidData([], `${clientCa.env} needs ${cert.env} and ${key.env}`))
+    }
+    return Either.right({
+      ...options,
+      ...(credentials === undefined ? {} : { credentials }),
+      ...(tlsCert === undefined || tlsKey === undefined
+        ? {}
+        : { tls: { cert: tlsCert, key: tlsKey, ...(tlsClientCa === undefined ? {} : { clientCa: tlsClientCa }) } })
+    })
+  })
 )
 
 export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(

@@ -61,14 +61,9 @@ export const credentials = Cli.fromSetting("credentials", BROKER_SETTINGS.settin
 /** How a broker lets clients in beside its credential file: TLS, or no authentication (`cxlog serve`'s brokers read the variables). */
 export const brokerTransportFlags = {
   insecure: Cli.fromSetting("insecure", BROKER_SETTINGS.settings.insecure),
-  tlsCert: fileFlag("tls-cert", "CXLOG_TLS_CERT", "no TLS", "serve TLS with this certificate (PEM)"),
-  tlsKey: fileFlag("tls-key", "CXLOG_TLS_KEY", "no TLS", "the key of --tls-cert (PEM)"),
-  tlsClientCa: fileFlag(
-    "tls-client-ca",
-    "CXLOG_TLS_CLIENT_CA",
-    "no client certificates",
-    "require client certificates signed by this CA (PEM)"
-  )
+  tlsCert: Cli.fromSetting("tls-cert", BROKER_SETTINGS.settings.tlsCert),
+  tlsKey: Cli.fromSetting("tls-key", BROKER_SETTINGS.settings.tlsKey),
+  tlsClientCa: Cli.fromSetting("tls-client-ca", BROKER_SETTINGS.settings.tlsClientCa)
 }
 
 /** How a client authenticates and which brokers it trusts; `Users.clientSecurity` reads them. */

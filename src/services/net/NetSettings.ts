@@ -58,6 +58,24 @@ export const BROKER_SETTINGS = {
     insecure: setting.toggle({
       env: "CXLOG_INSECURE",
       description: "authenticate nobody, and allow listening beyond loopback without TLS (docs/security.md)"
+    }),
+    tlsCert: setting.optionalText({
+      env: "CXLOG_TLS_CERT",
+      placeholder: "FILE",
+      shown: "no TLS",
+      description: "serve TLS with this certificate (PEM)"
+    }),
+    tlsKey: setting.optionalText({
+      env: "CXLOG_TLS_KEY",
+      placeholder: "FILE",
+      shown: "no TLS",
+      description: "the key of the TLS certificate (PEM)"
+    }),
+    tlsClientCa: setting.optionalText({
+      env: "CXLOG_TLS_CLIENT_CA",
+      placeholder: "FILE",
+      shown: "no client certificates",
+      description: "require client certificates signed by this CA (PEM)"
     })
   }
 } as const satisfies SettingsTable
