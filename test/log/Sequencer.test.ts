@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Fiber, TestClock, TestServices } from "effect"
 import { sessionLineOffset } from "../../src/layers/log/Layout.js"
 import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
+import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
 import { topicMarks } from "../../src/layers/log/TopicMarks.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -315,14 +316,26 @@ describe("Sequencer over the region", () => {
       const cluster = yield* implementations[0]!.make()
       yield* cluster.topics.create(spec(5))
       const a = yield* cluster.appender(0)
-      const { memory } = cluster.region!
+      const { area, memory } = cluster.region!
       const waiting = () => Atomics.load(memory.i32, (Offsets.sequencerLease + LeaseLine.waiting) / 4)
       const running = yield* Effect.scoped(Effect.gen(function*() {
-        const sequencer = yield* cluster.sequencer()
+        const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+        const sequencer = yield* SequencerLayers.make(area).pipe(
+          Effect.provideService(Doorbell, doorbell),
+          Effect.provideService(CxlMemory, memory)
+        )
         const fiber = yield* Effect.forkScoped(sequencer.run)
         while (waiting() === 0) yield* Effect.sleep("1 millis")
+        // The head orders the batch, not its appender: a ready head lets brokers order their own
+        // (AppenderRounds.ts), and the run is ready once waiting, so it is told it is not.
+        new LeaseLineView(memory).storeReady(Offsets.sequencerLease, 0)
+        // An idle run also wakes for its session sweeps (every second) and would order the batch
+        // then: only the count of waits a ring settled tells the commit's ring woke it.
+        const rung = DoorbellLayers.internalsOf(doorbell)!.settledByWake
+        const rungBefore = rung()
         yield* appendSimple(a, "t", 1, 0, 0)
         yield* cluster.acks.awaitAcked("t", 1, 0, 0, { timeoutMs: 5_000 })
+        expect(rung()).toBeGreaterThan(rungBefore)
         while (waiting() === 0) yield* Effect.sleep("1 millis")
         return fiber
       }))
