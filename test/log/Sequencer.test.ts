@@ -332,6 +332,8 @@ describe("Sequencer over the region", () => {
         // An idle run also wakes for its session sweeps (every second) and would order the batch
         // then: only the count of waits a ring settled tells the commit's ring woke it.
         const rung = DoorbellLayers.internalsOf(doorbell)!.settledByWake
+        // Parked (its flag published), so the commit cannot be found by the run's own re-check.
+        while (Atomics.load(memory.i32, bell(60) / 4 + 1) === 0) yield* Effect.sleep("1 millis")
         const rungBefore = rung()
         yield* appendSimple(a, "t", 1, 0, 0)
         yield* cluster.acks.awaitAcked("t", 1, 0, 0, { timeoutMs: 5_000 })
