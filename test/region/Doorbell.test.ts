@@ -24,6 +24,12 @@ const withDoorbell = (
     return { region, doorbell, name }
   })
 
+/** Waits (looking every millisecond) until the doorbell at BELL has published its parked flag. */
+const untilBellParked = (region: CxlMemoryShape) =>
+  Effect.gen(function*() {
+    while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+  })
+
 describe("Doorbell settings", () => {
   const madeWith = (env: Record<string, string>, spinMicros?: number) =>
     Effect.gen(function*() {
@@ -100,12 +106,19 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
             (n) => Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) >= n, 10_000)),
             { concurrency: "unbounded" }
           )
-          // Every waiter waits (spun, then parked): the poke must wake all three.
+          // Every waiter waits and the doorbell has parked: a fiber is suspended as soon as it
+          // registers, before the park step's re-check, which would find the value stored too.
           yield* parked(fibers)
+          yield* untilBellParked(region)
+          // Without the poke the park bound's timer would still settle them (within 1 s): only the
+          // count of waits a wake settled tells the poke did.
+          const woken = DoorbellLayers.internalsOf(doorbell)!.settledByWake
+          const wokenBefore = woken()
           Atomics.store(region.i32, VALUE / 4, 3)
           doorbell.poke()
           const results = yield* Fiber.joinAll(fibers)
           expect(results).toEqual([true, true, true])
+          expect(woken()).toBe(wokenBefore + 3)
         }))
     }
 
@@ -142,7 +155,12 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
 
     it.scopedLive("watch: a standing waiter, called from the wake every time its condition holds (rung through the parked flag), and after everyMs without; stopped, it is called no more", () =>
       Effect.gen(function*() {
-        const { region, doorbell } = yield* withDoorbell(open, 0)
+        const name = yield* uniqueRegion("bell")
+        const region = yield* open({ name, size: 1 << 20, mode: "create" })
+        // A park bound far past the test's waits: a round that no wake ends is not ended by it.
+        const doorbell = yield* DoorbellLayers.make({ offset: BELL, spinMicros: 0, parkMillis: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
         // Another doorbell of the region rings ours: the ring goes through our parked flag.
         const ringer = yield* DoorbellLayers.make({ offset: BELL + 64, spinMicros: 0 }).pipe(
           Effect.provideService(CxlMemory, region)
@@ -163,17 +181,18 @@ const contract = (label: string, open: (o: RegionOptions) => Effect.Effect<CxlMe
         yield* until(1) // the quiet watch's period passed with nothing: called with false
         expect(calls).toEqual([[false, -1]])
         quiet()
-        // Parked, its flag published: the park step runs once the process has nothing else to do.
-        const parkedFlag = () => Atomics.load(region.i32, BELL / 4 + 1)
-        yield* Effect.repeat(Effect.sync(parkedFlag), {
-          until: (flag) => flag === 1,
-          schedule: Schedule.spaced("2 millis")
-        }).pipe(Effect.timeout("5 seconds"))
-        expect(parkedFlag()).toBe(1)
+        // The quiet watch's last period still has the timer armed, and a wait re-checks as it
+        // parks: only the count of waits a wake settled tells the ring called the watch.
+        const woken = DoorbellLayers.internalsOf(doorbell)!.settledByWake
         for (const n of [1, 2]) {
+          // Parked, its flag published (the park step runs once the process has nothing else to
+          // do): the value is stored after the park's re-check, so only a ring can deliver it.
+          yield* untilBellParked(region).pipe(Effect.timeout("5 seconds"))
+          const wokenBefore = woken()
           Atomics.store(region.i32, VALUE / 4, n)
           ringer.ring(BELL)
           yield* until(n + 1)
+          expect(woken()).toBe(wokenBefore + 1)
         }
         expect(calls).toEqual([[false, -1], [true, 1], [true, 2]])
         stop()
@@ -284,11 +303,16 @@ describe("Doorbell spin policy and rings", () => {
     Effect.gen(function*() {
       const { region, doorbell } = yield* withDoorbell(CxlMemoryLayers.make, 0)
       const waiting = yield* Effect.fork(doorbell.await(() => Atomics.load(region.i32, VALUE / 4) === 1, 10_000))
-      while (Atomics.load(region.i32, BELL / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+      yield* untilBellParked(region)
+      // Without the ring the park bound's timer would settle the waiter (within 1 s): only the
+      // count of waits a wake settled tells the ring did.
+      const woken = DoorbellLayers.internalsOf(doorbell)!.settledByWake
+      const wokenBefore = woken()
       const word = Atomics.load(region.i32, BELL / 4)
       Atomics.store(region.i32, VALUE / 4, 1)
       doorbell.ring(doorbell.offset)
       expect(yield* Fiber.join(waiting)).toBe(true)
+      expect(woken()).toBe(wokenBefore + 1)
       expect(Atomics.load(region.i32, BELL / 4)).toBe(word)
     }))
 })
