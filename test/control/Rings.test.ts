@@ -15,7 +15,7 @@ import {
 } from "../../src/services/control/Rings.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
-import { openRegionRings, type OpenRings, ringLayers } from "../fixtures/ring-harness.js"
+import { openRegionRings, type OpenRings, ringLayers, type RingsUnderTest } from "../fixtures/ring-harness.js"
 import { parked } from "../helpers/Parked.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -49,15 +49,33 @@ const traffic = (writer: RingWriter, reader: RingReader, lengths: ReadonlyArray<
     expect(yield* Fiber.join(checker)).toBe(lengths.length)
   })
 
-/** A new ring of `open`'s rings with its reader, inspector and writer. */
+/** A new ring of `open`'s rings with its reader, inspector and writer, and what `open` opened. */
 const freshRing = (open: OpenRings) =>
   Effect.gen(function*() {
-    const { rings } = yield* open()
+    const opened = yield* open()
+    const { rings } = opened
     const ring = address()
     const reader = yield* rings.reader(ring)
     const inspector = yield* rings.inspect(ring)
     const writer = yield* rings.writer(ring)
-    return { reader, inspector, writer }
+    return { reader, inspector, writer, opened }
+  })
+
+/**
+ * Waits until the layer's doorbell has parked (its flag published, every waiter re-checked after
+ * it), so what is committed next reaches a waiter only through a ring; returns how many waits a
+ * wake has settled since. A parked waiter is also settled by the park bound's timer (1 s), so
+ * only that count tells a ring woke it. Undefined for the in-memory layer, which keeps its
+ * doorbell to itself (its rings run the same engine over the same doorbell code).
+ */
+const parkedDoorbell = (opened: RingsUnderTest) =>
+  Effect.gen(function*() {
+    const { doorbell, region } = opened
+    if (doorbell === undefined || region === undefined) return undefined
+    while (Atomics.load(region.i32, doorbell.offset / 4 + 1) === 0) yield* Effect.sleep("1 millis")
+    const woken = DoorbellLayers.internalsOf(doorbell)!.settledByWake
+    const before = woken()
+    return () => woken() - before
   })
 
 const contract = (label: string, open: OpenRings) =>
@@ -169,7 +187,7 @@ const contract = (label: string, open: OpenRings) =>
 
     it.scopedLive("consumeSync: frames reach the handler from the doorbell's wake callback, outside any fiber, with consume's delivered and processed steps", () =>
       Effect.gen(function*() {
-        const { inspector, reader, writer } = yield* freshRing(open)
+        const { inspector, opened, reader, writer } = yield* freshRing(open)
         const seen: Array<
           { sequence: number; length: number; delivered: number; processed: number; inFiber: boolean }
         > = []
@@ -184,9 +202,11 @@ const contract = (label: string, open: OpenRings) =>
           })
         }))
         yield* parked([consuming]) // waiting for frames, so a commit must wake it
+        const wokenSince = yield* parkedDoorbell(opened)
         yield* writer.writeAll([payload(0, 8), payload(1, 24)])
         yield* writer.close
         yield* Fiber.join(consuming) // returns once the ring closed, after the last frame
+        if (wokenSince !== undefined) expect(wokenSince()).toBeGreaterThan(0)
         expect(seen).toEqual([
           { sequence: 0, length: 8, delivered: 16, processed: 0, inFiber: false },
           { sequence: 16, length: 24, delivered: 48, processed: 16, inFiber: false }
@@ -455,14 +475,17 @@ const contract = (label: string, open: OpenRings) =>
 
     it.scopedLive("a parked reader wakes on a commit; close is seen after the last frame", () =>
       Effect.gen(function*() {
-        const { rings } = yield* open()
+        const opened = yield* open()
+        const { rings } = opened
         const ring = address()
         const reader = yield* rings.reader(ring)
         const writer = yield* rings.writer(ring)
         const taking = yield* Effect.fork(reader.take())
         yield* parked([taking])
+        const wokenSince = yield* parkedDoorbell(opened)
         yield* writer.write(payload(0, 3))
         expect(frames(yield* Fiber.join(taking))).toEqual([Array.from(payload(0, 3))])
+        if (wokenSince !== undefined) expect(wokenSince()).toBeGreaterThan(0)
         yield* writer.writeAll([payload(1, 1), payload(2, 2)])
         yield* writer.close
         expect((yield* reader.take()).count).toBe(2)
