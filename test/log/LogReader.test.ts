@@ -1,11 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import { signalDoorbell } from "../../src/layers/log/MemoryStore.js"
 import { GoiEntryView } from "../../src/layers/log/RecordViews.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import type { DoorbellShape } from "../../src/services/region/Doorbell.js"
 import {
   appendSimple,
   drain,
   header,
   implementations,
+  type LogCluster,
   makeBatch,
   readAll,
   smallConfig,
@@ -13,6 +17,10 @@ import {
 } from "../fixtures/log-harness.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
+
+/** The doorbell the cluster's reader waits on: its own line's, or the memory store's, which every role shares. */
+const readerDoorbell = (cluster: LogCluster): DoorbellShape =>
+  cluster.region?.readerDoorbell ?? signalDoorbell(cluster.store!)!
 
 const decoder = new TextDecoder()
 
@@ -158,6 +166,11 @@ for (const impl of implementations) {
             discard: true
           })
         )
+        // Each wait's bound (1 s parks, and over the region the head checks' slices) re-checks
+        // too, so the awaits would all end true with no wake at all: only the count of the
+        // reader's waits a wake settled tells the ordering woke them.
+        const woken = DoorbellLayers.internalsOf(readerDoorbell(cluster))!.settledByWake
+        const wokenBefore = woken()
         const seqs: Array<number> = []
         while (seqs.length < total) {
           expect(yield* cursor.awaitMore(5_000)).toBe(true)
@@ -165,6 +178,7 @@ for (const impl of implementations) {
         }
         yield* Fiber.join(producer)
         expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i))
+        expect(woken()).toBeGreaterThan(wokenBefore)
       }))
   })
 }

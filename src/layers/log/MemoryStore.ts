@@ -167,8 +167,16 @@ const makeSignal = (region: CxlMemoryShape): LogSignal => {
         Effect.orDie
       ))
   )
-  return { notify: doorbell.poke, await: doorbell.await, watch: doorbell.watch }
+  const signal: LogSignal = { notify: doorbell.poke, await: doorbell.await, watch: doorbell.watch }
+  signalDoorbells.set(signal, doorbell)
+  return signal
 }
+
+/** The doorbell behind each store's signal, which only tests ask for (`signalDoorbell`). */
+const signalDoorbells = new WeakMap<LogSignal, DoorbellShape>()
+
+/** The doorbell behind `store`'s signal (tests: `DoorbellLayers.internalsOf` tells how its waits were settled). */
+export const signalDoorbell = (store: MemoryLogStore): DoorbellShape | undefined => signalDoorbells.get(store.signal)
 
 export const makeMemoryStore = (
   config: LogConfig = defaultLogConfig,
