@@ -62,7 +62,9 @@ const cluster = Effect.gen(function*() {
         /** ACK trackers of this broker counted as waiting for its batches to be ordered. */
         orderingWaits: () => Atomics.load(region.i32, (owner + Participant.ackWaits) / 4),
         /** Wakes paid by ringers of this broker's doorbell. */
-        wakes: () => Atomics.load(region.i32, bell(b) / 4)
+        wakes: () => Atomics.load(region.i32, bell(b) / 4),
+        /** This broker's doorbell is parked (its flag published): a ring of it now pays a wake. */
+        parked: () => Atomics.load(region.i32, bell(b) / 4 + 1) === 1
       }
     })
   const quiet = yield* broker(0)
@@ -129,7 +131,10 @@ describe("Broker ACK trackers over a region: woken by their own broker's batches
 
   it.scopedLive("a broker with a batch in flight waits for its own batches, and rounds ordering only another broker's do not wake it", () =>
     Effect.gen(function*() {
-      const { busy, quiet } = yield* cluster
+      const { busy, quiet, headOrdersAlone } = yield* cluster
+      // The head orders every round, so the one that orders batch 0 reaches the broker only by its ring
+      // (a broker ordering its own round re-checks its waiters itself, paying no wake).
+      yield* headOrdersAlone
       const client = yield* rawConnect(quiet.port)
       client.write(hello("t", 7))
       const epoch = yield* openedEpoch(client)
@@ -141,8 +146,13 @@ describe("Broker ACK trackers over a region: woken by their own broker's batches
       yield* busyRounds(busy.port, 20)
       expect(quiet.wakes()).toBe(quietWakes)
       // Batch 0 lets the round order both: that round wakes the broker, which acknowledges both.
+      // The ACK tracker's wait also re-checks at its bounds (within a second), so only a wake the
+      // head paid for tells its ring woke it; parked, the broker's doorbell makes the ring pay one.
+      for (let turns = 0; !quiet.parked() && turns < 10_000; turns++) yield* Effect.sleep("1 millis")
+      expect(quiet.parked()).toBe(true)
       client.write(batchFrame(7, epoch, 0, [message(0)]))
       const ack = yield* client.nextFrame()
       expect([ack.type, ack.seq]).toEqual([FrameType.ACK, 2])
+      expect(quiet.wakes()).toBeGreaterThan(quietWakes)
     }))
 })
