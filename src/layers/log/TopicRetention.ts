@@ -7,8 +7,9 @@
  * so the same code keeps the region's topics (the head's log) and the store's (tests, over a
  * TestClock).
  */
-import { Clock, Duration, Effect, Layer, Schedule } from "effect"
+import { Clock, Duration, Effect, Layer } from "effect"
 import { type TopicInfo, Topics, type TopicsShape, type TrimTarget, withinRegion } from "../../services/log/Topics.js"
+import { everyTick } from "../region/Cadence.js"
 
 /** How often the head looks. */
 export const RETENTION_EVERY = Duration.seconds(1)
@@ -40,11 +41,15 @@ export const enforceRetention = (topics: TopicsShape, nowMs: number): Effect.Eff
           )), { discard: true })
   )
 
-/** The head's retention, every `RETENTION_EVERY` for as long as the layer lives (the head's log; a store's tests). */
+/**
+ * The head's retention, at once and then at every tick of `RETENTION_EVERY` for as long as the
+ * layer lives (the head's log; a store's tests). On the cadence's grid (Cadence.ts): an idle head
+ * wakes for it together with its other once-a-second work, not at a moment of its own.
+ */
 export const layer: Layer.Layer<never, never, Topics> = Layer.scopedDiscard(
   Effect.gen(function*() {
     const topics = yield* Topics
     const pass = Effect.flatMap(Clock.currentTimeMillis, (nowMs) => enforceRetention(topics, nowMs))
-    yield* Effect.forkScoped(Effect.repeat(pass, Schedule.spaced(RETENTION_EVERY)))
+    yield* Effect.forkScoped(Effect.zipRight(pass, everyTick(() => Duration.toMillis(RETENTION_EVERY), pass)))
   })
 )

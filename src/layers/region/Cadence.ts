@@ -9,8 +9,21 @@ import { Effect } from "effect"
 /** Heartbeats and low-rate liveness checks tick on multiples of this (ms). */
 export const CADENCE_MS = 500
 
-/** Ms from `nowMs` to the next multiple of `periodMs` (never 0: a full period at an exact tick). */
-export const alignedDelayMs = (periodMs: number, nowMs = Date.now()): number => periodMs - (nowMs % periodMs)
+/**
+ * How early a timer may fire against the clock it was aimed by: Node starts a timer from the
+ * event loop's cached time, which lags the clock by the work done since the loop last looked.
+ */
+export const TIMER_EARLY_MS = 2
+
+/**
+ * Ms from `nowMs` to the next multiple of `periodMs`, never within `TIMER_EARLY_MS` of now: a
+ * timer aimed at a tick that fired a little early is at that tick, and aiming again at the tick
+ * it stands on would run its work twice, one wake apart (a full period on at an exact tick).
+ */
+export const alignedDelayMs = (periodMs: number, nowMs = Date.now()): number => {
+  const delay = periodMs - (nowMs % periodMs)
+  return delay <= TIMER_EARLY_MS && periodMs > TIMER_EARLY_MS ? delay + periodMs : delay
+}
 
 /** Runs `effect` at every tick of `periodMs` (aligned, see above) until interrupted or it fails. */
 export const everyTick = <E, R>(

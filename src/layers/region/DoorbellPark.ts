@@ -12,6 +12,7 @@
  */
 import { Effect } from "effect"
 import { doorbellParks } from "../../Metrics.js"
+import { TIMER_EARLY_MS } from "./Cadence.js"
 import type { SpinPolicy } from "./SpinPolicy.js"
 
 interface Waiter {
@@ -115,7 +116,9 @@ const sweep = (state: ParkState, now: number): number => {
   for (const waiter of state.waiters) {
     if (waiter.every !== undefined) {
       const ready = waiter.condition()
-      if (ready || now >= waiter.deadline) {
+      // A watch's deadline is a periodic look, not a bound a caller counts on: the timer aimed
+      // at it that fires a little early is its look, not a miss followed by a wake a ms later.
+      if (ready || now >= waiter.deadline - TIMER_EARLY_MS) {
         waiter.deadline = now + waiter.every()
         waiter.resume(ready)
         settled++

@@ -31,6 +31,7 @@ import { readHeadLease } from "../../layers/log/HeadLease.js"
 import * as LogReaderLayers from "../../layers/log/LogReader.js"
 import { LeaseLineView, OrderLineView } from "../../layers/log/RecordViews.js"
 import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
+import { everyTick } from "../../layers/region/Cadence.js"
 import * as DirectoryLayers from "../../layers/region/Directory.js"
 import { Offsets } from "../../layers/region/Superblock.js"
 import {
@@ -86,9 +87,10 @@ export interface HeadOptions {
 }
 
 /**
- * Reports each topic's ordered message count (the end of its total order) every `everyMs`: read
- * from its order line, the one field the report needs (`LogReader.bounds` would also walk the
- * retained window for the earliest offset, at every report).
+ * Reports each topic's ordered message count (the end of its total order), looked at every
+ * `everyMs` and sent when it moved: read from its order line, the one field the report needs
+ * (`LogReader.bounds` would also walk the retained window for the earliest offset, at every
+ * report). An idle log sends nothing, so its orchestrator is not woken for it.
  */
 const reportOrdered = (topics: ReadonlyArray<TopicSpec>, everyMs: number) =>
   Effect.gen(function*() {
@@ -100,14 +102,20 @@ const reportOrdered = (topics: ReadonlyArray<TopicSpec>, everyMs: number) =>
       lines.push([topic.name, area.orderLine((yield* lookup(topic.name).pipe(Effect.orDie)).id)])
     }
     const orderLines = new OrderLineView(region)
-    return yield* Effect.sync(() => {
+    let sent: ReadonlyArray<number> | undefined
+    const look = Effect.sync(() => {
       const ordered: Record<string, number> = {}
+      const ends: Array<number> = []
       for (const [name, line] of lines) {
         region.invalidate(line, LINE_BYTES)
-        ordered[name] = orderLines.totalOrder(line)
+        ends.push(ordered[name] = orderLines.totalOrder(line))
       }
+      if (sent !== undefined && ends.every((end, i) => end === sent![i])) return
+      sent = ends
       report({ event: "ordered", ordered })
-    }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(everyMs))))
+    })
+    // On the cadence's grid (Cadence.ts), with the head's other periodic work.
+    return yield* Effect.zipRight(look, everyTick(() => everyMs, look))
   })
 
 /** A head that lost its lease to a newer one (it was stopped or hung past the lease): it exits without writing. */
