@@ -2,8 +2,9 @@
  * The Rpc client: `call` → `requestFrame` (written to the client's request ring) → (the server)
  * → `receive` (the reply ring read in the doorbell's wake callback) → the pending call's
  * `deliver` → `decodeReply`, which resumes the caller. One timer bounds all of a client's calls.
+ * Notices (frames not answering a call) go to their subscribers through RpcClientNotices.ts.
  */
-import { Deferred, Effect, Either, Exit, Option, PubSub, Queue, Stream } from "effect"
+import { Deferred, Effect, Either, Exit, Queue } from "effect"
 import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
 import type {
   FrameTooLarge,
@@ -23,12 +24,12 @@ import {
   type RpcClientOptions,
   RpcInvalidPayload,
   RpcInvalidReply,
-  type RpcNotice,
   RpcProtocolError,
   RpcTimeout,
   type Success
 } from "../../services/control/Rpc.js"
 import { readU32 } from "../region/LittleEndian.js"
+import { type NoticeHubs, noticesOf, publishNotices } from "./RpcClientNotices.js"
 import {
   addresseeOf,
   ALL_CLIENTS,
@@ -99,7 +100,7 @@ class PendingCall {
 const abandoned = (method: string, requestId: number, signal: AbortSignal | undefined) =>
   new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
 
-interface Caller {
+interface Caller extends NoticeHubs {
   /** This client's slot: its request ring's index. */
   readonly slot: number
   /** What its requests name it, and its replies (`clientAddress`): the slot and its request ring's writer occurrence. */
@@ -118,13 +119,6 @@ interface Caller {
   /** The one timer that bounds every call (`boundCalls`), and when it fires. */
   timer: ReturnType<typeof setTimeout> | undefined
   timerAt: number
-  /**
-   * Notices by tag, one hub per tag someone subscribed to: a notice nobody listens for (every
-   * barrier release, on most clients) is dropped here, not woken through a stream.
-   */
-  readonly notices: Map<string, PubSub.PubSub<WireFrame>>
-  /** Notices for a subscribed tag, read in the wake's callback, handed to a fiber that publishes them to their hub. */
-  readonly noticeInbox: Queue.Queue<WireFrame>
   nextId: number
 }
 
@@ -153,13 +147,6 @@ const receive = (caller: Caller, bytes: Uint8Array): void => {
   const call = caller.pending.get(readU32(bytes, 8))
   if (call !== undefined) call.deliver(kind, decoder.decode(bytes.subarray(payloadAt)))
 }
-
-/** Publishes the notices `receive` handed over to their tag's hub. */
-const publishNotices = (caller: Caller) =>
-  Effect.forever(Effect.flatMap(Queue.take(caller.noticeInbox), (frame) => {
-    const hub = caller.notices.get(frame.tag)
-    return hub === undefined ? Effect.void : PubSub.publish(hub, frame)
-  }))
 
 /**
  * One timer bounds every call of a client, armed for the earliest deadline and re-armed when it
@@ -372,31 +359,6 @@ const resendWaiting = (caller: Caller) =>
       return Effect.ignore(sendWhileWaiting(caller, pending, frame, Effect.void))
     }, { discard: true })
   )
-
-/** The hub of one notice tag, made at its first subscription. */
-const hubOf = (caller: Caller, tag: string) =>
-  Effect.suspend(() => {
-    const existing = caller.notices.get(tag)
-    if (existing !== undefined) return Effect.succeed(existing)
-    return Effect.tap(PubSub.unbounded<WireFrame>(), (hub) => Effect.sync(() => caller.notices.set(tag, hub)))
-  })
-
-/** Notices of one kind addressed to this client or to all, from the moment of subscribing; undecodable ones are logged and skipped. */
-const noticesOf = <Tag extends string, A, I>(caller: Caller, notice: RpcNotice<Tag, A, I>) =>
-  Effect.gen(function*() {
-    const subscribed = yield* Stream.fromPubSub(yield* hubOf(caller, notice.tag), { scoped: true })
-    return subscribed.pipe(
-      Stream.mapEffect((frame) =>
-        fromJson(notice.schema, frame.json).pipe(
-          Effect.map((value) => Option.some(value as A)),
-          Effect.catchAll((e) =>
-            Effect.as(Effect.logWarning(`rpc: undecodable ${notice.tag} notice: ${describe(e)}`), Option.none())
-          )
-        )
-      ),
-      Stream.filterMap((value) => value)
-    )
-  })
 
 export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
   Effect.gen(function*() {
