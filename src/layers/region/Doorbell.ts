@@ -53,6 +53,8 @@ export interface DoorbellInternals {
   readonly settledByWake: () => number
   /** Waits settled by the bound timer (timed out, or found satisfied when it fired). */
   readonly settledByTimer: () => number
+  /** Parked: its flag published and every waiter re-checked after it, so only a ring or the timer settles one now. */
+  readonly parked: () => boolean
   /** The longest spin it may make, in µs: its options', else `CXLOG_SPIN_MICROS`, else the default for this machine. */
   readonly maxSpinMicros: number
   /** The spin ceiling now, in µs: `maxSpinMicros`, or a standing watch's larger wish. */
@@ -174,6 +176,7 @@ export const make = (
     internals.set(doorbell, {
       settledByWake: () => park.byWake,
       settledByTimer: () => park.byTimer,
+      parked: () => park.parked,
       maxSpinMicros,
       spinCeilingMicros: () => park.spinCeilingMs() * 1000
     })
