@@ -182,7 +182,7 @@ for (const impl of implementations) {
         const internals = DoorbellLayers.internalsOf(readerDoorbell(cluster))!
         let rounds = 0
         for (let told = false; !told; rounds++) {
-          expect(rounds).toBeLessThan(3)
+          expect(rounds, "each round's wait was met by the park bound's timer, none by a wake").toBeLessThan(3)
           const waiting = yield* Effect.fork(cursor.awaitMore(5_000))
           yield* parked([waiting])
           while (!internals.parked()) yield* Effect.sleep("1 millis")
