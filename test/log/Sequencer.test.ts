@@ -1,10 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Fiber, TestClock, TestServices } from "effect"
 import { sessionLineOffset } from "../../src/layers/log/Layout.js"
+import { makeMemoryStore, type MemoryLogStore } from "../../src/layers/log/MemoryStore.js"
 import { LeaseLine, PbrSlot, SessionLine } from "../../src/layers/log/Records.js"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import * as SequencerLayers from "../../src/layers/log/Sequencer.js"
+import * as SequencerMemoryLayers from "../../src/layers/log/SequencerMemory.js"
 import { topicMarks } from "../../src/layers/log/TopicMarks.js"
+import { CADENCE_MS, TIMER_EARLY_MS } from "../../src/layers/region/Cadence.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Offsets } from "../../src/layers/region/Superblock.js"
 import { logRingFullWaits } from "../../src/Metrics.js"
@@ -406,6 +409,58 @@ describe("Sequencer over the region", () => {
       // Still event-driven: a commit is ordered without waiting for the next wake.
       yield* appendSimple(a, "t", 1, 0, 1)
       yield* cluster.acks.awaitAcked("t", 1, 0, 1, { timeoutMs: 5_000 })
+    }))
+
+  it.scopedLive("an idle run renews its lease on the cadence's grid (a wake shared with the process's other periodic work)", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[0]!.make()
+      yield* cluster.topics.create(spec(5))
+      const { memory, area } = cluster.region!
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(60) }).pipe(Effect.provideService(CxlMemory, memory))
+      // Renewals due every 1 250 ms: with a phase of their own they would fall 250 ms further
+      // round the cadence's 500 ms grid each time, so two in a row could not both be in its
+      // first half; on the grid, each is at a tick (the renewal at the tick before it is due).
+      const sequencer = yield* SequencerLayers.make(area, { leaseMs: 3_750 }).pipe(
+        Effect.provideService(CxlMemory, memory),
+        Effect.provideService(Doorbell, doorbell)
+      )
+      yield* Effect.forkScoped(sequencer.run)
+      const lease = new LeaseLineView(memory)
+      const renewals: Array<number> = []
+      let last = lease.expiresAtMs(Offsets.sequencerLease)
+      // The first renewal is at the run's start, wherever that falls; three more after it.
+      while (renewals.length < 4) {
+        yield* Effect.sleep("2 millis")
+        const expiresAt = lease.expiresAtMs(Offsets.sequencerLease)
+        if (expiresAt !== last) renewals.push(expiresAt - 3_750)
+        last = expiresAt
+      }
+      const phases = renewals.slice(1).map((at) => at % CADENCE_MS)
+      // A timer fires late under load, never early by more than TIMER_EARLY_MS.
+      for (const phase of phases) expect(phase < CADENCE_MS / 2 || phase >= CADENCE_MS - TIMER_EARLY_MS).toBe(true)
+    }))
+
+  it.scopedLive("an idle run's session sweeps fall on whole seconds (the cadence's grid), not at a phase of its own", () =>
+    Effect.gen(function*() {
+      const store = makeMemoryStore(smallConfig)
+      // When each of the run's idle waits ends unrung: the moment it was made plus its bound.
+      const ends: Array<number> = []
+      const watched: MemoryLogStore = {
+        ...store,
+        signal: {
+          ...store.signal,
+          watch: (condition, onReady, everyMs, spinMicros) => {
+            ends.push(Date.now() + everyMs())
+            return store.signal.watch(condition, onReady, everyMs, spinMicros)
+          }
+        }
+      }
+      // No lease to renew (the store's sequencer has none): only the sweep bounds its waits.
+      const sequencer = yield* SequencerMemoryLayers.makeMemory(watched)
+      yield* Effect.forkScoped(sequencer.run)
+      while (ends.length < 3) yield* Effect.sleep("10 millis")
+      // Within the milliseconds between the round's clock read and this one.
+      for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(2)
     }))
 
   it.scopedLive("a busy stream: a round that finds more committed after the last one runs at once, with no doorbell wait between", () =>

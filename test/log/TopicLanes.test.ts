@@ -11,7 +11,7 @@ import * as AppenderLayers from "../../src/layers/log/Appender.js"
 import { defaultTopicShape, type LogConfig } from "../../src/layers/log/Layout.js"
 import { logRegionLayout } from "../../src/layers/log/LogRegion.js"
 import { storeHeldBytes } from "../../src/layers/log/MemoryStore.js"
-import { laneCount } from "../../src/layers/log/TopicLanes.js"
+import { laneCount, serveLanes } from "../../src/layers/log/TopicLanes.js"
 import { topicPins } from "../../src/layers/log/TopicPins.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import type { TopicShape } from "../../src/layers/log/TopicShape.js"
@@ -21,7 +21,7 @@ import { heapBlocks, usageOf } from "../../src/layers/region/DirectorySpace.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { DirectoryWriter } from "../../src/services/region/Directory.js"
-import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { Doorbell, type DoorbellShape } from "../../src/services/region/Doorbell.js"
 import {
   appendSimple,
   bell,
@@ -148,7 +148,7 @@ const headlessAppender = (name: string, timeoutMs: number) =>
       Effect.provideService(CxlMemory, region),
       Effect.provideService(Doorbell, doorbell)
     )
-    return { appender, id, region, area: layout.area }
+    return { appender, id, region, area: layout.area, writer }
   })
 
 describe("topic lanes in the region", () => {
@@ -176,6 +176,28 @@ describe("topic lanes in the region", () => {
       expect(refused).toMatchObject({ _tag: "BatchRejected", topic: "t" })
       expect(refused.message).toContain("the head did not answer its request for one within 200 ms")
       expect(laneCount(region, area, id)).toBe(0)
+    }))
+
+  it.scopedLive("the head's lane server looks at requests nobody rang for on the cadence's grid, not at a phase of its own", () =>
+    Effect.gen(function*() {
+      const { area, region, writer } = yield* headlessAppender("lane-grid", 200)
+      const doorbell = yield* DoorbellLayers.make({ offset: bell(1), spinMicros: 0 }).pipe(
+        Effect.provideService(CxlMemory, region)
+      )
+      // When each of its waits ends unrung: the moment it was made plus its bound.
+      const ends: Array<number> = []
+      const recording: DoorbellShape = {
+        ...doorbell,
+        await: (condition, timeoutMs) =>
+          Effect.suspend(() => {
+            ends.push(Date.now() + timeoutMs)
+            return doorbell.await(condition, timeoutMs)
+          })
+      }
+      yield* serveLanes(region, area, writer, recording, () => undefined)
+      while (ends.length < 2) yield* Effect.sleep("10 millis")
+      // Each at a whole second (within the millisecond the two clock reads may straddle).
+      for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(1)
     }))
 
   it.scoped("an append interrupted while it waits for its lane lets its topic go", () =>

@@ -12,6 +12,7 @@
  */
 import { Effect } from "effect"
 import type { SequencerLeaseLost, SequencerRound } from "../../services/log/Sequencer.js"
+import { CADENCE_MS, tickAtOrBefore, TIMER_EARLY_MS } from "../region/Cadence.js"
 import type { RoundTally } from "./RoundTally.js"
 import {
   BUSY_RETRY_MAX_MS,
@@ -31,7 +32,10 @@ import type { OrderSettings } from "./TopicOrder.js"
 export interface RunSettings {
   /** The longest idle wait (the live layer renews its lease within it); session sweeps and hold deadlines bound it too. */
   readonly maxIdleMs: number
-  /** Runs before a round once `renewEveryMs` passed since it last ran (the lease). */
+  /**
+   * Runs before a round once `renewEveryMs` passed since it last ran (the lease), or at the
+   * cadence's tick before that (an idle head then wakes once a tick for all its periodic work).
+   */
   readonly renew: Effect.Effect<void, SequencerLeaseLost>
   readonly renewEveryMs: number
   /** Called once, with the time, after the first round that wrote a GOI entry (a takeover's end). */
@@ -46,17 +50,23 @@ export interface SequencerCore {
   readonly run: (settings: RunSettings) => Effect.Effect<never, SequencerLeaseLost>
 }
 
-/** The loop's own state: its settings and clock, when it last renewed the lease, and the first-ordered callback still due. */
+/** The loop's own state: its settings and clock, when the lease is to be renewed, and the first-ordered callback still due. */
 interface Pacing {
   readonly run: RunSettings
   readonly now: () => number
   /** `hasWork` over the sequencer's state, made once (it is the standing wait's condition). */
   readonly hasWork: () => boolean
-  renewedAt: number
+  renewAt: number
   first: ((atMs: number) => void) | undefined
 }
 
-const renewDue = (p: Pacing): boolean => p.now() - p.renewedAt >= p.run.renewEveryMs
+// A timer may fire a little early (Cadence.ts): the renewal it was aimed at is due then.
+const renewDue = (p: Pacing): boolean => p.now() >= p.renewAt - TIMER_EARLY_MS
+
+const renewed = (p: Pacing): void => {
+  const nowMs = p.now()
+  p.renewAt = tickAtOrBefore(CADENCE_MS, nowMs + p.run.renewEveryMs, nowMs)
+}
 
 const noteFirst = (p: Pacing, round: RoundTally): void => {
   if (p.first !== undefined && round.ordered > 0) {
@@ -137,7 +147,7 @@ const callbackRounds = (state: SequencerState, p: Pacing): Effect.Effect<void, S
       const nowMs = p.now()
       const boundMs = Math.max(
         1,
-        Math.min(p.run.maxIdleMs, p.renewedAt + p.run.renewEveryMs - nowMs, nextDeadline(state) - nowMs)
+        Math.min(p.run.maxIdleMs, p.renewAt - nowMs, nextDeadline(state) - nowMs)
       )
       stopWatch = log.watchWork(p.hasWork, woken, () => boundMs)
       if (!p.hasWork()) return
@@ -163,14 +173,14 @@ export const runRounds = (
       run,
       now: () => clock.unsafeCurrentTimeMillis(),
       hasWork: () => hasWork(state),
-      renewedAt: Number.NEGATIVE_INFINITY,
+      renewAt: Number.NEGATIVE_INFINITY,
       first: run.onFirstOrdered
     }
     let ready = run.ready
     for (;;) {
       if (renewDue(p)) {
         yield* run.renew
-        p.renewedAt = p.now()
+        renewed(p)
       }
       if (state.log.hasNewTopics()) noteFirst(p, yield* step)
       ready?.()

@@ -15,6 +15,7 @@
 import { Clock, Effect } from "effect"
 import type { SequencerLeaseLost } from "../../services/log/Sequencer.js"
 import type { TopicInfo } from "../../services/log/Topics.js"
+import { nextTickAfter, TIMER_EARLY_MS } from "../region/Cadence.js"
 import { type Backpressure, Verdict } from "./OrderEngine.js"
 import { makeTallyMetrics, RoundTally } from "./RoundTally.js"
 import type { RoundEntry } from "./SequencerLease.js"
@@ -216,8 +217,9 @@ export function sequencerRound(state: SequencerState, nowMs: number): RoundTally
   const { attention, log, settings, total } = state
   total.reset()
   let any = false
-  const sweep = nowMs >= state.nextSweepMs
-  if (sweep) state.nextSweepMs = nowMs + SESSION_SWEEP_MS
+  // On the cadence's grid (a timer aimed at it may fire a little early): an idle head's sweep shares its wake.
+  const sweep = nowMs >= state.nextSweepMs - TIMER_EARLY_MS
+  if (sweep) state.nextSweepMs = nextTickAfter(SESSION_SWEEP_MS, nowMs)
   const looking = lookedAt(state, sweep)
   if (log.marks !== undefined) attention.clear()
   for (const topic of looking) {

@@ -22,6 +22,7 @@ import {
   type RegionFull
 } from "../../services/region/Directory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
+import { alignedDelayMs } from "../region/Cadence.js"
 import { regionFullNow } from "../region/DirectorySpace.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
 import type { LogArea } from "./Layout.js"
@@ -233,7 +234,7 @@ export const grantLane = (
     })
   })
 
-/** How often the head looks at the requests unrung (a backstop: writers ring it). */
+/** How often the head looks at the requests unrung (a backstop: writers ring it), on the cadence's grid. */
 const SERVE_EVERY_MS = 1_000
 
 /**
@@ -293,6 +294,9 @@ export const serveLanes = (
     answers.storeDoorbell(at, doorbell.offset)
     region.publish(at, LINE_BYTES)
     yield* Effect.forkScoped(
-      Effect.forever(Effect.zipRight(doorbell.await(pending, SERVE_EVERY_MS), serveAll))
+      Effect.forever(Effect.zipRight(
+        Effect.suspend(() => doorbell.await(pending, alignedDelayMs(SERVE_EVERY_MS))),
+        serveAll
+      ))
     )
   })

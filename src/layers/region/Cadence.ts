@@ -25,6 +25,21 @@ export const alignedDelayMs = (periodMs: number, nowMs = Date.now()): number => 
   return delay <= TIMER_EARLY_MS && periodMs > TIMER_EARLY_MS ? delay + periodMs : delay
 }
 
+/** The first tick of `periodMs` after `nowMs` (never within `TIMER_EARLY_MS` of it, as `alignedDelayMs`). */
+export const nextTickAfter = (periodMs: number, nowMs: number): number => nowMs + alignedDelayMs(periodMs, nowMs)
+
+/**
+ * A deadline that may come early, moved back onto the grid: the tick of `periodMs` at or before
+ * `atMs`, when that tick is still more than `TIMER_EARLY_MS` after `nowMs`; else `atMs` itself.
+ * Work due every so often (a lease renewed well within its term) then shares its wake with the
+ * process's other periodic work instead of keeping a phase of its own.
+ */
+export const tickAtOrBefore = (periodMs: number, atMs: number, nowMs: number): number => {
+  if (!Number.isFinite(atMs)) return atMs
+  const tick = atMs - (atMs % periodMs)
+  return tick - nowMs > TIMER_EARLY_MS ? tick : atMs
+}
+
 /** Runs `effect` at every tick of `periodMs` (aligned, see above) until interrupted or it fails. */
 export const everyTick = <E, R>(
   periodMs: () => number,

@@ -4,6 +4,7 @@
  * names is judged through here.
  */
 import { readFileSync } from "node:fs"
+import { readProcStat } from "./ProcStatFiles.js"
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI Node supports). */
 export const USER_HZ = 100
@@ -25,8 +26,12 @@ export const pidExists = (pid: number): boolean => {
  * pid stays taken until the parent waits, which for an orphan adopted by a slow init (a killed
  * `cxlog run`'s roles) takes seconds.
  */
-export const isPidAlive = (pid: number): boolean =>
-  pid === process.pid || (pidExists(pid) && procStat(pid)?.state !== "Z")
+export const isPidAlive = (pid: number): boolean => {
+  if (pid === process.pid) return true
+  const stat = procStat(pid)
+  // No stat: no such process, or no /proc (then the pid alone decides).
+  return stat === undefined ? pidExists(pid) : stat.state !== "Z"
+}
 
 export interface ProcStat {
   /** The state letter: R, S, D, Z (zombie), T (stopped), t (traced), … */
@@ -39,27 +44,22 @@ export interface ProcStat {
   readonly startTicks: number
 }
 
-/** The fields of a /proc `stat` file after the command name (which may hold spaces and parentheses), from the state on. */
-const statFields = (path: string): ReadonlyArray<string> => {
-  const stat = readFileSync(path, "utf8")
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-}
+/** The fields of a /proc `stat` line after the command name (which may hold spaces and parentheses), from the state on. */
+const fieldsOf = (stat: string): ReadonlyArray<string> => stat.slice(stat.lastIndexOf(")") + 2).split(" ")
 
 /** User and system time of a `statFields` line, in clock ticks. */
 const cpuTicksOf = (fields: ReadonlyArray<string>) => Number(fields[11]) + Number(fields[12])
 
-/** /proc/PID/stat of `pid`; undefined where there is no such process, or no /proc. */
+/** /proc/PID/stat of `pid` (read through a file kept open: ProcStatFiles.ts); undefined where there is no such process, or no /proc. */
 export const procStat = (pid: number): ProcStat | undefined => {
-  try {
-    const fields = statFields(`/proc/${pid}/stat`)
-    return {
-      state: fields[0]!,
-      parentPid: Number(fields[1]),
-      cpuTicks: cpuTicksOf(fields),
-      startTicks: Number(fields[19])
-    }
-  } catch {
-    return undefined
+  const stat = readProcStat(pid)
+  if (stat === undefined) return undefined
+  const fields = fieldsOf(stat)
+  return {
+    state: fields[0]!,
+    parentPid: Number(fields[1]),
+    cpuTicks: cpuTicksOf(fields),
+    startTicks: Number(fields[19])
   }
 }
 
@@ -74,7 +74,7 @@ export interface ThreadStat {
 /** /proc/PID/task/PID of `pid`; undefined where there is no such process, or no /proc. */
 export const mainThreadStat = (pid: number): ThreadStat | undefined => {
   try {
-    const cpuTicks = cpuTicksOf(statFields(`/proc/${pid}/task/${pid}/stat`))
+    const cpuTicks = cpuTicksOf(fieldsOf(readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8")))
     const sleeps = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"))
     return { cpuTicks, sleeps: sleeps === null ? 0 : Number(sleeps[1]) }
   } catch {
@@ -124,10 +124,11 @@ export const isProcessAlive = (pid: number, tag: number, bits: 16 | 32 = 32): bo
   if (pid === process.pid) {
     return tag === 0 || ownStartTag() === 0 || (bits === 16 ? shortStartTag(ownStartTag()) : ownStartTag()) === tag
   }
-  if (!pidExists(pid)) return false
   const stat = procStat(pid)
-  if (stat?.state === "Z") return false
-  const now = startTag(known(stat?.startTicks))
+  // No stat: no such process, or no /proc (then the pid alone decides).
+  if (stat === undefined) return pidExists(pid)
+  if (stat.state === "Z") return false
+  const now = startTag(known(stat.startTicks))
   if (tag === 0 || now === 0) return true
   return (bits === 16 ? shortStartTag(now) : now) === tag
 }
