@@ -20,13 +20,12 @@ import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
 import { removeWakeFifos } from "../src/layers/region/Doorbell.js"
+import { procStat, USER_HZ } from "../src/layers/region/ProcessInfo.js"
 import { stopChild } from "../src/programs/run/Cluster.js"
 import { emit, table } from "./Report.js"
 
 const BROKERS = 4
 const GOAL_CORES = 0.02
-/** Clock ticks per second of /proc's utime and stime (USER_HZ; 100 on Linux). */
-const TICKS_PER_SECOND = 100
 const READY_TIMEOUT_MS = 30_000
 
 const bundledCli = join(dirname(fileURLToPath(import.meta.url)), "..", "cxlog.mjs")
@@ -69,10 +68,7 @@ const sample = (pid: number): Sample => {
     else ns += taskNs
   }
   if (scheduled) return { cpuSeconds: ns / 1e9, switches }
-  // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return { cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND, switches }
+  return { cpuSeconds: (procStat(pid)?.cpuTicks ?? 0) / USER_HZ, switches }
 }
 
 interface Role {
@@ -173,6 +169,6 @@ export const run = (args: ReadonlyArray<string>) =>
       referenceCores: ref.cores,
       referenceContextSwitchesPerSecond: ref.wakeups,
       // A cluster that measured no CPU time at all meets the goal by any margin.
-      ratio: cores > 0 ? GOAL_CORES / cores : GOAL_CORES * TICKS_PER_SECOND * elapsed
+      ratio: cores > 0 ? GOAL_CORES / cores : GOAL_CORES * USER_HZ * elapsed
     })
   }).pipe(Effect.scoped)

@@ -16,6 +16,8 @@ import {
   timedBatch
 } from "../fixtures/log-harness.js"
 import { parked } from "../helpers/Parked.js"
+import { until } from "../helpers/ServeProcess.js"
+import { wokenByRing } from "../helpers/WakeRounds.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -176,23 +178,24 @@ for (const impl of implementations) {
         expect(seqs).toEqual(Array.from({ length: total }, (_, i) => i))
         // A wait's bound (1 s parks, and over the region the head checks' slices) re-checks too,
         // and a wait may be met while the doorbell spins: so the reader's doorbell is let park
-        // first, and only the count of its waits a wake settled tells the ordering woke it. A
-        // round in which the bound's timer fired (it may, between the park and the commit) tells
-        // nothing, and another is taken.
+        // first, and only the count of its waits a wake settled tells the ordering woke it.
         const internals = DoorbellLayers.internalsOf(readerDoorbell(cluster))!
-        let rounds = 0
-        for (let told = false; !told; rounds++) {
-          expect(rounds, "each round's wait was met by the park bound's timer, none by a wake").toBeLessThan(3)
-          const waiting = yield* Effect.fork(cursor.awaitMore(5_000))
-          yield* parked([waiting])
-          while (!internals.parked()) yield* Effect.sleep("1 millis")
-          const [wokenBefore, timedBefore] = [internals.settledByWake(), internals.settledByTimer()]
-          yield* appendSimple(a, "t", 1, 0, total + rounds)
-          expect(yield* Fiber.join(waiting)).toBe(true)
-          expect(yield* cursor.pollBatches(() => {})).toBe(1)
-          told = internals.settledByTimer() === timedBefore
-          if (told) expect(internals.settledByWake()).toBeGreaterThan(wokenBefore)
-        }
+        const woken = yield* wokenByRing(internals, {
+          park: () =>
+            Effect.gen(function*() {
+              const waiting = yield* Effect.fork(cursor.awaitMore(5_000))
+              yield* parked([waiting])
+              yield* until(internals.parked, 5_000, () => "the reader's doorbell to park", 1)
+              return waiting
+            }),
+          commit: (round, waiting) =>
+            Effect.gen(function*() {
+              yield* appendSimple(a, "t", 1, 0, total + round)
+              expect(yield* Fiber.join(waiting)).toBe(true)
+              expect(yield* cursor.pollBatches(() => {})).toBe(1)
+            })
+        })
+        expect(woken).toBe(true)
       }))
   })
 }

@@ -17,6 +17,7 @@ import { Doorbell } from "../../src/services/region/Doorbell.js"
 import { FiberCounts } from "../fixtures/fiber-counts.js"
 import { appendSimple, bell, drain, implementations, readAll, smallConfig } from "../fixtures/log-harness.js"
 import { until } from "../helpers/ServeProcess.js"
+import { wokenByRing } from "../helpers/WakeRounds.js"
 
 const spec = (order: 0 | 2 | 4 | 5) => ({ name: "t", order, ackLevel: 1 as const, replicationFactor: 1 })
 
@@ -329,25 +330,24 @@ describe("Sequencer over the region", () => {
         )
         const fiber = yield* Effect.forkScoped(sequencer.run)
         // An idle run also wakes for its session sweeps (every second) and would order the batch
-        // then: only the count of waits a ring settled tells the commit's ring woke it. A round in
-        // which a sweep's timer fired (it may, between the park and the commit) tells nothing, and
-        // another is taken.
-        const internals = DoorbellLayers.internalsOf(doorbell)!
-        let told = false
-        for (let round = 0; !told; round++) {
-          expect(round, "each round's wait was met by the park bound's timer, none by a ring").toBeLessThan(3)
-          while (waiting() === 0) yield* Effect.sleep("1 millis")
-          // The head orders the batch, not its appender: a ready head lets brokers order their own
-          // (AppenderRounds.ts), and the run is ready once waiting, so it is told it is not.
-          new LeaseLineView(memory).storeReady(Offsets.sequencerLease, 0)
-          // Parked (its flag published), so the commit cannot be found by the run's own re-check.
-          while (Atomics.load(memory.i32, bell(60) / 4 + 1) === 0) yield* Effect.sleep("1 millis")
-          const [rungBefore, timedBefore] = [internals.settledByWake(), internals.settledByTimer()]
-          yield* appendSimple(a, "t", 1, 0, round)
-          yield* cluster.acks.awaitAcked("t", 1, 0, round, { timeoutMs: 5_000 })
-          told = internals.settledByTimer() === timedBefore
-          if (told) expect(internals.settledByWake()).toBeGreaterThan(rungBefore)
-        }
+        // then: only the count of waits a ring settled tells the commit's ring woke it.
+        const woken = yield* wokenByRing(DoorbellLayers.internalsOf(doorbell)!, {
+          park: () =>
+            Effect.gen(function*() {
+              yield* until(() => waiting() !== 0, 5_000, () => "the run to wait", 1)
+              // The head orders the batch, not its appender: a ready head lets brokers order their own
+              // (AppenderRounds.ts), and the run is ready once waiting, so it is told it is not.
+              new LeaseLineView(memory).storeReady(Offsets.sequencerLease, 0)
+              // Parked (its flag published), so the commit cannot be found by the run's own re-check.
+              yield* until(() => Atomics.load(memory.i32, bell(60) / 4 + 1) !== 0, 5_000, () => "the run to park", 1)
+            }),
+          commit: (round) =>
+            Effect.zipRight(
+              appendSimple(a, "t", 1, 0, round),
+              cluster.acks.awaitAcked("t", 1, 0, round, { timeoutMs: 5_000 })
+            )
+        })
+        expect(woken).toBe(true)
         while (waiting() === 0) yield* Effect.sleep("1 millis")
         return fiber
       }))
@@ -429,38 +429,20 @@ describe("Sequencer over the region", () => {
       const renewals: Array<number> = []
       let last = lease.expiresAtMs(Offsets.sequencerLease)
       // The first renewal is at the run's start, wherever that falls; three more after it.
-      while (renewals.length < 4) {
-        yield* Effect.sleep("2 millis")
-        const expiresAt = lease.expiresAtMs(Offsets.sequencerLease)
-        if (expiresAt !== last) renewals.push(expiresAt - 3_750)
-        last = expiresAt
-      }
+      yield* until(
+        () => {
+          const expiresAt = lease.expiresAtMs(Offsets.sequencerLease)
+          if (expiresAt !== last) renewals.push(expiresAt - 3_750)
+          last = expiresAt
+          return renewals.length >= 4
+        },
+        10_000,
+        () => `four renewals (seen ${renewals.length})`,
+        2
+      )
       const phases = renewals.slice(1).map((at) => at % CADENCE_MS)
       // A timer fires late under load, never early by more than TIMER_EARLY_MS.
       for (const phase of phases) expect(phase < CADENCE_MS / 2 || phase >= CADENCE_MS - TIMER_EARLY_MS).toBe(true)
-    }))
-
-  it.scopedLive("an idle run's session sweeps fall on whole seconds (the cadence's grid), not at a phase of its own", () =>
-    Effect.gen(function*() {
-      const store = makeMemoryStore(smallConfig)
-      // When each of the run's idle waits ends unrung: the moment it was made plus its bound.
-      const ends: Array<number> = []
-      const watched: MemoryLogStore = {
-        ...store,
-        signal: {
-          ...store.signal,
-          watch: (condition, onReady, everyMs, spinMicros) => {
-            ends.push(Date.now() + everyMs())
-            return store.signal.watch(condition, onReady, everyMs, spinMicros)
-          }
-        }
-      }
-      // No lease to renew (the store's sequencer has none): only the sweep bounds its waits.
-      const sequencer = yield* SequencerMemoryLayers.makeMemory(watched)
-      yield* Effect.forkScoped(sequencer.run)
-      while (ends.length < 3) yield* Effect.sleep("10 millis")
-      // Within the milliseconds between the round's clock read and this one.
-      for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(2)
     }))
 
   it.scopedLive("a busy stream: a round that finds more committed after the last one runs at once, with no doorbell wait between", () =>
@@ -614,5 +596,30 @@ describe("Sequencer options from the environment", () => {
         sessionGapIdleMs: 5_000
       })
       expect(yield* from({ CXLOG_SESSION_IDLE_MS: "5000" })).not.toHaveProperty("sessionGapIdleMs")
+    }))
+})
+
+describe("Sequencer in memory", () => {
+  it.scopedLive("an idle run's session sweeps fall on whole seconds (the cadence's grid), not at a phase of its own", () =>
+    Effect.gen(function*() {
+      const store = makeMemoryStore(smallConfig)
+      // When each of the run's idle waits ends unrung: the moment it was made plus its bound.
+      const ends: Array<number> = []
+      const watched: MemoryLogStore = {
+        ...store,
+        signal: {
+          ...store.signal,
+          watch: (condition, onReady, everyMs, spinMicros) => {
+            ends.push(Date.now() + everyMs())
+            return store.signal.watch(condition, onReady, everyMs, spinMicros)
+          }
+        }
+      }
+      // No lease to renew (the store's sequencer has none): only the sweep bounds its waits.
+      const sequencer = yield* SequencerMemoryLayers.makeMemory(watched)
+      yield* Effect.forkScoped(sequencer.run)
+      yield* until(() => ends.length >= 3, 10_000, () => `three idle waits (seen ${ends.length})`, 10)
+      // Within the milliseconds between the round's clock read and this one.
+      for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(2)
     }))
 })

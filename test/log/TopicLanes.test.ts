@@ -34,6 +34,7 @@ import {
   smallConfig,
   TEST_TOPICS
 } from "../fixtures/log-harness.js"
+import { until } from "../helpers/ServeProcess.js"
 
 const shape = defaultTopicShape(smallConfig) as TopicShape
 const spec = (name: string, writers?: number) => ({
@@ -195,7 +196,7 @@ describe("topic lanes in the region", () => {
           })
       }
       yield* serveLanes(region, area, writer, recording, () => undefined)
-      while (ends.length < 2) yield* Effect.sleep("10 millis")
+      yield* until(() => ends.length >= 2, 10_000, () => `two waits (seen ${ends.length})`, 10)
       // Each at a whole second (within the millisecond the two clock reads may straddle).
       for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(1)
     }))

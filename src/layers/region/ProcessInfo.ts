@@ -47,10 +47,13 @@ export interface ProcStat {
 /** The fields of a /proc `stat` line after the command name (which may hold spaces and parentheses), from the state on. */
 const fieldsOf = (stat: string): ReadonlyArray<string> => stat.slice(stat.lastIndexOf(")") + 2).split(" ")
 
-/** User and system time of a `statFields` line, in clock ticks. */
+/** User and system time of a `fieldsOf` line, in clock ticks. */
 const cpuTicksOf = (fields: ReadonlyArray<string>) => Number(fields[11]) + Number(fields[12])
 
-/** /proc/PID/stat of `pid` (read through a file kept open: ProcStatFiles.ts); undefined where there is no such process, or no /proc. */
+/**
+ * /proc/PID/stat of `pid`, read through a file kept open (ProcStatFiles.ts); undefined where
+ * there is no such process, or no /proc.
+ */
 export const procStat = (pid: number): ProcStat | undefined => {
   const stat = readProcStat(pid)
   if (stat === undefined) return undefined
