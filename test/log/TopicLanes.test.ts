@@ -197,8 +197,8 @@ describe("topic lanes in the region", () => {
       }
       yield* serveLanes(region, area, writer, recording, () => undefined)
       yield* until(() => ends.length >= 2, 10_000, () => `two waits (seen ${ends.length})`, 10)
-      // Each at a whole second (within the millisecond the two clock reads may straddle).
-      for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(1)
+      // Each at a whole second (within what may pass between the two clock reads: a GC pause at most).
+      for (const end of ends) expect(Math.min(end % 1_000, 1_000 - (end % 1_000))).toBeLessThanOrEqual(10)
     }))
 
   it.scoped("an append interrupted while it waits for its lane lets its topic go", () =>
