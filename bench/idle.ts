@@ -76,23 +76,23 @@ interface Role {
   readonly child: ChildProcess
 }
 
-/** Spawns `args`, resolving once a stdout line matches `ready`; killed (SIGTERM, then SIGKILL) with the scope. */
+/** Spawns `args`, resolving once a log line (stderr) matches `ready`; killed (SIGTERM, then SIGKILL) with the scope. */
 const start = (name: string, command: ReadonlyArray<string>, env: Record<string, string>, ready: RegExp) =>
   Effect.acquireRelease(
     Effect.sync(() =>
-      spawn(process.execPath, command, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
+      spawn(process.execPath, command, { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } })
     ),
     stopChild
   ).pipe(
     Effect.flatMap((child) =>
       Effect.async<Role, IdleBenchFailed>((resume) => {
         let stderr = ""
-        child.stderr!.on("data", (chunk: Buffer) => void (stderr += chunk.toString()))
         const timer = setTimeout(() =>
           resume(
             Effect.fail(new IdleBenchFailed(`${name}: not ready within ${READY_TIMEOUT_MS} ms; stderr: ${stderr}`))
           ), READY_TIMEOUT_MS)
-        createInterface({ input: child.stdout! }).on("line", (line) => {
+        createInterface({ input: child.stderr! }).on("line", (line) => {
+          stderr = `${stderr}${line}\n`.slice(-4000)
           if (!ready.test(line)) {
             return
           }

@@ -133,7 +133,11 @@ const main = Effect.suspend(() => {
         process.exitCode = failure.exitCode
       })
     }),
-    Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ colors: color })))
+    // On stderr, as the JSON ones are: stdout carries a command's own output (subscribe's messages, bench's JSON).
+    Effect.provide(Logger.replace(
+      Logger.defaultLogger,
+      Logger.prettyLogger({ colors: Cli.useColor(process.stderr, processEnvironment()), stderr: true })
+    ))
   )
 })
 

@@ -1,8 +1,9 @@
 /**
  * Observability of real role processes (the bundled CLI, `dist/cxlog.mjs`): each role's
  * `--metrics-port` endpoint parses as Prometheus text and its counters move while traffic
- * flows; `--log-format json` logs JSON lines, a broker's stats lines among them; `cxlog run
- * --report` writes a self-contained HTML report with the run's data series.
+ * flows; `--log-format json` logs JSON lines, a broker's stats lines among them; text log lines
+ * go to stderr as JSON ones do; `cxlog run --report` writes a self-contained HTML report with the
+ * run's data series.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
@@ -124,6 +125,27 @@ describe("observability of role processes", () => {
           Effect.retry({ times: 30, schedule: Schedule.spaced("100 millis") })
         )
         expect(stats?.annotations).toMatchObject({ messages: 2000 })
+      }),
+    30_000
+  )
+
+  it.scopedLive(
+    "text log lines go to stderr: stdout carries only a command's own output",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("log-stream")
+        const ready = `head: region ${region}`
+        let stderr = ""
+        // Stopped (SIGINT) once its first log line is out; runCli kills it at the scope's end if it never is.
+        const ran = yield* runCli(["head", "--topic", "t"], { ...smallRegionEnv, CXLOG_REGION: region }, (child) =>
+          child.stderr!.on("data", (chunk: Buffer) => {
+            stderr += chunk.toString()
+            if (stderr.includes(ready)) {
+              child.kill("SIGINT")
+            }
+          })).pipe(Effect.timeout("20 seconds"))
+        expect(ran.stderr).toMatch(new RegExp(`INFO .*${ready}`))
+        expect(ran.stdout).toBe("")
       }),
     30_000
   )
