@@ -10,6 +10,7 @@
 import { Console, Data, Deferred, Duration, Effect } from "effect"
 import { fork } from "node:child_process"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
+import { describePages, regionPages } from "../../layers/region/RegionPages.js"
 import { loadAddon } from "../../native/Native.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 
@@ -51,7 +52,9 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     const name = `cxlog-selfcheck-${process.pid}`
     const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
     yield* Console.log(
-      `created region /dev/shm/${name} (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c})`
+      `created region /dev/shm/${name} (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c}; ${
+        describePages(regionPages(name))
+      })`
     )
     const reported = yield* Deferred.make<PeerReport>()
     const exited = yield* Deferred.make<string>()

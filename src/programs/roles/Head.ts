@@ -33,6 +33,7 @@ import { LeaseLineView, OrderLineView } from "../../layers/log/RecordViews.js"
 import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
 import { everyTick } from "../../layers/region/Cadence.js"
 import * as DirectoryLayers from "../../layers/region/Directory.js"
+import { describePages, regionPages } from "../../layers/region/RegionPages.js"
 import { Offsets } from "../../layers/region/Superblock.js"
 import {
   attachRegion,
@@ -186,7 +187,7 @@ const serveIn = (options: HeadOptions) =>
         topics.map((t) => `${t.name} (order ${t.order}, ack ${t.ackLevel})`).join(", ") || "none"
       }; directory: ${heap.objects} objects, heap ${(heap.freeBytes / 2 ** 20).toFixed(1)} of ${
         (heap.heapBytes / 2 ** 20).toFixed(1)
-      } MiB free`
+      } MiB free; ${describePages(regionPages(options.region.name))}`
     )
     let recoverStarted: number | undefined
     let recoveredMs: number | undefined
