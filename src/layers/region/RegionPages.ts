@@ -1,7 +1,8 @@
 /**
  * Whether a region's file is mapped in the kernel's 2 MiB pages. A region lives in a tmpfs
  * (/dev/shm) unless named by a path: tmpfs gives huge pages per its `huge=` mount option
- * (`always`, `within_size`; `advise` only to mappings that ask, which cxlog's do not), and the
+ * (`always`, `within_size`; `advise` only to pages a mapping that asked for them faults in, where
+ * a region reserves its pages up front, with fallocate, to fail typed when the host is full), and the
  * host's `shmem_enabled` overrides every tmpfs when set to `force` or `deny`. With them, what
  * reads the log spends much less CPU a GiB (docs/operations.md, "Huge pages for the region"),
  * so the head and `cxlog selfcheck` say which a region gets.
