@@ -38,13 +38,17 @@ describe("self-check", () => {
   )
 
   it.live(
-    "fails when the peer's wait did not end by a wake, or the peer reports nothing, though it exits 0",
+    "fails when the peer's wait did not end by a wake, reports nothing or read other bytes in the page area, though it exits 0",
     () =>
       Effect.gen(function*() {
         const notEqual = yield* checkWith("not-equal")
         expect(Either.isLeft(notEqual) && notEqual.left.message).toMatch(/the peer's doorbell wait ended not-equal/)
         const silent = yield* checkWith("silent")
         expect(Either.isLeft(silent) && silent.left.message).toMatch(/without reporting its doorbell wait/)
+        const wrongPages = yield* checkWith("wrong-pages")
+        expect(Either.isLeft(wrongPages) && wrongPages.left.message).toMatch(
+          /the peer read other bytes than the parent wrote in the region's 2048 pages/
+        )
       }),
     60_000
   )

@@ -1,6 +1,9 @@
 /**
  * The region self-check: create a region, have a second process attach it, exchange a value
- * and a doorbell wake in each direction, print what happened, unlink it.
+ * and a doorbell wake in each direction, print what happened, unlink it. The peer also reads a
+ * page area the parent wrote, first thing after mapping it: it must read what the parent wrote
+ * in every page, and what that first read cost is this host's price of a process's first touch
+ * of a page of the log (PageTouch.ts).
  *
  * Each side parks on a doorbell word that nobody changes, so its wait can only end early by
  * the other process's futex wake: the ringer rings until a wake reaches a parked waiter.
@@ -10,6 +13,13 @@
 import { Console, Data, Deferred, Duration, Effect } from "effect"
 import { fork } from "node:child_process"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
+import {
+  describePageTouch,
+  expectedTouchSum,
+  type PageTouchCost,
+  pageTouchCost,
+  writeTouchPattern
+} from "../../layers/region/PageTouch.js"
 import { describePages, regionPages } from "../../layers/region/RegionPages.js"
 import { loadAddon } from "../../native/Native.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
@@ -17,6 +27,8 @@ import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 /** Region offsets the two sides use, one cache line each. */
 export const SELF_CHECK_WORDS = { peerValue: 8192, toParent: 8256, toPeer: 8320, parentValue: 8384 } as const
 const { parentValue: PARENT_VALUE, peerValue: PEER_VALUE, toParent: TO_PARENT, toPeer: TO_PEER } = SELF_CHECK_WORDS
+/** The page area the peer reads first, past the words above: whole 2 MiB pages where the region gets them. */
+export const SELF_CHECK_PAGES = { offset: 2 << 20, length: 8 << 20 } as const
 const WAIT_MS = 10_000
 const RING_EVERY_MS = 2
 
@@ -31,6 +43,8 @@ export interface PeerReport {
   readonly event: "peer"
   readonly outcome: string
   readonly saw: number
+  /** The peer's first and second read of `SELF_CHECK_PAGES`, before anything else it read there. */
+  readonly touch: PageTouchCost
 }
 
 /** Rings `offset` until a wake reaches a parked waiter, `WAIT_MS` pass or `gone()`; returns how many it woke. */
@@ -50,10 +64,16 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     const addon = yield* loadAddon()
     const features = addon.features()
     const name = `cxlog-selfcheck-${process.pid}`
-    const region = yield* CxlMemoryLayers.make({ name, size: 1 << 20, mode: "create" })
+    const region = yield* CxlMemoryLayers.make({
+      name,
+      size: SELF_CHECK_PAGES.offset + SELF_CHECK_PAGES.length,
+      mode: "create"
+    })
+    writeTouchPattern(region.bytes, SELF_CHECK_PAGES.offset, SELF_CHECK_PAGES.length)
+    const pages = regionPages(name)
     yield* Console.log(
       `created region /dev/shm/${name} (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c}; ${
-        describePages(regionPages(name))
+        describePages(pages)
       })`
     )
     const reported = yield* Deferred.make<PeerReport>()
@@ -111,6 +131,12 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     if (said.saw !== process.pid) {
       return yield* new SelfCheckFailed({ reason: `the peer read ${said.saw}, not the parent's pid ${process.pid}` })
     }
+    if (said.touch.sum !== expectedTouchSum(SELF_CHECK_PAGES.length)) {
+      return yield* new SelfCheckFailed({
+        reason: `the peer read other bytes than the parent wrote in the region's ${said.touch.units} pages`
+      })
+    }
+    yield* Console.log(`peer's pages: ${describePageTouch(said.touch, pages.huge)}`)
     if (exit !== "code 0") return yield* new SelfCheckFailed({ reason: `the peer exited with ${exit}` })
     if (woke === 0) {
       return yield* new SelfCheckFailed({ reason: "no ring of the peer's doorbell reached a parked peer" })
@@ -121,6 +147,8 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
 export const selfCheckPeer = (name: string) =>
   Effect.scoped(Effect.gen(function*() {
     const region = yield* CxlMemoryLayers.make({ name, mode: "attach" })
+    // First, before anything of this process touched those pages.
+    const touch = pageTouchCost(region.bytes, SELF_CHECK_PAGES, { offset: 0, length: SELF_CHECK_PAGES.offset })
     Atomics.store(region.i32, PEER_VALUE / 4, process.pid)
     const woke = yield* ringUntilWoken(region, TO_PARENT)
     yield* Console.log(`peer:   attached ${name}, wrote ${process.pid}, rang the parent's doorbell (woke ${woke})`)
@@ -129,7 +157,7 @@ export const selfCheckPeer = (name: string) =>
     yield* Console.log(`peer:   doorbell ${outcome}; read ${saw}`)
     // Delivered before a failure below exits the process.
     yield* Effect.async<void>((resume) => {
-      const sent: PeerReport = { event: "peer", outcome, saw }
+      const sent: PeerReport = { event: "peer", outcome, saw, touch }
       if (process.send === undefined || !process.connected) return resume(Effect.void)
       process.send(sent, undefined, undefined, () => resume(Effect.void))
     })
