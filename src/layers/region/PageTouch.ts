@@ -4,9 +4,9 @@
  * one touched); under a hypervisor that shadows each process's page tables (PVM, nested
  * virtualization without EPT) every process traps to the hypervisor once for every page it
  * touches, which costs microseconds a 4 KiB page. Every process that reads the log pays it once
- * for each page it reads — a broker copying a topic, each consumer-group member — and 2 MiB pages
- * cut it 512 times (docs/operations.md, "Huge pages for the region"), so `cxlog selfcheck`
- * measures it in a process that has just mapped the region.
+ * for each page it reads — a broker copying a topic, each consumer-group member — and with 2 MiB
+ * pages it traps once a 2 MiB page (docs/operations.md, "Huge pages for the region"), so
+ * `cxlog selfcheck` measures it in a process that has just mapped the region.
  */
 
 /** The unit the figures are given in, whatever the region's pages are. */
