@@ -4,20 +4,22 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
-import { existsSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { selfCheck } from "../../src/programs/admin/SelfCheck.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
 
 const peer = fixtureEntry("selfcheck-peer")
 
-const checkWith = (mode: string) =>
+const checkWith = (mode: string, dir?: string) =>
   Effect.acquireUseRelease(
     Effect.sync(() => {
       const before = process.env["CXLOG_TEST_PEER_MODE"]
       process.env["CXLOG_TEST_PEER_MODE"] = mode
       return before
     }),
-    () => Effect.either(selfCheck(peer)),
+    () => Effect.either(selfCheck(peer, [], dir)),
     (before) =>
       Effect.sync(() => {
         if (before === undefined) delete process.env["CXLOG_TEST_PEER_MODE"]
@@ -35,6 +37,37 @@ describe("self-check", () => {
         expect(existsSync(`/dev/shm/cxlog-selfcheck-${process.pid}`)).toBe(false)
       }),
     30_000
+  )
+
+  it.live(
+    "with --dir, makes its region in that directory (a region named by a path), checks it the same and removes it",
+    () =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => mkdtempSync(join(tmpdir(), "cxlog-selfcheck-dir-"))),
+        (dir) =>
+          Effect.gen(function*() {
+            // What the check says, kept.
+            const lines: Array<string> = []
+            const current = yield* Effect.console
+            const keeping = {
+              ...console,
+              log: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" ")))
+            }
+            const result = yield* Effect.withConsole(checkWith("real", dir), keeping)
+            expect(Either.isRight(result), Either.isLeft(result) ? result.left.message : "").toBe(true)
+            expect(lines.some((line) => line.startsWith(`created region ${dir}/cxlog-selfcheck-`))).toBe(true)
+            expect(readdirSync(dir)).toEqual([])
+            // The peer reads its pages where the parent wrote them: one byte off fails there too.
+            const wrongPages = yield* checkWith("wrong-pages", dir)
+            expect(Either.isLeft(wrongPages) && wrongPages.left.message).toMatch(/the peer read other bytes/)
+            const missing = yield* Effect.either(selfCheck(peer, [], join(dir, "missing")))
+            expect(Either.isLeft(missing) && missing.left.message).toBe(
+              `self-check failed: --dir ${join(dir, "missing")} is not a directory`
+            )
+          }),
+        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+      ),
+    60_000
   )
 
   it.live(

@@ -12,6 +12,8 @@
  */
 import { Console, Data, Deferred, Duration, Effect } from "effect"
 import { fork } from "node:child_process"
+import { statSync } from "node:fs"
+import { join, resolve } from "node:path"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import {
   describePageTouch,
@@ -38,6 +40,14 @@ export class SelfCheckFailed extends Data.TaggedError("SelfCheckFailed")<{ reado
   }
 }
 
+const isDirectory = (path: string) => {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
+}
+
 /** What the peer sends its parent once its own wait ended. */
 export interface PeerReport {
   readonly event: "peer"
@@ -58,12 +68,21 @@ export const ringUntilWoken = (region: CxlMemoryShape, offset: number, gone: () 
     }
   })
 
-/** `peerEntry` is the program forked as `peerEntry selfcheck --peer NAME` (the CLI itself, or a test's stand-in). */
-export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string> = []) =>
+/**
+ * `peerEntry` is the program forked as `peerEntry selfcheck --peer NAME` (the CLI itself, or a
+ * test's stand-in); `dir` is where to make the check's region, for regions named by a path (a
+ * tmpfs or hugetlbfs of their own), /dev/shm without it.
+ */
+export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string> = [], dir?: string) =>
   Effect.scoped(Effect.gen(function*() {
+    if (dir !== undefined && !isDirectory(dir)) {
+      return yield* new SelfCheckFailed({ reason: `--dir ${dir} is not a directory` })
+    }
     const addon = yield* loadAddon()
     const features = addon.features()
-    const name = `cxlog-selfcheck-${process.pid}`
+    const name = dir === undefined
+      ? `cxlog-selfcheck-${process.pid}`
+      : join(resolve(dir), `cxlog-selfcheck-${process.pid}`)
     const region = yield* CxlMemoryLayers.make({
       name,
       size: SELF_CHECK_PAGES.offset + SELF_CHECK_PAGES.length,
@@ -72,9 +91,9 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     writeTouchPattern(region.bytes, SELF_CHECK_PAGES.offset, SELF_CHECK_PAGES.length)
     const pages = regionPages(name)
     yield* Console.log(
-      `created region /dev/shm/${name} (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c}; ${
-        describePages(pages)
-      })`
+      `created region ${
+        dir === undefined ? `/dev/shm/${name}` : name
+      } (${region.size} bytes; flush: ${features.flush}, crc32c: ${features.crc32c}; ${describePages(pages)})`
     )
     const reported = yield* Deferred.make<PeerReport>()
     const exited = yield* Deferred.make<string>()

@@ -48,10 +48,18 @@ export const regionsCommand = Cli.command({
 export const selfcheckCommand = Cli.command({
   name: "selfcheck",
   summary: "Check this host: create a region, attach it from a second process, exchange a value and doorbell wakes",
-  flags: { peer: Cli.optionalText("peer", { hidden: true, description: "run as the attaching peer of this region" }) },
-  examples: ["cxlog selfcheck"],
-  run: ({ peer }) =>
+  flags: {
+    dir: Cli.optionalText("dir", {
+      placeholder: "DIR",
+      shown: "none",
+      description:
+        "make the check's region in this directory, where regions named by a path live (a tmpfs mounted huge=within_size, say); default /dev/shm"
+    }),
+    peer: Cli.optionalText("peer", { hidden: true, description: "run as the attaching peer of this region" })
+  },
+  examples: ["cxlog selfcheck", "cxlog selfcheck --dir /mnt/cxlog"],
+  run: ({ dir, peer }) =>
     Cli.load(() => import("../admin/SelfCheck.js")).pipe(
-      Effect.flatMap((m) => (peer === undefined ? m.selfCheck(cliPath) : m.selfCheckPeer(peer)))
+      Effect.flatMap((m) => (peer === undefined ? m.selfCheck(cliPath, [], dir) : m.selfCheckPeer(peer)))
     )
 })
