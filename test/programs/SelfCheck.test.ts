@@ -3,7 +3,7 @@
  * the peer reports anything but a wait ended by the parent's wake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Console, Effect, Either } from "effect"
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -48,9 +48,9 @@ describe("self-check", () => {
           Effect.gen(function*() {
             // What the check says, kept.
             const lines: Array<string> = []
-            const current = yield* Effect.console
+            const current = yield* Console.consoleWith(Effect.succeed)
             const keeping = {
-              ...console,
+              ...current,
               log: (...args: ReadonlyArray<unknown>) => Effect.sync(() => void lines.push(args.join(" ")))
             }
             const result = yield* Effect.withConsole(checkWith("real", dir), keeping)
