@@ -63,7 +63,7 @@ describe("PageTouch", () => {
       "first read 0.31 µs a 4 KiB page, again 0.024 µs (2048 pages, in a process that had just mapped the region)"
     )
     expect(describePageTouch(trapping, false)).toMatch(
-      /^first read 8\.90 µs a 4 KiB page, .*: each process pays that once for each page of the log it reads; with 2 MiB pages it pays it once a 2 MiB page \(docs\/operations\.md, "Huge pages for the region"\)$/
+      /^first read 8\.90 µs a 4 KiB page, .*: each process pays that once for each page of the log it reads; 2 MiB pages cut it \(docs\/operations\.md, "Huge pages for the region"\)$/
     )
     expect(describePageTouch(trapping, true)).toMatch(/each process pays that once for each page of the log it reads$/)
   })

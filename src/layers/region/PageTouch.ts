@@ -5,7 +5,7 @@
  * virtualization without EPT) every process traps to the hypervisor once for every page it
  * touches, which costs microseconds a 4 KiB page. Every process that reads the log pays it once
  * for each page it reads — a broker copying a topic, each consumer-group member — and with 2 MiB
- * pages it traps once a 2 MiB page (docs/operations.md, "Huge pages for the region"), so
+ * pages it traps far less often (docs/operations.md, "Huge pages for the region"), so
  * `cxlog selfcheck` measures it in a process that has just mapped the region.
  */
 
@@ -82,6 +82,6 @@ export const describePageTouch = (cost: PageTouchCost, huge: boolean | undefined
   if (cost.firstNsPerUnit < TRAPPING_NS_PER_UNIT) return figures
   return huge === true
     ? `${figures}: each process pays that once for each page of the log it reads`
-    : `${figures}: each process pays that once for each page of the log it reads; with 2 MiB pages it pays it ` +
-      `once a 2 MiB page (docs/operations.md, "Huge pages for the region")`
+    : `${figures}: each process pays that once for each page of the log it reads; 2 MiB pages cut it ` +
+      `(docs/operations.md, "Huge pages for the region")`
 }
