@@ -218,6 +218,20 @@ contract("layer (native region)", CxlMemoryLayers.make, true)
 contract("layerMemory (in-process fake)", CxlMemoryMemoryLayers.makeMemory, false)
 
 describe("native region across processes", () => {
+  it.scoped("creating a region in a directory that does not exist names the directory, not a missing region", () =>
+    Effect.gen(function*() {
+      const name = "/nonexistent-cxlog-dir/orders"
+      const error = yield* Effect.flip(CxlMemoryLayers.make({ name, size: SIZE, mode: "create" }))
+      expect(error).toMatchObject({ _tag: "RegionSystemError", code: "ENOENT" })
+      expect(String((error as Error).message)).toBe(
+        "region /nonexistent-cxlog-dir/orders: open: the directory /nonexistent-cxlog-dir does not exist"
+      )
+      // Attaching, the same errno means the region is missing.
+      expect(yield* Effect.flip(CxlMemoryLayers.make({ name, mode: "attach" }))).toMatchObject({
+        _tag: "RegionMissing"
+      })
+    }))
+
   it.scoped("a file shorter than a superblock is RegionCorrupt naming its size, not a read past its end", () =>
     Effect.gen(function*() {
       const name = yield* uniqueRegion("short")

@@ -4,6 +4,7 @@
  * over the same opening steps, is CxlMemoryMemory.ts.
  */
 import { Config, type ConfigError, Effect, Layer, Schedule, type Scope } from "effect"
+import { dirname } from "node:path"
 import {
   CACHE_INSTRUCTIONS,
   loadAddon,
@@ -80,7 +81,13 @@ const openNative = (
       }
       const e = toNativeError("open", error)
       if (e.code === "EEXIST") return new RegionExists({ name })
-      if (e.code === "ENOENT") return new RegionMissing({ name })
+      if (e.code === "ENOENT" && mode === "attach") return new RegionMissing({ name })
+      if (e.code === "ENOENT") {
+        // Creating, the file itself need not exist: what is missing is the directory to hold it.
+        const directory = kind === "shm" ? "/dev/shm" : dirname(path)
+        const reason = `the directory ${directory} does not exist`
+        return new RegionSystemError({ name, op: e.op, errno: e.errno, code: e.code, reason })
+      }
       return new RegionSystemError({ name, op: e.op, errno: e.errno, code: e.code, reason: e.reason })
     }
   })

@@ -13,20 +13,13 @@
 export const TOUCH_UNIT_BYTES = 4096
 
 /** The byte written at the start of each unit of a check area: every unit's differs from its neighbours'. */
-export const touchPattern = (unit: number): number => (unit * 7 + 1) & 0xff
+const touchPattern = (unit: number): number => (unit * 7 + 1) & 0xff
 
 /** Writes `touchPattern` at the start of each unit of [offset, offset + length). */
 export const writeTouchPattern = (bytes: Uint8Array, offset: number, length: number): void => {
   for (let unit = 0; unit * TOUCH_UNIT_BYTES < length; unit++) {
     bytes[offset + unit * TOUCH_UNIT_BYTES] = touchPattern(unit)
   }
-}
-
-/** The sum `touchUnits` reads from an area written by `writeTouchPattern`. */
-export const expectedTouchSum = (length: number): number => {
-  let sum = 0
-  for (let unit = 0; unit * TOUCH_UNIT_BYTES < length; unit++) sum = (sum * 31 + touchPattern(unit)) >>> 0
-  return sum
 }
 
 /** Reads the first byte of each unit of [offset, offset + length), in order; returns their sum and the ns it took. */

@@ -12,14 +12,13 @@
  */
 import { Console, Data, Deferred, Duration, Effect } from "effect"
 import { fork } from "node:child_process"
-import { statSync } from "node:fs"
 import { join, resolve } from "node:path"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import {
   describePageTouch,
-  expectedTouchSum,
   type PageTouchCost,
   pageTouchCost,
+  touchUnits,
   writeTouchPattern
 } from "../../layers/region/PageTouch.js"
 import { describePages, regionPages } from "../../layers/region/RegionPages.js"
@@ -37,14 +36,6 @@ const RING_EVERY_MS = 2
 export class SelfCheckFailed extends Data.TaggedError("SelfCheckFailed")<{ readonly reason: string }> {
   override get message() {
     return `self-check failed: ${this.reason}`
-  }
-}
-
-const isDirectory = (path: string) => {
-  try {
-    return statSync(path).isDirectory()
-  } catch {
-    return false
   }
 }
 
@@ -75,9 +66,6 @@ export const ringUntilWoken = (region: CxlMemoryShape, offset: number, gone: () 
  */
 export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string> = [], dir?: string) =>
   Effect.scoped(Effect.gen(function*() {
-    if (dir !== undefined && !isDirectory(dir)) {
-      return yield* new SelfCheckFailed({ reason: `--dir ${dir} is not a directory` })
-    }
     const addon = yield* loadAddon()
     const features = addon.features()
     const name = dir === undefined
@@ -89,6 +77,8 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
       mode: "create"
     })
     writeTouchPattern(region.bytes, SELF_CHECK_PAGES.offset, SELF_CHECK_PAGES.length)
+    // What the peer must read there: the same pass over the same pages, in this process.
+    const written = touchUnits(region.bytes, SELF_CHECK_PAGES.offset, SELF_CHECK_PAGES.length).sum
     const pages = regionPages(name)
     yield* Console.log(
       `created region ${
@@ -150,7 +140,7 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     if (said.saw !== process.pid) {
       return yield* new SelfCheckFailed({ reason: `the peer read ${said.saw}, not the parent's pid ${process.pid}` })
     }
-    if (said.touch.sum !== expectedTouchSum(SELF_CHECK_PAGES.length)) {
+    if (said.touch.sum !== written) {
       return yield* new SelfCheckFailed({
         reason: `the peer read other bytes than the parent wrote in the region's ${said.touch.units} pages`
       })
