@@ -56,6 +56,11 @@ describe("self-check", () => {
             const result = yield* Effect.withConsole(checkWith("real", dir), keeping)
             expect(Either.isRight(result), Either.isLeft(result) ? result.left.message : "").toBe(true)
             expect(lines.some((line) => line.startsWith(`created region ${dir}/cxlog-selfcheck-`))).toBe(true)
+            // Its last figure: what one system call costs this process, timed on a word nobody waits on.
+            expect(
+              lines.filter((line) => /^system calls: \d+\.\d\d µs each \(a futex wake nobody waits for/.test(line))
+            )
+              .toHaveLength(1)
             expect(readdirSync(dir)).toEqual([])
             // The peer reads its pages where the parent wrote them: one byte off fails there too.
             const wrongPages = yield* checkWith("wrong-pages", dir)

@@ -3,7 +3,7 @@
  * and a doorbell wake in each direction, print what happened, unlink it. The peer also reads a
  * page area the parent wrote, first thing after mapping it: it must read what the parent wrote
  * in every page, and what that first read cost is this host's price of a process's first touch
- * of a page of the log (PageTouch.ts).
+ * of a page of the log (PageTouch.ts). Last, the parent times a system call (SystemCallCost.ts).
  *
  * Each side parks on a doorbell word that nobody changes, so its wait can only end early by
  * the other process's futex wake: the ringer rings until a wake reaches a parked waiter.
@@ -22,12 +22,26 @@ import {
   writeTouchPattern
 } from "../../layers/region/PageTouch.js"
 import { describePages, regionPages } from "../../layers/region/RegionPages.js"
+import { describeSystemCalls, systemCallCost } from "../../layers/region/SystemCallCost.js"
 import { loadAddon } from "../../native/Native.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 
 /** Region offsets the two sides use, one cache line each. */
-export const SELF_CHECK_WORDS = { peerValue: 8192, toParent: 8256, toPeer: 8320, parentValue: 8384 } as const
-const { parentValue: PARENT_VALUE, peerValue: PEER_VALUE, toParent: TO_PARENT, toPeer: TO_PEER } = SELF_CHECK_WORDS
+export const SELF_CHECK_WORDS = {
+  peerValue: 8192,
+  toParent: 8256,
+  toPeer: 8320,
+  parentValue: 8384,
+  /** Nobody waits on it: the parent times its wakes (SystemCallCost.ts). */
+  untouched: 8448
+} as const
+const {
+  parentValue: PARENT_VALUE,
+  peerValue: PEER_VALUE,
+  toParent: TO_PARENT,
+  toPeer: TO_PEER,
+  untouched: UNTOUCHED
+} = SELF_CHECK_WORDS
 /** The page area the peer reads first, past the words above: whole 2 MiB pages where the region gets them. */
 export const SELF_CHECK_PAGES = { offset: 2 << 20, length: 8 << 20 } as const
 const WAIT_MS = 10_000
@@ -150,6 +164,14 @@ export const selfCheck = (peerEntry: string, peerExecArgv: ReadonlyArray<string>
     if (woke === 0) {
       return yield* new SelfCheckFailed({ reason: "no ring of the peer's doorbell reached a parked peer" })
     }
+    // Timed once the peer is gone: nothing else of the check runs beside it.
+    const calls = systemCallCost(() => region.wake(UNTOUCHED))
+    if (calls.woken > 0) {
+      return yield* new SelfCheckFailed({
+        reason: `the timed wakes woke ${calls.woken} waiter(s) of a word nobody waits on`
+      })
+    }
+    yield* Console.log(`system calls: ${describeSystemCalls(calls)}`)
     yield* Console.log(`self-check passed; unlinking ${name}`)
   }))
 
