@@ -38,7 +38,7 @@ export const systemCallCost = (
   return { calls, passes, nsPerCall: quickestNs / calls, woken }
 }
 
-/** A system call dearer than this is a hypervisor's, not the kernel's own entry and exit. */
+/** Past this a system call is worth pointing at: a hypervisor's price (or heavy mitigations'), not a bare entry and exit. */
 const DEAR_NS = 500
 
 /** One phrase for `cxlog selfcheck`: the figure, and what pays it when it is dear. */
