@@ -9,7 +9,13 @@
  * out is lost, and nothing another member won is delivered twice. A claim takes what the member
  * has room for from one batch; a member claims batch after batch until its room is used, so it
  * takes up to its window per wake, and a slow member (one with no room) does not hold back the
- * others.
+ * others. Once it holds a claim of the wake, it takes no part of a batch that would not fit
+ * whole: the next claimer then starts at the batch's first record, where a claim in its middle
+ * has the claimer read the length of every record before it — pages its process had not touched,
+ * each a trap to the hypervisor on some hosts (PageTouch.ts). The room it leaves waits for one
+ * of its deliveries to be settled (`heldBack`), or a member that pulls again at once would take
+ * the next batch a sliver at a time. A member's first claim of a wake still takes what fits, so a
+ * window smaller than the topic's batches still fills.
  *
  * byKey, a member reads the topic in order and hands out the messages of the buckets it owns,
  * each once its entry names it (claiming), moving that bucket's frontier past it. It stops, its
@@ -93,6 +99,10 @@ const dispatchShared = (m: MemberState, nowMs: number, out: Array<Delivery>): Ef
       while (ahead.length > 0 && ahead[0]!.end <= from.offset) ahead.shift()
       const batch = ahead[0]
       if (batch !== undefined && from.offset >= batch.start) {
+        if (handedOut && batch.end - from.offset > room(m)) {
+          m.heldBack = true
+          return "more"
+        }
         const claimed = claimShared(m, batch, from, nowMs, out)
         if (claimed === true) {
           handedOut = true

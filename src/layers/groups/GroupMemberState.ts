@@ -58,6 +58,12 @@ export interface MemberState {
   lastTurn: number
   /** Wakes the member's wait for room, when a delivery is settled. */
   wake: (() => void) | undefined
+  /**
+   * It stopped short of a batch it could not take whole (GroupDispatch.ts): the room it left
+   * waits for one of its deliveries to be settled, so that its next claim is not a sliver of a
+   * batch taken at once by a member that pulls again before it settles (a broker for its client).
+   */
+  heldBack: boolean
 }
 
 export interface MemberOptions {
@@ -105,12 +111,14 @@ export const makeMemberState = (
     lastTurn: -Infinity,
     backlog: [],
     nextDueMs: Infinity,
-    wake: undefined
+    wake: undefined,
+    heldBack: false
   }
   return m
 }
 
-export const room = (m: MemberState): number => m.maxInFlight - m.outstanding
+/** What it may take now: nothing while it is held back, else what its window has left. */
+export const room = (m: MemberState): number => (m.heldBack ? 0 : m.maxInFlight - m.outstanding)
 
 /** Holding `count` more deliveries of `lane` (counted per lane byKey only: a bucket is handed on once none is held). */
 export const hold = (m: MemberState, lane: number, count = 1): void => {
@@ -121,6 +129,7 @@ export const hold = (m: MemberState, lane: number, count = 1): void => {
 /** `count` deliveries of `lane` are no longer held. */
 export const release = (m: MemberState, lane: number, count = 1): void => {
   m.outstanding -= count
+  m.heldBack = false
   if (m.group.config.byKey) {
     const left = (m.byLane.get(lane) ?? count) - count
     if (left <= 0) m.byLane.delete(lane)
