@@ -6,39 +6,46 @@
  * and a live region: the same engine, fed batches of ten messages each.
  */
 import { expect } from "@effect/vitest"
-import { Deferred, Effect, Fiber, FiberId, type Layer, Stream } from "effect"
+import { Deferred, Effect, Fiber, type Layer, Stream } from "effect"
 import { ConsumerGroups, type Delivery } from "../../src/services/groups/ConsumerGroups.js"
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
 import { type GroupsServices, memoryGroups, regionGroups } from "../fixtures/groups-harness.js"
 import { sharedLayer } from "../helpers/SharedLayer.js"
 
-const TOPIC = "tens"
 const BATCH = 10
 const BATCHES = 4
 
-/** `BATCHES` batches of `BATCH` messages: each burst published together goes as one batch, acknowledged before the next. */
-const publishBatches = Effect.gen(function*() {
-  const publisher = yield* Publisher
-  for (let b = 0; b < BATCHES; b++) {
-    for (let i = 0; i < BATCH; i++) {
-      const taken = publisher.tryPublish(new TextEncoder().encode(`m-${b * BATCH + i}`), { topic: TOPIC })
-      if (taken !== true) return yield* Effect.dieMessage(`the burst's message ${i} was not taken: ${String(taken)}`)
-    }
-    yield* publisher.flush(10_000)
-  }
-})
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
 
-/** How many messages each batch of the topic holds, in order. */
-const batchSizes = Effect.scoped(Effect.gen(function*() {
-  const cursor = yield* (yield* LogReader).subscribe(TOPIC, { from: "earliest" })
-  const sizes: Array<number> = []
-  while (sizes.reduce((a, b) => a + b, 0) < BATCH * BATCHES) {
-    const read = yield* cursor.pollBatches((batch) => void sizes.push(batch.messageCount))
-    if (read === 0 && !(yield* cursor.awaitMore(5_000))) break
-  }
-  return sizes
-}))
+/**
+ * `BATCHES` batches of `BATCH` messages to `topic`: each burst published together goes as one
+ * batch, acknowledged before the next; checked as such in the log.
+ */
+const publishBatches = (topic: string) =>
+  Effect.gen(function*() {
+    const publisher = yield* Publisher
+    for (let b = 0; b < BATCHES; b++) {
+      for (let i = 0; i < BATCH; i++) {
+        const taken = publisher.tryPublish(new TextEncoder().encode(`m-${b * BATCH + i}`), { topic })
+        if (taken !== true) return yield* Effect.dieMessage(`the burst's message ${i} was not taken: ${String(taken)}`)
+      }
+      yield* publisher.flush(10_000)
+    }
+    expect(yield* batchSizes(topic)).toEqual(Array.from({ length: BATCHES }, () => BATCH))
+  })
+
+/** How many messages each batch of `topic` holds, in order. */
+const batchSizes = (topic: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const cursor = yield* (yield* LogReader).subscribe(topic, { from: "earliest" })
+    const sizes: Array<number> = []
+    while (sizes.reduce((a, b) => a + b, 0) < BATCH * BATCHES) {
+      const read = yield* cursor.pollBatches((batch) => void sizes.push(batch.messageCount))
+      if (read === 0 && !(yield* cursor.awaitMore(5_000))) break
+    }
+    return sizes
+  }))
 
 /** A member of `group` that takes its first delivery and holds it (and what came with it) unsettled: what the group held for it then. */
 const firstHold = (group: string, maxInFlight: number) =>
@@ -65,10 +72,8 @@ const suite = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =>
     it.effect("a member's further claims of a wake stop at a batch it cannot take whole; a first claim takes what fits", () =>
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups
-        yield* groups.create({ name: "tens", topic: TOPIC })
-        yield* publishBatches
-        expect(yield* batchSizes).toEqual(Array.from({ length: BATCHES }, () => BATCH))
-        const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
+        yield* groups.create({ name: "tens", topic: "tens" })
+        yield* publishBatches("tens")
         // Room for 15: the first batch whole, none of the second (it would take 5 of its 10).
         const a = yield* firstHold("tens", 15)
         expect(a.held).toEqual(range(0, 10))
@@ -84,24 +89,18 @@ const suite = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =>
     it.effect("the room a member left short of a batch waits for a settle: pulling again at once takes no sliver of it", () =>
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups
-        yield* groups.create({ name: "eager", topic: TOPIC })
-        const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i)
+        yield* groups.create({ name: "eager", topic: "eager" })
+        yield* publishBatches("eager")
         // A member that pulls for more at once, settling nothing (as a broker does for its client).
         const taken: Array<Delivery> = []
-        const reached = new Map<number, Deferred.Deferred<void>>()
-        const reach = (n: number) => {
-          const d = Deferred.unsafeMake<void>(FiberId.none)
-          reached.set(n, d)
-          return d
-        }
-        const tenth = reach(BATCH)
-        const sixteenth = reach(BATCH + 6)
+        const tenth = yield* Deferred.make<void>()
+        const sixteenth = yield* Deferred.make<void>()
         const eager = yield* groups.join("eager", { maxInFlight: 15 }).pipe(
           Stream.runForEach((d) =>
             Effect.sync(() => {
               taken.push(d)
-              const at = reached.get(taken.length)
-              if (at !== undefined) Deferred.unsafeDone(at, Effect.void)
+              if (taken.length === BATCH) Deferred.unsafeDone(tenth, Effect.void)
+              if (taken.length === BATCH + 6) Deferred.unsafeDone(sixteenth, Effect.void)
             })
           ),
           Effect.fork
@@ -119,5 +118,5 @@ const suite = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =>
       }))
   })
 
-suite("a group's claims and the topic's batches, over the fake", memoryGroups([TOPIC]))
-suite("a group's claims and the topic's batches, over a live region", regionGroups([TOPIC]))
+suite("a group's claims and the topic's batches, over the fake", memoryGroups(["tens", "eager"]))
+suite("a group's claims and the topic's batches, over a live region", regionGroups(["tens", "eager"]))
