@@ -32,6 +32,8 @@ const BLOCK_TIMEOUT_MS = 90_000
  * the suite: its bound is wider, still a bound.
  */
 const BENCH_BLOCK_TIMEOUT_MS = 240_000
+/** How much of the shared server's output a failure report carries. */
+const SERVER_TAIL_CHARS = 8_000
 const boundOf = (b: DocBlock) => (/cxlog bench\b/.test(b.code) ? BENCH_BLOCK_TIMEOUT_MS : BLOCK_TIMEOUT_MS)
 
 const where = (b: DocBlock) => `${b.file}:${b.line}`
@@ -175,7 +177,12 @@ const serve = async (env: NodeJS.ProcessEnv) => {
     child.stderr!.on("data", (c: Buffer) => (output += c.toString()))
     child.once("exit", (code) => reject(new Error(`cxlog serve exited (${code}) before it was ready: ${output}`)))
   })
-  return { stop: () => stopGroup(child) }
+  // What it printed since it was ready, kept as a tail: a block that fails against it is reported with it.
+  let since = ""
+  const keep = (c: Buffer) => (since = (since + c.toString()).slice(-SERVER_TAIL_CHARS))
+  child.stdout!.on("data", keep)
+  child.stderr!.on("data", keep)
+  return { stop: () => stopGroup(child), output: () => since }
 }
 
 const failures = (results: ReadonlyArray<{ block: DocBlock; code: number | string; output: string }>) =>
@@ -215,6 +222,10 @@ describe("the docs' code blocks", () => {
       } finally {
         await server.stop()
         cleanRegion(env)
+        const served = results.filter((r) => !startsHead(r.block))
+        if (served.some((r) => r.code !== 0)) {
+          console.error(`the docs' shared cxlog serve printed, after it was ready:\n${server.output()}`)
+        }
       }
       for (const block of programs.filter(startsHead)) {
         try {

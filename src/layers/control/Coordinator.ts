@@ -20,7 +20,7 @@ import { ProcessSlot } from "../../services/region/ProcessSlot.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { headWatch } from "../log/HeadWatch.js"
 import { participantRings } from "./BarrierStreams.js"
-import { clientShape, type Participant, takeoverSignal, unavailable } from "./CoordinatorCalls.js"
+import { clientShape, type Participant, requestsReadByHead, takeoverSignal, unavailable } from "./CoordinatorCalls.js"
 import * as Protocol from "./CoordinatorProtocol.js"
 import { watchCoordinator } from "./CoordinatorWatch.js"
 import { boundByHead } from "./HeadBoundCalls.js"
@@ -138,6 +138,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       ...(options.callTimeoutMs === undefined ? {} : { timeoutMs: options.callTimeoutMs })
     }).pipe(Effect.mapError((e) => unavailable(e.message)))
     const broadcast = yield* rings.inspect(layout.broadcastRing).pipe(Effect.orDie)
+    const requests = yield* rings.inspect(layout.requestRing(slot.slot)).pipe(Effect.orDie)
     const writable = yield* participantRings(rings, layout)
     const self: Member = { slot: slot.slot, pid: slot.pid, occurrence: slot.occurrence, role: slot.role }
 
@@ -155,7 +156,9 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
             times: Math.ceil((options.joinTimeoutMs ?? 10_000) / 1_000),
             while: (e) => e._tag !== "RpcAbandoned"
           }),
-          Effect.mapError((e) => e._tag === "RpcAbandoned" ? e : unavailable(`join failed: ${e.message}`))
+          Effect.mapError((e) =>
+            e._tag === "RpcAbandoned" ? e : unavailable(`join failed: ${e.message} (${requestsReadByHead(requests)})`)
+          )
         )
     )
     yield* Effect.acquireRelease(

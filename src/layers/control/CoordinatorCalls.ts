@@ -29,6 +29,21 @@ import type { HeadBoundCalls } from "./HeadBoundCalls.js"
 
 export const unavailable = (reason: string) => new CoordinatorUnavailable({ reason })
 
+/**
+ * Where a call that got no reply was lost, from this process's request ring: a head that never
+ * read the requests is not reading this process's ring (it waits on another writer, or stalls);
+ * one that read them did not answer, or its replies did not reach this process.
+ */
+export const requestsReadByHead = (requests: RingInspector): string => {
+  const end = requests.writer().sequence
+  const readers = requests.readers().filter((r) => r.state === "attached")
+  if (readers.length === 0) return "nothing reads this process's request ring"
+  const read = Math.max(...readers.map((r) => r.delivered))
+  return read >= end
+    ? "the head read every request of this process; no reply reached it"
+    : `the head has not read this process's last ${end - read} bytes of requests`
+}
+
 /** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
 const passThrough =
   <T extends string>(tags: ReadonlyArray<T>) => <E extends { readonly _tag: string; readonly message: string }>(e: E) =>

@@ -271,8 +271,10 @@ const scan = (r: ReaderState): RingReadError | undefined => {
   batch.end = r.delivered
   if (!mine(r)) return reaped(r)
   region.invalidate(l.control, LINE_BYTES)
-  const closedNow = control.closed(l.control)
+  // The occurrence first: a writer opening clears the close flag before it stores its own, so a
+  // close read after it is that occurrence's (or the ring was not closed by then).
   const writerOccurrence = control.occurrence(l.control)
+  const closedNow = control.closed(l.control)
   const head = control.head(l.control)
   const position = r.delivered
   if (!(Number.isSafeInteger(head) && head >= position && head - position <= dataBytes)) {
@@ -352,10 +354,17 @@ const framesArrived = (r: ReaderState): boolean =>
 const livenessCheck = (r: ReaderState): void => {
   heartbeat(r)
   const { control, lines: l } = r
+  // The occurrence before the writer and after its liveness is known, the same both times: a writer
+  // that opened meanwhile (a process taking the ring over from a dead one) is never taken for the
+  // dead one, which would make the reader wait for a writer after it while its frames go unread.
+  const occurrence = control.occurrence(l.control)
   const writer = control.writer(l.control)
-  if (writer.pid !== 0 && !control.closed(l.control) && !isProcessAlive(writer.pid, writer.start)) {
+  if (
+    writer.pid !== 0 && !control.closed(l.control) && !isProcessAlive(writer.pid, writer.start) &&
+    control.occurrence(l.control) === occurrence
+  ) {
     r.deadWriterPid = writer.pid
-    r.deadWriterOccurrence = control.occurrence(l.control)
+    r.deadWriterOccurrence = occurrence
   }
 }
 
@@ -382,6 +391,11 @@ const livenessPeriod = () => alignedDelayMs(READER_LIVENESS_MS)
 /**
  * Whether a writer other than the one that closed or died has opened the ring, or the slot is no
  * longer this reader's. A later writer that is closed already counts: it may have written and
- * closed between two looks, and its frames are read before its close is seen.
+ * closed between two looks, and its frames are read before its close is seen. So do frames
+ * committed past this reader, whoever the ring names: the ended writer's frames were all read
+ * before the end was reported, so only a writer that is there commits them, and they are read
+ * rather than left until the wait's bound.
  */
-const writerOpened = (r: ReaderState): boolean => r.control.occurrence(r.lines.control) !== r.endedWriter || !mine(r)
+const writerOpened = (r: ReaderState): boolean =>
+  r.control.occurrence(r.lines.control) !== r.endedWriter || !mine(r) ||
+  r.control.headLow(r.lines.control) !== (r.delivered >>> 0)

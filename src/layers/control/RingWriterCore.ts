@@ -82,8 +82,11 @@ export const openWriter = (
     control.setShape(at, l.address)
     control.setBell(at, doorbell.offset)
     control.storeWaiting(at, 0)
-    control.storeOccurrence(at, occurrence)
+    // Open before the new occurrence shows: a reader that reads the occurrence and then the close
+    // flag (`scan`) sees a close only beside the occurrence of the writer that closed, never beside
+    // this one's (it would wait for a writer after this one while this one's frames go unread).
     control.storeClosed(at, 0)
+    control.storeOccurrence(at, occurrence)
     region.publish(at, LINE_BYTES)
 
     const w: WriterState = {
