@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
-import { freePort } from "../../src/programs/bench/peers/PeerServer.js"
+import { freePorts } from "../../src/programs/bench/peers/PeerServer.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { roleFamilyNames } from "../helpers/MetricFamilies.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -37,7 +37,7 @@ describe("observability of role processes", () => {
       Effect.gen(function*() {
         const region = yield* uniqueRegion("metrics")
         const env = { ...smallRegionEnv, CXLOG_REGION: region }
-        const [headPort, brokerPort, subscriberPort] = [yield* freePort, yield* freePort, yield* freePort]
+        const [headPort, brokerPort, subscriberPort] = yield* freePorts(3)
         const head = yield* forkCli(["head", "--topic", "t:5:1", "--metrics-port", `${headPort}`], env)
         yield* head.event("ready")
         const broker = yield* forkCli([

@@ -17,7 +17,7 @@ import { PEER_SETTINGS } from "../../ProgramSettings.js"
 import {
   errorText,
   findBinary,
-  freePort,
+  freePorts,
   PeerFailed,
   type PeerProcess,
   PeerUnavailable,
@@ -167,13 +167,15 @@ const startOnce = (
       Effect.sync(() => mkdtempSync(join(options.parentDir ?? tmpdir(), "cxlog-nats-"))),
       (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
     )
+    // Client ports, then cluster ports: every one different (`freePorts`).
+    const ports = yield* freePorts(size > 1 ? 2 * size : size)
     const specs = []
     for (let i = 1; i <= size; i++) {
       specs.push({
         name: `n${i}`,
-        port: yield* freePort,
+        port: ports[i - 1]!,
         storeDir: join(directory, `n${i}`),
-        ...(size > 1 ? { clusterPort: yield* freePort } : {})
+        ...(size > 1 ? { clusterPort: ports[size + i - 1]! } : {})
       })
     }
     const routes = specs.flatMap((s) => (s.clusterPort === undefined ? [] : [s.clusterPort]))

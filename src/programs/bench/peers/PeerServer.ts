@@ -61,6 +61,30 @@ export const freePort: Effect.Effect<number, PeerFailed> = Effect.async((resume)
   })
 })
 
+/**
+ * `count` free ports, each different: the kernel may hand a port it just released out again, and
+ * two servers given one port leave one of them unbound while a check of that port is answered by
+ * the other (a JetStream cluster of two nodes where three were meant: no stream of three replicas
+ * is ever placed).
+ */
+export const freePorts = (
+  count: number,
+  pick: Effect.Effect<number, PeerFailed> = freePort
+): Effect.Effect<ReadonlyArray<number>, PeerFailed> =>
+  Effect.gen(function*() {
+    const ports = new Set<number>()
+    for (let picks = 0; ports.size < count; picks++) {
+      if (picks >= count + DISTINCT_PORT_REPICKS) {
+        return yield* new PeerFailed({ peer: "port", detail: `no ${count} different free ports in ${picks} picks` })
+      }
+      ports.add(yield* pick)
+    }
+    return [...ports]
+  })
+
+/** Picks beyond `count` that `freePorts` makes before it gives up. */
+const DISTINCT_PORT_REPICKS = 50
+
 /** Whether something accepts connections on the port now. */
 const accepts = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
