@@ -11,6 +11,7 @@ import { tmpdir } from "node:os"
 import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
 import { processEnvironment, settingConfig } from "../../../Settings.js"
 import { processCpuSeconds, stopChild, stopWithParent } from "../../run/Cluster.js"
+import { listensOn } from "./PortOwner.js"
 
 /** A peer's server binary or its Node client is not installed here. */
 export class PeerUnavailable extends Data.TaggedError("PeerUnavailable")<
@@ -40,6 +41,8 @@ export const peerDataParent: Effect.Effect<string> = settingConfig(DURABLE_SETTI
 /** How long a server may take to accept its first connection. */
 const START_TIMEOUT_MS = 15_000
 const POLL_MS = 25
+/** How long an exited server's pipes may take to hand over what it wrote last. */
+const OUTPUT_DRAIN_MS = 1_000
 
 /** The binary `override` names (`CXLOG_REDIS_SERVER`, …) if set, else where Debian puts it, else where PATH finds it. */
 export const findBinary = (name: string, debianPath: string, override: string | undefined): string | undefined => {
@@ -102,19 +105,29 @@ export interface PeerProcess {
   readonly cpuSeconds: () => number | undefined
 }
 
+/** A server that exited while another process held its port (it could not bind it). */
+class PortTaken {
+  constructor(readonly port: number, readonly output: string) {}
+}
+
+/** Ports `startPeerServer` tries when the one it picked is taken before its server binds it. */
+const PORT_ATTEMPTS = 3
+
+const lastLines = (output: string) => output.trim().split("\n").slice(-3).join(" / ")
+
 /**
- * Starts `binary args(port)` and resumes once it accepts connections on that port (a free one,
- * or `fixedPort`: a server started again where its clients look for it); the server is stopped
- * (SIGTERM, then SIGKILL) when the scope closes, or when this process dies first. Its output is kept for the error when it exits early.
+ * `binary args(port)` on `port`, resumed once it is the process listening there and that port
+ * accepts a connection: an answer from another process's listener (the port taken between its
+ * pick and the server's bind) is not the server's. `PortTaken` when it exited meanwhile with
+ * the port held by another process.
  */
-export const startPeerServer = (
+const startOn = (
   peer: string,
   binary: string,
   args: (port: number) => ReadonlyArray<string>,
-  fixedPort?: number
-): Effect.Effect<PeerProcess, PeerFailed, Scope.Scope> =>
+  port: number
+): Effect.Effect<PeerProcess | PortTaken, PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
-    const port = fixedPort ?? (yield* freePort)
     const child = yield* Effect.acquireRelease(
       Effect.sync(() => spawn(binary, args(port), { stdio: ["ignore", "pipe", "pipe"] })),
       stopChild
@@ -129,21 +142,62 @@ export const startPeerServer = (
     const deadline = Date.now() + START_TIMEOUT_MS
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) {
+        // Its last words (why it exited) may still be in its pipes.
+        yield* Effect.async<void>((resume) => {
+          if (child.stdout?.readableEnded !== false && child.stderr?.readableEnded !== false) return resume(Effect.void)
+          const bound = setTimeout(() => resume(Effect.void), OUTPUT_DRAIN_MS)
+          child.once("close", () => {
+            clearTimeout(bound)
+            resume(Effect.void)
+          })
+        })
+        if (yield* Effect.promise(() => accepts(port))) return new PortTaken(port, output)
         return yield* new PeerFailed({
           peer,
-          detail: `${binary} exited (${child.exitCode ?? child.signalCode}): ${
-            output.trim().split("\n").slice(-3).join(" / ")
-          }`
+          detail: `${binary} exited (${child.exitCode ?? child.signalCode}): ${lastLines(output)}`
         })
       }
-      if (yield* Effect.promise(() => accepts(port))) break
+      // Undefined where /proc cannot tell: then an answer on the port is taken as the server's.
+      const owned = listensOn(pid, port)
+      const answered = yield* Effect.promise(() => accepts(port))
+      if (answered && owned !== false) return { pid, port, cpuSeconds: () => processCpuSeconds(pid) }
       if (Date.now() > deadline) {
         return yield* new PeerFailed({
           peer,
-          detail: `${binary} accepted no connection on port ${port} within ${START_TIMEOUT_MS} ms`
+          detail: `${binary} accepted no connection on port ${port} within ${START_TIMEOUT_MS} ms${
+            answered ? " (another process listens on it)" : ""
+          }`
         })
       }
       yield* Effect.sleep(POLL_MS)
     }
-    return { pid, port, cpuSeconds: () => processCpuSeconds(pid) }
+  })
+
+/**
+ * Starts `binary args(port)` and resumes once it listens on that port and accepts connections
+ * there: on a free port (`pick`'s; another if that one is taken before the server binds it), or
+ * on `fixedPort` (a server started again where its clients look for it). The server is stopped
+ * (SIGTERM, then SIGKILL) when the scope closes, or when this process dies first. Its output is
+ * kept for the error when it exits early.
+ */
+export const startPeerServer = (
+  peer: string,
+  binary: string,
+  args: (port: number) => ReadonlyArray<string>,
+  fixedPort?: number,
+  pick: Effect.Effect<number, PeerFailed> = freePort
+): Effect.Effect<PeerProcess, PeerFailed, Scope.Scope> =>
+  Effect.gen(function*() {
+    for (let attempt = 1;; attempt++) {
+      const started = yield* startOn(peer, binary, args, fixedPort ?? (yield* pick))
+      if (!(started instanceof PortTaken)) return started
+      if (fixedPort !== undefined || attempt >= PORT_ATTEMPTS) {
+        return yield* new PeerFailed({
+          peer,
+          detail: `${binary} could not listen on port ${started.port}: another process listens on it${
+            fixedPort === undefined ? ` (the last of ${attempt} ports tried)` : ""
+          }: ${lastLines(started.output)}`
+        })
+      }
+    }
   })
