@@ -1,9 +1,9 @@
 /**
  * The log across processes: 4 appender processes (4 brokers, sessions spread over all of
  * them, each with an ACK window), a sequencer process and an auditing reader process over
- * the native region in mode 5 — once straight through, once with appenders SIGKILLed at random
- * moments and started again, once (each session's batches from one broker) with the sequencer
- * SIGKILLed mid-run under a standby that takes over.
+ * the native region in mode 5 — once straight through, then with each session's batches from one
+ * broker: once with appenders SIGKILLed at random moments and started again, once with the
+ * sequencer SIGKILLed mid-run under a standby that takes over.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Queue } from "effect"
@@ -187,7 +187,15 @@ describe("the log across processes (mode 5, 1 KiB messages)", () => {
     "appenders (which order their own batches) SIGKILLed at random moments 6 times and started again, resending from their first batch: the audit still passes",
     () =>
       Effect.gen(function*() {
-        const { audit, expected, appendersKilled, killed, done, appenderRounds } = yield* cluster(64, undefined, 6)
+        // Each session's batches from one broker, as below: with sessions spread, a killed broker's
+        // missing batch holds its session's later ones on the others, and a held batch keeps the topic
+        // the head's, so on a loaded machine no appender ordered a round of its own in the whole run.
+        const { audit, expected, appendersKilled, killed, done, appenderRounds } = yield* cluster(
+          64,
+          undefined,
+          6,
+          false
+        )
         expect(appendersKilled).toBe(6)
         expect(appenderRounds).toBeGreaterThan(0)
         // Each killed broker's last incarnation appended again from its first batch (broker b's first is
