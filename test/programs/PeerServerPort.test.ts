@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { connect, createServer, type Server } from "node:net"
-import { freePort, startPeerServer } from "../../src/programs/bench/peers/PeerServer.js"
+import { createServer, type Server } from "node:net"
+import { accepts, freePort, startPeerServer } from "../../src/programs/bench/peers/PeerServer.js"
 import { listensOn } from "../../src/programs/bench/peers/PortOwner.js"
 
 /** A stand-in server: binds the port it is given on 127.0.0.1, and exits 1 when it cannot. */
@@ -29,15 +29,6 @@ const heldPort = Effect.acquireRelease(
   ({ server }) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
 )
 
-const accepts = (port: number) =>
-  Effect.async<boolean>((resume) => {
-    const socket = connect({ host: "127.0.0.1", port }, () => {
-      socket.destroy()
-      resume(Effect.succeed(true))
-    })
-    socket.once("error", () => resume(Effect.succeed(false)))
-  })
-
 /** A picker handing out `ports` in turn, then free ports. */
 const picks = (ports: ReadonlyArray<number>) => {
   let next = 0
@@ -57,7 +48,7 @@ describe("startPeerServer", () => {
     Effect.gen(function*() {
       const { port } = yield* heldPort
       const failed = yield* Effect.flip(startPeerServer("stand-in", process.execPath, bindArgs, port))
-      expect(failed).toMatchObject({ _tag: "PeerFailed", peer: "stand-in" })
+      expect(failed).toMatchObject({ _tag: "PeerFailed", peer: "stand-in", portTaken: port })
       expect(failed.detail).toContain(`could not listen on port ${port}: another process listens on it`)
       // What the stand-in said last (Node names its version under an uncaught error).
       expect(failed.detail).toContain(`Node.js ${process.version}`)
@@ -69,7 +60,7 @@ describe("startPeerServer", () => {
       const server = yield* startPeerServer("stand-in", process.execPath, bindArgs, undefined, picks([taken.port]))
       expect(server.port).not.toBe(taken.port)
       expect(listensOn(server.pid, server.port)).toBe(true)
-      expect(yield* accepts(server.port)).toBe(true)
+      expect(yield* Effect.promise(() => accepts(server.port))).toBe(true)
     }))
 
   it.scopedLive("gives up after a few ports, each taken", () =>
@@ -78,6 +69,7 @@ describe("startPeerServer", () => {
       const failed = yield* Effect.flip(
         startPeerServer("stand-in", process.execPath, bindArgs, undefined, picks(held.map((h) => h.port)))
       )
+      expect(failed.portTaken).toBe(held[2]!.port)
       expect(failed.detail).toContain(
         `could not listen on port ${held[2]!.port}: another process listens on it (the last of 3 ports tried)`
       )

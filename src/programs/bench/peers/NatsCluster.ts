@@ -151,7 +151,9 @@ export const startNatsCluster = (
       yield* Scope.close(scope, Exit.void)
       const error = started.left
       if (
-        attempt >= PORT_ATTEMPTS || error._tag !== "PeerFailed" || !/address already in use/.test(error.detail)
+        attempt >= PORT_ATTEMPTS || error._tag !== "PeerFailed" ||
+        // A client port another process holds is known as such; a cluster port only by the server's words.
+        (error.portTaken === undefined && !/address already in use/.test(error.detail))
       ) return yield* Effect.fail(error)
     }
   })

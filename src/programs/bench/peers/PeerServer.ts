@@ -3,7 +3,7 @@
  * loopback port it chose and stopped by pid when the scope closes. A missing binary or client
  * package is `PeerUnavailable`: one line naming what to install, never a stack trace.
  */
-import { Data, Effect, type Scope } from "effect"
+import { Data, Effect, ExecutionStrategy, Exit, Scope } from "effect"
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { connect, createServer } from "node:net"
@@ -23,7 +23,12 @@ export class PeerUnavailable extends Data.TaggedError("PeerUnavailable")<
 }
 
 /** A peer's server did not start, or stopped answering. */
-export class PeerFailed extends Data.TaggedError("PeerFailed")<{ readonly peer: string; readonly detail: string }> {
+export class PeerFailed extends Data.TaggedError("PeerFailed")<{
+  readonly peer: string
+  readonly detail: string
+  /** The port its server could not listen on because another process held it (a start on new ports may succeed). */
+  readonly portTaken?: number
+}> {
   override get message() {
     return `${this.peer}: ${this.detail}`
   }
@@ -89,7 +94,7 @@ export const freePorts = (
 const DISTINCT_PORT_REPICKS = 50
 
 /** Whether something accepts connections on the port now. */
-const accepts = (port: number): Promise<boolean> =>
+export const accepts = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
     const socket = connect({ host: "127.0.0.1", port }, () => {
       socket.destroy()
@@ -188,12 +193,21 @@ export const startPeerServer = (
   pick: Effect.Effect<number, PeerFailed> = freePort
 ): Effect.Effect<PeerProcess, PeerFailed, Scope.Scope> =>
   Effect.gen(function*() {
+    const parent = yield* Effect.scope
     for (let attempt = 1;; attempt++) {
-      const started = yield* startOn(peer, binary, args, fixedPort ?? (yield* pick))
+      // Each try in a scope of its own: a try whose port was taken leaves nothing (its exited
+      // server, the watcher that would stop it) behind it.
+      const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+      const started = yield* startOn(peer, binary, args, fixedPort ?? (yield* pick)).pipe(
+        Scope.extend(scope),
+        Effect.tapError(() => Scope.close(scope, Exit.void))
+      )
       if (!(started instanceof PortTaken)) return started
+      yield* Scope.close(scope, Exit.void)
       if (fixedPort !== undefined || attempt >= PORT_ATTEMPTS) {
         return yield* new PeerFailed({
           peer,
+          portTaken: started.port,
           detail: `${binary} could not listen on port ${started.port}: another process listens on it${
             fixedPort === undefined ? ` (the last of ${attempt} ports tried)` : ""
           }: ${lastLines(started.output)}`
