@@ -347,7 +347,20 @@ export const sampleOnScrape = (sample: () => void): () => void => {
   return () => void samplers.delete(sample)
 }
 
-/** Runs every registered sampler (the exporter calls it before reading the registry). */
+/**
+ * Runs every registered sampler (the exporter calls it before reading the registry). One that
+ * throws is dropped, so it fails one scrape, not every scrape after; the others still run, and
+ * the first error is thrown once they have.
+ */
 export const runSamplers = (): void => {
-  for (const sample of samplers) sample()
+  let failure: { readonly error: unknown } | undefined
+  for (const sample of samplers) {
+    try {
+      sample()
+    } catch (error) {
+      samplers.delete(sample)
+      failure ??= { error }
+    }
+  }
+  if (failure !== undefined) throw failure.error
 }

@@ -198,14 +198,15 @@ describe("the log across processes (mode 5, 1 KiB messages)", () => {
         )
         expect(appendersKilled).toBe(6)
         expect(appenderRounds).toBeGreaterThan(0)
-        // Each killed broker's last incarnation appended again from its first batch (broker b's first is
-        // session b's batch 0) what the log already held; the brokers never killed resent nothing.
+        // A killed broker's last incarnation appends again from its first batch (broker b's first is
+        // session b's batch 0) what the log already held; the brokers never killed resent nothing. A
+        // broker killed before the log held any batch of its sessions (its process still starting, on
+        // a loaded machine) has nothing to resend, so the run as a whole must have resent something.
         for (const d of done) {
-          if (killed.has(d.brokerId)) {
-            expect(d.resent, JSON.stringify(d)).toBeGreaterThan(0)
-            expect(d.resentFrom, JSON.stringify(d)).toBe(0)
-          } else expect(d.resent, JSON.stringify(d)).toBe(0)
+          if (!killed.has(d.brokerId)) expect(d.resent, JSON.stringify(d)).toBe(0)
+          else if (d.resent > 0) expect(d.resentFrom, JSON.stringify(d)).toBe(0)
         }
+        expect(done.reduce((n, d) => n + d.resent, 0), JSON.stringify(done)).toBeGreaterThan(0)
         expectClean(audit, expected)
       }),
     180_000

@@ -1,28 +1,33 @@
 /**
  * Every family a role updates is on its endpoint from the first scrape, at zero before anything
- * happened (a counter first used later would have no series for rate() until then). This file's
- * process has used no cxlog metric before its scrapes.
+ * happened (a counter first used later would have no series for rate() until then). Each endpoint
+ * is served by a fresh process (test/fixtures/metrics-first-scrape.ts), which has used no cxlog
+ * metric before its scrapes: this file's own process may share its modules, and their metrics,
+ * with other test files.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Metric } from "effect"
-import parsePrometheusTextFormat from "parse-prometheus-text-format"
-import { brokerRejected } from "../../src/Metrics.js"
-import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
+import { Effect } from "effect"
 import { roleFamilyNames } from "../helpers/MetricFamilies.js"
+import { said, spawnFixture } from "../helpers/Processes.js"
 
-const scrape = (port: number) =>
-  Effect.promise(async () => parsePrometheusTextFormat(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()))
+interface Family {
+  readonly name: string
+  readonly metrics: ReadonlyArray<{ labels?: Record<string, string>; value?: string; buckets?: Record<string, string> }>
+}
+
+const rejectedSeries = (families: ReadonlyArray<Family>) =>
+  families.find((f) => f.name === "cxlog_broker_rejected")?.metrics
 
 describe("metric families at the first scrape", () => {
   for (const [role, names] of Object.entries(roleFamilyNames)) {
     it.scopedLive(`a ${role}'s endpoint serves its ${names.length} families at once, each with a series at zero`, () =>
       Effect.gen(function*() {
-        const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role } })
-        const families = yield* scrape(port)
+        const server = yield* spawnFixture("metrics-first-scrape", [role])
+        const { first } = yield* said<{ first: ReadonlyArray<Family> }>(server, "first")
         for (const name of names) {
-          const family = families.find((f) => f.name === name)
+          const family = first.find((f) => f.name === name)
           expect(family, name).toBeDefined()
-          const series = family!.metrics[0] as { value?: string; buckets?: Record<string, string> }
+          const series = family!.metrics[0]!
           expect(series.value ?? series.buckets?.["+Inf"], name).toBe("0")
         }
       }))
@@ -30,11 +35,10 @@ describe("metric families at the first scrape", () => {
 
   it.scopedLive("a labelled family's label-less series at zero goes once the family has a series of its own", () =>
     Effect.gen(function*() {
-      const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "broker" } })
-      const rejected = () =>
-        Effect.map(scrape(port), (families) => families.find((f) => f.name === "cxlog_broker_rejected")?.metrics)
-      expect(yield* rejected()).toEqual([{ labels: { role: "broker" }, value: "0" }])
-      brokerRejected.pipe(Metric.tagged("code", "forbidden")).unsafeUpdate(1, [])
-      expect(yield* rejected()).toEqual([{ labels: { code: "forbidden", role: "broker" }, value: "1" }])
+      const server = yield* spawnFixture("metrics-first-scrape", ["broker", "reject"])
+      const { first } = yield* said<{ first: ReadonlyArray<Family> }>(server, "first")
+      expect(rejectedSeries(first)).toEqual([{ labels: { role: "broker" }, value: "0" }])
+      const { after } = yield* said<{ after: ReadonlyArray<Family> }>(server, "after")
+      expect(rejectedSeries(after)).toEqual([{ labels: { code: "forbidden", role: "broker" }, value: "1" }])
     }))
 })

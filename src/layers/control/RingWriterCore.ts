@@ -110,6 +110,8 @@ export const openWriter = (
     // Read at scrape time: a reader that stalls shows as a filling ring even while nothing is written.
     const occupancy = Metric.tagged(ringOccupancy, "ring", String(id))
     const stopSampling = sampleOnScrape(() => {
+      // A writer whose region was unmapped before it was closed stops sampling with the mapping.
+      if (unmapped(w)) return stopSampling()
       refreshLimit(w)
       occupancy.unsafeUpdate(w.committed - (w.limit - l.address.dataBytes), [])
     })
@@ -132,7 +134,8 @@ const writerCore = (w: WriterState, stopSampling: () => void): WriterCore => ({
   awaitRoom: (length, timeoutMs) => awaitRoom(w, length, timeoutMs),
   fullError: (length, waitedMs) => fullError(w, length, waitedMs),
   close: () => {
-    if (close(w)) stopSampling()
+    // A region unmapped first has no ring left to mark closed: the writer only stops sampling.
+    if (unmapped(w) || close(w)) stopSampling()
   }
 })
 
@@ -319,6 +322,9 @@ const fullError = (w: WriterState, length: number, waitedMs: number): RingFull =
 }
 
 /** Commits, marks the ring closed and wakes its readers; false if it was closed (or taken over) already. */
+/** Whether the writer's region was unmapped under it (its owner closed the region first): a detached buffer has no bytes. */
+const unmapped = (w: WriterState): boolean => w.region.buffer.byteLength === 0
+
 const close = (w: WriterState): boolean => {
   if (w.closed || superseded(w)) return false
   commit(w)

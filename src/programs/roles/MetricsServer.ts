@@ -118,8 +118,8 @@ export const makeMetricsRegistry = (labels: Record<string, string>) => {
   }
   return {
     registry,
-    /** The exposition text of every metric now. */
-    text: (): Promise<string> => {
+    /** The exposition text of every metric now; a sampler that throws fails the promise, not its caller. */
+    text: async (): Promise<string> => {
       refresh()
       return registry.metrics()
     }

@@ -1,0 +1,57 @@
+/**
+ * Gauges read at scrape time (`sampleOnScrape`) never take the metrics endpoint, or its process,
+ * down: a sampler that throws fails that one scrape (500, naming its error) and is dropped, and a
+ * ring writer whose region was unmapped before the writer was closed stops sampling with it.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
+import { runSamplers, sampleOnScrape } from "../../src/Metrics.js"
+import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
+import { Rings } from "../../src/services/control/Rings.js"
+import { openRegionRings } from "../fixtures/ring-harness.js"
+import { layout } from "../fixtures/rpc-methods.js"
+
+const scrape = (port: number) =>
+  Effect.promise(async () => {
+    const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+    return { status: response.status, text: await response.text() }
+  })
+
+describe("samplers at scrape time", () => {
+  it.scopedLive("a sampler that throws fails one scrape with a 500 naming its error; the next is served without it", () =>
+    Effect.gen(function*() {
+      const { port } = yield* serveMetrics({ host: "127.0.0.1", port: 0, labels: { role: "broker" } })
+      let sampled = 0
+      const stopBroken = sampleOnScrape(() => {
+        throw new Error("the sampler's source went away")
+      })
+      const stopSound = sampleOnScrape(() => void sampled++)
+      yield* Effect.addFinalizer(() => Effect.sync(() => (stopBroken(), stopSound())))
+      const failed = yield* scrape(port)
+      expect(failed.status).toBe(500)
+      expect(failed.text).toContain("the sampler's source went away")
+      // The other samplers ran in that scrape too.
+      expect(sampled).toBe(1)
+      const served = yield* scrape(port)
+      expect(served.status).toBe(200)
+      expect(served.text).toContain("cxlog_broker_rejected")
+      expect(sampled).toBe(2)
+    }))
+
+  it.live("a ring writer left open when its region is unmapped stops sampling, and closes without touching the region", () =>
+    Effect.gen(function*() {
+      const regionScope = yield* Scope.make()
+      const writerScope = yield* Scope.make()
+      const { rings } = yield* openRegionRings()().pipe(Scope.extend(regionScope))
+      const { replies } = layout(65536)
+      yield* Effect.provideService(Rings, rings)(Effect.flatMap(Rings, (r) => r.writer(replies))).pipe(
+        Scope.extend(writerScope)
+      )
+      expect(() => runSamplers()).not.toThrow()
+      // The region goes first: its mapping is detached under the writer still open.
+      yield* Scope.close(regionScope, Exit.void)
+      expect(() => runSamplers()).not.toThrow()
+      const closed = yield* Effect.exit(Scope.close(writerScope, Exit.void))
+      expect(Exit.isSuccess(closed), String(closed)).toBe(true)
+    }))
+})
