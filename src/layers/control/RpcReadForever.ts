@@ -11,7 +11,8 @@ const REPEAT_WARNING_MS = 60_000
 
 /**
  * Reads `reader` with `read` (its `consume` or `consumeSync`) for good: a closed or dead writer
- * is waited out (a new one may come, and opening the ring wakes us at once); any other error (a
+ * is waited out (a new one may come, and opening the ring wakes us at once; a wait that ends with
+ * none pauses RETRY_AFTER_ERROR_MS before the next read); any other error (a
  * corrupt ring, a reaped slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
  * A ring that stays corrupt fails every retry: the first error is logged, then at most one
  * line per REPEAT_WARNING_MS with how many failed since (not a line a second for good).
@@ -37,12 +38,19 @@ export const readForever = <R, R2 = never>(
           `rpc: ring ${reader().address.id}: ${error.message}${repeats}; reading it again every ${RETRY_AFTER_ERROR_MS} ms`
         )
       })
+    // A wait for a new writer that ends with none (its bound passed, or the doorbell closed under a
+    // reader still running, which ends every wait at once) pauses before the ring is read again:
+    // the reader polls once a second then, instead of spinning on the closed ring.
+    const awaitNextWriter = Effect.flatMap(
+      Effect.suspend(() => reader().awaitWriter(REOPEN_WAIT_MS)),
+      (opened) => opened ? Effect.void : Effect.sleep(RETRY_AFTER_ERROR_MS)
+    )
     return read.pipe(
       Effect.matchEffect({
-        onSuccess: () => reader().awaitWriter(REOPEN_WAIT_MS),
+        onSuccess: () => awaitNextWriter,
         onFailure: (error) =>
           error._tag === "RingWriterDead"
-            ? reader().awaitWriter(REOPEN_WAIT_MS)
+            ? awaitNextWriter
             : error._tag === "ReaderReaped" && reattach !== undefined
             ? reattach
             : Effect.zipRight(warn(error), Effect.sleep(RETRY_AFTER_ERROR_MS))
