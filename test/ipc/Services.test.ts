@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake: servers and callers in this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schedule, Schema, Scope } from "effect"
+import { Effect, ExecutionStrategy, Exit, Fiber, Schedule, Schema, Scope } from "effect"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
@@ -21,10 +21,17 @@ const live: Run = (program) =>
   )
 const memory: Run = (program) => Effect.provide(Effect.scoped(program), ServicesMemory.layerMemory())
 
+/**
+ * A scope the test closes when it wants (a server stopped, a caller gone), and which closes with
+ * the test's own at the latest: one left open would keep its readers running past the services'
+ * region and doorbell, into the next test file of the fork.
+ */
+const innerScope = Effect.flatMap(Effect.scope, (outer) => Scope.fork(outer, ExecutionStrategy.sequential))
+
 /** Serves the bank in a scope of its own, which the test closes to stop the server. */
 const serveIn = (services: Services["Type"], name: string, balance = { value: 100 }) =>
   Effect.gen(function*() {
-    const scope = yield* Scope.make()
+    const scope = yield* innerScope
     const served = yield* Scope.extend(services.serve(name, bankHandlers(balance), { callerSlots: 2 }), scope)
     return { served, stop: Scope.close(scope, Exit.void) }
   })
@@ -91,7 +98,7 @@ const contract = (label: string, run: Run) =>
         expect((yield* Effect.flip(services.connect("nobody")))._tag).toBe("ServiceNotFound")
         yield* serveIn(services, "bank")
         const first = yield* services.connect("bank")
-        const secondScope = yield* Scope.make()
+        const secondScope = yield* innerScope
         const second = yield* Scope.extend(services.connect("bank"), secondScope)
         expect(new Set([first.caller, second.caller])).toEqual(new Set([0, 1]))
         expect(yield* Effect.flip(services.connect("bank"))).toMatchObject({
@@ -110,7 +117,7 @@ const contract = (label: string, run: Run) =>
       run(Effect.gen(function*() {
         const services = yield* Services
         yield* serveIn(services, "bank")
-        const goneScope = yield* Scope.make()
+        const goneScope = yield* innerScope
         const gone = yield* Scope.extend(services.connect("bank"), goneScope)
         // Its call is answered after it has gone: request ids start over in each caller, so both calls are request 1.
         const calling = yield* Effect.forkIn(gone.call(Later, { ms: 300 }), goneScope)
@@ -134,7 +141,7 @@ const removal = (label: string, run: Run) =>
             _tag: "ServiceNotFound",
             name: "nobody"
           })
-          const scope = yield* Scope.make()
+          const scope = yield* innerScope
           yield* Scope.extend(services.serve("bank", bankHandlers({ value: 1 }), { callerSlots: 2 }), scope)
           const client = yield* Scope.extend(services.connect("bank"), scope)
           expect(yield* Effect.flip(services.remove("bank"))).toMatchObject({
