@@ -8,13 +8,14 @@ import { Effect, Exit, Fiber, Scope } from "effect"
 import * as RingsMemoryLayers from "../../src/layers/control/RingsMemory.js"
 import { readForever } from "../../src/layers/control/RpcReadForever.js"
 import type { RingAddress } from "../../src/services/control/Rings.js"
+import { innerScope } from "../helpers/InnerScope.js"
 
 const address: RingAddress = { id: 7, offset: 0, dataBytes: 4096, readerSlots: 1 }
 
 describe("readForever", () => {
   it.scopedLive("a reader whose doorbell closed under it reads its closed ring once a second, not in a spin", () =>
     Effect.gen(function*() {
-      const ringsScope = yield* Scope.make()
+      const ringsScope = yield* innerScope
       const rings = yield* RingsMemoryLayers.makeMemory.pipe(Scope.extend(ringsScope))
       yield* rings.writer(address).pipe(Scope.extend(ringsScope))
       const reader = yield* rings.reader(address)

@@ -5,13 +5,14 @@
  */
 import { RpcSerialization } from "@effect/rpc"
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Chunk, Effect, ExecutionStrategy, Exit, Fiber, Schedule, Scope, Stream } from "effect"
+import { Cause, Chunk, Effect, Exit, Fiber, Schedule, Scope, Stream } from "effect"
 import { EffectRpcLayers } from "../../src/effect-rpc.js"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import { type FrameServer, Services } from "../../src/services/ipc/Services.js"
 import { liveServices } from "../fixtures/channel-region.js"
 import { type BankState, connectBank, serveBank } from "../fixtures/effect-rpc-group.js"
 import { bankHandlers as rpcBankHandlers } from "../fixtures/service-methods.js"
+import { innerScope } from "../helpers/InnerScope.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 type Needs = Services | RpcSerialization.RpcSerialization | Scope.Scope
@@ -86,7 +87,7 @@ const contract = (label: string, run: Run) =>
       run(Effect.gen(function*() {
         const state = bank()
         yield* serveBank("bank", state, { callerSlots: 1 })
-        const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+        const scope = yield* innerScope
         const first = yield* Scope.extend(connectBank("bank"), scope)
         yield* Effect.fork(first.Hang())
         expect(yield* first.Add({ a: 1, b: 2 })).toBe(3)

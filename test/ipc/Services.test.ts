@@ -3,12 +3,13 @@
  * directory's writer) and the in-memory fake: servers and callers in this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, ExecutionStrategy, Exit, Fiber, Schedule, Schema, Scope } from "effect"
+import { Effect, Exit, Fiber, Schedule, Schema, Scope } from "effect"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { liveServices } from "../fixtures/channel-region.js"
 import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
+import { innerScope } from "../helpers/InnerScope.js"
 import { parked } from "../helpers/Parked.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -20,13 +21,6 @@ const live: Run = (program) =>
     (region) => Effect.provide(Effect.scoped(program), liveServices({ region, bell: 0, writesDirectory: true }))
   )
 const memory: Run = (program) => Effect.provide(Effect.scoped(program), ServicesMemory.layerMemory())
-
-/**
- * A scope the test closes when it wants (a server stopped, a caller gone), and which closes with
- * the test's own at the latest: one left open would keep its readers running past the services'
- * region and doorbell, into the next test file of the fork.
- */
-const innerScope = Effect.flatMap(Effect.scope, (outer) => Scope.fork(outer, ExecutionStrategy.sequential))
 
 /** Serves the bank in a scope of its own, which the test closes to stop the server. */
 const serveIn = (services: Services["Type"], name: string, balance = { value: 100 }) =>

@@ -7,9 +7,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { runSamplers, sampleOnScrape } from "../../src/Metrics.js"
 import { serveMetrics } from "../../src/programs/roles/MetricsServer.js"
-import { Rings } from "../../src/services/control/Rings.js"
 import { openRegionRings } from "../fixtures/ring-harness.js"
 import { layout } from "../fixtures/rpc-methods.js"
+import { innerScope } from "../helpers/InnerScope.js"
 
 const scrape = (port: number) =>
   Effect.promise(async () => {
@@ -38,15 +38,12 @@ describe("samplers at scrape time", () => {
       expect(sampled).toBe(2)
     }))
 
-  it.live("a ring writer left open when its region is unmapped stops sampling, and closes without touching the region", () =>
+  it.scopedLive("a ring writer left open when its region is unmapped stops sampling, and closes without touching the region", () =>
     Effect.gen(function*() {
-      const regionScope = yield* Scope.make()
-      const writerScope = yield* Scope.make()
+      const regionScope = yield* innerScope
+      const writerScope = yield* innerScope
       const { rings } = yield* openRegionRings()().pipe(Scope.extend(regionScope))
-      const { replies } = layout(65536)
-      yield* Effect.provideService(Rings, rings)(Effect.flatMap(Rings, (r) => r.writer(replies))).pipe(
-        Scope.extend(writerScope)
-      )
+      yield* rings.writer(layout(65536).replies).pipe(Scope.extend(writerScope))
       expect(() => runSamplers()).not.toThrow()
       // The region goes first: its mapping is detached under the writer still open.
       yield* Scope.close(regionScope, Exit.void)

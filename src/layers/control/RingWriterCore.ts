@@ -321,10 +321,10 @@ const fullError = (w: WriterState, length: number, waitedMs: number): RingFull =
   })
 }
 
-/** Commits, marks the ring closed and wakes its readers; false if it was closed (or taken over) already. */
 /** Whether the writer's region was unmapped under it (its owner closed the region first): a detached buffer has no bytes. */
 const unmapped = (w: WriterState): boolean => w.region.buffer.byteLength === 0
 
+/** Commits, marks the ring closed and wakes its readers; false if it was closed (or taken over) already. */
 const close = (w: WriterState): boolean => {
   if (w.closed || superseded(w)) return false
   commit(w)
