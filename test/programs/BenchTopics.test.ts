@@ -32,7 +32,7 @@ describe("cxlog bench --type topics", () => {
     "creates, writes, audits, deletes and recreates its topics; memory comes back; both throughputs are measured",
     () =>
       Effect.gen(function*() {
-        const benchRegions = () => readdirSync("/dev/shm").filter((name) => name.startsWith("cxlog-bench-topics-"))
+        const benchRegions = () => readdirSync("/dev/shm").filter((name) => /^cxlog-run-\d+-topics$/.test(name))
         const before = benchRegions()
         const run = yield* runCliWithin(
           ["bench", "--type", "topics", "--topics", "60", "--ratio-topics", "12", "--bytes", "1MiB", "--json"],

@@ -16,7 +16,7 @@ import {
   readCredentialFile
 } from "../../src/layers/net/Auth.js"
 import { ownStartTag, startTagOf } from "../../src/layers/region/ProcessInfo.js"
-import { pruneStaleCredentials } from "../../src/programs/admin/Regions.js"
+import { pruneStaleCredentials } from "../../src/programs/admin/RegionPrune.js"
 import { forkCli, loseRegion, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 import { unreapedProcess } from "../helpers/Unreaped.js"

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Queue } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, readdirSync, unlinkSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, unlinkSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import {
@@ -18,6 +18,7 @@ import {
   resolve
 } from "../../src/layers/RegionLayout.js"
 import { loadAddonSync } from "../../src/native/Native.js"
+import { ABANDONED_AFTER_MS } from "../../src/programs/admin/RegionPrune.js"
 import { runRegionName } from "../../src/programs/admin/Regions.js"
 import { smallConfig } from "../fixtures/log-harness.js"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
@@ -59,6 +60,27 @@ interface Listed {
   readonly processes: ReadonlyArray<{ readonly pid: number; readonly alive: boolean }>
   readonly inUse: boolean
 }
+
+/** A file of region `name`'s size in zeros, as a creator killed before it wrote the region leaves it; unlinked when the test's scope closes. */
+const neverMade = (name: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const path = `/dev/shm/${name.replace(/^\//, "")}`
+      writeFileSync(path, new Uint8Array(1 << 20))
+      return path
+    }),
+    (path) => Effect.sync(() => existsSync(path) && unlinkSync(path))
+  )
+
+interface Pruned {
+  readonly removed: ReadonlyArray<{ readonly name: string }>
+  readonly neverMadeKept: ReadonlyArray<string>
+}
+
+const prune = Effect.map(runCli(["regions", "--prune", "--json"]), (pruned) => {
+  expect(pruned.code, pruned.stderr).toBe(0)
+  return JSON.parse(pruned.stdout.trim().split("\n").at(-1)!) as Pruned
+})
 
 const listRegions = Effect.map(runCli(["regions", "--json"]), (listing) => {
   expect(listing.code, listing.stderr).toBe(0)
@@ -219,5 +241,69 @@ describe("cxlog regions (bundled CLI)", () => {
         expect(existsSync(`/dev/shm/${region}`)).toBe(false)
       }),
     180_000
+  )
+
+  it.scopedLive(
+    "--prune leaves a region never made while its file is recent (a creator may be making it) and takes it once the file is a minute old; a made region nobody uses is left",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("abandoned")
+        const path = yield* neverMade(region)
+        const made = yield* uniqueRegion("made-idle")
+        yield* leftRegion(made)
+
+        const recent = yield* prune
+        expect(recent.neverMadeKept).toContain(region)
+        expect(recent.removed.map((r) => r.name)).not.toContain(region)
+        expect(existsSync(path)).toBe(true)
+
+        const old = (Date.now() - 2 * ABANDONED_AFTER_MS) / 1000
+        utimesSync(path, old, old)
+        const pruned = yield* prune
+        expect(pruned.removed.map((r) => r.name)).toContain(region)
+        expect(existsSync(path)).toBe(false)
+        expect(pruned.removed.map((r) => r.name)).not.toContain(made)
+        expect(existsSync(`/dev/shm/${made}`)).toBe(true)
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a bench's region (cxlog-run-<pid>-<what>) is its process's: in use while it lives, even before it is made; pruned once it is gone",
+    () =>
+      Effect.gen(function*() {
+        const bench = yield* runningProcess
+        const started = yield* Deferred.make<void>()
+        bench.once("spawn", () => Deferred.unsafeDone(started, Effect.void))
+        yield* Deferred.await(started)
+        const unmade = runRegionName(bench.pid!, "group-0")
+        const path = yield* neverMade(unmade)
+        expect((yield* listRegions).find((r) => r.name === unmade)).toMatchObject({
+          kind: "run",
+          owner: { pid: bench.pid, alive: true },
+          inUse: true
+        })
+        const deadPid = yield* exitedPid
+        const left = runRegionName(deadPid, "topics")
+        yield* leftRegion(left)
+        // Another test file's run or bench may reclaim it first: if it is listed, it is orphaned.
+        const listed = (yield* listRegions).find((r) => r.name === left)
+        if (listed !== undefined) {
+          expect(listed).toMatchObject({ kind: "run", owner: { pid: deadPid, alive: false }, inUse: false })
+        }
+
+        yield* prune
+        expect(existsSync(path)).toBe(true)
+        expect(existsSync(`/dev/shm/${left}`)).toBe(false)
+
+        bench.kill("SIGKILL")
+        yield* Effect.async<void>((resume) => {
+          if (bench.exitCode !== null || bench.signalCode !== null) resume(Effect.void)
+          else bench.once("exit", () => resume(Effect.void))
+        })
+        yield* prune
+        expect(existsSync(path)).toBe(false)
+      }),
+    120_000
   )
 })

@@ -1,37 +1,45 @@
 /**
- * `cxlog regions`: the cxlog regions under /dev/shm (a file whose superblock carries the
- * cxlog magic), with their size, owner and whether it still runs; `--remove NAME` discards
- * one nobody uses, `--prune` every orphaned run region.
+ * The cxlog regions under /dev/shm (a file whose superblock carries the cxlog magic): each one's
+ * size, owner and whether it still runs, and removing one nobody uses (`cxlog regions`:
+ * RegionsCommand.ts; what is removed unasked: RegionPrune.ts).
  *
- * Owners: a `cxlog run` names its region `cxlog-run-<its pid>` and owns it; any other region
- * belongs to its head (the sequencer lease's pid, else process slot 0's). A pid counts as the
- * owner only if that process started before the region was created (a reused pid does not).
- * A run region is orphaned when its run is gone and no process in its process table or lease
- * is alive: `cxlog run` removes those when it starts. Nothing else is ever removed unasked.
- * A region's default credential files go with it (RegionCredentials.ts); `--prune` also removes
- * those whose region is gone.
+ * Owners: a `cxlog run` names its region `cxlog-run-<its pid>` and owns it, as a bench owns its
+ * own `cxlog-run-<its pid>-<what>`; any other region belongs to its head (the sequencer lease's
+ * pid, else process slot 0's). A pid counts as the owner only if that process started before the
+ * region was created (a reused pid does not). A run region is orphaned when its run is gone and
+ * no process in its process table or lease is alive. A region its creator never wrote
+ * (UnfinishedRegion.ts) holds nothing. A region's default credential files go with it
+ * (RegionCredentials.ts).
  */
-import { Console, Data, Effect } from "effect"
+import { Data, Effect } from "effect"
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs"
 import { LeaseLine, OrderLine } from "../../layers/log/Records.js"
 import { listTopics } from "../../layers/log/TopicDescriptors.js"
 import { removeMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
-import { removeOrphanedWakeFifos, removeWakeFifos } from "../../layers/region/Doorbell.js"
+import { removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { isPidAlive, procStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
 import { isOwnerAlive, readLabel, readSlot } from "../../layers/region/ProcessSlot.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
-import { table } from "../report/Table.js"
-import { belongsToRegion, credentialBindings } from "./RegionCredentials.js"
 import { unfinishedRegion } from "./UnfinishedRegion.js"
 
 export const SHM_DIR = "/dev/shm"
-const RUN_REGION = /^cxlog-run-(\d+)$/
+const RUN_REGION = /^cxlog-run-(\d+)(?:-[a-z][a-z0-9-]*)?$/
 
-/** The region name `cxlog run` uses (its owner is the run's process). */
-export const runRegionName = (pid: number): string => `cxlog-run-${pid}`
+/**
+ * The region name `cxlog run` uses (its owner is the run's process); with `part`, one of the
+ * regions of a bench (`group-0`, `topics`), owned by the bench's process alike.
+ */
+export const runRegionName = (pid: number, part?: string): string =>
+  part === undefined ? `cxlog-run-${pid}` : `cxlog-run-${pid}-${part}`
+
+/** The pid in a run region's name; undefined for any other region. */
+const runPid = (name: string): number | undefined => {
+  const found = RUN_REGION.exec(name)
+  return found === null ? undefined : Number(found[1])
+}
 
 export interface RegionProcess {
   readonly slot: number
@@ -64,6 +72,8 @@ export interface RegionInfo {
   readonly inUse: boolean
   /** A region its creator has not written (still making it, or killed before it did: UnfinishedRegion.ts). */
   readonly unfinished?: boolean
+  /** An unfinished region's file: when it last changed (ms since the epoch). */
+  readonly changedAtMs?: number
 }
 
 export class RegionNotFound extends Data.TaggedError("RegionNotFound")<{ readonly region: string }> {
@@ -171,11 +181,11 @@ export const inspectRegion = (name: string): Effect.Effect<RegionInfo | undefine
       : details._tag === "Left"
       ? details.left.message
       : undefined
-    const runOwner = RUN_REGION.exec(shmName)
+    const run = runPid(shmName)
     const headPid = leasePid > 0 ? leasePid : processes.find((p) => p.slot === 0)?.pid ?? 0
     // A head may attach to a region long after it was created: only a run's pid is checked against the creation time.
-    const owner = runOwner !== null
-      ? { pid: Number(runOwner[1]), alive: runOwnerAlive(Number(runOwner[1]), createdAtMs) }
+    const owner = run !== undefined
+      ? { pid: run, alive: runOwnerAlive(run, createdAtMs) }
       : { pid: headPid, alive: isPidAlive(headPid) }
     const inUse = owner.alive || isPidAlive(leasePid) || processes.some((p) => p.alive) ||
       (details?._tag === "Left" && details.left._tag === "RegionNotReady")
@@ -183,7 +193,7 @@ export const inspectRegion = (name: string): Effect.Effect<RegionInfo | undefine
       name: shmName,
       bytes: stat.value.size,
       residentBytes: stat.value.blocks * 512,
-      kind: runOwner !== null ? "run" : "head",
+      kind: run !== undefined ? "run" : "head",
       createdAtMs,
       layoutVersion,
       owner,
@@ -195,27 +205,37 @@ export const inspectRegion = (name: string): Effect.Effect<RegionInfo | undefine
     } satisfies RegionInfo
   })
 
-/** `name` as a region its creator has not written yet, or never will (it was killed); undefined when it is neither. */
+/**
+ * `name` as a region its creator has not written yet, or never will (it was killed); undefined
+ * when it is neither. A run's region is the run's while its process lives (the run's head may
+ * not have mapped it yet); any other is in use while a process maps it.
+ */
 const unfinished = (name: string, path: string): RegionInfo | undefined => {
   const found = unfinishedRegion(path)
   if (found === undefined) return undefined
   const creator = found.mappedBy[0] ?? 0
+  const run = runPid(name)
+  const owner = run === undefined ? { pid: creator, alive: creator !== 0 } : { pid: run, alive: isPidAlive(run) }
+  const inUse = creator !== 0 || owner.alive
   return {
     name,
     bytes: found.bytes,
     residentBytes: found.residentBytes,
-    kind: RUN_REGION.test(name) ? "run" : "head",
+    kind: run === undefined ? "head" : "run",
     createdAtMs: 0,
     layoutVersion: 0,
-    owner: { pid: creator, alive: creator !== 0 },
+    owner,
     processes: [],
     topics: [],
     orderedMessages: 0,
     note: creator !== 0
       ? `being made by pid ${creator}`
+      : inUse
+      ? `to be made by run pid ${owner.pid}`
       : "never made: its creator stopped first; holds nothing",
-    inUse: creator !== 0,
-    unfinished: true
+    inUse,
+    unfinished: true,
+    changedAtMs: found.changedAtMs
   }
 }
 
@@ -229,9 +249,6 @@ export const listRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(
   }
   return found
 })
-
-/** A run region whose run is gone and that no live process uses. */
-export const isOrphanedRun = (info: RegionInfo): boolean => info.kind === "run" && !info.inUse
 
 /**
  * Removes the region and the wake FIFOs its processes left (those killed could not remove theirs),
@@ -268,110 +285,4 @@ export const removeRegion = (name: string): Effect.Effect<RegionInfo, RegionNotF
     }
     yield* unlink(info.name)
     return info
-  })
-
-/**
- * Removes every orphaned run region and the wake FIFOs no process reads any more (`cxlog run`
- * does when it starts); returns the regions it removed.
- */
-export const pruneRunRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(function*() {
-  const removed: Array<RegionInfo> = []
-  for (const info of yield* listRegions) {
-    if (isOrphanedRun(info) && (yield* unlink(info.name))) removed.push(info)
-  }
-  removeOrphanedWakeFifos()
-  return removed
-})
-
-/** Removes the default credential files of every region that no longer exists (`--prune`); returns those regions' names. */
-export const pruneStaleCredentials = (): ReadonlyArray<string> =>
-  credentialBindings().flatMap((binding) => {
-    if (belongsToRegion(binding, true, regionCreatedAtMs(binding.name))) return []
-    removeDefaultCredentials(binding.name)
-    return [binding.name]
-  })
-
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`
-
-export interface RegionsOptions {
-  readonly remove?: string
-  /** List this region's processes. */
-  readonly processes?: string
-  readonly prune: boolean
-  readonly json: boolean
-}
-
-/** `cxlog regions [--remove NAME | --prune] [--json]`. */
-export const regions = (options: RegionsOptions) =>
-  Effect.gen(function*() {
-    if (options.remove !== undefined) {
-      const info = yield* removeRegion(options.remove)
-      yield* options.json
-        ? Console.log(JSON.stringify({ removed: [info] }))
-        : Console.log(`removed ${info.name} (${mib(info.bytes)}, ${info.orderedMessages} ordered messages)`)
-      return
-    }
-    if (options.processes !== undefined) {
-      const info = yield* inspectRegion(options.processes)
-      if (info === undefined) return yield* new RegionNotFound({ region: options.processes })
-      if (options.json) return yield* Console.log(JSON.stringify(info.processes))
-      return yield* Console.log(
-        table(
-          ["slot", "pid", "role", "alive", "name", "supervisor", "restarts"],
-          info.processes.map((p) => [
-            String(p.slot),
-            String(p.pid),
-            p.role,
-            p.alive ? "yes" : "no",
-            p.name ?? "-",
-            p.supervisor === undefined ? "-" : String(p.supervisor),
-            p.restarts === undefined ? "-" : String(p.restarts)
-          ])
-        )
-      )
-    }
-    if (options.prune) {
-      const removed = yield* pruneRunRegions
-      const credentials = pruneStaleCredentials()
-      yield* options.json
-        ? Console.log(JSON.stringify({ removed, removedCredentials: credentials }))
-        : Console.log([
-          ...(removed.length === 0
-            ? ["no orphaned run regions"]
-            : removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`)),
-          ...credentials.map((name) => `removed the credential files of ${name} (that region is gone)`)
-        ].join("\n"))
-      return
-    }
-    const found = yield* listRegions
-    if (options.json) return yield* Console.log(JSON.stringify(found))
-    if (found.length === 0) return yield* Console.log(`no cxlog regions in ${SHM_DIR}`)
-    yield* Console.log(
-      table(
-        [
-          "region",
-          "size",
-          "in memory",
-          "kind",
-          "owner pid",
-          "owner alive",
-          "in use",
-          "ordered messages",
-          "created",
-          "note"
-        ],
-        found.map((r) => [
-          r.name,
-          mib(r.bytes),
-          mib(r.residentBytes),
-          r.kind,
-          r.owner.pid === 0 ? "-" : String(r.owner.pid),
-          r.owner.alive ? "yes" : "no",
-          r.inUse ? "yes" : isOrphanedRun(r) ? "no (orphaned: --prune)" : "no",
-          String(r.orderedMessages),
-          r.createdAtMs === 0 ? "-" : new Date(r.createdAtMs).toISOString(),
-          r.note === undefined ? "" : r.note.length > 60 ? `${r.note.slice(0, 57)}...` : r.note
-        ])
-      )
-    )
   })

@@ -11,8 +11,10 @@ import { SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
 export interface UnfinishedRegion {
   readonly bytes: number
   readonly residentBytes: number
-  /** Processes that map it (its creator, still making it); none: it was abandoned. */
+  /** Processes that map it (its creator, still making it); none: it was abandoned, or is not mapped yet. */
   readonly mappedBy: ReadonlyArray<number>
+  /** When its file last changed (ms since the epoch): a creator sizes it just before it maps it. */
+  readonly changedAtMs: number
 }
 
 /**
@@ -52,7 +54,7 @@ export const unfinishedRegion = (path: string): UnfinishedRegion | undefined => 
   if (!zeroHeader(path)) return undefined
   try {
     const stat = statSync(path)
-    return { bytes: stat.size, residentBytes: stat.blocks * 512, mappedBy: mappersOf(path) }
+    return { bytes: stat.size, residentBytes: stat.blocks * 512, mappedBy: mappersOf(path), changedAtMs: stat.mtimeMs }
   } catch {
     return undefined
   }

@@ -4,7 +4,8 @@
  * environment a member of it takes. Both go with the scope.
  */
 import { Effect } from "effect"
-import { pruneRunRegions, runRegionName } from "../admin/Regions.js"
+import { pruneRunRegions } from "../admin/RegionPrune.js"
+import { runRegionName } from "../admin/Regions.js"
 import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
 import { logEnv } from "../run/Run.js"
 

@@ -43,6 +43,8 @@ import {
 import type { SubscriberMessage } from "../../services/net/Subscriber.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { asEnvironment } from "../../Settings.js"
+import { pruneRunRegions } from "../admin/RegionPrune.js"
+import { runRegionName } from "../admin/Regions.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { MirrorEvents } from "../roles/RoleEvents.js"
@@ -413,7 +415,9 @@ export const benchMirror = (given: MirrorBenchOptions) =>
   Effect.gen(function*() {
     const options = { ...given, maxInFlight: given.maxInFlight ?? DEFAULT_MIRROR_IN_FLIGHT }
     const nats = yield* startNatsCluster(3)
-    const region = `cxlog-bench-mirror-${process.pid}`
+    // What a bench or run killed before its end left goes first, as `cxlog run` does.
+    yield* pruneRunRegions
+    const region = runRegionName(process.pid, "mirror")
     const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
     const total = 5 * options.messages + lagMessages
     const env = regionEnv(region, total, options.messageBytes)

@@ -22,6 +22,8 @@ import { Coordinator } from "../../services/control/Coordinator.js"
 import { LogReader } from "../../services/log/LogReader.js"
 import { Topics } from "../../services/log/Topics.js"
 import type { PublisherShape } from "../../services/net/Publisher.js"
+import { pruneRunRegions } from "../admin/RegionPrune.js"
+import { runRegionName } from "../admin/Regions.js"
 import { percentile, summarize } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
@@ -200,7 +202,9 @@ const auditAll = (names: ReadonlyArray<string>) =>
 
 export const benchTopics = (options: TopicsBenchOptions) =>
   Effect.scoped(Effect.gen(function*() {
-    const region = `cxlog-bench-topics-${process.pid}`
+    // What a bench or run killed before its end left goes first, as `cxlog run` does.
+    yield* pruneRunRegions
+    const region = runRegionName(process.pid, "topics")
     yield* regionGuard(region)
     const env: Record<string, string> = {
       CXLOG_REGION: region,

@@ -24,7 +24,7 @@ export const regionsCommand = Cli.command({
     }),
     prune: Cli.toggle("prune", {
       description:
-        "remove every orphaned `cxlog run` region (its run gone, nothing using it) and the default credential files of regions that are gone"
+        "remove every orphaned region of a `cxlog run` or bench (its process gone, nothing using it), every region never made that was left a minute, and the default credential files of regions that are gone"
     }),
     json
   },
@@ -35,7 +35,7 @@ export const regionsCommand = Cli.command({
     "cxlog regions --prune"
   ],
   run: (o) =>
-    Cli.load(() => import("../admin/Regions.js")).pipe(Effect.flatMap(({ regions }) =>
+    Cli.load(() => import("../admin/RegionsCommand.js")).pipe(Effect.flatMap(({ regions }) =>
       regions({
         ...(o.remove === undefined ? {} : { remove: o.remove }),
         ...(o.processes === undefined ? {} : { processes: o.processes }),

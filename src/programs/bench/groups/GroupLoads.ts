@@ -12,6 +12,8 @@ import { Effect, Layer, type Scope } from "effect"
 import { groupMember, localPublisher } from "../../../layers/Roles.js"
 import { ConsumerGroups } from "../../../services/groups/ConsumerGroups.js"
 import { Publisher } from "../../../services/net/Publisher.js"
+import { pruneRunRegions } from "../../admin/RegionPrune.js"
+import { runRegionName } from "../../admin/Regions.js"
 import { BrokerEvents, HeadEvents } from "../../roles/RoleEvents.js"
 import { regionGuard, spawnRole } from "../../run/Cluster.js"
 import { NATS, startNatsCluster } from "../peers/NatsCluster.js"
@@ -104,7 +106,9 @@ const brokerFor = (region: string) =>
  */
 const cxlogLoad = (w: GroupWorkload, round: number) =>
   Effect.gen(function*() {
-    const region = `cxlog-bench-group-${process.pid}-${round}`
+    // What a bench or run killed before its end left goes first, as `cxlog run` does.
+    yield* pruneRunRegions
+    const region = runRegionName(process.pid, `group-${round}`)
     yield* regionGuard(region)
     const head = yield* spawnRole("head", ["head", "--topic", `${TOPIC}:5:1`], {
       CXLOG_REGION: region,
