@@ -5,8 +5,8 @@
  * takes its mirrors' status files with it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Queue } from "effect"
-import { spawn } from "node:child_process"
+import { Effect, Queue } from "effect"
+import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readdirSync, unlinkSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
@@ -47,9 +47,12 @@ const leftRegion = (name: string) =>
     }).pipe(Effect.scoped)
   })
 
-/** A process that runs until the test's scope closes. */
+/** A process that runs until the test's scope closes, once it has started (its pid known). */
 const runningProcess = Effect.acquireRelease(
-  Effect.sync(() => spawn(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { stdio: "ignore" })),
+  Effect.async<ChildProcess>((resume) => {
+    const child = spawn(process.execPath, ["-e", "setInterval(() => {}, 1e6)"], { stdio: "ignore" })
+    child.once("spawn", () => resume(Effect.succeed(child)))
+  }),
   (child) => Effect.sync(() => child.kill("SIGKILL"))
 )
 
@@ -165,9 +168,6 @@ describe("cxlog regions (bundled CLI)", () => {
       Effect.gen(function*() {
         const deadPid = yield* exitedPid
         const owner = yield* runningProcess
-        const started = yield* Deferred.make<void>()
-        owner.once("spawn", () => Deferred.unsafeDone(started, Effect.void))
-        yield* Deferred.await(started)
         const orphan = runRegionName(deadPid)
         const live = runRegionName(owner.pid!)
         const head = yield* uniqueRegion("regions-head")
@@ -273,9 +273,6 @@ describe("cxlog regions (bundled CLI)", () => {
     () =>
       Effect.gen(function*() {
         const bench = yield* runningProcess
-        const started = yield* Deferred.make<void>()
-        bench.once("spawn", () => Deferred.unsafeDone(started, Effect.void))
-        yield* Deferred.await(started)
         const unmade = runRegionName(bench.pid!, "group-0")
         const path = yield* neverMade(unmade)
         expect((yield* listRegions).find((r) => r.name === unmade)).toMatchObject({
