@@ -11,9 +11,8 @@ import { createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Channels } from "../../services/ipc/Channels.js"
-import { pruneRunRegions } from "../admin/RegionPrune.js"
-import { runRegionName } from "../admin/Regions.js"
 import { cliEntry } from "../ProgramSettings.js"
+import { benchRegion } from "./BenchRegion.js"
 import { benchChannels } from "./ChannelBenchRegion.js"
 import {
   type FromPeer,
@@ -135,8 +134,7 @@ const unixServer = (path: string) =>
  * messages.
  */
 export const openSenders = Effect.gen(function*() {
-  yield* pruneRunRegions
-  const region = runRegionName(process.pid)
+  const region = yield* benchRegion()
   const channels = Context.get(yield* Layer.build(benchChannels(region, "bench")), Channels)
   // One writer and one reader each: the bench writes, its peer reads.
   const one = { writerSlots: 1, readerSlots: 1 }

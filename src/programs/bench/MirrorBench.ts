@@ -43,12 +43,11 @@ import {
 import type { SubscriberMessage } from "../../services/net/Subscriber.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { asEnvironment } from "../../Settings.js"
-import { pruneRunRegions } from "../admin/RegionPrune.js"
-import { runRegionName } from "../admin/Regions.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { MirrorEvents } from "../roles/RoleEvents.js"
 import { type RoleProcess, spawnRole, startHeadAndBrokers, stopChild, stopWithParent } from "../run/Cluster.js"
+import { benchRegion } from "./BenchRegion.js"
 import {
   auditStream,
   awaitStreamLast,
@@ -415,9 +414,7 @@ export const benchMirror = (given: MirrorBenchOptions) =>
   Effect.gen(function*() {
     const options = { ...given, maxInFlight: given.maxInFlight ?? DEFAULT_MIRROR_IN_FLIGHT }
     const nats = yield* startNatsCluster(3)
-    // What a bench or run killed before its end left goes first, as `cxlog run` does.
-    yield* pruneRunRegions
-    const region = runRegionName(process.pid, "mirror")
+    const region = yield* benchRegion("mirror")
     const lagMessages = Math.max(1_000, Math.round((options.rateMBps * 1e6 * LAG_SECONDS) / options.messageBytes))
     const total = 5 * options.messages + lagMessages
     const env = regionEnv(region, total, options.messageBytes)

@@ -19,14 +19,13 @@ import * as PublisherLayers from "../../layers/net/Publisher.js"
 import { localPublisher } from "../../layers/Roles.js"
 import type { OrderMode } from "../../services/log/OrderModes.js"
 import { Publisher } from "../../services/net/Publisher.js"
-import { pruneRunRegions } from "../admin/RegionPrune.js"
-import { runRegionName } from "../admin/Regions.js"
 import { clientSecurity } from "../admin/Users.js"
 import { cliEntry } from "../ProgramSettings.js"
 import { percentile } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
-import { regionGuard, startHeadAndBrokers } from "../run/Cluster.js"
+import { startHeadAndBrokers } from "../run/Cluster.js"
 import { logEnv } from "../run/Run.js"
+import { benchRegion } from "./BenchRegion.js"
 import { BenchPeerFailed } from "./Loopback.js"
 import type { BenchPeer } from "./peers/PeerNames.js"
 import { PEER_SPECS } from "./peers/PeerSpecs.js"
@@ -106,8 +105,7 @@ export const latencyMicros = (samples: Float64Array) => {
  */
 const ackRoundTrips = (options: RttOptions) =>
   Effect.gen(function*() {
-    yield* pruneRunRegions
-    const region = runRegionName(process.pid)
+    const region = yield* benchRegion()
     const env = {
       // With --local, two local publishers (the service's loop and the facade's): a broker slot each.
       ...logEnv({
@@ -118,7 +116,6 @@ const ackRoundTrips = (options: RttOptions) =>
       }),
       CXLOG_REGION: region
     }
-    yield* regionGuard(region)
     const { ports } = yield* startHeadAndBrokers(`rtt:${options.order}:1`, options.brokers, env)
     const layer = options.local
       ? localPublisher({ name: region }, { topic: "rtt", ackLevel: 1 })

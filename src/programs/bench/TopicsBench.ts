@@ -22,12 +22,11 @@ import { Coordinator } from "../../services/control/Coordinator.js"
 import { LogReader } from "../../services/log/LogReader.js"
 import { Topics } from "../../services/log/Topics.js"
 import type { PublisherShape } from "../../services/net/Publisher.js"
-import { pruneRunRegions } from "../admin/RegionPrune.js"
-import { runRegionName } from "../admin/Regions.js"
 import { percentile, summarize } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
-import { regionGuard, type RoleProcess, startHeadAndBrokers } from "../run/Cluster.js"
+import { type RoleProcess, startHeadAndBrokers } from "../run/Cluster.js"
+import { benchRegion } from "./BenchRegion.js"
 
 export interface TopicsBenchOptions {
   /** Topics created, written, audited, deleted and created again. */
@@ -202,10 +201,7 @@ const auditAll = (names: ReadonlyArray<string>) =>
 
 export const benchTopics = (options: TopicsBenchOptions) =>
   Effect.scoped(Effect.gen(function*() {
-    // What a bench or run killed before its end left goes first, as `cxlog run` does.
-    yield* pruneRunRegions
-    const region = runRegionName(process.pid, "topics")
-    yield* regionGuard(region)
+    const region = yield* benchRegion("topics")
     const env: Record<string, string> = {
       CXLOG_REGION: region,
       CXLOG_HEAP_BYTES: `${HEAP_BYTES}`,

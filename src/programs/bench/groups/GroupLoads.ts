@@ -12,10 +12,9 @@ import { Effect, Layer, type Scope } from "effect"
 import { groupMember, localPublisher } from "../../../layers/Roles.js"
 import { ConsumerGroups } from "../../../services/groups/ConsumerGroups.js"
 import { Publisher } from "../../../services/net/Publisher.js"
-import { pruneRunRegions } from "../../admin/RegionPrune.js"
-import { runRegionName } from "../../admin/Regions.js"
 import { BrokerEvents, HeadEvents } from "../../roles/RoleEvents.js"
-import { regionGuard, spawnRole } from "../../run/Cluster.js"
+import { spawnRole } from "../../run/Cluster.js"
+import { benchRegion } from "../BenchRegion.js"
 import { NATS, startNatsCluster } from "../peers/NatsCluster.js"
 import { natsCall } from "../peers/NatsPeer.js"
 import { payloadTemplate } from "../peers/PeerReadBack.js"
@@ -106,10 +105,7 @@ const brokerFor = (region: string) =>
  */
 const cxlogLoad = (w: GroupWorkload, round: number) =>
   Effect.gen(function*() {
-    // What a bench or run killed before its end left goes first, as `cxlog run` does.
-    yield* pruneRunRegions
-    const region = runRegionName(process.pid, `group-${round}`)
-    yield* regionGuard(region)
+    const region = yield* benchRegion(`group-${round}`)
     const head = yield* spawnRole("head", ["head", "--topic", `${TOPIC}:5:1`], {
       CXLOG_REGION: region,
       CXLOG_TOPIC_MEMORY: `${topicMemoryFor(w)}`,
