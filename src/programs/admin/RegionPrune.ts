@@ -26,7 +26,7 @@ export const isAbandoned = (info: RegionInfo, nowMs: number): boolean =>
 
 /**
  * Removes every orphaned run region and the wake FIFOs no process reads any more (`cxlog run`
- * does when it starts); returns the regions it removed.
+ * and the benches do when they start: BenchRegion.ts); returns the regions it removed.
  */
 export const pruneRunRegions: Effect.Effect<ReadonlyArray<RegionInfo>> = Effect.gen(function*() {
   const removed: Array<RegionInfo> = []

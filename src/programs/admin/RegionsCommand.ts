@@ -61,7 +61,7 @@ export const regions = (options: RegionsOptions) =>
           neverMadeKept: abandoned.recent.map((r) => r.name)
         }))
         : Console.log([
-          ...(removed.length + abandoned.removed.length === 0
+          ...(removed.length + abandoned.removed.length + abandoned.recent.length === 0
             ? ["no orphaned run regions, no regions never made"]
             : []),
           ...removed.map((r) => `removed ${r.name} (${mib(r.bytes)}; its run, pid ${r.owner.pid}, is gone)`),
