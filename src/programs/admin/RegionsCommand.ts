@@ -101,7 +101,13 @@ export const regions = (options: RegionsOptions) =>
           r.kind,
           r.owner.pid === 0 ? "-" : String(r.owner.pid),
           r.owner.alive ? "yes" : "no",
-          r.inUse ? "yes" : isOrphanedRun(r) ? "no (orphaned: --prune)" : "no",
+          r.inUse
+            ? "yes"
+            : isOrphanedRun(r)
+            ? "no (orphaned: --prune)"
+            : r.unfinished === true
+            ? "no (never made: --prune)"
+            : "no",
           String(r.orderedMessages),
           r.createdAtMs === 0 ? "-" : new Date(r.createdAtMs).toISOString(),
           r.note === undefined ? "" : r.note.length > 60 ? `${r.note.slice(0, 57)}...` : r.note
