@@ -244,7 +244,7 @@ describe("cxlog regions (bundled CLI)", () => {
   )
 
   it.scopedLive(
-    "--prune leaves a region never made while its file is recent (a creator may be making it) and takes it once the file is a minute old; a made region nobody uses is left",
+    "--prune leaves a region never made while its file is recent (a creator may be making it) and takes it once the file is a minute old; a made region nobody uses, and a file of a name not cxlog's, are left",
     () =>
       Effect.gen(function*() {
         const region = yield* uniqueRegion("abandoned")
@@ -257,13 +257,16 @@ describe("cxlog regions (bundled CLI)", () => {
         expect(recent.removed.map((r) => r.name)).not.toContain(region)
         expect(existsSync(path)).toBe(true)
 
+        // Zeros at the start of a file of another name could be another program's: never taken unasked.
+        const foreign = yield* neverMade(`other-${region.replace(/^\//, "")}`)
         const old = (Date.now() - 2 * ABANDONED_AFTER_MS) / 1000
-        utimesSync(path, old, old)
+        for (const file of [path, foreign]) utimesSync(file, old, old)
         const pruned = yield* prune
         expect(pruned.removed.map((r) => r.name)).toContain(region)
         expect(existsSync(path)).toBe(false)
         expect(pruned.removed.map((r) => r.name)).not.toContain(made)
         expect(existsSync(`/dev/shm/${made}`)).toBe(true)
+        expect(existsSync(foreign)).toBe(true)
       }),
     120_000
   )

@@ -19,9 +19,18 @@ export const isOrphanedRun = (info: RegionInfo): boolean => info.kind === "run" 
  */
 export const ABANDONED_AFTER_MS = 60_000
 
-/** A region never made (not a run's) that no process maps and whose file has not changed for ABANDONED_AFTER_MS. */
+/**
+ * Whether `name` is one cxlog gives a region itself (the default `cxlog`, a run's or a bench's, a
+ * test's): a file whose first bytes are zero could be any program's, so only these are taken unasked.
+ */
+export const cxlogsOwnName = (name: string): boolean => name === "cxlog" || name.startsWith("cxlog-")
+
+/**
+ * A region never made (not a run's) under a name cxlog gives itself, that no process maps and
+ * whose file has not changed for ABANDONED_AFTER_MS.
+ */
 export const isAbandoned = (info: RegionInfo, nowMs: number): boolean =>
-  info.kind === "head" && info.unfinished === true && !info.inUse &&
+  info.kind === "head" && info.unfinished === true && !info.inUse && cxlogsOwnName(info.name) &&
   nowMs - (info.changedAtMs ?? nowMs) >= ABANDONED_AFTER_MS
 
 /**
@@ -45,7 +54,7 @@ export const pruneAbandonedRegions = Effect.gen(function*() {
   const removed: Array<RegionInfo> = []
   const recent: Array<RegionInfo> = []
   for (const info of yield* listRegions) {
-    if (info.kind !== "head" || info.unfinished !== true || info.inUse) continue
+    if (info.kind !== "head" || info.unfinished !== true || info.inUse || !cxlogsOwnName(info.name)) continue
     const again = yield* inspectRegion(info.name)
     if (again === undefined) continue
     if (!isAbandoned(again, Date.now())) recent.push(again)

@@ -3,6 +3,7 @@ import { Console, Effect } from "effect"
 import { table } from "../report/Table.js"
 import {
   ABANDONED_AFTER_MS,
+  cxlogsOwnName,
   isOrphanedRun,
   pruneAbandonedRegions,
   pruneRunRegions,
@@ -105,7 +106,7 @@ export const regions = (options: RegionsOptions) =>
             ? "yes"
             : isOrphanedRun(r)
             ? "no (orphaned: --prune)"
-            : r.unfinished === true
+            : r.unfinished === true && cxlogsOwnName(r.name)
             ? "no (never made: --prune)"
             : "no",
           String(r.orderedMessages),
