@@ -272,7 +272,7 @@ describe("cxlog regions (bundled CLI)", () => {
   )
 
   it.scopedLive(
-    "a bench's region (cxlog-run-<pid>-<what>) is its process's: in use while it lives, even before it is made; pruned once it is gone",
+    "a bench's region (cxlog-run-<pid>-<what>) is its process's: in use while it lives, even before it is made (unless its file is older than the process: a reused pid); pruned once it is gone",
     () =>
       Effect.gen(function*() {
         const bench = yield* runningProcess
@@ -283,6 +283,10 @@ describe("cxlog regions (bundled CLI)", () => {
           owner: { pid: bench.pid, alive: true },
           inUse: true
         })
+        // One whose file is older than the process of its pid: that pid was reused, the region is not its.
+        const reused = yield* neverMade(runRegionName(bench.pid!, "mirror"))
+        const hourAgo = (Date.now() - 3_600_000) / 1000
+        utimesSync(reused, hourAgo, hourAgo)
         const deadPid = yield* exitedPid
         const left = runRegionName(deadPid, "topics")
         yield* leftRegion(left)
@@ -294,6 +298,7 @@ describe("cxlog regions (bundled CLI)", () => {
 
         yield* prune
         expect(existsSync(path)).toBe(true)
+        expect(existsSync(reused)).toBe(false)
         expect(existsSync(`/dev/shm/${left}`)).toBe(false)
 
         bench.kill("SIGKILL")

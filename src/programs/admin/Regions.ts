@@ -215,7 +215,10 @@ const unfinished = (name: string, path: string): RegionInfo | undefined => {
   if (found === undefined) return undefined
   const creator = found.mappedBy[0] ?? 0
   const run = runPid(name)
-  const owner = run === undefined ? { pid: creator, alive: creator !== 0 } : { pid: run, alive: isPidAlive(run) }
+  // The run's process started before its region's file was sized, as it started before a made one was created.
+  const owner = run === undefined
+    ? { pid: creator, alive: creator !== 0 }
+    : { pid: run, alive: runOwnerAlive(run, found.changedAtMs) }
   const inUse = creator !== 0 || owner.alive
   return {
     name,
