@@ -256,6 +256,14 @@ describe("cxlog regions (bundled CLI)", () => {
         expect(recent.neverMadeKept).toContain(region)
         expect(recent.removed.map((r) => r.name)).not.toContain(region)
         expect(existsSync(path)).toBe(true)
+        // Said as such to a reader: the listing names what takes it, --prune what it left and why.
+        const listing = yield* runCli(["regions"])
+        expect(listing.stdout.split("\n").find((line) => line.startsWith(`${region} `))).toContain(
+          "no (never made: --prune)"
+        )
+        const said = yield* runCli(["regions", "--prune"])
+        expect(said.stdout).toContain(`left ${region}: never made, but its file changed`)
+        expect(said.stdout).not.toContain("no regions never made")
 
         // Zeros at the start of a file of another name could be another program's: never taken unasked.
         const foreign = yield* neverMade(`other-${region.replace(/^\//, "")}`)

@@ -23,15 +23,15 @@ export const ABANDONED_AFTER_MS = 60_000
  * Whether `name` is one cxlog gives a region itself (the default `cxlog`, a run's or a bench's, a
  * test's): a file whose first bytes are zero could be any program's, so only these are taken unasked.
  */
-export const cxlogsOwnName = (name: string): boolean => name === "cxlog" || name.startsWith("cxlog-")
+const cxlogsOwnName = (name: string): boolean => name === "cxlog" || name.startsWith("cxlog-")
 
-/**
- * A region never made (not a run's) under a name cxlog gives itself, that no process maps and
- * whose file has not changed for ABANDONED_AFTER_MS.
- */
+/** A region never made (not a run's: those are orphaned runs) under a name cxlog gives itself, that no process maps. */
+export const isNeverMadeLeft = (info: RegionInfo): boolean =>
+  info.kind === "head" && info.unfinished === true && !info.inUse && cxlogsOwnName(info.name)
+
+/** A region never made and left (`isNeverMadeLeft`) whose file has not changed for ABANDONED_AFTER_MS. */
 export const isAbandoned = (info: RegionInfo, nowMs: number): boolean =>
-  info.kind === "head" && info.unfinished === true && !info.inUse && cxlogsOwnName(info.name) &&
-  nowMs - (info.changedAtMs ?? nowMs) >= ABANDONED_AFTER_MS
+  isNeverMadeLeft(info) && nowMs - (info.changedAtMs ?? nowMs) >= ABANDONED_AFTER_MS
 
 /**
  * Removes every orphaned run region and the wake FIFOs no process reads any more (`cxlog run`
@@ -54,9 +54,10 @@ export const pruneAbandonedRegions = Effect.gen(function*() {
   const removed: Array<RegionInfo> = []
   const recent: Array<RegionInfo> = []
   for (const info of yield* listRegions) {
-    if (info.kind !== "head" || info.unfinished !== true || info.inUse || !cxlogsOwnName(info.name)) continue
+    if (!isNeverMadeLeft(info)) continue
+    // Looked at again: a creator may have mapped it since the listing.
     const again = yield* inspectRegion(info.name)
-    if (again === undefined) continue
+    if (again === undefined || !isNeverMadeLeft(again)) continue
     if (!isAbandoned(again, Date.now())) recent.push(again)
     else if (yield* unlink(again.name)) removed.push(again)
   }

@@ -3,7 +3,7 @@ import { Console, Effect } from "effect"
 import { table } from "../report/Table.js"
 import {
   ABANDONED_AFTER_MS,
-  cxlogsOwnName,
+  isNeverMadeLeft,
   isOrphanedRun,
   pruneAbandonedRegions,
   pruneRunRegions,
@@ -106,7 +106,7 @@ export const regions = (options: RegionsOptions) =>
             ? "yes"
             : isOrphanedRun(r)
             ? "no (orphaned: --prune)"
-            : r.unfinished === true && cxlogsOwnName(r.name)
+            : isNeverMadeLeft(r)
             ? "no (never made: --prune)"
             : "no",
           String(r.orderedMessages),
