@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Metric, type Scope } from "effect"
-import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync } from "node:fs"
+import { closeSync, constants, existsSync, lstatSync, openSync, readdirSync, readlinkSync } from "node:fs"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
@@ -152,8 +152,23 @@ describe("Doorbell wake path across processes", () => {
     }))
 })
 
-/** File descriptors this process holds now. */
-const openFds = () => readdirSync("/proc/self/fd").length
+/**
+ * The fds this process holds on the wake FIFO at `path`. Only those: the suite's forks run file
+ * after file, and what an earlier file left closing (a socket, a child's pipes) may open or
+ * close fds of its own while this test waits for its child to park.
+ */
+const fifoFds = (path: string) => {
+  let held = 0
+  for (const fd of readdirSync("/proc/self/fd")) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`)
+      if (target === path || target === `${path} (deleted)`) held++
+    } catch {
+      // The listing's own fd, closed by now.
+    }
+  }
+  return held
+}
 
 describe("Doorbell wake fds", () => {
   it.scopedLive("a ringer keeps the owner's FIFO open across wakes and closes it once the owner died: rings to a dead target leak no fd", () =>
@@ -162,24 +177,23 @@ describe("Doorbell wake fds", () => {
       const ringer = yield* ringerOver(region)
       // Wakes that do not satisfy the target: it re-checks and parks again each time.
       const target = yield* parkedWaiter(name, region, 1)
-      const beforeFirst = openFds()
+      const fifo = DoorbellLayers.wakeFifoPath(name, CHILD_BELL)
+      expect(fifoFds(fifo)).toBe(0)
       ringer.ring(CHILD_BELL)
-      expect(openFds()).toBe(beforeFirst + 1)
+      expect(fifoFds(fifo)).toBe(1)
       for (let wake = 0; wake < 20; wake++) {
         yield* untilParked(region, CHILD_BELL)
         ringer.ring(CHILD_BELL)
       }
-      expect(openFds()).toBe(beforeFirst + 1)
+      expect(fifoFds(fifo)).toBe(1)
       yield* sigkilled(target)
-      // Counted around a synchronous loop: nothing else of this process opens or closes fds meanwhile.
       const paid = Atomics.load(region.i32, CHILD_BELL / 4)
-      const beforeDead = openFds()
       for (let ring = 0; ring < 1000; ring++) {
         Atomics.store(region.i32, CHILD_BELL / 4 + 1, 1)
         ringer.ring(CHILD_BELL)
       }
       expect(Atomics.load(region.i32, CHILD_BELL / 4)).toBe(paid + 1000)
-      expect(openFds()).toBe(beforeDead - 1)
+      expect(fifoFds(fifo)).toBe(0)
     }))
 
   it.scopedLive("a target restarted while its old FIFO still has a reader gets the wakes through its new FIFO", () =>
