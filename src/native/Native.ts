@@ -86,7 +86,7 @@ export class NativeUnavailable extends Data.TaggedError("NativeUnavailable")<{
   get fix(): string {
     return `build it from source with \`npm rebuild cxlog\` (needs a C++ toolchain and python3 for node-gyp; prebuilt: ${
       PREBUILT_PLATFORMS.join(", ")
-    }, glibc 2.34 or later), ` +
+    }, glibc 2.34 or later; npm 12 runs it only once the app approves it: \`npm install-scripts approve cxlog\`), ` +
       "or use the TCP clients (publisher and subscriber given brokers), which need no addon"
   }
   override get message(): string {

@@ -81,8 +81,14 @@ const pack = (dir: string) => {
   return join(dir, out.trim().split("\n").at(-1)!)
 }
 
-/** A fresh app with `effect@effectVersion`, then the tarball. */
-const app = (dir: string, bin: string, tarball: string, effectVersion: string) => {
+/** A fresh app with `effect@effectVersion`, then the tarball (with `installFlags`). */
+const app = (
+  dir: string,
+  bin: string,
+  tarball: string,
+  effectVersion: string,
+  installFlags: ReadonlyArray<string> = []
+) => {
   const appDir = join(dir, `app-${effectVersion}`)
   mkdirSync(appDir)
   writeFileSync(
@@ -91,8 +97,18 @@ const app = (dir: string, bin: string, tarball: string, effectVersion: string) =
   )
   const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
   expect(withEffect.status, withEffect.output).toBe(0)
-  const install = npm(appDir, bin, ["install", tarball])
+  const install = npm(appDir, bin, ["install", ...installFlags, tarball])
   return { appDir, install }
+}
+
+/** `npx cxlog selfcheck` in the app: maps a region through the addon, across two processes. */
+const selfcheck = (appDir: string, bin: string) => {
+  const run = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], {
+    cwd: appDir,
+    encoding: "utf8",
+    env: appEnvironment(bin)
+  })
+  return { status: run.status, output: `${run.stdout}${run.stderr}` }
 }
 
 /** Forks the installed CLI with an IPC channel; its first `kind` event (bounded); killed with the scope. */
@@ -166,12 +182,8 @@ describe("the packed package", () => {
           expect(existsSync(join(appDir, "node_modules", unwanted)), unwanted).toBe(false)
         }
 
-        const selfcheck = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], {
-          cwd: appDir,
-          encoding: "utf8",
-          env: appEnvironment(bin)
-        })
-        expect(selfcheck.status, `${selfcheck.stdout}${selfcheck.stderr}`).toBe(0)
+        const checked = selfcheck(appDir, bin)
+        expect(checked.status, checked.output).toBe(0)
 
         const region = yield* uniqueRegion("pack")
         const env = { CXLOG_REGION: region, PATH: bin }
@@ -189,6 +201,22 @@ describe("the packed package", () => {
         expect(ran.status, ran.stderr).toBe(0)
         expect(ran.stdout.trim()).toBe("read 100")
         expect(ran.stderr).not.toContain("Executing an Effect versioned")
+      }),
+    300_000
+  )
+
+  it.scopedLive(
+    "with its install script never run (npm 12 runs none of a dependency's unless the app approves it) the prebuilt addon still serves",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* scratch
+        const bin = noCompilerPath(dir)
+        const { appDir, install } = app(dir, bin, pack(dir), "3.22.4", ["--ignore-scripts"])
+        expect(install.status, install.output).toBe(0)
+        expect(existsSync(join(appDir, "node_modules", "cxlog", "build")), "nothing was built").toBe(false)
+        const checked = selfcheck(appDir, bin)
+        expect(checked.status, checked.output).toBe(0)
+        expect(checked.output).toContain("self-check passed")
       }),
     300_000
   )
