@@ -81,25 +81,26 @@ const pack = (dir: string) => {
   return join(dir, out.trim().split("\n").at(-1)!)
 }
 
-/** A fresh app with `effect@effectVersion`, then the tarball (with `installFlags`). */
-const app = (
-  dir: string,
-  bin: string,
-  tarball: string,
-  effectVersion: string,
-  installFlags: ReadonlyArray<string> = []
-) => {
-  const appDir = join(dir, `app-${effectVersion}`)
-  mkdirSync(appDir)
-  writeFileSync(
-    join(appDir, "package.json"),
-    JSON.stringify({ name: "an-app", version: "1.0.0", type: "module", private: true })
-  )
-  const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
-  expect(withEffect.status, withEffect.output).toBe(0)
-  const install = npm(appDir, bin, ["install", ...installFlags, tarball])
-  return { appDir, install }
-}
+/**
+ * A fresh app, in a scratch directory removed with the scope, on a PATH with no compiler: first
+ * `effect@effectVersion`, then the packed tarball (with `installFlags`), which must install.
+ */
+const installedApp = (effectVersion: string, installFlags: ReadonlyArray<string> = []) =>
+  Effect.gen(function*() {
+    const dir = yield* scratch
+    const bin = noCompilerPath(dir)
+    const appDir = join(dir, "app")
+    mkdirSync(appDir)
+    writeFileSync(
+      join(appDir, "package.json"),
+      JSON.stringify({ name: "an-app", version: "1.0.0", type: "module", private: true })
+    )
+    const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
+    expect(withEffect.status, withEffect.output).toBe(0)
+    const install = npm(appDir, bin, ["install", ...installFlags, pack(dir)])
+    expect(install.status, install.output).toBe(0)
+    return { appDir, bin, installOutput: install.output }
+  })
 
 /** `npx cxlog selfcheck` in the app: maps a region through the addon, across two processes. */
 const selfcheck = (appDir: string, bin: string) => {
@@ -169,11 +170,8 @@ describe("the packed package", () => {
     "installs with no compiler and no warning, passes selfcheck, and runs the README's Effect example against its own server",
     () =>
       Effect.gen(function*() {
-        const dir = yield* scratch
-        const bin = noCompilerPath(dir)
-        const { appDir, install } = app(dir, bin, pack(dir), "3.22.4")
-        expect(install.status, install.output).toBe(0)
-        expect(install.output).not.toMatch(/EBADENGINE|ERESOLVE|peer dep|unable to build|native addon unavailable/i)
+        const { appDir, bin, installOutput } = yield* installedApp("3.22.4")
+        expect(installOutput).not.toMatch(/EBADENGINE|ERESOLVE|peer dep|unable to build|native addon unavailable/i)
         expect(
           existsSync(join(appDir, "node_modules", "cxlog", "build")),
           "the prebuilt addon served: nothing was built"
@@ -209,10 +207,7 @@ describe("the packed package", () => {
     "with its install script never run (npm 12 runs none of a dependency's unless the app approves it) the prebuilt addon still serves",
     () =>
       Effect.gen(function*() {
-        const dir = yield* scratch
-        const bin = noCompilerPath(dir)
-        const { appDir, install } = app(dir, bin, pack(dir), "3.22.4", ["--ignore-scripts"])
-        expect(install.status, install.output).toBe(0)
+        const { appDir, bin } = yield* installedApp("3.22.4", ["--ignore-scripts"])
         expect(existsSync(join(appDir, "node_modules", "cxlog", "build")), "nothing was built").toBe(false)
         const checked = selfcheck(appDir, bin)
         expect(checked.status, checked.output).toBe(0)
@@ -225,10 +220,7 @@ describe("the packed package", () => {
     "an app on another effect 3.x in the peer range keeps its one copy of effect",
     () =>
       Effect.gen(function*() {
-        const dir = yield* scratch
-        const bin = noCompilerPath(dir)
-        const { appDir, install } = app(dir, bin, pack(dir), "3.22.0")
-        expect(install.status, install.output).toBe(0)
+        const { appDir } = yield* installedApp("3.22.0")
         const copies: Array<string> = []
         const walk = (modules: string) => {
           if (!existsSync(modules)) return
