@@ -40,6 +40,10 @@ export const messageRecordBytes = (length: number): number => MESSAGE_HEADER_BYT
 /** Bytes of a batch's first record (which carries the base timestamp) whose value, key and headers take `bytes`. */
 export const firstRecordBytes = (bytes: number): number => messageRecordBytes(BASE_TIME_BYTES + bytes)
 
+/** The most bytes of value, key and headers whose first record fits in `batchBytes` (`firstRecordBytes`'s inverse). */
+export const largestFirstMessage = (batchBytes: number): number =>
+  Math.floor((batchBytes - MESSAGE_HEADER_BYTES) / 8) * 8 - BASE_TIME_BYTES
+
 /** A message's optional parts, encoded (see `encodeParts`). */
 export interface MessageParts {
   readonly key: Uint8Array | undefined

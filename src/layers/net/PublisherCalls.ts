@@ -62,6 +62,7 @@ const checkedParts = (payload: Uint8Array, message: MessageOptions | undefined) 
  */
 const tooLarge = (s: PublisherState, lane: Lane, payload: Uint8Array, parts: MessageParts | undefined) => {
   const bytes = payload.length + (parts === undefined ? 0 : parts.bytes)
+  if (bytes <= lane.takesUpTo) return undefined
   const overBatch = messageTooLarge(bytes, s.settings.maxBatchBytes)
   if (overBatch !== undefined) return overBatch
   // Until the session opens, the lane's batch limit is one any topic takes, not this topic's.

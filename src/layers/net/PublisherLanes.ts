@@ -9,6 +9,7 @@ import { TopicName } from "../../services/log/Topics.js"
 import { type MessageRange, type PublishError, PublishTopicInvalid } from "../../services/net/Publisher.js"
 import { SMALLEST_BATCH_LIMIT } from "../log/TopicShape.js"
 import { BatchBuilder } from "./BatchBuilder.js"
+import { largestFirstMessage } from "./BatchPayload.js"
 import { type Lane, type PublisherState, SessionOnLink } from "./PublisherState.js"
 
 const isTopicName = Schema.is(TopicName)
@@ -30,6 +31,7 @@ export const newLane = (s: PublisherState, topic: string, firstMessage = 0): Lan
     head: 0,
     builder: new BatchBuilder(s.pool),
     maxMessageBytes: Infinity,
+    takesUpTo: 0,
     sealedMessages: firstMessage,
     openedAt: 0,
     gathering: false,
@@ -49,7 +51,7 @@ export const newLane = (s: PublisherState, topic: string, firstMessage = 0): Lan
     counts: { messages: 0, batches: 0, ackedMessages: 0, fences: 0 }
   }
   // Until its session opens and says the topic's own limit, a batch fits any topic.
-  lane.builder.limit = SMALLEST_BATCH_LIMIT
+  limitLane(s, lane, SMALLEST_BATCH_LIMIT, Infinity)
   s.lanes.push(lane)
   s.laneOf.set(topic, lane)
   s.pool.keepMore(1)
@@ -84,6 +86,17 @@ export const laneFor = (s: PublisherState, topic: string | undefined): Lane | Pu
   const lane = newLane(s, topic, known === undefined ? 0 : known.sealedMessages + known.builder.messageCount)
   openSessions(s, lane)
   return lane
+}
+
+/** Sets the lane's limits and the largest message all of them take (the topic's batch only once a session opened). */
+export const limitLane = (s: PublisherState, lane: Lane, batchLimit: number, maxMessageBytes: number): void => {
+  lane.builder.limit = batchLimit
+  lane.maxMessageBytes = maxMessageBytes
+  lane.takesUpTo = Math.min(
+    largestFirstMessage(s.settings.maxBatchBytes),
+    maxMessageBytes,
+    lane.opened ? largestFirstMessage(batchLimit) : Infinity
+  )
 }
 
 /** Whether the log refused the lane's topic as deleted under it: the name may be created again, and go on in a new lane. */
@@ -156,8 +169,7 @@ const askAgain = (s: PublisherState, lane: Lane): void => {
   lane.lossReported = false
   lane.registrar = undefined
   lane.onLink.fill(SessionOnLink.none)
-  lane.maxMessageBytes = Infinity
-  lane.builder.limit = SMALLEST_BATCH_LIMIT
+  limitLane(s, lane, SMALLEST_BATCH_LIMIT, Infinity)
   openSessions(s, lane)
 }
 

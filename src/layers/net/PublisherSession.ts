@@ -10,7 +10,7 @@ import { publisherFenced } from "../../Metrics.js"
 import { BrokerRejected, MessageTooLarge, PublisherClosed, type PublishError } from "../../services/net/Publisher.js"
 import type { SessionLimits } from "./Control.js"
 import { dropOverLimit, failAckWaiters, failLane, learnOffsets, settleAwaiting } from "./PublisherAcks.js"
-import { openSessions } from "./PublisherLanes.js"
+import { limitLane, openSessions } from "./PublisherLanes.js"
 import type { LaneRef, PublisherLink, PublisherLinkEvents } from "./PublisherLink.js"
 import { type Lane, notify, type PublisherState, SessionOnLink } from "./PublisherState.js"
 import { stopBounds } from "./PublisherWaits.js"
@@ -105,8 +105,7 @@ const sessionOpened = (
   if (lane.failure !== undefined) return link.dropSession(lane)
   const first = !lane.opened
   lane.opened = true
-  lane.builder.limit = limits.maxBatchBytes ?? Infinity
-  lane.maxMessageBytes = limits.maxMessageBytes ?? Infinity
+  limitLane(s, lane, limits.maxBatchBytes ?? Infinity, limits.maxMessageBytes ?? Infinity)
   // What gathered before the topic's limit was known: sealed now, and any batch over the limit dropped (not sent).
   if (first && lane.maxMessageBytes !== Infinity) {
     if (lane.builder.messageCount > 0) seal(s, lane)

@@ -96,6 +96,8 @@ export interface Lane {
   readonly builder: BatchBuilder
   /** The topic's largest message (value, key and headers), once its session said it; Infinity until then. */
   maxMessageBytes: number
+  /** The largest message (value, key and headers) every limit of the lane takes (`limitLane`): one comparison for a message within it. */
+  takesUpTo: number
   /** Messages in sealed batches (the open batch's first message is numbered this). */
   sealedMessages: number
   /** When the open batch took its first message (performance.now() ms), for `lingerMs`. */
