@@ -240,14 +240,23 @@ describe("Directory across processes", () => {
         )
         yield* Effect.forEach(watchers, (w) => w.next(30_000))
         const live = new Map<number, DirectoryEntry>()
+        const used = new Set<number>()
         let cycles = 0
+        let reused = 0
         const stop = Date.now() + 3500
         while (Date.now() < stop) {
           const i = cycles++ % 64
           const old = live.get(i)
-          if (old !== undefined) yield* writer.remove(old)
+          if (old !== undefined) {
+            yield* writer.remove(old)
+            // Freed at once when no pin holds it (the tick is a minute away, and the heap never fills):
+            // without this no extent would be reused in the run, and a reclaim that ignored pins would go unseen.
+            yield* writer.reclaim
+          }
           // Small objects, so a freed extent is soon another's: the lowest free block is taken first.
           const entry = yield* writer.create({ kind: "topic", name: `t${i}`, bytes: 4096 })
+          if (used.has(entry.extent.offset)) reused++
+          used.add(entry.extent.offset)
           b.region.f64[entry.extent.offset / 8] = entry.generation
           live.set(i, entry)
           if (cycles % 16 === 0) yield* Effect.sleep("1 millis")
@@ -258,6 +267,8 @@ describe("Directory across processes", () => {
           expect(r["foreign"]).toBe(0)
         }
         expect(cycles).toBeGreaterThan(1000)
+        // Extents were reused while the watchers pinned: the case the pins are for was met.
+        expect(reused).toBeGreaterThan(cycles / 2)
       }),
     60_000
   )
