@@ -2,12 +2,20 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Schedule, type Scope } from "effect"
 import { BuddyAllocator } from "../../src/layers/region/BuddyAllocator.js"
 import { directoryOver, makeWriter } from "../../src/layers/region/Directory.js"
-import { type DirectoryConfig, EntryState, EntryView } from "../../src/layers/region/DirectoryRecords.js"
+import {
+  type DirectoryConfig,
+  EntryState,
+  EntryView,
+  HolderLineView
+} from "../../src/layers/region/DirectoryRecords.js"
 import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
+import { CLAIM_COUNT_BITS } from "../../src/layers/region/LineClaim.js"
+import { shortStartTag } from "../../src/layers/region/ProcessInfo.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import type { DirectoryEntry } from "../../src/services/region/Directory.js"
 import { type Backing, liveBacking, memoryBacking } from "../fixtures/directory-backing.js"
 import { spawnFixture } from "../helpers/Processes.js"
+import { laterShortTag, startTagOf } from "../helpers/StartTags.js"
 
 const MiB = 2 ** 20
 const config: DirectoryConfig = { entrySlots: 64, holderLines: 8, heapBytes: 16 * MiB }
@@ -95,6 +103,37 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         const third = yield* writer.create({ kind: "topic", name: "c", bytes: MiB })
         expect(third.extent.offset).toBe(first.extent.offset)
         expect(b.region.bytes.subarray(third.extent.offset, third.extent.offset + MiB).every((x) => x === 0)).toBe(true)
+      }))
+
+    it.scoped("a pin left by a process whose pid a later one now has holds nothing: its extent is freed, its line taken", () =>
+      Effect.gen(function*() {
+        // One holder line, left pinned at the first epoch by the parent's pid: pids are reused, and the
+        // line's occurrence (16 bits of its claimer's start time) tells the live parent from an earlier process.
+        const b = yield* backing({ ...config, holderLines: 1 })
+        const { writer, directory } = yield* open(b)
+        const holders = new HolderLineView(b.region)
+        const at = b.area.holder(0)
+        const parent = process.ppid
+        const theParents = (shortStartTag(startTagOf(parent)) << CLAIM_COUNT_BITS) | 7
+        const anEarlier = (laterShortTag(shortStartTag(startTagOf(parent))) << CLAIM_COUNT_BITS) | 7
+        expect(holders.swapClaim(at, 0, 0, theParents, parent)).toBe(true)
+        holders.storePinned(at, 1)
+        const first = yield* writer.create({ kind: "topic", name: "a", bytes: MiB })
+        yield* writer.remove(first)
+        // The live parent's pin keeps the extent.
+        expect(yield* writer.reclaim).toBe(0)
+        expect(yield* directory.holders).toContainEqual({
+          kind: "deleted",
+          name: "objects",
+          bytes: MiB,
+          pinnedBy: [parent]
+        })
+        // The same pin under an earlier process's start time counts for nothing.
+        expect(holders.swapClaim(at, theParents, parent, anEarlier, parent)).toBe(true)
+        expect(yield* writer.reclaim).toBe(MiB)
+        // And its line is the next holder's: with no other line, a pin here takes it.
+        const second = yield* writer.create({ kind: "topic", name: "b", bytes: MiB })
+        yield* Effect.scoped(directory.hold(second))
       }))
 
     it.scoped("10 000 create and delete cycles leave the heap and the table as they began", () =>
