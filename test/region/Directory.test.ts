@@ -3,10 +3,12 @@ import { Deferred, Effect, Schedule, type Scope } from "effect"
 import { BuddyAllocator } from "../../src/layers/region/BuddyAllocator.js"
 import { directoryOver, makeWriter } from "../../src/layers/region/Directory.js"
 import {
+  BlockState,
   type DirectoryConfig,
   EntryState,
   EntryView,
-  HolderLineView
+  HolderLineView,
+  PageRecordView
 } from "../../src/layers/region/DirectoryRecords.js"
 import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
 import { CLAIM_COUNT_BITS } from "../../src/layers/region/LineClaim.js"
@@ -258,6 +260,35 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         yield* next.remove(half)
         yield* next.reclaim
         expect((yield* directory.usage).freeBytes).toBe(16 * MiB)
+      }))
+
+    it.scoped("a writer taking over merges the free buddies its predecessor died before merging: the heap is whole again", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { writer: old, directory } = yield* open(b, 1)
+        const halves = [
+          yield* old.create({ kind: "topic", name: "low", bytes: 8 * MiB }),
+          yield* old.create({ kind: "topic", name: "high", bytes: 8 * MiB })
+        ]
+        for (const half of halves) yield* old.remove(half)
+        // What a writer that died freeing the second half leaves: both halves' records say free, the
+        // merge of them into one block never written (a free writes its block's record, then merges).
+        const records = new PageRecordView(b.region)
+        for (const half of halves) {
+          const page = (half.extent.offset - b.area.heap) / 4096
+          records.write(b.area.pageRecord(page), {
+            state: BlockState.free,
+            order: 11,
+            ownerSlot: 0,
+            ownerGeneration: 0,
+            retiredAt: 0
+          })
+        }
+        const next = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        expect(yield* directory.usage).toMatchObject({ freeBytes: 16 * MiB, largestFreeBytes: 16 * MiB })
+        expect((yield* next.create({ kind: "topic", name: "whole", bytes: 16 * MiB })).extent.bytes).toBe(16 * MiB)
       }))
   })
 
