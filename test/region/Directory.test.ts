@@ -11,10 +11,11 @@ import {
   PageRecordView
 } from "../../src/layers/region/DirectoryRecords.js"
 import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
+import { writerOver } from "../../src/layers/region/DirectoryWriter.js"
 import { CLAIM_COUNT_BITS } from "../../src/layers/region/LineClaim.js"
 import { shortStartTag } from "../../src/layers/region/ProcessInfo.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import type { DirectoryEntry } from "../../src/services/region/Directory.js"
+import type { DirectoryEntry, DirectoryWriterShape } from "../../src/services/region/Directory.js"
 import { type Backing, liveBacking, memoryBacking } from "../fixtures/directory-backing.js"
 import { spawnFixture } from "../helpers/Processes.js"
 import { laterShortTag, startTagOf } from "../helpers/StartTags.js"
@@ -260,6 +261,37 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         yield* next.remove(half)
         yield* next.reclaim
         expect((yield* directory.usage).freeBytes).toBe(16 * MiB)
+      }))
+
+    it.scoped("a writer taking over while the old one reserves a new object's extent fences that create: no entry names the block", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        // The host backs an extent while the writer's event loop turns (a step at a time): the standby takes over then.
+        let next: DirectoryWriterShape | undefined
+        const region = new Proxy(b.region, {
+          get: (target, key) => {
+            const value = Reflect.get(target, key, target)
+            if (key !== "reserve") return typeof value === "function" ? value.bind(target) : value
+            return (offset: number, length: number) => {
+              const unbacked = target.reserve(offset, length)
+              next ??= Effect.runSync(writerOver(b.region, b.area, 2)).shape
+              return unbacked
+            }
+          }
+        })
+        const old = yield* makeWriter({ area: b.area, epoch: 1, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, region)
+        )
+        const directory = yield* directoryOver(b.region, b.area)
+        expect(yield* Effect.flip(old.create({ kind: "topic", name: "big", bytes: MiB }))).toMatchObject({
+          _tag: "NotDirectoryWriter",
+          epoch: 1,
+          writerEpoch: 2
+        })
+        // The new writer retired the block as an orphan (its entry was never written) and freed it: nothing names it.
+        expect(yield* Effect.flip(directory.lookup("topic", "big"))).toMatchObject({ _tag: "ObjectNotFound" })
+        expect(yield* directory.usage).toMatchObject({ usedBytes: 0, retiredBytes: 0, freeBytes: 16 * MiB, objects: 0 })
+        expect((yield* next!.create({ kind: "topic", name: "big", bytes: MiB })).extent.bytes).toBe(MiB)
       }))
 
     it.scoped("a writer taking over merges the free buddies its predecessor died before merging: the heap is whole again", () =>
