@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { topicPins } from "../../src/layers/log/TopicPins.js"
+import { livePins } from "../../src/layers/region/DirectoryHolders.js"
 import {
   appendSimple,
   drain,
@@ -120,6 +121,21 @@ describe("a deleted topic's memory in the region", () => {
         yield* Scope.close(readerScope, Exit.void)
         const next = yield* cluster.topics.create(spec("next"))
         expect(area.placeOf(next.id).offset).toBe(extent.offset)
+      }))
+  }
+
+  for (const impl of implementations.filter((i) => i.label.startsWith("layer ("))) {
+    it.scoped(`a hold asked for after the delete is refused, and leaves no pin (${impl.label})`, () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        const { memory, area } = cluster.region!
+        // Looked up before the delete, held after it: by then nothing kept the extent, which may be another's.
+        const gone = yield* cluster.topics.create(spec("gone"))
+        yield* cluster.topics.delete("gone")
+        const hold = topicPins(memory, area).hold(gone, () => {})
+        expect(hold).toMatchObject({ _tag: "TopicDeleted", name: "gone" })
+        // The pin it announced first is gone too: it would hold every later deletion's memory.
+        expect(livePins(memory, area.directory).filter((p) => p.pid === process.pid)).toEqual([])
       }))
   }
 
