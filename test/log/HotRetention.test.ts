@@ -73,9 +73,11 @@ for (const impl of implementations) {
           yield* a.append("t", header(1, 0, seq, big), big.payload)
           yield* drain(sequencer)
         }
-        expect(yield* Effect.flip(early.poll(() => {}))).toMatchObject({ _tag: "LogOutOfRange", requested: 0 })
+        const behind = yield* Effect.flip(early.poll(() => {}))
         const { earliest, end } = yield* cluster.reader.bounds("t")
         expect(end).toBe(40)
+        // The refusal names where the topic starts now: the Blog's tail, not a trim (there was none).
+        expect(behind).toMatchObject({ _tag: "LogOutOfRange", requested: 0, earliest, end })
         // The tail moves an eighth of the Blog ahead of the next append: 7/8 of a Blog's batches, at least, stay.
         expect(end - earliest).toBeGreaterThanOrEqual(perBlog * 7 / 8 - 1)
         expect(end - earliest).toBeLessThanOrEqual(perBlog)
