@@ -2,6 +2,7 @@
  * `cxlog topics` describes a running cluster's topics from the region, read in place: each
  * topic's order mode, ACK level and replication factor as created, the message offsets it
  * holds once messages were published, and its sessions; a topic it does not have is one line.
+ * And the head keeps each topic's retention in the region by itself (no trim asked for).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -119,4 +120,46 @@ describe("cxlog topics", () => {
       expect(missing.code).toBe(1)
       expect(missing.stderr).toBe(`cxlog topics: unknown topic "nope"\n`)
     }))
+
+  it.scopedLive(
+    "the head keeps a topic's retention by itself: --max-messages keeps the last N, --max-age what is younger",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("topicsretain")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head"], env)
+        yield* head.event("ready")
+        const broker = yield* forkCli(["broker", "--port", "0"], env)
+        const port = (yield* broker.event("listening"))["port"] as number
+        for (const [name, ...flags] of [["last", "--max-messages", "5"], ["young", "--max-age", "1s"]]) {
+          const created = yield* runCli(["topics", "create", name!, ...flags], env)
+          expect(created.code, created.stderr).toBe(0)
+          const published = yield* runCli(
+            ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", name!, "--count", "20", "--message-bytes", "64"],
+            env
+          )
+          expect(published.code, published.stderr).toBe(0)
+        }
+        // No trim was asked for: the head's pass (every second) cuts each to its retention.
+        const bounds = (name: string) =>
+          Effect.map(runCli(["topics", "describe", name, "--json"], env), (run) => {
+            expect(run.code, run.stderr).toBe(0)
+            const { earliest, end } = JSON.parse(run.stdout) as { earliest: number; end: number }
+            return { earliest, end }
+          })
+        const until = (name: string, wanted: { earliest: number; end: number }) =>
+          Effect.gen(function*() {
+            for (let look = 0; look < 100; look++) {
+              const now = yield* bounds(name)
+              if (now.earliest === wanted.earliest && now.end === wanted.end) return now
+              yield* Effect.sleep("200 millis")
+            }
+            return yield* bounds(name)
+          })
+        expect(yield* until("last", { earliest: 15, end: 20 })).toEqual({ earliest: 15, end: 20 })
+        // Stamped when published, all older than a second soon after: nothing is left, the offsets go on.
+        expect(yield* until("young", { earliest: 20, end: 20 })).toEqual({ earliest: 20, end: 20 })
+      }),
+    120_000
+  )
 })
