@@ -108,6 +108,14 @@ for (const impl of implementations) {
         // Batch 4's second message (offset 13) is the first stamped 1 004 005 or later.
         expect(yield* cluster.topics.trim("t", { beforeTime: 1_004_005 })).toEqual({ earliest: 13, end: 30 })
         expect((yield* offsetsFrom(cluster, "earliest"))[0]).toBe(13)
+        // A subscription from a time before every message left starts at the cut, inside batch 4 (its
+        // first message, at 12, is gone), and reads on: not at the batch's start, which is out of range.
+        for (const fromTime of [0, 1_004_000]) {
+          const cursor = yield* cluster.reader.subscribe("t", { fromTime })
+          const seen: Array<number> = []
+          yield* cursor.poll((m) => void seen.push(m.totalOrder))
+          expect(seen).toEqual(range(13, 30))
+        }
       }))
 
     it.scopedLive("a trim frees the room a durable cursor held: the append that waited for it goes on", () =>
