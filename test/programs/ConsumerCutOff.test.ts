@@ -65,6 +65,36 @@ describe("cxlog broker --consumer-hold-ms", () => {
       expect(again.code).not.toBe(0)
       expect(again.stderr).toMatch(/LogOutOfRange|outside the retained window/)
       expect(again.stderr).toContain(`cxlog consumers reset "stalled" --topic t --to earliest`)
+      // The reset that error advises takes the hold back at once (no member yet), and a member reads from there.
+      const reset = yield* runCli(["consumers", "reset", "stalled", "--topic", "t", "--to", "earliest"], env)
+      expect(reset.code, reset.stderr).toBe(0)
+      const { earliest } = JSON.parse((yield* runCli(["topics", "describe", "t", "--json"], env)).stdout) as {
+        earliest: number
+      }
+      const holding = JSON.parse((yield* runCli(["consumers", "--topic", "t", "--json"], env)).stdout) as Array<
+        Record<string, unknown>
+      >
+      expect(holding).toEqual([
+        expect.objectContaining({ name: "stalled", committed: earliest, member: 0, cutOff: false })
+      ])
+      const resumed = yield* runCli(
+        [
+          "subscribe",
+          "--brokers",
+          brokers,
+          "--topic",
+          "t",
+          "--consumer",
+          "stalled",
+          "--limit",
+          "1",
+          "--format",
+          "json"
+        ],
+        env
+      )
+      expect(resumed.code, resumed.stderr).toBe(0)
+      expect((JSON.parse(resumed.stdout.trim()) as { offset: number }).offset).toBe(earliest)
     }))
 
   it.scopedLive("a consumer group nobody reads holds the publisher until CXLOG_CONSUMER_HOLD_MS cuts it off; its member then gets GroupBehindRetention", () =>
