@@ -97,6 +97,22 @@ describe("cxlog topics", () => {
         unknown
       >
       expect(made).toMatchObject({ name: "made", order: 2, ackLevel: 0, replicationFactor: 1, end: 0 })
+      // --max-message-bytes is a size as every byte flag is; a larger message is refused naming the limit.
+      const capped = yield* runCli(
+        ["topics", "create", "capped", "--max-message-bytes", "4KiB", "--memory", "2MiB"],
+        env
+      )
+      expect(capped.code, capped.stderr).toBe(0)
+      expect(JSON.parse((yield* runCli(["topics", "describe", "capped", "--json"], env)).stdout)).toMatchObject({
+        maxMessageBytes: 4096,
+        memoryBytes: 2 * 2 ** 20
+      })
+      const over = yield* runCli(
+        ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "capped", "--count", "1", "--message-bytes", "5000"],
+        env
+      )
+      expect(over.code).not.toBe(0)
+      expect(over.stderr).toContain("over topic capped's largest message of 4096 bytes")
       // This head has no data directory: a topic with a copy on disk is refused at its create, not
       // made to wait for an ACK 2 that nothing writes (and left with a copy no delete could remove).
       const copied = yield* runCli(["topics", "create", "copied:5:2:2"], env)
