@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readdirSync, unlinkSync, utimesSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { LAYOUT_VERSION } from "../../src/layers/region/Superblock.js"
 import {
   defaultControlConfig,
   regionBytes,
@@ -32,8 +33,8 @@ const config: RegionConfig = {
   directory: { entrySlots: 16, holderLines: 4, heapBytes: 1 << 20 }
 }
 
-/** Creates region `name` (left in /dev/shm, as a crashed run leaves it) and unlinks it when the test's scope closes. */
-const leftRegion = (name: string) =>
+/** Creates region `name` (left in /dev/shm, as a crashed run leaves it; of `layoutVersion`, this build's unless given) and unlinks it when the test's scope closes. */
+const leftRegion = (name: string, layoutVersion = LAYOUT_VERSION) =>
   Effect.gen(function*() {
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => existsSync(`/dev/shm/${name}`) && unlinkSync(`/dev/shm/${name}`))
@@ -43,7 +44,8 @@ const leftRegion = (name: string) =>
       size: regionBytes(config),
       mode: "create",
       params: regionParams(config),
-      keep: true
+      keep: true,
+      layoutVersion
     }).pipe(Effect.scoped)
   })
 
@@ -316,6 +318,40 @@ describe("cxlog regions (bundled CLI)", () => {
         })
         yield* prune
         expect(existsSync(path)).toBe(false)
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a region another build made (another layout version): every command that opens it refuses it in one line naming both versions; cxlog regions notes it",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("oldlayout")
+        yield* leftRegion(region, LAYOUT_VERSION - 1)
+        const refusal = `region ${region} has layout version ${
+          LAYOUT_VERSION - 1
+        }, this cxlog speaks ${LAYOUT_VERSION}: another cxlog build made it; stop its processes and remove it (cxlog regions --remove ${region}), then start the head again`
+        // A head without --attach, and serve, too: "--attach to carry on with it" would be advice that cannot work.
+        for (
+          const command of [
+            ["head"],
+            ["serve"],
+            ["head", "--attach"],
+            ["broker", "--port", "0"],
+            ["topics"],
+            ["subscribe", "--topic", "t", "--limit", "1"]
+          ]
+        ) {
+          // serve sizes its region from its own settings: it is given only the region's name.
+          const env = command[0] === "serve" ? { CXLOG_REGION: region } : { ...smallRegionEnv, CXLOG_REGION: region }
+          const run = yield* runCli(command, env)
+          expect(run.code, command.join(" ")).toBe(1)
+          expect(run.stderr, command.join(" ")).toBe(`cxlog ${command[0]}: ${refusal}\n`)
+        }
+        expect((yield* listRegions).find((r) => r.name === region)).toMatchObject({
+          inUse: false,
+          note: `layout version ${LAYOUT_VERSION - 1} (this build reads ${LAYOUT_VERSION})`
+        })
       }),
     120_000
   )

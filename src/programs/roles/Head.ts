@@ -34,7 +34,7 @@ import type { SequencerLayerOptions } from "../../layers/log/Sequencer.js"
 import { everyTick } from "../../layers/region/Cadence.js"
 import * as DirectoryLayers from "../../layers/region/Directory.js"
 import { describePages, regionPages } from "../../layers/region/RegionPages.js"
-import { Offsets } from "../../layers/region/Superblock.js"
+import { LAYOUT_VERSION, Offsets } from "../../layers/region/Superblock.js"
 import {
   attachRegion,
   controlTransport,
@@ -52,7 +52,13 @@ import {
   SequencerLeaseLost
 } from "../../services/log/Sequencer.js"
 import { TopicExists, Topics, type TopicSpec } from "../../services/log/Topics.js"
-import { CxlMemory, type CxlMemoryShape, LINE_BYTES, type RegionExists } from "../../services/region/CxlMemory.js"
+import {
+  CxlMemory,
+  type CxlMemoryShape,
+  LINE_BYTES,
+  type RegionExists,
+  RegionLayoutMismatch
+} from "../../services/region/CxlMemory.js"
 import type { RegionConfig } from "../../services/RegionLayout.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
 import { bindRegionCredentials } from "../admin/RegionCredentials.js"
@@ -262,11 +268,16 @@ const serveIn = (options: HeadOptions) =>
     Effect.catchTag("RegionExists", (exists) =>
       Effect.flatMap(
         inspectRegion(options.region.name),
-        (info): Effect.Effect<never, RegionExists | HeadRegionExists | RegionUnfinished> =>
+        (info): Effect.Effect<never, RegionExists | HeadRegionExists | RegionUnfinished | RegionLayoutMismatch> =>
           info === undefined
             ? Effect.fail(exists)
             : info.unfinished === true && !info.inUse
             ? Effect.fail(new RegionUnfinished({ region: info.name }))
+            // Another build's region left behind: neither --attach nor its topics (unread) are anything to offer, only its removal.
+            : !info.inUse && info.layoutVersion !== LAYOUT_VERSION
+            ? Effect.fail(
+              new RegionLayoutMismatch({ name: info.name, expected: LAYOUT_VERSION, found: info.layoutVersion })
+            )
             : Effect.fail(
               new HeadRegionExists({
                 region: info.name,

@@ -9,6 +9,8 @@ import { Data, Effect } from "effect"
 import { existsSync } from "node:fs"
 import { createServer } from "node:net"
 import { isLoopbackHost } from "../../layers/net/ListenHost.js"
+import { LAYOUT_VERSION } from "../../layers/region/Superblock.js"
+import { RegionLayoutMismatch } from "../../services/region/CxlMemory.js"
 import { processEnvironment } from "../../Settings.js"
 import { inspectRegion, SHM_DIR } from "../admin/Regions.js"
 import { resolveFlag } from "../cli/CliKit.js"
@@ -103,9 +105,9 @@ export const requirePortsApart = (port: number, brokers: number, metricsPort: nu
   return first <= last ? Effect.fail(new ServePortsOverlap({ port, brokers, metricsPort, shared: first })) : Effect.void
 }
 
-/** Fails with ServeRegionTaken when /dev/shm holds a file of the region's name: a cxlog region, or not one. */
+/** Fails with ServeRegionTaken when /dev/shm holds a file of the region's name: a cxlog region, or not one (RegionLayoutMismatch: another build's, left behind). */
 export const requireRegionFree = (region: string) =>
-  Effect.flatMap(inspectRegion(region), (info) => {
+  Effect.flatMap(inspectRegion(region), (info): Effect.Effect<void, ServeRegionTaken | RegionLayoutMismatch> => {
     if (info === undefined) {
       return existsSync(`${SHM_DIR}/${region}`)
         ? Effect.fail(new ServeRegionTaken({ region, found: "not-a-region", headPid: 0, orderedMessages: 0 }))
@@ -113,6 +115,12 @@ export const requireRegionFree = (region: string) =>
     }
     // One a head was killed while making holds nothing: the head makes it anew.
     if (info.unfinished === true && !info.inUse) return Effect.void
+    // Another build's region left behind: `cxlog head --attach` could not carry on with it, only its removal helps.
+    if (!info.inUse && info.unfinished !== true && info.layoutVersion !== LAYOUT_VERSION) {
+      return Effect.fail(
+        new RegionLayoutMismatch({ name: info.name, expected: LAYOUT_VERSION, found: info.layoutVersion })
+      )
+    }
     return Effect.fail(
       new ServeRegionTaken({
         region: info.name,
