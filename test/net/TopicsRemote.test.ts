@@ -25,14 +25,19 @@ import { tempDir } from "../helpers/Processes.js"
 
 const OPS: Credentials = { user: "ops", secret: "ops-secret-1" }
 const VIEWER: Credentials = { user: "viewer", secret: "viewer-secret-2" }
+const KEEPER: Credentials = { user: "keeper", secret: "keeper-secret-3" }
 
 const privateDir = tempDir("cxlog-topics-remote-")
 
-/** ops administers orders.* and reads everything; viewer reads orders.* and administers nothing. */
+/** ops administers orders.* and reads everything; viewer reads orders.* and administers nothing; keeper administers orders.* and reads nothing. */
 const credentialFile = (dir: string) => {
   const path = join(dir, "users")
   upsertUser(path, userRecord(OPS.user, OPS.secret, { publish: [], read: ["*"], admin: ["orders.*"] }, undefined, 64))
   upsertUser(path, userRecord(VIEWER.user, VIEWER.secret, { publish: [], read: ["orders.*"] }, undefined, 64))
+  upsertUser(
+    path,
+    userRecord(KEEPER.user, KEEPER.secret, { publish: [], read: [], admin: ["orders.*"] }, undefined, 64)
+  )
   return path
 }
 
@@ -168,6 +173,11 @@ describe("Topics through a broker", () => {
       expect(hidden.message).toContain("user viewer may neither read nor administer topic t")
       expect((yield* viewer.overview).topics.map((t) => t.name)).toEqual(["orders.eu"])
       expect(yield* Effect.flip(viewer.describe("nope"))).toMatchObject({ _tag: "TopicForbidden" })
+      // The admin right alone shows a topic too: keeper, who reads nothing, sees what it administers, and no other.
+      const keeper = yield* remote(KEEPER)
+      expect((yield* keeper.describe("orders.eu")).name).toBe("orders.eu")
+      expect((yield* keeper.overview).topics.map((t) => t.name)).toEqual(["orders.eu"])
+      expect(yield* Effect.flip(keeper.describe("t"))).toMatchObject({ _tag: "TopicForbidden", user: "keeper" })
 
       const stranger = yield* Effect.flip((yield* remote({ user: "ops", secret: "wrong" })).list)
       expect(stranger).toMatchObject({ _tag: "TopicsUnavailable" })
