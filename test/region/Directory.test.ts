@@ -257,6 +257,8 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         expect(yield* directory.lookup("topic", "kept")).toEqual(kept)
         const half = yield* next.create({ kind: "topic", name: "half", bytes: 4 * MiB })
         expect(half.name).toBe("half")
+        // The rewrite left open was closed: the slot reads whole again, and the name's probe takes it first.
+        expect(half.slot).toBe(free)
         yield* next.remove(kept)
         yield* next.remove(half)
         yield* next.reclaim
