@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Schedule, type Scope } from "effect"
+import { Deferred, Effect, Exit, Schedule, Scope } from "effect"
 import { BuddyAllocator } from "../../src/layers/region/BuddyAllocator.js"
 import { directoryOver, makeWriter } from "../../src/layers/region/Directory.js"
 import {
@@ -106,6 +106,31 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         const third = yield* writer.create({ kind: "topic", name: "c", bytes: MiB })
         expect(third.extent.offset).toBe(first.extent.offset)
         expect(b.region.bytes.subarray(third.extent.offset, third.extent.offset + MiB).every((x) => x === 0)).toBe(true)
+      }))
+
+    it.scoped("a process's line shows its oldest pin: neither a later pin nor the release of a twin frees what an earlier one holds", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { writer, directory } = yield* open(b)
+        const first = yield* writer.create({ kind: "topic", name: "a", bytes: MiB })
+        const other = yield* writer.create({ kind: "topic", name: "b", bytes: MiB })
+        // Two pins of it at the same epoch, each let go on its own.
+        const early = yield* Scope.make()
+        const twin = yield* Scope.make()
+        yield* directory.hold(first).pipe(Scope.extend(early))
+        yield* directory.hold(first).pipe(Scope.extend(twin))
+        // Deleted under the early pins, then the same process pins another object at the newer epoch.
+        yield* writer.remove(first)
+        yield* Effect.scoped(Effect.gen(function*() {
+          yield* directory.hold(other)
+          expect(yield* writer.reclaim).toBe(0)
+          expect((yield* directory.usage).retiredBytes).toBe(MiB)
+        }))
+        expect(yield* writer.reclaim).toBe(0)
+        yield* Scope.close(twin, Exit.void)
+        expect(yield* writer.reclaim).toBe(0)
+        yield* Scope.close(early, Exit.void)
+        expect(yield* writer.reclaim).toBe(MiB)
       }))
 
     it.scoped("a pin left by a process whose pid a later one now has holds nothing: its extent is freed, its line taken", () =>
