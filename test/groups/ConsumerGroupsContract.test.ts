@@ -44,8 +44,10 @@ const TOPICS = [
   "t12",
   "t13",
   "t14",
+  "t15",
   "dead",
-  "dead12"
+  "dead12",
+  "dead15"
 ]
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
 
@@ -261,6 +263,49 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         ])
         expect(dead[1]!.headers).toMatchObject({ "cxlog-group": "g4", "cxlog-offset": "1", "cxlog-deliveries": "2" })
         expect(yield* groups.describe("g4")).toMatchObject({ pending: 0, deadLetters: 2 })
+      }))
+
+    it.effect("a message its members keep without settling goes to the dead letters once taken past maxDeliver, saying so", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({
+          name: "g15",
+          topic: "t15",
+          deadLetterTopic: "dead15",
+          maxDeliver: 2,
+          ackWaitMs: 3_600_000
+        })
+        yield* publish("t15", 1, { keys: 1 })
+        // Two members in turn take it and leave without settling it: each leave hands it on, counted.
+        expect((yield* take("g15", 1)).map((d) => [d.offset, d.deliveryCount])).toEqual([[0, 1]])
+        expect((yield* take("g15", 1)).map((d) => [d.offset, d.deliveryCount])).toEqual([[0, 2]])
+        // The third member to take it over would deliver it a third time: it writes it to the dead letters instead.
+        const third = yield* groups.join("g15", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Effect.die(`delivered a third time: offset ${d.offset}, count ${d.deliveryCount}`)),
+          Effect.fork
+        )
+        // Bounded by the member: one that delivers it again fails, and with it this wait.
+        const [dead] = yield* Effect.raceFirst(
+          readTopic("dead15", 1),
+          Effect.zipRight(Fiber.join(third), Effect.dieMessage("the third member's stream ended"))
+        )
+        expect([dead!.value, dead!.key]).toEqual(["m-0", "k0"])
+        expect(dead!.headers).toMatchObject({
+          "cxlog-dead-letter-reason": "max-deliver: not acked after 2 deliveries",
+          "cxlog-group": "g15",
+          "cxlog-offset": "0",
+          "cxlog-deliveries": "2"
+        })
+        // Settled by the dead letter: nothing pending, and the member that wrote it never handed it out.
+        // Written, then settled: the count follows the message a moment later (real time; bounded, 10 s).
+        let info = yield* groups.describe("g15")
+        for (let n = 0; n < 1_000 && info.deadLetters === 0; n++) {
+          yield* realSleep(10)
+          info = yield* groups.describe("g15")
+        }
+        expect(info).toMatchObject({ pending: 0, deadLetters: 1, acked: 0 })
+        expect(third.unsafePoll()).toBeNull()
+        yield* Fiber.interrupt(third)
       }))
 
     it.effect("a term reason of any text is kept to its first 1 000 characters and 3 000 bytes of JSON; the member goes on", () =>
