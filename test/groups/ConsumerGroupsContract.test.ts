@@ -5,7 +5,7 @@
  * own; waits are for conditions, bounded, never for time.
  */
 import { expect } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Fiber, type Layer, Stream, TestClock } from "effect"
+import { Chunk, Clock, Deferred, Effect, Fiber, type Layer, Stream, TestClock } from "effect"
 import { ackAll } from "../../src/layers/groups/GroupDelivery.js"
 import { checkBatchPayload, forEachMessage } from "../../src/layers/net/BatchPayload.js"
 import {
@@ -45,6 +45,7 @@ const TOPICS = [
   "t13",
   "t14",
   "t15",
+  "t16",
   "dead",
   "dead12",
   "dead15"
@@ -387,6 +388,26 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         )
         expect(Chunk.toArray(rest).map((d) => d.offset).sort()).toEqual([4, 5])
         expect(yield* groups.describe("g11")).toMatchObject({ acked: 6, pending: 0 })
+      }))
+
+    it.effect("a nak with a delay parks the message, no member's, until the delay passed; then it comes again (virtual time)", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g16", topic: "t16" })
+        yield* publish("t16", 1)
+        const [first] = yield* take("g16", 1)
+        // The block's tests share one virtual clock: where the ones before this left it.
+        const now = yield* Clock.currentTimeMillis
+        expect(yield* first!.nak(5_000)).toBe(true)
+        // Due 5 s from now: not at once, as a nak without a delay is.
+        expect(yield* groups.pending("g16")).toMatchObject([
+          { offset: 0, state: "waiting", memberPid: undefined, deliveries: 1, deadlineMs: now + 5_000 }
+        ])
+        yield* TestClock.adjust("5 seconds")
+        const [again] = yield* take("g16", 1)
+        expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        expect(yield* again!.ack).toBe(true)
+        expect(yield* groups.describe("g16")).toMatchObject({ pending: 0, redeliveries: 1, acked: 1 })
       }))
 
     it.effect("a group behind its topic's retention fails naming the offsets, and skips nothing", () =>
