@@ -342,6 +342,8 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         yield* TestClock.adjust("6 seconds")
         expect(yield* second!.inProgress).toBe(true)
         expect((yield* groups.pending("g5")).map((p) => p.deadlineMs)).toEqual([10_000, 16_000])
+        // The one member holds both (their age is the nak test's: here they were delivered at 0, which reads as never).
+        expect(yield* groups.describe("g5")).toMatchObject({ pending: 2, members: [{ maxInFlight: 2, pending: 2 }] })
         yield* TestClock.adjust("5 seconds")
         // The first is past its deadline, the second not: a new member gets the first only.
         const [again] = yield* take("g5", 1)
@@ -404,6 +406,8 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
           { offset: 0, state: "waiting", memberPid: undefined, deliveries: 1, deadlineMs: now + 5_000 }
         ])
         yield* TestClock.adjust("5 seconds")
+        // Parked, it is still pending, its age counted from its first delivery.
+        expect(yield* groups.describe("g16")).toMatchObject({ pending: 1, oldestPendingAgeMs: 5_000, members: [] })
         const [again] = yield* take("g16", 1)
         expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
         expect(yield* again!.ack).toBe(true)
