@@ -46,6 +46,7 @@ const TOPICS = [
   "t14",
   "t15",
   "t16",
+  "t17",
   "dead",
   "dead12",
   "dead15"
@@ -586,6 +587,32 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
           expect(seen).toEqual(Array.from({ length: messages / 50 }, (_, i) => k + 50 * i))
         }
         expect(yield* groups.describe("g14")).toMatchObject({ pending: 0, acked: messages, holdCutOff: false })
+      }))
+
+    it.effect("a group starts at an offset, or at the first message stamped at or after a time", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* publish("t17", 2, { prefix: "early" })
+        // Later stamps for the next two, whichever clock the publisher stamps with (the block's virtual one, or the real one).
+        yield* TestClock.adjust("1 second")
+        yield* realSleep(5)
+        yield* publish("t17", 2, { prefix: "late" })
+        yield* groups.create({ name: "g17-all", topic: "t17" })
+        const stamps = (yield* take("g17-all", 4)).map((d) => d.timestamp)
+        expect(stamps[2]).toBeGreaterThan(stamps[1]!)
+        const first = (group: string) => Effect.map(take(group, 1), ([d]) => [d!.offset, text(d!.value)])
+        expect(yield* groups.create({ name: "g17-offset", topic: "t17", start: { offset: 1 } })).toMatchObject({
+          startOffset: 1,
+          frontier: 1,
+          lag: 3
+        })
+        expect(yield* first("g17-offset")).toEqual([1, "early-1"])
+        expect(yield* groups.create({ name: "g17-time", topic: "t17", start: { time: stamps[2]! } })).toMatchObject({
+          startOffset: 2,
+          frontier: 2,
+          lag: 2
+        })
+        expect(yield* first("g17-time")).toEqual([2, "late-0"])
       }))
 
     it.effect("full tables and a deleted group are typed errors", () =>
