@@ -6,14 +6,16 @@
  * line, as a killed process's line is judged: its pid names no live member).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
+import { spawn } from "node:child_process"
 import { shareKeys } from "../../src/layers/groups/GroupKeyShare.js"
 import {
   CLAIM_RECORDS,
   encodeHeader,
   groupBytes,
   type GroupConfig,
-  KEY_BUCKETS
+  KEY_BUCKETS,
+  MemberLine
 } from "../../src/layers/groups/GroupLayout.js"
 import { ClaimLiveness, heldMembers, refSlot } from "../../src/layers/groups/GroupMembers.js"
 import { hold, makeMemberState, pace, QUIET_LOOK_MS, release, stir } from "../../src/layers/groups/GroupMemberState.js"
@@ -23,11 +25,13 @@ import { GroupReader } from "../../src/layers/groups/GroupReader.js"
 import { lookAtPending } from "../../src/layers/groups/GroupRedelivery.js"
 import { lowWater } from "../../src/layers/groups/GroupStatus.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
+import { startTagOf } from "../../src/layers/region/ProcessInfo.js"
+import { pairWord } from "../../src/layers/region/Words64.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
 
 const BASE = 4096
 
-const makeGroup = (byKey: boolean): GroupObject => {
+const makeGroup = (byKey: boolean, aliveForMs = 0): GroupObject => {
   const config: GroupConfig = {
     topic: "t",
     topicGeneration: 1,
@@ -53,7 +57,7 @@ const makeGroup = (byKey: boolean): GroupObject => {
     extent: { offset: BASE, bytes },
     params: [],
     createdAtMs: 0
-  }, new ClaimLiveness(0))
+  }, new ClaimLiveness(aliveForMs))
   if (!("layout" in group)) throw group
   return group
 }
@@ -68,6 +72,18 @@ const member = (group: GroupObject) => {
 /** The member's process "dies": no live member of this process holds its line any more. */
 const kill = (group: GroupObject, ref: number) =>
   heldMembers(group.words.region).delete(group.layout.member(refSlot(ref)))
+
+/**
+ * A member whose line names process `pid` started at `tag` (as another process's member would):
+ * joined here, then its claim word rewritten and the line no longer this process's.
+ */
+const memberOf = (group: GroupObject, pid: number, tag: number) => {
+  const ref = group.members.join(8, 0, () => {})!
+  const line = group.layout.member(refSlot(ref))
+  heldMembers(group.words.region).delete(line)
+  group.words.store64(line + MemberLine.claim, pairWord(pid, tag))
+  return ref
+}
 
 /** How a member judges a dead member's claiming entry of a group without keys (GroupRedelivery.ts). */
 const judgeOf = (group: GroupObject) => (claim: Claiming) => group.claims.judge(claim.lane, claim.owner)
@@ -161,6 +177,51 @@ describe("a member killed between its claim's steps", () => {
     expect(group.pending.inspect(slots[0]!, 999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 1_000 })
     expect(group.pending.inspect(slots[0]!, 1_000, judgeOf(group))).toMatchObject({ kind: "take", why: "expired" })
   })
+})
+
+describe("a member of another process is judged by its pid and start time", () => {
+  it("a later process under its pid is another: the member is dead, its messages delivered again at once", () => {
+    const group = makeGroup(false)
+    // This test's parent runs all along: a pid that is alive, under its own start time or another.
+    const tag = startTagOf(process.ppid)
+    expect(tag).toBeGreaterThan(0)
+    const alive = memberOf(group, process.ppid, tag)
+    const reused = memberOf(group, process.ppid, (tag + 1) >>> 0)
+    expect(group.members.isLive(alive)).toBe(true)
+    expect(group.members.isLive(reused)).toBe(false)
+    expect(group.members.deadSlots()).toEqual([refSlot(reused)])
+    const [mine, theirs] = [alive, reused].map((ref) => {
+      const { claiming, from, slots } = prepareClaim(group, ref, 1, 600_000)
+      expect(group.claims.claim(from, 1, ref)).toBe(true)
+      group.pending.deliver(slots[0]!, claiming[0]!, 0, 600_000)
+      return slots[0]!
+    })
+    // Long before their deadline: the live member's is its own, the other one's is taken.
+    expect(group.pending.inspect(mine!, 1, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 600_000 })
+    expect(group.pending.inspect(theirs!, 1, judgeOf(group))).toMatchObject({ kind: "take", why: "dead" })
+  })
+
+  it.scopedLive("a member's process killed is dead once the look that found it alive is aliveForMs old", () =>
+    Effect.gen(function*() {
+      const group = makeGroup(false, 50)
+      const child = yield* Effect.acquireRelease(
+        Effect.sync(() => spawn("sleep", ["60"], { stdio: "ignore" })),
+        (child) => Effect.sync(() => child.kill("SIGKILL"))
+      )
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+      const tag = startTagOf(child.pid!)
+      expect(tag).toBeGreaterThan(0)
+      const ref = memberOf(group, child.pid!, tag)
+      expect(group.members.isLive(ref)).toBe(true)
+      child.kill("SIGKILL")
+      yield* Effect.promise(() => exited)
+      // Bounded: a member's process found alive once and taken as alive for ever would hold its messages for ever.
+      yield* Effect.sync(() => group.members.isLive(ref)).pipe(
+        Effect.repeat({ until: (live) => !live, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("5 seconds")
+      )
+      expect(group.members.deadSlots()).toEqual([refSlot(ref)])
+    }))
 })
 
 describe("byKey: buckets change hands", () => {
