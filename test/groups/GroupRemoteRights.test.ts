@@ -22,14 +22,25 @@ import { tempDir } from "../helpers/Processes.js"
 
 const WORKER: Credentials = { user: "worker", secret: "worker-secret-1" }
 const OUTSIDER: Credentials = { user: "outsider", secret: "outsider-secret-1" }
+const AUDITOR: Credentials = { user: "auditor", secret: "auditor-secret-1" }
 
 const privateDir = tempDir("cxlog-groups-rights-")
 
-/** worker reads jobs and may be any consumer; outsider reads only audit. */
+/** worker reads jobs and may be any consumer; outsider reads only audit; auditor reads both but consumes as auditors only. */
 const credentialFile = (dir: string) => {
   const path = join(dir, "users")
   upsertUser(path, userRecord(WORKER.user, WORKER.secret, { publish: [], read: ["jobs"] }, undefined, 64))
   upsertUser(path, userRecord(OUTSIDER.user, OUTSIDER.secret, { publish: [], read: ["audit"] }, undefined, 64))
+  upsertUser(
+    path,
+    userRecord(
+      AUDITOR.user,
+      AUDITOR.secret,
+      { publish: [], read: ["jobs", "audit"], consume: ["auditors"] },
+      undefined,
+      64
+    )
+  )
   return path
 }
 
@@ -71,6 +82,15 @@ describe("consumer groups through a broker that authenticates", () => {
       expect(yield* Effect.flip(outsider.create({ name: "mine", topic: "jobs" }))).toBeInstanceOf(TopicForbidden)
       expect((yield* outsider.list).map((g) => g.name)).toEqual(["auditors"])
       expect((yield* worker.list).map((g) => g.name)).toEqual(["pool"])
+      // The read right on jobs is not enough: pool is not a name the auditor may consume as.
+      const auditor = yield* remote(AUDITOR)
+      const auditorJoined = Stream.runDrain(auditor.join("pool")).pipe(Effect.timeout("20 seconds"))
+      expect(yield* Effect.flip(auditorJoined)).toBeInstanceOf(TopicForbidden)
+      expect(yield* Effect.flip(auditor.describe("pool"))).toBeInstanceOf(TopicForbidden)
+      expect(yield* Effect.flip(auditor.pending("pool"))).toBeInstanceOf(TopicForbidden)
+      expect(yield* Effect.flip(auditor.create({ name: "mine", topic: "jobs" }))).toBeInstanceOf(TopicForbidden)
+      expect((yield* auditor.list).map((g) => g.name)).toEqual(["auditors"])
+      expect(yield* auditor.describe("auditors")).toMatchObject({ name: "auditors", topic: "audit" })
       // The worker's connection went on: it joins and acks all three.
       const got = yield* worker.join("pool", { maxInFlight: 3 }).pipe(
         Stream.mapEffect((d) => Effect.as(d.ack, d.offset)),
