@@ -248,6 +248,34 @@ describe("byKey: buckets change hands", () => {
     expect(b.owned.size).toBe(KEY_BUCKETS / 2)
   })
 
+  it("a key's message past its deadline is taken over by its bucket's owner only; its member dead, it goes with the bucket", () => {
+    const group = makeGroup(true)
+    const a = member(group)
+    shareKeys(a)
+    const b = member(group)
+    shareKeys(a)
+    shareKeys(b)
+    const bucket = [...a.owned][0]!
+    expect(b.owned.has(bucket)).toBe(false)
+    // A holds a message of its bucket, delivered until 1 000.
+    const slot = group.pending.reserve(a.ref)!
+    group.pending.deliver(slot, group.pending.fill(slot, a.ref, 10, bucket, 1_000), 0, 1_000)
+    // Past its deadline: B, which does not own the key, leaves it (delivered to B, it would run beside A's next ones).
+    lookAtPending(b, 5_000)
+    expect(b.backlog).toEqual([])
+    lookAtPending(a, 5_000)
+    expect(a.backlog).toMatchObject([{ slot, offset: 10, why: "expired" }])
+    // A dies: its buckets are handed back, B takes them, and the message with them.
+    kill(group, a.ref)
+    const [dead] = group.members.deadSlots()
+    group.buckets.handBack(group.members.refAt(dead!), group.members.scanned(dead!))
+    group.members.free(dead!)
+    shareKeys(b)
+    expect(b.owned.has(bucket)).toBe(true)
+    lookAtPending(b, 0)
+    expect(b.backlog).toMatchObject([{ slot, offset: 10, why: "dead" }])
+  })
+
   it("a dead member's buckets go to the others from where it had scanned (not the ones it was draining)", () => {
     const group = makeGroup(true)
     const a = member(group)
