@@ -67,6 +67,23 @@ describe("CxlogGroup", () => {
     await runtime.dispose()
   })
 
+  it("process: a job whose handler throws is nak'd with nakDelayMs: it waits that long, no worker's", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    await publish(1)
+    const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
+    const enough = new AbortController()
+    const before = Date.now()
+    await group.process(() => {
+      enough.abort()
+      throw new Error("not yet")
+    }, { signal: enough.signal, nakDelayMs: 600_000 })
+    await group.close()
+    const pending = await runtime.runPromise(groups.pending("workers"))
+    expect(pending).toMatchObject([{ offset: 0, state: "waiting", deliveries: 1 }])
+    expect(pending[0]!.deadlineMs).toBeGreaterThanOrEqual(before + 600_000)
+    await runtime.dispose()
+  })
+
   it("process: a job whose handler throws on its last delivery goes to the dead letters saying what it threw", async () => {
     const { runtime, layer, publish } = await cluster("jobs", "dead")
     await publish(1)
