@@ -113,6 +113,29 @@ describe("cxlog consume and cxlog groups", () => {
         expect(json.value).toBeUndefined()
         yield* publishLines(env, "jobs", [latin1])
         expect(yield* cli(["consume", ...opts], env)).toBe(`4 [k1] ${latin1.toString("base64")}\n`)
+        // A failed command's message is nak'd with --nak-delay-ms: it waits, no member's, due that long after.
+        const before = Date.now()
+        yield* cli([
+          "consume",
+          "--group",
+          "later",
+          "--topic",
+          "jobs",
+          "--exec",
+          "exit 1",
+          "--nak-delay-ms",
+          "600000",
+          "--limit",
+          "1"
+        ], env)
+        expect(JSON.parse(yield* cli(["groups", "pending", "later", "--json"], env))).toMatchObject([
+          {
+            offset: 0,
+            state: "waiting",
+            deliveries: 1,
+            deadlineMs: expect.toSatisfy((due: number) => due >= before + 600_000)
+          }
+        ])
       }),
     120_000
   )
@@ -246,6 +269,10 @@ describe("cxlog consume and cxlog groups", () => {
         expect(pending).toMatchObject([{ offset: 0, state: "delivered", memberPid: stuck.pid, deliveries: 1 }])
         const listed = yield* cli(["groups", "pending", "slow"], env)
         expect(listed).toContain(`${stuck.pid}`)
+        // The list as a user reads it: one member, one pending (its age there, not "-"), nothing redelivered or dead.
+        expect(yield* cli(["groups"], env)).toMatch(
+          /^slow\s+jobs\s+-\s+1\s+1\s+\d+(\.\d)?(ms|s)\s+0\s+0\s+0\s+0\s*$/m
+        )
         stuck.child.kill("SIGKILL")
         yield* stuck.exited
         const next = yield* cli(["consume", "--group", "slow", "--limit", "1", "--json"], env)
