@@ -47,6 +47,7 @@ const TOPICS = [
   "t15",
   "t16",
   "t17",
+  "t18",
   "dead",
   "dead12",
   "dead15"
@@ -278,7 +279,14 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
           maxDeliver: 2,
           ackWaitMs: 3_600_000
         })
-        yield* publish("t15", 1, { keys: 1 })
+        // With a header of its own, which its dead letter keeps beside the ones saying why.
+        const publisher = yield* Publisher
+        yield* publisher.publish(new TextEncoder().encode("m-0"), {
+          topic: "t15",
+          key: "k0",
+          headers: { trace: "abc-1" }
+        })
+        yield* publisher.flush(10_000)
         // Two members in turn take it and leave without settling it: each leave hands it on, counted.
         expect((yield* take("g15", 1)).map((d) => [d.offset, d.deliveryCount])).toEqual([[0, 1]])
         expect((yield* take("g15", 1)).map((d) => [d.offset, d.deliveryCount])).toEqual([[0, 2]])
@@ -294,8 +302,10 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         )
         expect([dead!.value, dead!.key]).toEqual(["m-0", "k0"])
         expect(dead!.headers).toMatchObject({
+          trace: "abc-1",
           "cxlog-dead-letter-reason": "max-deliver: not acked after 2 deliveries",
           "cxlog-group": "g15",
+          "cxlog-topic": "t15",
           "cxlog-offset": "0",
           "cxlog-deliveries": "2"
         })
@@ -309,6 +319,22 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(info).toMatchObject({ pending: 0, deadLetters: 1, acked: 0 })
         expect(third.unsafePoll()).toBeNull()
         yield* Fiber.interrupt(third)
+      }))
+
+    it.effect("a group without a dead-letter topic counts what it terminates and drops it: settled, never delivered again", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g18", topic: "t18", maxDeliver: 1 })
+        yield* publish("t18", 3)
+        const [a, b] = yield* take("g18", 2)
+        expect(yield* a!.term("bad input")).toBe(true)
+        // Its first delivery was its last (maxDeliver 1): a nak drops it the same.
+        expect(yield* b!.nak()).toBe(true)
+        expect(yield* groups.describe("g18")).toMatchObject({ pending: 0, deadLetters: 2, acked: 0 })
+        // The next member gets the third message, not either of those again.
+        const [c] = yield* take("g18", 1)
+        expect(c).toMatchObject({ offset: 2, deliveryCount: 1 })
+        expect(yield* c!.ack).toBe(true)
       }))
 
     it.effect("a term reason of any text is kept to its first 1 000 characters and 3 000 bytes of JSON; the member goes on", () =>
