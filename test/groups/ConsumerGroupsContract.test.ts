@@ -48,6 +48,7 @@ const TOPICS = [
   "t16",
   "t17",
   "t18",
+  "t19",
   "dead",
   "dead12",
   "dead15"
@@ -462,6 +463,34 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // A group that is not behind says nothing of it.
         yield* groups.create({ name: "g6b", topic: "t6", start: "latest" })
         expect((yield* groups.describe("g6b")).behindRetention).toBeUndefined()
+      }))
+
+    it.effect("a message to deliver again that the topic no longer holds fails the next member naming it: not skipped", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g19", topic: "t19", ackWaitMs: 3_600_000 })
+        yield* publish("t19", 10)
+        // A holds offset 0 while B takes and acks the other nine: the frontier is at the end.
+        const got = yield* Deferred.make<Delivery>()
+        const holder = yield* groups.join("g19", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Effect.zipRight(Deferred.succeed(got, d), Effect.never)),
+          Effect.fork
+        )
+        expect((yield* Deferred.await(got)).offset).toBe(0)
+        for (const d of yield* take("g19", 9)) expect(yield* d.ack).toBe(true)
+        yield* (yield* TrimTopic)("t19", 5)
+        // A leaves: offset 0 is to be delivered again, and the topic holds it no more.
+        yield* Fiber.interrupt(holder)
+        // Bounded in real time: a member that skipped it would wait for ever.
+        const behind = yield* Effect.flip(
+          Effect.raceFirst(
+            take("g19", 1),
+            Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member neither failed nor got a message"))
+          )
+        )
+        expect(behind).toBeInstanceOf(GroupBehindRetention)
+        expect(behind).toMatchObject({ group: "g19", topic: "t19", requested: 0, earliest: 5, end: 10 })
+        expect(yield* groups.describe("g19")).toMatchObject({ behindRetention: { needs: 0, earliest: 5 } })
       }))
 
     it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>
