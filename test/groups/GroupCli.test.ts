@@ -352,6 +352,27 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
+    "a group behind its topic's retention is marked so in the list, and its description says what it needs",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* publishLines(env, "jobs", ["a", "b", "c"])
+        yield* cli(["groups", "create", "late", "--topic", "jobs"], env)
+        yield* cli(["groups", "create", "current", "--topic", "jobs", "--start", "latest"], env)
+        // The trim takes the messages the group starts at: it needs offset 0, the topic holds from 2 on.
+        yield* cli(["topics", "trim", "jobs", "--before", "2"], env)
+        const listed = yield* cli(["groups"], env)
+        expect(listed).toMatch(/^late\s+jobs \(behind\)\s/m)
+        expect(listed).toMatch(/^current\s+jobs\s/m)
+        expect(yield* cli(["groups", "describe", "late"], env)).toContain(
+          "behind its topic's retention: it needs offset 0, the topic holds from 2 on; its members fail with GroupBehindRetention"
+        )
+        expect(yield* cli(["groups", "describe", "current"], env)).not.toContain("behind")
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "a group whose topic was deleted says so to its members, and still when a topic of that name is made again",
     () =>
       Effect.gen(function*() {
