@@ -368,6 +368,13 @@ describe("cxlog consume and cxlog groups", () => {
           "behind its topic's retention: it needs offset 0, the topic holds from 2 on; its members fail with GroupBehindRetention"
         )
         expect(yield* cli(["groups", "describe", "current"], env)).not.toContain("behind")
+        // --start OFFSET: a group made after the trim at the first offset the topic holds is not behind either.
+        yield* cli(["groups", "create", "from-two", "--topic", "jobs", "--start", "2"], env)
+        expect(JSON.parse(yield* cli(["groups", "describe", "from-two", "--json"], env))).toMatchObject({
+          startOffset: 2,
+          frontier: 2,
+          lag: 1
+        })
       }),
     120_000
   )
