@@ -380,6 +380,8 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // Settled by the member that took it over first: a member through a broker takes what it has room for
         // without waiting for its stream's pull, so the first holder, its room freed by the stale ack, would take it back.
         expect(yield* again!.ack).toBe(true)
+        // Taken over: the first holder can no longer move its deadline, nor settle it.
+        expect(yield* first!.inProgress).toBe(false)
         expect(yield* first!.ack).toBe(false)
         expect(yield* second!.ack).toBe(true)
         expect(yield* groups.describe("g5")).toMatchObject({ pending: 0, expired: 1, redeliveries: 1, acked: 2 })
