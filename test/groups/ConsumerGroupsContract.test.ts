@@ -379,6 +379,11 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // The first is past its deadline, the second not: a new member gets the first only.
         const [again] = yield* take("g5", 1)
         expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        // Delivered again with a full ackWait of its own from now (11 s): due at 21 s, the second still at 16 s.
+        expect((yield* groups.pending("g5")).map((p) => [p.offset, p.deliveries, p.deadlineMs])).toEqual([
+          [0, 2, 21_000],
+          [1, 1, 16_000]
+        ])
         // Settled by the member that took it over first: a member through a broker takes what it has room for
         // without waiting for its stream's pull, so the first holder, its room freed by the stale ack, would take it back.
         expect(yield* again!.ack).toBe(true)
