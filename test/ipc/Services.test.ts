@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake: servers and callers in this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Schedule, Schema, Scope } from "effect"
+import { ConfigProvider, Effect, Exit, Fiber, Layer, Schedule, Schema, Scope } from "effect"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
@@ -181,6 +181,57 @@ const sizes = (label: string, run: Run) =>
         expect(yield* client.call(Echo, "small")).toBe("small")
       })))
   })
+
+/**
+ * A caller that looks at its server only every second (CXLOG_SERVICE_CHECK_MS): a server stopped
+ * and another serving the name both fall between two looks, so the only sign of the swap is the
+ * reply ring's writer occurrence.
+ */
+const SLOW_LOOKS = Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["CXLOG_SERVICE_CHECK_MS", "1000"]])))
+const slowLooks = {
+  live: ((program) =>
+    Effect.flatMap(
+      uniqueRegion("services-swap"),
+      (region) =>
+        Effect.provide(
+          Effect.scoped(program),
+          liveServices({ region, bell: 0, writesDirectory: true }).pipe(Layer.provide(SLOW_LOOKS))
+        )
+    )) as Run,
+  memory:
+    ((program) =>
+      Effect.provide(Effect.scoped(program), ServicesMemory.layerMemory().pipe(Layer.provide(SLOW_LOOKS)))) as Run
+}
+
+const swap = (label: string, run: Run) =>
+  describe(`Services' server swap: ${label}`, () => {
+    it.scopedLive(
+      "a call waiting on a server that stopped ends ServiceServerDied at the caller's next look, even when another server already serves the name by then",
+      () =>
+        run(Effect.gen(function*() {
+          const services = yield* Services
+          const first = yield* serveIn(services, "bank")
+          const client = yield* services.connect("bank")
+          const waiting = yield* Effect.fork(Effect.flip(client.call(Hang, {}, { timeoutMs: 60_000 })))
+          yield* parked([waiting])
+          // Stopped and served again at once: no look of the caller comes in between.
+          yield* first.stop
+          yield* serveIn(services, "bank", { value: 5 })
+          // Within a look or two (1 s each), long before the call's own bound: it does not wait on a server that is gone.
+          const ended = yield* Fiber.join(waiting).pipe(Effect.timeout("10 seconds"))
+          expect(ended).toMatchObject({ _tag: "ServiceServerDied", method: "hang" })
+          // The caller goes on with the new server.
+          const answered = yield* client.call(Withdraw, { amount: 1 }).pipe(
+            Effect.retry({ while: (e) => e._tag === "ServiceServerDied", schedule: Schedule.spaced(50), times: 100 })
+          )
+          expect(answered).toBe(4)
+        })),
+      30_000
+    )
+  })
+
+swap("live", slowLooks.live)
+swap("memory", slowLooks.memory)
 
 sizes("live", live)
 sizes("memory", memory)
