@@ -172,7 +172,11 @@ const contract = (label: string, run: Run) =>
     it.scopedLive("a subscriber that does not take holds the writer back: ChannelFull, typed, and nothing lost", () =>
       run(Effect.gen(function*() {
         const { publisher, refused, subscription, written } = yield* heldBack("slow", 1)
-        expect(refused._tag).toBe("ChannelFull")
+        expect(refused).toMatchObject({ _tag: "ChannelFull", name: "slow" })
+        // Refused after the open's publishTimeoutMs (50 ms) waited out, not at once, nor after the 10 s default.
+        const { waitedMs } = refused as { waitedMs: number }
+        expect(waitedMs).toBeGreaterThanOrEqual(50)
+        expect(waitedMs).toBeLessThan(5_000)
         for (let n = 1; n <= written; n++) expect((yield* subscription.take(TAKE_MS)).value.price).toBe(n)
         yield* publisher.publish({ symbol: "S", price: written + 1 })
         expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 1)
