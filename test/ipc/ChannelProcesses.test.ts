@@ -97,6 +97,32 @@ describe("Channels across processes", () => {
   )
 
   it.scopedLive(
+    "remove: ChannelInUse naming a live writer and subscriber of another process; once both are SIGKILLed their slots hold no removal back",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("channel-remove-dead")
+        const channels = Context.get(yield* head(region), Channels)
+        // Only opened here (pinned, neither writing nor subscribed): this process is no user of it.
+        yield* channels.open("ticks", Tick, { writerSlots: 1, readerSlots: 2, ringBytes: 8192 })
+        const held = yield* peer(region, 2, { role: "hold-reader" })
+        yield* ready(held)
+        const writer = yield* peer(region, 1, { role: "write-forever", source: "dead" })
+        yield* ready(writer)
+        const refused = yield* Effect.flip(channels.remove("ticks"))
+        expect(refused).toMatchObject({ _tag: "ChannelInUse", name: "ticks" })
+        expect(refused).toMatchObject({ pids: [held.process.pid!, writer.process.pid!].sort((a, b) => a - b) })
+        writer.process.kill("SIGKILL")
+        held.process.kill("SIGKILL")
+        yield* Deferred.await(writer.exited)
+        yield* Deferred.await(held.exited)
+        // Their writer line and reader slot still name them, attached: a dead process is no user.
+        yield* channels.remove("ticks")
+        expect(yield* channels.list).toEqual([])
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "members that are not the head open a channel no one created: made once through the coordinator, found by all, values flow",
     () =>
       Effect.gen(function*() {
