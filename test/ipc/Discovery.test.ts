@@ -149,6 +149,32 @@ const describeDiscovery = (label: string, harness: Effect.Effect<Harness, unknow
         expect((yield* discovery.processes).map((p) => p.pid)).not.toContain(child)
       }))
 
+    it.scopedLive("a dead child's crash waits for the exit its parent learns: not told at the looks before it, then told with it", () =>
+      Effect.gen(function*() {
+        const { discovery, store, writer } = yield* harness
+        const events = yield* discovery.subscribe
+        const child = yield* exitedPid
+        yield* discovery.adopt(child, "worker-b")
+        plantDeadOwner(store, 5, child)
+        // Two objects published one after the other: the look that tells the second came after the one
+        // that told the first, and every look sees the dead slot. Until the exit is known, no crash.
+        const told: Array<DiscoveryEvent> = []
+        for (const marker of ["marker-1", "marker-2"]) {
+          yield* writer.create({ kind: "channel", name: marker, bytes: 4096 })
+          while (!told.some((e) => e._tag === "ObjectPublished" && e.object.name === marker)) {
+            told.push(...(yield* nextEvents(events)))
+          }
+        }
+        expect(told.filter((e) => e._tag !== "ObjectPublished")).toEqual([])
+        yield* discovery.exited(child, { code: 3, signal: null })
+        const [crash] = yield* nextEvents(events)
+        expect(crash?._tag === "ProcessCrashed" && [crash.process.pid, crash.process.name, crash.exit]).toEqual([
+          child,
+          "worker-b",
+          { code: 3, signal: null }
+        ])
+      }))
+
     it.scopedLive("a supervised process is listed and told by the label its slot carries; a slot's next owner carries its own", () =>
       Effect.gen(function*() {
         const { discovery, store } = yield* harness
