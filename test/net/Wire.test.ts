@@ -24,7 +24,15 @@ import {
   sessionOpenFrame,
   WireViolation
 } from "../../src/layers/net/Control.js"
-import { encodeFrame, type Frame, FRAME_HEADER_BYTES, FrameType, writeHeader } from "../../src/layers/net/Frame.js"
+import {
+  encodeFrame,
+  type Frame,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  MAX_ACK_PAYLOAD_BYTES,
+  MAX_CONTROL_PAYLOAD_BYTES,
+  writeHeader
+} from "../../src/layers/net/Frame.js"
 import { FrameReader } from "../../src/layers/net/FrameReader.js"
 import { crc32c, crc32cKind } from "../../src/native/Crc32c.js"
 import { crc32cSoftware } from "../../src/native/Crc32cSoftware.js"
@@ -216,6 +224,26 @@ describe("frames", () => {
     const seq = good()
     seq.writeUInt32LE(2 ** 21, 16)
     expect(violationOf(seq)).toBe("oversized")
+  })
+
+  it("reads a frame whose payload is exactly its type's bound whole; one byte more is oversized", () => {
+    const frameOf = (type: FrameType, bytes: number) =>
+      encodeFrame({ type, clientId: 1, sessionEpoch: 1, seq: 0, messageCount: 1 }, new Uint8Array(bytes).fill(7))
+    for (
+      const [type, bound] of [
+        [FrameType.BATCH, MAX_BATCH],
+        [FrameType.ACK, MAX_ACK_PAYLOAD_BYTES],
+        [FrameType.HELLO, MAX_CONTROL_PAYLOAD_BYTES],
+        [FrameType.SESSION_FENCED, 0]
+      ] as const
+    ) {
+      const { frames, violation } = readAll(new FrameReader({ accept: allTypes, maxBatchBytes: MAX_BATCH }), [
+        frameOf(type, bound)
+      ])
+      expect(violation, `type ${type} at ${bound} bytes`).toBeUndefined()
+      expect(frames.map((f) => [f.type, f.payload.length])).toEqual([[type, bound]])
+      expect(violationOf(frameOf(type, bound + 1))).toBe("oversized")
+    }
   })
 
   it("never throws on arbitrary bytes: each input ends in frames, a wait for more, or one violation", () => {
