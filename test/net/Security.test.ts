@@ -809,6 +809,36 @@ describe("Security", () => {
       })
     }))
 
+  it("rights patterns: `*` matches any run of characters (none too) wherever it stands, the rest of the pattern literally, the whole name", () => {
+    const may = (pattern: string, topic: string) =>
+      authorize(userRecord("u", "s", { publish: [pattern], read: [] }, undefined, 1), "publish", topic) === undefined
+    // A leading `*`: the name must end with the rest.
+    expect([may("*.paid", "eu.paid"), may("*.paid", "eu.paid.x"), may("*.paid", ".paid")]).toEqual([true, false, true])
+    // Stars inside: their parts in order, each after the last.
+    expect([may("a*b*c", "aXbYc"), may("a*b*c", "abc"), may("a*b*c", "acb"), may("a*b*c", "aXcYb")]).toEqual([
+      true,
+      true,
+      false,
+      false
+    ])
+    // A part is looked for past the one before it: not in the prefix, nor before the part before.
+    expect([may("ab*b*c", "abXc"), may("ab*b*c", "abbc"), may("x*b*a*y", "xaby"), may("x*b*a*y", "xbay")]).toEqual([
+      false,
+      true,
+      false,
+      true
+    ])
+    // A prefix and a suffix may not share characters of the name: "aba" is not "ab" then "ba".
+    expect([may("ab*ba", "aba"), may("ab*ba", "abba"), may("a*b*b", "ab"), may("a*b*b", "abb")]).toEqual([
+      false,
+      true,
+      false,
+      true
+    ])
+    // No star: the whole name, not a part of it.
+    expect([may("audit", "audit"), may("audit", "audit.x"), may("audit", "xaudit")]).toEqual([true, false, false])
+  })
+
   it("the head's default files are private; rights patterns; the credential file is refused when others may read it", () => {
     const dir = mkdtempSync(join(tmpdir(), "cxlog-security-"))
     try {
