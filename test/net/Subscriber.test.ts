@@ -868,8 +868,11 @@ for (const impl of impls) {
         yield* drain(sequencer)
         const patterned = yield* subscriber.subscribeTopics(["x.*"])
         const named = yield* subscriber.subscribeTopics(["y", "x.two"])
+        // Its deleted topic not the one it read last: found deleted where it looks for the next batch, not as it settles the last.
+        const namedOn = yield* subscriber.subscribeTopics(["y", "x.one"])
         for (let i = 0; i < 2; i++) yield* patterned.pull
         for (let i = 0; i < 2; i++) yield* named.pull
+        expect([(yield* namedOn.pull).topic, (yield* namedOn.pull).topic]).toEqual(["y", "x.one"])
         yield* cluster.topics.delete("x.two")
         yield* cluster.topics.delete("y")
         yield* appendSimple(a, "x.one", 1, 0, 1, 1)
@@ -892,6 +895,13 @@ for (const impl of impls) {
         const next = yield* Fiber.join(waiting)
         expect([next.topic, next.offset]).toEqual(["x.one", 2])
         expect(yield* Effect.flip(named.pull)).toMatchObject({ _tag: "TopicDeleted" })
+        // y's deletion fails it (x.one's new batches may come first), rather than leaving it to wait on x.one alone.
+        const before: Array<number> = []
+        const ended = yield* Effect.flip(Effect.forever(Effect.map(namedOn.pull, (b) => before.push(b.offset)))).pipe(
+          Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("y's deletion was not told") })
+        )
+        expect(ended).toMatchObject({ _tag: "TopicDeleted", name: "y" })
+        expect([1, 2].slice(0, before.length)).toEqual(before)
       }))
   })
 }
