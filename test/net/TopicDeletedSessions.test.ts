@@ -9,12 +9,20 @@ import { Effect } from "effect"
 import { type AddressInfo, createServer, type Socket } from "node:net"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { ackFrame, endedFrame, sessionOpenedFrame, Welcome, welcomeFrame } from "../../src/layers/net/Control.js"
+import {
+  ackFrame,
+  endedFrame,
+  SessionOpen,
+  sessionOpenedFrame,
+  sessionOpenFrame,
+  Welcome,
+  welcomeFrame
+} from "../../src/layers/net/Control.js"
 import { FrameType } from "../../src/layers/net/Frame.js"
 import { FrameReader } from "../../src/layers/net/FrameReader.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import { testMessage } from "../fixtures/net-audit.js"
-import { errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
+import { batchFrame, epochOf, errorCode, hello, openedEpoch, rawConnect } from "../fixtures/net-raw-client.js"
 
 /**
  * A broker speaking just enough of the protocol to forget a session: its first SESSION_OPEN is
@@ -89,6 +97,30 @@ describe("a session of a deleted topic", () => {
       fresh.write(hello("t", 6))
       expect((yield* fresh.nextFrame()).type).toBe(FrameType.WELCOME)
       expect(errorCode(yield* fresh.nextFrame())).toBe("unknown-topic")
+    }))
+
+  it.scopedLive("ended topic-deleted on a connection: its batches still in flight are dropped, and the connection's other session goes on", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }, { name: "u" }] })
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
+      const client = yield* rawConnect(broker.port)
+      // Session 5 of t, then session 6 of u (the last this connection opened), on the one connection.
+      client.write(hello("t", 5))
+      const tEpoch = yield* openedEpoch(client)
+      client.write(sessionOpenFrame(6, 0, new SessionOpen({ topic: "u" })))
+      const uEpoch = epochOf(yield* client.nextFrame())
+      yield* log.topics.delete("u")
+      const message = new Uint8Array(24).fill(1)
+      client.write(batchFrame(6, uEpoch, 0, [message]))
+      const ended = yield* client.nextFrame()
+      expect([ended.type, ended.clientId, errorCode(ended)]).toEqual([FrameType.ENDED, 6, "topic-deleted"])
+      // Sent before the client read its ENDED: not a session this connection never opened, so no violation.
+      client.write(batchFrame(6, uEpoch, 1, [message]))
+      client.write(batchFrame(5, tEpoch, 0, [message]))
+      const acked = yield* client.nextFrame()
+      expect([acked.type, acked.clientId, acked.seq]).toEqual([FrameType.ACK, 5, 1])
+      expect(broker.stats().rejected).toEqual({ "topic-deleted": 1 })
+      expect(log.ordered("t")).toHaveLength(1)
     }))
 
   it.scopedLive("registered again after the log forgot it, refused unknown-topic: the publisher fails its topic as deleted", () =>
