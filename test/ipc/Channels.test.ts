@@ -182,6 +182,22 @@ const contract = (label: string, run: Run) =>
         expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 1)
       })))
 
+    it.scopedLive("a value larger than a quarter of the ring is ChannelFrameTooLarge naming its size and the limit, written by neither publish nor publishAll; the next goes through", () =>
+      run(Effect.gen(function*() {
+        const channel = yield* (yield* Channels).open("large", Price, { ringBytes: 4096 })
+        const subscription = yield* channel.subscribe
+        const publisher = yield* channel.publisher
+        const large = { symbol: "x".repeat(2000), price: 1 }
+        const refused = yield* Effect.flip(publisher.publish(large))
+        // A frame of a quarter of the ring, its 8-byte header included.
+        expect(refused).toMatchObject({ _tag: "ChannelFrameTooLarge", name: "large", maxFrameBytes: 1016 })
+        expect((refused as { bytes: number }).bytes).toBeGreaterThan(2000)
+        expect(yield* Effect.flip(publisher.publishAll([large]))).toMatchObject({ _tag: "ChannelFrameTooLarge" })
+        yield* publisher.publish({ symbol: "small", price: 2 })
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "small", price: 2 })
+        expect((yield* Effect.flip(subscription.take(20)))._tag).toBe("ChannelTakeTimeout")
+      })))
+
     it.scopedLive("writer slots are held while a publisher's scope is open, and free again after", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
