@@ -6,10 +6,16 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Schema, Scope } from "effect"
+import { lines, ringLineViews } from "../../src/layers/control/RingLines.js"
+import { ringAddresses } from "../../src/layers/ipc/ChannelLayout.js"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import { Channels, type ChannelsShape } from "../../src/services/ipc/Channels.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { type ChannelsRun, liveChannels, liveChannelsRun, memoryChannelsRun } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { laterStartTag } from "../helpers/StartTags.js"
 
 const Price = Schema.Struct({ symbol: Schema.String, price: Schema.Number.pipe(Schema.positive()) })
 
@@ -103,3 +109,42 @@ const removal = (label: string, run: ChannelsRun, pair: Pair) =>
 
 removal("live region", liveChannelsRun, livePair)
 removal("in-memory fake", memoryChannelsRun, memoryPair)
+
+describe("Channels removal: users by pid and start tag", () => {
+  it.scopedLive("a writer line and reader slots naming a live pid under another start tag (a dead user's pid reused) hold no removal back", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("channel-reused-pid")
+      const channels = Context.get(
+        yield* Layer.build(liveChannels({ region, bell: 0, writesDirectory: true })),
+        Channels
+      )
+      const channel = yield* channels.open("prices", Price, { writerSlots: 1, ringBytes: 4096 })
+      yield* channel.subscribe
+      yield* channel.publisher
+      expect(yield* Effect.flip(channels.remove("prices"))).toMatchObject({ _tag: "ChannelInUse", pids: [process.pid] })
+      // Through a mapping of the region of its own: this process's lines given a later process's start
+      // tag, as a dead writer's and reader's lines read once their pid went to another process.
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const { control, reader } = ringLineViews(memory)
+      const own = ownStartTag()
+      expect(own).toBeGreaterThan(0)
+      const later = laterStartTag(own)
+      const mine: Array<number> = []
+      for (const address of ringAddresses(channel.entry, channel.shape)) {
+        const at = lines(address)
+        expect(control.swapWriter(at.control, control.writer(at.control), process.pid, later)).toBe(true)
+        for (let slot = 0; slot < address.readerSlots; slot++) {
+          if (reader.pid(at.line(slot)) === process.pid) mine.push(at.line(slot))
+        }
+        // Put back before the publisher and subscription let go of them.
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => control.swapWriter(at.control, control.writer(at.control), process.pid, own))
+        )
+      }
+      expect(mine).toHaveLength(1)
+      for (const line of mine) reader.setStart(line, later)
+      yield* Effect.addFinalizer(() => Effect.sync(() => mine.forEach((line) => reader.setStart(line, own))))
+      yield* channels.remove("prices")
+      expect(yield* channels.list).toEqual([])
+    }))
+})

@@ -3,15 +3,21 @@
  * directory's writer) and the in-memory fake: servers and callers in this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Fiber, Layer, Schedule, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Schedule, Schema, Scope } from "effect"
+import { lines, ringLineViews } from "../../src/layers/control/RingLines.js"
+import { serviceRings } from "../../src/layers/ipc/ServiceLayout.js"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
+import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { liveServices } from "../fixtures/channel-region.js"
 import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
 import { innerScope } from "../helpers/InnerScope.js"
 import { parked } from "../helpers/Parked.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { laterStartTag } from "../helpers/StartTags.js"
 
 type Run = <A, E>(program: Effect.Effect<A, E, Services | Scope.Scope>) => Effect.Effect<A, E | unknown, Scope.Scope>
 
@@ -229,6 +235,42 @@ const swap = (label: string, run: Run) =>
       30_000
     )
   })
+
+describe("Services' servers by pid and start tag", () => {
+  it.scopedLive("a reply ring's writer line naming a live pid under another start tag (a dead server's pid reused) is no server: not listed, ServiceNotServed, its callers' waiting calls ServiceServerDied", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-reused-pid")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const { served } = yield* serveIn(services, "bank")
+      const client = yield* services.connect("bank")
+      const waiting = yield* Effect.fork(Effect.flip(client.call(Hang, {}, { timeoutMs: 60_000 })))
+      yield* parked([waiting])
+      // The reply ring's writer line, through a mapping of the region of its own: this process's pid
+      // with a later process's start tag, as a server's line reads once the pid went to another process.
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const { control } = ringLineViews(memory)
+      const at = lines(serviceRings(served.entry, served.shape).replies).control
+      const own = control.writer(at)
+      expect(own).toEqual({ pid: process.pid, start: ownStartTag() })
+      expect(own.start).toBeGreaterThan(0)
+      expect(control.swapWriter(at, own, process.pid, laterStartTag(own.start))).toBe(true)
+      // Put back whatever happens, before the server's scope closes the ring as its writer.
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => control.swapWriter(at, control.writer(at), own.pid, own.start))
+      )
+      expect(yield* services.list).toEqual([{ name: "bank", serverPid: undefined }])
+      expect((yield* Effect.flip(services.connect("bank")))._tag).toBe("ServiceNotServed")
+      const ended = yield* Fiber.join(waiting).pipe(Effect.timeout("10 seconds"))
+      expect(ended).toMatchObject({ _tag: "ServiceServerDied", method: "hang", pid: process.pid })
+      // Its own line again: the server is this process, listed and called.
+      expect(control.swapWriter(at, control.writer(at), own.pid, own.start)).toBe(true)
+      expect(yield* services.list).toEqual([{ name: "bank", serverPid: process.pid }])
+      expect(yield* (yield* services.connect("bank")).call(Add, { a: 1, b: 2 })).toBe(3)
+    }))
+})
 
 swap("live", slowLooks.live)
 swap("memory", slowLooks.memory)

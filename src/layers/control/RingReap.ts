@@ -19,6 +19,7 @@ export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
       state: stateName(state),
       occurrence: readerLine.occurrence(line),
       pid: isClaim(state) ? claimerOf(state) : readerLine.pid(line),
+      start: isClaim(state) ? 0 : readerLine.start(line),
       delivered: readerLine.delivered(line),
       processed: readerLine.processed(line),
       heartbeatMs: readerLine.heartbeatMs(line)
@@ -26,12 +27,16 @@ export const inspector = (region: CxlMemoryShape, l: Lines): RingInspector => {
   }
   return {
     address: l.address,
-    writer: () => ({
-      sequence: control.head(l.control),
-      occurrence: control.occurrence(l.control),
-      pid: control.pid(l.control),
-      closed: control.closed(l.control)
-    }),
+    writer: () => {
+      const owner = control.writer(l.control)
+      return {
+        sequence: control.head(l.control),
+        occurrence: control.occurrence(l.control),
+        pid: owner.pid,
+        start: owner.start,
+        closed: control.closed(l.control)
+      }
+    },
     reader,
     readers: () => Array.from({ length: l.address.readerSlots }, (_, slot) => reader(slot))
   }

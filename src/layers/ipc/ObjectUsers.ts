@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import type { InvalidRingAddress, RingAddress, RingsShape } from "../../services/control/Rings.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isProcessAlive } from "../region/ProcessInfo.js"
 
 /** The pids of the live processes on `addresses`, in order. */
 export const liveUsers = (
@@ -16,9 +16,10 @@ export const liveUsers = (
     const pids = new Set<number>()
     for (const ring of inspectors) {
       const writer = ring.writer()
-      if (writer.occurrence !== 0 && !writer.closed && isPidAlive(writer.pid)) pids.add(writer.pid)
+      // A process is its pid and start tag: a dead user's pid taken by a later process uses nothing.
+      if (writer.occurrence !== 0 && !writer.closed && isProcessAlive(writer.pid, writer.start)) pids.add(writer.pid)
       for (const reader of ring.readers()) {
-        if ((reader.state === "attached" || reader.state === "attaching") && isPidAlive(reader.pid)) {
+        if ((reader.state === "attached" || reader.state === "attaching") && isProcessAlive(reader.pid, reader.start)) {
           pids.add(reader.pid)
         }
       }

@@ -17,7 +17,7 @@ import {
   ServiceServerDied,
   type ServiceUnavailable
 } from "../../services/ipc/Services.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isProcessAlive } from "../region/ProcessInfo.js"
 import { claimCallerSlot } from "./CallerSlot.js"
 import type { ServiceRings } from "./ServiceLayout.js"
 
@@ -28,12 +28,15 @@ interface KnownServer {
   readonly calls: AbortController
 }
 
-/** The reply ring's live writer (the server), or undefined: none ever, it closed the ring, or its process is gone. */
+/**
+ * The reply ring's live writer (the server), or undefined: none ever, it closed the ring, or its
+ * process is gone (by pid and start tag: a later process under the dead server's pid is not it).
+ */
 export const liveServer = (
   replies: RingInspector
 ): { readonly pid: number; readonly occurrence: number } | undefined => {
   const writer = replies.writer()
-  return writer.occurrence !== 0 && !writer.closed && isPidAlive(writer.pid)
+  return writer.occurrence !== 0 && !writer.closed && isProcessAlive(writer.pid, writer.start)
     ? { pid: writer.pid, occurrence: writer.occurrence }
     : undefined
 }

@@ -203,6 +203,8 @@ export interface ReaderProgress {
   readonly state: ReaderSlotState
   readonly occurrence: number
   readonly pid: number
+  /** The reader's start tag (0 where unknown, or while the slot is being claimed): with the pid, it names the process. */
+  readonly start: number
   /** Position after the last frame its consumer's handler was invoked with (writer's sequence space). */
   readonly delivered: number
   /** Position after the last handler run that completed. */
@@ -217,6 +219,8 @@ export interface WriterProgress {
   /** 0 while no writer ever opened the ring. */
   readonly occurrence: number
   readonly pid: number
+  /** The writer's start tag (0 where unknown): with the pid, it names the process, so a reused pid is not it. */
+  readonly start: number
   readonly closed: boolean
 }
 
