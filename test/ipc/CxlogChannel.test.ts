@@ -55,8 +55,12 @@ describe("CxlogChannel", () => {
           if (seen.length === 2) break
         }
         expect(seen).toEqual([1, 2])
+        // Room for none takes none of them, as the subscription's own takeUpTo: they stay for the next take.
+        expect(await subscription.takeUpTo(0, TAKE_MS)).toEqual([])
+        expect(await subscription.takeUpTo(Number.NaN, TAKE_MS)).toEqual([])
         expect((await subscription.take(TAKE_MS)).value.price).toBe(3)
-        expect((await subscription.takeUpTo(10, TAKE_MS)).map((m) => m.value.price)).toEqual([4, 5, 6])
+        expect((await subscription.takeUpTo(1.5, TAKE_MS)).map((m) => m.value.price)).toEqual([4])
+        expect((await subscription.takeUpTo(10, TAKE_MS)).map((m) => m.value.price)).toEqual([5, 6])
       } finally {
         await prices.close()
       }

@@ -68,7 +68,9 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
    */
   takeUpTo(max: number, timeoutMs: number): Promise<Array<ChannelMessage<A>>> {
     if (this.heldAt < this.held.length) {
-      const end = Math.min(this.held.length, this.heldAt + Math.max(1, Math.floor(max)))
+      // As the subscription's own: room for none (a max below 1, or not a number) takes none, and keeps them held.
+      if (!(max >= 1)) return Promise.resolve([])
+      const end = Math.min(this.held.length, this.heldAt + Math.floor(max))
       const taken = this.held.slice(this.heldAt, end)
       this.heldAt = end
       return Promise.resolve(taken)
