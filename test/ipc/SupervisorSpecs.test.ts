@@ -1,0 +1,57 @@
+/**
+ * What a supervisor's `start` refuses before it starts anything (SupervisorSpecInvalid): a spec
+ * giving neither or both of script and command, and a name whose instances run already. Its
+ * children here are plain Node processes that wait; the supervisor's scope stops them.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Effect, Layer, Schedule } from "effect"
+import * as SupervisorLayers from "../../src/layers/ipc/Supervisor.js"
+import { Supervisor } from "../../src/services/ipc/Supervisor.js"
+import { isRunning } from "../helpers/Processes.js"
+
+/** A child that runs until it is stopped (or a minute passed). */
+const waiting = { command: process.execPath, args: ["-e", "setTimeout(() => {}, 60000)"], output: "ignore" } as const
+
+describe("Supervisor's specs", () => {
+  it.scopedLive("start refuses a spec with neither or both of script and command, and a name that runs already, starting nothing for it", () =>
+    Effect.gen(function*() {
+      const supervisor = Context.get(yield* Layer.build(SupervisorLayers.layer), Supervisor)
+      expect(yield* Effect.flip(supervisor.start({ name: "none" }))).toMatchObject({
+        _tag: "SupervisorSpecInvalid",
+        name: "none",
+        reason: "give one of script and command"
+      })
+      expect(yield* Effect.flip(supervisor.start({ name: "both", script: "x.mjs", ...waiting }))).toMatchObject({
+        _tag: "SupervisorSpecInvalid",
+        name: "both",
+        reason: "give one of script and command"
+      })
+      expect(yield* supervisor.children).toEqual([])
+      expect(yield* supervisor.start({ name: "w", count: 2, restart: "never", ...waiting })).toEqual(["w#0", "w#1"])
+      const running = supervisor.children.pipe(
+        Effect.filterOrFail((all) => all.length > 0 && all.every((c) => c.pid !== undefined)),
+        Effect.retry(Schedule.spaced("10 millis")),
+        Effect.timeout("30 seconds")
+      )
+      const first = yield* running
+      const pids = first.map((c) => c.pid!)
+      // Killed at the end whatever the supervisor did with them: one it lost track of would outlive the test.
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => pids.filter(isRunning).forEach((pid) => process.kill(pid, "SIGKILL")))
+      )
+      expect(yield* Effect.flip(supervisor.start({ name: "w", restart: "never", ...waiting }))).toMatchObject({
+        _tag: "SupervisorSpecInvalid",
+        name: "w",
+        reason: "a child of this name runs already"
+      })
+      // The two of the first start, each running once as before; the refused one started none.
+      const children = yield* running
+      expect(children.map((c) => [c.child, c.state, c.restarts, c.pid])).toEqual([
+        ["w#0", "running", 0, pids[0]],
+        ["w#1", "running", 0, pids[1]]
+      ])
+      expect(new Set(pids).size).toBe(2)
+      expect(yield* supervisor.shutdown).toMatchObject({ stopped: 2, killed: 0 })
+      expect(pids.filter(isRunning)).toEqual([])
+    }))
+})
