@@ -453,6 +453,41 @@ describe("Security", () => {
       ).toBe(10)
     }))
 
+  it.scopedLive("a subscriber reads only the topics its read rights name: a named topic it may not read, alone or among others, is refused forbidden naming it", () =>
+    Effect.gen(function*() {
+      const dir = yield* privateDir
+      const path = credentialFile(dir)
+      const DAVE: Credentials = { user: "dave", secret: "dave-secret-5" }
+      upsertUser(path, userRecord(DAVE.user, DAVE.secret, { publish: [], read: ["t"] }, undefined, 64))
+      const { publisher, server } = yield* secureBroker({ credentials: path })
+      const alice = yield* publisher({ clientId: 1, credentials: ALICE })
+      yield* publishTestMessages(alice, 1, 10, 10)
+      yield* alice.flush(10_000)
+      const dave = makeRemote({
+        brokers: [{ host: "127.0.0.1", port: server.port }],
+        credentials: DAVE,
+        connectTimeoutMs: 2_000
+      })
+      for (
+        const refused of [
+          yield* Effect.flip(dave.subscribe("other")),
+          yield* Effect.flip(dave.subscribeTopics(["t", "other"]))
+        ]
+      ) {
+        expect(refused).toMatchObject({ code: "forbidden" })
+        expect(refused.message).toMatch(/dave may not read from topic other \(its read rights: t\)/)
+      }
+      // The topic it may read, it reads.
+      const own = yield* dave.subscribe("t")
+      expect(
+        (yield* own.batches.pipe(
+          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
+          Stream.take(10),
+          Stream.runCollect
+        )).length
+      ).toBe(10)
+    }))
+
   it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials; one that challenges cannot skip its proof, even with the insecure opt-in", () =>
     Effect.gen(function*() {
       // The impostor answers the client's n-th chunk (its opening frame, then its AUTH) with `answers[n]` and otherwise says nothing.
