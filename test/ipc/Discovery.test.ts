@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Exit, Fiber, Layer, Queue, Scope } from "effect"
+import { spawn } from "node:child_process"
 import * as DiscoveryLayers from "../../src/layers/ipc/Discovery.js"
 import * as DiscoveryMemoryLayers from "../../src/layers/ipc/DiscoveryMemory.js"
 import type { MemoryDiscoveryRegion } from "../../src/layers/ipc/DiscoveryMemory.js"
@@ -147,6 +148,32 @@ const describeDiscovery = (label: string, harness: Effect.Effect<Harness, unknow
           "SIGKILL"
         ])
         expect((yield* discovery.processes).map((p) => p.pid)).not.toContain(child)
+      }))
+
+    it.scopedLive("a process seen running that dies holding its slot is told crashed, once", () =>
+      Effect.gen(function*() {
+        const { discovery, store } = yield* harness
+        const events = yield* discovery.subscribe
+        const bounded = <A>(wait: Effect.Effect<A>) =>
+          wait.pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("no event") }))
+        // A process of its own that waits, killed at the end whatever happens.
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() => spawn(process.execPath, ["-e", "setTimeout(() => {}, 60000)"], { stdio: "ignore" })),
+          (c) => Effect.sync(() => c.exitCode === null && c.signalCode === null && c.kill("SIGKILL"))
+        )
+        plantDeadOwner(store, 4, child.pid!)
+        const [joined] = yield* bounded(nextEvents(events))
+        expect(joined?._tag === "ProcessJoined" && [joined.process.slot, joined.process.pid]).toEqual([4, child.pid])
+        const exited = Effect.async<void>((resume) => void child.once("exit", () => resume(Effect.void)))
+        child.kill("SIGKILL")
+        yield* exited
+        const [crashed, ...more] = yield* bounded(nextEvents(events))
+        expect(crashed?._tag === "ProcessCrashed" && [crashed.process.slot, crashed.process.pid]).toEqual([
+          4,
+          child.pid
+        ])
+        expect(more).toEqual([])
+        expect((yield* discovery.processes).map((p) => p.pid)).not.toContain(child.pid)
       }))
 
     it.scopedLive("a dead child's crash waits for the exit its parent learns: not told at the looks before it, then told with it", () =>
