@@ -1,10 +1,11 @@
 /**
- * What a supervisor's `start` refuses before it starts anything (SupervisorSpecInvalid): a spec
- * giving neither or both of script and command, and a name whose instances run already. Its
+ * A supervisor in this process, without a region: what its `start` refuses before it starts
+ * anything (SupervisorSpecInvalid: a spec giving neither or both of script and command, a name
+ * whose instances run already), and a shutdown that restarts nothing whatever the policy. Its
  * children here are plain Node processes that wait; the supervisor's scope stops them.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { Context, Effect, Layer, Queue, Schedule, Stream, Take } from "effect"
 import * as SupervisorLayers from "../../src/layers/ipc/Supervisor.js"
 import { Supervisor } from "../../src/services/ipc/Supervisor.js"
 import { isRunning } from "../helpers/Processes.js"
@@ -53,5 +54,36 @@ describe("Supervisor's specs", () => {
       expect(new Set(pids).size).toBe(2)
       expect(yield* supervisor.shutdown).toMatchObject({ stopped: 2, killed: 0 })
       expect(pids.filter(isRunning)).toEqual([])
+    }))
+
+  it.scopedLive("a shutdown restarts nothing: children of policy always that its SIGTERM ended are told exited, and none starts again", () =>
+    Effect.gen(function*() {
+      const supervisor = Context.get(yield* Layer.build(SupervisorLayers.layer), Supervisor)
+      const events = yield* Stream.toQueue(supervisor.events)
+      yield* supervisor.start({ name: "a", count: 2, restart: "always", backoffMs: 0, ...waiting })
+      const first = yield* supervisor.children.pipe(
+        Effect.filterOrFail((all) => all.length === 2 && all.every((c) => c.pid !== undefined)),
+        Effect.retry(Schedule.spaced("10 millis")),
+        Effect.timeout("30 seconds")
+      )
+      const pids = first.map((c) => c.pid!)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => pids.filter(isRunning).forEach((pid) => process.kill(pid, "SIGKILL")))
+      )
+      expect(yield* supervisor.shutdown).toMatchObject({ stopped: 2, killed: 0 })
+      // Every event to the end (the stream ends with ShutdownDone): from ShutdownStarted on, exits only.
+      const told: Array<string> = []
+      for (;;) {
+        const taken = yield* Queue.take(events).pipe(Effect.flatMap(Take.done), Effect.option)
+        if (taken._tag === "None") break
+        for (const event of taken.value) told.push(event._tag)
+      }
+      const after = told.slice(told.indexOf("ShutdownStarted"))
+      expect(after).toEqual(["ShutdownStarted", "ChildExited", "ChildExited", "ShutdownDone"])
+      expect(pids.filter(isRunning)).toEqual([])
+      expect((yield* supervisor.children).map((c) => [c.state, c.pid, c.restarts])).toEqual([
+        ["stopped", undefined, 0],
+        ["stopped", undefined, 0]
+      ])
     }))
 })
