@@ -1,14 +1,17 @@
 /**
  * A supervisor in this process, without a region: what its `start` refuses before it starts
  * anything (SupervisorSpecInvalid: a spec giving neither or both of script and command, a name
- * whose instances run already), and a shutdown that restarts nothing whatever the policy. Its
- * children here are plain Node processes that wait; the supervisor's scope stops them.
+ * whose instances run already), what a child is started with and told of itself, and a shutdown
+ * that restarts nothing whatever the policy. Its children here are plain Node processes; the
+ * supervisor's scope stops them.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Queue, Schedule, Stream, Take } from "effect"
+import { readFileSync, realpathSync } from "node:fs"
+import { join } from "node:path"
 import * as SupervisorLayers from "../../src/layers/ipc/Supervisor.js"
 import { Supervisor } from "../../src/services/ipc/Supervisor.js"
-import { isRunning } from "../helpers/Processes.js"
+import { isRunning, tempDir } from "../helpers/Processes.js"
 
 /** A child that runs until it is stopped (or a minute passed). */
 const waiting = { command: process.execPath, args: ["-e", "setTimeout(() => {}, 60000)"], output: "ignore" } as const
@@ -85,5 +88,38 @@ describe("Supervisor's specs", () => {
         ["stopped", undefined, 0],
         ["stopped", undefined, 0]
       ])
+    }))
+
+  it.scopedLive("a child runs with its spec's args, env and cwd, told its name, supervisor and restarts in CXLOG_SUPERVISED_*", () =>
+    Effect.gen(function*() {
+      const dir = realpathSync(yield* tempDir("cxlog-supervised-"))
+      const supervisor = Context.get(yield* Layer.build(SupervisorLayers.layer), Supervisor)
+      const events = yield* Stream.toQueue(supervisor.events)
+      // Fails its first run (exit 3) after saying what it was given, and is restarted once (on-failure).
+      const says = [
+        "const fs = require('fs'); const e = process.env",
+        "const out = `${process.cwd()}/run-${e.CXLOG_SUPERVISED_RESTARTS}.json`",
+        "fs.writeFileSync(out, JSON.stringify({ arg: process.argv[1], x: e.CXLOG_TEST_X, name: e.CXLOG_SUPERVISED_NAME, by: e.CXLOG_SUPERVISED_BY, cwd: process.cwd() }))",
+        "process.exit(e.CXLOG_SUPERVISED_RESTARTS === '0' ? 3 : 0)"
+      ].join("; ")
+      yield* supervisor.start({
+        name: "told",
+        command: process.execPath,
+        args: ["-e", says, "an-arg"],
+        env: { CXLOG_TEST_X: "x-value" },
+        cwd: dir,
+        restart: "on-failure",
+        backoffMs: 0,
+        output: "ignore"
+      })
+      const exits: Array<number | null> = []
+      while (exits.length < 2) {
+        const taken = yield* Queue.take(events).pipe(Effect.flatMap(Take.done), Effect.timeout("30 seconds"))
+        for (const event of taken) if (event._tag === "ChildExited") exits.push(event.exit.code)
+      }
+      expect(exits).toEqual([3, 0])
+      const told = { arg: "an-arg", x: "x-value", name: "told#0", by: String(process.pid), cwd: dir }
+      expect(JSON.parse(readFileSync(join(dir, "run-0.json"), "utf8"))).toEqual(told)
+      expect(JSON.parse(readFileSync(join(dir, "run-1.json"), "utf8"))).toEqual(told)
     }))
 })
