@@ -386,7 +386,28 @@ const contract = (label: string, run: Run) =>
         const channels = yield* Channels
         const refused = yield* Effect.flip(channels.open("bad", Price, { ringBytes: 100 }))
         expect(refused._tag).toBe("InvalidChannel")
+        // Each bound of docs/ipc.md, one past it: 1 to 256 writer slots, 1 to 64 reader slots, a multiple of 64 bytes
+        // from 4 KiB to 1 GiB a ring.
+        for (
+          const [shape, named] of [
+            [{ writerSlots: 0 }, "writerSlots 0"],
+            [{ writerSlots: 257 }, "writerSlots 257"],
+            [{ writerSlots: 1.5 }, "writerSlots 1.5"],
+            [{ readerSlots: 0 }, "readerSlots 0"],
+            [{ readerSlots: 65 }, "readerSlots 65"],
+            [{ ringBytes: 4096 - 64 }, "ringBytes 4032"],
+            [{ ringBytes: 4096 + 32 }, "ringBytes 4128"],
+            [{ ringBytes: 2 ** 30 + 64 }, `ringBytes ${2 ** 30 + 64}`]
+          ] as const
+        ) {
+          const why = yield* Effect.flip(channels.open("bad", Price, shape))
+          expect(why).toMatchObject({ _tag: "InvalidChannel", name: "bad" })
+          expect(why.message).toContain(named)
+        }
         expect(yield* channels.list).toEqual([])
+        // At the bounds, a channel.
+        const widest = yield* channels.open("widest", Price, { writerSlots: 256, readerSlots: 64, ringBytes: 4096 })
+        expect(widest.shape).toEqual({ writerSlots: 256, readerSlots: 64, ringBytes: 4096 })
       })))
   })
 
