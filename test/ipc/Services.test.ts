@@ -169,6 +169,32 @@ const removal = (label: string, run: Run) =>
 
 const sizes = (label: string, run: Run) =>
   describe(`Services' sizes: ${label}`, () => {
+    it.scopedLive("a shape one past its bounds (1 to 255 caller slots, rings a multiple of 64 bytes from 4 KiB to 1 GiB) is ServiceUnavailable naming the value; one at them serves", () =>
+      run(Effect.gen(function*() {
+        const services = yield* Services
+        for (
+          const [shape, named] of [
+            [{ callerSlots: 0 }, "callerSlots 0"],
+            [{ callerSlots: 256 }, "callerSlots 256"],
+            [{ callerSlots: 1.5 }, "callerSlots 1.5"],
+            [{ ringBytes: 4096 - 64 }, "ringBytes 4032"],
+            [{ ringBytes: 4096 + 32 }, "ringBytes 4128"],
+            [{ ringBytes: 2 ** 30 + 64 }, `ringBytes ${2 ** 30 + 64}`]
+          ] as const
+        ) {
+          const why = yield* Effect.flip(services.serve("bad", bankHandlers({ value: 0 }), shape))
+          expect(why).toMatchObject({ _tag: "ServiceUnavailable", name: "bad" })
+          expect(why.message).toContain(named)
+        }
+        expect(yield* services.list).toEqual([])
+        const widest = yield* services.serve("widest", bankHandlers({ value: 0 }), {
+          callerSlots: 255,
+          ringBytes: 4096
+        })
+        expect(widest.shape).toEqual({ callerSlots: 255, ringBytes: 4096 })
+        expect(yield* (yield* services.connect("widest")).call(Add, { a: 1, b: 1 })).toBe(2)
+      })))
+
     it.scopedLive("a request larger than the service's rings admit is ServiceRequestTooLarge naming the service and method; the next call goes on", () =>
       run(Effect.gen(function*() {
         const services = yield* Services
