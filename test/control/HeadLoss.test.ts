@@ -6,16 +6,19 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { lines, ringLineViews } from "../../src/layers/control/RingLines.js"
 import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import * as CxlMemoryMemoryLayers from "../../src/layers/region/CxlMemoryMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
+import { RegionLayout } from "../../src/services/RegionLayout.js"
 import { ipcRegionEnv, memberBase } from "../fixtures/ipc-member.js"
 import { bell, regionCluster } from "../fixtures/log-harness.js"
 import { childrenOf, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { laterStartTag, startTagOf } from "../helpers/StartTags.js"
 
 interface Reported {
   readonly _tag: string
@@ -128,6 +131,44 @@ describe("head loss (bundled CLI, real processes)", () => {
         )
         expect(Date.now() - enteredAt).toBeLessThan(3_000)
         expect(late).toMatchObject({ _tag: "CoordinatorUnavailable" })
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a barrier waiting while the broadcast ring's writer line names the head's pid under another start tag (a dead coordinator's pid taken by a later process) ends within a look, naming it gone",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("headloss-reused")
+        const head = yield* forkCli(["head"], { ...ipcRegionEnv(region), CXLOG_DEBUG_BARRIERS: "true" })
+        yield* head.event("ready")
+        const base = yield* Layer.build(memberBase(region))
+        const member = Effect.map(Layer.build(memberBase(region)), (context) => Context.get(context, Coordinator))
+        const [a, b] = [yield* member, yield* member]
+        yield* a.joinGroup("g")
+        yield* b.joinGroup("g")
+        const waiting = yield* Effect.fork(a.barrier("tr", { mode: "rendezvous", group: "g", timeoutMs: 20_000 }))
+        while (!head.output().includes("name=tr")) yield* Effect.sleep("20 millis")
+        // The head stands still (it runs on, but writes nothing meanwhile) while its line reads as a later
+        // process's under its pid: what a coordinator's line reads once it died and its pid went to another.
+        process.kill(head.pid, "SIGSTOP")
+        const { control } = ringLineViews(Context.get(base, CxlMemory))
+        const at = lines(Context.get(base, RegionLayout).broadcastRing).control
+        const own = control.writer(at)
+        expect(own).toEqual({ pid: head.pid, start: startTagOf(head.pid) })
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            control.swapWriter(at, control.writer(at), own.pid, own.start)
+            process.kill(head.pid, "SIGCONT")
+          })
+        )
+        expect(control.swapWriter(at, own, head.pid, laterStartTag(own.start))).toBe(true)
+        const swappedAt = Date.now()
+        const ended = yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout("10 seconds"))
+        // Within a look of the watch, not at the barrier's 20 s.
+        expect(Date.now() - swappedAt).toBeLessThan(3_000)
+        expect(ended).toMatchObject({ _tag: "CoordinatorUnavailable" })
+        expect(ended.message).toContain(`(pid ${head.pid}) is gone while barrier tr was in flight`)
       }),
     60_000
   )

@@ -1,8 +1,9 @@
 /**
  * Whether the coordinator holding a barrier's arrival still runs, looked at while a barrier
  * waits. The coordinator is the broadcast ring's one writer (its RPC replies and notices go
- * there), and that ring's writer line names it by pid: once its process is gone, or it closed
- * the ring, the arrival went with it and no release will come. The barriers waiting then end
+ * there), and that ring's writer line names it by pid and start tag: once its process is gone (a
+ * later process under its pid is not it), or it closed the ring, the arrival went with it and no
+ * release will come. The barriers waiting then end
  * within a look (`CHECK_MS`) through the signal they share (as at a takeover), not at their
  * call's bound — the barrier's timeout plus the margin left for the coordinator's own
  * `BarrierTimeout`. It looks only while a barrier is in flight: one look per `CHECK_MS` however
@@ -10,7 +11,7 @@
  */
 import { Effect, type Scope } from "effect"
 import type { RingInspector } from "../../services/control/Rings.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isProcessAlive } from "../region/ProcessInfo.js"
 
 const CHECK_MS = 50
 
@@ -19,7 +20,7 @@ const goneReason = (broadcast: RingInspector): string | undefined => {
   const writer = broadcast.writer()
   if (writer.occurrence === 0) return "no coordinator writes the broadcast ring"
   if (writer.closed) return `the coordinator (pid ${writer.pid}) stopped`
-  return isPidAlive(writer.pid) ? undefined : `the coordinator's process (pid ${writer.pid}) is gone`
+  return isProcessAlive(writer.pid, writer.start) ? undefined : `the coordinator's process (pid ${writer.pid}) is gone`
 }
 
 export interface CoordinatorWatch {
