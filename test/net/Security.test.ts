@@ -51,6 +51,7 @@ import { Subscribed, subscribedFrame } from "../../src/layers/net/SubscribeFrame
 import { makeRemote } from "../../src/layers/net/SubscriberRemote.js"
 import type { BrokerOptions } from "../../src/services/net/Broker.js"
 import type { InvalidPublisherOptions, PublisherOptions, PublisherShape } from "../../src/services/net/Publisher.js"
+import type { Subscription } from "../../src/services/net/Subscriber.js"
 import { audit, clean, publishTestMessages, testMessage } from "../fixtures/net-audit.js"
 import { batchFrame, errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 import { spawnFixture, tempDir } from "../helpers/Processes.js"
@@ -86,6 +87,15 @@ const secureBroker = (options: BrokerOptions) =>
       })
     return { log, server, publisher }
   })
+
+/** The offsets of the first `count` messages a subscription reads. */
+const offsetsRead = (
+  subscription: Subscription,
+  count: number
+) =>
+  Stream.runCollect(
+    subscription.batches.pipe(Stream.mapConcat((b) => Array.from(b, (m) => m.offset)), Stream.take(count))
+  )
 
 const MALLORY: Credentials = { user: "mallory", secret: "mallory-secret-3" }
 
@@ -435,22 +445,10 @@ describe("Security", () => {
       expect(refused).toMatchObject({ code: "forbidden" })
       expect(refused.message).toMatch(/carol may not join consumer billing \(its consume rights: carol-\*\)/)
       const own = yield* subscriber(CAROL).subscribe("t", { consumer: "carol-audit" })
-      expect(
-        (yield* own.batches.pipe(
-          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
-          Stream.take(10),
-          Stream.runCollect
-        )).length
-      ).toBe(10)
+      expect(yield* offsetsRead(own, 10)).toHaveLength(10)
       // A record without consume rights (written by an older build) may join any consumer of a topic it reads.
       const billing = yield* subscriber(ALICE).subscribe("t", { consumer: "billing" })
-      expect(
-        (yield* billing.batches.pipe(
-          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
-          Stream.take(10),
-          Stream.runCollect
-        )).length
-      ).toBe(10)
+      expect(yield* offsetsRead(billing, 10)).toHaveLength(10)
     }))
 
   it.scopedLive("a subscriber reads only the topics its read rights name: a named topic it may not read, alone or among others, is refused forbidden naming it", () =>
@@ -479,13 +477,7 @@ describe("Security", () => {
       }
       // The topic it may read, it reads.
       const own = yield* dave.subscribe("t")
-      expect(
-        (yield* own.batches.pipe(
-          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
-          Stream.take(10),
-          Stream.runCollect
-        )).length
-      ).toBe(10)
+      expect(yield* offsetsRead(own, 10)).toHaveLength(10)
     }))
 
   it.scopedLive("an impostor broker without the credential file: a WELCOME or SUBSCRIBED with no CHALLENGE, or a CHALLENGE asking for absurd rounds, is refused by a client with credentials; one that challenges cannot skip its proof, even with the insecure opt-in", () =>
@@ -590,13 +582,7 @@ describe("Security", () => {
       yield* publishTestMessages(opted, 2, 10, 10)
       yield* opted.flush(10_000)
       const read = yield* subscriber(true).subscribe("t")
-      expect(
-        (yield* read.batches.pipe(
-          Stream.mapConcat((b) => Array.from(b, (m) => m.offset)),
-          Stream.take(10),
-          Stream.runCollect
-        )).length
-      ).toBe(10)
+      expect(yield* offsetsRead(read, 10)).toHaveLength(10)
       expect(audit(log.ordered("t"), new Map([[2, 10]]))).toEqual({ messages: 10, ...clean })
 
       // Given credentials asked for authentication: the opt-in (CXLOG_INSECURE, shared with the brokers) does not excuse them.

@@ -29,19 +29,15 @@ describe("cxlog broker --consumer-hold-ms", () => {
       const { env, brokers } = yield* holdingCluster("cutoff", "t")
       const publish = (count: number) =>
         runCli(["publish", "--brokers", brokers, "--topic", "t", "--count", `${count}`, "--message-bytes", "1024"], env)
+      /** One message read as consumer "stalled" (its commit on exit), printed as `flags` say. */
+      const readOne = (...flags: Array<string>) =>
+        runCli(
+          ["subscribe", "--brokers", brokers, "--topic", "t", "--consumer", "stalled", "--limit", "1", ...flags],
+          env
+        )
       // The consumer reads one message, commits it and leaves: it holds retention from offset 1 with no member.
       expect((yield* publish(1)).code).toBe(0)
-      const first = yield* runCli([
-        "subscribe",
-        "--brokers",
-        brokers,
-        "--topic",
-        "t",
-        "--consumer",
-        "stalled",
-        "--limit",
-        "1"
-      ], env)
+      const first = yield* readOne()
       expect(first.code, first.stderr).toBe(0)
       // 4 MiB through a 1 MiB log: it completes only once the consumer's hold is cut.
       const published = yield* publish(4096)
@@ -51,17 +47,7 @@ describe("cxlog broker --consumer-hold-ms", () => {
       >
       expect(listed).toEqual([expect.objectContaining({ name: "stalled", committed: 1, member: 0, cutOff: true })])
       expect((yield* runCli(["consumers", "--topic", "t"], env)).stdout).toMatch(/stalled\s+1\s+\d+\s+none\s+cut off/)
-      const again = yield* runCli([
-        "subscribe",
-        "--brokers",
-        brokers,
-        "--topic",
-        "t",
-        "--consumer",
-        "stalled",
-        "--limit",
-        "1"
-      ], env)
+      const again = yield* readOne()
       expect(again.code).not.toBe(0)
       expect(again.stderr).toMatch(/LogOutOfRange|outside the retained window/)
       expect(again.stderr).toContain(`cxlog consumers reset "stalled" --topic t --to earliest`)
@@ -77,22 +63,7 @@ describe("cxlog broker --consumer-hold-ms", () => {
       expect(holding).toEqual([
         expect.objectContaining({ name: "stalled", committed: earliest, member: 0, cutOff: false })
       ])
-      const resumed = yield* runCli(
-        [
-          "subscribe",
-          "--brokers",
-          brokers,
-          "--topic",
-          "t",
-          "--consumer",
-          "stalled",
-          "--limit",
-          "1",
-          "--format",
-          "json"
-        ],
-        env
-      )
+      const resumed = yield* readOne("--format", "json")
       expect(resumed.code, resumed.stderr).toBe(0)
       expect((JSON.parse(resumed.stdout.trim()) as { offset: number }).offset).toBe(earliest)
     }))
