@@ -35,6 +35,9 @@ const setupWoken = Effect.gen(function*() {
   return { ...setup, publish, watched }
 })
 
+/** The start tag of the live processes of the scripted engine's members. */
+const LIVE_START = 7
+
 const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressProbe["awaitProgress"]) =>
   Effect.gen(function*() {
     const members: Array<Member> = [
@@ -43,7 +46,7 @@ const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressPr
     ]
     const state = {
       writerOccurrence: 1,
-      reader: { slot: 0, pid: 200, occurrence: 1, delivered: 0, processed: 0 } as ProbedReader,
+      reader: { slot: 0, pid: 200, start: LIVE_START, occurrence: 1, delivered: 0, processed: 0 } as ProbedReader,
       releases: 0
     }
     const engine: BarrierEngine = yield* make({
@@ -54,7 +57,9 @@ const scripted = (onParticipantDeath: "drop" | "fail", awaitProgress: ProgressPr
         ...(awaitProgress === undefined ? {} : { awaitProgress })
       },
       groupMembers: (group) => (group === "all" ? members : undefined),
-      isPidAlive: (pid) => members.some((m) => m.pid === pid) || pid === 200,
+      // Both members' processes run, started at LIVE_START: a line naming either pid under another start is a later process's.
+      isProcessAlive: (pid, start) =>
+        (members.some((m) => m.pid === pid) || pid === 200) && (start === 0 || start === LIVE_START),
       release: () => ++state.releases * 1000,
       onParticipantDeath,
       debug: false
@@ -118,6 +123,19 @@ describe("BarrierEngine", () => {
       state.writerOccurrence = 2
       publish(state.reader)
       expect(yield* Fiber.join(a)).toMatchObject({ round: 1, drainedBytes: 0 })
+    }))
+
+  it.scopedLive("a reader short of its target whose line names its pid under another start tag (its process died, the pid went to a later one) is dropped, and the round released", () =>
+    Effect.gen(function*() {
+      const { engine, state } = yield* setup()
+      state.reader = { ...state.reader, start: LIVE_START + 1 }
+      const a = yield* Effect.fork(engine.arrive(arrival(1, "delivery-fence", 512, 2_000)))
+      const b = yield* Effect.fork(engine.arrive(arrival(2, "delivery-fence", 0, 2_000)))
+      // Released with nothing drained, not failed at the 2 s bound waiting for a reader that is gone.
+      const [ra, rb] = [yield* Fiber.join(a), yield* Fiber.join(b)]
+      expect(ra).toEqual(rb)
+      expect(ra).toMatchObject({ round: 1, participants: [1, 2], drainedBytes: 0 })
+      expect(state.releases).toBe(1)
     }))
 
   it.scopedLive("processing fence waits on processed, not delivered", () =>

@@ -76,7 +76,7 @@ export const checkPair = (
   const same = now !== undefined && now.occurrence === reader.occurrence
   const observed = same ? progressOf(round, now) : -1
   // A reader past its target has the frames, dead or alive: its pid is checked (a system call) only while it is short.
-  if (!same || (observed < target.sequence && !engine.options.isPidAlive(now.pid))) {
+  if (!same || (observed < target.sequence && !engine.options.isProcessAlive(now.pid, now.start))) {
     const reason = now === undefined
       ? "reader detached"
       : now.occurrence !== reader.occurrence

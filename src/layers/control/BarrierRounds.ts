@@ -18,7 +18,7 @@ import {
 import type { ReaderProgress } from "../../services/control/Rings.js"
 
 /** One attached reader of a ring, as its progress line says: what a drain reads of it. */
-export type ProbedReader = Pick<ReaderProgress, "slot" | "pid" | "occurrence" | "delivered" | "processed">
+export type ProbedReader = Pick<ReaderProgress, "slot" | "pid" | "start" | "occurrence" | "delivered" | "processed">
 
 /** Read-only view of ring state in the region. */
 export interface ProgressProbe {
@@ -44,7 +44,8 @@ export interface EngineOptions {
   readonly probe: ProgressProbe
   /** Live members of a group, or undefined if there is no such group. */
   readonly groupMembers: (group: string) => ReadonlyArray<Member> | undefined
-  readonly isPidAlive: (pid: number) => boolean
+  /** Whether the process `pid` started at `start` (its start tag; 0: unknown) runs: a later process under its pid is not it. */
+  readonly isProcessAlive: (pid: number, start: number) => boolean
   /**
    * Hands the release to the single broadcast writer: the release watermark, or an effect
    * resolving to it when the release cannot be committed at once; that effect's failure (no

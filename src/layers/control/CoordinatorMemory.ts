@@ -8,7 +8,7 @@ import { Coordinator, type CoordinatorShape, GROUP_ALL, type Member } from "../.
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import type { TopicsShape } from "../../services/log/Topics.js"
 import type { Layout } from "../../services/RegionLayout.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isProcessAlive } from "../region/ProcessInfo.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { type StreamProbe, withStreamRings } from "./BarrierStreamRings.js"
 import { arrival, checkBarrier, fenceTargets, participantRings, ringProbe } from "./BarrierStreams.js"
@@ -53,7 +53,7 @@ export const makeMemoryHub = (
       engine: yield* makeEngine({
         probe: streams.probe,
         groupMembers: membership.groupMembers,
-        isPidAlive,
+        isProcessAlive,
         release: () => ++hub.nextWatermark,
         onParticipantDeath: options.onParticipantDeath ?? "drop",
         debug: options.debugBarriers ?? false

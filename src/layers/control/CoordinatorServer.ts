@@ -22,7 +22,7 @@ import { type Layout, RegionLayout } from "../../services/RegionLayout.js"
 import { settingsConfig } from "../../Settings.js"
 import { everyTick } from "../region/Cadence.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isPidAlive, isProcessAlive } from "../region/ProcessInfo.js"
 import { isOwnerAlive, isSlotLive, readSlot } from "../region/ProcessSlot.js"
 import { type BarrierEngine, make as makeEngine } from "./BarrierEngine.js"
 import { type StreamProbe, withStreamRings } from "./BarrierStreamRings.js"
@@ -319,7 +319,7 @@ export const makeServer = (options: ServerOptions = {}) =>
       engine: yield* makeEngine({
         probe: streams.probe,
         groupMembers: membership.groupMembers,
-        isPidAlive,
+        isProcessAlive,
         release: releaseThrough(broadcast, layout),
         onParticipantDeath: options.onParticipantDeath ?? "drop",
         debug: options.debugBarriers ?? false
