@@ -99,14 +99,14 @@ describe("Supervisor's specs", () => {
       const says = [
         "const fs = require('fs'); const e = process.env",
         "const out = `${process.cwd()}/run-${e.CXLOG_SUPERVISED_RESTARTS}.json`",
-        "fs.writeFileSync(out, JSON.stringify({ arg: process.argv[1], x: e.CXLOG_TEST_X, name: e.CXLOG_SUPERVISED_NAME, by: e.CXLOG_SUPERVISED_BY, cwd: process.cwd() }))",
+        "fs.writeFileSync(out, JSON.stringify({ arg: process.argv[1], x: e.SPEC_ENV_X, name: e.CXLOG_SUPERVISED_NAME, by: e.CXLOG_SUPERVISED_BY, cwd: process.cwd() }))",
         "process.exit(e.CXLOG_SUPERVISED_RESTARTS === '0' ? 3 : 0)"
       ].join("; ")
       yield* supervisor.start({
         name: "told",
         command: process.execPath,
         args: ["-e", says, "an-arg"],
-        env: { CXLOG_TEST_X: "x-value" },
+        env: { SPEC_ENV_X: "x-value" },
         cwd: dir,
         restart: "on-failure",
         backoffMs: 0,
