@@ -67,6 +67,23 @@ describe("head loss: a LogReader cursor (one process, fake region)", () => {
     }))
 })
 
+/**
+ * A head of `region` (barriers logged), two members of group g, and barrier `name` in flight:
+ * a arrived and waits for b, up to 20 s (its call 25 s), until the coordinator logged the arrival.
+ */
+const barrierInFlight = (region: string, name: string) =>
+  Effect.gen(function*() {
+    const head = yield* forkCli(["head"], { ...ipcRegionEnv(region), CXLOG_DEBUG_BARRIERS: "true" })
+    yield* head.event("ready")
+    const member = Effect.map(Layer.build(memberBase(region)), (context) => Context.get(context, Coordinator))
+    const [a, b] = [yield* member, yield* member]
+    yield* a.joinGroup("g")
+    yield* b.joinGroup("g")
+    const waiting = yield* Effect.fork(a.barrier(name, { mode: "rendezvous", group: "g", timeoutMs: 20_000 }))
+    while (!head.output().includes(`name=${name}`)) yield* Effect.sleep("20 millis")
+    return { head, b, waiting }
+  })
+
 describe("head loss (bundled CLI, real processes)", () => {
   it.scopedLive(
     "a SIGKILLed head: a subscriber waiting for the next batch and a broker fail with HeadUnavailable naming it",
@@ -107,17 +124,7 @@ describe("head loss (bundled CLI, real processes)", () => {
     "a barrier waiting when its head is SIGKILLed ends within a look, CoordinatorUnavailable naming the coordinator, not at its call's bound (its timeout and 5 s)",
     () =>
       Effect.gen(function*() {
-        const region = yield* uniqueRegion("headloss-barrier")
-        const head = yield* forkCli(["head"], { ...ipcRegionEnv(region), CXLOG_DEBUG_BARRIERS: "true" })
-        yield* head.event("ready")
-        const member = Effect.map(Layer.build(memberBase(region)), (context) => Context.get(context, Coordinator))
-        const [a, b] = [yield* member, yield* member]
-        yield* a.joinGroup("g")
-        yield* b.joinGroup("g")
-        // b does not arrive: a waits for it, up to 20 s (and its call 25 s).
-        const waiting = yield* Effect.fork(a.barrier("tb", { mode: "rendezvous", group: "g", timeoutMs: 20_000 }))
-        // The coordinator logs the arrival (debug barriers): the barrier is in flight.
-        while (!head.output().includes("name=tb")) yield* Effect.sleep("20 millis")
+        const { b, head, waiting } = yield* barrierInFlight(yield* uniqueRegion("headloss-barrier"), "tb")
         head.child.kill("SIGKILL")
         const killedAt = Date.now()
         const ended = yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout("10 seconds"))
@@ -140,15 +147,8 @@ describe("head loss (bundled CLI, real processes)", () => {
     () =>
       Effect.gen(function*() {
         const region = yield* uniqueRegion("headloss-reused")
-        const head = yield* forkCli(["head"], { ...ipcRegionEnv(region), CXLOG_DEBUG_BARRIERS: "true" })
-        yield* head.event("ready")
+        const { head, waiting } = yield* barrierInFlight(region, "tr")
         const base = yield* Layer.build(memberBase(region))
-        const member = Effect.map(Layer.build(memberBase(region)), (context) => Context.get(context, Coordinator))
-        const [a, b] = [yield* member, yield* member]
-        yield* a.joinGroup("g")
-        yield* b.joinGroup("g")
-        const waiting = yield* Effect.fork(a.barrier("tr", { mode: "rendezvous", group: "g", timeoutMs: 20_000 }))
-        while (!head.output().includes("name=tr")) yield* Effect.sleep("20 millis")
         // The head stands still (it runs on, but writes nothing meanwhile) while its line reads as a later
         // process's under its pid: what a coordinator's line reads once it died and its pid went to another.
         process.kill(head.pid, "SIGSTOP")
