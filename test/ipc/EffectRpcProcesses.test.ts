@@ -43,4 +43,28 @@ describe("@effect/rpc over rings across processes", () => {
       }),
     180_000
   )
+
+  it.scopedLive(
+    "a frame caller SIGSTOPped while the reply ring fills has its reader freed, the other calls go on, and run again it is told ServiceRepliesLost",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("effect-rpc-stalled")
+        yield* ipcHead(region)
+        const server = yield* member(region, { role: "serve" })
+        yield* said(server, "ready")
+        const listener = yield* member(region, { role: "listen" })
+        yield* said(listener, "ready")
+        listener.process.kill("SIGSTOP")
+        // Runs before the fixture's own finalizer kills it: nothing is left stopped.
+        yield* Effect.addFinalizer(() => Effect.sync(() => listener.process.kill("SIGCONT")))
+        // Far more replies than the reply ring holds: they wait for the stopped reader, until it is freed.
+        const calls = 20_000
+        const caller = yield* member(region, { role: "call", calls })
+        yield* said(caller, "ready")
+        expect(yield* said(caller, "done")).toEqual({ done: true, calls, wrong: 0 })
+        listener.process.kill("SIGCONT")
+        expect(yield* said(listener, "broken")).toEqual({ broken: "ServiceRepliesLost" })
+      }),
+    180_000
+  )
 })
