@@ -5,11 +5,13 @@
  * and deleted over TCP and their names made again; a user without the admin right is refused
  * with nothing changed; a malformed admin frame is refused while the broker serves on; and with
  * the head gone a change fails `HeadUnavailable` at once, through a broker and on the region's host,
- * while descriptions are still served.
+ * while descriptions are still served. A change refused so while the head is stuck was never sent:
+ * the head running again does not make it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Effect, Either, Layer, Schedule } from "effect"
 import { join } from "node:path"
+import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { clientProof, localCredentials } from "../../src/layers/net/Auth.js"
 import { authFrame, AuthProof, Challenge, decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
@@ -17,9 +19,14 @@ import { CxlogAdmin, type CxlogAdminOptions } from "../../src/layers/net/CxlogAd
 import { encodeFrame, FrameType } from "../../src/layers/net/Frame.js"
 import { RequestOpen, requestOpenFrame } from "../../src/layers/net/RequestProtocol.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
+import { Offsets } from "../../src/layers/region/Superblock.js"
+import { attachRegion } from "../../src/layers/Roles.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { errorCode, rawConnect } from "../fixtures/net-raw-client.js"
 import { forkCli, runCli, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { until } from "../helpers/ServeProcess.js"
 
 interface Listed {
   readonly topics: ReadonlyArray<{ readonly name: string; readonly memoryBytes: number }>
@@ -206,6 +213,38 @@ describe("topics through a broker, as processes", () => {
         expect(groups.code).not.toBe(0)
         expect(groups.stderr).toContain("its process is gone")
         expect(yield* inPlace).toMatchObject({ topics: [{ name: "keep" }, { name: "before" }] })
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "with the head stopped past its lease, a change through a broker fails HeadUnavailable unsent: the head running again does not make it",
+    () =>
+      Effect.gen(function*() {
+        const { head, port, region } = yield* cluster("adminstuck", { CXLOG_SEQUENCER_LEASE_MS: "1000" })
+        const { topics } = yield* makeRemoteTopics({ brokers: [{ host: "127.0.0.1", port }], region })
+        yield* topics.create({ name: "before", order: 5, ackLevel: 1, replicationFactor: 1 })
+        head.child.kill("SIGSTOP")
+        yield* Effect.addFinalizer(() => Effect.sync(() => head.child.kill("SIGCONT")))
+        yield* Effect.flatMap(CxlMemory, (memory) => {
+          const lines = new LeaseLineView(memory)
+          return until(
+            () => isPidStopped(head.pid) && lines.expiresAtMs(Offsets.sequencerLease) < Date.now(),
+            20_000,
+            () => `the stopped head's lease to lapse (it expires at ${lines.expiresAtMs(Offsets.sequencerLease)})`
+          )
+        }).pipe(Effect.scoped, Effect.provide(Layer.fresh(attachRegion({ name: region }))))
+        const failed = yield* Effect.flip(
+          topics.create({ name: "refused", order: 5, ackLevel: 1, replicationFactor: 1 })
+        )
+        expect(failed).toMatchObject({ _tag: "HeadUnavailable", state: "lease-lapsed" })
+        expect(failed.message).toContain("its coordinator to create topic refused (not sent: nothing changed)")
+        // Running again, the head answers the next change; one sent before it would have been made first.
+        head.child.kill("SIGCONT")
+        yield* topics.create({ name: "after", order: 5, ackLevel: 1, replicationFactor: 1 }).pipe(
+          Effect.retry({ while: (e) => e._tag === "HeadUnavailable", times: 100, schedule: Schedule.spaced(100) })
+        )
+        expect((yield* topics.list).map((t) => t.name)).toEqual(["keep", "before", "after"])
       }),
     120_000
   )

@@ -65,7 +65,8 @@ export const boundByHead = (head: HeadWatch): Effect.Effect<HeadBoundCalls, neve
       yield* Effect.sleep(alignedDelayMs(head.checkEveryMs))
       if (waiting > 0) look()
     })))
-    const headLost = (waitingFor: () => string) =>
+    /** The head's loss for a call waiting for `waitingFor`: not sent (nothing was asked of the head), or sent. */
+    const headLost = (waitingFor: () => string, sent: boolean) =>
       new HeadUnavailable({
         region: lost!.region,
         pid: lost!.pid,
@@ -73,7 +74,7 @@ export const boundByHead = (head: HeadWatch): Effect.Effect<HeadBoundCalls, neve
         state: lost!.state,
         lapsedMs: lost!.lapsedMs,
         boundMs: lost!.boundMs,
-        waitingFor: waitingFor()
+        waitingFor: `${waitingFor()} (${sent ? "sent: a head that runs again may still act on it" : "not sent"})`
       })
     return {
       during: <A, E extends { readonly _tag: string }, R>(
@@ -84,12 +85,15 @@ export const boundByHead = (head: HeadWatch): Effect.Effect<HeadBoundCalls, neve
           Effect.suspend(() => {
             // A call that starts while no look is due soon (none waits) or the head is in doubt
             // looks first: one made once the head has been gone past the bound is not sent.
-            if ((waiting === 0 || !head.available()) && look()) return Effect.fail(headLost(waitingFor))
+            if ((waiting === 0 || !head.available()) && look()) return Effect.fail(headLost(waitingFor, false))
             if (waiting++ === 0) busy.unsafeOpen()
             return Effect.ensuring(
-              Effect.catchIf(restore(call(controller.signal)), isAbandoned, () => Effect.fail(headLost(waitingFor))),
+              Effect.catchIf(restore(call(controller.signal)), isAbandoned, () =>
+                Effect.fail(headLost(waitingFor, true))),
               Effect.sync(() => {
-                if (--waiting === 0) busy.unsafeClose()
+                if (--waiting === 0) {
+                  busy.unsafeClose()
+                }
               })
             )
           })

@@ -10,8 +10,10 @@
  * changes nothing. A request the broker cannot read (not JSON, no such operation, an input of the
  * wrong shape) gets `InvalidAdminRequest` and the connection goes on; a frame that breaks the
  * protocol (a bad crc, an oversized or unexpected frame) ends the connection with an ERROR, as on
- * any other connection. A change waits for no head: one asked while the head is gone, or whose
- * head goes while it waits for the coordinator, fails `HeadUnavailable` within a quarter second.
+ * any other connection. A change waits for no head: one asked while the head is gone fails
+ * `HeadUnavailable` unsent (nothing changed); one whose head goes while it waits for the
+ * coordinator fails `HeadUnavailable` within a quarter second, and a head that runs again may
+ * still make it.
  */
 import { Cause, Effect, Either, Schema, type Scope } from "effect"
 import type { Socket } from "node:net"
@@ -136,15 +138,19 @@ const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => 
       )
     ) as Effect.Effect<A, E | TopicsUnavailable>
     if (head === undefined) return call
-    const waitingFor = () => `its coordinator ${what}`
+    const sentFor = () => `its coordinator ${what} (sent: a head that runs again may still make it; describe tells)`
     const headGone: Effect.Effect<never, HeadUnavailable> = Effect.gen(function*() {
       for (;;) {
-        const lost = head.check(waitingFor)
-        if (lost !== undefined) return yield* lost
         yield* Effect.sleep(HEAD_CHECK_MS)
+        const lost = head.check(sentFor)
+        if (lost !== undefined) return yield* lost
       }
     })
-    return Effect.raceFirst(call, headGone)
+    // Looked at before the change is sent: with the head gone it is not, so the failure is final.
+    return Effect.suspend(() => {
+      const lost = head.check(() => `its coordinator ${what} (not sent: nothing changed)`)
+      return lost === undefined ? Effect.raceFirst(call, headGone) : Effect.fail(lost)
+    })
   }
   const list: ReadonlyArray<Handler> = [
     handle(CreateTopic, (input, user) =>
