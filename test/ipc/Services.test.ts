@@ -80,7 +80,13 @@ const contract = (label: string, run: Run) =>
         const waiting = yield* Effect.fork(client.call(Hang, {}, { timeoutMs: 60_000 }))
         yield* first.stop
         // The call waiting when the server stopped ends typed, long before its bound.
-        expect(yield* Effect.flip(Fiber.join(waiting))).toMatchObject({ _tag: "ServiceServerDied", method: "hang" })
+        const ended = yield* Effect.flip(Fiber.join(waiting))
+        expect(ended).toMatchObject({ _tag: "ServiceServerDied", method: "hang", sent: true })
+        expect(ended.message).toContain("the request may have run")
+        // A call made once the caller knows it: not sent, so it never ran.
+        const unsent = yield* Effect.flip(client.call(Withdraw, { amount: 1 }))
+        expect(unsent).toMatchObject({ _tag: "ServiceServerDied", method: "withdraw", sent: false })
+        expect(unsent.message).toContain("the request was not sent")
         expect(yield* services.list).toEqual([{ name: "bank", serverPid: undefined }])
         expect((yield* Effect.flip(services.connect("bank")))._tag).toBe("ServiceNotServed")
         // A new server takes the service over; the connected caller's calls go to it.

@@ -89,6 +89,10 @@ export const connectCaller = (
       call: (method, payload, callOptions) =>
         Effect.suspend(() => {
           const { calls, pid } = current
+          // Known gone before the call: it is not sent, so it cannot have run.
+          if (calls.signal.aborted) {
+            return Effect.fail(new ServiceServerDied({ name, method: method.tag, pid, sent: false }))
+          }
           return Effect.mapError(
             client.call(method, payload, {
               timeoutMs: callOptions?.timeoutMs ?? options.timeoutMs,

@@ -193,7 +193,7 @@ export const connectFrames = (
       send: (frame) =>
         Effect.suspend((): Effect.Effect<void, ServiceServerDied | ServiceFrameNotSent> =>
           died !== undefined
-            ? Effect.fail(died)
+            ? Effect.fail(new ServiceServerDied({ name, method: "a frame", pid: died.pid, sent: false }))
             : writeFrame(name, writer, connection, frame, undefined, options.timeoutMs)
         )
     } satisfies FrameClient

@@ -108,16 +108,12 @@ const ackText = (t: TopicDescription) =>
     : `${t.ackLevel} (copy on disk stopped: ${t.diskCopyStopped})`
 
 const held = (t: TopicDescription) => (t.end === t.earliest ? "none" : `${t.earliest}..${t.end - 1}`)
-const subscribersText = (t: TopicDescription) => {
-  const live = t.subscribers.filter((s) => s.alive)
-  const durable = live.filter((s) => s.durable)
-  return live.length === 0
+/** Readers with a durable cursor (each holds retention at it): a reader without one takes no line and is not counted. */
+const durableReadersText = (t: TopicDescription) => {
+  const durable = t.subscribers.filter((s) => s.alive && s.durable)
+  return durable.length === 0
     ? "0"
-    : `${live.length}${
-      durable.length === 0
-        ? ""
-        : ` (${durable.length} durable, furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`
-    }`
+    : `${durable.length} (furthest ${Math.max(...durable.map((s) => s.behindBatches))} batches behind)`
 }
 const consumersText = (t: TopicDescription) =>
   t.consumers.length === 0
@@ -148,7 +144,7 @@ export interface TopicsOptions {
 }
 
 const subscriberLine = (s: TopicDescription["subscribers"][number]) =>
-  `pid ${s.pid}${s.alive ? "" : " (gone)"}${s.durable ? `, durable, ${s.behindBatches} batches behind` : ""}`
+  `pid ${s.pid}${s.alive ? "" : " (gone)"}${s.durable ? `, ${s.behindBatches} batches behind` : ""}`
 const consumerLine = (c: TopicDescription["consumers"][number]) =>
   `${c.name} at offset ${c.committed} (lag ${c.lag}${c.member === 0 ? ", no member" : `, member pid ${c.member}`}${
     c.cutOff ? ", cut off" : ""
@@ -179,7 +175,7 @@ const details = (t: TopicDescription): string =>
       t.end === t.earliest ? "" : ` (${t.end - t.earliest} message${t.end - t.earliest === 1 ? "" : "s"})`
     }, ${t.orderedBatches} batch${t.orderedBatches === 1 ? "" : "es"} ordered`,
     `sessions: ${t.sessions} of ${t.sessionSlots}`,
-    `subscribers: ${t.subscribers.length === 0 ? "none" : t.subscribers.map(subscriberLine).join("; ")}`,
+    `durable readers: ${t.subscribers.length === 0 ? "none" : t.subscribers.map(subscriberLine).join("; ")}`,
     `consumers: ${t.consumers.length === 0 ? "none" : t.consumers.map(consumerLine).join("; ")}`,
     ...t.mirrors.map((m) => mirrorLine(t.name, m))
   ].join("\n")
@@ -216,7 +212,18 @@ export const topics = (options: TopicsOptions) =>
     }
     yield* Console.log(
       table(
-        ["topic", "order", "ack", "rf", "memory", "offsets held", "batches", "sessions", "subscribers", "consumers"],
+        [
+          "topic",
+          "order",
+          "ack",
+          "rf",
+          "memory",
+          "offsets held",
+          "batches",
+          "sessions",
+          "durable readers",
+          "consumers"
+        ],
         topics.map((
           t
         ) => [
@@ -228,7 +235,7 @@ export const topics = (options: TopicsOptions) =>
           held(t),
           t.orderedBatches,
           `${t.sessions}/${t.sessionSlots}`,
-          subscribersText(t),
+          durableReadersText(t),
           consumersText(t)
         ])
       )

@@ -224,12 +224,16 @@ export class ServiceServerDied extends Schema.TaggedError<ServiceServerDied>()("
   name: Schema.String,
   method: Schema.String,
   /** The server's pid as the caller last knew it (0: none was serving). */
-  pid: Schema.Int
+  pid: Schema.Int,
+  /** Whether the request had been sent: a call made once the caller knew its server gone is not (it never ran). */
+  sent: Schema.optionalWith(Schema.Boolean, { default: () => true })
 }) {
   override get message() {
-    return `service ${
-      JSON.stringify(this.name)
-    }: ${this.method}: its server (pid ${this.pid}) died or stopped before it replied; the request may have run`
+    return `service ${JSON.stringify(this.name)}: ${this.method}: ${
+      this.sent
+        ? `its server (pid ${this.pid}) died or stopped before it replied; the request may have run`
+        : `its server (pid ${this.pid}) died or stopped and no server serves it yet; the request was not sent`
+    }`
   }
 }
 

@@ -156,6 +156,7 @@ export const TopicDescription = Schema.Struct({
   /** Publisher session lines in use, of `sessionSlots`. */
   sessions: Count,
   sessionSlots: Count,
+  /** Readers with a durable cursor, each holding retention at it: a reader without one takes no line here and is not listed. */
   subscribers: Schema.Array(TopicSubscriber),
   consumers: Schema.Array(TopicConsumer),
   /** Set when the head stopped writing its copy on disk (replication factor 2), and why: its ACK 2 is refused until a head writes it again. */
