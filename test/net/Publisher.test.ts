@@ -544,7 +544,7 @@ describe("Publisher", () => {
         expect(invalid).toMatchObject({
           _tag: "InvalidPublisherOptions",
           message:
-            `invalid publisher options: not a broker address: "${address.host}:${address.port}" (host:port, the port in 1..65535)`
+            `invalid publisher options: not a broker address: "${address.host}:${address.port}" ({ host, port }: a host and a whole port in 0..65535)`
         })
       }
       // A JavaScript caller's value of another type is named with its type, before anything connects.

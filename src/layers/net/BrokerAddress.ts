@@ -47,7 +47,9 @@ export const brokersProblem = (brokers: unknown): string | undefined => {
   }
   if (brokers.length === 0) return "at least one broker address is needed"
   const bad = brokers.find((address) => !isBrokerAddress(address))
-  return bad === undefined ? undefined : new InvalidBrokerAddress({ address: addressText(bad) }).message
+  return bad === undefined
+    ? undefined
+    : `not a broker address: ${JSON.stringify(addressText(bad))} ({ host, port }: a host and a whole port in 0..65535)`
 }
 
 /** `host:port,host:port` (host defaults to 127.0.0.1, so `7400,7401` works); throws `InvalidBrokerAddress`. */

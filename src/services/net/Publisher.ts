@@ -323,7 +323,7 @@ export class MessageTooLarge extends Data.TaggedError("MessageTooLarge")<{
 }> {
   override get message() {
     if (this.topic !== undefined && this.maxMessageBytes !== undefined) {
-      return `a ${this.bytes}-byte message is over topic ${this.topic}'s largest message of ${this.maxMessageBytes} bytes (key and headers included; cxlog topics describe ${this.topic} says it, and a topic created with a larger --max-message-bytes takes more)`
+      return `a ${this.bytes}-byte message is over topic ${this.topic}'s largest message of ${this.maxMessageBytes} bytes (key and headers included; cxlog topics describe ${this.topic} says it). A topic takes messages up to its --max-message-bytes and to half of a writer's lane (its --memory over its --writers): one created with more of both takes more`
     }
     return `a ${this.bytes}-byte message does not fit a batch of at most ${this.maxBatchBytes} bytes (the largest message is ${
       this.maxBatchBytes - FIRST_RECORD_OVERHEAD_BYTES
