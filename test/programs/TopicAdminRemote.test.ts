@@ -100,6 +100,12 @@ describe("topics through a broker, as processes", () => {
           )
         )
         expect(exists).toMatchObject({ _tag: "TopicExists", message: `topic "app.t0" already exists` })
+        // What a spec leaves out of order, ACK and RF is 5, 1 and 1, as the CLI makes it; what it gives is kept.
+        const plain = yield* Effect.promise(() => admin.createTopic({ name: "app.plain" }))
+        expect(plain).toMatchObject({ name: "app.plain", order: 5, ackLevel: 1, replicationFactor: 1 })
+        const given = yield* Effect.promise(() => admin.createTopic({ name: "app.given", order: 2, ackLevel: 0 }))
+        expect(given).toMatchObject({ order: 2, ackLevel: 0, replicationFactor: 1 })
+        for (const name of ["app.plain", "app.given"]) yield* Effect.promise(() => admin.deleteTopic(name))
         // A trim before a time takes a Date, as a subscriber's fromTime does: nothing of app.t0 is that old.
         expect(yield* Effect.promise(() => admin.trimTopic("app.t0", { beforeTime: new Date(0) }))).toMatchObject({
           earliest: 0

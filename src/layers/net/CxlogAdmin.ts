@@ -4,7 +4,7 @@
  *
  * ```ts
  * const admin = await CxlogAdmin.open({ brokers: [{ host: "127.0.0.1", port: 7400 }] })
- * await admin.createTopic({ name: "orders.eu", order: 5, ackLevel: 1, replicationFactor: 1, memory: 16 << 20 })
+ * await admin.createTopic({ name: "orders.eu", memory: 16 << 20 })   // order 5, ACK 1, RF 1 unless given
  * const { topics, heap } = await admin.listTopics()
  * await admin.trimTopic("orders.eu", { keepMessages: 1000 })   // what it holds after: { earliest, end }
  * await admin.deleteTopic("orders.eu")
@@ -23,10 +23,11 @@ import {
   type TopicDescription,
   type TopicInfo,
   type TopicsOverview,
-  type TopicSpec,
+  type TopicSpecInput,
   type TopicsShape,
   TopicsUnavailable,
-  type TrimTarget
+  type TrimTarget,
+  withSpecDefaults
 } from "../../services/log/Topics.js"
 import { REMOTE_LINK_OPTION_NAMES } from "./RemoteLink.js"
 import { remoteLinkProblem } from "./RemoteOptionsCheck.js"
@@ -65,9 +66,12 @@ export class CxlogAdmin {
     return new CxlogAdmin(scope, exit.value.topics)
   }
 
-  /** Creates a topic (order, ACK level, replication factor, memory, disk retention: `TopicSpec`); what it is now. */
-  createTopic(spec: TopicSpec): Promise<TopicInfo> {
-    return this.run(this.topics.create(spec))
+  /**
+   * Creates a topic (order, ACK level, replication factor, memory, disk retention: `TopicSpec`;
+   * order, ACK level and replication factor left out are 5, 1 and 1); what it is now.
+   */
+  createTopic(spec: TopicSpecInput): Promise<TopicInfo> {
+    return this.run(this.topics.create(withSpecDefaults(spec)))
   }
 
   /** Deletes a topic: its name is free at once, its memory comes back once no process holds it. */

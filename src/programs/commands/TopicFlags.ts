@@ -8,6 +8,7 @@ import {
   type Discard,
   OrderMode,
   REPLICATION_FACTORS,
+  TOPIC_SPEC_DEFAULTS,
   TopicName,
   type TopicSpec,
   topicSpecConflict
@@ -72,7 +73,7 @@ export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> =
 
 export const topics = Cli.repeated(
   Cli.custom<TopicSpec>("topic", "NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]", parseTopicSpec, {
-    default: { name: "", order: 5, ackLevel: 1, replicationFactor: 1 },
+    default: { name: "", ...TOPIC_SPEC_DEFAULTS },
     shown: "",
     env: "CXLOG_TOPICS",
     description:

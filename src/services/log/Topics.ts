@@ -78,6 +78,25 @@ export const TopicSpec = Schema.Struct({
 })
 export type TopicSpec = typeof TopicSpec.Type
 
+/** The order, ACK level and replication factor a topic gets when its spec leaves them out, as `cxlog topics create` gives them. */
+export const TOPIC_SPEC_DEFAULTS = { order: 5, ackLevel: 1, replicationFactor: 1 } as const
+
+/** A spec as the Promise facade takes it: order, ACK level and replication factor may be left out (`TOPIC_SPEC_DEFAULTS`). */
+export type TopicSpecInput =
+  & Omit<TopicSpec, keyof typeof TOPIC_SPEC_DEFAULTS>
+  & Partial<Pick<TopicSpec, keyof typeof TOPIC_SPEC_DEFAULTS>>
+
+/** `spec` with the defaults for what it leaves out; anything but an object as it is (the spec's check names it). */
+export const withSpecDefaults = (spec: TopicSpecInput): TopicSpec => {
+  if (typeof spec !== "object" || spec === null) return spec as TopicSpec
+  return {
+    ...spec,
+    order: spec.order ?? TOPIC_SPEC_DEFAULTS.order,
+    ackLevel: spec.ackLevel ?? TOPIC_SPEC_DEFAULTS.ackLevel,
+    replicationFactor: spec.replicationFactor ?? TOPIC_SPEC_DEFAULTS.replicationFactor
+  }
+}
+
 /**
  * What a well-formed spec asks that its own fields rule out, in words (undefined: nothing): a
  * copy on disk outside order 5, a disk retention without a copy on disk.
