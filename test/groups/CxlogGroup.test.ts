@@ -27,7 +27,9 @@ const clusterOf = async (
   const publish = (count: number) =>
     runtime.runPromise(Effect.gen(function*() {
       const publisher = yield* Publisher
-      for (let i = 0; i < count; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`), { topic })
+      for (let i = 0; i < count; i++) {
+        yield* publisher.publish(new TextEncoder().encode(`job ${i}`), { topic, headers: { n: `${i}` } })
+      }
       yield* publisher.flush(10_000)
     }))
   return { runtime, groups, layer: Layer.succeed(ConsumerGroups, groups), publish }
@@ -41,6 +43,8 @@ describe("CxlogGroup", () => {
     const done: Array<string> = []
     for await (const job of group) {
       done.push(job.text())
+      expect(job.header("n")).toBe(`${job.offset}`)
+      expect(job.header("other")).toBeUndefined()
       expect(await job.ack()).toBe(true)
       if (done.length === 5) break
     }

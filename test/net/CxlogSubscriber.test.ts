@@ -85,6 +85,9 @@ describe("CxlogSubscriber", () => {
               message.headers?.map((h) => `${h.name}=${text(h.value)}`).join(",") ?? "-"
             }`
           )
+          // A header's value as text, by its name; none of that name is undefined.
+          expect(message.header("n")).toBe(message.offset % 2 === 1 ? `${message.offset}` : undefined)
+          expect(message.header("other")).toBeUndefined()
           expect(message.timestamp).toBeGreaterThanOrEqual(before)
           expect(message.timestamp).toBeLessThanOrEqual(after)
           copies.push(message.copy())

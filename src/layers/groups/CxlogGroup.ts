@@ -26,6 +26,7 @@ import {
   type JoinOptions,
   nakDelayProblem
 } from "../../services/groups/ConsumerGroups.js"
+import { headerText } from "../../services/net/Subscriber.js"
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
@@ -71,6 +72,8 @@ export interface CxlogJob {
   readonly deliveryCount: number
   /** The value as UTF-8. */
   readonly text: () => string
+  /** The value of the first header named `name`, as UTF-8; undefined when the message has none of that name. */
+  readonly header: (name: string) => string | undefined
   /** Done (false: it was no longer this member's, held past ackWait and taken over). */
   readonly ack: () => Promise<boolean>
   /** Deliver it again after `delayMs` (to the dead letters past `maxDeliver`); an impossible delay rejects with InvalidNakDelay, nothing settled. */
@@ -278,6 +281,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
       value: delivery.value,
       deliveryCount: delivery.deliveryCount,
       text: () => decoder.decode(delivery.value),
+      header: (name) => headerText(delivery.headers, name),
       // A local member's ack is a few atomic operations: settled now, not through an effect per ack.
       ack: () =>
         delivery instanceof LocalDelivery && this.closing === undefined

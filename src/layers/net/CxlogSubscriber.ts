@@ -26,7 +26,7 @@ import type {
   Subscription,
   TopicsSubscription
 } from "../../services/net/Subscriber.js"
-import { CommitRejected, InvalidSubscribeOptions, Subscriber } from "../../services/net/Subscriber.js"
+import { CommitRejected, headerText, InvalidSubscribeOptions, Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
 const decoder = new TextDecoder()
@@ -83,9 +83,10 @@ const checkNames = (options: unknown, names: Readonly<Record<string, true>>) => 
   if (reason !== undefined) throw new InvalidSubscribeOptions({ reason })
 }
 
-/** A message as the facade hands it out: `text()` decodes the payload (the value) as UTF-8. */
+/** A message as the facade hands it out: `text()` decodes the payload (the value) as UTF-8, `header(name)` a header's value. */
 export interface CxlogMessage extends SubscriberMessage {
   readonly text: () => string
+  readonly header: (name: string) => string | undefined
 }
 
 /** The subscription's reused message, with `text()`; its fields are the current message's. */
@@ -123,6 +124,9 @@ class FacadeMessage implements CxlogMessage {
   }
   text(): string {
     return decoder.decode(this.current.payload)
+  }
+  header(name: string): string | undefined {
+    return headerText(this.current.headers, name)
   }
   copy(): SubscriberMessage {
     return this.current.copy()

@@ -25,6 +25,14 @@ export interface MessageHeader {
   readonly value: Uint8Array
 }
 
+const utf8 = new TextDecoder()
+
+/** The value of the first header named `name`, as UTF-8 text; undefined when the message has none of that name. */
+export const headerText = (headers: ReadonlyArray<MessageHeader> | undefined, name: string): string | undefined => {
+  const found = headers?.find((h) => h.name === name)
+  return found === undefined ? undefined : utf8.decode(found.value)
+}
+
 /**
  * One message of a batch; the same object is reused for every message of a subscription, and
  * its views (`payload`, `key`, header values) are valid as long as the batch: `copy()` keeps one.
