@@ -484,7 +484,7 @@ describe("cxlog --help", () => {
         }
         // Only what says what to do this once has no variable (docs/configuration.md): a variable would leak into the roles run starts.
         const once =
-          /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|processes|kill-broker|kill-head|kill-member|by-key|standby|remote-subscribers|recover|detach|stop|memory|writers|max-message-bytes|max-age|max-messages|discard)|publish --(key|header)|topics --(topic|order|ack|rf|keep|before|before-time)|consumers --to|selfcheck --dir|(consume|groups) --(group|topic|by-key|no-hold|dead-letter-topic|start|exec|nak-delay-ms|idle-exit-ms)|user --\S+)$/
+          /^(\S+ --(json|count|from|from-time|limit|until|remove|prune|processes|kill-broker|kill-head|kill-member|by-key|standby|remote-subscribers|recover|detach|stop|memory|writers|max-message-bytes|max-age|max-messages|discard|if-not-exists)|publish --(key|header)|topics --(topic|order|ack|rf|keep|before|before-time)|consumers --to|selfcheck --dir|(consume|groups) --(group|topic|by-key|no-hold|dead-letter-topic|start|exec|nak-delay-ms|idle-exit-ms)|user --\S+)$/
         expect(withoutVariable.filter((flag) => !once.test(flag))).toEqual([])
         const { stdout: run } = yield* runCli(["run", "--help"])
         expect(run).toMatch(

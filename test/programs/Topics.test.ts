@@ -97,6 +97,24 @@ describe("cxlog topics", () => {
         unknown
       >
       expect(made).toMatchObject({ name: "made", order: 2, ackLevel: 0, replicationFactor: 1, end: 0 })
+      // A name taken is TopicExists (exit 1), and stops a create of several there; with --if-not-exists it
+      // is left as it is (not compared with the spec) and the rest are made.
+      const again = yield* runCli(["topics", "create", "made"], env)
+      expect(again.code).toBe(1)
+      expect(again.stderr).toContain(`topic "made" already exists`)
+      const several = ["create-topic", "--topic", "before.made", "--topic", "made", "--topic", "after.made"]
+      expect((yield* runCli(several, env)).code).toBe(1)
+      expect((yield* runCli(["topics", "describe", "after.made"], env)).code).toBe(1)
+      const idempotent = yield* runCli([...several, "--if-not-exists"], env)
+      expect(idempotent.code, idempotent.stderr).toBe(0)
+      expect(idempotent.stdout).toMatch(
+        /^topic before\.made exists already: left as it is \(--if-not-exists\)\ntopic made exists already: left as it is \(--if-not-exists\)\ncreated topic after\.made /
+      )
+      expect((yield* runCli(["topics", "create", "made", "--if-not-exists"], env)).code).toBe(0)
+      expect(JSON.parse((yield* runCli(["topics", "describe", "made", "--json"], env)).stdout)).toMatchObject({
+        order: 2,
+        ackLevel: 0
+      })
       // --max-message-bytes is a size as every byte flag is; a larger message is refused naming the limit.
       const capped = yield* runCli(
         ["topics", "create", "capped", "--max-message-bytes", "4KiB", "--memory", "2MiB"],

@@ -53,19 +53,31 @@ const withChanges = <A, E>(at: TopicsAt, use: (changes: TopicChanges<unknown>) =
       Effect.flatMap(makeRemoteTopics(at.remote), ({ topics }) => use(topics))
     )
 
-export const createTopics = (at: TopicsAt, specs: ReadonlyArray<TopicSpec>) =>
+/**
+ * `cxlog topics create` and `cxlog create-topic`: each spec in turn; the first that cannot be made
+ * stops the command with its error, unless it is a name taken already and `ifNotExists` says to
+ * leave that as it is.
+ */
+export const createTopics = (at: TopicsAt, specs: ReadonlyArray<TopicSpec>, ifNotExists = false) =>
   withChanges(
     at,
     (changes) =>
       Effect.forEach(specs, (spec) =>
-        Effect.flatMap(changes.create(spec), (info) =>
-          Console.log(
-            `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}` +
-              (info.memory === undefined ? "" : `, memory ${showSize(info.memory)}`) +
-              (info.writers === undefined ? "" : ` for ${info.writers} writer${info.writers === 1 ? "" : "s"}`) +
-              (info.maxMessageBytes === undefined ? "" : `, messages up to ${showSize(info.maxMessageBytes)}`) +
-              ")"
-          )), { discard: true })
+        changes.create(spec).pipe(
+          Effect.flatMap((info) =>
+            Console.log(
+              `created topic ${info.name} (id ${info.id}, order ${info.order}, ack ${info.ackLevel}, rf ${info.replicationFactor}` +
+                (info.memory === undefined ? "" : `, memory ${showSize(info.memory)}`) +
+                (info.writers === undefined ? "" : ` for ${info.writers} writer${info.writers === 1 ? "" : "s"}`) +
+                (info.maxMessageBytes === undefined ? "" : `, messages up to ${showSize(info.maxMessageBytes)}`) +
+                ")"
+            )
+          ),
+          Effect.catchIf(
+            (e) => ifNotExists && (e as { readonly _tag?: string })._tag === "TopicExists",
+            () => Console.log(`topic ${spec.name} exists already: left as it is (--if-not-exists)`)
+          )
+        ), { discard: true })
   )
 
 /**

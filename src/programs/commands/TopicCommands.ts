@@ -9,6 +9,7 @@ import * as Cli from "../cli/CliKit.js"
 import { clientSecurityFlags, coherence, json, parsePosition, parseTime, region, topic } from "./SharedFlags.js"
 import {
   diskRetentionFlags,
+  ifNotExists,
   retentionFlags,
   specFlags,
   specWithFlags,
@@ -62,11 +63,13 @@ export const createTopicCommand = Cli.command({
     ...topicShapeFlags,
     ...retentionFlags,
     ...diskRetentionFlags,
+    ifNotExists,
     brokers: adminBrokers,
     ...clientSecurityFlags
   },
   examples: [
     "cxlog create-topic --topic orders:5:1",
+    "cxlog create-topic --topic orders --topic audit --if-not-exists   # again and again: those there are left as they are",
     "cxlog create-topic --topic logs --memory 16MiB",
     "cxlog create-topic --topic sensor.42 --memory 64KiB --writers 1 --max-message-bytes 1KiB",
     "cxlog create-topic --topic clicks:0:0 --max-age 15m --max-messages 1000000 --discard old",
@@ -79,7 +82,7 @@ export const createTopicCommand = Cli.command({
       : Effect.gen(function*() {
         const at = yield* topicsAt(o)
         const { createTopics } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
-        return yield* createTopics(at, withShapeFlags(withDiskRetention(o.topics, o), o))
+        return yield* createTopics(at, withShapeFlags(withDiskRetention(o.topics, o), o), o.ifNotExists)
       })
 })
 
@@ -177,7 +180,7 @@ const verbFlags = {
     }),
     json: Cli.toggle("json", { description: "print the list or the description as JSON" })
   },
-  create: { ...specFlags, ...topicShapeFlags, ...retentionFlags, ...diskRetentionFlags },
+  create: { ...specFlags, ...topicShapeFlags, ...retentionFlags, ...diskRetentionFlags, ifNotExists },
   trim: trimFlags
 }
 type VerbFlag = keyof typeof verbFlags.list | keyof typeof verbFlags.create | keyof typeof verbFlags.trim
@@ -267,7 +270,7 @@ export const topicsCommand = Cli.command({
         case "create": {
           const spec = specWithFlags(words.spec, o)
           if (Either.isLeft(spec)) return yield* failUsage(`cxlog topics create: ${spec.left}`)
-          return yield* createTopics(at, withShapeFlags(withDiskRetention([spec.right], o), o))
+          return yield* createTopics(at, withShapeFlags(withDiskRetention([spec.right], o), o), o.ifNotExists)
         }
         case "delete":
           return yield* deleteTopics(at, words.names)

@@ -211,6 +211,12 @@ const optionalChoice = (name: string, values: ReadonlyArray<number>, description
   )
 
 /** `cxlog topics create`'s spec fields as flags, for where `NAME:ORDER:ACK:RF` leaves them out. */
+/** `--if-not-exists` of the creating commands: a name taken already is left as it is, for scripts that may run again. */
+export const ifNotExists = Cli.toggle("if-not-exists", {
+  description:
+    "a topic of the name that exists already is left as it is (its spec not compared) and the command goes on, instead of failing TopicExists"
+})
+
 export const specFlags = {
   specOrder: optionalChoice("order", ORDERS, "the topic's order mode"),
   specAck: optionalChoice("ack", ACKS, "the topic's ACK level"),
