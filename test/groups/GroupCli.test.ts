@@ -5,7 +5,8 @@
  * and a member SIGKILLed while it holds one hands it to the next member at once (the group's
  * ackWait is ten minutes: only its death can hand it on); `--exec` runs what the member holds
  * at once, a key's messages in order when the group is byKey, and a member stopped or killed
- * stops every process its commands started.
+ * stops every process its commands started. Through a broker (`--brokers`), `--limit` gives back
+ * unseen what the broker sent past it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
@@ -346,6 +347,43 @@ describe("cxlog consume and cxlog groups", () => {
           pending: 0,
           redeliveries: 0,
           deadLetters: 0
+        })
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "consume --limit through a broker gives back unseen what the broker sent it past its limit: runs in turn see each message as its first delivery",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+        yield* cli(["groups", "create", "lim", "--topic", "jobs", "--start", "latest"], env)
+        yield* publishLines(env, "jobs", ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
+        const seen: Array<[number, number]> = []
+        const consumed = (flags: ReadonlyArray<string>) =>
+          Effect.map(cli(["consume", "--group", "lim", "--json", "--brokers", brokers, ...flags], env), (out) => {
+            for (const printed of out.trim().split("\n")) {
+              const { deliveryCount, offset } = JSON.parse(printed)
+              seen.push([offset, deliveryCount])
+            }
+          })
+        for (let run = 0; run < 3; run++) {
+          // Each ack frees the member's window, and the broker sends it the next messages before it leaves.
+          yield* consumed(["--limit", "3"])
+          // What the run never showed waits, no member's, never delivered: not one delivery nearer maxDeliver.
+          const pending = JSON.parse(yield* cli(["groups", "pending", "lim", "--json"], env)) as ReadonlyArray<
+            Record<string, unknown>
+          >
+          expect(pending.filter((p) => p["deliveries"] !== 0), "delivered, never shown").toEqual([])
+        }
+        yield* consumed(["--idle-exit-ms", "500"])
+        expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((offset) => [offset, 1]))
+        expect(JSON.parse(yield* cli(["groups", "describe", "lim", "--json"], env))).toMatchObject({
+          acked: 10,
+          pending: 0,
+          redeliveries: 0
         })
       }),
     120_000

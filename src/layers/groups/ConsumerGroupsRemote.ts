@@ -11,7 +11,7 @@
  * once — settling it from here then answers `false`. The member itself then joins again through
  * the next broker that takes a connection; when none does, its stream fails `GroupsUnavailable`.
  */
-import { Effect, Either, Layer, Queue, Schema, Scope, Stream } from "effect"
+import { Effect, Either, FiberSet, Layer, Queue, Schema, Scope, Stream } from "effect"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import {
   ConsumerGroups,
@@ -79,6 +79,12 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
     )
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
       Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))
+    // Members' leaves not yet answered. A stream's end does not wait for its leave, but the
+    // connection closes only once each is answered (or its call timed out, `requestTimeout`):
+    // closed first, the leave is never sent, and the broker, leaving the member for the closed
+    // connection, hands on as delivered (counted) what the leave would have given back unseen.
+    const leaving = yield* FiberSet.make()
+    yield* Effect.addFinalizer(() => FiberSet.awaitEmpty(leaving))
 
     /** One membership over one link: its events into `queue`, until it leaves, breaks or is interrupted. */
     const joinOver = (
@@ -127,7 +133,12 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
             // Leaving as asked; a link that broke meanwhile left it already. What the stream never
             // handed out (still queued here, or on its way) goes back unseen.
             return over.open()
-              ? Effect.ignore(Effect.forkDaemon(over.call(LeaveGroup, { member: id, pulledThrough: pulled.through })))
+              ? Effect.asVoid(
+                FiberSet.run(
+                  leaving,
+                  Effect.ignore(over.call(LeaveGroup, { member: id, pulledThrough: pulled.through }))
+                )
+              )
               : Effect.void
           })
       )
