@@ -1,14 +1,17 @@
 /**
  * The commands `cxlog consume --exec` runs: each reads its message whole from a file written
  * before it starts (never from a pipe filled as it runs, which a member killed in between left
- * empty), and the environment names the message.
+ * empty), and the environment names the message. A command interrupted (its member stopping) is
+ * over only once it and all it started are gone, SIGKILLed past the grace period if it ignores SIGTERM.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
-import { readdirSync } from "node:fs"
+import { Effect, Fiber, Schedule } from "effect"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { commandRunner, INPUT_NOT_WRITTEN } from "../../src/programs/roles/ConsumeCommands.js"
+import { join } from "node:path"
+import { commandRunner, INPUT_NOT_WRITTEN, STOP_GRACE_MS } from "../../src/programs/roles/ConsumeCommands.js"
 import type { Delivery } from "../../src/services/groups/ConsumerGroups.js"
+import { groupRuns, killGroupsAtEnd, tempDir } from "../helpers/Processes.js"
 
 const delivery = (value: string): Delivery => ({
   group: "g",
@@ -59,4 +62,38 @@ describe("cxlog consume --exec commands", () => {
       )
       expect(yield* run("exit 0", delivery("never read"))).toBe(INPUT_NOT_WRITTEN)
     }))
+
+  it.scopedLive(
+    "interrupted, are over only once their process group is gone: at once for one that stops on SIGTERM, SIGKILLed after the grace period for one that ignores it",
+    () =>
+      Effect.gen(function*() {
+        const run = yield* commandRunner
+        const dir = yield* tempDir("consume-stop-")
+        const started = join(dir, "started")
+        const groups = () => (existsSync(started) ? readFileSync(started, "utf8").trim().split("\n").map(Number) : [])
+        yield* killGroupsAtEnd(groups)
+        /** Runs `command` (which writes its group to `started`) until it started, interrupts it: how long the interruption took. */
+        const interrupted = (command: string, n: number) =>
+          Effect.gen(function*() {
+            const fiber = yield* Effect.fork(run(`echo $$ >> ${started}; ${command}`, delivery("x")))
+            yield* Effect.sync(() => groups().length >= n).pipe(
+              Effect.repeat({ until: (there) => there, schedule: Schedule.spaced("20 millis") }),
+              Effect.timeout("10 seconds")
+            )
+            const from = performance.now()
+            yield* Fiber.interrupt(fiber)
+            const took = performance.now() - from
+            // Over means gone: nothing of the command is left to run beside the message's next delivery.
+            expect(groupRuns(groups()[n - 1]!)).toBe(false)
+            return took
+          })
+        // A process of its own as well as its shell: both are gone, at once.
+        expect(yield* interrupted("sleep 300 & wait", 1)).toBeLessThan(STOP_GRACE_MS)
+        // Ignoring SIGTERM (its children too): SIGKILLed once the grace period is over, not left to run on.
+        const stubborn = yield* interrupted(`trap "" TERM; sleep 300 & wait`, 2)
+        expect(stubborn).toBeGreaterThanOrEqual(STOP_GRACE_MS)
+        expect(stubborn).toBeLessThan(STOP_GRACE_MS + 5_000)
+      }),
+    30_000
+  )
 })

@@ -5,7 +5,8 @@
  * and a member SIGKILLed while it holds one hands it to the next member at once (the group's
  * ackWait is ten minutes: only its death can hand it on); `--exec` runs what the member holds
  * at once, a key's messages in order when the group is byKey, and a member stopped or killed
- * stops every process its commands started. Through a broker (`--brokers`), `--limit` gives back
+ * stops every process its commands started (SIGKILLed after a grace period when they ignore
+ * SIGTERM; a member stopped leaves only then). Through a broker (`--brokers`), `--limit` gives back
  * unseen what the broker sent past it.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -15,7 +16,7 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { groupsRegionEnv } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
-import { isRunning, tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { groupRuns, isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const head = Effect.gen(function*() {
   const region = yield* uniqueRegion("group-cli")
@@ -251,6 +252,45 @@ describe("cxlog consume and cxlog groups", () => {
         yield* stoppedWith(1, (child) => child.kill("SIGTERM"))
         // The message goes to the next member (delivered again), which is then killed outright.
         yield* stoppedWith(2, (child) => child.kill("SIGKILL"))
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a command that ignores SIGTERM: its member stopped SIGKILLs it after the grace period before the next member is given its message; killed, its watcher does",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const dir = yield* tempDir("consume-stubborn-")
+        yield* cli(["groups", "create", "stubborn", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        // Each run writes its process group and runs on until SIGKILLed: SIGTERM is ignored, by its children too.
+        const started = join(dir, "started")
+        const command = `cat >/dev/null; trap "" TERM; echo $$ >> ${started}; while :; do sleep 0.05; done`
+        const groups = () => (existsSync(started) ? readFileSync(started, "utf8").trim().split("\n").map(Number) : [])
+        yield* killGroupsAtEnd(groups)
+        const runs = (n: number) =>
+          Effect.sync(() => groups().length >= n).pipe(
+            Effect.repeat({ until: (there) => there, schedule: Schedule.spaced("20 millis") }),
+            Effect.timeout("20 seconds")
+          )
+        const member = () => forkCli(["consume", "--group", "stubborn", "--exec", command], env)
+        const first = yield* member()
+        yield* publishLines(env, "jobs", ["stubborn job"])
+        yield* runs(1)
+        const next = yield* member()
+        first.child.kill("SIGTERM")
+        // The next member is given the message only once the first left, after its command was gone.
+        yield* runs(2)
+        expect(groupRuns(groups()[0]!), "the first run still ran when the next member was given its message").toBe(
+          false
+        )
+        yield* first.exited
+        // Killed outright, the member leaves its watcher to stop the run: SIGTERM, then SIGKILL after the grace period.
+        next.child.kill("SIGKILL")
+        yield* Effect.sync(() => groupRuns(groups()[1]!)).pipe(
+          Effect.repeat({ until: (up) => !up, schedule: Schedule.spaced("20 millis") }),
+          Effect.timeout("10 seconds")
+        )
       }),
     120_000
   )

@@ -19,7 +19,8 @@ export const consumeCommand = Cli.command({
     "and acks it, or with --exec runs the command with the message's value on stdin (and CONSUME_OFFSET, CONSUME_KEY, " +
     "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment), acking it when the command exits 0 and delivering it again otherwise; " +
     "every message it holds runs at once, up to --max-in-flight commands (in a --by-key group a key's messages one after another). " +
-    "A message this member holds when it dies or is stopped goes to the other members at once; one held past " +
+    "A message this member holds when it dies goes to the other members at once, when it is stopped once its command is gone " +
+    "(SIGTERM, then SIGKILL 2 s later); one held past " +
     "--ack-wait-ms goes to another. With --topic, the group is created if it does not exist (the other flags are its " +
     "spec). Start it in three terminals and kill one: the others take its messages over (docs/consumers.md).",
   flags: {

@@ -182,13 +182,16 @@ const IDLE: unique symbol = Symbol("idle")
  */
 const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions, info: GroupInfo) =>
   Effect.scoped(Effect.gen(function*() {
+    // Closed in the reverse order: the commands running are stopped first (their fibers interrupted,
+    // each over once its command and all it started are gone), then the runner's watcher ends, and
+    // only then does the member leave, handing what it held to the next: never while one still runs.
     const pull = yield* Stream.toPull(deliveries)
+    const run = o.exec === undefined ? undefined : yield* commandRunner
     const running = yield* FiberSet.make()
     const room = yield* Effect.makeSemaphore(o.exec === undefined ? 1 : o.maxInFlight)
     const failed = yield* Deferred.make<void, E | OutputClosed | DeadLetterFailed | InvalidNakDelay>()
     // Printing takes one message at a time anyway.
     const turnOf = keyTurns(info.byKey && o.exec !== undefined)
-    const run = o.exec === undefined ? undefined : yield* commandRunner
     let taken = 0
     const more = () => o.limit === undefined || taken < o.limit
     const one = (d: Delivery, turn: Turn) =>

@@ -1,27 +1,46 @@
 /**
  * The commands `cxlog consume --exec` runs. Each is `sh -c CMD` in a process group of its own, so
  * that stopping it (the member interrupted: Ctrl-C, SIGTERM) stops everything it started, not only
- * its shell, whose children would go on running the message another member is given. Should this
- * process die without stopping them (SIGKILL), one watcher stops the groups still running: an
- * `awk` told of each group as it starts and ends over a pipe only this process writes, which at
- * the pipe's end signals the ones left.
+ * its shell, whose children would go on running the message another member is given. A stop is
+ * SIGTERM to the group, then SIGKILL once it outlived STOP_GRACE_MS (a command may ignore
+ * SIGTERM), and it is over only once no process of the group runs: the member leaves the group,
+ * handing the message to the next, only after that. Should this process die without stopping
+ * them (SIGKILL), one watcher stops the groups still running: an `awk` told of each group as it
+ * starts and ends over a pipe only this process writes, which at the pipe's end signals the ones
+ * left the same way, SIGTERM then SIGKILL after the grace period.
  *
  * A command reads its message from a file written whole before it starts (opened, then unlinked:
  * nothing is left behind), not from a pipe this process fills as the command runs: a member
  * killed between the two would leave the command reading an empty input to its end.
  */
 import { Effect, type Scope } from "effect"
-import { type ChildProcess, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { closeSync, openSync, unlinkSync, writeFileSync } from "node:fs"
+import { closeSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
 import { processEnvironment } from "../../Settings.js"
 
-/** `+ PGID` when a command starts, `- PGID` when it ended; at the end of input, SIGTERM to each group left. */
+/**
+ * How long a command's process group has after its SIGTERM before it is SIGKILLed: long enough for
+ * a command to clean up, short enough that a member stopping is not kept long (docs/consumers.md).
+ */
+export const STOP_GRACE_MS = 2_000
+
+/** How long a stop waits for the group to be gone after its SIGKILL (a process in the kernel's hands may take a moment). */
+const KILLED_WAIT_MS = 1_000
+
+/** How often a stopping command's group is looked at. */
+const LOOK_EVERY_MS = 25
+
+/**
+ * `+ PGID` when a command starts, `- PGID` when it ended; at the end of input, SIGTERM to each
+ * group left, then, after the grace period, SIGKILL.
+ */
 const WATCHER = `$1 == "+" { left[$2] = 1 } $1 == "-" { delete left[$2] } ` +
-  `END { for (g in left) system("kill -TERM -" g " 2>/dev/null") }`
+  `END { n = 0; for (g in left) { n++; system("kill -TERM -" g " 2>/dev/null") } ` +
+  `if (n > 0) { system("sleep ${STOP_GRACE_MS / 1000}"); for (g in left) system("kill -KILL -" g " 2>/dev/null") } }`
 
 /** What a command whose input could not be written "exits" with: it did not run (as a shell's 126, cannot execute). */
 export const INPUT_NOT_WRITTEN = 126
@@ -31,15 +50,70 @@ export type RunCommand = (command: string, d: Delivery) => Effect.Effect<number>
 
 const decoder = new TextDecoder()
 
-/** Stops a command's process group (it may have ended already). */
-const stopGroup = (child: ChildProcess) => {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+const signalGroup = (group: number, signal: NodeJS.Signals) => {
   try {
-    process.kill(-child.pid, "SIGTERM")
+    process.kill(-group, signal)
   } catch {
     // Gone already.
   }
 }
+
+/**
+ * Whether a process of group `group` still runs. A zombie does not: one whose parent died is left
+ * to init, which in a container may never reap it, and it would read as running for good.
+ */
+const groupRuns = (group: number): boolean => {
+  try {
+    process.kill(-group, 0)
+  } catch {
+    return false
+  }
+  return readdirSync("/proc").some((entry) => {
+    if (!/^\d+$/.test(entry)) return false
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "latin1")
+      // After the command name: state, ppid, pgrp.
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return Number(pgrp) === group && state !== "Z" && state !== "X"
+    } catch {
+      return false
+    }
+  })
+}
+
+/**
+ * Waits until `gone` holds, looking every LOOK_EVERY_MS, for at most `ms`: whether it did. Bounded
+ * by a deadline it looks at, not by a timeout: a stop runs as its fiber is interrupted, where a
+ * timeout cannot interrupt what it bounds.
+ */
+const goneWithin = (gone: () => boolean, ms: number): Effect.Effect<boolean> =>
+  Effect.suspend(() => {
+    const deadline = performance.now() + ms
+    const look: Effect.Effect<boolean> = Effect.suspend(() =>
+      gone()
+        ? Effect.succeed(true)
+        : performance.now() >= deadline
+        ? Effect.succeed(false)
+        : Effect.zipRight(Effect.sleep(LOOK_EVERY_MS), look)
+    )
+    return look
+  })
+
+/**
+ * Stops a command: SIGTERM to its process group, SIGKILL once it outlived STOP_GRACE_MS; over once
+ * its shell ended and no process of the group runs, or KILLED_WAIT_MS after the SIGKILL at most.
+ */
+const stopCommand = (group: number, ended: () => boolean): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const gone = () => ended() && !groupRuns(group)
+    if (gone()) return Effect.void
+    signalGroup(group, "SIGTERM")
+    return Effect.flatMap(goneWithin(gone, STOP_GRACE_MS), (stopped) => {
+      if (stopped) return Effect.void
+      signalGroup(group, "SIGKILL")
+      return Effect.asVoid(goneWithin(gone, KILLED_WAIT_MS))
+    })
+  })
 
 /**
  * The message's bytes as a file descriptor reading them from the start: its file written whole,
@@ -98,11 +172,14 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
       closeSync(input)
       const group = child.pid
       if (group !== undefined) watcher.stdin!.write(`+ ${group}\n`)
+      let ended = false
       child.on("error", () => resume(Effect.succeed(127)))
       child.on("close", (code) => {
+        ended = true
         if (group !== undefined) watcher.stdin!.write(`- ${group}\n`)
         resume(Effect.succeed(code ?? 128))
       })
-      return Effect.sync(() => stopGroup(child))
+      // Interrupted (the member stopping): over only once the command and all it started are gone.
+      return group === undefined ? Effect.void : stopCommand(group, () => ended)
     })
 )
