@@ -20,6 +20,7 @@ import {
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes, type MessageParts } from "./BatchPayload.js"
 import { invalidValue } from "./MessageCheck.js"
+import { publishClock } from "./PublishClock.js"
 import { messageTooLarge } from "./PublisherDefaults.js"
 import { failureOf, laneFor, passesOn, unacknowledgedOf } from "./PublisherLanes.js"
 import { type AckWaiter, type Lane, LATENCY_SAMPLES, type PublisherState, room } from "./PublisherState.js"
@@ -39,7 +40,7 @@ export const publisherCalls = (s: PublisherState): PublisherShape => {
       const parts = checkedParts(payload, message)
       if (parts instanceof InvalidMessage) return parts
       const lane = laneFor(s, message?.topic)
-      return lane instanceof Error ? lane : offer(s, lane, payload, parts, Date.now())
+      return lane instanceof Error ? lane : offer(s, lane, payload, parts, publishClock())
     },
     writable,
     flush: (timeoutMs) => flush(s, flushed, timeoutMs),
@@ -163,7 +164,7 @@ const publish = (
     const lane = laneFor(s, message?.topic)
     if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
-    const timestamp = Date.now()
+    const timestamp = publishClock()
     return Effect.suspend(function attempt(): Effect.Effect<void, PublishError | PublishAckTimeout> {
       const taken = offer(s, lane, payload, parts, timestamp)
       if (taken === true) return Effect.void
@@ -184,7 +185,7 @@ const publishAcked = (
     const lane = laneFor(s, message?.topic)
     if (lane instanceof Error) return Effect.fail(lane)
     // Stamped once, at publish: a wait for window room does not move it.
-    const timestamp = Date.now()
+    const timestamp = publishClock()
     return Effect.suspend(function attempt(): Effect.Effect<PublishAck, PublishError | PublishAckTimeout> {
       let settled: Either.Either<PublishAck, PublishError> | undefined
       let resumeCaller: ((result: Either.Either<PublishAck, PublishError>) => void) | undefined
