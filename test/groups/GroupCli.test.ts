@@ -14,6 +14,7 @@ import { Effect, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { groupsRegionEnv } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
 import { groupRuns, isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
@@ -487,6 +488,41 @@ describe("cxlog consume and cxlog groups", () => {
         const again = yield* runCliWithin(["consume", "--group", "orphan", "--limit", "1"], env, 30_000)
         expect(again.code).toBe(1)
         refused(again.stderr)
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a member whose ack comes after the message was taken over says so: not settled, and another member may run it again",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* publishLines(env, "jobs", ["x"])
+        // Its command stops the member itself (SIGSTOP), as a frozen process would be, past its ackWait.
+        const options = ["--group", "late", "--topic", "jobs", "--ack-wait-ms", "1000", "--limit", "1"]
+        const frozen = yield* forkCli(["consume", ...options, "--exec", "cat >/dev/null; kill -STOP $PPID"], env)
+        yield* Effect.repeat(Effect.sync(() => isPidStopped(frozen.pid)), {
+          until: (stopped) => stopped,
+          schedule: Schedule.spaced("50 millis")
+        }).pipe(Effect.timeout("30 seconds"))
+        // The next member takes it over once its ackWait has run out, runs it and acks it.
+        const next = yield* forkCli(
+          ["consume", ...options, "--exec", "cat >/dev/null; echo \"ran $CONSUME_OFFSET $CONSUME_DELIVERY_COUNT\""],
+          env
+        )
+        expect((yield* next.exited).code, next.output()).toBe(0)
+        expect(next.output().trim()).toBe("ran 0 2")
+        // Run again, the first one's command ended 0: its ack settles nothing, and it says so.
+        frozen.child.kill("SIGCONT")
+        expect((yield* frozen.exited).code, frozen.output()).toBe(0)
+        expect(frozen.output()).toContain(
+          "cxlog consume: offset 0 (delivery 1): not settled: it was no longer this member's"
+        )
+        expect(JSON.parse(yield* cli(["groups", "describe", "late", "--json"], env))).toMatchObject({
+          pending: 0,
+          acked: 1,
+          expired: 1
+        })
       }),
     120_000
   )

@@ -170,6 +170,14 @@ export const commandFailed = (
   return `cxlog consume: offset ${d.offset} (delivery ${d.deliveryCount}${of}): the command exited ${code}; ${next}`
 }
 
+/**
+ * What a member says when its ack (or nak, or term) of a message settled nothing: the message was
+ * another's by then, so what this member did with it may be done again.
+ */
+export const notSettled = (d: Delivery): string =>
+  `cxlog consume: offset ${d.offset} (delivery ${d.deliveryCount}): not settled: it was no longer this member's ` +
+  `(held past its ackWait, or this member's broker connection was lost), so another member may run it again`
+
 /** A wait for the next messages that the idle bound (`--idle-exit-ms`) ended. */
 const IDLE: unique symbol = Symbol("idle")
 
@@ -196,12 +204,14 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     const more = () => o.limit === undefined || taken < o.limit
     const one = (d: Delivery, turn: Turn) =>
       handle(d, o, info, turn, run).pipe(
-        Effect.map((acked) => {
-          if (acked) {
+        Effect.map((settled) => {
+          if (settled) {
             report({
               event: "acked",
               messages: [[d.offset, d.deliveryCount, d.key === undefined ? "" : decoder.decode(d.key)]]
             })
+          } else {
+            process.stderr.write(`${notSettled(d)}\n`)
           }
         }),
         Effect.catchAllCause((cause) => Deferred.failCause(failed, cause)),
