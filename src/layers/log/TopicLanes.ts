@@ -51,7 +51,7 @@ export class LaneUnavailable extends Data.TaggedError("LaneUnavailable")<{
   readonly regionFull: boolean
 }> {
   override get message() {
-    return `writer ${this.broker} has no lane in topic ${this.topic}: ${this.reason}`
+    return `writer slot ${this.broker} of the region (a broker or a local publisher) has no lane in topic ${this.topic}: ${this.reason}`
   }
 }
 
