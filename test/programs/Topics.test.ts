@@ -146,6 +146,17 @@ describe("cxlog topics", () => {
       const advised = /give it at most (\S+?)(,|$)/m.exec(huge.stderr)?.[1]
       expect(advised).toBeDefined()
       expect((yield* runCli(["topics", "create", "huge", "--memory", advised!], env)).code).toBe(0)
+      // A writers' count a topic cannot take is the command line's mistake (exit 2), either way.
+      for (
+        const [writers, says] of [["0", "0 is not a whole number of 1 or more"], [
+          "65",
+          "65 is more writers than a topic takes (64)"
+        ]]
+      ) {
+        const refused = yield* runCli(["topics", "create", "sized", "--writers", writers], env)
+        expect(refused.code).toBe(2)
+        expect(refused.stderr).toContain(says)
+      }
       const contradicted = yield* runCli(["topics", "create", "other:2", "--order", "5"], env)
       expect(contradicted.code).toBe(2)
       expect(contradicted.stderr).toContain("other:2 gives order 2, --order 5")

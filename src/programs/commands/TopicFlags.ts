@@ -6,6 +6,7 @@ import { Either, Schema } from "effect"
 import {
   AckLevel,
   type Discard,
+  MAX_TOPIC_WRITERS,
   OrderMode,
   REPLICATION_FACTORS,
   TOPIC_SPEC_DEFAULTS,
@@ -90,6 +91,16 @@ export const parseCount = (text: string): Either.Either<number, string> => {
     : Either.left(`${text} is not a whole number of 1 or more`)
 }
 
+/** `--writers`: a whole number from 1 to the most a topic takes, refused as a usage mistake (exit 2) beyond. */
+const parseWriters = (text: string): Either.Either<number, string> =>
+  Either.flatMap(
+    parseCount(text),
+    (n) =>
+      n <= MAX_TOPIC_WRITERS
+        ? Either.right(n)
+        : Either.left(`${text} is more writers than a topic takes (${MAX_TOPIC_WRITERS})`)
+  )
+
 /** How the topics created here are sized: `--memory`, `--writers`, `--max-message-bytes` (else the region's defaults). */
 export const topicShapeFlags = {
   memory: Cli.custom<number | undefined>("memory", "SIZE", parseSize, {
@@ -98,7 +109,7 @@ export const topicShapeFlags = {
     description:
       "the memory each topic created here gives its writers' lanes (each writer's lane takes memory / writers, down to a power of two, when it first writes; what a topic retains is bounded by it)"
   }),
-  writers: Cli.custom<number | undefined>("writers", "N", parseCount, {
+  writers: Cli.custom<number | undefined>("writers", "N", parseWriters, {
     default: undefined,
     shown: "the region's (CXLOG_TOPIC_WRITERS)",
     description:

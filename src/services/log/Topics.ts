@@ -52,6 +52,9 @@ export type Retention = typeof Retention.Type
  */
 export const REPLICATION_FACTORS: ReadonlyArray<number> = [1, 2]
 
+/** The most writers a topic's memory may be sized for. */
+export const MAX_TOPIC_WRITERS = 64
+
 export const TopicSpec = Schema.Struct({
   name: TopicName,
   order: OrderMode,
@@ -67,7 +70,7 @@ export const TopicSpec = Schema.Struct({
    */
   memory: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER)), { exact: true }),
   /** How many writers (brokers, local publishers) may each have a lane (absent: CXLOG_TOPIC_WRITERS). */
-  writers: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, 64)), { exact: true }),
+  writers: Schema.optionalWith(Schema.Int.pipe(Schema.between(1, MAX_TOPIC_WRITERS)), { exact: true }),
   /**
    * The largest message it takes, key and headers included (absent: what its lanes allow, two
    * batches to a Blog, within CXLOG_LOG_MAX_BATCH_BYTES). Its info says the limit in force.
