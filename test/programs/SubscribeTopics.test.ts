@@ -151,7 +151,7 @@ describe("several topics and patterns from the command line", () => {
           )
           expect(waiting.stderr).toMatch(/topic none\.\*: no new message for 500 ms after 0 of the 1 asked for/)
           const bad = yield* runCliWithin(["subscribe", ...where, "--topic", "a.>.b", "--limit", "1"], env, 30_000)
-          expect(bad.code).toBe(1)
+          expect(bad.code).toBe(2)
           expect(bad.stderr).toMatch(/invalid topic or pattern "a\.>\.b": `>` stands for the rest of a name/)
           expect(bad.stderr.trim().split("\n")).toHaveLength(1)
           const unknown = yield* runCliWithin(

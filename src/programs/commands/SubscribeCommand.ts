@@ -4,6 +4,7 @@
  */
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/BrokerAddress.js"
+import { InvalidTopicPattern, parseSelection } from "../../services/log/TopicPattern.js"
 import { PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
@@ -111,6 +112,9 @@ export const subscribeCommand = Cli.command({
         if (o.from !== undefined && o.fromTime !== undefined) {
           return yield* failUsage("cxlog subscribe: --from and --from-time both say where to start: give one")
         }
+        // A pattern no topic name can match is the command line's mistake, said before any region or broker is.
+        const selection = parseSelection(topics)
+        if (selection instanceof InvalidTopicPattern) return yield* failUsage(`cxlog subscribe: ${selection.message}`)
         yield* printTopic({
           topics,
           ...(o.from === undefined ? {} : { from: o.from }),
