@@ -9,9 +9,10 @@ import { Effect, Fiber, Schedule } from "effect"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { processGroupRuns } from "../../src/layers/region/ProcessInfo.js"
 import { commandRunner, INPUT_NOT_WRITTEN, STOP_GRACE_MS } from "../../src/programs/roles/ConsumeCommands.js"
 import type { Delivery } from "../../src/services/groups/ConsumerGroups.js"
-import { groupRuns, killGroupsAtEnd, tempDir } from "../helpers/Processes.js"
+import { killGroupsAtEnd, tempDir } from "../helpers/Processes.js"
 
 const delivery = (value: string): Delivery => ({
   group: "g",
@@ -84,7 +85,7 @@ describe("cxlog consume --exec commands", () => {
             yield* Fiber.interrupt(fiber)
             const took = performance.now() - from
             // Over means gone: nothing of the command is left to run beside the message's next delivery.
-            expect(groupRuns(groups()[n - 1]!)).toBe(false)
+            expect(processGroupRuns(groups()[n - 1]!)).toBe(false)
             return took
           })
         // A process of its own as well as its shell: both are gone, at once.

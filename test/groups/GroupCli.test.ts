@@ -14,10 +14,10 @@ import { Effect, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
+import { isPidStopped, processGroupRuns } from "../../src/layers/region/ProcessInfo.js"
 import { groupsRegionEnv } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
-import { groupRuns, isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 const head = Effect.gen(function*() {
   const region = yield* uniqueRegion("group-cli")
@@ -282,13 +282,14 @@ describe("cxlog consume and cxlog groups", () => {
         first.child.kill("SIGTERM")
         // The next member is given the message only once the first left, after its command was gone.
         yield* runs(2)
-        expect(groupRuns(groups()[0]!), "the first run still ran when the next member was given its message").toBe(
-          false
-        )
+        expect(processGroupRuns(groups()[0]!), "the first run still ran when the next member was given its message")
+          .toBe(
+            false
+          )
         yield* first.exited
         // Killed outright, the member leaves its watcher to stop the run: SIGTERM, then SIGKILL after the grace period.
         next.child.kill("SIGKILL")
-        yield* Effect.sync(() => groupRuns(groups()[1]!)).pipe(
+        yield* Effect.sync(() => processGroupRuns(groups()[1]!)).pipe(
           Effect.repeat({ until: (up) => !up, schedule: Schedule.spaced("20 millis") }),
           Effect.timeout("10 seconds")
         )

@@ -5,7 +5,7 @@
 import { Deferred, Effect, Queue, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync, unlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
@@ -38,22 +38,6 @@ export const isRunning = (pid: number): boolean => {
     return false
   }
 }
-
-/**
- * Whether a process of process group `group` runs, from /proc: a zombie does not (an orphan's is
- * left to init, which in a container may never reap it).
- */
-export const groupRuns = (group: number): boolean =>
-  readdirSync("/proc").some((entry) => {
-    if (!/^\d+$/.test(entry)) return false
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "latin1")
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      return Number(pgrp) === group && state !== "Z" && state !== "X"
-    } catch {
-      return false
-    }
-  })
 
 /** SIGKILLs process groups `groups()` names when the scope closes, pass or fail: no command a test started outlives it. */
 export const killGroupsAtEnd = (groups: () => ReadonlyArray<number>): Effect.Effect<void, never, Scope.Scope> =>

@@ -3,7 +3,7 @@
  * gives (its state, CPU time and start time). Every process a region, a lock file or a run
  * names is judged through here.
  */
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { readProcStat } from "./ProcStatFiles.js"
 
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux ABI Node supports). */
@@ -134,4 +134,27 @@ export const isProcessAlive = (pid: number, tag: number, bits: 16 | 32 = 32): bo
   const now = startTag(known(stat.startTicks))
   if (tag === 0 || now === 0) return true
   return (bits === 16 ? shortStartTag(now) : now) === tag
+}
+
+/**
+ * Whether a process of process group `group` still runs. A zombie does not: one whose parent died
+ * is left to init, which in a container may never reap it, and it would read as running for good.
+ */
+export const processGroupRuns = (group: number): boolean => {
+  try {
+    process.kill(-group, 0)
+  } catch {
+    return false
+  }
+  return readdirSync("/proc").some((entry) => {
+    if (!/^\d+$/.test(entry)) return false
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "latin1")
+      // After the command name: state, ppid, pgrp.
+      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      return Number(pgrp) === group && state !== "Z" && state !== "X"
+    } catch {
+      return false
+    }
+  })
 }

@@ -16,9 +16,10 @@
 import { Effect, type Scope } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { closeSync, openSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
+import { closeSync, openSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { processGroupRuns } from "../../layers/region/ProcessInfo.js"
 import type { Delivery } from "../../services/groups/ConsumerGroups.js"
 import { processEnvironment } from "../../Settings.js"
 
@@ -59,29 +60,6 @@ const signalGroup = (group: number, signal: NodeJS.Signals) => {
 }
 
 /**
- * Whether a process of group `group` still runs. A zombie does not: one whose parent died is left
- * to init, which in a container may never reap it, and it would read as running for good.
- */
-const groupRuns = (group: number): boolean => {
-  try {
-    process.kill(-group, 0)
-  } catch {
-    return false
-  }
-  return readdirSync("/proc").some((entry) => {
-    if (!/^\d+$/.test(entry)) return false
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "latin1")
-      // After the command name: state, ppid, pgrp.
-      const [state, , pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      return Number(pgrp) === group && state !== "Z" && state !== "X"
-    } catch {
-      return false
-    }
-  })
-}
-
-/**
  * Waits until `gone` holds, looking every LOOK_EVERY_MS, for at most `ms`: whether it did. Bounded
  * by a deadline it looks at, not by a timeout: a stop runs as its fiber is interrupted, where a
  * timeout cannot interrupt what it bounds.
@@ -105,7 +83,7 @@ const goneWithin = (gone: () => boolean, ms: number): Effect.Effect<boolean> =>
  */
 const stopCommand = (group: number, ended: () => boolean): Effect.Effect<void> =>
   Effect.suspend(() => {
-    const gone = () => ended() && !groupRuns(group)
+    const gone = () => ended() && !processGroupRuns(group)
     if (gone()) return Effect.void
     signalGroup(group, "SIGTERM")
     return Effect.flatMap(goneWithin(gone, STOP_GRACE_MS), (stopped) => {
