@@ -6,49 +6,32 @@
  * would: the frame's JSON as it is, and its id as the test says.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Schedule } from "effect"
-import { makeMemory, makeMemoryGroupsStore } from "../../src/layers/groups/ConsumerGroupsMemory.js"
+import { Effect, Either, Schedule } from "effect"
 import { GROUP_FRAMES, InvalidGroupRequest, JoinGroup } from "../../src/layers/groups/GroupProtocol.js"
-import * as GroupServerLayers from "../../src/layers/groups/GroupServer.js"
-import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { encodeFrame, type Frame, FrameType } from "../../src/layers/net/Frame.js"
 import { makeLocal } from "../../src/layers/net/Publisher.js"
 import { openRequestLink } from "../../src/layers/net/RequestLink.js"
-import { ConsumerGroups, GroupsUnavailable } from "../../src/services/groups/ConsumerGroups.js"
+import { GroupsUnavailable } from "../../src/services/groups/ConsumerGroups.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
+import { insecureGroupsBroker, insecureLink } from "../fixtures/groups-broker.js"
 
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
 
 describe("a join the broker cannot take", () => {
   it.scopedLive("an input of the wrong shape and a member id joined twice: each refused InvalidGroupRequest, the member joined first goes on", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "jobs" }] })
-      const local = yield* makeMemory(makeMemoryGroupsStore(log.store), { checkEveryMs: 20 })
+      const { address, local, log } = yield* insecureGroupsBroker
       yield* local.create({ name: "pool", topic: "jobs" })
       const publisher = yield* makeLocal({ region: "test", topic: "jobs" }).pipe(
         Effect.provideService(Appender, log.appender(0)),
         Effect.provideService(AckTracker, log.acks)
       )
-      const connections = yield* Layer.build(
-        GroupServerLayers.layer.pipe(Layer.provide(Layer.succeed(ConsumerGroups, local)))
-      )
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
-        Effect.provide(log.forBroker(1)),
-        Effect.provide(connections)
-      )
       // How the frame's id is made from the link's own (as it is, unless the test says).
       let idOnWire = (id: number) => id
       const delivered: Array<Frame> = []
       const link = yield* Effect.acquireRelease(
-        openRequestLink({ host: "127.0.0.1", port: server.port }, {
-          connectTimeoutMs: 5_000,
-          requestTimeoutMs: 5_000,
-          credentials: undefined,
-          insecure: true,
-          tls: undefined
-        }, {
+        openRequestLink(address, insecureLink, {
           frames: GROUP_FRAMES,
           requestFrame: (id, operation, input) =>
             encodeFrame(

@@ -5,14 +5,10 @@
  * anything else must still get the Schema's typed refusal over the wire, the connection going on.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Arbitrary, Effect, Either, FastCheck, Layer, Schema } from "effect"
-import { makeMemory, makeMemoryGroupsStore } from "../../src/layers/groups/ConsumerGroupsMemory.js"
+import { Arbitrary, Effect, Either, FastCheck, Schema } from "effect"
 import { openGroupLink } from "../../src/layers/groups/GroupLink.js"
 import { plainSettleAnswer, plainSettleInput, SettleDelivery } from "../../src/layers/groups/GroupProtocol.js"
-import * as GroupServerLayers from "../../src/layers/groups/GroupServer.js"
-import * as BrokerLayers from "../../src/layers/net/Broker.js"
-import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
+import { insecureGroupsBroker, insecureLink } from "../fixtures/groups-broker.js"
 
 const decodeInput = Schema.decodeUnknownEither(SettleDelivery.payload)
 const decodeAnswer = Schema.decodeUnknownEither(SettleDelivery.success)
@@ -67,23 +63,9 @@ describe("a settle read without its Schemas", () => {
 
   it.scopedLive("over a broker: a malformed settle is refused InvalidGroupRequest, and the connection goes on", () =>
     Effect.gen(function*() {
-      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "jobs" }] })
-      const local = yield* makeMemory(makeMemoryGroupsStore(log.store), { checkEveryMs: 20 })
-      const connections = yield* Layer.build(
-        GroupServerLayers.layer.pipe(Layer.provide(Layer.succeed(ConsumerGroups, local)))
-      )
-      const server = yield* BrokerLayers.make({ insecure: true }).pipe(
-        Effect.provide(log.forBroker(1)),
-        Effect.provide(connections)
-      )
+      const { address } = yield* insecureGroupsBroker
       const link = yield* Effect.acquireRelease(
-        openGroupLink({ host: "127.0.0.1", port: server.port }, {
-          connectTimeoutMs: 5_000,
-          requestTimeoutMs: 5_000,
-          credentials: undefined,
-          insecure: true,
-          tls: undefined
-        }),
+        openGroupLink(address, insecureLink),
         (l) => Effect.sync(() => l.close())
       )
       // Sent as they are: a settle's input goes on the wire without its Schema.
