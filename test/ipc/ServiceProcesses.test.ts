@@ -5,12 +5,13 @@
  * server takes the service over. Processes and the region are removed when a test ends, pass or fail.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import { Context, Deferred, Effect, Fiber, Layer, Schedule } from "effect"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as ServicesLayers from "../../src/layers/ipc/Services.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { ipcHead, memberBase } from "../fixtures/ipc-member.js"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { Add, WhoServes } from "../fixtures/service-methods.js"
 import { said, spawnFixture, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
@@ -87,5 +88,40 @@ describe("Services across processes", () => {
         }
       }),
     180_000
+  )
+
+  it.scopedLive(
+    "a SIGSTOPped server: a call ends by its bound (RpcTimeout), it still serves the name; continued, each call gets its own reply, never a late one",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("service-frozen")
+        yield* ipcHead(region)
+        const server = yield* member(region, { role: "serve" })
+        const { pid } = yield* said<{ pid: number }>(server, "ready")
+        const services = Context.get(
+          yield* Layer.build(ServicesLayers.layer.pipe(Layer.provide(memberBase(region)))),
+          Services
+        )
+        const client = yield* services.connect("bank")
+        expect(yield* client.call(Add, { a: 0, b: 0 })).toBe(0)
+        server.process.kill("SIGSTOP")
+        // Runs before the fixture's own finalizer kills it: nothing is left stopped.
+        yield* Effect.addFinalizer(() => Effect.sync(() => server.process.kill("SIGCONT")))
+        yield* Effect.repeat(Effect.sync(() => isPidStopped(pid)), {
+          until: (stopped) => stopped,
+          schedule: Schedule.spaced(10)
+        }).pipe(Effect.timeout("10 seconds"))
+        // Stopped is not dead: the call waits out its own bound, and the name is still its.
+        const late = yield* Effect.flip(client.call(Add, { a: 1, b: 1 }, { timeoutMs: 300 }))
+        expect(late).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 300 })
+        expect((yield* services.list).find((s) => s.name === "bank")?.serverPid).toBe(pid)
+        expect(yield* Effect.flip(services.serve("bank", []))).toMatchObject({ _tag: "ServiceTaken", pid })
+        const waiting = yield* Effect.fork(client.call(Add, { a: 2, b: 2 }, { timeoutMs: 30_000 }))
+        server.process.kill("SIGCONT")
+        // The timed-out request runs now (its reply 2 comes late): it settles neither this call nor the next.
+        expect(yield* Fiber.join(waiting)).toBe(4)
+        expect(yield* client.call(Add, { a: 3, b: 3 })).toBe(6)
+      }),
+    60_000
   )
 })
