@@ -5,7 +5,8 @@
  * open a channel no one created get it made through the head's coordinator, all the same one.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
 import { Tick } from "../fixtures/channel-tick.js"
@@ -94,6 +95,56 @@ describe("Channels across processes", () => {
         yield* channel.subscribe
       }),
     120_000
+  )
+
+  it.scopedLive(
+    "a SIGSTOPped reader holds the writer back: ChannelFull within its bound, naming the reader's pid as stopped; continued, it reads every value in order",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("channel-frozen")
+        const channels = Context.get(yield* head(region), Channels)
+        const channel = yield* channels.open("ticks", Tick, {
+          writerSlots: 1,
+          readerSlots: 1,
+          ringBytes: 4096,
+          publishTimeoutMs: 300
+        })
+        const total = 500
+        const reader = yield* peer(region, 1, { role: "read", total })
+        yield* ready(reader)
+        const pid = reader.process.pid!
+        reader.process.kill("SIGSTOP")
+        // Runs before the fixture's own finalizer kills it: nothing is left stopped.
+        yield* Effect.addFinalizer(() => Effect.sync(() => reader.process.kill("SIGCONT")))
+        yield* Effect.repeat(Effect.sync(() => isPidStopped(pid)), {
+          until: (stopped) => stopped,
+          schedule: Schedule.spaced(10)
+        }).pipe(Effect.timeout("10 seconds"))
+        const publisher = yield* channel.publisher
+        // Far fewer values than `total` fit the ring: the next one waits out its bound, and is not written.
+        let n = 0
+        const full = yield* Effect.flip(Effect.forever(
+          Effect.suspend(() => publisher.publish({ source: "a", n: n + 1 })).pipe(
+            Effect.tap(() => Effect.sync(() => n++)),
+            Effect.timeout("10 seconds")
+          )
+        ))
+        expect(full).toMatchObject({
+          _tag: "ChannelFull",
+          name: "ticks",
+          slowestReader: 0,
+          readerPid: pid,
+          readerStopped: true
+        })
+        expect(full.message).toContain(`pid ${pid}, stopped`)
+        expect(n).toBeLessThan(total)
+        reader.process.kill("SIGCONT")
+        while (n < total) {
+          yield* publisher.publish({ source: "a", n: ++n })
+        }
+        expect(yield* reader.next(60_000)).toEqual({ done: true, counts: { a: total }, outOfOrder: [], refused: 0 })
+      }),
+    60_000
   )
 
   it.scopedLive(

@@ -3,7 +3,7 @@
  * one engine of the live layers and the fake (Channels.ts, ChannelsMemory.ts).
  */
 import { Effect, type Scope } from "effect"
-import type { RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type { RingsShape } from "../../services/control/Rings.js"
 import {
   ChannelInUse,
   ChannelNotFound,
@@ -21,7 +21,7 @@ import { jsonCodec } from "../control/JsonCodec.js"
 import { binaryValues } from "./BinaryValues.js"
 import { entryShape, ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
-import { claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
+import { type ClaimedWriter, claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
 import { type CreateObject, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
@@ -88,7 +88,7 @@ export const makeChannels = (
   const channelOf = <P, S, E>(
     name: string,
     opened: Effect.Effect.Success<ReturnType<typeof openObject>>,
-    publisherOf: (writer: number, ring: RingWriter) => P,
+    publisherOf: (claimed: ClaimedWriter) => P,
     subscription: Effect.Effect<S, E, Scope.Scope>
   ) => {
     const current = unlessRemoved(directory, name, opened.entry)
@@ -96,10 +96,7 @@ export const makeChannels = (
       name,
       entry: opened.entry,
       shape: opened.shape,
-      publisher: current(Effect.map(
-        claimWriter(rings, name, opened.addresses, opened.publishTimeoutMs),
-        ({ ring, writer }) => publisherOf(writer, ring)
-      )),
+      publisher: current(Effect.map(claimWriter(rings, name, opened.addresses, opened.publishTimeoutMs), publisherOf)),
       subscribe: current(subscription)
     }
   }
@@ -111,7 +108,7 @@ export const makeChannels = (
         channelOf(
           name,
           opened,
-          (writer, ring) => typedPublisher(name, codec, binary, writer, ring),
+          (claimed) => typedPublisher(name, codec, binary, claimed),
           typedSubscription(
             rings,
             name,
@@ -128,7 +125,7 @@ export const makeChannels = (
         channelOf(
           name,
           opened,
-          (writer, ring) => rawPublisher(name, writer, ring),
+          (claimed) => rawPublisher(name, claimed),
           rawSubscription(rings, name, opened.addresses, options.spinMicros ?? defaults.spinMicros)
         )),
     list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name)),

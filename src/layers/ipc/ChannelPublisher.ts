@@ -8,6 +8,7 @@ import { Effect, Either, type Scope } from "effect"
 import { firstIssueLine } from "../../SchemaIssues.js"
 import {
   type RingAddress,
+  type RingInspector,
   type RingsShape,
   type RingWriteError,
   type RingWriter
@@ -24,19 +25,47 @@ import {
   type RawPublisher
 } from "../../services/ipc/Channels.js"
 import type { JsonCodec } from "../control/JsonCodec.js"
+import { isPidStopped } from "../region/ProcessInfo.js"
 import type { BinaryValues } from "./BinaryValues.js"
 
 const encoder = new TextEncoder()
 
-const writeError = (name: string, writer: number) => (e: RingWriteError): ChannelPublishError => {
-  switch (e._tag) {
-    case "RingFull":
-      return new ChannelFull({ name, writer, waitedMs: e.waitedMs, slowestReader: e.slowestSlot })
-    case "FrameTooLarge":
-      return new ChannelFrameTooLarge({ name, bytes: e.length, maxFrameBytes: e.maxFrameBytes })
-    case "RingClosed":
-      return new ChannelBroken({ name, writer, reason: e.message })
+/**
+ * The process behind reader slot `slot` as the ring names it now, and whether it is stopped: what
+ * a `ChannelFull` says of the reader holding the writer back, so a frozen subscriber is told from a
+ * slow one (both hold every writer back; only the frozen one needs a SIGCONT or a kill).
+ */
+const readerOf = (inspector: RingInspector, slot: number) => {
+  if (slot < 0 || slot >= inspector.address.readerSlots) return {}
+  const reader = inspector.reader(slot)
+  return reader.state === "free" || reader.pid <= 0
+    ? {}
+    : { readerPid: reader.pid, readerStopped: isPidStopped(reader.pid) }
+}
+
+const writeError =
+  (name: string, writer: number, inspector: RingInspector) => (e: RingWriteError): ChannelPublishError => {
+    switch (e._tag) {
+      case "RingFull":
+        return new ChannelFull({
+          name,
+          writer,
+          waitedMs: e.waitedMs,
+          slowestReader: e.slowestSlot,
+          ...readerOf(inspector, e.slowestSlot)
+        })
+      case "FrameTooLarge":
+        return new ChannelFrameTooLarge({ name, bytes: e.length, maxFrameBytes: e.maxFrameBytes })
+      case "RingClosed":
+        return new ChannelBroken({ name, writer, reason: e.message })
+    }
   }
+
+/** A writer slot this process holds: its ring, and a look at the ring's readers (for what `ChannelFull` names). */
+export interface ClaimedWriter {
+  readonly writer: number
+  readonly ring: RingWriter
+  readonly inspector: RingInspector
 }
 
 /** Takes the first writer slot free (or held by a dead process) for the scope. */
@@ -45,15 +74,16 @@ export const claimWriter = (
   name: string,
   addresses: ReadonlyArray<RingAddress>,
   timeoutMs: number
-): Effect.Effect<
-  { readonly writer: number; readonly ring: RingWriter },
-  ChannelWritersBusy | InvalidChannel,
-  Scope.Scope
-> =>
+): Effect.Effect<ClaimedWriter, ChannelWritersBusy | InvalidChannel, Scope.Scope> =>
   Effect.gen(function*() {
     for (const [writer, address] of addresses.entries()) {
       const claimed = yield* Effect.either(rings.writer(address, { timeoutMs }))
-      if (Either.isRight(claimed)) return { writer, ring: claimed.right }
+      if (Either.isRight(claimed)) {
+        const inspector = yield* rings.inspect(address).pipe(
+          Effect.mapError((e) => new InvalidChannel({ name, reason: e.message }))
+        )
+        return { writer, ring: claimed.right, inspector }
+      }
       if (claimed.left._tag !== "RingWriterBusy") {
         return yield* new InvalidChannel({ name, reason: claimed.left.message })
       }
@@ -62,8 +92,8 @@ export const claimWriter = (
   })
 
 /** Raw frames: copied into the ring as they are. */
-export const rawPublisher = (name: string, writer: number, ring: RingWriter): RawPublisher => {
-  const failed = writeError(name, writer)
+export const rawPublisher = (name: string, { inspector, ring, writer }: ClaimedWriter): RawPublisher => {
+  const failed = writeError(name, writer, inspector)
   return {
     writer,
     write: (frame) => Effect.asVoid(Effect.mapError(ring.write(frame), failed)),
@@ -84,10 +114,9 @@ export const typedPublisher = <A>(
   name: string,
   codec: JsonCodec,
   binary: BinaryValues | undefined,
-  writer: number,
-  ring: RingWriter
+  { inspector, ring, writer }: ClaimedWriter
 ): ChannelPublisher<A> => {
-  const failed = writeError(name, writer)
+  const failed = writeError(name, writer, inspector)
   // The ring's bytes as a Buffer (a view of the same memory): `write` encodes UTF-8 in place.
   const bytes = Buffer.from(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength)
   /** A value ready to write: its binary frame's size (a number), or its JSON text. */

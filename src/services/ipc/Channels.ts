@@ -265,12 +265,19 @@ export class ChannelFull extends Schema.TaggedError<ChannelFull>()("ChannelFull"
   writer: Schema.Int,
   waitedMs: Schema.Number,
   /** The reader slot whose progress holds the writer back, -1 if none. */
-  slowestReader: Schema.Int
+  slowestReader: Schema.Int,
+  /** That reader's process, when the slot still names one. */
+  readerPid: Schema.optional(Schema.Int),
+  /** Whether that process is stopped (SIGSTOP, a debugger): it holds every writer back until it runs again or dies. */
+  readerStopped: Schema.optional(Schema.Boolean)
 }) {
   override get message() {
+    const who = this.readerPid === undefined
+      ? ""
+      : `, pid ${this.readerPid}${this.readerStopped === true ? ", stopped" : ""}`
     return `channel ${
       JSON.stringify(this.name)
-    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader} is behind); nothing was written`
+    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader}${who} is behind); nothing was written`
   }
 }
 
