@@ -274,10 +274,10 @@ export class ChannelFull extends Schema.TaggedError<ChannelFull>()("ChannelFull"
   override get message() {
     const who = this.readerPid === undefined
       ? ""
-      : `, pid ${this.readerPid}${this.readerStopped === true ? ", stopped" : ""}`
+      : `: pid ${this.readerPid}${this.readerStopped === true ? ", stopped" : ""}`
     return `channel ${
       JSON.stringify(this.name)
-    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader}${who} is behind); nothing was written`
+    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader} is behind${who}); nothing was written`
   }
 }
 
