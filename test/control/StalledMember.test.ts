@@ -1,10 +1,11 @@
 /**
  * A member stopped but alive (SIGSTOP) keeps its reader slot on the coordinator's reply ring
  * attached. The others' calls and barriers must go on past the point where that ring would have
- * filled; the stopped member is dropped, and once continued it attaches again and re-joins.
+ * filled; the stopped member is dropped, and once continued it attaches again and re-joins; it
+ * exits later without attaching again on its way out.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Chunk, Deferred, Effect, Queue } from "effect"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
 
 /** The child's result line; bounded, so a stall fails the test instead of hanging it. */
@@ -95,6 +96,16 @@ describe("a stopped member and the reply ring", () => {
         // 3 s of calls, twice the stale bound: the new reader is never freed, and every call is answered.
         expect(result.after).toBe(result.reattached)
         expect(result.failures).toEqual([])
+        // It exits: its scope closes with the reader it attached again still its until its reading
+        // has stopped, so nothing is attached again on the way out (and its leave's reply is read).
+        expect(yield* Deferred.await(frozen.exited).pipe(Effect.timeout("10 seconds"))).toEqual({
+          code: 0,
+          signal: null
+        })
+        const lines = Chunk.toReadonlyArray(yield* Queue.takeAll(frozen.messages)) as ReadonlyArray<{ text?: string }>
+        const reattaches = [...lines.map((l) => l.text ?? ""), ...frozen.stderr().split("\n")]
+          .filter((line) => line.includes("was reaped")).length
+        expect(reattaches, `its reader attached again ${reattaches} times on its way out`).toBe(0)
       }),
     120_000
   )

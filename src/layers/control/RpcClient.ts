@@ -4,7 +4,7 @@
  * `deliver` → `decodeReply`, which resumes the caller. One timer bounds all of a client's calls.
  * Notices (frames not answering a call) go to their subscribers through RpcClientNotices.ts.
  */
-import { Deferred, Effect, Either, Exit, Queue } from "effect"
+import { Deferred, Effect, Either, ExecutionStrategy, Exit, Queue, Scope } from "effect"
 import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
 import type {
   FrameTooLarge,
@@ -367,6 +367,12 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       ...(options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros })
     }
     const writer = yield* rings.writer(options.requests)
+    // The readers attached again (`reattach`) are held here, not in the scope the client is made
+    // in: a scope closes its latest finalizers first, so one attached after the reading fiber
+    // started would be detached before that fiber is interrupted, which would then find it
+    // reaped and attach again for as long as the close goes on (a call made meanwhile, such as
+    // a leave, never read its reply). Forked now, this scope closes after the fiber has stopped.
+    const readers = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const caller: Caller = {
       slot: options.client,
       me: clientAddress(options.client, writer.occurrence),
@@ -389,7 +395,7 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
      */
     const reattach = Effect.gen(function*() {
       const reaped = caller.reader
-      caller.reader = yield* rings.reader(options.replies, readerOptions)
+      caller.reader = yield* Scope.extend(rings.reader(options.replies, readerOptions), readers)
       yield* resendWaiting(caller)
       yield* Effect.logWarning(
         `rpc: client ${caller.slot}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
