@@ -506,6 +506,12 @@ describe("cxlog consume and cxlog groups", () => {
           until: (stopped) => stopped,
           schedule: Schedule.spaced("50 millis")
         }).pipe(Effect.timeout("30 seconds"))
+        // Past its ackWait with no other member to take it over, `groups pending` says so: overdue, held by the stopped member.
+        const overdue = new RegExp(`^0\\s+delivered\\s+${frozen.pid}\\s+1\\s+.*\\soverdue \\d`, "m")
+        yield* Effect.repeat(cli(["groups", "pending", "late"], env), {
+          until: (listed) => overdue.test(listed),
+          schedule: Schedule.spaced("100 millis")
+        }).pipe(Effect.timeout("10 seconds"))
         // The next member takes it over once its ackWait has run out, runs it and acks it.
         const next = yield* forkCli(
           ["consume", ...options, "--exec", "cat >/dev/null; echo \"ran $CONSUME_OFFSET $CONSUME_DELIVERY_COUNT\""],

@@ -81,16 +81,23 @@ const describeText = (g: GroupInfo): string =>
 
 const pendingTable = (name: string, pending: ReadonlyArray<PendingMessage>, nowMs: number): string =>
   pending.length === 0 ? `group ${name}: nothing pending` : table(
-    ["offset", "state", "member pid", "deliveries", "first delivered", "due in"],
+    ["offset", "state", "member pid", "deliveries", "first delivered", "due"],
     pending.map((p) => [
       p.offset,
       p.state,
       p.memberPid ?? "-",
       p.deliveries,
       p.firstDeliveredAtMs === 0 ? "-" : `${age(nowMs - p.firstDeliveredAtMs)} ago`,
-      p.state === "claiming" ? "-" : age(Math.max(0, p.deadlineMs - nowMs))
+      p.state === "claiming" ? "-" : due(p.deadlineMs - nowMs)
     ])
   )
+
+/**
+ * When a message is due: in how long, or how long ago. A message overdue for more than a look of
+ * the members is one nobody took over: every member that may take it (byKey, its key's owner,
+ * which holds it) is stopped or not reading.
+ */
+const due = (inMs: number): string => (inMs >= 0 ? `in ${age(inMs)}` : `overdue ${age(-inMs)}`)
 
 const print = (json: boolean, value: unknown, text: () => string) => Console.log(json ? JSON.stringify(value) : text())
 
