@@ -1,14 +1,16 @@
 /**
  * Supervised processes in a real region: children that take process slots, SIGKILLed and
  * restarted by policy (the crash told by discovery with its signal, the slot taken again by a new
- * occurrence), a restart limit, `never`, a collective shutdown that leaves nothing running, and
+ * occurrence), a restart limit, `never`, a collective shutdown that leaves nothing running (a
+ * stopped child continued to take its SIGTERM), and
  * waitFor across processes. Every child is SIGKILLed and the region removed when a test ends.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Fiber, Layer, Option, Queue, Stream, Take } from "effect"
+import { Chunk, Context, Effect, Fiber, Layer, Option, Queue, Schedule, Stream, Take } from "effect"
 import * as DiscoveryLayers from "../../src/layers/ipc/Discovery.js"
 import * as SupervisorLayers from "../../src/layers/ipc/Supervisor.js"
 import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
+import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
 import { defaultControlConfig, type RegionConfig } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { type DiscoveredProcess, Discovery, type DiscoveryEvent } from "../../src/services/ipc/Discovery.js"
@@ -205,27 +207,36 @@ describe("Supervisor across processes", () => {
   )
 
   it.scopedLive(
-    "a collective shutdown: SIGTERM to all, SIGKILL to one that ignores it, nothing left running",
+    "a collective shutdown: SIGTERM to all, SIGKILL to one that ignores it, a stopped one continued to take its SIGTERM, nothing left running",
     () =>
       Effect.gen(function*() {
         const { discovery, next, region, supervisor } = yield* setUp
         yield* supervisor.start({ name: "s", ...member(region), count: 2, restart: "always" })
         yield* supervisor.start({ name: "deaf", ...member(region, { ignoreTerm: true }), restart: "always" })
+        yield* supervisor.start({ name: "frozen", ...member(region), restart: "always" })
         // Their joins come in any order: each is taken as it comes.
         const joins = new Map<string, number>()
-        while (joins.size < 3) {
+        while (joins.size < 4) {
           const process = yield* next((
             e
           ) => (e._tag === "ProcessJoined" && e.process.name !== undefined ? e.process : undefined))
           joins.set(process.name!, process.pid)
         }
-        expect([...joins.keys()].sort()).toEqual(["deaf#0", "s#0", "s#1"])
+        expect([...joins.keys()].sort()).toEqual(["deaf#0", "frozen#0", "s#0", "s#1"])
         const pids = [...joins.values()]
+        // Stopped (SIGSTOP), it would act on its SIGTERM only once continued: the shutdown continues it.
+        const frozen = joins.get("frozen#0")!
+        process.kill(frozen, "SIGSTOP")
+        yield* Effect.addFinalizer(() => Effect.sync(() => isRunning(frozen) && process.kill(frozen, "SIGCONT")))
+        yield* Effect.repeat(Effect.sync(() => isPidStopped(frozen)), {
+          until: (stopped) => stopped,
+          schedule: Schedule.spaced(10)
+        }).pipe(Effect.timeout("10 seconds"))
         const done = yield* supervisor.shutdown
-        expect(done).toEqual({ stopped: 3, killed: 1, drain: "none" })
+        expect(done).toEqual({ stopped: 4, killed: 1, drain: "none" })
         expect(pids.filter(isRunning)).toEqual([])
         expect((yield* supervisor.children).every((c) => c.state === "stopped" && c.pid === undefined)).toBe(true)
-        // The two that took SIGTERM gave their slots back; no child holds one now.
+        // The three that took SIGTERM gave their slots back; no child holds one now.
         expect((yield* discovery.processes).filter((p) => pids.includes(p.pid))).toEqual([])
         expect((yield* Effect.flip(supervisor.start({ name: "late", ...member(region) })))._tag).toBe(
           "SupervisorStopped"

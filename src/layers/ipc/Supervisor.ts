@@ -149,7 +149,12 @@ const makeWith = (fence: ShutdownFence | undefined) =>
       for (const i of instances.values()) if (i.running !== undefined) names.set(i.running.pid, i.child)
       const running = [...instances.values()].flatMap((i) => (i.running === undefined ? [] : [i.running]))
       yield* emit(SupervisorEvent.ShutdownStarted({ children: running.length }))
-      for (const child of running) child.signal("SIGTERM")
+      // SIGCONT after it: a stopped child (SIGSTOP, Ctrl-Z) acts on its SIGTERM only once it runs, so
+      // it stops as the others do (arriving at the fence) instead of waiting out the bound to its SIGKILL.
+      for (const child of running) {
+        child.signal("SIGTERM")
+        child.signal("SIGCONT")
+      }
       const drained: ShutdownDrain = fence === undefined ? "none" : yield* drain(fence, names)
       yield* awaitAll(running, defaults.stopTimeoutMs)
       const stubborn = running.filter((c) => !c.hasExited() && c.signal("SIGKILL"))
