@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Schedule, Schema, Scope } from "effect"
 import { lines, ringLineViews } from "../../src/layers/control/RingLines.js"
+import { FREE } from "../../src/layers/control/RingSlotStates.js"
 import { serviceRings } from "../../src/layers/ipc/ServiceLayout.js"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
@@ -301,6 +302,40 @@ describe("Services' servers by pid and start tag", () => {
       expect(control.swapWriter(at, control.writer(at), own.pid, own.start)).toBe(true)
       expect(yield* services.list).toEqual([{ name: "bank", serverPid: process.pid }])
       expect(yield* (yield* services.connect("bank")).call(Add, { a: 1, b: 2 })).toBe(3)
+    }))
+})
+
+describe("Services' frame callers whose reply reader was reaped", () => {
+  it.scopedLive("told ServiceRepliesLost once as the reader attaches again; at the caller's close, while a finalizer of its waits, never again", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-frames-reaped")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const served = yield* services.serveFrames("frames", { onFrame: () => Effect.void, onLeft: () => Effect.void })
+      const broken: Array<string> = []
+      const scope = yield* innerScope
+      const client = yield* Scope.extend(
+        services.connectFrames("frames", {
+          onFrame: () => Effect.void,
+          onBroken: (error) => Effect.sync(() => broken.push(error._tag))
+        }),
+        scope
+      )
+      // A finalizer that waits at the close, as an application's may: the caller's reading runs on meanwhile.
+      yield* Scope.addFinalizer(scope, Effect.sleep("1500 millis"))
+      // Its reply reader freed, as a server frees a stopped caller's: it attaches again and is told so.
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const { reader } = ringLineViews(memory)
+      const line = lines(serviceRings(served.entry, served.shape).replies).line(client.connection.caller)
+      expect(reader.swapState(line, reader.state(line), FREE)).toBe(true)
+      yield* Effect.repeat(Effect.sync(() => broken.length), {
+        until: (told) => told > 0,
+        schedule: Schedule.spaced("20 millis")
+      }).pipe(Effect.timeout("10 seconds"))
+      yield* Scope.close(scope, Exit.void)
+      expect(broken).toEqual(["ServiceRepliesLost"])
     }))
 })
 

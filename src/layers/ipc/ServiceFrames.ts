@@ -8,7 +8,7 @@
  * ring's writer closes or dies, or when a frame names another occurrence (a new caller took the
  * slot before the old one's end was seen).
  */
-import { Effect, Schedule, Scope } from "effect"
+import { Effect, ExecutionStrategy, Schedule, Scope } from "effect"
 import type { RingInspector, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
 import {
   type FrameClient,
@@ -149,7 +149,12 @@ export const connectFrames = (
       Effect.mapError((e) => new ServiceUnavailable({ name, reason: e.message }))
     )
     let reader = yield* attach
+    // The readers attached again are held in a scope of the connection's own, forked before the
+    // reading fiber: a scope closes its latest finalizers first, so one added at a re-attach would
+    // be detached at the close while that fiber still ran, to find it reaped and attach again, and
+    // tell `onBroken`, for as long as the close went on (RpcClient.ts holds its readers the same way).
     const scope = yield* Effect.scope
+    const readers = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const mine = (bytes: Uint8Array) =>
       bytes.length >= HEADER_BYTES && readU32(bytes, 0) === caller && readU32(bytes, 4) === connection.occurrence
         ? handlers.onFrame(bytes.subarray(HEADER_BYTES))
@@ -166,7 +171,7 @@ export const connectFrames = (
           Effect.sleep(RETRY_AFTER_ERROR_MS)
         )
       ),
-      Scope.extend(scope)
+      Scope.extend(readers)
     )
     yield* Effect.forkScoped(readForever(() => reader, Effect.suspend(() => reader.consume(mine)), reattach))
 
