@@ -512,6 +512,13 @@ describe("cxlog consume and cxlog groups", () => {
           until: (listed) => overdue.test(listed),
           schedule: Schedule.spaced("100 millis")
         }).pipe(Effect.timeout("10 seconds"))
+        // And `groups describe` says its member is stopped.
+        expect(JSON.parse(yield* cli(["groups", "describe", "late", "--json"], env))).toMatchObject({
+          members: [{ pid: frozen.pid, pending: 1, stopped: true }]
+        })
+        expect(yield* cli(["groups", "describe", "late"], env)).toMatch(
+          new RegExp(`^${frozen.pid} \\(stopped\\)\\s+0\\s+1\\s`, "m")
+        )
         // The next member takes it over once its ackWait has run out, runs it and acks it.
         const next = yield* forkCli(
           ["consume", ...options, "--exec", "cat >/dev/null; echo \"ran $CONSUME_OFFSET $CONSUME_DELIVERY_COUNT\""],

@@ -88,7 +88,8 @@ const GroupMember = Schema.Struct({
   pending: Count,
   delivered: Count,
   acked: Count,
-  buckets: Count
+  buckets: Count,
+  stopped: opt(Schema.Boolean)
 })
 
 const GroupInfo = Schema.Struct({

@@ -4,6 +4,7 @@
  * and its counters. Read without locks: a snapshot whose numbers may move under it.
  */
 import type { GroupInfo, GroupMember, PendingMessage } from "../../services/groups/ConsumerGroups.js"
+import { isPidStopped } from "../region/ProcessInfo.js"
 import { isDraining, ownerRef } from "./GroupBuckets.js"
 import type { GroupObject } from "./GroupObject.js"
 import type { EntryView } from "./GroupPending.js"
@@ -84,7 +85,8 @@ export const describeGroup = (
     pending: heldBy.get(member.ref) ?? 0,
     delivered: member.delivered,
     acked: member.acked,
-    buckets: bucketCounts.get(member.ref) ?? 0
+    buckets: bucketCounts.get(member.ref) ?? 0,
+    ...(isPidStopped(member.pid) ? { stopped: true } : {})
   }))
   return {
     name: group.name,

@@ -75,7 +75,15 @@ const describeText = (g: GroupInfo): string =>
       ["member pid", "slot", "in flight", "max", "delivered", "acked", ...(g.byKey ? ["buckets"] : [])],
       g.members.map((
         m
-      ) => [m.pid, m.slot, m.pending, m.maxInFlight, m.delivered, m.acked, ...(g.byKey ? [m.buckets] : [])])
+      ) => [
+        m.stopped === true ? `${m.pid} (stopped)` : m.pid,
+        m.slot,
+        m.pending,
+        m.maxInFlight,
+        m.delivered,
+        m.acked,
+        ...(g.byKey ? [m.buckets] : [])
+      ])
     )
   ].join("\n")
 

@@ -65,6 +65,11 @@ export interface GroupMember {
   readonly acked: number
   /** byKey: the key buckets it owns. */
   readonly buckets: number
+  /**
+   * Its process is stopped (SIGSTOP, a debugger): alive, so it keeps what it holds — its messages
+   * until their ackWait, byKey its buckets and their messages — until it runs again. Absent otherwise.
+   */
+  readonly stopped?: boolean
 }
 
 /** What a group was made with, as its object keeps it and its info says it. */
