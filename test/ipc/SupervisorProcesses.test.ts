@@ -232,6 +232,11 @@ describe("Supervisor across processes", () => {
           until: (stopped) => stopped,
           schedule: Schedule.spaced(10)
         }).pipe(Effect.timeout("10 seconds"))
+        // Listed as it is: alive, stopped.
+        const listed = yield* runCliWithin(["regions", "--processes", region, "--json"], {}, EVENT_WAIT_MS)
+        expect(JSON.parse(listed.stdout)).toContainEqual(
+          expect.objectContaining({ pid: frozen, alive: true, stopped: true, name: "frozen#0" })
+        )
         const done = yield* supervisor.shutdown
         expect(done).toEqual({ stopped: 4, killed: 1, drain: "none" })
         expect(pids.filter(isRunning)).toEqual([])

@@ -19,7 +19,7 @@ import { removeMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
 import { removeWakeFifos } from "../../layers/region/Doorbell.js"
-import { isPidAlive, procStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
+import { isPidAlive, isPidStopped, procStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
 import { isOwnerAlive, readLabel, readSlot } from "../../layers/region/ProcessSlot.js"
 import { LAYOUT_VERSION, MAGIC, Offsets, SUPERBLOCK_BYTES } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
@@ -46,6 +46,8 @@ export interface RegionProcess {
   readonly pid: number
   readonly role: string
   readonly alive: boolean
+  /** Alive but stopped (SIGSTOP, a debugger): it holds its slot and whatever it holds until it runs again. */
+  readonly stopped?: true
   /** The name, supervisor pid and restarts its slot carries, when a supervisor started it. */
   readonly name?: string
   readonly supervisor?: number
@@ -150,7 +152,9 @@ const readDetails = (name: string) =>
       const info = readSlot(region, layout.processTable, s)
       if (info.pid === 0) continue
       const label = info.state === 2 ? readLabel(region, layout.processTable, s) : undefined
-      processes.push({ slot: s, pid: info.pid, role: info.role, alive: isOwnerAlive(info), ...label })
+      const alive = isOwnerAlive(info)
+      const stopped = alive && isPidStopped(info.pid) ? { stopped: true as const } : {}
+      processes.push({ slot: s, pid: info.pid, role: info.role, alive, ...stopped, ...label })
     }
     const topics = listTopics(region, layout.log).map((t) => ({
       name: t.name,

@@ -42,7 +42,7 @@ export const regions = (options: RegionsOptions) =>
             String(p.slot),
             String(p.pid),
             p.role,
-            p.alive ? "yes" : "no",
+            p.stopped === true ? "stopped" : p.alive ? "yes" : "no",
             p.name ?? "-",
             p.supervisor === undefined ? "-" : String(p.supervisor),
             p.restarts === undefined ? "-" : String(p.restarts)
