@@ -258,6 +258,42 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
+    "a command stopped (SIGSTOP) is continued after its SIGTERM, so its trap runs: the member stopped, and killed (its watcher)",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const dir = yield* tempDir("consume-stopped-commands-")
+        yield* publishLines(env, "jobs", ["job"])
+        yield* cli(["groups", "create", "frozen", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        // The command says its pid, then stops itself; told SIGTERM, its trap writes down that it ran.
+        const started = join(dir, "started")
+        const termed = join(dir, "termed")
+        const command =
+          `cat >/dev/null; trap 'echo $$ >> ${termed}; exit 0' TERM; echo $$ >> ${started}; kill -STOP $$; exit 1`
+        const lines = (file: string) =>
+          existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").map(Number) : []
+        const stoppedWith = (n: number, stop: (child: ChildProcess) => void) =>
+          Effect.gen(function*() {
+            const member = yield* forkCli(["consume", "--group", "frozen", "--exec", command], env)
+            yield* Effect.sync(() => lines(started).length >= n && isPidStopped(lines(started)[n - 1]!)).pipe(
+              Effect.repeat({ until: (there) => there, schedule: Schedule.spaced("20 millis") }),
+              Effect.timeout("20 seconds")
+            )
+            const pid = lines(started)[n - 1]!
+            stop(member.child)
+            // Continued after its SIGTERM, it runs its trap at once, not SIGKILLed after the grace period.
+            yield* Effect.sync(() => lines(termed).includes(pid)).pipe(
+              Effect.repeat({ until: (ran) => ran, schedule: Schedule.spaced("20 millis") }),
+              Effect.timeout("10 seconds")
+            )
+          })
+        yield* stoppedWith(1, (child) => child.kill("SIGTERM"))
+        yield* stoppedWith(2, (child) => child.kill("SIGKILL"))
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "a command that ignores SIGTERM: its member stopped SIGKILLs it after the grace period before the next member is given its message; killed, its watcher does",
     () =>
       Effect.gen(function*() {

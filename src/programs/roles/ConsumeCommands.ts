@@ -36,11 +36,11 @@ const KILLED_WAIT_MS = 1_000
 const LOOK_EVERY_MS = 25
 
 /**
- * `+ PGID` when a command starts, `- PGID` when it ended; at the end of input, SIGTERM to each
- * group left, then, after the grace period, SIGKILL.
+ * `+ PGID` when a command starts, `- PGID` when it ended; at the end of input, SIGTERM (and
+ * SIGCONT, for a stopped one) to each group left, then, after the grace period, SIGKILL.
  */
 const WATCHER = `$1 == "+" { left[$2] = 1 } $1 == "-" { delete left[$2] } ` +
-  `END { n = 0; for (g in left) { n++; system("kill -TERM -" g " 2>/dev/null") } ` +
+  `END { n = 0; for (g in left) { n++; system("kill -TERM -" g " 2>/dev/null; kill -CONT -" g " 2>/dev/null") } ` +
   `if (n > 0) { system("sleep ${STOP_GRACE_MS / 1000}"); for (g in left) system("kill -KILL -" g " 2>/dev/null") } }`
 
 /** What a command whose input could not be written "exits" with: it did not run (as a shell's 126, cannot execute). */
@@ -86,6 +86,9 @@ const stopCommand = (group: number, ended: () => boolean): Effect.Effect<void> =
     const gone = () => ended() && !processGroupRuns(group)
     if (gone()) return Effect.void
     signalGroup(group, "SIGTERM")
+    // A stopped command (SIGSTOP) acts on its SIGTERM only once it runs: continued, it ends as it
+    // would (its traps run) instead of waiting out the grace period to its SIGKILL.
+    signalGroup(group, "SIGCONT")
     return Effect.flatMap(goneWithin(gone, STOP_GRACE_MS), (stopped) => {
       if (stopped) return Effect.void
       signalGroup(group, "SIGKILL")
