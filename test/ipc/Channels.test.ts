@@ -4,13 +4,16 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
+import { frameCheck } from "../../src/layers/control/RingFrames.js"
+import { ringAddress } from "../../src/layers/ipc/ChannelLayout.js"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
-import { Channels } from "../../src/services/ipc/Channels.js"
+import { type ChannelBroken, Channels } from "../../src/services/ipc/Channels.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import {
   type ChannelsRun,
-  liveChannelsAndDoorbell,
+  liveChannelsAndRegion,
   liveChannelsRun,
   memoryChannelsRun
 } from "../fixtures/channel-region.js"
@@ -448,6 +451,65 @@ layouts("in-memory fake", memory)
 contract("live region", live)
 contract("in-memory fake", memory)
 
+describe("Channels over a corrupt ring (live region)", () => {
+  // What a crashed or buggy writer could leave: a frame committed with a length past the ring, or
+  // a header word that does not belong to its position. Read as such, a ring would hand on another
+  // frame's bytes or read past its data area.
+  it.scopedLive("a ring found corrupt ends its reading with ChannelBroken naming the channel, the writer slot and what is wrong; its other rings and other channels go on", () =>
+    Effect.flatMap(uniqueRegion("channel-corrupt"), (region) =>
+      Effect.gen(function*() {
+        const memory = yield* CxlMemory
+        const channels = yield* Channels
+        const bad = yield* channels.open("bad", Price, { writerSlots: 4, ringBytes: 4096 })
+        const good = yield* channels.open("good", Price)
+        const badReading = yield* bad.subscribe
+        const goodReading = yield* good.subscribe
+        const writers = [yield* bad.publisher, yield* bad.publisher, yield* bad.publisher, yield* bad.publisher]
+        const goodWriter = yield* good.publisher
+        for (const writer of writers) yield* writer.publish({ symbol: `w${writer.writer}`, price: 1 })
+        for (let n = 0; n < 4; n++) expect((yield* badReading.take(TAKE_MS)).value.price).toBe(1)
+        /** A frame committed after writer slot `writer`'s first one, its header's words made by `header` from its position. */
+        const commitBadFrame = (writer: number, header: (at: number) => readonly [number, number]) => {
+          const ring = ringAddress(bad.entry, bad.shape, writer)
+          const data = ring.offset + 64 * (1 + ring.readerSlots)
+          const at = Atomics.load(memory.u32, ring.offset / 4)
+          ;[memory.u32[(data + at) / 4], memory.u32[(data + at) / 4 + 1]] = header(at)
+          // The leading sequence past it, as a commit stores it (the f64, then its low word).
+          memory.f64[(ring.offset + 8) / 8] = at + 64
+          Atomics.store(memory.u32, ring.offset / 4, at + 64)
+        }
+        commitBadFrame(0, (at) => [0xfffffff0, frameCheck(at)])
+        commitBadFrame(1, (at) => [40, frameCheck(at) ^ 1])
+        // Rung as a commit rings: the subscription's readers wait on this process's doorbell.
+        ;(yield* Doorbell).poke()
+        const broken = [yield* Effect.flip(badReading.take(TAKE_MS)), yield* Effect.flip(badReading.take(TAKE_MS))]
+        const byWriter = [...broken].sort((a, b) => (a as ChannelBroken).writer - (b as ChannelBroken).writer)
+        expect(byWriter).toMatchObject([
+          { _tag: "ChannelBroken", name: "bad", writer: 0 },
+          { _tag: "ChannelBroken", name: "bad", writer: 1 }
+        ])
+        expect(byWriter[0]!.message).toMatch(
+          /^channel "bad": reading writer slot 0 ended: ring \d+ is corrupt at position 24: frame length 4294967280 runs past the data area; this subscription reads nothing more from that slot \(subscribe again/
+        )
+        expect(byWriter[1]!.message).toMatch(
+          /^channel "bad": reading writer slot 1 ended: ring \d+ is corrupt at position 24: frame header does not belong to this position;/
+        )
+        // A writer whose ring's occurrence word no longer names it (taken over, or overwritten) writes nothing more there.
+        const fourth = ringAddress(bad.entry, bad.shape, 3)
+        memory.u32[(fourth.offset + 16) / 4]! += 1
+        const refused = yield* Effect.flip(writers[3]!.publish({ symbol: "w3", price: 2 }))
+        expect(refused).toMatchObject({ _tag: "ChannelBroken", name: "bad", writer: 3, side: "writing" })
+        expect(refused.message).toMatch(
+          /^channel "bad": writer slot 3 can write no more: ring \d+ was closed or taken over at sequence 24; take a publisher again$/
+        )
+        // The untouched ring of the same subscription, and another channel, go on.
+        yield* writers[2]!.publish({ symbol: "w2", price: 2 })
+        expect((yield* badReading.take(TAKE_MS))).toMatchObject({ writer: 2, value: { price: 2 } })
+        yield* goodWriter.publish({ symbol: "g", price: 3 })
+        expect((yield* goodReading.take(TAKE_MS)).value.price).toBe(3)
+      }).pipe(Effect.scoped, Effect.provide(liveChannelsAndRegion({ region, bell: 0, writesDirectory: true })))))
+})
+
 describe("Channels settings", () => {
   // The layer reads CXLOG_CHANNEL_* once, as it is built: a channel opened with no shape gets them.
   it.scopedLive("a channel whose open names no shape takes CXLOG_CHANNEL_WRITER_SLOTS, _READER_SLOTS and _RING_BYTES", () =>
@@ -490,7 +552,7 @@ describe("Channels spin", () => {
         return { own, waiting, after: ceiling() }
       }).pipe(
         Effect.provide(
-          liveChannelsAndDoorbell({ region, bell: 0, writesDirectory: true }).pipe(
+          liveChannelsAndRegion({ region, bell: 0, writesDirectory: true }).pipe(
             Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(env))))
           )
         )

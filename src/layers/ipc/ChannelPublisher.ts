@@ -57,7 +57,14 @@ const writeError =
       case "FrameTooLarge":
         return new ChannelFrameTooLarge({ name, bytes: e.length, maxFrameBytes: e.maxFrameBytes })
       case "RingClosed":
-        return new ChannelBroken({ name, writer, reason: e.message })
+        // A writer's own ring reads closed once its scope closed it, or once the ring's occurrence no
+        // longer names it (another process took the ring over, or the word was overwritten).
+        return new ChannelBroken({
+          name,
+          writer,
+          reason: `ring ${e.ring} was closed or taken over at sequence ${e.sequence}`,
+          side: "writing"
+        })
     }
   }
 

@@ -331,14 +331,22 @@ export class ChannelClosed extends Schema.TaggedError<ChannelClosed>()("ChannelC
   }
 }
 
-/** A reader slot was reaped (its process judged dead) or a ring read as corrupt: the subscription is over. */
+/**
+ * A writer slot's ring can no longer be used by this side. Reading: its reader slot was reaped (its
+ * process judged dead) or the ring read as corrupt, so the subscription reads that slot no more.
+ * Writing: the ring no longer names this writer (closed, or taken over by another process).
+ */
 export class ChannelBroken extends Schema.TaggedError<ChannelBroken>()("ChannelBroken", {
   name: Schema.String,
   writer: Schema.Int,
-  reason: Schema.String
+  reason: Schema.String,
+  side: Schema.optionalWith(Schema.Literal("reading", "writing"), { default: () => "reading" as const })
 }) {
   override get message() {
-    return `channel ${JSON.stringify(this.name)}: reading writer ${this.writer} ended: ${this.reason}`
+    const channel = `channel ${JSON.stringify(this.name)}`
+    return this.side === "writing"
+      ? `${channel}: writer slot ${this.writer} can write no more: ${this.reason}; take a publisher again`
+      : `${channel}: reading writer slot ${this.writer} ended: ${this.reason}; this subscription reads nothing more from that slot (subscribe again to read what is written from now on)`
   }
 }
 
