@@ -354,7 +354,9 @@ describe("Topics in the region", () => {
       expect(yield* cluster.topics.list).toEqual([])
       const lost = yield* Effect.flip(cluster.topics.lookup("x"))
       expect(lost).toMatchObject({ _tag: "TopicNotFound", name: "x" })
-      expect(lost.message).toBe(`topic "x" cannot be read: its descriptor (directory entry ${id}) is corrupt`)
+      expect(lost.message).toBe(
+        `topic "x" cannot be read: its descriptor (directory entry ${id}) is corrupt; deleting the topic frees its name and memory (what it held cannot be read)`
+      )
       // Marked deleted with its entry still there (a delete under way) it is simply gone, not corrupt.
       const descriptors = new DescriptorView(memory)
       const state = descriptors.state(area.descriptor(id))
@@ -370,5 +372,32 @@ describe("Topics in the region", () => {
       expect((yield* cluster.topics.list).map((t) => t.name)).toEqual(["y"])
       // A name whose probe meets no corrupt entry is simply unknown.
       expect((yield* Effect.flip(cluster.topics.lookup("z"))).message).toBe(`unknown topic "z"`)
+    }))
+
+  it.scoped("a topic whose descriptor is corrupt is deleted all the same: its name and memory come back, no other topic touched", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      const spec = { order: 2, ackLevel: 1, replicationFactor: 1 } as const
+      const free = () => Effect.map(cluster.topics.overview, (o) => o.heap.freeBytes)
+      const empty = yield* free()
+      const { id } = yield* cluster.topics.create({ name: "x", ...spec })
+      yield* cluster.topics.create({ name: "y", ...spec })
+      const withBoth = yield* free()
+      const { area, memory, writer } = cluster.region!
+      new DescriptorView(memory).setNameBytes(area.descriptor(id), 100_000)
+      // Its name stays taken while it is there: a create of it is refused, not made beside it.
+      expect(yield* Effect.flip(cluster.topics.create({ name: "x", ...spec }))).toMatchObject({ _tag: "TopicExists" })
+      yield* cluster.topics.delete("x")
+      expect((yield* Effect.flip(cluster.topics.lookup("x"))).message).toBe(`unknown topic "x"`)
+      expect((yield* cluster.topics.list).map((t) => t.name)).toEqual(["y"])
+      // Its memory is freed once the writer reclaims it (no pin holds it).
+      yield* writer.reclaim
+      expect(yield* free()).toBeGreaterThan(withBoth)
+      const again = yield* cluster.topics.create({ name: "x", ...spec })
+      expect(yield* cluster.topics.lookup("x")).toMatchObject({ name: "x", generation: again.generation })
+      yield* cluster.topics.delete("x")
+      yield* cluster.topics.delete("y")
+      yield* writer.reclaim
+      expect(yield* free()).toBe(empty)
     }))
 })

@@ -46,7 +46,7 @@ import { describeOver, regionHeap } from "./TopicDescriptions.js"
 import { readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
 import { laneCount } from "./TopicLanes.js"
 import { topicLister } from "./TopicList.js"
-import { heldBytes, type TopicShape, topicShape, unworkableMemory } from "./TopicShape.js"
+import { heldBytes, TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape, unworkableMemory } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
@@ -71,6 +71,12 @@ export interface TopicTable {
   >
   /** Deletes a live topic (see `TopicsShape.delete`). */
   readonly remove: (info: TopicInfo) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
+  /**
+   * Deletes the topic of that name whose directory entry is sound but whose descriptor cannot be
+   * read (a region's, damaged): its name and memory come back. `why` is what the lookup said; a topic
+   * whose entry itself is corrupt is not deleted (`TopicNotFound` saying so). Absent where no topic can be unreadable.
+   */
+  readonly removeUnreadable?: (name: string, why: string) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
   /** The topic's total order as a reader sees it (where a trim cuts). */
   readonly reader: (info: TopicInfo) => ReadTopic
   /** What the topic holds from now (its retention line). */
@@ -181,6 +187,11 @@ const found = (table: TopicTable, name: string): Effect.Effect<TopicInfo, TopicN
  */
 const deleteTopic = (table: TopicTable, name: string, copies: DiskCopiesShape | undefined) =>
   Effect.gen(function*() {
+    const unreadable = notAName(name) ? undefined : table.find(name)
+    // What it held cannot be read anyway: deleting it is the way to its name and memory again.
+    if (typeof unreadable === "string" && table.removeUnreadable !== undefined) {
+      return yield* table.removeUnreadable(name, unreadable)
+    }
     const info = yield* found(table, name)
     if (info.replicationFactor > 1) {
       if (copies === undefined) {
@@ -269,7 +280,7 @@ export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
     // Marked deleted, its entry still there: a delete under way (the entry goes next), so no topic of that name.
     return descriptors.state(found.extent.offset) === DescriptorState.deleted
       ? undefined
-      : `its descriptor (directory entry ${found.slot}) is corrupt`
+      : `its descriptor (directory entry ${found.slot}) is corrupt; deleting the topic frees its name and memory (what it held cannot be read)`
   }
 }
 
@@ -342,6 +353,34 @@ const removeTopic = (region: CxlMemoryShape, area: LogArea, writer: DirectoryWri
     )
   })
 
+/**
+ * Deletes the topic of that name whose directory entry is sound and whose descriptor is not (so no
+ * `TopicInfo` can be had of it), as `removeTopic` deletes a readable one. Its descriptor is marked
+ * deleted only where the entry's extent lies in the heap (where else it would be another part's bytes).
+ */
+const removeUnreadableTopic = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  writer: DirectoryWriterShape,
+  name: string,
+  why: string
+) =>
+  Effect.suspend(() => {
+    const { found } = new DirectoryTable(region, area.directory).probe("topic", name)
+    // No sound entry of the name (its entry is the corrupt one): nothing names what would be deleted.
+    if (found === undefined) return Effect.fail(missing(name, why))
+    // Read whole since the look that sent it here: deleted as any topic is.
+    const readable = readTopicEntry(region, area, found)
+    if (readable !== undefined) return removeTopic(region, area, writer, readable)
+    const at = found.extent.offset
+    const { heap, config } = area.directory
+    if (at >= heap && at + TOPIC_DESCRIPTOR_BYTES <= heap + config.heapBytes) {
+      new DescriptorView(region).storeState(at, DescriptorState.deleted)
+      region.publish(at, LINE_BYTES)
+    }
+    return writer.remove(found).pipe(Effect.catchTag("ObjectDeleted", () => Effect.fail(new TopicNotFound({ name }))))
+  })
+
 /** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
 export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, CxlMemory> =>
   Effect.gen(function*() {
@@ -385,7 +424,9 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
         isCurrent: isCurrentTopic(region, area),
         add: (spec, shape) =>
           Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),
-        remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter)
+        remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter),
+        removeUnreadable: (name, why) =>
+          Option.isSome(writer) ? removeUnreadableTopic(region, area, writer.value, name, why) : Effect.fail(notWriter)
       },
       area.config,
       Option.getOrUndefined(copies)

@@ -6,11 +6,12 @@
  * a running cluster and on a region whose head is gone; with `--brokers` it asks a broker, which
  * reads the same from the region where it runs (showing the topics the user may see).
  */
-import { Console, Effect } from "effect"
+import { Console, Effect, Either } from "effect"
 import * as TopicsLayers from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import { makeRemoteTopics } from "../../layers/net/TopicsRemote.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
+import { DirectoryTable } from "../../layers/region/DirectoryTable.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import type { RegionAccess } from "../../layers/Roles.js"
@@ -37,10 +38,16 @@ export interface TopicsReport extends Omit<TopicsOverview, "topics"> {
   readonly regionId?: string
   readonly brokers?: string
   readonly topics: ReadonlyArray<TopicDescription>
+  /** Why each topic of the region's directory that `topics` leaves out cannot be read (read in place only). */
+  readonly unreadable?: ReadonlyArray<string>
 }
 
-/** Reads every topic of `region` in place (the region's Topics, without joining it), with the mirrors on this host. */
-export const describeTopics = (access: RegionAccess) =>
+/**
+ * Reads every topic of `region` in place (the region's Topics, without joining it), with the mirrors
+ * on this host; `only` is looked up by name as well, so a topic not listed says why (unknown, or
+ * there and unreadable).
+ */
+export const describeTopics = (access: RegionAccess, only?: string) =>
   Effect.gen(function*() {
     const region = yield* CxlMemoryLayers.make({
       name: access.name,
@@ -49,16 +56,24 @@ export const describeTopics = (access: RegionAccess) =>
       readyTimeoutMs: 2_000
     })
     const layout = yield* resolve(configFromParams(region.params), region.size)
-    const overview = yield* TopicsLayers.make(layout.log).pipe(
-      Effect.flatMap((topics) => topics.overview),
-      Effect.provideService(CxlMemory, region)
-    )
+    const topics = yield* TopicsLayers.make(layout.log).pipe(Effect.provideService(CxlMemory, region))
+    if (only !== undefined) yield* topics.lookup(only)
+    const overview = yield* topics.overview
+    // A topic in the directory that the overview could not read is said, never left out in silence.
+    const listed = new Set(overview.topics.map((t) => t.name))
+    const unreadable: Array<string> = []
+    for (const entry of new DirectoryTable(region, layout.log.directory).list("topic")) {
+      if (listed.has(entry.name)) continue
+      const looked = yield* Effect.either(topics.lookup(entry.name))
+      if (Either.isLeft(looked) && looked.left.unreadable !== undefined) unreadable.push(looked.left.message)
+    }
     const id = regionId(region)
     return {
       ...overview,
       region: access.name,
       regionId: id,
-      topics: withMirrors(overview.topics, id)
+      topics: withMirrors(overview.topics, id),
+      ...(unreadable.length === 0 ? {} : { unreadable })
     } satisfies TopicsReport
   }).pipe(Effect.scoped)
 
@@ -80,7 +95,7 @@ export const withMirrors = (
 /** The report of `at`: the region read in place, or, through brokers, what they answer (every topic, or `only` that one). */
 const reportOf = (at: TopicsAt, only: string | undefined) =>
   at.remote === undefined
-    ? describeTopics(at.region)
+    ? describeTopics(at.region, only)
     : Effect.scoped(Effect.gen(function*() {
       const { topics } = yield* makeRemoteTopics(at.remote!)
       const brokers = at.remote!.brokers.map((b) => `${b.host}:${b.port}`).join(",")
@@ -197,6 +212,9 @@ const retentionText = (t: TopicDescription): string => {
 export const topics = (options: TopicsOptions) =>
   Effect.gen(function*() {
     const report: TopicsReport = yield* reportOf(options.at, options.topic)
+    if (options.topic === undefined) {
+      for (const why of report.unreadable ?? []) yield* Console.error(`cxlog topics: ${why}`)
+    }
     const topics = options.topic === undefined ? report.topics : report.topics.filter((t) => t.name === options.topic)
     if (options.topic !== undefined && topics.length === 0) return yield* new TopicNotFound({ name: options.topic })
     if (options.json) {

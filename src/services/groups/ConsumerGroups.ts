@@ -213,13 +213,17 @@ export class InvalidGroupSpec extends Schema.TaggedError<InvalidGroupSpec>()("In
   }
 }
 
-/** The group's object does not read as a group (another build's layout, or damaged): nothing of it is used. */
+/**
+ * The group's object does not read as a group (another build's layout, or damaged): nothing of it
+ * is used. Deleting it (which needs nothing of it read) frees its name and memory.
+ */
 export class GroupCorrupt extends Schema.TaggedError<GroupCorrupt>()("GroupCorrupt", {
   group: Schema.String,
   reason: Schema.String
 }) {
   override get message() {
-    return `consumer group ${JSON.stringify(this.group)} cannot be read: ${this.reason}`
+    return `consumer group ${JSON.stringify(this.group)} cannot be read: ${this.reason}; ` +
+      `delete it (cxlog groups delete ${this.group}) and create it again`
   }
 }
 

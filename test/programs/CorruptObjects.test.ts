@@ -1,0 +1,80 @@
+/**
+ * Named objects of a region damaged in place, as a user meets them through the CLI (a real head):
+ * a topic whose descriptor and a consumer group whose header no longer read as theirs are said,
+ * never left out of a listing in silence nor taken for unknown names, and deleting them frees
+ * their names for new ones.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import * as DirectoryLayers from "../../src/layers/region/Directory.js"
+import { attachRegion } from "../../src/layers/Roles.js"
+import { RegionLayout } from "../../src/services/RegionLayout.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import { Directory, type ObjectKind } from "../../src/services/region/Directory.js"
+import { forkCli, runCliWithin, smallRegionEnvFor } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+/** Adds `delta` to the 32-bit word `at` bytes into object (kind, name)'s extent, from a process attached to `region`. */
+const scribble = (region: string, kind: ObjectKind, name: string, at: number, delta: number) =>
+  Effect.gen(function*() {
+    const memory = yield* CxlMemory
+    const found = yield* (yield* Directory).lookup(kind, name)
+    memory.u32[(found.extent.offset + at) / 4]! += delta
+  }).pipe(
+    Effect.provide(
+      Layer.unwrapEffect(Effect.map(RegionLayout, (layout) => DirectoryLayers.layer(layout.directory))).pipe(
+        Layer.provideMerge(attachRegion({ name: region }))
+      )
+    ),
+    Effect.scoped
+  )
+
+describe("a region's objects damaged in place, through the CLI", () => {
+  it.scopedLive("a corrupt topic descriptor and group header are named with what to do, listed as such, and deleted to free their names", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("corrupt-objects")
+      const env: Record<string, string> = { ...smallRegionEnvFor(1), CXLOG_REGION: region }
+      const head = yield* forkCli(["head", "--topic", "jobs", "--topic", "lost"], env)
+      yield* head.event("ready")
+      const cli = (...args: ReadonlyArray<string>) => runCliWithin(args, env, 30_000)
+      expect((yield* cli("groups", "create", "broken", "--topic", "jobs")).code).toBe(0)
+      expect((yield* cli("groups", "create", "sound", "--topic", "jobs")).code).toBe(0)
+      // The descriptor's order word (offset 4) and the group's layout version (offset 4) as no build writes them.
+      yield* scribble(region, "topic", "lost", 4, 100)
+      yield* scribble(region, "group", "broken", 4, 100)
+
+      const topicWhy =
+        `topic "lost" cannot be read: its descriptor \\(directory entry \\d+\\) is corrupt; deleting the topic frees its name and memory`
+      const listed = yield* cli("topics")
+      expect(listed.code).toBe(0)
+      expect(listed.stdout).toMatch(/^jobs /m)
+      expect(listed.stderr).toMatch(new RegExp(`^cxlog topics: ${topicWhy}`, "m"))
+      // Described, it is not an unknown name.
+      const described = yield* cli("topics", "describe", "lost")
+      expect(described.code).toBe(1)
+      expect(described.stderr).toMatch(new RegExp(`^cxlog topics: ${topicWhy}`))
+
+      const groupWhy =
+        `consumer group "broken" cannot be read: its layout version is 102, this build reads 2; delete it \\(cxlog groups delete broken\\) and create it again`
+      const groups = yield* cli("groups")
+      expect(groups.code).toBe(0)
+      expect(groups.stdout).toMatch(/^sound /m)
+      expect(groups.stdout).not.toMatch(/^broken /m)
+      expect(groups.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
+      const groupDescribed = yield* cli("groups", "describe", "broken")
+      expect(groupDescribed.code).toBe(1)
+      expect(groupDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
+
+      // Deleted, each name is free for a new object, and nothing is said of them any more.
+      expect((yield* cli("topics", "delete", "lost")).code).toBe(0)
+      expect((yield* cli("groups", "delete", "broken")).code).toBe(0)
+      expect((yield* cli("topics", "create", "lost")).code).toBe(0)
+      expect((yield* cli("groups", "create", "broken", "--topic", "lost")).code).toBe(0)
+      const after = yield* cli("topics")
+      expect(after.stdout).toMatch(/^lost /m)
+      expect(after.stderr).toBe("")
+      const groupsAfter = yield* cli("groups")
+      expect(groupsAfter.stdout).toMatch(/^broken +lost /m)
+      expect(groupsAfter.stderr).toBe("")
+    }))
+})
