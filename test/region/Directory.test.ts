@@ -189,7 +189,7 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
 
     it.scoped("a full heap names who holds it; a full table says how many objects it holds", () =>
       Effect.gen(function*() {
-        const { writer } = yield* open(yield* backing(config))
+        const { directory, writer } = yield* open(yield* backing(config))
         yield* writer.create({ kind: "topic", name: "big", bytes: 8 * MiB })
         yield* writer.create({ kind: "group", name: "mid", bytes: 4 * MiB })
         const full = yield* Effect.flip(writer.create({ kind: "topic", name: "more", bytes: 8 * MiB }))
@@ -200,11 +200,22 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
           { kind: "group", name: "mid", bytes: 4 * MiB, pinnedBy: [] }
         ])
         expect(full.message).toContain("8 MiB by topic big")
+        // What frees the room, for each kind that holds it.
+        expect(full.message).toMatch(
+          /\. Delete what holds it \(a topic with cxlog topics delete NAME; a group with cxlog groups delete NAME\), or create the region with a larger heap \(CXLOG_HEAP_BYTES\)$/
+        )
         let made = 2
         const filled = yield* Effect.flip(
           Effect.forever(Effect.suspend(() => writer.create({ kind: "service", name: `s${made++}`, bytes: 1 })))
         )
         expect(filled).toMatchObject({ _tag: "DirectoryFull", entrySlots: 64, objects: 56 })
+        // Past the five named, the other holders are counted and summed: the message accounts for every byte held.
+        const last = yield* directory.lookup("service", `s${made - 2}`)
+        yield* writer.remove(last)
+        const crowded = yield* Effect.flip(writer.create({ kind: "topic", name: "more", bytes: 8 * MiB }))
+        expect(crowded).toMatchObject({ _tag: "RegionFull", others: { holders: 50, bytes: 50 * 4096 } })
+        expect(crowded.message).toMatch(/; 0\.20 MiB by 50 other objects\./)
+        expect(crowded.message).toContain("a service with Services.remove(name)")
       }))
 
     it.scoped("extents added to an object are freed with it", () =>

@@ -14,6 +14,7 @@ import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/regio
 import { RegionFull } from "../../services/region/Directory.js"
 import { DOORBELL_BYTES, type DoorbellShape } from "../../services/region/Doorbell.js"
 import { privateRegion } from "../region/CxlMemoryMemory.js"
+import { namedHolders } from "../region/DirectorySpace.js"
 import * as DoorbellLayers from "../region/Doorbell.js"
 import { SUPERBLOCK_BYTES } from "../region/Superblock.js"
 import type { AppendCursors } from "./AppendRoom.js"
@@ -281,11 +282,13 @@ export const storeFull = (store: MemoryLogStore, bytes: number): RegionFull | un
     largestFreeBytes: heapBytes - used,
     freeBytes: heapBytes - used,
     heapBytes,
-    holders: liveTopics(store).map((t) => ({
-      kind: "topic" as const,
-      name: t.info.name,
-      bytes: topicHeldBytes(t),
-      pinnedBy: []
-    })).sort((a, b) => b.bytes - a.bytes).slice(0, 5)
+    ...namedHolders(
+      liveTopics(store).map((t) => ({
+        kind: "topic" as const,
+        name: t.info.name,
+        bytes: topicHeldBytes(t),
+        pinnedBy: []
+      })).sort((a, b) => b.bytes - a.bytes)
+    )
   })
 }

@@ -107,6 +107,15 @@ export const spaceHolders = (
 /** The holders a `RegionFull` names, largest first. */
 export const HOLDERS_NAMED = 5
 
+/** What a `RegionFull` says of `holders` (largest first): the first few by name, the rest summed. */
+export const namedHolders = (holders: ReadonlyArray<SpaceHolder>) => {
+  const rest = holders.slice(HOLDERS_NAMED)
+  return {
+    holders: holders.slice(0, HOLDERS_NAMED),
+    ...(rest.length === 0 ? {} : { others: { holders: rest.length, bytes: rest.reduce((n, h) => n + h.bytes, 0) } })
+  }
+}
+
 /**
  * Why `bytes` found no room, as any process reads the heap now (the writer that refused an
  * allocation told only that it did): free and largest free bytes, and the largest holders.
@@ -120,6 +129,6 @@ export const regionFullNow = (region: CxlMemoryShape, area: DirectoryArea, bytes
     largestFreeBytes: usage.largestFreeBytes,
     freeBytes: usage.freeBytes,
     heapBytes: area.config.heapBytes,
-    holders: spaceHolders(region, area, blocks, entries).slice(0, HOLDERS_NAMED)
+    ...namedHolders(spaceHolders(region, area, blocks, entries))
   })
 }

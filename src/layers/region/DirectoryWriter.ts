@@ -26,7 +26,7 @@ import { blockBytes, BuddyAllocator, type HeldBlock, orderFor } from "./BuddyAll
 import { livePins } from "./DirectoryHolders.js"
 import { type DirectoryChange, DirectoryJournal } from "./DirectoryJournal.js"
 import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
-import { HOLDERS_NAMED, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
+import { namedHolders, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
 import { DirectoryTable } from "./DirectoryTable.js"
 
 const asSpaceBlock = (block: HeldBlock): SpaceBlock => ({ ...block, bytes: blockBytes(block.order) })
@@ -144,10 +144,7 @@ const regionFullError = (
     largestFreeBytes: allocator.largestFreeBytes(),
     freeBytes: allocator.freeBytes(),
     heapBytes: area.config.heapBytes,
-    holders: spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table.list()).slice(
-      0,
-      HOLDERS_NAMED
-    )
+    ...namedHolders(spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table.list()))
   })
 
 const writerState = (

@@ -195,6 +195,14 @@ const SpaceHolderSchema = Schema.Struct({
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 2)} MiB`
 
+/** How an object of each kind is deleted, so a full region's error says what frees its room. */
+const DELETED_BY: Record<ObjectKind, string> = {
+  topic: "a topic with cxlog topics delete NAME",
+  group: "a group with cxlog groups delete NAME",
+  channel: "a channel with Channels.remove(name)",
+  service: "a service with Services.remove(name)"
+}
+
 export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
   requested: Schema.Number,
   largestFreeBytes: Schema.Number,
@@ -202,6 +210,8 @@ export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
   heapBytes: Schema.Number,
   /** The largest holders, largest first. */
   holders: Schema.Array(SpaceHolderSchema),
+  /** The holders past those named: how many, and the bytes they hold together. */
+  others: Schema.optional(Schema.Struct({ holders: Schema.Int, bytes: Schema.Number })),
   /** Why the host could not back an extent the heap had room for (the filesystem holding the region is full). */
   unbacked: Schema.optional(Schema.String)
 }) {
@@ -213,14 +223,23 @@ export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
     }
     const held = this.holders.map((h) =>
       h.kind === "deleted"
-        ? `${mib(h.bytes)} of deleted ${h.name}, pinned by pid ${h.pinnedBy.join(", ")}`
+        ? `${mib(h.bytes)} of deleted ${h.name}, pinned by pid ${h.pinnedBy.join(", ")} (freed once ${
+          h.pinnedBy.length === 1 ? "it closes" : "they close"
+        } what ${h.pinnedBy.length === 1 ? "it" : "they"} opened before the deletion, or exit)`
         : `${mib(h.bytes)} by ${h.kind} ${h.name}`
     )
+    if (this.others !== undefined && this.others.holders > 0) {
+      held.push(`${mib(this.others.bytes)} by ${this.others.holders} other object${this.others.holders === 1 ? "" : "s"}`)
+    }
+    const kinds = [...new Set(this.holders.flatMap((h) => (h.kind === "deleted" ? [] : [h.kind])))]
+    const freeing = kinds.length === 0
+      ? ""
+      : ` Delete what holds it (${kinds.map((k) => DELETED_BY[k]).join("; ")}),`
     return `the region has no free extent of ${mib(this.requested)} (largest free ${mib(this.largestFreeBytes)}, ${
       mib(this.freeBytes)
-    } free of ${mib(this.heapBytes)}); held: ${
-      held.length === 0 ? "nothing" : held.join("; ")
-    }. Delete or shrink objects, or create the region with a larger heap (CXLOG_HEAP_BYTES)`
+    } free of ${mib(this.heapBytes)}); held: ${held.length === 0 ? "nothing" : held.join("; ")}.${
+      freeing === "" ? " Delete objects," : freeing
+    } or create the region with a larger heap (CXLOG_HEAP_BYTES)`
   }
 }
 
