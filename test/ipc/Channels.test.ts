@@ -7,11 +7,13 @@ import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from
 import { frameCheck } from "../../src/layers/control/RingFrames.js"
 import { ringAddress } from "../../src/layers/ipc/ChannelLayout.js"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
+import { Entry } from "../../src/layers/region/DirectoryRecords.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { type ChannelBroken, Channels } from "../../src/services/ipc/Channels.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
 import {
+  channelDirectoryArea,
   type ChannelsRun,
   liveChannelsAndRegion,
   liveChannelsRun,
@@ -451,7 +453,7 @@ layouts("in-memory fake", memory)
 contract("live region", live)
 contract("in-memory fake", memory)
 
-describe("Channels over a corrupt ring (live region)", () => {
+describe("Channels over a damaged region (live)", () => {
   // What a crashed or buggy writer could leave: a frame committed with a length past the ring, or
   // a header word that does not belong to its position. Read as such, a ring would hand on another
   // frame's bytes or read past its data area.
@@ -507,6 +509,29 @@ describe("Channels over a corrupt ring (live region)", () => {
         expect((yield* badReading.take(TAKE_MS))).toMatchObject({ writer: 2, value: { price: 2 } })
         yield* goodWriter.publish({ symbol: "g", price: 3 })
         expect((yield* goodReading.take(TAKE_MS)).value.price).toBe(3)
+      }).pipe(Effect.scoped, Effect.provide(liveChannelsAndRegion({ region, bell: 0, writesDirectory: true })))))
+
+  it.scopedLive("a channel whose directory entry does not read as one is InvalidChannel saying remove frees its name; removed, the name makes a new channel", () =>
+    Effect.flatMap(uniqueRegion("channel-entry"), (region) =>
+      Effect.gen(function*() {
+        const memory = yield* CxlMemory
+        const channels = yield* Channels
+        const damaged = yield* channels.open("damaged", Price)
+        yield* channels.open("kept", Price)
+        // Its layout parameter (the entry's first f64) as no build writes it.
+        memory.f64[(channelDirectoryArea.entry(damaged.entry.slot) + Entry.params) / 8] = Number.NaN
+        const refused = yield* Effect.flip(channels.open("damaged", Price))
+        expect(refused).toMatchObject({ _tag: "InvalidChannel", name: "damaged" })
+        expect(refused.message).toBe(
+          `channel "damaged": its layout is NaN, this build reads layout 1 (another build's, or damaged: Channels.remove frees its name)`
+        )
+        yield* channels.remove("damaged")
+        expect(yield* channels.list).toEqual(["kept"])
+        const again = yield* channels.open("damaged", Price)
+        expect(again.entry.generation).not.toBe(damaged.entry.generation)
+        const subscription = yield* again.subscribe
+        yield* (yield* again.publisher).publish({ symbol: "d", price: 1 })
+        expect((yield* subscription.take(TAKE_MS)).value.price).toBe(1)
       }).pipe(Effect.scoped, Effect.provide(liveChannelsAndRegion({ region, bell: 0, writesDirectory: true })))))
 })
 

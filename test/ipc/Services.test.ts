@@ -9,11 +9,12 @@ import { FREE } from "../../src/layers/control/RingSlotStates.js"
 import { serviceRings } from "../../src/layers/ipc/ServiceLayout.js"
 import * as ServicesMemory from "../../src/layers/ipc/ServicesMemory.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
+import { Entry } from "../../src/layers/region/DirectoryRecords.js"
 import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import * as Rpc from "../../src/services/control/Rpc.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
-import { liveServices } from "../fixtures/channel-region.js"
+import { channelDirectoryArea, liveServices } from "../fixtures/channel-region.js"
 import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
 import { innerScope } from "../helpers/InnerScope.js"
 import { parked } from "../helpers/Parked.js"
@@ -336,6 +337,31 @@ describe("Services' frame callers whose reply reader was reaped", () => {
       }).pipe(Effect.timeout("10 seconds"))
       yield* Scope.close(scope, Exit.void)
       expect(broken).toEqual(["ServiceRepliesLost"])
+    }))
+})
+
+describe("Services over a damaged directory entry", () => {
+  it.scopedLive("a service whose entry does not read as one is ServiceUnavailable saying remove frees its name; removed, the name serves anew", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-damaged-entry")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const { served, stop } = yield* serveIn(services, "bank")
+      yield* stop
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      // Its layout parameter (the entry's first f64) as no build writes it.
+      memory.f64[(channelDirectoryArea.entry(served.entry.slot) + Entry.params) / 8] = 7
+      const refused = yield* Effect.flip(services.connect("bank"))
+      expect(refused).toMatchObject({ _tag: "ServiceUnavailable", name: "bank" })
+      expect(refused.message).toContain(
+        "its layout is 7, this build reads layout 1 (another build's, or damaged: Services.remove frees its name)"
+      )
+      yield* services.remove("bank")
+      expect(yield* services.list).toEqual([])
+      yield* serveIn(services, "bank")
+      expect(yield* (yield* services.connect("bank")).call(Add, { a: 1, b: 2 })).toBe(3)
     }))
 })
 

@@ -136,9 +136,13 @@ export const makeChannels = (
           Effect.catchTag("ObjectNotFound", () => Effect.fail(new ChannelNotFound({ name })))
         )
         const shape = entryShape(entry)
-        if (shape instanceof InvalidChannel) return yield* unavailable(shape)
-        const pids = yield* liveUsers(rings, ringAddresses(entry, shape)).pipe(Effect.mapError(unavailable))
-        if (pids.length > 0) return yield* new ChannelInUse({ name, pids })
+        // An entry that does not read as a channel's names no rings to look at for users, and no
+        // process can open it: it is removed as it is (a process that had it open keeps its memory
+        // by its pin until it closes it).
+        if (!(shape instanceof InvalidChannel)) {
+          const pids = yield* liveUsers(rings, ringAddresses(entry, shape)).pipe(Effect.mapError(unavailable))
+          if (pids.length > 0) return yield* new ChannelInUse({ name, pids })
+        }
         yield* removeObject("channel", entry).pipe(
           Effect.catchIf((e) => e._tag === "ObjectNotFound" || e._tag === "ObjectDeleted", () =>
             Effect.fail(new ChannelNotFound({ name }))),

@@ -56,7 +56,9 @@ export const entryShape = (entry: DirectoryEntry): ChannelShape | InvalidChannel
     : shapeProblem(shape) ?? (channelBytes(shape) > entry.extent.bytes
       ? `its ${channelBytes(shape)} bytes of rings exceed its ${entry.extent.bytes}-byte extent`
       : undefined)
-  return problem === undefined ? shape : new InvalidChannel({ name: entry.name, reason: problem })
+  return problem === undefined
+    ? shape
+    : new InvalidChannel({ name: entry.name, reason: `${problem} (another build's, or damaged: Channels.remove frees its name)` })
 }
 
 /** Writer slot `writer`'s ring. */

@@ -186,12 +186,14 @@ export const makeServices = (
           Effect.catchTag("ObjectNotFound", () => Effect.fail(new ServiceNotFound({ name })))
         )
         const shape = entryShape(entry)
-        if (shape instanceof ServiceUnavailable) return yield* shape
-        const found = serviceRings(entry, shape)
-        const pids = yield* liveUsers(rings, [found.replies, ...found.requests]).pipe(
-          Effect.mapError(unavailable(name))
-        )
-        if (pids.length > 0) return yield* new ServiceInUse({ name, pids })
+        // As a channel's: an entry that does not read as a service's is removed as it is.
+        if (!(shape instanceof ServiceUnavailable)) {
+          const found = serviceRings(entry, shape)
+          const pids = yield* liveUsers(rings, [found.replies, ...found.requests]).pipe(
+            Effect.mapError(unavailable(name))
+          )
+          if (pids.length > 0) return yield* new ServiceInUse({ name, pids })
+        }
         yield* removeObject("service", entry).pipe(
           Effect.catchIf((e) => e._tag === "ObjectNotFound" || e._tag === "ObjectDeleted", () =>
             Effect.fail(new ServiceNotFound({ name }))),

@@ -64,7 +64,11 @@ export const entryShape = (entry: DirectoryEntry, framing?: ServiceFraming): Ser
     : shapeProblem(shape) ?? (serviceBytes(shape) > entry.extent.bytes
       ? `its ${serviceBytes(shape)} bytes of rings exceed its ${entry.extent.bytes}-byte extent`
       : undefined)
-  return problem === undefined ? shape : new ServiceUnavailable({ name: entry.name, reason: problem })
+  return problem === undefined ? shape : new ServiceUnavailable({
+    name: entry.name,
+    // A framing another open asked for is that open's mistake; anything else is the entry's.
+    reason: problem.startsWith("it carries") ? problem : `${problem} (another build's, or damaged: Services.remove frees its name)`
+  })
 }
 
 /** The rings of a service: the reply ring and one request ring per caller slot. */
