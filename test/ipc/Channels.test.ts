@@ -481,8 +481,7 @@ describe("Channels over a damaged region (live)", () => {
           Atomics.store(memory.u32, ring.offset / 4, at + 64)
         }
         commitBadFrame(0, (at) => [0xfffffff0, frameCheck(at)])
-        commitBadFrame(1, (at) => [40, frameCheck(at) ^ 1])
-        // Rung as a commit rings: the subscription's readers wait on this process's doorbell.
+        commitBadFrame(1, (at) => [40, frameCheck(at) ^ 1]) // Rung as a commit rings: the subscription's readers wait on this process's doorbell.
         ;(yield* Doorbell).poke()
         const broken = [yield* Effect.flip(badReading.take(TAKE_MS)), yield* Effect.flip(badReading.take(TAKE_MS))]
         const byWriter = [...broken].sort((a, b) => (a as ChannelBroken).writer - (b as ChannelBroken).writer)
@@ -506,7 +505,7 @@ describe("Channels over a damaged region (live)", () => {
         )
         // The untouched ring of the same subscription, and another channel, go on.
         yield* writers[2]!.publish({ symbol: "w2", price: 2 })
-        expect((yield* badReading.take(TAKE_MS))).toMatchObject({ writer: 2, value: { price: 2 } })
+        expect(yield* badReading.take(TAKE_MS)).toMatchObject({ writer: 2, value: { price: 2 } })
         yield* goodWriter.publish({ symbol: "g", price: 3 })
         expect((yield* goodReading.take(TAKE_MS)).value.price).toBe(3)
       }).pipe(Effect.scoped, Effect.provide(liveChannelsAndRegion({ region, bell: 0, writesDirectory: true })))))

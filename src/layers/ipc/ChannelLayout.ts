@@ -58,7 +58,10 @@ export const entryShape = (entry: DirectoryEntry): ChannelShape | InvalidChannel
       : undefined)
   return problem === undefined
     ? shape
-    : new InvalidChannel({ name: entry.name, reason: `${problem} (another build's, or damaged: Channels.remove frees its name)` })
+    : new InvalidChannel({
+      name: entry.name,
+      reason: `${problem} (another build's, or damaged: Channels.remove frees its name)`
+    })
 }
 
 /** Writer slot `writer`'s ring. */

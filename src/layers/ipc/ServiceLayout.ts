@@ -67,7 +67,9 @@ export const entryShape = (entry: DirectoryEntry, framing?: ServiceFraming): Ser
   return problem === undefined ? shape : new ServiceUnavailable({
     name: entry.name,
     // A framing another open asked for is that open's mistake; anything else is the entry's.
-    reason: problem.startsWith("it carries") ? problem : `${problem} (another build's, or damaged: Services.remove frees its name)`
+    reason: problem.startsWith("it carries")
+      ? problem
+      : `${problem} (another build's, or damaged: Services.remove frees its name)`
   })
 }
 

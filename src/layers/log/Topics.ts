@@ -424,7 +424,8 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
         isCurrent: isCurrentTopic(region, area),
         add: (spec, shape) =>
           Option.isSome(writer) ? addTopic(region, area, writer.value, spec, shape) : Effect.fail(notWriter),
-        remove: (info) => Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter),
+        remove: (info) =>
+          Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter),
         removeUnreadable: (name, why) =>
           Option.isSome(writer) ? removeUnreadableTopic(region, area, writer.value, name, why) : Effect.fail(notWriter)
       },

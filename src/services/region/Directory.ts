@@ -229,7 +229,9 @@ export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
         : `${mib(h.bytes)} by ${h.kind} ${h.name}`
     )
     if (this.others !== undefined && this.others.holders > 0) {
-      held.push(`${mib(this.others.bytes)} by ${this.others.holders} other object${this.others.holders === 1 ? "" : "s"}`)
+      held.push(
+        `${mib(this.others.bytes)} by ${this.others.holders} other object${this.others.holders === 1 ? "" : "s"}`
+      )
     }
     const kinds = [...new Set(this.holders.flatMap((h) => (h.kind === "deleted" ? [] : [h.kind])))]
     const freeing = kinds.length === 0
