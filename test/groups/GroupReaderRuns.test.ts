@@ -5,13 +5,15 @@
  * record, which a run from inside does not copy); a batch the log no longer holds after the copy
  * is gone (the bytes may be another batch's); a batch whose records do not hold is refused. The
  * reader's log is a stub cursor over one batch written by the publishers' own encoder, placed
- * inside a larger buffer as a batch lies in the region.
+ * inside a larger buffer as a batch lies in the region. An offset the topic does not hold is the
+ * group fallen behind when it is before what the topic holds, and the group's object damaged when
+ * it is past the topic's end (no group hands out an offset its topic never had).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { BatchCopy, GroupReader } from "../../src/layers/groups/GroupReader.js"
 import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchBuilder.js"
-import type { LogBatchView, LogCursor, LogReaderShape } from "../../src/services/log/LogReader.js"
+import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../src/services/log/LogReader.js"
 import type { TopicInfo } from "../../src/services/log/Topics.js"
 import { encodedParts } from "../fixtures/encoded-parts.js"
 
@@ -137,5 +139,26 @@ describe("a member's copies of what it claims", () => {
         const problem = yield* runOf(readerOver({ spoil }), from, 2)
         expect(problem).toHaveProperty("corrupt")
       }
+    }))
+})
+
+describe("a member's read of an offset its topic does not hold", () => {
+  // The topic holds [10, 20): a cursor from "latest" says it is the group's topic (generation 1).
+  const log = {
+    subscribe: (_topic: string, options: { readonly from: number | "latest" }) =>
+      options.from === "latest"
+        ? Effect.succeed({ topic: { name: "t", generation: 1 } as TopicInfo })
+        : Effect.fail(new LogOutOfRange({ topic: "t", requested: options.from as number, earliest: 10, end: 20 }))
+  } as unknown as LogReaderShape
+
+  it.scoped("before what the topic holds: GroupBehindRetention; past its end: GroupCorrupt, naming the offset and the end", () =>
+    Effect.gen(function*() {
+      const behind = yield* Effect.flip(new GroupReader(log, "g", "t", 1).open(5))
+      expect(behind).toMatchObject({ _tag: "GroupBehindRetention", requested: 5, earliest: 10, end: 20 })
+      const damaged = yield* Effect.flip(new GroupReader(log, "g", "t", 1).open(2 ** 50))
+      expect(damaged).toMatchObject({ _tag: "GroupCorrupt", group: "g" })
+      expect(damaged.message).toBe(
+        `consumer group "g" cannot be read: it needs offset ${2 ** 50} of topic t, which ends at 20: an offset its object keeps (its frontier or a pending message) is damaged; delete it (cxlog groups delete g) and create it again`
+      )
     }))
 })

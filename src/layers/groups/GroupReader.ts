@@ -14,7 +14,7 @@
  * A message delivered again is read on its own (`readAt`, `batchAt`): a cursor opened at its offset for one batch.
  */
 import { Effect, Exit, Scope } from "effect"
-import { GroupBehindRetention, GroupTopicGone } from "../../services/groups/ConsumerGroups.js"
+import { GroupBehindRetention, GroupCorrupt, GroupTopicGone } from "../../services/groups/ConsumerGroups.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../services/log/LogReader.js"
 import { LogCorrupt, type TopicDeleted, type TopicNotFound } from "../../services/log/Topics.js"
@@ -37,7 +37,7 @@ export interface GroupMessage {
   readonly value: Uint8Array
 }
 
-export type ReadError = GroupBehindRetention | GroupTopicGone | LogCorrupt | TopicDeleted | TopicNotFound
+export type ReadError = GroupBehindRetention | GroupCorrupt | GroupTopicGone | LogCorrupt | TopicDeleted | TopicNotFound
 
 /** Waits `ms` of real time (the log's own waits are real time too; a test's virtual clock moves only deadlines). */
 export const pause = (ms: number): Effect.Effect<void> =>
@@ -137,8 +137,18 @@ export class GroupReader {
     private readonly generation: number
   ) {}
 
-  private behind = (e: LogOutOfRange, requested = e.requested) =>
-    new GroupBehindRetention({ group: this.group, topic: this.topic, requested, earliest: e.earliest, end: e.end })
+  /**
+   * An offset its topic does not hold: one before what the topic holds is the group fallen behind;
+   * one past the topic's end was never handed out, so the group's object says what it never wrote.
+   */
+  private behind = (e: LogOutOfRange, requested = e.requested): GroupBehindRetention | GroupCorrupt =>
+    requested > e.end
+      ? new GroupCorrupt({
+        group: this.group,
+        reason:
+          `it needs offset ${requested} of topic ${this.topic}, which ends at ${e.end}: an offset its object keeps (its frontier or a pending message) is damaged`
+      })
+      : new GroupBehindRetention({ group: this.group, topic: this.topic, requested, earliest: e.earliest, end: e.end })
 
   private gone = () => new GroupTopicGone({ group: this.group, topic: this.topic })
 
