@@ -209,6 +209,10 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
           Effect.forever(Effect.suspend(() => writer.create({ kind: "service", name: `s${made++}`, bytes: 1 })))
         )
         expect(filled).toMatchObject({ _tag: "DirectoryFull", entrySlots: 64, objects: 56 })
+        // What the slots hold, and how each kind is deleted.
+        expect(filled.message).toBe(
+          "the region's directory is full (56 objects in 64 slots: 1 topic, 1 group, 54 services): delete objects (a topic with cxlog topics delete NAME; a group with cxlog groups delete NAME; a service with Services.remove(name)), or create the region with more (CXLOG_DIRECTORY_ENTRIES)"
+        )
         // Past the five named, the other holders are counted and summed: the message accounts for every byte held.
         const last = yield* directory.lookup("service", `s${made - 2}`)
         yield* writer.remove(last)

@@ -27,7 +27,7 @@ import { livePins } from "./DirectoryHolders.js"
 import { type DirectoryChange, DirectoryJournal } from "./DirectoryJournal.js"
 import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
 import { namedHolders, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
-import { DirectoryTable } from "./DirectoryTable.js"
+import { DirectoryTable, OBJECT_KINDS } from "./DirectoryTable.js"
 
 const asSpaceBlock = (block: HeldBlock): SpaceBlock => ({ ...block, bytes: blockBytes(block.order) })
 
@@ -129,6 +129,12 @@ const reclaimUnpinned = (region: CxlMemoryShape, area: DirectoryArea, allocator:
   return freed
 }
 
+/** How many of `entries` are of each kind, in the kinds' order (those with none left out). */
+const kindCounts = (entries: ReadonlyArray<DirectoryEntry>) =>
+  OBJECT_KINDS.map((kind) => ({ kind, objects: entries.filter((e) => e.kind === kind).length })).filter((k) =>
+    k.objects > 0
+  )
+
 /** No block for `bytes` (or none the host could back: `unbacked`), said with the heap's free space and its largest holders. */
 const regionFullError = (
   region: CxlMemoryShape,
@@ -212,7 +218,11 @@ const writerState = (
       if (found !== undefined) return yield* new NameTaken({ kind: spec.kind, name: spec.name })
       const objects = header.objects(at)
       if (free < 0 || objects >= objectCapacity(area.config.entrySlots)) {
-        return yield* new DirectoryFull({ entrySlots: area.config.entrySlots, objects })
+        return yield* new DirectoryFull({
+          entrySlots: area.config.entrySlots,
+          objects,
+          kinds: kindCounts(table.list())
+        })
       }
       const generation = header.generation(at) + 1
       const page = yield* allocate(spec.bytes, free, generation)

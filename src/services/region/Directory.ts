@@ -177,12 +177,29 @@ export class InvalidObjectName extends Schema.TaggedError<InvalidObjectName>()("
   }
 }
 
+/** How an object of each kind is deleted, so a full region's error says what frees its room. */
+const DELETED_BY: Record<ObjectKind, string> = {
+  topic: "a topic with cxlog topics delete NAME",
+  group: "a group with cxlog groups delete NAME",
+  channel: "a channel with Channels.remove(name)",
+  service: "a service with Services.remove(name)"
+}
+
 export class DirectoryFull extends Schema.TaggedError<DirectoryFull>()("DirectoryFull", {
   entrySlots: Schema.Int,
-  objects: Schema.Int
+  objects: Schema.Int,
+  /** How many of the objects are of each kind (the kinds there are). */
+  kinds: Schema.optional(Schema.Array(Schema.Struct({ kind: ObjectKind, objects: Schema.Int })))
 }) {
   override get message() {
-    return `the region's directory is full (${this.objects} objects in ${this.entrySlots} slots): delete objects, or create the region with more (CXLOG_DIRECTORY_ENTRIES)`
+    const kinds = this.kinds ?? []
+    const held = kinds.map((k) => `${k.objects} ${k.kind}${k.objects === 1 ? "" : "s"}`).join(", ")
+    const deleting = kinds.map((k) => DELETED_BY[k.kind]).join("; ")
+    return `the region's directory is full (${this.objects} objects in ${this.entrySlots} slots${
+      held === "" ? "" : `: ${held}`
+    }): delete objects${
+      deleting === "" ? "" : ` (${deleting})`
+    }, or create the region with more (CXLOG_DIRECTORY_ENTRIES)`
   }
 }
 
@@ -194,14 +211,6 @@ const SpaceHolderSchema = Schema.Struct({
 })
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 2)} MiB`
-
-/** How an object of each kind is deleted, so a full region's error says what frees its room. */
-const DELETED_BY: Record<ObjectKind, string> = {
-  topic: "a topic with cxlog topics delete NAME",
-  group: "a group with cxlog groups delete NAME",
-  channel: "a channel with Channels.remove(name)",
-  service: "a service with Services.remove(name)"
-}
 
 export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
   requested: Schema.Number,
