@@ -13,7 +13,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { BatchCopy, GroupReader } from "../../src/layers/groups/GroupReader.js"
 import { BatchBuilder, BufferPool } from "../../src/layers/net/BatchBuilder.js"
-import { type LogBatchView, type LogCursor, LogOutOfRange, type LogReaderShape } from "../../src/services/log/LogReader.js"
+import {
+  type LogBatchView,
+  type LogCursor,
+  LogOutOfRange,
+  type LogReaderShape
+} from "../../src/services/log/LogReader.js"
 import type { TopicInfo } from "../../src/services/log/Topics.js"
 import { encodedParts } from "../fixtures/encoded-parts.js"
 
@@ -158,7 +163,9 @@ describe("a member's read of an offset its topic does not hold", () => {
       const damaged = yield* Effect.flip(new GroupReader(log, "g", "t", 1).open(2 ** 50))
       expect(damaged).toMatchObject({ _tag: "GroupCorrupt", group: "g" })
       expect(damaged.message).toBe(
-        `consumer group "g" cannot be read: it needs offset ${2 ** 50} of topic t, which ends at 20: an offset its object keeps (its frontier or a pending message) is damaged; delete it (cxlog groups delete g) and create it again`
+        `consumer group "g" cannot be read: it needs offset ${
+          2 ** 50
+        } of topic t, which ends at 20: an offset its object keeps (its frontier or a pending message) is damaged; delete it (cxlog groups delete g) and create it again`
       )
     }))
 })
