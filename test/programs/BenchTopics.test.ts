@@ -10,6 +10,7 @@ import { runCliWithin } from "../helpers/CliRoles.js"
 
 interface TopicsBenchJson {
   readonly bench: string
+  readonly client: "local" | "tcp"
   readonly regionBytes: number
   readonly regionWithinLimit: boolean
   readonly topicsCreated: number
@@ -43,6 +44,7 @@ describe("cxlog bench --type topics", () => {
         const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as TopicsBenchJson
         expect(result).toMatchObject({
           bench: "topics",
+          client: "tcp",
           regionWithinLimit: true,
           topicsCreated: 60,
           auditPassed: true,
@@ -67,6 +69,44 @@ describe("cxlog bench --type topics", () => {
         }
         // Its region is gone with it.
         expect(benchRegions()).toEqual(before)
+      }),
+    150_000
+  )
+
+  it.scopedLive(
+    "--local: a local publisher in the bench's process writes the topics, every one audited, and both throughputs are measured",
+    () =>
+      Effect.gen(function*() {
+        const run = yield* runCliWithin(
+          [
+            "bench",
+            "--type",
+            "topics",
+            "--topics",
+            "20",
+            "--ratio-topics",
+            "8",
+            "--bytes",
+            "1MiB",
+            "--local",
+            "--json"
+          ],
+          {},
+          120_000
+        )
+        expect(run.code, run.stderr).toBe(0)
+        const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as TopicsBenchJson
+        expect(result).toMatchObject({
+          bench: "topics",
+          client: "local",
+          topicsCreated: 20,
+          auditPassed: true,
+          auditedMessages: 80,
+          memoryBackAfterDelete: true,
+          recreatedAfterDelete: true
+        })
+        expect(result.oneTopicMBps).toBeGreaterThan(0)
+        expect(result.manyTopicsMBps).toBeGreaterThan(0)
       }),
     150_000
   )

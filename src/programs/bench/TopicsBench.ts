@@ -12,16 +12,26 @@
  * 5. `manyTopicsRatio`: MB/s of 1 KiB messages spread round-robin over `--ratio-topics` topics
  *    through the one publisher ÷ MB/s into the one topic, alternating rounds after a warm round
  *    of each, same run; a phase is `--bytes`, or enough for 16 full batches per topic if more.
+ *
+ * With `--local` the publisher is a local one in this process (it appends into the region itself,
+ * in a broker slot of its own): the same steps, with no broker between the client and the region.
  */
-import { Console, Effect, Layer } from "effect"
+import { Console, Context, Effect, Layer } from "effect"
 import { statSync } from "node:fs"
 import { forEachMessage } from "../../layers/net/BatchPayload.js"
 import * as PublisherLayers from "../../layers/net/Publisher.js"
-import { attachRegion, controlTransport, coordinatorClient, processSlot, reader } from "../../layers/Roles.js"
+import {
+  attachRegion,
+  controlTransport,
+  coordinatorClient,
+  localPublisher,
+  processSlot,
+  reader
+} from "../../layers/Roles.js"
 import { Coordinator } from "../../services/control/Coordinator.js"
 import { LogReader } from "../../services/log/LogReader.js"
 import { Topics } from "../../services/log/Topics.js"
-import type { PublisherShape } from "../../services/net/Publisher.js"
+import { Publisher, type PublisherShape } from "../../services/net/Publisher.js"
 import { percentile, summarize } from "../report/Percentiles.js"
 import { table } from "../report/Table.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
@@ -37,6 +47,8 @@ export interface TopicsBenchOptions {
   readonly ratioBytes: number
   readonly rounds: number
   readonly json: boolean
+  /** The client is a local publisher in this process, not a TCP one through the broker. */
+  readonly local: boolean
 }
 
 const MiB = 1 << 20
@@ -107,6 +119,13 @@ interface PhaseRoles {
   readonly head: RoleProcess
   readonly brokers: ReadonlyArray<RoleProcess>
 }
+
+/** A local publisher in this process, for the bench's scope: the same batches and window as the TCP one. */
+const localClient = (region: string) =>
+  Effect.map(
+    Layer.build(localPublisher({ name: region }, { batchBytes: BATCH_BYTES, maxInFlightBatches: 256 })),
+    (context) => Context.get(context, Publisher)
+  )
 
 /** CPU seconds the roles spent so far: the head's, and the brokers' together (0 for one that exited). */
 const rolesCpuSeconds = (roles: PhaseRoles) => ({
@@ -221,13 +240,15 @@ export const benchTopics = (options: TopicsBenchOptions) =>
       Layer.provideMerge(attachRegion({ name: region }))
     )
     return yield* Effect.gen(function*() {
-      const publisher = yield* PublisherLayers.make({
-        brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
-        // The head's local secret: the region's own user.
-        region,
-        batchBytes: BATCH_BYTES,
-        maxInFlightBatches: 256
-      })
+      const publisher = options.local
+        ? yield* localClient(region)
+        : yield* PublisherLayers.make({
+          brokers: ports.map((port) => ({ host: "127.0.0.1", port })),
+          // The head's local secret: the region's own user.
+          region,
+          batchBytes: BATCH_BYTES,
+          maxInFlightBatches: 256
+        })
       const baseline = yield* freeBytes
       const small = Array.from({ length: options.topics }, (_, i) => smallName(i))
 
@@ -283,6 +304,8 @@ export const benchTopics = (options: TopicsBenchOptions) =>
       const deletes = summarize(deletesUs)
       const result = {
         bench: "topics",
+        // Who published: a TCP publisher through the broker, or a local one appending itself.
+        client: options.local ? "local" as const : "tcp" as const,
         regionBytes,
         regionWithinLimit: regionBytes <= REGION_LIMIT_BYTES,
         heapBytes: HEAP_BYTES,
@@ -332,6 +355,7 @@ const cpuPerGiB = (
 })
 
 const describe = (r: {
+  readonly client: "local" | "tcp"
   readonly regionBytes: number
   readonly topicsCreated: number
   readonly createP50Us: number
@@ -354,7 +378,9 @@ const describe = (r: {
     ["every topic audited clean", `${r.auditPassed}`],
     ["memory back after deleting all; all created again", `${r.memoryBackAfterDelete}; ${r.recreatedAfterDelete}`],
     [
-      `MB/s into 1 topic / spread over ${r.ratioTopics} (1 KiB messages, one client)`,
+      `MB/s into 1 topic / spread over ${r.ratioTopics} (1 KiB messages, one ${
+        r.client === "local" ? "local publisher" : "TCP publisher"
+      })`,
       `${r.oneTopicMBps.toFixed(0)} / ${r.manyTopicsMBps.toFixed(0)}`
     ],
     ["manyTopicsRatio", r.manyTopicsRatio.toFixed(2)]

@@ -170,7 +170,8 @@ export const benchCommand = Cli.command({
           ratioTopics: o.ratioTopics,
           ratioBytes: o.bytes,
           rounds: 3,
-          json: o.json
+          json: o.json,
+          local: o.local
         }))
       : type === "supervisor"
       ? benchWith(

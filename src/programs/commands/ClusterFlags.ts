@@ -47,7 +47,7 @@ export const clusterFlags = (defaultBytes: string) => ({
   local: Cli.toggle("local", {
     env: "CXLOG_LOCAL_PUBLISHER",
     description:
-      "the publisher is local: on the region's host, appending into the region itself through no broker (rtt: in the bench's process)"
+      "the publisher is local: on the region's host, appending into the region itself through no broker (rtt and topics: in the bench's process)"
   }),
   discard: Cli.custom<"old" | "new" | undefined>(
     "discard",
