@@ -112,7 +112,9 @@ const main = Effect.suspend(() => {
   const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
   // Not serve: its second Ctrl-C ends it at once by design, its roles then stopping themselves (docs/operations.md).
-  if (named?.name !== "serve") patientStop(() => (named === undefined ? "cxlog" : `cxlog ${named.name}`))
+  const endPatience = named?.name === "serve"
+    ? () => {}
+    : patientStop(() => (named === undefined ? "cxlog" : `cxlog ${named.name}`))
   const retired = retiredVariableProblem(processEnvironment())
   const run = retired === undefined
     ? Cli.runApp(app, words.filter((w) => w !== "--verbose"), color)
@@ -137,7 +139,9 @@ const main = Effect.suspend(() => {
     Effect.provide(Logger.replace(
       Logger.defaultLogger,
       Logger.prettyLogger({ colors: Cli.useColor(process.stderr, processEnvironment()), stderr: true })
-    ))
+    )),
+    // Ended, with its scopes closed: a SIGTERM now takes Node's default and ends the process.
+    Effect.ensuring(Effect.sync(endPatience))
   )
 })
 

@@ -2,13 +2,17 @@
  * Cluster.spawnRole, the orchestrator's handle on a role process: a role that exited fails every
  * wait on its events, those asked for after the exit included (a run once waited an hour for the
  * "done" of a remote subscriber that had already failed), and its failure says why in its
- * first line (the one the CLI prints): the role's own one-line failure.
+ * first line (the one the CLI prints): the role's own one-line failure. A role done with its work
+ * ends at the orchestrator's first SIGTERM, as `cxlog run` stops it, without waiting for the SIGKILL.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
+import { readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { spawnRole } from "../../src/programs/run/Cluster.js"
+import { spawnRole, stopChild } from "../../src/programs/run/Cluster.js"
+import { forkCli, smallRegionEnv } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
 
 describe("spawnRole", () => {
   it.scoped(
@@ -46,5 +50,35 @@ describe("spawnRole", () => {
         )
       }),
     30_000
+  )
+
+  it.scopedLive(
+    "a role done with its work ends at the first SIGTERM: stopChild needs no SIGKILL",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("spawnrole-done")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "t"], env)
+        yield* head.event("ready")
+        // Its IPC channel keeps it up once it is done, until the orchestrator stops it.
+        const publisher = yield* spawnRole("publisher", ["publish", "--local", "--topic", "t", "--count", "10"], env)
+        yield* publisher.event("done", 30_000)
+        // Its command has ended once it no longer maps the region (it closes its publisher after "done").
+        const mapsRegion = () => {
+          try {
+            return readFileSync(`/proc/${publisher.pid}/maps`, "utf8").includes(region)
+          } catch {
+            return false
+          }
+        }
+        yield* Effect.sync(mapsRegion).pipe(
+          Effect.repeat({ while: (mapped) => mapped, schedule: Schedule.spaced("20 millis") }),
+          Effect.timeout("20 seconds")
+        )
+        yield* stopChild(publisher.child)
+        // stopChild's SIGKILL comes 3 s after its SIGTERM, were the SIGTERM ignored.
+        expect(publisher.child.signalCode).toBe("SIGTERM")
+      }),
+    60_000
   )
 })
