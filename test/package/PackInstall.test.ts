@@ -6,7 +6,7 @@
  * started by the installed CLI and reads its messages back. An app whose effect is another 3.x
  * in the peer range keeps one copy of effect, and publishing says nothing of two versions.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
 import { type ChildProcess, execFileSync, fork, spawnSync } from "node:child_process"
 import {
@@ -82,8 +82,25 @@ const pack = (dir: string) => {
 }
 
 /**
+ * The tarball the file's apps install, packed at the first install: the built tree is the same
+ * for each, and packing it took seconds an app. Its directory goes when the file is done.
+ */
+let packed: { readonly dir: string; readonly tarball: string } | undefined
+const tarball = () => {
+  if (packed === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), `cxlog-test-${process.env["CXLOG_TEST_RUN"]}-tarball-`))
+    packed = { dir, tarball: pack(dir) }
+  }
+  return packed.tarball
+}
+afterAll(() => {
+  if (packed !== undefined) rmSync(packed.dir, { recursive: true, force: true })
+  packed = undefined
+})
+
+/**
  * A fresh app, in a scratch directory removed with the scope, on a PATH with no compiler: first
- * `effect@effectVersion`, then the packed tarball (with `installFlags`), which must install.
+ * `effect@effectVersion`, then the file's packed tarball (with `installFlags`), which must install.
  */
 const installedApp = (effectVersion: string, installFlags: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
@@ -97,7 +114,7 @@ const installedApp = (effectVersion: string, installFlags: ReadonlyArray<string>
     )
     const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
     expect(withEffect.status, withEffect.output).toBe(0)
-    const install = npm(appDir, bin, ["install", ...installFlags, pack(dir)])
+    const install = npm(appDir, bin, ["install", ...installFlags, tarball()])
     expect(install.status, install.output).toBe(0)
     return { appDir, bin, installOutput: install.output }
   })
