@@ -28,6 +28,32 @@ interface TopicsBenchJson {
   readonly cpuSecondsPerGiB: Record<"one" | "many", Record<"publisher" | "head" | "brokers", number>>
 }
 
+/** Runs the bench with `flags` after its own (small sizes), expecting it to succeed: its JSON. */
+const benchTopics = (topics: number, ratioTopics: number, ...flags: Array<string>) =>
+  Effect.map(
+    runCliWithin(
+      [
+        "bench",
+        "--type",
+        "topics",
+        "--topics",
+        `${topics}`,
+        "--ratio-topics",
+        `${ratioTopics}`,
+        "--bytes",
+        "1MiB",
+        ...flags,
+        "--json"
+      ],
+      {},
+      120_000
+    ),
+    (run) => {
+      expect(run.code, run.stderr).toBe(0)
+      return JSON.parse(run.stdout.trim().split("\n").at(-1)!) as TopicsBenchJson
+    }
+  )
+
 describe("cxlog bench --type topics", () => {
   it.scopedLive(
     "creates, writes, audits, deletes and recreates its topics; memory comes back; both throughputs are measured",
@@ -35,13 +61,7 @@ describe("cxlog bench --type topics", () => {
       Effect.gen(function*() {
         const benchRegions = () => readdirSync("/dev/shm").filter((name) => /^cxlog-run-\d+-topics$/.test(name))
         const before = benchRegions()
-        const run = yield* runCliWithin(
-          ["bench", "--type", "topics", "--topics", "60", "--ratio-topics", "12", "--bytes", "1MiB", "--json"],
-          {},
-          120_000
-        )
-        expect(run.code, run.stderr).toBe(0)
-        const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as TopicsBenchJson
+        const result = yield* benchTopics(60, 12)
         expect(result).toMatchObject({
           bench: "topics",
           client: "tcp",
@@ -77,25 +97,7 @@ describe("cxlog bench --type topics", () => {
     "--local: a local publisher in the bench's process writes the topics, every one audited, and both throughputs are measured",
     () =>
       Effect.gen(function*() {
-        const run = yield* runCliWithin(
-          [
-            "bench",
-            "--type",
-            "topics",
-            "--topics",
-            "20",
-            "--ratio-topics",
-            "8",
-            "--bytes",
-            "1MiB",
-            "--local",
-            "--json"
-          ],
-          {},
-          120_000
-        )
-        expect(run.code, run.stderr).toBe(0)
-        const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as TopicsBenchJson
+        const result = yield* benchTopics(20, 8, "--local")
         expect(result).toMatchObject({
           bench: "topics",
           client: "local",
