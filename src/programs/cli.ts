@@ -140,7 +140,7 @@ const main = Effect.suspend(() => {
       Logger.defaultLogger,
       Logger.prettyLogger({ colors: Cli.useColor(process.stderr, processEnvironment()), stderr: true })
     )),
-    // Ended, with its scopes closed: a SIGTERM now takes Node's default and ends the process.
+    // Ended, with its scopes closed: a SIGINT or SIGTERM now ends the process, by that signal.
     Effect.ensuring(Effect.sync(endPatience))
   )
 })
