@@ -14,7 +14,7 @@ import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/A
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { makeLocal } from "../../src/layers/net/Publisher.js"
-import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
+import { ConsumerGroups, GroupCorrupt } from "../../src/services/groups/ConsumerGroups.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { TopicForbidden } from "../../src/services/log/Topics.js"
@@ -23,6 +23,7 @@ import { tempDir } from "../helpers/Processes.js"
 const WORKER: Credentials = { user: "worker", secret: "worker-secret-1" }
 const OUTSIDER: Credentials = { user: "outsider", secret: "outsider-secret-1" }
 const AUDITOR: Credentials = { user: "auditor", secret: "auditor-secret-1" }
+const OPS: Credentials = { user: "ops", secret: "ops-secret-1" }
 
 const privateDir = tempDir("cxlog-groups-rights-")
 
@@ -41,11 +42,15 @@ const credentialFile = (dir: string) => {
       64
     )
   )
+  upsertUser(path, userRecord(OPS.user, OPS.secret, { publish: [], read: [], admin: ["*"] }, undefined, 64))
   return path
 }
 
-/** A broker authenticating with `credentials`, serving the fake's groups over a memory log with `jobs` and `audit`. */
-const brokerOver = (credentials: string) =>
+/**
+ * A broker authenticating with `credentials`, serving the fake's groups over a memory log with
+ * `jobs` and `audit`; a group named in `damaged` describes as one whose object does not read as a group.
+ */
+const brokerOver = (credentials: string, damaged: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "jobs" }, { name: "audit" }] })
     const local = yield* makeMemory(makeMemoryGroupsStore(log.store), { checkEveryMs: 20 })
@@ -54,7 +59,13 @@ const brokerOver = (credentials: string) =>
       Effect.provideService(AckTracker, log.acks)
     )
     const connections = yield* Layer.build(
-      GroupServerLayers.layer.pipe(Layer.provide(Layer.succeed(ConsumerGroups, local)))
+      GroupServerLayers.layer.pipe(Layer.provide(Layer.succeed(ConsumerGroups, {
+        ...local,
+        describe: (name) =>
+          damaged.includes(name)
+            ? Effect.fail(new GroupCorrupt({ group: name, reason: "its layout version is 102, this build reads 2" }))
+            : local.describe(name)
+      })))
     )
     const server = yield* BrokerLayers.make({ credentials }).pipe(
       Effect.provide(log.forBroker(1)),
@@ -99,5 +110,24 @@ describe("consumer groups through a broker that authenticates", () => {
       )
       expect(Chunk.toArray(got)).toEqual([0, 1, 2])
       expect(yield* local.describe("pool")).toMatchObject({ acked: 3, pending: 0 })
+    }))
+
+  it.scopedLive("a group that does not read as one is deleted with the admin right on every topic, refused without it", () =>
+    Effect.gen(function*() {
+      const { local, remote } = yield* brokerOver(credentialFile(yield* privateDir), ["pool"])
+      yield* local.create({ name: "pool", topic: "jobs" })
+      const worker = yield* remote(WORKER)
+      // Its topic cannot be read: the read right on jobs does not let the worker delete it.
+      const refused = yield* Effect.flip(worker.delete("pool"))
+      expect(refused).toBeInstanceOf(TopicForbidden)
+      expect(refused.message).toBe(
+        "user worker may not delete consumer group pool: it cannot be read (its layout version is 102, this build " +
+          "reads 2), so the topic it is of is unknown, and deleting it needs the admin right on every topic ('*') " +
+          "(its admin rights: none)"
+      )
+      expect((yield* local.list).map((g) => g.name)).toEqual(["pool"])
+      const ops = yield* remote(OPS)
+      yield* ops.delete("pool")
+      expect(yield* local.list).toEqual([])
     }))
 })

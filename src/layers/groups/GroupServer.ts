@@ -14,7 +14,9 @@
  * dead by pid and start time, as any member's death.
  *
  * Rights (docs/security.md): every operation on a group needs the read right on its topic and the
- * consume right on the group's name; the list names only the groups the user may read.
+ * consume right on the group's name; the list names only the groups the user may read. A group
+ * whose object does not read as one names no topic: deleting it needs the admin right on every
+ * topic (`*`) instead of the read right.
  */
 import { Cause, Chunk, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
 import type { Socket } from "node:net"
@@ -24,6 +26,7 @@ import {
   type ConsumerGroupsShape,
   type DeadLetterFailed,
   type Delivery,
+  type GroupCorrupt,
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
 import { TopicForbidden } from "../../services/log/Topics.js"
@@ -66,6 +69,26 @@ const refusal = (user: UserRecord | undefined, group: string, topic: string): st
 const mayUse = (user: UserRecord | undefined, group: string, topic: string): Effect.Effect<void, TopicForbidden> => {
   const denied = refusal(user, group, topic)
   return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
+}
+
+/**
+ * Whether `user` may delete group `group`, which does not read as a group (`corrupt`): the topic it
+ * is of cannot be read, so the right checked is the admin right on every topic, with the consume
+ * right on its name. Without it, the refusal says what it needs (never a topic's name).
+ */
+const mayDeleteUnreadable = (
+  user: UserRecord | undefined,
+  group: string,
+  corrupt: GroupCorrupt
+): Effect.Effect<void, TopicForbidden> => {
+  if (user === undefined) return Effect.void
+  const denied = authorize(user, "consume", group) ?? (authorize(user, "admin", "*") === undefined
+    ? undefined
+    : `user ${user.name} may not delete consumer group ${group}: it cannot be read (${corrupt.reason}), so the ` +
+      `topic it is of is unknown, and deleting it needs the admin right on every topic ('*') (its admin rights: ${
+        (user.admin ?? []).join(", ") || "none"
+      })`)
+  return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user.name, reason: denied }))
 }
 
 const isMemberLeft = Schema.is(MemberLeft)
@@ -276,8 +299,8 @@ const connectionRequests = (
       case DeleteGroup.tag:
         return answer(socket, id, DeleteGroup, input, ({ name }) =>
           authorized(groups, user, name).pipe(
-            // A group that does not read as one names no topic to check the rights on.
-            Effect.catchTag("GroupCorrupt", (e) => Effect.fail(new GroupsUnavailable({ reason: e.message }))),
+            // A group that does not read as one names no topic to check the read right on.
+            Effect.catchTag("GroupCorrupt", (e) => mayDeleteUnreadable(user, name, e)),
             Effect.zipRight(groups.delete(name)),
             Effect.as(null)
           ))
