@@ -6,13 +6,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { join } from "node:path"
 import * as DirectoryLayers from "../../src/layers/region/Directory.js"
 import { attachRegion } from "../../src/layers/Roles.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Directory, type ObjectKind } from "../../src/services/region/Directory.js"
 import { RegionLayout } from "../../src/services/RegionLayout.js"
 import { forkCli, runCliWithin, smallRegionEnvFor } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
 /** Adds `delta` to the 32-bit word `at` bytes into object (kind, name)'s extent, from a process attached to `region`. */
 const scribble = (region: string, kind: ObjectKind, name: string, at: number, delta: number) =>
@@ -53,6 +54,22 @@ describe("a region's objects damaged in place, through the CLI", () => {
       const described = yield* cli("topics", "describe", "lost")
       expect(described.code).toBe(1)
       expect(described.stderr).toMatch(new RegExp(`^cxlog topics: ${topicWhy}`))
+      // Through a broker (the region's local user, who may see every topic), said the same way.
+      const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+      const port = (yield* broker.event("listening"))["port"] as number
+      const remote = yield* cli("topics", "--brokers", `127.0.0.1:${port}`)
+      expect(remote.code).toBe(0)
+      expect(remote.stdout).toMatch(/^jobs /m)
+      expect(remote.stderr).toMatch(new RegExp(`^cxlog topics: ${topicWhy}`, "m"))
+      const remoteJson = yield* cli("topics", "--brokers", `127.0.0.1:${port}`, "--json")
+      expect(JSON.parse(remoteJson.stdout).unreadable).toEqual([expect.stringMatching(new RegExp(`^${topicWhy}`))])
+      // A user who may not see the topic is not told of it.
+      const viewerSecret = join(yield* tempDir("cxlog-corrupt-users-"), "viewer.secret")
+      expect((yield* cli("user", "add", "viewer", "--read", "jobs", "--secret-file", viewerSecret)).code).toBe(0)
+      const viewer = yield* cli("topics", "--brokers", `127.0.0.1:${port}`, "--secret-file", viewerSecret, "--json")
+      expect(viewer.code, viewer.stderr).toBe(0)
+      expect(viewer.stderr).toBe("")
+      expect(JSON.parse(viewer.stdout)).not.toHaveProperty("unreadable")
 
       const groupWhy =
         `consumer group "broken" cannot be read: its layout version is 102, this build reads 2; delete it \\(cxlog groups delete broken\\) and create it again`

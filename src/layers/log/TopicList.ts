@@ -7,7 +7,7 @@
  * something did. A descriptor is written once, before its topic's name is published, so a topic
  * read once is known until its entry goes. In the order they were created, as a table's would be.
  */
-import type { TopicInfo } from "../../services/log/Topics.js"
+import type { TopicInfo, UnreadableTopic } from "../../services/log/Topics.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { DirectoryFollower } from "../region/DirectoryFollower.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
@@ -71,5 +71,32 @@ export const topicLister = (region: CxlMemoryShape, area: LogArea): () => Readon
     unsorted = false
     listed = ordered.map((topic) => topic.info)
     return listed
+  }
+}
+
+/**
+ * A function naming the region's topics that a list (`listed`) left out because they cannot be
+ * read, each with why (`find`'s answer for its name). Only the live entries no listed topic holds
+ * are decoded, so a region whose topics all read costs a pass over the slots' state words. An entry
+ * whose own fields are out of range has no name to say (a lookup of its name's hash says it).
+ */
+export const unreadableTopics = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  find: (name: string) => TopicInfo | string | undefined
+) => {
+  const table = new DirectoryTable(region, area.directory)
+  return (listed: ReadonlyArray<TopicInfo>): ReadonlyArray<UnreadableTopic> => {
+    const held = new Set(listed.map((t) => `${t.id}:${t.generation}`))
+    const unreadable: Array<UnreadableTopic> = []
+    for (const { generation, slot } of table.liveSlots("topic")) {
+      if (held.has(`${slot}:${generation}`)) continue
+      const { entry } = table.read(slot)
+      if (entry === undefined || entry.kind !== "topic") continue
+      const why = find(entry.name)
+      // Readable by now (made since the list), or deleted since: nothing left out.
+      if (typeof why === "string") unreadable.push({ name: entry.name, reason: why })
+    }
+    return unreadable
   }
 }

@@ -26,7 +26,8 @@ import {
   TopicSpec,
   topicSpecConflict,
   type TopicsShape,
-  type TrimTarget
+  type TrimTarget,
+  type UnreadableTopic
 } from "../../services/log/Topics.js"
 import { CxlMemory, type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { DirectoryWriter, type DirectoryWriterShape, NotDirectoryWriter } from "../../services/region/Directory.js"
@@ -45,7 +46,7 @@ import { SessionTable } from "./SessionTable.js"
 import { describeOver, regionHeap } from "./TopicDescriptions.js"
 import { readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
 import { laneCount } from "./TopicLanes.js"
-import { topicLister } from "./TopicList.js"
+import { topicLister, unreadableTopics } from "./TopicList.js"
 import { heldBytes, TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape, unworkableMemory } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
 
@@ -54,6 +55,8 @@ export interface TopicTable {
   readonly list: () => ReadonlyArray<TopicInfo>
   /** The live topic of that name, if any; or why one that may be it cannot be read (a corrupt region). */
   readonly find: (name: string) => TopicInfo | string | undefined
+  /** The topics of the table that `listed` (its list) leaves out because they cannot be read. Absent where none can be. */
+  readonly unreadable?: (listed: ReadonlyArray<TopicInfo>) => ReadonlyArray<UnreadableTopic>
   /** A live topic as it is now (TopicDescriptions.ts). */
   readonly describe: (info: TopicInfo) => TopicDescription
   /** The memory topics take their extents from, while `topics` topics live. */
@@ -245,8 +248,11 @@ export const topicsOver = (table: TopicTable, config: LogConfig, copies?: DiskCo
     delete: (name) => deleteTopic(table, name, copies),
     describe: (name) => Effect.map(lookup(name), table.describe),
     overview: Effect.sync(() => {
-      const topics = table.list().map(table.describe)
-      return { topics, heap: table.heap(topics.length) }
+      const listed = table.list()
+      const topics = listed.map(table.describe)
+      // A topic the list could not read is said, never left out in silence.
+      const unreadable = table.unreadable?.(listed) ?? []
+      return { topics, heap: table.heap(topics.length), ...(unreadable.length === 0 ? {} : { unreadable }) }
     }),
     trim: (name, target) => trimTopic(table, name, target),
     purge: (name) => trimTopic(table, name, { beforeOffset: Number.MAX_SAFE_INTEGER })
@@ -404,6 +410,7 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
           }),
         list: topicLister(region, area),
         find: regionTopicFinder(region, area),
+        unreadable: unreadableTopics(region, area, regionTopicFinder(region, area)),
         describe: describeOver({
           readTopic: reading,
           sessions: regionSessionTables(region, area),

@@ -196,7 +196,14 @@ const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => 
     handle(ListTopics, (_, user) =>
       Effect.map(
         withinRegion(topics.overview),
-        (overview) => ({ ...overview, topics: overview.topics.filter((t) => hiddenFrom(user, t.name) === undefined) })
+        ({ unreadable, ...overview }) => {
+          const unseen = unreadable?.filter((t) => hiddenFrom(user, t.name) === undefined) ?? []
+          return {
+            ...overview,
+            topics: overview.topics.filter((t) => hiddenFrom(user, t.name) === undefined),
+            ...(unseen.length === 0 ? {} : { unreadable: unseen })
+          }
+        }
       ))
   ]
   return new Map(list.map((h) => [h.operation, h]))

@@ -6,12 +6,11 @@
  * a running cluster and on a region whose head is gone; with `--brokers` it asks a broker, which
  * reads the same from the region where it runs (showing the topics the user may see).
  */
-import { Console, Effect, Either } from "effect"
+import { Console, Effect } from "effect"
 import * as TopicsLayers from "../../layers/log/Topics.js"
 import { readMirrorStatuses } from "../../layers/mirror/MirrorStatusFile.js"
 import { makeRemoteTopics } from "../../layers/net/TopicsRemote.js"
 import * as CxlMemoryLayers from "../../layers/region/CxlMemory.js"
-import { DirectoryTable } from "../../layers/region/DirectoryTable.js"
 import { regionId } from "../../layers/region/Superblock.js"
 import { configFromParams, resolve } from "../../layers/RegionLayout.js"
 import type { RegionAccess } from "../../layers/Roles.js"
@@ -31,16 +30,22 @@ export interface TopicDescription extends LogTopicDescription {
   readonly mirrors: ReadonlyArray<MirrorStatus>
 }
 
-export interface TopicsReport extends Omit<TopicsOverview, "topics"> {
+export interface TopicsReport extends Omit<TopicsOverview, "topics" | "unreadable"> {
   /** The region read in place, or the brokers asked. */
   readonly region?: string
   /** The region's id (its creation time in ms), as mirrors name it (read in place only). */
   readonly regionId?: string
   readonly brokers?: string
   readonly topics: ReadonlyArray<TopicDescription>
-  /** Why each topic of the region's directory that `topics` leaves out cannot be read (read in place only). */
+  /** Why each topic of the region's directory that `topics` leaves out cannot be read (through brokers, of those the user may see). */
   readonly unreadable?: ReadonlyArray<string>
 }
+
+/** An overview's unreadable topics as a report gives them: each said as its lookup says it (absent: none). */
+const unreadableOf = (unreadable: TopicsOverview["unreadable"]) =>
+  unreadable === undefined || unreadable.length === 0
+    ? {}
+    : { unreadable: unreadable.map((t) => new TopicNotFound({ name: t.name, unreadable: t.reason }).message) }
 
 /**
  * Reads every topic of `region` in place (the region's Topics, without joining it), with the mirrors
@@ -58,22 +63,14 @@ export const describeTopics = (access: RegionAccess, only?: string) =>
     const layout = yield* resolve(configFromParams(region.params), region.size)
     const topics = yield* TopicsLayers.make(layout.log).pipe(Effect.provideService(CxlMemory, region))
     if (only !== undefined) yield* topics.lookup(only)
-    const overview = yield* topics.overview
-    // A topic in the directory that the overview could not read is said, never left out in silence.
-    const listed = new Set(overview.topics.map((t) => t.name))
-    const unreadable: Array<string> = []
-    for (const entry of new DirectoryTable(region, layout.log.directory).list("topic")) {
-      if (listed.has(entry.name)) continue
-      const looked = yield* Effect.either(topics.lookup(entry.name))
-      if (Either.isLeft(looked) && looked.left.unreadable !== undefined) unreadable.push(looked.left.message)
-    }
+    const { unreadable, ...overview } = yield* topics.overview
     const id = regionId(region)
     return {
       ...overview,
       region: access.name,
       regionId: id,
       topics: withMirrors(overview.topics, id),
-      ...(unreadable.length === 0 ? {} : { unreadable })
+      ...unreadableOf(unreadable)
     } satisfies TopicsReport
   }).pipe(Effect.scoped)
 
@@ -100,12 +97,13 @@ const reportOf = (at: TopicsAt, only: string | undefined) =>
       const { topics } = yield* makeRemoteTopics(at.remote!)
       const brokers = at.remote!.brokers.map((b) => `${b.host}:${b.port}`).join(",")
       // One topic is asked for alone: a user may describe a topic it may read without listing the rest.
-      const overview = yield* topics.overview
+      const { unreadable, ...overview } = yield* topics.overview
       const described = only === undefined ? overview.topics : [yield* topics.describe(only)]
       return {
         ...overview,
         brokers,
-        topics: described.map((t) => ({ ...t, mirrors: [] }))
+        topics: described.map((t) => ({ ...t, mirrors: [] })),
+        ...unreadableOf(unreadable)
       } satisfies TopicsReport
     }))
 

@@ -191,9 +191,15 @@ export const TopicsHeap = Schema.Struct({ heapBytes: Count, freeBytes: Count, la
 export type TopicsHeap = typeof TopicsHeap.Type
 
 /** Every topic described, with the memory left. */
+/** A topic of the region that a list leaves out because it cannot be read (a corrupt region): its name and why. */
+export const UnreadableTopic = Schema.Struct({ name: Schema.String, reason: Schema.String })
+export type UnreadableTopic = typeof UnreadableTopic.Type
+
+/** Every topic described, the heap, and the topics that cannot be read (absent: none, or an older broker's answer). */
 export const TopicsOverview = Schema.Struct({
   topics: Schema.Array(TopicDescription),
-  heap: TopicsHeap
+  heap: TopicsHeap,
+  unreadable: Schema.optionalWith(Schema.Array(UnreadableTopic), { exact: true })
 })
 export type TopicsOverview = typeof TopicsOverview.Type
 
