@@ -8,7 +8,8 @@ import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { blogBytesOfShape, type TopicShape, unworkableMemory } from "../../src/layers/log/TopicShape.js"
 import { largestBlockBytes } from "../../src/layers/region/BuddyAllocator.js"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
-import { EntryView } from "../../src/layers/region/DirectoryRecords.js"
+import { DirectoryHeaderView, EntryView } from "../../src/layers/region/DirectoryRecords.js"
+import { writerOver } from "../../src/layers/region/DirectoryWriter.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { parseSize, showSize } from "../../src/Settings.js"
 import {
@@ -366,8 +367,9 @@ describe("Topics in the region", () => {
       // Its directory entry corrupt as well (a kind out of range): the entry is named, and no other topic is touched.
       yield* cluster.topics.create({ name: "y", order: 2, ackLevel: 1, replicationFactor: 1 })
       new EntryView(memory).setKind(area.directory.entry(id), 99)
-      expect((yield* Effect.flip(cluster.topics.delete("x"))).message).toBe(
-        `topic "x" cannot be read: directory entry ${id} of its name's hash is corrupt (its fields out of range)`
+      expect((yield* Effect.flip(cluster.topics.lookup("x"))).message).toBe(
+        `topic "x" cannot be read: directory entry ${id} of its name's hash is corrupt (its fields out of range); ` +
+          `deleting the topic frees its entry and memory (what it held cannot be read)`
       )
       expect((yield* cluster.topics.list).map((t) => t.name)).toEqual(["y"])
       // A name whose probe meets no corrupt entry is simply unknown.
@@ -399,5 +401,49 @@ describe("Topics in the region", () => {
       yield* cluster.topics.delete("y")
       yield* writer.reclaim
       expect(yield* free()).toBe(empty)
+    }))
+
+  it.scoped("a topic whose directory entry is corrupt and still says its name is deleted by it; one that does not say it is not", () =>
+    Effect.gen(function*() {
+      const cluster = yield* implementations[1]!.make()
+      const spec = { order: 2, ackLevel: 1, replicationFactor: 1 } as const
+      const free = () => Effect.map(cluster.topics.overview, (o) => o.heap.freeBytes)
+      const x = yield* cluster.topics.create({ name: "x", ...spec })
+      const y = yield* cluster.topics.create({ name: "y", ...spec })
+      const z = yield* cluster.topics.create({ name: "z", ...spec })
+      const withAll = yield* free()
+      const { area, memory, writer } = cluster.region!
+      const entries = new EntryView(memory)
+      // x's kind and z's name length as no build writes them: neither decodes into an object.
+      entries.setKind(area.directory.entry(x.id), 99)
+      const zNameBytes = entries.nameBytes(area.directory.entry(z.id))
+      entries.setNameBytes(area.directory.entry(z.id), 100_000)
+      yield* cluster.topics.delete("x")
+      expect((yield* Effect.flip(cluster.topics.lookup("x"))).message).toBe(`unknown topic "x"`)
+      // Its memory is what the page map says its entry owns: freed at the writer's reclaim, y's untouched.
+      yield* writer.reclaim
+      expect(yield* free()).toBeGreaterThan(withAll)
+      expect(yield* cluster.topics.describe("y")).toMatchObject({ name: "y", generation: y.generation })
+      // z's entry names no topic any more: it is not deleted, and its error says what holds and until when.
+      const stuck = yield* Effect.flip(cluster.topics.delete("z"))
+      expect(stuck.message).toBe(
+        `topic "z" cannot be read: directory entry ${z.id} of its name's hash is corrupt (its fields out of range), ` +
+          `its name too, so nothing says which topic it is and no delete frees it: its memory comes back when a head ` +
+          `next takes the region over (a restart of the head), its entry slot only with a new region`
+      )
+      // Its name written back, it is z's again, and deleted as such.
+      entries.setNameBytes(area.directory.entry(z.id), zNameBytes)
+      yield* cluster.topics.delete("z")
+      yield* cluster.topics.create({ name: "x", ...spec })
+      yield* cluster.topics.delete("x")
+      yield* writer.reclaim
+      // As the error says: a writer taking over frees the memory of an entry that names nothing.
+      const w = yield* cluster.topics.create({ name: "w", ...spec })
+      entries.setNameBytes(area.directory.entry(w.id), 100_000)
+      const held = yield* free()
+      const header = new DirectoryHeaderView(memory)
+      const next = yield* writerOver(memory, area.directory, header.writerEpoch(area.directory.header) + 1)
+      yield* next.shape.reclaim
+      expect(yield* free()).toBeGreaterThan(held)
     }))
 })

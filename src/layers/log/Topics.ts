@@ -76,8 +76,9 @@ export interface TopicTable {
   readonly remove: (info: TopicInfo) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
   /**
    * Deletes the topic of that name whose directory entry is sound but whose descriptor cannot be
-   * read (a region's, damaged): its name and memory come back. `why` is what the lookup said; a topic
-   * whose entry itself is corrupt is not deleted (`TopicNotFound` saying so). Absent where no topic can be unreadable.
+   * read (a region's, damaged): its name and memory come back. `why` is what the lookup said. A topic
+   * whose entry itself is corrupt is deleted when the entry still says its name; one whose entry does
+   * not is not (`TopicNotFound` saying so). Absent where no topic can be unreadable.
    */
   readonly removeUnreadable?: (name: string, why: string) => Effect.Effect<void, TopicNotFound | NotDirectoryWriter>
   /** The topic's total order as a reader sees it (where a trim cuts). */
@@ -277,9 +278,12 @@ export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
   return (name: string): TopicInfo | string | undefined => {
     const { corrupt, found } = table.probe("topic", name)
     if (found === undefined) {
-      return corrupt < 0
-        ? undefined
-        : `directory entry ${corrupt} of its name's hash is corrupt (its fields out of range)`
+      if (corrupt < 0) return undefined
+      const why = `directory entry ${corrupt} of its name's hash is corrupt (its fields out of range)`
+      return table.undecoded(corrupt)?.name === name
+        ? `${why}; deleting the topic frees its entry and memory (what it held cannot be read)`
+        : `${why}, its name too, so nothing says which topic it is and no delete frees it: its memory comes back ` +
+          `when a head next takes the region over (a restart of the head), its entry slot only with a new region`
     }
     const info = readTopicEntry(region, area, found)
     if (info !== undefined) return info
@@ -372,9 +376,9 @@ const removeUnreadableTopic = (
   why: string
 ) =>
   Effect.suspend(() => {
-    const { found } = new DirectoryTable(region, area.directory).probe("topic", name)
-    // No sound entry of the name (its entry is the corrupt one): nothing names what would be deleted.
-    if (found === undefined) return Effect.fail(missing(name, why))
+    const table = new DirectoryTable(region, area.directory)
+    const { corrupt, found } = table.probe("topic", name)
+    if (found === undefined) return removeCorruptEntry(table, writer, name, corrupt, why)
     // Read whole since the look that sent it here: deleted as any topic is.
     const readable = readTopicEntry(region, area, found)
     if (readable !== undefined) return removeTopic(region, area, writer, readable)
@@ -386,6 +390,35 @@ const removeUnreadableTopic = (
     }
     return writer.remove(found).pipe(Effect.catchTag("ObjectDeleted", () => Effect.fail(new TopicNotFound({ name }))))
   })
+
+/**
+ * Deletes the topic of that name whose directory entry itself is corrupt (`corrupt`, the first of
+ * its name's hash that does not decode) when the entry still says the name: of the topic kind's hash
+ * and this name, it is this topic's. It is removed by its slot and generation as any object is, so
+ * its readers let go of it and its memory is what the page map says that entry owns, never another
+ * object's. An entry whose name cannot be read names no topic: it is not deleted.
+ */
+const removeCorruptEntry = (
+  table: DirectoryTable,
+  writer: DirectoryWriterShape,
+  name: string,
+  corrupt: number,
+  why: string
+) => {
+  const entry = corrupt < 0 ? undefined : table.undecoded(corrupt)
+  if (entry?.name !== name) return Effect.fail(missing(name, why))
+  // Only its slot, generation, kind and name are used by a removal; its extent is the page map's.
+  const removed = {
+    slot: corrupt,
+    generation: entry.generation,
+    kind: "topic",
+    name,
+    extent: { offset: 0, bytes: 0 },
+    params: [],
+    createdAtMs: 0
+  } as const
+  return writer.remove(removed).pipe(Effect.catchTag("ObjectDeleted", () => Effect.fail(new TopicNotFound({ name }))))
+}
 
 /** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
 export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, CxlMemory> =>

@@ -176,6 +176,29 @@ export class DirectoryTable {
     return found
   }
 
+  /**
+   * What can still be read of live entry `slot` whose fields are out of range (so it decodes as no
+   * object): its generation, its hash, and its name when the name's length is in range (undefined
+   * when not, or when the entry is not such an entry: empty, deleted, sound, or being rewritten).
+   */
+  undecoded(slot: number): { readonly generation: number; readonly hash: number; readonly name?: string } | undefined {
+    const at = this.area.entry(slot)
+    const e = this.entries
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      this.region.invalidate(at, ENTRY_BYTES)
+      const before = e.version(at)
+      if ((before & 1) === 1) continue
+      const undecodable = e.state(at) === EntryState.live && this.decode(at, slot) === undefined
+      const nameBytes = e.nameBytes(at)
+      const name = nameBytes >= 1 && nameBytes <= MAX_NAME_BYTES
+        ? decoder.decode(this.region.bytes.slice(at + Entry.name, at + Entry.name + nameBytes))
+        : undefined
+      const read = { generation: e.generation(at), hash: e.hash(at), ...(name === undefined ? {} : { name }) }
+      if (e.version(at) === before) return undecodable ? read : undefined
+    }
+    return undefined
+  }
+
   /** Whether slot `entry.slot` still holds that very object: live, same generation. */
   isCurrent(entry: Pick<DirectoryEntry, "slot" | "generation">): boolean {
     const at = this.area.entry(entry.slot)
