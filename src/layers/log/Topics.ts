@@ -47,8 +47,9 @@ import { describeOver, regionHeap } from "./TopicDescriptions.js"
 import { readTopicEntry, writeDescriptor } from "./TopicDescriptors.js"
 import { laneCount } from "./TopicLanes.js"
 import { topicLister, unreadableTopics } from "./TopicList.js"
-import { heldBytes, TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape, unworkableMemory } from "./TopicShape.js"
+import { heldBytes, type TopicShape, topicShape, unworkableMemory } from "./TopicShape.js"
 import { TRIM_TRIES, trimPoint } from "./TopicTrim.js"
+import { removeUnreadableTopic } from "./TopicUnreadable.js"
 
 /** Where topics are kept: the region's directory or the store's array. A topic is never renamed; a deleted one's name may name a new topic. */
 export interface TopicTable {
@@ -363,63 +364,6 @@ const removeTopic = (region: CxlMemoryShape, area: LogArea, writer: DirectoryWri
     )
   })
 
-/**
- * Deletes the topic of that name whose directory entry is sound and whose descriptor is not (so no
- * `TopicInfo` can be had of it), as `removeTopic` deletes a readable one. Its descriptor is marked
- * deleted only where the entry's extent lies in the heap (where else it would be another part's bytes).
- */
-const removeUnreadableTopic = (
-  region: CxlMemoryShape,
-  area: LogArea,
-  writer: DirectoryWriterShape,
-  name: string,
-  why: string
-) =>
-  Effect.suspend(() => {
-    const table = new DirectoryTable(region, area.directory)
-    const { corrupt, found } = table.probe("topic", name)
-    if (found === undefined) return removeCorruptEntry(table, writer, name, corrupt, why)
-    // Read whole since the look that sent it here: deleted as any topic is.
-    const readable = readTopicEntry(region, area, found)
-    if (readable !== undefined) return removeTopic(region, area, writer, readable)
-    const at = found.extent.offset
-    const { heap, config } = area.directory
-    if (at >= heap && at + TOPIC_DESCRIPTOR_BYTES <= heap + config.heapBytes) {
-      new DescriptorView(region).storeState(at, DescriptorState.deleted)
-      region.publish(at, LINE_BYTES)
-    }
-    return writer.remove(found).pipe(Effect.catchTag("ObjectDeleted", () => Effect.fail(new TopicNotFound({ name }))))
-  })
-
-/**
- * Deletes the topic of that name whose directory entry itself is corrupt (`corrupt`, the first of
- * its name's hash that does not decode) when the entry still says the name: of the topic kind's hash
- * and this name, it is this topic's. It is removed by its slot and generation as any object is, so
- * its readers let go of it and its memory is what the page map says that entry owns, never another
- * object's. An entry whose name cannot be read names no topic: it is not deleted.
- */
-const removeCorruptEntry = (
-  table: DirectoryTable,
-  writer: DirectoryWriterShape,
-  name: string,
-  corrupt: number,
-  why: string
-) => {
-  const entry = corrupt < 0 ? undefined : table.undecoded(corrupt)
-  if (entry?.name !== name) return Effect.fail(missing(name, why))
-  // Only its slot, generation, kind and name are used by a removal; its extent is the page map's.
-  const removed = {
-    slot: corrupt,
-    generation: entry.generation,
-    kind: "topic",
-    name,
-    extent: { offset: 0, bytes: 0 },
-    params: [],
-    createdAtMs: 0
-  } as const
-  return writer.remove(removed).pipe(Effect.catchTag("ObjectDeleted", () => Effect.fail(new TopicNotFound({ name }))))
-}
-
 /** The region's topics; they are created where the directory's writer is (the head), elsewhere NotDirectoryWriter. */
 export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, CxlMemory> =>
   Effect.gen(function*() {
@@ -467,7 +411,16 @@ export const make = (area: LogArea): Effect.Effect<TopicsShape<never>, never, Cx
         remove: (info) =>
           Option.isSome(writer) ? removeTopic(region, area, writer.value, info) : Effect.fail(notWriter),
         removeUnreadable: (name, why) =>
-          Option.isSome(writer) ? removeUnreadableTopic(region, area, writer.value, name, why) : Effect.fail(notWriter)
+          Option.isSome(writer)
+            ? removeUnreadableTopic(
+              region,
+              area,
+              writer.value,
+              name,
+              why,
+              (info) => removeTopic(region, area, writer.value, info)
+            )
+            : Effect.fail(notWriter)
       },
       area.config,
       Option.getOrUndefined(copies)
