@@ -164,6 +164,26 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)
     }))
 
+  it.effect("a mistake a command finds in its flags' combination names the command too, as every other mistake does", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [
+          ["mirror", "--brokers", "127.0.0.1:1", "--topic", "events"],
+          "cxlog mirror: --brokers and --region-id go together: a mirror reading over TCP names the region it reads (cxlog regions --json: createdAtMs)"
+        ],
+        [
+          ["subscribe", "--brokers", "127.0.0.1:1", "--tls-client-cert", "/nonexistent.pem"],
+          "cxlog subscribe: --tls-client-cert and --tls-client-key go together"
+        ],
+        [["bench", "--type", "mirror", "--peers", "redis"], "cxlog bench: --peers is not measured with --type mirror"],
+        [
+          ["topics", "--brokers", "nope"],
+          `cxlog topics: --brokers nope: not a broker address: "nope" (host:port, the port in 1..65535)`
+        ]
+      ]
+      for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)
+    }))
+
   it.effect("--from that is no position: exit 2, saying what a position is", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["subscribe", "--from", "abc"])

@@ -165,7 +165,11 @@ export const describeFailure = (
 ): { readonly line: string; readonly exitCode: 1 | 2 } => {
   const failure = Cause.failureOption(cause)
   const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
-  if (error instanceof UsageError) return { line: error.message, exitCode: 2 }
+  // A usage line says which command refused it, as every other failure does; most already
+  // name their command (or the variable or flag at fault under it), the rest get it here.
+  if (error instanceof UsageError) {
+    return { line: error.message.startsWith("cxlog") ? error.message : `${prefix}: ${error.message}`, exitCode: 2 }
+  }
   const usageMistake = ConfigError.isConfigError(error) ||
     CONFIGURATION_ERRORS.has((error as { readonly _tag?: string } | null)?._tag ?? "")
   return { line: `${prefix}: ${describe(error)}`, exitCode: usageMistake ? 2 : 1 }

@@ -45,7 +45,7 @@ const topicsAt = (o: {
     const brokers = yield* Effect.try({
       try: () => parseAddresses(o.brokers!),
       catch: (e) => e as Error
-    }).pipe(Effect.catchAll((e) => failUsage(`cxlog: --brokers ${o.brokers}: ${e.message}`)))
+    }).pipe(Effect.catchAll((e) => failUsage(`--brokers ${o.brokers}: ${e.message}`)))
     const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
     return { ...at, remote: { brokers, region: o.region, ...(yield* clientSecurity(o)) } } satisfies TopicsAt
   })
