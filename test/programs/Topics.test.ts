@@ -14,7 +14,7 @@ describe("cxlog topics", () => {
     Effect.gen(function*() {
       const region = yield* uniqueRegion("topics")
       const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "ev:5:1", "--topic", "au:2:0:1"], env)
+      const head = yield* forkCli(["head", "--topic", "ev:5:1", "--topic", "au:2:0:1", "--topic", "a2:5:2"], env)
       yield* head.event("ready")
       const broker = yield* forkCli(["broker", "--port", "0"], env)
       const port = (yield* broker.event("listening"))["port"] as number
@@ -43,7 +43,7 @@ describe("cxlog topics", () => {
       const memory = Number(smallRegionEnv["CXLOG_TOPIC_MEMORY"])
       const used = report.topics.reduce((sum, t) => sum + (t["usedBytes"] as number), 0)
       expect(report.heap.freeBytes).toBe(report.heap.heapBytes - used)
-      expect(report.topics).toHaveLength(2)
+      expect(report.topics).toHaveLength(3)
       expect((report.topics[0]!["usedBytes"] as number) - (report.topics[1]!["usedBytes"] as number)).toBe(memory)
       expect(report.topics[0]!["blogBytesPerLane"]).toBeGreaterThanOrEqual(1 << 20)
       expect(report.topics[0]).toMatchObject({
@@ -78,6 +78,10 @@ describe("cxlog topics", () => {
         new RegExp(`^ev +5 \\(\\+FIFO session\\) +1 \\(ordered\\) +1 +${mib}, 1 lane +0\\.\\.24 `, "m")
       )
       expect(human.stdout).toMatch(new RegExp(`^au +2 \\(total\\) +0 \\(none\\) +1 +${mib}, 0 lanes +none `, "m"))
+      // ACK 2 is "rf copies": at rf 1 the ordered one, which the table must not call replicated.
+      expect(human.stdout).toMatch(
+        new RegExp(`^a2 +5 \\(\\+FIFO session\\) +2 \\(as 1: rf 1, no copy on disk\\) +1 +${mib}, 0 lanes `, "m")
+      )
       expect(human.stdout).toMatch(/\nmemory: [\d.]+ MiB of the region's 2048 MiB heap free/)
 
       // One topic, everything about it; a topic created here, its spec from the name and the flags.

@@ -114,11 +114,17 @@ const ORDER_NAMES: Record<number, string> = {
   5: "5 (+FIFO session)"
 }
 const ACK_NAMES: Record<number, string> = { 0: "0 (none)", 1: "1 (ordered)", 2: "2 (replicated)" }
-/** Its ACK level as named, or that its copy on disk stopped (ACK 2 refused until a head writes it again). */
+/**
+ * Its ACK level as named, or that its copy on disk stopped (ACK 2 refused until a head writes it
+ * again). Level 2 is "rf copies": at rf 1 that is the ordered one, and calling it replicated would
+ * have a user take `NAME:5:2` for a topic kept on disk.
+ */
 const ackText = (t: TopicDescription) =>
-  t.diskCopyStopped === undefined
-    ? ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`
-    : `${t.ackLevel} (copy on disk stopped: ${t.diskCopyStopped})`
+  t.diskCopyStopped !== undefined
+    ? `${t.ackLevel} (copy on disk stopped: ${t.diskCopyStopped})`
+    : t.ackLevel === 2 && t.replicationFactor < 2
+    ? "2 (as 1: rf 1, no copy on disk)"
+    : ACK_NAMES[t.ackLevel] ?? `${t.ackLevel}`
 
 const held = (t: TopicDescription) => (t.end === t.earliest ? "none" : `${t.earliest}..${t.end - 1}`)
 /** Readers with a durable cursor (each holds retention at it): a reader without one takes no line and is not counted. */
