@@ -495,6 +495,10 @@ for (const backend of backends) {
             yield* appendAll(log, 0, 3)
             const error = yield* Effect.flip(withLog(b.segments, "locked", {}, () => Effect.void))
             expect(error).toMatchObject({ _tag: "StreamLocked", stream: "locked", pid: process.pid })
+            // What a user given another head's data directory reads: who holds it and what to do.
+            expect(error.message).toMatch(
+              new RegExp(`is open in process ${process.pid} .*: stop it, or give this one a data directory of its own`)
+            )
             // The holder was not disturbed.
             yield* appendAll(log, 3, 5)
           }))

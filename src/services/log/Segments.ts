@@ -171,7 +171,7 @@ export class StreamLocked extends Data.TaggedError("StreamLocked")<
   { readonly stream: string; readonly directory: string; readonly pid: number }
 > {
   override get message() {
-    return `segment stream ${this.stream} in ${this.directory} is open in process ${this.pid}; one process writes a stream at a time`
+    return `segment stream ${this.stream} in ${this.directory} is open in process ${this.pid} (a head or a recovery using this data directory; one process writes a stream at a time): stop it, or give this one a data directory of its own`
   }
 }
 
