@@ -240,6 +240,12 @@ describe("cxlog head --recover", () => {
         expect(recovered.stderr).toContain(`nothing to recover: the data directory ${missing} does not exist`)
         expect(existsSync(missing)).toBe(false)
         expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        // Nor of one that records no topic (a wrong path that happens to exist): no empty region as if recovered.
+        const empty = yield* uniqueRegion("baddir")
+        const fromEmpty = yield* runCliWithin(["head", "--region", empty, "--recover", parent], smallRegionEnv, 30_000)
+        expect(fromEmpty.code).toBe(1)
+        expect(fromEmpty.stderr).toContain(`nothing to recover: the data directory ${parent} records no topic`)
+        expect(existsSync(`/dev/shm/${empty}`)).toBe(false)
       }),
     120_000
   )

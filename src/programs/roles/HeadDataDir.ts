@@ -56,20 +56,36 @@ export const topicsRecordedIn = (dataDir: string): Effect.Effect<ReadonlyArray<s
     Effect.mapError((e) => new DataDirUnusable({ dataDir, reason: e.message }))
   )
 
-/** `--recover DIR` of a directory that does not exist. */
-export class NothingToRecover extends Data.TaggedError("NothingToRecover")<{ readonly dataDir: string }> {
+/** `--recover DIR` of a directory that does not exist, or that records no topic to rebuild. */
+export class NothingToRecover extends Data.TaggedError("NothingToRecover")<{
+  readonly dataDir: string
+  readonly reason: "missing" | "empty"
+}> {
   override get message() {
-    return `nothing to recover: the data directory ${this.dataDir} does not exist (--recover takes the data directory of a head before; to start a new log there, drop --recover)`
+    return `nothing to recover: the data directory ${this.dataDir} ${
+      this.reason === "missing" ? "does not exist" : "records no topic"
+    } (--recover takes the data directory of a head before; to start a new log there, drop --recover)`
   }
 }
 
 /**
- * `--recover DIR` of a directory that does not exist (a typo, another host's path) is refused:
- * made there, it would start an empty region as if the log had never been.
+ * `--recover DIR` of a directory that does not exist, or that records no topic while no --topic
+ * is given (a typo, another host's path, a directory made empty): made there or started on it, it
+ * would start an empty region as if the log had never been.
  */
 export const requireRecoverable = (
-  options: { readonly recover?: boolean; readonly dataDir?: string | undefined }
-): Effect.Effect<void, NothingToRecover> =>
-  options.recover === true && options.dataDir !== undefined && !existsSync(options.dataDir)
-    ? Effect.fail(new NothingToRecover({ dataDir: options.dataDir }))
-    : Effect.void
+  options: {
+    readonly recover?: boolean
+    readonly dataDir?: string | undefined
+    readonly topics: ReadonlyArray<unknown>
+  }
+): Effect.Effect<void, NothingToRecover | DataDirUnusable> => {
+  const { dataDir } = options
+  if (options.recover !== true || dataDir === undefined) return Effect.void
+  if (!existsSync(dataDir)) return Effect.fail(new NothingToRecover({ dataDir, reason: "missing" }))
+  if (options.topics.length > 0) return Effect.void
+  return Effect.flatMap(
+    topicsRecordedIn(dataDir),
+    (recorded) => recorded.length === 0 ? Effect.fail(new NothingToRecover({ dataDir, reason: "empty" })) : Effect.void
+  )
+}
