@@ -67,10 +67,12 @@ describe("cxlog run --ack 2", () => {
   )
 
   it.scopedLive(
-    "a data directory on tmpfs: the run warns when it starts, and its summary names tmpfs",
+    "a data directory on tmpfs: the run warns when it starts, and its summary names tmpfs; CXLOG_DATA_DIR is made as the head makes it",
     () =>
       Effect.gen(function*() {
-        const parent = yield* smallTmpfs("64m")
+        const mount = yield* smallTmpfs("64m")
+        // Not made yet, as a newcomer's first CXLOG_DATA_DIR often is: the run makes it, as the head would.
+        const parent = join(mount, "cxlog-data")
         const { code, stdout, stderr } = yield* runRole(["run", "--ack", "2", "--bytes", "2MiB"], {
           CXLOG_DATA_DIR: parent
         })
@@ -79,6 +81,15 @@ describe("cxlog run --ack 2", () => {
         expect(stderr).toContain(`the data directory ${parent}/cxlog-run-data-`)
         expect(stdout).toMatch(
           /^durable tier \(ACK 2 = on disk\): \d+ fdatasyncs, \d+ bytes each on average, data directory on tmpfs$/m
+        )
+        // One that cannot be a directory is named, with what to give instead, before anything starts.
+        const file = join(mount, "a-file")
+        writeFileSync(file, "")
+        const refused = yield* runRole(["run", "--ack", "2", "--bytes", "2MiB"], { CXLOG_DATA_DIR: file })
+        expect(refused.code).toBe(1)
+        expect(refused.stdout).toBe("")
+        expect(refused.stderr.trim()).toBe(
+          `cxlog run: the data directory ${file} cannot be used: ${file} is a file, not a directory (give --data-dir / CXLOG_DATA_DIR a directory this user can create and write)`
         )
       }),
     240_000

@@ -20,6 +20,7 @@ import { pruneRunRegions } from "../admin/RegionPrune.js"
 import { runRegionName } from "../admin/Regions.js"
 import { announceTargets } from "../report/Dashboard.js"
 import { makeTimeline } from "../report/HtmlReport.js"
+import { DataDirUnusable, requireWritableDataDir } from "../roles/HeadDataDir.js"
 import { stampedRefusal } from "../roles/Publish.js"
 import { regionGuard } from "./Cluster.js"
 import type { ClusterShape } from "./ClusterShape.js"
@@ -31,11 +32,22 @@ import type { RunOptions, RunPlan } from "./RunPlan.js"
 import { endLiveLine, followProgress, startLiveLine } from "./RunProgress.js"
 import { mib, printSummary, requireAudits, summarize, writeRunReport } from "./RunSummary.js"
 
-/** A fresh data directory for an ACK 2 run (under CXLOG_DATA_DIR, else the OS's temporary directory), removed with the run's scope. */
+/**
+ * A fresh data directory for an ACK 2 run (under CXLOG_DATA_DIR, else the OS's temporary
+ * directory), removed with the run's scope. CXLOG_DATA_DIR is made when missing and refused with
+ * why when unusable, as the head treats its --data-dir.
+ */
 const runDataDir = Effect.acquireRelease(
   Effect.flatMap(
     Config.string("CXLOG_DATA_DIR").pipe(Config.withDefault(tmpdir())),
-    (parent) => Effect.sync(() => mkdtempSync(join(parent, "cxlog-run-data-")))
+    (parent) =>
+      Effect.zipRight(
+        requireWritableDataDir(parent),
+        Effect.try({
+          try: () => mkdtempSync(join(parent, "cxlog-run-data-")),
+          catch: (e) => new DataDirUnusable({ dataDir: parent, reason: e instanceof Error ? e.message : String(e) })
+        })
+      )
   ),
   (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
 )
