@@ -199,6 +199,20 @@ describe("cxlog security", () => {
       expect(existsSync(users)).toBe(false)
     }))
 
+  it.scoped("cxlog user list and remove on a region with no credential file say who makes one", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("no-users")
+      const env = { CXLOG_REGION: region }
+      const path = defaultCredentialPath(region)
+      for (const args of [["user", "list"], ["user", "remove", "bob"]]) {
+        const got = yield* runCli(args, env)
+        expect(got.code).toBe(1)
+        expect(got.stderr.trim().split("\n")).toEqual([
+          `cxlog user: credentials ${path}: no such file: region ${region} has no credential file (its head makes one with the region, cxlog user add makes one; --region or --credentials names another)`
+        ])
+      }
+    }))
+
   it.scoped(
     "the local user's found credentials refuse a broker started --insecure; cxlog publish and subscribe take it with --insecure or CXLOG_INSECURE=true",
     () =>

@@ -165,6 +165,20 @@ export interface UserCommand {
   readonly json: boolean
 }
 
+/**
+ * The credential file `remove` and `list` work on, refused when it is not there with who makes
+ * it (readFileSync's ENOENT names neither the region nor the remedy).
+ */
+const existingCredentialFile = (path: string, o: UserCommand) =>
+  existsSync(path) ? Effect.void : Effect.fail(
+    new CredentialError({
+      path,
+      reason: o.credentials === undefined
+        ? `no such file: region ${o.region} has no credential file (its head makes one with the region, cxlog user add makes one; --region or --credentials names another)`
+        : "no such file (cxlog user add makes one)"
+    })
+  )
+
 /** `cxlog user add NAME | remove NAME | list`. */
 export const users = (o: UserCommand) =>
   Effect.gen(function*() {
@@ -209,12 +223,14 @@ export const users = (o: UserCommand) =>
       }
       case "remove": {
         if (o.name === undefined) return yield* failUsage("cxlog user remove: name the user")
+        yield* existingCredentialFile(path, o)
         const removed = yield* attempt(() => removeUser(path, o.name!))
         if (!removed) return yield* failUsage(`cxlog user remove: ${path} has no user ${o.name}`)
         return yield* Console.log(`user ${o.name} removed from ${path}: its next connection is refused`)
       }
       case "list":
       case undefined: {
+        yield* existingCredentialFile(path, o)
         const file = yield* attempt(() => readCredentialFile(path))
         const rows = file.users.map((u) => ({
           user: u.name,
