@@ -14,6 +14,7 @@ import { processEnvironment, retiredVariableProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
 import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
+import { hangupStops } from "./cli/Hangup.js"
 import { patientStop } from "./cli/RepeatedStop.js"
 import { appCommand } from "./commands/AppCommand.js"
 import {
@@ -111,6 +112,7 @@ const main = Effect.suspend(() => {
     Either.getOrElse(Cli.resolveFlag("cxlog", verbose, processEnvironment()), () => ({ value: false })).value === true
   const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
+  hangupStops()
   // Not serve: its second Ctrl-C ends it at once by design, its roles then stopping themselves (docs/operations.md).
   const endPatience = named?.name === "serve"
     ? () => {}

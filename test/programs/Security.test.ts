@@ -193,10 +193,12 @@ describe("cxlog security", () => {
 
       const topics = yield* runCli(["topics", "--json"], env)
       expect(JSON.parse(topics.stdout).topics.map((t: { end: number }) => t.end)).toEqual([20, 5])
-      // The head that made the files removes them with its region.
-      head.child.kill("SIGTERM")
-      yield* head.exited
+      // The head that made the files removes them with its region, stopped by a hangup (its
+      // terminal closed) as by Ctrl-C or SIGTERM: Node's default for SIGHUP would kill it mid-run.
+      head.child.kill("SIGHUP")
+      expect(yield* head.exited).toEqual({ code: 0, signal: null })
       expect(existsSync(users)).toBe(false)
+      expect(existsSync(`/dev/shm/${region}`)).toBe(false)
     }))
 
   it.scoped("cxlog user list and remove on a region with no credential file say who makes one", () =>
