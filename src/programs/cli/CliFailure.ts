@@ -166,9 +166,10 @@ export const describeFailure = (
   const failure = Cause.failureOption(cause)
   const error = Option.isSome(failure) ? failure.value : Cause.squash(cause)
   // A usage line says which command refused it, as every other failure does; most already
-  // name their command (or the variable or flag at fault under it), the rest get it here.
+  // name their command (or the variable or flag at fault under it), the rest (a check several
+  // commands share) get it here.
   if (error instanceof UsageError) {
-    return { line: error.message.startsWith("cxlog") ? error.message : `${prefix}: ${error.message}`, exitCode: 2 }
+    return { line: /^cxlog[ :]/.test(error.message) ? error.message : `${prefix}: ${error.message}`, exitCode: 2 }
   }
   const usageMistake = ConfigError.isConfigError(error) ||
     CONFIGURATION_ERRORS.has((error as { readonly _tag?: string } | null)?._tag ?? "")
