@@ -157,11 +157,12 @@ export class NoBrokerSlotFree extends Data.TaggedError("NoBrokerSlotFree")<{ rea
   }
 }
 
-/** Another live process owns the broker slot. */
+/** Another live process owns the broker slot: most often a broker started with the same id (0 unless given). */
 export class BrokerSlotTaken
   extends Data.TaggedError("BrokerSlotTaken")<{ readonly brokerId: number; readonly pid: number }>
 {
   override get message() {
-    return `broker slot ${this.brokerId} is owned by live process ${this.pid}`
+    return `broker slot ${this.brokerId} is owned by live process ${this.pid} (another broker with id ${this.brokerId}, or a local publisher): ` +
+      `give this broker another id (--broker-id, CXLOG_BROKER_ID, BrokerOptions.brokerId), each broker of a region its own`
   }
 }
