@@ -106,6 +106,21 @@ describe("broker settings", () => {
       expect(authorized).toBe(true)
     }))
 
+  it.scopedLive("a key that is not its certificate's: BrokerListenFailed at start naming both files", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const wrongKey = certs.key.replace(/broker\.key$/, "ca.key")
+      const failed = yield* Effect.flip(
+        BrokerLayers.make({ port: 0, insecure: true, tls: { cert: certs.cert, key: wrongKey } }).pipe(
+          Effect.provide(log.forBroker(0))
+        )
+      )
+      expect(failed).toMatchObject({ _tag: "BrokerListenFailed" })
+      expect(failed.message).toContain(`cannot load its TLS certificate ${certs.cert} and key ${wrongKey}: `)
+      expect(failed.message).toMatch(/key values mismatch/)
+    }))
+
   it.effect("a size variable takes the docs' units", () =>
     Effect.gen(function*() {
       expect((yield* configFrom({ [BROKER_SETTINGS.maxBatchBytes.env]: "2MiB" })).maxBatchBytes).toBe(2 << 20)

@@ -11,6 +11,7 @@ import { existsSync } from "node:fs"
 import { createServer } from "node:net"
 import { useColor } from "../../src/programs/cli/CliKit.js"
 import { cli, runCli } from "../helpers/CliRoles.js"
+import { certificates } from "../fixtures/tls-certificates.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** stderr is exactly one line, and reads as words rather than a dump or a stack. */
@@ -113,6 +114,31 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         expect(code, args.join(" ")).toBe(2)
         expect(oneLine(stderr)).toBe(line)
       }
+    }))
+
+  it.scoped("a client key that is not its certificate's: exit 1 before any connection, naming the flags and files", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates
+      const wrongKey = certs.key.replace(/broker\.key$/, "ca.key")
+      const { code, stderr } = yield* runCli([
+        "publish",
+        "--brokers",
+        "127.0.0.1:1",
+        "--topic",
+        "t",
+        "--count",
+        "1",
+        "--tls-client-cert",
+        certs.cert,
+        "--tls-client-key",
+        wrongKey
+      ])
+      expect(code).toBe(1)
+      expect(oneLine(stderr)).toMatch(
+        new RegExp(
+          `^cxlog publish: credentials ${certs.cert}, ${wrongKey}: --tls-ca, --tls-client-cert, --tls-client-key: .*key values mismatch$`
+        )
+      )
     }))
 
   it.effect("a command taking words (topics, groups): an unknown flag among them, or a word missing or left over, is named", () =>

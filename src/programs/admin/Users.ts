@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { createSecureContext } from "node:tls"
 import {
   CredentialError,
   type Credentials,
@@ -136,6 +137,18 @@ export const clientSecurity = (o: ClientSecurityFlags) =>
       ...(o.tlsCa === undefined ? {} : { ca: yield* readPem("--tls-ca", o.tlsCa) }),
       ...(o.tlsClientCert === undefined ? {} : { cert: yield* readPem("--tls-client-cert", o.tlsClientCert) }),
       ...(o.tlsClientKey === undefined ? {} : { key: yield* readPem("--tls-client-key", o.tlsClientKey) })
+    }
+    // Checked once here (a key that is not the certificate's, a PEM that does not parse): at the
+    // connection it would be OpenSSL's words alone, naming no flag or file.
+    if (tls !== undefined) {
+      yield* Effect.try({
+        try: () => createSecureContext(tls),
+        catch: (e) =>
+          new CredentialError({
+            path: [o.tlsCa, o.tlsClientCert, o.tlsClientKey].filter((p) => p !== undefined).join(", "),
+            reason: `--tls-ca, --tls-client-cert, --tls-client-key: ${(e as Error).message}`
+          })
+      })
     }
     const options: Pick<PublisherOptions, "credentials" | "tls" | "insecure"> = {
       ...(credentials === undefined ? {} : { credentials }),
