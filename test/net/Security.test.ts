@@ -720,7 +720,23 @@ describe("Security", () => {
       const plain = yield* refusal(publisher({ clientId: 3, credentials: ALICE, connectTimeoutMs: 500 }), 3)
       expect(plain._tag).toBe("BrokersUnreachable")
       expect(plain.message).toContain("a broker that serves TLS closes plain connections: give tls.ca, --tls-ca")
-      const otherCa = readFileSync(makeCertificates(yield* privateDir).ca)
+      const other = makeCertificates(yield* privateDir)
+      const otherCa = readFileSync(other.ca)
+      // A client certificate another CA signed: under TLS 1.3 the broker's refusal comes after the
+      // client's side of the handshake is done, as a close, which says what it may mean.
+      const foreign = yield* refusal(
+        publisher({
+          clientId: 5,
+          credentials: ALICE,
+          tls: { ca, cert: other.clientCert, key: other.clientKey },
+          connectTimeoutMs: 500
+        }),
+        5
+      )
+      expect(foreign._tag).toBe("BrokersUnreachable")
+      expect(foreign.message).toContain(
+        "the broker closed the connection after the TLS handshake, before answering: it may have refused this client's certificate"
+      )
       const strangers = yield* refusal(
         publisher({
           clientId: 4,

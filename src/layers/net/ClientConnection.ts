@@ -263,7 +263,15 @@ export const openConnection = (
   }
   socket.on(ready, introduce)
   socket.on("error", (error) => finish(c, "unreachable", socketFailureText(error)))
-  socket.on("close", () => finish(c, "closed", brokerClosedText(tls === undefined && !c.welcomed)))
+  socket.on("close", () =>
+    finish(
+      c,
+      "closed",
+      brokerClosedText(
+        c.welcomed ? undefined : tls === undefined ? "plain" : tls.cert !== undefined ? "client-certificate" : undefined
+      )
+    )
+  )
   // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.
   if (tls !== undefined) socket.on("data", receive)
   function receive(chunk: Buffer) {

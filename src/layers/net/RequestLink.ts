@@ -158,7 +158,7 @@ export const openRequestLink = <E>(
         )
       ))
     socket.on("error", (error) => fail(link, "unreachable", socketFailureText(error)))
-    socket.on("close", () => fail(link, "closed", brokerClosedText(false)))
+    socket.on("close", () => fail(link, "closed", brokerClosedText()))
     if (settings.tls !== undefined) socket.on("data", receive)
     function receive(chunk: Buffer) {
       receiveFrames(link, chunk)

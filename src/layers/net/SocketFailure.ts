@@ -42,10 +42,14 @@ export const socketFailureText = (error: Error & { readonly code?: string }): st
 }
 
 /**
- * The words for a broker that closed the connection; `plainUnanswered`: a plain connection it
- * closed before its first answer, as a broker that serves TLS does.
+ * The words for a broker that closed the connection; `unanswered`, how a connection it closed
+ * before its first answer was made: plain, as a broker that serves TLS closes them, or TLS with a
+ * client certificate, which under TLS 1.3 a broker refuses after the client's side of the
+ * handshake is done (the client sees the close, not the alert).
  */
-export const brokerClosedText = (plainUnanswered: boolean): string =>
-  plainUnanswered
+export const brokerClosedText = (unanswered?: "plain" | "client-certificate"): string =>
+  unanswered === "plain"
     ? "the broker closed the connection before answering (a broker that serves TLS closes plain connections: give tls.ca, --tls-ca)"
+    : unanswered === "client-certificate"
+    ? "the broker closed the connection after the TLS handshake, before answering: it may have refused this client's certificate (one its --tls-client-ca does not sign: tls.cert, --tls-client-cert)"
     : "the broker closed the connection"

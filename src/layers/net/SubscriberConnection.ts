@@ -101,7 +101,7 @@ export class Connection {
   gone(): SubscriberConnectionFailed | undefined {
     if (!this.ended || this.input.frameReady) return undefined
     const detail = this.failure ??
-      (this.input.midFrame ? "the connection ended inside a frame" : brokerClosedText(false))
+      (this.input.midFrame ? "the connection ended inside a frame" : brokerClosedText())
     return this.failed(this.failure === undefined ? "closed" : "unreachable", detail)
   }
 
