@@ -121,6 +121,18 @@ describe("broker settings", () => {
       expect(failed.message).toMatch(/key values mismatch/)
     }))
 
+  it.scopedLive("a port another process listens on: BrokerListenFailed saying how to find it and which option moves the broker", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const first = yield* BrokerLayers.make({ port: 0, insecure: true }).pipe(Effect.provide(log.forBroker(0)))
+      const taken = yield* Effect.flip(
+        BrokerLayers.make({ port: first.port, insecure: true }).pipe(Effect.provide(log.forBroker(1)))
+      )
+      expect(taken.message).toBe(
+        `broker cannot listen on 127.0.0.1:${first.port}: port ${first.port} is taken by another process (EADDRINUSE): give the broker another port (--port, CXLOG_BROKER_PORT, BrokerOptions.port), or stop what listens there (\`ss -ltnp 'sport = :${first.port}'\` names it)`
+      )
+    }))
+
   it.effect("a size variable takes the docs' units", () =>
     Effect.gen(function*() {
       expect((yield* configFrom({ [BROKER_SETTINGS.maxBatchBytes.env]: "2MiB" })).maxBatchBytes).toBe(2 << 20)

@@ -199,9 +199,17 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
 
     yield* Effect.acquireRelease(
       Effect.async<void, BrokerListenFailed>((resume) => {
-        const onError = (error: Error) =>
+        const onError = (error: Error & { readonly code?: string }) =>
           resume(
-            Effect.fail(new BrokerListenFailed({ host: settings.host, port: settings.port, reason: error.message }))
+            Effect.fail(
+              new BrokerListenFailed({
+                host: settings.host,
+                port: settings.port,
+                reason: error.code === "EADDRINUSE"
+                  ? `port ${settings.port} is taken by another process (EADDRINUSE): give the broker another port (--port, CXLOG_BROKER_PORT, BrokerOptions.port), or stop what listens there (\`ss -ltnp 'sport = :${settings.port}'\` names it)`
+                  : error.message
+              })
+            )
           )
         server.once("error", onError)
         server.listen(settings.port, settings.host, () => {
