@@ -57,7 +57,8 @@ import {
   type CxlMemoryShape,
   LINE_BYTES,
   type RegionExists,
-  RegionLayoutMismatch
+  RegionLayoutMismatch,
+  type RegionMissing
 } from "../../services/region/CxlMemory.js"
 import type { RegionConfig } from "../../services/RegionLayout.js"
 import { RegionLayout } from "../../services/RegionLayout.js"
@@ -66,7 +67,7 @@ import { inspectRegion, removeRegion, unlink } from "../admin/Regions.js"
 import { sampleGroupMetrics } from "./GroupMetrics.js"
 import { requireRecoverable, requireWritableDataDir, topicsRecordedIn } from "./HeadDataDir.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "./HeadDefaults.js"
-import { HeadActive, HeadRegionExists, RegionUnfinished } from "./HeadRefusals.js"
+import { HeadActive, HeadAttachRegionMissing, HeadRegionExists, RegionUnfinished } from "./HeadRefusals.js"
 import { report } from "./Report.js"
 
 export interface HeadOptions {
@@ -288,6 +289,11 @@ const serveIn = (options: HeadOptions) =>
               })
             )
       )),
+    Effect.catchTag("RegionMissing", (missing): Effect.Effect<never, HeadAttachRegionMissing | RegionMissing> =>
+      // With a data directory an --attach recovers a missing region instead (headIn).
+      options.attach && options.standby !== true && options.dataDir === undefined
+        ? Effect.fail(new HeadAttachRegionMissing({ region: options.region.name }))
+        : Effect.fail(missing)),
     Effect.catchTag("SequencerLeaseHeld", (held): Effect.Effect<never, HeadActive | SequencerLeaseHeld> =>
       options.standby === true
         ? Effect.fail(held)

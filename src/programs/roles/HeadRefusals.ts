@@ -36,6 +36,14 @@ export class RegionUnfinished extends Data.TaggedError("RegionUnfinished")<{ rea
   }
 }
 
+/** `cxlog head --attach` on a region that does not exist (RegionMissing would say to start a head first). */
+export class HeadAttachRegionMissing extends Data.TaggedError("HeadAttachRegionMissing")<{ readonly region: string }> {
+  override get message() {
+    return `region ${this.region} does not exist: --attach carries on with a region whose head is gone; ` +
+      `drop --attach to create it, or name another with --region (cxlog regions lists them)`
+  }
+}
+
 /** `cxlog head --attach` on a region whose head is alive and holds its lease. */
 export class HeadActive extends Data.TaggedError("HeadActive")<{
   readonly region: string
