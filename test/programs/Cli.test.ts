@@ -10,8 +10,8 @@ import { execFileSync, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createServer } from "node:net"
 import { useColor } from "../../src/programs/cli/CliKit.js"
-import { cli, runCli } from "../helpers/CliRoles.js"
 import { certificates } from "../fixtures/tls-certificates.js"
+import { cli, runCli } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 /** stderr is exactly one line, and reads as words rather than a dump or a stack. */

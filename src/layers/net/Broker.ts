@@ -122,7 +122,9 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     const secure = options.tls === undefined ? undefined : yield* Effect.try({
       try: () => secureContextOf(options.tls!),
       catch: (e) =>
-        refuse(`cannot load its TLS certificate ${options.tls!.cert} and key ${options.tls!.key}: ${(e as Error).message}`)
+        refuse(
+          `cannot load its TLS certificate ${options.tls!.cert} and key ${options.tls!.key}: ${(e as Error).message}`
+        )
     })
     // A broker given the process's LogReader serves subscribers too (SubscriptionServer.ts).
     const reader = Option.getOrUndefined(yield* Effect.serviceOption(LogReader))

@@ -270,8 +270,7 @@ export const openConnection = (
       brokerClosedText(
         c.welcomed ? undefined : tls === undefined ? "plain" : tls.cert !== undefined ? "client-certificate" : undefined
       )
-    )
-  )
+    ))
   // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.
   if (tls !== undefined) socket.on("data", receive)
   function receive(chunk: Buffer) {
