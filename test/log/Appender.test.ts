@@ -106,7 +106,9 @@ for (const impl of implementations) {
           const taken = yield* Effect.flip(cluster.appender(3))
           expect(taken).toMatchObject({ _tag: "BrokerSlotTaken", brokerId: 3 })
           // What a second `cxlog broker` without --broker-id meets: it says how to start it.
-          expect((taken as Error).message).toMatch(/^broker slot 3 is owned by live process \d+ .*another id \(--broker-id/)
+          expect((taken as Error).message).toMatch(
+            /^broker slot 3 is owned by live process \d+ .*another id \(--broker-id/
+          )
         }))
         expect((yield* cluster.appender(3)).brokerId).toBe(3)
         expect(yield* Effect.flip(cluster.appender(smallConfig.maxBrokers))).toMatchObject({ _tag: "LogConfigInvalid" })
