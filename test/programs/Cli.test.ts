@@ -206,7 +206,10 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
           ["publish", "--brokers", "127.0.0.1:1", "--topic", "t", "--tls-client-cert", "c.pem"],
           "cxlog publish: --tls-client-cert and --tls-client-key go together"
         ],
-        [["bench", "--type", "group", "--kill-member", "1"], "cxlog bench: --kill-member kills local members: add --local"],
+        [
+          ["bench", "--type", "group", "--kill-member", "1"],
+          "cxlog bench: --kill-member kills local members: add --local"
+        ],
         [
           ["topics", "--brokers", "nope"],
           `cxlog topics: --brokers nope: not a broker address: "nope" (host:port, the port in 1..65535)`
