@@ -705,7 +705,11 @@ describe("Security", () => {
       expect(Array.from(read)).toEqual(Array.from({ length: 2000 }, (_, i) => i))
       // Without a client certificate, or in plain TCP, no subscription is taken.
       expect((yield* Effect.flip(subscriber({ ca }).subscribe("t")))._tag).toBe("SubscriberBrokersUnreachable")
-      expect((yield* Effect.flip(subscriber(undefined).subscribe("t")))._tag).toBe("SubscriberBrokersUnreachable")
+      const plainSubscriber = yield* Effect.flip(subscriber(undefined).subscribe("t"))
+      expect(plainSubscriber._tag).toBe("SubscriberBrokersUnreachable")
+      expect(plainSubscriber.message).toContain(
+        "a broker that serves TLS closes plain connections: give tls.ca, --tls-ca"
+      )
       // Without a client certificate the TLS handshake fails: no broker is ever reached.
       const anonymous = yield* refusal(
         publisher({ clientId: 2, credentials: ALICE, tls: { ca }, connectTimeoutMs: 500 }),
@@ -735,6 +739,14 @@ describe("Security", () => {
       )
       expect(foreign._tag).toBe("BrokersUnreachable")
       expect(foreign.message).toContain(
+        "the broker closed the connection after the TLS handshake, before answering: it may have refused this client's certificate"
+      )
+      // A subscriber is told the same.
+      const foreignSubscriber = yield* Effect.flip(
+        subscriber({ ca, cert: other.clientCert, key: other.clientKey }).subscribe("t")
+      )
+      expect(foreignSubscriber._tag).toBe("SubscriberBrokersUnreachable")
+      expect(foreignSubscriber.message).toContain(
         "the broker closed the connection after the TLS handshake, before answering: it may have refused this client's certificate"
       )
       const strangers = yield* refusal(

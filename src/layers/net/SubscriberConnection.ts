@@ -52,8 +52,20 @@ export class Connection {
   private failure: string | undefined
   private wake: (() => void) | undefined
   private paused = false
+  /** A frame came: a close from now on is not a refusal of how the connection was made. */
+  private answered = false
 
-  constructor(readonly socket: Socket, readonly broker: string, readonly input: ReceiveBuffer, copying: boolean) {
+  /**
+   * `unanswered`: how the connection was made, for what a close before the broker's first frame
+   * says (a plain one to a broker that serves TLS; one with a client certificate it may refuse).
+   */
+  constructor(
+    readonly socket: Socket,
+    readonly broker: string,
+    readonly input: ReceiveBuffer,
+    copying: boolean,
+    private readonly unanswered?: "plain" | "client-certificate"
+  ) {
     if (copying) {
       socket.on("data", (chunk: Buffer) => {
         input.land(chunk)
@@ -101,7 +113,9 @@ export class Connection {
   gone(): SubscriberConnectionFailed | undefined {
     if (!this.ended || this.input.frameReady) return undefined
     const detail = this.failure ??
-      (this.input.midFrame ? "the connection ended inside a frame" : brokerClosedText())
+      (this.input.midFrame
+        ? "the connection ended inside a frame"
+        : brokerClosedText(this.answered ? undefined : this.unanswered))
     return this.failed(this.failure === undefined ? "closed" : "unreachable", detail)
   }
 
@@ -115,7 +129,10 @@ export class Connection {
       const frame = this.input.next()
       this.resumeIfRoom()
       if (frame instanceof WireViolation) return Effect.fail(this.failed("bad-frame", frame.message))
-      if (frame !== undefined) return Effect.succeed(frame)
+      if (frame !== undefined) {
+        this.answered = true
+        return Effect.succeed(frame)
+      }
       return Effect.zipRight(this.waitForFrame(timeoutMs, due), this.next(timeoutMs, due))
     })
   }
@@ -233,7 +250,13 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
         if (options.tls !== undefined) {
           const { socket, ready } = dialBroker(address, options.tls)
           socket.on(ready, () => socket.write(subscribeFrame(request)))
-          return new Connection(socket, broker, input, true)
+          return new Connection(
+            socket,
+            broker,
+            input,
+            true,
+            options.tls.cert === undefined ? undefined : "client-certificate"
+          )
         }
         // Plain TCP reads into the receive buffer itself (onread): no Buffer per read, frames parsed where they landed.
         let connection: Connection | undefined
@@ -255,7 +278,7 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
         socket.on("connect", () => socket.write(subscribeFrame(request)))
         // Flowing, so that the end of the stream is seen (no 'data' events: reads go to the callback).
         socket.resume()
-        connection = new Connection(socket, broker, input, false)
+        connection = new Connection(socket, broker, input, false, "plain")
         return connection
       }),
       (connection) => Effect.sync(() => connection.socket.destroy())
