@@ -428,8 +428,8 @@ describe("Topics in the region", () => {
       const stuck = yield* Effect.flip(cluster.topics.delete("z"))
       expect(stuck.message).toBe(
         `topic "z" cannot be read: directory entry ${z.id} of its name's hash is corrupt (its fields out of range), ` +
-          `its name too, so nothing says which topic it is and no delete frees it: its memory comes back when a head ` +
-          `next takes the region over (a restart of the head), its entry slot only with a new region`
+          `its name too, so nothing says which topic it is and no delete frees it: a head taking the region over ` +
+          `(a restart of the head) deletes it, and its memory comes back once no process that opened it holds it`
       )
       // Its name written back, it is z's again, and deleted as such.
       entries.setNameBytes(area.directory.entry(z.id), zNameBytes)
@@ -437,7 +437,7 @@ describe("Topics in the region", () => {
       yield* cluster.topics.create({ name: "x", ...spec })
       yield* cluster.topics.delete("x")
       yield* writer.reclaim
-      // As the error says: a writer taking over frees the memory of an entry that names nothing.
+      // As the error says: a writer taking over deletes an entry that names nothing, and frees its memory (no pin holds it).
       const w = yield* cluster.topics.create({ name: "w", ...spec })
       entries.setNameBytes(area.directory.entry(w.id), 100_000)
       const held = yield* free()
@@ -445,5 +445,7 @@ describe("Topics in the region", () => {
       const next = yield* writerOver(memory, area.directory, header.writerEpoch(area.directory.header) + 1)
       yield* next.shape.reclaim
       expect(yield* free()).toBeGreaterThan(held)
+      // Deleted: its name's probe meets it no more.
+      expect((yield* Effect.flip(cluster.topics.lookup("w"))).message).toBe(`unknown topic "w"`)
     }))
 })

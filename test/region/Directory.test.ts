@@ -10,6 +10,7 @@ import {
   HolderLineView,
   PageRecordView
 } from "../../src/layers/region/DirectoryRecords.js"
+import { regionFullNow } from "../../src/layers/region/DirectorySpace.js"
 import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
 import { writerOver } from "../../src/layers/region/DirectoryWriter.js"
 import { CLAIM_COUNT_BITS } from "../../src/layers/region/LineClaim.js"
@@ -413,6 +414,46 @@ describe("Directory across processes", () => {
         expect(cycles).toBeGreaterThan(1000)
         // Extents were reused while the watchers pinned: the case the pins are for was met.
         expect(reused).toBeGreaterThan(cycles / 2)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a writer taking over deletes an entry it cannot read, and keeps its extent while a process that opened it before lives",
+    () =>
+      Effect.gen(function*() {
+        const b = yield* liveBacking("directory")(shared)
+        const { writer, directory } = yield* open(b)
+        const topic = yield* writer.create({ kind: "topic", name: "held", bytes: 2 * MiB })
+        // A holder as the log's are: it moves its pin to the newest epoch while the topic reads current.
+        const holder = yield* spawnFixture("directory-peer", [
+          b.region.name,
+          JSON.stringify(shared),
+          "keep",
+          "topic",
+          "held"
+        ])
+        const said = yield* holder.next<{ pid: number }>(20_000)
+        // Its name's length as no build writes it: the entry decodes as no object, its state and generation as before.
+        new EntryView(b.region).setNameBytes(b.area.entry(topic.slot), 100_000)
+        const next = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        // The holder's next tick finds the topic gone: its pin stays from before the takeover, not moved past it.
+        expect(yield* holder.next(20_000)).toEqual({ told: "held" })
+        expect(yield* Effect.flip(Effect.scoped(directory.hold(topic)))).toMatchObject({ _tag: "ObjectDeleted" })
+        expect(yield* next.reclaim).toBe(0)
+        expect(yield* directory.usage).toMatchObject({ retiredBytes: 2 * MiB, freeBytes: 14 * MiB, objects: 0 })
+        const damaged = { kind: "damaged", name: "objects", bytes: 2 * MiB, pinnedBy: [said.pid] } as const
+        expect(yield* directory.holders).toEqual([damaged])
+        expect(regionFullNow(b.region, b.area, 16 * MiB).message).toContain(
+          `held: 2 MiB of objects whose directory entries could not be read, deleted when the head took the region ` +
+            `over, pinned by pid ${said.pid} (freed once it closes what it opened before the damage, or exits)`
+        )
+        holder.process.kill("SIGKILL")
+        yield* Deferred.await(holder.exited)
+        expect(yield* next.reclaim).toBe(2 * MiB)
+        expect(yield* directory.usage).toMatchObject({ retiredBytes: 0, freeBytes: 16 * MiB })
       }),
     60_000
   )

@@ -283,8 +283,8 @@ export const regionTopicFinder = (region: CxlMemoryShape, area: LogArea) => {
       const why = `directory entry ${corrupt} of its name's hash is corrupt (its fields out of range)`
       return table.undecoded(corrupt)?.name === name
         ? `${why}; deleting the topic frees its entry and memory (what it held cannot be read)`
-        : `${why}, its name too, so nothing says which topic it is and no delete frees it: its memory comes back ` +
-          `when a head next takes the region over (a restart of the head), its entry slot only with a new region`
+        : `${why}, its name too, so nothing says which topic it is and no delete frees it: a head taking the region ` +
+          `over (a restart of the head) deletes it, and its memory comes back once no process that opened it holds it`
     }
     const info = readTopicEntry(region, area, found)
     if (info !== undefined) return info

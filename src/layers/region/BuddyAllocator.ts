@@ -27,6 +27,8 @@ export interface HeldBlock {
   readonly ownerSlot: number
   readonly ownerGeneration: number
   readonly retiredAt: number
+  /** Retired because its owner's directory entry could not be read (DirectoryRecords.ts). */
+  readonly ownerDamaged?: boolean
 }
 
 /** The order of the smallest block of at least `bytes` (1 byte or more). */
@@ -165,11 +167,14 @@ export class BuddyAllocator {
     return page
   }
 
-  /** Marks a block in use as retired at `epoch`: it is freed once no pin older than that can touch it. */
-  retire(page: number, epoch: number): void {
+  /**
+   * Marks a block in use as retired at `epoch`: it is freed once no pin older than that can touch it.
+   * `ownerDamaged`: because its owner's entry could not be read (what listings say of it).
+   */
+  retire(page: number, epoch: number, ownerDamaged = false): void {
     const block = this.held.get(page)
     if (block === undefined || block.state !== BlockState.used) return
-    const retired = { ...block, state: BlockState.retired, retiredAt: epoch }
+    const retired = { ...block, state: BlockState.retired, retiredAt: epoch, ownerDamaged }
     this.hold(retired)
     this.writeRecord(page, retired)
   }

@@ -253,9 +253,12 @@ export class HolderLineView extends WordView {
 
 /**
  * A page record: whether a block starts at this page (its order and state) and, for a block in
- * use or retired, which object holds it. Pages inside a block read as `interior` (0).
+ * use or retired, which object holds it. Pages inside a block read as `interior` (0). The block
+ * word is the state (bits 0–7), the order (8–15) and whether the block was retired because its
+ * owner's entry could not be read (bit 16: a writer taking over deleted that entry), which listings say.
  */
 const PageRecord = { block: 0, ownerSlot: 4, ownerGeneration: 8, retiredAt: 12 } as const
+const OWNER_DAMAGED = 1 << 16
 export const BlockState = { interior: 0, free: 1, used: 2, retired: 3 } as const
 export type BlockStateCode = (typeof BlockState)[keyof typeof BlockState]
 
@@ -267,6 +270,8 @@ export interface BlockRecord {
   readonly ownerGeneration: number
   /** The pin epoch its owner was deleted at (retired blocks). */
   readonly retiredAt: number
+  /** Retired because its owner's directory entry could not be read (deleted by a writer taking over). */
+  readonly ownerDamaged?: boolean
 }
 
 export class PageRecordView extends WordView {
@@ -277,14 +282,16 @@ export class PageRecordView extends WordView {
       order: (block >>> 8) & 0xff,
       ownerSlot: this.u32[(at + PageRecord.ownerSlot) / 4]!,
       ownerGeneration: this.u32[(at + PageRecord.ownerGeneration) / 4]!,
-      retiredAt: this.u32[(at + PageRecord.retiredAt) / 4]!
+      retiredAt: this.u32[(at + PageRecord.retiredAt) / 4]!,
+      ownerDamaged: (block & OWNER_DAMAGED) !== 0
     }
   }
   write(at: number, record: BlockRecord): void {
     this.u32[(at + PageRecord.ownerSlot) / 4] = record.ownerSlot
     this.u32[(at + PageRecord.ownerGeneration) / 4] = record.ownerGeneration
     this.u32[(at + PageRecord.retiredAt) / 4] = record.retiredAt
-    this.u32[(at + PageRecord.block) / 4] = record.state | (record.order << 8)
+    this.u32[(at + PageRecord.block) / 4] = record.state | (record.order << 8) |
+      (record.ownerDamaged === true ? OWNER_DAMAGED : 0)
   }
   clear(at: number): void {
     this.u32.fill(0, at / 4, (at + PAGE_RECORD_BYTES) / 4)

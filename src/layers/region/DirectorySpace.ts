@@ -19,6 +19,8 @@ export interface SpaceBlock {
   readonly bytes: number
   readonly ownerSlot: number
   readonly ownerGeneration: number
+  /** Retired because its owner's directory entry could not be read. */
+  readonly ownerDamaged?: boolean
 }
 
 /** The page map walked from its first page, each block once; a torn or corrupt record counts as a free page. */
@@ -34,7 +36,8 @@ export const heapBlocks = (region: CxlMemoryShape, area: DirectoryArea): Readonl
       state: fits ? record.state : BlockState.free,
       bytes: pages * PAGE_BYTES,
       ownerSlot: record.ownerSlot,
-      ownerGeneration: record.ownerGeneration
+      ownerGeneration: record.ownerGeneration,
+      ownerDamaged: fits && record.ownerDamaged === true
     })
     page += pages
   }
@@ -75,7 +78,10 @@ export const usageOf = (
 /**
  * Who holds the heap, largest first: each live object by its blocks' bytes, and deleted objects'
  * blocks with the live processes whose pins keep them (a block in use whose owner is no live
- * entry — a create cut short — shows as deleted too, until a writer takes over and retires it).
+ * entry — a create cut short, or an entry that cannot be read — shows as deleted too, until a
+ * writer takes over and retires it). The blocks of entries a writer taking over deleted because
+ * it could not read them are said apart (`damaged`): the processes that opened those objects
+ * before the damage may still write there.
  */
 export const spaceHolders = (
   region: CxlMemoryShape,
@@ -86,8 +92,12 @@ export const spaceHolders = (
   const live = new Map(entries.map((e) => [`${e.slot}:${e.generation}`, e]))
   const held = new Map<string, { kind: SpaceHolder["kind"]; name: string; bytes: number }>()
   let retired = 0
+  let retiredDamaged = 0
   for (const block of blocks) {
-    if (block.state === BlockState.retired) retired += block.bytes
+    if (block.state === BlockState.retired) {
+      if (block.ownerDamaged === true) retiredDamaged += block.bytes
+      else retired += block.bytes
+    }
     if (block.state !== BlockState.used) continue
     const key = `${block.ownerSlot}:${block.ownerGeneration}`
     const owner = live.get(key)
@@ -97,10 +107,9 @@ export const spaceHolders = (
     held.set(key, found)
   }
   const holders: Array<SpaceHolder> = [...held.values()].map((h) => ({ ...h, pinnedBy: [] }))
-  if (retired > 0) {
-    const pids = [...new Set(livePins(region, area).map((p) => p.pid))]
-    holders.push({ kind: "deleted", name: "objects", bytes: retired, pinnedBy: pids })
-  }
+  const pids = retired + retiredDamaged > 0 ? [...new Set(livePins(region, area).map((p) => p.pid))] : []
+  if (retired > 0) holders.push({ kind: "deleted", name: "objects", bytes: retired, pinnedBy: pids })
+  if (retiredDamaged > 0) holders.push({ kind: "damaged", name: "objects", bytes: retiredDamaged, pinnedBy: pids })
   return holders.sort((a, b) => b.bytes - a.bytes)
 }
 

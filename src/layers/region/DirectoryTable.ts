@@ -56,6 +56,10 @@ export class DirectoryTable {
     this.mask = area.config.entrySlots - 1
   }
 
+  get slots(): number {
+    return this.mask + 1
+  }
+
   /** Slot `slot` read whole under its sequence lock. */
   read(slot: number): EntrySnapshot {
     return this.readIf(slot, () => true)

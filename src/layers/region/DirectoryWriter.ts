@@ -2,9 +2,10 @@
  * The directory's one writer: creates and deletes entries, hands out and takes back extents,
  * and frees deleted objects' extents once no live pin can touch them. Its state is the region's
  * (entries, page map, header); a writer taking over (a standby head, a restarted one) rebuilds
- * its free lists from the page map, closes a rewrite its predecessor left open, and retires
- * every block whose owner is not a live entry (a create cut short between its extent and its
- * entry). Each change first checks the header still names this writer's epoch.
+ * its free lists from the page map, closes a rewrite its predecessor left open, deletes every
+ * entry it cannot read (its fields out of range), and retires every block whose owner is not a
+ * live entry (a create cut short between its extent and its entry, or such a deleted one) at a
+ * fresh pin epoch. Each change first checks the header still names this writer's epoch.
  */
 import { Effect } from "effect"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
@@ -54,12 +55,15 @@ export const writerOver = (
     region.publish(at, LINE_BYTES)
     const table = new DirectoryTable(region, area)
     const allocator = new BuddyAllocator(region, area)
+    let damaged: ReadonlyArray<DamagedEntry> = []
     if (header.formatted(at)) {
       for (const slot of table.closeOpenRewrites()) table.sweepDeleted(slot)
-      // The predecessor may have changed an entry it never journaled (it died first, or this closed it): readers list.
+      damaged = deleteDamagedEntries(table, header, at)
+      // The predecessor may have changed an entry it never journaled (it died first, or this closed it), and this deleted
+      // the damaged ones: readers list.
       new DirectoryJournal(region, area).skipRing()
       allocator.rebuild()
-      retireOrphans(table, allocator, header, at)
+      retireOrphans(table, allocator, header, at, new Set(damaged.map((d) => `${d.slot}:${d.generation}`)))
     } else {
       allocator.format()
       header.storePinEpoch(at, 1)
@@ -69,19 +73,69 @@ export const writerOver = (
     }
     const state = writerState(region, area, epoch, table, allocator)
     // What the predecessor retired, and the orphans, go now if no pin holds them.
-    return Effect.as(state.shape.reclaim, state)
+    return Effect.forEach(damaged, (d) => Effect.logWarning(damagedEntrySaid(d)), { discard: true }).pipe(
+      Effect.zipRight(state.shape.reclaim),
+      Effect.as(state)
+    )
   })
 
-/** Retires every block in use whose owner is no live entry of its generation, at a fresh epoch. */
-const retireOrphans = (table: DirectoryTable, allocator: BuddyAllocator, header: DirectoryHeaderView, at: number) => {
+/** A live entry whose fields are out of range: what can still be read of it. */
+interface DamagedEntry {
+  readonly slot: number
+  readonly generation: number
+  readonly name?: string
+}
+
+const damagedEntrySaid = (d: DamagedEntry) =>
+  `directory: entry ${d.slot}${
+    d.name === undefined ? "" : ` (${JSON.stringify(d.name)})`
+  } cannot be read (its fields out of range): deleted; its memory is freed once no live process holds it`
+
+/**
+ * Deletes every live entry whose fields are out of range, as `remove` deletes (its blocks are
+ * retired next, by `retireOrphans`, at a later epoch than this): a process that opened its object
+ * before the damage reads the entry as current no more, so it moves no pin past the retirement
+ * and takes no new one, and the epochs keep the memory while it still holds the object.
+ */
+const deleteDamagedEntries = (
+  table: DirectoryTable,
+  header: DirectoryHeaderView,
+  at: number
+): ReadonlyArray<DamagedEntry> => {
+  const damaged: Array<DamagedEntry> = []
+  for (let slot = 0; slot < table.slots; slot++) {
+    const entry = table.undecoded(slot)
+    if (entry === undefined) continue
+    table.markDeleted(slot)
+    header.setObjects(at, header.objects(at) - 1)
+    table.sweepDeleted(slot)
+    damaged.push({ slot, generation: entry.generation, ...(entry.name === undefined ? {} : { name: entry.name }) })
+  }
+  return damaged
+}
+
+/**
+ * Retires every block in use whose owner is no live entry of its generation, at a fresh epoch:
+ * those of `damaged` entries (by slot and generation) marked as such.
+ */
+const retireOrphans = (
+  table: DirectoryTable,
+  allocator: BuddyAllocator,
+  header: DirectoryHeaderView,
+  at: number,
+  damaged: ReadonlySet<string>
+) => {
   const live = new Set(table.list().map((e) => `${e.slot}:${e.generation}`))
   const orphans = allocator.heldBlocks().filter((b) =>
     b.state === BlockState.used && !live.has(`${b.ownerSlot}:${b.ownerGeneration}`)
   )
   if (orphans.length === 0) return
+  // After every entry of theirs reads deleted: a pin announced at this epoch or later finds its object gone.
   const retiredAt = header.pinEpoch(at) + 1
   header.storePinEpoch(at, retiredAt)
-  for (const block of orphans) allocator.retire(block.page, retiredAt)
+  for (const block of orphans) {
+    allocator.retire(block.page, retiredAt, damaged.has(`${block.ownerSlot}:${block.ownerGeneration}`))
+  }
 }
 
 /**

@@ -70,9 +70,13 @@ export interface ObjectSpec {
   readonly params?: ReadonlyArray<number>
 }
 
-/** A holder of space: an object (by kind and name) or a deleted one's extents still pinned by live processes. */
+/**
+ * A holder of space: an object (by kind and name), or deleted objects' extents still pinned by live
+ * processes — `damaged`: those of objects whose directory entries could not be read, deleted by a
+ * head taking the directory over, which processes that opened them before the damage may still use.
+ */
 export interface SpaceHolder {
-  readonly kind: ObjectKind | "deleted"
+  readonly kind: ObjectKind | "deleted" | "damaged"
   readonly name: string
   readonly bytes: number
   /** For deleted objects' extents: the live processes whose pins keep them. */
@@ -204,7 +208,7 @@ export class DirectoryFull extends Schema.TaggedError<DirectoryFull>()("Director
 }
 
 const SpaceHolderSchema = Schema.Struct({
-  kind: Schema.Union(ObjectKind, Schema.Literal("deleted")),
+  kind: Schema.Union(ObjectKind, Schema.Literal("deleted", "damaged")),
   name: Schema.String,
   bytes: Schema.Number,
   pinnedBy: Schema.Array(Schema.Int)
@@ -230,19 +234,27 @@ export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
         mib(this.requested)
       } free, but ${this.unbacked}: make room on that filesystem (df names what it holds) or delete objects`
     }
-    const held = this.holders.map((h) =>
-      h.kind === "deleted"
-        ? `${mib(h.bytes)} of deleted ${h.name}, pinned by pid ${h.pinnedBy.join(", ")} (freed once ${
-          h.pinnedBy.length === 1 ? "it closes" : "they close"
-        } what ${h.pinnedBy.length === 1 ? "it" : "they"} opened before the deletion, or exit)`
-        : `${mib(h.bytes)} by ${h.kind} ${h.name}`
-    )
+    const held = this.holders.map((h) => {
+      const one = h.pinnedBy.length === 1
+      const pinned = (since: string) =>
+        `pinned by pid ${h.pinnedBy.join(", ")} (freed once ${one ? "it closes" : "they close"} what ${
+          one ? "it" : "they"
+        } opened before the ${since}, or ${one ? "exits" : "exit"})`
+      if (h.kind === "deleted") return `${mib(h.bytes)} of deleted ${h.name}, ${pinned("deletion")}`
+      if (h.kind === "damaged") {
+        return `${mib(h.bytes)} of ${h.name} whose directory entries could not be read, deleted when the head took ` +
+          `the region over, ${pinned("damage")}`
+      }
+      return `${mib(h.bytes)} by ${h.kind} ${h.name}`
+    })
     if (this.others !== undefined && this.others.holders > 0) {
       held.push(
         `${mib(this.others.bytes)} by ${this.others.holders} other object${this.others.holders === 1 ? "" : "s"}`
       )
     }
-    const kinds = [...new Set(this.holders.flatMap((h) => (h.kind === "deleted" ? [] : [h.kind])))]
+    const kinds = [
+      ...new Set(this.holders.flatMap((h) => (h.kind === "deleted" || h.kind === "damaged" ? [] : [h.kind])))
+    ]
     const freeing = kinds.length === 0
       ? ""
       : ` Delete what holds it (${kinds.map((k) => DELETED_BY[k]).join("; ")}),`
