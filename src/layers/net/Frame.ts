@@ -55,7 +55,7 @@ export const FrameType = {
   ERROR: 6,
   /**
    * client → broker: the session is done; seq = the number of batches it sent. The log
-   * releases the session once they are all ordered; the broker closes the connection.
+   * releases the session once they are all ordered; the connection and its other sessions go on.
    */
   CLOSE: 7,
   /** client → broker, the first frame of a subscriber connection: JSON (Subscription.Subscribe). */
@@ -119,9 +119,9 @@ export const FrameType = {
   /** broker → client: seq = the request's id; JSON: the operation's typed error (`_tag` and its fields). */
   GROUP_FAILURE: 29,
   /**
-   * broker → client: one message handed to a member the connection joined; client id = the
-   * member (its join's request id), seq = the delivery's id on the connection. Payload: u32 length
-   * of a JSON head (GroupProtocol.DeliveryHead), the head, then the message's value.
+   * broker → client: the messages handed to a member the connection joined; client id = the
+   * member (its join's request id), seq = the id of the frame's first delivery, message count =
+   * how many. Payload: the deliveries, binary (GroupDeliveryFrame.ts).
    */
   GROUP_DELIVERY: 30,
   /** broker → client: the member named in the client id field left the group; JSON: why (its typed error), or none. */
