@@ -3,13 +3,17 @@
  * session's batch 1 is ordered above a gap (its batch 0 never arrived), then enough other
  * batches to overwrite every GOI entry, then the head is SIGKILLed and the standby takes over.
  * The publisher resends batches 0 and 1 and sends 2: batch 1's copy is a duplicate, so batch 2
- * follows batch 0 directly in the log. And a gap session that stays quiet: kept past the idle
- * bound, it lapses at the gap bound and its connection is told unknown-session, never a
- * frontier to replay from (docs/log.md, "Sessions with a gap").
+ * follows batch 0 directly in the log, and a subscriber connected before the takeover reads
+ * both on that same connection (a takeover keeps every connection, docs/guarantees.md). And a
+ * gap session that stays quiet: kept past the idle bound, it lapses at the gap bound and its
+ * connection is told unknown-session, never a frontier to replay from (docs/log.md, "Sessions
+ * with a gap").
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { FrameType } from "../../src/layers/net/Frame.js"
+import { PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
+import { FrameType, frameTypeName } from "../../src/layers/net/Frame.js"
+import { Subscribe, subscribeFrame } from "../../src/layers/net/SubscribeFrames.js"
 import { batchFrame, errorCode, hello, openedEpoch, type RawClient, rawConnect } from "../fixtures/net-raw-client.js"
 import { forkCli, runCli, smallRegionEnv, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
@@ -30,7 +34,7 @@ const awaitAck = (client: RawClient, seq: number) =>
 
 describe("a standby head taking over sessions with a gap", () => {
   it.scopedLive(
-    "a batch ordered above a gap before the takeover, its GOI entry since overwritten, is not ordered again when resent",
+    "a batch ordered above a gap before the takeover, its GOI entry since overwritten, is not ordered again when resent; the publisher's and a subscriber's connections carry on",
     () =>
       Effect.gen(function*() {
         const region = yield* uniqueRegion("gaptakeover")
@@ -60,6 +64,12 @@ describe("a standby head taking over sessions with a gap", () => {
           Buffer.concat(Array.from({ length: 200 }, (_, seq) => batchFrame(6, otherEpoch, seq, [text(`other-${seq}`)])))
         )
         yield* awaitAck(other, 200)
+        // Reading from the end, so what it gets next is what the new head orders.
+        const subscriber = yield* rawConnect(port, undefined, 1 << 20)
+        subscriber.write(
+          subscribeFrame(new Subscribe({ protocol: PROTOCOL_VERSION, topic: "t", from: "latest", credit: 16 }))
+        )
+        expect(yield* subscriber.nextFrame(30_000)).toMatchObject({ type: FrameType.SUBSCRIBED })
 
         head.child.kill("SIGKILL")
         yield* head.exited
@@ -70,6 +80,12 @@ describe("a standby head taking over sessions with a gap", () => {
         // Batch 2 right after batch 0 (offset 201): a second copy of batch 1 would have put it at 203. Both are still
         // held: the broker's 16-slot PBR reuses slots, but their payloads stay until its Blog needs the bytes.
         expect(yield* read(201, 2)).toEqual(["201\tgap-0", "202\tend"])
+        // The subscriber's connection outlived the head: batches 0 and 2 arrive on it, no ERROR before them.
+        for (const offset of [201, 202]) {
+          const frame = yield* subscriber.nextFrame(30_000)
+          expect({ type: frameTypeName(frame.type), offset: frame.seq, error: errorCode(frame) })
+            .toEqual({ type: "DATA", offset, error: undefined })
+        }
       }),
     120_000
   )
