@@ -7,13 +7,17 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { readFileSync } from "node:fs"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogAdmin, type CxlogAdminOptions } from "../../src/layers/net/CxlogAdmin.js"
 import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber, type CxlogSubscriberOptions } from "../../src/layers/net/CxlogSubscriber.js"
+import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
 import type { PublisherOptions } from "../../src/services/net/Publisher.js"
 import { anonymous } from "../fixtures/anonymous-region.js"
+import { certificates } from "../fixtures/tls-certificates.js"
 
 const brokers = [{ host: "127.0.0.1", port: 7400 }]
 
@@ -87,6 +91,39 @@ describe("the Promise facades' options", () => {
       ) {
         const error = await refused(CxlogAdmin.open(given as unknown as CxlogAdminOptions))
         expect(error).toMatchObject({ _tag: "InvalidAdminOptions", message: expect.stringContaining(says) })
+      }
+    }))
+
+  it.scopedLive("TLS options no connection can be made with: every client refuses them at open, naming them", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates
+      const cert = readFileSync(certs.cert)
+      // Nothing listens on port 1: a socket made before the refusal would fail there, unheard, and end the process.
+      const nowhere = [{ host: "127.0.0.1", port: 1 }]
+      const cases = [
+        [{ cert, key: readFileSync(certs.key.replace(/broker\.key$/, "ca.key")) }, "tls.key is not the private key of tls.cert ("],
+        [{ ca: certs.ca, cert }, "tls.cert without tls.key: a client certificate needs both"],
+        [{ cert, key: Buffer.from("not a key") }, "tls.cert, tls.key: not a TLS configuration Node's TLS takes: "],
+        [{ ca: 5 }, "tls.ca must be PEM bytes (a Buffer or Uint8Array), not number"]
+      ] as const
+      for (const [tls, says] of cases) {
+        const options = { ...anonymous, brokers: nowhere, tls: tls as never }
+        const named = { message: expect.stringContaining(says) }
+        const facades = yield* Effect.promise(async () => ({
+          publisher: await refused(CxlogPublisher.open({ ...options, topic: "events" })),
+          subscriber: await refused(CxlogSubscriber.open({ ...options, topic: "events" })),
+          admin: await refused(CxlogAdmin.open(options))
+        }))
+        expect(facades, says).toMatchObject({
+          publisher: { _tag: "InvalidPublisherOptions", ...named },
+          subscriber: { _tag: "InvalidSubscribeOptions", ...named },
+          admin: { _tag: "InvalidAdminOptions", ...named }
+        })
+        // The Effect API's: a publisher's layer, and a service through brokers (its calls).
+        const publisher = yield* Effect.flip(Effect.scoped(PublisherLayers.make({ ...options, topic: "events" })))
+        expect(publisher, says).toMatchObject({ _tag: "InvalidPublisherOptions", ...named })
+        const topics = yield* Effect.scoped(Effect.flatMap(makeRemoteTopics(options), (t) => Effect.flip(t.connect)))
+        expect(topics, says).toMatchObject({ _tag: "TopicsUnavailable", ...named })
       }
     }))
 

@@ -8,7 +8,7 @@
  */
 import { Data, Either } from "effect"
 import { connect, isIP, Socket } from "node:net"
-import { connect as connectTls } from "node:tls"
+import { connect as connectTls, type SecureContext } from "node:tls"
 import { brokerAcceptanceProblem, clientProofAsync, type Credentials, CREDENTIALS_HINT, newNonce } from "./Auth.js"
 import {
   addressText,
@@ -35,6 +35,7 @@ import {
   type WireErrorCode,
   WireViolation
 } from "./Control.js"
+import { clientSecureContext, type ClientTls } from "./ClientTls.js"
 import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { forgetSessionToken, keepSessionToken, sessionToken } from "./SessionTokens.js"
@@ -92,7 +93,7 @@ export interface ClientSecurity {
    */
   readonly insecure?: boolean
   /** Connect with TLS, verifying the broker against `ca` (PEM; default Node's CAs) and presenting `cert` and `key` when given. */
-  readonly tls?: { readonly ca?: Uint8Array; readonly cert?: Uint8Array; readonly key?: Uint8Array }
+  readonly tls?: ClientTls
 }
 
 /**
@@ -143,25 +144,29 @@ export const dialBroker = (
       }),
       ready: "connect"
     }
-    : {
-      socket: connectTls({
-        // Over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off, which holds a batch's last record back.
-        socket: connect({
-          host: address.host,
-          port: address.port,
-          noDelay: true,
-          keepAlive: true,
-          keepAliveInitialDelay: KEEPALIVE_DELAY_MS
-        }),
-        // The name the broker's certificate must carry.
-        host: address.host,
-        ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
-        ...(tls.ca === undefined ? {} : { ca: Buffer.from(tls.ca) }),
-        ...(tls.cert === undefined ? {} : { cert: Buffer.from(tls.cert) }),
-        ...(tls.key === undefined ? {} : { key: Buffer.from(tls.key) })
-      }),
-      ready: "secureConnect"
-    }
+    : dialTls(address, clientSecureContext(tls))
+
+/**
+ * Under TLS, over a TCP socket made here: TLS's own socket cannot turn Nagle's algorithm off,
+ * which holds a batch's last record back. The context is made first, so that options it refuses
+ * throw before any socket exists: a socket no one listens to ends the process with its first error.
+ */
+const dialTls = (address: BrokerAddress, secureContext: SecureContext) => ({
+  socket: connectTls({
+    socket: connect({
+      host: address.host,
+      port: address.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: KEEPALIVE_DELAY_MS
+    }),
+    // The name the broker's certificate must carry.
+    host: address.host,
+    ...(isIP(address.host) === 0 ? { servername: address.host } : {}),
+    secureContext
+  }),
+  ready: "secureConnect" as const
+})
 
 export interface ClientConnection {
   /**

@@ -17,6 +17,7 @@ import {
 } from "../../services/net/Publisher.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
 import { brokersProblem } from "./BrokerAddress.js"
+import { clientTlsProblem } from "./ClientTls.js"
 
 const isTopicName = Schema.is(TopicName)
 
@@ -117,7 +118,7 @@ const typeProblem = (s: PublisherSettings, local: boolean): string | undefined =
   if (s.spread !== "round-robin" && s.spread !== "sticky") {
     return `spread must be "round-robin" or "sticky", not ${given(s.spread)}`
   }
-  return undefined
+  return clientTlsProblem(s.security.tls)
 }
 
 /** Why `s` cannot make a publisher (undefined: they can); `local`: a local publisher, which has no brokers. */

@@ -10,6 +10,7 @@ import type { NamesOf } from "../../OptionNames.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
 import type { BrokerAddress } from "./BrokerAddress.js"
 import type { ClientSecurity, ConnectionClosed } from "./ClientConnection.js"
+import { clientTlsProblem } from "./ClientTls.js"
 import { fatalWireErrors } from "./Control.js"
 import type { RequestLinkSettings } from "./RequestLink.js"
 
@@ -53,8 +54,9 @@ export const REMOTE_LINK_OPTION_NAMES: NamesOf<RemoteLinkOptions> = {
 /**
  * The link over `given.brokers`, as an effect each call runs first: the open link, or a new one
  * from `open` (its refusals named in `unavailable`'s reason; `connection` names what was refused,
- * "the admin connection"). A refusal every broker would give ends the search. The link closes
- * with the scope.
+ * "the admin connection"). A refusal every broker would give ends the search, and TLS options
+ * no connection can be made with (a key that is not its certificate's) fail every call with
+ * `unavailable`, naming them. The link closes with the scope.
  */
 export const remoteLink = <L extends { readonly open: () => boolean; readonly close: () => void }, E>(
   given: RemoteLinkOptions,
@@ -71,10 +73,12 @@ export const remoteLink = <L extends { readonly open: () => boolean; readonly cl
       insecure: options.insecure === true,
       tls: options.tls
     }
+    const unusableTls = clientTlsProblem(options.tls)
     let link: L | undefined
     yield* Effect.addFinalizer(() => Effect.sync(() => link?.close()))
     const opening = yield* Effect.makeSemaphore(1)
     const openAny = Effect.gen(function*() {
+      if (unusableTls !== undefined) return yield* Effect.fail(unavailable(unusableTls))
       const refusals: Array<string> = []
       for (const address of options.brokers) {
         const attempt = yield* Effect.either(open(address, settings))

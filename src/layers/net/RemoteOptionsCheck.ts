@@ -7,6 +7,7 @@
 import { Effect } from "effect"
 import { InvalidSubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
 import { brokersProblem } from "./BrokerAddress.js"
+import { clientTlsProblem } from "./ClientTls.js"
 import { MAX_TIMER_MS } from "./PublisherDefaults.js"
 import type { RemoteLinkOptions } from "./RemoteLink.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
@@ -22,7 +23,7 @@ const isIntegerIn = (value: unknown, min: number, max: number): boolean =>
 
 /** Why `options` cannot open a link to brokers (a subscriber's, an admin client's), or undefined; durations in milliseconds. */
 export const remoteLinkProblem = (options: RemoteLinkOptions): string | undefined => {
-  const { brokers, connectTimeoutMs, credentials, insecure, region, requestTimeoutMs } = options
+  const { brokers, connectTimeoutMs, credentials, insecure, region, requestTimeoutMs, tls } = options
   const unusable = brokersProblem(brokers)
   if (unusable !== undefined) return unusable
   for (const [name, ms] of [["connectTimeoutMs", connectTimeoutMs], ["requestTimeoutMs", requestTimeoutMs]] as const) {
@@ -41,7 +42,7 @@ export const remoteLinkProblem = (options: RemoteLinkOptions): string | undefine
   ) {
     return `credentials must be { user, secret } (from cxlog user add), not ${shown(credentials)}`
   }
-  return undefined
+  return clientTlsProblem(tls)
 }
 
 /** A remote subscriber's connection options (SubscriberRemote.ts), as far as they are checked here. */
