@@ -201,7 +201,7 @@ describe("cxlog security", () => {
       expect(existsSync(`/dev/shm/${region}`)).toBe(false)
     }))
 
-  it.scoped("cxlog user list and remove on a region with no credential file say who makes one", () =>
+  it.scoped("cxlog user list and remove on a region with no credential file say who makes one; removing a user the file lacks fails (exit 1), naming it", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("no-users")
       const env = { CXLOG_REGION: region }
@@ -213,6 +213,16 @@ describe("cxlog security", () => {
           `cxlog user: credentials ${path}: no such file: region ${region} has no credential file (its head makes one with the region, cxlog user add makes one; --region or --credentials names another)`
         ])
       }
+      // Not a usage mistake (exit 2): the command line was right, the file has no such user.
+      const dir = yield* tempDir("cxlog-users-")
+      const file = join(dir, "users.json")
+      const added = yield* runCli(["user", "add", "alice", "--credentials", file, "--secret-file", join(dir, "a")])
+      expect(added.code, added.stderr).toBe(0)
+      const unknown = yield* runCli(["user", "remove", "bob", "--credentials", file])
+      expect({ code: unknown.code, stderr: unknown.stderr.trim().split("\n") }).toEqual({
+        code: 1,
+        stderr: [`cxlog user: ${file} has no user bob (cxlog user list --credentials ${file} lists its users)`]
+      })
     }))
 
   it.scoped(

@@ -3,7 +3,7 @@
  * credential file; what the head, a broker and a publisher make of their security flags; and
  * the throwaway CA `cxlog bench --tls` runs with.
  */
-import { Console, Effect } from "effect"
+import { Console, Data, Effect } from "effect"
 import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -192,6 +192,21 @@ const existingCredentialFile = (path: string, o: UserCommand) =>
     })
   )
 
+/**
+ * `remove NAME` of a user the credential file does not have (a mistyped name, one removed
+ * already): a failed operation a script sees (exit 1), as a topic or consumer not found is.
+ */
+export class UserNotFound extends Data.TaggedError("UserNotFound")<{
+  readonly path: string
+  readonly name: string
+  /** The command that lists the file's users. */
+  readonly list: string
+}> {
+  override get message() {
+    return `${this.path} has no user ${this.name} (${this.list} lists its users)`
+  }
+}
+
 /** `cxlog user add NAME | remove NAME | list`. */
 export const users = (o: UserCommand) =>
   Effect.gen(function*() {
@@ -238,7 +253,12 @@ export const users = (o: UserCommand) =>
         if (o.name === undefined) return yield* failUsage("cxlog user remove: name the user")
         yield* existingCredentialFile(path, o)
         const removed = yield* attempt(() => removeUser(path, o.name!))
-        if (!removed) return yield* failUsage(`cxlog user remove: ${path} has no user ${o.name}`)
+        if (!removed) {
+          const list = o.credentials === undefined
+            ? `cxlog user list --region ${o.region}`
+            : `cxlog user list --credentials ${path}`
+          return yield* new UserNotFound({ path, name: o.name, list })
+        }
         return yield* Console.log(`user ${o.name} removed from ${path}: its next connection is refused`)
       }
       case "list":
