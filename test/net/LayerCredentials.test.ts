@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { join } from "node:path"
 import {
   defaultCredentialPath,
   defaultSecretPath,
@@ -18,11 +19,18 @@ import * as PublisherLayers from "../../src/layers/net/Publisher.js"
 import * as SubscriberRemoteLayers from "../../src/layers/net/SubscriberRemote.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
 import { Subscriber } from "../../src/services/net/Subscriber.js"
+import { tempDir } from "../helpers/Processes.js"
 
-/** A broker that authenticates with `region`'s default credential file, which this scope makes and removes. */
-const authenticatingBroker = (region: string) =>
+/**
+ * A broker that authenticates with `region`'s default credential file, which this scope makes
+ * (with its local secret file, as a head does) and removes; or with the file at `given`, made
+ * with a user of its own, as one an operator gives (`--credentials`): no head writes a secret file for it.
+ */
+const authenticatingBroker = (region: string, given?: string) =>
   Effect.gen(function*() {
-    const files = [defaultCredentialPath(region), defaultSecretPath(region)] as const
+    const files = given === undefined
+      ? [defaultCredentialPath(region), defaultSecretPath(region)] as const
+      : [given, `${given}.alice`] as const
     yield* Effect.acquireRelease(Effect.sync(() => ensureRegionCredentials(...files)), () =>
       Effect.sync(() => removeRegionCredentials(...files)))
     const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }] })
@@ -81,5 +89,20 @@ describe("the Effect layers' credentials", () => {
       expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
       expect(refused.message).toContain("`credentials` option")
       expect(refused.message).toContain("--secret-file")
+      // The head wrote its region's local secret file there: a client of the broker's host may name the region instead.
+      expect(refused.message).toContain("`region` naming its region to use the local secret file the head wrote")
+    }))
+
+  it.scopedLive("a broker's credential file given by path has no local secret file: its auth-required does not offer one", () =>
+    Effect.gen(function*() {
+      const region = `cxlog-test-layers-${process.pid}-${Math.random().toString(16).slice(2, 10)}`
+      const brokers = yield* authenticatingBroker(region, join(yield* tempDir("cxlog-layers-"), "users.json"))
+      const refused = yield* Effect.flip(
+        publishOne.pipe(Effect.provide(PublisherLayers.layer({ brokers, topic: "events", region })))
+      )
+      expect(refused).toMatchObject({ _tag: "BrokerRejected", code: "auth-required" })
+      expect(refused.message).toContain("`credentials` option ({ user, secret }, from `cxlog user add`)")
+      expect(refused.message).toContain("--secret-file")
+      expect(refused.message).not.toMatch(/secret file the head wrote|`region`/)
     }))
 })

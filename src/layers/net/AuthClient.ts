@@ -16,10 +16,22 @@ import {
   xor
 } from "./AuthKeys.js"
 
-/** How a client without credentials gets them, in the library's words and the CLI's: every "auth-required" says it. */
-export const CREDENTIALS_HINT =
-  "give the client the `credentials` option ({ user, secret }, from `cxlog user add`), or `region` on the head's host " +
-  "to use the local secret file the head wrote; on the CLI --secret-file / CXLOG_SECRET_FILE (docs/security.md)"
+/**
+ * How a client without credentials gets them, in the library's words and the CLI's: every
+ * "auth-required" says it. `localSecretFile`: the broker's host has the secret file its head
+ * wrote for the region's local user, which a client there finds by the region's name; a head
+ * writes one only when it makes the region's credential file, not for one it was given that exists.
+ */
+export const credentialsHint = (localSecretFile: boolean): string =>
+  localSecretFile
+    ? "give the client the `credentials` option ({ user, secret }, from `cxlog user add`), or, on the broker's host " +
+      "as the OS user that ran the head, `region` naming its region to use the local secret file the head wrote; " +
+      "on the CLI --secret-file / CXLOG_SECRET_FILE, or --region (docs/security.md)"
+    : "give the client the `credentials` option ({ user, secret }, from `cxlog user add`); on the CLI --secret-file / " +
+      "CXLOG_SECRET_FILE (docs/security.md)"
+
+/** What a client challenged without credentials says itself: it knows nothing of the broker's host. */
+export const CREDENTIALS_HINT = credentialsHint(false)
 
 /** What a client authenticates with: a user and its secret (from a secret file, `NAME:SECRET`). */
 export interface Credentials {

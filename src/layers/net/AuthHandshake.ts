@@ -5,8 +5,9 @@
  */
 import { Effect } from "effect"
 import { randomBytes, timingSafeEqual } from "node:crypto"
-import { statSync } from "node:fs"
-import { CREDENTIALS_HINT } from "./AuthClient.js"
+import { existsSync, statSync } from "node:fs"
+import { basename, dirname, join, resolve } from "node:path"
+import { credentialsHint } from "./AuthClient.js"
 import { CredentialError, readCredentialFile, type UserRecord } from "./AuthCredentialFile.js"
 import {
   authMessage,
@@ -20,6 +21,7 @@ import {
   unb64,
   xor
 } from "./AuthKeys.js"
+import { authDirectory } from "./AuthRegionFiles.js"
 import { type Action, authorize } from "./AuthRights.js"
 import { AuthProof, Challenge as ChallengeBody, challengeFrame, decodeControl, WireViolation } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
@@ -35,6 +37,23 @@ export interface Challenge {
 }
 
 const processDecoyKey = randomBytes(32)
+
+/**
+ * The secret file a head writes beside a region's default credential file (AuthRegionFiles.ts:
+ * `<stem>.users` and `<stem>.secret` in this user's private directory), for the credential file
+ * at `path`; undefined for any other file, beside which no head writes one.
+ */
+const localSecretPathOf = (path: string): string | undefined => {
+  const name = basename(path)
+  if (!name.endsWith(".users")) return undefined
+  try {
+    if (resolve(dirname(path)) !== resolve(authDirectory())) return undefined
+  } catch {
+    // No private directory of this user: no head of it wrote a secret file there.
+    return undefined
+  }
+  return join(dirname(path), `${name.slice(0, -".users".length)}.secret`)
+}
 
 /**
  * A fake salt for a user the file does not hold, so a CHALLENGE does not reveal who exists.
@@ -54,12 +73,21 @@ export class AuthServer {
   /** The file as last read: its inode, change time (a write, a rename over it or a chmod moves it) and size. */
   private loaded = ""
 
-  private constructor(readonly path: string) {}
+  private constructor(
+    readonly path: string,
+    /** The local secret file of the region whose default credential file this is (none for a file given by path). */
+    private readonly localSecretPath: string | undefined
+  ) {}
 
   static open(path: string): AuthServer {
-    const server = new AuthServer(path)
+    const server = new AuthServer(path, localSecretPathOf(path))
     server.refresh()
     return server
+  }
+
+  /** Whether the head wrote a local secret file beside this credential file (it may come and go with the region). */
+  hasLocalSecretFile(): boolean {
+    return this.localSecretPath !== undefined && existsSync(this.localSecretPath)
   }
 
   /**
@@ -197,7 +225,7 @@ export const authenticate = (
     if (who.user === undefined || who.nonce === undefined) {
       return yield* new WireViolation({
         code: "auth-required",
-        detail: `this broker requires authentication: ${CREDENTIALS_HINT}`
+        detail: `this broker requires authentication: ${credentialsHint(server.hasLocalSecretFile())}`
       })
     }
     const challenge = yield* Effect.try({
