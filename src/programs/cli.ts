@@ -113,10 +113,7 @@ const main = Effect.suspend(() => {
   const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
   hangupStops()
-  // Not serve: its second Ctrl-C ends it at once by design, its roles then stopping themselves (docs/operations.md).
-  const endPatience = named?.name === "serve"
-    ? () => {}
-    : patientStop(() => (named === undefined ? "cxlog" : `cxlog ${named.name}`))
+  const endPatience = patientStop(() => (named === undefined ? "cxlog" : `cxlog ${named.name}`))
   const retired = retiredVariableProblem(processEnvironment())
   const run = retired === undefined
     ? Cli.runApp(app, words.filter((w) => w !== "--verbose"), color)

@@ -1,7 +1,8 @@
 /**
  * `cxlog serve` as a user runs it (`node dist/cxlog.mjs serve`, no IPC channel): it says how to
  * connect once ready; the CLI and the Promise clients publish and read back through it; SIGINT
- * stops it with exit 0 and leaves no process, region or secret file behind; SIGKILLed, its roles
+ * stops it with exit 0 and leaves no process, region or secret file behind, a second one while it
+ * stops included; SIGKILLed, its roles
  * do not outlive it; a taken port and a region in use are refused before anything starts; a
  * standby takes over a dead head, a dead broker stops it all; --detach and --stop.
  */
@@ -48,7 +49,7 @@ const addresses = (list: string) =>
 
 describe("cxlog serve", () => {
   it.scopedLive(
-    "serves the CLI and the Promise clients; SIGINT stops it with exit 0, leaving no process, region or secret file",
+    "serves the CLI and the Promise clients; SIGINT stops it with exit 0, a second one while it stops waited through, leaving no process, region or secret file",
     () =>
       Effect.gen(function*() {
         const region = yield* serveRegion("serve")
@@ -102,11 +103,22 @@ describe("cxlog serve", () => {
         expect(fromCode).toEqual(expected.map((text, offset) => `${offset} ${text}`))
 
         serving.interrupt()
+        // A second Ctrl-C while it stops its roles is said and waited through, as by every command: nothing is left behind.
+        yield* until(
+          () => /^serve +\| stopping/m.test(serving.output()),
+          30_000,
+          () => `serve's stopping:\n${serving.output()}`,
+          1
+        )
+        serving.interrupt()
         const exit = yield* serving.exited.pipe(Effect.timeoutFail({
           duration: "30 seconds",
           onTimeout: () => new Error(`serve still runs 30 s after SIGINT:\n${serving.output()}`)
         }))
         expect(exit, serving.output()).toEqual({ code: 0, signal: null })
+        expect(serving.output()).toContain(
+          "cxlog serve: SIGINT while stopping: still cleaning up what it holds; one more signal stops it at once"
+        )
         expect(roles.filter(running)).toEqual([])
         expect(existsSync(`/dev/shm/${region}`)).toBe(false)
         expect(existsSync(defaultSecretPath(region))).toBe(false)
