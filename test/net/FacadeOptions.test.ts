@@ -101,7 +101,10 @@ describe("the Promise facades' options", () => {
       // Nothing listens on port 1: a socket made before the refusal would fail there, unheard, and end the process.
       const nowhere = [{ host: "127.0.0.1", port: 1 }]
       const cases = [
-        [{ cert, key: readFileSync(certs.key.replace(/broker\.key$/, "ca.key")) }, "tls.key is not the private key of tls.cert ("],
+        [
+          { cert, key: readFileSync(certs.key.replace(/broker\.key$/, "ca.key")) },
+          "tls.key is not the private key of tls.cert ("
+        ],
         [{ ca: certs.ca, cert }, "tls.cert without tls.key: a client certificate needs both"],
         [{ cert, key: Buffer.from("not a key") }, "tls.cert, tls.key: not a TLS configuration Node's TLS takes: "],
         [{ ca: 5 }, "tls.ca must be PEM bytes (a Buffer or Uint8Array), not number"]

@@ -17,6 +17,7 @@ import {
   InvalidBrokerAddress,
   isBrokerAddress
 } from "./BrokerAddress.js"
+import { clientSecureContext, type ClientTls } from "./ClientTls.js"
 import {
   authFrame,
   AuthProof,
@@ -35,7 +36,6 @@ import {
   type WireErrorCode,
   WireViolation
 } from "./Control.js"
-import { clientSecureContext, type ClientTls } from "./ClientTls.js"
 import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { forgetSessionToken, keepSessionToken, sessionToken } from "./SessionTokens.js"
