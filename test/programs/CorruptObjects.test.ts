@@ -1,8 +1,8 @@
 /**
  * Named objects of a region damaged in place, as a user meets them through the CLI (a real head):
  * a topic whose descriptor and a consumer group whose header no longer read as theirs are said,
- * never left out of a listing in silence nor taken for unknown names, and deleting them frees
- * their names for new ones.
+ * never left out of a listing in silence nor taken for unknown names, and deleting them (on the
+ * region's host, or a group through a broker: `cxlog groups --brokers`) frees their names for new ones.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
@@ -40,9 +40,11 @@ describe("a region's objects damaged in place, through the CLI", () => {
       const cli = (...args: ReadonlyArray<string>) => runCliWithin(args, env, 30_000)
       expect((yield* cli("groups", "create", "broken", "--topic", "jobs")).code).toBe(0)
       expect((yield* cli("groups", "create", "sound", "--topic", "jobs")).code).toBe(0)
-      // The descriptor's order word (offset 4) and the group's layout version (offset 4) as no build writes them.
+      expect((yield* cli("groups", "create", "worn", "--topic", "jobs")).code).toBe(0)
+      // The descriptor's order word (offset 4) and the groups' layout version (offset 4) as no build writes them.
       yield* scribble(region, "topic", "lost", 4, 100)
       yield* scribble(region, "group", "broken", 4, 100)
+      yield* scribble(region, "group", "worn", 4, 100)
 
       const topicWhy =
         `topic "lost" cannot be read: its descriptor \\(directory entry \\d+\\) is corrupt; deleting the topic frees its name and memory`
@@ -82,11 +84,27 @@ describe("a region's objects damaged in place, through the CLI", () => {
       expect(groupDescribed.code).toBe(1)
       expect(groupDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
 
+      // Through the broker (cxlog groups --brokers, as the region's local user, who administers every topic):
+      // the list, a description, pending messages, and the damaged group said and deleted.
+      const through = (...args: ReadonlyArray<string>) => cli("groups", "--brokers", `127.0.0.1:${port}`, ...args)
+      const remoteGroups = yield* through("--json")
+      expect(remoteGroups.code, remoteGroups.stderr).toBe(0)
+      expect(JSON.parse(remoteGroups.stdout)).toMatchObject([{ name: "sound", topic: "jobs" }])
+      expect((yield* through("describe", "sound")).stdout).toMatch(/^group sound: topic jobs,/)
+      expect((yield* through("pending", "sound")).stdout).toBe("group sound: nothing pending\n")
+      const remoteDescribed = yield* through("describe", "broken")
+      expect(remoteDescribed.code).toBe(1)
+      expect(remoteDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
+      const remoteDeleted = yield* through("delete", "broken")
+      expect(remoteDeleted.code, remoteDeleted.stderr).toBe(0)
+      expect(remoteDeleted.stdout).toBe("deleted group broken\n")
+
       // Deleted, each name is free for a new object, and nothing is said of them any more.
       expect((yield* cli("topics", "delete", "lost")).code).toBe(0)
-      expect((yield* cli("groups", "delete", "broken")).code).toBe(0)
+      expect((yield* cli("groups", "delete", "worn")).code).toBe(0)
       expect((yield* cli("topics", "create", "lost")).code).toBe(0)
-      expect((yield* cli("groups", "create", "broken", "--topic", "lost")).code).toBe(0)
+      const created = yield* through("create", "broken", "--topic", "lost")
+      expect(created.stdout, created.stderr).toBe("created group broken on topic lost at offset 0\n")
       const after = yield* cli("topics")
       expect(after.stdout).toMatch(/^lost /m)
       expect(after.stderr).toBe("")

@@ -2,9 +2,11 @@
  * `cxlog groups`: the region's consumer groups as their objects hold them — members, pending
  * messages, the oldest pending one's age, redeliveries and dead letters — one group described,
  * its pending messages listed, and groups created and deleted (through the head's coordinator).
- * On the region's host, as a client of the region.
+ * On the region's host, as a client of the region; with `--brokers`, through a broker over TCP
+ * (ConsumerGroupsRemote.ts: the broker answers from the region where it runs, as the user's rights allow).
  */
 import { Console, Effect, Either } from "effect"
+import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
   ConsumerGroups,
@@ -15,6 +17,12 @@ import {
 import { Directory } from "../../services/region/Directory.js"
 import { table } from "../report/Table.js"
 import { headPresent } from "./HeadPresent.js"
+
+/** Where a groups command works: the region on this host, or through brokers (`remote`). */
+export interface GroupsAt {
+  readonly region: RegionAccess
+  readonly remote?: RemoteGroupsOptions
+}
 
 export type GroupsWords =
   | { readonly kind: "list" }
@@ -129,14 +137,19 @@ const unreadableGroups = (listed: ReadonlyArray<GroupInfo>) =>
     }
   })
 
-const groupsOf = (region: RegionAccess, words: GroupsWords, json: boolean) =>
+/** Each word through `ConsumerGroups`; `afterList` follows the list (in place: the unreadable groups it left out). */
+const groupsOf = <E, R>(
+  words: GroupsWords,
+  json: boolean,
+  afterList: (listed: ReadonlyArray<GroupInfo>) => Effect.Effect<void, E, R>
+) =>
   Effect.gen(function*() {
     const groups = yield* ConsumerGroups
     switch (words.kind) {
       case "list": {
         const all = yield* groups.list
         yield* print(json, all, () => listTable(all))
-        return yield* unreadableGroups(all)
+        return yield* afterList(all)
       }
       case "describe": {
         const info = yield* groups.describe(words.name)
@@ -157,8 +170,17 @@ const groupsOf = (region: RegionAccess, words: GroupsWords, json: boolean) =>
           `deleted group ${words.name}`)
       }
     }
-  }).pipe(Effect.provide(groupMember(region)))
+  })
 
-/** `cxlog groups …`: each word through a member of the region's groups, which joins the head's coordinator (so the head is looked for first). */
-export const groupsReport = (region: RegionAccess, words: GroupsWords, json: boolean) =>
-  Effect.zipRight(headPresent(region, "its coordinator to answer for the groups"), groupsOf(region, words, json))
+/**
+ * `cxlog groups …`: on the region's host each word runs through a member of the region's groups,
+ * which joins the head's coordinator (so the head is looked for first); through brokers, over a
+ * groups' connection to the first that takes it (the broker's own member answers).
+ */
+export const groupsReport = (at: GroupsAt, words: GroupsWords, json: boolean) =>
+  at.remote === undefined
+    ? Effect.zipRight(
+      headPresent(at.region, "its coordinator to answer for the groups"),
+      groupsOf(words, json, unreadableGroups).pipe(Effect.provide(groupMember(at.region)))
+    )
+    : groupsOf(words, json, () => Effect.void).pipe(Effect.provide(layerRemote(at.remote)))

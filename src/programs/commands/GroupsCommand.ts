@@ -3,8 +3,9 @@ import { Effect } from "effect"
 import type { GroupsWords } from "../admin/Groups.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
+import { adminBrokers, adminRemote } from "./AdminBrokers.js"
 import { groupSpecFlags, groupSpecOf } from "./GroupFlags.js"
-import { coherence, json, region } from "./SharedFlags.js"
+import { clientSecurityFlags, coherence, json, region } from "./SharedFlags.js"
 
 const USAGE = "use cxlog groups [describe NAME | pending NAME | create NAME --topic T | delete NAME]"
 const VERBS = ["describe", "pending", "create", "delete"] as const
@@ -35,7 +36,10 @@ export const groupsCommand = Cli.command({
   name: "groups",
   summary:
     "List the region's consumer groups (members, pending, oldest pending, redeliveries, dead letters); describe, create and delete one; list its pending messages",
-  details: "Runs on the region's host. `pending NAME` lists each message handed out and not settled: its offset, " +
+  details: "On the region's host it joins the region's groups (the head's coordinator answers); with --brokers every " +
+    "word goes through a broker over TCP, from any host, as the user of --secret-file: a group needs the read right " +
+    "on its topic and the consume right on its name, a group that cannot be read the admin right on every topic to " +
+    "be deleted (docs/consumers.md). `pending NAME` lists each message handed out and not settled: its offset, " +
     "the member holding it (or waiting to be delivered again), its deliveries and when it is due. A deleted " +
     "group's members stop at their next look (GroupDeleted); its name is free at once.",
   positional: "describe NAME | pending NAME | create NAME | delete NAME",
@@ -48,18 +52,26 @@ export const groupsCommand = Cli.command({
       description: "with create: the group's topic"
     }),
     ...groupSpecFlags,
-    json
+    json,
+    brokers: adminBrokers("a group needs the read right on its topic and the consume right on its name"),
+    ...clientSecurityFlags
   },
   examples: [
     "cxlog groups",
     "cxlog groups pending mailer",
     "cxlog groups create billing --topic orders --by-key --dead-letter-topic orders.dead",
-    "cxlog groups delete billing"
+    "cxlog groups delete billing",
+    "cxlog groups --brokers 10.0.0.5:7400 --secret-file ops.secret describe billing"
   ],
   run: (o, args) =>
     Effect.gen(function*() {
       const words = yield* wordsOf(args, o)
+      const remote = yield* adminRemote(o)
       const { groupsReport } = yield* Cli.load(() => import("../admin/Groups.js"))
-      return yield* groupsReport({ name: o.region, coherence: o.coherence }, words, o.json)
+      return yield* groupsReport(
+        { region: { name: o.region, coherence: o.coherence }, ...(remote === undefined ? {} : { remote }) },
+        words,
+        o.json
+      )
     })
 })

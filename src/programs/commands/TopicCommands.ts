@@ -1,11 +1,11 @@
 /** The commands that administer a region's topics: `topics` (list, describe, create, delete, trim, purge), `create-topic` and `consumers`. */
 import { Effect, Either } from "effect"
-import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import type { TrimTarget } from "../../services/log/Topics.js"
 import type { ResetTarget } from "../admin/Consumers.js"
 import type { TopicsAt } from "../admin/TopicChanges.js"
 import { failUsage, type UsageError } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
+import { type AdminBrokersFlags, adminBrokers, adminRemote } from "./AdminBrokers.js"
 import { clientSecurityFlags, coherence, json, parsePosition, parseTime, region, topic } from "./SharedFlags.js"
 import {
   diskRetentionFlags,
@@ -20,35 +20,14 @@ import {
 } from "./TopicFlags.js"
 
 /** `--brokers` of the topics commands: through these, else the region on this host. */
-const adminBrokers = Cli.optionalText("brokers", {
-  placeholder: "HOST:PORT,…",
-  shown: "the region on this host",
-  env: "CXLOG_ADMIN_BROKERS",
-  description:
-    "work through the first of these brokers that takes the connection (over TCP, as the user of --secret-file: changes need its admin right)"
-})
+const topicsBrokers = adminBrokers("changes need its admin right")
 
 /** Where a topics command works: the region named by --region on this host, or through --brokers (with the client flags). */
-const topicsAt = (o: {
-  readonly region: string
-  readonly coherence: "coherent" | "non-coherent"
-  readonly brokers: string | undefined
-  readonly secretFile: string | undefined
-  readonly insecure: boolean
-  readonly tlsCa: string | undefined
-  readonly tlsClientCert: string | undefined
-  readonly tlsClientKey: string | undefined
-}) =>
-  Effect.gen(function*() {
-    const at: TopicsAt = { region: { name: o.region, coherence: o.coherence } }
-    if (o.brokers === undefined) return at
-    const brokers = yield* Effect.try({
-      try: () => parseAddresses(o.brokers!),
-      catch: (e) => e as Error
-    }).pipe(Effect.catchAll((e) => failUsage(`--brokers ${o.brokers}: ${e.message}`)))
-    const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
-    return { ...at, remote: { brokers, region: o.region, ...(yield* clientSecurity(o)) } } satisfies TopicsAt
-  })
+const topicsAt = (o: AdminBrokersFlags & { readonly coherence: "coherent" | "non-coherent" }) =>
+  Effect.map(adminRemote(o), (remote): TopicsAt => ({
+    region: { name: o.region, coherence: o.coherence },
+    ...(remote === undefined ? {} : { remote })
+  }))
 
 export const createTopicCommand = Cli.command({
   name: "create-topic",
@@ -64,7 +43,7 @@ export const createTopicCommand = Cli.command({
     ...retentionFlags,
     ...diskRetentionFlags,
     ifNotExists,
-    brokers: adminBrokers,
+    brokers: topicsBrokers,
     ...clientSecurityFlags
   },
   examples: [
@@ -236,7 +215,7 @@ export const topicsCommand = Cli.command({
     ...verbFlags.list,
     ...verbFlags.create,
     ...verbFlags.trim,
-    brokers: adminBrokers,
+    brokers: topicsBrokers,
     ...clientSecurityFlags
   },
   examples: [
