@@ -1,12 +1,15 @@
 /**
  * Where `cxlog mirror` must not write, it stops with a typed error and writes nothing: a foreign
  * writer's message in its stream (the expected-sequence fence), a stream of another generation of
- * the topic, a missing topic, a stream JetStream refuses, a stream that lost its last messages.
+ * the topic, a missing topic, a stream JetStream refuses, a server without JetStream, a stream that
+ * lost its last messages.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { jetstream, jetstreamManager } from "@nats-io/jetstream"
 import { headers } from "@nats-io/transport-node"
 import { Effect } from "effect"
+import { NATS, natsServerBinary } from "../../src/programs/bench/peers/NatsCluster.js"
+import { startPeerServer } from "../../src/programs/bench/peers/PeerServer.js"
 import { forkCli, runCli, runCliWithin } from "../helpers/CliRoles.js"
 import {
   mirrorArgs,
@@ -61,7 +64,7 @@ describe.skipIf(skip !== undefined)(suiteTitle("fences and refusals"), () => {
   )
 
   it.scopedLive(
-    "a topic deleted and created again under its name is another log: its mirror into the old stream is fenced; a missing topic makes no stream; a stream JetStream refuses ends the mirror at once",
+    "a topic deleted and created again under its name is another log: its mirror into the old stream is fenced; a missing topic makes no stream; a stream JetStream refuses, or a server without JetStream, ends the mirror at once",
     () =>
       Effect.gen(function*() {
         const { cluster, log } = yield* mirroredOnce("mirrorregen", 200)
@@ -108,6 +111,19 @@ describe.skipIf(skip !== undefined)(suiteTitle("fences and refusals"), () => {
           expect(refused.stderr).toContain(`stream ${stream}: JetStream refused it`)
           expect(refused.stderr).toContain(says)
         }
+        // A server that answers without JetStream (started without -js) is its configuration, not an outage:
+        // the mirror ends at once naming the fix, where it backed off for --retry-for as if the server were starting.
+        const plain = yield* startPeerServer(NATS, yield* natsServerBinary, (port) => ["-a", "127.0.0.1", "-p", `${port}`])
+        const started = Date.now()
+        const disabled = yield* runCliWithin(
+          ["mirror", "--topic", TOPIC, "--to", `nats://127.0.0.1:${plain.port}`, "--retry-for", "30s"],
+          log.env,
+          60_000
+        )
+        expect(disabled.code).toBe(1)
+        expect(disabled.stderr).toContain(`JetStream is not enabled at nats://127.0.0.1:${plain.port}`)
+        expect(disabled.stderr).toContain("start nats-server with -js")
+        expect(Date.now() - started).toBeLessThan(20_000)
       }),
     180_000
   )

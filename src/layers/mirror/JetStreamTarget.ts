@@ -17,6 +17,7 @@ import { Data, Effect, type Scope } from "effect"
 import {
   MirrorHeaders,
   mirrorMessageId,
+  MirrorJetStreamDisabled,
   type MirrorOptions,
   MirrorStreamForeign,
   MirrorStreamMismatch,
@@ -58,9 +59,20 @@ const refusedStream = (options: MirrorOptions, error: unknown): MirrorStreamRefu
   return undefined
 }
 
-/** JetStream's failure `what`: a refusal no retry cures, or one retrying may (JetStreamFailed). */
+/**
+ * The client's `JetStreamNotEnabled`: the server answered and no JetStream takes its API (the
+ * request had no responders), or the server said so for the account (10039). A server still
+ * starting does not take connections before its JetStream runs, and one without a meta leader
+ * yet answers otherwise (or not at all): either is an outage, retried.
+ */
+const disabled = (options: MirrorOptions, error: unknown): MirrorJetStreamDisabled | undefined =>
+  (error as { name?: unknown } | null)?.name === "JetStreamNotEnabled"
+    ? new MirrorJetStreamDisabled({ servers: options.servers, reason: reasonOf(error) })
+    : undefined
+
+/** JetStream's failure `what`: a refusal no retry cures (its stream, JetStream off), or one retrying may (JetStreamFailed). */
 const failedOrRefused = (options: MirrorOptions, what: string) => (error: unknown) =>
-  refusedStream(options, error) ?? failed(what)(error)
+  disabled(options, error) ?? refusedStream(options, error) ?? failed(what)(error)
 
 const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 const failed = (what: string) => (error: unknown) => new JetStreamFailed({ reason: `${what}: ${reasonOf(error)}` })
@@ -111,7 +123,11 @@ export interface JetStreamTarget {
 export const openTarget = (
   options: MirrorOptions,
   generation: number
-): Effect.Effect<JetStreamTarget, JetStreamFailed | MirrorStreamMismatch | MirrorStreamRefused, Scope.Scope> =>
+): Effect.Effect<
+  JetStreamTarget,
+  JetStreamFailed | MirrorJetStreamDisabled | MirrorStreamMismatch | MirrorStreamRefused,
+  Scope.Scope
+> =>
   Effect.gen(function*() {
     const connection = yield* Effect.acquireRelease(
       Effect.tryPromise({
@@ -132,7 +148,7 @@ export const openTarget = (
     )
     const manager = yield* Effect.tryPromise({
       try: () => jetstreamManager(connection, { timeout: options.requestTimeoutMs }),
-      catch: failed("JetStream")
+      catch: (error) => disabled(options, error) ?? failed("JetStream")(error)
     })
     const client = jetstream(connection, { timeout: options.requestTimeoutMs })
     yield* ensureStream(manager, options)

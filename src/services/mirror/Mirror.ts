@@ -195,8 +195,24 @@ export class MirrorStreamRefused extends Data.TaggedError("MirrorStreamRefused")
   }
 }
 
+/**
+ * The servers answer, and say JetStream is not enabled there (no server takes its API, or not for
+ * this account): their configuration, which no retry cures, not an outage.
+ */
+export class MirrorJetStreamDisabled extends Data.TaggedError("MirrorJetStreamDisabled")<{
+  readonly servers: ReadonlyArray<string>
+  readonly reason: string
+}> {
+  override get message() {
+    return `JetStream is not enabled at ${
+      this.servers.join(",")
+    }: ${this.reason}; nothing was written (start nats-server with -js, or give its configuration a jetstream block; for an account, enable JetStream for it)`
+  }
+}
+
 export type MirrorError =
   | TopicsRemoteError
+  | MirrorJetStreamDisabled
   | MirrorStreamRefused
   | MirrorStreamForeign
   | MirrorGap
