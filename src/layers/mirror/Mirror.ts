@@ -7,7 +7,7 @@
  * an offset is in the stream once whatever failed when. Sessions are retried with backoff for
  * up to `retryForMs` of unavailability; what retrying cannot cure fails `run`.
  */
-import { Effect, Layer, Metric } from "effect"
+import { Effect, Exit, Layer, Metric } from "effect"
 import {
   mirrorLagMessages,
   mirrorLagSeconds,
@@ -36,6 +36,7 @@ const STATUS_EVERY_MS = 500
 const WATCH_EVERY_MS = 50
 const RETRY_FIRST_MS = 100
 const RETRY_MAX_MS = 2_000
+const INTERRUPTED = "interrupted: its process was stopped (SIGTERM, SIGINT, SIGHUP) or its caller ended the run"
 
 /** What `run` knows of itself, shared by its sessions and its status fiber. */
 interface MirrorRun {
@@ -275,6 +276,17 @@ const runMirror = (
       window: undefined,
       metrics: taggedMetrics(options)
     }
+    // Interrupted (its process stopping: SIGTERM, Ctrl-C), it says so: its status file would
+    // otherwise still say it runs, and read as a mirror gone without a word (killed, crashed).
+    yield* Effect.addFinalizer((exit) =>
+      Exit.isInterrupted(exit)
+        ? Effect.sync(() => {
+          run.state = "stopped"
+          run.detail = INTERRUPTED
+          report(run)
+        })
+        : Effect.void
+    )
     const refresh = subscriber.bounds(options.topic).pipe(
       Effect.map((b) => (run.end = b.end)),
       Effect.ignore,

@@ -2,7 +2,8 @@
  * Where a mirror leaves its state for `cxlog topics` on the same host: one JSON file per
  * (region, topic, stream) in this user's private directory, replaced whole (write, rename) at
  * every status. It outlives the process, so a mirror that stopped (behind retention, fenced,
- * gave up) still says why; a file whose pid is gone reads as stopped.
+ * gave up, was stopped) still says why; a running state whose pid is gone reads as gone: the
+ * process died without saying so (SIGKILL, a crash).
  */
 import { Either, Schema } from "effect"
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
@@ -39,7 +40,7 @@ export const writeMirrorStatus = (status: MirrorStatus): void => {
   renameSync(temporary, path)
 }
 
-/** The mirrors of region `regionId` this host knows of; a running state whose process is gone reads as stopped. */
+/** The mirrors of region `regionId` this host knows of; a running state whose process is gone reads as gone. */
 export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus> => {
   const dir = mirrorStatusDirectory()
   let names: Array<string>
@@ -62,9 +63,14 @@ export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus
     if (Either.isLeft(status) || status.right.regionId !== regionId) continue
     const s = status.right
     const running = s.state === "starting" || s.state === "mirroring" || s.state === "mirror-unavailable"
+    // A mirror that stops writes so itself: one whose file still says it runs died without a word.
     found.push(
       running && !isPidAlive(s.pid)
-        ? new MirrorStatus({ ...s, state: "stopped", detail: `process ${s.pid} is gone` })
+        ? new MirrorStatus({
+          ...s,
+          state: "gone",
+          detail: `process ${s.pid} ended without stopping the mirror (killed, or crashed) while ${s.state}`
+        })
         : s
     )
   }

@@ -69,6 +69,11 @@ export interface MirrorOptions {
   readonly statusEveryMs?: number
 }
 
+/**
+ * A mirror's state. `stopped`: it ended as asked (`until` reached, or interrupted: its process
+ * stopped by a signal). `gone` is never written by a mirror: it is how a status file reads whose
+ * process ended while it ran, without saying so (SIGKILL, a crash).
+ */
 export const MirrorState = Schema.Literal(
   "starting",
   "mirroring",
@@ -76,7 +81,8 @@ export const MirrorState = Schema.Literal(
   "behind-retention",
   "fenced",
   "stopped",
-  "failed"
+  "failed",
+  "gone"
 )
 export type MirrorState = typeof MirrorState.Type
 
@@ -100,7 +106,7 @@ export class MirrorStatus extends Schema.Class<MirrorStatus>("MirrorStatus")({
   /** The stream sequence of the last message the mirror appended or found. */
   streamSequence: Schema.Number,
   retries: Schema.Number,
-  /** Why it is unavailable, stopped or failed. */
+  /** Why it is unavailable, stopped, failed or gone. */
   detail: Schema.optional(Schema.String),
   updatedAtMs: Schema.Number
 }) {}
