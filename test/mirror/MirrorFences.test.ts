@@ -113,7 +113,11 @@ describe.skipIf(skip !== undefined)(suiteTitle("fences and refusals"), () => {
         }
         // A server that answers without JetStream (started without -js) is its configuration, not an outage:
         // the mirror ends at once naming the fix, where it backed off for --retry-for as if the server were starting.
-        const plain = yield* startPeerServer(NATS, yield* natsServerBinary, (port) => ["-a", "127.0.0.1", "-p", `${port}`])
+        const plain = yield* startPeerServer(
+          NATS,
+          yield* natsServerBinary,
+          (port) => ["-a", "127.0.0.1", "-p", `${port}`]
+        )
         const started = Date.now()
         const disabled = yield* runCliWithin(
           ["mirror", "--topic", TOPIC, "--to", `nats://127.0.0.1:${plain.port}`, "--retry-for", "30s"],

@@ -68,7 +68,9 @@ describe.skipIf(skip !== undefined)(suiteTitle("read back, and behind retention"
           detail: "interrupted: its process was stopped (SIGTERM, SIGINT, SIGHUP) or its caller ended the run"
         })
         expect((yield* runCli(["topics", "describe", TOPIC], log.env)).stdout).toMatch(
-          new RegExp(`mirror m → stream cxlog-m .*: stopped, mirrored up to offset 100, .*pid ${stopped.pid}: interrupted`)
+          new RegExp(
+            `mirror m → stream cxlog-m .*: stopped, mirrored up to offset 100, .*pid ${stopped.pid}: interrupted`
+          )
         )
         // Without its consumer the region holds nothing for the mirror: 3 MiB through a 1 MiB Blog.
         const removed = yield* runCli(["consumers", "--topic", TOPIC, "--remove", `mirror-${STREAM}`], log.env)

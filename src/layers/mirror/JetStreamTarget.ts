@@ -16,8 +16,8 @@ import { connect, type MsgHdrs, type NatsConnection } from "@nats-io/transport-n
 import { Data, Effect, type Scope } from "effect"
 import {
   MirrorHeaders,
-  mirrorMessageId,
   MirrorJetStreamDisabled,
+  mirrorMessageId,
   type MirrorOptions,
   MirrorStreamForeign,
   MirrorStreamMismatch,

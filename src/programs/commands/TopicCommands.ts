@@ -5,7 +5,7 @@ import type { ResetTarget } from "../admin/Consumers.js"
 import type { TopicsAt } from "../admin/TopicChanges.js"
 import { failUsage, type UsageError } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
-import { type AdminBrokersFlags, adminBrokers, adminRemote } from "./AdminBrokers.js"
+import { adminBrokers, type AdminBrokersFlags, adminRemote } from "./AdminBrokers.js"
 import { clientSecurityFlags, coherence, json, parsePosition, parseTime, region, topic } from "./SharedFlags.js"
 import {
   diskRetentionFlags,
