@@ -4,17 +4,19 @@
  * process group — fails `HeadUnavailable` naming the head once it has been gone
  * `CXLOG_HEAD_LOST_MS`, rather than `CoordinatorUnavailable` at each call's own timeout (10 s); a
  * standby that takes the lease over answers a call made while it does; a head that holds its lease
- * but does not answer is waited for up to the call's own timeout. The heads are `cxlog head`
+ * but does not answer is waited for up to the call's own timeout; a head stopped past its lease
+ * and resumed never makes a change it had not read before it stopped. The heads are `cxlog head`
  * processes; the application is this process. A coordinator composed without a head (no sequencer
  * lease, ever) is not taken for a head that is gone.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Schema } from "effect"
+import { Context, Effect, Fiber, Layer, Schedule, Schema } from "effect"
 import * as CoordinatorLayers from "../../src/layers/control/Coordinator.js"
 import * as ConsumerGroupsLayers from "../../src/layers/groups/ConsumerGroups.js"
 import * as ChannelsLayers from "../../src/layers/ipc/Channels.js"
 import * as ServicesLayers from "../../src/layers/ipc/Services.js"
 import * as ConsumersLayers from "../../src/layers/log/Consumers.js"
+import { makeHeadWatch } from "../../src/layers/log/HeadWatch.js"
 import * as LogReaderLayers from "../../src/layers/log/LogReader.js"
 import { oneBrokerLogConfig } from "../../src/layers/log/LogRegion.js"
 import * as TopicsLayers from "../../src/layers/log/Topics.js"
@@ -26,6 +28,7 @@ import { Rings } from "../../src/services/control/Rings.js"
 import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { Services } from "../../src/services/ipc/Services.js"
+import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { ipcRegionEnv } from "../fixtures/ipc-member.js"
 import { forkCli } from "../helpers/CliRoles.js"
 import { failureOf, headLostMs } from "../helpers/HeadLost.js"
@@ -134,6 +137,46 @@ describe("calls to the head's coordinator once the head is gone (cxlog head proc
         const opened = yield* Fiber.join(opening)
         expect(opened.entry).toMatchObject({ kind: "channel", name: "prices" })
         expect(yield* standby.event("ready")).toMatchObject({ epoch: 2 })
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "a head stopped (SIGSTOP) past its lease with topic creates in flight, then resumed, makes neither: the caller that gave up is told it was not read, the one still waiting gets the head's refusal",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("calls-lapsed")
+        const head = yield* forkCli(["head", "--sequencer-lease-ms", "1000"], ipcRegionEnv(region))
+        yield* head.event("ready")
+        // One gives up on the head soon after its lease lapses; the other still waits when it runs again.
+        const quick = yield* Layer.build(member(region)).pipe(headLostMs(200))
+        const patient = yield* Layer.build(member(region)).pipe(headLostMs(20_000))
+        const spec = (name: string) => ({ name, order: 5, ackLevel: 1, replicationFactor: 1 }) as const
+
+        head.child.kill("SIGSTOP")
+        const waiting = yield* Effect.fork(Effect.flip(Context.get(patient, Coordinator).createTopic(spec("v"))))
+        const { failed } = yield* failureOf(Context.get(quick, Coordinator).createTopic(spec("u")))
+        expect(failed).toMatchObject({ _tag: "HeadUnavailable", pid: head.pid, state: "lease-lapsed" })
+        expect(failed.message).toContain("to create topic u (asked by this process")
+        expect(failed.message).toContain("not read by the head: not made, and a head that runs again refuses it")
+
+        head.child.kill("SIGCONT")
+        const refused = yield* Fiber.join(waiting)
+        expect(refused).toMatchObject({ _tag: "HeadUnavailable", pid: head.pid, state: "lapse-refused" })
+        expect(refused.message).toContain("refused what was sent to it (waiting for its coordinator to create topic v")
+        expect(refused.message).toContain("nothing was changed, and the head serves again: ask again")
+
+        // Once the head holds its lease again, each create asked again is made: neither was (TopicExists otherwise).
+        const lease = makeHeadWatch(Context.get(quick, CxlMemory), 60_000)
+        yield* Effect.repeat(
+          Effect.sync(() => lease.check(() => "the head to run again") === undefined && lease.available()),
+          {
+            until: (held) => held,
+            schedule: Schedule.spaced("10 millis")
+          }
+        )
+        expect(yield* Context.get(quick, Coordinator).createTopic(spec("u"))).toMatchObject({ name: "u" })
+        expect(yield* Context.get(patient, Coordinator).createTopic(spec("v"))).toMatchObject({ name: "v" })
       }),
     60_000
   )

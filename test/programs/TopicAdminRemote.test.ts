@@ -5,11 +5,11 @@
  * and deleted over TCP and their names made again; a user without the admin right is refused
  * with nothing changed; a malformed admin frame is refused while the broker serves on; and with
  * the head gone a change fails `HeadUnavailable` at once, through a broker and on the region's host,
- * while descriptions are still served. A change refused so while the head is stuck was never sent:
- * the head running again does not make it.
+ * while descriptions are still served. A change refused so while the head is stuck was never sent,
+ * and one sent to it but not read before it stopped is refused when it runs again: it makes neither.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, Schedule } from "effect"
+import { Effect, Either, Fiber, Layer, Schedule } from "effect"
 import { join } from "node:path"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
@@ -224,7 +224,7 @@ describe("topics through a broker, as processes", () => {
   )
 
   it.scopedLive(
-    "with the head stopped past its lease, a change through a broker fails HeadUnavailable unsent: the head running again does not make it",
+    "with the head stopped past its lease, a change through a broker fails HeadUnavailable, sent (not read) or unsent: the head running again makes neither",
     () =>
       Effect.gen(function*() {
         const { head, port, region } = yield* cluster("adminstuck", { CXLOG_SEQUENCER_LEASE_MS: "1000" })
@@ -232,6 +232,11 @@ describe("topics through a broker, as processes", () => {
         yield* topics.create({ name: "before", order: 5, ackLevel: 1, replicationFactor: 1 })
         head.child.kill("SIGSTOP")
         yield* Effect.addFinalizer(() => Effect.sync(() => head.child.kill("SIGCONT")))
+        yield* until(() => isPidStopped(head.pid), 20_000, () => "the head to stop")
+        // Sent while the lease still holds: the broker forwards it, and gives up on the head once its lease lapsed.
+        const inFlight = yield* Effect.fork(
+          Effect.flip(topics.create({ name: "inflight", order: 5, ackLevel: 1, replicationFactor: 1 }))
+        )
         yield* Effect.flatMap(CxlMemory, (memory) => {
           const lines = new LeaseLineView(memory)
           return until(
@@ -245,6 +250,11 @@ describe("topics through a broker, as processes", () => {
         )
         expect(failed).toMatchObject({ _tag: "HeadUnavailable", state: "lease-lapsed" })
         expect(failed.message).toContain("its coordinator to create topic refused (not sent: nothing changed)")
+        const lost = yield* Fiber.join(inFlight)
+        expect(lost).toMatchObject({ _tag: "HeadUnavailable", state: "lease-lapsed" })
+        expect(lost.message).toContain(
+          "its coordinator to create topic inflight (not read by the head: not made, and a head that runs again refuses it"
+        )
         // Running again, the head answers the next change; one sent before it would have been made first.
         head.child.kill("SIGCONT")
         yield* topics.create({ name: "after", order: 5, ackLevel: 1, replicationFactor: 1 }).pipe(

@@ -241,6 +241,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       client,
       self,
       writable,
+      requests,
       broadcast,
       takeover: () => takeover.signal,
       watch

@@ -19,7 +19,7 @@ import {
 } from "../../services/control/Coordinator.js"
 import type { RingInspector, RingsShape } from "../../services/control/Rings.js"
 import type { AnyRpcMethod, Failure, Payload, RpcCallError, RpcClient, Success } from "../../services/control/Rpc.js"
-import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
+import { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { checkTopicName, checkTopicSpec, checkTrim } from "../../services/log/Topics.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import { arrival, checkBarrier, fenceTargets } from "./BarrierStreams.js"
@@ -43,6 +43,32 @@ export const requestsReadByHead = (requests: RingInspector): string => {
     ? "the head read every request of this process; no reply reached it"
     : `the head has not read this process's last ${end - read} bytes of requests`
 }
+
+/**
+ * What became of a change (`Protocol.CHANGE_METHODS`) written at `from` or after in this process's
+ * request ring, once its head is lost: one no head has read is never made (a head that lapsed
+ * refuses it if it runs again, LapseGuard.ts; a standby never reads what was sent before it
+ * started); one a head may have read may have been made. Conservative: any frame at or after
+ * `from` read counts as this one.
+ */
+export const changeFate = (requests: RingInspector, from: number) => (): string =>
+  requests.readers().some((r) => r.state === "attached" && r.delivered > from)
+    ? "sent, and read by the head before it was lost: it may have been made"
+    : "not read by the head: not made, and a head that runs again refuses it; safe to ask again"
+
+/** A head's refusal of a change it read after its lease lapsed, said as waiting for what this process asked (`asked`). */
+const refusalAsAsked = <E>(e: E, asked: () => string): E =>
+  e instanceof HeadUnavailable && e.state === "lapse-refused"
+    ? new HeadUnavailable({
+      region: e.region,
+      pid: e.pid,
+      epoch: e.epoch,
+      state: e.state,
+      lapsedMs: e.lapsedMs,
+      boundMs: e.boundMs,
+      waitingFor: asked()
+    }) as E
+    : e
 
 /** Typed coordinator errors pass through; transport failures become `CoordinatorUnavailable`. */
 const passThrough =
@@ -111,6 +137,8 @@ export interface Participant {
   readonly client: RpcClient
   readonly self: Member
   readonly writable: ReadonlyArray<RingInspector>
+  /** This process's request ring. */
+  readonly requests: RingInspector
   readonly broadcast: RingInspector
   /**
    * Aborted (with why) when a new coordinator takes over or this one is gone; then replaced by a
@@ -173,21 +201,25 @@ export const clientShape = (
   created: Map<string, ReadonlyArray<number>>,
   joined: Set<string>
 ): CoordinatorShape => {
-  const { client, self } = participant
-  /** `method` asked of the coordinator (`what` it is asked, for a head that is gone); `tags`: its typed errors, passed through. */
+  const { client, requests, self } = participant
+  /**
+   * `method` asked of the coordinator (`what` it is asked, for a head that is gone); `tags`: its
+   * typed errors, passed through. A change says, if its head is lost, whether it may have been made.
+   */
   const ask = <M extends AnyRpcMethod, T extends string>(
     method: M,
     payload: Payload<M>,
     what: string,
     tags: ReadonlyArray<T>
   ) => {
+    const asked = () => `its coordinator ${what} (asked by this process, pid ${self.pid}, slot ${self.slot})`
+    const fate = Protocol.CHANGE_METHODS.has(method.tag)
+      ? () => changeFate(requests, requests.writer().sequence)
+      : undefined
     const answered: Effect.Effect<Success<M>, Failure<M> | RpcCallError | HeadUnavailable> = calls === undefined
       ? client.call(method, payload)
-      : calls.during(
-        () => `its coordinator ${what} (asked by this process, pid ${self.pid}, slot ${self.slot})`,
-        (headLost) => client.call(method, payload, { signal: headLost })
-      )
-    return answered.pipe(Effect.mapError(passThrough([...tags, "HeadUnavailable"])))
+      : calls.during(asked, (headLost) => client.call(method, payload, { signal: headLost }), fate)
+    return answered.pipe(Effect.mapError((e) => passThrough([...tags, "HeadUnavailable"])(refusalAsAsked(e, asked))))
   }
   return {
     self,

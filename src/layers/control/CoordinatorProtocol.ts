@@ -18,6 +18,7 @@ import {
   UnknownGroup
 } from "../../services/control/Coordinator.js"
 import { method, notice } from "../../services/control/Rpc.js"
+import { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
   InvalidTopicSpec,
   ReplicationUnavailable,
@@ -47,8 +48,16 @@ export const ListMembersMethod = method("cxlog.members", {
   success: Schema.Array(Member),
   failure: UnknownGroup
 })
-export const CreateGroupMethod = method("cxlog.createGroup", { payload: CreateGroup, success: Schema.Null })
-export const JoinGroupMethod = method("cxlog.joinGroup", { payload: JoinGroup, success: Schema.Null })
+export const CreateGroupMethod = method("cxlog.createGroup", {
+  payload: CreateGroup,
+  success: Schema.Null,
+  failure: HeadUnavailable
+})
+export const JoinGroupMethod = method("cxlog.joinGroup", {
+  payload: JoinGroup,
+  success: Schema.Null,
+  failure: HeadUnavailable
+})
 export const BarrierArriveMethod = method("cxlog.barrier", {
   payload: BarrierArrive,
   success: BarrierReleased,
@@ -63,39 +72,56 @@ export const CreateTopicMethod = method("cxlog.createTopic", {
     RegionFull,
     ReplicationUnavailable,
     InvalidTopicSpec,
-    NotDirectoryWriter
+    NotDirectoryWriter,
+    HeadUnavailable
   )
 })
 
 export const DeleteTopicMethod = method("cxlog.deleteTopic", {
   payload: Schema.Struct({ name: TopicName }),
   success: Schema.Null,
-  failure: Schema.Union(TopicNotFound, TopicNotDeletable, NotDirectoryWriter)
+  failure: Schema.Union(TopicNotFound, TopicNotDeletable, NotDirectoryWriter, HeadUnavailable)
 })
 
 export const TrimTopicMethod = method("cxlog.trimTopic", {
   payload: Schema.Struct({ name: TopicName, target: TrimTarget }),
   success: TopicBounds,
-  failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter)
+  failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter, HeadUnavailable)
 })
 
 export const PurgeTopicMethod = method("cxlog.purgeTopic", {
   payload: Schema.Struct({ name: TopicName }),
   success: TopicBounds,
-  failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter)
+  failure: Schema.Union(TopicNotFound, TopicNotTrimmable, NotDirectoryWriter, HeadUnavailable)
 })
 
 export const CreateObjectMethod = method("cxlog.createObject", {
   payload: ObjectCreate,
   success: DirectoryEntrySchema,
-  failure: Schema.Union(NameTaken, DirectoryFull, RegionFull, InvalidObjectName, NotDirectoryWriter)
+  failure: Schema.Union(NameTaken, DirectoryFull, RegionFull, InvalidObjectName, NotDirectoryWriter, HeadUnavailable)
 })
 
 export const RemoveObjectMethod = method("cxlog.removeObject", {
   payload: ObjectRemove,
   success: Schema.Null,
-  failure: Schema.Union(ObjectNotFound, NotDirectoryWriter)
+  failure: Schema.Union(ObjectNotFound, NotDirectoryWriter, HeadUnavailable)
 })
+
+/**
+ * The changes a head whose lease lapsed refuses if it read them only after (LapseGuard.ts), with
+ * `HeadUnavailable` (state `lapse-refused`): a caller may have given up on the head meanwhile, and
+ * what it gave up on must never be made. Joins, leaves, listings and barrier arrivals are not guarded.
+ */
+export const CHANGE_METHODS: ReadonlySet<string> = new Set([
+  CreateGroupMethod.tag,
+  JoinGroupMethod.tag,
+  CreateTopicMethod.tag,
+  DeleteTopicMethod.tag,
+  TrimTopicMethod.tag,
+  PurgeTopicMethod.tag,
+  CreateObjectMethod.tag,
+  RemoveObjectMethod.tag
+])
 
 /**
  * Sent on the broadcast ring by a coordinator that took over from an earlier head (epoch > 1):

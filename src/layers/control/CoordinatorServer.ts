@@ -31,6 +31,7 @@ import { type ObjectChanges, objectChanges } from "./CoordinatorObjects.js"
 import {
   BarrierArriveMethod,
   BarrierReleaseNotice,
+  CHANGE_METHODS,
   CoordinatorTakeoverNotice,
   CreateGroupMethod,
   CreateObjectMethod,
@@ -45,6 +46,7 @@ import {
   RemoveObjectMethod,
   TrimTopicMethod
 } from "./CoordinatorProtocol.js"
+import { type LapseGuard, makeLapseGuard } from "./LapseGuard.js"
 import { makeMembership, type Membership } from "./Membership.js"
 import { READER_LIVENESS_MS } from "./RingFrames.js"
 
@@ -240,15 +242,28 @@ const serverObjects = (region: CxlMemoryShape, layout: Layout) =>
     )
   })
 
-/** A handler that runs only while this head holds the lease (a fenced head's handlers die; their replies are fenced by the ring). */
-const fence = <R>(h: RpcHandler<R>, fenced: () => boolean): RpcHandler<R> => ({
-  method: h.method,
-  // Checked as the request is served, without wrapping: a handler's exit (most requests) stays an exit the server answers at once.
-  run: (
-    payload,
-    request
-  ) => (fenced() ? Effect.dieMessage("this head was fenced: a newer head holds the lease") : h.run(payload, request))
-})
+/**
+ * A handler that runs only while this head holds the lease (a fenced head's handlers die; their
+ * replies are fenced by the ring); a change, only if `lapses` does not refuse it (LapseGuard.ts).
+ */
+const fence = <R>(h: RpcHandler<R>, fenced: () => boolean, lapses: LapseGuard | undefined): RpcHandler<R> => {
+  const guarded = lapses !== undefined && CHANGE_METHODS.has(h.method.tag)
+  return {
+    method: h.method,
+    // Checked as the request is served, without wrapping: a handler's exit (most requests) stays an exit the server answers at once.
+    run: (payload, request) => {
+      if (fenced()) return Effect.dieMessage("this head was fenced: a newer head holds the lease")
+      const refused = guarded
+        ? lapses.refusal(
+          request.client,
+          request.sequence,
+          () => `${request.method} (request ${request.requestId} of process slot ${request.client})`
+        )
+        : undefined
+      return refused === undefined ? h.run(payload, request) : Effect.fail(refused)
+    }
+  }
+}
 
 /** Tells the untold dropped members (see `ServerState.untold`). */
 const tellDropped = (s: ServerState, server: RpcServer): void => {
@@ -330,18 +345,26 @@ export const makeServer = (options: ServerOptions = {}) =>
       untold: new Map()
     }
     if (epoch > 1) adoptLiveMembers(s)
+    const requestRings = Array.from(
+      { length: layout.config.control.maxProcesses },
+      (_, slot) => ({ client: slot, ring: layout.requestRing(slot) })
+    )
+    const lapses = Option.isNone(lease) ? undefined : yield* Effect.acquireRelease(
+      Effect.map(
+        Effect.forEach(requestRings, ({ ring }) => rings.inspect(ring).pipe(Effect.orDie)),
+        (inspectors) => makeLapseGuard(s.region.name, lease.value, inspectors)
+      ),
+      (guard) => Effect.sync(guard.close)
+    )
 
     const server = yield* (yield* Rpc).serve(
       {
-        requests: Array.from(
-          { length: layout.config.control.maxProcesses },
-          (_, slot) => ({ client: slot, ring: layout.requestRing(slot) })
-        ),
+        requests: requestRings,
         replies: layout.broadcastRing,
         // Holding the lease, the broadcast ring is ours even if a fenced head still runs.
         takeOver: Option.isSome(lease)
       },
-      handlers(s, yield* Topics, yield* serverObjects(s.region, layout)).map((h) => fence(h, fenced))
+      handlers(s, yield* Topics, yield* serverObjects(s.region, layout)).map((h) => fence(h, fenced, lapses))
     )
     broadcast.server = server
     yield* Deferred.succeed(broadcast.ready, server)

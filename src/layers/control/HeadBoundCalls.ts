@@ -22,11 +22,14 @@ export interface HeadBoundCalls {
   /**
    * `call`, given the signal that aborts when the head is lost, with its abandonment as
    * `HeadUnavailable` waiting for `waitingFor`. Only that signal may abandon it: any
-   * `RpcAbandoned` it fails with is taken for the head's loss.
+   * `RpcAbandoned` it fails with is taken for the head's loss. `fate` runs as the call starts;
+   * what it returns says, once the head is lost, what became of the call sent (by default: a
+   * head that runs again may still act on it).
    */
   readonly during: <A, E extends { readonly _tag: string }, R>(
     waitingFor: () => string,
-    call: (headLost: AbortSignal) => Effect.Effect<A, E, R>
+    call: (headLost: AbortSignal) => Effect.Effect<A, E, R>,
+    fate?: () => () => string
   ) => Effect.Effect<A, Exclude<E, RpcAbandoned> | HeadUnavailable, R>
 }
 
@@ -36,6 +39,8 @@ const lostSignal = () => {
   setMaxListeners(0, controller.signal)
   return controller
 }
+
+const mayStillAct = () => "sent: a head that runs again may still act on it"
 
 const isAbandoned = <E extends { readonly _tag: string }>(e: E): e is Extract<E, RpcAbandoned> =>
   e._tag === "RpcAbandoned"
@@ -65,8 +70,8 @@ export const boundByHead = (head: HeadWatch): Effect.Effect<HeadBoundCalls, neve
       yield* Effect.sleep(alignedDelayMs(head.checkEveryMs))
       if (waiting > 0) look()
     })))
-    /** The head's loss for a call waiting for `waitingFor`: not sent (nothing was asked of the head), or sent. */
-    const headLost = (waitingFor: () => string, sent: boolean) =>
+    /** The head's loss for a call waiting for `waitingFor`: `outcome`, what became of the call. */
+    const headLost = (waitingFor: () => string, outcome: string) =>
       new HeadUnavailable({
         region: lost!.region,
         pid: lost!.pid,
@@ -74,22 +79,27 @@ export const boundByHead = (head: HeadWatch): Effect.Effect<HeadBoundCalls, neve
         state: lost!.state,
         lapsedMs: lost!.lapsedMs,
         boundMs: lost!.boundMs,
-        waitingFor: `${waitingFor()} (${sent ? "sent: a head that runs again may still act on it" : "not sent"})`
+        waitingFor: `${waitingFor()} (${outcome})`
       })
     return {
       during: <A, E extends { readonly _tag: string }, R>(
         waitingFor: () => string,
-        call: (headLost: AbortSignal) => Effect.Effect<A, E, R>
+        call: (headLost: AbortSignal) => Effect.Effect<A, E, R>,
+        fate?: () => () => string
       ) =>
         Effect.uninterruptibleMask((restore) =>
           Effect.suspend(() => {
             // A call that starts while no look is due soon (none waits) or the head is in doubt
             // looks first: one made once the head has been gone past the bound is not sent.
-            if ((waiting === 0 || !head.available()) && look()) return Effect.fail(headLost(waitingFor, false))
+            if ((waiting === 0 || !head.available()) && look()) return Effect.fail(headLost(waitingFor, "not sent"))
             if (waiting++ === 0) busy.unsafeOpen()
+            const sent = fate?.() ?? mayStillAct
             return Effect.ensuring(
-              Effect.catchIf(restore(call(controller.signal)), isAbandoned, () =>
-                Effect.fail(headLost(waitingFor, true))),
+              Effect.catchIf(
+                restore(call(controller.signal)),
+                isAbandoned,
+                () => Effect.fail(headLost(waitingFor, sent()))
+              ),
               Effect.sync(() => {
                 if (--waiting === 0) {
                   busy.unsafeClose()

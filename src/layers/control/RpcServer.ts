@@ -57,7 +57,8 @@ interface Dispatcher<R> {
 const dispatch = <R>(
   server: Dispatcher<R>,
   client: number,
-  bytes: Uint8Array
+  bytes: Uint8Array,
+  sequence: number
 ): void | Effect.Effect<void, never, R> => {
   const frame = decodeFrame(bytes)
   if (frame === undefined || (frame.kind !== Kind.request && frame.kind !== Kind.retry)) {
@@ -98,7 +99,7 @@ const dispatch = <R>(
       new RpcInvalidPayload({ method: tag, requestId, issue: describe(payload.left) })
     )
   }
-  return runHandler(server, handler, to, payload.right)
+  return runHandler(server, handler, to, payload.right, sequence)
 }
 
 /**
@@ -112,13 +113,15 @@ const runHandler = <R>(
   server: Dispatcher<R>,
   handler: RpcHandler<R>,
   to: Requester,
-  payload: unknown
+  payload: unknown,
+  sequence: number
 ): void | Effect.Effect<void, never, R> => {
   let deferred: DeferredReply<unknown, unknown> | undefined
   const request = {
     client: to.client,
     requestId: to.requestId,
     method: handler.method.tag,
+    sequence,
     defer: () => (deferred ??= deferredReply(server.channel, handler.method, to))
   }
   const settle = (exit: Exit.Exit<unknown, unknown>): void | Effect.Effect<void> => {
@@ -149,9 +152,10 @@ const dispatchNow = <R>(
   runNow: (effect: Effect.Effect<void, never, R>) => Exit.Exit<void>,
   server: Dispatcher<R>,
   client: number,
-  bytes: Uint8Array
+  bytes: Uint8Array,
+  sequence: number
 ): void | Effect.Effect<void> => {
-  const rest = dispatch(server, client, bytes)
+  const rest = dispatch(server, client, bytes, sequence)
   if (rest === undefined) return
   const exit = runNow(rest)
   if (Exit.isSuccess(exit)) return
@@ -199,7 +203,10 @@ export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handl
         options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros }
       )
       yield* Effect.forkScoped(
-        readForever(() => reader, reader.consumeSync((bytes) => dispatchNow(runNow, server, client, bytes)))
+        readForever(
+          () => reader,
+          reader.consumeSync((bytes, sequence) => dispatchNow(runNow, server, client, bytes, sequence))
+        )
       )
     }
     const rpcServer: RpcServer = {

@@ -40,6 +40,7 @@ import {
   EARLIER_ROUND_WAIT_MS,
   endRound,
   holdsLease,
+  leaseLapses,
   leaseLost,
   markReady,
   markWaiting,
@@ -209,7 +210,13 @@ export const make = (
       renewEveryMs: leaseMs / 3,
       ...(options.onFirstOrdered === undefined ? {} : { onFirstOrdered: options.onFirstOrdered })
     })
-    return { epoch, holdsLease: () => holdsLease(lease), step: core.step, run }
+    return {
+      epoch,
+      holdsLease: () => holdsLease(lease),
+      ...leaseLapses(lease),
+      step: core.step,
+      run
+    }
   })
 
 export const layer = (

@@ -7,7 +7,12 @@
  * it go (`releaseLease`).
  */
 import { Effect } from "effect"
-import { SequencerEarlierRoundStopped, SequencerLeaseHeld, SequencerLeaseLost } from "../../services/log/Sequencer.js"
+import {
+  SequencerEarlierRoundStopped,
+  SequencerLeaseHeld,
+  SequencerLeaseLost,
+  type SequencerShape
+} from "../../services/log/Sequencer.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { isPidStopped, isProcessAlive, ownStartTag } from "../region/ProcessInfo.js"
 import { Offsets } from "../region/Superblock.js"
@@ -31,6 +36,8 @@ export interface SequencerLease {
   readonly doorbell: number
   /** How long an earlier head's round marker naming a live process is waited on (`awaitEarlierRound`). */
   readonly earlierRoundWaitMs: number
+  /** Told by a renewal that found the lease expired, with how long it had been (`renewLease`). */
+  readonly lapseEnded: Set<(lapsedMs: number) => void>
 }
 
 export const sequencerLease = (
@@ -41,7 +48,13 @@ export const sequencerLease = (
     readonly doorbell: number
     readonly earlierRoundWaitMs: number
   }
-): SequencerLease => ({ region, lines: new LeaseLineView(region), at: Offsets.sequencerLease, ...settings })
+): SequencerLease => ({
+  region,
+  lines: new LeaseLineView(region),
+  at: Offsets.sequencerLease,
+  lapseEnded: new Set(),
+  ...settings
+})
 
 /** Takes the lease if it is free, expired or its holder is gone: the new epoch; else who holds it. */
 const tryAcquire = (l: SequencerLease): number | SequencerLeaseHeld => {
@@ -215,14 +228,30 @@ export const endAppenderRound = (lines: LeaseLineView): void => {
   lines.exchangeRound(Offsets.sequencerLease, ownRoundHolder(), 0n)
 }
 
-/** Moves the lease's expiry on, or fails if another head took it meanwhile. */
+/**
+ * Moves the lease's expiry on, or fails if another head took it meanwhile. A lease found expired
+ * (this process stopped or stalled past it) is a lapse that ends here: `lapseEnded` is told once
+ * the new expiry is published, so what it reads then was written before the lease showed held again.
+ */
 export const renewLease = (l: SequencerLease, epoch: number): Effect.Effect<void, SequencerLeaseLost> =>
   Effect.suspend(() => {
     if (!holdsLease(l)) return Effect.fail(leaseLost(l, epoch))
-    l.lines.setExpiresAtMs(l.at, Date.now() + l.leaseMs)
+    const now = Date.now()
+    const expiredMs = now - l.lines.expiresAtMs(l.at)
+    l.lines.setExpiresAtMs(l.at, now + l.leaseMs)
     l.region.publish(l.at + LeaseLine.expiresAtMs, 8)
+    if (expiredMs > 0) { for (const listener of l.lapseEnded) listener(expiredMs) }
     return Effect.void
   })
+
+/** The lease's expiry and its lapses, as the sequencer shows them (the coordinator's LapseGuard.ts reads them). */
+export const leaseLapses = (l: SequencerLease): Pick<SequencerShape, "leaseExpiresAtMs" | "onLapseEnd"> => ({
+  leaseExpiresAtMs: () => l.lines.expiresAtMs(l.at),
+  onLapseEnd: (listener) => {
+    l.lapseEnded.add(listener)
+    return () => l.lapseEnded.delete(listener)
+  }
+})
 
 /** Says whether this head waits on its doorbell for batches (appenders ring it only then). */
 export const markWaiting = (l: SequencerLease, waiting: 0 | 1): void => {

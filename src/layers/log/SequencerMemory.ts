@@ -208,7 +208,15 @@ export const makeMemory = (
     }
     const core = makeSequencerCore(log, settings)
     const run = core.run({ maxIdleMs: Infinity, renew: Effect.void, renewEveryMs: Infinity })
-    return { epoch, holdsLease: () => store.sequencer === occurrence, step: core.step, run }
+    return {
+      epoch,
+      holdsLease: () => store.sequencer === occurrence,
+      // No lease to lapse: the memory log's sequencer holds its place until another takes it.
+      leaseExpiresAtMs: () => Infinity,
+      onLapseEnd: () => () => {},
+      step: core.step,
+      run
+    }
   })
 
 export const layerMemory = (

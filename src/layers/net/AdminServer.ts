@@ -12,12 +12,14 @@
  * protocol (a bad crc, an oversized or unexpected frame) ends the connection with an ERROR, as on
  * any other connection. A change waits for no head: one asked while the head is gone fails
  * `HeadUnavailable` unsent (nothing changed); one whose head goes while it waits for the
- * coordinator fails `HeadUnavailable` within a quarter second, and a head that runs again may
- * still make it.
+ * coordinator fails `HeadUnavailable` within a quarter second, saying whether the head had read it
+ * (then it may have been made) or not (then it is not, and a head that runs again refuses it:
+ * control/LapseGuard.ts).
  */
 import { Cause, Effect, Either, Schema, type Scope } from "effect"
 import type { Socket } from "node:net"
 import type { CoordinatorShape, CoordinatorUnavailable } from "../../services/control/Coordinator.js"
+import type { RingInspector } from "../../services/control/Rings.js"
 import type { RpcMethod } from "../../services/control/Rpc.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
@@ -31,6 +33,7 @@ import {
   withinRegion
 } from "../../services/log/Topics.js"
 import type { ServeConnection } from "../../services/net/GroupConnections.js"
+import { changeFate } from "../control/CoordinatorCalls.js"
 import type { HeadWatch } from "../log/HeadWatch.js"
 import {
   ADMIN_FRAMES,
@@ -61,6 +64,8 @@ export interface AdminServerOptions {
    * `topics` itself (a broker over the memory log, whose Topics make topics themselves).
    */
   readonly coordinator: CoordinatorShape | undefined
+  /** This process's request ring to the coordinator: whether the head read a change it was lost with. */
+  readonly requests: RingInspector | undefined
   /** The head, watched with no grace (a change does not wait for a head that is gone); none without a region. */
   readonly head: HeadWatch | undefined
   /** The broker's authentication, when it authenticates its clients: each request needs its right. */
@@ -119,7 +124,7 @@ const handle = <P, PI, S, SI, F, FI>(
 
 /** The operations this broker answers (AdminProtocol.ts's, each once). */
 const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => {
-  const { coordinator, head, topics } = options
+  const { coordinator, head, requests, topics } = options
   /**
    * A change through the head's coordinator (or `local` without one), failing `HeadUnavailable`
    * once the head is gone rather than waiting for the coordinator's call timeout.
@@ -138,18 +143,22 @@ const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => 
       )
     ) as Effect.Effect<A, E | TopicsUnavailable>
     if (head === undefined) return call
-    const sentFor = () => `its coordinator ${what} (sent: a head that runs again may still make it; describe tells)`
-    const headGone: Effect.Effect<never, HeadUnavailable> = Effect.gen(function*() {
-      for (;;) {
-        yield* Effect.sleep(HEAD_CHECK_MS)
-        const lost = head.check(sentFor)
-        if (lost !== undefined) return yield* lost
-      }
-    })
+    const headGone = (fate: () => string): Effect.Effect<never, HeadUnavailable> =>
+      Effect.gen(function*() {
+        for (;;) {
+          yield* Effect.sleep(HEAD_CHECK_MS)
+          const lost = head.check(() => `its coordinator ${what} (${fate()}; describe tells)`)
+          if (lost !== undefined) return yield* lost
+        }
+      })
     // Looked at before the change is sent: with the head gone it is not, so the failure is final.
     return Effect.suspend(() => {
       const lost = head.check(() => `its coordinator ${what} (not sent: nothing changed)`)
-      return lost === undefined ? Effect.raceFirst(call, headGone) : Effect.fail(lost)
+      if (lost !== undefined) return Effect.fail(lost)
+      const fate = requests === undefined
+        ? () => "sent: a head that runs again may still make it"
+        : changeFate(requests, requests.writer().sequence)
+      return Effect.raceFirst(call, headGone(fate))
     })
   }
   const list: ReadonlyArray<Handler> = [

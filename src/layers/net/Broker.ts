@@ -24,7 +24,8 @@
 import { Config, ConfigError, Effect, Either, FiberSet, Layer, Option, type Scope } from "effect"
 import { readFileSync } from "node:fs"
 import { withMillis } from "../../Durations.js"
-import { Coordinator } from "../../services/control/Coordinator.js"
+import { Coordinator, type CoordinatorShape } from "../../services/control/Coordinator.js"
+import { Rings } from "../../services/control/Rings.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
 import { Consumers } from "../../services/log/Consumers.js"
@@ -42,6 +43,7 @@ import {
 import { GroupConnections } from "../../services/net/GroupConnections.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
+import { RegionLayout } from "../../services/RegionLayout.js"
 import { settingsConfig } from "../../Settings.js"
 import { makeHeadWatch } from "../log/HeadWatch.js"
 import { adminServer } from "./AdminServer.js"
@@ -99,6 +101,20 @@ const openFileLimit = (): number | undefined => {
   }
 }
 
+/**
+ * The request ring through which this process asks `coordinator` (its process slot's), when it
+ * joined one over a region: a change forwarded to the head says, if the head is lost, whether the
+ * head had read it (AdminServer.ts).
+ */
+const requestRingOf = (coordinator: CoordinatorShape | undefined) =>
+  Effect.gen(function*() {
+    const rings = Option.getOrUndefined(yield* Effect.serviceOption(Rings))
+    const layout = Option.getOrUndefined(yield* Effect.serviceOption(RegionLayout))
+    if (coordinator === undefined || rings === undefined || layout === undefined) return undefined
+    // A ring it cannot inspect only leaves that unsaid.
+    return yield* rings.inspect(layout.requestRing(coordinator.self.slot)).pipe(Effect.orElseSucceed(() => undefined))
+  })
+
 export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
     const appender = yield* Appender
@@ -132,6 +148,7 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     // A broker that joined the head's coordinator forwards topic changes to it (AdminServer.ts), watching the head meanwhile.
     const coordinator = Option.getOrUndefined(yield* Effect.serviceOption(Coordinator))
     const region = Option.getOrUndefined(yield* Effect.serviceOption(CxlMemory))
+    const requests = yield* requestRingOf(coordinator)
     const topics = yield* Topics
     // A broker given the region's consumer groups serves their members too (layers/groups/GroupServer.ts).
     const groups = Option.getOrUndefined(yield* Effect.serviceOption(GroupConnections))
@@ -179,6 +196,7 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
         brokerId,
         topics,
         coordinator,
+        requests,
         head: region === undefined ? undefined : makeHeadWatch(region, 0),
         auth,
         holdConnection: (user) => holdConnection(broker, user),

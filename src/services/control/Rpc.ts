@@ -109,6 +109,8 @@ export interface RpcRequest<S, F> {
   readonly client: number
   readonly requestId: number
   readonly method: string
+  /** Where the request's frame starts in its client's request ring (that ring's sequence space). */
+  readonly sequence: number
   /**
    * Takes over the reply: the server answers only when the returned handle is completed (the
    * handler returns the handle, or anything — its success value is then ignored). The server

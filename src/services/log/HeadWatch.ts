@@ -10,8 +10,12 @@ import { Config, Schema } from "effect"
 import { settingConfig } from "../../Settings.js"
 import { HEAD_WATCH_SETTINGS, SEQUENCER_SETTINGS } from "./LogSettings.js"
 
-/** Why the head is unavailable: its process exited, its lease lapsed (a stuck head), it released it, or there never was one. */
-export const HeadState = Schema.Literal("exited", "lease-lapsed", "released", "never-started")
+/**
+ * Why the head is unavailable: its process exited, its lease lapsed (a stuck head), it released it,
+ * or there never was one; or, said by the head itself, its lease lapsed before it read the change
+ * asked of it, which it refused when it ran again (`lapse-refused`: the change was not made).
+ */
+export const HeadState = Schema.Literal("exited", "lease-lapsed", "released", "never-started", "lapse-refused")
 export type HeadState = typeof HeadState.Type
 
 export class HeadUnavailable extends Schema.TaggedError<HeadUnavailable>()("HeadUnavailable", {
@@ -27,6 +31,12 @@ export class HeadUnavailable extends Schema.TaggedError<HeadUnavailable>()("Head
   waitingFor: Schema.String
 }) {
   override get message() {
+    const who = this.pid > 0 ? `pid ${this.pid}, epoch ${this.epoch}` : "no pid known"
+    if (this.state === "lapse-refused") {
+      return `the head of region ${this.region} (${who}) refused what was sent to it (waiting for ${this.waitingFor}): ` +
+        `its sequencer lease had lapsed for ${Math.round(this.lapsedMs)} ms (its process stopped or stalled) before ` +
+        `it read the request, so its caller may have given up on it; nothing was changed, and the head serves again: ask again`
+    }
     const why = this.state === "exited"
       ? "its process is gone"
       : this.state === "lease-lapsed"
@@ -34,7 +44,6 @@ export class HeadUnavailable extends Schema.TaggedError<HeadUnavailable>()("Head
       : this.state === "released"
       ? "it stopped and released its lease"
       : "no head has held the sequencer lease yet"
-    const who = this.pid > 0 ? `pid ${this.pid}, epoch ${this.epoch}` : "no pid known"
     // Bound 0: what asked does not wait for a head (a topic change through a broker).
     const bound = this.boundMs === 0 ? "not waited for" : `bound ${this.boundMs} ms, CXLOG_HEAD_LOST_MS`
     // A region some head served is carried on by a head started on it; one no head has held yet is its creator's to start.

@@ -39,6 +39,14 @@ export interface SequencerShape {
   readonly epoch: number
   /** Whether it still holds the lease (false once a newer head took it: it is fenced). */
   readonly holdsLease: () => boolean
+  /** When its lease expires unless renewed first (ms since the epoch; Infinity for a sequencer with no lease). */
+  readonly leaseExpiresAtMs: () => number
+  /**
+   * Runs `listener` in every renewal that finds the lease expired (this process stopped or stalled
+   * past it, and no other head took it over), right after the renewal moved the expiry on, with how
+   * long it had been expired. Returns the function that takes the listener off.
+   */
+  readonly onLapseEnd: (listener: (lapsedMs: number) => void) => () => void
   /** One scan round over every topic (tests and benchmarks drive it directly). */
   readonly step: Effect.Effect<SequencerRound, SequencerLeaseLost>
   /** Rounds until interrupted, parking on the doorbell when idle and renewing the lease. */
