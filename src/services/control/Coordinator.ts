@@ -314,7 +314,10 @@ export const DirectoryEntrySchema = Schema.Struct({
  * coordinator: one waits for a head that is there or being taken over (a standby that takes the
  * lease over answers it), and fails `HeadUnavailable`, naming the head, once the head has been gone
  * `CXLOG_HEAD_LOST_MS`; a head that holds its lease but does not answer is waited for up to the
- * call's own timeout, then `CoordinatorUnavailable`.
+ * call's own timeout, then `CoordinatorUnavailable`. A change the head had not read when it was
+ * lost is never made (its error says `not read by the head`): a head whose lease lapsed refuses it
+ * if it runs again, and a caller still waiting then gets that refusal (`HeadUnavailable`, state
+ * `lapse-refused`).
  */
 export interface CoordinatorShape {
   /** This process's membership. */
