@@ -9,6 +9,7 @@ import { ringAddress } from "../../src/layers/ipc/ChannelLayout.js"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { Entry } from "../../src/layers/region/DirectoryRecords.js"
 import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
+import { Rings } from "../../src/services/control/Rings.js"
 import { type ChannelBroken, Channels } from "../../src/services/ipc/Channels.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Doorbell } from "../../src/services/region/Doorbell.js"
@@ -457,14 +458,17 @@ describe("Channels over a damaged region (live)", () => {
   // What a crashed or buggy writer could leave: a frame committed with a length past the ring, or
   // a header word that does not belong to its position. Read as such, a ring would hand on another
   // frame's bytes or read past its data area.
-  it.scopedLive("a ring found corrupt ends its reading with ChannelBroken naming the channel, the writer slot and what is wrong; its other rings and other channels go on", () =>
+  it.scopedLive("a ring found corrupt ends its reading with ChannelBroken naming the channel, the writer slot and what is wrong, and gives that reader slot back at once; its other rings and other channels go on", () =>
     Effect.flatMap(uniqueRegion("channel-corrupt"), (region) =>
       Effect.gen(function*() {
         const memory = yield* CxlMemory
         const channels = yield* Channels
-        const bad = yield* channels.open("bad", Price, { writerSlots: 4, ringBytes: 4096 })
+        const rings = yield* Rings
+        // Two reader slots: this typed subscription's and a raw one's, so neither has a spare.
+        const bad = yield* channels.open("bad", Price, { writerSlots: 4, readerSlots: 2, ringBytes: 4096 })
         const good = yield* channels.open("good", Price)
         const badReading = yield* bad.subscribe
+        const badRaw = yield* (yield* channels.openRaw("bad")).subscribe
         const goodReading = yield* good.subscribe
         const writers = [yield* bad.publisher, yield* bad.publisher, yield* bad.publisher, yield* bad.publisher]
         const goodWriter = yield* good.publisher
@@ -495,6 +499,22 @@ describe("Channels over a damaged region (live)", () => {
         expect(byWriter[1]!.message).toMatch(
           /^channel "bad": reading writer slot 1 ended: ring \d+ is corrupt at position 24: frame header does not belong to this position;/
         )
+        // The raw subscription's consume ends at one broken ring; the next goes on with the rest, up to the other.
+        const rawBroken = [yield* Effect.flip(badRaw.consume(() => {})), yield* Effect.flip(badRaw.consume(() => {}))]
+        expect(rawBroken.map((e) => e.writer).sort()).toEqual([0, 1])
+        // Told broken, both give those rings' reader slots back at once: a replacement reader attaches
+        // there and only it is listed; the rings they still read keep their slots.
+        const attachedTo = (writer: number) =>
+          Effect.map(
+            rings.inspect(ringAddress(bad.entry, bad.shape, writer)),
+            (ring) => ring.readers().filter((r) => r.state === "attached").length
+          )
+        for (const writer of [0, 1]) {
+          expect(yield* attachedTo(writer)).toBe(0)
+          yield* rings.reader(ringAddress(bad.entry, bad.shape, writer))
+          expect(yield* attachedTo(writer)).toBe(1)
+        }
+        expect(yield* attachedTo(2)).toBe(2)
         // A writer whose ring's occurrence word no longer names it (taken over, or overwritten) writes nothing more there.
         const fourth = ringAddress(bad.entry, bad.shape, 3)
         memory.u32[(fourth.offset + 16) / 4]! += 1

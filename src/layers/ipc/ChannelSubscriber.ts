@@ -5,7 +5,7 @@
  * a frame counts as processed only once its value is in the subscription's bounded buffer,
  * so a subscriber that does not take holds its writers back (backpressure), never loses.
  */
-import { Effect, Either, type Scope } from "effect"
+import { Effect, Either, ExecutionStrategy, Exit, Scope } from "effect"
 import { firstIssueLine } from "../../SchemaIssues.js"
 import type { RingAddress, RingReader, RingReadError, RingsShape } from "../../services/control/Rings.js"
 import {
@@ -44,31 +44,53 @@ const attach = (rings: RingsShape, name: string, address: RingAddress, spinMicro
     )
   )
 
-export const attachAll = (
+/** A reader slot held on one writer ring, and how to give it back before the subscription closes. */
+interface HeldReader {
+  readonly reader: RingReader
+  /** Detaches the reader now (once its ring's reading ended broken); the subscription's close does it otherwise. */
+  readonly release: Effect.Effect<void>
+}
+
+/**
+ * A reader slot on every ring, each held in a scope of its own under the subscription's: a ring
+ * whose reading ended broken gives its slot back at once, the others stay until the close.
+ */
+const attachAll = (
   rings: RingsShape,
   name: string,
   addresses: ReadonlyArray<RingAddress>,
   spinMicros: number
-): Effect.Effect<ReadonlyArray<RingReader>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
-  Effect.forEach(addresses, (address) => attach(rings, name, address, spinMicros))
+): Effect.Effect<ReadonlyArray<HeldReader>, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
+  Effect.flatMap(Effect.scope, (subscription) =>
+    Effect.forEach(addresses, (address) =>
+      Effect.gen(function*() {
+        const own = yield* Scope.fork(subscription, ExecutionStrategy.sequential)
+        const reader = yield* Scope.extend(attach(rings, name, address, spinMicros), own)
+        return { reader, release: Scope.close(own, Exit.void) }
+      })))
 
 /**
  * Reads one writer ring for ever: `read` (a `consume` of the ring) ends when its writer closes
  * or dies after every frame it committed was handed on; then the next writer of the slot is
- * awaited. A reaped slot or a corrupt ring ends the subscription of this ring, typed.
+ * awaited. A reaped slot or a corrupt ring ends the subscription of this ring, typed, and its
+ * reader slot is given back before that is told: nothing more is read from it, and a
+ * subscription that attaches next, or a removal looking for users, finds it free.
  */
-export const followRing = (
+const followRing = (
   name: string,
   writer: number,
-  reader: RingReader,
+  held: HeldReader,
   read: Effect.Effect<void, Exclude<RingReadError, { readonly _tag: "RingClosed" }>>
 ): Effect.Effect<never, ChannelBroken> =>
   Effect.forever(
     read.pipe(
       Effect.catchTag("RingWriterDead", () => Effect.void),
-      Effect.zipRight(Effect.repeat(reader.awaitWriter(NEXT_WRITER_WAIT_MS), { until: (opened) => opened }))
+      Effect.zipRight(Effect.repeat(held.reader.awaitWriter(NEXT_WRITER_WAIT_MS), { until: (opened) => opened }))
     )
-  ).pipe(Effect.mapError((e) => new ChannelBroken({ name, writer, reason: e.message })))
+  ).pipe(
+    Effect.mapError((e) => new ChannelBroken({ name, writer, reason: e.message })),
+    Effect.tapError(() => held.release)
+  )
 
 type Received<A> = Either.Either<ChannelMessage<A>, InvalidChannelFrame | ChannelBroken>
 
@@ -137,11 +159,11 @@ export const typedSubscription = <A>(
       }
       return received.offer(item) ? undefined : handOnWhenRoom(item)
     }
-    for (const [writer, reader] of readers.entries()) {
-      const read = reader.consumeSync((frame, sequence) =>
+    for (const [writer, held] of readers.entries()) {
+      const read = held.reader.consumeSync((frame, sequence) =>
         handOn(decodeFrame<A>(name, codec, binary, frame, writer, sequence))
       )
-      yield* followRing(name, writer, reader, read).pipe(
+      yield* followRing(name, writer, held, read).pipe(
         Effect.catchAll((broken) => handOnWhenRoom(Either.left(broken))),
         Effect.forkScoped
       )
@@ -250,12 +272,24 @@ export const rawSubscription = (
   spinMicros: number
 ): Effect.Effect<RawSubscription, ChannelReadersBusy | InvalidChannel, Scope.Scope> =>
   Effect.map(attachAll(rings, name, addresses, spinMicros), (readers) => {
-    /** Follows every ring at once, each with the read `readOf` makes of it. */
+    /** The rings whose reading ended broken (their slots given back): a later consume reads the others, as a typed subscription does. */
+    const broken = new Set<number>()
+    /** Breaks not told yet: two rings may break at once, and a consume ends telling one. */
+    const untold = new Map<number, ChannelBroken>()
+    /** Follows every ring not broken at once, each with the read `readOf` makes of it. */
     const followAll = (readOf: (reader: RingReader, writer: number) => Parameters<typeof followRing>[3]) =>
-      Effect.forEach(readers, (reader, writer) => followRing(name, writer, reader, readOf(reader, writer)), {
-        concurrency: "unbounded",
-        discard: true
-      }).pipe(Effect.zipRight(Effect.never))
+      Effect.suspend(() => {
+        const [first] = untold.values()
+        if (first !== undefined) return Effect.fail(first)
+        return Effect.forEach(
+          readers,
+          (held, writer) =>
+            broken.has(writer) ? Effect.void : followRing(name, writer, held, readOf(held.reader, writer)).pipe(
+              Effect.tapError((e) => Effect.sync(() => (broken.add(writer), untold.set(writer, e))))
+            ),
+          { concurrency: "unbounded", discard: true }
+        ).pipe(Effect.zipRight(Effect.never))
+      }).pipe(Effect.tapError((e) => Effect.sync(() => untold.delete(e.writer))))
     return {
       consume: (handler) =>
         followAll((reader, writer) => reader.consumeSync((frame, sequence) => handler(frame, writer, sequence))),

@@ -52,7 +52,7 @@ export interface ChannelPublisher<A> {
   readonly publishAll: (values: Iterable<A>) => Effect.Effect<void, ChannelPublishError>
 }
 
-/** A reading side: one reader slot on every writer ring, released with the scope. */
+/** A reading side: one reader slot on every writer ring, released with the scope (a ring whose reading ended broken, at once). */
 export interface ChannelSubscription<A> {
   /**
    * The next value from any writer (each writer's in its order). A frame that does not decode
@@ -144,7 +144,8 @@ export interface RawSubscription {
   /**
    * Runs `handler` on every frame of every writer (each writer's in order), the bytes read in
    * place: valid only while the handler runs. Runs until interrupted, or a ring's reading ends
-   * (`ChannelBroken`: its reader slot was reaped, or the ring read as corrupt).
+   * (`ChannelBroken`: its reader slot was reaped, or the ring read as corrupt). That ring's
+   * reader slot is given back then, and a later `consume` reads the other rings.
    */
   readonly consume: (
     handler: (frame: Uint8Array, writer: number, sequence: number) => void
