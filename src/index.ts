@@ -105,6 +105,7 @@ export {
   RpcProtocolError,
   RpcReplyLost,
   type RpcRequest,
+  RpcRequestUnread,
   type RpcServer,
   type RpcServerOptions,
   type RpcShape,

@@ -12,7 +12,7 @@ import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
 import { Entry } from "../../src/layers/region/DirectoryRecords.js"
 import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import * as Rpc from "../../src/services/control/Rpc.js"
-import { Services } from "../../src/services/ipc/Services.js"
+import { type ServiceRequestsBroken, Services } from "../../src/services/ipc/Services.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { channelDirectoryArea, liveServices } from "../fixtures/channel-region.js"
 import { Add, bankHandlers, Hang, Later, WhoServes, Withdraw } from "../fixtures/service-methods.js"
@@ -337,6 +337,65 @@ describe("Services' frame callers whose reply reader was reaped", () => {
       }).pipe(Effect.timeout("10 seconds"))
       yield* Scope.close(scope, Exit.void)
       expect(broken).toEqual(["ServiceRepliesLost"])
+    }))
+})
+
+describe("Services over a corrupt request ring", () => {
+  /** Answered once the test opens its latch: a handler that suspends holds back its caller's later requests. */
+  const Gate = Rpc.method("gate", { payload: Schema.Struct({}), success: Schema.Void })
+
+  it.scopedLive("the server tells the break once as ServiceRequestsBroken and reads on; the unread call fails RpcRequestUnread at once, the next is served, and the service is removed and served again", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-corrupt-requests")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const gate = yield* Effect.makeLatch(false)
+      const told: Array<ServiceRequestsBroken> = []
+      const serverScope = yield* innerScope
+      const served = yield* Scope.extend(
+        services.serve("bank", [...bankHandlers({ value: 100 }), Rpc.handle(Gate, () => gate.await)], {
+          callerSlots: 2,
+          onBroken: (broken) => Effect.sync(() => told.push(broken))
+        }),
+        serverScope
+      )
+      const callerScope = yield* innerScope
+      const client = yield* Scope.extend(services.connect("bank", { timeoutMs: 30_000 }), callerScope)
+      const ring = serviceRings(served.entry, served.shape).requests[client.caller]!
+      const held = yield* Effect.fork(client.call(Gate, {}))
+      yield* parked([held])
+      // Written while the server's handler holds the ring back, then damaged as a buggy writer could leave it.
+      const at = Atomics.load(memory.u32, ring.offset / 4) // the leading sequence's low word: small here
+      const unread = yield* Effect.fork(Effect.flip(client.call(Add, { a: 1, b: 2 })))
+      yield* parked([unread])
+      const data = ring.offset + 64 * (1 + ring.readerSlots)
+      memory.u32[(data + (at % ring.dataBytes)) / 4 + 1]! ^= 1
+      yield* gate.open
+      yield* Fiber.join(held)
+      // At once, not at its 30 s bound.
+      const failed = yield* Fiber.join(unread).pipe(Effect.timeout("5 seconds"))
+      expect(failed).toMatchObject({ _tag: "RpcRequestUnread", method: "add" })
+      expect(failed.message).toContain("frame header does not belong to this position")
+      expect(told).toHaveLength(1)
+      expect(told[0]).toMatchObject({
+        _tag: "ServiceRequestsBroken",
+        name: "bank",
+        caller: client.caller,
+        position: at
+      })
+      expect(told[0]!.message).toContain("were never read (their calls failed), and reading goes on from there")
+      // Read on past the damage: the caller's next calls are served, and the break is not told again.
+      expect(yield* client.call(Add, { a: 2, b: 3 })).toBe(5)
+      expect(yield* client.call(Withdraw, { amount: 30 })).toBe(70)
+      expect(told).toHaveLength(1)
+      yield* Scope.close(callerScope, Exit.void)
+      yield* Scope.close(serverScope, Exit.void)
+      yield* services.remove("bank")
+      yield* serveIn(services, "bank")
+      expect(yield* (yield* services.connect("bank")).call(Add, { a: 1, b: 2 })).toBe(3)
     }))
 })
 

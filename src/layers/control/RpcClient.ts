@@ -47,6 +47,7 @@ import {
   writeFrameAt
 } from "./RpcFrames.js"
 import { readForever, RETRY_AFTER_ERROR_MS } from "./RpcReadForever.js"
+import { failUnread, RequestsUnread } from "./RpcRequestsUnread.js"
 
 const DEFAULT_TIMEOUT_MS = 10_000
 
@@ -57,6 +58,8 @@ const DEFAULT_TIMEOUT_MS = 10_000
  * the wait beyond this record: no closure, timer or listener of its own.
  */
 class PendingCall {
+  /** Where its request's frame ended in the request ring, once written (a server that could not read it says where). */
+  sentThrough = -1
   constructor(
     readonly caller: Caller,
     readonly method: AnyRpcMethod,
@@ -136,9 +139,9 @@ const receive = (caller: Caller, bytes: Uint8Array): void => {
   if (kind < Kind.request || kind > Kind.notice || payloadAt > bytes.length) return
   if (kind === Kind.notice) {
     // Only the tag is read of a notice nobody here subscribed to (every barrier release, on most clients).
-    if (caller.notices.size === 0 || !caller.notices.has(decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt)))) {
-      return
-    }
+    const tag = decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt))
+    if (tag === RequestsUnread.tag) return unreadRequests(caller, bytes)
+    if (caller.notices.size === 0 || !caller.notices.has(tag)) return
     const frame = decodeFrame(bytes)
     if (frame !== undefined) Queue.unsafeOffer(caller.noticeInbox, frame)
     return
@@ -146,6 +149,15 @@ const receive = (caller: Caller, bytes: Uint8Array): void => {
   // A reply: its tag is not needed, and nothing is decoded for a call no longer waiting.
   const call = caller.pending.get(readU32(bytes, 8))
   if (call !== undefined) call.deliver(kind, decoder.decode(bytes.subarray(payloadAt)))
+}
+
+/** The server found this client's request ring corrupt: the calls whose requests it never read end now. */
+const unreadRequests = (caller: Caller, bytes: Uint8Array): void => {
+  const frame = decodeFrame(bytes)
+  const unread = frame === undefined ? undefined : fromJson(RequestsUnread.schema, frame.json)
+  if (unread !== undefined && Either.isRight(unread)) {
+    failUnread(caller.pending.values(), unread.right as typeof RequestsUnread.schema.Type)
+  }
 }
 
 /**
@@ -257,7 +269,7 @@ const sendWhileWaiting = (
     const at = caller.writer.tryReserve(frame.length)
     if (at >= 0) {
       writeFrameAt(caller.writer.bytes, at, frame)
-      caller.writer.commit()
+      pending.sentThrough = caller.writer.commit()
       return Effect.void
     }
     const left = pending.deadline - performance.now()
@@ -332,7 +344,7 @@ const call = <M extends AnyRpcMethod>(
     if (at < 0) return resume(callWhenRoom(caller, method, requestId, timeoutMs, signal, frame))
     const pending = listen(caller, method, requestId, json.right, timeoutMs, signal, resume)
     writeFrameAt(caller.writer.bytes, at, frame)
-    caller.writer.commit()
+    pending.sentThrough = caller.writer.commit()
     return Effect.sync(() => pending.stop())
   }) as Effect.Effect<Success<M>, Failure<M> | RpcCallError>
 

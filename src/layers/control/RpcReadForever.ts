@@ -1,6 +1,6 @@
 /** How an Rpc server or client reads a ring for as long as it runs, through writers ending and read errors. */
 import { Clock, Effect } from "effect"
-import type { RingClosed, RingReader, RingReadError } from "../../services/control/Rings.js"
+import type { RingClosed, RingCorrupt, RingReader, RingReadError } from "../../services/control/Rings.js"
 
 /** Bound of one wait for a new writer of a ring whose writer closed or died (a writer opening the ring wakes it at once). */
 const REOPEN_WAIT_MS = 60_000
@@ -15,12 +15,15 @@ const REPEAT_WARNING_MS = 60_000
  * none pauses RETRY_AFTER_ERROR_MS before the next read); any other error (a
  * corrupt ring, a reaped slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
  * A ring that stays corrupt fails every retry: the first error is logged, then at most one
- * line per REPEAT_WARNING_MS with how many failed since (not a line a second for good).
+ * line per REPEAT_WARNING_MS with how many failed since (not a line a second for good) — unless
+ * `pastCorrupt` is given: a corrupt ring is handed to it instead (RingResync.ts moves the reader
+ * past the damage), and read again when it returns.
  */
 export const readForever = <R, R2 = never>(
   reader: () => RingReader,
   read: Effect.Effect<void, Exclude<RingReadError, RingClosed>, R>,
-  reattach?: Effect.Effect<void, never, R2>
+  reattach?: Effect.Effect<void, never, R2>,
+  pastCorrupt?: (error: RingCorrupt) => Effect.Effect<void, never, R2>
 ) =>
   Effect.suspend(() => {
     let unreported = 0
@@ -53,6 +56,8 @@ export const readForever = <R, R2 = never>(
             ? awaitNextWriter
             : error._tag === "ReaderReaped" && reattach !== undefined
             ? reattach
+            : error._tag === "RingCorrupt" && pastCorrupt !== undefined
+            ? pastCorrupt(error)
             : Effect.zipRight(warn(error), Effect.sleep(RETRY_AFTER_ERROR_MS))
       }),
       Effect.forever

@@ -4,7 +4,7 @@
  */
 import { Cause, Effect, Either, Exit, Fiber, Option, Queue, Runtime } from "effect"
 import { rpcRejectedRequests } from "../../Metrics.js"
-import type { RingsShape } from "../../services/control/Rings.js"
+import type { RingBreak, RingsShape } from "../../services/control/Rings.js"
 import {
   type DeferredReply,
   type RpcHandler,
@@ -14,8 +14,10 @@ import {
   type RpcServerOptions,
   RpcUnknownMethod
 } from "../../services/control/Rpc.js"
+import { readPastCorruption } from "./ReadPastCorruption.js"
 import {
   ALL_CLIENTS,
+  clientAddress,
   decodeFrame,
   describe,
   encoder,
@@ -25,7 +27,6 @@ import {
   slotOfAddress,
   toJson
 } from "./RpcFrames.js"
-import { readForever } from "./RpcReadForever.js"
 import { deferredReply, protocolError, reply, type Requester } from "./RpcReplies.js"
 import {
   noticeNow,
@@ -37,6 +38,7 @@ import {
   writeQueued
 } from "./RpcReplyChannel.js"
 import { ReplyMemo } from "./RpcReplyMemo.js"
+import { RequestsUnread, unreadNotice } from "./RpcRequestsUnread.js"
 
 interface Dispatcher<R> {
   readonly channel: ReplyChannel
@@ -197,18 +199,6 @@ export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handl
     // Runs after the readers stop (finalizers run in reverse): no handler outlives the server or its reply ring.
     yield* Effect.addFinalizer(() => Fiber.interruptAll(server.suspended))
     const runNow = Runtime.runSyncExit(yield* Effect.runtime<R>())
-    for (const { client, ring } of options.requests) {
-      const reader = yield* rings.reader(
-        ring,
-        options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros }
-      )
-      yield* Effect.forkScoped(
-        readForever(
-          () => reader,
-          reader.consumeSync((bytes, sequence) => dispatchNow(runNow, server, client, bytes, sequence))
-        )
-      )
-    }
     const rpcServer: RpcServer = {
       notify: (notice, value, client) =>
         Effect.flatMap(
@@ -221,6 +211,34 @@ export const serve = (rings: RingsShape) => <R>(options: RpcServerOptions, handl
           ? undefined
           : noticeNow(channel, outFrame(Kind.notice, client ?? ALL_CLIENTS, 0, notice.tag, json.right))
       }
+    }
+    for (const { client, ring } of options.requests) {
+      const inspector = yield* rings.inspect(ring)
+      /** A corrupt stretch of this client's ring: its calls that lay there are told, and whoever serves. */
+      const broken = (ringBreak: RingBreak) => {
+        // The client writing the ring now: its address names that hold of the slot.
+        const to = clientAddress(client, inspector.writer().occurrence)
+        const told = rpcServer.notify(RequestsUnread, unreadNotice(ringBreak), to).pipe(
+          Effect.catchAll((e) =>
+            Effect.logWarning(`rpc: client ${client}: its unread requests could not be told: ${e.message}`)
+          )
+        )
+        const reported = options.onRequestsBroken?.(client, ringBreak) ?? Effect.logWarning(
+          `rpc: client ${client}: ${ringBreak.error.message}; ${
+            ringBreak.resumedAt === undefined
+              ? "its ring is read no more"
+              : `read on from position ${ringBreak.resumedAt}, the requests before it not read`
+          }`
+        )
+        return Effect.zipRight(told, reported)
+      }
+      yield* readPastCorruption(
+        rings,
+        ring,
+        options.spinMicros === undefined ? {} : { spinMicros: options.spinMicros },
+        (reader) => reader.consumeSync((bytes, sequence) => dispatchNow(runNow, server, client, bytes, sequence)),
+        broken
+      )
     }
     return rpcServer
   })

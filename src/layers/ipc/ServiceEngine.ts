@@ -5,7 +5,7 @@
  * application's own frames (ServiceFrames.ts).
  */
 import { Effect, type Scope } from "effect"
-import type { RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type { RingBreak, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
 import type { RpcClientOptions, RpcHandler, RpcServerOptions } from "../../services/control/Rpc.js"
 import {
   type FrameServer,
@@ -13,6 +13,7 @@ import {
   ServiceInUse,
   ServiceNotFound,
   ServiceNotServed,
+  ServiceRequestsBroken,
   type ServiceShape,
   type ServicesShape,
   ServiceTaken,
@@ -51,6 +52,16 @@ const STALLED_CALLER_MS = 3 * READER_LIVENESS_MS
 
 const unavailable = (name: string) => (e: { readonly message: string }) =>
   new ServiceUnavailable({ name, reason: e.message })
+
+/** A caller's request ring the server read on past, as the service's own error. */
+const requestsBroken = (name: string, caller: number, { error, resumedAt }: RingBreak) =>
+  new ServiceRequestsBroken({
+    name,
+    caller,
+    position: error.position,
+    reason: error.message,
+    ...(resumedAt === undefined ? {} : { resumedAt })
+  })
 
 export const makeServices = (
   directory: DirectoryShape,
@@ -133,14 +144,16 @@ export const makeServices = (
     })
 
   return {
-    serve: (name, handlers, wanted = {}) =>
+    serve: (name, handlers, options = {}) =>
       Effect.gen(function*() {
-        const found = yield* open(name, wanted, "rpc")
+        const found = yield* open(name, options, "rpc")
+        const onBroken = options.onBroken ?? ((broken) => Effect.logWarning(broken.message))
         yield* serve(
           {
             requests: found.rings.requests.map((ring, client) => ({ client, ring })),
             replies: found.rings.replies,
-            freeStalledReaderAfterMs: STALLED_CALLER_MS
+            freeStalledReaderAfterMs: STALLED_CALLER_MS,
+            onRequestsBroken: (caller, ringBreak) => onBroken(requestsBroken(name, caller, ringBreak))
           },
           handlers
         ).pipe(Effect.mapError(takenOr(name)))

@@ -338,6 +338,16 @@ export class RingCorrupt
   }
 }
 
+/** A ring found corrupt by a reader that read on past it (a server's request ring), and where it read on. */
+export interface RingBreak {
+  readonly error: RingCorrupt
+  /**
+   * Where reading resumed: the frames from `error.position` up to it were never read. Undefined
+   * when no reader could attach again (the ring's own words are damaged): nothing more is read from it.
+   */
+  readonly resumedAt: number | undefined
+}
+
 export class ReaderReaped extends Data.TaggedError("ReaderReaped")<
   { readonly ring: number; readonly slot: number; readonly occurrence: number }
 > {

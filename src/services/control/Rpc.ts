@@ -13,6 +13,7 @@ import type {
   InvalidRingAddress,
   NoFreeReaderSlot,
   RingAddress,
+  RingBreak,
   RingCorrupt,
   RingWriteError,
   RingWriterBusy
@@ -207,7 +208,25 @@ export class RpcAbandoned extends Data.TaggedError("RpcAbandoned")<
   }
 }
 
-export type RpcCallError = RpcProtocolError | RpcTimeout | RpcAbandoned | RpcInvalidReply | RingWriteError
+/**
+ * The server could not read the request: its client's request ring was corrupt where it lay (the
+ * server read on past the damage). It never ran; the client's later requests are read as before.
+ */
+export class RpcRequestUnread extends Data.TaggedError("RpcRequestUnread")<
+  { readonly method: string; readonly requestId: number; readonly reason: string }
+> {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: the server could not read the request (${this.reason}); it never ran, and requests sent after the damage are served`
+  }
+}
+
+export type RpcCallError =
+  | RpcProtocolError
+  | RpcTimeout
+  | RpcAbandoned
+  | RpcInvalidReply
+  | RpcRequestUnread
+  | RingWriteError
 export type RpcOpenError = InvalidRingAddress | RingWriterBusy | NoFreeReaderSlot | RingCorrupt
 
 export interface RpcServerOptions {
@@ -221,6 +240,12 @@ export interface RpcServerOptions {
   readonly spinMicros?: number
   /** The reply ring's `WriterOptions.freeStalledReaderAfterMs`: for clients that recover lost replies. */
   readonly freeStalledReaderAfterMs?: number
+  /**
+   * Told once per break of a client's request ring: a frame there failed its checks, the server
+   * read on from the ring's head, and the client's calls whose requests lay between fail with
+   * `RpcRequestUnread`. A warning is logged when not given.
+   */
+  readonly onRequestsBroken?: (client: number, ringBreak: RingBreak) => Effect.Effect<void>
 }
 
 export interface RpcClientOptions {

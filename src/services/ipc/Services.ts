@@ -25,6 +25,16 @@ export interface ServiceShape {
   readonly ringBytes: number
 }
 
+/** A serve's options: the shape a service it creates gets, and who hears of its callers' broken request rings. */
+export interface ServeOptions extends Partial<ServiceShape> {
+  /**
+   * Told once per break of a caller's request ring (`ServiceRequestsBroken`): the server read on
+   * past the damage, and the calls whose requests it never read failed at once with
+   * `RpcRequestUnread`. Logged as a warning when not given.
+   */
+  readonly onBroken?: (broken: ServiceRequestsBroken) => Effect.Effect<void>
+}
+
 export interface ConnectOptions {
   /** Bound of a call that names none (default `CXLOG_SERVICE_CALL_TIMEOUT_MS`, 10 s). */
   readonly timeoutMs?: number
@@ -106,8 +116,8 @@ export interface FrameClient {
 
 export interface ServicesShape {
   /**
-   * Serves `handlers` under `name` until the scope closes, creating the service with `shape`
-   * if there is none. Refused with `ServiceTaken` while another live process serves it; a
+   * Serves `handlers` under `name` until the scope closes, creating the service with the shape
+   * `options` gives if there is none. Refused with `ServiceTaken` while another live process serves it; a
    * service whose server died (or stopped) is taken over. A service not found is created by the
    * head (for a member of the region, through its coordinator): `HeadUnavailable` when it is gone.
    * `R` defaults to never: with no handler to infer it from (an empty list), the call needs
@@ -116,7 +126,7 @@ export interface ServicesShape {
   readonly serve: <R = never>(
     name: string,
     handlers: ReadonlyArray<RpcHandler<R>>,
-    shape?: Partial<ServiceShape>
+    options?: ServeOptions
   ) => Effect.Effect<ServedService, ServiceOpenError | ServiceTaken | HeadUnavailable, Scope.Scope | R>
   /**
    * Connects to the service `name`: takes a caller slot for the scope. `ServiceNotFound` when no
@@ -256,6 +266,31 @@ export class ServiceRepliesLost extends Schema.TaggedError<ServiceRepliesLost>()
     return `service ${
       JSON.stringify(this.name)
     }: this process did not run for so long that its reply reader was reaped; replies sent meanwhile are lost`
+  }
+}
+
+/**
+ * A caller's request ring read as corrupt by the server (what a crashed or buggy process could
+ * leave in the region): the server read on from the ring's head, and the requests between were
+ * never read (their calls fail with `RpcRequestUnread`).
+ */
+export class ServiceRequestsBroken extends Schema.TaggedError<ServiceRequestsBroken>()("ServiceRequestsBroken", {
+  name: Schema.String,
+  caller: Schema.Int,
+  /** The position of the damage, and what is wrong there. */
+  position: Schema.Number,
+  reason: Schema.String,
+  /** Where reading went on (the requests from `position` to it were never read); absent when nothing more is read from the ring. */
+  resumedAt: Schema.optional(Schema.Number)
+}) {
+  override get message() {
+    return `service ${
+      JSON.stringify(this.name)
+    }: caller slot ${this.caller}'s request ring is corrupt: ${this.reason}; ${
+      this.resumedAt === undefined
+        ? "nothing more is read from it (remove the service and serve it again to use that slot)"
+        : `the requests from position ${this.position} to ${this.resumedAt} were never read (their calls failed), and reading goes on from there`
+    }`
   }
 }
 
