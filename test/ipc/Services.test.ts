@@ -352,11 +352,12 @@ describe("Services over a corrupt request ring", () => {
         Services
       )
       const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
-      const gate = yield* Effect.makeLatch(false)
+      const [entered, gate] = [yield* Effect.makeLatch(false), yield* Effect.makeLatch(false)]
       const told: Array<ServiceRequestsBroken> = []
       const serverScope = yield* innerScope
+      const gated = Rpc.handle(Gate, () => Effect.zipRight(entered.open, gate.await))
       const served = yield* Scope.extend(
-        services.serve("bank", [...bankHandlers({ value: 100 }), Rpc.handle(Gate, () => gate.await)], {
+        services.serve("bank", [...bankHandlers({ value: 100 }), gated], {
           callerSlots: 2,
           onBroken: (broken) => Effect.sync(() => told.push(broken))
         }),
@@ -366,7 +367,8 @@ describe("Services over a corrupt request ring", () => {
       const client = yield* Scope.extend(services.connect("bank", { timeoutMs: 30_000 }), callerScope)
       const ring = serviceRings(served.entry, served.shape).requests[client.caller]!
       const held = yield* Effect.fork(client.call(Gate, {}))
-      yield* parked([held])
+      // Read and running: the server reads the next request only once it is done.
+      yield* entered.await.pipe(Effect.timeout("10 seconds"))
       // Written while the server's handler holds the ring back, then damaged as a buggy writer could leave it.
       const at = Atomics.load(memory.u32, ring.offset / 4) // the leading sequence's low word: small here
       const unread = yield* Effect.fork(Effect.flip(client.call(Add, { a: 1, b: 2 })))
@@ -386,7 +388,7 @@ describe("Services over a corrupt request ring", () => {
         caller: client.caller,
         position: at
       })
-      expect(told[0]!.message).toContain("were never read (their calls failed), and reading goes on from there")
+      expect(told[0]!.message).toContain("were never read (their callers are told), and reading goes on from there")
       // Read on past the damage: the caller's next calls are served, and the break is not told again.
       expect(yield* client.call(Add, { a: 2, b: 3 })).toBe(5)
       expect(yield* client.call(Withdraw, { amount: 30 })).toBe(70)
@@ -396,6 +398,61 @@ describe("Services over a corrupt request ring", () => {
       yield* services.remove("bank")
       yield* serveIn(services, "bank")
       expect(yield* (yield* services.connect("bank")).call(Add, { a: 1, b: 2 })).toBe(3)
+    }))
+})
+
+describe("Services over a corrupt request ring: frames", () => {
+  it.scopedLive("the server tells the break once and drops the connection; its caller is told ServiceRequestsBroken at once, and its next frame is read", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-corrupt-frames")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const [entered, gate] = [yield* Effect.makeLatch(false), yield* Effect.makeLatch(false)]
+      const read: Array<string> = []
+      const events: Array<string> = []
+      const served = yield* services.serveFrames("frames", {
+        onFrame: (_, frame) => {
+          const text = new TextDecoder().decode(frame)
+          read.push(text)
+          return text === "held" ? Effect.zipRight(entered.open, gate.await) : Effect.void
+        },
+        onLeft: () => Effect.sync(() => events.push("left")),
+        onBroken: (broken) => Effect.sync(() => events.push(broken._tag))
+      }, { callerSlots: 2 })
+      const callerTold: Array<string> = []
+      const client = yield* services.connectFrames("frames", {
+        onFrame: () => Effect.void,
+        onBroken: (error) => Effect.sync(() => callerTold.push(error.message))
+      })
+      const ring = serviceRings(served.entry, served.shape).requests[client.connection.caller]!
+      yield* client.send("held")
+      yield* entered.await.pipe(Effect.timeout("10 seconds"))
+      const at = Atomics.load(memory.u32, ring.offset / 4)
+      yield* client.send("lost")
+      const data = ring.offset + 64 * (1 + ring.readerSlots)
+      memory.u32[(data + (at % ring.dataBytes)) / 4 + 1]! ^= 1
+      yield* gate.open
+      yield* Effect.repeat(Effect.sync(() => callerTold.length), {
+        until: (n) => n > 0,
+        schedule: Schedule.spaced("10 millis")
+      }).pipe(Effect.timeout("5 seconds"))
+      expect(callerTold).toHaveLength(1)
+      expect(callerTold[0]).toMatch(
+        new RegExp(
+          `^service "frames": caller slot ${client.connection.caller}'s request ring is corrupt: ring \\d+ is corrupt at position ${at}: frame header does not belong to this position; the requests from position ${at} to \\d+ were never read`
+        )
+      )
+      expect(events).toEqual(["left", "ServiceRequestsBroken"])
+      yield* client.send("after")
+      yield* Effect.repeat(Effect.sync(() => read), {
+        until: (frames) => frames.includes("after"),
+        schedule: Schedule.spaced("10 millis")
+      }).pipe(Effect.timeout("5 seconds"))
+      expect(read).toEqual(["held", "after"])
+      expect(events).toEqual(["left", "ServiceRequestsBroken"])
     }))
 })
 

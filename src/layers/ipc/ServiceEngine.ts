@@ -5,7 +5,7 @@
  * application's own frames (ServiceFrames.ts).
  */
 import { Effect, type Scope } from "effect"
-import type { RingBreak, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type { RingsShape, RingWriter } from "../../services/control/Rings.js"
 import type { RpcClientOptions, RpcHandler, RpcServerOptions } from "../../services/control/Rpc.js"
 import {
   type FrameServer,
@@ -13,7 +13,6 @@ import {
   ServiceInUse,
   ServiceNotFound,
   ServiceNotServed,
-  ServiceRequestsBroken,
   type ServiceShape,
   type ServicesShape,
   ServiceTaken,
@@ -27,6 +26,7 @@ import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
 import { type CreateObject, findOrCreate, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
+import { requestsBroken, tellBroken } from "./RequestsBroken.js"
 import { connectCaller, liveServer } from "./ServiceCaller.js"
 import { connectFrames, serveFrames } from "./ServiceFrames.js"
 import {
@@ -52,16 +52,6 @@ const STALLED_CALLER_MS = 3 * READER_LIVENESS_MS
 
 const unavailable = (name: string) => (e: { readonly message: string }) =>
   new ServiceUnavailable({ name, reason: e.message })
-
-/** A caller's request ring the server read on past, as the service's own error. */
-const requestsBroken = (name: string, caller: number, { error, resumedAt }: RingBreak) =>
-  new ServiceRequestsBroken({
-    name,
-    caller,
-    position: error.position,
-    reason: error.message,
-    ...(resumedAt === undefined ? {} : { resumedAt })
-  })
 
 export const makeServices = (
   directory: DirectoryShape,
@@ -126,28 +116,18 @@ export const makeServices = (
   const takenOr = (name: string) => (e: { readonly _tag: string; readonly message: string; readonly pid?: number }) =>
     e._tag === "RingWriterBusy" && e.pid !== undefined ? new ServiceTaken({ name, pid: e.pid }) : unavailable(name)(e)
 
-  /** The frame server's rings for the scope: the reply ring's writer first, then a reader of every request ring. */
-  const frameServerRings = (name: string, found: ServiceRings): Effect.Effect<
-    { readonly replies: RingWriter; readonly requests: ReadonlyArray<RingReader> },
+  /** The frame server's reply ring for the scope (its request rings are read by serveFrames). */
+  const frameServerReplies = (name: string, found: ServiceRings): Effect.Effect<
+    RingWriter,
     ServiceTaken | ServiceUnavailable,
     Scope.Scope
-  > =>
-    Effect.gen(function*() {
-      const replies = yield* rings.writer(found.replies, { freeStalledReaderAfterMs: STALLED_CALLER_MS }).pipe(
-        Effect.mapError(takenOr(name))
-      )
-      const requests = yield* Effect.forEach(
-        found.requests,
-        (ring) => rings.reader(ring).pipe(Effect.mapError(unavailable(name)))
-      )
-      return { replies, requests }
-    })
+  > => rings.writer(found.replies, { freeStalledReaderAfterMs: STALLED_CALLER_MS }).pipe(Effect.mapError(takenOr(name)))
 
   return {
     serve: (name, handlers, options = {}) =>
       Effect.gen(function*() {
         const found = yield* open(name, options, "rpc")
-        const onBroken = options.onBroken ?? ((broken) => Effect.logWarning(broken.message))
+        const onBroken = tellBroken(options.onBroken)
         yield* serve(
           {
             requests: found.rings.requests.map((ring, client) => ({ client, ring })),
@@ -171,8 +151,8 @@ export const makeServices = (
     serveFrames: (name, handlers, wanted = {}) =>
       Effect.gen(function*() {
         const found = yield* open(name, wanted, "application")
-        const opened = yield* frameServerRings(name, found.rings)
-        const send = yield* serveFrames(name, opened.replies, opened.requests, handlers, defaults.callTimeoutMs)
+        const replies = yield* frameServerReplies(name, found.rings)
+        const send = yield* serveFrames(rings, name, replies, found.rings.requests, handlers, defaults.callTimeoutMs)
         return { name, entry: found.entry, shape: found.shape, send } satisfies FrameServer
       }),
     connectFrames: (name, handlers, options = {}) =>

@@ -6,10 +6,11 @@
  * frames to the one reply ring, waking only the addressee's reader, and each caller keeps the
  * frames that name its own connection. The server tells a connection has left when its request
  * ring's writer closes or dies, or when a frame names another occurrence (a new caller took the
- * slot before the old one's end was seen).
+ * slot before the old one's end was seen), or when it read past a damaged stretch of its request
+ * ring (ReadPastCorruption.ts), which it tells the caller in a frame of its own (`BROKEN_FRAME`).
  */
-import { Effect, ExecutionStrategy, Schedule, Scope } from "effect"
-import type { RingInspector, RingReader, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import { Effect, Either, ExecutionStrategy, Schedule, Schema, Scope } from "effect"
+import type { RingAddress, RingBreak, RingInspector, RingsShape, RingWriter } from "../../services/control/Rings.js"
 import {
   type FrameClient,
   type FrameClientHandlers,
@@ -18,17 +19,23 @@ import {
   type ServiceConnection,
   ServiceFrameNotSent,
   ServiceRepliesLost,
+  ServiceRequestsBroken,
   ServiceServerDied,
   ServiceUnavailable
 } from "../../services/ipc/Services.js"
+import { readPastCorruption } from "../control/ReadPastCorruption.js"
 import { readForever, RETRY_AFTER_ERROR_MS } from "../control/RpcReadForever.js"
 import { readU32, writeU32 } from "../region/LittleEndian.js"
 import { claimCallerSlot } from "./CallerSlot.js"
+import { requestsBroken, tellBroken } from "./RequestsBroken.js"
 import { liveServer } from "./ServiceCaller.js"
 import type { ServiceRings } from "./ServiceLayout.js"
 
 const HEADER_BYTES = 8
 const encoder = new TextEncoder()
+
+const unavailable = (name: string) => (e: { readonly message: string }) =>
+  new ServiceUnavailable({ name, reason: e.message })
 
 const frameBytes = (payload: string | Uint8Array) =>
   HEADER_BYTES + (typeof payload === "string" ? Buffer.byteLength(payload, "utf8") : payload.length)
@@ -81,22 +88,44 @@ const writeFrame = (
   })
 
 /**
+ * A frame that tells a connection the server read past a damaged stretch of its request ring goes
+ * to its caller slot with this bit set: a caller of a build before it skips the frame as another's.
+ */
+const BROKEN_FRAME = 0x80000000
+const brokenAddress = (to: ServiceConnection): ServiceConnection => ({
+  caller: (to.caller | BROKEN_FRAME) >>> 0,
+  occurrence: to.occurrence
+})
+const brokenJson = Schema.parseJson(ServiceRequestsBroken)
+const encodeBroken = (error: ServiceRequestsBroken): string => Schema.encodeSync(brokenJson)(error)
+
+/** The server's word that this connection's frames in a damaged stretch were never read: `onBroken`, once. */
+const tellCaller = (name: string, handlers: FrameClientHandlers, payload: Uint8Array): Effect.Effect<void> =>
+  Either.match(Schema.decodeUnknownEither(brokenJson)(new TextDecoder().decode(payload)), {
+    onLeft: () =>
+      Effect.logWarning(`service ${JSON.stringify(name)}: dropped a broken-ring notice that did not decode`),
+    onRight: handlers.onBroken
+  })
+
+/**
  * The server's side: the reply ring's writer (taken by the caller, so a live server refuses this
  * one) and a reader of every request ring, for the scope. Returns how to send to a connection.
  */
 export const serveFrames = (
+  rings: RingsShape,
   name: string,
   replies: RingWriter,
-  requests: ReadonlyArray<RingReader>,
+  requests: ReadonlyArray<RingAddress>,
   handlers: FrameServerHandlers,
   timeoutMs: number
 ): Effect.Effect<
   (to: ServiceConnection, frame: string | Uint8Array) => Effect.Effect<void, ServiceFrameNotSent>,
-  never,
+  ServiceUnavailable,
   Scope.Scope
 > =>
   Effect.gen(function*() {
-    for (const [caller, reader] of requests.entries()) {
+    const onBroken = tellBroken(handlers.onBroken)
+    for (const [caller, address] of requests.entries()) {
       /** The occurrence of the connection that holds this slot now, 0 while none has sent a frame. */
       let current = 0
       const leave = Effect.suspend(() => {
@@ -118,8 +147,22 @@ export const serveFrames = (
         if (occurrence === current) return frame
         return Effect.zipRight(leave, Effect.suspend(() => (current = occurrence, frame)))
       }
+      const inspector = yield* rings.inspect(address).pipe(Effect.mapError(unavailable(name)))
+      /**
+       * Read past a corrupt stretch: the connection has left already (its frames there are lost, so
+       * whatever the server kept of it is dropped), its caller is told in a frame of its own, and the serve.
+       */
+      const broken = (ringBreak: RingBreak) => {
+        const error = requestsBroken(name, caller, ringBreak)
+        const to = { caller, occurrence: inspector.writer().occurrence }
+        const told = writeFrame(name, replies, brokenAddress(to), encodeBroken(error), [caller], timeoutMs).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`${error.message}; its caller could not be told: ${e.message}`))
+        )
+        return Effect.zipRight(told, onBroken(error))
+      }
       // A writer that closed or died has left (readForever then waits for the slot's next caller).
-      yield* Effect.forkScoped(readForever(() => reader, Effect.ensuring(reader.consume(onFrame), leave)))
+      yield* readPastCorruption(rings, address, {}, (reader) => Effect.ensuring(reader.consume(onFrame), leave), broken)
+        .pipe(Effect.mapError(unavailable(name)))
     }
     return (to, frame) => writeFrame(name, replies, to, frame, [to.caller], timeoutMs)
   })
@@ -155,10 +198,16 @@ export const connectFrames = (
     // tell `onBroken`, for as long as the close went on (RpcClient.ts holds its readers the same way).
     const scope = yield* Effect.scope
     const readers = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const mine = (bytes: Uint8Array) =>
-      bytes.length >= HEADER_BYTES && readU32(bytes, 0) === caller && readU32(bytes, 4) === connection.occurrence
+    const told = brokenAddress(connection).caller
+    const mine = (bytes: Uint8Array) => {
+      if (bytes.length < HEADER_BYTES || readU32(bytes, 4) !== connection.occurrence) return Effect.void
+      const to = readU32(bytes, 0)
+      return to === caller
         ? handlers.onFrame(bytes.subarray(HEADER_BYTES))
+        : to === told
+        ? tellCaller(name, handlers, bytes.subarray(HEADER_BYTES))
         : Effect.void
+    }
     // Reaped (this process did not run for too long): attach again at the ring's head; what was sent meanwhile is gone.
     const reattach = attach.pipe(
       Effect.flatMap((attached) => {

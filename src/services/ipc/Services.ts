@@ -84,8 +84,14 @@ export interface ServiceConnection {
 export interface FrameServerHandlers {
   /** A frame from `from`, in order per connection; `frame` is a view valid until the effect completes. */
   readonly onFrame: (from: ServiceConnection, frame: Uint8Array) => Effect.Effect<void>
-  /** `from` closed, died, or another caller took its slot: no more frames come from it. */
+  /**
+   * `from` closed, died, or another caller took its slot: no more frames come from it. Told too
+   * when its request ring was read past a damaged stretch (its frames there are lost; the frames it
+   * sends after come as from a new connection).
+   */
   readonly onLeft: (from: ServiceConnection) => Effect.Effect<void>
+  /** Told once per break of a caller's request ring (as `ServeOptions.onBroken`); logged as a warning when not given. */
+  readonly onBroken?: (broken: ServiceRequestsBroken) => Effect.Effect<void>
 }
 
 /** The serving side of a frame service, until the scope closes. */
@@ -99,11 +105,13 @@ export interface FrameClientHandlers {
   /** A frame addressed to this connection, in the order sent; a view valid until the effect completes. */
   readonly onFrame: (frame: Uint8Array) => Effect.Effect<void>
   /**
-   * Frames sent before now may never come: the server died or stopped (`ServiceServerDied`), or
-   * this process did not run for so long that its reader slot was reaped (`ServiceRepliesLost`).
-   * Frames sent after it are delivered again once a server serves.
+   * Frames sent before now may never come: the server died or stopped (`ServiceServerDied`),
+   * this process did not run for so long that its reader slot was reaped (`ServiceRepliesLost`),
+   * or the server read past a damaged stretch of this connection's request ring, and the frames
+   * it sent there were never read (`ServiceRequestsBroken`). Frames sent after it are delivered
+   * again once a server serves.
    */
-  readonly onBroken: (error: ServiceServerDied | ServiceRepliesLost) => Effect.Effect<void>
+  readonly onBroken: (error: ServiceServerDied | ServiceRepliesLost | ServiceRequestsBroken) => Effect.Effect<void>
 }
 
 /** A caller's side of a frame service: one caller slot held until the scope closes. */
@@ -272,7 +280,8 @@ export class ServiceRepliesLost extends Schema.TaggedError<ServiceRepliesLost>()
 /**
  * A caller's request ring read as corrupt by the server (what a crashed or buggy process could
  * leave in the region): the server read on from the ring's head, and the requests between were
- * never read (their calls fail with `RpcRequestUnread`).
+ * never read (a caller of Rpc methods has those calls fail with `RpcRequestUnread`, a frame
+ * caller is told `onBroken`).
  */
 export class ServiceRequestsBroken extends Schema.TaggedError<ServiceRequestsBroken>()("ServiceRequestsBroken", {
   name: Schema.String,
@@ -289,7 +298,7 @@ export class ServiceRequestsBroken extends Schema.TaggedError<ServiceRequestsBro
     }: caller slot ${this.caller}'s request ring is corrupt: ${this.reason}; ${
       this.resumedAt === undefined
         ? "nothing more is read from it (remove the service and serve it again to use that slot)"
-        : `the requests from position ${this.position} to ${this.resumedAt} were never read (their calls failed), and reading goes on from there`
+        : `the requests from position ${this.position} to ${this.resumedAt} were never read (their callers are told), and reading goes on from there`
     }`
   }
 }
