@@ -401,7 +401,7 @@ describe("Services over a corrupt request ring", () => {
     }))
 })
 
-describe("Services over a corrupt request ring: frames", () => {
+describe("Services over a corrupt ring: frames", () => {
   it.scopedLive("the server tells the break once and drops the connection; its caller is told ServiceRequestsBroken at once, and its next frame is read", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("services-corrupt-frames")
@@ -453,6 +453,53 @@ describe("Services over a corrupt request ring: frames", () => {
       }).pipe(Effect.timeout("5 seconds"))
       expect(read).toEqual(["held", "after"])
       expect(events).toEqual(["left", "ServiceRequestsBroken"])
+    }))
+
+  it.scopedLive("a frame caller whose reply ring reads corrupt reads past it, told ServiceRepliesLost naming the damage once, and gets the frames sent after", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-corrupt-replies")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const [entered, gate] = [yield* Effect.makeLatch(false), yield* Effect.makeLatch(false)]
+      const served = yield* services.serveFrames("frames", { onFrame: () => Effect.void, onLeft: () => Effect.void }, {
+        callerSlots: 2
+      })
+      const got: Array<string> = []
+      const told: Array<string> = []
+      const client = yield* services.connectFrames("frames", {
+        onFrame: (frame) => {
+          const text = new TextDecoder().decode(frame)
+          got.push(text)
+          return text === "held" ? Effect.zipRight(entered.open, gate.await) : Effect.void
+        },
+        onBroken: (error) => Effect.sync(() => told.push(error.message))
+      })
+      const ring = serviceRings(served.entry, served.shape).replies
+      yield* served.send(client.connection, "held")
+      yield* entered.await.pipe(Effect.timeout("10 seconds"))
+      // Sent while the caller's handler holds its reading back, then damaged.
+      const at = Atomics.load(memory.u32, ring.offset / 4)
+      yield* served.send(client.connection, "lost")
+      const data = ring.offset + 64 * (1 + ring.readerSlots)
+      memory.u32[(data + (at % ring.dataBytes)) / 4 + 1]! ^= 1
+      yield* gate.open
+      yield* Effect.repeat(Effect.sync(() => told.length), {
+        until: (n) => n > 0,
+        schedule: Schedule.spaced("10 millis")
+      }).pipe(Effect.timeout("5 seconds"))
+      expect(told).toEqual([
+        `service "frames": its reply reader read past a corrupt stretch of the reply ring (ring ${ring.id} is corrupt at position ${at}: frame header does not belong to this position); replies sent meanwhile are lost`
+      ])
+      yield* served.send(client.connection, "after")
+      yield* Effect.repeat(Effect.sync(() => got), {
+        until: (frames) => frames.includes("after"),
+        schedule: Schedule.spaced("10 millis")
+      }).pipe(Effect.timeout("5 seconds"))
+      expect(got).toEqual(["held", "after"])
+      expect(told).toHaveLength(1)
     }))
 })
 

@@ -10,7 +10,14 @@
  * ring (ReadPastCorruption.ts), which it tells the caller in a frame of its own (`BROKEN_FRAME`).
  */
 import { Effect, Either, ExecutionStrategy, Schedule, Schema, Scope } from "effect"
-import type { RingAddress, RingBreak, RingInspector, RingsShape, RingWriter } from "../../services/control/Rings.js"
+import type {
+  RingAddress,
+  RingBreak,
+  RingCorrupt,
+  RingInspector,
+  RingsShape,
+  RingWriter
+} from "../../services/control/Rings.js"
 import {
   type FrameClient,
   type FrameClientHandlers,
@@ -209,20 +216,33 @@ export const connectFrames = (
         : Effect.void
     }
     // Reaped (this process did not run for too long): attach again at the ring's head; what was sent meanwhile is gone.
-    const reattach = attach.pipe(
-      Effect.flatMap((attached) => {
-        reader = attached
-        return handlers.onBroken(new ServiceRepliesLost({ name }))
-      }),
-      Effect.catchAll((e) =>
-        Effect.zipRight(
-          Effect.logWarning(`service ${JSON.stringify(name)}: attaching to the reply ring again failed: ${e.message}`),
-          Effect.sleep(RETRY_AFTER_ERROR_MS)
-        )
-      ),
-      Scope.extend(readers)
+    const reattachTelling = (lost: ServiceRepliesLost) =>
+      attach.pipe(
+        Effect.flatMap((attached) => {
+          reader = attached
+          return handlers.onBroken(lost)
+        }),
+        Effect.catchAll((e) =>
+          Effect.zipRight(
+            Effect.logWarning(
+              `service ${JSON.stringify(name)}: attaching to the reply ring again failed: ${e.message}`
+            ),
+            Effect.sleep(RETRY_AFTER_ERROR_MS)
+          )
+        ),
+        Scope.extend(readers)
+      )
+    const reattach = reattachTelling(new ServiceRepliesLost({ name }))
+    // A corrupt reply ring is read past as a reap is: this reader lets its slot go and attaches again
+    // at the head; the frames between are lost. Read again, it would fail the same way for good.
+    const pastCorrupt = (error: RingCorrupt) =>
+      Effect.zipRight(
+        rings.reap(serviceRings.replies, reader.slot, reader.occurrence).pipe(Effect.ignore),
+        reattachTelling(new ServiceRepliesLost({ name, reason: error.message }))
+      )
+    yield* Effect.forkScoped(
+      readForever(() => reader, Effect.suspend(() => reader.consume(mine)), reattach, pastCorrupt)
     )
-    yield* Effect.forkScoped(readForever(() => reader, Effect.suspend(() => reader.consume(mine)), reattach))
 
     let known = server
     let died: ServiceServerDied | undefined

@@ -266,14 +266,21 @@ export class ServiceFrameNotSent extends Schema.TaggedError<ServiceFrameNotSent>
   }
 }
 
-/** This caller's reader slot on the reply ring was reaped (its process did not run for too long): frames sent meanwhile are lost. */
+/**
+ * This caller's reader slot on the reply ring was reaped (its process did not run for too long),
+ * or it read past a corrupt stretch of the ring (`reason`): frames sent meanwhile are lost.
+ */
 export class ServiceRepliesLost extends Schema.TaggedError<ServiceRepliesLost>()("ServiceRepliesLost", {
-  name: Schema.String
+  name: Schema.String,
+  /** The ring's corruption that this caller read past; absent for a reap. */
+  reason: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `service ${
-      JSON.stringify(this.name)
-    }: this process did not run for so long that its reply reader was reaped; replies sent meanwhile are lost`
+    return `service ${JSON.stringify(this.name)}: ${
+      this.reason === undefined
+        ? "this process did not run for so long that its reply reader was reaped"
+        : `its reply reader read past a corrupt stretch of the reply ring (${this.reason})`
+    }; replies sent meanwhile are lost`
   }
 }
 
