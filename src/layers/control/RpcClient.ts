@@ -125,6 +125,9 @@ interface Caller extends NoticeHubs {
   nextId: number
 }
 
+/** The byte length of the tag of the notice every client takes (RpcRequestsUnread.ts). */
+const UNREAD_TAG_BYTES = new TextEncoder().encode(RequestsUnread.tag).length
+
 /**
  * One reply-ring frame, read in the doorbell's wake callback (`consumeSync`): a reply resumes
  * its waiting call directly, a notice for a subscribed tag goes to the notice fiber; frames
@@ -138,10 +141,13 @@ const receive = (caller: Caller, bytes: Uint8Array): void => {
   const payloadAt = HEADER_BYTES + (bytes[2]! | (bytes[3]! << 8))
   if (kind < Kind.request || kind > Kind.notice || payloadAt > bytes.length) return
   if (kind === Kind.notice) {
-    // Only the tag is read of a notice nobody here subscribed to (every barrier release, on most clients).
+    // A notice nobody here subscribed to (every barrier release, on most clients) is not decoded
+    // unless its tag has the length of the one every client takes.
+    const tagBytes = payloadAt - HEADER_BYTES
+    if (caller.notices.size === 0 && tagBytes !== UNREAD_TAG_BYTES) return
     const tag = decoder.decode(bytes.subarray(HEADER_BYTES, payloadAt))
     if (tag === RequestsUnread.tag) return unreadRequests(caller, bytes)
-    if (caller.notices.size === 0 || !caller.notices.has(tag)) return
+    if (!caller.notices.has(tag)) return
     const frame = decodeFrame(bytes)
     if (frame !== undefined) Queue.unsafeOffer(caller.noticeInbox, frame)
     return
