@@ -223,6 +223,91 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         expect(crowded.message).toContain("a service with Services.remove(name)")
       }))
 
+    it.scoped("memory no listed object owns says what holds it and what frees it: an entry that cannot be read, a create or delete not finished, deleted memory no pin keeps", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { directory, writer } = yield* open(b)
+        const entries = new EntryView(b.region)
+        const table = new DirectoryTable(b.region, b.area)
+        // A topic's entry whose extent, and a group's whose name's length, is out of range: neither decodes into an object.
+        const orders = yield* writer.create({ kind: "topic", name: "orders", bytes: 4 * MiB })
+        entries.setExtent(b.area.entry(orders.slot), orders.extent.offset, 2 ** 45)
+        const lost = yield* writer.create({ kind: "group", name: "lost", bytes: 2 * MiB })
+        entries.setNameBytes(b.area.entry(lost.slot), 100_000)
+        // A delete cut short after its entry was marked, before its blocks were retired.
+        const half = yield* writer.create({ kind: "channel", name: "half", bytes: MiB / 2 })
+        table.markDeleted(half.slot)
+        // Deleted, and pinned only after the deletion: no pin keeps it.
+        yield* writer.remove(yield* writer.create({ kind: "service", name: "gone", bytes: MiB / 4 }))
+        const kept = yield* writer.create({ kind: "topic", name: "kept", bytes: MiB / 8 })
+        const pinned = yield* Scope.make()
+        yield* directory.hold(kept).pipe(Scope.extend(pinned))
+        // A create cut short between its extent and its entry (a head that died mid-create leaves it so).
+        const dying = new BuddyAllocator(b.region, b.area)
+        dying.rebuild()
+        const { free } = table.probe("topic", "never")
+        expect(dying.allocate(8, free, 999)).toBeDefined()
+
+        expect(yield* directory.holders).toEqual([
+          { kind: "unreadable", name: "orders", bytes: 4 * MiB, pinnedBy: [], slot: orders.slot, objectKind: "topic" },
+          { kind: "unreadable", name: "", bytes: 2 * MiB, pinnedBy: [], slot: lost.slot },
+          { kind: "unfinished", name: "create", bytes: MiB, pinnedBy: [], slot: free },
+          { kind: "unfinished", name: "delete", bytes: MiB / 2, pinnedBy: [], slot: half.slot },
+          { kind: "deleted", name: "objects", bytes: MiB / 4, pinnedBy: [] },
+          { kind: "topic", name: "kept", bytes: MiB / 8, pinnedBy: [] }
+        ])
+        const full = regionFullNow(b.region, b.area, 16 * MiB)
+        expect(full.message).toContain(
+          `held: 4 MiB by topic orders, whose directory entry ${orders.slot} cannot be read (damaged): cxlog topics ` +
+            `delete orders deletes it, as a head taking the region over (a restart of the head) deletes it, and its ` +
+            `memory comes back once no process that opened it holds it; ` +
+            `2 MiB by the object of directory entry ${lost.slot}, which cannot be read (damaged; its name neither): a ` +
+            `head taking the region over (a restart of the head) deletes it, and its memory comes back once no process ` +
+            `that opened it holds it; ` +
+            `1 MiB of a create the head has not finished (directory entry ${free}): under way, or cut short when its ` +
+            `head stopped, and then a head taking the region over (a restart of the head) frees it; ` +
+            `0.50 MiB of a delete the head has not finished (directory entry ${half.slot}): under way, or cut short ` +
+            `when its head stopped, and then a head taking the region over (a restart of the head) frees it; ` +
+            `0.25 MiB of deleted objects, held by no live process (freed at the head's next tick); ` +
+            `0.13 MiB by 1 other object.`
+        )
+        expect(full.message).not.toContain("pinned by pid")
+        // Its name's length back and its kind out of range: it says its name, and its hash a group's (no topics delete frees it).
+        entries.setNameBytes(b.area.entry(lost.slot), 4)
+        entries.setKind(b.area.entry(lost.slot), 99)
+        expect(regionFullNow(b.region, b.area, 16 * MiB).message).toContain(
+          `2 MiB by the object of directory entry ${lost.slot}, which cannot be read (damaged; it says group "lost"): a head taking`
+        )
+
+        // As they say: a head taking the region over frees them all, the pin on kept (older than the takeover) let go first.
+        yield* Scope.close(pinned, Exit.void)
+        const next = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        yield* next.reclaim
+        expect(yield* directory.holders).toEqual([{ kind: "topic", name: "kept", bytes: MiB / 8, pinnedBy: [] }])
+        expect(yield* directory.usage).toMatchObject({ usedBytes: MiB / 8, retiredBytes: 0, objects: 1 })
+      }))
+
+    it.scoped("a full table counts the entries that cannot be read and says what deletes them", () =>
+      Effect.gen(function*() {
+        const b = yield* backing({ ...config, entrySlots: 8 })
+        const { writer } = yield* open(b)
+        const damaged = yield* writer.create({ kind: "topic", name: "damaged", bytes: 1 })
+        new EntryView(b.region).setKind(b.area.entry(damaged.slot), 99)
+        let made = 0
+        const full = yield* Effect.flip(
+          Effect.forever(Effect.suspend(() => writer.create({ kind: "service", name: `s${made++}`, bytes: 1 })))
+        )
+        expect(full).toMatchObject({ _tag: "DirectoryFull", objects: 7, unreadable: 1 })
+        expect(full.message).toBe(
+          "the region's directory is full (7 objects in 8 slots: 6 services, 1 entry that cannot be read): delete " +
+            "objects (a service with Services.remove(name); an entry that cannot be read with cxlog topics delete " +
+            "NAME when it still says a topic's name, else by restarting the head (its takeover deletes it)), or " +
+            "create the region with more (CXLOG_DIRECTORY_ENTRIES)"
+        )
+      }))
+
     it.scoped("extents added to an object are freed with it", () =>
       Effect.gen(function*() {
         const { writer, directory } = yield* open(yield* backing(config))

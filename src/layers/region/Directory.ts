@@ -47,7 +47,7 @@ export const directoryOver = (
           )
         ),
       usage: Effect.sync(() => usageOf(area, heapBlocks(region, area), table.list().length)),
-      holders: Effect.sync(() => spaceHolders(region, area, heapBlocks(region, area), table.list()))
+      holders: Effect.sync(() => spaceHolders(region, area, heapBlocks(region, area), table))
     }
   })
 

@@ -10,15 +10,17 @@ import {
   type SpaceHolder
 } from "../../services/region/Directory.js"
 import { blockBytes, orderFor } from "./BuddyAllocator.js"
-import { livePins } from "./DirectoryHolders.js"
-import { BlockState, type DirectoryArea, PAGE_BYTES, PageRecordView } from "./DirectoryRecords.js"
-import { DirectoryTable } from "./DirectoryTable.js"
+import { type LivePin, livePins } from "./DirectoryHolders.js"
+import { BlockState, type DirectoryArea, EntryState, PAGE_BYTES, PageRecordView } from "./DirectoryRecords.js"
+import { DirectoryTable, encodeName, nameHash, OBJECT_KINDS } from "./DirectoryTable.js"
 
 export interface SpaceBlock {
   readonly state: number
   readonly bytes: number
   readonly ownerSlot: number
   readonly ownerGeneration: number
+  /** The pin epoch it was retired at (a retired block): a pin older than that keeps it. */
+  readonly retiredAt: number
   /** Retired because its owner's directory entry could not be read. */
   readonly ownerDamaged?: boolean
 }
@@ -37,6 +39,7 @@ export const heapBlocks = (region: CxlMemoryShape, area: DirectoryArea): Readonl
       bytes: pages * PAGE_BYTES,
       ownerSlot: record.ownerSlot,
       ownerGeneration: record.ownerGeneration,
+      retiredAt: record.retiredAt,
       ownerDamaged: fits && record.ownerDamaged === true
     })
     page += pages
@@ -76,40 +79,84 @@ export const usageOf = (
 }
 
 /**
- * Who holds the heap, largest first: each live object by its blocks' bytes, and deleted objects'
- * blocks with the live processes whose pins keep them (a block in use whose owner is no live
- * entry — a create cut short, or an entry that cannot be read — shows as deleted too, until a
- * writer takes over and retires it). The blocks of entries a writer taking over deleted because
- * it could not read them are said apart (`damaged`): the processes that opened those objects
- * before the damage may still write there.
+ * What holds the blocks of (slot, generation) when no listed entry does: the entry itself when it is
+ * live and cannot be read (`unreadable`: the name and kind it still says), else a create or delete the
+ * writer has not finished (`unfinished`: its entry is not written yet, or reads deleted with its blocks
+ * not yet retired) — under way, or cut short when its head stopped, until a writer takes over.
+ */
+const unlistedOwner = (table: DirectoryTable, slot: number, generation: number): Omit<SpaceHolder, "bytes"> => {
+  const unreadable = table.undecoded(slot)
+  if (unreadable?.generation === generation) {
+    const name = unreadable.name
+    const objectKind = name === undefined
+      ? undefined
+      : OBJECT_KINDS.find((kind) => nameHash(kind, encodeName(name)) === unreadable.hash)
+    return {
+      kind: "unreadable",
+      name: name ?? "",
+      pinnedBy: [],
+      slot,
+      ...(objectKind === undefined ? {} : { objectKind })
+    }
+  }
+  const { generation: at, state } = table.read(slot)
+  const change = state === EntryState.deleted && at === generation ? "delete" : "create"
+  return { kind: "unfinished", name: change, pinnedBy: [], slot }
+}
+
+/** The live processes whose pins keep `retired` (a pin older than a block's retirement keeps it). */
+const pinnersOf = (pins: ReadonlyArray<LivePin>, retired: ReadonlyArray<SpaceBlock>): ReadonlyArray<number> => {
+  const pids = new Set<number>()
+  for (const pin of pins) if (retired.some((b) => pin.epoch < b.retiredAt)) pids.add(pin.pid)
+  return [...pids]
+}
+
+/**
+ * Who holds the heap, largest first: each live object by its blocks' bytes, the blocks no listed
+ * entry owns by what does (`unlistedOwner`), and deleted objects' blocks with the live processes
+ * whose pins keep them. The blocks of entries a writer taking over deleted because it could not
+ * read them are said apart (`damaged`): the processes that opened those objects before the damage
+ * may still write there.
  */
 export const spaceHolders = (
   region: CxlMemoryShape,
   area: DirectoryArea,
   blocks: ReadonlyArray<SpaceBlock>,
-  entries: ReadonlyArray<DirectoryEntry>
+  table: DirectoryTable,
+  entries: ReadonlyArray<DirectoryEntry> = table.list()
 ): ReadonlyArray<SpaceHolder> => {
   const live = new Map(entries.map((e) => [`${e.slot}:${e.generation}`, e]))
-  const held = new Map<string, { kind: SpaceHolder["kind"]; name: string; bytes: number }>()
-  let retired = 0
-  let retiredDamaged = 0
+  const held = new Map<string, SpaceHolder & { bytes: number }>()
+  const retired: Array<SpaceBlock> = []
+  const retiredDamaged: Array<SpaceBlock> = []
   for (const block of blocks) {
-    if (block.state === BlockState.retired) {
-      if (block.ownerDamaged === true) retiredDamaged += block.bytes
-      else retired += block.bytes
-    }
+    if (block.state === BlockState.retired) (block.ownerDamaged === true ? retiredDamaged : retired).push(block)
     if (block.state !== BlockState.used) continue
     const key = `${block.ownerSlot}:${block.ownerGeneration}`
-    const owner = live.get(key)
-    const found = held.get(key) ??
-      { kind: owner?.kind ?? "deleted", name: owner?.name ?? `(entry slot ${block.ownerSlot})`, bytes: 0 }
+    let found = held.get(key)
+    if (found === undefined) {
+      const owner = live.get(key)
+      found = owner === undefined
+        ? { ...unlistedOwner(table, block.ownerSlot, block.ownerGeneration), bytes: 0 }
+        : { kind: owner.kind, name: owner.name, bytes: 0, pinnedBy: [] }
+      held.set(key, found)
+    }
     found.bytes += block.bytes
-    held.set(key, found)
   }
-  const holders: Array<SpaceHolder> = [...held.values()].map((h) => ({ ...h, pinnedBy: [] }))
-  const pids = retired + retiredDamaged > 0 ? [...new Set(livePins(region, area).map((p) => p.pid))] : []
-  if (retired > 0) holders.push({ kind: "deleted", name: "objects", bytes: retired, pinnedBy: pids })
-  if (retiredDamaged > 0) holders.push({ kind: "damaged", name: "objects", bytes: retiredDamaged, pinnedBy: pids })
+  const holders: Array<SpaceHolder> = [...held.values()]
+  const pins = retired.length + retiredDamaged.length > 0 ? livePins(region, area) : []
+  const sum = (of: ReadonlyArray<SpaceBlock>) => of.reduce((n, b) => n + b.bytes, 0)
+  if (retired.length > 0) {
+    holders.push({ kind: "deleted", name: "objects", bytes: sum(retired), pinnedBy: pinnersOf(pins, retired) })
+  }
+  if (retiredDamaged.length > 0) {
+    holders.push({
+      kind: "damaged",
+      name: "objects",
+      bytes: sum(retiredDamaged),
+      pinnedBy: pinnersOf(pins, retiredDamaged)
+    })
+  }
   return holders.sort((a, b) => b.bytes - a.bytes)
 }
 
@@ -131,13 +178,14 @@ export const namedHolders = (holders: ReadonlyArray<SpaceHolder>) => {
  */
 export const regionFullNow = (region: CxlMemoryShape, area: DirectoryArea, bytes: number): RegionFull => {
   const blocks = heapBlocks(region, area)
-  const entries = new DirectoryTable(region, area).list()
+  const table = new DirectoryTable(region, area)
+  const entries = table.list()
   const usage = usageOf(area, blocks, entries.length)
   return new RegionFull({
     requested: blockBytes(orderFor(bytes)),
     largestFreeBytes: usage.largestFreeBytes,
     freeBytes: usage.freeBytes,
     heapBytes: area.config.heapBytes,
-    ...namedHolders(spaceHolders(region, area, blocks, entries))
+    ...namedHolders(spaceHolders(region, area, blocks, table, entries))
   })
 }

@@ -44,6 +44,8 @@ const BUSY = -1
 /** An entry as one consistent read: its state, and the object if live. */
 interface EntrySnapshot {
   readonly state: number
+  /** The generation its entry words say (a deleted entry keeps the one it had). */
+  readonly generation: number
   readonly hash: number
   readonly entry: DirectoryEntry | undefined
 }
@@ -74,11 +76,12 @@ export class DirectoryTable {
       const before = e.version(at)
       if ((before & 1) === 1) continue
       const state = e.state(at)
+      const generation = e.generation(at)
       const hash = e.hash(at)
       const entry = state === EntryState.live && wanted(state, hash) ? this.decode(at, slot) : undefined
-      if (e.version(at) === before) return { state, hash, entry }
+      if (e.version(at) === before) return { state, generation, hash, entry }
     }
-    return { state: BUSY, hash: 0, entry: undefined }
+    return { state: BUSY, generation: 0, hash: 0, entry: undefined }
   }
 
   /** The live entry's fields; a field out of its range reads as no entry (a corrupt region is never trusted). */

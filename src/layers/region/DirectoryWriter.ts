@@ -189,6 +189,13 @@ const kindCounts = (entries: ReadonlyArray<DirectoryEntry>) =>
     k.objects > 0
   )
 
+/** How many live entries cannot be read (their fields out of range): objects no listing shows. */
+const unreadableEntries = (table: DirectoryTable) => {
+  let count = 0
+  for (let slot = 0; slot < table.slots; slot++) if (table.undecoded(slot) !== undefined) count++
+  return count
+}
+
 /** No block for `bytes` (or none the host could back: `unbacked`), said with the heap's free space and its largest holders. */
 const regionFullError = (
   region: CxlMemoryShape,
@@ -204,7 +211,7 @@ const regionFullError = (
     largestFreeBytes: allocator.largestFreeBytes(),
     freeBytes: allocator.freeBytes(),
     heapBytes: area.config.heapBytes,
-    ...namedHolders(spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table.list()))
+    ...namedHolders(spaceHolders(region, area, allocator.heldBlocks().map(asSpaceBlock), table))
   })
 
 const writerState = (
@@ -272,10 +279,12 @@ const writerState = (
       if (found !== undefined) return yield* new NameTaken({ kind: spec.kind, name: spec.name })
       const objects = header.objects(at)
       if (free < 0 || objects >= objectCapacity(area.config.entrySlots)) {
+        const unreadable = unreadableEntries(table)
         return yield* new DirectoryFull({
           entrySlots: area.config.entrySlots,
           objects,
-          kinds: kindCounts(table.list())
+          kinds: kindCounts(table.list()),
+          ...(unreadable === 0 ? {} : { unreadable })
         })
       }
       const generation = header.generation(at) + 1

@@ -11,6 +11,7 @@ import { Context, type Effect, Schema, type Scope } from "effect"
 /** What a name stands for; each kind has its own names (a topic and a channel may both be `orders`). */
 export const ObjectKind = Schema.Literal("topic", "group", "channel", "service")
 export type ObjectKind = typeof ObjectKind.Type
+const isObjectKind = Schema.is(ObjectKind)
 
 /** The most UTF-8 bytes a name may have. */
 export const MAX_NAME_BYTES = 128
@@ -71,16 +72,27 @@ export interface ObjectSpec {
 }
 
 /**
- * A holder of space: an object (by kind and name), or deleted objects' extents still pinned by live
- * processes — `damaged`: those of objects whose directory entries could not be read, deleted by a
- * head taking the directory over, which processes that opened them before the damage may still use.
+ * A holder of space: an object (by kind and name); deleted objects' extents waiting for the live
+ * processes whose pins keep them (`deleted`), of which `damaged`: those of objects whose directory
+ * entries could not be read, deleted by a head taking the directory over, which processes that opened
+ * them before the damage may still use; a live entry that cannot be read (`unreadable`: its fields out
+ * of range, so it names no object a listing shows); or the blocks of a create or delete the writer has
+ * not finished (`unfinished`: under way, or cut short when its head stopped).
  */
 export interface SpaceHolder {
-  readonly kind: ObjectKind | "deleted" | "damaged"
+  readonly kind: ObjectKind | "deleted" | "damaged" | "unreadable" | "unfinished"
+  /**
+   * An object's name; `objects` for deleted and damaged ones; for `unreadable`, the name its entry
+   * still says ("" when that cannot be read either); for `unfinished`, which change: `create` or `delete`.
+   */
   readonly name: string
   readonly bytes: number
-  /** For deleted objects' extents: the live processes whose pins keep them. */
+  /** For deleted objects' extents: the live processes whose pins keep them (none: freed at the writer's next tick). */
   readonly pinnedBy: ReadonlyArray<number>
+  /** For `unreadable` and `unfinished`: the directory entry slot the blocks belong to. */
+  readonly slot?: number
+  /** For `unreadable`: the kind its name's hash says, when its name can be read (what deletes it). */
+  readonly objectKind?: ObjectKind
 }
 
 export interface DirectoryUsage {
@@ -193,12 +205,24 @@ export class DirectoryFull extends Schema.TaggedError<DirectoryFull>()("Director
   entrySlots: Schema.Int,
   objects: Schema.Int,
   /** How many of the objects are of each kind (the kinds there are). */
-  kinds: Schema.optional(Schema.Array(Schema.Struct({ kind: ObjectKind, objects: Schema.Int })))
+  kinds: Schema.optional(Schema.Array(Schema.Struct({ kind: ObjectKind, objects: Schema.Int }))),
+  /** How many of the objects' entries cannot be read (their fields out of range), so have no kind to count. */
+  unreadable: Schema.optionalWith(Schema.Int, { exact: true })
 }) {
   override get message() {
     const kinds = this.kinds ?? []
-    const held = kinds.map((k) => `${k.objects} ${k.kind}${k.objects === 1 ? "" : "s"}`).join(", ")
-    const deleting = kinds.map((k) => DELETED_BY[k.kind]).join("; ")
+    const unreadable = this.unreadable ?? 0
+    const held = [
+      ...kinds.map((k) => `${k.objects} ${k.kind}${k.objects === 1 ? "" : "s"}`),
+      ...(unreadable === 0 ? [] : [`${unreadable} ${unreadable === 1 ? "entry" : "entries"} that cannot be read`])
+    ].join(", ")
+    const deleting = [
+      ...kinds.map((k) => DELETED_BY[k.kind]),
+      ...(unreadable === 0 ? [] : [
+        "an entry that cannot be read with cxlog topics delete NAME when it still says a topic's name, else by " +
+        "restarting the head (its takeover deletes it)"
+      ])
+    ].join("; ")
     return `the region's directory is full (${this.objects} objects in ${this.entrySlots} slots${
       held === "" ? "" : `: ${held}`
     }): delete objects${
@@ -208,13 +232,57 @@ export class DirectoryFull extends Schema.TaggedError<DirectoryFull>()("Director
 }
 
 const SpaceHolderSchema = Schema.Struct({
-  kind: Schema.Union(ObjectKind, Schema.Literal("deleted", "damaged")),
+  kind: Schema.Union(ObjectKind, Schema.Literal("deleted", "damaged", "unreadable", "unfinished")),
   name: Schema.String,
   bytes: Schema.Number,
-  pinnedBy: Schema.Array(Schema.Int)
+  pinnedBy: Schema.Array(Schema.Int),
+  slot: Schema.optionalWith(Schema.Int, { exact: true }),
+  objectKind: Schema.optionalWith(ObjectKind, { exact: true })
 })
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 2)} MiB`
+
+/** What a head taking the region over does to an entry it cannot read, and when its memory comes back. */
+const TAKEOVER_DELETES =
+  "a head taking the region over (a restart of the head) deletes it, and its memory comes back " +
+  "once no process that opened it holds it"
+
+/** Who keeps deleted (or damaged) objects' extents, and what frees them; `since`: what they opened them before. */
+const pinnedText = (pids: ReadonlyArray<number>, since: string) => {
+  if (pids.length === 0) return "held by no live process (freed at the head's next tick)"
+  const one = pids.length === 1
+  return `pinned by pid ${pids.join(", ")} (freed once ${one ? "it closes" : "they close"} what ${
+    one ? "it" : "they"
+  } opened before the ${since}, or ${one ? "exits" : "exit"})`
+}
+
+/** One holder as a `RegionFull` names it, with what frees what it holds where that is not deleting it by its kind. */
+const holderText = (h: Schema.Schema.Type<typeof SpaceHolderSchema>): string => {
+  const bytes = mib(h.bytes)
+  const entry = `directory entry ${h.slot ?? "?"}`
+  switch (h.kind) {
+    case "deleted":
+      return `${bytes} of deleted ${h.name}, ${pinnedText(h.pinnedBy, "deletion")}`
+    case "damaged":
+      return `${bytes} of ${h.name} whose directory entries could not be read, deleted when the head took the ` +
+        `region over, ${pinnedText(h.pinnedBy, "damage")}`
+    case "unreadable": {
+      if (h.objectKind === "topic" && h.name !== "") {
+        return `${bytes} by topic ${h.name}, whose ${entry} cannot be read (damaged): cxlog topics delete ${h.name} ` +
+          `deletes it, as ${TAKEOVER_DELETES}`
+      }
+      const says = h.name === ""
+        ? "its name neither"
+        : `it says ${h.objectKind === undefined ? "" : `${h.objectKind} `}${JSON.stringify(h.name)}`
+      return `${bytes} by the object of ${entry}, which cannot be read (damaged; ${says}): ${TAKEOVER_DELETES}`
+    }
+    case "unfinished":
+      return `${bytes} of a ${h.name} the head has not finished (${entry}): under way, or cut short when its head ` +
+        `stopped, and then a head taking the region over (a restart of the head) frees it`
+    default:
+      return `${bytes} by ${h.kind} ${h.name}`
+  }
+}
 
 export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
   requested: Schema.Number,
@@ -234,27 +302,14 @@ export class RegionFull extends Schema.TaggedError<RegionFull>()("RegionFull", {
         mib(this.requested)
       } free, but ${this.unbacked}: make room on that filesystem (df names what it holds) or delete objects`
     }
-    const held = this.holders.map((h) => {
-      const one = h.pinnedBy.length === 1
-      const pinned = (since: string) =>
-        `pinned by pid ${h.pinnedBy.join(", ")} (freed once ${one ? "it closes" : "they close"} what ${
-          one ? "it" : "they"
-        } opened before the ${since}, or ${one ? "exits" : "exit"})`
-      if (h.kind === "deleted") return `${mib(h.bytes)} of deleted ${h.name}, ${pinned("deletion")}`
-      if (h.kind === "damaged") {
-        return `${mib(h.bytes)} of ${h.name} whose directory entries could not be read, deleted when the head took ` +
-          `the region over, ${pinned("damage")}`
-      }
-      return `${mib(h.bytes)} by ${h.kind} ${h.name}`
-    })
+    const held = this.holders.map(holderText)
     if (this.others !== undefined && this.others.holders > 0) {
       held.push(
         `${mib(this.others.bytes)} by ${this.others.holders} other object${this.others.holders === 1 ? "" : "s"}`
       )
     }
-    const kinds = [
-      ...new Set(this.holders.flatMap((h) => (h.kind === "deleted" || h.kind === "damaged" ? [] : [h.kind])))
-    ]
+    // The others say what frees them in their own words.
+    const kinds = [...new Set(this.holders.flatMap((h) => (isObjectKind(h.kind) ? [h.kind] : [])))]
     const freeing = kinds.length === 0
       ? ""
       : ` Delete what holds it (${kinds.map((k) => DELETED_BY[k]).join("; ")}),`
