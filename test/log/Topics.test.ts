@@ -418,6 +418,12 @@ describe("Topics in the region", () => {
       entries.setKind(area.directory.entry(x.id), 99)
       const zNameBytes = entries.nameBytes(area.directory.entry(z.id))
       entries.setNameBytes(area.directory.entry(z.id), 100_000)
+      // A list says x by the name its entry still says, with what deletes it; z's says no name, so no topic.
+      expect((yield* cluster.topics.overview).unreadable).toEqual([{
+        name: "x",
+        reason: `directory entry ${x.id} of its name's hash is corrupt (its fields out of range); deleting the topic ` +
+          `frees its entry and memory (what it held cannot be read)`
+      }])
       yield* cluster.topics.delete("x")
       expect((yield* Effect.flip(cluster.topics.lookup("x"))).message).toBe(`unknown topic "x"`)
       // Its memory is what the page map says its entry owns: freed at the writer's reclaim, y's untouched.

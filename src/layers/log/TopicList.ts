@@ -10,7 +10,7 @@
 import type { TopicInfo, UnreadableTopic } from "../../services/log/Topics.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
 import { DirectoryFollower } from "../region/DirectoryFollower.js"
-import { DirectoryTable } from "../region/DirectoryTable.js"
+import { DirectoryTable, encodeName, nameHash } from "../region/DirectoryTable.js"
 import type { LogArea } from "./Layout.js"
 import { readTopicEntry } from "./TopicDescriptors.js"
 
@@ -77,8 +77,10 @@ export const topicLister = (region: CxlMemoryShape, area: LogArea): () => Readon
 /**
  * A function naming the region's topics that a list (`listed`) left out because they cannot be
  * read, each with why (`find`'s answer for its name). Only the live entries no listed topic holds
- * are decoded, so a region whose topics all read costs a pass over the slots' state words. An entry
- * whose own fields are out of range has no name to say (a lookup of its name's hash says it).
+ * are decoded, so a region whose topics all read costs two passes over the slots' state words (and a
+ * few words of each live entry). An entry whose own fields are out of range is said by the name it
+ * still says when that name's hash is the topic kind's; one whose name cannot be read says no topic
+ * (`Directory.holders` and a `RegionFull` name it by its slot).
  */
 export const unreadableTopics = (
   region: CxlMemoryShape,
@@ -96,6 +98,15 @@ export const unreadableTopics = (
       const why = find(entry.name)
       // Readable by now (made since the list), or deleted since: nothing left out.
       if (typeof why === "string") unreadable.push({ name: entry.name, reason: why })
+    }
+    // Entries that cannot be read themselves but still say a topic's name (its hash the topic kind's): said by
+    // that name, as its lookup says it (what deletes it). One whose name cannot be read says no topic.
+    for (const slot of table.unreadableSlots()) {
+      const said = table.undecoded(slot)
+      const name = said?.name
+      if (name === undefined || said?.hash !== nameHash("topic", encodeName(name))) continue
+      const why = find(name)
+      if (typeof why === "string") unreadable.push({ name, reason: why })
     }
     return unreadable
   }

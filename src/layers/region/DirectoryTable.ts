@@ -84,20 +84,24 @@ export class DirectoryTable {
     return { state: BUSY, generation: 0, hash: 0, entry: undefined }
   }
 
-  /** The live entry's fields; a field out of its range reads as no entry (a corrupt region is never trusted). */
-  private decode(at: number, slot: number): DirectoryEntry | undefined {
+  /** Whether the entry's fields are each in range (a corrupt region is never trusted): read without decoding its name. */
+  private inRange(at: number): boolean {
     const e = this.entries
-    const kind = OBJECT_KINDS[e.kind(at)]
+    const nameBytes = e.nameBytes(at)
+    const paramCount = e.paramCount(at)
+    return OBJECT_KINDS[e.kind(at)] !== undefined && nameBytes >= 1 && nameBytes <= MAX_NAME_BYTES &&
+      paramCount >= 0 && paramCount <= MAX_OBJECT_PARAMS && this.region.inBounds(e.offset(at), e.bytes(at))
+  }
+
+  /** The live entry's fields; a field out of its range reads as no entry. */
+  private decode(at: number, slot: number): DirectoryEntry | undefined {
+    if (!this.inRange(at)) return undefined
+    const e = this.entries
+    const kind = OBJECT_KINDS[e.kind(at)]!
     const nameBytes = e.nameBytes(at)
     const paramCount = e.paramCount(at)
     const offset = e.offset(at)
     const bytes = e.bytes(at)
-    if (
-      kind === undefined || nameBytes < 1 || nameBytes > MAX_NAME_BYTES || paramCount < 0 ||
-      paramCount > MAX_OBJECT_PARAMS || !this.region.inBounds(offset, bytes)
-    ) {
-      return undefined
-    }
     const params: Array<number> = []
     for (let i = 0; i < paramCount; i++) params.push(e.param(at, i))
     return {
@@ -177,6 +181,30 @@ export class DirectoryTable {
         const generation = e.generation(at)
         if (e.version(at) !== before) continue
         if (live) found.push({ slot, generation })
+        break
+      }
+    }
+    return found
+  }
+
+  /**
+   * The slots of live entries whose fields are out of range (`undecoded` reads what is left of each),
+   * found on a few words per live entry, no name decoded.
+   */
+  unreadableSlots(): ReadonlyArray<number> {
+    const found: Array<number> = []
+    const e = this.entries
+    for (let slot = 0; slot <= this.mask; slot++) {
+      const at = this.area.entry(slot)
+      this.region.invalidate(at, ENTRY_BYTES)
+      if (e.state(at) !== EntryState.live) continue
+      for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+        if (attempt > 0) this.region.invalidate(at, ENTRY_BYTES)
+        const before = e.version(at)
+        if ((before & 1) === 1) continue
+        const unreadable = e.state(at) === EntryState.live && !this.inRange(at)
+        if (e.version(at) !== before) continue
+        if (unreadable) found.push(slot)
         break
       }
     }
