@@ -2,12 +2,14 @@
  * Named objects of a region damaged in place, as a user meets them through the CLI (a real head):
  * a topic whose descriptor and a consumer group whose header no longer read as theirs are said,
  * never left out of a listing in silence nor taken for unknown names, and deleting them (on the
- * region's host, or a group through a broker: `cxlog groups --brokers`) frees their names for new ones.
+ * region's host, or a group through a broker: `cxlog groups --brokers`) frees their names for new ones;
+ * so is a topic whose directory entry itself is damaged but still says its name.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { join } from "node:path"
 import * as DirectoryLayers from "../../src/layers/region/Directory.js"
+import { EntryView } from "../../src/layers/region/DirectoryRecords.js"
 import { attachRegion } from "../../src/layers/Roles.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { Directory, type ObjectKind } from "../../src/services/region/Directory.js"
@@ -15,19 +17,38 @@ import { RegionLayout } from "../../src/services/RegionLayout.js"
 import { forkCli, runCliWithin, smallRegionEnvFor } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
 
-/** Adds `delta` to the 32-bit word `at` bytes into object (kind, name)'s extent, from a process attached to `region`. */
-const scribble = (region: string, kind: ObjectKind, name: string, at: number, delta: number) =>
-  Effect.gen(function*() {
-    const memory = yield* CxlMemory
-    const found = yield* (yield* Directory).lookup(kind, name)
-    memory.u32[(found.extent.offset + at) / 4]! += delta
-  }).pipe(
+/** Runs `change` from a process attached to `region`, with its directory. */
+const inRegion = <A, E>(region: string, change: Effect.Effect<A, E, CxlMemory | Directory | RegionLayout>) =>
+  change.pipe(
     Effect.provide(
       Layer.unwrapEffect(Effect.map(RegionLayout, (layout) => DirectoryLayers.layer(layout.directory))).pipe(
         Layer.provideMerge(attachRegion({ name: region }))
       )
     ),
     Effect.scoped
+  )
+
+/** Adds `delta` to the 32-bit word `at` bytes into object (kind, name)'s extent, from a process attached to `region`. */
+const scribble = (region: string, kind: ObjectKind, name: string, at: number, delta: number) =>
+  inRegion(
+    region,
+    Effect.gen(function*() {
+      const memory = yield* CxlMemory
+      const found = yield* (yield* Directory).lookup(kind, name)
+      memory.u32[(found.extent.offset + at) / 4]! += delta
+    })
+  )
+
+/** Sets topic `name`'s directory entry's kind out of range (its name still readable): its slot. */
+const breakTopicEntry = (region: string, name: string) =>
+  inRegion(
+    region,
+    Effect.gen(function*() {
+      const found = yield* (yield* Directory).lookup("topic", name)
+      const { directory } = yield* RegionLayout
+      new EntryView(yield* CxlMemory).setKind(directory.entry(found.slot), 99)
+      return found.slot
+    })
   )
 
 describe("a region's objects damaged in place, through the CLI", () => {
@@ -111,5 +132,17 @@ describe("a region's objects damaged in place, through the CLI", () => {
       const groupsAfter = yield* cli("groups")
       expect(groupsAfter.stdout).toMatch(/^broken +lost /m)
       expect(groupsAfter.stderr).toBe("")
+
+      // A topic whose directory entry itself is damaged (its kind), its name still there: listed by that name, deleted by it.
+      expect((yield* cli("topics", "create", "torn")).code).toBe(0)
+      const slot = yield* breakTopicEntry(region, "torn")
+      const torn = yield* cli("topics")
+      expect(torn.stdout).not.toMatch(/^torn /m)
+      expect(torn.stderr).toBe(
+        `cxlog topics: topic "torn" cannot be read: directory entry ${slot} of its name's hash is corrupt (its fields ` +
+          `out of range); deleting the topic frees its entry and memory (what it held cannot be read)\n`
+      )
+      expect((yield* cli("topics", "delete", "torn")).code).toBe(0)
+      expect((yield* cli("topics")).stderr).toBe("")
     }))
 })
