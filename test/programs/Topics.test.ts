@@ -92,6 +92,20 @@ describe("cxlog topics", () => {
       )
       expect(described.stdout).toMatch(/^offsets held: 0\.\.24 \(25 messages\), \d+ batch(es)? ordered$/m)
       expect(described.stdout).toMatch(/^sessions: 0 of \d+$/m)
+      // Trims from the command line, each saying what the topic holds after: all but the last N, before an
+      // offset, before a time (an age: nothing of ev is a day old, so nothing goes), then a purge; offsets go on.
+      for (
+        const [args, says] of [
+          [["trim", "ev", "--keep", "20"], "trimmed topic ev: it holds offsets 5..24; the next message is offset 25"],
+          [["trim", "ev", "--before", "8"], "trimmed topic ev: it holds offsets 8..24; the next message is offset 25"],
+          [["trim", "ev", "--before-time", "1d"], "trimmed topic ev: it holds offsets 8..24; the next message is offset 25"],
+          [["purge", "ev"], "purged topic ev: it holds no message; the next message is offset 25"]
+        ] as const
+      ) {
+        const trimmed = yield* runCli(["topics", ...args], env)
+        expect(trimmed.code, trimmed.stderr).toBe(0)
+        expect(trimmed.stdout.trim()).toBe(says)
+      }
       const created = yield* runCli(["topics", "create", "made:2", "--ack", "0", "--memory", "64KiB"], env)
       expect(created.code, created.stderr).toBe(0)
       // Under a MiB, memory is said in KiB (not 0.1 MiB).
