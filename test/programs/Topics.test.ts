@@ -2,7 +2,8 @@
  * `cxlog topics` describes a running cluster's topics from the region, read in place: each
  * topic's order mode, ACK level and replication factor as created, the message offsets it
  * holds once messages were published, and its sessions; a topic it does not have is one line.
- * And the head keeps each topic's retention in the region by itself (no trim asked for).
+ * Trims and purges from the command line; and the head keeps each topic's retention in the region
+ * by itself (no trim asked for), as `describe` says it, `--discard` included.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -185,7 +186,7 @@ describe("cxlog topics", () => {
     }))
 
   it.scopedLive(
-    "the head keeps a topic's retention by itself: --max-messages keeps the last N, --max-age what is younger",
+    "the head keeps a topic's retention by itself: --max-messages keeps the last N, --max-age what is younger; describe says it, --discard too",
     () =>
       Effect.gen(function*() {
         const region = yield* uniqueRegion("topicsretain")
@@ -194,11 +195,19 @@ describe("cxlog topics", () => {
         yield* head.event("ready")
         const broker = yield* forkCli(["broker", "--port", "0"], env)
         const port = (yield* broker.event("listening"))["port"] as number
-        for (const [name, ...flags] of [["last", "--max-messages", "5"], ["young", "--max-age", "1s"]]) {
-          const created = yield* runCli(["topics", "create", name!, ...flags], env)
+        const retained = {
+          last: "at most its last 5 messages; a full memory makes publishers wait for the named consumers that hold it (discard new)",
+          young: "at most messages younger than 1 s; a full memory drops the oldest whatever reads them (discard old)"
+        }
+        for (
+          const [name, ...flags] of [["last", "--max-messages", "5"], ["young", "--max-age", "1s", "--discard", "old"]] as const
+        ) {
+          const created = yield* runCli(["topics", "create", name, ...flags], env)
           expect(created.code, created.stderr).toBe(0)
+          // Its retention as the head keeps it, read back from the region.
+          expect((yield* runCli(["topics", "describe", name], env)).stdout).toContain(`retention: ${retained[name]}\n`)
           const published = yield* runCli(
-            ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", name!, "--count", "20", "--message-bytes", "64"],
+            ["publish", "--brokers", `127.0.0.1:${port}`, "--topic", name, "--count", "20", "--message-bytes", "64"],
             env
           )
           expect(published.code, published.stderr).toBe(0)
