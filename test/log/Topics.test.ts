@@ -85,7 +85,7 @@ for (const impl of implementations) {
         yield* appendSimple(appender, "described", 7, 1, 1, 2)
         yield* drain(sequencer)
         // A durable reader at the start, and a named consumer committed inside the first batch.
-        yield* cluster.reader.subscribe("described", { from: "earliest", durable: true })
+        const durable = yield* cluster.reader.subscribe("described", { from: "earliest", durable: true })
         const consumers = yield* consumersOf(cluster)
         yield* consumers.join("described", "billing", { offset: 2, globalSeq: 0 })
 
@@ -109,6 +109,11 @@ for (const impl of implementations) {
         // The heap holds both topics' records and the one lane written.
         expect(overview.heap.freeBytes).toBe(overview.heap.heapBytes - 2 * shape.mainBytes - shape.laneBytes)
         expect(overview.heap.largestFreeBytes).toBeLessThanOrEqual(overview.heap.freeBytes)
+        // The durable reader read to the end is behind by nothing.
+        yield* durable.poll(() => {})
+        expect((yield* topics.describe("described")).subscribers).toEqual([
+          { pid: process.pid, alive: true, durable: true, behindBatches: 0 }
+        ])
 
         expect(yield* Effect.flip(topics.describe("nope"))).toMatchObject({ _tag: "TopicNotFound", name: "nope" })
         yield* topics.delete("other")
