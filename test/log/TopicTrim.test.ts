@@ -7,8 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, TestClock } from "effect"
+import { signalDoorbell } from "../../src/layers/log/MemoryStore.js"
 import * as TopicRetentionLayers from "../../src/layers/log/TopicRetention.js"
 import { enforceRetention } from "../../src/layers/log/TopicRetention.js"
+import * as DoorbellLayers from "../../src/layers/region/Doorbell.js"
 import { Topics, type TrimTarget } from "../../src/services/log/Topics.js"
 import {
   appendSimple,
@@ -20,6 +22,9 @@ import {
   timedBatch
 } from "../fixtures/log-harness.js"
 import { TRIM_TARGETS_THAT_ARE_NONE } from "../fixtures/trim-targets.js"
+import { parked } from "../helpers/Parked.js"
+import { until } from "../helpers/ServeProcess.js"
+import { wokenByRing } from "../helpers/WakeRounds.js"
 
 const spec = { name: "t", order: 5 as const, ackLevel: 1 as const, replicationFactor: 1 }
 
@@ -118,22 +123,35 @@ for (const impl of implementations) {
         }
       }))
 
-    it.scopedLive("a trim frees the room a durable cursor held: the append that waited for it goes on", () =>
+    it.scopedLive("a trim frees the room a durable cursor held: the append that waited for it goes on, woken by the trim", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make({ ...smallConfig, pbrSlots: 8 })
-        yield* cluster.topics.create(spec)
-        const a = yield* cluster.appender(0, { timeoutMs: 20_000 })
-        yield* cluster.reader.subscribe("t", { durable: true })
+        const doorbell = cluster.region === undefined ? signalDoorbell(cluster.store!)! : yield* cluster.region.doorbell()
+        const internals = DoorbellLayers.internalsOf(doorbell)!
+        const a = yield* cluster.appender(0, { timeoutMs: 20_000, doorbell })
         const sequencer = yield* cluster.sequencer()
-        for (let seq = 0; seq < 8; seq++) yield* appendSimple(a, "t", 1, 0, seq)
-        yield* drain(sequencer)
-        // The durable cursor at 0 holds all eight PBR slots: the ninth waits.
-        const waiting = yield* Effect.fork(appendSimple(a, "t", 1, 0, 8))
-        // A window, not a wait: until the trim, the append must not end (the cursor still holds every slot).
-        yield* Effect.sleep("50 millis")
-        expect(waiting.unsafePoll()).toBeNull()
-        yield* cluster.topics.trim("t", { keepMessages: 2 })
-        expect(yield* Fiber.join(waiting)).toMatchObject({ pbrSeq: 8 })
+        // A topic each round: a durable cursor at 0 holds all eight PBR slots, so the ninth append
+        // parks until the trim rings it (the park's bound, a second, would find the room too late to count).
+        const woken = yield* wokenByRing(internals, {
+          park: (round) =>
+            Effect.gen(function*() {
+              const name = `t${round}`
+              yield* cluster.topics.create({ ...spec, name })
+              yield* cluster.reader.subscribe(name, { durable: true })
+              for (let seq = 0; seq < 8; seq++) yield* appendSimple(a, name, 1, 0, seq)
+              yield* drain(sequencer)
+              const waiting = yield* Effect.fork(appendSimple(a, name, 1, 0, 8))
+              yield* parked([waiting])
+              yield* until(internals.parked, 5_000, () => "the appender's doorbell to park", 1)
+              return waiting
+            }),
+          commit: (round, waiting) =>
+            Effect.gen(function*() {
+              yield* cluster.topics.trim(`t${round}`, { keepMessages: 2 })
+              expect(yield* Fiber.join(waiting)).toMatchObject({ pbrSeq: 8 })
+            })
+        })
+        expect(woken).toBe(true)
       }))
 
     it.scopedLive("discard old: a stalled durable cursor never makes an append wait; it reads LogOutOfRange", () =>
