@@ -315,12 +315,16 @@ for (const impl of impls) {
         expect(yield* mid.lag).toBe(1)
       }))
 
-    it.scopedLive("starts at a time: the first message its publisher stamped at or after it", () =>
+    it.scopedLive("starts at a time: the first message its publisher stamped at or after it, on each of several topics too", () =>
       Effect.gen(function*() {
         const { cluster, subscriber } = yield* impl.make()
         yield* cluster.topics.create(spec)
+        yield* cluster.topics.create({ ...spec, name: "u" })
         const a = yield* cluster.appender(0)
         for (let seq = 0; seq < 3; seq++) yield* appendMessages(a, "t", 1, 0, seq, 4)
+        // Topic u: one batch stamped as t's batch 1 (offsets 0..3).
+        const stamped = makeMessageBatch([8, 9, 10, 11], 1)
+        yield* a.append("u", header(2, 0, 0, stamped), stamped.payload)
         yield* drain(yield* cluster.sequencer())
         const startAt = (fromTime: number) =>
           Effect.scoped(Effect.flatMap(subscriber.subscribe("t", { fromTime }), (s) => Effect.succeed(s.start)))
@@ -333,6 +337,14 @@ for (const impl of impls) {
         const first = yield* (yield* puller(from))
         expect([first.offset, first.count]).toEqual([9, 3])
         expect(first.map((m) => m.timestamp)).toEqual([messageTime(2, 1), messageTime(2, 2), messageTime(2, 3)])
+        // Several topics from a time: each starts at its first message stamped at or after it.
+        const both = yield* subscriber.subscribeTopics(["t", "u"], { fromTime: messageTime(1, 2) })
+        const starts = new Map<string, number>()
+        while (starts.size < 2) {
+          const batch = yield* both.pull
+          if (!starts.has(batch.topic)) starts.set(batch.topic, batch.offset)
+        }
+        expect(Object.fromEntries(starts)).toEqual({ t: 6, u: 2 })
       }))
 
     it.scopedLive("an offset past the end is LogOutOfRange naming the window; an unknown topic is TopicNotFound; a position or time that is none is InvalidSubscribeOptions", () =>
