@@ -340,10 +340,12 @@ for (const impl of impls) {
         // Several topics from a time: each starts at its first message stamped at or after it.
         const both = yield* subscriber.subscribeTopics(["t", "u"], { fromTime: messageTime(1, 2) })
         const starts = new Map<string, number>()
-        while (starts.size < 2) {
-          const batch = yield* both.pull
-          if (!starts.has(batch.topic)) starts.set(batch.topic, batch.offset)
-        }
+        yield* Effect.gen(function*() {
+          while (starts.size < 2) {
+            const batch = yield* both.pull
+            if (!starts.has(batch.topic)) starts.set(batch.topic, batch.offset)
+          }
+        }).pipe(Effect.timeoutFail({ duration: 10_000, onTimeout: () => new Error("t and u were not both read") }))
         expect(Object.fromEntries(starts)).toEqual({ t: 6, u: 2 })
       }))
 
