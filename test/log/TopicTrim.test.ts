@@ -204,22 +204,26 @@ for (const impl of implementations) {
         expect((yield* Effect.flip(cluster.topics.create(spec2))).message).toContain("disk copy a retention")
       }))
 
-    it.scoped("retention: maxMessages keeps the last N, maxAgeMs what is younger, at each pass of the head", () =>
+    it.scoped("retention: maxMessages keeps the last N, maxAgeMs what is younger, both the stricter, at each pass of the head", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
         yield* cluster.topics.create({ ...spec, retention: { maxMessages: 6 } })
         yield* cluster.topics.create({ ...spec, name: "aged", retention: { maxAgeMs: 5_000 } })
+        // Both bounds: each is kept, so the stricter one cuts (here the age).
+        yield* cluster.topics.create({ ...spec, name: "both", retention: { maxMessages: 8, maxAgeMs: 5_000 } })
         const { sequencer } = yield* twentyMessages(cluster)
         const a = yield* cluster.appender(1)
         for (let seq = 0; seq < 10; seq++) {
           const batch = timedBatch([1_000_000 + 1000 * seq])
           yield* a.append("aged", header(4, 1, seq, batch), batch.payload)
+          yield* a.append("both", header(5, 1, seq, batch), batch.payload)
         }
         yield* drain(sequencer)
         // At 1 009 000 the messages younger than 5 s are those stamped 1 004 000 on (offset 4).
         yield* enforceRetention(cluster.topics, 1_009_000)
         expect(yield* cluster.reader.bounds("t")).toEqual({ earliest: 14, end: 20 })
         expect(yield* cluster.reader.bounds("aged")).toEqual({ earliest: 4, end: 10 })
+        expect(yield* cluster.reader.bounds("both")).toEqual({ earliest: 4, end: 10 })
         // Another pass at the same time moves nothing.
         yield* enforceRetention(cluster.topics, 1_009_000)
         expect(yield* cluster.reader.bounds("aged")).toEqual({ earliest: 4, end: 10 })
