@@ -106,10 +106,13 @@ describe("topics through a broker, as processes", () => {
         const given = yield* Effect.promise(() => admin.createTopic({ name: "app.given", order: 2, ackLevel: 0 }))
         expect(given).toMatchObject({ order: 2, ackLevel: 0, replicationFactor: 1 })
         for (const name of ["app.plain", "app.given"]) yield* Effect.promise(() => admin.deleteTopic(name))
-        // A trim before a time takes a Date, as a subscriber's fromTime does: nothing of app.t0 is that old.
-        expect(yield* Effect.promise(() => admin.trimTopic("app.t0", { beforeTime: new Date(0) }))).toMatchObject({
-          earliest: 0
-        })
+        // A trim before a time takes a Date, as a subscriber's fromTime does, as its ms: nothing of app.t0 is as old
+        // as the epoch, all of it older than a minute from now.
+        const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "app.t0", "--count", "3"], env)
+        expect(published.code, published.stderr).toBe(0)
+        const trimBefore = (time: Date) => Effect.promise(() => admin.trimTopic("app.t0", { beforeTime: time }))
+        expect(yield* trimBefore(new Date(0))).toEqual({ earliest: 0, end: 3 })
+        expect(yield* trimBefore(new Date(Date.now() + 60_000))).toEqual({ earliest: 3, end: 3 })
         yield* Effect.promise(() => admin.close())
 
         for (let i = 0; i < 20; i++) yield* topics.delete(`app.t${i}`)
