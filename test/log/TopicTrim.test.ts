@@ -126,7 +126,9 @@ for (const impl of implementations) {
     it.scopedLive("a trim frees the room a durable cursor held: the append that waited for it goes on, woken by the trim", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make({ ...smallConfig, pbrSlots: 8 })
-        const doorbell = cluster.region === undefined ? signalDoorbell(cluster.store!)! : yield* cluster.region.doorbell()
+        const doorbell = cluster.region === undefined
+          ? signalDoorbell(cluster.store!)!
+          : yield* cluster.region.doorbell()
         const internals = DoorbellLayers.internalsOf(doorbell)!
         const a = yield* cluster.appender(0, { timeoutMs: 20_000, doorbell })
         const sequencer = yield* cluster.sequencer()

@@ -108,7 +108,15 @@ describe("topics through a broker, as processes", () => {
         for (const name of ["app.plain", "app.given"]) yield* Effect.promise(() => admin.deleteTopic(name))
         // A trim before a time takes a Date, as a subscriber's fromTime does, as its ms: nothing of app.t0 is as old
         // as the epoch, all of it older than a minute from now.
-        const published = yield* runCli(["publish", "--brokers", `127.0.0.1:${port}`, "--topic", "app.t0", "--count", "3"], env)
+        const published = yield* runCli([
+          "publish",
+          "--brokers",
+          `127.0.0.1:${port}`,
+          "--topic",
+          "app.t0",
+          "--count",
+          "3"
+        ], env)
         expect(published.code, published.stderr).toBe(0)
         const trimBefore = (time: Date) => Effect.promise(() => admin.trimTopic("app.t0", { beforeTime: time }))
         expect(yield* trimBefore(new Date(0))).toEqual({ earliest: 0, end: 3 })

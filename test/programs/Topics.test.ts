@@ -99,7 +99,10 @@ describe("cxlog topics", () => {
         const [args, says] of [
           [["trim", "ev", "--keep", "20"], "trimmed topic ev: it holds offsets 5..24; the next message is offset 25"],
           [["trim", "ev", "--before", "8"], "trimmed topic ev: it holds offsets 8..24; the next message is offset 25"],
-          [["trim", "ev", "--before-time", "1d"], "trimmed topic ev: it holds offsets 8..24; the next message is offset 25"],
+          [
+            ["trim", "ev", "--before-time", "1d"],
+            "trimmed topic ev: it holds offsets 8..24; the next message is offset 25"
+          ],
           [["purge", "ev"], "purged topic ev: it holds no message; the next message is offset 25"]
         ] as const
       ) {
@@ -196,12 +199,12 @@ describe("cxlog topics", () => {
         const broker = yield* forkCli(["broker", "--port", "0"], env)
         const port = (yield* broker.event("listening"))["port"] as number
         const retained = {
-          last: "at most its last 5 messages; a full memory makes publishers wait for the named consumers that hold it (discard new)",
+          last:
+            "at most its last 5 messages; a full memory makes publishers wait for the named consumers that hold it (discard new)",
           young: "at most messages younger than 1 s; a full memory drops the oldest whatever reads them (discard old)"
         }
-        for (
-          const [name, ...flags] of [["last", "--max-messages", "5"], ["young", "--max-age", "1s", "--discard", "old"]] as const
-        ) {
+        const made = [["last", "--max-messages", "5"], ["young", "--max-age", "1s", "--discard", "old"]] as const
+        for (const [name, ...flags] of made) {
           const created = yield* runCli(["topics", "create", name, ...flags], env)
           expect(created.code, created.stderr).toBe(0)
           // Its retention as the head keeps it, read back from the region.
