@@ -423,11 +423,17 @@ describe("Topics in the region", () => {
       entries.setKind(area.directory.entry(x.id), 99)
       const zNameBytes = entries.nameBytes(area.directory.entry(z.id))
       entries.setNameBytes(area.directory.entry(z.id), 100_000)
-      // A list says x by the name its entry still says, with what deletes it; z's says no name, so no topic.
+      // A list says x by the name its entry still says, with what deletes it; z's says no name: said by its slot, with
+      // the memory it holds and what frees it.
       expect((yield* cluster.topics.overview).unreadable).toEqual([{
         name: "x",
         reason: `directory entry ${x.id} of its name's hash is corrupt (its fields out of range); deleting the topic ` +
           `frees its entry and memory (what it held cannot be read)`
+      }, {
+        name: "",
+        slot: z.id,
+        reason: `it holds 0.03 MiB of the region's memory, and no topic's name deletes it: a head taking the region ` +
+          `over (a restart of the head) deletes it, and its memory comes back once no process that opened it holds it`
       }])
       yield* cluster.topics.delete("x")
       expect((yield* Effect.flip(cluster.topics.lookup("x"))).message).toBe(`unknown topic "x"`)

@@ -3,7 +3,8 @@
  * a topic whose descriptor and a consumer group whose header no longer read as theirs are said,
  * never left out of a listing in silence nor taken for unknown names, and deleting them (on the
  * region's host, or a group through a broker: `cxlog groups --brokers`) frees their names for new ones;
- * so is a topic whose directory entry itself is damaged but still says its name.
+ * so is a topic whose directory entry itself is damaged but still says its name, and one whose name
+ * cannot be read either is said by its entry's slot.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
@@ -39,14 +40,19 @@ const scribble = (region: string, kind: ObjectKind, name: string, at: number, de
     })
   )
 
-/** Sets topic `name`'s directory entry's kind out of range (its name still readable): its slot. */
-const breakTopicEntry = (region: string, name: string) =>
+/**
+ * Sets topic `name`'s directory entry's kind out of range (its name still readable), or its name's length
+ * (`nameless`: nothing says whose it is): its slot.
+ */
+const breakTopicEntry = (region: string, name: string, nameless = false) =>
   inRegion(
     region,
     Effect.gen(function*() {
       const found = yield* (yield* Directory).lookup("topic", name)
       const { directory } = yield* RegionLayout
-      new EntryView(yield* CxlMemory).setKind(directory.entry(found.slot), 99)
+      const entries = new EntryView(yield* CxlMemory)
+      if (nameless) entries.setNameBytes(directory.entry(found.slot), 100_000)
+      else entries.setKind(directory.entry(found.slot), 99)
       return found.slot
     })
   )
@@ -144,5 +150,18 @@ describe("a region's objects damaged in place, through the CLI", () => {
       )
       expect((yield* cli("topics", "delete", "torn")).code).toBe(0)
       expect((yield* cli("topics")).stderr).toBe("")
+
+      // One whose name cannot be read either names no topic: said by its slot, with what it holds and what frees it.
+      expect((yield* cli("topics", "create", "blank")).code).toBe(0)
+      const blank = yield* breakTopicEntry(region, "blank", true)
+      const said = yield* cli("topics")
+      expect(said.stdout).not.toMatch(/^blank /m)
+      expect(said.stderr).toMatch(
+        new RegExp(
+          `^cxlog topics: directory entry ${blank} cannot be read \\(damaged; its name neither\\): it holds ` +
+            `[0-9.]+ MiB of the region's memory, and no topic's name deletes it: a head taking the region over \\(a ` +
+            `restart of the head\\) deletes it, and its memory comes back once no process that opened it holds it\\n$`
+        )
+      )
     }))
 })

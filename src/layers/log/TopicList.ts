@@ -9,7 +9,9 @@
  */
 import type { TopicInfo, UnreadableTopic } from "../../services/log/Topics.js"
 import type { CxlMemoryShape } from "../../services/region/CxlMemory.js"
+import { mib, TAKEOVER_DELETES } from "../../services/region/Directory.js"
 import { DirectoryFollower } from "../region/DirectoryFollower.js"
+import { heapBlocks, spaceHolders } from "../region/DirectorySpace.js"
 import { DirectoryTable, encodeName, nameHash } from "../region/DirectoryTable.js"
 import type { LogArea } from "./Layout.js"
 import { readTopicEntry } from "./TopicDescriptors.js"
@@ -79,8 +81,9 @@ export const topicLister = (region: CxlMemoryShape, area: LogArea): () => Readon
  * read, each with why (`find`'s answer for its name). Only the live entries no listed topic holds
  * are decoded, so a region whose topics all read costs two passes over the slots' state words (and a
  * few words of each live entry). An entry whose own fields are out of range is said by the name it
- * still says when that name's hash is the topic kind's; one whose name cannot be read says no topic
- * (`Directory.holders` and a `RegionFull` name it by its slot).
+ * still says when that name's hash is the topic kind's; one whose name cannot be read names no topic,
+ * and is said by its slot (it may be a topic's), with the memory it holds and what frees it: the
+ * head's takeover, since no name deletes it.
  */
 export const unreadableTopics = (
   region: CxlMemoryShape,
@@ -101,13 +104,37 @@ export const unreadableTopics = (
     }
     // Entries that cannot be read themselves but still say a topic's name (its hash the topic kind's): said by
     // that name, as its lookup says it (what deletes it). One whose name cannot be read says no topic.
+    const nameless: Array<number> = []
     for (const slot of table.unreadableSlots()) {
       const said = table.undecoded(slot)
-      const name = said?.name
-      if (name === undefined || said?.hash !== nameHash("topic", encodeName(name))) continue
+      if (said === undefined) continue
+      const name = said.name
+      if (name === undefined) nameless.push(slot)
+      if (name === undefined || said.hash !== nameHash("topic", encodeName(name))) continue
       const why = find(name)
       if (typeof why === "string") unreadable.push({ name, reason: why })
     }
+    if (nameless.length > 0) unreadable.push(...namelessEntries(region, area, table, nameless))
     return unreadable
   }
+}
+
+/** The live entries at `slots`, whose names cannot be read, said by slot with the memory the page map says each holds. */
+const namelessEntries = (
+  region: CxlMemoryShape,
+  area: LogArea,
+  table: DirectoryTable,
+  slots: ReadonlyArray<number>
+): ReadonlyArray<UnreadableTopic> => {
+  const held = new Map<number, number>()
+  for (const h of spaceHolders(region, area.directory, heapBlocks(region, area.directory), table)) {
+    if (h.kind === "unreadable" && h.slot !== undefined) held.set(h.slot, h.bytes)
+  }
+  return slots.map((slot) => ({
+    name: "",
+    slot,
+    reason: `it holds ${
+      mib(held.get(slot) ?? 0)
+    } of the region's memory, and no topic's name deletes it: ${TAKEOVER_DELETES}`
+  }))
 }

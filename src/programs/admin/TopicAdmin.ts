@@ -41,11 +41,20 @@ export interface TopicsReport extends Omit<TopicsOverview, "topics" | "unreadabl
   readonly unreadable?: ReadonlyArray<string>
 }
 
-/** An overview's unreadable topics as a report gives them: each said as its lookup says it (absent: none). */
+/**
+ * An overview's unreadable topics as a report gives them: each said as its lookup says it, a directory
+ * entry whose name cannot be read by its slot (absent: none).
+ */
 const unreadableOf = (unreadable: TopicsOverview["unreadable"]) =>
   unreadable === undefined || unreadable.length === 0
     ? {}
-    : { unreadable: unreadable.map((t) => new TopicNotFound({ name: t.name, unreadable: t.reason }).message) }
+    : {
+      unreadable: unreadable.map((t) =>
+        t.slot === undefined
+          ? new TopicNotFound({ name: t.name, unreadable: t.reason }).message
+          : `directory entry ${t.slot} cannot be read (damaged; its name neither): ${t.reason}`
+      )
+    }
 
 /**
  * Reads every topic of `region` in place (the region's Topics, without joining it), with the mirrors

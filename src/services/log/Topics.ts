@@ -191,8 +191,16 @@ export const TopicsHeap = Schema.Struct({ heapBytes: Count, freeBytes: Count, la
 export type TopicsHeap = typeof TopicsHeap.Type
 
 /** Every topic described, with the memory left. */
-/** A topic of the region that a list leaves out because it cannot be read (a corrupt region): its name and why. */
-export const UnreadableTopic = Schema.Struct({ name: Schema.String, reason: Schema.String })
+/**
+ * A topic of the region that a list leaves out because it cannot be read (a corrupt region): its name and why.
+ * A directory entry that cannot be read, its name neither, is said by its `slot` (`name` empty), `reason`
+ * saying what it holds and what frees it: it may be a topic's, and it holds the region's memory.
+ */
+export const UnreadableTopic = Schema.Struct({
+  name: Schema.String,
+  reason: Schema.String,
+  slot: Schema.optionalWith(Schema.Int, { exact: true })
+})
 export type UnreadableTopic = typeof UnreadableTopic.Type
 
 /** Every topic described, the heap, and the topics that cannot be read (absent: none, or an older broker's answer). */

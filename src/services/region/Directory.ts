@@ -240,10 +240,10 @@ const SpaceHolderSchema = Schema.Struct({
   objectKind: Schema.optionalWith(ObjectKind, { exact: true })
 })
 
-const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 2)} MiB`
+export const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes % 2 ** 20 === 0 ? 0 : 2)} MiB`
 
 /** What a head taking the region over does to an entry it cannot read, and when its memory comes back. */
-const TAKEOVER_DELETES =
+export const TAKEOVER_DELETES =
   "a head taking the region over (a restart of the head) deletes it, and its memory comes back " +
   "once no process that opened it holds it"
 
