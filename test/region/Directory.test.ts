@@ -289,6 +289,72 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         expect(yield* directory.usage).toMatchObject({ usedBytes: MiB / 8, retiredBytes: 0, objects: 1 })
       }))
 
+    it.scoped("an entry whose generation is corrupted reads as damaged: listed by its slot, deletable, its memory kept while a pin older than the damage holds it", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { directory, writer } = yield* open(b)
+        const entries = new EntryView(b.region)
+        const table = new DirectoryTable(b.region, b.area)
+        const orders = yield* writer.create({ kind: "topic", name: "orders", bytes: 2 * MiB })
+        yield* writer.allocate(orders, MiB)
+        const prices = yield* writer.create({ kind: "topic", name: "prices", bytes: MiB })
+        // Generation words corrupted: neither names the object its memory was handed out to.
+        entries.setGeneration(b.area.entry(prices.slot), -7)
+        expect(table.probe("topic", "prices")).toMatchObject({ found: undefined, corrupt: prices.slot })
+        expect(yield* directory.holders).toEqual([
+          { kind: "topic", name: "orders", bytes: 3 * MiB, pinnedBy: [] },
+          { kind: "unreadable", name: "prices", bytes: MiB, pinnedBy: [], slot: prices.slot, objectKind: "topic" }
+        ])
+        // Deleted by the slot and the generation its entry says (as cxlog topics delete does): its memory with it.
+        yield* writer.remove({ ...prices, generation: -7 })
+        expect(yield* writer.reclaim).toBe(MiB)
+
+        const pinned = yield* Scope.make()
+        yield* directory.hold(orders).pipe(Scope.extend(pinned))
+        entries.setGeneration(b.area.entry(orders.slot), orders.generation + 1000)
+        expect(yield* directory.list()).toEqual([])
+        expect(directory.isCurrent(orders)).toBe(false)
+        expect(yield* directory.holders).toEqual([
+          { kind: "unreadable", name: "orders", bytes: 3 * MiB, pinnedBy: [], slot: orders.slot, objectKind: "topic" }
+        ])
+
+        // A head taking over deletes the other, and keeps its memory while the pin taken before the damage stays.
+        const next = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        expect(yield* directory.holders).toEqual([
+          { kind: "damaged", name: "objects", bytes: 3 * MiB, pinnedBy: [process.pid] }
+        ])
+        expect(yield* directory.usage).toMatchObject({ usedBytes: 0, retiredBytes: 3 * MiB, objects: 0 })
+        yield* Scope.close(pinned, Exit.void)
+        expect(yield* next.reclaim).toBe(3 * MiB)
+        expect((yield* directory.usage).freeBytes).toBe(16 * MiB)
+      }))
+
+    it.scoped("a delete cut short mid-rewrite of its entry leaves the object count right after a takeover", () =>
+      Effect.gen(function*() {
+        const b = yield* backing({ ...config, entrySlots: 8 })
+        const { writer: old } = yield* open(b)
+        const gone = yield* old.create({ kind: "topic", name: "gone", bytes: 1 })
+        // What a head that died inside remove's rewrite leaves: the version odd, the state written, the count not.
+        const entries = new EntryView(b.region)
+        const at = b.area.entry(gone.slot)
+        entries.storeVersion(at, entries.version(at) + 1)
+        entries.setState(at, EntryState.deleted)
+        const next = yield* makeWriter({ area: b.area, epoch: 2, reclaimEveryMs: 60_000 }).pipe(
+          Effect.provideService(CxlMemory, b.region)
+        )
+        const directory = yield* directoryOver(b.region, b.area)
+        expect(yield* directory.list()).toEqual([])
+        let made = 0
+        const full = yield* Effect.flip(
+          Effect.forever(Effect.suspend(() => next.create({ kind: "service", name: `s${made++}`, bytes: 1 })))
+        )
+        // The table takes 7 objects in 8 slots, all of them the services made since.
+        expect(full).toMatchObject({ _tag: "DirectoryFull", objects: 7 })
+        expect(yield* directory.list()).toHaveLength(7)
+      }))
+
     it.scoped("a full table counts the entries that cannot be read and says what deletes them", () =>
       Effect.gen(function*() {
         const b = yield* backing({ ...config, entrySlots: 8 })

@@ -213,12 +213,15 @@ export class BuddyAllocator {
     this.region.discard(this.offsetOf(page), blockBytes(order))
   }
 
-  /** The blocks entry slot `slot`'s object of `generation` holds. */
-  ownedBy(slot: number, generation: number): ReadonlyArray<HeldBlock> {
+  /**
+   * The blocks in use of entry slot `slot`, whatever generation they name: while its entry is live they
+   * are its object's (a create takes only a free slot), its generation word corrupted or not.
+   */
+  usedBySlot(slot: number): ReadonlyArray<HeldBlock> {
     const blocks: Array<HeldBlock> = []
     for (const page of this.byOwner.get(slot) ?? []) {
       const block = this.held.get(page)
-      if (block !== undefined && block.ownerGeneration === generation) blocks.push(block)
+      if (block !== undefined && block.state === BlockState.used) blocks.push(block)
     }
     return blocks
   }

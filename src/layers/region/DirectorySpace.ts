@@ -86,7 +86,8 @@ export const usageOf = (
  */
 const unlistedOwner = (table: DirectoryTable, slot: number, generation: number): Omit<SpaceHolder, "bytes"> => {
   const unreadable = table.undecoded(slot)
-  if (unreadable?.generation === generation) {
+  // By slot: a live entry's slot is no create's under way, and a damaged entry's generation word may not be its blocks'.
+  if (unreadable !== undefined) {
     const name = unreadable.name
     const objectKind = name === undefined
       ? undefined

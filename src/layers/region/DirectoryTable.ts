@@ -12,7 +12,17 @@ import {
   MAX_OBJECT_PARAMS,
   type ObjectKind
 } from "../../services/region/Directory.js"
-import { type DirectoryArea, Entry, ENTRY_BYTES, EntryState, EntryView } from "./DirectoryRecords.js"
+import {
+  BlockState,
+  type DirectoryArea,
+  Entry,
+  ENTRY_BYTES,
+  EntryState,
+  EntryView,
+  PAGE_BYTES,
+  PAGE_RECORD_BYTES,
+  PageRecordView
+} from "./DirectoryRecords.js"
 
 export const OBJECT_KINDS: ReadonlyArray<ObjectKind> = ["topic", "group", "channel", "service"]
 
@@ -52,9 +62,11 @@ interface EntrySnapshot {
 
 export class DirectoryTable {
   private readonly entries: EntryView
+  private readonly pages: PageRecordView
   private readonly mask: number
   constructor(private readonly region: CxlMemoryShape, private readonly area: DirectoryArea) {
     this.entries = new EntryView(region)
+    this.pages = new PageRecordView(region)
     this.mask = area.config.entrySlots - 1
   }
 
@@ -85,17 +97,35 @@ export class DirectoryTable {
   }
 
   /** Whether the entry's fields are each in range (a corrupt region is never trusted): read without decoding its name. */
-  private inRange(at: number): boolean {
+  private inRange(at: number, slot: number): boolean {
     const e = this.entries
     const nameBytes = e.nameBytes(at)
     const paramCount = e.paramCount(at)
     return OBJECT_KINDS[e.kind(at)] !== undefined && nameBytes >= 1 && nameBytes <= MAX_NAME_BYTES &&
-      paramCount >= 0 && paramCount <= MAX_OBJECT_PARAMS && this.region.inBounds(e.offset(at), e.bytes(at))
+      paramCount >= 0 && paramCount <= MAX_OBJECT_PARAMS && this.ownsItsExtent(at, slot)
+  }
+
+  /**
+   * Whether the page map says the entry's main extent is a block in use by this very entry (its slot
+   * and generation): every extent is such a block before its entry is published, so an entry whose
+   * generation (or extent) was corrupted reads as damaged, never as a live object whose memory is
+   * another's, or no one's (which a writer taking over would retire under it).
+   */
+  private ownsItsExtent(at: number, slot: number): boolean {
+    const e = this.entries
+    const offset = e.offset(at)
+    const page = (offset - this.area.heap) / PAGE_BYTES
+    if (!Number.isSafeInteger(page) || page < 0 || page >= this.area.heapPages) return false
+    const record = this.area.pageRecord(page)
+    this.region.invalidate(record, PAGE_RECORD_BYTES)
+    const block = this.pages.read(record)
+    return block.state === BlockState.used && block.ownerSlot === slot && block.ownerGeneration === e.generation(at) &&
+      e.bytes(at) === PAGE_BYTES * 2 ** block.order && this.region.inBounds(offset, e.bytes(at))
   }
 
   /** The live entry's fields; a field out of its range reads as no entry. */
   private decode(at: number, slot: number): DirectoryEntry | undefined {
-    if (!this.inRange(at)) return undefined
+    if (!this.inRange(at, slot)) return undefined
     const e = this.entries
     const kind = OBJECT_KINDS[e.kind(at)]!
     const nameBytes = e.nameBytes(at)
@@ -202,7 +232,7 @@ export class DirectoryTable {
         if (attempt > 0) this.region.invalidate(at, ENTRY_BYTES)
         const before = e.version(at)
         if ((before & 1) === 1) continue
-        const unreadable = e.state(at) === EntryState.live && !this.inRange(at)
+        const unreadable = e.state(at) === EntryState.live && !this.inRange(at, slot)
         if (e.version(at) !== before) continue
         if (unreadable) found.push(slot)
         break

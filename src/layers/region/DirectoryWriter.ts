@@ -58,12 +58,14 @@ export const writerOver = (
     let damaged: ReadonlyArray<DamagedEntry> = []
     if (header.formatted(at)) {
       for (const slot of table.closeOpenRewrites()) table.sweepDeleted(slot)
-      damaged = deleteDamagedEntries(table, header, at)
+      damaged = deleteDamagedEntries(table)
+      // Counted again: a create or delete cut short between its entry and the count left it one off.
+      header.setObjects(at, table.list().length)
       // The predecessor may have changed an entry it never journaled (it died first, or this closed it), and this deleted
       // the damaged ones: readers list.
       new DirectoryJournal(region, area).skipRing()
       allocator.rebuild()
-      retireOrphans(table, allocator, header, at, new Set(damaged.map((d) => `${d.slot}:${d.generation}`)))
+      retireOrphans(table, allocator, header, at, new Set(damaged.map((d) => d.slot)))
     } else {
       allocator.format()
       header.storePinEpoch(at, 1)
@@ -82,7 +84,6 @@ export const writerOver = (
 /** A live entry whose fields are out of range: what can still be read of it. */
 interface DamagedEntry {
   readonly slot: number
-  readonly generation: number
   readonly name?: string
 }
 
@@ -97,33 +98,29 @@ const damagedEntrySaid = (d: DamagedEntry) =>
  * before the damage reads the entry as current no more, so it moves no pin past the retirement
  * and takes no new one, and the epochs keep the memory while it still holds the object.
  */
-const deleteDamagedEntries = (
-  table: DirectoryTable,
-  header: DirectoryHeaderView,
-  at: number
-): ReadonlyArray<DamagedEntry> => {
+const deleteDamagedEntries = (table: DirectoryTable): ReadonlyArray<DamagedEntry> => {
   const damaged: Array<DamagedEntry> = []
   for (let slot = 0; slot < table.slots; slot++) {
     const entry = table.undecoded(slot)
     if (entry === undefined) continue
     table.markDeleted(slot)
-    header.setObjects(at, header.objects(at) - 1)
     table.sweepDeleted(slot)
-    damaged.push({ slot, generation: entry.generation, ...(entry.name === undefined ? {} : { name: entry.name }) })
+    damaged.push({ slot, ...(entry.name === undefined ? {} : { name: entry.name }) })
   }
   return damaged
 }
 
 /**
  * Retires every block in use whose owner is no live entry of its generation, at a fresh epoch:
- * those of `damaged` entries (by slot and generation) marked as such.
+ * those of `damaged` entries' slots marked as such (by slot: a damaged entry's generation word may
+ * not be its blocks'; the slot was live, so no create cut short took it).
  */
 const retireOrphans = (
   table: DirectoryTable,
   allocator: BuddyAllocator,
   header: DirectoryHeaderView,
   at: number,
-  damaged: ReadonlySet<string>
+  damaged: ReadonlySet<number>
 ) => {
   const live = new Set(table.list().map((e) => `${e.slot}:${e.generation}`))
   const orphans = allocator.heldBlocks().filter((b) =>
@@ -134,7 +131,7 @@ const retireOrphans = (
   const retiredAt = header.pinEpoch(at) + 1
   header.storePinEpoch(at, retiredAt)
   for (const block of orphans) {
-    allocator.retire(block.page, retiredAt, damaged.has(`${block.ownerSlot}:${block.ownerGeneration}`))
+    allocator.retire(block.page, retiredAt, damaged.has(block.ownerSlot))
   }
 }
 
@@ -330,7 +327,8 @@ const writerState = (
         const retiredAt = header.pinEpoch(at) + 1
         header.storePinEpoch(at, retiredAt)
         announceChange({ slot: entry.slot, generation: entry.generation, kind: entry.kind, created: false })
-        for (const block of allocator.ownedBy(entry.slot, entry.generation)) allocator.retire(block.page, retiredAt)
+        // By slot: a damaged entry's generation word may not be the one its blocks were handed out to.
+        for (const block of allocator.usedBySlot(entry.slot)) allocator.retire(block.page, retiredAt)
         table.sweepDeleted(entry.slot)
         // Freeing (zeroing the extents) is left to the writer's tick, or to an allocation that finds no room.
       })),
