@@ -2,8 +2,9 @@
  * Where a mirror leaves its state for `cxlog topics` on the same host: one JSON file per
  * (region, topic, stream) in this user's private directory, replaced whole (write, rename) at
  * every status. It outlives the process, so a mirror that stopped (behind retention, fenced,
- * gave up, was stopped) still says why; a running state whose pid is gone reads as gone: the
- * process died without saying so (SIGKILL, a crash).
+ * gave up, was stopped) still says why; a running state whose process is gone reads as gone: the
+ * process died without saying so (SIGKILL, a crash). The file names the process by its pid and
+ * start time, so a later process that took the pid over is not taken for the mirror.
  */
 import { Either, Schema } from "effect"
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
@@ -12,7 +13,7 @@ import { join } from "node:path"
 import { MirrorStatus } from "../../services/mirror/Mirror.js"
 import { MIRROR_SETTINGS } from "../../services/mirror/MirrorSettings.js"
 import { readSetting, xdgRuntimeDir } from "../../Settings.js"
-import { isPidAlive } from "../region/ProcessInfo.js"
+import { isProcessAlive, ownStartTag, startTagOf } from "../region/ProcessInfo.js"
 
 /** `CXLOG_MIRROR_STATUS_DIR`, else `$XDG_RUNTIME_DIR/cxlog/mirrors`, else `<tmp>/cxlog-mirrors-<uid>`. */
 export const mirrorStatusDirectory = (): string => {
@@ -28,19 +29,27 @@ const safe = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, "_")
 const fileName = (s: { readonly regionId: string; readonly topic: string; readonly stream: string }) =>
   `${safe(s.regionId)}.${safe(s.topic)}.${safe(s.stream)}.json`
 
-const encode = Schema.encodeSync(MirrorStatus)
-const decode = Schema.decodeUnknownEither(Schema.parseJson(MirrorStatus))
+/**
+ * A status as its file holds it: with the start tag of the process `pid` names (ProcessInfo.ts;
+ * 0 where /proc gives none). A file an older build wrote has none: its pid alone decides.
+ */
+const StatusFile = Schema.Struct({ ...MirrorStatus.fields, startTag: Schema.optional(Schema.Number) })
 
+const encode = Schema.encodeSync(StatusFile)
+const decode = Schema.decodeUnknownEither(Schema.parseJson(StatusFile))
+
+/** Writes the status of the mirror this process runs (`status.pid`, this process). */
 export const writeMirrorStatus = (status: MirrorStatus): void => {
   const dir = mirrorStatusDirectory()
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const path = join(dir, fileName(status))
   const temporary = `${path}.${process.pid}.tmp`
-  writeFileSync(temporary, JSON.stringify(encode(status)), { mode: 0o600 })
+  const startTag = status.pid === process.pid ? ownStartTag() : startTagOf(status.pid)
+  writeFileSync(temporary, JSON.stringify(encode({ ...status, startTag })), { mode: 0o600 })
   renameSync(temporary, path)
 }
 
-/** The mirrors of region `regionId` this host knows of; a running state whose process is gone reads as gone. */
+/** The mirrors of region `regionId` this host knows of; a running state whose process is gone (dead, or its pid another's) reads as gone. */
 export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus> => {
   const dir = mirrorStatusDirectory()
   let names: Array<string>
@@ -59,13 +68,15 @@ export const readMirrorStatuses = (regionId: string): ReadonlyArray<MirrorStatus
     } catch {
       continue
     }
-    const status = decode(text)
-    if (Either.isLeft(status) || status.right.regionId !== regionId) continue
-    const s = status.right
+    const file = decode(text)
+    if (Either.isLeft(file) || file.right.regionId !== regionId) continue
+    const { startTag, ...fields } = file.right
+    const s = new MirrorStatus(fields)
     const running = s.state === "starting" || s.state === "mirroring" || s.state === "mirror-unavailable"
-    // A mirror that stops writes so itself: one whose file still says it runs died without a word.
+    // A mirror that stops writes so itself: one whose file still says it runs died without a word
+    // (its pid gone, or another process's now).
     found.push(
-      running && !isPidAlive(s.pid)
+      running && !isProcessAlive(s.pid, startTag ?? 0)
         ? new MirrorStatus({
           ...s,
           state: "gone",
