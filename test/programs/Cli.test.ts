@@ -82,6 +82,25 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(oneLine(metrics.stderr)).toBe("cxlog serve: --metrics-port: 65536 is above 65535")
     }))
 
+  it.effect("a broker list that is not one, to any command taking --brokers, as the flag or its variable: exit 2 naming which, before anything starts", () =>
+    Effect.gen(function*() {
+      const nope = `not a broker address: "nope" (host:port, the port in 1..65535)`
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, Record<string, string>, string]> = [
+        [["consume", "--group", "g", "--brokers", "nope"], {}, `cxlog consume: --brokers: ${nope}`],
+        [
+          ["mirror", "--brokers", "nope", "--region-id", "1", "--topic", "t", "--to", "nats://127.0.0.1:4222"],
+          {},
+          `cxlog mirror: --brokers: ${nope}`
+        ],
+        [["subscribe", "--brokers", "127.0.0.1:7400,nope"], {}, `cxlog subscribe: --brokers: ${nope}`],
+        [["publish", "--brokers", ",", "--count", "1"], {}, `cxlog publish: --brokers: no broker address in "," (host:port,…)`],
+        [["topics", "--brokers", "nope"], {}, `cxlog topics: --brokers: ${nope}`],
+        [["groups"], { CXLOG_ADMIN_BROKERS: "nope" }, `cxlog groups: CXLOG_ADMIN_BROKERS=nope: ${nope}`],
+        [["consume", "--group", "g"], { CXLOG_SUBSCRIBE_BROKERS: "nope" }, `cxlog consume: CXLOG_SUBSCRIBE_BROKERS=nope: ${nope}`]
+      ]
+      for (const [args, env, line] of cases) expect(yield* refused(args, env), args.join(" ")).toBe(line)
+    }))
+
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["rnu", "--bytes", "1MiB"])
@@ -210,10 +229,6 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
           ["bench", "--type", "group", "--kill-member", "1"],
           "cxlog bench: --kill-member kills local members: add --local"
         ],
-        [
-          ["topics", "--brokers", "nope"],
-          `cxlog topics: --brokers nope: not a broker address: "nope" (host:port, the port in 1..65535)`
-        ]
       ]
       for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)
     }))

@@ -61,3 +61,15 @@ export const parseAddresses = (text: string): ReadonlyArray<BrokerAddress> =>
     if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new InvalidBrokerAddress({ address: part })
     return { host, port }
   })
+
+/**
+ * Why `text`, a `host:port,…` list as a flag or variable gives it, is not one to dial (an address
+ * that is not `host:port`, or none at all), or undefined: one check for every command's `--brokers`.
+ */
+export const brokerListProblem = (text: string): string | undefined => {
+  try {
+    return parseAddresses(text).length === 0 ? `no broker address in ${JSON.stringify(text)} (host:port,…)` : undefined
+  } catch (error) {
+    return (error as InvalidBrokerAddress).message
+  }
+}

@@ -4,20 +4,22 @@
  * on this host. One flag and one reading of it, so that each command finds its brokers alike.
  */
 import { Effect } from "effect"
-import { type BrokerAddress, parseAddresses } from "../../layers/net/BrokerAddress.js"
+import { parseAddresses } from "../../layers/net/BrokerAddress.js"
 import type { RemoteLinkOptions } from "../../layers/net/RemoteLink.js"
-import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
+import { brokerList } from "./SharedFlags.js"
 
 /** The flag; `rights` says what the user of --secret-file needs there. */
-export const adminBrokers = (rights: string) =>
-  Cli.optionalText("brokers", {
+export const adminBrokers = (rights: string): Cli.Flag<string | undefined> => ({
+  ...Cli.optionalText("brokers", {
     placeholder: "HOST:PORT,…",
     shown: "the region on this host",
     env: "CXLOG_ADMIN_BROKERS",
     description:
       `work through the first of these brokers that takes the connection (over TCP, as the user of --secret-file: ${rights})`
-  })
+  }),
+  parse: brokerList
+})
 
 /** What the flags of an administering command hold of where it works. */
 export interface AdminBrokersFlags {
@@ -31,16 +33,13 @@ export interface AdminBrokersFlags {
 }
 
 /**
- * The link to `--brokers` with the client flags' user and TLS (the region's local user by
- * default), or undefined without `--brokers`; a list that is not addresses is a usage mistake.
+ * The link to `--brokers` (addresses, as the flag's parse took them) with the client flags' user
+ * and TLS (the region's local user by default), or undefined without `--brokers`.
  */
 export const adminRemote = (o: AdminBrokersFlags) =>
   Effect.gen(function*() {
     if (o.brokers === undefined) return undefined
-    const brokers: ReadonlyArray<BrokerAddress> = yield* Effect.try({
-      try: () => parseAddresses(o.brokers!),
-      catch: (e) => e as Error
-    }).pipe(Effect.catchAll((e) => failUsage(`--brokers ${o.brokers}: ${e.message}`)))
     const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
-    return { brokers, region: o.region, ...(yield* clientSecurity(o)) } satisfies RemoteLinkOptions
+    return { brokers: parseAddresses(o.brokers), region: o.region, ...(yield* clientSecurity(o)) } satisfies
+      RemoteLinkOptions
   })

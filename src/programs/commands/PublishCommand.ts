@@ -8,6 +8,7 @@ import { exitWithParent } from "../roles/Report.js"
 import {
   ack,
   batchBytes,
+  brokerList,
   clientSecurityFlags,
   fixedWindow,
   maxBatchBytes,
@@ -19,10 +20,7 @@ import {
 /** The brokers a publisher spreads its batches over. */
 const brokers: Cli.Flag<string> = {
   ...Cli.fromSetting("brokers", PUBLISHER_SETTINGS.settings.brokers),
-  parse: (t) =>
-    Either.isLeft(Either.try(() => parseAddresses(t)))
-      ? Either.left(`${t} is not a list of host:port addresses`)
-      : Either.right(t)
+  parse: brokerList
 }
 
 const parseHeader = (t: string): Either.Either<readonly [string, string], string> => {

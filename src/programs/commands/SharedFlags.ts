@@ -4,6 +4,7 @@
  * servers and clients, and the parsers of ages and read positions they share.
  */
 import { Either } from "effect"
+import { brokerListProblem } from "../../layers/net/BrokerAddress.js"
 import { ORDER_MODES, type OrderMode, orderPolicy } from "../../services/log/OrderModes.js"
 import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSettings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
@@ -97,14 +98,26 @@ export const clientSecurityFlags = {
 
 // ---- reading a topic ---------------------------------------------------------------------------
 
-/** `--brokers` of a reader (subscribe, mirror): over TCP from these, else the region in place; `description` says how. */
-export const readerBrokers = (description: string) =>
-  Cli.optionalText("brokers", {
+/**
+ * The parse of every `--brokers` flag: the list as given, once it is `host:port` addresses (so a
+ * command reads it with `parseAddresses`, which then cannot throw); a mistake is a usage mistake
+ * naming the flag or its variable, before anything starts.
+ */
+export const brokerList = (text: string): Either.Either<string, string> => {
+  const problem = brokerListProblem(text)
+  return problem === undefined ? Either.right(text) : Either.left(problem)
+}
+
+/** `--brokers` of a reader (subscribe, mirror, consume): over TCP from these, else the region in place; `description` says how. */
+export const readerBrokers = (description: string): Cli.Flag<string | undefined> => ({
+  ...Cli.optionalText("brokers", {
     placeholder: "HOST:PORT,…",
     shown: "read the region in place",
     env: "CXLOG_SUBSCRIBE_BROKERS",
     description
-  })
+  }),
+  parse: brokerList
+})
 
 /** A read position: the oldest message held, the end, or a message offset. */
 export const parseFrom = (t: string): Either.Either<number | "earliest" | "latest", string> =>
