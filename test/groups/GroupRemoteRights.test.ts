@@ -73,7 +73,7 @@ const brokerOver = (credentials: string, damaged: ReadonlyArray<string> = []) =>
     )
     const remote = (user: Credentials) =>
       makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials: user })
-    return { local, publisher, remote }
+    return { local, publisher, remote, port: server.port }
   })
 
 describe("consumer groups through a broker that authenticates", () => {
@@ -114,9 +114,13 @@ describe("consumer groups through a broker that authenticates", () => {
 
   it.scopedLive("a group that does not read as one is deleted with the admin right on every topic, refused without it", () =>
     Effect.gen(function*() {
-      const { local, remote } = yield* brokerOver(credentialFile(yield* privateDir), ["pool"])
+      const { local, port, remote } = yield* brokerOver(credentialFile(yield* privateDir), ["pool"])
       yield* local.create({ name: "pool", topic: "jobs" })
       const worker = yield* remote(WORKER)
+      // Told through the broker, it names the delete that works from here: through the brokers asked.
+      expect((yield* Effect.flip(worker.describe("pool"))).message).toContain(
+        `; delete it (cxlog groups --brokers 127.0.0.1:${port} delete pool, as a user with the admin right on every topic) and create it again`
+      )
       // Its topic cannot be read: the read right on jobs does not let the worker delete it.
       const refused = yield* Effect.flip(worker.delete("pool"))
       expect(refused).toBeInstanceOf(TopicForbidden)

@@ -100,8 +100,9 @@ describe("a region's objects damaged in place, through the CLI", () => {
       expect(viewer.stderr).toBe("")
       expect(JSON.parse(viewer.stdout)).not.toHaveProperty("unreadable")
 
-      const groupWhy =
-        `consumer group "broken" cannot be read: its layout version is 102, this build reads 2; delete it \\(cxlog groups delete broken\\) and create it again`
+      const groupWhyAs = (name: string, remedy: string) =>
+        `consumer group "${name}" cannot be read: its layout version is 102, this build reads 2; delete it \\(${remedy}\\) and create it again`
+      const groupWhy = groupWhyAs("broken", "cxlog groups delete broken")
       const groups = yield* cli("groups")
       expect(groups.code).toBe(0)
       expect(groups.stdout).toMatch(/^sound /m)
@@ -112,8 +113,14 @@ describe("a region's objects damaged in place, through the CLI", () => {
       expect(groupDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
 
       // Through the broker (cxlog groups --brokers, as the region's local user, who administers every topic):
-      // the list, a description, pending messages, and the damaged group said and deleted.
+      // the list, a description, pending messages, and the damaged group said and deleted. What it says to
+      // do is the delete through the broker, which works from where it is asked.
       const through = (...args: ReadonlyArray<string>) => cli("groups", "--brokers", `127.0.0.1:${port}`, ...args)
+      const remoteWhy = (name: string) =>
+        groupWhyAs(
+          name,
+          `cxlog groups --brokers 127.0.0.1:${port} delete ${name}, as a user with the admin right on every topic`
+        )
       const remoteGroups = yield* through("--json")
       expect(remoteGroups.code, remoteGroups.stderr).toBe(0)
       expect(JSON.parse(remoteGroups.stdout)).toMatchObject([{ name: "sound", topic: "jobs" }])
@@ -121,7 +128,7 @@ describe("a region's objects damaged in place, through the CLI", () => {
       expect((yield* through("pending", "sound")).stdout).toBe("group sound: nothing pending\n")
       const remoteDescribed = yield* through("describe", "broken")
       expect(remoteDescribed.code).toBe(1)
-      expect(remoteDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
+      expect(remoteDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${remoteWhy("broken")}$`, "m"))
       const remoteDeleted = yield* through("delete", "broken")
       expect(remoteDeleted.code, remoteDeleted.stderr).toBe(0)
       expect(remoteDeleted.stdout).toBe("deleted group broken\n")

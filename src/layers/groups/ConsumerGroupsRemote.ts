@@ -17,6 +17,7 @@ import {
   ConsumerGroups,
   type ConsumerGroupsShape,
   type Delivery,
+  GroupCorrupt,
   type GroupJoinError,
   GroupNotFound,
   GroupsUnavailable,
@@ -24,6 +25,7 @@ import {
 } from "../../services/groups/ConsumerGroups.js"
 import { InvalidObjectName, objectNameProblem } from "../../services/region/Directory.js"
 import type { Credentials } from "../net/Auth.js"
+import { formatAddress } from "../net/BrokerAddress.js"
 import { FrameType } from "../net/Frame.js"
 import { remoteLink, type RemoteLinkOptions } from "../net/RemoteLink.js"
 import { chunkLoop } from "./ChunkLoop.js"
@@ -59,6 +61,10 @@ const unreadRequest = <E>(e: E): Exclude<E, InvalidGroupRequest> | GroupsUnavail
     ? new GroupsUnavailable({ reason: `the broker refused the request: ${e.reason}` })
     : e as Exclude<E, InvalidGroupRequest>
 
+/** A damaged group told through `brokers` names the delete that works from here: through them. */
+const toldThrough = (brokers: string) => <E>(e: E): E =>
+  e instanceof GroupCorrupt ? new GroupCorrupt({ group: e.group, reason: e.reason, brokers }) as E : e
+
 const decodeLeft = Schema.decodeUnknownEither(Schema.parseJson(MemberLeft))
 const decoder = new TextDecoder()
 
@@ -77,8 +83,11 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
       (reason) => new GroupsUnavailable({ reason }),
       "the groups' connection"
     )
+    const seenHere = toldThrough(options.brokers.map(formatAddress).join(","))
     const call = <P, PI, S, SI, F, FI>(method: RpcMethod<string, P, PI, S, SI, F, FI>, input: P) =>
-      Effect.flatMap(connected, (l) => l.call(method, input)).pipe(Effect.mapError(unreadRequest))
+      Effect.flatMap(connected, (l) => l.call(method, input)).pipe(
+        Effect.mapError((e) => seenHere(unreadRequest(e)))
+      )
     // Members' leaves not yet answered. A stream's end does not wait for its leave, but the
     // connection closes only once each is answered (or its call timed out, `requestTimeout`):
     // closed first, the leave is never sent, and the broker, leaving the member for the closed
@@ -116,7 +125,7 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
               Queue.unsafeOffer(queue, {
                 _tag: "left",
                 why: Either.isRight(why)
-                  ? unreadRequest(why.right)
+                  ? seenHere(unreadRequest(why.right))
                   : new GroupsUnavailable({ reason: `an unreadable GROUP_LEFT: ${why.left.message}` })
               })
             },

@@ -215,15 +215,20 @@ export class InvalidGroupSpec extends Schema.TaggedError<InvalidGroupSpec>()("In
 
 /**
  * The group's object does not read as a group (another build's layout, or damaged): nothing of it
- * is used. Deleting it (which needs nothing of it read) frees its name and memory.
+ * is used. Deleting it (which needs nothing of it read) frees its name and memory. `brokers`: the
+ * brokers it was told through (set by the client that asked them, never sent), so that the
+ * delete it names is one that works from where it was asked.
  */
 export class GroupCorrupt extends Schema.TaggedError<GroupCorrupt>()("GroupCorrupt", {
   group: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  brokers: Schema.optionalWith(Schema.String, { exact: true })
 }) {
   override get message() {
-    return `consumer group ${JSON.stringify(this.group)} cannot be read: ${this.reason}; ` +
-      `delete it (cxlog groups delete ${this.group}) and create it again`
+    const remedy = this.brokers === undefined
+      ? `cxlog groups delete ${this.group}`
+      : `cxlog groups --brokers ${this.brokers} delete ${this.group}, as a user with the admin right on every topic`
+    return `consumer group ${JSON.stringify(this.group)} cannot be read: ${this.reason}; delete it (${remedy}) and create it again`
   }
 }
 
