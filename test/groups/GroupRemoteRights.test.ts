@@ -5,19 +5,22 @@
  * only, and the list names only the groups the user may use.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Layer, Stream } from "effect"
+import { Chunk, Effect, Layer, Schema, Stream } from "effect"
 import { join } from "node:path"
 import { makeMemory, makeMemoryGroupsStore } from "../../src/layers/groups/ConsumerGroupsMemory.js"
 import { makeRemote } from "../../src/layers/groups/ConsumerGroupsRemote.js"
+import { openGroupLink } from "../../src/layers/groups/GroupLink.js"
 import * as GroupServerLayers from "../../src/layers/groups/GroupServer.js"
 import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { makeLocal } from "../../src/layers/net/Publisher.js"
+import { method } from "../../src/services/control/Rpc.js"
 import { ConsumerGroups, GroupCorrupt } from "../../src/services/groups/ConsumerGroups.js"
 import { AckTracker } from "../../src/services/log/AckTracker.js"
 import { Appender } from "../../src/services/log/Appender.js"
 import { TopicForbidden } from "../../src/services/log/Topics.js"
+import { insecureLink } from "../fixtures/groups-broker.js"
 import { tempDir } from "../helpers/Processes.js"
 
 const WORKER: Credentials = { user: "worker", secret: "worker-secret-1" }
@@ -48,7 +51,8 @@ const credentialFile = (dir: string) => {
 
 /**
  * A broker authenticating with `credentials`, serving the fake's groups over a memory log with
- * `jobs` and `audit`; a group named in `damaged` describes as one whose object does not read as a group.
+ * `jobs` and `audit`; a group named in `damaged` describes, and lists, as one whose object does not
+ * read as a group.
  */
 const brokerOver = (credentials: string, damaged: ReadonlyArray<string> = []) =>
   Effect.gen(function*() {
@@ -58,13 +62,18 @@ const brokerOver = (credentials: string, damaged: ReadonlyArray<string> = []) =>
       Effect.provideService(Appender, log.appender(0)),
       Effect.provideService(AckTracker, log.acks)
     )
+    const corrupt = (name: string) =>
+      new GroupCorrupt({ group: name, reason: "its layout version is 102, this build reads 2" })
+    const overview = Effect.map(local.overview, (all) => ({
+      groups: all.groups.filter((g) => !damaged.includes(g.name)),
+      unreadable: all.groups.filter((g) => damaged.includes(g.name)).map((g) => corrupt(g.name))
+    }))
     const connections = yield* Layer.build(
       GroupServerLayers.layer.pipe(Layer.provide(Layer.succeed(ConsumerGroups, {
         ...local,
-        describe: (name) =>
-          damaged.includes(name)
-            ? Effect.fail(new GroupCorrupt({ group: name, reason: "its layout version is 102, this build reads 2" }))
-            : local.describe(name)
+        describe: (name) => damaged.includes(name) ? Effect.fail(corrupt(name)) : local.describe(name),
+        list: Effect.map(overview, (all) => all.groups),
+        overview
       })))
     )
     const server = yield* BrokerLayers.make({ credentials }).pipe(
@@ -73,7 +82,7 @@ const brokerOver = (credentials: string, damaged: ReadonlyArray<string> = []) =>
     )
     const remote = (user: Credentials) =>
       makeRemote({ brokers: [{ host: "127.0.0.1", port: server.port }], credentials: user })
-    return { local, publisher, remote, port: server.port }
+    return { local, publisher, remote, address: { host: "127.0.0.1", port: server.port } }
   })
 
 describe("consumer groups through a broker that authenticates", () => {
@@ -112,15 +121,40 @@ describe("consumer groups through a broker that authenticates", () => {
       expect(yield* local.describe("pool")).toMatchObject({ acked: 3, pending: 0 })
     }))
 
-  it.scopedLive("a group that does not read as one is deleted with the admin right on every topic, refused without it", () =>
+  it.scopedLive("a group that does not read as one is listed to, and deleted by, a user with the admin right on every topic; refused without it", () =>
     Effect.gen(function*() {
-      const { local, port, remote } = yield* brokerOver(credentialFile(yield* privateDir), ["pool"])
+      const { address, local, remote } = yield* brokerOver(credentialFile(yield* privateDir), ["pool"])
       yield* local.create({ name: "pool", topic: "jobs" })
+      yield* local.create({ name: "sound", topic: "jobs" })
       const worker = yield* remote(WORKER)
-      // Told through the broker, it names the delete that works from here: through the brokers asked.
-      expect((yield* Effect.flip(worker.describe("pool"))).message).toContain(
-        `; delete it (cxlog groups --brokers 127.0.0.1:${port} delete pool, as a user with the admin right on every topic) and create it again`
+      const ops = yield* remote(OPS)
+      // The list leaves it out; the overview names it to the user who may delete it, with the delete
+      // that works from here (through the brokers asked), as its description does.
+      expect((yield* worker.list).map((g) => g.name)).toEqual(["sound"])
+      expect(yield* worker.overview).toMatchObject({ groups: [{ name: "sound" }], unreadable: [] })
+      const told = yield* ops.overview
+      expect(told.groups).toEqual([])
+      expect(told.unreadable).toEqual([
+        new GroupCorrupt({
+          group: "pool",
+          reason: "its layout version is 102, this build reads 2",
+          brokers: `127.0.0.1:${address.port}`
+        })
+      ])
+      const delete_ =
+        `cxlog groups --brokers 127.0.0.1:${address.port} delete pool, as a user with the admin right on every topic`
+      expect(told.unreadable[0]!.message).toContain(`; delete it (${delete_}) and create it again`)
+      expect((yield* Effect.flip(worker.describe("pool"))).message).toContain(`(${delete_})`)
+      // A client that does not ask for them (an older one) gets the list as the array it reads.
+      const olderList = method("list", {
+        payload: Schema.Struct({}),
+        success: Schema.Array(Schema.Struct({ name: Schema.String, topic: Schema.String }))
+      })
+      const olderClient = yield* Effect.acquireRelease(
+        openGroupLink(address, { ...insecureLink, credentials: WORKER, insecure: false }),
+        (l) => Effect.sync(() => l.close())
       )
+      expect(yield* olderClient.call(olderList, {})).toEqual([{ name: "sound", topic: "jobs" }])
       // Its topic cannot be read: the read right on jobs does not let the worker delete it.
       const refused = yield* Effect.flip(worker.delete("pool"))
       expect(refused).toBeInstanceOf(TopicForbidden)
@@ -129,9 +163,8 @@ describe("consumer groups through a broker that authenticates", () => {
           "reads 2), so the topic it is of is unknown, and deleting it needs the admin right on every topic ('*') " +
           "(its admin rights: none)"
       )
-      expect((yield* local.list).map((g) => g.name)).toEqual(["pool"])
-      const ops = yield* remote(OPS)
+      expect((yield* local.list).map((g) => g.name)).toEqual(["pool", "sound"])
       yield* ops.delete("pool")
-      expect(yield* local.list).toEqual([])
+      expect((yield* local.list).map((g) => g.name)).toEqual(["sound"])
     }))
 })

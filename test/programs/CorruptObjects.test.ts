@@ -113,8 +113,8 @@ describe("a region's objects damaged in place, through the CLI", () => {
       expect(groupDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
 
       // Through the broker (cxlog groups --brokers, as the region's local user, who administers every topic):
-      // the list, a description, pending messages, and the damaged group said and deleted. What it says to
-      // do is the delete through the broker, which works from where it is asked.
+      // the list with the damaged groups said beside it, a description, pending messages, and a damaged group
+      // deleted. What they say to do is the delete through the broker, which works from where it is asked.
       const through = (...args: ReadonlyArray<string>) => cli("groups", "--brokers", `127.0.0.1:${port}`, ...args)
       const remoteWhy = (name: string) =>
         groupWhyAs(
@@ -124,11 +124,18 @@ describe("a region's objects damaged in place, through the CLI", () => {
       const remoteGroups = yield* through("--json")
       expect(remoteGroups.code, remoteGroups.stderr).toBe(0)
       expect(JSON.parse(remoteGroups.stdout)).toMatchObject([{ name: "sound", topic: "jobs" }])
+      expect(remoteGroups.stderr).toMatch(
+        new RegExp(`^cxlog groups: ${remoteWhy("broken")}\\ncxlog groups: ${remoteWhy("worn")}\\n$`)
+      )
       expect((yield* through("describe", "sound")).stdout).toMatch(/^group sound: topic jobs,/)
       expect((yield* through("pending", "sound")).stdout).toBe("group sound: nothing pending\n")
       const remoteDescribed = yield* through("describe", "broken")
       expect(remoteDescribed.code).toBe(1)
       expect(remoteDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${remoteWhy("broken")}$`, "m"))
+      // A user who may not delete them (no admin right on every topic) is not told of them in the list.
+      const viewerGroups = yield* through("--secret-file", viewerSecret)
+      expect(viewerGroups.stdout, viewerGroups.stderr).toMatch(/^sound /m)
+      expect(viewerGroups.stderr).toBe("")
       const remoteDeleted = yield* through("delete", "broken")
       expect(remoteDeleted.code, remoteDeleted.stderr).toBe(0)
       expect(remoteDeleted.stdout).toBe("deleted group broken\n")

@@ -128,17 +128,23 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       return yield* describe(group)
     })
 
+  // Every group by name, each described, or said to be unreadable (never left out in silence).
+  const overview = Effect.flatMap(directory.list("group"), (entries) => {
+    const readable: Array<GroupObject> = []
+    const unreadable: Array<GroupCorrupt> = []
+    for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const group = groupOf(region, entry, liveness)
+      if (group instanceof GroupCorrupt) unreadable.push(group)
+      else readable.push(group)
+    }
+    return Effect.map(Effect.forEach(readable, describe), (groups) => ({ groups, unreadable }))
+  })
+
   return {
     create,
     describe: (name) => Effect.flatMap(open(name), describe),
-    list: Effect.flatMap(directory.list("group"), (entries) =>
-      Effect.forEach(
-        [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).flatMap((entry) => {
-          const group = groupOf(region, entry, liveness)
-          return group instanceof GroupCorrupt ? [] : [group]
-        }),
-        describe
-      )),
+    list: Effect.map(overview, (all) => all.groups),
+    overview,
     pending: (name) => Effect.map(open(name), pendingOf),
     delete: (name) =>
       directory.lookup("group", name).pipe(

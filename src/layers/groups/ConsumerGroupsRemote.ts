@@ -203,7 +203,12 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
           : Effect.fail(new InvalidObjectName({ name: spec.name, reason: nameProblem }))
       },
       describe: (name) => named(name, call(DescribeGroup, { name })),
-      list: call(ListGroups, {}),
+      list: Effect.map(call(ListGroups, {}), (answer) => ("groups" in answer ? answer.groups : answer)),
+      // A broker before the overview answers the list alone: it says no group is unreadable.
+      overview: Effect.map(call(ListGroups, { unreadable: true }), (answer) =>
+        "groups" in answer
+          ? { groups: answer.groups, unreadable: answer.unreadable.map(seenHere) }
+          : { groups: answer, unreadable: [] }),
       pending: (name) => named(name, call(PendingOfGroup, { name })),
       delete: (name) => named(name, Effect.asVoid(call(DeleteGroup, { name }))),
       join

@@ -157,10 +157,17 @@ export const DescribeGroup = method("describe", {
   failure: Schema.Union(GroupNotFound, GroupCorrupt, ...UNANSWERED)
 })
 
-/** Every group whose topic the user may read. */
+/**
+ * The groups the list leaves out because they cannot be read, beside the list: the answer to a
+ * `list` asking for them (`unreadable: true`). A broker before them ignores the field and answers
+ * the list alone, as it answers a client that does not ask (one that reads only an array).
+ */
+const GroupsOverview = Schema.Struct({ groups: Schema.Array(GroupInfo), unreadable: Schema.Array(GroupCorrupt) })
+
+/** Every group the user may use (the read right on its topic, the consume right on its name); with `unreadable`, an overview. */
 export const ListGroups = method("list", {
-  payload: Schema.Struct({}),
-  success: Schema.Array(GroupInfo),
+  payload: Schema.Struct({ unreadable: opt(Schema.Boolean) }),
+  success: Schema.Union(Schema.Array(GroupInfo), GroupsOverview),
   failure: Schema.Union(...UNANSWERED)
 })
 

@@ -16,7 +16,8 @@
  * Rights (docs/security.md): every operation on a group needs the read right on its topic and the
  * consume right on the group's name; the list names only the groups the user may read. A group
  * whose object does not read as one names no topic: deleting it needs the admin right on every
- * topic (`*`) instead of the read right.
+ * topic (`*`) instead of the read right, and the list (asked for them) names such groups to the
+ * users who may delete them.
  */
 import { Cause, Chunk, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
 import type { Socket } from "node:net"
@@ -27,6 +28,7 @@ import {
   type DeadLetterFailed,
   type Delivery,
   type GroupCorrupt,
+  type GroupInfo,
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
 import { TopicForbidden } from "../../services/log/Topics.js"
@@ -72,23 +74,38 @@ const mayUse = (user: UserRecord | undefined, group: string, topic: string): Eff
 }
 
 /**
- * Whether `user` may delete group `group`, which does not read as a group (`corrupt`): the topic it
- * is of cannot be read, so the right checked is the admin right on every topic, with the consume
- * right on its name. Without it, the refusal says what it needs (never a topic's name).
+ * Why `user` may not delete group `corrupt.group`, which does not read as a group, or undefined:
+ * the topic it is of cannot be read, so the right checked is the admin right on every topic, with
+ * the consume right on its name. The refusal says what it needs (never a topic's name). The list
+ * names such a group to the users who may delete it.
  */
+const unreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
+  user === undefined
+    ? undefined
+    : authorize(user, "consume", corrupt.group) ?? (authorize(user, "admin", "*") === undefined
+      ? undefined
+      : `user ${user.name} may not delete consumer group ${corrupt.group}: it cannot be read (${corrupt.reason}), so the ` +
+        `topic it is of is unknown, and deleting it needs the admin right on every topic ('*') (its admin rights: ${
+          (user.admin ?? []).join(", ") || "none"
+        })`)
+
 const mayDeleteUnreadable = (
   user: UserRecord | undefined,
-  group: string,
   corrupt: GroupCorrupt
 ): Effect.Effect<void, TopicForbidden> => {
-  if (user === undefined) return Effect.void
-  const denied = authorize(user, "consume", group) ?? (authorize(user, "admin", "*") === undefined
-    ? undefined
-    : `user ${user.name} may not delete consumer group ${group}: it cannot be read (${corrupt.reason}), so the ` +
-      `topic it is of is unknown, and deleting it needs the admin right on every topic ('*') (its admin rights: ${
-        (user.admin ?? []).join(", ") || "none"
-      })`)
-  return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user.name, reason: denied }))
+  const denied = unreadableRefusal(user, corrupt)
+  return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
+}
+
+/** The list the user may see: the groups it may use, and (asked for) the unreadable ones it may delete. */
+const listFor = (groups: ConsumerGroupsShape, user: UserRecord | undefined, withUnreadable: boolean) => {
+  const usable = (all: ReadonlyArray<GroupInfo>) => all.filter((g) => refusal(user, g.name, g.topic) === undefined)
+  return withUnreadable
+    ? Effect.map(groups.overview, (all) => ({
+      groups: usable(all.groups),
+      unreadable: all.unreadable.filter((corrupt) => unreadableRefusal(user, corrupt) === undefined)
+    }))
+    : Effect.map(groups.list, usable)
 }
 
 const isMemberLeft = Schema.is(MemberLeft)
@@ -281,13 +298,7 @@ const connectionRequests = (
       case DescribeGroup.tag:
         return answer(socket, id, DescribeGroup, input, ({ name }) => authorized(groups, user, name))
       case ListGroups.tag:
-        return answer(
-          socket,
-          id,
-          ListGroups,
-          input,
-          () => Effect.map(groups.list, (all) => all.filter((g) => refusal(user, g.name, g.topic) === undefined))
-        )
+        return answer(socket, id, ListGroups, input, (asked) => listFor(groups, user, asked.unreadable === true))
       case PendingOfGroup.tag:
         return answer(
           socket,
@@ -300,7 +311,7 @@ const connectionRequests = (
         return answer(socket, id, DeleteGroup, input, ({ name }) =>
           authorized(groups, user, name).pipe(
             // A group that does not read as one names no topic to check the read right on.
-            Effect.catchTag("GroupCorrupt", (e) => mayDeleteUnreadable(user, name, e)),
+            Effect.catchTag("GroupCorrupt", (e) => mayDeleteUnreadable(user, e)),
             Effect.zipRight(groups.delete(name)),
             Effect.as(null)
           ))

@@ -4,8 +4,9 @@
  * its pending messages listed, and groups created and deleted (through the head's coordinator).
  * On the region's host, as a client of the region; with `--brokers`, through a broker over TCP
  * (ConsumerGroupsRemote.ts: the broker answers from the region where it runs, as the user's rights allow).
+ * A group that cannot be read is said on stderr beside the list, either way.
  */
-import { Console, Effect, Either } from "effect"
+import { Console, Effect } from "effect"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
@@ -14,7 +15,6 @@ import {
   type GroupSpec,
   type PendingMessage
 } from "../../services/groups/ConsumerGroups.js"
-import { Directory } from "../../services/region/Directory.js"
 import { table } from "../report/Table.js"
 import { headPresent } from "./HeadPresent.js"
 
@@ -118,38 +118,16 @@ const due = (inMs: number): string => (inMs >= 0 ? `in ${age(inMs)}` : `overdue 
 
 const print = (json: boolean, value: unknown, text: () => string) => Console.log(json ? JSON.stringify(value) : text())
 
-/**
- * The directory's groups that the list left out because their objects do not read as groups: each
- * said on stderr with why (its describe's `GroupCorrupt`), so a listing never hides one.
- */
-const unreadableGroups = (listed: ReadonlyArray<GroupInfo>) =>
-  Effect.gen(function*() {
-    const groups = yield* ConsumerGroups
-    const names = new Set(listed.map((g) => g.name))
-    const entries = yield* (yield* Directory).list("group")
-    for (const entry of entries) {
-      if (names.has(entry.name)) continue
-      const described = yield* Effect.either(groups.describe(entry.name))
-      // Deleted since the list, or made since and readable: nothing left out.
-      if (Either.isLeft(described) && described.left._tag === "GroupCorrupt") {
-        yield* Console.error(`cxlog groups: ${described.left.message}`)
-      }
-    }
-  })
-
-/** Each word through `ConsumerGroups`; `afterList` follows the list (in place: the unreadable groups it left out). */
-const groupsOf = <E, R>(
-  words: GroupsWords,
-  json: boolean,
-  afterList: (listed: ReadonlyArray<GroupInfo>) => Effect.Effect<void, E, R>
-) =>
+/** Each word through `ConsumerGroups`. The list says on stderr each group it leaves out because it cannot be read. */
+const groupsOf = (words: GroupsWords, json: boolean) =>
   Effect.gen(function*() {
     const groups = yield* ConsumerGroups
     switch (words.kind) {
       case "list": {
-        const all = yield* groups.list
+        const { groups: all, unreadable } = yield* groups.overview
         yield* print(json, all, () => listTable(all))
-        return yield* afterList(all)
+        for (const corrupt of unreadable) yield* Console.error(`cxlog groups: ${corrupt.message}`)
+        return
       }
       case "describe": {
         const info = yield* groups.describe(words.name)
@@ -181,6 +159,6 @@ export const groupsReport = (at: GroupsAt, words: GroupsWords, json: boolean) =>
   at.remote === undefined
     ? Effect.zipRight(
       headPresent(at.region, "its coordinator to answer for the groups"),
-      groupsOf(words, json, unreadableGroups).pipe(Effect.provide(groupMember(at.region)))
+      groupsOf(words, json).pipe(Effect.provide(groupMember(at.region)))
     )
-    : groupsOf(words, json, () => Effect.void).pipe(Effect.provide(layerRemote(at.remote)))
+    : groupsOf(words, json).pipe(Effect.provide(layerRemote(at.remote)))

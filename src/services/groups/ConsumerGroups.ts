@@ -168,10 +168,20 @@ export interface JoinOptions {
  */
 export type GroupRemoteError = TopicForbidden | GroupsUnavailable
 
+/** Every group `list` gives, and the groups it leaves out because their objects do not read as groups. */
+export interface GroupsOverview {
+  readonly groups: ReadonlyArray<GroupInfo>
+  /** Each group of the region that cannot be read, as its `describe` fails (through brokers: those the user may delete). */
+  readonly unreadable: ReadonlyArray<GroupCorrupt>
+}
+
 export interface ConsumerGroupsShape {
   readonly create: (spec: GroupSpec) => Effect.Effect<GroupInfo, GroupCreateError>
   readonly describe: (name: string) => Effect.Effect<GroupInfo, GroupNotFound | GroupCorrupt | GroupRemoteError>
+  /** Every group that reads as one (through brokers: those the user may use), by name. */
   readonly list: Effect.Effect<ReadonlyArray<GroupInfo>, GroupRemoteError>
+  /** `list`, with the groups it leaves out because they cannot be read, so that none is left out in silence. */
+  readonly overview: Effect.Effect<GroupsOverview, GroupRemoteError>
   /** The messages handed out and not settled, oldest offset first. */
   readonly pending: (
     name: string
@@ -228,7 +238,9 @@ export class GroupCorrupt extends Schema.TaggedError<GroupCorrupt>()("GroupCorru
     const remedy = this.brokers === undefined
       ? `cxlog groups delete ${this.group}`
       : `cxlog groups --brokers ${this.brokers} delete ${this.group}, as a user with the admin right on every topic`
-    return `consumer group ${JSON.stringify(this.group)} cannot be read: ${this.reason}; delete it (${remedy}) and create it again`
+    return `consumer group ${
+      JSON.stringify(this.group)
+    } cannot be read: ${this.reason}; delete it (${remedy}) and create it again`
   }
 }
 
