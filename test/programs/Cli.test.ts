@@ -93,10 +93,18 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
           `cxlog mirror: --brokers: ${nope}`
         ],
         [["subscribe", "--brokers", "127.0.0.1:7400,nope"], {}, `cxlog subscribe: --brokers: ${nope}`],
-        [["publish", "--brokers", ",", "--count", "1"], {}, `cxlog publish: --brokers: no broker address in "," (host:port,…)`],
+        [
+          ["publish", "--brokers", ",", "--count", "1"],
+          {},
+          `cxlog publish: --brokers: no broker address in "," (host:port,…)`
+        ],
         [["topics", "--brokers", "nope"], {}, `cxlog topics: --brokers: ${nope}`],
         [["groups"], { CXLOG_ADMIN_BROKERS: "nope" }, `cxlog groups: CXLOG_ADMIN_BROKERS=nope: ${nope}`],
-        [["consume", "--group", "g"], { CXLOG_SUBSCRIBE_BROKERS: "nope" }, `cxlog consume: CXLOG_SUBSCRIBE_BROKERS=nope: ${nope}`]
+        [
+          ["consume", "--group", "g"],
+          { CXLOG_SUBSCRIBE_BROKERS: "nope" },
+          `cxlog consume: CXLOG_SUBSCRIBE_BROKERS=nope: ${nope}`
+        ]
       ]
       for (const [args, env, line] of cases) expect(yield* refused(args, env), args.join(" ")).toBe(line)
     }))
@@ -228,7 +236,7 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         [
           ["bench", "--type", "group", "--kill-member", "1"],
           "cxlog bench: --kill-member kills local members: add --local"
-        ],
+        ]
       ]
       for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)
     }))

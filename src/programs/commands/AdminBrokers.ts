@@ -40,6 +40,9 @@ export const adminRemote = (o: AdminBrokersFlags) =>
   Effect.gen(function*() {
     if (o.brokers === undefined) return undefined
     const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
-    return { brokers: parseAddresses(o.brokers), region: o.region, ...(yield* clientSecurity(o)) } satisfies
-      RemoteLinkOptions
+    return {
+      brokers: parseAddresses(o.brokers),
+      region: o.region,
+      ...(yield* clientSecurity(o))
+    } satisfies RemoteLinkOptions
   })
