@@ -29,13 +29,17 @@ import { ConsumerGroups } from "../../src/services/groups/ConsumerGroups.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
 import { Services } from "../../src/services/ipc/Services.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
+import type { Role } from "../../src/services/region/ProcessSlot.js"
 import { ipcRegionEnv } from "../fixtures/ipc-member.js"
 import { forkCli } from "../helpers/CliRoles.js"
 import { failureOf, headLostMs } from "../helpers/HeadLost.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
-/** An application's process of region `region`: its channels, services and consumer groups, and its coordinator client. */
-const member = (region: string, client: CoordinatorLayers.ClientOptions = {}) => {
+/**
+ * An application's process of region `region`: its channels, services and consumer groups, and its coordinator client;
+ * its process slot is `role`'s (a broker's calls are made on its clients' behalf).
+ */
+const member = (region: string, client: CoordinatorLayers.ClientOptions = {}, role: Role = "client") => {
   const fromLayout = Layer.unwrapEffect(Effect.map(RegionLayout, (layout) =>
     Layer.mergeAll(
       DirectoryLayers.layer(layout.directory),
@@ -46,7 +50,7 @@ const member = (region: string, client: CoordinatorLayers.ClientOptions = {}) =>
     Layer.provideMerge(fromLayout),
     Layer.provideMerge(Roles.coordinatorClient(client)),
     Layer.provideMerge(Roles.controlTransport),
-    Layer.provideMerge(Roles.processSlot("client")),
+    Layer.provideMerge(Roles.processSlot(role)),
     Layer.provideMerge(Roles.attachRegion({ name: region }))
   )
 }
@@ -148,9 +152,9 @@ describe("calls to the head's coordinator once the head is gone (cxlog head proc
         const region = yield* uniqueRegion("calls-lapsed")
         const head = yield* forkCli(["head", "--sequencer-lease-ms", "1000"], ipcRegionEnv(region))
         yield* head.event("ready")
-        // One gives up on the head soon after its lease lapses; the other still waits when it runs again.
+        // One gives up on the head soon after its lease lapses; the other, a broker's slot, still waits when it runs again.
         const quick = yield* Layer.build(member(region)).pipe(headLostMs(200))
-        const patient = yield* Layer.build(member(region)).pipe(headLostMs(20_000))
+        const patient = yield* Layer.build(member(region, {}, "broker")).pipe(headLostMs(20_000))
         const spec = (name: string) => ({ name, order: 5, ackLevel: 1, replicationFactor: 1 }) as const
 
         head.child.kill("SIGSTOP")
@@ -164,6 +168,9 @@ describe("calls to the head's coordinator once the head is gone (cxlog head proc
         const refused = yield* Fiber.join(waiting)
         expect(refused).toMatchObject({ _tag: "HeadUnavailable", pid: head.pid, state: "lapse-refused" })
         expect(refused.message).toContain("refused what was sent to it (waiting for its coordinator to create topic v")
+        // Told to the broker's client: the broker asked on its behalf, not "this process".
+        expect(refused.message).toContain(`(asked by broker process pid ${process.pid}, slot `)
+        expect(refused.message).toContain(`, on its client's behalf)`)
         expect(refused.message).toContain("nothing was changed, and the head serves again: ask again")
 
         // Once the head holds its lease again, each create asked again is made: neither was (TopicExists otherwise).

@@ -202,6 +202,11 @@ export const clientShape = (
   joined: Set<string>
 ): CoordinatorShape => {
   const { client, requests, self } = participant
+  // A broker's calls are its clients' (an admin change, a remote group member's): its error goes back to that
+  // client, to whom "this process" would name the broker as if it were the client itself.
+  const askedBy = self.role === "broker"
+    ? `asked by broker process pid ${self.pid}, slot ${self.slot}, on its client's behalf`
+    : `asked by this process, pid ${self.pid}, slot ${self.slot}`
   /**
    * `method` asked of the coordinator (`what` it is asked, for a head that is gone); `tags`: its
    * typed errors, passed through. A change says, if its head is lost, whether it may have been made.
@@ -212,7 +217,7 @@ export const clientShape = (
     what: string,
     tags: ReadonlyArray<T>
   ) => {
-    const asked = () => `its coordinator ${what} (asked by this process, pid ${self.pid}, slot ${self.slot})`
+    const asked = () => `its coordinator ${what} (${askedBy})`
     const fate = Protocol.CHANGE_METHODS.has(method.tag)
       ? () => changeFate(requests, requests.writer().sequence)
       : undefined
