@@ -103,6 +103,7 @@ export {
   type RpcNotice,
   type RpcOpenError,
   RpcProtocolError,
+  RpcRepliesLost,
   RpcReplyLost,
   type RpcRequest,
   RpcRequestUnread,

@@ -12,7 +12,7 @@ import {
   type CoordinatorUnavailable,
   type Member
 } from "../../services/control/Coordinator.js"
-import { Rings } from "../../services/control/Rings.js"
+import { type RingCorrupt, Rings } from "../../services/control/Rings.js"
 import { Rpc, type RpcNotice } from "../../services/control/Rpc.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { CxlMemory } from "../../services/region/CxlMemory.js"
@@ -126,6 +126,13 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
     const rejoinAfterDrop: Effect.Effect<void> = Effect.suspend(() =>
       restart("this process was dropped for not running")
     )
+    // The broadcast ring read corrupt, and the client read on from its head: the notices between
+    // (a takeover's, this member's drop) may be lost with the replies, so it re-joins, saying that.
+    // The coordinator did not drop it: no "dropped for not running".
+    const rejoinAfterLostReplies = (corrupt: RingCorrupt): Effect.Effect<void> =>
+      Effect.suspend(() =>
+        restart(`the broadcast ring read corrupt (${corrupt.message}) and the replies and notices there were lost`)
+      )
     // One re-join at a time, in a fiber of its own: a newer reason (another takeover) replaces a
     // re-join still retrying, and the takeover notices go on being handled meanwhile.
     const rejoining = yield* FiberHandle.make<void, never>()
@@ -135,6 +142,7 @@ export const makeClient = (options: ClientOptions = {}): Effect.Effect<
       replies: layout.broadcastRing,
       replySlot: slot.slot,
       onReattach: rejoinAfterDrop,
+      onRepliesLost: rejoinAfterLostReplies,
       ...(options.callTimeoutMs === undefined ? {} : { timeoutMs: options.callTimeoutMs })
     }).pipe(Effect.mapError((e) => unavailable(e.message)))
     const broadcast = yield* rings.inspect(layout.broadcastRing).pipe(Effect.orDie)

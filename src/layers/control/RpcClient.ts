@@ -4,12 +4,13 @@
  * `deliver` → `decodeReply`, which resumes the caller. One timer bounds all of a client's calls.
  * Notices (frames not answering a call) go to their subscribers through RpcClientNotices.ts.
  */
-import { Deferred, Effect, Either, ExecutionStrategy, Exit, Queue, Scope } from "effect"
+import { Deferred, Effect, Either, ExecutionStrategy, Exit, Queue, Schedule, Scope } from "effect"
 import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
 import type {
   FrameTooLarge,
   ReaderOptions,
   RingClosed,
+  RingCorrupt,
   RingReader,
   RingsShape,
   RingWriter
@@ -25,6 +26,7 @@ import {
   RpcInvalidPayload,
   RpcInvalidReply,
   RpcProtocolError,
+  RpcRepliesLost,
   RpcTimeout,
   type Success
 } from "../../services/control/Rpc.js"
@@ -163,6 +165,13 @@ const unreadRequests = (caller: Caller, bytes: Uint8Array): void => {
   const unread = frame === undefined ? undefined : fromJson(RequestsUnread.schema, frame.json)
   if (unread !== undefined && Either.isRight(unread)) {
     failUnread(caller.pending.values(), unread.right as typeof RequestsUnread.schema.Type)
+  }
+}
+
+/** The reply ring read corrupt (`reason`): each call waiting may have lost its reply there, and ends now. */
+const failWaiting = (caller: Caller, reason: string): void => {
+  for (const call of [...caller.pending.values()]) {
+    call.settle(Exit.fail(new RpcRepliesLost({ method: call.method.tag, requestId: call.requestId, reason })))
   }
 }
 
@@ -425,9 +434,38 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
         Effect.sleep(RETRY_AFTER_ERROR_MS)
       )
     ))
+    const attachAgain = Effect.suspend(() => Scope.extend(rings.reader(options.replies, readerOptions), readers)).pipe(
+      Effect.tap((attached) => Effect.sync(() => (caller.reader = attached)))
+    )
+    /**
+     * The reply ring read corrupt (a frame there failed its checks): read again, it would fail the
+     * same way for good while every call waited out its bound. As after a reap, the reader lets its
+     * slot go and attaches again at the ring's head; the replies and notices between are lost, so
+     * every call waiting fails with `RpcRepliesLost` at once (the reply may have been among them).
+     * Not a reap: `onRepliesLost` is told, never `onReattach` (the server did not drop this client).
+     */
+    const pastCorrupt = (corrupt: RingCorrupt) =>
+      Effect.gen(function*() {
+        const broken = caller.reader
+        yield* rings.reap(options.replies, broken.slot, broken.occurrence).pipe(Effect.ignore)
+        // Attached before the calls fail: a call made as one ends (a re-join's) has its reply read.
+        const attached = yield* Effect.either(attachAgain)
+        failWaiting(caller, corrupt.message)
+        yield* Effect.logWarning(
+          `rpc: client ${caller.slot}: ${corrupt.message}; its calls waiting failed with RpcRepliesLost, and it reads on from the reply ring's head`
+        )
+        if (options.onRepliesLost !== undefined) yield* Effect.forkScoped(options.onRepliesLost(corrupt))
+        if (attached._tag === "Left") {
+          yield* Effect.logWarning(
+            `rpc: client ${caller.slot}: attaching to the reply ring again failed: ${attached.left.message}; trying again every ${RETRY_AFTER_ERROR_MS} ms`
+          )
+          // Retried for good (a schedule that never ends): the error is never seen.
+          yield* Effect.ignore(Effect.retry(attachAgain, Schedule.spaced(RETRY_AFTER_ERROR_MS)))
+        }
+      })
     // Every client reads every reply, in the wake's callback: a reply resumes its call with no reader fiber in between.
     const readReplies = Effect.suspend(() => caller.reader.consumeSync((bytes) => receive(caller, bytes)))
-    yield* Effect.forkScoped(readForever(() => caller.reader, readReplies, reattach))
+    yield* Effect.forkScoped(readForever(() => caller.reader, readReplies, reattach, pastCorrupt))
     yield* Effect.forkScoped(publishNotices(caller))
     const rpcClient: RpcClient = {
       client: caller.slot,
