@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake: servers and callers in this process.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Schedule, Schema, Scope } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Fiber, Layer, Logger, Schedule, Schema, Scope } from "effect"
 import { lines, ringLineViews } from "../../src/layers/control/RingLines.js"
 import { FREE } from "../../src/layers/control/RingSlotStates.js"
 import { serviceRings } from "../../src/layers/ipc/ServiceLayout.js"
@@ -398,6 +398,58 @@ describe("Services over a corrupt request ring", () => {
       yield* services.remove("bank")
       yield* serveIn(services, "bank")
       expect(yield* (yield* services.connect("bank")).call(Add, { a: 1, b: 2 })).toBe(3)
+    }))
+})
+
+describe("Services over a damaged request ring header", () => {
+  it.scopedLive("a caller slot whose request ring's leading sequence is damaged is told once by a serve and skipped by callers; the other slots serve", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("services-damaged-head")
+      const services = Context.get(
+        yield* Layer.build(liveServices({ region, bell: 0, writesDirectory: true })),
+        Services
+      )
+      const memory = Context.get(yield* Layer.build(CxlMemoryLayers.layer({ name: region, mode: "attach" })), CxlMemory)
+      const { served, stop } = yield* serveIn(services, "bank")
+      yield* stop
+      // Caller slot 0's leading sequence (the f64 of its control line) as no writer leaves it: not a position.
+      const ring = serviceRings(served.entry, served.shape).requests[0]!
+      memory.f64[(ring.offset + 8) / 8] = Number.NaN
+      const told: Array<ServiceRequestsBroken> = []
+      const scope = yield* innerScope
+      yield* Scope.extend(
+        services.serve("bank", bankHandlers({ value: 100 }), {
+          callerSlots: 2,
+          onBroken: (broken) => Effect.sync(() => told.push(broken))
+        }),
+        scope
+      )
+      expect(told).toHaveLength(1)
+      expect(told[0]).toMatchObject({ _tag: "ServiceRequestsBroken", name: "bank", caller: 0 })
+      expect(told[0]!.resumedAt).toBeUndefined()
+      expect(told[0]!.message).toContain("leading sequence is not a position; nothing more is read from it")
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
+      const client = yield* Scope.extend(services.connect("bank"), scope).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      expect(client.caller).toBe(1)
+      expect(warnings).toEqual([
+        `service "bank": caller slot 0 skipped: ring ${ring.id} is corrupt at position NaN: leading sequence is not a position (Services.remove and a new serve mend it)`
+      ])
+      expect(yield* client.call(Add, { a: 1, b: 2 })).toBe(3)
+      const busy = yield* Effect.flip(services.connect("bank"))
+      expect(busy).toMatchObject({ _tag: "ServiceCallersBusy", callerSlots: 2, damaged: [0] })
+      expect(told).toHaveLength(1)
+      // Removed and served anew, the slot is mended.
+      yield* Scope.close(scope, Exit.void)
+      yield* services.remove("bank")
+      yield* serveIn(services, "bank")
+      const mended = yield* services.connect("bank")
+      expect(mended.caller).toBe(0)
+      expect(yield* mended.call(Add, { a: 2, b: 2 })).toBe(4)
     }))
 })
 

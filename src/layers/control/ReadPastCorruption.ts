@@ -5,7 +5,8 @@
  * for good while the client's calls wait out their bounds. So the reader that found it is
  * detached and another attached at the ring's head: the frames from the damage to that head are
  * never read, the ones committed after it are, as written. Whoever serves the ring is told once
- * per break, with the stretch that was never read, to tell the client and its own user.
+ * per break, with the stretch that was never read, to tell the client and its own user. A ring
+ * whose own leading sequence is damaged is told the same way, at once, and never read.
  */
 import { Effect, Either, ExecutionStrategy, Exit, Scope } from "effect"
 import type {
@@ -33,7 +34,7 @@ export const readPastCorruption = <R>(
   options: ReaderOptions,
   read: (reader: RingReader) => Effect.Effect<void, Exclude<RingReadError, RingClosed>, R>,
   broken: (ringBreak: RingBreak) => Effect.Effect<void>
-): Effect.Effect<void, InvalidRingAddress | NoFreeReaderSlot | RingCorrupt, Scope.Scope | R> =>
+): Effect.Effect<void, InvalidRingAddress | NoFreeReaderSlot, Scope.Scope | R> =>
   Effect.gen(function*() {
     const readers = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const attach = Effect.flatMap(Scope.fork(readers, ExecutionStrategy.sequential), (own) =>
@@ -41,7 +42,14 @@ export const readPastCorruption = <R>(
         Scope.extend(rings.reader(address, options), own),
         (reader) => ({ reader, detach: Scope.close(own, Exit.void) })
       ))
-    let held = yield* attach
+    const first = yield* Effect.either(attach)
+    if (Either.isLeft(first)) {
+      if (first.left._tag !== "RingCorrupt") return yield* first.left
+      // The ring's own leading sequence is damaged: no reader attaches, so nothing is read from it.
+      // Told once; whoever serves it serves its other rings.
+      return yield* broken({ error: first.left, resumedAt: undefined })
+    }
+    let held = first.right
     const pastCorrupt = (error: RingCorrupt) =>
       Effect.gen(function*() {
         yield* held.detach

@@ -220,10 +220,19 @@ export class ServiceNotServed extends Schema.TaggedError<ServiceNotServed>()("Se
 
 export class ServiceCallersBusy extends Schema.TaggedError<ServiceCallersBusy>()("ServiceCallersBusy", {
   name: Schema.String,
-  callerSlots: Schema.Int
+  callerSlots: Schema.Int,
+  /** The caller slots whose request rings are damaged (no caller can take them until the service is removed). */
+  damaged: Schema.optional(Schema.Array(Schema.Int))
 }) {
   override get message() {
-    return `service ${JSON.stringify(this.name)}: all ${this.callerSlots} caller slots are held by live processes`
+    const service = `service ${JSON.stringify(this.name)}`
+    return this.damaged === undefined
+      ? `${service}: all ${this.callerSlots} caller slots are held by live processes`
+      : `${service}: its ${
+        this.callerSlots - this.damaged.length
+      } caller slots not damaged are held by live processes (the request rings of slots ${
+        this.damaged.join(", ")
+      } are damaged: Services.remove frees its name)`
   }
 }
 
