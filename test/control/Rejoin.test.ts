@@ -12,7 +12,8 @@ import * as TopicsLayers from "../../src/layers/log/Topics.js"
 import { defaultControlConfig, type RegionConfig, RegionLayout } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
 import { Coordinator } from "../../src/services/control/Coordinator.js"
-import { Rings } from "../../src/services/control/Rings.js"
+import { RingCorrupt, Rings } from "../../src/services/control/Rings.js"
+import { Rpc, type RpcClientOptions } from "../../src/services/control/Rpc.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
 const config: RegionConfig = {
@@ -43,16 +44,20 @@ const awaitLine = (lines: ReadonlyArray<string>, pattern: RegExp, timeoutMs: num
     onTimeout: () => new Error(`no log line matching ${pattern} within ${timeoutMs} ms: ${lines.join(" | ")}`)
   }))
 
+/** The head's coordinator over `region`. */
+const headOf = <R>(region: Context.Context<R>) =>
+  CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
+    Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
+    Layer.provideMerge(Roles.controlTransport),
+    Layer.provideMerge(Roles.processSlot("head", 0)),
+    Layer.provide(Layer.succeedContext(region))
+  )
+
 const cluster = (rejoinTimeoutMs: number) =>
   Effect.gen(function*() {
     const name = yield* uniqueRegion("rejoin")
     const region = yield* Layer.build(Roles.createRegion({ name }, config))
-    const headLayer = CoordinatorLayers.layerServer({ checkEveryMs: 50 }).pipe(
-      Layer.provideMerge(Layer.unwrapEffect(Effect.map(RegionLayout, (l) => TopicsLayers.layer(l.log)))),
-      Layer.provideMerge(Roles.controlTransport),
-      Layer.provideMerge(Roles.processSlot("head", 0)),
-      Layer.provide(Layer.succeedContext(region))
-    )
+    const headLayer = headOf(region)
     const headScope = yield* Scope.make()
     yield* Layer.buildWithScope(headLayer, headScope)
     const member = yield* Layer.build(
@@ -72,6 +77,55 @@ const cluster = (rejoinTimeoutMs: number) =>
   })
 
 describe("re-joining the coordinator", () => {
+  it.scopedLive(
+    "a member whose RPC client read its reply ring past a corrupt stretch re-joins saying so, never as dropped for not running",
+    () => {
+      const log = captured()
+      return Effect.gen(function*() {
+        const name = yield* uniqueRegion("rejoin-corrupt")
+        const region = yield* Layer.build(Roles.createRegion({ name }, config))
+        yield* Layer.build(headOf(region))
+        // What the member's Coordinator client asks its RPC client to run when that reads past corruption (Rpc.test.ts).
+        let onRepliesLost: ((corrupt: RingCorrupt) => Effect.Effect<void>) | undefined
+        const capturing = Layer.effect(
+          Rpc,
+          Effect.map(Rpc, (rpc) => ({
+            ...rpc,
+            client: (options: RpcClientOptions) => {
+              onRepliesLost = options.onRepliesLost
+              return rpc.client(options)
+            }
+          }))
+        )
+        const member = yield* Layer.build(
+          Roles.coordinatorClient({ joinTimeoutMs: 1_000 }).pipe(
+            Layer.provide(capturing),
+            Layer.provideMerge(Roles.controlTransport),
+            Layer.provideMerge(Roles.processSlot("worker")),
+            Layer.provide(Layer.succeedContext(region))
+          )
+        )
+        const coordinator = Context.get(member, Coordinator)
+        yield* coordinator.joinGroup("g")
+        expect(onRepliesLost).toBeDefined()
+        const corrupt = new RingCorrupt({
+          ring: Context.get(region, RegionLayout).broadcastRing.id,
+          position: 640,
+          reason: "frame header does not belong to this position"
+        })
+        yield* onRepliesLost!(corrupt)
+        const line = yield* awaitLine(log.lines, /re-joining$/, 10_000)
+        expect(line).toBe(
+          `coordinator: the broadcast ring read corrupt (${corrupt.message}) and the replies and notices there were lost; re-joining`
+        )
+        expect(log.lines.filter((l) => l.includes("not running"))).toEqual([])
+        // Re-joined: still in its group.
+        expect((yield* coordinator.members("g")).map((m) => m.slot)).toContain(coordinator.self.slot)
+      }).pipe(Effect.provide(log.layer))
+    },
+    30_000
+  )
+
   it.scopedLive(
     "a re-join that fails while the coordinator is away is tried again: the member is back in its group once a coordinator serves",
     () => {
