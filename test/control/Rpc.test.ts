@@ -547,6 +547,8 @@ describe("Rpc client on a corrupt reply ring", () => {
       expect(failed).toMatchObject({ _tag: "RpcRepliesLost", method: "Wait" })
       expect(failed.message).toContain(`ring ${replies.id} is corrupt at position ${at}`)
       expect(yield* client.call(Add, { a: 1, b: 2 })).toBe(3)
-      expect(told).toEqual([`ring ${replies.id} is corrupt at position ${at}: frame header does not belong to this position`])
+      expect(told).toEqual([
+        `ring ${replies.id} is corrupt at position ${at}: frame header does not belong to this position`
+      ])
     }))
 })
