@@ -64,8 +64,11 @@ export class RegionLayoutInvalid
   extends Data.TaggedError("RegionLayoutInvalid")<{ readonly reason: string; readonly config: RegionConfig }>
 {
   override get message() {
-    return `invalid region layout: ${this.reason}; effective control configuration: ${
-      CONTROL_FIELDS.map((f) => `${f}=${this.config.control[f]}`).join(" ")
+    return `invalid region layout: ${this.reason}; effective configuration: ${
+      [
+        ...CONTROL_FIELDS.map((f) => `${f}=${this.config.control[f]}`),
+        ...DIRECTORY_FIELDS.map((f) => `${f}=${this.config.directory[f]}`)
+      ].join(" ")
     }`
   }
 }
@@ -106,19 +109,21 @@ export const regionParams = (config: RegionConfig): ReadonlyArray<number> => [
   ...DIRECTORY_FIELDS.map((f) => config.directory[f])
 ]
 
+/** A control field as a problem names it: its name, its value, and the variable that sets it. */
+const namedControl = (config: ControlConfig, field: (typeof CONTROL_FIELDS)[number]) =>
+  `${field} ${config[field]} (${CONTROL_LAYOUT_SETTINGS.settings[field].env})`
+
 const validateControl = (config: RegionConfig) => {
   const c = config.control
+  const ring = (field: "requestRingBytes" | "broadcastRingBytes" | "appRingBytes") =>
+    c[field] >= 4096 && c[field] % 64 === 0 ? "" : `${namedControl(c, field)} must be a multiple of 64, at least 4096`
   const problems = [
-    c.maxProcesses >= 2 && c.maxProcesses <= 1024 ? "" : "maxProcesses must be in [2, 1024]",
-    c.requestRingBytes >= 4096 && c.requestRingBytes % 64 === 0
-      ? ""
-      : "requestRingBytes must be a multiple of 64, at least 4096",
-    c.broadcastRingBytes >= 4096 && c.broadcastRingBytes % 64 === 0
-      ? ""
-      : "broadcastRingBytes must be a multiple of 64, at least 4096",
-    c.appRings >= 0 && c.appRings <= 256 ? "" : "appRings must be in [0, 256]",
-    c.appRingBytes >= 4096 && c.appRingBytes % 64 === 0 ? "" : "appRingBytes must be a multiple of 64, at least 4096",
-    c.appRingReaders >= 1 && c.appRingReaders <= 64 ? "" : "appRingReaders must be in [1, 64]"
+    c.maxProcesses >= 2 && c.maxProcesses <= 1024 ? "" : `${namedControl(c, "maxProcesses")} must be in [2, 1024]`,
+    ring("requestRingBytes"),
+    ring("broadcastRingBytes"),
+    c.appRings >= 0 && c.appRings <= 256 ? "" : `${namedControl(c, "appRings")} must be in [0, 256]`,
+    ring("appRingBytes"),
+    c.appRingReaders >= 1 && c.appRingReaders <= 64 ? "" : `${namedControl(c, "appRingReaders")} must be in [1, 64]`
   ].filter((p) => p !== "")
   problems.push(...directoryConfigProblems(config.directory))
   return problems.length === 0

@@ -41,21 +41,28 @@ export interface RegionAccess {
   readonly coherence?: Coherence
 }
 
-/** Creates the region for `config`; unlinked when the scope closes unless `keep`. */
+/**
+ * Creates the region for `config`; unlinked when the scope closes unless `keep`. The layout is
+ * checked before the region is sized and mapped: a field out of range (a holder count in the
+ * millions) is told as the variable that set it, not as a region too large to map.
+ */
 export const createRegion = (access: RegionAccess, config: RegionConfig, keep = false) =>
-  RegionLayoutLayers.layer.pipe(
-    Layer.provideMerge(
-      CxlMemoryLayers.layer({
-        name: access.name,
-        size: regionBytes(config),
-        reserveBytes: regionFixedBytes(config),
-        mode: "create",
-        params: regionParams(config),
-        coherence: access.coherence ?? "coherent",
-        keep
-      })
+  Layer.unwrapEffect(Effect.as(
+    RegionLayoutLayers.validate(config),
+    RegionLayoutLayers.layer.pipe(
+      Layer.provideMerge(
+        CxlMemoryLayers.layer({
+          name: access.name,
+          size: regionBytes(config),
+          reserveBytes: regionFixedBytes(config),
+          mode: "create",
+          params: regionParams(config),
+          coherence: access.coherence ?? "coherent",
+          keep
+        })
+      )
     )
-  )
+  ))
 
 export const attachRegion = (access: RegionAccess) =>
   RegionLayoutLayers.layer.pipe(

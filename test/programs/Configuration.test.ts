@@ -6,11 +6,13 @@
  * environment with a changed value. The test suite's own variables must be read by the suite.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { ConfigProvider, Effect, Exit, Layer } from "effect"
 import { spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
+import { createRegion } from "../../src/layers/Roles.js"
 import { RETIRED_VARIABLES } from "../../src/Settings.js"
 import { cli } from "../helpers/CliRoles.js"
 
@@ -155,4 +157,41 @@ describe("the configuration table", () => {
       }),
     120_000
   )
+})
+
+/** The region layout the head would create from `env` alone, read in process as the head reads it. */
+const layoutFrom = (env: Record<string, string>) =>
+  Effect.withConfigProvider(regionConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+describe("a region layout variable out of range", () => {
+  // Each parses as its kind (a whole number, a size) but is outside what a region can be laid out with.
+  const outOfRange: Record<string, string> = {
+    CXLOG_MAX_PROCESSES: "1",
+    CXLOG_REQUEST_RING_BYTES: "100",
+    CXLOG_BROADCAST_RING_BYTES: "4100",
+    CXLOG_APP_RINGS: "999",
+    CXLOG_APP_RING_BYTES: "1KiB",
+    CXLOG_APP_RING_READERS: "0",
+    CXLOG_DIRECTORY_ENTRIES: "100",
+    CXLOG_DIRECTORY_HOLDERS: "5000",
+    CXLOG_HEAP_BYTES: "1000"
+  }
+
+  it.effect("is refused naming its variable and the value it was given", () =>
+    Effect.gen(function*() {
+      for (const [variable, value] of Object.entries(outOfRange)) {
+        const config = yield* layoutFrom({ [variable]: value })
+        const refused = yield* Effect.flip(validate(config))
+        expect(refused._tag).toBe("RegionLayoutInvalid")
+        expect(refused.message, variable).toContain(`(${variable})`)
+      }
+    }))
+
+  it.effect("is refused as such before the region is sized, even when that size could not be mapped", () =>
+    Effect.gen(function*() {
+      // 2^27 holder lines make a region of 8 GiB, past what Node.js 20 maps; the holders' bound, not the size, is the mistake.
+      const config = yield* layoutFrom({ CXLOG_DIRECTORY_HOLDERS: `${2 ** 27}` })
+      const exit = yield* Effect.exit(Layer.build(createRegion({ name: `cxlog-config-${process.pid}` }, config)))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toContain("(CXLOG_DIRECTORY_HOLDERS) must be in [1, 4096]")
+    }).pipe(Effect.scoped))
 })

@@ -12,6 +12,7 @@
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 import { MAX_NAME_BYTES, MAX_OBJECT_PARAMS } from "../../services/region/Directory.js"
 import type { DirectoryArea, DirectoryConfig } from "../../services/region/DirectoryArea.js"
+import { DIRECTORY_LAYOUT_SETTINGS } from "../../services/region/RegionSettings.js"
 import { pairWord, wordsOver } from "./Words64.js"
 import { WordView } from "./WordView.js"
 
@@ -33,17 +34,21 @@ const alignPage = (n: number) => Math.ceil(n / PAGE_BYTES) * PAGE_BYTES
 
 const isPowerOfTwo = (n: number) => Number.isSafeInteger(n) && n > 0 && (n & (n - 1)) === 0
 
+/** A field as a problem names it: its name, its value, and the variable that sets it. */
+const named = (config: DirectoryConfig, field: keyof DirectoryConfig) =>
+  `${field} ${config[field]} (${DIRECTORY_LAYOUT_SETTINGS.settings[field].env})`
+
 /** Every reason `config` cannot be laid out (empty when it can). */
 export const directoryConfigProblems = (config: DirectoryConfig): ReadonlyArray<string> => [
   ...(isPowerOfTwo(config.entrySlots) && config.entrySlots >= 16 && config.entrySlots <= 2 ** 24
     ? []
-    : [`directory entrySlots ${config.entrySlots} must be a power of two in [16, 2^24]`]),
+    : [`directory ${named(config, "entrySlots")} must be a power of two in [16, 2^24]`]),
   ...(Number.isSafeInteger(config.holderLines) && config.holderLines >= 1 && config.holderLines <= 4096
     ? []
-    : [`directory holderLines ${config.holderLines} must be in [1, 4096]`]),
+    : [`directory ${named(config, "holderLines")} must be in [1, 4096]`]),
   ...(Number.isSafeInteger(config.heapBytes) && config.heapBytes >= 0 && config.heapBytes % PAGE_BYTES === 0
     ? []
-    : [`heapBytes ${config.heapBytes} must be a multiple of 4096`])
+    : [`${named(config, "heapBytes")} must be a multiple of 4096`])
 ]
 
 const geometry = (config: DirectoryConfig) => {
