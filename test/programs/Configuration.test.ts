@@ -11,6 +11,7 @@ import { spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { serverOptionsConfig } from "../../src/layers/control/CoordinatorServer.js"
 import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
 import { createRegion } from "../../src/layers/Roles.js"
 import { RETIRED_VARIABLES } from "../../src/Settings.js"
@@ -81,7 +82,9 @@ const probeValue = (kind: string, baseline: string): string => {
   if (/^[a-z0-9-]+(\|[a-z0-9-]+)+$/.test(kind)) return kind.split("|").find((choice) => choice !== baseline)!
   if (kind === "SIZE") return "3MiB"
   if (kind === "AGE") return "7d"
-  if (["N", "MS", "PORT", "BYTES", "X"].includes(kind)) return "777"
+  // Milliseconds past every bound's minimum (a heartbeat's stale bound is at least 1000).
+  if (kind === "MS") return "7777"
+  if (["N", "PORT", "BYTES", "X"].includes(kind)) return "777"
   if (kind.startsWith("HOST:PORT")) return "10.0.0.9:7777"
   if (kind.startsWith("nats://")) return "nats://10.0.0.9:7777"
   if (kind === "ADDRESS") return "10.0.0.9"
@@ -194,4 +197,23 @@ describe("a region layout variable out of range", () => {
       const exit = yield* Effect.exit(Layer.build(createRegion({ name: `cxlog-config-${process.pid}` }, config)))
       expect(Exit.isFailure(exit) && String(exit.cause)).toContain("(CXLOG_DIRECTORY_HOLDERS) must be in [1, 4096]")
     }).pipe(Effect.scoped))
+})
+
+describe("CXLOG_HEARTBEAT_STALE_MS", () => {
+  const staleBound = (value: string) =>
+    Effect.withConfigProvider(
+      serverOptionsConfig,
+      ConfigProvider.fromMap(new Map([["CXLOG_HEARTBEAT_STALE_MS", value]]))
+    )
+
+  it.effect("below two heartbeats (one each 500 ms) is refused naming the variable and its bound", () =>
+    Effect.gen(function*() {
+      // At 0 or 500 the head would drop live members between two of their beats.
+      for (const value of ["0", "500", "999"]) {
+        const refused = String(yield* Effect.flip(staleBound(value)))
+        expect(refused).toContain("CXLOG_HEARTBEAT_STALE_MS")
+        expect(refused).toContain(`${value} is below 1000`)
+      }
+      expect((yield* staleBound("1000")).heartbeatStaleMs).toBe(1000)
+    }))
 })
