@@ -16,8 +16,22 @@ import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..")
-const fromSource = process.argv.includes("--from-source") || process.env["CXLOG_BUILD_FROM_SOURCE"] === "true" ||
-  existsSync(join(root, ".git"))
+
+/**
+ * CXLOG_BUILD_FROM_SOURCE read as every cxlog switch is (src/Settings.ts, parseSwitch; nothing
+ * of the package is built yet to import it from): `1`, `yes` or `TRUE` ask for the build as
+ * `true` does, and a value that is none of them stops the install, where it was taken for off.
+ */
+const buildFromSourceAsked = () => {
+  const text = process.env["CXLOG_BUILD_FROM_SOURCE"] ?? ""
+  const value = text.toLowerCase()
+  if (["true", "1", "yes", "on"].includes(value)) return true
+  if (["false", "0", "no", "off", ""].includes(value)) return false
+  console.error(`cxlog install: CXLOG_BUILD_FROM_SOURCE: ${text} is not true or false`)
+  process.exit(2)
+}
+
+const fromSource = process.argv.includes("--from-source") || buildFromSourceAsked() || existsSync(join(root, ".git"))
 const platform = `${process.platform}-${process.arch}`
 const prebuilt = join(root, "prebuilds", platform, "cxlog_native.node")
 

@@ -91,7 +91,7 @@ describe("prebuilt addons", () => {
 
 describe("npm's install step (scripts/install-addon.mjs)", () => {
   /** An installed copy of the package's install step: no .git, `prebuilds` as given, and a PATH with node only (no node-gyp, no compiler). */
-  const installedPackage = (withPrebuild: boolean) => {
+  const installedPackage = (withPrebuild: boolean, env: Record<string, string> = {}) => {
     const dir = mkdtempSync(join(tmpdir(), "cxlog-install-"))
     mkdirSync(join(dir, "scripts"))
     copyFileSync(join(root, "scripts", "install-addon.mjs"), join(dir, "scripts", "install-addon.mjs"))
@@ -105,7 +105,7 @@ describe("npm's install step (scripts/install-addon.mjs)", () => {
     symlinkSync(process.execPath, join(bin, "node"))
     const run = spawnSync(join(bin, "node"), [join(dir, "scripts", "install-addon.mjs")], {
       encoding: "utf8",
-      env: { PATH: bin, HOME: dir }
+      env: { PATH: bin, HOME: dir, ...env }
     })
     rmSync(dir, { recursive: true, force: true })
     return run
@@ -117,6 +117,20 @@ describe("npm's install step (scripts/install-addon.mjs)", () => {
       const run = installedPackage(true)
       expect(run.status).toBe(0)
       expect(run.stderr).toBe("")
+    }
+  )
+
+  it.skipIf(process.arch !== "x64" && process.arch !== "arm64")(
+    "CXLOG_BUILD_FROM_SOURCE takes a switch's every spelling of on, and refuses what is no switch",
+    () => {
+      // On, a build is attempted even beside a prebuilt addon that loads: with no node-gyp, it fails the install.
+      for (const on of ["true", "1", "YES", "on"]) {
+        expect(installedPackage(true, { CXLOG_BUILD_FROM_SOURCE: on }).status, on).not.toBe(0)
+      }
+      expect(installedPackage(true, { CXLOG_BUILD_FROM_SOURCE: "off" }).status).toBe(0)
+      const refused = installedPackage(true, { CXLOG_BUILD_FROM_SOURCE: "treu" })
+      expect(refused.status).toBe(2)
+      expect(refused.stderr).toContain("CXLOG_BUILD_FROM_SOURCE: treu is not true or false")
     }
   )
 
