@@ -107,17 +107,23 @@ const app: Cli.App<NodeContext.NodeContext> = {
 const main = Effect.suspend(() => {
   tolerateClosedOutput()
   const words = process.argv.slice(2)
-  // Read before parsing: it says how a command line that does not parse is reported.
-  const isVerbose = words.includes("--verbose") ||
-    Either.getOrElse(Cli.resolveFlag("cxlog", verbose, processEnvironment()), () => ({ value: false })).value === true
-  const color = Cli.useColor(process.stdout, processEnvironment())
   const named = commands.find((c) => c.name === words[0])
+  const prefix = named === undefined ? "cxlog" : `cxlog ${named.name}`
+  // Read before parsing: it says how a command line that does not parse is reported. The flag
+  // wins over the variable; without it, a variable that is no switch stops the command (below).
+  const verboseVariable = words.includes("--verbose")
+    ? Either.right({ value: true, source: "flag" as const })
+    : Cli.resolveFlag(prefix, verbose, processEnvironment())
+  const isVerbose = Either.isRight(verboseVariable) && verboseVariable.right.value === true
+  const color = Cli.useColor(process.stdout, processEnvironment())
   hangupStops()
-  const endPatience = patientStop(() => (named === undefined ? "cxlog" : `cxlog ${named.name}`))
+  const endPatience = patientStop(() => prefix)
   const retired = retiredVariableProblem(processEnvironment())
-  const run = retired === undefined
-    ? Cli.runApp(app, words.filter((w) => w !== "--verbose"), color)
-    : failUsage(`${named === undefined ? "cxlog" : `cxlog ${named.name}`}: ${retired}`)
+  const run = retired !== undefined
+    ? failUsage(`${prefix}: ${retired}`)
+    : Either.isLeft(verboseVariable)
+    ? failUsage(verboseVariable.left.message)
+    : Cli.runApp(app, words.filter((w) => w !== "--verbose"), color)
   return run.pipe(
     Effect.catchAllCause((cause) => {
       if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)

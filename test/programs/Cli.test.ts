@@ -363,6 +363,16 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(verbose.code, verbose.stderr).toBe(0)
     }))
 
+  it.effect("CXLOG_VERBOSE that is no switch stops any command naming it: exit 2 (the --verbose flag wins over it)", () =>
+    Effect.gen(function*() {
+      // It was read as off, in silence, by every command but config.
+      expect(yield* refused(["regions"], { CXLOG_VERBOSE: "bogus" })).toBe(
+        "cxlog regions: CXLOG_VERBOSE=bogus: bogus is not true or false"
+      )
+      const flagWins = yield* runCli(["regions", "--json", "--verbose"], { CXLOG_VERBOSE: "bogus" })
+      expect(flagWins.code, flagWins.stderr).toBe(0)
+    }))
+
   it.effect("publishing with no broker listening fails after a few refused attempts, well within the connect timeout, naming the address: exit 1", () =>
     Effect.gen(function*() {
       const port = yield* deadPort
