@@ -12,6 +12,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { serverOptionsConfig } from "../../src/layers/control/CoordinatorServer.js"
+import { CADENCE_MS } from "../../src/layers/region/Cadence.js"
 import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
 import { createRegion } from "../../src/layers/Roles.js"
 import { RETIRED_VARIABLES } from "../../src/Settings.js"
@@ -209,11 +210,12 @@ describe("CXLOG_HEARTBEAT_STALE_MS", () => {
   it.effect("below two heartbeats (one each 500 ms) is refused naming the variable and its bound", () =>
     Effect.gen(function*() {
       // At 0 or 500 the head would drop live members between two of their beats.
-      for (const value of ["0", "500", "999"]) {
+      const twoBeats = 2 * CADENCE_MS
+      for (const value of ["0", `${CADENCE_MS}`, `${twoBeats - 1}`]) {
         const refused = String(yield* Effect.flip(staleBound(value)))
         expect(refused).toContain("CXLOG_HEARTBEAT_STALE_MS")
-        expect(refused).toContain(`${value} is below 1000`)
+        expect(refused).toContain(`${value} is below ${twoBeats}`)
       }
-      expect((yield* staleBound("1000")).heartbeatStaleMs).toBe(1000)
+      expect((yield* staleBound(`${twoBeats}`)).heartbeatStaleMs).toBe(twoBeats)
     }))
 })

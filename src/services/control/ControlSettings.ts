@@ -3,7 +3,6 @@
  * of the region's layout (read by the head that creates it, read back by every other
  * process), and the coordinator's.
  */
-import { CADENCE_MS } from "../../layers/region/Cadence.js"
 import { setting, type SettingsTable } from "../../Settings.js"
 
 export const CONTROL_LAYOUT_SETTINGS = {
@@ -50,10 +49,10 @@ export const COORDINATOR_SETTINGS = {
     heartbeatStaleMs: setting.millis({
       env: "CXLOG_HEARTBEAT_STALE_MS",
       default: 2_000,
-      // Every process writes its heartbeat once a cadence: a bound below two of them would
-      // drop live members between two beats.
-      min: 2 * CADENCE_MS,
-      description: `a member whose heartbeat is older than this is dead (at least ${2 * CADENCE_MS}: two heartbeats)`
+      // Every process writes its heartbeat once a cadence (500 ms, layers/region/Cadence.ts): a
+      // bound below two of them would drop live members between two beats.
+      min: 1_000,
+      description: "a member whose heartbeat is older than this is dead (at least 1000: two heartbeats)"
     }),
     debugBarriers: setting.toggle({
       env: "CXLOG_DEBUG_BARRIERS",
