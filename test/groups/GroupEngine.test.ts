@@ -177,6 +177,24 @@ describe("a member killed between its claim's steps", () => {
     expect(group.pending.inspect(slots[0]!, 999, judgeOf(group))).toMatchObject({ kind: "later", dueMs: 1_000 })
     expect(group.pending.inspect(slots[0]!, 1_000, judgeOf(group))).toMatchObject({ kind: "take", why: "expired" })
   })
+
+  it("a message nak'd with a delay is no member's, and none takes it before the delay passed", () => {
+    const group = makeGroup(false)
+    const a = member(group)
+    const b = member(group)
+    const { claiming, from, slots } = prepareClaim(group, a.ref, 1)
+    expect(group.claims.claim(from, 1, a.ref)).toBe(true)
+    const delivered = group.pending.deliver(slots[0]!, claiming[0]!, 0, 1_000)!
+    // A's nak at 100 with a delay of 5 s: due at 5 100, whichever member looks (A too).
+    expect(group.pending.reschedule(slots[0]!, delivered, 5_100, "waiting")).toBeDefined()
+    for (const m of [a, b]) {
+      lookAtPending(m, 5_099)
+      expect(m.backlog).toEqual([])
+      expect(m.nextDueMs).toBe(5_100)
+    }
+    lookAtPending(b, 5_100)
+    expect(b.backlog).toMatchObject([{ slot: slots[0], offset: 10, why: "due" }])
+  })
 })
 
 describe("a member of another process is judged by its pid and start time", () => {
