@@ -450,6 +450,9 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(yield* groups.describe("g16")).toMatchObject({ pending: 1, oldestPendingAgeMs: 5_000, members: [] })
         const [again] = yield* take("g16", 1)
         expect(again).toMatchObject({ offset: 0, deliveryCount: 2 })
+        // Delivered again, it keeps the time of its first delivery: `groups pending` and the age count from then.
+        expect(yield* groups.pending("g16")).toMatchObject([{ offset: 0, deliveries: 2, firstDeliveredAtMs: now }])
+        expect(yield* groups.describe("g16")).toMatchObject({ oldestPendingAgeMs: 5_000 })
         expect(yield* again!.ack).toBe(true)
         expect(yield* groups.describe("g16")).toMatchObject({ pending: 0, redeliveries: 1, expired: 0, acked: 1 })
       }))
