@@ -7,7 +7,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { ackAll, type AckedTogether, type AcksTogether } from "../../src/layers/groups/GroupDelivery.js"
-import type { Delivery } from "../../src/services/groups/ConsumerGroups.js"
+import type { GroupLink } from "../../src/layers/groups/GroupLink.js"
+import { RemoteDelivery, RemoteSettling } from "../../src/layers/groups/RemoteDelivery.js"
+import { type Delivery, GroupsUnavailable } from "../../src/services/groups/ConsumerGroups.js"
 
 /** A membership whose request settles the deliveries whose offsets `settles` holds, recording each request. */
 const membership = (settles: (offset: number) => boolean) => {
@@ -87,5 +89,23 @@ describe("ackAll", () => {
       expect(outcomes).toEqual([true, true, false])
       expect(a.requests).toEqual([[1, 2]])
       expect(aloneAcked).toEqual([5])
+    }))
+
+  it.effect("a remote member's settles over a link that broke answer false: the message may come again, nothing fails", () =>
+    Effect.gen(function*() {
+      // The link's calls fail as a broken connection's do (GroupLink.ts).
+      const broken = {
+        call: () => Effect.fail(new GroupsUnavailable({ reason: "the connection to 127.0.0.1:1 closed" }))
+      } as unknown as GroupLink
+      const settling = new RemoteSettling(broken, 1, "g", "t")
+      const deliveries = [0, 1].map((offset) =>
+        new RemoteDelivery(settling, offset + 1, { ...fields(offset), key: undefined, headers: undefined })
+      )
+      const [first] = deliveries
+      expect(yield* first!.ack).toBe(false)
+      expect(yield* first!.inProgress).toBe(false)
+      expect(yield* first!.nak()).toBe(false)
+      expect(yield* first!.term("bad")).toBe(false)
+      expect(yield* ackAll(deliveries)).toEqual([false, false])
     }))
 })
