@@ -112,7 +112,7 @@ const contract = (label: string, run: Run) =>
         }
       })))
 
-    it.scopedLive("a value its Schema refuses is not written; a frame that does not decode is refused typed, and reading goes on", () =>
+    it.scopedLive("a value its Schema refuses is not written, alone or in a batch; a frame that does not decode is refused typed, and reading goes on", () =>
       run(Effect.gen(function*() {
         const channels = yield* Channels
         const channel = yield* channels.open("checked", Price)
@@ -137,6 +137,11 @@ const contract = (label: string, run: Run) =>
         const notText = yield* Effect.flip(subscription.take(TAKE_MS))
         expect(notText._tag).toBe("InvalidChannelFrame")
         expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "Z", price: 3 })
+        // A batch with one value refused writes none of it, not even the values before that one.
+        const batch = yield* Effect.flip(publisher.publishAll([{ symbol: "A", price: 1 }, { symbol: "B", price: -1 }]))
+        expect(batch._tag).toBe("ChannelEncodeError")
+        yield* publisher.publish({ symbol: "after", price: 4 })
+        expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "after", price: 4 })
       })))
 
     it.scopedLive("takeUpTo: the values available at once, at most max, stopping before a frame that does not decode", () =>
