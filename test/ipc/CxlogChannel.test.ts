@@ -3,10 +3,10 @@
  * facades of their own runtimes (one creating the channel as the head would, one finding it by name).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { CxlogChannel } from "../../src/layers/ipc/CxlogChannel.js"
-import { ChannelClosed, ChannelTakeTimeout, InvalidChannel } from "../../src/services/ipc/Channels.js"
+import { ChannelClosed, Channels, ChannelTakeTimeout, InvalidChannel } from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -121,6 +121,28 @@ describe("CxlogChannel", () => {
       const closed = await ticks.publish({ symbol: "X", price: 9 }).catch((e: unknown) => e)
       expect(closed).toBeInstanceOf(ChannelClosed)
       expect(await ticks.subscribe().catch((e: unknown) => e)).toBeInstanceOf(ChannelClosed)
+    }))
+
+  it.scopedLive("a publish refused ChannelWritersBusy takes a writer slot at the next publish, once one is free", () =>
+    Effect.gen(function*() {
+      // One Channels shared by the facade and the test, so the test can hold the one writer slot.
+      const channels = Context.get(yield* Layer.build(ChannelsMemory.layerMemory()), Channels)
+      const channel = yield* channels.open("one-writer", Price, { writerSlots: 1 })
+      const holding = yield* Scope.make()
+      yield* Scope.extend(channel.publisher, holding)
+      yield* Effect.promise(async () => {
+        const prices = await CxlogChannel.openWith(Layer.succeed(Channels, channels), "one-writer", Price)
+        try {
+          const subscription = await prices.subscribe()
+          const busy = await prices.publish({ symbol: "A", price: 1 }).catch((e: unknown) => e)
+          expect((busy as { _tag: string })._tag).toBe("ChannelWritersBusy")
+          await Effect.runPromise(Scope.close(holding, Exit.void))
+          await prices.publish({ symbol: "B", price: 2 })
+          expect((await subscription.take(TAKE_MS)).value).toEqual({ symbol: "B", price: 2 })
+        } finally {
+          await prices.close()
+        }
+      })
     }))
 
   it.live("an open's options are checked (InvalidChannel naming the option); a take's bound that is not a number waits not at all", () =>
