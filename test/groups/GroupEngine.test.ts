@@ -3,11 +3,14 @@
  * between claiming an entry and moving the frontier, a dead member's buckets handed back, and a
  * bucket handed on only once what its member holds of it is settled. One group's object over a
  * private region, its members this process's (a member "dies" when this process stops holding its
- * line, as a killed process's line is judged: its pid names no live member).
+ * line, as a killed process's line is judged: its pid names no live member). Last, whole members
+ * over the fake: a byKey member dies that way while another reads, and the survivor's look hands
+ * its keys on.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Schedule } from "effect"
+import { Chunk, Effect, Fiber, Layer, Schedule, Stream } from "effect"
 import { spawn } from "node:child_process"
+import { makeMemory as makeGroupsMemory, makeMemoryGroupsStore } from "../../src/layers/groups/ConsumerGroupsMemory.js"
 import { shareKeys } from "../../src/layers/groups/GroupKeyShare.js"
 import {
   CLAIM_RECORDS,
@@ -25,9 +28,14 @@ import { GroupReader } from "../../src/layers/groups/GroupReader.js"
 import { lookAtPending } from "../../src/layers/groups/GroupRedelivery.js"
 import { lowWater } from "../../src/layers/groups/GroupStatus.js"
 import { privateRegion } from "../../src/layers/region/CxlMemoryMemory.js"
+import { DirectoryTable } from "../../src/layers/region/DirectoryTable.js"
 import { startTagOf } from "../../src/layers/region/ProcessInfo.js"
 import { pairWord } from "../../src/layers/region/Words64.js"
+import * as TestClusterLayers from "../../src/layers/testing/TestCluster.js"
+import { TestCluster } from "../../src/layers/testing/TestCluster.js"
+import type { Delivery } from "../../src/services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../src/services/log/LogReader.js"
+import { Publisher } from "../../src/services/net/Publisher.js"
 
 const BASE = 4096
 
@@ -377,4 +385,74 @@ describe("how often an idle member looks (GroupMemberState.ts, QUIET_LOOK_MS)", 
     stir(m)
     expect(m.lookEveryMs).toBe(1)
   })
+})
+
+describe("byKey: a member dies while the others read (whole members over the fake)", () => {
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes)
+
+  it.scopedLive("its keys go to the survivor: nothing it acked comes again, what it held does, per key in order, none lost", () =>
+    Effect.gen(function*() {
+      const log = yield* TestCluster
+      const store = makeMemoryGroupsStore(log.store)
+      const groups = yield* makeGroupsMemory(store, { checkEveryMs: 20 })
+      const publisher = yield* Publisher
+      const publish = (from: number, count: number) =>
+        Effect.gen(function*() {
+          for (let i = from; i < from + count; i++) {
+            yield* publisher.publish(new TextEncoder().encode(`${i}`), { topic: "keyed", key: `k${i % 8}` })
+          }
+          yield* publisher.flush(5_000)
+        })
+      yield* groups.create({ name: "g", topic: "keyed", byKey: true })
+      yield* publish(0, 40)
+      // A takes every key and the 40 messages, acks the first 30 and holds the rest.
+      const held = heldMembers(store.directory.region)
+      const pullA = yield* Stream.toPull(groups.join("g", { maxInFlight: 64 }))
+      const aTook: Array<Delivery> = []
+      while (aTook.length < 40) aTook.push(...Chunk.toArray(yield* pullA))
+      for (const d of aTook.slice(0, 30)) expect(yield* d.ack).toBe(true)
+      const aLines = new Set(held)
+      // B joins while A lives (A, not pulled, does not look: it keeps every key), then A "dies": no
+      // live member of this process holds its line any more, as a SIGKILLed process's line is judged.
+      const bGot: Array<Delivery> = []
+      const b = yield* groups.join("g", { maxInFlight: 64 }).pipe(
+        Stream.runForEach((d) => Effect.zipRight(Effect.sync(() => bGot.push(d)), d.ack)),
+        Effect.fork
+      )
+      yield* Effect.sync(() => held.size).pipe(
+        Effect.repeat({ until: (n) => n > aLines.size, schedule: Schedule.spaced("5 millis") }),
+        Effect.timeout("5 seconds")
+      )
+      for (const line of aLines) held.delete(line)
+      yield* publish(40, 20)
+      yield* Effect.sync(() => bGot.length).pipe(
+        Effect.repeat({ until: (n) => n >= 30, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("5 seconds")
+      )
+      // The survivor's look freed A's line and handed its buckets on from where A had read (40), so
+      // the survivor reads on from there. Taken as they stood, each bucket's frontier is just past
+      // its last message handed out (the group's start, for a bucket that had none): nothing would
+      // be delivered twice, but the survivor would read the topic again from there, and again at
+      // the next death, and A's line would stay claimed, its look never quiet.
+      const { region, area } = store.directory
+      const group = groupOf(region, new DirectoryTable(region, area).lookup("group", "g")!, new ClaimLiveness(0))
+      if (!("layout" in group)) throw group
+      expect(group.members.deadSlots()).toEqual([])
+      expect(group.buckets.lowestFrontier()).toBeGreaterThanOrEqual(40)
+      yield* Fiber.interrupt(b)
+      const offsets = bGot.map((d) => d.offset)
+      // What A held (30–39) is delivered again, counted; what it acked never; the new ones once.
+      expect(offsets.filter((o) => o < 30)).toEqual([])
+      expect(new Set(offsets).size).toBe(offsets.length)
+      expect([...offsets].sort((x, y) => x - y)).toEqual(Array.from({ length: 30 }, (_, i) => 30 + i))
+      for (const d of bGot) expect(d.deliveryCount).toBe(d.offset < 40 ? 2 : 1)
+      // Per key, in offset order across the move.
+      const byKey = new Map<string, Array<number>>()
+      for (const d of bGot) byKey.set(text(d.key!), [...(byKey.get(text(d.key!)) ?? []), d.offset])
+      for (const [key, list] of byKey) expect(list, key).toEqual([...list].sort((x, y) => x - y))
+    }).pipe(Effect.provide(
+      TestClusterLayers.publisher({ topic: "keyed" }).pipe(
+        Layer.provideMerge(TestClusterLayers.cluster({ topics: ["keyed"] }))
+      )
+    )))
 })
