@@ -227,11 +227,32 @@ export interface SettingsTable {
  */
 export const processEnvironment = (): Readonly<Record<string, string | undefined>> => process.env
 
-/** The setting's value now, outside Effect (the addon's loader, the launcher's helpers): unset, empty or invalid gives the default. */
+/**
+ * The setting's value now, outside Effect (the addon's loader, the launcher's helpers): unset,
+ * empty or invalid gives the default. Empty is a mistake all the same: the CLI refuses it before
+ * a command starts (`setButEmptyProblem`), the addon's loader when it looks for the addon.
+ */
 export const readSetting = <A>(s: Setting<A>, env: Readonly<Record<string, string | undefined>> = process.env): A => {
   const text = env[s.env]
   if (text === undefined || text === "") return s.default
   return Either.getOrElse(s.parse(text), () => s.default)
+}
+
+/** Whether `env` sets `s`'s variable to "": a mistake, except for a switch, where it reads as off. */
+const isSetButEmpty = (
+  s: Setting<unknown>,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): boolean => !s.switch && env[s.env] === ""
+
+/** Why `env` sets one of `settings` (read outside `Config`, which would refuse it) to "", naming its variable; undefined when none is. */
+export const setButEmptyProblem = (
+  settings: ReadonlyArray<Setting<unknown>>,
+  env: Readonly<Record<string, string | undefined>>
+): string | undefined => {
+  const empty = settings.find((s) => isSetButEmpty(s, env))
+  return empty === undefined
+    ? undefined
+    : `${empty.env}: ${SET_BUT_EMPTY}: give it a value, or unset it for the default`
 }
 
 /** Sets a variable for this process and the children it starts (the log format a role chose). */

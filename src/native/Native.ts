@@ -7,7 +7,7 @@ import { existsSync } from "node:fs"
 import { createRequire } from "node:module"
 import { join } from "node:path"
 import { packageRoot } from "../PackageRoot.js"
-import { readSetting } from "../Settings.js"
+import { processEnvironment, readSetting, setButEmptyProblem } from "../Settings.js"
 import { NATIVE_SETTINGS } from "./NativeSettings.js"
 
 export type WaitOutcome = "woken" | "not-equal" | "timed-out"
@@ -117,9 +117,14 @@ export const prebuiltAddonPath = (): string =>
  * Where the addon is loaded from: `CXLOG_NATIVE_PATH` when set (that file only); else a build
  * from source (node-gyp's build/Release, which `npm install` makes only where no prebuilt addon
  * loads, and a developer's checkout always), else the prebuilt one for this platform.
+ * `CXLOG_NATIVE_PATH` set but empty throws `NativeUnavailable` naming it.
  */
 export const addonPath = (): string => {
-  const given = readSetting(NATIVE_SETTINGS.settings.nativePath)
+  const declared = NATIVE_SETTINGS.settings.nativePath
+  // Empty is a mistake (a shell variable that expanded to nothing), not a way to ask for the default.
+  const empty = setButEmptyProblem([declared], processEnvironment())
+  if (empty !== undefined) throw new NativeUnavailable({ path: `${declared.env}=""`, reason: empty })
+  const given = readSetting(declared)
   if (given !== undefined) return given
   const fromSource = join(packageRoot(), "build", "Release", "cxlog_native.node")
   return existsSync(fromSource) ? fromSource : prebuiltAddonPath()

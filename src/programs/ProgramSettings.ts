@@ -5,8 +5,10 @@
  */
 import { existsSync } from "node:fs"
 import { join } from "node:path"
+import { NATIVE_SETTINGS } from "../native/NativeSettings.js"
 import { packageRoot } from "../PackageRoot.js"
-import { readSetting, setting, type SettingsTable } from "../Settings.js"
+import { MIRROR_SETTINGS } from "../services/mirror/MirrorSettings.js"
+import { readSetting, type Setting, setting, type SettingsTable } from "../Settings.js"
 import { CODE_CACHE_SETTING, HEAP_GROWTH_SETTING } from "./cli/LauncherSettings.js"
 
 export const METRICS_SETTINGS = {
@@ -61,6 +63,19 @@ export const LAUNCHER_SETTINGS = {
   usedBy: "every process (the launcher, dist/cxlog.mjs)",
   settings: { codeCache: setting.choice(CODE_CACHE_SETTING), heapGrowth: setting.integer(HEAP_GROWTH_SETTING) }
 } as const satisfies SettingsTable
+
+/**
+ * The settings read outside `Config` (`readSetting`, which takes "" for the default): the CLI
+ * refuses any of them set but empty before a command starts, as `Config` refuses the others.
+ */
+export const SETTINGS_READ_OUTSIDE_CONFIG: ReadonlyArray<Setting<unknown>> = [
+  NATIVE_SETTINGS.settings.nativePath,
+  ORCHESTRATOR_SETTINGS.settings.cli,
+  ORCHESTRATOR_SETTINGS.settings.profileDir,
+  PEER_SETTINGS.settings.redisServer,
+  PEER_SETTINGS.settings.natsServer,
+  MIRROR_SETTINGS.settings.statusDir
+]
 
 /**
  * The `cxlog` CLI to fork role processes from: `CXLOG_CLI`, else the bundled CLI

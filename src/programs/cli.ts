@@ -10,7 +10,7 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Either, Exit, Logger } from "effect"
-import { processEnvironment, retiredVariableProblem } from "../Settings.js"
+import { processEnvironment, retiredVariableProblem, setButEmptyProblem } from "../Settings.js"
 import { configuration } from "./admin/Configuration.js"
 import { describeFailure, failUsage } from "./cli/CliFailure.js"
 import * as Cli from "./cli/CliKit.js"
@@ -40,6 +40,7 @@ import { json } from "./commands/SharedFlags.js"
 import { subscribeCommand } from "./commands/SubscribeCommand.js"
 import { consumersCommand, createTopicCommand, topicsCommand } from "./commands/TopicCommands.js"
 import { userCommand } from "./commands/UserCommand.js"
+import { SETTINGS_READ_OUTSIDE_CONFIG } from "./ProgramSettings.js"
 import { report, tolerateClosedOutput } from "./roles/Report.js"
 
 const VERSION = "0.1.0"
@@ -118,7 +119,8 @@ const main = Effect.suspend(() => {
   const color = Cli.useColor(process.stdout, processEnvironment())
   hangupStops()
   const endPatience = patientStop(() => prefix)
-  const retired = retiredVariableProblem(processEnvironment())
+  const retired = retiredVariableProblem(processEnvironment()) ??
+    setButEmptyProblem(SETTINGS_READ_OUTSIDE_CONFIG, processEnvironment())
   const run = retired !== undefined
     ? failUsage(`${prefix}: ${retired}`)
     : Either.isLeft(verboseVariable)

@@ -357,6 +357,8 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(yield* refused(["config"], { CXLOG_REGION: "" })).toBe(
         "cxlog config: CXLOG_REGION: set but empty: give a NAME, or unset it for the default (cxlog)"
       )
+      // One read outside Config (the CLI run forks its roles from) took "" for the default.
+      expect(yield* refused(["regions"], { CXLOG_CLI: "" })).toBe(`cxlog regions: CXLOG_CLI: ${unset}`)
       expect(existsSync(`/dev/shm/${region}`)).toBe(false)
       // A switch's variable reads "" as off, as documented.
       const verbose = yield* runCli(["config", "--json"], { CXLOG_VERBOSE: "" })

@@ -15,7 +15,9 @@ import { serverOptionsConfig } from "../../src/layers/control/CoordinatorServer.
 import { CADENCE_MS } from "../../src/layers/region/Cadence.js"
 import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
 import { createRegion } from "../../src/layers/Roles.js"
-import { RETIRED_VARIABLES } from "../../src/Settings.js"
+import { loadAddon } from "../../src/native/Native.js"
+import { SETTINGS_READ_OUTSIDE_CONFIG } from "../../src/programs/ProgramSettings.js"
+import { RETIRED_VARIABLES, setButEmptyProblem } from "../../src/Settings.js"
 import { cli } from "../helpers/CliRoles.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
@@ -218,4 +220,43 @@ describe("CXLOG_HEARTBEAT_STALE_MS", () => {
       }
       expect((yield* staleBound(`${twoBeats}`)).heartbeatStaleMs).toBe(twoBeats)
     }))
+})
+
+describe("a setting read outside Config, set but empty", () => {
+  const empty = "set but empty: give it a value, or unset it for the default"
+
+  it("is refused before a command starts, naming its variable", () => {
+    const names = SETTINGS_READ_OUTSIDE_CONFIG.map((s) => s.env)
+    expect(names).toEqual([
+      "CXLOG_NATIVE_PATH",
+      "CXLOG_CLI",
+      "CXLOG_PROFILE_DIR",
+      "CXLOG_REDIS_SERVER",
+      "CXLOG_NATS_SERVER",
+      "CXLOG_MIRROR_STATUS_DIR"
+    ])
+    for (const name of names) {
+      expect(setButEmptyProblem(SETTINGS_READ_OUTSIDE_CONFIG, { [name]: "" })).toBe(`${name}: ${empty}`)
+    }
+    expect(setButEmptyProblem(SETTINGS_READ_OUTSIDE_CONFIG, { CXLOG_CLI: "/opt/cxlog.mjs" })).toBeUndefined()
+  })
+
+  it.effect("CXLOG_NATIVE_PATH: the addon's loader fails with NativeUnavailable naming it", () =>
+    Effect.gen(function*() {
+      yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const before = process.env["CXLOG_NATIVE_PATH"]
+          process.env["CXLOG_NATIVE_PATH"] = ""
+          return before
+        }),
+        (before) =>
+          Effect.sync(() => {
+            if (before === undefined) delete process.env["CXLOG_NATIVE_PATH"]
+            else process.env["CXLOG_NATIVE_PATH"] = before
+          })
+      )
+      const refused = yield* Effect.flip(loadAddon())
+      expect(refused._tag).toBe("NativeUnavailable")
+      expect(refused.message).toContain(`CXLOG_NATIVE_PATH: ${empty}`)
+    }).pipe(Effect.scoped))
 })
