@@ -20,12 +20,14 @@ export const expectMirrorFigures = (output: string, audit: string) => {
       "regionBesideLoadMBps",
       "regionBesideMirrorLoadMBps",
       "mirrorSideCores",
-      "mirrorCores",
       "lagP99Ms"
     ]
   ) {
     expect(result[figure], figure).toBeGreaterThan(0)
   }
+  // The mirror process alone is read in /proc's 10 ms ticks over one short step: a run of the docs'
+  // few thousand messages can give it none (seen on CI), where its side (the JetStream servers too) has some.
+  expect(result["mirrorCores"], "mirrorCores").toBeGreaterThanOrEqual(0)
   expect(result["mirrorCores"]).toBeLessThanOrEqual(result["mirrorSideCores"] as number)
   const region = result["regionMBps"] as number
   expectRatioOf(result, "publishRatio", "regionWithMirrorMBps", region)
