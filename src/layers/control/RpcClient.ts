@@ -1,37 +1,24 @@
 /**
  * The Rpc client: `call` → `requestFrame` (written to the client's request ring) → (the server)
  * → `receive` (the reply ring read in the doorbell's wake callback) → the pending call's
- * `deliver` → `decodeReply`, which resumes the caller. One timer bounds all of a client's calls.
- * Notices (frames not answering a call) go to their subscribers through RpcClientNotices.ts.
+ * `deliver` → `decodeReply`, which resumes the caller; the waiting calls, their one timer and how
+ * each is settled are RpcPendingCalls.ts's. Notices (frames not answering a call) go to their subscribers through RpcClientNotices.ts.
  */
 import { Deferred, Effect, Either, ExecutionStrategy, Exit, Queue, Schedule, Scope } from "effect"
-import { rpcCalls, rpcTimeouts } from "../../Metrics.js"
-import type {
-  FrameTooLarge,
-  ReaderOptions,
-  RingClosed,
-  RingCorrupt,
-  RingReader,
-  RingsShape,
-  RingWriter
-} from "../../services/control/Rings.js"
+import { rpcCalls } from "../../Metrics.js"
+import type { FrameTooLarge, ReaderOptions, RingClosed, RingCorrupt, RingsShape } from "../../services/control/Rings.js"
 import {
   type AnyRpcMethod,
   type Failure,
   type Payload,
-  RpcAbandoned,
   type RpcCallError,
   type RpcClient,
   type RpcClientOptions,
   RpcInvalidPayload,
-  RpcInvalidReply,
-  RpcProtocolError,
-  RpcRepliesLost,
-  RpcTimeout,
   type Success
 } from "../../services/control/Rpc.js"
 import { readU32 } from "../region/LittleEndian.js"
-import { type NoticeHubs, noticesOf, publishNotices } from "./RpcClientNotices.js"
+import { noticesOf, publishNotices } from "./RpcClientNotices.js"
 import {
   addresseeOf,
   ALL_CLIENTS,
@@ -48,84 +35,11 @@ import {
   type WireFrame,
   writeFrameAt
 } from "./RpcFrames.js"
+import { abandoned, type Caller, failWaiting, listen, type PendingCall } from "./RpcPendingCalls.js"
 import { readForever, RETRY_AFTER_ERROR_MS } from "./RpcReadForever.js"
 import { failUnread, RequestsUnread } from "./RpcRequestsUnread.js"
 
 const DEFAULT_TIMEOUT_MS = 10_000
-
-/**
- * A call waiting for its reply, by request id. Its outcome resumes the calling fiber once, as an
- * exit made in the wake's callback: the reply decoded with the method's Schemas, its bound
- * (`RpcTimeout`), or its signal's abort (`RpcAbandoned`). Nothing is allocated per call for
- * the wait beyond this record: no closure, timer or listener of its own.
- */
-class PendingCall {
-  /** Where its request's frame ended in the request ring, once written (a server that could not read it says where). */
-  sentThrough = -1
-  constructor(
-    readonly caller: Caller,
-    readonly method: AnyRpcMethod,
-    readonly requestId: number,
-    /** The request's payload, kept to send it again (`resendWaiting`). */
-    readonly json: string,
-    readonly timeoutMs: number,
-    readonly deadline: number,
-    readonly signal: AbortSignal | undefined,
-    readonly resume: (outcome: Exit.Exit<unknown, unknown>) => void
-  ) {}
-  /** Whether the call still waits (no reply, bound or abort settled it yet). */
-  waiting(): boolean {
-    return this.caller.pending.get(this.requestId) === this
-  }
-  /** Stops listening: no reply, bound or abort reaches this call any more. */
-  stop(): void {
-    untrack(this.caller, this.requestId)
-    if (this.signal !== undefined) this.caller.aborts.get(this.signal)?.delete(this)
-  }
-  settle(outcome: Exit.Exit<unknown, unknown>): void {
-    this.stop()
-    this.resume(outcome)
-  }
-  deliver(kind: number, json: string): void {
-    this.settle(decodeReply(this.method, this.requestId, kind, json))
-  }
-  /** The call's bound passed: it fails with `RpcTimeout`. */
-  expire(): void {
-    rpcTimeouts.unsafeUpdate(1, [])
-    this.settle(
-      Exit.fail(new RpcTimeout({ method: this.method.tag, requestId: this.requestId, timeoutMs: this.timeoutMs }))
-    )
-  }
-  /** The call's signal aborted: it fails with `RpcAbandoned`. */
-  abandon(): void {
-    this.settle(Exit.fail(abandoned(this.method.tag, this.requestId, this.signal)))
-  }
-}
-
-const abandoned = (method: string, requestId: number, signal: AbortSignal | undefined) =>
-  new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
-
-interface Caller extends NoticeHubs {
-  /** This client's slot: its request ring's index. */
-  readonly slot: number
-  /** What its requests name it, and its replies (`clientAddress`): the slot and its request ring's writer occurrence. */
-  readonly me: number
-  readonly writer: RingWriter
-  /** Replaced when the server reaped it (`reattach`). */
-  reader: RingReader
-  readonly defaultTimeoutMs: number
-  /** Calls waiting for their reply, by request id. */
-  readonly pending: Map<number, PendingCall>
-  /**
-   * Calls waiting with each abort signal: one listener per signal however many calls share it
-   * (every barrier call shares the coordinator's takeover signal), so a call adds none.
-   */
-  readonly aborts: WeakMap<AbortSignal, Set<PendingCall>>
-  /** The one timer that bounds every call (`boundCalls`), and when it fires. */
-  timer: ReturnType<typeof setTimeout> | undefined
-  timerAt: number
-  nextId: number
-}
 
 /** The byte length of the tag of the notice every client takes (RpcRequestsUnread.ts). */
 const UNREAD_TAG_BYTES = new TextEncoder().encode(RequestsUnread.tag).length
@@ -168,105 +82,9 @@ const unreadRequests = (caller: Caller, bytes: Uint8Array): void => {
   }
 }
 
-/** The reply ring read corrupt (`reason`): each call waiting may have lost its reply there, and ends now. */
-const failWaiting = (caller: Caller, reason: string): void => {
-  for (const call of [...caller.pending.values()]) {
-    call.settle(Exit.fail(new RpcRepliesLost({ method: call.method.tag, requestId: call.requestId, reason })))
-  }
-}
-
-/**
- * One timer bounds every call of a client, armed for the earliest deadline and re-armed when it
- * fires: a client's calls mostly share a timeout, so their deadlines come in order and the timer
- * rarely moves — a call costs no timer of its own. It keeps the process alive only while calls wait.
- */
-const armCallTimer = (caller: Caller, deadline: number) => {
-  if (caller.timer !== undefined && caller.timerAt <= deadline) return
-  if (caller.timer !== undefined) clearTimeout(caller.timer)
-  caller.timerAt = deadline
-  caller.timer = setTimeout(() => boundCalls(caller), Math.min(Math.max(0, deadline - performance.now()), 2 ** 31 - 1))
-}
-const boundCalls = (caller: Caller) => {
-  caller.timer = undefined
-  caller.timerAt = Infinity
-  const now = performance.now()
-  let next = Infinity
-  for (const call of caller.pending.values()) {
-    if (call.deadline <= now) call.expire()
-    else next = Math.min(next, call.deadline)
-  }
-  if (next < Infinity) armCallTimer(caller, next)
-}
-const track = (caller: Caller, requestId: number, call: PendingCall) => {
-  if (caller.pending.size === 0) caller.timer?.ref()
-  caller.pending.set(requestId, call)
-  armCallTimer(caller, call.deadline)
-}
-const untrack = (caller: Caller, requestId: number) => {
-  if (caller.pending.delete(requestId) && caller.pending.size === 0) caller.timer?.unref()
-}
-
-/** Listens for the reply to `requestId` from now on (before the request is written, so a reply cannot come first), bounded by the client's timer and `signal`. */
-const listen = (
-  caller: Caller,
-  method: AnyRpcMethod,
-  requestId: number,
-  json: string,
-  timeoutMs: number,
-  signal: AbortSignal | undefined,
-  resume: (outcome: Exit.Exit<unknown, unknown>) => void
-): PendingCall => {
-  const pending = new PendingCall(
-    caller,
-    method,
-    requestId,
-    json,
-    timeoutMs,
-    performance.now() + timeoutMs,
-    signal,
-    resume
-  )
-  track(caller, requestId, pending)
-  if (signal !== undefined) {
-    let waiting = caller.aborts.get(signal)
-    if (waiting === undefined) {
-      const calls = waiting = new Set()
-      caller.aborts.set(signal, calls)
-      signal.addEventListener("abort", () => {
-        for (const call of calls) call.abandon()
-      }, { once: true })
-    }
-    waiting.add(pending)
-  }
-  return pending
-}
-
 /** A request frame: it names this client's reader slot on the reply ring, so the reply wakes only this client. */
 const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string) =>
   outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
-
-/** A reply decoded with the method's own Schemas: its success, or its typed or protocol failure. */
-const decodeReply = (
-  method: AnyRpcMethod,
-  requestId: number,
-  kind: number,
-  json: string
-): Exit.Exit<unknown, unknown> => {
-  const decoded = kind === Kind.success
-    ? fromJson(method.success, json)
-    : kind === Kind.failure
-    ? fromJson(method.failure, json)
-    : kind === Kind.protocolError
-    ? fromJson(RpcProtocolError, json)
-    : undefined
-  if (decoded === undefined) {
-    return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: `unexpected frame kind ${kind}` }))
-  }
-  if (Either.isLeft(decoded)) {
-    return Exit.fail(new RpcInvalidReply({ method: method.tag, requestId, issue: describe(decoded.left) }))
-  }
-  return kind === Kind.success ? Exit.succeed(decoded.right) : Exit.fail(decoded.right)
-}
 
 /**
  * Writes `frame` into the request ring while `pending` still waits, waiting for room within its
