@@ -195,7 +195,24 @@ export class DirectoryTable {
    */
   liveSlots(kind: ObjectKind): ReadonlyArray<{ readonly slot: number; readonly generation: number }> {
     const code = OBJECT_KINDS.indexOf(kind)
-    const found: Array<{ readonly slot: number; readonly generation: number }> = []
+    const e = this.entries
+    return this.scanLive((at, slot) => e.kind(at) === code ? { slot, generation: e.generation(at) } : undefined)
+  }
+
+  /**
+   * The slots of live entries whose fields are out of range (`undecoded` reads what is left of each),
+   * found on a few words per live entry, no name decoded.
+   */
+  unreadableSlots(): ReadonlyArray<number> {
+    return this.scanLive((at, slot) => this.inRange(at, slot) ? undefined : slot)
+  }
+
+  /**
+   * What `look` reads of each live entry (undefined: nothing), under the entry's lock: read again
+   * while a writer holds it or moved it meanwhile, and only what was read of a still-live entry kept.
+   */
+  private scanLive<T>(look: (at: number, slot: number) => T | undefined): Array<T> {
+    const found: Array<T> = []
     const e = this.entries
     for (let slot = 0; slot <= this.mask; slot++) {
       const at = this.area.entry(slot)
@@ -207,34 +224,9 @@ export class DirectoryTable {
         if (attempt > 0) this.region.invalidate(at, ENTRY_BYTES)
         const before = e.version(at)
         if ((before & 1) === 1) continue
-        const live = e.state(at) === EntryState.live && e.kind(at) === code
-        const generation = e.generation(at)
+        const value = e.state(at) === EntryState.live ? look(at, slot) : undefined
         if (e.version(at) !== before) continue
-        if (live) found.push({ slot, generation })
-        break
-      }
-    }
-    return found
-  }
-
-  /**
-   * The slots of live entries whose fields are out of range (`undecoded` reads what is left of each),
-   * found on a few words per live entry, no name decoded.
-   */
-  unreadableSlots(): ReadonlyArray<number> {
-    const found: Array<number> = []
-    const e = this.entries
-    for (let slot = 0; slot <= this.mask; slot++) {
-      const at = this.area.entry(slot)
-      this.region.invalidate(at, ENTRY_BYTES)
-      if (e.state(at) !== EntryState.live) continue
-      for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-        if (attempt > 0) this.region.invalidate(at, ENTRY_BYTES)
-        const before = e.version(at)
-        if ((before & 1) === 1) continue
-        const unreadable = e.state(at) === EntryState.live && !this.inRange(at, slot)
-        if (e.version(at) !== before) continue
-        if (unreadable) found.push(slot)
+        if (value !== undefined) found.push(value)
         break
       }
     }
