@@ -238,9 +238,12 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
      * and the ring moved on under it): attach again at the ring's head, never read the old
      * position, and send the waiting calls again (their replies may have gone by meanwhile).
      */
+    const attachAgain = Effect.suspend(() => Scope.extend(rings.reader(options.replies, readerOptions), readers)).pipe(
+      Effect.tap((attached) => Effect.sync(() => (caller.reader = attached)))
+    )
     const reattach = Effect.gen(function*() {
       const reaped = caller.reader
-      caller.reader = yield* Scope.extend(rings.reader(options.replies, readerOptions), readers)
+      yield* attachAgain
       yield* resendWaiting(caller)
       yield* Effect.logWarning(
         `rpc: client ${caller.slot}: its reader slot ${reaped.slot} of reply ring ${reaped.address.id} was reaped (this process did not run for too long); attached again at the ring's head`
@@ -252,9 +255,6 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
         Effect.sleep(RETRY_AFTER_ERROR_MS)
       )
     ))
-    const attachAgain = Effect.suspend(() => Scope.extend(rings.reader(options.replies, readerOptions), readers)).pipe(
-      Effect.tap((attached) => Effect.sync(() => (caller.reader = attached)))
-    )
     /**
      * The reply ring read corrupt (a frame there failed its checks): read again, it would fail the
      * same way for good while every call waited out its bound. As after a reap, the reader lets its

@@ -16,7 +16,7 @@ const REPEAT_WARNING_MS = 60_000
  * corrupt ring, a reaped slot) is logged and the ring read again after RETRY_AFTER_ERROR_MS.
  * A ring that stays corrupt fails every retry: the first error is logged, then at most one
  * line per REPEAT_WARNING_MS with how many failed since (not a line a second for good) — unless
- * `pastCorrupt` is given: a corrupt ring is handed to it instead (RingResync.ts moves the reader
+ * `pastCorrupt` is given: a corrupt ring is handed to it instead (ReadPastCorruption.ts moves the reader
  * past the damage), and read again when it returns.
  */
 export const readForever = <R, R2 = never>(
