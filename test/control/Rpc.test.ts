@@ -288,13 +288,16 @@ const contract = (label: string, open: OpenRings) =>
           yield* Effect.sleep("1 millis")
         }
         // Its bound is far shorter than the writer's own 10 s wait for room: it must end at its own.
-        expect(yield* Effect.flip(client.call(Wait, { name: "timedout" }, { timeoutMs: 50 }))).toMatchObject({
+        // As large as a filler: it cannot fit in what the fillers leave of the ring.
+        const timedOut = client.call(Wait, { name: "timedout".padEnd(2000, "x") }, { timeoutMs: 50 })
+        expect(yield* Effect.flip(timedOut)).toMatchObject({
           _tag: "RpcTimeout",
-          timeoutMs: 50
+          timeoutMs: 50,
+          request: "not-sent"
         })
         const controller = new AbortController()
         const aborted = yield* Effect.fork(
-          client.call(Wait, { name: "aborted" }, { timeoutMs: 600_000, signal: controller.signal })
+          client.call(Wait, { name: "aborted".padEnd(2000, "x") }, { timeoutMs: 600_000, signal: controller.signal })
         )
         // Aborted while it waits for room (the ring is still full), not before it started to.
         yield* parked([aborted])
@@ -355,24 +358,29 @@ const contract = (label: string, open: OpenRings) =>
       20_000
     )
 
-    it.scopedLive("a call times out with RpcTimeout; its request still runs, the late reply is dropped and the client goes on", () =>
+    it.scopedLive("a call times out with RpcTimeout saying whether the server read its request; one read runs on, its late reply dropped, one unread by its deadline never runs", () =>
       Effect.gen(function*() {
-        const { first, waiting } = yield* setup(open)
-        const timeout = yield* Effect.flip(first.call(Sleep, { ms: 300 }, { timeoutMs: 30 }))
-        expect(timeout).toMatchObject({ _tag: "RpcTimeout", method: "Sleep", timeoutMs: 30 })
-        expect(yield* first.call(Wait, { name: "after-timeout" }, { timeoutMs: 30 }).pipe(Effect.flip)).toMatchObject({
-          _tag: "RpcTimeout"
-        })
-        // The server is not told of the timeout (docs/control-plane/rpc.md): the handler runs on.
-        yield* Effect.repeat(Effect.sync(() => waiting.has("after-timeout")), {
-          until: (running) => running,
-          schedule: Schedule.spaced("2 millis")
-        }).pipe(Effect.timeoutFail({
-          duration: "5 seconds",
-          onTimeout: () => new Error("the timed-out request never ran")
-        }))
-        yield* waiting.get("after-timeout")!.succeed("late")
+        const { first, requests, rings, waiting } = yield* setup(open)
+        // Read at once, then its handler outlasts the call's bound: the server is not told (docs/control-plane/rpc.md).
+        const timeout = yield* Effect.flip(first.call(Wait, { name: "read" }, { timeoutMs: 30 }))
+        expect(timeout).toMatchObject({ _tag: "RpcTimeout", method: "Wait", timeoutMs: 30, request: "read" })
+        expect(timeout.message).toContain("may have run")
+        expect(waiting.has("read")).toBe(true)
+        // Behind a handler that suspends, the next request is not read until it ends, past this one's deadline.
+        const ring = yield* rings.inspect(requests[0]!.ring)
+        const sentBefore = ring.writer().sequence
+        const sleeping = yield* Effect.fork(first.call(Sleep, { ms: 300 }, { timeoutMs: 5_000 }))
+        yield* until(() => ring.writer().sequence > sentBefore, 5_000, () => "the Sleep request was never written")
+        const unread = yield* Effect.flip(first.call(Wait, { name: "unread" }, { timeoutMs: 30 }))
+        expect(unread).toMatchObject({ _tag: "RpcTimeout", request: "unread" })
+        expect(unread.message).toContain("never runs")
+        yield* Fiber.join(sleeping)
+        // Requests on one ring are served in order: answered, this one means the server read past it, and did not run it.
         expect(yield* first.call(Add, { a: 3, b: 4 })).toBe(7)
+        expect(waiting.has("unread")).toBe(false)
+        // The one read before its deadline runs on; its late reply finds nobody and the client goes on.
+        yield* waiting.get("read")!.succeed("late")
+        expect(yield* first.call(Add, { a: 1, b: 1 })).toBe(2)
       }))
 
     // A client's calls share one timer, armed for the earliest deadline: a call with a shorter

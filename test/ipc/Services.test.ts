@@ -62,7 +62,8 @@ const contract = (label: string, run: Run) =>
         expect(timedOut).toMatchObject({ _tag: "RpcTimeout", timeoutMs: 100 })
         // A bound that is not a number (a setting read wrong) bounds the call at once, not never.
         expect(yield* Effect.flip(client.call(Hang, {}, { timeoutMs: Number.NaN }))).toMatchObject({
-          _tag: "RpcTimeout"
+          _tag: "RpcTimeout",
+          request: "not-sent"
         })
         // Many concurrent calls, each with its own reply.
         const sums = yield* Effect.all(
@@ -214,7 +215,8 @@ const sizes = (label: string, run: Run) =>
           _tag: "ServiceRequestTooLarge",
           name: "echo",
           method: "echo",
-          bytes: 5018
+          // The payload's 5 002 bytes of JSON, the 4-byte tag, the 12-byte header and the call's 8-byte deadline.
+          bytes: 5026
         })
         expect(refused.message).toContain("CXLOG_SERVICE_RING_BYTES")
         expect((refused as { maxFrameBytes: number }).maxFrameBytes).toBeLessThanOrEqual(1024)

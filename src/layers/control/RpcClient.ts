@@ -35,7 +35,7 @@ import {
   type WireFrame,
   writeFrameAt
 } from "./RpcFrames.js"
-import { abandoned, type Caller, failWaiting, listen, type PendingCall } from "./RpcPendingCalls.js"
+import { abandoned, type Caller, failWaiting, listen, type PendingCall, unsent } from "./RpcPendingCalls.js"
 import { readForever, RETRY_AFTER_ERROR_MS } from "./RpcReadForever.js"
 import { failUnread, RequestsUnread } from "./RpcRequestsUnread.js"
 
@@ -82,9 +82,19 @@ const unreadRequests = (caller: Caller, bytes: Uint8Array): void => {
   }
 }
 
-/** A request frame: it names this client's reader slot on the reply ring, so the reply wakes only this client. */
-const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string) =>
-  outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot)
+/**
+ * A request frame: it names this client's reader slot on the reply ring, so the reply wakes only
+ * this client, and carries the call's deadline, past which the server does not run it.
+ */
+const requestFrame = (caller: Caller, method: AnyRpcMethod, requestId: number, json: string, deadlineMs: number) =>
+  outFrame(Kind.request, caller.me, requestId, method.tag, json, caller.reader.slot, deadlineMs)
+
+/**
+ * A call's deadline in wall-clock ms, which servers in other processes can compare (Infinity for
+ * no bound). Whole ms of the bound: the call's timer, on `performance.now()`, never passes before
+ * `Date.now()` reaches it, so a timed-out call's look at its request ring comes after its deadline.
+ */
+const deadlineOf = (timeoutMs: number) => (timeoutMs === Infinity ? Infinity : Date.now() + Math.floor(timeoutMs))
 
 /**
  * Writes `frame` into the request ring while `pending` still waits, waiting for room within its
@@ -102,7 +112,7 @@ const sendWhileWaiting = (
     const at = caller.writer.tryReserve(frame.length)
     if (at >= 0) {
       writeFrameAt(caller.writer.bytes, at, frame)
-      pending.sentThrough = caller.writer.commit()
+      pending.sent(caller.writer.commit())
       return Effect.void
     }
     const left = pending.deadline - performance.now()
@@ -135,6 +145,7 @@ const callWhenRoom = (
       requestId,
       frame.json,
       timeoutMs,
+      frame.deadlineMs,
       signal,
       (exit) => Deferred.unsafeDone(outcome, exit)
     )
@@ -171,13 +182,15 @@ const call = <M extends AnyRpcMethod>(
     const asked = options?.timeoutMs ?? caller.defaultTimeoutMs
     // A bound that is not a number bounds the call at once: never an unbounded wait (Infinity alone is that).
     const timeoutMs = Number.isNaN(asked) ? 0 : asked
-    const frame = requestFrame(caller, method, requestId, json.right)
+    // A bound passed already: any server would refuse it (its deadline is now), so it is not sent.
+    if (timeoutMs <= 0) return resume(Exit.fail(unsent(method.tag, requestId, timeoutMs)))
+    const frame = requestFrame(caller, method, requestId, json.right, deadlineOf(timeoutMs))
     // Reserved, filled and committed in this one synchronous step (see RingWriter.tryReserve).
     const at = caller.writer.tryReserve(frame.length)
     if (at < 0) return resume(callWhenRoom(caller, method, requestId, timeoutMs, signal, frame))
-    const pending = listen(caller, method, requestId, json.right, timeoutMs, signal, resume)
+    const pending = listen(caller, method, requestId, json.right, timeoutMs, frame.deadlineMs, signal, resume)
     writeFrameAt(caller.writer.bytes, at, frame)
-    pending.sentThrough = caller.writer.commit()
+    pending.sent(caller.writer.commit())
     return Effect.sync(() => pending.stop())
   }) as Effect.Effect<Success<M>, Failure<M> | RpcCallError>
 
@@ -198,7 +211,8 @@ const resendWaiting = (caller: Caller) =>
         pending.requestId,
         pending.method.tag,
         pending.json,
-        caller.reader.slot
+        caller.reader.slot,
+        pending.deadlineMs
       )
       // A ring closed or a frame too large ends the retry: that call ends with its bound.
       return Effect.ignore(sendWhileWaiting(caller, pending, frame, Effect.void))
@@ -222,6 +236,7 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
       slot: options.client,
       me: clientAddress(options.client, writer.occurrence),
       writer,
+      requests: yield* rings.inspect(options.requests),
       reader: yield* rings.reader(options.replies, readerOptions),
       defaultTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       pending: new Map(),

@@ -1,8 +1,11 @@
 /**
  * Rpc frames: a 12-byte header — kind (u8), the client's reply-ring reader slot + 1 (u8 at +1,
  * requests and retries only; 0 = unknown), tag length (u16 at +2), the client's address (u32 at
- * +4, `clientAddress`), request id (u32 at +8) — then the method or notice tag, then the payload
- * as JSON of the Schema-encoded value.
+ * +4, `clientAddress`), request id (u32 at +8) — then, in a request or retry with a deadline
+ * (kinds `requestUntil`, `retryUntil`), the caller's deadline (f64 at +12: wall-clock ms, past
+ * which the server does not run it), then the method or notice tag, then the payload as JSON of
+ * the Schema-encoded value. A request or retry without a deadline (kinds `request`, `retry`: a
+ * call with no bound, or a client of a build before deadlines) has none of those 8 bytes.
  */
 import type { ParseResult, Schema } from "effect"
 import { firstIssueLine } from "../../SchemaIssues.js"
@@ -10,9 +13,27 @@ import { type AnyRpcMethod, RpcProtocolError } from "../../services/control/Rpc.
 import { readU32, writeU32 } from "../region/LittleEndian.js"
 import { type JsonCodec, jsonCodec } from "./JsonCodec.js"
 
-/** `retry`: a request sent again by a client whose reply reader was reaped (RpcReplyMemo.ts). */
-export const Kind = { request: 1, success: 2, failure: 3, protocolError: 4, notice: 5, retry: 6 } as const
+/**
+ * `retry`: a request sent again by a client whose reply reader was reaped (RpcReplyMemo.ts).
+ * `requestUntil` and `retryUntil` are `request` and `retry` carrying their caller's deadline; read,
+ * they decode as `request` and `retry` with `deadlineMs` set.
+ */
+export const Kind = {
+  request: 1,
+  success: 2,
+  failure: 3,
+  protocolError: 4,
+  notice: 5,
+  retry: 6,
+  requestUntil: 7,
+  retryUntil: 8
+} as const
 export const HEADER_BYTES = 12
+/** The deadline's bytes after the header, in a `requestUntil` or `retryUntil` frame. */
+const DEADLINE_BYTES = 8
+/** Where a deadline is encoded before it is copied into a frame: no view made per frame. */
+const deadlineBytes = new Uint8Array(DEADLINE_BYTES)
+const deadlineScratch = new DataView(deadlineBytes.buffer)
 /** Addressee of a notice meant for every client. */
 export const ALL_CLIENTS = 0xffffffff
 
@@ -28,6 +49,8 @@ export interface WireFrame {
   readonly replySlot: number
   readonly client: number
   readonly requestId: number
+  /** A request's or retry's deadline (wall-clock ms; Infinity when it has none). */
+  readonly deadlineMs: number
   readonly tag: string
   readonly json: string
 }
@@ -59,8 +82,22 @@ export interface OutFrame {
   readonly tag: Uint8Array
   readonly json: string
   readonly replySlot: number
+  /** A request's or retry's deadline (wall-clock ms), written only when finite. */
+  readonly deadlineMs: number
+  /** Where the tag starts: after the header, and the deadline when there is one. */
+  readonly tagAt: number
   readonly length: number
 }
+
+/** The kind a request or retry is sent as: with its deadline when it has one. */
+const kindSent = (kind: number, deadlineMs: number) =>
+  deadlineMs === Infinity
+    ? kind
+    : kind === Kind.request
+    ? Kind.requestUntil
+    : kind === Kind.retry
+    ? Kind.retryUntil
+    : kind
 
 export const outFrame = (
   kind: number,
@@ -68,31 +105,40 @@ export const outFrame = (
   requestId: number,
   tag: string | Uint8Array,
   json: string,
-  replySlot = -1
+  replySlot = -1,
+  deadlineMs = Infinity
 ): OutFrame => {
   const tagged = tagBytesOf(tag)
+  const sent = kindSent(kind, deadlineMs)
+  const tagAt = sent === Kind.requestUntil || sent === Kind.retryUntil ? HEADER_BYTES + DEADLINE_BYTES : HEADER_BYTES
   return {
-    kind,
+    kind: sent,
     client,
     requestId,
     tag: tagged,
     json,
     replySlot,
-    length: HEADER_BYTES + tagged.length + Buffer.byteLength(json, "utf8")
+    deadlineMs,
+    tagAt,
+    length: tagAt + tagged.length + Buffer.byteLength(json, "utf8")
   }
 }
 
-/** Writes `frame`'s header, tag and payload at `bytes[at]` (`frame.length` bytes). */
+/** Writes `frame`'s header, deadline, tag and payload at `bytes[at]` (`frame.length` bytes). */
 export const writeFrameAt = (bytes: Uint8Array, at: number, frame: OutFrame) => {
-  const { replySlot, tag } = frame
+  const { replySlot, tag, tagAt } = frame
   bytes[at] = frame.kind
   bytes[at + 1] = replySlot >= 0 && replySlot <= MAX_NAMED_SLOT ? replySlot + 1 : 0
   bytes[at + 2] = tag.length & 0xff
   bytes[at + 3] = tag.length >>> 8
   writeU32(bytes, at + 4, frame.client)
   writeU32(bytes, at + 8, frame.requestId)
-  bytes.set(tag, at + HEADER_BYTES)
-  encoder.encodeInto(frame.json, bytes.subarray(at + HEADER_BYTES + tag.length, at + frame.length))
+  if (tagAt > HEADER_BYTES) {
+    deadlineScratch.setFloat64(0, frame.deadlineMs, true)
+    bytes.set(deadlineBytes, at + HEADER_BYTES)
+  }
+  bytes.set(tag, at + tagAt)
+  encoder.encodeInto(frame.json, bytes.subarray(at + tagAt + tag.length, at + frame.length))
 }
 
 export const frameBytes = (frame: OutFrame): Uint8Array => {
@@ -120,16 +166,22 @@ export const addresseeOf = (frame: Uint8Array): number => (frame.length < HEADER
 export const decodeFrame = (frame: Uint8Array): WireFrame | undefined => {
   if (frame.length < HEADER_BYTES) return undefined
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
-  const kind = view.getUint8(0)
+  const sent = view.getUint8(0)
   const tagLength = view.getUint16(2, true)
-  if (kind < Kind.request || kind > Kind.retry || HEADER_BYTES + tagLength > frame.length) return undefined
+  const until = sent === Kind.requestUntil || sent === Kind.retryUntil
+  const tagAt = until ? HEADER_BYTES + DEADLINE_BYTES : HEADER_BYTES
+  if (sent < Kind.request || sent > Kind.retryUntil || tagAt + tagLength > frame.length) return undefined
+  const deadlineMs = until ? view.getFloat64(HEADER_BYTES, true) : Infinity
+  // A deadline that is not a number bounds nothing a server could compare: the frame is malformed.
+  if (Number.isNaN(deadlineMs)) return undefined
   return {
-    kind,
+    kind: sent === Kind.requestUntil ? Kind.request : sent === Kind.retryUntil ? Kind.retry : sent,
     replySlot: view.getUint8(1) - 1,
     client: view.getUint32(4, true),
     requestId: view.getUint32(8, true),
-    tag: decoder.decode(frame.subarray(HEADER_BYTES, HEADER_BYTES + tagLength)),
-    json: decoder.decode(frame.subarray(HEADER_BYTES + tagLength))
+    deadlineMs,
+    tag: decoder.decode(frame.subarray(tagAt, tagAt + tagLength)),
+    json: decoder.decode(frame.subarray(tagAt + tagLength))
   }
 }
 

@@ -5,13 +5,14 @@
  */
 import { Either, Exit } from "effect"
 import { rpcTimeouts } from "../../Metrics.js"
-import type { RingReader, RingWriter } from "../../services/control/Rings.js"
+import type { RingInspector, RingReader, RingWriter } from "../../services/control/Rings.js"
 import {
   type AnyRpcMethod,
   RpcAbandoned,
   RpcInvalidReply,
   RpcProtocolError,
   RpcRepliesLost,
+  type RpcRequestFate,
   RpcTimeout
 } from "../../services/control/Rpc.js"
 import type { NoticeHubs } from "./RpcClientNotices.js"
@@ -26,6 +27,8 @@ import { describe, fromJson, Kind } from "./RpcFrames.js"
 export class PendingCall {
   /** Where its request's frame ended in the request ring, once written (a server that could not read it says where). */
   sentThrough = -1
+  /** Where its first frame ended (a retry is written after it): a server that read that far may have run it. */
+  firstSentThrough = -1
   constructor(
     readonly caller: Caller,
     readonly method: AnyRpcMethod,
@@ -33,7 +36,10 @@ export class PendingCall {
     /** The request's payload, kept to send it again (`resendWaiting`). */
     readonly json: string,
     readonly timeoutMs: number,
+    /** When its bound passes, on this process's `performance.now()` clock (its timer's). */
     readonly deadline: number,
+    /** The same, in wall-clock ms, as its frames carry it to the server: Infinity for no bound. */
+    readonly deadlineMs: number,
     readonly signal: AbortSignal | undefined,
     readonly resume: (outcome: Exit.Exit<unknown, unknown>) => void
   ) {}
@@ -53,17 +59,48 @@ export class PendingCall {
   deliver(kind: number, json: string): void {
     this.settle(decodeReply(this.method, this.requestId, kind, json))
   }
-  /** The call's bound passed: it fails with `RpcTimeout`. */
+  /** Its request's frame was committed to the request ring, ending at `end`. */
+  sent(end: number): void {
+    this.sentThrough = end
+    if (this.firstSentThrough < 0) this.firstSentThrough = end
+  }
+  /** The call's bound passed: it fails with `RpcTimeout`, saying how far its request got. */
   expire(): void {
     rpcTimeouts.unsafeUpdate(1, [])
     this.settle(
-      Exit.fail(new RpcTimeout({ method: this.method.tag, requestId: this.requestId, timeoutMs: this.timeoutMs }))
+      Exit.fail(
+        new RpcTimeout({
+          method: this.method.tag,
+          requestId: this.requestId,
+          timeoutMs: this.timeoutMs,
+          request: this.fate()
+        })
+      )
     )
+  }
+  /**
+   * How far its request got, read once its bound passed. A server publishes that it read a frame
+   * before it looks at the frame's deadline (RingEndpoints.ts `consumeSync`), so a request no
+   * server had read when this process's wall clock reached the deadline is refused by any server
+   * reading it after. Any reader slot at or past the first frame counts as having read it: one that
+   * attached after it was sent never read it, but the server it replaced may have.
+   */
+  private fate(): RpcRequestFate {
+    if (this.firstSentThrough < 0) return "not-sent"
+    const end = this.firstSentThrough
+    if (this.caller.requests.readers().some((reader) => reader.delivered >= end)) return "read"
+    return Date.now() >= this.deadlineMs ? "unread" : "unread-early"
   }
   /** The call's signal aborted: it fails with `RpcAbandoned`. */
   abandon(): void {
     this.settle(Exit.fail(abandoned(this.method.tag, this.requestId, this.signal)))
   }
+}
+
+/** A call whose bound had passed before its request could be sent: it never runs. */
+export const unsent = (method: string, requestId: number, timeoutMs: number) => {
+  rpcTimeouts.unsafeUpdate(1, [])
+  return new RpcTimeout({ method, requestId, timeoutMs, request: "not-sent" })
 }
 
 export const abandoned = (method: string, requestId: number, signal: AbortSignal | undefined) =>
@@ -75,6 +112,8 @@ export interface Caller extends NoticeHubs {
   /** What its requests name it, and its replies (`clientAddress`): the slot and its request ring's writer occurrence. */
   readonly me: number
   readonly writer: RingWriter
+  /** The request ring's lines: how far its server read (a timed-out call's `fate`). */
+  readonly requests: RingInspector
   /** Replaced when the server reaped it (`reattach`). */
   reader: RingReader
   readonly defaultTimeoutMs: number
@@ -136,6 +175,7 @@ export const listen = (
   requestId: number,
   json: string,
   timeoutMs: number,
+  deadlineMs: number,
   signal: AbortSignal | undefined,
   resume: (outcome: Exit.Exit<unknown, unknown>) => void
 ): PendingCall => {
@@ -146,6 +186,7 @@ export const listen = (
     json,
     timeoutMs,
     performance.now() + timeoutMs,
+    deadlineMs,
     signal,
     resume
   )

@@ -7,6 +7,7 @@ import { rpcRejectedRequests } from "../../Metrics.js"
 import type { RingBreak, RingsShape } from "../../services/control/Rings.js"
 import {
   type DeferredReply,
+  RpcDeadlinePassed,
   type RpcHandler,
   RpcInvalidPayload,
   RpcReplyLost,
@@ -52,9 +53,10 @@ interface Dispatcher<R> {
 /**
  * One request frame from `client`: decodes it, finds the method's handler, decodes the
  * payload with its Schema and runs the handler; a malformed frame is dropped, an unknown
- * method or an undecodable payload answered with a protocol error. Plain code up to the
- * handler: returns what is left to run as an effect (a handler that is not already an exit,
- * a log line), or nothing when the request was answered.
+ * method, an undecodable payload or a request read past its caller's deadline answered with a
+ * protocol error, never run. Plain code up to the handler: returns what is left to run as an
+ * effect (a handler that is not already an exit, a log line), or nothing when the request was
+ * answered.
  */
 const dispatch = <R>(
   server: Dispatcher<R>,
@@ -84,6 +86,18 @@ const dispatch = <R>(
       return protocolError(server.channel, to, tag, new RpcReplyLost({ method: tag, requestId }))
     }
     if (kept !== "unseen") return sendReply(server.channel, kept, to)
+  }
+  // Read at or past its caller's deadline: the caller has given up on it, and told its user it
+  // never runs if no server had read it by then (RpcPendingCalls.ts, `fate`). Not run, not kept.
+  const now = Date.now()
+  if (now >= frame.deadlineMs) {
+    rpcRejectedRequests.unsafeUpdate(1, [])
+    return protocolError(
+      server.channel,
+      to,
+      tag,
+      new RpcDeadlinePassed({ method: tag, requestId, lateMs: now - frame.deadlineMs })
+    )
   }
   memo.started(client, requestId, frame.kind === Kind.retry)
   const handler = server.byTag.get(tag)

@@ -178,15 +178,57 @@ export class RpcReplyLost extends Schema.TaggedError<RpcReplyLost>()("RpcReplyLo
   }
 }
 
+/**
+ * The server read the request at or past its caller's deadline (the bound its call waits for a
+ * reply), by `lateMs`: it did not run it. Its caller has most likely given up on it already
+ * (`RpcTimeout`, saying the request was not read in time); this reaches one whose timer had not
+ * fired yet.
+ */
+export class RpcDeadlinePassed extends Schema.TaggedError<RpcDeadlinePassed>()("RpcDeadlinePassed", {
+  method: Schema.String,
+  requestId: Schema.Number,
+  lateMs: Schema.Number
+}) {
+  override get message() {
+    return `rpc ${this.method} #${this.requestId}: the server read the request ${this.lateMs} ms past its caller's deadline and did not run it; safe to ask again`
+  }
+}
+
 /** What a server answers when it cannot run a handler's own reply. */
-export const RpcProtocolError = Schema.Union(RpcInvalidPayload, RpcUnknownMethod, RpcHandlerDefect, RpcReplyLost)
+export const RpcProtocolError = Schema.Union(
+  RpcInvalidPayload,
+  RpcUnknownMethod,
+  RpcHandlerDefect,
+  RpcReplyLost,
+  RpcDeadlinePassed
+)
 export type RpcProtocolError = typeof RpcProtocolError.Type
 
+/**
+ * How far a call's request had got when its bound passed (`RpcTimeout.request`). A request
+ * carries its caller's deadline, and a server reading it at or past that does not run it, so:
+ * - `not-sent`: it found no room in the request ring within the bound; it never runs.
+ * - `unread`: no server had read it by its deadline; none runs it now: safe to ask again.
+ * - `read`: a server read it (or attached after it was sent, and another may have): it may have
+ *   run, or may still be running.
+ * - `unread-early`: not read yet, and this process's wall clock, stepped back, says the deadline
+ *   has not passed: a server may still read it in time and run it.
+ */
+export type RpcRequestFate = "not-sent" | "unread" | "read" | "unread-early"
+
+const fateSaid: Record<RpcRequestFate, string> = {
+  "not-sent": "the request found no room in the request ring and was never sent",
+  unread: "the server had not read the request by its deadline, so it never runs: safe to ask again",
+  read: "the server read the request: it may have run, or may still be running",
+  "unread-early":
+    "the server had not read the request yet, and may still run it (this process's clock is behind its deadline)"
+}
+
 export class RpcTimeout extends Data.TaggedError("RpcTimeout")<
-  { readonly method: string; readonly requestId: number; readonly timeoutMs: number }
+  { readonly method: string; readonly requestId: number; readonly timeoutMs: number; readonly request: RpcRequestFate }
 > {
   override get message() {
-    return `rpc ${this.method} #${this.requestId}: no reply within ${this.timeoutMs} ms`
+    return `rpc ${this.method} #${this.requestId}: no reply within ${this.timeoutMs} ms; ${fateSaid[this.request]}`
   }
 }
 
