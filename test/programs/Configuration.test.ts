@@ -6,7 +6,7 @@
  * environment with a changed value. The test suite's own variables must be read by the suite.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Effect, Exit, Layer } from "effect"
+import { Cause, ConfigProvider, Effect, Either, Exit, Layer, Option } from "effect"
 import { spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
@@ -17,7 +17,10 @@ import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
 import { createRegion } from "../../src/layers/Roles.js"
 import { loadAddon } from "../../src/native/Native.js"
 import { describeFailure } from "../../src/programs/cli/CliFailure.js"
+import { resolveFlag } from "../../src/programs/cli/CliKit.js"
+import { headCommand } from "../../src/programs/commands/HeadCommand.js"
 import { SETTINGS_READ_OUTSIDE_CONFIG } from "../../src/programs/ProgramSettings.js"
+import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
 import { RETIRED_VARIABLES, setButEmptyProblem } from "../../src/Settings.js"
 import { cli } from "../helpers/CliRoles.js"
 
@@ -260,6 +263,36 @@ describe("CXLOG_HEARTBEAT_STALE_MS", () => {
       }
       expect((yield* staleBound(`${twoBeats}`)).heartbeatStaleMs).toBe(twoBeats)
     }))
+})
+
+describe("CXLOG_HOLD_TIMEOUT_MS and CXLOG_SESSION_IDLE_MS", () => {
+  // At 0 the sequencer would fence a session at its first gap, or release every session at each sweep.
+  const variables = ["CXLOG_HOLD_TIMEOUT_MS", "CXLOG_SESSION_IDLE_MS"]
+  const sequencerOptions = (env: Record<string, string>) =>
+    Effect.withConfigProvider(sequencerOptionsConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.effect("at 0 are refused naming the variable and its minimum, 1, where a layer reads them", () =>
+    Effect.gen(function*() {
+      for (const variable of variables) {
+        const refused = yield* Effect.flip(sequencerOptions({ [variable]: "0" }))
+        expect(refused, variable).toMatchObject({ _op: "InvalidData", path: [variable] })
+        expect(String(refused), variable).toContain("0 is below 1")
+      }
+      expect(yield* sequencerOptions({ CXLOG_HOLD_TIMEOUT_MS: "1", CXLOG_SESSION_IDLE_MS: "1" })).toMatchObject({
+        holdTimeoutMs: 1,
+        sessionIdleMs: 1
+      })
+    }))
+
+  it("at 0 are refused naming the variable and its minimum, 1, where cxlog head reads them (its flags)", () => {
+    const { holdTimeoutMs, sessionIdleMs } = headCommand.flags
+    for (const flag of [holdTimeoutMs, sessionIdleMs]) {
+      const refused = resolveFlag("cxlog head", flag, { [flag.env!]: "0" })
+      expect(Either.getLeft(refused).pipe(Option.map((e) => e.message)), flag.env).toEqual(
+        Option.some(`cxlog head: ${flag.env}=0: 0 is below 1`)
+      )
+    }
+  })
 })
 
 describe("a setting read outside Config, set but empty", () => {
