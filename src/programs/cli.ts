@@ -49,7 +49,8 @@ const configCommand = Cli.command({
   name: "config",
   summary: "Print every CXLOG_* variable's value as cxlog resolves it here, and where it came from",
   details: "Flags fall back to their variable, then to their default. The region, ring and coordinator variables " +
-    "have no flag: the head reads them when it creates the region. docs/configuration.md describes each.",
+    "have no flag: the head reads them when it creates the region, and a layout it would refuse stops config too (exit 2). " +
+    "docs/configuration.md describes each.",
   flags: { json },
   examples: ["cxlog config", "CXLOG_TOPIC_MEMORY=128MiB cxlog config --json"],
   run: (o) => configuration(commands, globals, o.json)

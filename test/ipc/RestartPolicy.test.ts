@@ -48,6 +48,11 @@ describe("Restart policy", () => {
     expect(history.next(10_002, 10)._tag).toBe("GiveUp")
   })
 
+  it("a backoffMs of 0 restarts at once every time (0 doubled stays 0), up to restartLimit", () => {
+    const history = new RestartHistory({ ...backoff, backoffMs: 0, restartLimit: 3 })
+    expect(delays(history, [[1, 10], [2, 10], [3, 10], [4, 10]])).toEqual([0, 0, 0, "GiveUp"])
+  })
+
   it("a restartLimit of 0 gives up at the first exit the policy would restart", () => {
     expect(new RestartHistory({ ...backoff, restartLimit: 0 }).next(0, 10)).toEqual({ _tag: "GiveUp", restarts: 0 })
   })

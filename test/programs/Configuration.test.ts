@@ -6,7 +6,7 @@
  * environment with a changed value. The test suite's own variables must be read by the suite.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Layer } from "effect"
+import { Cause, ConfigProvider, Effect, Either, Exit, Layer, Option } from "effect"
 import { spawn } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join } from "node:path"
@@ -16,7 +16,11 @@ import { CADENCE_MS } from "../../src/layers/region/Cadence.js"
 import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
 import { createRegion } from "../../src/layers/Roles.js"
 import { loadAddon } from "../../src/native/Native.js"
+import { describeFailure } from "../../src/programs/cli/CliFailure.js"
+import { resolveFlag } from "../../src/programs/cli/CliKit.js"
+import { headCommand } from "../../src/programs/commands/HeadCommand.js"
 import { SETTINGS_READ_OUTSIDE_CONFIG } from "../../src/programs/ProgramSettings.js"
+import { sequencerOptionsConfig } from "../../src/services/log/Sequencer.js"
 import { RETIRED_VARIABLES, setButEmptyProblem } from "../../src/Settings.js"
 import { cli } from "../helpers/CliRoles.js"
 
@@ -59,9 +63,9 @@ interface Resolved {
   readonly kind: string
 }
 
-/** `cxlog config --json` in an environment without any CXLOG_* variable but `extra`. */
-const resolvedWith = (extra: Record<string, string>) =>
-  Effect.async<ReadonlyArray<Resolved>, Error>((resume) => {
+/** `cxlog config --json` in an environment without any CXLOG_* variable but `extra`: its exit code and output. */
+const configWith = (extra: Record<string, string>) =>
+  Effect.async<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>((resume) => {
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CXLOG_")))
     const child = spawn(process.execPath, [cli, "config", "--json"], {
       stdio: ["ignore", "pipe", "pipe"],
@@ -71,13 +75,19 @@ const resolvedWith = (extra: Record<string, string>) =>
     let stderr = ""
     child.stdout.on("data", (c: Buffer) => (stdout += c.toString()))
     child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
-    child.on("exit", (code) =>
-      resume(
-        code === 0
-          ? Effect.try(() => JSON.parse(stdout) as ReadonlyArray<Resolved>)
-          : Effect.fail(new Error(`cxlog config ${JSON.stringify(extra)}: exit ${code}: ${stderr}`))
-      ))
+    child.on("exit", (code) => resume(Effect.succeed({ code, stdout, stderr })))
   })
+
+/** What `cxlog config --json` resolves with `extra` set; a refusal fails, naming the variables and the line. */
+const resolvedWith = (extra: Record<string, string>) =>
+  Effect.flatMap(configWith(extra), ({ code, stderr, stdout }) =>
+    code === 0
+      ? Effect.try(() => JSON.parse(stdout) as ReadonlyArray<Resolved>)
+      : Effect.fail(new Error(`cxlog config ${JSON.stringify(extra)}: exit ${code}: ${stderr}`)))
+
+/** The region layout the head would create from `env` alone, read in process as the head reads it. */
+const layoutFrom = (env: Record<string, string>) =>
+  Effect.withConfigProvider(regionConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
 
 /** A valid value of `kind` that differs from `baseline`. */
 const probeValue = (kind: string, baseline: string): string => {
@@ -94,6 +104,20 @@ const probeValue = (kind: string, baseline: string): string => {
   if (kind.startsWith("NAME[")) return "probe:2:0"
   return "cxlog-config-probe"
 }
+
+/**
+ * A value of `variable` that differs from `baseline` and that the head's layout check takes, as
+ * `cxlog config` asks it: a region layout variable's value of its kind may be out of its range
+ * (777 application rings, 777 directory entries), its default doubled or halved is not.
+ */
+const acceptedProbe = (variable: string, kind: string, baseline: string) =>
+  Effect.gen(function*() {
+    const candidates = [probeValue(kind, baseline), `${Number(baseline) * 2}`, `${Number(baseline) / 2}`]
+    for (const value of candidates) {
+      if (Exit.isSuccess(yield* Effect.exit(Effect.flatMap(layoutFrom({ [variable]: value }), validate)))) return value
+    }
+    return candidates[0]!
+  })
 
 describe("the configuration table", () => {
   it("names every CXLOG_ variable the sources use, once", () => {
@@ -129,7 +153,10 @@ describe("the configuration table", () => {
           }
           const before = baseline.filter((r) => r.variable === row.variable)
           if (before.length === 0) unwired.push(`${row.variable}: cxlog config does not know it`)
-          else probes.push({ variable: row.variable, value: probeValue(before[0]!.kind, before[0]!.value), before })
+          else {
+            const value = yield* acceptedProbe(row.variable, before[0]!.kind, before[0]!.value)
+            probes.push({ variable: row.variable, value, before })
+          }
         }
         /** What of `probe` did not change with its variable set (next to the others in `env`). */
         const stillSame = (probe: (typeof probes)[number], resolved: ReadonlyArray<Resolved>) => {
@@ -165,10 +192,6 @@ describe("the configuration table", () => {
   )
 })
 
-/** The region layout the head would create from `env` alone, read in process as the head reads it. */
-const layoutFrom = (env: Record<string, string>) =>
-  Effect.withConfigProvider(regionConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
-
 describe("a region layout variable out of range", () => {
   // Each parses as its kind (a whole number, a size) but is outside what a region can be laid out with.
   const outOfRange: Record<string, string> = {
@@ -192,6 +215,26 @@ describe("a region layout variable out of range", () => {
         expect(refused.message, variable).toContain(`(${variable})`)
       }
     }))
+
+  it.effect(
+    "stops cxlog config as it stops the head: the head's own check's line, exit 2, nothing printed",
+    () =>
+      Effect.gen(function*() {
+        const logOutOfRange = { CXLOG_LOG_PBR_SLOTS: "100", CXLOG_LOG_MAX_BROKERS: "65", CXLOG_LOG_GOI_SLOTS: "16" }
+        yield* Effect.forEach(Object.entries({ ...outOfRange, ...logOutOfRange }), ([variable, value]) =>
+          Effect.gen(function*() {
+            const refused = yield* Effect.flip(Effect.flatMap(layoutFrom({ [variable]: value }), validate))
+            const { code, stderr, stdout } = yield* configWith({ [variable]: value })
+            expect({ code, stdout, stderr: stderr.trim() }, variable).toEqual({
+              code: 2,
+              stdout: "",
+              stderr: describeFailure(Cause.fail(refused), "cxlog config").line
+            })
+            expect(stderr, variable).toContain(`(${variable})`)
+          }), { concurrency: 2 })
+      }),
+    120_000
+  )
 
   it.effect("is refused as such before the region is sized, even when that size could not be mapped", () =>
     Effect.gen(function*() {
@@ -220,6 +263,36 @@ describe("CXLOG_HEARTBEAT_STALE_MS", () => {
       }
       expect((yield* staleBound(`${twoBeats}`)).heartbeatStaleMs).toBe(twoBeats)
     }))
+})
+
+describe("CXLOG_HOLD_TIMEOUT_MS and CXLOG_SESSION_IDLE_MS", () => {
+  // At 0 the sequencer would fence a session at its first gap, or release every session at each sweep.
+  const variables = ["CXLOG_HOLD_TIMEOUT_MS", "CXLOG_SESSION_IDLE_MS"]
+  const sequencerOptions = (env: Record<string, string>) =>
+    Effect.withConfigProvider(sequencerOptionsConfig, ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+  it.effect("at 0 are refused naming the variable and its minimum, 1, where a layer reads them", () =>
+    Effect.gen(function*() {
+      for (const variable of variables) {
+        const refused = yield* Effect.flip(sequencerOptions({ [variable]: "0" }))
+        expect(refused, variable).toMatchObject({ _op: "InvalidData", path: [variable] })
+        expect(String(refused), variable).toContain("0 is below 1")
+      }
+      expect(yield* sequencerOptions({ CXLOG_HOLD_TIMEOUT_MS: "1", CXLOG_SESSION_IDLE_MS: "1" })).toMatchObject({
+        holdTimeoutMs: 1,
+        sessionIdleMs: 1
+      })
+    }))
+
+  it("at 0 are refused naming the variable and its minimum, 1, where cxlog head reads them (its flags)", () => {
+    const { holdTimeoutMs, sessionIdleMs } = headCommand.flags
+    for (const flag of [holdTimeoutMs, sessionIdleMs]) {
+      const refused = resolveFlag("cxlog head", flag, { [flag.env!]: "0" })
+      expect(Either.getLeft(refused).pipe(Option.map((e) => e.message)), flag.env).toEqual(
+        Option.some(`cxlog head: ${flag.env}=0: 0 is below 1`)
+      )
+    }
+  })
 })
 
 describe("a setting read outside Config, set but empty", () => {

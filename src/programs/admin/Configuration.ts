@@ -2,6 +2,8 @@
  * `cxlog config`: every `CXLOG_*` variable with the value cxlog resolves for it here and where
  * that came from. Flag variables resolve through the very flag definitions the commands parse
  * with; the others through the `Config` each layer reads, so what this prints is what runs.
+ * A value the head would refuse stops it as it stops the head: a malformed one, and a region
+ * layout out of range, through the head's own check (layers/RegionLayout.ts `validate`).
  */
 import { Console, Effect, Either, Option } from "effect"
 import { INSTALL_SETTINGS, NATIVE_SETTINGS } from "../../native/NativeSettings.js"
@@ -22,7 +24,7 @@ import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../services/net/NetSetti
 import { DIRECTORY_LAYOUT_SETTINGS, REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
 import { envConfigProvider, processEnvironment, settingConfig, type SettingsTable } from "../../Settings.js"
-import { type Command, type Flag, resolveFlag, type Source } from "../cli/CliKit.js"
+import { type Command, type Flag, load, resolveFlag, type Source } from "../cli/CliKit.js"
 import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTINGS } from "../ProgramSettings.js"
 import { table } from "../report/Table.js"
 
@@ -103,6 +105,9 @@ export const resolveAll = <R>(
         )
       }
     }
+    // Each layout variable parses alone; whether they lay out a region together is the head's own check, asked here.
+    const { regionConfig, validate } = yield* load(() => import("../../layers/RegionLayout.js"))
+    yield* Effect.flatMap(Effect.withConfigProvider(regionConfig, envConfigProvider(env)), validate)
     return rows.sort((a, b) => a.variable.localeCompare(b.variable)) as ReadonlyArray<ResolvedVariable>
   })
 

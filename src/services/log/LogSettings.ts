@@ -66,12 +66,18 @@ export const SEQUENCER_SETTINGS = {
     holdTimeoutMs: setting.millis({
       env: "CXLOG_HOLD_TIMEOUT_MS",
       default: 5_000,
-      description: "order 5: how long the sequencer holds a session's later batches for a gap before skipping it"
+      // At 0 nothing is held: a session whose batches reach the sequencer out of order (through two
+      // brokers) would be fenced at its first gap, and a full log's waiting would fence it too.
+      min: 1,
+      description:
+        "order 5: how long the sequencer holds a session's later batches for a gap before skipping it (at least 1)"
     }),
     sessionIdleMs: setting.millis({
       env: "CXLOG_SESSION_IDLE_MS",
       default: 10 * 60_000,
-      description: "release a publisher session that sent no batch for this long"
+      // At 0 every session would be released at each sweep, between any two of its batches: 0 is not "never".
+      min: 1,
+      description: "release a publisher session that sent no batch for this long (at least 1)"
     }),
     sessionGapIdleMs: setting.optionalMillis({
       env: "CXLOG_SESSION_GAP_IDLE_MS",
