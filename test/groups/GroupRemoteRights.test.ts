@@ -2,7 +2,8 @@
  * Consumer groups through a broker that authenticates its users (GroupServer.ts over the fake's
  * groups, in process over the memory log): every operation on a group needs the read right on its
  * topic and the consume right on the group's name; a refusal is `TopicForbidden` on that request
- * only, and the list names only the groups the user may use.
+ * only, and the list names only the groups the user may use. A group whose object does not read as
+ * one is said to be damaged only to a user with the rights its delete needs.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Layer, Schema, Stream } from "effect"
@@ -144,7 +145,7 @@ describe("consumer groups through a broker that authenticates", () => {
       const delete_ =
         `cxlog groups --brokers 127.0.0.1:${address.port} delete pool, as a user with the admin right on every topic`
       expect(told.unreadable[0]!.message).toContain(`; delete it (${delete_}) and create it again`)
-      expect((yield* Effect.flip(worker.describe("pool"))).message).toContain(`(${delete_})`)
+      expect((yield* Effect.flip(ops.describe("pool"))).message).toContain(`(${delete_})`)
       // A client that does not ask for them (an older one) gets the list as the array it reads.
       const olderList = method("list", {
         payload: Schema.Struct({}),
@@ -166,5 +167,50 @@ describe("consumer groups through a broker that authenticates", () => {
       expect((yield* local.list).map((g) => g.name)).toEqual(["pool", "sound"])
       yield* ops.delete("pool")
       expect((yield* local.list).map((g) => g.name)).toEqual(["sound"])
+    }))
+
+  it.scopedLive("a group that does not read as one: its rights checked first, a user without them refused as for a sound group, never told GroupCorrupt", () =>
+    Effect.gen(function*() {
+      const { local, remote } = yield* brokerOver(credentialFile(yield* privateDir), ["pool"])
+      yield* local.create({ name: "pool", topic: "jobs" })
+      yield* local.create({ name: "sound", topic: "jobs" })
+      const damage = "its layout version is 102"
+      /** What each of describe, pending and join answer `user` for group `name`. */
+      const answers = (user: Credentials, name: string) =>
+        Effect.gen(function*() {
+          const client = yield* remote(user)
+          // Bounded: a join let in would run until the test's end.
+          const joined = Stream.runDrain(client.join(name)).pipe(Effect.timeout("20 seconds"))
+          return [
+            yield* Effect.flip(client.describe(name)),
+            yield* Effect.flip(client.pending(name)),
+            yield* Effect.flip(joined)
+          ]
+        })
+      // Without the read right on jobs, as without the consume right on the name: refused as for the
+      // sound group of the same topic, TopicForbidden, with no word of the damage.
+      for (const user of [OUTSIDER, AUDITOR]) {
+        for (const refused of yield* answers(user, "sound")) expect(refused).toBeInstanceOf(TopicForbidden)
+      }
+      for (const user of [OUTSIDER, AUDITOR, WORKER]) {
+        for (const refused of yield* answers(user, "pool")) {
+          expect(refused).toBeInstanceOf(TopicForbidden)
+          expect(refused.message).not.toContain(damage)
+          expect(refused.message).not.toContain("cannot be read")
+        }
+      }
+      // The auditor may not consume as pool: told so, in the words a sound group's refusal uses.
+      expect((yield* answers(AUDITOR, "pool"))[0]!.message).toBe(
+        "user auditor may not join consumer pool (its consume rights: auditors)"
+      )
+      // The worker reads jobs but may not administer every topic, which a group whose topic is unknown needs.
+      expect((yield* answers(WORKER, "pool"))[0]!.message).toBe(
+        "user worker may not use consumer group pool (its read rights: jobs)"
+      )
+      // The user who may delete it is told why it cannot be used.
+      for (const told of yield* answers(OPS, "pool")) {
+        expect(told).toBeInstanceOf(GroupCorrupt)
+        expect(told.message).toContain(damage)
+      }
     }))
 })

@@ -6,9 +6,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Deferred, Effect, Layer, Schedule } from "effect"
+import { ringAddress } from "../../src/layers/ipc/ChannelLayout.js"
 import { isPidStopped } from "../../src/layers/region/ProcessInfo.js"
+import { Rings } from "../../src/services/control/Rings.js"
 import { Channels } from "../../src/services/ipc/Channels.js"
-import { liveChannels } from "../fixtures/channel-region.js"
+import { liveChannels, liveChannelsAndRegion } from "../fixtures/channel-region.js"
 import { Tick } from "../fixtures/channel-tick.js"
 import { ipcHead, memberChannels } from "../fixtures/ipc-member.js"
 import { type Child, spawnFixture, uniqueRegion } from "../helpers/Processes.js"
@@ -93,6 +95,47 @@ describe("Channels across processes", () => {
         expect((yield* subscription.take(30_000)).value.n).toBe(2)
         // A new subscriber gets the dead reader's slot (the ring has 2: this process holds one).
         yield* channel.subscribe
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a writer SIGKILLed mid-stream, read to its end; a later writer process takes its slot, and the waiting reader gets all its values, in order",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("channel-later-writer")
+        const layers = yield* Layer.build(liveChannelsAndRegion({ region, bell: 0, writesDirectory: true }))
+        const channel = yield* Context.get(layers, Channels).open("ticks", Tick, {
+          writerSlots: 1,
+          readerSlots: 1,
+          ringBytes: 8192
+        })
+        const ring = yield* Context.get(layers, Rings).inspect(ringAddress(channel.entry, channel.shape, 0))
+        const subscription = yield* channel.subscribe
+        const dead = yield* peer(region, 1, { role: "write-forever", source: "dead" })
+        yield* ready(dead)
+        for (let n = 1; n <= 100; n++) expect((yield* subscription.take(30_000)).value).toEqual({ source: "dead", n })
+        dead.process.kill("SIGKILL")
+        yield* Deferred.await(dead.exited)
+        // What it committed is all there will be of it: read to there, in order, with no error between.
+        const committed = ring.writer().sequence
+        const readToCommitted = Effect.sync(() => ring.reader(0).processed === committed)
+        let n = 100
+        while (!(yield* readToCommitted) || (yield* subscription.available(0))) {
+          const message = yield* subscription.take(30_000)
+          expect(message).toMatchObject({ value: { source: "dead", n: ++n }, writer: 0 })
+        }
+        // The reader now waits for the slot's next writer: a new process, which writes past the ring's room.
+        const count = 1_000
+        const later = yield* peer(region, 2, { role: "write", source: "later", count })
+        expect(yield* ready(later)).toMatchObject({ writer: 0 })
+        const first = yield* subscription.take(30_000)
+        // Written from the dead writer's committed end: nothing it left uncommitted is read.
+        expect(first).toEqual({ value: { source: "later", n: 1 }, writer: 0, sequence: committed })
+        for (let m = 2; m <= count; m++) {
+          expect(yield* subscription.take(30_000)).toMatchObject({ value: { source: "later", n: m }, writer: 0 })
+        }
+        expect(yield* later.next(60_000)).toEqual({ done: true })
       }),
     120_000
   )

@@ -136,6 +136,11 @@ describe("a region's objects damaged in place, through the CLI", () => {
       const viewerGroups = yield* through("--secret-file", viewerSecret)
       expect(viewerGroups.stdout, viewerGroups.stderr).toMatch(/^sound /m)
       expect(viewerGroups.stderr).toBe("")
+      // Nor by describing one: its rights are checked first, and the refusal is that of a group it may not use.
+      const viewerDescribed = yield* through("describe", "broken", "--secret-file", viewerSecret)
+      expect(viewerDescribed.code).toBe(1)
+      expect(viewerDescribed.stderr).toContain("user viewer may not use consumer group broken")
+      expect(viewerDescribed.stderr).not.toContain("cannot be read")
       const remoteDeleted = yield* through("delete", "broken")
       expect(remoteDeleted.code, remoteDeleted.stderr).toBe(0)
       expect(remoteDeleted.stdout).toBe("deleted group broken\n")

@@ -15,9 +15,9 @@
  *
  * Rights (docs/security.md): every operation on a group needs the read right on its topic and the
  * consume right on the group's name; the list names only the groups the user may read. A group
- * whose object does not read as one names no topic: deleting it needs the admin right on every
- * topic (`*`) instead of the read right, and the list (asked for them) names such groups to the
- * users who may delete them.
+ * whose object does not read as one names no topic: every operation on it needs the admin right on
+ * every topic (`*`) instead of the read right, checked before it is said to be damaged, and the
+ * list (asked for them) names such groups to the users who may delete them.
  */
 import { Cause, Chunk, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
 import type { Socket } from "node:net"
@@ -68,34 +68,58 @@ import {
 const refusal = (user: UserRecord | undefined, group: string, topic: string): string | undefined =>
   user === undefined ? undefined : authorize(user, "read", topic) ?? authorize(user, "consume", group)
 
-const mayUse = (user: UserRecord | undefined, group: string, topic: string): Effect.Effect<void, TopicForbidden> => {
-  const denied = refusal(user, group, topic)
-  return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
-}
-
 /**
- * Why `user` may not delete group `corrupt.group`, which does not read as a group, or undefined:
- * the topic it is of cannot be read, so the right checked is the admin right on every topic, with
- * the consume right on its name. The refusal says what it needs (never a topic's name). The list
- * names such a group to the users who may delete it.
+ * Why `user` (none: a broker without authentication) may not act on group `group`, which does not
+ * read as a group, or undefined. The topic it is of cannot be read, so the right checked is the
+ * admin right on every topic, with the consume right on its name (as the list's); `lacksAdmin`
+ * says why to a user with the consume right.
  */
-const unreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
+const unreadableRefusal = (
+  user: UserRecord | undefined,
+  group: string,
+  lacksAdmin: (user: UserRecord) => string
+): string | undefined =>
   user === undefined
     ? undefined
-    : authorize(user, "consume", corrupt.group) ?? (authorize(user, "admin", "*") === undefined
-      ? undefined
-      : `user ${user.name} may not delete consumer group ${corrupt.group}: it cannot be read (${corrupt.reason}), so the ` +
-        `topic it is of is unknown, and deleting it needs the admin right on every topic ('*') (its admin rights: ${
-          (user.admin ?? []).join(", ") || "none"
-        })`)
+    : authorize(user, "consume", group) ?? (authorize(user, "admin", "*") === undefined ? undefined : lacksAdmin(user))
 
-const mayDeleteUnreadable = (
-  user: UserRecord | undefined,
-  corrupt: GroupCorrupt
-): Effect.Effect<void, TopicForbidden> => {
-  const denied = unreadableRefusal(user, corrupt)
-  return denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
-}
+/**
+ * Why `user` may not delete group `corrupt.group`, which does not read as a group, or undefined.
+ * The refusal says what it needs (never a topic's name). The list names such a group to the users
+ * who may delete it.
+ */
+const deleteUnreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
+  unreadableRefusal(
+    user,
+    corrupt.group,
+    (user) =>
+      `user ${user.name} may not delete consumer group ${corrupt.group}: it cannot be read (${corrupt.reason}), so the ` +
+      `topic it is of is unknown, and deleting it needs the admin right on every topic ('*') (its admin rights: ${
+        (user.admin ?? []).join(", ") || "none"
+      })`
+  )
+
+/**
+ * Why `user` may not describe, look at or join group `corrupt.group`, which does not read as a
+ * group, or undefined. The refusal does not say the group is damaged: a user who may not use it
+ * learns no more of it than of a sound group.
+ */
+const useUnreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
+  unreadableRefusal(
+    user,
+    corrupt.group,
+    (user) =>
+      `user ${user.name} may not use consumer group ${corrupt.group} (its read rights: ${
+        user.read.join(", ") || "none"
+      })`
+  )
+
+/** Fails `TopicForbidden` with the refusal `denied` of `user`; goes on when there is none. */
+const refusedBy = (user: UserRecord | undefined, denied: string | undefined): Effect.Effect<void, TopicForbidden> =>
+  denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
+
+const mayUse = (user: UserRecord | undefined, group: string, topic: string) =>
+  refusedBy(user, refusal(user, group, topic))
 
 /** The list the user may see: the groups it may use, and (asked for) the unreadable ones it may delete. */
 const listFor = (groups: ConsumerGroupsShape, user: UserRecord | undefined, withUnreadable: boolean) => {
@@ -103,7 +127,7 @@ const listFor = (groups: ConsumerGroupsShape, user: UserRecord | undefined, with
   return withUnreadable
     ? Effect.map(groups.overview, (all) => ({
       groups: usable(all.groups),
-      unreadable: all.unreadable.filter((corrupt) => unreadableRefusal(user, corrupt) === undefined)
+      unreadable: all.unreadable.filter((corrupt) => deleteUnreadableRefusal(user, corrupt) === undefined)
     }))
     : Effect.map(groups.list, usable)
 }
@@ -131,9 +155,16 @@ interface ConnectionState {
   nextDelivery: number
 }
 
-/** The group's topic, once the user may use the group. */
+/**
+ * The group's description, once the user may use the group. One that does not read as one is
+ * `GroupCorrupt` only to a user with the rights it needs (those its delete needs): another is
+ * refused as for a group that reads, and does not learn it is damaged.
+ */
 const authorized = (groups: ConsumerGroupsShape, user: UserRecord | undefined, name: string) =>
-  Effect.tap(groups.describe(name), (info) => mayUse(user, name, info.topic))
+  groups.describe(name).pipe(
+    Effect.tapErrorTag("GroupCorrupt", (corrupt) => refusedBy(user, useUnreadableRefusal(user, corrupt))),
+    Effect.tap((info) => mayUse(user, name, info.topic))
+  )
 
 const refuse = (socket: Socket, id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
   Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
@@ -309,9 +340,10 @@ const connectionRequests = (
         )
       case DeleteGroup.tag:
         return answer(socket, id, DeleteGroup, input, ({ name }) =>
-          authorized(groups, user, name).pipe(
+          groups.describe(name).pipe(
+            Effect.flatMap((info) => mayUse(user, name, info.topic)),
             // A group that does not read as one names no topic to check the read right on.
-            Effect.catchTag("GroupCorrupt", (e) => mayDeleteUnreadable(user, e)),
+            Effect.catchTag("GroupCorrupt", (e) => refusedBy(user, deleteUnreadableRefusal(user, e))),
             Effect.zipRight(groups.delete(name)),
             Effect.as(null)
           ))
