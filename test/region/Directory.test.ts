@@ -539,8 +539,9 @@ describe("Directory across processes", () => {
         const used = new Set<number>()
         let cycles = 0
         let reused = 0
+        // At least 3.5 s and 1 200 cycles: the churn the test is for, however slowly a loaded host runs it.
         const stop = Date.now() + 3500
-        while (Date.now() < stop) {
+        while (Date.now() < stop || cycles < 1200) {
           const i = cycles++ % 64
           const old = live.get(i)
           if (old !== undefined) {
@@ -562,7 +563,6 @@ describe("Directory across processes", () => {
           expect(r["pinned"]).toBeGreaterThan(0)
           expect(r["foreign"]).toBe(0)
         }
-        expect(cycles).toBeGreaterThan(1000)
         // Extents were reused while the watchers pinned: the case the pins are for was met.
         expect(reused).toBeGreaterThan(cycles / 2)
       }),
