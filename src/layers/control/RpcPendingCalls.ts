@@ -66,17 +66,7 @@ export class PendingCall {
   }
   /** The call's bound passed: it fails with `RpcTimeout`, saying how far its request got. */
   expire(): void {
-    rpcTimeouts.unsafeUpdate(1, [])
-    this.settle(
-      Exit.fail(
-        new RpcTimeout({
-          method: this.method.tag,
-          requestId: this.requestId,
-          timeoutMs: this.timeoutMs,
-          request: this.fate()
-        })
-      )
-    )
+    this.settle(Exit.fail(timedOut(this.method.tag, this.requestId, this.timeoutMs, this.fate())))
   }
   /**
    * How far its request got, read once its bound passed. A server publishes that it read a frame
@@ -97,11 +87,15 @@ export class PendingCall {
   }
 }
 
-/** A call whose bound had passed before its request could be sent: it never runs. */
-export const unsent = (method: string, requestId: number, timeoutMs: number) => {
+/** A call's bound passed, its request got as far as `request` says: counted, and its `RpcTimeout`. */
+const timedOut = (method: string, requestId: number, timeoutMs: number, request: RpcRequestFate) => {
   rpcTimeouts.unsafeUpdate(1, [])
-  return new RpcTimeout({ method, requestId, timeoutMs, request: "not-sent" })
+  return new RpcTimeout({ method, requestId, timeoutMs, request })
 }
+
+/** A call whose bound had passed before its request could be sent: it never runs. */
+export const unsent = (method: string, requestId: number, timeoutMs: number) =>
+  timedOut(method, requestId, timeoutMs, "not-sent")
 
 export const abandoned = (method: string, requestId: number, signal: AbortSignal | undefined) =>
   new RpcAbandoned({ method, requestId, reason: String(signal?.reason ?? "aborted") })
