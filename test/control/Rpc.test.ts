@@ -383,6 +383,23 @@ const contract = (label: string, open: OpenRings) =>
         expect(yield* first.call(Add, { a: 1, b: 1 })).toBe(2)
       }))
 
+    it.scopedLive("a call given a caller's deadline ends there, before its own longer bound; one whose deadline passed is never sent", () =>
+      Effect.gen(function*() {
+        const { first, requests, rings, waiting } = yield* setup(open)
+        const bounded = yield* Effect.flip(
+          first.call(Wait, { name: "bounded" }, { timeoutMs: 60_000, deadlineMs: Date.now() + 50 })
+        )
+        expect(bounded).toMatchObject({ _tag: "RpcTimeout", method: "Wait", request: "read" })
+        expect((bounded as { readonly timeoutMs: number }).timeoutMs).toBeLessThanOrEqual(50)
+        yield* waiting.get("bounded")!.succeed("late")
+        const ring = yield* rings.inspect(requests[0]!.ring)
+        const sentBefore = ring.writer().sequence
+        const passed = yield* Effect.flip(first.call(Add, { a: 1, b: 2 }, { deadlineMs: Date.now() - 1 }))
+        expect(passed).toMatchObject({ _tag: "RpcTimeout", request: "not-sent" })
+        expect(ring.writer().sequence).toBe(sentBefore)
+        expect(yield* first.call(Add, { a: 1, b: 2 }, { deadlineMs: Date.now() + 5_000 })).toBe(3)
+      }))
+
     // A client's calls share one timer, armed for the earliest deadline: a call with a shorter
     // bound than those already waiting must move it (else it would wait for theirs).
     it.scopedLive("calls waiting together each end at their own bound: a shorter one after a longer one, an interrupted one stops listening", () =>

@@ -11,6 +11,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Fiber, Layer, Schedule } from "effect"
 import { join } from "node:path"
+import * as GroupsRemote from "../../src/layers/groups/ConsumerGroupsRemote.js"
 import { LeaseLineView } from "../../src/layers/log/RecordViews.js"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { clientProof, localCredentials } from "../../src/layers/net/Auth.js"
@@ -272,6 +273,38 @@ describe("topics through a broker, as processes", () => {
           Effect.retry({ while: (e) => e._tag === "HeadUnavailable", times: 100, schedule: Schedule.spaced(100) })
         )
         expect((yield* topics.list).map((t) => t.name)).toEqual(["keep", "before", "after"])
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "a head that holds its lease but does not answer: a change asked with a short bound fails within it, saying the head never read it, and the head running again does not make it",
+    () =>
+      Effect.gen(function*() {
+        // A lease far longer than the stop: the head stays the head, only it does not answer.
+        const { head, port, region } = yield* cluster("adminbound", { CXLOG_SEQUENCER_LEASE_MS: "60000" })
+        const brokers = [{ host: "127.0.0.1", port }]
+        const { topics } = yield* makeRemoteTopics({ brokers, region, requestTimeoutMs: 1_500 })
+        const groups = yield* GroupsRemote.makeRemote({ brokers, region, requestTimeoutMs: 1_500 })
+        yield* topics.create({ name: "before", order: 5, ackLevel: 1, replicationFactor: 1 })
+        head.child.kill("SIGSTOP")
+        yield* Effect.addFinalizer(() => Effect.sync(() => head.child.kill("SIGCONT")))
+        yield* until(() => isPidStopped(head.pid), 20_000, () => "the head to stop")
+        const failed = yield* Effect.flip(topics.create({ name: "late", order: 5, ackLevel: 1, replicationFactor: 1 }))
+        // The broker's answer, not the client's own timer: it says what became of the change.
+        expect(failed).toMatchObject({ _tag: "TopicsUnavailable" })
+        expect(failed.message).toContain("the head's coordinator did not answer (to create topic late)")
+        expect(failed.message).toContain("never runs: safe to ask again")
+        // A consumer group's create through a broker is bounded the same way.
+        const group = yield* Effect.flip(groups.create({ name: "late", topic: "keep" }))
+        expect(group).toMatchObject({ _tag: "CoordinatorUnavailable" })
+        expect(group.message).toContain("rpc cxlog.createObject")
+        expect(group.message).toContain("never runs: safe to ask again")
+        head.child.kill("SIGCONT")
+        // The head reads the changes in its ring now, past their deadlines, and refuses them; the next one it makes.
+        yield* topics.create({ name: "after", order: 5, ackLevel: 1, replicationFactor: 1 })
+        expect((yield* topics.list).map((t) => t.name)).toEqual(["keep", "before", "after"])
+        expect((yield* groups.list).map((g) => g.name)).toEqual([])
       }),
     120_000
   )

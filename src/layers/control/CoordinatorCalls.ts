@@ -7,8 +7,9 @@
  * drain targets) → the RPC call → `deferArrival` (the coordinator) → the engine's `enter` …
  * `release` (BarrierEngine.ts) → the deferred reply → `awaitReleaseWatermark`.
  */
-import { Effect } from "effect"
+import { Effect, FiberRef } from "effect"
 import { setMaxListeners } from "node:events"
+import { callerDeadline } from "../../services/control/CallerDeadline.js"
 import {
   type BarrierOptions,
   BarrierTimeout,
@@ -221,9 +222,16 @@ export const clientShape = (
     const fate = Protocol.CHANGE_METHODS.has(method.tag)
       ? () => changeFate(requests, requests.writer().sequence)
       : undefined
-    const answered: Effect.Effect<Success<M>, Failure<M> | RpcCallError | HeadUnavailable> = calls === undefined
-      ? client.call(method, payload)
-      : calls.during(asked, (headLost) => client.call(method, payload, { signal: headLost }), fate)
+    // Asked on a remote client's behalf, the call is bounded by that client's deadline too.
+    const answered = Effect.flatMap(
+      FiberRef.get(callerDeadline),
+      (deadlineMs): Effect.Effect<Success<M>, Failure<M> | RpcCallError | HeadUnavailable> => {
+        const bound = deadlineMs === Infinity ? {} : { deadlineMs }
+        return calls === undefined
+          ? client.call(method, payload, bound)
+          : calls.during(asked, (headLost) => client.call(method, payload, { ...bound, signal: headLost }), fate)
+      }
+    )
     return answered.pipe(Effect.mapError((e) => passThrough([...tags, "HeadUnavailable"])(refusalAsAsked(e, asked))))
   }
   return {

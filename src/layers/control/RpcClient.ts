@@ -12,6 +12,7 @@ import {
   type Failure,
   type Payload,
   type RpcCallError,
+  type RpcCallOptions,
   type RpcClient,
   type RpcClientOptions,
   RpcInvalidPayload,
@@ -166,7 +167,7 @@ const call = <M extends AnyRpcMethod>(
   caller: Caller,
   method: M,
   payload: Payload<M>,
-  options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
+  options?: RpcCallOptions
 ): Effect.Effect<Success<M>, Failure<M> | RpcCallError> =>
   Effect.async<unknown, unknown>((resume) => {
     const requestId = caller.nextId
@@ -179,7 +180,9 @@ const call = <M extends AnyRpcMethod>(
     const signal = options?.signal
     // Not sent at all once abandoned.
     if (signal?.aborted === true) return resume(Exit.fail(abandoned(method.tag, requestId, signal)))
-    const asked = options?.timeoutMs ?? caller.defaultTimeoutMs
+    const bound = options?.timeoutMs ?? caller.defaultTimeoutMs
+    const deadlineMs = options?.deadlineMs
+    const asked = deadlineMs === undefined ? bound : Math.min(bound, deadlineMs - Date.now())
     // A bound that is not a number bounds the call at once: never an unbounded wait (Infinity alone is that).
     const timeoutMs = Number.isNaN(asked) ? 0 : asked
     // A bound passed already: any server would refuse it (its deadline is now), so it is not sent.

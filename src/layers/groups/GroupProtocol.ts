@@ -308,17 +308,25 @@ const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
 const PLAIN = new Set<string>([SettleDelivery.tag])
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
 
-/** Request `id`: `operation` with `input` (encoded by the operation's Schema; a PLAIN one's as it is). */
+/**
+ * Request `id`: `operation` with `input` (encoded by the operation's Schema; a PLAIN one's as it
+ * is), and the client's bound on it — but a PLAIN one's, which asks nothing of the head.
+ */
 export const groupRequestFrame = <P, PI>(
   id: number,
   operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
-  input: P
+  input: P,
+  timeoutMs?: number
 ): Buffer =>
   encodeFrame(
     { ...bare, type: FrameType.GROUP_REQUEST, seq: id },
     PLAIN.has(operation.tag)
       ? textEncoder.encode(JSON.stringify({ operation: operation.tag, input }))
-      : json(GroupRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
+      : json(GroupRequest, {
+        operation: operation.tag,
+        input: Schema.encodeSync(operation.payload)(input),
+        ...(timeoutMs === undefined ? {} : { timeoutMs })
+      })
   )
 
 /** Member `member` left: `why` (its typed error), or as asked. */

@@ -40,7 +40,7 @@ import {
 import { authorize, type UserRecord } from "../net/Auth.js"
 import { decodeControl, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
-import { acceptRequestConnection, nextWithinIdle } from "../net/RequestAccept.js"
+import { acceptRequestConnection, nextWithinIdle, withinClientBound } from "../net/RequestAccept.js"
 import { eachChunk } from "./ChunkLoop.js"
 import { ackAll, LocalDelivery } from "./GroupDelivery.js"
 import { deliveryFrames } from "./GroupDeliveryFrame.js"
@@ -315,8 +315,10 @@ const connectionRequests = (
     if (Either.isLeft(request)) {
       return refuse(socket, frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
     }
-    const { input, operation } = request.right
+    const { input, operation, timeoutMs } = request.right
     const id = frame.seq
+    // What a create or a delete asks of the head ends before its client gives up.
+    const bounded = withinClientBound(timeoutMs)
     switch (operation) {
       case CreateGroup.tag:
         return answer(
@@ -324,7 +326,7 @@ const connectionRequests = (
           id,
           CreateGroup,
           input,
-          (spec) => Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec))
+          (spec) => bounded(Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec)))
         )
       case DescribeGroup.tag:
         return answer(socket, id, DescribeGroup, input, ({ name }) => authorized(groups, user, name))
@@ -345,7 +347,8 @@ const connectionRequests = (
             // A group that does not read as one names no topic to check the read right on.
             Effect.catchTag("GroupCorrupt", (e) => refusedBy(user, deleteUnreadableRefusal(user, e))),
             Effect.zipRight(groups.delete(name)),
-            Effect.as(null)
+            Effect.as(null),
+            bounded
           ))
       case JoinGroup.tag: {
         const decoded = Schema.decodeUnknownEither(JoinGroup.payload)(input)

@@ -111,15 +111,20 @@ const json = <A, I>(schema: Schema.Schema<A, I>, value: A) =>
   textEncoder.encode(JSON.stringify(Schema.encodeSync(schema)(value)))
 const bare = { clientId: 0, sessionEpoch: 0, messageCount: 0 }
 
-/** Request `id`: `operation` with `input` (encoded by the operation's Schema). */
+/** Request `id`: `operation` with `input` (encoded by the operation's Schema), and the client's bound on it. */
 export const adminRequestFrame = <P, PI>(
   id: number,
   operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
-  input: P
+  input: P,
+  timeoutMs?: number
 ): Buffer =>
   encodeFrame(
     { ...bare, type: FrameType.ADMIN_REQUEST, seq: id },
-    json(AdminRequest, { operation: operation.tag, input: Schema.encodeSync(operation.payload)(input) })
+    json(AdminRequest, {
+      operation: operation.tag,
+      input: Schema.encodeSync(operation.payload)(input),
+      ...(timeoutMs === undefined ? {} : { timeoutMs })
+    })
   )
 
 /** The answer to request `id`: its result, or its typed error. */

@@ -53,7 +53,7 @@ import {
 import { authorize, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, FrameType, MAX_ADMIN_REPLY_BYTES } from "./Frame.js"
-import { acceptRequestConnection, nextWithinIdle } from "./RequestAccept.js"
+import { acceptRequestConnection, nextWithinIdle, withinClientBound } from "./RequestAccept.js"
 
 export interface AdminServerOptions {
   readonly brokerId: number
@@ -237,6 +237,7 @@ const answer = (
   }
   // A result that does not encode is the broker's own fault: the client learns that much, the log the rest.
   return handler.answer(frame.seq, request.right.input, user).pipe(
+    withinClientBound(request.right.timeoutMs),
     Effect.map((answer) =>
       answer.length - FRAME_HEADER_BYTES <= MAX_ADMIN_REPLY_BYTES ? answer : adminRefusalFrame(
         frame.seq,

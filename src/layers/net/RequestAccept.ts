@@ -2,11 +2,13 @@
  * A broker's side of a request connection's opening (admin: AdminServer.ts; consumer groups:
  * groups/GroupServer.ts): the first frame's RequestOpen read and its protocol checked, the user
  * authenticated as on every connection and counted against its limit, then the kind's READY. And
- * the wait for each later request, bounded by the idle timeout. Written once, so that every kind
- * admits its clients, and drops idle ones, the same way.
+ * the wait for each later request, bounded by the idle timeout, and the bound its client waits for
+ * a request's answer. Written once, so that every kind admits its clients, drops idle ones and keeps
+ * to their bounds the same way.
  */
 import { Effect, type Scope } from "effect"
 import type { Socket } from "node:net"
+import { withCallerDeadline } from "../../services/control/CallerDeadline.js"
 import { authenticate, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
@@ -82,3 +84,22 @@ export const nextWithinIdle = (
       })
     )
     : nextFrame
+
+/**
+ * Kept back from a client's bound for its answer's way back: the broker's own bound ends this much
+ * earlier, so the answer it gives then (that the head never read the change, say) reaches the
+ * client before the client gives up on its own. A tenth of the bound, at most 250 ms.
+ */
+export const replyMarginMs = (timeoutMs: number) => Math.min(Math.ceil(timeoutMs / 10), 250)
+
+/**
+ * `answering` a request whose client waits `timeoutMs` for the answer (undefined: a client that sent
+ * no bound): what it asks the head's coordinator is bounded to end, its margin for the answer kept,
+ * before the client gives up, counted from now, as the broker takes the request up. So a change the
+ * head has not read by then is never made, and the client is told so (control/CallerDeadline.ts).
+ */
+export const withinClientBound =
+  (timeoutMs: number | undefined) => <A, E, R>(answering: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    timeoutMs === undefined
+      ? answering
+      : Effect.suspend(() => withCallerDeadline(Date.now() + timeoutMs - replyMarginMs(timeoutMs))(answering))

@@ -5,7 +5,8 @@
  * frame, answers its CHALLENGE and checks the broker's proof in the kind's READY
  * (RequestHandshake.ts), all within the connect timeout, or fails `ConnectionClosed` saying why.
  * The link then carries any number of calls at once: each request has its id, its REPLY or
- * FAILURE names that id, and each call is bounded by the request timeout. A link that breaks fails its calls in flight (whether a change was made is
+ * FAILURE names that id, and each call is bounded by the request timeout, which its request
+ * carries: the broker ends what it asks the head for it before that (RequestAccept.ts). A link that breaks fails its calls in flight (whether a change was made is
  * then unknown) and no later call goes over it. What a kind carries besides answers (a groups'
  * member frames) goes to its `other` handler.
  */
@@ -34,10 +35,12 @@ export interface RequestLinkSettings {
 /** What one kind of request connection is: its frames, and the error its service's calls fail with. */
 export interface RequestLinkKind<E> {
   readonly frames: RequestFrames
+  /** Request `id`, carrying `timeoutMs`, the client's bound on its answer, when it waits for one. */
   readonly requestFrame: <P, PI>(
     id: number,
     operation: { readonly tag: string; readonly payload: Schema.Schema<P, PI> },
-    input: P
+    input: P,
+    timeoutMs?: number
   ) => Uint8Array
   /** What an answer is called in the errors ("an admin answer"). */
   readonly answerName: string
@@ -293,7 +296,7 @@ const ask = <E, P, PI>(
       link.pending.delete(id)
       settle(answer instanceof ConnectionClosed ? Effect.fail(answer) : Effect.succeed(answer))
     })
-    link.socket.write(link.kind.requestFrame(id, method, input))
+    link.socket.write(link.kind.requestFrame(id, method, input, requestTimeoutMs))
     // Interrupted: its answer, when it comes, is dropped.
     return Effect.sync(() => {
       clearTimeout(timer)

@@ -37,11 +37,16 @@ export class RequestReady extends Schema.Class<RequestReady>("RequestReady")({
   serverSignature: Schema.optional(Schema.String.pipe(Schema.maxLength(255)))
 }) {}
 
-/** One request's body, named `identifier` in its decode errors: which operation, and its input (decoded by the operation's own Schema). */
+/**
+ * One request's body, named `identifier` in its decode errors: which operation, its input (decoded
+ * by the operation's own Schema), and the client's bound on the call, when it has one: how long it
+ * waits for the answer from sending it (RequestAccept.ts's `withinClientBound`).
+ */
 export const requestBody = (identifier: string) =>
   Schema.Struct({
     operation: Schema.String.pipe(Schema.maxLength(100)),
-    input: Schema.Unknown
+    input: Schema.Unknown,
+    timeoutMs: Schema.optional(Schema.Number.pipe(Schema.positive(), Schema.finite()))
   }).annotations({ identifier })
 
 const textEncoder = new TextEncoder()

@@ -351,6 +351,13 @@ export interface RpcServer {
   ) => number | undefined
 }
 
+/** A call's own bound, deadline and abort signal (`RpcClient.call`). */
+export interface RpcCallOptions {
+  readonly timeoutMs?: number
+  readonly deadlineMs?: number
+  readonly signal?: AbortSignal
+}
+
 export interface RpcClient {
   readonly client: number
   readonly call: <M extends AnyRpcMethod>(
@@ -358,9 +365,11 @@ export interface RpcClient {
     payload: Payload<M>,
     /**
      * `signal`: aborting it ends the wait for the reply with `RpcAbandoned` (its reason the
-     * signal's) — a cheap race with another event, without forking fibers.
+     * signal's) — a cheap race with another event, without forking fibers. `deadlineMs` (wall
+     * clock): the call is bounded by it too, whichever comes first, `timeoutMs` or it — a call
+     * made on behalf of a caller with a deadline of its own (CallerDeadline.ts).
      */
-    options?: { readonly timeoutMs?: number; readonly signal?: AbortSignal }
+    options?: RpcCallOptions
   ) => Effect.Effect<Success<M>, Failure<M> | RpcCallError>
   /**
    * Sends every call still waiting again, for a server that took another's place (a standby
