@@ -276,20 +276,28 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
     /**
      * The reply ring read corrupt (a frame there failed its checks): read again, it would fail the
      * same way for good while every call waited out its bound. As after a reap, the reader lets its
-     * slot go and attaches again at the ring's head; the replies and notices between are lost, so
-     * every call waiting fails with `RpcRepliesLost` at once (the reply may have been among them).
-     * Not a reap: `onRepliesLost` is told, never `onReattach` (the server did not drop this client).
+     * slot go and attaches again at the ring's head, and the calls waiting are sent again: the
+     * replies between are lost, and the server answers each with the reply it kept, or runs one it
+     * never saw, never one twice. Only when it cannot attach again do they fail, `RpcRepliesLost`.
+     * Not a reap: `onRepliesLost` is told (the notices between are lost), never `onReattach` (the
+     * server did not drop this client).
      */
     const pastCorrupt = (corrupt: RingCorrupt) =>
       Effect.gen(function*() {
         const broken = caller.reader
         yield* rings.reap(options.replies, broken.slot, broken.occurrence).pipe(Effect.ignore)
-        // Attached before the calls fail: a call made as one ends (a re-join's) has its reply read.
         const attached = yield* Effect.either(attachAgain)
-        failWaiting(caller, corrupt.message)
-        yield* Effect.logWarning(
-          `rpc: client ${caller.slot}: ${corrupt.message}; its calls waiting failed with RpcRepliesLost, and it reads on from the reply ring's head`
-        )
+        if (attached._tag === "Right") {
+          yield* resendWaiting(caller)
+          yield* Effect.logWarning(
+            `rpc: client ${caller.slot}: ${corrupt.message}; it reads on from the reply ring's head, and sent its calls waiting again`
+          )
+        } else {
+          failWaiting(caller, corrupt.message)
+          yield* Effect.logWarning(
+            `rpc: client ${caller.slot}: ${corrupt.message}; its calls waiting failed with RpcRepliesLost`
+          )
+        }
         if (options.onRepliesLost !== undefined) yield* Effect.forkScoped(options.onRepliesLost(corrupt))
         if (attached._tag === "Left") {
           yield* Effect.logWarning(

@@ -263,15 +263,15 @@ export class RpcRequestUnread extends Data.TaggedError("RpcRequestUnread")<
 }
 
 /**
- * The client's reply ring read corrupt while the call waited (a frame there failed its checks):
- * the client read on from the ring's head, and the replies between were lost, this call's maybe
- * among them. Its request may have run (it may have taken effect); calls made after are answered.
+ * The client's reply ring read corrupt while the call waited (a frame there failed its checks),
+ * and the client could not attach to it again to send the call again: the replies between were
+ * lost, this call's maybe among them. Its request may have run (it may have taken effect).
  */
 export class RpcRepliesLost extends Data.TaggedError("RpcRepliesLost")<
   { readonly method: string; readonly requestId: number; readonly reason: string }
 > {
   override get message() {
-    return `rpc ${this.method} #${this.requestId}: the client's reply ring read corrupt (${this.reason}) and was read on from its head; this call's reply may have been lost there, and its request may have run`
+    return `rpc ${this.method} #${this.requestId}: the client's reply ring read corrupt (${this.reason}) and the client could not attach to it again to send the call again; this call's reply may have been lost there, and its request may have run`
   }
 }
 
@@ -322,8 +322,8 @@ export interface RpcClientOptions {
   readonly onReattach?: Effect.Effect<void>
   /**
    * Run (forked) after the reply ring read corrupt and the client read on from its head: the
-   * replies and notices between were lost (the calls then waiting failed with `RpcRepliesLost`).
-   * Not a reap: the server did not drop this client. A warning is logged either way.
+   * replies and notices between were lost (the calls then waiting were sent again). Not a reap:
+   * the server did not drop this client. A warning is logged either way.
    */
   readonly onRepliesLost?: (corrupt: RingCorrupt) => Effect.Effect<void>
 }
