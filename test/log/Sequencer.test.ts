@@ -242,6 +242,31 @@ for (const impl of implementations) {
         expect(sequencer.epoch).toBe(1)
       }))
 
+    it.scoped("a hold timeout or session idle bound below 1 ms (0, negative, NaN, a zero duration) is refused, typed, naming it, before the lease is taken; 1 is taken", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        // What CXLOG_HOLD_TIMEOUT_MS / CXLOG_SESSION_IDLE_MS refuse, given in code: at 0 a session would be
+        // fenced at its first gap, or every session released at each sweep.
+        const refusals = [
+          [{ holdTimeoutMs: 0 }, "holdTimeoutMs", 0],
+          [{ holdTimeoutMs: -5 }, "holdTimeoutMs", -5],
+          [{ holdTimeoutMs: NaN }, "holdTimeoutMs", NaN],
+          [{ holdTimeout: "0 millis" }, "holdTimeoutMs", 0],
+          [{ sessionIdleMs: 0 }, "sessionIdleMs", 0],
+          [{ sessionIdleMs: 0, sessionGapIdleMs: 60_000 }, "sessionIdleMs", 0],
+          [{ sessionIdle: "0 seconds" }, "sessionIdleMs", 0]
+        ] as const
+        for (const [options, option, value] of refusals) {
+          const refused = yield* Effect.flip(cluster.sequencer(options))
+          expect(refused, JSON.stringify(options)).toMatchObject({ _tag: "InvalidSequencerOptions", option, value })
+          expect((refused as Error).message).toContain(
+            `${option} ${value} is not a number of milliseconds of at least 1`
+          )
+        }
+        const sequencer = yield* cluster.sequencer({ holdTimeoutMs: 1, sessionIdleMs: 1 })
+        expect(sequencer.epoch).toBe(1)
+      }))
+
     it.scoped("mode 4: each broker's batches keep their arrival order; mode 0 likewise", () =>
       Effect.gen(function*() {
         for (const order of [4, 0] as const) {

@@ -284,6 +284,19 @@ describe("CXLOG_HOLD_TIMEOUT_MS and CXLOG_SESSION_IDLE_MS", () => {
       })
     }))
 
+  it("cxlog head --help says what configuration.md says of them: a gap held past the hold timeout fences the session", () => {
+    const page = readFileSync(join(root, "docs", "configuration.md"), "utf8").split("\n")
+    const { holdTimeoutMs, sessionIdleMs } = headCommand.flags
+    for (const flag of [holdTimeoutMs, sessionIdleMs]) {
+      const row = page.find((line) => line.startsWith(`| \`${flag.env}\` |`))
+      const meaning = row?.split(" | ")[4]
+      // The help's words, less the minimum it states in its own way, begin the row's.
+      expect(meaning?.startsWith(flag.description.replace(/ \(at least 1\)$/, "")), flag.env).toBe(true)
+    }
+    // What the order engine does at the timeout (OrderEngine.expire): nothing is skipped past the gap.
+    expect(holdTimeoutMs.description).toContain("before fencing the session: its held batches are dropped")
+  })
+
   it("at 0 are refused naming the variable and its minimum, 1, where cxlog head reads them (its flags)", () => {
     const { holdTimeoutMs, sessionIdleMs } = headCommand.flags
     for (const flag of [holdTimeoutMs, sessionIdleMs]) {

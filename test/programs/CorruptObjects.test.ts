@@ -108,6 +108,16 @@ describe("a region's objects damaged in place, through the CLI", () => {
       expect(groups.stdout).toMatch(/^sound /m)
       expect(groups.stdout).not.toMatch(/^broken /m)
       expect(groups.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
+      const groupsJson = yield* cli("groups", "--json")
+      expect(groupsJson.code, groupsJson.stderr).toBe(0)
+      expect(JSON.parse(groupsJson.stdout)).toEqual({
+        groups: [expect.objectContaining({ name: "sound", topic: "jobs" })],
+        unreadable: [
+          expect.stringMatching(new RegExp(`^${groupWhy}$`)),
+          expect.stringMatching(new RegExp(`^${groupWhyAs("worn", "cxlog groups delete worn")}$`))
+        ]
+      })
+      expect(groupsJson.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
       const groupDescribed = yield* cli("groups", "describe", "broken")
       expect(groupDescribed.code).toBe(1)
       expect(groupDescribed.stderr).toMatch(new RegExp(`^cxlog groups: ${groupWhy}$`, "m"))
@@ -123,7 +133,14 @@ describe("a region's objects damaged in place, through the CLI", () => {
         )
       const remoteGroups = yield* through("--json")
       expect(remoteGroups.code, remoteGroups.stderr).toBe(0)
-      expect(JSON.parse(remoteGroups.stdout)).toMatchObject([{ name: "sound", topic: "jobs" }])
+      // A script reading the JSON learns of them too, as from cxlog topics --json.
+      expect(JSON.parse(remoteGroups.stdout)).toEqual({
+        groups: [expect.objectContaining({ name: "sound", topic: "jobs" })],
+        unreadable: [
+          expect.stringMatching(new RegExp(`^${remoteWhy("broken")}$`)),
+          expect.stringMatching(new RegExp(`^${remoteWhy("worn")}$`))
+        ]
+      })
       expect(remoteGroups.stderr).toMatch(
         new RegExp(`^cxlog groups: ${remoteWhy("broken")}\\ncxlog groups: ${remoteWhy("worn")}\\n$`)
       )
@@ -157,6 +174,7 @@ describe("a region's objects damaged in place, through the CLI", () => {
       const groupsAfter = yield* cli("groups")
       expect(groupsAfter.stdout).toMatch(/^broken +lost /m)
       expect(groupsAfter.stderr).toBe("")
+      expect(JSON.parse((yield* cli("groups", "--json")).stdout)).not.toHaveProperty("unreadable")
 
       // A topic whose directory entry itself is damaged (its kind), its name still there: listed by that name, deleted by it.
       expect((yield* cli("topics", "create", "torn")).code).toBe(0)

@@ -17,6 +17,7 @@ import { Effect, Layer, type Scope } from "effect"
 import {
   checkSequencerOptions,
   defaultSequencerOptions,
+  type InvalidSequencerOptions,
   Sequencer,
   type SequencerEarlierRoundStopped,
   type SequencerLeaseHeld,
@@ -179,7 +180,7 @@ export const make = (
   given: SequencerLayerOptions = {}
 ): Effect.Effect<
   SequencerShape,
-  SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort,
+  SequencerLeaseHeld | SequencerEarlierRoundStopped | InvalidSequencerOptions | SessionGapIdleTooShort,
   CxlMemory | Doorbell | Scope.Scope
 > =>
   Effect.gen(function*() {
@@ -224,6 +225,6 @@ export const layer = (
   options: SequencerLayerOptions = {}
 ): Layer.Layer<
   Sequencer,
-  SequencerLeaseHeld | SequencerEarlierRoundStopped | SessionGapIdleTooShort,
+  SequencerLeaseHeld | SequencerEarlierRoundStopped | InvalidSequencerOptions | SessionGapIdleTooShort,
   CxlMemory | Doorbell
 > => Layer.scoped(Sequencer, make(area, options))

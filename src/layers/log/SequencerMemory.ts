@@ -6,6 +6,7 @@
 import { Effect, Layer, type Scope } from "effect"
 import {
   checkSequencerOptions,
+  type InvalidSequencerOptions,
   Sequencer,
   SequencerLeaseHeld,
   SequencerLeaseLost,
@@ -152,7 +153,7 @@ const storeHistory = (topic: MemoryTopic): OrderHistory => ({
 export const makeMemory = (
   store: MemoryLogStore,
   given: SequencerOptions = {}
-): Effect.Effect<SequencerShape, SequencerLeaseHeld | SessionGapIdleTooShort, Scope.Scope> =>
+): Effect.Effect<SequencerShape, SequencerLeaseHeld | InvalidSequencerOptions | SessionGapIdleTooShort, Scope.Scope> =>
   Effect.gen(function*() {
     const options = yield* checkSequencerOptions(given)
     const occurrence = newOccurrence()
@@ -222,5 +223,5 @@ export const makeMemory = (
 export const layerMemory = (
   store: MemoryLogStore,
   options: SequencerOptions = {}
-): Layer.Layer<Sequencer, SequencerLeaseHeld | SessionGapIdleTooShort> =>
+): Layer.Layer<Sequencer, SequencerLeaseHeld | InvalidSequencerOptions | SessionGapIdleTooShort> =>
   Layer.scoped(Sequencer, makeMemory(store, options))

@@ -11,7 +11,12 @@ import { AckTracker, type AckTrackerShape } from "../../services/log/AckTracker.
 import { Appender, type AppenderShape, type BrokerSlotTaken } from "../../services/log/Appender.js"
 import { Consumers } from "../../services/log/Consumers.js"
 import { LogReader } from "../../services/log/LogReader.js"
-import type { SequencerLeaseHeld, SequencerShape, SessionGapIdleTooShort } from "../../services/log/Sequencer.js"
+import type {
+  InvalidSequencerOptions,
+  SequencerLeaseHeld,
+  SequencerShape,
+  SessionGapIdleTooShort
+} from "../../services/log/Sequencer.js"
 import {
   type AckLevel,
   type InvalidTopicSpec,
@@ -116,6 +121,7 @@ export type MemoryLogError =
   | InvalidTopicSpec
   | BrokerSlotTaken
   | SequencerLeaseHeld
+  | InvalidSequencerOptions
   | SessionGapIdleTooShort
 
 /** GOI window of a log that retains every ordered batch: more than any test or bench orders. */

@@ -4,7 +4,7 @@
  * its pending messages listed, and groups created and deleted (through the head's coordinator).
  * On the region's host, as a client of the region; with `--brokers`, through a broker over TCP
  * (ConsumerGroupsRemote.ts: the broker answers from the region where it runs, as the user's rights allow).
- * A group that cannot be read is said on stderr beside the list, either way.
+ * A group that cannot be read is said on stderr beside the list, and in its JSON's `unreadable`, either way.
  */
 import { Console, Effect } from "effect"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
@@ -118,14 +118,30 @@ const due = (inMs: number): string => (inMs >= 0 ? `in ${age(inMs)}` : `overdue 
 
 const print = (json: boolean, value: unknown, text: () => string) => Console.log(json ? JSON.stringify(value) : text())
 
-/** Each word through `ConsumerGroups`. The list says on stderr each group it leaves out because it cannot be read. */
+/**
+ * `cxlog groups --json`: the groups, and why each group the list leaves out cannot be read, as
+ * `cxlog topics --json` gives its `unreadable` (absent: none), so a script learns of them too.
+ */
+interface GroupsReport {
+  readonly groups: ReadonlyArray<GroupInfo>
+  readonly unreadable?: ReadonlyArray<string>
+}
+
+/**
+ * Each word through `ConsumerGroups`. The list says on stderr each group it leaves out because it
+ * cannot be read, and in its JSON's `unreadable`.
+ */
 const groupsOf = (words: GroupsWords, json: boolean) =>
   Effect.gen(function*() {
     const groups = yield* ConsumerGroups
     switch (words.kind) {
       case "list": {
         const { groups: all, unreadable } = yield* groups.overview
-        yield* print(json, all, () => listTable(all))
+        const report: GroupsReport = {
+          groups: all,
+          ...(unreadable.length === 0 ? {} : { unreadable: unreadable.map((corrupt) => corrupt.message) })
+        }
+        yield* print(json, report, () => listTable(all))
         for (const corrupt of unreadable) yield* Console.error(`cxlog groups: ${corrupt.message}`)
         return
       }

@@ -69,8 +69,9 @@ export const SEQUENCER_SETTINGS = {
       // At 0 nothing is held: a session whose batches reach the sequencer out of order (through two
       // brokers) would be fenced at its first gap, and a full log's waiting would fence it too.
       min: 1,
+      // Nothing is skipped: the engine's expiry (OrderEngine.expire) fences the session and drops what it held.
       description:
-        "order 5: how long the sequencer holds a session's later batches for a gap before skipping it (at least 1)"
+        "order 5: how long the sequencer holds a session's later batches for a gap before fencing the session: its held batches are dropped, none is ordered past the gap, and its publisher sends them again in a new session (at least 1)"
     }),
     sessionIdleMs: setting.millis({
       env: "CXLOG_SESSION_IDLE_MS",

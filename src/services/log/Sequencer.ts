@@ -114,10 +114,38 @@ export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooS
   }
 }
 
-/** The options, or `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted). */
+/** Why the hold timeout and the session idle bound must each be at least 1 ms, as their settings' `min: 1` (LogSettings.ts) has it. */
+const AT_LEAST_ONE_MS = {
+  holdTimeoutMs:
+    "below 1 nothing is held: a session would be fenced at its first gap, even while the log waits for room",
+  sessionIdleMs:
+    "below 1 every session would be released at each sweep, between any two of its batches (0 is not \"never\")"
+} as const
+
+/**
+ * A hold timeout or session idle bound given in code (or as a duration) that is not a number of
+ * milliseconds of at least 1: what `CXLOG_HOLD_TIMEOUT_MS` / `CXLOG_SESSION_IDLE_MS` refuse, refused
+ * where a layer is made too, for a caller that builds it directly.
+ */
+export class InvalidSequencerOptions extends Data.TaggedError("InvalidSequencerOptions")<{
+  readonly option: keyof typeof AT_LEAST_ONE_MS
+  readonly value: unknown
+}> {
+  override get message() {
+    const why = AT_LEAST_ONE_MS[this.option]
+    return `invalid sequencer options: ${this.option} ${
+      String(this.value)
+    } is not a number of milliseconds of at least 1 (${why})`
+  }
+}
+
+/**
+ * The options, or `InvalidSequencerOptions` when the hold timeout or idle bound is not at least
+ * 1 ms, or `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted).
+ */
 export const checkSequencerOptions = <O extends SequencerOptions>(
   given: O
-): Either.Either<O, SessionGapIdleTooShort> => {
+): Either.Either<O, InvalidSequencerOptions | SessionGapIdleTooShort> => {
   const options = withMillis<SequencerOptions>(given, [
     "holdTimeout",
     "sessionIdle",
@@ -125,6 +153,13 @@ export const checkSequencerOptions = <O extends SequencerOptions>(
     "lease",
     "waitForLease"
   ]) as O
+  for (const option of ["holdTimeoutMs", "sessionIdleMs"] as const) {
+    const value: unknown = options[option]
+    // NaN fails `>= 1` too; a JavaScript caller may pass anything.
+    if (value !== undefined && !(typeof value === "number" && value >= 1)) {
+      return Either.left(new InvalidSequencerOptions({ option, value }))
+    }
+  }
   const sessionIdleMs = options.sessionIdleMs ?? defaultSequencerOptions.sessionIdleMs
   const { sessionGapIdleMs } = options
   return sessionGapIdleMs !== undefined && sessionGapIdleMs < sessionIdleMs
@@ -140,7 +175,10 @@ export const sequencerOptionsConfig: Config.Config<SequencerOptions> = settingsC
   Config.mapOrFail(({ sessionGapIdleMs, ...options }) =>
     Either.mapLeft(
       checkSequencerOptions(sessionGapIdleMs === undefined ? options : { ...options, sessionGapIdleMs }),
-      (invalid) => ConfigError.InvalidData([SEQUENCER_SETTINGS.settings.sessionGapIdleMs.env], invalid.message)
+      (invalid) => {
+        const setting = invalid._tag === "InvalidSequencerOptions" ? invalid.option : "sessionGapIdleMs"
+        return ConfigError.InvalidData([SEQUENCER_SETTINGS.settings[setting].env], invalid.message)
+      }
     )
   )
 )
