@@ -242,7 +242,7 @@ for (const impl of implementations) {
         expect(sequencer.epoch).toBe(1)
       }))
 
-    it.scoped("a hold timeout or session idle bound below 1 ms (0, negative, NaN, a zero duration) is refused, typed, naming it, before the lease is taken; 1 is taken", () =>
+    it.scoped("a hold timeout, session idle or gap bound or lease below 1 ms (0, negative, NaN, a zero duration) is refused, typed, naming it, before the lease is taken; 1 is taken", () =>
       Effect.gen(function*() {
         const cluster = yield* impl.make()
         // What CXLOG_HOLD_TIMEOUT_MS / CXLOG_SESSION_IDLE_MS refuse, given in code: at 0 a session would be
@@ -254,7 +254,11 @@ for (const impl of implementations) {
           [{ holdTimeout: "0 millis" }, "holdTimeoutMs", 0],
           [{ sessionIdleMs: 0 }, "sessionIdleMs", 0],
           [{ sessionIdleMs: 0, sessionGapIdleMs: 60_000 }, "sessionIdleMs", 0],
-          [{ sessionIdle: "0 seconds" }, "sessionIdleMs", 0]
+          [{ sessionIdle: "0 seconds" }, "sessionIdleMs", 0],
+          // A NaN gap bound compares below nothing: no session with a gap would ever lapse.
+          [{ sessionGapIdleMs: NaN }, "sessionGapIdleMs", NaN],
+          [{ leaseMs: 0 }, "leaseMs", 0],
+          [{ lease: "0 millis" }, "leaseMs", 0]
         ] as const
         for (const [options, option, value] of refusals) {
           const refused = yield* Effect.flip(cluster.sequencer(options))

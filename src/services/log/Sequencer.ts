@@ -114,18 +114,21 @@ export class SessionGapIdleTooShort extends Data.TaggedError("SessionGapIdleTooS
   }
 }
 
-/** Why the hold timeout and the session idle bound must each be at least 1 ms, as their settings' `min: 1` (LogSettings.ts) has it. */
+/** Why each bound must be at least 1 ms, as its setting's `min: 1` (LogSettings.ts) has it. */
 const AT_LEAST_ONE_MS = {
   holdTimeoutMs:
     "below 1 nothing is held: a session would be fenced at its first gap, even while the log waits for room",
   sessionIdleMs:
-    "below 1 every session would be released at each sweep, between any two of its batches (0 is not \"never\")"
+    "below 1 every session would be released at each sweep, between any two of its batches (0 is not \"never\")",
+  sessionGapIdleMs: "a session with a gap would never lapse (NaN) or lapse at each sweep",
+  leaseMs: "below 1 the lease would lapse as it is taken, and every other process find the head gone"
 } as const
 
 /**
- * A hold timeout or session idle bound given in code (or as a duration) that is not a number of
- * milliseconds of at least 1: what `CXLOG_HOLD_TIMEOUT_MS` / `CXLOG_SESSION_IDLE_MS` refuse, refused
- * where a layer is made too, for a caller that builds it directly.
+ * A hold timeout, session idle or gap bound or lease given in code (or as a duration) that is not a
+ * number of milliseconds of at least 1: what `CXLOG_HOLD_TIMEOUT_MS`, `CXLOG_SESSION_IDLE_MS`,
+ * `CXLOG_SESSION_GAP_IDLE_MS` and `CXLOG_SEQUENCER_LEASE_MS` refuse, refused where a layer is made
+ * too, for a caller that builds it directly.
  */
 export class InvalidSequencerOptions extends Data.TaggedError("InvalidSequencerOptions")<{
   readonly option: keyof typeof AT_LEAST_ONE_MS
@@ -140,8 +143,8 @@ export class InvalidSequencerOptions extends Data.TaggedError("InvalidSequencerO
 }
 
 /**
- * The options, or `InvalidSequencerOptions` when the hold timeout or idle bound is not at least
- * 1 ms, or `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted).
+ * The options, or `InvalidSequencerOptions` when a bound or the lease is not at least 1 ms, or
+ * `SessionGapIdleTooShort` when the gap bound given is below the idle bound (defaulted).
  */
 export const checkSequencerOptions = <O extends SequencerOptions>(
   given: O
@@ -153,7 +156,7 @@ export const checkSequencerOptions = <O extends SequencerOptions>(
     "lease",
     "waitForLease"
   ]) as O
-  for (const option of ["holdTimeoutMs", "sessionIdleMs"] as const) {
+  for (const option of ["holdTimeoutMs", "sessionIdleMs", "sessionGapIdleMs", "leaseMs"] as const) {
     const value: unknown = options[option]
     // NaN fails `>= 1` too; a JavaScript caller may pass anything.
     if (value !== undefined && !(typeof value === "number" && value >= 1)) {
