@@ -541,13 +541,13 @@ describe("Rpc server on a corrupt request ring", () => {
 
 describe("Rpc client on a corrupt reply ring", () => {
   // Read again, a corrupt reply ring fails the same way for good: the client reads on from its head.
-  it.scopedLive("a reply lost in the damage comes again: its call is sent again and answered with the reply the server kept, onRepliesLost is told (never onReattach), and later calls are answered", () =>
+  it.scopedLive("a reply lost in the damage comes again: its call is sent again and answered with the reply the server kept; a call still waiting at a second break fails RpcRepliesLost; onRepliesLost is told (never onReattach), and later calls are answered", () =>
     Effect.gen(function*() {
       const { region, rings } = yield* openRegionRings()()
       const rpc = yield* RpcLayers.make.pipe(Effect.provideService(Rings, rings))
       const { replies, requests } = layout(65536)
       const waiting = new Map<string, DeferredReply<string, never>>()
-      yield* rpc.serve({ replies, requests }, handlers(waiting))
+      const server = yield* rpc.serve({ replies, requests }, handlers(waiting))
       const told: Array<string> = []
       const client = yield* rpc.client({
         client: 0,
@@ -558,7 +558,12 @@ describe("Rpc client on a corrupt reply ring", () => {
         onRepliesLost: (corrupt) => Effect.sync(() => told.push(corrupt.message))
       })
       const held = yield* Effect.fork(client.call(Wait, { name: "held" }))
-      yield* until(() => waiting.has("held"), 10_000, () => "the held call read by the server")
+      const twice = yield* Effect.fork(Effect.flip(client.call(Wait, { name: "twice" })))
+      yield* until(
+        () => waiting.has("held") && waiting.has("twice"),
+        10_000,
+        () => "the waiting calls read by the server"
+      )
       const reply = waiting.get("held")!
       // The reply committed and damaged in one step: the client's wake comes after it, through the loop.
       const at = yield* Effect.sync(() => {
@@ -572,8 +577,22 @@ describe("Rpc client on a corrupt reply ring", () => {
       // the handler's new deferred reply would never be given.
       expect(yield* Fiber.join(held).pipe(Effect.timeout("5 seconds"))).toBe("answered")
       expect(yield* client.call(Add, { a: 1, b: 2 })).toBe(3)
-      expect(told).toEqual([
-        `ring ${replies.id} is corrupt at position ${at}: frame header does not belong to this position`
-      ])
+      // A second break: the call sent again at the first, still waiting, is not sent a second time.
+      const again = yield* Effect.sync(() => {
+        const head = Atomics.load(region!.u32, replies.offset / 4)
+        server.notifyNow(Announcement, { text: "lost" }, client.client)
+        const data = replies.offset + 64 * (1 + replies.readerSlots)
+        region!.u32[(data + (head % replies.dataBytes)) / 4 + 1]! ^= 1
+        return head
+      })
+      const failed = yield* Fiber.join(twice).pipe(Effect.timeout("5 seconds"))
+      expect(failed).toMatchObject({ _tag: "RpcRepliesLost", method: "Wait" })
+      expect(failed.message).toContain(`ring ${replies.id} is corrupt at position ${again}`)
+      expect(yield* client.call(Add, { a: 2, b: 2 })).toBe(4)
+      expect(told).toEqual(
+        [at, again].map((position) =>
+          `ring ${replies.id} is corrupt at position ${position}: frame header does not belong to this position`
+        )
+      )
     }))
 })

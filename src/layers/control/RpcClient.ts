@@ -36,7 +36,15 @@ import {
   type WireFrame,
   writeFrameAt
 } from "./RpcFrames.js"
-import { abandoned, type Caller, failWaiting, listen, type PendingCall, unsent } from "./RpcPendingCalls.js"
+import {
+  abandoned,
+  type Caller,
+  failResentAfterBreak,
+  failWaiting,
+  listen,
+  type PendingCall,
+  unsent
+} from "./RpcPendingCalls.js"
 import { readForever, RETRY_AFTER_ERROR_MS } from "./RpcReadForever.js"
 import { failUnread, RequestsUnread } from "./RpcRequestsUnread.js"
 
@@ -278,7 +286,9 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
      * same way for good while every call waited out its bound. As after a reap, the reader lets its
      * slot go and attaches again at the ring's head, and the calls waiting are sent again: the
      * replies between are lost, and the server answers each with the reply it kept, or runs one it
-     * never saw, never one twice. Only when it cannot attach again do they fail, `RpcRepliesLost`.
+     * never saw, never one twice. A call is sent again only once: one still waiting at the next break
+     * fails, `RpcRepliesLost`, as every call waiting does when the client cannot attach again (a
+     * ring that keeps breaking would otherwise have the server answer the same calls again and again).
      * Not a reap: `onRepliesLost` is told (the notices between are lost), never `onReattach` (the
      * server did not drop this client).
      */
@@ -288,6 +298,7 @@ export const client = (rings: RingsShape) => (options: RpcClientOptions) =>
         yield* rings.reap(options.replies, broken.slot, broken.occurrence).pipe(Effect.ignore)
         const attached = yield* Effect.either(attachAgain)
         if (attached._tag === "Right") {
+          failResentAfterBreak(caller, corrupt.message)
           yield* resendWaiting(caller)
           yield* Effect.logWarning(
             `rpc: client ${caller.slot}: ${corrupt.message}; it reads on from the reply ring's head, and sent its calls waiting again`

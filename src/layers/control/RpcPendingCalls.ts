@@ -29,6 +29,8 @@ export class PendingCall {
   sentThrough = -1
   /** Where its first frame ended (a retry is written after it): a server that read that far may have run it. */
   firstSentThrough = -1
+  /** Sent again once already because the reply ring read corrupt (RpcClient.ts `pastCorrupt`). */
+  resentAfterBreak = false
   constructor(
     readonly caller: Caller,
     readonly method: AnyRpcMethod,
@@ -124,10 +126,22 @@ export interface Caller extends NoticeHubs {
   nextId: number
 }
 
+const repliesLost = (call: PendingCall, reason: string) =>
+  call.settle(Exit.fail(new RpcRepliesLost({ method: call.method.tag, requestId: call.requestId, reason })))
+
 /** The reply ring read corrupt (`reason`): each call waiting may have lost its reply there, and ends now. */
 export const failWaiting = (caller: Caller, reason: string): void => {
+  for (const call of [...caller.pending.values()]) repliesLost(call, reason)
+}
+
+/**
+ * The reply ring read corrupt (`reason`) and the calls waiting are about to be sent again: each
+ * sent again after an earlier break ends now instead; the others are marked as sent again.
+ */
+export const failResentAfterBreak = (caller: Caller, reason: string): void => {
   for (const call of [...caller.pending.values()]) {
-    call.settle(Exit.fail(new RpcRepliesLost({ method: call.method.tag, requestId: call.requestId, reason })))
+    if (call.resentAfterBreak) repliesLost(call, reason)
+    else call.resentAfterBreak = true
   }
 }
 
