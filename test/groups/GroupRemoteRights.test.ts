@@ -112,6 +112,20 @@ describe("consumer groups through a broker that authenticates", () => {
       expect(yield* Effect.flip(auditor.create({ name: "mine", topic: "jobs" }))).toBeInstanceOf(TopicForbidden)
       expect((yield* auditor.list).map((g) => g.name)).toEqual(["auditors"])
       expect(yield* auditor.describe("auditors")).toMatchObject({ name: "auditors", topic: "audit" })
+      // A name the auditor may not consume as: refused alike whether a group of it exists or not.
+      const existing = yield* Effect.flip(auditor.describe("pool"))
+      const asked: ReadonlyArray<Effect.Effect<unknown, { readonly message: string }>> = [
+        auditor.describe("poolx"),
+        auditor.pending("poolx"),
+        auditor.delete("poolx")
+      ]
+      for (const refused of asked) {
+        const error = yield* Effect.flip(refused)
+        expect(error).toBeInstanceOf(TopicForbidden)
+        expect(error.message).toBe(existing.message.replaceAll("pool", "poolx"))
+      }
+      // One who may consume as any name learns there is none.
+      expect(yield* Effect.flip(worker.describe("poolx"))).toMatchObject({ _tag: "GroupNotFound" })
       // The worker's connection went on: it joins and acks all three.
       const got = yield* worker.join("pool", { maxInFlight: 3 }).pipe(
         Stream.mapEffect((d) => Effect.as(d.ack, d.offset)),

@@ -156,14 +156,25 @@ interface ConnectionState {
 }
 
 /**
+ * Refused unless `user` may consume as `name`: checked before the group is looked up, so a user
+ * without that right is refused alike whether a group of that name exists or not, and learns
+ * neither (as `list` names it only the groups it may use).
+ */
+const mayName = (user: UserRecord | undefined, name: string) =>
+  refusedBy(user, user === undefined ? undefined : authorize(user, "consume", name))
+
+/**
  * The group's description, once the user may use the group. One that does not read as one is
  * `GroupCorrupt` only to a user with the rights it needs (those its delete needs): another is
  * refused as for a group that reads, and does not learn it is damaged.
  */
 const authorized = (groups: ConsumerGroupsShape, user: UserRecord | undefined, name: string) =>
-  groups.describe(name).pipe(
-    Effect.tapErrorTag("GroupCorrupt", (corrupt) => refusedBy(user, useUnreadableRefusal(user, corrupt))),
-    Effect.tap((info) => mayUse(user, name, info.topic))
+  Effect.zipRight(
+    mayName(user, name),
+    groups.describe(name).pipe(
+      Effect.tapErrorTag("GroupCorrupt", (corrupt) => refusedBy(user, useUnreadableRefusal(user, corrupt))),
+      Effect.tap((info) => mayUse(user, name, info.topic))
+    )
   )
 
 const refuse = (socket: Socket, id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
@@ -342,7 +353,8 @@ const connectionRequests = (
         )
       case DeleteGroup.tag:
         return answer(socket, id, DeleteGroup, input, ({ name }) =>
-          groups.describe(name).pipe(
+          mayName(user, name).pipe(
+            Effect.zipRight(groups.describe(name)),
             Effect.flatMap((info) => mayUse(user, name, info.topic)),
             // A group that does not read as one names no topic to check the read right on.
             Effect.catchTag("GroupCorrupt", (e) => refusedBy(user, deleteUnreadableRefusal(user, e))),
