@@ -11,7 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Layer, Schedule, Stream } from "effect"
 import { spawn } from "node:child_process"
 import { makeMemory as makeGroupsMemory, makeMemoryGroupsStore } from "../../src/layers/groups/ConsumerGroupsMemory.js"
-import { shareKeys } from "../../src/layers/groups/GroupKeyShare.js"
+import { handBackDead, shareKeys } from "../../src/layers/groups/GroupKeyShare.js"
 import {
   CLAIM_RECORDS,
   encodeHeader,
@@ -300,6 +300,33 @@ describe("byKey: buckets change hands", () => {
     expect(b.owned.has(bucket)).toBe(true)
     lookAtPending(b, 0)
     expect(b.backlog).toMatchObject([{ slot, offset: 10, why: "dead" }])
+  })
+
+  it("a member killed between writing its claim and moving the bucket's frontier: the entry is freed as its buckets are handed back, so the next owner hands the message out once", () => {
+    const group = makeGroup(true)
+    const a = member(group)
+    shareKeys(a)
+    const bucket = 10 % KEY_BUCKETS
+    // Offset 10 claimed and its frontier not moved; offset 11 (another key) claimed and its frontier moved.
+    const unhanded = group.pending.reserve(a.ref)!
+    group.pending.fill(unhanded, a.ref, 10, bucket, 1_000)
+    const handed = group.pending.reserve(a.ref)!
+    group.pending.fill(handed, a.ref, 11, bucket + 1, 1_000)
+    group.buckets.raiseFrontier(bucket + 1, 12)
+    kill(group, a.ref)
+    const [dead] = group.members.deadSlots()
+    handBackDead(group, group.members.refAt(dead!), group.members.scanned(dead!))
+    group.members.free(dead!)
+    const b = member(group)
+    shareKeys(b)
+    expect(b.owned.has(bucket)).toBe(true)
+    // B reads offset 10 as new and hands it out, moving the frontier past it.
+    expect(group.buckets.frontier(bucket)).toBe(10)
+    group.buckets.raiseFrontier(bucket, 11)
+    // A's entry for it is gone: judged now, it would read as handed out and go to B a second time.
+    expect(group.pending.inUse(unhanded)).toBe(false)
+    lookAtPending(b, 0)
+    expect(b.backlog).toMatchObject([{ slot: handed, offset: 11, why: "dead" }])
   })
 
   it("a dead member's buckets go to the others from where it had scanned (not the ones it was draining)", () => {

@@ -8,6 +8,29 @@
 import { ownerRef } from "./GroupBuckets.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { scanPosition } from "./GroupMemberState.js"
+import type { GroupObject } from "./GroupObject.js"
+
+/**
+ * Dead member `ref`'s claims that never handed their message out (it died after writing the
+ * entry, before moving the bucket's frontier past it) are freed while the buckets are still its,
+ * so no other member can have moved those frontiers: judged later, once the next owner had handed
+ * such a message out itself and moved the frontier past it, the entry would read as handed out and
+ * its message be delivered a second time.
+ */
+const releaseUnhanded = (group: GroupObject, ref: number): void => {
+  const { buckets, pending } = group
+  pending.releaseClaimsOf(ref, (offset, bucket) => offset < buckets.frontier(bucket))
+}
+
+/**
+ * A dead member's buckets handed back: its claims that handed nothing out freed first, then each
+ * bucket's frontier raised to where it had scanned (`scanned`: every message of its buckets
+ * before that was handed out, so the raise leaves those claims' judgement as it was).
+ */
+export const handBackDead = (group: GroupObject, ref: number, scanned: number): void => {
+  releaseUnhanded(group, ref)
+  group.buckets.handBack(ref, scanned)
+}
 
 export const shareKeys = (m: MemberState): void => {
   const { buckets, members } = m.group
@@ -36,10 +59,11 @@ export const shareKeys = (m: MemberState): void => {
     const word = buckets.ownerWord(bucket)
     if (word !== 0) {
       // A dead owner whose line was taken again before anyone handed its buckets back: freed here,
-      // its frontier as it stands (messages past it may be handed out twice, none lost).
-      if (members.isLive(ownerRef(word)) || !m.group.words.cas32(m.group.layout.bucketOwner(bucket), word, 0)) {
-        continue
-      }
+      // its frontier as it stands (messages past it may be handed out twice, none lost), its claims
+      // that handed nothing out freed first.
+      if (members.isLive(ownerRef(word))) continue
+      releaseUnhanded(m.group, ownerRef(word))
+      if (!m.group.words.cas32(m.group.layout.bucketOwner(bucket), word, 0)) continue
     }
     if (buckets.take(bucket, m.ref)) taken.push(bucket)
   }

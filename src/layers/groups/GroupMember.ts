@@ -27,7 +27,7 @@ import { chunkLoop } from "./ChunkLoop.js"
 import type { DeadLetterWriter } from "./GroupDeadLetters.js"
 import { dispatch, type Dispatched } from "./GroupDispatch.js"
 import { holdKeeper, releaseHold } from "./GroupHold.js"
-import { shareKeys } from "./GroupKeyShare.js"
+import { handBackDead, shareKeys } from "./GroupKeyShare.js"
 import type { MemberState } from "./GroupMemberState.js"
 import { makeMemberState, type MemberOptions, pace, room, scanPosition, stir } from "./GroupMemberState.js"
 import type { GroupObject } from "./GroupObject.js"
@@ -38,11 +38,11 @@ import { lookAtPending, redeliver } from "./GroupRedelivery.js"
 const look = (m: MemberState, directory: DirectoryShape, nowMs: number) =>
   Effect.suspend(() => {
     m.lastLook = performance.now()
-    const { members, buckets, config, entry, name } = m.group
+    const { members, config, entry, name } = m.group
     if (!directory.isCurrent(entry)) return Effect.fail(new GroupDeleted({ group: name }))
     const dead = members.deadSlots()
     for (const slot of dead) {
-      if (config.byKey) buckets.handBack(members.refAt(slot), members.scanned(slot))
+      if (config.byKey) handBackDead(m.group, members.refAt(slot), members.scanned(slot))
       members.free(slot)
     }
     if (config.byKey) shareKeys(m)
@@ -154,13 +154,13 @@ const admit = (
   nowMs: number
 ): Effect.Effect<number, GroupPendingFull | GroupMembersFull> =>
   Effect.suspend((): Effect.Effect<number, GroupPendingFull | GroupMembersFull> => {
-    const { members, buckets, config, name } = group
+    const { members, config, name } = group
     const inFlight = members.live().reduce((sum, member) => sum + member.maxInFlight, maxInFlight)
     if (inFlight > config.pendingSlots) {
       return Effect.fail(new GroupPendingFull({ group: name, slots: config.pendingSlots, inFlight }))
     }
     const ref = members.join(maxInFlight, nowMs, (slot) => {
-      if (config.byKey) buckets.handBack(members.refAt(slot), members.scanned(slot))
+      if (config.byKey) handBackDead(group, members.refAt(slot), members.scanned(slot))
     })
     return ref === undefined
       ? Effect.fail(new GroupMembersFull({ group: name, slots: config.memberSlots }))

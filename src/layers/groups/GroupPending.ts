@@ -315,6 +315,20 @@ export class GroupPending {
     return nowMs >= dueMs ? { kind: "take", observed, why: "expired" } : { kind: "later", dueMs }
   }
 
+  /**
+   * Frees the claiming entries of dead member `owner` whose message its claim never handed out
+   * (`handedOut` false for its offset and lane): byKey, judged as its buckets are handed back,
+   * while no other member can move their frontiers yet (GroupKeyShare.ts, `handBackDead`).
+   */
+  releaseClaimsOf(owner: number, handedOut: (offset: number, lane: number) => boolean): void {
+    for (let slot = 0; slot < this.layout.config.pendingSlots; slot++) {
+      if (this.stateAt(slot) !== EntryState.claiming) continue
+      const observed = this.control(slot)
+      if (ownerOf(observed) !== owner || stateOf(observed) !== EntryState.claiming) continue
+      if (!handedOut(this.offset(slot), this.lane(slot))) this.release(slot, observed)
+    }
+  }
+
   /** Frees a dead owner's entry that held no message handed out; false if it changed since it was `observed`. */
   release(slot: number, observed: bigint): boolean {
     return this.words.cas64(this.at(slot, "control"), observed, after(observed, 0, EntryState.free))
