@@ -21,6 +21,7 @@ import {
   resolve
 } from "../../src/layers/RegionLayout.js"
 import * as Roles from "../../src/layers/Roles.js"
+import { withCallerDeadline, withoutCallerDeadline } from "../../src/services/control/CallerDeadline.js"
 import {
   type BarrierMode,
   type BarrierOptions,
@@ -218,6 +219,24 @@ const contract = (label: string, makeCluster: Effect.Effect<Cluster, unknown, Sc
           expect(refused).toMatchObject({ _tag: "TopicNotTrimmable", name: "orders" })
           expect(refused.message).toContain("a trim says where with one of beforeOffset, keepMessages or beforeTime")
         }
+      }))
+
+    it.scopedLive("a change asked for a caller whose deadline passed is not made, and says so; one that undoes a change is bounded by no caller's deadline", () =>
+      Effect.gen(function*() {
+        const cluster = yield* makeCluster
+        const p = yield* cluster.participant("client", yield* Effect.scope)
+        const gaveUp = withCallerDeadline(Date.now() - 1)
+        const late = yield* Effect.flip(
+          gaveUp(p.createTopic({ name: "late", order: 5, ackLevel: 1, replicationFactor: 1 }))
+        )
+        expect(late).toMatchObject({ _tag: "CoordinatorUnavailable" })
+        expect(late.message).toContain("safe to ask again")
+        // Not made: asked again, it is created (not TopicExists).
+        expect(yield* p.createTopic({ name: "late", order: 5, ackLevel: 1, replicationFactor: 1 })).toMatchObject({
+          name: "late"
+        })
+        expect(yield* gaveUp(withoutCallerDeadline(p.deleteTopic("late")))).toBeUndefined()
+        expect(yield* Effect.flip(p.deleteTopic("late"))).toMatchObject({ _tag: "TopicNotFound" })
       }))
   })
 

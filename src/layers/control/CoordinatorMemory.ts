@@ -3,8 +3,15 @@
  * it. The live barrier engine and membership run over the same ring probe (over whichever
  * Rings the hub is given, typically the in-memory fake), without RPC or a process table.
  */
-import { Effect, Layer, type Scope } from "effect"
-import { Coordinator, type CoordinatorShape, GROUP_ALL, type Member } from "../../services/control/Coordinator.js"
+import { Effect, FiberRef, Layer, type Scope } from "effect"
+import { callerDeadline } from "../../services/control/CallerDeadline.js"
+import {
+  Coordinator,
+  type CoordinatorShape,
+  CoordinatorUnavailable,
+  GROUP_ALL,
+  type Member
+} from "../../services/control/Coordinator.js"
 import { type RingInspector, Rings, type RingsShape } from "../../services/control/Rings.js"
 import type { TopicsShape } from "../../services/log/Topics.js"
 import type { Layout } from "../../services/RegionLayout.js"
@@ -62,6 +69,24 @@ export const makeMemoryHub = (
     return hub
   })
 
+/**
+ * A change made at once, unless the caller it is made for has given up already (its deadline,
+ * CallerDeadline.ts, passed): then not made, as the live coordinator never runs a request read
+ * past its caller's deadline.
+ */
+const withinCallerDeadline = <A, E>(change: Effect.Effect<A, E>): Effect.Effect<A, E | CoordinatorUnavailable> =>
+  Effect.flatMap(
+    FiberRef.get(callerDeadline),
+    (deadlineMs): Effect.Effect<A, E | CoordinatorUnavailable> =>
+      Date.now() < deadlineMs ? change : Effect.fail(
+        new CoordinatorUnavailable({
+          reason: `the caller's deadline passed ${
+            Date.now() - deadlineMs
+          } ms before the change was asked: not made, safe to ask again`
+        })
+      )
+  )
+
 export const makeMemoryClient = (
   hub: MemoryHub,
   role: Member["role"]
@@ -86,12 +111,12 @@ export const makeMemoryClient = (
           Effect.flatMap((targets) => hub.admit(arrival(self, name, options, targets))),
           Effect.flatMap(hub.engine.arrive)
         ),
-      createTopic: hub.topics.create,
-      deleteTopic: hub.topics.delete,
-      trimTopic: hub.topics.trim,
-      purgeTopic: hub.topics.purge,
-      createObject: hub.objects.create,
-      removeObject: hub.objects.remove
+      createTopic: (spec) => withinCallerDeadline(hub.topics.create(spec)),
+      deleteTopic: (name) => withinCallerDeadline(hub.topics.delete(name)),
+      trimTopic: (name, target) => withinCallerDeadline(hub.topics.trim(name, target)),
+      purgeTopic: (name) => withinCallerDeadline(hub.topics.purge(name)),
+      createObject: (spec) => withinCallerDeadline(hub.objects.create(spec)),
+      removeObject: (target) => withinCallerDeadline(hub.objects.remove(target))
     }
   })
 

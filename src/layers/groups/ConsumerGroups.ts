@@ -6,6 +6,7 @@
  * The fake (ConsumerGroupsMemory.ts) runs the same code over a private region.
  */
 import { type ConfigError, Effect, Layer, Option, Stream } from "effect"
+import { withoutCallerDeadline } from "../../services/control/CallerDeadline.js"
 import { Coordinator, type CoordinatorShape } from "../../services/control/Coordinator.js"
 import {
   ConsumerGroups,
@@ -118,7 +119,11 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       if (config.holdRetention) {
         yield* makeHold(consumers, entry, start).pipe(
           Effect.tapError(() =>
-            Effect.ignore(objects.removeObject({ kind: "group", name: spec.name, generation: entry.generation }))
+            Effect.ignore(
+              withoutCallerDeadline(
+                objects.removeObject({ kind: "group", name: spec.name, generation: entry.generation })
+              )
+            )
           )
         )
       }

@@ -19,3 +19,11 @@ export const callerDeadline: FiberRef.FiberRef<number> = GlobalValue.globalValue
 export const withCallerDeadline =
   (deadlineMs: number) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     Effect.locally(effect, callerDeadline, deadlineMs)
+
+/**
+ * `effect` bounded by no caller's deadline: for what undoes a change already made on the
+ * caller's behalf (a group's object removed when its hold could not be made), which must not be
+ * cut short, or left unsent, because the caller's time ran out meanwhile.
+ */
+export const withoutCallerDeadline = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.locally(effect, callerDeadline, Infinity)

@@ -207,7 +207,8 @@ export type RpcProtocolError = typeof RpcProtocolError.Type
 /**
  * How far a call's request had got when its bound passed (`RpcTimeout.request`). A request
  * carries its caller's deadline, and a server reading it at or past that does not run it, so:
- * - `not-sent`: it found no room in the request ring within the bound; it never runs.
+ * - `not-sent`: its bound passed before it was written (no room in the request ring, or a
+ *   caller's deadline already past); it never runs.
  * - `unread`: no server had read it by its deadline; none runs it now: safe to ask again.
  * - `read`: a server read it (or attached after it was sent, and another may have): it may have
  *   run, or may still be running.
@@ -217,7 +218,8 @@ export type RpcProtocolError = typeof RpcProtocolError.Type
 export type RpcRequestFate = "not-sent" | "unread" | "read" | "unread-early"
 
 const fateSaid: Record<RpcRequestFate, string> = {
-  "not-sent": "the request found no room in the request ring and was never sent",
+  "not-sent":
+    "the request was never sent (its bound passed before it was written to the request ring): safe to ask again",
   unread: "the server had not read the request by its deadline, so it never runs: safe to ask again",
   read: "the server read the request: it may have run, or may still be running",
   "unread-early":
