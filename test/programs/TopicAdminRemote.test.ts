@@ -284,8 +284,8 @@ describe("topics through a broker, as processes", () => {
         // A lease far longer than the stop: the head stays the head, only it does not answer.
         const { head, port, region } = yield* cluster("adminbound", { CXLOG_SEQUENCER_LEASE_MS: "60000" })
         const brokers = [{ host: "127.0.0.1", port }]
-        const { topics } = yield* makeRemoteTopics({ brokers, region, requestTimeoutMs: 1_500 })
-        const groups = yield* GroupsRemote.makeRemote({ brokers, region, requestTimeoutMs: 1_500 })
+        const { topics } = yield* makeRemoteTopics({ brokers, region, requestTimeoutMs: 4_000 })
+        const groups = yield* GroupsRemote.makeRemote({ brokers, region, requestTimeoutMs: 4_000 })
         yield* topics.create({ name: "before", order: 5, ackLevel: 1, replicationFactor: 1 })
         head.child.kill("SIGSTOP")
         yield* Effect.addFinalizer(() => Effect.sync(() => head.child.kill("SIGCONT")))

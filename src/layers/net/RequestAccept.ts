@@ -88,9 +88,10 @@ export const nextWithinIdle = (
 /**
  * Kept back from a client's bound for its answer's way back: the broker's own bound ends this much
  * earlier, so the answer it gives then (that the head never read the change, say) reaches the
- * client before the client gives up on its own. A tenth of the bound, at most 250 ms.
+ * client before the client gives up on its own, even from a busy broker. A quarter of the bound,
+ * at most a second.
  */
-export const replyMarginMs = (timeoutMs: number) => Math.min(Math.ceil(timeoutMs / 10), 250)
+export const replyMarginMs = (timeoutMs: number) => Math.min(Math.ceil(timeoutMs / 4), 1_000)
 
 /**
  * `answering` a request whose client waits `timeoutMs` for the answer (undefined: a client that sent
