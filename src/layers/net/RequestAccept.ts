@@ -91,7 +91,7 @@ export const nextWithinIdle = (
  * client before the client gives up on its own, even from a busy broker. A quarter of the bound,
  * at most a second.
  */
-export const replyMarginMs = (timeoutMs: number) => Math.min(Math.ceil(timeoutMs / 4), 1_000)
+const replyMarginMs = (timeoutMs: number) => Math.min(Math.ceil(timeoutMs / 4), 1_000)
 
 /**
  * `answering` a request whose client waits `timeoutMs` for the answer (undefined: a client that sent
