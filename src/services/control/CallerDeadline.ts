@@ -4,8 +4,9 @@
  * remote member); the client gives up on its own bound, so a change still waiting in the head's
  * request ring past that bound would be made after the client was told it failed. Set around the
  * work done for that client, it bounds every coordinator call made within it: each carries this
- * deadline to the head, which never runs a request it reads at or past it (control/Rpc.ts, "A
- * call's deadline"), so the client's answer says whether the change was made.
+ * deadline to the head, which never runs a request it reads at or past it
+ * (docs/control-plane/rpc.md, "A call's deadline"), so the client's answer says whether the change
+ * was made.
  */
 import { Effect, FiberRef, GlobalValue } from "effect"
 
