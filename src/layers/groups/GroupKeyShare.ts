@@ -52,6 +52,8 @@ export const shareKeys = (m: MemberState): void => {
   }
 
   const taken: Array<number> = []
+  // Dead owners whose claims were freed this look: each one's are looked for once, not per bucket.
+  const freed = new Set<number>()
   // Each member starts looking at its own place, so members joining together rarely race for one bucket.
   const first = (m.ref & 1023) * 97
   for (let n = 0; n < buckets.count && mine.length + taken.length < share; n++) {
@@ -61,8 +63,12 @@ export const shareKeys = (m: MemberState): void => {
       // A dead owner whose line was taken again before anyone handed its buckets back: freed here,
       // its frontier as it stands (messages past it may be handed out twice, none lost), its claims
       // that handed nothing out freed first.
-      if (members.isLive(ownerRef(word))) continue
-      releaseUnhanded(m.group, ownerRef(word))
+      const dead = ownerRef(word)
+      if (members.isLive(dead)) continue
+      if (!freed.has(dead)) {
+        releaseUnhanded(m.group, dead)
+        freed.add(dead)
+      }
       if (!m.group.words.cas32(m.group.layout.bucketOwner(bucket), word, 0)) continue
     }
     if (buckets.take(bucket, m.ref)) taken.push(bucket)
