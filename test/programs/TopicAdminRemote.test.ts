@@ -278,7 +278,7 @@ describe("topics through a broker, as processes", () => {
   )
 
   it.scopedLive(
-    "a head that holds its lease but does not answer: a change asked with a short bound fails within it, saying the head never read it, and the head running again does not make it",
+    "a head that holds its lease but does not answer: a change asked with a short bound fails within it, saying the head never read it, and so does one sent behind it; the head running again makes neither",
     () =>
       Effect.gen(function*() {
         // A lease far longer than the stop: the head stays the head, only it does not answer.
@@ -290,16 +290,29 @@ describe("topics through a broker, as processes", () => {
         head.child.kill("SIGSTOP")
         yield* Effect.addFinalizer(() => Effect.sync(() => head.child.kill("SIGCONT")))
         yield* until(() => isPidStopped(head.pid), 20_000, () => "the head to stop")
-        const failed = yield* Effect.flip(topics.create({ name: "late", order: 5, ackLevel: 1, replicationFactor: 1 }))
-        // The broker's answer, not the client's own timer: it says what became of the change.
+        // Two at once over the one connection: the broker answers them in turn, and the second's bound
+        // counts from when it arrived, not from when the first was answered.
+        const [failed, queued] = yield* Effect.all([
+          Effect.flip(topics.create({ name: "late", order: 5, ackLevel: 1, replicationFactor: 1 })),
+          Effect.flip(topics.create({ name: "queued", order: 5, ackLevel: 1, replicationFactor: 1 }))
+        ], { concurrency: "unbounded" })
+        // The broker's answers, not the client's own timer: they say what became of each change.
         expect(failed).toMatchObject({ _tag: "TopicsUnavailable" })
         expect(failed.message).toContain("the head's coordinator did not answer (to create topic late)")
         expect(failed.message).toContain("never runs: safe to ask again")
+        expect(queued).toMatchObject({ _tag: "TopicsUnavailable" })
+        expect(queued.message).toContain("to create topic queued")
+        expect(queued.message).toContain("safe to ask again")
         // A consumer group's create through a broker is bounded the same way.
-        const group = yield* Effect.flip(groups.create({ name: "late", topic: "keep" }))
+        const [group, queuedGroup] = yield* Effect.all([
+          Effect.flip(groups.create({ name: "late", topic: "keep" })),
+          Effect.flip(groups.create({ name: "queued", topic: "keep" }))
+        ], { concurrency: "unbounded" })
         expect(group).toMatchObject({ _tag: "CoordinatorUnavailable" })
         expect(group.message).toContain("rpc cxlog.createObject")
         expect(group.message).toContain("never runs: safe to ask again")
+        expect(queuedGroup).toMatchObject({ _tag: "CoordinatorUnavailable" })
+        expect(queuedGroup.message).toContain("safe to ask again")
         head.child.kill("SIGCONT")
         // The head reads the changes in its ring now, past their deadlines, and refuses them; the next one it makes.
         yield* topics.create({ name: "after", order: 5, ackLevel: 1, replicationFactor: 1 })

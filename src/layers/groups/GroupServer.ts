@@ -40,7 +40,8 @@ import {
 import { authorize, type UserRecord } from "../net/Auth.js"
 import { decodeControl, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
-import { acceptRequestConnection, nextWithinIdle, withinClientBound } from "../net/RequestAccept.js"
+import { acceptRequestConnection, withinClientBound } from "../net/RequestAccept.js"
+import { type ArrivedFrame, type RequestsInTurn, requestsInTurn } from "../net/RequestReadAhead.js"
 import { eachChunk } from "./ChunkLoop.js"
 import { ackAll, LocalDelivery } from "./GroupDelivery.js"
 import { deliveryFrames } from "./GroupDeliveryFrame.js"
@@ -321,15 +322,20 @@ const connectionRequests = (
   const { held, members } = state
   const settleHeld = (input: typeof SettleDelivery.payload.Type) => settle(held, input)
 
-  const handle = (frame: Frame): Effect.Effect<void> => {
+  const handle = (
+    { arrivedAtMs, frame }: ArrivedFrame,
+    readingAhead: RequestsInTurn["readingAhead"]
+  ): Effect.Effect<void> => {
     const request = decodeControl(GroupRequest, frame.payload, "bad-handshake")
     if (Either.isLeft(request)) {
       return refuse(socket, frame.seq, new InvalidGroupRequest({ reason: request.left.detail }))
     }
     const { input, operation, timeoutMs } = request.right
     const id = frame.seq
-    // What a create or a delete asks of the head ends before its client gives up.
-    const bounded = withinClientBound(timeoutMs)
+    // What a create or a delete asks of the head ends before its client gives up; the requests
+    // sent behind it meanwhile are read as they come, so their bounds count from then.
+    const bounded = <A, E>(answering: Effect.Effect<A, E>) =>
+      readingAhead(withinClientBound(timeoutMs, arrivedAtMs)(answering))
     switch (operation) {
       case CreateGroup.tag:
         return answer(
@@ -422,16 +428,14 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
     const { handle, joined } = connectionRequests(groups, socket, accepted.user, yield* FiberSet.makeRuntime<never>())
 
     // A member waiting for messages is never idle: only a connection holding none times out.
-    const nextRequest = Effect.suspend(() =>
-      joined() === 0 ? nextWithinIdle(nextFrame, context.idleTimeoutMs) : nextFrame
-    )
+    const requests = yield* requestsInTurn(nextFrame, () => joined() === 0 ? context.idleTimeoutMs : 0)
     for (;;) {
-      const frame = yield* nextRequest
-      if (frame === undefined) return
-      if (frame.type !== FrameType.GROUP_REQUEST) {
+      const arrived = yield* requests.next
+      if (arrived === undefined) return
+      if (arrived.frame.type !== FrameType.GROUP_REQUEST) {
         return yield* new WireViolation({ code: "unexpected-frame", detail: "a groups' connection sends requests" })
       }
-      yield* handle(frame)
+      yield* handle(arrived, requests.readingAhead)
     }
   })
 

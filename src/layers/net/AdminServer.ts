@@ -52,8 +52,9 @@ import {
 } from "./AdminProtocol.js"
 import { authorize, type AuthServer, type UserRecord } from "./Auth.js"
 import { decodeControl, WireViolation } from "./Control.js"
-import { type Frame, FRAME_HEADER_BYTES, FrameType, MAX_ADMIN_REPLY_BYTES } from "./Frame.js"
-import { acceptRequestConnection, nextWithinIdle, withinClientBound } from "./RequestAccept.js"
+import { FRAME_HEADER_BYTES, FrameType, MAX_ADMIN_REPLY_BYTES } from "./Frame.js"
+import { acceptRequestConnection, withinClientBound } from "./RequestAccept.js"
+import { type ArrivedFrame, requestsInTurn } from "./RequestReadAhead.js"
 
 export interface AdminServerOptions {
   readonly brokerId: number
@@ -221,7 +222,7 @@ const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => 
 /** The answer to a request frame: its operation's, or `InvalidAdminRequest` when the broker cannot read it. */
 const answer = (
   served: ReadonlyMap<string, Handler>,
-  frame: Frame,
+  { arrivedAtMs, frame }: ArrivedFrame,
   user: UserRecord | undefined
 ): Effect.Effect<Buffer> => {
   const invalid = (reason: string) => Effect.succeed(adminRefusalFrame(frame.seq, new InvalidAdminRequest({ reason })))
@@ -237,7 +238,7 @@ const answer = (
   }
   // A result that does not encode is the broker's own fault: the client learns that much, the log the rest.
   return handler.answer(frame.seq, request.right.input, user).pipe(
-    withinClientBound(request.right.timeoutMs),
+    withinClientBound(request.right.timeoutMs, arrivedAtMs),
     Effect.map((answer) =>
       answer.length - FRAME_HEADER_BYTES <= MAX_ADMIN_REPLY_BYTES ? answer : adminRefusalFrame(
         frame.seq,
@@ -299,14 +300,15 @@ export const adminServer = (options: AdminServerOptions): ServeConnection => {
       const accepted = yield* acceptRequestConnection(ADMIN_FRAMES, options, { socket, first, nextFrame, opened })
       if (accepted === null) return
       const idle = options.idleTimeoutMs
-      const nextRequest = nextWithinIdle(nextFrame, idle)
+      const requests = yield* requestsInTurn(nextFrame, () => idle)
       for (;;) {
-        const frame = yield* nextRequest
-        if (frame === undefined) return
-        if (frame.type !== FrameType.ADMIN_REQUEST) {
+        const arrived = yield* requests.next
+        if (arrived === undefined) return
+        if (arrived.frame.type !== FrameType.ADMIN_REQUEST) {
           return yield* new WireViolation({ code: "unexpected-frame", detail: "an admin connection sends requests" })
         }
-        yield* write(socket, yield* answer(served, frame, accepted.user), idle)
+        // Any request may wait on the head (a change, or a lookup behind one): those sent meanwhile are read as they come.
+        yield* write(socket, yield* requests.readingAhead(answer(served, arrived, accepted.user)), idle)
       }
     })
 }

@@ -71,19 +71,19 @@ export const acceptRequestConnection = (
     return { user: authenticated?.user }
   })
 
-/** `nextFrame`, failing `idle-timeout` when no frame comes within `idleMs` (0: it may wait for ever). */
-export const nextWithinIdle = (
-  nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
+/** `next` (a wait for the connection's next frame), failing `idle-timeout` when it waits over `idleMs` (0: it may wait for ever). */
+export const nextWithinIdle = <A>(
+  next: Effect.Effect<A, WireViolation>,
   idleMs: number
-): Effect.Effect<Frame | undefined, WireViolation> =>
+): Effect.Effect<A, WireViolation> =>
   idleMs > 0
-    ? nextFrame.pipe(
+    ? next.pipe(
       Effect.timeoutFail({
         duration: idleMs,
         onTimeout: () => new WireViolation({ code: "idle-timeout", detail: `no request for ${idleMs} ms` })
       })
     )
-    : nextFrame
+    : next
 
 /**
  * Kept back from a client's bound for its answer's way back: the broker's own bound ends this much
@@ -96,11 +96,13 @@ const replyMarginMs = (timeoutMs: number) => Math.min(Math.ceil(timeoutMs / 4), 
 /**
  * `answering` a request whose client waits `timeoutMs` for the answer (undefined: a client that sent
  * no bound): what it asks the head's coordinator is bounded to end, its margin for the answer kept,
- * before the client gives up, counted from now, as the broker takes the request up. So a change the
- * head has not read by then is never made, and the client is told so (control/CallerDeadline.ts).
+ * before the client gives up, counted from `arrivedAtMs`, when the broker read the request (one
+ * sent behind a slow request waited meanwhile: RequestReadAhead.ts). So a change the head has not
+ * read by then is never made, and the client is told so (control/CallerDeadline.ts).
  */
 export const withinClientBound =
-  (timeoutMs: number | undefined) => <A, E, R>(answering: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  (timeoutMs: number | undefined, arrivedAtMs: number) =>
+  <A, E, R>(answering: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
     timeoutMs === undefined
       ? answering
-      : Effect.suspend(() => withCallerDeadline(Date.now() + timeoutMs - replyMarginMs(timeoutMs))(answering))
+      : withCallerDeadline(arrivedAtMs + timeoutMs - replyMarginMs(timeoutMs))(answering)
