@@ -46,11 +46,17 @@ const connection = Effect.gen(function*() {
   }
 })
 
+/** A connection and its requests in turn, with the idle bound `idleMs` (0: none). */
+const served = (idleMs = 0) =>
+  Effect.gen(function*() {
+    const c = yield* connection
+    return { c, requests: yield* requestsInTurn(c.nextFrame, () => idleMs) }
+  })
+
 describe("a request connection's requests in turn", () => {
   it.scoped("between answers, reads a request only when asked for one, stamped as it is read", () =>
     Effect.gen(function*() {
-      const c = yield* connection
-      const requests = yield* requestsInTurn(c.nextFrame, () => 0)
+      const { c, requests } = yield* served()
       yield* c.send(1, 2, 3)
       yield* TestClock.adjust(1_000)
       const first = yield* requests.next
@@ -66,8 +72,7 @@ describe("a request connection's requests in turn", () => {
 
   it.scoped("while an answer reads ahead, the requests sent meanwhile are read as they come, each its own payload", () =>
     Effect.gen(function*() {
-      const c = yield* connection
-      const requests = yield* requestsInTurn(c.nextFrame, () => 0)
+      const { c, requests } = yield* served()
       yield* c.send(1)
       expect((yield* requests.next)?.frame.seq).toBe(1)
       yield* requests.readingAhead(Effect.gen(function*() {
@@ -85,15 +90,13 @@ describe("a request connection's requests in turn", () => {
 
   it.scoped("the end and a violation come after the requests read before them", () =>
     Effect.gen(function*() {
-      const c = yield* connection
-      const requests = yield* requestsInTurn(c.nextFrame, () => 0)
+      const { c, requests } = yield* served()
       const violation = new WireViolation({ code: "bad-handshake", detail: "not a request" })
       yield* requests.readingAhead(Effect.zipRight(c.send(1, violation, 2), Effect.repeatN(Effect.yieldNow(), 20)))
       expect((yield* requests.next)?.frame.seq).toBe(1)
       expect(yield* Effect.either(requests.next)).toEqual(Either.left(violation))
 
-      const d = yield* connection
-      const others = yield* requestsInTurn(d.nextFrame, () => 0)
+      const { c: d, requests: others } = yield* served()
       yield* others.readingAhead(Effect.zipRight(d.send(1, "end"), Effect.repeatN(Effect.yieldNow(), 20)))
       expect((yield* others.next)?.frame.seq).toBe(1)
       expect(yield* others.next).toBeUndefined()
@@ -101,8 +104,7 @@ describe("a request connection's requests in turn", () => {
 
   it.scoped("the idle bound counts only while no request waits to be answered", () =>
     Effect.gen(function*() {
-      const c = yield* connection
-      const requests = yield* requestsInTurn(c.nextFrame, () => 1_000)
+      const { c, requests } = yield* served(1_000)
       yield* c.send(1)
       expect((yield* requests.next)?.frame.seq).toBe(1)
       // Its answer takes far longer than the idle bound: the connection is busy, not idle.
@@ -118,8 +120,7 @@ describe("a request connection's requests in turn", () => {
 
   it.scoped("reads at most READ_AHEAD_REQUESTS ahead, and the rest once asked for", () =>
     Effect.gen(function*() {
-      const c = yield* connection
-      const requests = yield* requestsInTurn(c.nextFrame, () => 0)
+      const { c, requests } = yield* served()
       const sent = READ_AHEAD_REQUESTS + 10
       yield* requests.readingAhead(Effect.gen(function*() {
         yield* c.send(...Array.from({ length: sent }, (_, i) => i))

@@ -68,9 +68,9 @@ const taken = (arrival: Arrival): Effect.Effect<ArrivedFrame | undefined, WireVi
 
 /**
  * `nextFrame`'s requests in turn (`idleMs` read as each wait starts; 0: it may wait for ever).
- * The reader that reads ahead runs in the scope's fiber set: it is never interrupted while the
- * connection lasts (a frame taken off the connection must reach the queue), so once the answer is
- * given it finishes the read it is in, and `next` takes that frame first.
+ * The reader that reads ahead is a fiber of the connection's scope, never interrupted while the
+ * connection lasts (a frame it took off the connection must reach `ahead`): once the answer is
+ * given it finishes the read it is in, and `next` waits for it and takes that frame first.
  */
 export const requestsInTurn = (
   nextFrame: Effect.Effect<Frame | undefined, WireViolation>,
