@@ -1,37 +1,55 @@
 /**
- * `cxlog topics` describes a running cluster's topics from the region, read in place: each
+ * `cxlog topics` describes a running cluster's topics from the region, read in place (four tests
+ * over one cluster, each a dozen CLI runs at most: as one test, its 34 runs one after another
+ * outlasted the 60 s bound on a slow, busy machine): each
  * topic's order mode, ACK level and replication factor as created, the message offsets it
  * holds once messages were published, and its sessions; a topic it does not have is one line.
  * Trims and purges from the command line; and the head keeps each topic's retention in the region
  * by itself (no trim asked for), as `describe` says it, `--discard` included.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { sharedLayer } from "../helpers/SharedLayer.js"
 
-describe("cxlog topics", () => {
-  it.scoped("lists each topic's spec, the offsets it holds and its sessions, beside a running cluster", () =>
+/** A head with three topics, a broker, and 25 messages of ev published through it: what the first tests read. */
+class ListedCluster extends Context.Tag("test/ListedCluster")<ListedCluster, {
+  readonly region: string
+  readonly env: Record<string, string>
+  readonly port: number
+}>() {}
+
+const listedCluster = Layer.scoped(
+  ListedCluster,
+  Effect.gen(function*() {
+    const region = yield* uniqueRegion("topics")
+    const env = { ...smallRegionEnv, CXLOG_REGION: region }
+    const head = yield* forkCli(["head", "--topic", "ev:5:1", "--topic", "au:2:0:1", "--topic", "a2:5:2"], env)
+    yield* head.event("ready")
+    const broker = yield* forkCli(["broker", "--port", "0"], env)
+    const port = (yield* broker.event("listening"))["port"] as number
+    const published = yield* runCli([
+      "publish",
+      "--brokers",
+      `127.0.0.1:${port}`,
+      "--topic",
+      "ev",
+      "--count",
+      "25",
+      "--message-bytes",
+      "64"
+    ], env)
+    expect(published.code, published.stderr).toBe(0)
+    return { region, env, port }
+  })
+)
+
+// Each test's CLI runs one after another (some 10 processes a test), so no test runs near its bound on a slow machine.
+sharedLayer(listedCluster, { timeout: 60_000 })("cxlog topics beside a running cluster", (it) => {
+  it.effect("lists each topic's spec, the offsets it holds and its sessions", () =>
     Effect.gen(function*() {
-      const region = yield* uniqueRegion("topics")
-      const env = { ...smallRegionEnv, CXLOG_REGION: region }
-      const head = yield* forkCli(["head", "--topic", "ev:5:1", "--topic", "au:2:0:1", "--topic", "a2:5:2"], env)
-      yield* head.event("ready")
-      const broker = yield* forkCli(["broker", "--port", "0"], env)
-      const port = (yield* broker.event("listening"))["port"] as number
-      const published = yield* runCli([
-        "publish",
-        "--brokers",
-        `127.0.0.1:${port}`,
-        "--topic",
-        "ev",
-        "--count",
-        "25",
-        "--message-bytes",
-        "64"
-      ], env)
-      expect(published.code, published.stderr).toBe(0)
-
+      const { region } = yield* ListedCluster
       const listed = yield* runCli(["topics", "--json"], { CXLOG_REGION: region })
       expect(listed.code, listed.stderr).toBe(0)
       const report = JSON.parse(listed.stdout) as {
@@ -84,7 +102,11 @@ describe("cxlog topics", () => {
         new RegExp(`^a2 +5 \\(\\+FIFO session\\) +2 \\(as 1: rf 1, no copy on disk\\) +1 +${mib}, 0 lanes `, "m")
       )
       expect(human.stdout).toMatch(/\nmemory: [\d.]+ MiB of the region's 2048 MiB heap free/)
+    }))
 
+  it.effect("describes a topic, and trims and purges it from the command line, its offsets going on", () =>
+    Effect.gen(function*() {
+      const { env, region } = yield* ListedCluster
       // One topic, everything about it; a topic created here, its spec from the name and the flags.
       const described = yield* runCli(["topics", "describe", "ev"], { CXLOG_REGION: region })
       expect(described.code, described.stderr).toBe(0)
@@ -110,6 +132,11 @@ describe("cxlog topics", () => {
         expect(trimmed.code, trimmed.stderr).toBe(0)
         expect(trimmed.stdout.trim()).toBe(says)
       }
+    }))
+
+  it.effect("creates topics from a name and flags; a name taken is refused, or left with --if-not-exists", () =>
+    Effect.gen(function*() {
+      const { env } = yield* ListedCluster
       const created = yield* runCli(["topics", "create", "made:2", "--ack", "0", "--memory", "64KiB"], env)
       expect(created.code, created.stderr).toBe(0)
       // Under a MiB, memory is said in KiB (not 0.1 MiB).
@@ -137,6 +164,11 @@ describe("cxlog topics", () => {
         order: 2,
         ackLevel: 0
       })
+    }))
+
+  it.effect("refuses what a topic cannot be: a message over its limit, a copy on disk without a data directory, memory and writers out of range", () =>
+    Effect.gen(function*() {
+      const { env, port, region } = yield* ListedCluster
       // --max-message-bytes is a size as every byte flag is; a larger message is refused naming the limit.
       const capped = yield* runCli(
         ["topics", "create", "capped", "--max-message-bytes", "4KiB", "--memory", "2MiB"],
@@ -187,7 +219,9 @@ describe("cxlog topics", () => {
       expect(missing.code).toBe(1)
       expect(missing.stderr).toBe(`cxlog topics: unknown topic "nope"\n`)
     }))
+})
 
+describe("cxlog topics", () => {
   it.scopedLive(
     "the head keeps a topic's retention by itself: --max-messages keeps the last N, --max-age what is younger; describe says it, --discard too",
     () =>
