@@ -107,12 +107,13 @@ const report = (run: MirrorRun): void => {
   run.metrics.lagMessages.unsafeUpdate(status.lagOffsets, [])
   run.metrics.lagSeconds.unsafeUpdate(status.lagSeconds, [])
   run.metrics.unavailable.unsafeUpdate(run.state === "mirror-unavailable" ? 1 : 0, [])
-  o.onStatus?.(status)
+  // The file first: whoever the callback tells of a state (a log line, the bench) finds it there too.
   try {
     writeMirrorStatus(status)
   } catch {
     // A status file that cannot be written (no private directory) leaves the metrics and the callback.
   }
+  o.onStatus?.(status)
 }
 
 const behind = (run: MirrorRun, next: number, earliest: number, reason: string) => {
