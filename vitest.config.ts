@@ -20,6 +20,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     globalSetup: ["test/helpers/globalSetup.ts"],
+    // Names a test that holds its worker's event loop near Vitest's 60 s bound for the worker's answers.
+    setupFiles: ["test/helpers/EventLoopWatch.ts"],
     sequence: { sequencer: LongestFirst }
   }
 })

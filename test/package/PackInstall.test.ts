@@ -5,6 +5,8 @@
  * passes, and the README's Effect example, as an app writes it, publishes to a head and broker
  * started by the installed CLI and reads its messages back. An app whose effect is another 3.x
  * in the peer range keeps one copy of effect, and publishing says nothing of two versions.
+ * npm, the self-check and the example run as processes the test waits on (RunProcess.ts): an install
+ * held in `spawnSync` for a minute failed a run whose tests had all passed.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect } from "effect"
@@ -24,6 +26,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { uniqueRegion } from "../helpers/Processes.js"
+import { runProcess } from "../helpers/RunProcess.js"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
 
@@ -62,37 +65,43 @@ const appEnvironment = (bin: string): NodeJS.ProcessEnv => ({
 })
 
 /** npm in `app`, with the no-compiler PATH; its output (npm's warnings go to stderr). */
-const npm = (app: string, bin: string, args: ReadonlyArray<string>) => {
-  const run = spawnSync(join(bin, "npm"), [...args, "--no-audit", "--no-fund", "--loglevel=warn"], {
-    cwd: app,
-    encoding: "utf8",
-    env: appEnvironment(bin),
-    timeout: 240_000
-  })
-  return { status: run.status, output: `${run.stdout}${run.stderr}` }
-}
+const npm = (app: string, bin: string, args: ReadonlyArray<string>) =>
+  Effect.map(
+    runProcess(join(bin, "npm"), [...args, "--no-audit", "--no-fund", "--loglevel=warn"], {
+      cwd: app,
+      env: appEnvironment(bin),
+      timeoutMs: 240_000
+    }),
+    (done) => ({ status: done.status, output: `${done.stdout}${done.stderr}` })
+  )
 
 /** The tarball `npm pack` makes of the built tree (built already: the test script builds first). */
-const pack = (dir: string) => {
-  const out = execFileSync("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--loglevel=error"], {
-    cwd: root,
-    encoding: "utf8"
-  })
-  return join(dir, out.trim().split("\n").at(-1)!)
-}
+const pack = (dir: string) =>
+  Effect.map(
+    runProcess("npm", ["pack", "--ignore-scripts", "--pack-destination", dir, "--loglevel=error"], {
+      cwd: root,
+      env: process.env,
+      timeoutMs: 120_000
+    }),
+    (done) => {
+      expect(done.status, done.stderr).toBe(0)
+      return join(dir, done.stdout.trim().split("\n").at(-1)!)
+    }
+  )
 
 /**
  * The tarball the file's apps install, packed at the first install: the built tree is the same
  * for each, and packing it took seconds an app. Its directory goes when the file is done.
  */
 let packed: { readonly dir: string; readonly tarball: string } | undefined
-const tarball = () => {
-  if (packed === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), `cxlog-test-${process.env["CXLOG_TEST_RUN"]}-tarball-`))
-    packed = { dir, tarball: pack(dir) }
-  }
-  return packed.tarball
-}
+const tarball = Effect.suspend(() => {
+  if (packed !== undefined) return Effect.succeed(packed.tarball)
+  const dir = mkdtempSync(join(tmpdir(), `cxlog-test-${process.env["CXLOG_TEST_RUN"]}-tarball-`))
+  return Effect.map(pack(dir), (tarball) => {
+    packed = { dir, tarball }
+    return tarball
+  })
+})
 afterAll(() => {
   if (packed !== undefined) rmSync(packed.dir, { recursive: true, force: true })
   packed = undefined
@@ -112,22 +121,19 @@ const installedApp = (effectVersion: string, installFlags: ReadonlyArray<string>
       join(appDir, "package.json"),
       JSON.stringify({ name: "an-app", version: "1.0.0", type: "module", private: true })
     )
-    const withEffect = npm(appDir, bin, ["install", `effect@${effectVersion}`])
+    const withEffect = yield* npm(appDir, bin, ["install", `effect@${effectVersion}`])
     expect(withEffect.status, withEffect.output).toBe(0)
-    const install = npm(appDir, bin, ["install", ...installFlags, tarball()])
+    const install = yield* npm(appDir, bin, ["install", ...installFlags, yield* tarball])
     expect(install.status, install.output).toBe(0)
     return { appDir, bin, installOutput: install.output }
   })
 
 /** `npx cxlog selfcheck` in the app: maps a region through the addon, across two processes. */
-const selfcheck = (appDir: string, bin: string) => {
-  const run = spawnSync(join(bin, "npx"), ["cxlog", "selfcheck"], {
-    cwd: appDir,
-    encoding: "utf8",
-    env: appEnvironment(bin)
-  })
-  return { status: run.status, output: `${run.stdout}${run.stderr}` }
-}
+const selfcheck = (appDir: string, bin: string) =>
+  Effect.map(
+    runProcess(join(bin, "npx"), ["cxlog", "selfcheck"], { cwd: appDir, env: appEnvironment(bin), timeoutMs: 120_000 }),
+    (done) => ({ status: done.status, output: `${done.stdout}${done.stderr}` })
+  )
 
 /** Forks the installed CLI with an IPC channel; its first `kind` event (bounded); killed with the scope. */
 const role = (appDir: string, args: ReadonlyArray<string>, env: Record<string, string>) =>
@@ -197,7 +203,7 @@ describe("the packed package", () => {
           expect(existsSync(join(appDir, "node_modules", unwanted)), unwanted).toBe(false)
         }
 
-        const checked = selfcheck(appDir, bin)
+        const checked = yield* selfcheck(appDir, bin)
         expect(checked.status, checked.output).toBe(0)
 
         const region = yield* uniqueRegion("pack")
@@ -207,11 +213,10 @@ describe("the packed package", () => {
         const broker = yield* role(appDir, ["broker", "--broker-id", "0", "--port", "0"], env)
         const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
         writeFileSync(join(appDir, "example.mjs"), example(brokers, region))
-        const ran = spawnSync(join(bin, "node"), ["example.mjs"], {
+        const ran = yield* runProcess(join(bin, "node"), ["example.mjs"], {
           cwd: appDir,
-          encoding: "utf8",
           env: appEnvironment(bin),
-          timeout: 60_000
+          timeoutMs: 60_000
         })
         expect(ran.status, ran.stderr).toBe(0)
         expect(ran.stdout.trim()).toBe("read 100")
@@ -226,7 +231,7 @@ describe("the packed package", () => {
       Effect.gen(function*() {
         const { appDir, bin } = yield* installedApp("3.22.4", ["--ignore-scripts"])
         expect(existsSync(join(appDir, "node_modules", "cxlog", "build")), "nothing was built").toBe(false)
-        const checked = selfcheck(appDir, bin)
+        const checked = yield* selfcheck(appDir, bin)
         expect(checked.status, checked.output).toBe(0)
         expect(checked.output).toContain("self-check passed")
       }),
