@@ -3,14 +3,22 @@
  * before it starts (never from a pipe filled as it runs, which a member killed in between left
  * empty), and the environment names the message. A command interrupted (its member stopping) is
  * over only once it and all it started are gone, SIGKILLed past the grace period if it ignores SIGTERM.
+ * Each starts behind a gate its member opens once its watcher knows of it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Schedule } from "effect"
+import { spawn } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import type { Duplex } from "node:stream"
 import { processGroupRuns } from "../../src/layers/region/ProcessInfo.js"
-import { commandRunner, INPUT_NOT_WRITTEN, STOP_GRACE_MS } from "../../src/programs/roles/ConsumeCommands.js"
+import {
+  commandRunner,
+  gatedShell,
+  INPUT_NOT_WRITTEN,
+  STOP_GRACE_MS
+} from "../../src/programs/roles/ConsumeCommands.js"
 import type { Delivery } from "../../src/services/groups/ConsumerGroups.js"
 import { killGroupsAtEnd, tempDir } from "../helpers/Processes.js"
 
@@ -28,6 +36,21 @@ const delivery = (value: string): Delivery => ({
   term: () => Effect.succeed(true),
   inProgress: Effect.succeed(true)
 })
+
+/**
+ * Spawns `command` behind its gate as the runner does, then `gate(fd3)` (open it or shut it); its
+ * exit code, and its pid.
+ */
+const behindGate = (command: string, gate: (fd3: Duplex) => void) =>
+  Effect.async<{ readonly code: number | null; readonly pid: number }>((resume) => {
+    const [shell, args] = gatedShell(command)
+    const child = spawn(shell, args, { stdio: ["ignore", "ignore", "ignore", "pipe"], detached: true })
+    const fd3 = child.stdio[3] as Duplex
+    fd3.resume()
+    child.on("close", (code) => resume(Effect.succeed({ code, pid: child.pid! })))
+    gate(fd3)
+    return Effect.sync(() => child.kill("SIGKILL"))
+  }).pipe(Effect.timeout("10 seconds"))
 
 const inputFiles = () => readdirSync(tmpdir()).filter((name) => name.startsWith(`cxlog-consume-${process.pid}-`))
 
@@ -96,5 +119,23 @@ describe("cxlog consume --exec commands", () => {
         expect(stubborn).toBeLessThan(STOP_GRACE_MS + 5_000)
       }),
     30_000
+  )
+
+  it.scoped(
+    "start behind a gate: shut without its line (a member killed before its watcher knew), the command never runs; opened, it runs as sh -c would",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("consume-gate-")
+        const ran = join(dir, "ran")
+        // Says its pid, $0 and argument count, and fails if fd 3 (the gate) is still open.
+        const command = `echo "$$ $0 $#" > ${ran}; [ ! -e /dev/fd/3 ]`
+        const shut = yield* behindGate(command, (fd3) => fd3.end())
+        expect(shut.code).toBe(INPUT_NOT_WRITTEN)
+        expect(existsSync(ran)).toBe(false)
+        const opened = yield* behindGate(command, (fd3) => fd3.end("\n"))
+        expect(opened.code).toBe(0)
+        // The same process as the gate's shell (so its group and $$ are the ones the watcher was told).
+        expect(readFileSync(ran, "utf8")).toBe(`${opened.pid} sh 0\n`)
+      })
   )
 })

@@ -14,7 +14,7 @@ import { Effect, Schedule } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
-import { isPidStopped, processGroupRuns } from "../../src/layers/region/ProcessInfo.js"
+import { isPidStopped, processGroupRuns, procStat } from "../../src/layers/region/ProcessInfo.js"
 import { groupsRegionEnv } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
 import { isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
@@ -272,6 +272,8 @@ describe("cxlog consume and cxlog groups", () => {
           `cat >/dev/null; trap 'echo $$ >> ${termed}; exit 0' TERM; echo $$ >> ${started}; kill -STOP $$; exit 1`
         const lines = (file: string) =>
           existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").map(Number) : []
+        // A command left stopped by a failure goes with the test.
+        yield* killGroupsAtEnd(() => lines(started))
         const stoppedWith = (n: number, stop: (child: ChildProcess) => void) =>
           Effect.gen(function*() {
             const member = yield* forkCli(["consume", "--group", "frozen", "--exec", command], env)
@@ -284,7 +286,17 @@ describe("cxlog consume and cxlog groups", () => {
             // Continued after its SIGTERM, it runs its trap at once, not SIGKILLed after the grace period.
             yield* Effect.sync(() => lines(termed).includes(pid)).pipe(
               Effect.repeat({ until: (ran) => ran, schedule: Schedule.spaced("20 millis") }),
-              Effect.timeout("10 seconds")
+              Effect.timeoutFail({
+                duration: "10 seconds",
+                onTimeout: () =>
+                  new Error(
+                    `member ${n}: its command ${pid} ran no trap within 10 s (command state ${
+                      procStat(pid)?.state ?? "gone"
+                    }, member exit ${member.child.exitCode ?? member.child.signalCode}, termed ${
+                      JSON.stringify(lines(termed))
+                    }): ${member.output()}`
+                  )
+              })
             )
           })
         yield* stoppedWith(1, (child) => child.kill("SIGTERM"))
