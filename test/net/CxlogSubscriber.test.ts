@@ -257,6 +257,46 @@ describe("CxlogSubscriber", () => {
       })
     }))
 
+  it.scopedLive("a subscription that fails ends for await and eachBatch with its typed error (a deleted topic: TopicDeleted), and closes", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "events" }, { name: "other" }] })
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(
+        Effect.provide(BrokerLogLayers.layerMemory(log, 0))
+      )
+      const brokers = [{ host: "127.0.0.1", port: broker.port }]
+      const publish = (topic: string) =>
+        Effect.promise(async () => {
+          const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic })
+          await publisher.publish("before the delete")
+          await publisher.flush(5_000)
+          await publisher.close()
+        })
+      yield* publish("events")
+      yield* publish("other")
+      const looping = yield* Effect.promise(() => CxlogSubscriber.open({ ...anonymous, brokers, topic: "events" }))
+      const batching = yield* Effect.promise(() => CxlogSubscriber.open({ ...anonymous, brokers, topic: "other" }))
+      const seen: Array<number> = []
+      const loop = (async () => {
+        for await (const m of looping) seen.push(m.offset)
+        return "ended without an error"
+      })()
+      const batches = batching.eachBatch(() => {}).then(() => "ended without an error")
+      // Both have read their message, so the deletes reach subscriptions that are waiting for more.
+      yield* Effect.promise(async () => {
+        while (seen.length === 0 || batching.position === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+      })
+      yield* log.topics.delete("events")
+      yield* log.topics.delete("other")
+      yield* Effect.promise(async () => {
+        await expect(loop).rejects.toMatchObject({ _tag: "TopicDeleted", name: "events" })
+        await expect(batches).rejects.toMatchObject({ _tag: "TopicDeleted", name: "other" })
+        expect(seen).toEqual([0])
+        // A failed subscription is over: each subscriber closed itself.
+        await expect(looping.nextBatch()).rejects.toMatchObject({ name: "AbortError" })
+        await expect(batching.nextBatch()).rejects.toMatchObject({ name: "AbortError" })
+      })
+    }))
+
   it.scopedLive("an abort while open waits for a broker's answer rejects open with an AbortError then, not at the connect timeout", () =>
     Effect.gen(function*() {
       // Accepts connections and never answers the handshake.

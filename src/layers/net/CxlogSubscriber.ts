@@ -264,6 +264,7 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
 
   /**
    * Messages one by one, in order, until `close()` or the signal; the message object is reused.
+   * A failed subscription (`TopicDeleted`, `LogOutOfRange`, …) ends the loop with its typed error.
    * Leaving the loop (`break`, `return`, a throw) closes the subscriber, as `close()` does: a
    * consumer's member leaves, so commit inside the loop what must stay committed.
    */
@@ -273,8 +274,11 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
       while (!this.stop.signal.aborted) {
         let batch: SubscriberBatch
         try {
-          batch = await this.nextBatch()
+          // run, not nextBatch: nextBatch closes on a failure, and that close would read here as the caller's.
+          batch = await this.run(this.pull)
         } catch (error) {
+          // Closed or aborted by the caller: the loop ends. A failed subscription's error leaves
+          // the loop (the finally closes the subscriber).
           if (this.stop.signal.aborted) return
           throw error
         }
@@ -290,7 +294,10 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
     }
   }
 
-  /** Calls `handler` with each batch, awaiting it before the next, until `close()`, the signal, or a rejection. */
+  /**
+   * Calls `handler` with each batch, awaiting it before the next, until `close()`, the signal, or a
+   * rejection: the handler's, or the subscription's typed error (which closes the subscriber).
+   */
   async eachBatch(
     handler: (batch: SubscriberBatch) => void | Promise<void>,
     options: { readonly signal?: AbortSignal } = {}
@@ -303,6 +310,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
         batch = await this.run(this.pull, until)
       } catch (error) {
         if (stopped()) return
+        // As nextBatch: a failed subscription is over, so its connection goes now.
+        await this.close()
         throw error
       }
       this.iterated.clear()
