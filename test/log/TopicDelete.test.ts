@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Fiber, Schedule, Scope } from "effect"
 import { topicPins } from "../../src/layers/log/TopicPins.js"
 import { livePins } from "../../src/layers/region/DirectoryHolders.js"
 import {
@@ -57,6 +57,23 @@ for (const impl of implementations) {
         const seen: Array<number> = []
         yield* reread.poll((m) => void seen.push(m.totalOrder * 1000 + m.batch.clientId))
         expect(seen).toEqual([10])
+      }))
+
+    it.scopedLive("an append waiting for room fails with TopicDeleted once its topic is deleted, not at its timeout", () =>
+      Effect.gen(function*() {
+        const cluster = yield* impl.make()
+        yield* cluster.topics.create(spec("t"))
+        // No sequencer: the full PBR never frees, so only the delete can end the wait before its timeout.
+        const appender = yield* cluster.appender(0, { timeoutMs: 20_000 })
+        for (let seq = 0; seq < smallConfig.pbrSlots; seq++) yield* appendSimple(appender, "t", 1, 0, seq)
+        const waiting = yield* Effect.fork(Effect.flip(appendSimple(appender, "t", 1, 0, smallConfig.pbrSlots)))
+        // Suspended: it found no room and waits for some (bounded: never suspended fails the test).
+        yield* Effect.repeat(Fiber.status(waiting), {
+          until: (status) => status._tag === "Suspended",
+          schedule: Schedule.spaced("2 millis")
+        }).pipe(Effect.timeout("5 seconds"))
+        yield* cluster.topics.delete("t")
+        expect(yield* Fiber.join(waiting)).toMatchObject({ _tag: "TopicDeleted", name: "t" })
       }))
 
     it.scoped("without the head's copies on disk (DiskCopies), refuses a topic with one, and an unknown topic, with typed errors", () =>

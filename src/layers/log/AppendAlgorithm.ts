@@ -24,6 +24,7 @@ import {
 import { DEFAULT_CONSUMER_HOLD_MS } from "../../services/log/Consumers.js"
 import type { SequencerOptions } from "../../services/log/Sequencer.js"
 import { TopicDeleted, TopicNotFound } from "../../services/log/Topics.js"
+import { CADENCE_MS } from "../region/Cadence.js"
 import type { FlushAudit } from "../region/FlushAudit.js"
 import type { AppendBacking, AppendTarget } from "./AppendBacking.js"
 import { type Full, reserve } from "./AppendRoom.js"
@@ -228,7 +229,10 @@ const cutOff = (s: AppenderState, t: AppendTarget): Effect.Effect<void> =>
     )
   })
 
-/** Backpressure: after a try found `first` full, waits for room and retries until a receipt, or `AppendTimeout`. */
+/**
+ * Backpressure: after a try found `first` full, waits for room and retries until a receipt,
+ * `AppendTimeout`, or `TopicDeleted` (within a tick of the delete).
+ */
 const appendWhenRoom = (
   s: AppenderState,
   t: AppendTarget,
@@ -249,7 +253,11 @@ const appendWhenRoom = (
       if (remaining > 0 && cutAt <= now) {
         yield* cutOff(s, t)
         if (!hasRoom()) continue
-      } else if (remaining <= 0 || !(yield* s.backing.await(hasRoom, Math.min(remaining, cutAt - now)))) {
+      } else if (remaining <= 0 || !(yield* s.backing.await(hasRoom, Math.min(remaining, cutAt - now, CADENCE_MS)))) {
+        // Nothing wakes this wait when its topic is deleted (no room ever comes then): it looks
+        // each tick, so a blocked publisher learns it within one, as every other user of the
+        // topic does. Any other answer than this target means its topic went (Topics.delete).
+        if (s.backing.known(t.topic) !== t) return yield* new TopicDeleted({ name: t.topic })
         if (performance.now() - started < s.timeoutMs) continue
         return yield* new AppendTimeout({
           topic: t.topic,
