@@ -250,6 +250,21 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       )
     }))
 
+  it.effect("an empty --topic to subscribe, alone or among several: exit 2, not a read of the default topic", () =>
+    Effect.gen(function*() {
+      // A region that does not exist: a command line taken as valid fails on it, exit 1, instead.
+      const at = ["subscribe", "--region", "cli-test-no-region", "--limit", "1"]
+      const empty = "cxlog subscribe: --topic: the value is empty: give a NAME"
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--topic", ""], empty],
+        [["--topic", "  "], empty],
+        [["--topic="], empty],
+        [["--topic", "orders", "--topic", ""], empty],
+        [["--topic", ","], `cxlog subscribe: --topic: "," gives no NAME`]
+      ]
+      for (const [topics, line] of cases) expect(yield* refused([...at, ...topics]), topics.join(" ")).toBe(line)
+    }))
+
   it.effect("a topic spec with a bad field: exit 2, naming the field, before anything is contacted", () =>
     Effect.gen(function*() {
       const order = yield* runCli(["create-topic", "--topic", "bad:x:9"])

@@ -179,14 +179,43 @@ export const toggle = (name: string, options: Common): Flag<boolean> => ({
   switch: true
 })
 
-/** A flag given any number of times; its variable holds the values separated by commas. */
+/**
+ * A flag given any number of times; its variable holds the values separated by commas. A value
+ * holding none (`--topic ,`) is refused: taken as no value at all, it left the flag to its default.
+ */
 export const repeated = <A>(flag: Flag<A>): Flag<ReadonlyArray<A>> => ({
   ...flag,
   default: [],
   shownDefault: "none",
   repeated: true,
-  parse: (t) => Either.all(t.split(",").filter((s) => s !== "").map(flag.parse))
+  parse: (t) => {
+    const values = t.split(",").filter((s) => s !== "")
+    return values.length === 0
+      ? Either.left(`${JSON.stringify(t)} gives no ${flag.placeholder}`)
+      : Either.all(values.map(flag.parse))
+  }
 })
+
+/**
+ * The first repeated flag of `spec` given a blank value in `words` (`--topic ''`, `--topic=`,
+ * `--topic ' '`), as its mistake. @effect/cli drops an empty value of a repeated option and trims
+ * the others, so such a flag read as not given: `cxlog subscribe --topic ''` read the default topic.
+ */
+const blankRepeatedValue = (spec: Pick<Command<unknown>, "flags">, words: ReadonlyArray<string>) => {
+  for (const flag of Object.values(spec.flags).filter((f) => f.repeated)) {
+    for (const [at, word] of words.entries()) {
+      const value = word === `--${flag.name}`
+        ? words[at + 1]
+        : word.startsWith(`--${flag.name}=`)
+        ? word.slice(flag.name.length + 3)
+        : undefined
+      if (value !== undefined && value.trim() === "") {
+        return `--${flag.name}: the value is empty: give a ${flag.placeholder}`
+      }
+    }
+  }
+  return undefined
+}
 
 type AnyFlag = Flag<any>
 
@@ -430,6 +459,8 @@ export const runApp = <R>(app: App<R>, words: ReadonlyArray<string>, color: bool
         )
         : Effect.withConsole(Console.log(HelpDoc.toAnsiText(overview(app))), parsing)
     }
+    const blank = named === undefined ? undefined : blankRepeatedValue(named, argv.slice(1))
+    if (blank !== undefined) return Effect.fail(new UsageError({ message: `${app.name} ${argv[0]}: ${blank}` }))
     const internal = named !== undefined &&
       (named.hidden ||
         Object.values(named.flags).some((f) =>
