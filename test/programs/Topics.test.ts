@@ -214,6 +214,24 @@ sharedLayer(listedCluster, { timeout: 60_000 })("cxlog topics beside a running c
       const contradicted = yield* runCli(["topics", "create", "other:2", "--order", "5"], env)
       expect(contradicted.code).toBe(2)
       expect(contradicted.stderr).toContain("other:2 gives order 2, --order 5")
+      // A name no topic can have, to a change that names a topic: the command line's mistake (exit 2) as in
+      // create, on this host and through a broker, not a refusal of the head's coordinator; nothing is deleted.
+      const badName = `the name "bad name!" is not 1 to 100 of A-Z a-z 0-9 . _ -`
+      for (const where of [[], ["--brokers", `127.0.0.1:${port}`]]) {
+        for (
+          const [verb, ...words] of [["delete", "ev", "bad name!"], ["purge", "bad name!"], [
+            "trim",
+            "bad name!",
+            "--keep",
+            "1"
+          ]]
+        ) {
+          const malformed = yield* runCli(["topics", ...where, verb!, ...words], env)
+          expect(malformed.code, malformed.stderr).toBe(2)
+          expect(malformed.stderr).toBe(`cxlog topics ${verb}: ${badName}\n`)
+        }
+      }
+      expect((yield* runCli(["topics", "describe", "ev"], env)).code).toBe(0)
 
       const missing = yield* runCli(["topics", "--topic", "nope"], { CXLOG_REGION: region })
       expect(missing.code).toBe(1)

@@ -13,6 +13,7 @@ import {
   retentionFlags,
   specFlags,
   specWithFlags,
+  topicNameMistake,
   topics,
   topicShapeFlags,
   withDiskRetention,
@@ -114,6 +115,12 @@ const topicsWordsOf = (
   if (word === undefined) return Effect.succeed({ kind: "list" })
   if (!isTopicsVerb(word)) return failUsage(`cxlog topics: ${word}? ${TOPICS_USAGE}`)
   if (name === undefined) return failUsage(`cxlog topics ${word}: name the topic (cxlog topics ${word} NAME)`)
+  // A name no topic can have is the command line's mistake, said before the head's coordinator (which
+  // refuses it as an invalid request) or a broker is asked; create checks its spec's the same way.
+  if (word === "delete" || word === "purge" || word === "trim") {
+    const mistake = (word === "delete" ? [name, ...rest] : [name]).map(topicNameMistake).find((m) => m !== undefined)
+    if (mistake !== undefined) return failUsage(`cxlog topics ${word}: ${mistake}`)
+  }
   if (word === "delete") return Effect.succeed({ kind: "delete", names: [name, ...rest] })
   if (rest.length > 0) return failUsage(`cxlog topics ${word} ${name}: ${rest.join(" ")}? one topic at a time`)
   switch (word) {

@@ -22,6 +22,10 @@ const ORDERS = OrderMode.literals
 const ACKS = AckLevel.literals
 const isTopicName = Schema.is(TopicName)
 
+/** Why `name` cannot be a topic's name, or undefined when it can. */
+export const topicNameMistake = (name: string): string | undefined =>
+  isTopicName(name) ? undefined : `the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`
+
 /**
  * `name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]]` → a topic spec, or the field that is wrong.
  * The last two bound what the disk keeps of a replication factor 2 topic (empty: no bound).
@@ -33,9 +37,8 @@ export const parseTopicSpec = (spec: string): Either.Either<TopicSpec, string> =
   if (extra.length > 0) {
     return Either.left(`${spec}: a topic is name[:order[:ack[:rf[:disk-bytes[:disk-age]]]]], 6 fields at most`)
   }
-  if (!isTopicName(name)) {
-    return Either.left(`${spec}: the name ${JSON.stringify(name)} is not 1 to 100 of A-Z a-z 0-9 . _ -`)
-  }
+  const nameMistake = topicNameMistake(name)
+  if (nameMistake !== undefined) return Either.left(`${spec}: ${nameMistake}`)
   const orderMode = ORDERS.find((o) => `${o}` === orderText)
   if (orderMode === undefined) return Either.left(`${spec}: the order ${orderText} is not one of ${ORDERS.join(", ")}`)
   const ackLevel = ACKS.find((a) => `${a}` === ackText)
