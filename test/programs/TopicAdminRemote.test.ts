@@ -226,7 +226,7 @@ describe("topics through a broker, as processes", () => {
         const local = yield* runCli(["topics", "create", "after"], env)
         expect(local.code).not.toBe(0)
         expect(local.stderr).toContain("its process is gone")
-        expect(local.stderr).toContain("its coordinator to change topics")
+        expect(local.stderr).toContain("its coordinator to change topics (not sent: nothing changed)")
         const groups = yield* runCli(["groups"], env)
         expect(groups.code).not.toBe(0)
         expect(groups.stderr).toContain("its process is gone")
@@ -239,7 +239,7 @@ describe("topics through a broker, as processes", () => {
     "with the head stopped past its lease, a change through a broker fails HeadUnavailable, sent (not read) or unsent: the head running again makes neither",
     () =>
       Effect.gen(function*() {
-        const { head, port, region } = yield* cluster("adminstuck", { CXLOG_SEQUENCER_LEASE_MS: "1000" })
+        const { env, head, port, region } = yield* cluster("adminstuck", { CXLOG_SEQUENCER_LEASE_MS: "1000" })
         const { topics } = yield* makeRemoteTopics({ brokers: [{ host: "127.0.0.1", port }], region })
         yield* topics.create({ name: "before", order: 5, ackLevel: 1, replicationFactor: 1 })
         head.child.kill("SIGSTOP")
@@ -262,6 +262,11 @@ describe("topics through a broker, as processes", () => {
         )
         expect(failed).toMatchObject({ _tag: "HeadUnavailable", state: "lease-lapsed" })
         expect(failed.message).toContain("its coordinator to create topic refused (not sent: nothing changed)")
+        // On the region's host the CLI says the same of its change: it looked for the head before sending it.
+        const local = yield* runCli(["topics", "create", "refused.here"], env)
+        expect(local.code, local.stderr).toBe(1)
+        expect(local.stderr).toContain("its sequencer lease lapsed")
+        expect(local.stderr).toContain("its coordinator to change topics (not sent: nothing changed)")
         const lost = yield* Fiber.join(inFlight)
         expect(lost).toMatchObject({ _tag: "HeadUnavailable", state: "lease-lapsed" })
         expect(lost.message).toContain(

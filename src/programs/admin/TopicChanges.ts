@@ -35,7 +35,8 @@ interface TopicChanges<E> {
 const withChanges = <A, E>(at: TopicsAt, use: (changes: TopicChanges<unknown>) => Effect.Effect<A, E>) =>
   at.remote === undefined
     ? Effect.zipRight(
-      headPresent(at.region, "its coordinator to change topics"),
+      // Looked for before the change is sent: with no head it is not, which the failure says, as a broker's does.
+      headPresent(at.region, "its coordinator to change topics (not sent: nothing changed)"),
       Effect.flatMap(
         Coordinator,
         (c) => use({ create: c.createTopic, delete: c.deleteTopic, trim: c.trimTopic, purge: c.purgeTopic })
