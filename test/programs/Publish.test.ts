@@ -108,6 +108,46 @@ describe("cxlog publish (lines)", () => {
       expect(published).toEqual(["first", "second"])
     }))
 
+  it.scopedLive("a line over the topic's limit, taken before the publisher knew it: the failure says it was not published (dropped unsent), the others were", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }], retainOrdered: true })
+      yield* log.topics.create({ name: "small", order: 5, ackLevel: 1, replicationFactor: 1, maxMessageBytes: 1024 })
+      const broker = yield* BrokerLayers.make({ insecure: true }).pipe(Effect.provide(log.forBroker(0)))
+      // Within the publisher's own batch limit: taken, then dropped once the topic's session says its limit.
+      const exit = yield* Effect.exit(publish({
+        publisher: { brokers: [{ host: "127.0.0.1", port: broker.port }], topic: "small", batchBytes: 1024 },
+        lines: linesOf(["first", "x".repeat(2000), "third"]),
+        messageBytes: 0,
+        publisherIndex: 0,
+        flushTimeoutMs: 10_000,
+        reportEveryMs: 60_000,
+        report: () => {}
+      }))
+      expect(exit).toMatchObject({
+        _tag: "Failure",
+        cause: {
+          _tag: "Fail",
+          error: {
+            _tag: "LinesNotAcknowledged",
+            line: 2,
+            unacknowledged: [{ topic: "small", from: 1, count: 1 }],
+            cause: { _tag: "MessageTooLarge", topic: "small", bytes: 2000 }
+          }
+        }
+      })
+      const said = Exit.isFailure(exit) ? String(exit.cause) : ""
+      expect(said).toContain(
+        "line 2 was not published (dropped unsent: a message over the topic's limit; the other 2 lines were acknowledged): a 2000-byte message is over topic small's largest message of 1024 bytes"
+      )
+      expect(said).not.toContain("may or may not be in the log")
+      const decoder = new TextDecoder()
+      const published: Array<string> = []
+      for (const batch of log.ordered("small")) {
+        forEachMessage(batch.payload, batch.messageCount, (m) => published.push(decoder.decode(m.payload)))
+      }
+      expect(published).toEqual(["first", "third"])
+    }))
+
   const linesTo = (port: number, lines: AsyncIterable<string>, report: PublishOptions["report"] = () => {}) =>
     Effect.exit(publish({
       publisher: {

@@ -209,6 +209,15 @@ export class LinesNotAcknowledged extends Data.TaggedError("LinesNotAcknowledged
       return `${this.cause.message}; none of the ${this.sent} lines reached a broker${after}`
     }
     const missing = countOf(this.unacknowledged)
+    // Gathered before the topic's limit was known, then dropped unsent with the batch over it: the
+    // flush ends once nothing is in flight, so what it leaves unacknowledged was never sent.
+    if (this.cause._tag === "MessageTooLarge" && missing > 0) {
+      return `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${
+        missing === 1 ? "was" : "were"
+      } not published (dropped unsent: a message over the topic's limit; ${
+        acknowledgedOf(this.sent - missing, missing, "lines")
+      }): ${this.cause.message}${after}`
+    }
     if (this.batchesSent === 0 && missing > 0) {
       return `${missing === 1 ? "line" : "lines"} ${describeRanges(this.unacknowledged)} ${
         missing === 1 ? "was" : "were"
