@@ -16,6 +16,7 @@ import {
   topicNameMistake,
   topics,
   topicShapeFlags,
+  unusedDiskRetention,
   withDiskRetention,
   withShapeFlags
 } from "./TopicFlags.js"
@@ -60,6 +61,8 @@ export const createTopicCommand = Cli.command({
     o.topics.length === 0
       ? failUsage("cxlog create-topic: name a topic with --topic NAME[:ORDER[:ACK[:RF[:DISK-BYTES[:DISK-AGE]]]]]")
       : Effect.gen(function*() {
+        const unused = unusedDiskRetention(o.topics, o)
+        if (unused !== undefined) return yield* failUsage(`cxlog create-topic: ${unused}`)
         const at = yield* topicsAt(o)
         const { createTopics } = yield* Cli.load(() => import("../admin/TopicChanges.js"))
         return yield* createTopics(at, withShapeFlags(withDiskRetention(o.topics, o), o), o.ifNotExists)
@@ -256,6 +259,8 @@ export const topicsCommand = Cli.command({
         case "create": {
           const spec = specWithFlags(words.spec, o)
           if (Either.isLeft(spec)) return yield* failUsage(`cxlog topics create: ${spec.left}`)
+          const unused = unusedDiskRetention([spec.right], o)
+          if (unused !== undefined) return yield* failUsage(`cxlog topics create: ${unused}`)
           return yield* createTopics(at, withShapeFlags(withDiskRetention([spec.right], o), o), o.ifNotExists)
         }
         case "delete":

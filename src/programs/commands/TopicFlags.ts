@@ -14,7 +14,7 @@ import {
   type TopicSpec,
   topicSpecConflict
 } from "../../services/log/Topics.js"
-import { parseSize } from "../../Settings.js"
+import { parseSize, processEnvironment } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 import { parseAge } from "./SharedFlags.js"
 
@@ -214,6 +214,37 @@ export const withDiskRetention = (
       }
     }
   })
+
+/**
+ * The disk retention flags given to a command whose topics all lack a copy on disk (replication
+ * factor 1), as the mistake the same bound in a spec is (`topicSpecConflict`): applied to none of
+ * them, they were silently dropped. A value its variable gives is the environment's default for
+ * replication factor 2 topics, which others leave unused, so it is no mistake; a flag given the
+ * very value its variable holds cannot be told from it, and is not refused either.
+ */
+export const unusedDiskRetention = (
+  specs: ReadonlyArray<TopicSpec>,
+  o: { readonly diskRetentionBytes: number | undefined; readonly diskRetentionAge: number | undefined },
+  env: Readonly<Record<string, string | undefined>> = processEnvironment()
+): string | undefined => {
+  if (specs.some((spec) => spec.replicationFactor >= 2)) return undefined
+  const given = [
+    [diskRetentionFlags.diskRetentionBytes, o.diskRetentionBytes],
+    [diskRetentionFlags.diskRetentionAge, o.diskRetentionAge]
+  ] as const
+  const variableGives = (flag: Cli.Flag<number | undefined>, value: number) => {
+    const text = flag.env === undefined ? undefined : env[flag.env]
+    return text !== undefined && Either.getOrUndefined(flag.parse(text)) === value
+  }
+  const flags = given
+    .filter(([flag, value]) => value !== undefined && !variableGives(flag, value))
+    .map(([flag]) => `--${flag.name}`)
+  const which = specs.length === 1 ? `topic ${specs[0]?.name} does not have` : "none of these topics has"
+  return flags.length === 0
+    ? undefined
+    : `${flags.join(" and ")}: a disk retention needs replication factor 2 (a copy on disk), which ${which}: ` +
+      "give it rf 2, or leave the disk retention out"
+}
 
 /** A choice among `values` that is unset unless given (the spec's own field, or its default, counts then). */
 const optionalChoice = (name: string, values: ReadonlyArray<number>, description: string) =>
