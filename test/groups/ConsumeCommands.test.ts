@@ -77,6 +77,43 @@ describe("cxlog consume --exec commands", () => {
       expect(inputFiles()).toEqual(before)
     }))
 
+  it.scoped(
+    "are given every key's exact bytes in CONSUME_KEY_BASE64, and CONSUME_KEY only for a key an environment carries as it is: UTF-8 without NUL",
+    () =>
+      Effect.gen(function*() {
+        const run = yield* commandRunner
+        const dir = yield* tempDir("consume-keys-")
+        const seen = join(dir, "seen")
+        // A member run by another member's command has that message's key in its environment: not this one's.
+        const before = process.env["CONSUME_KEY"]
+        process.env["CONSUME_KEY"] = "the member's own"
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() =>
+            before === undefined ? delete process.env["CONSUME_KEY"] : void (process.env["CONSUME_KEY"] = before)
+          )
+        )
+        const envOf = (key: Uint8Array | undefined) =>
+          Effect.gen(function*() {
+            const command = `printf '%s|%s' "\${CONSUME_KEY-unset}" "\${CONSUME_KEY_BASE64-unset}" > ${seen}`
+            expect(yield* run(command, { ...delivery("v"), key })).toBe(0)
+            return readFileSync(seen, "utf8")
+          })
+        const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64")
+        // A NUL cannot be in an environment (spawn refused the whole command), bytes that are not UTF-8
+        // would come replaced (U+FFFD): neither is given as text, both exactly in base64.
+        const nul = new Uint8Array([0x61, 0x00, 0x62])
+        expect(yield* envOf(nul)).toBe(`unset|${b64(nul)}`)
+        const latin1 = new Uint8Array([0x63, 0x61, 0x66, 0xe9])
+        expect(yield* envOf(latin1)).toBe(`unset|${b64(latin1)}`)
+        const text = new TextEncoder().encode("customer-7 é")
+        expect(yield* envOf(text)).toBe(`customer-7 é|${b64(text)}`)
+        // A leading BOM is one of the key's characters, not dropped.
+        const bom = new TextEncoder().encode("\uFEFFk")
+        expect(yield* envOf(bom)).toBe(`\uFEFFk|${b64(bom)}`)
+        expect(yield* envOf(undefined)).toBe("unset|unset")
+      })
+  )
+
   it.scoped("whose input cannot be written do not run: the runner answers 126 (delivered again), nothing thrown", () =>
     Effect.gen(function*() {
       const run = yield* commandRunner

@@ -15,7 +15,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { isPidStopped, processGroupRuns, procStat } from "../../src/layers/region/ProcessInfo.js"
-import { groupsRegionEnv } from "../fixtures/groups-harness.js"
+import { Publisher } from "../../src/services/net/Publisher.js"
+import { groupsRegionEnv, regionClient } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
 import { isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
 
@@ -139,6 +140,40 @@ describe("cxlog consume and cxlog groups", () => {
             deadlineMs: expect.toSatisfy((due: number) => due >= before + 600_000)
           }
         ])
+      }),
+    120_000
+  )
+
+  it.scopedLive(
+    "--exec: a key no environment holds as text (a NUL, bytes that are not UTF-8) comes in CONSUME_KEY_BASE64 alone; every message runs once, none crashing the member",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const keys = [Buffer.from("a\0b"), Buffer.from([0x63, 0x61, 0x66, 0xe9]), Buffer.from("plain")]
+        // cxlog publish takes its key as an argument, which cannot hold a NUL: published from here.
+        yield* Effect.gen(function*() {
+          const publisher = yield* Publisher
+          for (const [i, key] of keys.entries()) yield* publisher.publish(new TextEncoder().encode(`v${i}`), { key })
+          yield* publisher.flush(10_000)
+        }).pipe(Effect.provide(regionClient(env["CXLOG_REGION"]!, "jobs")))
+        const exec = "cat >/dev/null; echo \"$CONSUME_OFFSET ${CONSUME_KEY-none} $CONSUME_KEY_BASE64\""
+        const run = yield* runCliWithin(
+          ["consume", "--group", "keys", "--topic", "jobs", "--limit", "3", "--exec", exec],
+          env,
+          30_000
+        )
+        // Before, spawn refused the NUL key's environment: the member died with the others it held.
+        expect(run.code, run.stderr).toBe(0)
+        expect(run.stdout.trim().split("\n").sort()).toEqual([
+          `0 none ${keys[0]!.toString("base64")}`,
+          `1 none ${keys[1]!.toString("base64")}`,
+          `2 plain ${keys[2]!.toString("base64")}`
+        ])
+        expect(JSON.parse(yield* cli(["groups", "describe", "keys", "--json"], env))).toMatchObject({
+          acked: 3,
+          pending: 0,
+          redeliveries: 0
+        })
       }),
     120_000
   )

@@ -16,8 +16,9 @@ export const consumeCommand = Cli.command({
   summary: "Join a consumer group: share its topic's messages with the other members, each acked once it is handled",
   details:
     "Runs on the region's host, or anywhere with --brokers (a broker holds the member for it). Each message goes to one member of the group at a time: this one prints it " +
-    "and acks it, or with --exec runs the command with the message's value on stdin (and CONSUME_OFFSET, CONSUME_KEY, " +
-    "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment), acking it when the command exits 0 and delivering it again otherwise; " +
+    "and acks it, or with --exec runs the command with the message's value on stdin (and CONSUME_OFFSET, " +
+    "CONSUME_DELIVERY_COUNT, CONSUME_GROUP, CONSUME_TOPIC in its environment, and a key's bytes in CONSUME_KEY_BASE64, " +
+    "as text in CONSUME_KEY too when it is UTF-8 without NUL), acking it when the command exits 0 and delivering it again otherwise; " +
     "every message it holds runs at once, up to --max-in-flight commands (in a --by-key group a key's messages one after another). " +
     "A message this member holds when it dies goes to the other members at once, when it is stopped once its command is gone " +
     "(SIGTERM, then SIGKILL 2 s later); one held past " +

@@ -70,7 +70,45 @@ export const gatedShell = (command: string): readonly [string, ReadonlyArray<str
 /** Runs `sh -c command` on a message: its exit code (its output is this process's). */
 export type RunCommand = (command: string, d: Delivery) => Effect.Effect<number>
 
-const decoder = new TextDecoder()
+/** Exact text: fatal on bytes that are not UTF-8, and a leading BOM kept (it is one of the key's characters). */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/**
+ * A key as a variable's value: its text, or undefined when it has none that an environment can
+ * carry exactly. Bytes that are not UTF-8 would reach the command replaced (U+FFFD), and a NUL
+ * cannot be in an environment at all: Node's spawn refuses it, which failed every delivery of the
+ * message and so every member that took it, with the other messages it held.
+ */
+const keyText = (key: Uint8Array): string | undefined => {
+  try {
+    const text = utf8.decode(key)
+    return text.includes("\0") ? undefined : text
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A command's environment: this process's, and its message's. CONSUME_KEY_BASE64 always names the
+ * key's exact bytes, CONSUME_KEY only when it is text; neither is inherited (a member run by another
+ * member's command would otherwise pass on that message's key as this one's).
+ */
+const commandEnvironment = (d: Delivery): Record<string, string | undefined> => {
+  const env: Record<string, string | undefined> = {
+    ...processEnvironment(),
+    CONSUME_GROUP: d.group,
+    CONSUME_TOPIC: d.topic,
+    CONSUME_OFFSET: `${d.offset}`,
+    CONSUME_DELIVERY_COUNT: `${d.deliveryCount}`
+  }
+  delete env["CONSUME_KEY"]
+  delete env["CONSUME_KEY_BASE64"]
+  if (d.key === undefined) return env
+  env["CONSUME_KEY_BASE64"] = Buffer.from(d.key.buffer, d.key.byteOffset, d.key.byteLength).toString("base64")
+  const text = keyText(d.key)
+  if (text !== undefined) env["CONSUME_KEY"] = text
+  return env
+}
 
 const signalGroup = (group: number, signal: NodeJS.Signals) => {
   try {
@@ -162,14 +200,7 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
       const child = spawn(shell, args, {
         stdio: [input, "inherit", "inherit", "pipe"],
         detached: true,
-        env: {
-          ...processEnvironment(),
-          CONSUME_GROUP: d.group,
-          CONSUME_TOPIC: d.topic,
-          CONSUME_OFFSET: `${d.offset}`,
-          CONSUME_DELIVERY_COUNT: `${d.deliveryCount}`,
-          ...(d.key === undefined ? {} : { CONSUME_KEY: decoder.decode(d.key) })
-        }
+        env: commandEnvironment(d)
       })
       // The command has its own copy of the descriptor.
       closeSync(input)
