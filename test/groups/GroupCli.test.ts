@@ -140,6 +140,26 @@ describe("cxlog consume and cxlog groups", () => {
             deadlineMs: expect.toSatisfy((due: number) => due >= before + 600_000)
           }
         ])
+        // The longest delay the flag takes is one a nak takes: the member naks with it and leaves as it should.
+        yield* cli(
+          [
+            "consume",
+            "--group",
+            "latest",
+            "--topic",
+            "jobs",
+            "--exec",
+            "exit 1",
+            "--nak-delay-ms",
+            "4294967295",
+            "--limit",
+            "1"
+          ],
+          env
+        )
+        expect(JSON.parse(yield* cli(["groups", "pending", "latest", "--json"], env))).toMatchObject([
+          { offset: 0, state: "waiting", deadlineMs: expect.toSatisfy((due: number) => due >= before + 4_294_967_295) }
+        ])
       }),
     120_000
   )

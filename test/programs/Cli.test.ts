@@ -82,6 +82,15 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(oneLine(metrics.stderr)).toBe("cxlog serve: --metrics-port: 65536 is above 65535")
     }))
 
+  it.effect("a nak delay past what a nak takes (2^32 − 1 ms): exit 2 naming the flag, before the member joins", () =>
+    Effect.gen(function*() {
+      // Accepted, it failed the member at its first failing command, with every message it held.
+      const args = ["consume", "--region", "cli-test-no-region", "--group", "g", "--exec", "exit 1"]
+      expect(yield* refused([...args, "--nak-delay-ms", "4294967296"])).toBe(
+        "cxlog consume: --nak-delay-ms: 4294967296 is above 4294967295"
+      )
+    }))
+
   it.effect("a broker list that is not one, to any command taking --brokers, as the flag or its variable: exit 2 naming which, before anything starts", () =>
     Effect.gen(function*() {
       const nope = `not a broker address: "nope" (host:port, the port in 1..65535)`

@@ -83,9 +83,21 @@ export const fromSetting = <A>(
 
 export const integer = (
   name: string,
-  options: Common & { readonly default: number; readonly min?: number; readonly placeholder?: string }
+  options: Common & {
+    readonly default: number
+    readonly min?: number
+    readonly max?: number
+    readonly placeholder?: string
+  }
 ) =>
-  make(name, options.placeholder ?? "N", wholeNumber(options.min ?? 0), options, options.default, `${options.default}`)
+  make(
+    name,
+    options.placeholder ?? "N",
+    wholeNumber(options.min ?? 0, options.max),
+    options,
+    options.default,
+    `${options.default}`
+  )
 
 /** A TCP port, 0 to 65535. */
 export const port = (name: string, options: Common & { readonly default: number }) =>

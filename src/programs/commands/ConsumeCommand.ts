@@ -1,7 +1,7 @@
 /** `cxlog consume`: a member of a consumer group (roles/Consume.ts). */
 import { Effect } from "effect"
 import { parseAddresses } from "../../layers/net/BrokerAddress.js"
-import type { GroupSpec } from "../../services/groups/ConsumerGroups.js"
+import { type GroupSpec, MAX_NAK_DELAY_MS } from "../../services/groups/ConsumerGroups.js"
 import { GROUP_SETTINGS } from "../../services/groups/GroupSettings.js"
 import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
@@ -46,6 +46,8 @@ export const consumeCommand = Cli.command({
     }),
     nakDelayMs: Cli.integer("nak-delay-ms", {
       default: 0,
+      // A nak's own bound: past it every failed command's nak would be refused, failing the member.
+      max: MAX_NAK_DELAY_MS,
       description: "with --exec: how long a message whose command failed waits before it is delivered again"
     }),
     limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
