@@ -474,6 +474,16 @@ describe("CxlogGroup", () => {
       slots: 100,
       inFlight: 101
     })
+    // A group the open made for a member it then refuses is deleted again: it would hold its topic's
+    // retention, and one of the topic's subscriber lines, for a member that never came.
+    const tooSmall = { topic: "jobs", pendingSlots: 4 }
+    await expect(CxlogGroup.openWith(layer, { group: "fresh", create: tooSmall, maxInFlight: 8 })).rejects
+      .toMatchObject({ _tag: "GroupPendingFull", slots: 4, inFlight: 8 })
+    // Its spec naming no pending slots (the layer's default, 4 096, known only once it is made): made, then deleted.
+    await expect(CxlogGroup.openWith(layer, { group: "fresh", create: { topic: "jobs" }, maxInFlight: 5_000 })).rejects
+      .toMatchObject({ _tag: "GroupPendingFull", slots: 4_096, inFlight: 5_000 })
+    const left = await runtime.runPromise(Effect.flatMap(ConsumerGroups, (groups) => groups.list))
+    expect(left.map((group) => group.name)).toEqual(["narrow"])
     await runtime.dispose()
   })
 })

@@ -453,6 +453,32 @@ describe("cxlog consume and cxlog groups", () => {
   )
 
   it.scopedLive(
+    "a consume --topic refused for its member (a window that cannot be, or past the pending table) leaves no group behind",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        const refused = (args: ReadonlyArray<string>) =>
+          Effect.map(runCliWithin(["consume", "--topic", "jobs", ...args], env, 30_000), (run) => {
+            expect(run.code, run.stderr).not.toBe(0)
+            return run.stderr
+          })
+        expect(yield* refused(["--group", "wide", "--max-in-flight", "2000000"])).toContain(
+          "maxInFlight 2000000 must be a whole number from 1 to 1048576"
+        )
+        expect(yield* refused(["--group", "narrow", "--pending-slots", "4", "--max-in-flight", "8"])).toContain(
+          "its members would hold 8 messages at once, its pending table has 4 entries"
+        )
+        // Neither holds the topic's retention or one of its subscriber lines for a member that never came.
+        expect(yield* cli(["groups", "--json"], env)).toBe(`{"groups":[]}\n`)
+        // A group that was there before is not the refused member's to delete.
+        yield* cli(["groups", "create", "narrow", "--topic", "jobs", "--pending-slots", "4"], env)
+        yield* refused(["--group", "narrow", "--pending-slots", "4", "--max-in-flight", "8"])
+        expect(JSON.parse(yield* cli(["groups", "--json"], env)).groups).toMatchObject([{ name: "narrow" }])
+      }),
+    120_000
+  )
+
+  it.scopedLive(
     "consume --limit takes no more than its limit, and gives back unseen what it took past it: runs in turn never push a message to the dead letters",
     () =>
       Effect.gen(function*() {

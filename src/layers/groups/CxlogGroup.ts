@@ -30,7 +30,7 @@ import { headerText } from "../../services/net/Subscriber.js"
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
-import { admissionRefusal, refuseJoin, specMismatch } from "./GroupSpecs.js"
+import { groupToJoin } from "./GroupSpecs.js"
 
 const decoder = new TextDecoder()
 
@@ -211,23 +211,15 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     const exit = await runtime.runPromiseExit(
       Effect.gen(function*() {
         const groups = yield* ConsumerGroups
-        // A member's window that cannot be rejects here, before anything joins.
-        yield* refuseJoin(options.group, options.maxInFlight)
-        // A missing or unreadable group rejects here, not at the first read; with `create`, a missing one is made.
-        const described = groups.describe(options.group)
+        // A member that cannot join, or a missing or unreadable group, rejects here, not at the first
+        // read; with `create`, a missing one is made (and deleted again if this member cannot join it).
         const create = options.create
-        const made = create === undefined ? yield* described : yield* described.pipe(
-          Effect.catchTag("GroupNotFound", () =>
-            groups.create({ ...create, name: options.group }).pipe(
-              Effect.catchTag("GroupExists", () => described)
-            ))
+        const { ackWaitMs, byKey, maxDeliver } = yield* groupToJoin(
+          groups,
+          options.group,
+          create === undefined ? undefined : { make: create, asked: create },
+          options.maxInFlight
         )
-        // An existing group made otherwise (another topic, other settings): joining it is not what the caller asked for.
-        const mismatch = create === undefined ? undefined : specMismatch(create, made)
-        if (mismatch !== undefined) return yield* new InvalidGroupSpec({ group: options.group, reason: mismatch })
-        const refused = admissionRefusal(made, options.maxInFlight)
-        if (refused !== undefined) return yield* refused
-        const { ackWaitMs, byKey, maxDeliver } = made
         const joinOptions = options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }
         const pull = yield* Stream.toPull(groups.join(options.group, joinOptions))
         const inHand = new JobsInHand(ackWaitMs)

@@ -7,6 +7,7 @@
 import { Effect } from "effect"
 import { nameList, type NamesOf, unknownNames } from "../../OptionNames.js"
 import {
+  type ConsumerGroupsShape,
   type GroupInfo,
   type GroupMade,
   GroupMembersFull,
@@ -130,6 +131,53 @@ export const admissionRefusal = (
     ? new GroupPendingFull({ group: group.name, slots: group.pendingSlots, inFlight })
     : undefined
 }
+
+/**
+ * The group a member with `maxInFlight` is about to join, made from `create.make` when there is
+ * none, and held to what the caller asked of it (`create.asked`); fails as the join would when
+ * the member's window cannot be or the group has no room for it. A refused join leaves no group
+ * behind, holding its topic's retention and one of the topic's subscriber lines for a member that
+ * never came: a window past the pending slots the spec names is refused before the group is made,
+ * and a group this call made for a member that could never join it, even alone (a window past the
+ * default pending slots), is deleted again.
+ */
+export const groupToJoin = (
+  groups: ConsumerGroupsShape,
+  name: string,
+  create: { readonly make: Omit<GroupSpec, "name">; readonly asked: Omit<GroupSpec, "name"> } | undefined,
+  maxInFlight: number | undefined
+) =>
+  Effect.gen(function*() {
+    // Before anything is made: a window that cannot be needs no group to be refused.
+    yield* refuseJoin(name, maxInFlight)
+    const described = groups.describe(name)
+    let made = false
+    const make = (spec: Omit<GroupSpec, "name">) =>
+      Effect.gen(function*() {
+        const slots = spec.pendingSlots
+        if (slots !== undefined && maxInFlight !== undefined && maxInFlight > slots) {
+          return yield* new GroupPendingFull({ group: name, slots, inFlight: maxInFlight })
+        }
+        return yield* groups.create({ ...spec, name }).pipe(
+          Effect.tap(() => void (made = true)),
+          Effect.catchTag("GroupExists", () => described)
+        )
+      })
+    const info = create === undefined
+      ? yield* described
+      : yield* described.pipe(Effect.catchTag("GroupNotFound", () => make(create.make)))
+    // An existing group made otherwise (another topic, other settings): joining it is not what the caller asked for.
+    const mismatch = create === undefined ? undefined : specMismatch(create.asked, info)
+    if (mismatch !== undefined) return yield* new InvalidGroupSpec({ group: name, reason: mismatch })
+    const refused = admissionRefusal(info, maxInFlight)
+    if (refused === undefined) return info
+    // Only a group no member could share with this one: another that joined it meanwhile keeps it.
+    // The refusal is what the caller is told, whether or not the delete could be made.
+    if (made && admissionRefusal({ ...info, members: [] }, maxInFlight) !== undefined) {
+      yield* Effect.ignore(groups.delete(name))
+    }
+    return yield* refused
+  })
 
 /** Where a new group starts on its topic: the offset and the batch holding it, and the topic as it is. */
 export interface GroupStartPoint {

@@ -14,7 +14,7 @@
 import { Chunk, Data, Deferred, Effect, Exit, FiberId, FiberSet, identity, Option, Schedule, Stream } from "effect"
 import { layerRemote, type RemoteGroupsOptions } from "../../layers/groups/ConsumerGroupsRemote.js"
 import { giveBackUnseen } from "../../layers/groups/GroupDelivery.js"
-import { specMismatch } from "../../layers/groups/GroupSpecs.js"
+import { groupToJoin } from "../../layers/groups/GroupSpecs.js"
 import { groupMember, type RegionAccess } from "../../layers/Roles.js"
 import {
   ConsumerGroups,
@@ -22,7 +22,6 @@ import {
   type Delivery,
   type GroupInfo,
   type GroupSpec,
-  InvalidGroupSpec,
   type InvalidNakDelay
 } from "../../services/groups/ConsumerGroups.js"
 import { commandRunner, type RunCommand } from "./ConsumeCommands.js"
@@ -252,18 +251,18 @@ const handleAll = <E>(deliveries: Stream.Stream<Delivery, E>, o: ConsumeOptions,
     if (Option.isSome(outcome)) yield* outcome.value
   }))
 
-/** Creates the group if asked to and it does not exist; its description (the group found must read `--topic`). */
+/**
+ * Creates the group if asked to and it does not exist; its description (the group found must be
+ * what the flags ask). A member the group cannot take is refused here, and a group made for it
+ * deleted again: a refused `consume --topic` leaves no group behind.
+ */
 const prepare = (o: ConsumeOptions) =>
-  Effect.gen(function*() {
-    const groups = yield* ConsumerGroups
-    if (o.spec !== undefined) {
-      yield* groups.create(o.spec.make).pipe(Effect.catchTag("GroupExists", () => Effect.void))
-    }
-    const info = yield* groups.describe(o.group)
-    const mismatch = o.spec === undefined ? undefined : specMismatch(o.spec.asked, info)
-    if (mismatch !== undefined) return yield* new InvalidGroupSpec({ group: o.group, reason: mismatch })
-    return info
-  }).pipe(Effect.provide(groupsOf(o, false)))
+  Effect.flatMap(ConsumerGroups, (groups) => groupToJoin(groups, o.group, o.spec, joinedInFlight(o))).pipe(
+    Effect.provide(groupsOf(o, false))
+  )
+
+/** A member with a --limit takes no more at once than it will handle. */
+const joinedInFlight = (o: ConsumeOptions) => Math.min(o.maxInFlight, o.limit ?? Infinity)
 
 /** The groups in place (dead letters through a local publisher when asked), or through brokers (the broker writes them). */
 const groupsOf = (o: ConsumeOptions, deadLetters: boolean) =>
@@ -274,9 +273,7 @@ export const consume = (o: ConsumeOptions) =>
     const info = yield* prepare(o)
     const member = Effect.flatMap(
       ConsumerGroups,
-      // A member with a --limit takes no more at once than it will handle.
-      (groups) =>
-        handleAll(groups.join(o.group, { maxInFlight: Math.min(o.maxInFlight, o.limit ?? Infinity) }), o, info)
+      (groups) => handleAll(groups.join(o.group, { maxInFlight: joinedInFlight(o) }), o, info)
     )
     // Dead letters go through a local publisher, made only for a group that has somewhere to send them.
     yield* member.pipe(Effect.provide(groupsOf(o, info.deadLetterTopic !== undefined)))
