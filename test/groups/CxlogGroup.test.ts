@@ -71,6 +71,19 @@ describe("CxlogGroup", () => {
     await runtime.dispose()
   })
 
+  it("process rejecting once its loop ran (its group deleted) closes the member, as leaving a for await loop does", async () => {
+    const { runtime, layer, publish, groups } = await cluster("jobs")
+    // The group deleted under it: process rejects with GroupDeleted, and the member is closed (its
+    // runtime too: left open, it kept the Node process from exiting).
+    const doomed = await CxlogGroup.openWith(layer, { group: "doomed", create: { topic: "jobs" } })
+    const processing = doomed.process(() => runtime.runPromise(groups.delete("doomed")))
+    await publish(1)
+    await expect(processing).rejects.toMatchObject({ _tag: "GroupDeleted" })
+    // Closed, it has nothing more to give; open, it rejected again with its stream's failure.
+    expect(await doomed.next()).toBeUndefined()
+    await runtime.dispose()
+  })
+
   it("process: a job whose handler throws is nak'd with nakDelayMs: it waits that long, no worker's", async () => {
     const { runtime, layer, publish, groups } = await cluster("jobs")
     await publish(1)

@@ -344,7 +344,10 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   /**
    * Runs `handler` on every job until the member is closed: a job is acked when the handler
    * resolves, nak'd (delivered again, after `nakDelayMs`) when it throws — on its last delivery
-   * (`maxDeliver`), sent to the dead letters with what the handler threw.
+   * (`maxDeliver`), sent to the dead letters with what the handler threw. Options it cannot take
+   * reject at once, the member untouched; once its loop ran, a rejection (`GroupDeleted`, a settle
+   * that failed) closes the member first, as leaving a `for await` loop by a throw does: a member
+   * left open keeps its process from exiting, and its jobs from the others.
    */
   async process(handler: (job: CxlogJob) => unknown, options: ProcessOptions = {}): Promise<void> {
     const problem = nakDelayProblem(options.nakDelayMs)
@@ -357,6 +360,21 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
           `process's concurrency ${concurrency} is not a whole number of handlers, at least 1 (Infinity: as many as the member holds)`
       })
     }
+    try {
+      await this.processing(handler, options, concurrency)
+    } catch (error) {
+      // What ended the loop is what the caller is told, whatever the close met.
+      await this.close().catch(() => undefined)
+      throw error
+    }
+  }
+
+  /** `process`'s loop, its options checked. */
+  private async processing(
+    handler: (job: CxlogJob) => unknown,
+    options: ProcessOptions,
+    concurrency: number
+  ): Promise<void> {
     const settle = async (job: CxlogJob) => {
       try {
         await handler(job)
