@@ -71,6 +71,9 @@ describe("cxlog consume --exec commands", () => {
         // A command that does not read its input is no failure.
         expect(yield* run("exit 0", delivery("unread"))).toBe(0)
         expect(yield* run("exit 3", delivery("x"))).toBe(3)
+        // A shell killed has no exit code: the signal is how it ended.
+        expect(yield* run("kill -KILL $$", delivery("x"))).toBe("SIGKILL")
+        expect(yield* run("kill -TERM $$", delivery("x"))).toBe("SIGTERM")
         return run
       }))
       expect(run).toBeDefined()

@@ -108,6 +108,35 @@ describe("cxlog consume and cxlog groups", () => {
           name: "cxlog-dead-letter-reason",
           value: "term: the command exited 1 on delivery 2 of 2"
         })
+        // A command killed by a signal is said to be, by the signal's name (not as "exited 128"), in its dead letter too.
+        const killed = yield* runCliWithin(
+          [
+            "consume",
+            "--group",
+            "killed",
+            "--topic",
+            "jobs",
+            "--dead-letter-topic",
+            "dead",
+            "--max-deliver",
+            "1",
+            "--exec",
+            "cat >/dev/null; kill -KILL $$",
+            "--limit",
+            "1"
+          ],
+          env,
+          30_000
+        )
+        expect(killed.code, killed.stderr).toBe(0)
+        expect(killed.stderr.trim()).toBe(
+          "cxlog consume: offset 0 (delivery 1 of 1): the command was killed by SIGKILL; that was its last delivery (maxDeliver): it goes to the dead-letter topic dead"
+        )
+        const deadLines = yield* cli(["subscribe", "--topic", "dead", "--limit", "2", "--format", "json"], env)
+        expect(JSON.parse(deadLines.trim().split("\n")[1]!).headers).toContainEqual({
+          name: "cxlog-dead-letter-reason",
+          value: "term: the command was killed by SIGKILL on delivery 1 of 1"
+        })
         // A value that is not UTF-8 is printed in base64, as cxlog subscribe prints it, not with its bytes replaced.
         const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9])
         yield* publishLines(env, "jobs", [latin1])

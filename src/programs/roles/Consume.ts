@@ -24,7 +24,7 @@ import {
   type GroupSpec,
   type InvalidNakDelay
 } from "../../services/groups/ConsumerGroups.js"
-import { commandRunner, type RunCommand } from "./ConsumeCommands.js"
+import { type CommandEnd, commandRunner, endedHow, type RunCommand } from "./ConsumeCommands.js"
 import { base64, headersField, putBytes, textOf } from "./PrintTopics.js"
 import { report } from "./Report.js"
 
@@ -141,12 +141,12 @@ const handle = (d: Delivery, o: ConsumeOptions, info: GroupInfo, turn: Turn, run
       return yield* d.ack
     }
     const command = Effect.zipRight(turn.before, run(o.exec, d)).pipe(Effect.ensuring(turn.done))
-    const code = yield* Effect.raceFirst(command, renewing(d, info.ackWaitMs))
-    if (code === 0) return yield* d.ack
-    yield* Effect.sync(() => process.stderr.write(`${commandFailed(d, code, info)}\n`))
+    const end = yield* Effect.raceFirst(command, renewing(d, info.ackWaitMs))
+    if (end === 0) return yield* d.ack
+    yield* Effect.sync(() => process.stderr.write(`${commandFailed(d, end, info)}\n`))
     // Its last delivery: the dead letter says how the command ended, not only how often it was nak'd.
     return yield* isLast(d, info)
-      ? d.term(`the command exited ${code} on delivery ${d.deliveryCount} of ${info.maxDeliver}`)
+      ? d.term(`the command ${endedHow(end)} on delivery ${d.deliveryCount} of ${info.maxDeliver}`)
       : d.nak(o.nakDelayMs)
   })
 
@@ -154,10 +154,10 @@ const handle = (d: Delivery, o: ConsumeOptions, info: GroupInfo, turn: Turn, run
 const isLast = (d: Delivery, group: Pick<GroupInfo, "maxDeliver">): boolean =>
   group.maxDeliver > 0 && d.deliveryCount >= group.maxDeliver
 
-/** What a member says when a message's command failed: which message, its exit code, and where the message goes now. */
+/** What a member says when a message's command failed: which message, how it ended, and where the message goes now. */
 export const commandFailed = (
   d: Delivery,
-  code: number,
+  end: CommandEnd,
   group: Pick<GroupInfo, "maxDeliver" | "deadLetterTopic">
 ): string => {
   const next = !isLast(d, group)
@@ -166,7 +166,7 @@ export const commandFailed = (
     ? "that was its last delivery (maxDeliver): it is counted as a dead letter and dropped (the group has no dead-letter topic)"
     : `that was its last delivery (maxDeliver): it goes to the dead-letter topic ${group.deadLetterTopic}`
   const of = group.maxDeliver > 0 ? ` of ${group.maxDeliver}` : ""
-  return `cxlog consume: offset ${d.offset} (delivery ${d.deliveryCount}${of}): the command exited ${code}; ${next}`
+  return `cxlog consume: offset ${d.offset} (delivery ${d.deliveryCount}${of}): the command ${endedHow(end)}; ${next}`
 }
 
 /**

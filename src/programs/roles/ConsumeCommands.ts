@@ -67,8 +67,17 @@ export const gatedShell = (command: string): readonly [string, ReadonlyArray<str
   ["-c", GATE, "sh", command]
 ]
 
-/** Runs `sh -c command` on a message: its exit code (its output is this process's). */
-export type RunCommand = (command: string, d: Delivery) => Effect.Effect<number>
+/**
+ * How a command ended: its exit code, or the signal that killed its shell (which then has no exit
+ * code: a 128 in its place said the same of every signal).
+ */
+export type CommandEnd = number | NodeJS.Signals
+
+/** How a command ended, as words: `exited 1`, `was killed by SIGKILL`. */
+export const endedHow = (end: CommandEnd): string => typeof end === "number" ? `exited ${end}` : `was killed by ${end}`
+
+/** Runs `sh -c command` on a message: how it ended (its output is this process's). */
+export type RunCommand = (command: string, d: Delivery) => Effect.Effect<CommandEnd>
 
 /** Exact text: fatal on bytes that are not UTF-8, and a leading BOM kept (it is one of the key's characters). */
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
@@ -185,7 +194,7 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
     ({ watcher }) => Effect.sync(() => watcher.stdin!.end())
   ),
   ({ made, watcher }): RunCommand => (command, d) =>
-    Effect.async<number>((resume) => {
+    Effect.async<CommandEnd>((resume) => {
       let input: number
       try {
         input = inputOf(made.n++, d.value)
@@ -215,10 +224,11 @@ export const commandRunner: Effect.Effect<RunCommand, never, Scope.Scope> = Effe
       else watcher.stdin!.write(`+ ${group}\n`, open)
       let ended = false
       child.on("error", () => resume(Effect.succeed(127)))
-      child.on("close", (code) => {
+      child.on("close", (code, signal) => {
         ended = true
         if (group !== undefined) watcher.stdin!.write(`- ${group}\n`)
-        resume(Effect.succeed(code ?? 128))
+        // Node gives one of the two: the code of a shell that exited, the signal of one killed.
+        resume(Effect.succeed(code ?? signal!))
       })
       // Interrupted (the member stopping): over only once the command and all it started are gone.
       return group === undefined ? Effect.void : stopCommand(group, () => ended)
