@@ -273,13 +273,15 @@ export class GroupPending {
   /**
    * The owner hands its delivered entry back unseen (its member never handed it to the code that
    * works on it): waiting, due at once, and this delivery not counted — the next member's take
-   * counts it as the delivery it then is. False when the entry is no longer as `expected`.
+   * counts it as the delivery it then is. A message so never delivered has no first delivery
+   * either: the next take's is its first. False when the entry is no longer as `expected`.
    */
   giveBack(slot: number, expected: bigint): boolean {
     const updating = after(expected, ownerOf(expected), EntryState.updating)
     if (!this.words.cas64(this.at(slot, "control"), expected, updating)) return false
-    const deliveries = this.words.load32(this.at(slot, "deliveries"))
-    this.words.store32(this.at(slot, "deliveries"), Math.max(0, deliveries - 1))
+    const deliveries = Math.max(0, this.words.load32(this.at(slot, "deliveries")) - 1)
+    this.words.store32(this.at(slot, "deliveries"), deliveries)
+    if (deliveries === 0) this.words.setF64(this.at(slot, "firstDeliveredAtMs"), 0)
     this.words.setF64(this.at(slot, "deadlineMs"), 0)
     this.words.store64(this.at(slot, "control"), after(updating, 0, EntryState.waiting))
     return true

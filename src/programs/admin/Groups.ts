@@ -96,7 +96,12 @@ const describeText = (g: GroupInfo): string =>
     )
   ].join("\n")
 
-const pendingTable = (name: string, pending: ReadonlyArray<PendingMessage>, nowMs: number): string =>
+/**
+ * `cxlog groups pending G` as text. A message given back (`--limit`, a worker closed with jobs it
+ * never handed out) waits with no deadline (0): due to the next member that looks, neither due at
+ * a time nor overdue; one never delivered has no first delivery.
+ */
+export const pendingTable = (name: string, pending: ReadonlyArray<PendingMessage>, nowMs: number): string =>
   pending.length === 0 ? `group ${name}: nothing pending` : table(
     ["offset", "state", "member pid", "deliveries", "first delivered", "due"],
     pending.map((p) => [
@@ -105,7 +110,7 @@ const pendingTable = (name: string, pending: ReadonlyArray<PendingMessage>, nowM
       p.memberPid ?? "-",
       p.deliveries,
       p.firstDeliveredAtMs === 0 ? "-" : `${age(nowMs - p.firstDeliveredAtMs)} ago`,
-      p.state === "claiming" ? "-" : due(p.deadlineMs - nowMs)
+      p.state === "claiming" || p.deadlineMs === 0 ? "-" : due(p.deadlineMs - nowMs)
     ])
   )
 
