@@ -177,6 +177,19 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
           expect(yield* Effect.flip(take(name, 1))).toMatchObject({ _tag: "GroupNotFound", group: name })
           expect(yield* Effect.flip(groups.create({ name, topic: "t0" }))).toMatchObject({ _tag: "InvalidObjectName" })
         }
+        // A name that is not a string (a JavaScript caller's `name: 5`): the same typed errors, not a
+        // TypeError or a Schema's ParseError from what reads a name's bytes.
+        const five = 5 as unknown as string
+        const noGroup = { _tag: "GroupNotFound", group: "5" }
+        expect(yield* Effect.flip(groups.describe(five))).toMatchObject(noGroup)
+        expect(yield* Effect.flip(groups.pending(five))).toMatchObject(noGroup)
+        expect(yield* Effect.flip(groups.delete(five))).toMatchObject(noGroup)
+        expect(yield* Effect.flip(take(five, 1))).toMatchObject(noGroup)
+        expect(yield* Effect.flip(groups.create({ name: five, topic: "t0" }))).toMatchObject({
+          _tag: "InvalidObjectName",
+          name: "5",
+          reason: "a name is a string, not a number"
+        })
         expect(yield* groups.list).toEqual([])
       }))
 

@@ -338,6 +338,13 @@ describe("CxlogGroup", () => {
     const { runtime, layer, publish } = await cluster("jobs")
     await publish(2)
     await expect(CxlogGroup.openWith(layer, { group: "nobody" })).rejects.toMatchObject({ _tag: "GroupNotFound" })
+    // A group named by something other than a string (JavaScript): typed, as a name no group can have.
+    const five = 5 as unknown as string
+    await expect(CxlogGroup.openWith(layer, { group: five })).rejects.toMatchObject({ _tag: "GroupNotFound" })
+    await expect(CxlogGroup.openWith(layer, { group: five, create: { topic: "jobs" } })).rejects.toMatchObject({
+      _tag: "InvalidObjectName",
+      reason: "a name is a string, not a number"
+    })
     // A misspelt option is refused naming it, not left at its default (CXLOG_GROUP_MAX_IN_FLIGHT).
     const misspelt = { group: "workers", create: { topic: "jobs" }, maxInflight: 1 } as CxlogGroupOptions
     await expect(CxlogGroup.openWith(layer, misspelt)).rejects.toMatchObject({

@@ -30,7 +30,7 @@ import { encodeHeader, groupBytes, type GroupConfig, KEY_BUCKETS } from "./Group
 import { joinGroup } from "./GroupMember.js"
 import { ClaimLiveness } from "./GroupMembers.js"
 import { type GroupObject, groupOf, openGroup } from "./GroupObject.js"
-import { groupSpecProblem, refuseJoin, startOf } from "./GroupSpecs.js"
+import { groupSpecProblem, lookedUp, nameRefusal, refuseJoin, startOf } from "./GroupSpecs.js"
 import { describeGroup, pendingOf } from "./GroupStatus.js"
 
 /** A new group's defaults and a member's, as the settings table gives them (CXLOG_GROUP_*). */
@@ -73,6 +73,8 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
 
   const create = (spec: GroupSpec) =>
     Effect.gen(function*() {
+      const badName = nameRefusal(spec.name)
+      if (badName !== undefined) return yield* badName
       // Members rely on each other's compare-and-swaps, which a non-coherent region's hosts cannot trust.
       const problem = region.coherence === "coherent"
         ? groupSpecProblem(spec)
@@ -147,12 +149,12 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
 
   return {
     create,
-    describe: (name) => Effect.flatMap(open(name), describe),
+    describe: (name) => lookedUp(name, () => Effect.flatMap(open(name), describe)),
     list: Effect.map(overview, (all) => all.groups),
     overview,
-    pending: (name) => Effect.map(open(name), pendingOf),
+    pending: (name) => lookedUp(name, () => Effect.map(open(name), pendingOf)),
     delete: (name) =>
-      directory.lookup("group", name).pipe(
+      lookedUp(name, () => directory.lookup("group", name)).pipe(
         Effect.flatMap((entry) =>
           Effect.gen(function*() {
             // Read while the object is there (its memory may be another's once it is gone); a corrupt one names no topic.
@@ -168,11 +170,12 @@ export const consumerGroupsOver = (backing: GroupsBacking): ConsumerGroupsShape 
       ),
     join: (name, options = {}) =>
       Stream.unwrap(
-        Effect.map(Effect.zipRight(refuseJoin(name, options.maxInFlight), open(name)), (group) =>
-          joinGroup(group, directory, reader, consumers, deadLetterWriter(name, group.config, backing.publisher), {
-            maxInFlight: options.maxInFlight ?? defaults.maxInFlight,
-            checkEveryMs: defaults.checkEveryMs
-          }))
+        lookedUp(name, () =>
+          Effect.map(Effect.zipRight(refuseJoin(name, options.maxInFlight), open(name)), (group) =>
+            joinGroup(group, directory, reader, consumers, deadLetterWriter(name, group.config, backing.publisher), {
+              maxInFlight: options.maxInFlight ?? defaults.maxInFlight,
+              checkEveryMs: defaults.checkEveryMs
+            })))
       )
   }
 }

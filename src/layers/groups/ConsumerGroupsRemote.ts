@@ -42,7 +42,7 @@ import {
   MemberLeft,
   PendingOfGroup
 } from "./GroupProtocol.js"
-import { groupSpecProblem, refuseJoin } from "./GroupSpecs.js"
+import { groupSpecProblem, lookedUp, nameRefusal, refuseJoin } from "./GroupSpecs.js"
 import { RemoteDelivery, RemoteSettling } from "./RemoteDelivery.js"
 
 export interface RemoteGroupsOptions extends RemoteLinkOptions {
@@ -157,11 +157,15 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
      * Schema would refuse it as a malformed request.
      */
     const named = <A, E>(name: string, request: Effect.Effect<A, E>): Effect.Effect<A, E | GroupNotFound> =>
-      objectNameProblem(name) === undefined ? request : Effect.fail(new GroupNotFound({ group: name }))
+      lookedUp(
+        name,
+        (): Effect.Effect<A, E | GroupNotFound> =>
+          objectNameProblem(name) === undefined ? request : Effect.fail(new GroupNotFound({ group: name }))
+      )
 
     const join = (name: string, joinOptions: { readonly maxInFlight?: number } = {}) =>
       Stream.unwrapScoped(Effect.gen(function*() {
-        yield* refuseJoin(name, joinOptions.maxInFlight)
+        yield* lookedUp(name, () => refuseJoin(name, joinOptions.maxInFlight))
         if (objectNameProblem(name) !== undefined) return yield* new GroupNotFound({ group: name })
         // A missing group, or one the user may not use, fails here; its topic names the deliveries.
         const { topic } = yield* call(DescribeGroup, { name })
@@ -195,6 +199,8 @@ export const makeRemote = (options: RemoteGroupsOptions): Effect.Effect<Consumer
     return {
       // Checked before it is sent, as in place: the request's Schema would drop a field it has no name for.
       create: (spec) => {
+        const badName = nameRefusal(spec.name)
+        if (badName !== undefined) return Effect.fail(badName)
         const problem = groupSpecProblem(spec)
         if (problem !== undefined) return Effect.fail(new InvalidGroupSpec({ group: spec.name, reason: problem }))
         const nameProblem = objectNameProblem(spec.name)

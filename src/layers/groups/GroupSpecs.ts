@@ -11,12 +11,14 @@ import {
   type GroupInfo,
   type GroupMade,
   GroupMembersFull,
+  GroupNotFound,
   GroupPendingFull,
   type GroupSpec,
   InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
+import { InvalidObjectName } from "../../services/region/Directory.js"
 import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
 
 const U32 = 2 ** 32 - 1
@@ -57,6 +59,29 @@ export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
     return `start must be "earliest", "latest", { offset: N } or { time: MS }, not ${JSON.stringify(spec.start)}`
   }
   return undefined
+}
+
+/**
+ * A group's name given as something other than a string (a JavaScript caller's `name: 5`): as the
+ * create's name, a name no object can have (`nameRefusal`); looked up, no group (`notAGroupName`).
+ * Checked before anything else reads it: the checks of a name's bytes, and the errors' Schemas,
+ * take only strings.
+ */
+export const nameRefusal = (name: unknown): InvalidObjectName | undefined =>
+  typeof name === "string"
+    ? undefined
+    : new InvalidObjectName({ name: String(name), reason: `a name is a string, not a ${typeof name}` })
+
+export const notAGroupName = (name: unknown): GroupNotFound | undefined =>
+  typeof name === "string" ? undefined : new GroupNotFound({ group: String(name) })
+
+/** `lookup` of the group `name`, or `GroupNotFound` without it when the name is not a string. */
+export const lookedUp = <A, E>(
+  name: string,
+  lookup: () => Effect.Effect<A, E>
+): Effect.Effect<A, E | GroupNotFound> => {
+  const refused = notAGroupName(name)
+  return refused === undefined ? lookup() : Effect.fail(refused)
 }
 
 /** The fields of a spec an existing group is held to when a caller names them: what it was made with. */
