@@ -25,6 +25,7 @@ import type { DoorbellShape } from "../../services/region/Doorbell.js"
 import { alignedDelayMs } from "../region/Cadence.js"
 import { regionFullNow } from "../region/DirectorySpace.js"
 import { DirectoryTable } from "../region/DirectoryTable.js"
+import { unsafeMakeFifoLock } from "../region/FifoLock.js"
 import type { LogArea } from "./Layout.js"
 import { LaneAnswer, LaneAnswers, LaneTable } from "./Records.js"
 import { LaneAnswersView, LaneTableView, ParticipantLineView } from "./RecordViews.js"
@@ -149,8 +150,8 @@ export const laneRequester = (
   const owners = new ParticipantLineView(region)
   const answers = new LaneAnswersView(region)
   const at = area.laneAnswers
-  // One request at a time: a writer slot has one request word.
-  const one = Effect.unsafeMakeSemaphore(1)
+  // One request at a time: a writer slot has one request word (a FIFO: thousands of topics may wait on it).
+  const oneAtATime = unsafeMakeFifoLock()
   const unavailable = (info: TopicInfo, reason: string, regionFull = false) =>
     new LaneUnavailable({ topic: info.name, broker, reason, regionFull })
 
@@ -193,7 +194,7 @@ export const laneRequester = (
 
   return {
     /** Writer slot `broker`'s lane of the topic: known, or asked of the head (bounded). */
-    lane: (info: TopicInfo): Effect.Effect<number, LaneUnavailable | TopicDeleted> => one.withPermits(1)(ask(info))
+    lane: (info: TopicInfo): Effect.Effect<number, LaneUnavailable | TopicDeleted> => oneAtATime(ask(info))
   }
 }
 

@@ -29,6 +29,7 @@ import { type DirectoryChange, DirectoryJournal } from "./DirectoryJournal.js"
 import { BlockState, type DirectoryArea, DirectoryHeaderView } from "./DirectoryRecords.js"
 import { namedHolders, type SpaceBlock, spaceHolders } from "./DirectorySpace.js"
 import { DirectoryTable, OBJECT_KINDS } from "./DirectoryTable.js"
+import { unsafeMakeFifoLock } from "./FifoLock.js"
 
 const asSpaceBlock = (block: HeldBlock): SpaceBlock => ({ ...block, bytes: blockBytes(block.order) })
 
@@ -226,7 +227,7 @@ const writerState = (
    * One change at a time: an extent's reservation lets the event loop turn mid-change, and a
    * change holds what it read (a free entry slot, the next generation) until it is written.
    */
-  const oneAtATime = Effect.unsafeMakeSemaphore(1).withPermits(1)
+  const oneAtATime = unsafeMakeFifoLock()
 
   const fenced = Effect.suspend(() => {
     const writerEpoch = header.writerEpoch(at)
