@@ -3,7 +3,7 @@
  * `…Settings.ts` file: `services/log/LogSettings.ts`, `services/net/NetSettings.ts`, …), with
  * its `CXLOG_*` variable, what its values look like, its default and its description. From
  * that one declaration come the layer's `Config` (described, so `Config` errors name it), the
- * CLI flag where a command has one (programs/cli/CliKit.ts `fromSetting`) and its row in
+ * CLI flag where a command has one (programs/cli/CliFlags.ts `fromSetting`) and its row in
  * `cxlog config`. The environment itself is read here and in the tables only.
  */
 import { Config, ConfigError, ConfigProvider, Effect, Either } from "effect"
