@@ -33,7 +33,9 @@ const orders: ReadonlyArray<Order> = [
     filled: true,
     note: "n".repeat(3000),
     legs: [{ qty: -0, venue: "" }, { qty: 2, venue: "é" }]
-  }
+  },
+  // A leading U+FEFF is one of the string's characters, not a byte order mark to drop.
+  { id: 4, symbol: "\ufeffBOM", side: "buy", filled: false, note: "\ufeff", legs: [{ qty: 3, venue: "\ufeff\ufeffv" }] }
 ]
 
 /** Each frame `subscription` reads, copied as it comes: the effect takes the next (bounded). */

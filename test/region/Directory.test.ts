@@ -64,6 +64,23 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         expect(directory.isCurrent(orders)).toBe(false)
       }))
 
+    it.scoped("a name is read back as it was written, a leading U+FEFF included: found, listed and deleted by it", () =>
+      Effect.gen(function*() {
+        const { writer, directory } = yield* open(yield* backing(config))
+        const name = "\ufeffmarked"
+        const made = yield* writer.create({ kind: "channel", name, bytes: 4096 })
+        expect(made.name).toBe(name)
+        expect(yield* directory.lookup("channel", name)).toEqual(made)
+        expect((yield* directory.list("channel")).map((e) => e.name)).toEqual([name])
+        // Not the name without it: another object may have that one.
+        expect(yield* Effect.flip(directory.lookup("channel", "marked"))).toMatchObject({ _tag: "ObjectNotFound" })
+        expect(yield* Effect.flip(writer.create({ kind: "channel", name, bytes: 4096 }))).toMatchObject({
+          _tag: "NameTaken"
+        })
+        yield* writer.remove(made)
+        expect(yield* directory.list("channel")).toEqual([])
+      }))
+
     it.scoped("bad names and sizes are typed errors that change nothing", () =>
       Effect.gen(function*() {
         const { writer, directory } = yield* open(yield* backing(config))

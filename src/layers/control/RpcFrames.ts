@@ -38,7 +38,7 @@ const deadlineScratch = new DataView(deadlineBytes.buffer)
 export const ALL_CLIENTS = 0xffffffff
 
 export const encoder = new TextEncoder()
-export const decoder = new TextDecoder()
+export const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** Reader slots a one-byte header field can name. */
 const MAX_NAMED_SLOT = 254

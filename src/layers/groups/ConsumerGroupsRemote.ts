@@ -66,7 +66,7 @@ const toldThrough = (brokers: string) => <E>(e: E): E =>
   e instanceof GroupCorrupt ? new GroupCorrupt({ group: e.group, reason: e.reason, brokers }) as E : e
 
 const decodeLeft = Schema.decodeUnknownEither(Schema.parseJson(MemberLeft))
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** What a member's queue holds: a frame's deliveries, the link breaking under it, or its end (an error, or none). */
 type MemberEvent =

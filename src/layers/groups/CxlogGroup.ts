@@ -32,7 +32,7 @@ import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
 import { groupToJoin } from "./GroupSpecs.js"
 
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** What a handler threw, as a dead letter's reason says it. */
 const thrown = (error: unknown): string => (error instanceof Error ? error.message : String(error))

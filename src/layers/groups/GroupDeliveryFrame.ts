@@ -100,7 +100,7 @@ export interface DeliveredMessage {
   readonly value: Uint8Array
 }
 
-const names = new TextDecoder("utf-8", { fatal: true })
+const names = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** A GROUP_DELIVERY's `count` messages read back, or why they cannot be. */
 export const readDeliveries = (payload: Uint8Array, count: number): Array<DeliveredMessage> | string => {

@@ -145,7 +145,7 @@ export const groupLayout = (base: number, config: GroupConfig): GroupLayout => {
 }
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** The header's bytes, as the head writes them into a new group's extent. */
 export const encodeHeader = (config: GroupConfig): Uint8Array => {

@@ -46,7 +46,7 @@ interface Cursor {
 
 const MALFORMED: unique symbol = Symbol("malformed")
 
-const decoder = new TextDecoder("utf-8", { fatal: true })
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 const encoder = new TextEncoder()
 
 /** `String.prototype.isWellFormed` (Node 20 has it; ES2024, past the ES2022 lib this project builds with). */

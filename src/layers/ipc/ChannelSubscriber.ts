@@ -28,7 +28,7 @@ import { makeChannelBuffer } from "./ChannelBuffer.js"
 /** How long one wait for a ring's next writer lasts before it is taken again (the reader's heartbeat moves meanwhile). */
 const NEXT_WRITER_WAIT_MS = 1_000
 
-const decoder = new TextDecoder("utf-8", { fatal: true })
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /**
  * A reader slot on `address`: a free one, else one whose process is gone (the ring engine reclaims

@@ -108,7 +108,7 @@ const encodeBroken = (error: ServiceRequestsBroken): string => Schema.encodeSync
 
 /** The server's word that this connection's frames in a damaged stretch were never read: `onBroken`, once. */
 const tellCaller = (name: string, handlers: FrameClientHandlers, payload: Uint8Array): Effect.Effect<void> =>
-  Either.match(Schema.decodeUnknownEither(brokenJson)(new TextDecoder().decode(payload)), {
+  Either.match(Schema.decodeUnknownEither(brokenJson)(new TextDecoder("utf-8", { ignoreBOM: true }).decode(payload)), {
     onLeft: () =>
       Effect.logWarning(`service ${JSON.stringify(name)}: dropped a broken-ring notice that did not decode`),
     onRight: handlers.onBroken

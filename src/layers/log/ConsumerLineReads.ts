@@ -25,7 +25,7 @@ export const heldLines = (region: CxlMemoryShape): Set<number> => {
   return held
 }
 
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 export const consumerName = (region: CxlMemoryShape, lines: SubscriberLineView, line: number): string => {
   const at = lines.nameAt(line)

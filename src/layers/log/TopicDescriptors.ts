@@ -14,7 +14,7 @@ import { topicPins } from "./TopicPins.js"
 import { TOPIC_DESCRIPTOR_BYTES, type TopicShape, topicShape, withShape } from "./TopicShape.js"
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 const ORDERS = new Set([0, 2, 4, 5])
 
 /**

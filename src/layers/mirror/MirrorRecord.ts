@@ -7,7 +7,7 @@ import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node"
 import { MirrorHeaders } from "../../services/mirror/Mirror.js"
 import type { SubscriberMessage } from "../../services/net/Subscriber.js"
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** Bytes as text a NATS header line can carry unchanged: UTF-8, no control characters, no surrounding spaces; else undefined. */
 const headerText = (bytes: Uint8Array): string | undefined => {

@@ -200,7 +200,7 @@ const checkParts = (view: DataView, at: number, length: number, parts: number, i
   return undefined
 }
 
-const headerNames = new TextDecoder()
+const headerNames = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /**
  * One message of a checked payload as readers see it: a reused object whose views (`payload`,

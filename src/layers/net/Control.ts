@@ -171,7 +171,7 @@ export const topicDeleted = (topic: string) =>
   new WireViolation({ code: "topic-deleted", detail: new TopicDeleted({ name: topic }).message })
 
 const textEncoder = new TextEncoder()
-const textDecoder = new TextDecoder("utf-8", { fatal: true })
+const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** The longest account of a body that did not decode (a hostile value in it is cut there). */
 const MAX_DETAIL_CHARS = 300

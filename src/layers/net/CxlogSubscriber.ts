@@ -29,7 +29,7 @@ import type {
 import { CommitRejected, headerText, InvalidSubscribeOptions, Subscriber } from "../../services/net/Subscriber.js"
 import { layerRemote, type RemoteSubscriberOptions } from "./SubscriberRemote.js"
 
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** What to read, and how: the topic (or topics and patterns), where to start, as which consumer. */
 export interface CxlogSubscribeOptions extends Omit<SubscribeOptions, "fromTime"> {

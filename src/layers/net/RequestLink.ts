@@ -83,7 +83,7 @@ interface Answer {
   readonly body: unknown
 }
 
-const decoder = new TextDecoder("utf-8", { fatal: true })
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** A link's state, opening or open: what its frame handling, its calls and its end share. */
 interface LinkState<E> {

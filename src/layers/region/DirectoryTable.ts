@@ -27,7 +27,7 @@ import {
 export const OBJECT_KINDS: ReadonlyArray<ObjectKind> = ["topic", "group", "channel", "service"]
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** FNV-1a over the kind's index and the name's UTF-8 bytes; never 0 (0 marks no hash). */
 export const nameHash = (kind: ObjectKind, name: Uint8Array): number => {

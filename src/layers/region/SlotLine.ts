@@ -28,7 +28,7 @@ const SlotLine = {
 export const LABEL_NAME_BYTES = 20
 
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** `name` as at most LABEL_NAME_BYTES of UTF-8, cut before a character that would not fit whole. */
 export const labelNameBytes = (name: string): Uint8Array => {

@@ -32,7 +32,7 @@ interface PeerConfig {
   readonly socket: string
 }
 
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 const tell = (message: FromPeer) => void process.send?.(message)
 

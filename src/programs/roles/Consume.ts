@@ -45,7 +45,7 @@ export interface ConsumeOptions {
 }
 
 /** A key for the orchestrator's events: text, any bytes that are not UTF-8 replaced. */
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /**
  * A message as printed: `offset (delivery n) [key] value`, or a JSON object. As `cxlog subscribe`

@@ -40,7 +40,7 @@ export interface PrintOptions {
   readonly format: "text" | "json"
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true })
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** Bytes as UTF-8 text, or undefined when they are not. */
 export const textOf = (bytes: Uint8Array): string | undefined => {

@@ -69,7 +69,7 @@ export const readTopic = (options: Omit<SubscribeOptions, "region">) =>
     const audit = options.audit === undefined
       ? undefined
       : makeAudit(options.audit.publishers, options.audit.perPublisher, options.audit.order)
-    const decoder = new TextDecoder()
+    const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
     let messages = 0
     let bytes = 0
     const onMessage = (m: LogMessageView) => {

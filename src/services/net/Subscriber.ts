@@ -25,7 +25,7 @@ export interface MessageHeader {
   readonly value: Uint8Array
 }
 
-const utf8 = new TextDecoder()
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true })
 
 /** The value of the first header named `name`, as UTF-8 text; undefined when the message has none of that name. */
 export const headerText = (headers: ReadonlyArray<MessageHeader> | undefined, name: string): string | undefined => {

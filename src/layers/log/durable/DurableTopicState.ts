@@ -22,7 +22,7 @@ export const stateStreamOf = (topic: string): string => `state-${topic}`
 
 const STATE_PREFIX = "state-"
 const encoder = new TextEncoder()
-const decoder = new TextDecoder()
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true })
 const DATA_PREFIX = "topic-"
 
 const PersistedConsumer = Schema.Struct({
