@@ -6,7 +6,13 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Schema, Scope } from "effect"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { CxlogChannel } from "../../src/layers/ipc/CxlogChannel.js"
-import { ChannelClosed, Channels, ChannelTakeTimeout, InvalidChannel } from "../../src/services/ipc/Channels.js"
+import {
+  ChannelClosed,
+  Channels,
+  ChannelSubscriptionClosed,
+  ChannelTakeTimeout,
+  InvalidChannel
+} from "../../src/services/ipc/Channels.js"
 import { liveChannels } from "../fixtures/channel-region.js"
 import { uniqueRegion } from "../helpers/Processes.js"
 
@@ -121,6 +127,9 @@ describe("CxlogChannel", () => {
       const closed = await ticks.publish({ symbol: "X", price: 9 }).catch((e: unknown) => e)
       expect(closed).toBeInstanceOf(ChannelClosed)
       expect(await ticks.subscribe().catch((e: unknown) => e)).toBeInstanceOf(ChannelClosed)
+      // Its subscription was closed with it: a take is told so, typed.
+      await expect(second.take(10)).rejects.toBeInstanceOf(ChannelSubscriptionClosed)
+      await expect(second.takeUpTo(3, 10)).rejects.toMatchObject({ _tag: "ChannelSubscriptionClosed", name: "ticks" })
     }))
 
   it.scopedLive("a publish refused ChannelWritersBusy takes a writer slot at the next publish, once one is free", () =>

@@ -21,7 +21,8 @@ import {
   type ChannelPublisher,
   Channels,
   type ChannelShape,
-  type ChannelSubscription
+  type ChannelSubscription,
+  ChannelSubscriptionClosed
 } from "../../services/ipc/Channels.js"
 
 /** How long one wait of `next()` lasts before it is taken again: `next()` itself waits until a value or `close()`. */
@@ -52,13 +53,22 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
   constructor(
     private readonly runtime: Runtime,
     private readonly subscription: ChannelSubscription<A>,
-    private readonly scope: Scope.CloseableScope
+    private readonly scope: Scope.CloseableScope,
+    private readonly name: string
   ) {}
+
+  /**
+   * Closed (by its `close()` or its channel's): a take is told so itself, as the subscription's
+   * own take would be, and not run on a runtime its channel's close may have disposed.
+   */
+  private closed(): Promise<never> | undefined {
+    return this.closing === undefined ? undefined : Promise.reject(new ChannelSubscriptionClosed({ name: this.name }))
+  }
 
   /** The next value, rejecting with `ChannelTakeTimeout` after `timeoutMs` (or `InvalidChannelFrame`, `ChannelBroken`). */
   take(timeoutMs: number): Promise<ChannelMessage<A>> {
     if (this.heldAt < this.held.length) return Promise.resolve(this.held[this.heldAt++]!)
-    return run(this.runtime, this.subscription.take(timeoutMs))
+    return this.closed() ?? run(this.runtime, this.subscription.take(timeoutMs))
   }
 
   /**
@@ -75,7 +85,7 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
       this.heldAt = end
       return Promise.resolve(taken)
     }
-    return run(this.runtime, this.subscription.takeUpTo(max, timeoutMs))
+    return this.closed() ?? run(this.runtime, this.subscription.takeUpTo(max, timeoutMs))
   }
 
   /**
@@ -247,7 +257,7 @@ export class CxlogChannel<A> {
     const scope = await Effect.runPromise(Scope.fork(this.scope, ExecutionStrategy.sequential))
     try {
       const subscription = await this.call(this.channel.subscribe.pipe(Scope.extend(scope)))
-      const facade = new CxlogChannelSubscription(this.runtime, subscription, scope)
+      const facade = new CxlogChannelSubscription(this.runtime, subscription, scope, this.name)
       this.subscriptions.add(facade)
       return facade
     } catch (error) {
