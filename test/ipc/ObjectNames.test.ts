@@ -59,6 +59,33 @@ const names = (label: string, channelsRun: ChannelsRun, servicesRun: ServicesRun
         expect(yield* Effect.flip(services.connect(LONE))).toMatchObject({ _tag: "ServiceNotFound" })
         expect((yield* services.list).map((s) => s.name)).toEqual([REPLACED])
       })))
+
+    it.scopedLive("a name that is no string (a JavaScript caller's 42, null) is a typed error, and nothing is made", () =>
+      Effect.gen(function*() {
+        // What a caller without TypeScript's types can pass.
+        const notText = [42, null] as unknown as ReadonlyArray<string>
+        yield* channelsRun(Effect.gen(function*() {
+          const channels = yield* Channels
+          for (const name of notText) {
+            const refused = yield* Effect.flip(channels.open(name, Price))
+            expect(refused).toMatchObject({ _tag: "ChannelUnavailable", name: String(name) })
+            expect(refused.message).toContain("a name is a string")
+            expect((yield* Effect.flip(channels.openRaw(name)))._tag).toBe("ChannelUnavailable")
+            expect(yield* Effect.flip(channels.remove(name))).toMatchObject({ _tag: "ChannelNotFound" })
+          }
+          expect(yield* channels.list).toEqual([])
+        }))
+        yield* servicesRun(Effect.gen(function*() {
+          const services = yield* Services
+          for (const name of notText) {
+            const refused = yield* Effect.flip(services.serve(name, bankHandlers({ value: 1 })))
+            expect(refused).toMatchObject({ _tag: "ServiceUnavailable", name: String(name) })
+            expect(yield* Effect.flip(services.connect(name))).toMatchObject({ _tag: "ServiceNotFound" })
+            expect(yield* Effect.flip(services.remove(name))).toMatchObject({ _tag: "ServiceNotFound" })
+          }
+          expect(yield* services.list).toEqual([])
+        }))
+      }))
   })
 
 names("live region", liveChannelsRun, liveServicesRun)

@@ -23,7 +23,7 @@ import { entryShape, ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
 import { type ClaimedWriter, claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
-import { type CreateObject, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
+import { type CreateObject, nameNotText, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 
 /** What an open that names none of these gets (CXLOG_CHANNEL_*: ChannelSettings.ts). */
@@ -73,6 +73,8 @@ export const makeChannels = (
     ringBytes: options.ringBytes ?? defaults.ringBytes
   })
   const openObject = (name: string, options: ChannelOptions, fingerprint = 0) => {
+    const notText = nameNotText(name)
+    if (notText !== undefined) return Effect.fail(new ChannelUnavailable({ name: String(name), reason: notText }))
     const problem = optionsProblem(options)
     if (problem !== undefined) return Effect.fail(new InvalidChannel({ name, reason: problem }))
     return Effect.map(openChannelObject(directory, create, name, shapeOf(options), fingerprint), (found) => ({
@@ -131,6 +133,7 @@ export const makeChannels = (
     list: Effect.map(directory.list("channel"), (entries) => entries.map((entry) => entry.name)),
     remove: (name) =>
       Effect.gen(function*() {
+        if (nameNotText(name) !== undefined) return yield* new ChannelNotFound({ name: String(name) })
         const unavailable = (e: { readonly message: string }) => new ChannelUnavailable({ name, reason: e.message })
         const entry = yield* directory.lookup("channel", name).pipe(
           Effect.catchTag("ObjectNotFound", () => Effect.fail(new ChannelNotFound({ name })))

@@ -24,7 +24,7 @@ import { settingsConfig } from "../../Settings.js"
 import { READER_LIVENESS_MS } from "../control/RingFrames.js"
 import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
-import { type CreateObject, findOrCreate, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
+import { type CreateObject, findOrCreate, nameNotText, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 import { requestsBroken, tellBroken } from "./RequestsBroken.js"
 import { connectCaller, liveServer } from "./ServiceCaller.js"
@@ -80,6 +80,8 @@ export const makeServices = (
   /** The service `name` (created with `wanted` when there is none), pinned for the scope. */
   const open = (name: string, wanted: Partial<ServiceShape>, framing: ServiceFraming) =>
     Effect.gen(function*() {
+      const notText = nameNotText(name)
+      if (notText !== undefined) return yield* new ServiceUnavailable({ name: String(name), reason: notText })
       const shape: ServiceShape = {
         callerSlots: wanted.callerSlots ?? defaults.callerSlots,
         ringBytes: wanted.ringBytes ?? defaults.ringBytes
@@ -98,6 +100,7 @@ export const makeServices = (
   /** The service `name` as a caller finds it: pinned, and its live server (else ServiceNotServed). */
   const find = (name: string, framing: ServiceFraming) =>
     Effect.gen(function*() {
+      if (nameNotText(name) !== undefined) return yield* new ServiceNotFound({ name: String(name) })
       const entry = yield* directory.lookup("service", name).pipe(
         Effect.catchTag("ObjectNotFound", () => Effect.fail(new ServiceNotFound({ name })))
       )
@@ -175,6 +178,7 @@ export const makeServices = (
       })),
     remove: (name) =>
       Effect.gen(function*() {
+        if (nameNotText(name) !== undefined) return yield* new ServiceNotFound({ name: String(name) })
         const entry = yield* directory.lookup("service", name).pipe(
           Effect.catchTag("ObjectNotFound", () => Effect.fail(new ServiceNotFound({ name })))
         )
