@@ -18,7 +18,7 @@ import {
 } from "../../services/groups/ConsumerGroups.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
-import { InvalidObjectName } from "../../services/region/Directory.js"
+import { InvalidObjectName, nameNotText } from "../../services/region/Directory.js"
 import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
 
 const U32 = 2 ** 32 - 1
@@ -70,7 +70,7 @@ export const groupSpecProblem = (spec: GroupSpec): string | undefined => {
 export const nameRefusal = (name: unknown): InvalidObjectName | undefined =>
   typeof name === "string"
     ? undefined
-    : new InvalidObjectName({ name: String(name), reason: `a name is a string, not a ${typeof name}` })
+    : new InvalidObjectName({ name: String(name), reason: nameNotText(name)! })
 
 export const notAGroupName = (name: unknown): GroupNotFound | undefined =>
   typeof name === "string" ? undefined : new GroupNotFound({ group: String(name) })

@@ -15,7 +15,7 @@ import {
   InvalidChannel
 } from "../../services/ipc/Channels.js"
 import { CHANNEL_SETTINGS } from "../../services/ipc/ChannelSettings.js"
-import type { DirectoryEntry, DirectoryShape } from "../../services/region/Directory.js"
+import { type DirectoryEntry, type DirectoryShape, nameNotText } from "../../services/region/Directory.js"
 import { settingsConfig } from "../../Settings.js"
 import { jsonCodec } from "../control/JsonCodec.js"
 import { binaryValues } from "./BinaryValues.js"
@@ -23,7 +23,7 @@ import { entryShape, ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
 import { type ClaimedWriter, claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
-import { type CreateObject, nameNotText, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
+import { type CreateObject, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 
 /** What an open that names none of these gets (CXLOG_CHANNEL_*: ChannelSettings.ts). */

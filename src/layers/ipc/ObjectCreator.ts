@@ -66,13 +66,6 @@ export const unlessHeadLost =
   <E extends { readonly _tag: string; readonly message: string }>(e: E): F | HeadUnavailable =>
     e instanceof HeadUnavailable ? e : other(e)
 
-/**
- * Why `name` cannot name an object when it is no string (a JavaScript caller's `open(42)`), or
- * undefined: looked at before anything reads the name, since the errors that name it take strings.
- */
-export const nameNotText = (name: unknown): string | undefined =>
-  typeof name === "string" ? undefined : `a name is a string, not a ${name === null ? "null" : typeof name}`
-
 /** Attempts at find-or-create: a name deleted between a lost race and the lookup after it tries again, twice at most. */
 const ATTEMPTS = 3
 

@@ -41,6 +41,13 @@ export const objectNameProblem = (name: string): string | undefined => {
     : undefined
 }
 
+/**
+ * Why `name` cannot name an object when it is no string (a JavaScript caller's `open(42)`), or
+ * undefined: looked at before anything reads the name, since the errors that name it take strings.
+ */
+export const nameNotText = (name: unknown): string | undefined =>
+  typeof name === "string" ? undefined : `a name is a string, not a ${name === null ? "null" : typeof name}`
+
 /** The most numbers an object keeps beside its name (its kind's parameters: a topic's order, retention, …). */
 export const MAX_OBJECT_PARAMS = 8
 
