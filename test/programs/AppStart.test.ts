@@ -30,6 +30,9 @@ const mark = new URL("./failed-once", import.meta.url)
 if (!existsSync(mark)) { writeFileSync(mark, ""); process.exit(1) }
 ${STEADY}`
 
+/** Runs, taking no notice of SIGTERM: only a SIGKILL ends it. */
+const DEAF = `process.on("SIGTERM", () => {}); setInterval(() => {}, 1000)\n`
+
 /** Resolves once `ok()` holds; bounded. */
 const waitFor = (what: string, ok: () => boolean, output: () => string) =>
   Effect.gen(function*() {
@@ -44,7 +47,7 @@ const startedPids = (output: string) =>
  * `cxlog app start FILE` forked, its stdout gathered; whatever it started and left running (a
  * failure midway) is SIGKILLed with the scope: each child runs in a process group of its own.
  */
-const startApp = (file: string) =>
+const startApp = (file: string, env: Record<string, string> = {}) =>
   Effect.gen(function*() {
     let output = ""
     const started = yield* Deferred.make<ChildProcess>()
@@ -53,7 +56,7 @@ const startApp = (file: string) =>
         for (const pid of startedPids(output)) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
       })
     )
-    const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
+    const app = yield* Effect.fork(runCli(["app", "start", file], env, (child) => {
       child.stdout!.on("data", (c: Buffer) => (output += c.toString()))
       Deferred.unsafeDone(started, Effect.succeed(child))
     }))
@@ -98,6 +101,37 @@ describe("cxlog app start", () => {
         expect(pids.filter(isRunning)).toEqual([])
       }),
     60_000
+  )
+
+  it.scopedLive(
+    "SIGKILLed, it leaves no child behind: they get SIGTERM, and SIGKILL past the stop timeout",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-app-")
+        writeFileSync(join(dir, "steady.mjs"), STEADY)
+        writeFileSync(join(dir, "deaf.mjs"), DEAF)
+        const file = join(dir, "app.json")
+        writeFileSync(
+          file,
+          JSON.stringify({
+            processes: [
+              { name: "steady", script: "steady.mjs", count: 2 },
+              { name: "deaf", script: "deaf.mjs" }
+            ]
+          })
+        )
+        const { child, output } = yield* startApp(file, { CXLOG_SUPERVISOR_STOP_TIMEOUT_MS: "500" })
+        yield* waitFor("three children", () => startedPids(output()).length === 3, output)
+        const pids = startedPids(output())
+        expect(pids.filter(isRunning)).toHaveLength(3)
+        child.kill("SIGKILL")
+        yield* waitFor(
+          `the end of the children (${pids.join(", ")})`,
+          () => pids.every((pid) => !isRunning(pid)),
+          output
+        )
+      }),
+    90_000
   )
 
   it.scopedLive(

@@ -5,7 +5,8 @@
  * signal and its listing its name. A shutdown (or the layer's scope closing) signals every child
  * together and waits for them, bounded; the loops end without restarting anyone. A draining
  * supervisor (`layerDraining`) enters its drain group's processing fence between the SIGTERM and
- * that wait: its children that opted in (`drainOnStop`) arrive at it on their SIGTERM.
+ * that wait: its children that opted in (`drainOnStop`) arrive at it on their SIGTERM. A
+ * supervisor that dies without a shutdown (SIGKILL) has its children stopped by its OrphanGuard.
  */
 import { type ConfigError, Deferred, Effect, Fiber, FiberSet, Layer, Option, PubSub, Stream } from "effect"
 import type { Coordinator, CoordinatorUnavailable } from "../../services/control/Coordinator.js"
@@ -24,6 +25,7 @@ import {
 import { SUPERVISOR_SETTINGS } from "../../services/ipc/SupervisorSettings.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import { settingsConfig } from "../../Settings.js"
+import { makeOrphanGuard } from "./OrphanGuard.js"
 import { isFailure, RestartHistory, wantsRestart } from "./RestartPolicy.js"
 import { makeShutdownFence, type ShutdownFence } from "./ShutdownFence.js"
 import { type RunningChild, signalGroup, spawnChild } from "./SupervisedChild.js"
@@ -45,6 +47,8 @@ interface Instance {
 const makeWith = (fence: ShutdownFence | undefined) =>
   Effect.gen(function*() {
     const defaults = yield* supervisorDefaults
+    // Acquired before the shutdown's finalizer is added: released after it, once every child is gone.
+    const orphans = yield* makeOrphanGuard(defaults.stopTimeoutMs)
     const discovery = yield* Effect.serviceOption(Discovery)
     const hub = yield* Effect.acquireRelease(PubSub.unbounded<SupervisorEvent>(), PubSub.shutdown)
     const loops = yield* FiberSet.make()
@@ -66,6 +70,7 @@ const makeWith = (fence: ShutdownFence | undefined) =>
           const running = yield* spawnChild(spec, instance.child, instance.restarts, fence?.childEnv ?? {})
           instance.running = running
           instance.state = "running"
+          if (running.pid > 0) orphans.add(running.pid)
           if (Option.isSome(discovery)) yield* discovery.value.adopt(running.pid, instance.child)
           yield* emit(
             SupervisorEvent.ChildStarted({ child: instance.child, pid: running.pid, restarts: instance.restarts })
@@ -74,6 +79,7 @@ const makeWith = (fence: ShutdownFence | undefined) =>
           instance.running = undefined
           // What it started goes with it: a child's leftovers would outlive its supervision.
           signalGroup(running.pid, "SIGKILL")
+          if (running.pid > 0) orphans.remove(running.pid)
           if (Option.isSome(discovery)) yield* discovery.value.exited(running.pid, exit)
           const startError = running.startError()
           yield* emit(
