@@ -6,7 +6,7 @@
  * supervisor's scope stops them.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Layer, Queue, Schedule, Stream, Take } from "effect"
+import { Chunk, Context, Effect, Layer, Option, Queue, Schedule, Stream, Take } from "effect"
 import { readFileSync, realpathSync } from "node:fs"
 import { join } from "node:path"
 import * as SupervisorLayers from "../../src/layers/ipc/Supervisor.js"
@@ -121,5 +121,23 @@ describe("Supervisor's specs", () => {
       const told = { arg: "an-arg", x: "x-value", name: "told#0", by: String(process.pid), cwd: dir }
       expect(JSON.parse(readFileSync(join(dir, "run-0.json"), "utf8"))).toEqual(told)
       expect(JSON.parse(readFileSync(join(dir, "run-1.json"), "utf8"))).toEqual(told)
+    }))
+
+  it.scopedLive("a child whose cwd is not there is not started, its reason naming the directory rather than its program", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-supervised-")
+      const supervisor = Context.get(yield* Layer.build(SupervisorLayers.layer), Supervisor)
+      const events = yield* Stream.toQueue(supervisor.events)
+      yield* supervisor.start({ name: "lost", cwd: join(dir, "gone"), restart: "never", ...waiting })
+      for (;;) {
+        const taken = yield* Queue.take(events).pipe(Effect.flatMap(Take.done), Effect.timeout("30 seconds"))
+        const exited = taken.pipe(Chunk.findFirst((e) => e._tag === "ChildExited"))
+        if (Option.isNone(exited)) continue
+        expect(exited.value).toMatchObject({
+          exit: { code: 127, signal: null },
+          reason: `not started: spawn ${process.execPath} ENOENT: no directory ${join(dir, "gone")} to run in (cwd)`
+        })
+        return
+      }
     }))
 })

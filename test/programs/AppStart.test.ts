@@ -197,7 +197,7 @@ describe("cxlog app start", () => {
   )
 
   it.scopedLive(
-    "a file that does not decode, or names a script that is not there, is refused naming the field, exit code 2",
+    "a file that does not decode, or names a script or cwd that is not there, is refused naming the field, exit code 2",
     () =>
       Effect.gen(function*() {
         const dir = yield* tempDir("cxlog-app-")
@@ -226,6 +226,18 @@ describe("cxlog app start", () => {
         expect(missing.code).toBe(2)
         expect(missing.stderr).toContain(`cxlog app: ${file}: processes.1.script: no file ${join(dir, "gone.mjs")}`)
         expect(missing.stdout).toBe("")
+        // So is a working directory that is not there (the spawn would fail blaming Node, which is there).
+        writeFileSync(
+          file,
+          JSON.stringify({
+            processes: [{ name: "here", script: "here.mjs" }, { name: "lost", script: "here.mjs", cwd: "gone" }]
+          })
+        )
+        const { app: lost } = yield* startApp(file)
+        const noDirectory = yield* Fiber.join(lost).pipe(Effect.timeout("30 seconds"))
+        expect(noDirectory.code).toBe(2)
+        expect(noDirectory.stderr).toContain(`cxlog app: ${file}: processes.1.cwd: no directory ${join(dir, "gone")}`)
+        expect(noDirectory.stdout).toBe("")
       }),
     60_000
   )

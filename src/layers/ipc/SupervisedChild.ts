@@ -4,6 +4,7 @@
  */
 import { Deferred, Effect } from "effect"
 import { spawn } from "node:child_process"
+import { statSync } from "node:fs"
 import type { ProcessExit } from "../../services/ipc/Discovery.js"
 import type { ChildSpec } from "../../services/ipc/Supervisor.js"
 import { SUPERVISED_SETTINGS } from "../../services/region/SupervisedSettings.js"
@@ -67,7 +68,9 @@ export const spawnChild = (
     child.once("exit", (code, signal) => end({ code, signal }))
     let startError: string | undefined
     child.once("error", (error) => {
-      startError = error.message
+      // A working directory that is not there fails the spawn as ENOENT, naming the program, which is there.
+      const cwdMissing = spec.cwd !== undefined && statSync(spec.cwd, { throwIfNoEntry: false })?.isDirectory() !== true
+      startError = cwdMissing ? `${error.message}: no directory ${spec.cwd} to run in (cwd)` : error.message
       end(NOT_STARTED)
     })
     const pid = child.pid ?? -1

@@ -4,7 +4,7 @@
  * error naming the field, so the command fails before it starts anything.
  */
 import { Data, Effect, Either, ParseResult, Schema } from "effect"
-import { statSync } from "node:fs"
+import { type Stats, statSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import { dirname, resolve } from "node:path"
 import { GROUP_ALL, GROUP_BROKERS } from "../../services/control/Coordinator.js"
@@ -106,29 +106,37 @@ export const decodeAppFile = (file: string, text: string): Effect.Effect<AppFile
   })
 
 /**
- * The first script of `app` (found at `path`) that is no file: refused before anything starts,
- * where Node would start, print its module-not-found stack and exit 1 as if the script had failed.
+ * The first script of `app` (found at `path`) that is no file, or working directory that is no
+ * directory: refused before anything starts, where Node would start, print its module-not-found
+ * stack and exit 1 as if the script had failed, and a spawn in a missing directory fails as
+ * `spawn /usr/bin/node ENOENT`, blaming a program that is there.
  */
-const missingScript = (path: string, app: AppFile): AppFileInvalid | undefined => {
+const missingPath = (path: string, app: AppFile): AppFileInvalid | undefined => {
   const base = dirname(resolve(path))
+  const missing = (field: string, relative: string | undefined, is: (stats: Stats) => boolean, reason: string) => {
+    if (relative === undefined) return undefined
+    const target = resolve(base, relative)
+    const stats = statSync(target, { throwIfNoEntry: false })
+    return stats !== undefined && is(stats)
+      ? undefined
+      : new AppFileInvalid({ file: path, field, reason: `${reason} ${target}` })
+  }
   for (const [i, p] of app.processes.entries()) {
-    if (p.script === undefined) continue
-    const script = resolve(base, p.script)
-    if (!statSync(script, { throwIfNoEntry: false })?.isFile()) {
-      return new AppFileInvalid({ file: path, field: `processes.${i}.script`, reason: `no file ${script}` })
-    }
+    const problem = missing(`processes.${i}.script`, p.script, (s) => s.isFile(), "no file") ??
+      missing(`processes.${i}.cwd`, p.cwd, (s) => s.isDirectory(), "no directory")
+    if (problem !== undefined) return problem
   }
   return undefined
 }
 
-/** Reads and decodes the app file at `path`, whose scripts must be there. */
+/** Reads and decodes the app file at `path`, whose scripts and working directories must be there. */
 export const loadAppFile = (path: string): Effect.Effect<AppFile, AppFileInvalid> =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
     catch: (e) => new AppFileInvalid({ file: path, field: "", reason: `cannot read it: ${(e as Error).message}` })
   }).pipe(
     Effect.flatMap((text) => decodeAppFile(path, text)),
-    Effect.filterOrFail((app) => missingScript(path, app) === undefined, (app) => missingScript(path, app)!)
+    Effect.filterOrFail((app) => missingPath(path, app) === undefined, (app) => missingPath(path, app)!)
   )
 
 /**
