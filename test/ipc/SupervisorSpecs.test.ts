@@ -5,7 +5,7 @@
  * that restarts nothing whatever the policy. Its children here are plain Node processes; the
  * supervisor's scope stops them.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, vi } from "@effect/vitest"
 import { Chunk, Context, Effect, Layer, Option, Queue, Schedule, Stream, Take } from "effect"
 import { readFileSync, realpathSync } from "node:fs"
 import { join } from "node:path"
@@ -139,5 +139,21 @@ describe("Supervisor's specs", () => {
         })
         return
       }
+    }))
+
+  it.scopedLive("a program that could not be started signals no one: its pid is none, and -(-1) is init's", () =>
+    Effect.gen(function*() {
+      const kill = vi.spyOn(process, "kill")
+      yield* Effect.addFinalizer(() => Effect.sync(() => kill.mockRestore()))
+      const supervisor = Context.get(yield* Layer.build(SupervisorLayers.layer), Supervisor)
+      const events = yield* Stream.toQueue(supervisor.events)
+      yield* supervisor.start({ name: "absent", command: "cxlog-no-such-program", restart: "never", output: "ignore" })
+      const exits: Array<number | null> = []
+      while (exits.length === 0) {
+        const taken = yield* Queue.take(events).pipe(Effect.flatMap(Take.done), Effect.timeout("30 seconds"))
+        for (const event of taken) if (event._tag === "ChildExited") exits.push(event.exit.code)
+      }
+      expect(exits).toEqual([127])
+      expect(kill.mock.calls.filter(([pid]) => pid === 1 || pid === -1)).toEqual([])
     }))
 })

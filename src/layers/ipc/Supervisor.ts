@@ -70,17 +70,21 @@ const makeWith = (fence: ShutdownFence | undefined) =>
           const running = yield* spawnChild(spec, instance.child, instance.restarts, fence?.childEnv ?? {})
           instance.running = running
           instance.state = "running"
-          if (running.pid > 0) orphans.add(running.pid)
-          if (Option.isSome(discovery)) yield* discovery.value.adopt(running.pid, instance.child)
+          // A program that could not be started has no pid (-1): nothing to guard, adopt or signal.
+          const spawned = running.pid > 0
+          if (spawned) orphans.add(running.pid)
+          if (spawned && Option.isSome(discovery)) yield* discovery.value.adopt(running.pid, instance.child)
           yield* emit(
             SupervisorEvent.ChildStarted({ child: instance.child, pid: running.pid, restarts: instance.restarts })
           )
           const exit = yield* Deferred.await(running.exited)
           instance.running = undefined
           // What it started goes with it: a child's leftovers would outlive its supervision.
-          signalGroup(running.pid, "SIGKILL")
-          if (running.pid > 0) orphans.remove(running.pid)
-          if (Option.isSome(discovery)) yield* discovery.value.exited(running.pid, exit)
+          if (spawned) {
+            signalGroup(running.pid, "SIGKILL")
+            orphans.remove(running.pid)
+          }
+          if (spawned && Option.isSome(discovery)) yield* discovery.value.exited(running.pid, exit)
           const startError = running.startError()
           yield* emit(
             SupervisorEvent.ChildExited({
