@@ -4,7 +4,7 @@
  * chart's points grow and it shows a non-zero rate, the ACK latency chart is drawn.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schedule } from "effect"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import puppeteer from "puppeteer-core"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
@@ -103,6 +103,36 @@ describe("dashboard", () => {
       }),
     30_000
   )
+
+  it.scopedLive("a role on a port browsers block (6665, 10080, …) is scraped; one that is down says why", () =>
+    Effect.gen(function*() {
+      // Ports fetch refuses as `bad port`; a role's --metrics-port may be any of them. The first free one here.
+      const blocked = [6665, 6666, 6667, 6668, 6669, 10080, 6566, 6000]
+      const role = yield* Effect.firstSuccessOf(
+        blocked.map((port) => serveMetrics({ host: "127.0.0.1", port, labels: { role: "head" } }))
+      )
+      // A port nothing listens on: taken from the system, then let go.
+      const closed = yield* Effect.scoped(serveMetrics({ host: "127.0.0.1", port: 0, labels: {} }))
+      const { url } = yield* dashboard({
+        targets: [`127.0.0.1:${role.port}`, `127.0.0.1:${closed.port}`],
+        host: "127.0.0.1",
+        port: 0,
+        everyMs: 100,
+        keep: 10
+      })
+      const rows = yield* Effect.promise(() => fetch(`${url}data`).then((r) => r.json() as Promise<{ html: string }>))
+        .pipe(
+          Effect.map((d) => d.html),
+          // Its table once a round is over (every target's row at once).
+          Effect.filterOrFail((html) => html.startsWith("<table>")),
+          Effect.retry(Schedule.spaced("50 millis")),
+          Effect.timeout("20 seconds")
+        )
+      expect(rows).toContain(`<tr><td>127.0.0.1:${role.port}</td><td>head</td><td>up</td></tr>`)
+      expect(rows).toContain(
+        `<tr><td>127.0.0.1:${closed.port}</td><td>127.0.0.1:${closed.port}</td><td>down: connect ECONNREFUSED 127.0.0.1:${closed.port}</td></tr>`
+      )
+    }))
 
   it.scoped("a run's announced endpoints are discovered while it lives, and gone with it", () =>
     Effect.gen(function*() {

@@ -17,6 +17,7 @@ import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-t
 import { pidExists } from "../../layers/region/ProcessInfo.js"
 import { serveHttp } from "../roles/ScopedHttpServer.js"
 import { chartPage, type ChartSpec, escapeHtml, type PageData } from "./ChartPage.js"
+import { scrapeMetrics } from "./MetricsScrape.js"
 
 export class DashboardListenFailed extends Data.TaggedError("DashboardListenFailed")<{
   readonly host: string
@@ -220,12 +221,10 @@ export const dashboard = (
     const currentTargets = () => (options.targets === "discover" ? discoverTargets() : options.targets)
 
     const scrapeTarget = (target: string): Promise<Scrape> =>
-      fetch(`http://${target}/metrics`, { signal: AbortSignal.timeout(Math.max(options.everyMs, 500)) }).then(
-        async (response) => {
-          if (!response.ok) throw new Error(`HTTP ${response.status}`)
-          return { at: Date.now(), families: parsePrometheusTextFormat(await response.text()) }
-        }
-      )
+      scrapeMetrics(target, Math.max(options.everyMs, 500)).then((text) => ({
+        at: Date.now(),
+        families: parsePrometheusTextFormat(text)
+      }))
 
     const round = Effect.promise(async () => {
       const targets = currentTargets()
@@ -239,7 +238,8 @@ export const dashboard = (
         const result = results[i]!
         const before = last.get(target)
         if (result.status === "rejected") {
-          status.set(target, { name: status.get(target)?.name ?? target, up: false, error: String(result.reason) })
+          const error = result.reason instanceof Error ? result.reason.message : String(result.reason)
+          status.set(target, { name: status.get(target)?.name ?? target, up: false, error })
           return
         }
         const now = result.value
