@@ -9,6 +9,7 @@ import { Effect } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { createServer } from "node:net"
+import { tmpdir } from "node:os"
 import { useColor } from "../../src/programs/cli/CliKit.js"
 import { certificates } from "../fixtures/tls-certificates.js"
 import { cli, runCli } from "../helpers/CliRoles.js"
@@ -116,6 +117,24 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
         ]
       ]
       for (const [args, env, line] of cases) expect(yield* refused(args, env), args.join(" ")).toBe(line)
+    }))
+
+  it.scoped("a --report that cannot be written: exit 2 naming it, before the run (whose report it would lose at the end)", () =>
+    Effect.gen(function*() {
+      const region = yield* uniqueRegion("cli-report")
+      const env = { CXLOG_REGION: region }
+      const missing = yield* runCli(["run", "--bytes", "1KiB", "--report", "/nonexistent-cxlog-dir/r.html"], env)
+      expect(missing.code).toBe(2)
+      expect(missing.stdout).toBe("")
+      expect(oneLine(missing.stderr)).toBe(
+        "cxlog run: --report: there is no directory /nonexistent-cxlog-dir to write /nonexistent-cxlog-dir/r.html in"
+      )
+      const directory = yield* runCli(["bench", "--bytes", "1KiB"], { ...env, CXLOG_REPORT: tmpdir() })
+      expect(directory.code).toBe(2)
+      expect(directory.stdout).toBe("")
+      expect(oneLine(directory.stderr)).toBe(
+        `cxlog bench: CXLOG_REPORT=${tmpdir()}: ${tmpdir()} is a directory: name the file to write`
+      )
     }))
 
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>

@@ -6,6 +6,7 @@ import { Either } from "effect"
 import type { OrderMode } from "../../services/log/OrderModes.js"
 import { parseSize } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
+import { reportPathProblem } from "../report/ReportPath.js"
 import { logFormatFlag, metricsPortFlag } from "../roles/Observe.js"
 import type { ClusterShape } from "../run/ClusterShape.js"
 import { ack, batchBytes, brokerCount, fixedWindow, messageBytes, order, orderModeOf, window } from "./SharedFlags.js"
@@ -18,13 +19,22 @@ export const clusterObserveFlags = {
       "give every role a Prometheus endpoint: the head on PORT, broker i on PORT+1+i, then the publisher and the subscriber (0: none)"
   },
   logFormat: logFormatFlag,
-  report: Cli.optionalText("report", {
-    placeholder: "FILE.html",
-    shown: "none",
-    env: "CXLOG_REPORT",
-    description:
-      "write a self-contained HTML report: throughput per role over time, ACK latency CDF, CPU per role, configuration, audit"
-  })
+  // Checked as it is read: the report is written once the run is over.
+  report: Cli.custom<string | undefined>(
+    "report",
+    "FILE.html",
+    (path) => {
+      const problem = reportPathProblem(path)
+      return problem === undefined ? Either.right(path) : Either.left(problem)
+    },
+    {
+      default: undefined,
+      shown: "none",
+      env: "CXLOG_REPORT",
+      description:
+        "write a self-contained HTML report: throughput per role over time, ACK latency CDF, CPU per role, configuration, audit"
+    }
+  )
 }
 
 /** The local cluster `run` and `bench` start; `bytes` defaults differ. */
