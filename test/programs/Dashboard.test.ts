@@ -134,6 +134,19 @@ describe("dashboard", () => {
       )
     }))
 
+  it.scoped("a place it cannot serve on names the flag to change: an address not this machine's --host, a port taken --port", () =>
+    Effect.gen(function*() {
+      const options = { targets: [], everyMs: 1_000, keep: 10 }
+      // TEST-NET-1 (RFC 5737): an address no machine here has.
+      const elsewhere = yield* Effect.flip(dashboard({ ...options, host: "192.0.2.1", port: 0 }))
+      expect(elsewhere.message).toMatch(/^cannot serve the dashboard on 192\.0\.2\.1:0: .*EADDRNOTAVAIL.* \(--host\)$/)
+      const unknown = yield* Effect.flip(dashboard({ ...options, host: "no-such-host.invalid", port: 0 }))
+      expect(unknown.message).toMatch(/(ENOTFOUND|EAI_AGAIN).* \(--host\)$/)
+      const first = yield* dashboard({ ...options, host: "127.0.0.1", port: 0 })
+      const taken = yield* Effect.flip(dashboard({ ...options, host: "127.0.0.1", port: first.port }))
+      expect(taken.message).toMatch(/EADDRINUSE.* \(--port\)$/)
+    }))
+
   it.scoped("a run's announced endpoints are discovered while it lives, and gone with it", () =>
     Effect.gen(function*() {
       const mine = [`127.0.0.1:${40000 + (process.pid % 20000)}`, "127.0.0.1:1"]

@@ -19,13 +19,18 @@ import { serveHttp } from "../roles/ScopedHttpServer.js"
 import { chartPage, type ChartSpec, escapeHtml, type PageData } from "./ChartPage.js"
 import { scrapeMetrics } from "./MetricsScrape.js"
 
+/** The listen failures that are the address's, not the port's: a host that does not resolve, or is not this machine's. */
+const HOST_FAILURES = ["ENOTFOUND", "EAI_AGAIN", "EADDRNOTAVAIL"]
+
 export class DashboardListenFailed extends Data.TaggedError("DashboardListenFailed")<{
   readonly host: string
   readonly port: number
   readonly reason: string
+  /** The flag to change: `--host` for an address that is not this machine's, else `--port`. */
+  readonly flag: "--host" | "--port"
 }> {
   override get message() {
-    return `cannot serve the dashboard on ${this.host}:${this.port}: ${this.reason} (--port)`
+    return `cannot serve the dashboard on ${this.host}:${this.port}: ${this.reason} (${this.flag})`
   }
 }
 
@@ -314,7 +319,13 @@ export const dashboard = (
           )
         }
       },
-      (reason) => new DashboardListenFailed({ host: options.host, port: options.port, reason })
+      (reason, code) =>
+        new DashboardListenFailed({
+          host: options.host,
+          port: options.port,
+          reason,
+          flag: code !== undefined && HOST_FAILURES.includes(code) ? "--host" : "--port"
+        })
     )
     return { port, url: `http://${options.host}:${port}/` }
   })
