@@ -12,6 +12,7 @@ import { spawn } from "node:child_process"
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { CxlogPublisher, CxlogSubscriber } from "../../src/index.js"
 import { defaultSecretPath } from "../../src/layers/net/Auth.js"
+import { discoverTargets } from "../../src/programs/report/Dashboard.js"
 import { serveLogPath } from "../../src/programs/serve/ServeDetach.js"
 import { childrenOf, cli } from "../helpers/CliRoles.js"
 import {
@@ -283,6 +284,33 @@ describe("cxlog serve", () => {
           () => `region ${region} is still there after serve was SIGKILLed`
         )
         expect(existsSync(defaultSecretPath(region))).toBe(false)
+      }),
+    240_000
+  )
+
+  it.scopedLive(
+    "--metrics-port: a dashboard without --targets finds its roles' endpoints while it serves, and not after",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-announce")
+        // The head's metrics port, then broker 0's.
+        const metricsPort = yield* freePorts(2)
+        const endpoints = [`127.0.0.1:${metricsPort}`, `127.0.0.1:${metricsPort + 1}`]
+        const serving = yield* startServe([
+          "--region",
+          region,
+          "--port",
+          "0",
+          "--broker-count",
+          "1",
+          "--metrics-port",
+          `${metricsPort}`
+        ])
+        yield* awaitReady(serving)
+        expect(discoverTargets()).toEqual(expect.arrayContaining(endpoints))
+        serving.interrupt()
+        expect((yield* serving.exited.pipe(Effect.timeout("60 seconds"))).code).toBe(0)
+        expect(discoverTargets()).not.toContain(endpoints[0])
       }),
     240_000
   )

@@ -14,7 +14,8 @@ export const dashboardCommand = Cli.command({
       placeholder: "HOST:PORT,…",
       shown: "none",
       env: "CXLOG_DASHBOARD_TARGETS",
-      description: "the metrics endpoints to scrape; without it, those every local `cxlog run --metrics-port` announces"
+      description:
+        "the metrics endpoints to scrape; without it, those every local `cxlog run --metrics-port` or `cxlog serve --metrics-port` announces"
     }),
     host: Cli.text("host", {
       default: "127.0.0.1",

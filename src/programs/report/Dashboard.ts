@@ -39,8 +39,8 @@ export class DashboardListenFailed extends Data.TaggedError("DashboardListenFail
 const ANNOUNCE_PREFIX = "cxlog-metrics-"
 
 /**
- * `cxlog run --metrics-port` tells dashboards on this host where its roles serve: a file
- * in the temporary directory named after its pid, removed when the run ends.
+ * `cxlog run --metrics-port` and `cxlog serve --metrics-port` tell dashboards on this host where
+ * their roles serve: a file in the temporary directory named after the pid, removed at their end.
  */
 export const announceTargets = (targets: ReadonlyArray<string>): Effect.Effect<void, never, Scope.Scope> => {
   const file = join(tmpdir(), `${ANNOUNCE_PREFIX}${process.pid}.json`)
@@ -281,7 +281,7 @@ export const dashboard = (
     const data = (): PageData => ({
       charts: history.specs(Object.values(CHARTS).map(([id]) => id)),
       html: status.size === 0 ?
-        "<p>No endpoints yet: waiting for a local `cxlog run --metrics-port PORT`.</p>" :
+        "<p>No endpoints yet: waiting for a local `cxlog run --metrics-port PORT` or `cxlog serve --metrics-port PORT`.</p>" :
         `<table><caption>Targets</caption><tr><th>endpoint</th><th>role</th><th>state</th></tr>${
           [...status].map(([target, s]) =>
             `<tr><td>${escapeHtml(target)}</td><td>${escapeHtml(s.name)}</td><td>${
@@ -335,7 +335,7 @@ export const runDashboard = (options: DashboardOptions) =>
   Effect.gen(function*() {
     const { url } = yield* dashboard(options)
     const watching = options.targets === "discover"
-      ? "the endpoints of local `cxlog run --metrics-port` runs"
+      ? "the endpoints of local `cxlog run --metrics-port` runs and `cxlog serve --metrics-port` servers"
       : options.targets.join(", ")
     yield* Effect.logInfo(`cxlog dashboard: ${url} (scraping ${watching})`)
     return yield* Effect.never

@@ -23,6 +23,7 @@ import { LOG_LAYOUT_SETTINGS } from "../../services/log/LogSettings.js"
 import type { TopicSpec } from "../../services/log/Topics.js"
 import { processEnvironment } from "../../Settings.js"
 import { failUsage } from "../cli/CliFailure.js"
+import { announceTargets } from "../report/Dashboard.js"
 import { report } from "../roles/Report.js"
 import { BrokerEvents, HeadEvents, type ReportedError } from "../roles/RoleEvents.js"
 import { regionGuard, type RoleFailed, type RoleOf, spawnRole, type Vocabulary, whileAlive } from "../run/Cluster.js"
@@ -297,6 +298,8 @@ export const serve = (options: ServeOptions) =>
         : []
     }
     log.announce(readyBanner(ready), "ready", readyEvent(ready))
+    // To a `cxlog dashboard` without --targets on this host, as `cxlog run --metrics-port` tells it (until serve ends).
+    if (ready.metrics.length > 0) yield* announceTargets(ready.metrics.map((m) => new URL(m.url).host))
     // To a `cxlog serve --detach` that started this one (ServeDetach.ts): it prints the banner and returns.
     report({ event: "ready", ready })
     return yield* watchRoles(head, standby, brokers)
