@@ -5,6 +5,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
+import { rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import puppeteer from "puppeteer-core"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
@@ -155,6 +158,37 @@ describe("dashboard", () => {
         expect(discoverTargets()).toEqual(expect.arrayContaining(mine))
       }))
       expect(discoverTargets()).not.toContain(mine[0])
+    }))
+
+  it.scopedLive("a file in the temporary directory that is no announcement is skipped: the page is served all the same", () =>
+    Effect.gen(function*() {
+      // Named as announcements are, of a live process (this one), but not one: no targets, targets that are no text, no JSON.
+      const files = [`{"pid":${process.pid}}`, `{"pid":${process.pid},"targets":[1,null]}`, `{"pid":`].map(
+        (text, i) => {
+          const file = join(tmpdir(), `cxlog-metrics-${process.pid}-not-one-${i}.json`)
+          writeFileSync(file, text)
+          return file
+        }
+      )
+      yield* Effect.addFinalizer(() => Effect.sync(() => files.forEach((file) => rmSync(file, { force: true }))))
+      // Beside them, one that is: a port nothing listens on, taken from the system and let go.
+      const closed = yield* Effect.scoped(serveMetrics({ host: "127.0.0.1", port: 0, labels: {} }))
+      const announced = `127.0.0.1:${closed.port}`
+      yield* announceTargets([announced])
+      const discovered = discoverTargets()
+      expect(discovered).toContain(announced)
+      expect(discovered.every((target) => typeof target === "string")).toBe(true)
+      const { url } = yield* dashboard({ targets: "discover", host: "127.0.0.1", port: 0, everyMs: 100, keep: 10 })
+      const html = yield* Effect.promise(() => fetch(`${url}data`).then((r) => r.json() as Promise<{ html: string }>))
+        .pipe(
+          Effect.map((d) => d.html),
+          // Its table once a round is over.
+          Effect.filterOrFail((table) => table.startsWith("<table>")),
+          Effect.retry(Schedule.spaced("50 millis")),
+          Effect.timeout("20 seconds")
+        )
+      expect(html).toContain(`<tr><td>${announced}</td>`)
+      expect(html).not.toContain("undefined")
     }))
 
   it("ordered messages per broker add the head's sequencer's and the brokers' own rounds', from every target", () => {

@@ -9,7 +9,7 @@
  * histogram), sequencer state (rounds/s, held batches, brokers' unordered backlog), reader
  * lag, CPU per role.
  */
-import { Data, Effect, Schedule, type Scope } from "effect"
+import { Data, Effect, Option, Schedule, Schema, type Scope } from "effect"
 import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -50,18 +50,26 @@ export const announceTargets = (targets: ReadonlyArray<string>): Effect.Effect<v
   ).pipe(Effect.catchAllDefect(() => Effect.void))
 }
 
-/** The endpoints every live local run announced (files of runs that are gone are skipped). */
+/** What an announcement file holds: the announcing process, and its roles' `host:port`s. */
+const Announcement = Schema.parseJson(Schema.Struct({ pid: Schema.Int, targets: Schema.Array(Schema.String) }))
+
+/**
+ * The endpoints every live local run announced (files of runs that are gone are skipped). The
+ * temporary directory is every user's: a file that is not an announcement (another program's,
+ * cut short) is skipped too, where its missing targets would have failed the page.
+ */
 export const discoverTargets = (): Array<string> =>
   readdirSync(tmpdir()).filter((name) => name.startsWith(ANNOUNCE_PREFIX) && name.endsWith(".json")).flatMap((name) => {
+    let text: string
     try {
-      const { pid, targets } = JSON.parse(readFileSync(join(tmpdir(), name), "utf8")) as {
-        pid: number
-        targets: Array<string>
-      }
-      return pidExists(pid) ? targets : []
+      text = readFileSync(join(tmpdir(), name), "utf8")
     } catch {
-      return []
+      return [] // gone since the listing (its run ended), or not this user's to read
     }
+    return Option.match(Schema.decodeUnknownOption(Announcement)(text), {
+      onNone: () => [],
+      onSome: ({ pid, targets }) => (pidExists(pid) ? targets : [])
+    })
   })
 
 export interface DashboardOptions {
