@@ -137,6 +137,22 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       )
     }))
 
+  it.effect("dashboard --targets that are no host:port list (a URL as serve prints it, no port, none): exit 2 naming it", () =>
+    Effect.gen(function*() {
+      const endpoint = (t: string) =>
+        `not a metrics endpoint: "${t}" (host:port, as 127.0.0.1:9400, the port in 1..65535)`
+      const url = "http://127.0.0.1:9400/metrics"
+      expect(yield* refused(["dashboard", "--port", "0", "--targets", url])).toBe(
+        `cxlog dashboard: --targets: ${endpoint(url)}`
+      )
+      expect(yield* refused(["dashboard", "--port", "0", "--targets", "127.0.0.1:9400,127.0.0.1"])).toBe(
+        `cxlog dashboard: --targets: ${endpoint("127.0.0.1")}`
+      )
+      expect(yield* refused(["dashboard", "--port", "0"], { CXLOG_DASHBOARD_TARGETS: "," })).toBe(
+        `cxlog dashboard: CXLOG_DASHBOARD_TARGETS=,: no endpoint in "," (host:port,…)`
+      )
+    }))
+
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["rnu", "--bytes", "1MiB"])

@@ -1,6 +1,26 @@
 /** `cxlog dashboard`: a live web page of a cluster's metrics, scraped from its roles' Prometheus endpoints. */
-import { Effect } from "effect"
+import { Effect, Either } from "effect"
 import * as Cli from "../cli/CliKit.js"
+
+/** A metrics endpoint as a role serves it: a host (no scheme, no path) and a port. */
+const ENDPOINT = /^([^\s/?#@]+):(\d+)$/
+
+/**
+ * `host:port,…`, each scraped at `http://host:port/metrics`. A URL (the `http://…/metrics` that
+ * serve and run print), a missing port or an empty list is a usage mistake: scraped as given, it
+ * was shown down for good.
+ */
+const parseTargets = (text: string): Either.Either<ReadonlyArray<string>, string> => {
+  const targets = text.split(",").map((t) => t.trim()).filter((t) => t !== "")
+  if (targets.length === 0) return Either.left(`no endpoint in ${JSON.stringify(text)} (host:port,…)`)
+  const bad = targets.find((t) => {
+    const port = Number(ENDPOINT.exec(t)?.[2] ?? 0)
+    return port < 1 || port > 65535
+  })
+  return bad === undefined
+    ? Either.right(targets)
+    : Either.left(`not a metrics endpoint: ${JSON.stringify(bad)} (host:port, as 127.0.0.1:9400, the port in 1..65535)`)
+}
 
 export const dashboardCommand = Cli.command({
   name: "dashboard",
@@ -10,8 +30,8 @@ export const dashboardCommand = Cli.command({
     "It scrapes each role's Prometheus endpoint (--metrics-port on head, broker, publish, subscribe; `cxlog run " +
     "--metrics-port PORT` prints the list) and serves the charts at http://HOST:PORT/. See docs/observability.md.",
   flags: {
-    targets: Cli.optionalText("targets", {
-      placeholder: "HOST:PORT,…",
+    targets: Cli.custom<ReadonlyArray<string> | undefined>("targets", "HOST:PORT,…", parseTargets, {
+      default: undefined,
       shown: "none",
       env: "CXLOG_DASHBOARD_TARGETS",
       description:
@@ -51,9 +71,7 @@ export const dashboardCommand = Cli.command({
   run: (o) =>
     Cli.load(() => import("../report/Dashboard.js")).pipe(Effect.flatMap(({ runDashboard }) =>
       runDashboard({
-        targets: o.targets === undefined
-          ? "discover"
-          : o.targets.split(",").map((t) => t.trim()).filter((t) => t !== ""),
+        targets: o.targets ?? "discover",
         host: o.host,
         port: o.port,
         everyMs: o.everyMs,
