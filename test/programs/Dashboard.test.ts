@@ -191,6 +191,18 @@ describe("dashboard", () => {
       expect(html).not.toContain("undefined")
     }))
 
+  it.scopedLive("odd requests: a method other than GET or HEAD is 405, a path other than / and /data 404, HEAD as GET", () =>
+    Effect.gen(function*() {
+      const { url } = yield* dashboard({ targets: [], host: "127.0.0.1", port: 0, everyMs: 1_000, keep: 10 })
+      const status = (path: string, method: string) =>
+        Effect.promise(() => fetch(`${url}${path}`, { method }).then((r) => [r.status, r.headers.get("allow")]))
+      expect(yield* status("data", "POST")).toEqual([405, "GET, HEAD"])
+      expect(yield* status("", "DELETE")).toEqual([405, "GET, HEAD"])
+      expect(yield* status("nope", "GET")).toEqual([404, null])
+      expect(yield* status("data", "HEAD")).toEqual([200, null])
+      expect(yield* status(`data?${"q".repeat(4_000)}`, "GET")).toEqual([200, null])
+    }))
+
   it("ordered messages per broker add the head's sequencer's and the brokers' own rounds', from every target", () => {
     const scrape = (at: number, text: string) => ({ at, families: parsePrometheusTextFormat(text) })
     const head = (n0: number, n1: number) =>

@@ -306,7 +306,12 @@ export const dashboard = (
       options.port,
       (request, response) => {
         const path = (request.url ?? "/").split("?")[0]
-        if (path === "/data") {
+        // Only read: a POST or a DELETE (a mistaken client, a probe) is not answered as if it had done something.
+        if (request.method !== "GET" && request.method !== "HEAD") {
+          response.writeHead(405, { allow: "GET, HEAD", "content-type": "text/plain" }).end(
+            `cxlog dashboard: ${request.method} is not served; GET / (the page) or /data (its JSON)\n`
+          )
+        } else if (path === "/data") {
           response.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" }).end(
             JSON.stringify(data())
           )
