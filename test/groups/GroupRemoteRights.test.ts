@@ -12,7 +12,7 @@ import { makeMemory, makeMemoryGroupsStore } from "../../src/layers/groups/Consu
 import { makeRemote } from "../../src/layers/groups/ConsumerGroupsRemote.js"
 import { openGroupLink } from "../../src/layers/groups/GroupLink.js"
 import * as GroupServerLayers from "../../src/layers/groups/GroupServer.js"
-import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
+import { type Credentials, readCredentialFile, removeUser, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { makeLocal } from "../../src/layers/net/Publisher.js"
@@ -134,6 +134,41 @@ describe("consumer groups through a broker that authenticates", () => {
       )
       expect(Chunk.toArray(got)).toEqual([0, 1, 2])
       expect(yield* local.describe("pool")).toMatchObject({ acked: 3, pending: 0 })
+    }))
+
+  it.scopedLive("a connection's later requests are held to its user's rights as they are then: narrowed or removed, it creates, joins and deletes nothing more; a member it holds goes on", () =>
+    Effect.gen(function*() {
+      const path = credentialFile(yield* privateDir)
+      const { local, publisher, remote } = yield* brokerOver(path)
+      yield* local.create({ name: "pool", topic: "jobs" })
+      for (let i = 0; i < 4; i++) yield* publisher.publish(new TextEncoder().encode(`job ${i}`))
+      yield* publisher.flush(10_000)
+      const worker = yield* remote(WORKER)
+      // A member joined while the worker may read jobs, on the connection the later requests use.
+      const member = yield* Stream.toPull(worker.join("pool", { maxInFlight: 1 }))
+      const first = Chunk.toArray(yield* member)
+      expect(first.map((d) => d.offset)).toEqual([0])
+      const record = readCredentialFile(path).users.find((u) => u.name === WORKER.user)!
+      upsertUser(path, { ...record, read: ["audit"] })
+      const narrowed = yield* Effect.flip(worker.create({ name: "more", topic: "jobs" }))
+      expect(narrowed).toBeInstanceOf(TopicForbidden)
+      expect(narrowed.message).toBe("user worker may not read from topic jobs (its read rights: audit)")
+      expect(yield* Effect.flip(worker.describe("pool"))).toBeInstanceOf(TopicForbidden)
+      expect(yield* worker.list).toEqual([])
+      removeUser(path, WORKER.user)
+      for (const refused of [worker.delete("pool"), worker.pending("pool"), worker.list]) {
+        const error = yield* Effect.flip(refused as Effect.Effect<unknown, { readonly message: string }>)
+        expect(error).toBeInstanceOf(TopicForbidden)
+        expect(error.message).toContain(
+          "user worker was removed, or given another secret, since this connection signed in"
+        )
+      }
+      const joined = Stream.runDrain(worker.join("pool")).pipe(Effect.timeout("20 seconds"))
+      expect(yield* Effect.flip(joined)).toBeInstanceOf(TopicForbidden)
+      expect((yield* local.list).map((g) => g.name)).toEqual(["pool"])
+      // The member it held goes on, as a publisher's sessions and a subscriber's streams do: it settles and takes the next.
+      yield* first[0]!.ack
+      expect(Chunk.toArray(yield* member).map((d) => d.offset)).toEqual([1])
     }))
 
   it.scopedLive("a group that does not read as one is listed to, and deleted by, a user with the admin right on every topic; refused without it", () =>

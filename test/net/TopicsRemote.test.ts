@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Schema } from "effect"
 import { join } from "node:path"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
-import { type Credentials, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
+import { type Credentials, readCredentialFile, removeUser, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { decodeControl, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
@@ -182,6 +182,35 @@ describe("Topics through a broker", () => {
       const stranger = yield* Effect.flip((yield* remote({ user: "ops", secret: "wrong" })).list)
       expect(stranger).toMatchObject({ _tag: "TopicsUnavailable" })
       expect(stranger.message).toContain("auth-failed")
+    }))
+
+  it.scopedLive("an admin connection's later requests are held to its user's rights as they are then: narrowed, refused; removed, refused naming why; nothing changes", () =>
+    Effect.gen(function*() {
+      const path = credentialFile(yield* privateDir)
+      const { log, remote } = yield* brokerOver({ credentials: path })
+      const ops = yield* remote(OPS)
+      // The connection signs in with its first request, and stays open for the next ones.
+      yield* ops.create(spec("orders.eu"))
+      const record = readCredentialFile(path).users.find((u) => u.name === OPS.user)!
+      upsertUser(path, { ...record, admin: ["orders.us"] })
+      const narrowed = yield* Effect.flip(ops.delete("orders.eu"))
+      expect(narrowed).toMatchObject({ _tag: "TopicForbidden", user: "ops" })
+      expect(narrowed.message).toBe("user ops may not administer topic orders.eu (its admin rights: orders.us)")
+      // Its rights back, it administers again on the same connection; removed, it changes nothing more.
+      upsertUser(path, record)
+      yield* ops.create(spec("orders.de"))
+      removeUser(path, OPS.user)
+      const before = yield* log.topics.overview
+      const removed = yield* Effect.flip(ops.delete("orders.eu"))
+      expect(removed).toMatchObject({ _tag: "TopicForbidden", user: "ops" })
+      expect(removed.message).toContain(
+        "user ops was removed, or given another secret, since this connection signed in"
+      )
+      expect(yield* Effect.flip(ops.purge("orders.eu"))).toMatchObject({ _tag: "TopicForbidden" })
+      expect(yield* Effect.flip(ops.create(spec("orders.fr")))).toMatchObject({ _tag: "TopicForbidden" })
+      expect(yield* Effect.flip(ops.describe("orders.eu"))).toMatchObject({ _tag: "TopicForbidden" })
+      expect(yield* Effect.flip(ops.list)).toMatchObject({ _tag: "TopicForbidden" })
+      expect(yield* log.topics.overview).toEqual(before)
     }))
 
   it.scopedLive("a request the broker cannot read gets InvalidAdminRequest and the connection goes on; a broken frame ends that connection only", () =>

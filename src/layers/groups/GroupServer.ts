@@ -29,6 +29,7 @@ import {
   type Delivery,
   type GroupCorrupt,
   type GroupInfo,
+  type GroupRemoteError,
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
 import { TopicForbidden } from "../../services/log/Topics.js"
@@ -123,7 +124,11 @@ const mayUse = (user: UserRecord | undefined, group: string, topic: string) =>
   refusedBy(user, refusal(user, group, topic))
 
 /** The list the user may see: the groups it may use, and (asked for) the unreadable ones it may delete. */
-const listFor = (groups: ConsumerGroupsShape, user: UserRecord | undefined, withUnreadable: boolean) => {
+const listFor = (
+  groups: ConsumerGroupsShape,
+  user: UserRecord | undefined,
+  withUnreadable: boolean
+): Effect.Effect<typeof ListGroups.success.Type, GroupRemoteError> => {
   const usable = (all: ReadonlyArray<GroupInfo>) => all.filter((g) => refusal(user, g.name, g.topic) === undefined)
   return withUnreadable
     ? Effect.map(groups.overview, (all) => ({
@@ -139,11 +144,15 @@ const isMemberLeft = Schema.is(MemberLeft)
 const leftBecause = (error: unknown): typeof MemberLeft.Type =>
   isMemberLeft(error) ? error : new GroupsUnavailable({ reason: `the broker's member failed: ${String(error)}` })
 
-/** What one connection's requests share, once it is open for `user` (none: a broker without authentication). */
+/** What one connection's requests share, once it is open. */
 interface ConnectionState {
   readonly groups: ConsumerGroupsShape
   readonly socket: Socket
-  readonly user: UserRecord | undefined
+  /**
+   * Its user as the credential file has it now (none: a broker without authentication): each
+   * request is held to the rights of the moment; refused once the user was removed.
+   */
+  readonly userNow: Effect.Effect<UserRecord | undefined, TopicForbidden>
   /** Runs a member on the connection's scope. */
   readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
   /** The members running, each with how it leaves (the others take what it held at once). */
@@ -216,7 +225,10 @@ const join = (state: ConnectionState, id: number, name: string, maxInFlight: num
   const deliveriesOf = new Map<number, Delivery>()
   state.held.set(id, deliveriesOf)
   const deliveries = Stream.unwrap(
-    Effect.as(authorized(groups, state.user, name), groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
+    state.userNow.pipe(
+      Effect.flatMap((user) => authorized(groups, user, name)),
+      Effect.as(groups.join(name, maxInFlight === undefined ? {} : { maxInFlight }))
+    )
   )
   // Known as running before it starts: a join refused at once removes itself after this.
   let fiber: Fiber.RuntimeFiber<void> | undefined
@@ -308,17 +320,27 @@ const settle = (
 }
 
 /**
- * One connection's requests, once it is open for `user` (none: a broker without authentication):
- * `handle` answers a GROUP_REQUEST; `joined` counts the members it holds. Members run on `run`,
- * the connection's scope.
+ * One connection's requests, once it is open for its user (`userNow`, as the credential file has
+ * it at each request): `handle` answers a GROUP_REQUEST; `joined` counts the members it holds.
+ * Members run on `run`, the connection's scope. A member joined goes on, and its deliveries
+ * settle, whatever its user's rights become (as a subscriber's stream does); every other request
+ * is held to the rights of the moment.
  */
 const connectionRequests = (
   groups: ConsumerGroupsShape,
   socket: Socket,
-  user: UserRecord | undefined,
+  userNow: Effect.Effect<UserRecord | undefined, TopicForbidden>,
   run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 ) => {
-  const state: ConnectionState = { groups, socket, user, run, members: new Map(), held: new Map(), nextDelivery: 1 }
+  const state: ConnectionState = {
+    groups,
+    socket,
+    userNow,
+    run,
+    members: new Map(),
+    held: new Map(),
+    nextDelivery: 1
+  }
   const { held, members } = state
   const settleHeld = (input: typeof SettleDelivery.payload.Type) => settle(held, input)
 
@@ -343,31 +365,60 @@ const connectionRequests = (
           id,
           CreateGroup,
           input,
-          (spec) => bounded(Effect.zipRight(mayUse(user, spec.name, spec.topic), groups.create(spec)))
+          (spec) =>
+            bounded(
+              userNow.pipe(
+                Effect.flatMap((user) => mayUse(user, spec.name, spec.topic)),
+                Effect.zipRight(groups.create(spec))
+              )
+            )
         )
       case DescribeGroup.tag:
-        return answer(socket, id, DescribeGroup, input, ({ name }) => authorized(groups, user, name))
+        return answer(
+          socket,
+          id,
+          DescribeGroup,
+          input,
+          ({ name }) => Effect.flatMap(userNow, (user) => authorized(groups, user, name))
+        )
       case ListGroups.tag:
-        return answer(socket, id, ListGroups, input, (asked) => listFor(groups, user, asked.unreadable === true))
+        return answer(
+          socket,
+          id,
+          ListGroups,
+          input,
+          (asked) => Effect.flatMap(userNow, (user) => listFor(groups, user, asked.unreadable === true))
+        )
       case PendingOfGroup.tag:
         return answer(
           socket,
           id,
           PendingOfGroup,
           input,
-          ({ name }) => Effect.zipRight(authorized(groups, user, name), groups.pending(name))
+          ({ name }) =>
+            userNow.pipe(
+              Effect.flatMap((user) => authorized(groups, user, name)),
+              Effect.zipRight(groups.pending(name))
+            )
         )
       case DeleteGroup.tag:
-        return answer(socket, id, DeleteGroup, input, ({ name }) =>
-          mayName(user, name).pipe(
-            Effect.zipRight(groups.describe(name)),
-            Effect.flatMap((info) => mayUse(user, name, info.topic)),
-            // A group that does not read as one names no topic to check the read right on.
-            Effect.catchTag("GroupCorrupt", (e) => refusedBy(user, deleteUnreadableRefusal(user, e))),
-            Effect.zipRight(groups.delete(name)),
-            Effect.as(null),
-            bounded
-          ))
+        return answer(
+          socket,
+          id,
+          DeleteGroup,
+          input,
+          ({ name }) =>
+            Effect.flatMap(userNow, (user) =>
+              mayName(user, name).pipe(
+                Effect.zipRight(groups.describe(name)),
+                Effect.flatMap((info) => mayUse(user, name, info.topic)),
+                // A group that does not read as one names no topic to check the read right on.
+                Effect.catchTag("GroupCorrupt", (e) => refusedBy(user, deleteUnreadableRefusal(user, e))),
+                Effect.zipRight(groups.delete(name)),
+                Effect.as(null),
+                bounded
+              ))
+        )
       case JoinGroup.tag: {
         const decoded = Schema.decodeUnknownEither(JoinGroup.payload)(input)
         if (Either.isLeft(decoded)) {
@@ -425,7 +476,12 @@ const serveOver = (groups: ConsumerGroupsShape, context: GroupConnectionContext)
     const accepted = yield* acceptRequestConnection(GROUP_FRAMES, context, { socket, first, nextFrame, opened })
     if (accepted === null) return
     // The members run in the connection's scope: it closing (the connection gone) makes each leave at once.
-    const { handle, joined } = connectionRequests(groups, socket, accepted.user, yield* FiberSet.makeRuntime<never>())
+    const { handle, joined } = connectionRequests(
+      groups,
+      socket,
+      accepted.userNow,
+      yield* FiberSet.makeRuntime<never>()
+    )
 
     // A member waiting for messages is never idle: only a connection holding none times out.
     const requests = yield* requestsInTurn(nextFrame, () => joined() === 0 ? context.idleTimeoutMs : 0)

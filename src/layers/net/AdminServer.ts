@@ -4,10 +4,10 @@
  * turn. A change (create, delete, trim, purge) goes to the head's coordinator, which the broker joined as it
  * started; a description or the list is read from the region in place, as `cxlog topics` reads it.
  *
- * Each request is checked against the user's rights first (docs/security.md, "Administering
- * topics"): a change needs the admin right on its topic, a description the read or the admin
- * right, and the list names only the topics the user may see; a refusal is `TopicForbidden` and
- * changes nothing. A request the broker cannot read (not JSON, no such operation, an input of the
+ * Each request is checked against the user's rights as they are when it arrives (docs/security.md,
+ * "Administering topics"; a user removed since the connection signed in does nothing more): a
+ * change needs the admin right on its topic, a description the read or the admin right, and the
+ * list names only the topics the user may see; a refusal is `TopicForbidden` and changes nothing. A request the broker cannot read (not JSON, no such operation, an input of the
  * wrong shape) gets `InvalidAdminRequest` and the connection goes on; a frame that breaks the
  * protocol (a bad crc, an oversized or unexpected frame) ends the connection with an ERROR, as on
  * any other connection. A change waits for no head: one asked while the head is gone fails
@@ -104,22 +104,32 @@ const isTopicName = Schema.is(TopicName)
 const topicSpecOf = (input: unknown) =>
   Schema.decodeUnknown(TopicSpec)(input).pipe(Effect.mapError((e) => new InvalidTopicSpec({ reason: e.message })))
 
-/** Answers one request: its input decoded, `run` for its user, the result or typed error framed for request `id`. */
+/**
+ * Answers one request: its input decoded, `run` for its user as the credential file has it now
+ * (`userNow`), the result or typed error framed for request `id`.
+ */
 interface Handler {
   readonly operation: string
-  readonly answer: (id: number, input: unknown, user: UserRecord | undefined) => Effect.Effect<Buffer>
+  readonly answer: (
+    id: number,
+    input: unknown,
+    userNow: Effect.Effect<UserRecord | undefined, TopicForbidden>
+  ) => Effect.Effect<Buffer>
 }
 
 const handle = <P, PI, S, SI, F, FI>(
-  method: RpcMethod<string, P, PI, S, SI, F, FI>,
-  run: (input: P, user: UserRecord | undefined) => Effect.Effect<S, F>
+  method: RpcMethod<string, P, PI, S, SI, F | TopicForbidden, FI>,
+  run: (input: P, user: UserRecord | undefined) => Effect.Effect<S, F | TopicForbidden>
 ): Handler => ({
   operation: method.tag,
-  answer: (id, input, user) => {
+  answer: (id, input, userNow) => {
     const decoded = decodeInput(method, input)
     return Either.isLeft(decoded)
       ? Effect.succeed(adminRefusalFrame(id, decoded.left))
-      : Effect.map(Effect.either(run(decoded.right, user)), (o) => adminAnswerFrame(id, method, o))
+      : Effect.map(
+        Effect.either(Effect.flatMap(userNow, (user) => run(decoded.right, user))),
+        (o) => adminAnswerFrame(id, method, o)
+      )
   }
 })
 
@@ -223,7 +233,7 @@ const handlers = (options: AdminServerOptions): ReadonlyMap<string, Handler> => 
 const answer = (
   served: ReadonlyMap<string, Handler>,
   { arrivedAtMs, frame }: ArrivedFrame,
-  user: UserRecord | undefined
+  userNow: Effect.Effect<UserRecord | undefined, TopicForbidden>
 ): Effect.Effect<Buffer> => {
   const invalid = (reason: string) => Effect.succeed(adminRefusalFrame(frame.seq, new InvalidAdminRequest({ reason })))
   const request = decodeControl(AdminRequest, frame.payload, "bad-handshake")
@@ -237,7 +247,7 @@ const answer = (
     )
   }
   // A result that does not encode is the broker's own fault: the client learns that much, the log the rest.
-  return handler.answer(frame.seq, request.right.input, user).pipe(
+  return handler.answer(frame.seq, request.right.input, userNow).pipe(
     withinClientBound(request.right.timeoutMs, arrivedAtMs),
     Effect.map((answer) =>
       answer.length - FRAME_HEADER_BYTES <= MAX_ADMIN_REPLY_BYTES ? answer : adminRefusalFrame(
@@ -308,7 +318,7 @@ export const adminServer = (options: AdminServerOptions): ServeConnection => {
           return yield* new WireViolation({ code: "unexpected-frame", detail: "an admin connection sends requests" })
         }
         // Any request may wait on the head (a change, or a lookup behind one): those sent meanwhile are read as they come.
-        yield* write(socket, yield* requests.readingAhead(answer(served, arrived, accepted.user)), idle)
+        yield* write(socket, yield* requests.readingAhead(answer(served, arrived, accepted.userNow)), idle)
       }
     })
 }

@@ -37,7 +37,7 @@ export {
   userRecord,
   writeCredentialFile
 } from "./AuthCredentialFile.js"
-export { authenticate, AuthServer } from "./AuthHandshake.js"
+export { authenticate, AuthServer, revokedSinceSignIn } from "./AuthHandshake.js"
 export { newNonce, newSecret } from "./AuthKeys.js"
 export {
   authDirectory,

@@ -63,6 +63,10 @@ const localSecretPathOf = (path: string): string | undefined => {
 const decoySalt = (fileKey: Buffer | undefined, name: string) =>
   b64(hmac(fileKey ?? processDecoyKey, `cxlog-decoy-salt-1,${name}`).subarray(0, 16))
 
+/** Why a connection of `user` may do nothing more: `AuthServer.current` no longer has it as it signed in. */
+export const revokedSinceSignIn = (user: UserRecord): string =>
+  `user ${user.name} was removed, or given another secret, since this connection signed in (or the broker cannot use its credential file now): connect again`
+
 /**
  * The broker's handle on a credential file: re-read when it changes (a `cxlog user add` takes
  * effect for the next connection), checked to be private to its owner.
@@ -148,9 +152,7 @@ export class AuthServer {
    */
   deniedNow(user: UserRecord, action: Action, target: string): string | undefined {
     const now = this.current(user)
-    return now === undefined
-      ? `user ${user.name} was removed, or given another secret, since this connection signed in (or the broker cannot use its credential file now): connect again`
-      : authorize(now, action, target)
+    return now === undefined ? revokedSinceSignIn(user) : authorize(now, action, target)
   }
 
   /**

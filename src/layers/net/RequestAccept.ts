@@ -9,7 +9,8 @@
 import { Effect, type Scope } from "effect"
 import type { Socket } from "node:net"
 import { withCallerDeadline } from "../../services/control/CallerDeadline.js"
-import { authenticate, type AuthServer, type UserRecord } from "./Auth.js"
+import { TopicForbidden } from "../../services/log/Topics.js"
+import { authenticate, type AuthServer, revokedSinceSignIn, type UserRecord } from "./Auth.js"
 import { decodeControl, KEEPALIVE_DELAY_MS, PROTOCOL_VERSION, WireViolation } from "./Control.js"
 import type { Frame } from "./Frame.js"
 import { type RequestFrames, RequestOpen, RequestReady, requestReadyFrame } from "./RequestProtocol.js"
@@ -23,10 +24,30 @@ export interface RequestAcceptContext {
   readonly holdConnection: (user: UserRecord) => Effect.Effect<unknown, WireViolation, Scope.Scope>
 }
 
+/** An open request connection: who signed in, and what each of its requests is held to. */
+export interface AcceptedRequestConnection {
+  /** The user as it signed in (undefined when the broker authenticates nobody). */
+  readonly user: UserRecord | undefined
+  /**
+   * The user as the credential file has it now: a request is held to the rights of the moment, as
+   * a publisher's later sessions are (a `cxlog user add` that narrows them holds for the next
+   * request); refused `TopicForbidden` once the user was removed or given another secret.
+   */
+  readonly userNow: Effect.Effect<UserRecord | undefined, TopicForbidden>
+}
+
+/** `user`, signed in to `auth`, as the credential file has it now (`AcceptedRequestConnection.userNow`). */
+const userAsItStands = (auth: AuthServer, user: UserRecord): Effect.Effect<UserRecord, TopicForbidden> =>
+  Effect.suspend(() => {
+    const now = auth.current(user)
+    return now === undefined
+      ? Effect.fail(new TopicForbidden({ user: user.name, reason: revokedSinceSignIn(user) }))
+      : Effect.succeed(now)
+  })
+
 /**
- * Opens the connection whose first frame is `first`: its user (undefined when the broker
- * authenticates nobody) once READY went out, `opened` run just before; null when the
- * authentication ended the connection.
+ * Opens the connection whose first frame is `first`: who signed in once READY went out, `opened`
+ * run just before; null when the authentication ended the connection.
  */
 export const acceptRequestConnection = (
   frames: RequestFrames,
@@ -37,7 +58,7 @@ export const acceptRequestConnection = (
     readonly nextFrame: Effect.Effect<Frame | undefined, WireViolation>
     readonly opened: () => void
   }
-): Effect.Effect<{ readonly user: UserRecord | undefined } | null, WireViolation, Scope.Scope> =>
+): Effect.Effect<AcceptedRequestConnection | null, WireViolation, Scope.Scope> =>
   Effect.gen(function*() {
     const { socket } = connection
     // A vanished host (no FIN) would otherwise hold what the connection holds until the broker restarts.
@@ -68,7 +89,9 @@ export const acceptRequestConnection = (
         })
       )
     )
-    return { user: authenticated?.user }
+    return authenticated === undefined || context.auth === undefined
+      ? { user: undefined, userNow: Effect.succeed(undefined) }
+      : { user: authenticated.user, userNow: userAsItStands(context.auth, authenticated.user) }
   })
 
 /** `next` (a wait for the connection's next frame), failing `idle-timeout` when it waits over `idleMs` (0: it may wait for ever). */
