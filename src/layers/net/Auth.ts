@@ -49,6 +49,7 @@ export {
   readSecretFile,
   removeDefaultCredentials,
   removeRegionCredentials,
+  stageSecretFile,
   withLocalCredentials,
   writeSecretFile
 } from "./AuthRegionFiles.js"

@@ -6,7 +6,7 @@
  */
 import { Data, Either, ParseResult, Schema } from "effect"
 import { randomBytes } from "node:crypto"
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeSync } from "node:fs"
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs"
 import { dirname, join } from "node:path"
 import { type LockAttempt, type LockHolder, tryLock } from "../region/PidLockFile.js"
 import { b64, clientKeyOf, DEFAULT_ITERATIONS, salted, serverKeyOf, sha256, unb64 } from "./AuthKeys.js"
@@ -107,18 +107,49 @@ export const readCredentialFile = (path: string): CredentialFile => {
   return decoded.right
 }
 
-/** Writes `text` to `path` with mode 0600 through a temporary file and a rename, so readers never see half of it. */
-export const writePrivateFile = (path: string, text: string): void => {
+/** A private file written in full beside its place, not yet there: `commit` renames it into place, `discard` removes it. */
+export interface StagedFile {
+  readonly commit: () => void
+  readonly discard: () => void
+}
+
+/**
+ * Writes `text` with mode 0600 to a temporary file beside `path`, to be renamed over it: so readers
+ * never see half of it, and a caller can learn that the file can be written before it commits to
+ * anything that needs it (a user whose secret file could not be written would hold a secret
+ * nobody has). A `path` that is a directory is refused here, where nothing is written yet.
+ */
+export const stagePrivateFile = (path: string, text: string): StagedFile => {
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory() === true) {
+    throw new Error(`${path} is a directory`)
+  }
   const temporary = join(dirname(path), `.${process.pid}.${randomBytes(4).toString("hex")}.tmp`)
   const fd = openSync(temporary, "wx", 0o600)
+  const discard = () => rmSync(temporary, { force: true })
   try {
     writeSync(fd, text)
     fsyncSync(fd)
+  } catch (error) {
+    discard()
+    throw error
   } finally {
     closeSync(fd)
   }
-  renameSync(temporary, path)
+  return {
+    commit: () => {
+      try {
+        renameSync(temporary, path)
+      } catch (error) {
+        discard()
+        throw error
+      }
+    },
+    discard
+  }
 }
+
+/** Writes `text` to `path` with mode 0600 through a temporary file and a rename, so readers never see half of it. */
+export const writePrivateFile = (path: string, text: string): void => stagePrivateFile(path, text).commit()
 
 export const writeCredentialFile = (path: string, file: CredentialFile): void =>
   writePrivateFile(path, `${JSON.stringify(file, null, 2)}\n`)

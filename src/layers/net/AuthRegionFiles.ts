@@ -9,7 +9,15 @@ import { join } from "node:path"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { readSetting, xdgRuntimeDir } from "../../Settings.js"
 import type { Credentials } from "./AuthClient.js"
-import { CredentialError, type RegionBinding, upsertUser, userRecord, writePrivateFile } from "./AuthCredentialFile.js"
+import {
+  CredentialError,
+  type RegionBinding,
+  type StagedFile,
+  stagePrivateFile,
+  upsertUser,
+  userRecord,
+  writePrivateFile
+} from "./AuthCredentialFile.js"
 import { newSecret } from "./AuthKeys.js"
 
 /**
@@ -95,6 +103,19 @@ export const readSecretFile = (path: string): Credentials => {
   const colon = text.indexOf(":")
   if (colon <= 0 || colon === text.length - 1) throw new CredentialError({ path, reason: "not NAME:SECRET" })
   return { user: text.slice(0, colon), secret: text.slice(colon + 1) }
+}
+
+/**
+ * `credentials` written to a temporary file beside `path`, renamed into place by its `commit`:
+ * what is to hold a new user's secret is known to be writable before the user is added. Refused
+ * (a `CredentialError` naming `path`) when it cannot be written.
+ */
+export const stageSecretFile = (path: string, credentials: Credentials): StagedFile => {
+  try {
+    return stagePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
+  } catch (error) {
+    throw new CredentialError({ path, reason: `cannot write the secret file: ${(error as Error).message}` })
+  }
 }
 
 export const writeSecretFile = (path: string, credentials: Credentials): void =>

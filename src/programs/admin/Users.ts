@@ -21,9 +21,9 @@ import {
   readSecretFile,
   removeRegionCredentials,
   removeUser,
+  stageSecretFile,
   upsertUser,
-  userRecord,
-  writeSecretFile
+  userRecord
 } from "../../layers/net/Auth.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { PublisherOptions } from "../../services/net/Publisher.js"
@@ -236,9 +236,16 @@ export const users = (o: UserCommand) =>
           )
         }
         const credentials = { user: o.name, secret: newSecret() }
-        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, rights, limits)))
-        if (o.secretFile !== undefined) {
-          yield* attempt(() => writeSecretFile(o.secretFile!, credentials))
+        // The secret file is written before the user is added and put in place after: one that
+        // cannot be written adds nobody, where it would leave a user whose secret nobody holds.
+        const staged = o.secretFile === undefined
+          ? undefined
+          : yield* attempt(() => stageSecretFile(o.secretFile!, credentials))
+        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, rights, limits))).pipe(
+          Effect.tapError(() => Effect.sync(() => staged?.discard()))
+        )
+        if (staged !== undefined) {
+          yield* attempt(staged.commit)
           return yield* Console.error(
             `user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`
           )
