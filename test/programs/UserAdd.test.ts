@@ -4,16 +4,21 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import {
   AuthServer,
   clientProof,
   CredentialError,
   readCredentialFile,
-  readSecretFile
+  readSecretFile,
+  upsertUser,
+  userRecord,
+  writeCredentialFile
 } from "../../src/layers/net/Auth.js"
+import { tryLock } from "../../src/layers/region/PidLockFile.js"
 import { type UserCommand, users } from "../../src/programs/admin/Users.js"
+import { forkCli } from "../helpers/CliRoles.js"
 import { tempDir } from "../helpers/Processes.js"
 
 const command = (dir: string, extra: Partial<UserCommand>): UserCommand => ({
@@ -33,6 +38,39 @@ const command = (dir: string, extra: Partial<UserCommand>): UserCommand => ({
   json: false,
   ...extra
 })
+
+/**
+ * Watches `dir` for files made there; the effect it gives waits (30 s at most) for one whose name
+ * starts with a prefix, whether made before or after it is asked.
+ */
+const lockTriesIn = (dir: string) =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const seen: Array<string> = []
+        const waiters = new Set<() => void>()
+        const watcher = watch(dir, (_, name) => {
+          if (name !== null) seen.push(name)
+          for (const wake of waiters) wake()
+        })
+        return { watcher, seen, waiters }
+      }),
+      ({ watcher }) => Effect.sync(() => watcher.close())
+    ),
+    ({ seen, waiters }) => (prefix: string) =>
+      Effect.async<void>((resume) => {
+        const look = () => {
+          if (!seen.some((name) => name.startsWith(prefix))) return
+          waiters.delete(look)
+          resume(Effect.void)
+        }
+        waiters.add(look)
+        look()
+        return Effect.sync(() => waiters.delete(look))
+      }).pipe(
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(`no file ${prefix}* in ${dir}`) })
+      )
+  )
 
 describe("cxlog user add", () => {
   it.scoped("a user that exists gets the rights and limits given and keeps its secret; --new-secret replaces it", () =>
@@ -89,5 +127,36 @@ describe("cxlog user add", () => {
       const challenge = server.challenge(credentials.user, "client-nonce")
       const { proof } = clientProof(credentials, "client-nonce", challenge)
       expect(server.verify(challenge, proof)?.user.name).toBe("alice")
+    }))
+
+  it.scopedLive("an add waiting for the lock builds on the user as the file has it once it holds the lock: a secret replaced meanwhile stays replaced", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-user-add-")
+      const path = join(dir, "users")
+      upsertUser(path, userRecord("alice", "first-secret", { publish: ["*"], read: ["*"] }, undefined, 64))
+      // This process holds the file's lock, as another `cxlog user add` changing it would.
+      const held = yield* Effect.acquireRelease(
+        Effect.sync(() => tryLock(`${path}.lock`, { olderBuildStaleMs: 30_000 })),
+        (lock) => Effect.sync(() => lock.taken && lock.release())
+      )
+      expect(held.taken).toBe(true)
+      const tries = yield* lockTriesIn(dir)
+      const add = yield* forkCli(["user", "add", "alice", "--credentials", path, "--publish", "orders"])
+      // The add tries the lock (each try writes a file naming its pid): it read all it reads before it.
+      yield* tries(`users.lock.${add.pid}.`)
+      const replaced = userRecord("alice", "second-secret", { publish: ["*"], read: ["*"] }, undefined, 64)
+      writeCredentialFile(path, { ...readCredentialFile(path), users: [replaced] })
+      if (held.taken) held.release()
+      const exit = yield* add.exited.pipe(
+        Effect.timeoutFail({ duration: "30 seconds", onTimeout: () => new Error(add.output()) })
+      )
+      expect(exit.code, add.output()).toBe(0)
+      const alice = readCredentialFile(path).users.find((u) => u.name === "alice")!
+      expect(alice.publish).toEqual(["orders"])
+      expect([alice.salt, alice.storedKey, alice.serverKey]).toEqual([
+        replaced.salt,
+        replaced.storedKey,
+        replaced.serverKey
+      ])
     }))
 })

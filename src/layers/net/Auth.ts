@@ -26,6 +26,7 @@ export {
 } from "./AuthClient.js"
 export {
   bindCredentialFile,
+  changeUser,
   CredentialError,
   type CredentialFile,
   readCredentialFile,

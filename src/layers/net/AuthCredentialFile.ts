@@ -226,21 +226,35 @@ const withFileLock = <A>(path: string, change: () => A): A => {
 }
 
 /**
- * Adds (or replaces) a user. A new file gets a session key (and `region`, if given); a file
- * written before keys existed keeps none: giving it one under a running cluster would make
- * every broker refuse the token-less attaches of the sessions registered before (docs/security.md).
+ * Sets user `name` to the record `change` makes of the one the file holds (undefined: none), both
+ * read and written under the file's lock, so a change made meanwhile (another secret given) is
+ * the one built on, never undone; `change` also says what it did, which this returns. A new file
+ * gets a session key (and `region`, if given); a file written before keys existed keeps none:
+ * giving it one under a running cluster would make every broker refuse the token-less attaches of
+ * the sessions registered before (docs/security.md).
  */
-export const upsertUser = (path: string, record: UserRecord, region?: RegionBinding): void =>
+export const changeUser = <A extends { readonly record: UserRecord }>(
+  path: string,
+  name: string,
+  change: (existing: UserRecord | undefined) => A,
+  region?: RegionBinding
+): A =>
   withFileLock(path, () => {
     const existing: CredentialFile = statSync(path, { throwIfNoEntry: false }) === undefined
       ? { version: 1, users: [], sessionKey: b64(randomBytes(32)), ...(region === undefined ? {} : { region }) }
       : readCredentialFile(path)
+    const changed = change(existing.users.find((u) => u.name === name))
     writeCredentialFile(path, {
       ...existing,
       version: 1,
-      users: [...existing.users.filter((u) => u.name !== record.name), record]
+      users: [...existing.users.filter((u) => u.name !== name), changed.record]
     })
+    return changed
   })
+
+/** Adds (or replaces) a user (`changeUser` with the record given). */
+export const upsertUser = (path: string, record: UserRecord, region?: RegionBinding): void =>
+  void changeUser(path, record.name, () => ({ record }), region)
 
 /** Binds the file to `region` (its users and keys unchanged); false when there is no file. */
 export const bindCredentialFile = (path: string, region: RegionBinding): boolean =>

@@ -3,13 +3,14 @@
  * credential file; what the head, a broker and a publisher make of their security flags; and
  * the throwaway CA `cxlog bench --tls` runs with.
  */
-import { Console, Data, Effect } from "effect"
+import { Console, Data, Effect, Either } from "effect"
 import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createSecureContext } from "node:tls"
 import {
+  changeUser,
   CredentialError,
   type Credentials,
   defaultCredentialPath,
@@ -22,7 +23,6 @@ import {
   removeRegionCredentials,
   removeUser,
   stageSecretFile,
-  upsertUser,
   userRecord
 } from "../../layers/net/Auth.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
@@ -207,6 +207,57 @@ export class UserNotFound extends Data.TaggedError("UserNotFound")<{
   }
 }
 
+/**
+ * `add NAME`: a user that exists gets the rights and limits given and keeps its secret, so its
+ * clients' secret files go on working (`--new-secret` replaces it); a new secret goes to
+ * `--secret-file`, else to stdout once. Whether the user exists is read under the file's lock,
+ * with the change: read before it, a secret another `user add --new-secret` gave meanwhile would
+ * be put back to the old one.
+ */
+const addUser = (path: string, o: UserCommand & { readonly name: string }) =>
+  Effect.gen(function*() {
+    const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
+    const rights = {
+      publish: patterns(o.publish),
+      read: patterns(o.read),
+      consume: patterns(o.consume),
+      admin: patterns(o.admin)
+    }
+    const credentials = { user: o.name, secret: newSecret() }
+    // The secret file is written before the user is added and put in place after: one that
+    // cannot be written adds nobody, where it would leave a user whose secret nobody holds.
+    const staged = o.secretFile === undefined
+      ? undefined
+      : yield* Effect.either(attempt(() => stageSecretFile(o.secretFile!, credentials)))
+    const file = staged !== undefined && Either.isRight(staged) ? staged.right : undefined
+    const { kept } = yield* attempt(() =>
+      changeUser(path, o.name, (existing) => {
+        if (existing !== undefined && !o.newSecret) return { record: { ...existing, ...rights, limits }, kept: true }
+        if (staged !== undefined && Either.isLeft(staged)) throw staged.left
+        return { record: userRecord(o.name, credentials.secret, rights, limits), kept: false }
+      })
+    ).pipe(Effect.tapError(() => Effect.sync(() => file?.discard())))
+    if (kept) {
+      file?.discard()
+      return yield* Console.error(
+        `user ${o.name} updated in ${path}: its rights and limits are as given, its secret is kept${
+          o.secretFile === undefined ? "" : ` (${o.secretFile} not written)`
+        }; --new-secret replaces it`
+      )
+    }
+    if (file !== undefined) {
+      yield* attempt(file.commit)
+      return yield* Console.error(
+        `user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`
+      )
+    }
+    // The secret exists only here: printed once, for the operator to put in a 0600 file.
+    yield* Console.log(`${credentials.user}:${credentials.secret}`)
+    return yield* Console.error(
+      `user ${o.name} added to ${path}; the line above is its secret file's content (keep it 0600; --secret-file)`
+    )
+  })
+
 /** `cxlog user add NAME | remove NAME | list`. */
 export const users = (o: UserCommand) =>
   Effect.gen(function*() {
@@ -216,45 +267,7 @@ export const users = (o: UserCommand) =>
         if (o.name === undefined || !/^[A-Za-z0-9._@-]{1,100}$/.test(o.name)) {
           return yield* failUsage("cxlog user add: name the user: 1 to 100 of A-Z a-z 0-9 . _ @ -")
         }
-        const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
-        const rights = {
-          publish: patterns(o.publish),
-          read: patterns(o.read),
-          consume: patterns(o.consume),
-          admin: patterns(o.admin)
-        }
-        // A user that exists keeps its secret unless asked: its clients' secret files go on working.
-        const existing = existsSync(path)
-          ? (yield* attempt(() => readCredentialFile(path))).users.find((u) => u.name === o.name)
-          : undefined
-        if (existing !== undefined && !o.newSecret) {
-          yield* attempt(() => upsertUser(path, { ...existing, ...rights, limits }))
-          return yield* Console.error(
-            `user ${o.name} updated in ${path}: its rights and limits are as given, its secret is kept${
-              o.secretFile === undefined ? "" : ` (${o.secretFile} not written)`
-            }; --new-secret replaces it`
-          )
-        }
-        const credentials = { user: o.name, secret: newSecret() }
-        // The secret file is written before the user is added and put in place after: one that
-        // cannot be written adds nobody, where it would leave a user whose secret nobody holds.
-        const staged = o.secretFile === undefined
-          ? undefined
-          : yield* attempt(() => stageSecretFile(o.secretFile!, credentials))
-        yield* attempt(() => upsertUser(path, userRecord(o.name!, credentials.secret, rights, limits))).pipe(
-          Effect.tapError(() => Effect.sync(() => staged?.discard()))
-        )
-        if (staged !== undefined) {
-          yield* attempt(staged.commit)
-          return yield* Console.error(
-            `user ${o.name} added to ${path}; its secret is in ${o.secretFile} (0600): give that file to its client (--secret-file)`
-          )
-        }
-        // The secret exists only here: printed once, for the operator to put in a 0600 file.
-        yield* Console.log(`${credentials.user}:${credentials.secret}`)
-        return yield* Console.error(
-          `user ${o.name} added to ${path}; the line above is its secret file's content (keep it 0600; --secret-file)`
-        )
+        return yield* addUser(path, { ...o, name: o.name })
       }
       case "remove": {
         if (o.name === undefined) return yield* failUsage("cxlog user remove: name the user")
