@@ -8,13 +8,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, rmSync } from "node:fs"
 import {
   defaultCredentialPath,
   defaultSecretPath,
   ensureRegionCredentials,
   readCredentialFile
 } from "../../src/layers/net/Auth.js"
+import { removeWakeFifos } from "../../src/layers/region/Doorbell.js"
 import { ownStartTag, startTagOf } from "../../src/layers/region/ProcessInfo.js"
 import { pruneStaleCredentials } from "../../src/programs/admin/RegionPrune.js"
 import { forkCli, loseRegion, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
@@ -37,6 +38,16 @@ const createdAtMs = (region: string, env: Record<string, string>) =>
     return (JSON.parse(listing.stdout) as Array<{ name: string; createdAtMs: number }>).find((r) => r.name === region)
       ?.createdAtMs
   })
+
+/** Region `name` (not uniqueRegion's own: one derived from it), its shm object, FIFOs and default files removed at the scope's end. */
+const namedRegion = (name: string) =>
+  Effect.acquireRelease(Effect.succeed(name), () =>
+    Effect.sync(() => {
+      rmSync(`/dev/shm/${name}`, { force: true })
+      removeWakeFifos(name)
+      rmSync(defaultCredentialPath(name), { force: true })
+      rmSync(defaultSecretPath(name), { force: true })
+    }))
 
 describe("a region's default credential files", () => {
   it.scopedLive("serve a standby's takeover; go with cxlog regions --remove", () =>
@@ -186,5 +197,38 @@ describe("a region's default credential files", () => {
         expect(filesExist(starting)).toEqual([true, true])
       }),
     60_000
+  )
+
+  it.scopedLive(
+    "regions whose names differ only in a character a file name keeps as _ have files of their own: a head of one leaves the other's users and secret alone",
+    () =>
+      Effect.gen(function*() {
+        const base = yield* uniqueRegion("credstem")
+        const [colon, underscore] = yield* Effect.all([namedRegion(`${base}:x`), namedRegion(`${base}_x`)])
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], { ...smallRegionEnv, CXLOG_REGION: colon })
+        yield* head.event("ready", 60_000)
+        const dir = yield* tempDir("cxlog-credstem-")
+        const added = yield* runCli(
+          ["user", "add", "bob", "--region", colon, "--secret-file", `${dir}/bob.secret`],
+          smallRegionEnv
+        )
+        expect(added.code, added.stderr).toBe(0)
+        const before = credentialsOf(colon)
+
+        const other = yield* forkCli(["head", "--topic", "t:5:1"], { ...smallRegionEnv, CXLOG_REGION: underscore })
+        yield* other.event("ready", 60_000)
+        expect(credentialsOf(colon)).toEqual(before)
+        const listed = yield* runCli(["user", "list", "--region", colon, "--json"], smallRegionEnv)
+        expect(listed.code, listed.stderr).toBe(0)
+        expect((JSON.parse(listed.stdout) as { users: Array<{ user: string }> }).users.map((u) => u.user)).toContain(
+          "bob"
+        )
+        expect(credentialsOf(underscore).binding).toMatchObject({ name: underscore, pid: other.pid })
+        // A file region's path and the shm name its slashes would make are two regions too; a plain name keeps its stem.
+        expect(defaultCredentialPath("/tmp/x/r")).not.toBe(defaultCredentialPath("tmp_x_r"))
+        expect(defaultCredentialPath("/orders")).toBe(defaultCredentialPath("orders"))
+        expect(defaultCredentialPath(underscore).endsWith(`/${underscore}.users`)).toBe(true)
+      }),
+    120_000
   )
 })

@@ -3,9 +3,11 @@
  * directory, where a region's default credential and secret files live: the head makes them,
  * a client on its host finds its credentials there, and they go with the region.
  */
+import { createHash } from "node:crypto"
 import { lstatSync, mkdirSync, readFileSync, statSync, unlinkSync } from "node:fs"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
+import { regionKind } from "../../native/Native.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import { readSetting, xdgRuntimeDir } from "../../Settings.js"
 import type { Credentials } from "./AuthClient.js"
@@ -40,8 +42,26 @@ export const authDirectory = (): string => {
   return dir
 }
 
-/** A region's name as the stem of its files in this user's private directory. */
-export const fileStem = (region: string) => region.replace(/^\/+/, "").replace(/[^A-Za-z0-9._-]/g, "_")
+/** Longest stem kept whole (a file name holds 255 bytes, and the stem takes a suffix). */
+const MAX_STEM = 200
+
+/**
+ * A region's name as the stem of its files in this user's private directory: one per region
+ * (injective), so two regions never share a credential or secret file — a head of one would
+ * retire the other's as a dead region's, users and all. A shm name loses its leading `/` (`/r` and
+ * `r` are one region); a name of letters, digits, `.`, `_` and `-` is its own stem; any other byte
+ * (a file region's `/`, a `:`) is `%` and two hex digits, and a stem too long for a file name keeps
+ * its first part and a SHA-256 of the whole after a `~`, which no other stem holds.
+ */
+export const fileStem = (region: string) => {
+  const name = regionKind(region).kind === "shm" ? region.replace(/^\//, "") : region
+  let stem = ""
+  for (const byte of Buffer.from(name, "utf8")) {
+    const c = String.fromCharCode(byte)
+    stem += /[A-Za-z0-9._-]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+  }
+  return stem.length > MAX_STEM ? `${stem.slice(0, 100)}~${createHash("sha256").update(name).digest("hex")}` : stem
+}
 /** The region's default credential file (the head creates it). */
 export const defaultCredentialPath = (region: string): string => join(authDirectory(), `${fileStem(region)}.users`)
 /** The region's default secret file: the local user's `NAME:SECRET`, which the local publisher reads. */
