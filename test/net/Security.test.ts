@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Either, Schedule, type Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { type AddressInfo, createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -15,6 +15,7 @@ import {
   authorize,
   AuthServer,
   clientProof,
+  CredentialError,
   type Credentials,
   ensureRegionCredentials,
   newNonce,
@@ -886,6 +887,41 @@ describe("Security", () => {
     ])
     // No star: the whole name, not a part of it.
     expect([may("audit", "audit"), may("audit", "audit.x"), may("audit", "xaudit")]).toEqual([true, false, false])
+  })
+
+  it("a secret file is read as NAME:SECRET whatever line end or spaces surround it; one that cannot be used is refused naming it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cxlog-security-"))
+    try {
+      const file = (name: string, text: string) => {
+        writeFileSync(join(dir, name), text, { mode: 0o600 })
+        return join(dir, name)
+      }
+      expect(readSecretFile(file("crlf", "alice:s3cret\r\n"))).toEqual({ user: "alice", secret: "s3cret" })
+      expect(readSecretFile(file("spaces", "  alice:s3cret  \n\n"))).toEqual({ user: "alice", secret: "s3cret" })
+      const refused = (path: string) => {
+        try {
+          readSecretFile(path)
+        } catch (error) {
+          return error
+        }
+        return expect.unreachable(`${path} was read as a secret file`)
+      }
+      mkdirSync(join(dir, "a-directory"), { mode: 0o700 })
+      const cases: Array<[string, RegExp]> = [
+        [join(dir, "a-directory"), /: unreadable secret file: EISDIR/],
+        [file("empty", ""), /: not NAME:SECRET$/],
+        [file("no-secret", "alice:\n"), /: not NAME:SECRET$/],
+        [join(dir, "missing"), /: no such secret file$/]
+      ]
+      for (const [path, reason] of cases) {
+        const error = refused(path)
+        expect(error).toBeInstanceOf(CredentialError)
+        expect((error as CredentialError).path).toBe(path)
+        expect((error as CredentialError).message).toMatch(reason)
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it("the head's default files are private; rights patterns; the credential file is refused when others may read it", () => {

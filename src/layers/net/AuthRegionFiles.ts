@@ -119,7 +119,13 @@ export const readSecretFile = (path: string): Credentials => {
       reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it`
     })
   }
-  const text = readFileSync(path, "utf8").trim()
+  let text: string
+  try {
+    text = readFileSync(path, "utf8").trim()
+  } catch (error) {
+    // A directory, or a file this user may not read: named, as every other secret file problem is.
+    throw new CredentialError({ path, reason: `unreadable secret file: ${(error as Error).message}` })
+  }
   const colon = text.indexOf(":")
   if (colon <= 0 || colon === text.length - 1) throw new CredentialError({ path, reason: "not NAME:SECRET" })
   return { user: text.slice(0, colon), secret: text.slice(colon + 1) }
