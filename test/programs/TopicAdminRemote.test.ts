@@ -171,6 +171,16 @@ describe("topics through a broker, as processes", () => {
         const listed = yield* viewer(["--json"])
         expect(listed.code, listed.stderr).toBe(0)
         expect((JSON.parse(listed.stdout) as Listed).topics.map((t) => t.name)).toEqual(["keep"])
+        // A user who may see none is not told there are none to create: its rights may not cover them.
+        const blindSecret = join(dir, "blind.secret")
+        const blind = yield* runCli(["user", "add", "blind", "--read", "", "--secret-file", blindSecret], env)
+        expect(blind.code, blind.stderr).toBe(0)
+        const empty = yield* runCli(["topics", "--brokers", `127.0.0.1:${port}`, "--secret-file", blindSecret], env)
+        expect({ code: empty.code, stdout: empty.stdout.trim() }).toEqual({
+          code: 0,
+          stdout:
+            `the brokers 127.0.0.1:${port} show user blind no topics: there are none yet, or none its read and admin rights cover (cxlog user list shows them, on the head's host)`
+        })
 
         // A raw admin connection, authenticated as the region's local user, then requests the broker cannot read.
         const local = localCredentials(region)!

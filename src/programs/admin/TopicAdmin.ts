@@ -222,6 +222,20 @@ const retentionText = (t: TopicDescription): string => {
   }`
 }
 
+/**
+ * What an empty list says. Brokers list only the topics their user may read or administer, so a
+ * user's empty list is not that there are none: it says so, and does not tell one that may see
+ * none to create them (which needs the admin right), nor whether there are any.
+ */
+const noTopics = (report: TopicsReport, at: TopicsAt): string => {
+  const create = "(cxlog topics create NAME, or cxlog head --topic NAME)"
+  if (report.region !== undefined) return `region ${report.region} has no topics yet ${create}`
+  const user = at.remote?.credentials?.user
+  return user === undefined
+    ? `the brokers ${report.brokers} show no topics yet ${create}`
+    : `the brokers ${report.brokers} show user ${user} no topics: there are none yet, or none its read and admin rights cover (cxlog user list shows them, on the head's host)`
+}
+
 export const topics = (options: TopicsOptions) =>
   Effect.gen(function*() {
     const report: TopicsReport = yield* reportOf(options.at, options.topic)
@@ -234,13 +248,7 @@ export const topics = (options: TopicsOptions) =>
       return yield* Console.log(JSON.stringify(options.detailed ? topics[0] : { ...report, topics }))
     }
     if (options.detailed) return yield* Console.log(details(topics[0]!))
-    if (topics.length === 0) {
-      return yield* Console.log(
-        `${
-          report.region === undefined ? `the brokers ${report.brokers} show` : `region ${report.region} has`
-        } no topics yet (cxlog topics create NAME, or cxlog head --topic NAME)`
-      )
-    }
+    if (topics.length === 0) return yield* Console.log(noTopics(report, options.at))
     yield* Console.log(
       table(
         [
