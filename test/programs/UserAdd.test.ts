@@ -129,6 +129,34 @@ describe("cxlog user add", () => {
       expect(server.verify(challenge, proof)?.user.name).toBe("alice")
     }))
 
+  it.scoped("a secret file is written over only when it holds the same user's secret: another user's, or the credential file named by mistake, is refused with nothing changed", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-user-add-")
+      const path = join(dir, "users")
+      const aliceFile = join(dir, "alice.secret")
+      yield* users(command(dir, { secretFile: aliceFile }))
+      const alice = readFileSync(aliceFile, "utf8")
+      const credentials = readFileSync(path, "utf8")
+      const refusals: Array<[string, string]> = [
+        [aliceFile, "it holds user alice's secret, which is kept nowhere else"],
+        [path, "it is there and is not a secret file"]
+      ]
+      for (const [secretFile, reason] of refusals) {
+        const refused = yield* Effect.flip(users(command(dir, { name: "bob", secretFile })))
+        expect(refused).toBeInstanceOf(CredentialError)
+        expect(refused.message).toContain(`credentials ${secretFile}: not writing the secret file: ${reason}`)
+        expect(readFileSync(aliceFile, "utf8")).toBe(alice)
+        expect(readFileSync(path, "utf8")).toBe(credentials)
+      }
+      // Alice's own file takes her new secret.
+      yield* users(command(dir, { newSecret: true, secretFile: aliceFile }))
+      expect(readFileSync(aliceFile, "utf8")).not.toBe(alice)
+      const server = AuthServer.open(path)
+      const challenge = server.challenge("alice", "client-nonce")
+      const { proof } = clientProof(readSecretFile(aliceFile), "client-nonce", challenge)
+      expect(server.verify(challenge, proof)?.user.name).toBe("alice")
+    }))
+
   it.scopedLive("an add waiting for the lock builds on the user as the file has it once it holds the lock: a secret replaced meanwhile stays replaced", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("cxlog-user-add-")

@@ -132,11 +132,34 @@ export const readSecretFile = (path: string): Credentials => {
 }
 
 /**
+ * Why the file at `path` must not be replaced by `user`'s secret file, or undefined (there is none,
+ * or it is `user`'s own). A secret is kept nowhere but in its file, so writing over another
+ * user's, or over a credential file named by mistake, would lose it (or every user) for good.
+ */
+const notReplaceable = (path: string, user: string): string | undefined => {
+  if (statSync(path, { throwIfNoEntry: false })?.isFile() !== true) return undefined
+  let text: string
+  try {
+    text = readFileSync(path, "utf8").trim()
+  } catch (error) {
+    return `it is there and cannot be read (${(error as Error).message}): remove it, or name another`
+  }
+  if (text.startsWith(`${user}:`) && !text.includes("\n")) return undefined
+  const other = /^([^:\s]+):\S+$/.exec(text)?.[1]
+  return other !== undefined
+    ? `it holds user ${other}'s secret, which is kept nowhere else: name another file`
+    : "it is there and is not a secret file (a credential file, say), which writing the secret would replace: name another file"
+}
+
+/**
  * `credentials` written to a temporary file beside `path`, renamed into place by its `commit`:
  * what is to hold a new user's secret is known to be writable before the user is added. Refused
- * (a `CredentialError` naming `path`) when it cannot be written.
+ * (a `CredentialError` naming `path`) when it cannot be written, or when a file there holds
+ * anything but this user's own secret (`notReplaceable`).
  */
 export const stageSecretFile = (path: string, credentials: Credentials): StagedFile => {
+  const refusal = notReplaceable(path, credentials.user)
+  if (refusal !== undefined) throw new CredentialError({ path, reason: `not writing the secret file: ${refusal}` })
   try {
     return stagePrivateFile(path, `${credentials.user}:${credentials.secret}\n`)
   } catch (error) {
