@@ -18,7 +18,7 @@ import {
 } from "../../src/layers/net/Auth.js"
 import { tryLock } from "../../src/layers/region/PidLockFile.js"
 import { type UserCommand, users } from "../../src/programs/admin/Users.js"
-import { forkCli } from "../helpers/CliRoles.js"
+import { forkCli, runCliWithin } from "../helpers/CliRoles.js"
 import { tempDir } from "../helpers/Processes.js"
 
 const command = (dir: string, extra: Partial<UserCommand>): UserCommand => ({
@@ -127,6 +127,53 @@ describe("cxlog user add", () => {
       const challenge = server.challenge(credentials.user, "client-nonce")
       const { proof } = clientProof(credentials, "client-nonce", challenge)
       expect(server.verify(challenge, proof)?.user.name).toBe("alice")
+    }))
+
+  it.scopedLive("cxlog user add of a user that exists changes the rights and limits it is given and keeps the others: raising a restricted user's rate does not widen its rights", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cxlog-user-add-")
+      const path = join(dir, "users")
+      const add = (args: ReadonlyArray<string>) =>
+        Effect.map(
+          runCliWithin(["user", "add", "metrics", "--credentials", path, ...args], {}, 30_000),
+          (done) => expect(done.code, done.stderr).toBe(0)
+        )
+      const metrics = () => readCredentialFile(path).users.find((u) => u.name === "metrics")!
+      yield* add([
+        "--publish",
+        "metrics",
+        "--read",
+        "",
+        "--consume",
+        "",
+        "--admin",
+        "metrics",
+        "--messages-per-s",
+        "10000",
+        "--connections",
+        "4",
+        "--secret-file",
+        join(dir, "metrics.secret")
+      ])
+      const first = metrics()
+      yield* add(["--messages-per-s", "20000"])
+      expect(metrics()).toEqual({ ...first, limits: { ...first.limits, messagesPerSecond: 20000 } })
+      yield* add(["--read", "metrics.*", "--connections", "0"])
+      expect(metrics()).toEqual({
+        ...first,
+        read: ["metrics.*"],
+        limits: { ...first.limits, messagesPerSecond: 20000, connections: 0 }
+      })
+      // A new user takes the defaults for what it is not given.
+      const fresh = yield* runCliWithin(["user", "add", "fresh", "--credentials", path], {}, 30_000)
+      expect(fresh.code, fresh.stderr).toBe(0)
+      expect(readCredentialFile(path).users.find((u) => u.name === "fresh")).toMatchObject({
+        publish: ["*"],
+        read: ["*"],
+        consume: ["*"],
+        admin: [],
+        limits: { messagesPerSecond: 0, bytesPerSecond: 0, connections: 0 }
+      })
     }))
 
   it.scoped("a secret file is written over only when it holds the same user's secret: another user's, or the credential file named by mistake, is refused with nothing changed", () =>

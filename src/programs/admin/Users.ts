@@ -23,6 +23,7 @@ import {
   removeRegionCredentials,
   removeUser,
   stageSecretFile,
+  type UserRecord,
   userRecord
 } from "../../layers/net/Auth.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
@@ -165,14 +166,15 @@ export interface UserCommand {
   readonly name: string | undefined
   readonly region: string
   readonly credentials: string | undefined
-  readonly publish: string
-  readonly read: string
-  readonly consume: string
-  readonly admin: string
+  /** add: the rights and limits given (undefined: not given, so a user that exists keeps its own, a new one the default). */
+  readonly publish: string | undefined
+  readonly read: string | undefined
+  readonly consume: string | undefined
+  readonly admin: string | undefined
   readonly secretFile: string | undefined
-  readonly messagesPerS: number
-  readonly bytesPerS: number
-  readonly connections: number
+  readonly messagesPerS: number | undefined
+  readonly bytesPerS: number | undefined
+  readonly connections: number | undefined
   /** add, for a user that exists: replace its secret too (else it is kept, and its clients' files with it). */
   readonly newSecret: boolean
   readonly json: boolean
@@ -208,21 +210,37 @@ export class UserNotFound extends Data.TaggedError("UserNotFound")<{
 }
 
 /**
- * `add NAME`: a user that exists gets the rights and limits given and keeps its secret, so its
- * clients' secret files go on working (`--new-secret` replaces it); a new secret goes to
- * `--secret-file`, else to stdout once. Whether the user exists is read under the file's lock,
- * with the change: read before it, a secret another `user add --new-secret` gave meanwhile would
- * be put back to the old one.
+ * The rights and limits `o` gives a user, over those it has (`existing`; for a new user, the
+ * defaults: every topic to publish to and read, every consumer, no admin right, no limit). Only what
+ * is given changes: `--messages-per-s` alone must not widen a restricted user to the defaults.
+ */
+const rightsAndLimits = (o: UserCommand, existing: UserRecord | undefined) => {
+  const pick = (given: string | undefined, has: ReadonlyArray<string> | undefined, otherwise: ReadonlyArray<string>) =>
+    given !== undefined ? patterns(given) : existing === undefined ? otherwise : has ?? otherwise
+  const limit = (given: number | undefined, has: number | undefined) => given ?? has ?? 0
+  return {
+    publish: pick(o.publish, existing?.publish, ["*"]),
+    read: pick(o.read, existing?.read, ["*"]),
+    // A record without them (an older build's) may join any consumer and administers nothing.
+    consume: pick(o.consume, existing?.consume, ["*"]),
+    admin: pick(o.admin, existing?.admin, []),
+    limits: {
+      messagesPerSecond: limit(o.messagesPerS, existing?.limits?.messagesPerSecond),
+      bytesPerSecond: limit(o.bytesPerS, existing?.limits?.bytesPerSecond),
+      connections: limit(o.connections, existing?.limits?.connections)
+    }
+  }
+}
+
+/**
+ * `add NAME`: a user that exists gets the rights and limits given, keeps the others, and keeps its
+ * secret, so its clients' secret files go on working (`--new-secret` replaces it); a new secret
+ * goes to `--secret-file`, else to stdout once. Whether the user exists is read under the file's
+ * lock, with the change: read before it, a secret another `user add --new-secret` gave meanwhile
+ * would be put back to the old one.
  */
 const addUser = (path: string, o: UserCommand & { readonly name: string }) =>
   Effect.gen(function*() {
-    const limits = { messagesPerSecond: o.messagesPerS, bytesPerSecond: o.bytesPerS, connections: o.connections }
-    const rights = {
-      publish: patterns(o.publish),
-      read: patterns(o.read),
-      consume: patterns(o.consume),
-      admin: patterns(o.admin)
-    }
     const credentials = { user: o.name, secret: newSecret() }
     // The secret file is written before the user is added and put in place after: one that
     // cannot be written adds nobody, where it would leave a user whose secret nobody holds.
@@ -232,6 +250,7 @@ const addUser = (path: string, o: UserCommand & { readonly name: string }) =>
     const file = staged !== undefined && Either.isRight(staged) ? staged.right : undefined
     const { kept } = yield* attempt(() =>
       changeUser(path, o.name, (existing) => {
+        const { limits, ...rights } = rightsAndLimits(o, existing)
         if (existing !== undefined && !o.newSecret) return { record: { ...existing, ...rights, limits }, kept: true }
         if (staged !== undefined && Either.isLeft(staged)) throw staged.left
         return { record: userRecord(o.name, credentials.secret, rights, limits), kept: false }
@@ -240,7 +259,7 @@ const addUser = (path: string, o: UserCommand & { readonly name: string }) =>
     if (kept) {
       file?.discard()
       return yield* Console.error(
-        `user ${o.name} updated in ${path}: its rights and limits are as given, its secret is kept${
+        `user ${o.name} updated in ${path}: the rights and limits given are set, the others and its secret are kept${
           o.secretFile === undefined ? "" : ` (${o.secretFile} not written)`
         }; --new-secret replaces it`
       )

@@ -1,5 +1,5 @@
 /** `cxlog user`: adds, removes or lists the users of a region's credential file, with their rights and limits. */
-import { Effect, Either } from "effect"
+import { Effect } from "effect"
 import * as Cli from "../cli/CliKit.js"
 import { credentials, json, region } from "./SharedFlags.js"
 
@@ -7,31 +7,32 @@ export const userCommand = Cli.command({
   name: "user",
   summary: "Add, remove or list the users of a credential file: who may publish to, read and administer which topics",
   details: "add NAME makes a random secret and prints NAME:SECRET once (or writes it to --secret-file, 0600): the " +
-    "content of that user's secret file; for a user that exists it sets its rights and limits and keeps its secret " +
+    "content of that user's secret file; for a user that exists it sets the rights and limits given, keeping the " +
+    "others and its secret " +
     "(--new-secret replaces it). Brokers re-read the file on change: a removed user's next connection is refused. " +
     "Per-user limits hold per broker. See docs/security.md.",
   positional: "add NAME | remove NAME | list",
   flags: {
     region,
     credentials,
-    publish: Cli.text("publish", {
-      default: "*",
+    publish: Cli.optionalText("publish", {
       placeholder: "PATTERN,…",
+      shown: "* (a user that exists: its own)",
       description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
     }),
-    read: Cli.text("read", {
-      default: "*",
+    read: Cli.optionalText("read", {
       placeholder: "PATTERN,…",
-      description: "add: topics the user may read (* matches any characters)"
+      shown: "* (a user that exists: its own)",
+      description: "add: topics the user may read (* matches any characters; \"\" for none)"
     }),
-    consume: Cli.text("consume", {
-      default: "*",
+    consume: Cli.optionalText("consume", {
       placeholder: "PATTERN,…",
+      shown: "* (a user that exists: its own)",
       description: "add: named consumers the user may join and commit for (\"\" for none)"
     }),
-    admin: Cli.custom<string>("admin", "PATTERN,…", Either.right, {
-      default: "",
-      shown: "none",
+    admin: Cli.optionalText("admin", {
+      placeholder: "PATTERN,…",
+      shown: "none (a user that exists: its own)",
       description: "add: topics the user may create and delete through a broker (cxlog topics --brokers)"
     }),
     secretFile: Cli.optionalText("secret-file", {
@@ -43,17 +44,17 @@ export const userCommand = Cli.command({
       description:
         "add, for a user that exists: replace its secret too (its clients need the new secret file); without it the secret is kept"
     }),
-    messagesPerS: Cli.integer("messages-per-s", {
-      default: 0,
+    messagesPerS: Cli.optionalInteger("messages-per-s", {
+      shown: "0 (a user that exists: its own)",
       description: "add: the user's messages a second per broker (0: no limit)"
     }),
-    bytesPerS: Cli.integer("bytes-per-s", {
-      default: 0,
+    bytesPerS: Cli.optionalInteger("bytes-per-s", {
       placeholder: "BYTES",
+      shown: "0 (a user that exists: its own)",
       description: "add: the user's bytes a second per broker (0: no limit)"
     }),
-    connections: Cli.integer("connections", {
-      default: 0,
+    connections: Cli.optionalInteger("connections", {
+      shown: "0 (a user that exists: its own)",
       description: "add: the user's connections per broker (0: no limit)"
     }),
     json
