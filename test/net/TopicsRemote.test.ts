@@ -6,7 +6,7 @@
  * runs the same through a real head and broker.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either, Schedule, Schema } from "effect"
 import { join } from "node:path"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { type Credentials, readCredentialFile, removeUser, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
@@ -211,6 +211,25 @@ describe("Topics through a broker", () => {
       expect(yield* Effect.flip(ops.describe("orders.eu"))).toMatchObject({ _tag: "TopicForbidden" })
       expect(yield* Effect.flip(ops.list)).toMatchObject({ _tag: "TopicForbidden" })
       expect(yield* log.topics.overview).toEqual(before)
+    }))
+
+  it.scopedLive("an admin connection counts against its user's connection limit, as a publisher's or subscriber's does", () =>
+    Effect.gen(function*() {
+      const path = credentialFile(yield* privateDir)
+      const record = readCredentialFile(path).users.find((u) => u.name === OPS.user)!
+      upsertUser(path, { ...record, limits: { connections: 1 } })
+      const { remote } = yield* brokerOver({ credentials: path })
+      yield* Effect.scoped(Effect.gen(function*() {
+        yield* (yield* remote(OPS)).list
+        const refused = yield* Effect.flip((yield* remote(OPS)).list)
+        expect(refused).toMatchObject({ _tag: "TopicsUnavailable" })
+        expect(refused.message).toContain("too-many-connections: user ops may hold 1 connections to this broker")
+      }))
+      // The first one closed, its place is free once the broker has seen it go (bounded).
+      const listed = yield* Effect.scoped(Effect.flatMap(remote(OPS), (ops) => ops.list)).pipe(
+        Effect.retry(Schedule.spaced("20 millis").pipe(Schedule.upTo("10 seconds")))
+      )
+      expect(listed.map((t) => t.name)).toEqual(["t"])
     }))
 
   it.scopedLive("a request the broker cannot read gets InvalidAdminRequest and the connection goes on; a broken frame ends that connection only", () =>

@@ -33,7 +33,7 @@ export const userCommand = Cli.command({
     admin: Cli.optionalText("admin", {
       placeholder: "PATTERN,…",
       shown: "none (a user that exists: its own)",
-      description: "add: topics the user may create and delete through a broker (cxlog topics --brokers)"
+      description: "add: topics the user may create, delete, trim and purge through a broker (cxlog topics --brokers)"
     }),
     secretFile: Cli.optionalText("secret-file", {
       placeholder: "FILE",
