@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, mkdirSync, readdirSync, readFileSync, watch, writeFileSync } from "node:fs"
+import { execFileSync } from "node:child_process"
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, watch, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import {
   AuthServer,
@@ -176,7 +177,7 @@ describe("cxlog user add", () => {
       })
     }))
 
-  it.scoped("a secret file is written over only when it holds the same user's secret: another user's, or the credential file named by mistake, is refused with nothing changed", () =>
+  it.scoped("a secret file is written over only when it holds the same user's secret: another user's, the credential file named by mistake, a link or a pipe is refused with nothing changed", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("cxlog-user-add-")
       const path = join(dir, "users")
@@ -184,9 +185,16 @@ describe("cxlog user add", () => {
       yield* users(command(dir, { secretFile: aliceFile }))
       const alice = readFileSync(aliceFile, "utf8")
       const credentials = readFileSync(path, "utf8")
+      // A link (as /dev/stdout is) and a pipe would be replaced by the file: refused, left as they are.
+      const link = join(dir, "stdout")
+      symlinkSync("/dev/null", link)
+      const pipe = join(dir, "pipe")
+      execFileSync("mkfifo", [pipe])
       const refusals: Array<[string, string]> = [
         [aliceFile, "it holds user alice's secret, which is kept nowhere else"],
-        [path, "it is there and is not a secret file"]
+        [path, "it is there and is not a secret file"],
+        [link, "it is there and is not a regular file (a link, a device, a pipe)"],
+        [pipe, "it is there and is not a regular file"]
       ]
       for (const [secretFile, reason] of refusals) {
         const refused = yield* Effect.flip(users(command(dir, { name: "bob", secretFile })))
@@ -195,6 +203,7 @@ describe("cxlog user add", () => {
         expect(readFileSync(aliceFile, "utf8")).toBe(alice)
         expect(readFileSync(path, "utf8")).toBe(credentials)
       }
+      expect([lstatSync(link).isSymbolicLink(), lstatSync(pipe).isFIFO()]).toEqual([true, true])
       // Alice's own file takes her new secret.
       yield* users(command(dir, { newSecret: true, secretFile: aliceFile }))
       expect(readFileSync(aliceFile, "utf8")).not.toBe(alice)

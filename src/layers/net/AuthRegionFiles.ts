@@ -137,7 +137,15 @@ export const readSecretFile = (path: string): Credentials => {
  * user's, or over a credential file named by mistake, would lose it (or every user) for good.
  */
 const notReplaceable = (path: string, user: string): string | undefined => {
-  if (statSync(path, { throwIfNoEntry: false })?.isFile() !== true) return undefined
+  const there = lstatSync(path, { throwIfNoEntry: false })
+  if (there === undefined) return undefined
+  // The file is written whole and renamed into place: a link, a device or a pipe there (say
+  // /dev/stdout, a link to the terminal) would itself be replaced by a file holding the secret. (A
+  // directory cannot be: stagePrivateFile says so.)
+  if (there.isDirectory()) return undefined
+  if (!there.isFile()) {
+    return "it is there and is not a regular file (a link, a device, a pipe), which writing the secret would replace: name a file path, or leave --secret-file out to print the secret"
+  }
   let text: string
   try {
     text = readFileSync(path, "utf8").trim()
