@@ -13,11 +13,12 @@
  * next look. When the broker's process dies, its members die with it and the others find them
  * dead by pid and start time, as any member's death.
  *
- * Rights (docs/security.md): every operation on a group needs the read right on its topic and the
- * consume right on the group's name; the list names only the groups the user may read. A group
- * whose object does not read as one names no topic: every operation on it needs the admin right on
- * every topic (`*`) instead of the read right, checked before it is said to be damaged, and the
- * list (asked for them) names such groups to the users who may delete them.
+ * Rights (docs/security.md; GroupRights.ts): every operation on a group needs the read right on its
+ * topic and the consume right on the group's name, by the user's rights as they are at each request;
+ * the list names only the groups the user may read. A group whose object does not read as one names
+ * no topic: every operation on it needs the admin right on every topic (`*`) instead of the read
+ * right, checked before it is said to be damaged, and the list (asked for them) names such groups
+ * to the users who may delete them.
  */
 import { Cause, Chunk, Effect, Either, Fiber, FiberSet, Layer, Schema, type Scope, Stream } from "effect"
 import type { Socket } from "node:net"
@@ -27,9 +28,6 @@ import {
   type ConsumerGroupsShape,
   type DeadLetterFailed,
   type Delivery,
-  type GroupCorrupt,
-  type GroupInfo,
-  type GroupRemoteError,
   GroupsUnavailable
 } from "../../services/groups/ConsumerGroups.js"
 import { TopicForbidden } from "../../services/log/Topics.js"
@@ -38,7 +36,7 @@ import {
   GroupConnections,
   type ServeConnection
 } from "../../services/net/GroupConnections.js"
-import { authorize, type UserRecord } from "../net/Auth.js"
+import type { UserRecord } from "../net/Auth.js"
 import { decodeControl, WireViolation } from "../net/Control.js"
 import { type Frame, FrameType } from "../net/Frame.js"
 import { acceptRequestConnection, withinClientBound } from "../net/RequestAccept.js"
@@ -65,78 +63,7 @@ import {
   plainSettleInput,
   SettleDelivery
 } from "./GroupProtocol.js"
-
-/** Why `user` (none: a broker without authentication) may not use group `group` of `topic`, or undefined. */
-const refusal = (user: UserRecord | undefined, group: string, topic: string): string | undefined =>
-  user === undefined ? undefined : authorize(user, "read", topic) ?? authorize(user, "consume", group)
-
-/**
- * Why `user` (none: a broker without authentication) may not act on group `group`, which does not
- * read as a group, or undefined. The topic it is of cannot be read, so the right checked is the
- * admin right on every topic, with the consume right on its name (as the list's); `lacksAdmin`
- * says why to a user with the consume right.
- */
-const unreadableRefusal = (
-  user: UserRecord | undefined,
-  group: string,
-  lacksAdmin: (user: UserRecord) => string
-): string | undefined =>
-  user === undefined
-    ? undefined
-    : authorize(user, "consume", group) ?? (authorize(user, "admin", "*") === undefined ? undefined : lacksAdmin(user))
-
-/**
- * Why `user` may not delete group `corrupt.group`, which does not read as a group, or undefined.
- * The refusal says what it needs (never a topic's name). The list names such a group to the users
- * who may delete it.
- */
-const deleteUnreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
-  unreadableRefusal(
-    user,
-    corrupt.group,
-    (user) =>
-      `user ${user.name} may not delete consumer group ${corrupt.group}: it cannot be read (${corrupt.reason}), so the ` +
-      `topic it is of is unknown, and deleting it needs the admin right on every topic ('*') (its admin rights: ${
-        (user.admin ?? []).join(", ") || "none"
-      })`
-  )
-
-/**
- * Why `user` may not describe, look at or join group `corrupt.group`, which does not read as a
- * group, or undefined. The refusal does not say the group is damaged: a user who may not use it
- * learns no more of it than of a sound group.
- */
-const useUnreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
-  unreadableRefusal(
-    user,
-    corrupt.group,
-    (user) =>
-      `user ${user.name} may not use consumer group ${corrupt.group} (its read rights: ${
-        user.read.join(", ") || "none"
-      })`
-  )
-
-/** Fails `TopicForbidden` with the refusal `denied` of `user`; goes on when there is none. */
-const refusedBy = (user: UserRecord | undefined, denied: string | undefined): Effect.Effect<void, TopicForbidden> =>
-  denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
-
-const mayUse = (user: UserRecord | undefined, group: string, topic: string) =>
-  refusedBy(user, refusal(user, group, topic))
-
-/** The list the user may see: the groups it may use, and (asked for) the unreadable ones it may delete. */
-const listFor = (
-  groups: ConsumerGroupsShape,
-  user: UserRecord | undefined,
-  withUnreadable: boolean
-): Effect.Effect<typeof ListGroups.success.Type, GroupRemoteError> => {
-  const usable = (all: ReadonlyArray<GroupInfo>) => all.filter((g) => refusal(user, g.name, g.topic) === undefined)
-  return withUnreadable
-    ? Effect.map(groups.overview, (all) => ({
-      groups: usable(all.groups),
-      unreadable: all.unreadable.filter((corrupt) => deleteUnreadableRefusal(user, corrupt) === undefined)
-    }))
-    : Effect.map(groups.list, usable)
-}
+import { authorized, deleteUnreadableRefusal, listFor, mayName, mayUse, refusedBy } from "./GroupRights.js"
 
 const isMemberLeft = Schema.is(MemberLeft)
 
@@ -164,28 +91,6 @@ interface ConnectionState {
   readonly held: Map<number, Map<number, Delivery>>
   nextDelivery: number
 }
-
-/**
- * Refused unless `user` may consume as `name`: checked before the group is looked up, so a user
- * without that right is refused alike whether a group of that name exists or not, and learns
- * neither (as `list` names it only the groups it may use).
- */
-const mayName = (user: UserRecord | undefined, name: string) =>
-  refusedBy(user, user === undefined ? undefined : authorize(user, "consume", name))
-
-/**
- * The group's description, once the user may use the group. One that does not read as one is
- * `GroupCorrupt` only to a user with the rights it needs (those its delete needs): another is
- * refused as for a group that reads, and does not learn it is damaged.
- */
-const authorized = (groups: ConsumerGroupsShape, user: UserRecord | undefined, name: string) =>
-  Effect.zipRight(
-    mayName(user, name),
-    groups.describe(name).pipe(
-      Effect.tapErrorTag("GroupCorrupt", (corrupt) => refusedBy(user, useUnreadableRefusal(user, corrupt))),
-      Effect.tap((info) => mayUse(user, name, info.topic))
-    )
-  )
 
 const refuse = (socket: Socket, id: number, error: InvalidGroupRequest | GroupsUnavailable) =>
   Effect.sync(() => void socket.write(groupRefusalFrame(id, error)))
