@@ -223,6 +223,16 @@ describe("cxlog security", () => {
         code: 1,
         stderr: [`cxlog user: ${file} has no user bob (cxlog user list --credentials ${file} lists its users)`]
       })
+      // A file others may read (copied without its mode): brokers refuse it, and the list says so.
+      chmodSync(file, 0o644)
+      const listed = yield* runCli(["user", "list", "--credentials", file, "--json"])
+      expect(listed.code, listed.stderr).toBe(0)
+      expect((JSON.parse(listed.stdout) as { users: Array<{ user: string }> }).users.map((u) => u.user)).toEqual([
+        "alice"
+      ])
+      expect(listed.stderr.trim()).toBe(
+        `cxlog user: brokers authenticate nobody with ${file} as it is: mode 644 lets others read it: chmod 600 it`
+      )
     }))
 
   it.scoped(

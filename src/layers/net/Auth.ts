@@ -29,6 +29,7 @@ export {
   changeUser,
   CredentialError,
   type CredentialFile,
+  exposedModeProblem,
   readCredentialFile,
   type RegionBinding,
   removeUser,

@@ -95,6 +95,14 @@ const faultOf = (parsed: unknown, error: ParseResult.ParseError): string => {
   return `a malformed user record${typeof name === "string" ? ` (${name})` : ""}`
 }
 
+/**
+ * Why a file of mode `mode` is not private enough to hold credentials (others may read it), or
+ * undefined: the one rule for the credential file (a broker trusts none that others could have
+ * read or changed) and a secret file.
+ */
+export const exposedModeProblem = (mode: number): string | undefined =>
+  (mode & 0o077) === 0 ? undefined : `mode ${(mode & 0o777).toString(8)} lets others read it: chmod 600 it`
+
 export const readCredentialFile = (path: string): CredentialFile => {
   let parsed: unknown
   try {

@@ -8,7 +8,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto"
 import { existsSync, statSync } from "node:fs"
 import { basename, dirname, join, resolve } from "node:path"
 import { credentialsHint } from "./AuthClient.js"
-import { CredentialError, readCredentialFile, type UserRecord } from "./AuthCredentialFile.js"
+import { CredentialError, exposedModeProblem, readCredentialFile, type UserRecord } from "./AuthCredentialFile.js"
 import {
   authMessage,
   b64,
@@ -109,12 +109,8 @@ export class AuthServer {
           reason: "no such file (the head creates it; `cxlog user add` adds users)"
         })
       }
-      if ((stat.mode & 0o077) !== 0) {
-        throw new CredentialError({
-          path: this.path,
-          reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it`
-        })
-      }
+      const exposed = exposedModeProblem(stat.mode)
+      if (exposed !== undefined) throw new CredentialError({ path: this.path, reason: exposed })
       const version = `${stat.ino}:${stat.ctimeMs}:${stat.size}`
       if (version === this.loaded) return
       const file = readCredentialFile(this.path)

@@ -13,6 +13,7 @@ import { readSetting, xdgRuntimeDir } from "../../Settings.js"
 import type { Credentials } from "./AuthClient.js"
 import {
   CredentialError,
+  exposedModeProblem,
   type RegionBinding,
   type StagedFile,
   stagePrivateFile,
@@ -113,12 +114,8 @@ const localUserName = (): string => {
 export const readSecretFile = (path: string): Credentials => {
   const stat = statSync(path, { throwIfNoEntry: false })
   if (stat === undefined) throw new CredentialError({ path, reason: "no such secret file" })
-  if ((stat.mode & 0o077) !== 0) {
-    throw new CredentialError({
-      path,
-      reason: `mode ${(stat.mode & 0o777).toString(8)} lets others read it: chmod 600 it`
-    })
-  }
+  const exposed = exposedModeProblem(stat.mode)
+  if (exposed !== undefined) throw new CredentialError({ path, reason: exposed })
   let text: string
   try {
     text = readFileSync(path, "utf8").trim()

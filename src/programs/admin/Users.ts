@@ -5,7 +5,7 @@
  */
 import { Console, Data, Effect, Either } from "effect"
 import { execFileSync } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createSecureContext } from "node:tls"
@@ -16,6 +16,7 @@ import {
   defaultCredentialPath,
   defaultSecretPath,
   ensureRegionCredentials,
+  exposedModeProblem,
   localCredentials,
   newSecret,
   readCredentialFile,
@@ -304,6 +305,11 @@ export const users = (o: UserCommand) =>
       case undefined: {
         yield* existingCredentialFile(path, o)
         const file = yield* attempt(() => readCredentialFile(path))
+        // The list reads a file brokers refuse: said, or it reads as fine while every handshake fails.
+        const refused = exposedModeProblem(statSync(path).mode)
+        if (refused !== undefined) {
+          yield* Console.error(`cxlog user: brokers authenticate nobody with ${path} as it is: ${refused}`)
+        }
         const rows = file.users.map((u) => ({
           user: u.name,
           publish: u.publish.join(",") || "-",
