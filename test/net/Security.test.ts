@@ -911,6 +911,7 @@ describe("Security", () => {
         [join(dir, "a-directory"), /: unreadable secret file: EISDIR/],
         [file("empty", ""), /: not NAME:SECRET$/],
         [file("no-secret", "alice:\n"), /: not NAME:SECRET$/],
+        [file("two-users", "alice:s3cret\nbob:other\n"), /: not NAME:SECRET: more than one line/],
         [join(dir, "missing"), /: no such secret file$/]
       ]
       for (const [path, reason] of cases) {

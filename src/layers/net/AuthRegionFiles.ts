@@ -125,6 +125,10 @@ export const readSecretFile = (path: string): Credentials => {
   }
   const colon = text.indexOf(":")
   if (colon <= 0 || colon === text.length - 1) throw new CredentialError({ path, reason: "not NAME:SECRET" })
+  // Lines after the first would be read as part of the secret, and fail as a wrong one.
+  if (/[\r\n]/.test(text)) {
+    throw new CredentialError({ path, reason: "not NAME:SECRET: more than one line (one user's NAME:SECRET a file)" })
+  }
   return { user: text.slice(0, colon), secret: text.slice(colon + 1) }
 }
 
