@@ -38,6 +38,12 @@ export const decimal = (min: number): Parse<number> => (text) => {
   return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
 }
 
+/** An address to listen on: any host name or address but a blank one, which Node takes as every interface. */
+export const address: Parse<string> = (text) =>
+  text.trim() === ""
+    ? Either.left(`${JSON.stringify(text)} is no address: give one, as 127.0.0.1, or 0.0.0.0 for every interface`)
+    : Either.right(text)
+
 const SIZE_UNITS: Record<string, number> = {
   "": 1,
   b: 1,
@@ -142,6 +148,9 @@ export const setting = {
     declare(spec, spec.values.join("|"), parseChoice(spec.values), spec.default, spec.default),
   text: (spec: Declared & { readonly default: string }) =>
     declare(spec, "TEXT", Either.right, spec.default, spec.default),
+  /** An address to listen on (`address`: never blank). */
+  address: (spec: Declared & { readonly default: string }) =>
+    declare(spec, "ADDRESS", address, spec.default, spec.default),
   optionalText: (spec: Declared & { readonly shown?: string }) =>
     declare<string | undefined>(spec, "TEXT", Either.right, undefined, spec.shown),
   /** On or off: `true`/`false`, `1`/`0`; empty reads as off. */

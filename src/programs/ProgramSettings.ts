@@ -14,7 +14,7 @@ import { CODE_CACHE_SETTING, HEAP_GROWTH_SETTING } from "./cli/LauncherSettings.
 export const METRICS_SETTINGS = {
   usedBy: "roles with --metrics-port",
   settings: {
-    metricsHost: setting.text({
+    metricsHost: setting.address({
       env: "CXLOG_METRICS_HOST",
       default: "127.0.0.1",
       placeholder: "ADDRESS",

@@ -1,5 +1,6 @@
 /** `cxlog dashboard`: a live web page of a cluster's metrics, scraped from its roles' Prometheus endpoints. */
 import { Effect, Either } from "effect"
+import { address } from "../../Settings.js"
 import * as Cli from "../cli/CliKit.js"
 
 /** A metrics endpoint as a role serves it: a host (no scheme, no path) and a port. */
@@ -37,9 +38,9 @@ export const dashboardCommand = Cli.command({
       description:
         "the metrics endpoints to scrape; without it, those every local `cxlog run --metrics-port` or `cxlog serve --metrics-port` announces"
     }),
-    host: Cli.text("host", {
+    host: Cli.custom("host", "ADDRESS", address, {
       default: "127.0.0.1",
-      placeholder: "ADDRESS",
+      shown: "127.0.0.1",
       env: "CXLOG_DASHBOARD_HOST",
       description: "address to serve the page on"
     }),

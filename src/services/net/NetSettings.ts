@@ -9,7 +9,7 @@ import { DEFAULT_MAX_IN_FLIGHT_BATCHES } from "./Publisher.js"
 export const BROKER_SETTINGS = {
   usedBy: "broker; library (BrokerLayers.config)",
   settings: {
-    host: setting.text({
+    host: setting.address({
       env: "CXLOG_BROKER_HOST",
       default: "127.0.0.1",
       placeholder: "ADDRESS",
