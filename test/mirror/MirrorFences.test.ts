@@ -91,6 +91,30 @@ describe.skipIf(skip !== undefined)(suiteTitle("fences and refusals"), () => {
         )
         expect(missing.code).toBe(1)
         expect(missing.stderr).toContain("nosuch")
+        // A start past the topic's end (300): refused as such, not as a mirror behind retention, and no stream made
+        // (its own subject, so JetStream would take it).
+        const ahead = yield* runCliWithin(
+          [
+            "mirror",
+            "--topic",
+            TOPIC,
+            "--to",
+            cluster.urls.join(","),
+            "--stream",
+            "AHEAD",
+            "--subject",
+            "ahead.m",
+            "--from",
+            "301"
+          ],
+          log.env,
+          60_000
+        )
+        expect(ahead.code).toBe(1)
+        expect(ahead.stderr).toContain(
+          `topic ${TOPIC} ends at offset 300: the mirror to stream AHEAD cannot start at offset 301, past its end`
+        )
+        expect(ahead.stderr).not.toContain("behind retention")
         const streams = yield* withJetStream(cluster, async (nc) => {
           const names: Array<string> = []
           for await (const name of (await jetstreamManager(nc, { timeout: 10_000 })).streams.names()) names.push(name)

@@ -21,6 +21,7 @@ import {
   Mirror,
   MirrorBehindRetention,
   type MirrorError,
+  MirrorFromPastEnd,
   MirrorGap,
   type MirrorOptions,
   type MirrorState,
@@ -211,7 +212,7 @@ const watchLoop = (run: MirrorRun, subscription: Subscription, w: MirrorWindow) 
 
 /**
  * One session: resume from the stream's end, mirror until a failure (or `until`). The topic's
- * generation, looked up first (a missing topic makes no stream), is part of every message id; read
+ * generation, looked up first (a missing topic, or a `from` past its end, makes no stream), is part of every message id; read
  * again once subscribed, it says the subscription reads that generation (one created again in
  * between is the deletion the subscription would have failed with).
  */
@@ -219,6 +220,11 @@ const session = (run: MirrorRun, subscriber: SubscriberShape, topics: TopicsShap
   Effect.gen(function*() {
     const o = run.options
     const { generation } = yield* topics.lookup(o.topic)
+    if (typeof o.from === "number") {
+      // The region refuses to read past the end; asked first, so no stream is made for a start that cannot be.
+      const { end } = yield* subscriber.bounds(o.topic).pipe(fromSubscription(run))
+      if (o.from > end) return yield* new MirrorFromPastEnd({ topic: o.topic, stream: o.stream, from: o.from, end })
+    }
     const target = yield* openTarget(o, generation)
     const end = yield* target.end
     const resume = end.offset === undefined ? undefined : end.offset + 1

@@ -164,6 +164,24 @@ export class MirrorBehindRetention extends Data.TaggedError("MirrorBehindRetenti
   }
 }
 
+/**
+ * `from` names an offset past the topic's end: nothing is there to mirror, and the region refuses
+ * to read there. Refused before any stream is made, where it read as a mirror behind retention.
+ */
+export class MirrorFromPastEnd extends Data.TaggedError("MirrorFromPastEnd")<{
+  readonly topic: string
+  readonly stream: string
+  readonly from: number
+  /** The topic's end: the offset its next message will have. */
+  readonly end: number
+}> {
+  override get message() {
+    return `topic ${this.topic} ends at offset ${this.end}: the mirror to stream ${this.stream} cannot start at offset ${this.from}, past its end; nothing was written (--from: an offset below ${
+      this.end + 1
+    }, earliest or latest)`
+  }
+}
+
 /** JetStream stayed unreachable (or refused the stream) for longer than the mirror retries. */
 export class MirrorUnavailable extends Data.TaggedError("MirrorUnavailable")<{
   readonly servers: ReadonlyArray<string>
@@ -223,6 +241,7 @@ export type MirrorError =
   | MirrorStreamForeign
   | MirrorGap
   | MirrorBehindRetention
+  | MirrorFromPastEnd
   | MirrorUnavailable
   | MirrorStreamMismatch
   | Exclude<SubscribeError | SubscriptionError, { readonly _tag: "LogOutOfRange" | "ConsumerCutOff" }>
