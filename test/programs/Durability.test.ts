@@ -215,7 +215,7 @@ describe("cxlog head --recover", () => {
   )
 
   it.scopedLive(
-    "a data directory the head cannot use (a file, under a file, where nothing can be made) refuses the start, naming it and why",
+    "a data directory the head cannot use (a file, under a file, where nothing can be made, a blank path) refuses the start, naming it and why",
     () =>
       Effect.gen(function*() {
         const parent = yield* tempDir("cxlog-baddir-")
@@ -238,6 +238,19 @@ describe("cxlog head --recover", () => {
           expect(stderr).toContain(`the data directory ${dataDir} cannot be used`)
           expect(stderr).toContain(why)
           expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+        }
+        // A blank path (a variable expanded to nothing) is no directory: taken as one, the streams went to the working directory.
+        for (const flag of ["--data-dir", "--recover"]) {
+          const region = yield* uniqueRegion("baddir")
+          const { code, stderr } = yield* runCliWithin(
+            ["head", "--region", region, "--topic", "d:5:2:2", flag, ""],
+            smallRegionEnv,
+            30_000
+          )
+          expect(code, stderr).toBe(2)
+          expect(stderr).toContain(`${flag}: the value is empty: give a directory`)
+          expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+          expect(existsSync("topic-d")).toBe(false)
         }
         // --recover of a directory that does not exist: nothing to recover, and neither region nor directory is made.
         const missing = join(parent, "no-such-dir")

@@ -1,6 +1,6 @@
 /** `cxlog head`: creates the region (or attaches it, or stands by) and runs its coordinator and sequencer. */
 import { Effect } from "effect"
-import { DURABLE_SETTINGS, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
+import { DURABLE_SETTINGS, parseDataDir, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
 import * as Cli from "../cli/CliKit.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "../roles/HeadDefaults.js"
@@ -56,8 +56,8 @@ export const headCommand = Cli.command({
     dataDir: Cli.fromSetting("data-dir", DURABLE_SETTINGS.settings.dataDir, {
       shown: "none: memory only (no topic may have replication factor 2)"
     }),
-    recover: Cli.optionalText("recover", {
-      placeholder: "DIR",
+    recover: Cli.custom("recover", "DIR", parseDataDir, {
+      default: undefined,
       shown: "none",
       description:
         "create the region and rebuild every topic the data directory DIR recorded (and any --topic), in the recorded order, " +

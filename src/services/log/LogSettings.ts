@@ -4,7 +4,8 @@
  * sequencer's bounds; how long a reader or broker waits for a head that is gone; and the
  * durable tier's directory.
  */
-import { setting, type SettingsTable } from "../../Settings.js"
+import { Either } from "effect"
+import { type Parse, setting, type SettingsTable } from "../../Settings.js"
 
 export const LOG_LAYOUT_SETTINGS = {
   usedBy: "head (region layout)",
@@ -108,12 +109,24 @@ export const HEAD_WATCH_SETTINGS = {
   }
 } as const satisfies SettingsTable
 
+/**
+ * A data directory's path. A blank one is refused: its streams would be made relative to the
+ * working directory (`DIR/topic-NAME` with DIR "": `./topic-NAME`), where no head started
+ * elsewhere finds them.
+ */
+export const parseDataDir: Parse<string | undefined> = (text) =>
+  text.trim() === ""
+    ? Either.left("the value is empty: give a directory (a blank path would put the streams in the working directory)")
+    : Either.right(text)
+
 export const DURABLE_SETTINGS = {
   usedBy: "head, broker, serve, local readers",
   settings: {
-    dataDir: setting.optionalText({
+    dataDir: setting.custom({
       env: "CXLOG_DATA_DIR",
       placeholder: "DIR",
+      parse: parseDataDir,
+      default: undefined,
       shown: "none: memory only",
       description:
         "the durable tier's directory: topics with replication factor 2 are persisted there and ACK 2 means on disk (docs/durability.md)"
