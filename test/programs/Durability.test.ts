@@ -215,7 +215,7 @@ describe("cxlog head --recover", () => {
   )
 
   it.scopedLive(
-    "a data directory the head cannot use (a file, under a file, where nothing can be made, a blank path) refuses the start, naming it and why",
+    "a data directory the head cannot use (a file, under a file, where nothing can be made, a blank path), or --recover beside a flag it would override, refuses the start, naming it and why",
     () =>
       Effect.gen(function*() {
         const parent = yield* tempDir("cxlog-baddir-")
@@ -251,6 +251,25 @@ describe("cxlog head --recover", () => {
           expect(stderr).toContain(`${flag}: the value is empty: give a directory`)
           expect(existsSync(`/dev/shm/${region}`)).toBe(false)
           expect(existsSync("topic-d")).toBe(false)
+        }
+        // --recover beside a flag it would override (another data directory, --attach, --standby): refused, not ignored.
+        for (
+          const [extra, says] of [
+            [["--data-dir", join(parent, "other")], "--data-dir (CXLOG_DATA_DIR) names another directory"],
+            [["--attach"], "--recover makes a new region from the data directory; --attach takes over an existing one"],
+            [["--standby"], "--standby waits for a region to take over and recovers nothing"]
+          ] as const
+        ) {
+          const region = yield* uniqueRegion("baddir")
+          const { code, stderr } = yield* runCliWithin(
+            ["head", "--region", region, "--topic", "d:5:2:2", "--recover", parent, ...extra],
+            smallRegionEnv,
+            30_000
+          )
+          expect(code, stderr).toBe(2)
+          expect(stderr).toContain(says)
+          expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+          expect(existsSync(join(parent, "other"))).toBe(false)
         }
         // --recover of a directory that does not exist: nothing to recover, and neither region nor directory is made.
         const missing = join(parent, "no-such-dir")

@@ -1,7 +1,9 @@
 /** `cxlog head`: creates the region (or attaches it, or stands by) and runs its coordinator and sequencer. */
 import { Effect } from "effect"
+import { resolve } from "node:path"
 import { DURABLE_SETTINGS, parseDataDir, SEQUENCER_SETTINGS } from "../../services/log/LogSettings.js"
 import { REGION_SETTINGS } from "../../services/region/RegionSettings.js"
+import { failUsage } from "../cli/CliFailure.js"
 import * as Cli from "../cli/CliKit.js"
 import { DEFAULT_STANDBY_CHECK_MS } from "../roles/HeadDefaults.js"
 import { metricsOnceHead, observed, observeFlags } from "../roles/Observe.js"
@@ -15,6 +17,30 @@ import {
   withDiskRetention,
   withShapeFlags
 } from "./TopicFlags.js"
+
+/**
+ * `--recover DIR` beside a flag it would silently override: the recovered head persists in DIR
+ * (not in another --data-dir or CXLOG_DATA_DIR, which brokers reading old offsets would then be
+ * given), makes a new region (not --attach's existing one) and runs at once (not --standby's wait).
+ */
+const recoverConflict = (
+  o: {
+    readonly recover: string | undefined
+    readonly dataDir: string | undefined
+    readonly attach: boolean
+    readonly standby: boolean
+  }
+): string | undefined => {
+  if (o.recover === undefined) return undefined
+  if (o.dataDir !== undefined && resolve(o.dataDir) !== resolve(o.recover)) {
+    return `--recover ${o.recover} persists the recovered log in ${o.recover}, and --data-dir (CXLOG_DATA_DIR) names another directory, ${o.dataDir}: give one of them`
+  }
+  if (o.attach) {
+    return "--recover makes a new region from the data directory; --attach takes over an existing one (and recovers a missing one with --data-dir): give one of them"
+  }
+  if (o.standby) return "--standby waits for a region to take over and recovers nothing: give --recover or --standby"
+  return undefined
+}
 
 export const headCommand = Cli.command({
   name: "head",
@@ -78,6 +104,8 @@ export const headCommand = Cli.command({
   run: (o) =>
     Effect.gen(function*() {
       exitWithParent()
+      const conflict = recoverConflict(o)
+      if (conflict !== undefined) return yield* failUsage(conflict)
       const { regionConfig } = yield* Cli.load(() => import("../../layers/RegionLayout.js"))
       const { requireDataDir } = yield* Cli.load(() => import("../../layers/log/durable/DurableTier.js"))
       const { headCredentials } = yield* Cli.load(() => import("../admin/Users.js"))
