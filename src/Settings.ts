@@ -38,11 +38,12 @@ export const decimal = (min: number): Parse<number> => (text) => {
   return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
 }
 
-/** An address to listen on: any host name or address but a blank one, which Node takes as every interface. */
-export const address: Parse<string> = (text) =>
-  text.trim() === ""
-    ? Either.left(`${JSON.stringify(text)} is no address: give one, as 127.0.0.1, or 0.0.0.0 for every interface`)
-    : Either.right(text)
+/** Any text but a blank one (a variable expanded to nothing, a stray `''`): `what` says what to give instead. */
+export const nonBlank = (what: string): Parse<string> => (text) =>
+  text.trim() === "" ? Either.left(`the value is empty: give ${what}`) : Either.right(text)
+
+/** An address to listen on: a blank one is no default, as Node would take it: every interface. */
+export const address = nonBlank("an address, as 127.0.0.1, or 0.0.0.0 for every interface")
 
 const SIZE_UNITS: Record<string, number> = {
   "": 1,

@@ -153,18 +153,21 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       )
     }))
 
-  it.effect("a blank address to listen on (a broker's, a dashboard's, the metrics endpoints'): exit 2 naming it, not every interface", () =>
+  it.effect("a blank address to listen on (a broker's, a dashboard's, the metrics endpoints'; not every interface) or region: exit 2 naming it", () =>
     Effect.gen(function*() {
-      const blank = (given: string) =>
-        `${JSON.stringify(given)} is no address: give one, as 127.0.0.1, or 0.0.0.0 for every interface`
+      const blank = "the value is empty: give an address, as 127.0.0.1, or 0.0.0.0 for every interface"
       expect(yield* refused(["broker", "--host", "", "--port", "0", "--region", "cxlog-no-region"])).toBe(
-        `cxlog broker: --host: ${blank("")}`
+        `cxlog broker: --host: ${blank}`
       )
-      expect(yield* refused(["dashboard", "--port", "0", "--host", " "])).toBe(`cxlog dashboard: --host: ${blank(" ")}`)
+      expect(yield* refused(["dashboard", "--port", "0", "--host", " "])).toBe(`cxlog dashboard: --host: ${blank}`)
       expect(
         yield* refused(["head", "--metrics-port", "65531", "--region", "cxlog-no-region"], { CXLOG_METRICS_HOST: " " })
       )
-        .toBe(`cxlog head: CXLOG_METRICS_HOST: ${blank(" ")}`)
+        .toBe(`cxlog head: CXLOG_METRICS_HOST: ${blank}`)
+      // A blank region was handed to shm_open: "shm_open failed: Invalid argument".
+      expect(yield* refused(["subscribe", "--region", " ", "--topic", "x"])).toBe(
+        "cxlog subscribe: --region: the value is empty: give a region name (cxlog, or a path)"
+      )
     }))
 
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>

@@ -4,8 +4,7 @@
  * sequencer's bounds; how long a reader or broker waits for a head that is gone; and the
  * durable tier's directory.
  */
-import { Either } from "effect"
-import { type Parse, setting, type SettingsTable } from "../../Settings.js"
+import { nonBlank, type Parse, setting, type SettingsTable } from "../../Settings.js"
 
 export const LOG_LAYOUT_SETTINGS = {
   usedBy: "head (region layout)",
@@ -114,10 +113,9 @@ export const HEAD_WATCH_SETTINGS = {
  * working directory (`DIR/topic-NAME` with DIR "": `./topic-NAME`), where no head started
  * elsewhere finds them.
  */
-export const parseDataDir: Parse<string | undefined> = (text) =>
-  text.trim() === ""
-    ? Either.left("the value is empty: give a directory (a blank path would put the streams in the working directory)")
-    : Either.right(text)
+export const parseDataDir: Parse<string | undefined> = nonBlank(
+  "a directory (a blank path would put the streams in the working directory)"
+)
 
 export const DURABLE_SETTINGS = {
   usedBy: "head, broker, serve, local readers",

@@ -1,12 +1,14 @@
 /** The region's settings, declared once (src/Settings.ts): which region, its size, how it is opened and kept. */
-import { setting, type SettingsTable } from "../../Settings.js"
+import { nonBlank, setting, type SettingsTable } from "../../Settings.js"
 
 export const REGION_SETTINGS = {
   usedBy: "library (CxlMemory.layerConfig)",
   settings: {
-    name: setting.text({
+    name: setting.custom({
       env: "CXLOG_REGION",
       default: "cxlog",
+      shown: "cxlog",
+      parse: nonBlank("a region name (cxlog, or a path)"),
       placeholder: "NAME",
       description:
         "the region: a POSIX shared-memory name (under /dev/shm), or a path (a DAX device or a file on the CXL node)"
