@@ -215,14 +215,15 @@ const deleteTopic = (table: TopicTable, name: string, copies: DiskCopiesShape | 
  * Trims a topic: one held in the region alone (a copy on disk keeps its own retention), cut where
  * `target` says (`trimPoint`, tried again when the window moved under it), never back.
  */
-const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
+const trimTopic = (table: TopicTable, name: string, given: TrimTarget, asked: "trim" | "purge" = "trim") =>
   Effect.gen(function*() {
     const info = yield* found(table, name)
     const target = yield* checkTrimTarget(info.name, given)
     if (info.replicationFactor > 1) {
       return yield* new TopicNotTrimmable({
         name,
-        reason: "it has a copy on disk (replication factor 2), which keeps its own retention (diskRetention)"
+        reason: "it has a copy on disk (replication factor 2), which keeps its own retention (diskRetention)",
+        asked
       })
     }
     const reader = table.reader(info)
@@ -236,7 +237,8 @@ const trimTopic = (table: TopicTable, name: string, given: TrimTarget) =>
     return yield* new TopicNotTrimmable({
       name,
       reason:
-        `its retained window moved under ${TRIM_TRIES} tries (the log is recycling as fast as it is read); try again`
+        `its retained window moved under ${TRIM_TRIES} tries (the log is recycling as fast as it is read); try again`,
+      asked
     })
   })
 
@@ -257,7 +259,7 @@ export const topicsOver = (table: TopicTable, config: LogConfig, copies?: DiskCo
       return { topics, heap: table.heap(topics.length), ...(unreadable.length === 0 ? {} : { unreadable }) }
     }),
     trim: (name, target) => trimTopic(table, name, target),
-    purge: (name) => trimTopic(table, name, { beforeOffset: Number.MAX_SAFE_INTEGER })
+    purge: (name) => trimTopic(table, name, { beforeOffset: Number.MAX_SAFE_INTEGER }, "purge")
   }
 }
 

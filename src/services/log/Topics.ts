@@ -316,11 +316,16 @@ export class TopicNotDeletable
 }
 
 /** A trim or purge the log cannot carry out for this topic (its reason says why and what to do). */
-export class TopicNotTrimmable
-  extends Schema.TaggedError<TopicNotTrimmable>()("TopicNotTrimmable", { name: Schema.String, reason: Schema.String })
-{
+export class TopicNotTrimmable extends Schema.TaggedError<TopicNotTrimmable>()("TopicNotTrimmable", {
+  name: Schema.String,
+  reason: Schema.String,
+  /** What was asked: a purge is a trim of everything, refused for the same reasons, and said as asked (absent: a trim). */
+  asked: Schema.optional(Schema.Literal("trim", "purge"))
+}) {
   override get message() {
-    return `topic ${JSON.stringify(this.name)} cannot be trimmed: ${this.reason}`
+    return `topic ${JSON.stringify(this.name)} cannot be ${
+      this.asked === "purge" ? "purged" : "trimmed"
+    }: ${this.reason}`
   }
 }
 
