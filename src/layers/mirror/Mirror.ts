@@ -16,6 +16,7 @@ import {
   mirrorRetries,
   mirrorUnavailable
 } from "../../Metrics.js"
+import { ConsumerNameInvalid } from "../../services/log/Consumers.js"
 import { TopicDeleted, Topics, type TopicsShape } from "../../services/log/Topics.js"
 import {
   Mirror,
@@ -29,6 +30,7 @@ import {
   MirrorUnavailable
 } from "../../services/mirror/Mirror.js"
 import { Subscriber, type SubscriberShape, type Subscription } from "../../services/net/Subscriber.js"
+import { consumerNameBytes } from "../log/Consumers.js"
 import { JetStreamFailed, openTarget } from "./JetStreamTarget.js"
 import { writeMirrorStatus } from "./MirrorStatusFile.js"
 import { awaitWindow, drained, hasRoom, inFlight, makeWindow, type MirrorWindow, publishOne } from "./MirrorWindow.js"
@@ -225,6 +227,9 @@ const session = (run: MirrorRun, subscriber: SubscriberShape, topics: TopicsShap
       const { end } = yield* subscriber.bounds(o.topic).pipe(fromSubscription(run))
       if (o.from > end) return yield* new MirrorFromPastEnd({ topic: o.topic, stream: o.stream, from: o.from, end })
     }
+    // The log's rule for the consumer's name, asked before the stream is made: the subscribe below found it out after.
+    const named = consumerNameBytes(o.consumer)
+    if (named instanceof ConsumerNameInvalid) return yield* named
     const target = yield* openTarget(o, generation)
     const end = yield* target.end
     const resume = end.offset === undefined ? undefined : end.offset + 1
