@@ -925,6 +925,36 @@ describe("Security", () => {
     }
   })
 
+  it("a hand-edited user record is refused where the file is read, naming the user and the field: iterations a client would refuse, rights that are no list", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cxlog-security-"))
+    try {
+      const path = join(dir, "users.json")
+      upsertUser(path, userRecord(ALICE.user, ALICE.secret, { publish: ["*"], read: ["*"] }))
+      const edited = (change: (user: Record<string, unknown>) => void) => {
+        const file = JSON.parse(readFileSync(path, "utf8")) as { users: Array<Record<string, unknown>> }
+        change(file.users[0]!)
+        writeFileSync(join(dir, "edited.json"), JSON.stringify(file), { mode: 0o600 })
+        try {
+          readCredentialFile(join(dir, "edited.json"))
+        } catch (error) {
+          expect(error).toBeInstanceOf(CredentialError)
+          return (error as CredentialError).message
+        }
+        return expect.unreachable("the edited file was read")
+      }
+      // Every client refuses a challenge of 0 or over 600 000 iterations, and blamed the broker for it.
+      for (const iterations of [0, 600_001, 1.5]) {
+        expect(edited((user) => (user.iterations = iterations))).toContain(
+          `a malformed user record (${ALICE.user}): its iterations: Expected `
+        )
+      }
+      expect(edited((user) => (user.publish = 5))).toContain(`a malformed user record (${ALICE.user}): its publish: `)
+      expect(readCredentialFile(path).users[0]!.name).toBe(ALICE.user)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("the head's default files are private; rights patterns; the credential file is refused when others may read it", () => {
     const dir = mkdtempSync(join(tmpdir(), "cxlog-security-"))
     try {

@@ -8,8 +8,10 @@ import { Data, Either, ParseResult, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs"
 import { dirname, join } from "node:path"
+import { firstFailure, issueWords } from "../../SchemaIssues.js"
 import { type LockAttempt, type LockHolder, tryLock } from "../region/PidLockFile.js"
 import { b64, clientKeyOf, DEFAULT_ITERATIONS, salted, serverKeyOf, sha256, unb64 } from "./AuthKeys.js"
+import { MAX_CHALLENGE_ITERATIONS } from "./Control.js"
 
 export class CredentialError
   extends Data.TaggedError("CredentialError")<{ readonly path: string; readonly reason: string }>
@@ -33,7 +35,8 @@ export interface UserLimits extends Schema.Schema.Type<typeof UserLimits> {}
 export const UserRecord = Schema.Struct({
   name: Schema.String,
   salt: Schema.String,
-  iterations: Schema.Number,
+  /** PBKDF2's, as a client will run them: a count every client refuses is refused where the file is read. */
+  iterations: Schema.Int.pipe(Schema.between(1, MAX_CHALLENGE_ITERATIONS)),
   storedKey: Schema.String,
   serverKey: Schema.String,
   publish: Strings,
@@ -92,7 +95,12 @@ const faultOf = (parsed: unknown, error: ParseResult.ParseError): string => {
   if (paths.some((path) => path[0] === "sessionKey")) return "a malformed session key"
   if (paths.some((path) => path[0] === "region")) return "a malformed region binding"
   const name = (parsed as { users: Array<{ name?: unknown } | null> }).users[paths[0]![1] as number]?.name
-  return `a malformed user record${typeof name === "string" ? ` (${name})` : ""}`
+  // Which field, and how: a hand-edited record says what to mend (`its iterations: Expected … actual 0`).
+  const failure = firstFailure(error.issue)
+  const field = failure.path.slice(2).map(String).join(".")
+  return `a malformed user record${typeof name === "string" ? ` (${name})` : ""}${
+    field === "" ? "" : `: its ${field}: ${issueWords(failure.issue)}`
+  }`
 }
 
 /**
