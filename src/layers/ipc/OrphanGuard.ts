@@ -11,7 +11,7 @@
  * the watcher first, so it never signals a group whose id was reused since.
  */
 import { Effect, type Scope } from "effect"
-import { spawn } from "node:child_process"
+import { pipeWatcher } from "./PipeWatcher.js"
 
 export interface OrphanGuard {
   /** The group led by `pid` is to be stopped should the supervisor die. */
@@ -38,28 +38,8 @@ for g in $groups; do kill -KILL -"$g" 2>/dev/null; done
 /** A watcher for the scope: its end (the supervisor's shutdown done) takes the watcher down without it signalling anyone. */
 export const makeOrphanGuard = (stopTimeoutMs: number): Effect.Effect<OrphanGuard, never, Scope.Scope> =>
   Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        // $0 names it in a process listing.
-        const watcher = spawn("sh", ["-c", WATCHER, "cxlog-supervisor-orphan-guard", String(stopTimeoutMs / 1000)], {
-          detached: true,
-          stdio: ["pipe", "ignore", "ignore"]
-        })
-        // Without sh, or with the watcher killed by someone else, the children go unguarded rather than the supervisor crash.
-        watcher.on("error", () => {})
-        watcher.stdin!.on("error", () => {})
-        // Neither keeps the supervisor's process running.
-        watcher.unref()
-        ;(watcher.stdin as unknown as { unref: () => void }).unref()
-        return watcher
-      }),
-      (watcher) =>
-        Effect.sync(() => {
-          // Killed before its input ends: the end of the pipe alone would have it signal the groups.
-          watcher.kill("SIGKILL")
-          watcher.stdin!.destroy()
-        })
-    ),
+    // $0 names it in a process listing.
+    pipeWatcher(WATCHER, ["cxlog-supervisor-orphan-guard", String(stopTimeoutMs / 1000)], { detached: true }),
     (watcher) => {
       const tell = (line: string) => {
         if (watcher.stdin!.writable) watcher.stdin!.write(line)

@@ -4,8 +4,9 @@
  * child is stopped and the region unlinked when the scope closes, Ctrl-C included.
  */
 import { Data, Deferred, Duration, Effect, Either, FiberId, ParseResult, Schema, type Scope } from "effect"
-import { type ChildProcess, fork, spawn } from "node:child_process"
+import { type ChildProcess, fork } from "node:child_process"
 import { existsSync, unlinkSync } from "node:fs"
+import { pipeWatcher } from "../../layers/ipc/PipeWatcher.js"
 import { removeDefaultCredentials } from "../../layers/net/Auth.js"
 import { removeWakeFifos } from "../../layers/region/Doorbell.js"
 import { mainThreadStat, procStat, type ThreadStat, USER_HZ } from "../../layers/region/ProcessInfo.js"
@@ -100,22 +101,9 @@ export const profileArgs = (): Array<string> => {
  * signals a pid reused since.
  */
 export const stopWithParent = (child: ChildProcess): Effect.Effect<void, never, Scope.Scope> =>
-  child.pid === undefined ? Effect.void : Effect.asVoid(Effect.acquireRelease(
-    Effect.sync(() => {
-      const watcher = spawn("sh", ["-c", "read -r _; kill \"$0\" 2>/dev/null", `${child.pid}`], {
-        stdio: ["pipe", "ignore", "ignore"]
-      })
-      // Neither keeps this process running.
-      watcher.unref()
-      ;(watcher.stdin as unknown as { unref: () => void }).unref()
-      return watcher
-    }),
-    (watcher) =>
-      Effect.sync(() => {
-        watcher.kill("SIGKILL")
-        watcher.stdin?.destroy()
-      })
-  ))
+  child.pid === undefined
+    ? Effect.void
+    : Effect.asVoid(pipeWatcher("read -r _; kill \"$0\" 2>/dev/null", [`${child.pid}`]))
 
 /** How long a role's failure, or its stop, waits after it exited for the rest of its output. */
 const STDIO_DRAIN_MS = 1_000
