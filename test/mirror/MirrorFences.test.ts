@@ -118,12 +118,12 @@ describe.skipIf(skip !== undefined)(suiteTitle("fences and refusals"), () => {
         // A consumer name the log refuses: said before any stream is made (it made the stream, then failed).
         const unnamed = yield* runCliWithin(
           ["mirror", "--topic", TOPIC, "--to", cluster.urls.join(","), "--stream", "UNNAMED", "--subject", "unnamed.m"]
-            .concat(["--consumer", ""]),
+            .concat(["--consumer", "c".repeat(25)]),
           log.env,
           60_000
         )
         expect(unnamed.code).toBe(1)
-        expect(unnamed.stderr).toContain(`consumer name "": must be 1 to 24 bytes of UTF-8, not 0`)
+        expect(unnamed.stderr).toContain(`consumer name "${"c".repeat(25)}": must be 1 to 24 bytes of UTF-8, not 25`)
         const streams = yield* withJetStream(cluster, async (nc) => {
           const names: Array<string> = []
           for await (const name of (await jetstreamManager(nc, { timeout: 10_000 })).streams.names()) names.push(name)

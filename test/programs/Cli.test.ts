@@ -170,6 +170,51 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       )
     }))
 
+  it.effect("a blank name, file, directory or command: exit 2 naming the flag, not used as given; blank rights and keys stay values", () =>
+    Effect.gen(function*() {
+      const blank = (what: string) => `the value is empty: give a ${what}`
+      // Each was taken as given: a region "" looked for (exit 1), the working directory checked, a
+      // secret file "" reported as "( not written)", a consumer "" refused only once the mirror ran.
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["regions", "--remove", ""], `cxlog regions: --remove: ${blank("NAME")}`],
+        [["selfcheck", "--dir", " "], `cxlog selfcheck: --dir: ${blank("DIR")}`],
+        [
+          ["consume", "--group", "", "--topic", "x", "--region", "cxlog-no-region"],
+          `cxlog consume: --group: ${blank("NAME")}`
+        ],
+        [
+          ["consume", "--group", "g", "--topic", "x", "--exec", "", "--region", "cxlog-no-region"],
+          `cxlog consume: --exec: ${blank("CMD")}`
+        ],
+        [
+          ["user", "add", "bob", "--region", "cxlog-no-region", "--secret-file", ""],
+          `cxlog user: --secret-file: ${blank("FILE")}`
+        ],
+        [
+          ["subscribe", "--topic", "x", "--consumer", "", "--region", "cxlog-no-region"],
+          `cxlog subscribe: --consumer: ${blank("NAME")}`
+        ],
+        [
+          ["mirror", "--topic", "x", "--to", "127.0.0.1:4222", "--stream", ""],
+          `cxlog mirror: --stream: ${blank("NAME")}`
+        ]
+      ]
+      for (const [args, line] of cases) expect(yield* refused(args), args.join(" ")).toBe(line)
+      // "" is documented where it means something: a user's rights (none), a message's key.
+      const noRegion = yield* runCli([
+        "publish",
+        "--topic",
+        "x",
+        "--key",
+        "",
+        "--count",
+        "0",
+        "--region",
+        "cxlog-no-region"
+      ])
+      expect(noRegion.stderr).not.toContain("the value is empty")
+    }))
+
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["rnu", "--bytes", "1MiB"])

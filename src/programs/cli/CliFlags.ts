@@ -4,7 +4,16 @@
  * is one line naming why). CliKit.ts makes them @effect/cli options and commands.
  */
 import { Either } from "effect"
-import { decimal, type Parse, parseChoice, parseSize, parseSwitch, type Setting, wholeNumber } from "../../Settings.js"
+import {
+  decimal,
+  nonBlank,
+  type Parse,
+  parseChoice,
+  parseSize,
+  parseSwitch,
+  type Setting,
+  wholeNumber
+} from "../../Settings.js"
 import { MAX_PORT } from "../../SettingText.js"
 
 export interface Flag<A> {
@@ -144,10 +153,24 @@ export const text = (
     options.default
   )
 
+/**
+ * Text that may be left out. A blank value is refused as a usage mistake — an empty name, file,
+ * directory or command would otherwise reach the command as given (a file named "", the working
+ * directory, a region "" that is not there) — unless the flag's description gives "" a meaning.
+ */
 export const optionalText = (
   name: string,
-  options: Common & { readonly placeholder?: string; readonly shown?: string }
-) => make<string | undefined>(name, options.placeholder ?? "TEXT", Either.right, options, undefined, options.shown)
+  options: Common & {
+    readonly placeholder?: string
+    readonly shown?: string
+    /** "" is a value of its own here (a user's rights: none; an empty key), as the description says. */
+    readonly blankAllowed?: boolean
+  }
+) => {
+  const placeholder = options.placeholder ?? "TEXT"
+  const parse: Parse<string | undefined> = options.blankAllowed === true ? Either.right : nonBlank(`a ${placeholder}`)
+  return make<string | undefined>(name, placeholder, parse, options, undefined, options.shown)
+}
 
 /** A value parsed by `parse` (Left: why not), with a default shown as `shown`. */
 export const custom = <A>(

@@ -90,9 +90,10 @@ export const publishCommand = Cli.command({
       description: "offered load in MB/s (with --count)"
     }),
     key: Cli.optionalText("key", {
+      blankAllowed: true,
       placeholder: "KEY",
       shown: "none",
-      description: "the key every message carries (UTF-8)"
+      description: "the key every message carries (UTF-8; \"\" is the empty key)"
     }),
     header: messageHeader,
     publisherIndex: Cli.integer("publisher-index", {

@@ -16,24 +16,29 @@ export const userCommand = Cli.command({
     region,
     credentials,
     publish: Cli.optionalText("publish", {
+      blankAllowed: true,
       placeholder: "PATTERN,…",
       shown: "* (a user that exists: its own)",
       description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
     }),
     read: Cli.optionalText("read", {
+      blankAllowed: true,
       placeholder: "PATTERN,…",
       shown: "* (a user that exists: its own)",
       description: "add: topics the user may read (* matches any characters; \"\" for none)"
     }),
     consume: Cli.optionalText("consume", {
+      blankAllowed: true,
       placeholder: "PATTERN,…",
       shown: "* (a user that exists: its own)",
       description: "add: named consumers the user may join and commit for (\"\" for none)"
     }),
     admin: Cli.optionalText("admin", {
+      blankAllowed: true,
       placeholder: "PATTERN,…",
       shown: "none (a user that exists: its own)",
-      description: "add: topics the user may create, delete, trim and purge through a broker (cxlog topics --brokers)"
+      description:
+        "add: topics the user may create, delete, trim and purge through a broker (cxlog topics --brokers; \"\" for none)"
     }),
     secretFile: Cli.optionalText("secret-file", {
       placeholder: "FILE",
