@@ -141,7 +141,7 @@ describe("Supervisor's specs", () => {
       }
     }))
 
-  it.scopedLive("a program that could not be started signals no one: its pid is none, and -(-1) is init's", () =>
+  it.scopedLive("a program that could not be started signals no one and is not told started: its pid is none, and -(-1) is init's", () =>
     Effect.gen(function*() {
       const kill = vi.spyOn(process, "kill")
       yield* Effect.addFinalizer(() => Effect.sync(() => kill.mockRestore()))
@@ -149,11 +149,17 @@ describe("Supervisor's specs", () => {
       const events = yield* Stream.toQueue(supervisor.events)
       yield* supervisor.start({ name: "absent", command: "cxlog-no-such-program", restart: "never", output: "ignore" })
       const exits: Array<number | null> = []
+      const started: Array<number> = []
       while (exits.length === 0) {
         const taken = yield* Queue.take(events).pipe(Effect.flatMap(Take.done), Effect.timeout("30 seconds"))
-        for (const event of taken) if (event._tag === "ChildExited") exits.push(event.exit.code)
+        for (const event of taken) {
+          if (event._tag === "ChildExited") exits.push(event.exit.code)
+          if (event._tag === "ChildStarted") started.push(event.pid)
+        }
       }
       expect(exits).toEqual([127])
+      // Told exited with why, never started with a pid of -1.
+      expect(started).toEqual([])
       expect(kill.mock.calls.filter(([pid]) => pid === 1 || pid === -1)).toEqual([])
     }))
 })

@@ -74,9 +74,12 @@ const makeWith = (fence: ShutdownFence | undefined) =>
           const spawned = running.pid > 0
           if (spawned) orphans.add(running.pid)
           if (spawned && Option.isSome(discovery)) yield* discovery.value.adopt(running.pid, instance.child)
-          yield* emit(
-            SupervisorEvent.ChildStarted({ child: instance.child, pid: running.pid, restarts: instance.restarts })
-          )
+          // One that was not started is told only exited, with why: no started line with a pid of -1.
+          if (spawned) {
+            yield* emit(
+              SupervisorEvent.ChildStarted({ child: instance.child, pid: running.pid, restarts: instance.restarts })
+            )
+          }
           const exit = yield* Deferred.await(running.exited)
           instance.running = undefined
           // What it started goes with it: a child's leftovers would outlive its supervision.
