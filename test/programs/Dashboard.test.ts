@@ -5,14 +5,18 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
-import { rmSync, writeFileSync } from "node:fs"
+import { existsSync, rmSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import parsePrometheusTextFormat from "parse-prometheus-text-format"
 import puppeteer from "puppeteer-core"
+import { authDirectory } from "../../src/layers/net/AuthRegionFiles.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import * as PublisherLayers from "../../src/layers/net/Publisher.js"
+import { ownStartTag } from "../../src/layers/region/ProcessInfo.js"
 import {
   addOrdered,
   announceTargets,
@@ -107,7 +111,7 @@ describe("dashboard", () => {
     30_000
   )
 
-  it.scopedLive("a role on a port browsers block (6665, 10080, …) is scraped; one that is down says why", () =>
+  it.scopedLive("a role on a port browsers block (6665, 10080, …) is scraped; one that is down, or no role, says why", () =>
     Effect.gen(function*() {
       // Ports fetch refuses as `bad port`; a role's --metrics-port may be any of them. The first free one here.
       const blocked = [6665, 6666, 6667, 6668, 6669, 10080, 6566, 6000]
@@ -116,8 +120,17 @@ describe("dashboard", () => {
       )
       // A port nothing listens on: taken from the system, then let go.
       const closed = yield* Effect.scoped(serveMetrics({ host: "127.0.0.1", port: 0, labels: {} }))
+      // Another program's web server, which answers 200 to any GET: no role of cxlog's.
+      const page = yield* Effect.acquireRelease(
+        Effect.async<Server>((resume) => {
+          const server = createServer((_, response) => response.end("<html><body>hello</body></html>\n"))
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const pagePort = (page.address() as AddressInfo).port
       const { url } = yield* dashboard({
-        targets: [`127.0.0.1:${role.port}`, `127.0.0.1:${closed.port}`],
+        targets: [`127.0.0.1:${role.port}`, `127.0.0.1:${closed.port}`, `127.0.0.1:${pagePort}`],
         host: "127.0.0.1",
         port: 0,
         everyMs: 100,
@@ -134,6 +147,9 @@ describe("dashboard", () => {
       expect(rows).toContain(`<tr><td>127.0.0.1:${role.port}</td><td>head</td><td>up</td></tr>`)
       expect(rows).toContain(
         `<tr><td>127.0.0.1:${closed.port}</td><td>127.0.0.1:${closed.port}</td><td>down: connect ECONNREFUSED 127.0.0.1:${closed.port}</td></tr>`
+      )
+      expect(rows).toContain(
+        `<tr><td>127.0.0.1:${pagePort}</td><td>127.0.0.1:${pagePort}</td><td>down: not a cxlog role's metrics (no process_cpu_seconds_total labelled with a role)</td></tr>`
       )
     }))
 
@@ -160,12 +176,37 @@ describe("dashboard", () => {
       expect(discoverTargets()).not.toContain(mine[0])
     }))
 
-  it.scopedLive("a file in the temporary directory that is no announcement is skipped: the page is served all the same", () =>
+  it.scoped("only this user's announcements are believed, and a dead run's file is removed, not kept for good", () =>
+    Effect.gen(function*() {
+      const port = 40000 + (process.pid % 20000)
+      const files: Array<string> = []
+      yield* Effect.addFinalizer(() => Effect.sync(() => files.forEach((file) => rmSync(file, { force: true }))))
+      const write = (dir: string, name: string, body: object) => {
+        const file = join(dir, name)
+        files.push(file)
+        writeFileSync(file, JSON.stringify(body))
+        return file
+      }
+      // In the temporary directory, which every user writes into, as a live process's: not looked at.
+      write(tmpdir(), `cxlog-metrics-${process.pid}.json`, { pid: process.pid, targets: [`127.0.0.1:${port}`] })
+      // A run SIGKILLed (it removed nothing), whose pid now names another process: this one, started otherwise.
+      const stale = write(authDirectory(), `metrics-${process.pid}-gone.json`, {
+        pid: process.pid,
+        startTag: (ownStartTag() + 1) >>> 0 || 2,
+        targets: [`127.0.0.1:${port + 1}`]
+      })
+      const found = discoverTargets()
+      expect(found).not.toContain(`127.0.0.1:${port}`)
+      expect(found).not.toContain(`127.0.0.1:${port + 1}`)
+      expect(existsSync(stale)).toBe(false)
+    }))
+
+  it.scopedLive("a file named as announcements are that is no announcement is skipped: the page is served all the same", () =>
     Effect.gen(function*() {
       // Named as announcements are, of a live process (this one), but not one: no targets, targets that are no text, no JSON.
       const files = [`{"pid":${process.pid}}`, `{"pid":${process.pid},"targets":[1,null]}`, `{"pid":`].map(
         (text, i) => {
-          const file = join(tmpdir(), `cxlog-metrics-${process.pid}-not-one-${i}.json`)
+          const file = join(authDirectory(), `metrics-${process.pid}-not-one-${i}.json`)
           writeFileSync(file, text)
           return file
         }

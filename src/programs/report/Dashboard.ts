@@ -10,11 +10,11 @@
  * lag, CPU per role.
  */
 import { Data, Effect, Option, Schedule, Schema, type Scope } from "effect"
-import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import parsePrometheusTextFormat, { type MetricFamily } from "parse-prometheus-text-format"
-import { pidExists } from "../../layers/region/ProcessInfo.js"
+import { authDirectory } from "../../layers/net/AuthRegionFiles.js"
+import { isProcessAlive, ownStartTag } from "../../layers/region/ProcessInfo.js"
 import { serveHttp } from "../roles/ScopedHttpServer.js"
 import { chartPage, type ChartSpec, escapeHtml, type PageData } from "./ChartPage.js"
 import { scrapeMetrics } from "./MetricsScrape.js"
@@ -36,41 +36,71 @@ export class DashboardListenFailed extends Data.TaggedError("DashboardListenFail
 
 // ---- local runs announce their endpoints ------------------------------------------------
 
-const ANNOUNCE_PREFIX = "cxlog-metrics-"
+const ANNOUNCE_PREFIX = "metrics-"
 
 /**
- * `cxlog run --metrics-port` and `cxlog serve --metrics-port` tell dashboards on this host where
- * their roles serve: a file in the temporary directory named after the pid, removed at their end.
+ * Where announcements are: this user's private directory (AuthRegionFiles.ts), which no other
+ * user can write into — in the shared temporary directory anyone could point a dashboard at any
+ * address. Undefined where there is no such directory to use.
+ */
+const announcementDirectory = (): string | undefined => {
+  try {
+    return authDirectory()
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `cxlog run --metrics-port` and `cxlog serve --metrics-port` tell dashboards of this user where
+ * their roles serve: a file named after the pid, holding its start tag, removed at their end.
  */
 export const announceTargets = (targets: ReadonlyArray<string>): Effect.Effect<void, never, Scope.Scope> => {
-  const file = join(tmpdir(), `${ANNOUNCE_PREFIX}${process.pid}.json`)
+  const dir = announcementDirectory()
+  if (dir === undefined) return Effect.void
+  const file = join(dir, `${ANNOUNCE_PREFIX}${process.pid}.json`)
   return Effect.acquireRelease(
-    Effect.sync(() => writeFileSync(file, JSON.stringify({ pid: process.pid, targets }))),
+    Effect.sync(() =>
+      writeFileSync(file, JSON.stringify({ pid: process.pid, startTag: ownStartTag(), targets }), { mode: 0o600 })
+    ),
     () => Effect.sync(() => unlinkSync(file))
   ).pipe(Effect.catchAllDefect(() => Effect.void))
 }
 
-/** What an announcement file holds: the announcing process, and its roles' `host:port`s. */
-const Announcement = Schema.parseJson(Schema.Struct({ pid: Schema.Int, targets: Schema.Array(Schema.String) }))
+/** What an announcement file holds: the announcing process (its pid and start tag), and its roles' `host:port`s. */
+const Announcement = Schema.parseJson(
+  Schema.Struct({ pid: Schema.Int, startTag: Schema.Int, targets: Schema.Array(Schema.String) })
+)
 
 /**
- * The endpoints every live local run announced (files of runs that are gone are skipped). The
- * temporary directory is every user's: a file that is not an announcement (another program's,
- * cut short) is skipped too, where its missing targets would have failed the page.
+ * The endpoints every live local run announced. The file of a run that is gone (SIGKILLed: it
+ * removed nothing) is removed here, where it would stay for good; a later process under its pid
+ * has another start tag. A file that is not an announcement (cut short) is skipped, where its
+ * missing targets would have failed the page.
  */
-export const discoverTargets = (): Array<string> =>
-  readdirSync(tmpdir()).filter((name) => name.startsWith(ANNOUNCE_PREFIX) && name.endsWith(".json")).flatMap((name) => {
-    let text: string
-    try {
-      text = readFileSync(join(tmpdir(), name), "utf8")
-    } catch {
-      return [] // gone since the listing (its run ended), or not this user's to read
+export const discoverTargets = (): Array<string> => {
+  const dir = announcementDirectory()
+  if (dir === undefined) return []
+  return readdirSync(dir).filter((name) => name.startsWith(ANNOUNCE_PREFIX) && name.endsWith(".json")).flatMap(
+    (name) => {
+      const file = join(dir, name)
+      let text: string
+      try {
+        text = readFileSync(file, "utf8")
+      } catch {
+        return [] // gone since the listing: its run ended
+      }
+      return Option.match(Schema.decodeUnknownOption(Announcement)(text), {
+        onNone: () => [],
+        onSome: ({ pid, startTag, targets }) => {
+          if (isProcessAlive(pid, startTag)) return targets
+          rmSync(file, { force: true })
+          return []
+        }
+      })
     }
-    return Option.match(Schema.decodeUnknownOption(Announcement)(text), {
-      onNone: () => [],
-      onSome: ({ pid, targets }) => (pidExists(pid) ? targets : [])
-    })
-  })
+  )
+}
 
 export interface DashboardOptions {
   /** host:port of each role's metrics endpoint; "discover": those local runs announce, looked up every round. */
@@ -140,6 +170,12 @@ export const intervalQuantile = (
 }
 
 /** The name a target's series go by: its role (and broker id), else its address. */
+/** Every cxlog role serves its process's CPU labelled with its role (MetricsServer.ts). */
+const isRolesCpu = (family: MetricFamily): boolean =>
+  family.name === "process_cpu_seconds_total" && family.metrics.some((m) => m.labels?.["role"] !== undefined)
+
+const NOT_A_ROLE = "not a cxlog role's metrics (no process_cpu_seconds_total labelled with a role)"
+
 const roleName = (scrape: Scrape | undefined, target: string): string => {
   const labels = samples(scrape, "process_cpu_seconds_total")[0]?.labels ?? {}
   const role = labels["role"]
@@ -234,10 +270,12 @@ export const dashboard = (
     const currentTargets = () => (options.targets === "discover" ? discoverTargets() : options.targets)
 
     const scrapeTarget = (target: string): Promise<Scrape> =>
-      scrapeMetrics(target, Math.max(options.everyMs, 500)).then((text) => ({
-        at: Date.now(),
-        families: parsePrometheusTextFormat(text)
-      }))
+      scrapeMetrics(target, Math.max(options.everyMs, 500)).then((text) => {
+        const families = parsePrometheusTextFormat(text)
+        // Any server answers 200 to a GET (a web page, another program's port): up means a role's metrics.
+        if (!families.some(isRolesCpu)) throw new Error(NOT_A_ROLE)
+        return { at: Date.now(), families }
+      })
 
     const round = Effect.promise(async () => {
       const targets = currentTargets()
