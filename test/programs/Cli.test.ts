@@ -215,6 +215,19 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       expect(noRegion.stderr).not.toContain("the value is empty")
     }))
 
+  it.effect("head: a disk retention no topic it creates can use is refused, exit 2, not dropped unsaid", () =>
+    Effect.gen(function*() {
+      const needs = "a disk retention needs replication factor 2 (a copy on disk)"
+      expect(
+        yield* refused(["head", "--region", "cxlog-no-region", "--topic", "x", "--disk-retention-bytes", "1GiB"])
+      ).toBe(
+        `cxlog head: --disk-retention-bytes: ${needs}, which topic x does not have: give it rf 2, or leave the disk retention out`
+      )
+      expect(yield* refused(["head", "--region", "cxlog-no-region", "--disk-retention-age", "7d"])).toBe(
+        `cxlog head: --disk-retention-age: ${needs}, which no topic named here has: give it rf 2, or leave the disk retention out`
+      )
+    }))
+
   it.effect("a mistyped command: exit 2, naming it and suggesting the command meant", () =>
     Effect.gen(function*() {
       const { code, stderr } = yield* runCli(["rnu", "--bytes", "1MiB"])

@@ -14,6 +14,7 @@ import {
   retentionFlags,
   topics,
   topicShapeFlags,
+  unusedDiskRetention,
   withDiskRetention,
   withShapeFlags
 } from "./TopicFlags.js"
@@ -106,6 +107,9 @@ export const headCommand = Cli.command({
       exitWithParent()
       const conflict = recoverConflict(o)
       if (conflict !== undefined) return yield* failUsage(conflict)
+      // Recovered topics keep the retention their data directory recorded: these apply to --topic alone.
+      const unused = unusedDiskRetention(o.topics, o)
+      if (unused !== undefined) return yield* failUsage(`cxlog head: ${unused}`)
       const { regionConfig } = yield* Cli.load(() => import("../../layers/RegionLayout.js"))
       const { requireDataDir } = yield* Cli.load(() => import("../../layers/log/durable/DurableTier.js"))
       const { headCredentials } = yield* Cli.load(() => import("../admin/Users.js"))

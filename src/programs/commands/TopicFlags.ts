@@ -239,7 +239,11 @@ export const unusedDiskRetention = (
   const flags = given
     .filter(([flag, value]) => value !== undefined && !variableGives(flag, value))
     .map(([flag]) => `--${flag.name}`)
-  const which = specs.length === 1 ? `topic ${specs[0]?.name} does not have` : "none of these topics has"
+  const which = specs.length === 0
+    ? "no topic named here has"
+    : specs.length === 1
+    ? `topic ${specs[0]?.name} does not have`
+    : "none of these topics has"
   return flags.length === 0
     ? undefined
     : `${flags.join(" and ")}: a disk retention needs replication factor 2 (a copy on disk), which ${which}: ` +
