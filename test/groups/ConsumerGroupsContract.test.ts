@@ -50,6 +50,7 @@ const TOPICS = [
   "t18",
   "t19",
   "t21",
+  "t22",
   "dead",
   "dead12",
   "dead15",
@@ -544,6 +545,36 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(behind).toBeInstanceOf(GroupBehindRetention)
         expect(behind).toMatchObject({ group: "g19", topic: "t19", requested: 0, earliest: 5, end: 10 })
         expect(yield* groups.describe("g19")).toMatchObject({ behindRetention: { needs: 0, earliest: 5 } })
+      }))
+
+    it.effect("a member that read less far than the group's frontier goes on from the frontier after a trim below it", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g22", topic: "t22", ackWaitMs: 3_600_000 })
+        // A batch a message: a member reads no more batches than its window needs.
+        for (let i = 0; i < 20; i++) yield* publish("t22", 1, { prefix: `m${i}` })
+        // A holds offset 0, having read its batch alone, while B takes and acks the next ten: the frontier is at 11.
+        const first = yield* Deferred.make<Delivery>()
+        const second = yield* Deferred.make<Delivery>()
+        const holder = yield* groups.join("g22", { maxInFlight: 1 }).pipe(
+          Stream.runForEach((d) => Deferred.succeed(d.offset === 0 ? first : second, d)),
+          Effect.fork
+        )
+        const held = yield* Deferred.await(first)
+        for (const d of yield* take("g22", 10)) expect(yield* d.ack).toBe(true)
+        // Past where A read, short of the frontier: the group needs nothing the trim dropped.
+        yield* (yield* TrimTopic)("t22", 5)
+        expect(yield* held.ack).toBe(true)
+        // A reads on from the frontier; bounded in real time by A failing, or by 20 s.
+        const next = yield* Effect.raceFirst(
+          Deferred.await(second),
+          Effect.zipRight(
+            Effect.raceFirst(Fiber.join(holder), realSleep(20_000)),
+            Effect.dieMessage("the member got nothing")
+          )
+        )
+        expect([next.offset, text(next.value)]).toEqual([11, "m11-0"])
+        expect((yield* groups.describe("g22")).behindRetention).toBeUndefined()
       }))
 
     it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>

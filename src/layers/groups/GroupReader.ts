@@ -228,8 +228,16 @@ export class GroupReader {
         new BatchRef(batch.globalSeq, batch.totalOrder, batch.messageCount, batch.bytes, batch.offset, batch.length)
       )
     }, maxBatches).pipe(
-      Effect.catchTag("LogOutOfRange", (e) => Effect.fail(this.behind(e))),
-      Effect.map((read) => ({ read, batches }))
+      Effect.map((read) => ({ read, batches })),
+      // The group is behind only when its frontier is. The cursor may lag the frontier (others
+      // claimed what it never read), and a trim past the cursor but not the frontier dropped
+      // nothing the group still has to hand out: it reads on from the frontier.
+      Effect.catchTag("LogOutOfRange", (e) =>
+        from < e.earliest
+          ? Effect.fail(this.behind(e, from))
+          : cursor.position() < from
+          ? Effect.zipRight(this.open(from), this.nextFrom(from, maxBatches))
+          : Effect.fail(this.behind(e)))
     )
   }
 
