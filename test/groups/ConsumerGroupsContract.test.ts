@@ -18,6 +18,7 @@ import {
   GroupNotFound,
   GroupPendingFull,
   type GroupSpec,
+  GroupTopicGone,
   InvalidGroupSpec,
   InvalidNakDelay,
   MAX_NAK_DELAY_MS
@@ -25,7 +26,15 @@ import {
 import { LogReader } from "../../src/services/log/LogReader.js"
 import { TopicNotFound } from "../../src/services/log/Topics.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
-import { type GroupsServices, memoryGroups, regionGroups, remoteGroups, TrimTopic } from "../fixtures/groups-harness.js"
+import {
+  CHECK_EVERY_MS,
+  type GroupsServices,
+  memoryGroups,
+  RecreateTopic,
+  regionGroups,
+  remoteGroups,
+  TrimTopic
+} from "../fixtures/groups-harness.js"
 import { sharedLayer } from "../helpers/SharedLayer.js"
 
 const TOPICS = [
@@ -51,6 +60,7 @@ const TOPICS = [
   "t19",
   "t21",
   "t22",
+  "t23",
   "dead",
   "dead12",
   "dead15",
@@ -575,6 +585,55 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         )
         expect([next.offset, text(next.value)]).toEqual([11, "m11-0"])
         expect((yield* groups.describe("g22")).behindRetention).toBeUndefined()
+      }))
+
+    it.effect("a topic deleted and made again under its group: its members fail GroupTopicGone, never reading the new one", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g23", topic: "t23", ackWaitMs: 3_600_000 })
+        yield* publish("t23", 5, { prefix: "old" })
+        // A holds offsets 0 to 2, B 3 and 4: with no room, B reads nothing of the topic until it acks.
+        const holding = (maxInFlight: number, got: Array<Delivery>, full: Deferred.Deferred<void>) =>
+          groups.join("g23", { maxInFlight }).pipe(
+            Stream.runForEach((d) =>
+              Effect.suspend(() => got.push(d) === maxInFlight ? Deferred.succeed(full, undefined) : Effect.void)
+            ),
+            Effect.fork
+          )
+        const [aFull, bFull] = [yield* Deferred.make<void>(), yield* Deferred.make<void>()]
+        const a = yield* holding(3, [], aFull)
+        yield* Deferred.await(aFull)
+        const gotB: Array<Delivery> = []
+        const b = yield* holding(2, gotB, bFull)
+        yield* Deferred.await(bFull)
+        yield* (yield* RecreateTopic)("t23")
+        // The publisher's session of the deleted topic fails a first call; the next opens one of the new topic.
+        yield* Effect.either(publish("t23", 1, { prefix: "probe" }))
+        yield* publish("t23", 5, { prefix: "new" })
+        // A leaves: its offsets 0 to 2 are to be delivered again, and the topic of the name holds other messages there.
+        yield* Fiber.interrupt(a)
+        // A window for B's looks (every CHECK_EVERY_MS while it has no room) to find them before its room comes back.
+        yield* realSleep(10 * CHECK_EVERY_MS)
+        expect(yield* gotB[0]!.ack).toBe(true)
+        const gone = yield* Effect.flip(
+          Effect.raceFirst(
+            Fiber.join(b),
+            Effect.zipRight(
+              realSleep(20_000),
+              Effect.suspend(() =>
+                Effect.dieMessage(
+                  `the member did not fail; it got ${
+                    gotB.map((d) => `${d.offset} ${text(d.value)} #${d.deliveryCount}`)
+                  }`
+                )
+              )
+            )
+          )
+        )
+        expect(gone).toBeInstanceOf(GroupTopicGone)
+        expect(gone).toMatchObject({ group: "g23", topic: "t23" })
+        expect(gotB.map((d) => [d.offset, text(d.value), d.deliveryCount])).toEqual([[3, "old-3", 1], [4, "old-4", 1]])
+        expect(yield* groups.describe("g23")).toMatchObject({ topicGone: true })
       }))
 
     it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>

@@ -204,7 +204,10 @@ export class GroupReader {
     if (cursor === undefined) return Effect.succeed(undefined)
     let copy: BatchCopy | string | undefined
     return cursor.pollBatches((batch) => (copy = copyOf(batch)), 1).pipe(
-      Effect.catchTag("LogOutOfRange", (e) => Effect.fail(this.behind(e))),
+      Effect.catchTags({
+        LogOutOfRange: (e) => Effect.fail(this.behind(e)),
+        TopicDeleted: () => Effect.fail(this.gone())
+      }),
       Effect.flatMap(() =>
         typeof copy === "string"
           ? Effect.fail(new LogCorrupt({ reason: `topic ${this.topic}: a batch at ${cursor.position()}: ${copy}` }))
@@ -229,6 +232,7 @@ export class GroupReader {
       )
     }, maxBatches).pipe(
       Effect.map((read) => ({ read, batches })),
+      Effect.catchTag("TopicDeleted", () => Effect.fail(this.gone())),
       // The group is behind only when its frontier is. The cursor may lag the frontier (others
       // claimed what it never read), and a trim past the cursor but not the frontier dropped
       // nothing the group still has to hand out: it reads on from the frontier.
@@ -297,13 +301,19 @@ export class GroupReader {
     return Effect.scoped(Effect.gen(this, function*() {
       const cursor = yield* this.reader.subscribe(this.topic, { from: offset }).pipe(
         Effect.catchTags({
-          LogOutOfRange: (e) => Effect.fail(this.behind(e, offset)),
-          SubscriberTableFull: (e) => Effect.die(e)
+          LogOutOfRange: (e) => this.outOfRange(e, offset),
+          SubscriberTableFull: (e) => Effect.die(e),
+          TopicNotFound: (e) => Effect.fail(e.unreadable === undefined ? this.gone() : e)
         })
       )
+      // Read by name: a topic made again under it holds other messages at the offset.
+      if (cursor.topic.generation !== this.generation) return yield* this.gone()
       let copy: BatchCopy | string | undefined
       yield* cursor.pollBatches((batch) => (copy = copyOf(batch)), 1).pipe(
-        Effect.catchTag("LogOutOfRange", (e) => Effect.fail(this.behind(e, offset)))
+        Effect.catchTags({
+          LogOutOfRange: (e) => Effect.fail(this.behind(e, offset)),
+          TopicDeleted: () => Effect.fail(this.gone())
+        })
       )
       if (typeof copy === "string") {
         return yield* new LogCorrupt({ reason: `topic ${this.topic}: the batch holding ${offset}: ${copy}` })
