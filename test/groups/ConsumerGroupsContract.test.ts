@@ -61,6 +61,7 @@ const TOPICS = [
   "t21",
   "t22",
   "t23",
+  "t24",
   "dead",
   "dead12",
   "dead15",
@@ -634,6 +635,30 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(gone).toMatchObject({ group: "g23", topic: "t23" })
         expect(gotB.map((d) => [d.offset, text(d.value), d.deliveryCount])).toEqual([[3, "old-3", 1], [4, "old-4", 1]])
         expect(yield* groups.describe("g23")).toMatchObject({ topicGone: true })
+      }))
+
+    it.effect("a member holding all it may is told GroupTopicGone at its next look once its topic is deleted", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g24", topic: "t24", ackWaitMs: 3_600_000 })
+        yield* publish("t24", 3)
+        const full = yield* Deferred.make<void>()
+        let held = 0
+        const member = yield* groups.join("g24", { maxInFlight: 2 }).pipe(
+          Stream.runForEach(() => Effect.suspend(() => ++held === 2 ? Deferred.succeed(full, undefined) : Effect.void)),
+          Effect.fork
+        )
+        yield* Deferred.await(full)
+        // With no room the member reads nothing of the topic: only its look can find the topic gone.
+        yield* (yield* RecreateTopic)("t24")
+        const gone = yield* Effect.flip(
+          Effect.raceFirst(
+            Fiber.join(member),
+            Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member was not told its topic is gone"))
+          )
+        )
+        expect(gone).toBeInstanceOf(GroupTopicGone)
+        expect(gone).toMatchObject({ group: "g24", topic: "t24" })
       }))
 
     it.effect("byKey: each key's messages come in offset order, one member at a time, as members join", () =>

@@ -2,7 +2,7 @@
  * A member of a consumer group, from join to leave: it claims a line of the member table, then
  * each pull of its stream runs its loop until it has something to deliver —
  * 1. every `checkEveryMs` (QUIET_LOOK_MS while the group is quiet), a look: the group still
- *    there, dead members' lines freed (byKey: their buckets handed back), its share of the keys
+ *    there (and, with no room to read, its topic), dead members' lines freed (byKey: their buckets handed back), its share of the keys
  *    (byKey), and the pending entries it may take over;
  * 2. what the look found to deliver again, oldest first, while it has room;
  * 3. new messages, while it has room and nothing is left to deliver again;
@@ -18,7 +18,8 @@ import {
   GroupDeleted,
   type GroupJoinError,
   GroupMembersFull,
-  GroupPendingFull
+  GroupPendingFull,
+  type GroupTopicGone
 } from "../../services/groups/ConsumerGroups.js"
 import type { ConsumerRules } from "../../services/log/Consumers.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
@@ -36,7 +37,7 @@ import { lookAtPending, redeliver } from "./GroupRedelivery.js"
 
 /** The look (step 1). */
 const look = (m: MemberState, directory: DirectoryShape, nowMs: number) =>
-  Effect.suspend(() => {
+  Effect.suspend((): Effect.Effect<void, GroupDeleted | GroupTopicGone> => {
     m.lastLook = performance.now()
     const { members, config, entry, name } = m.group
     if (!directory.isCurrent(entry)) return Effect.fail(new GroupDeleted({ group: name }))
@@ -47,7 +48,8 @@ const look = (m: MemberState, directory: DirectoryShape, nowMs: number) =>
     }
     if (config.byKey) shareKeys(m)
     pace(m, lookAtPending(m, nowMs), dead.length)
-    return Effect.void
+    // A member with no room reads nothing, where a deleted topic would fail its reads: the look tells it then.
+    return room(m) > 0 ? Effect.void : m.reader.checkTopic
   })
 
 /** Waits for room: until a delivery is settled, at most until the next look. */

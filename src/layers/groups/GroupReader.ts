@@ -162,6 +162,11 @@ export class GroupReader {
     ).pipe(Effect.orElseSucceed(() => false))
   }
 
+  /** Fails GroupTopicGone when the topic of the name is no longer the group's (deleted, or made again since). */
+  get checkTopic(): Effect.Effect<void, GroupTopicGone> {
+    return Effect.flatMap(this.ours(), (ours) => (ours ? Effect.void : Effect.fail(this.gone())))
+  }
+
   /**
    * Offsets the topic does not hold: the group fell behind its retention, or — when a topic made
    * again under the name holds other offsets — the group's topic is gone.
