@@ -62,6 +62,7 @@ const TOPICS = [
   "t22",
   "t23",
   "t24",
+  "t25",
   "dead",
   "dead12",
   "dead15",
@@ -528,6 +529,36 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         // A group that is not behind says nothing of it.
         yield* groups.create({ name: "g6b", topic: "t6", start: "latest" })
         expect((yield* groups.describe("g6b")).behindRetention).toBeUndefined()
+      }))
+
+    it.effect("a trim inside a batch a member read drops the messages before the cut for the group too: none handed out", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g25", topic: "t25", ackWaitMs: 3_600_000 })
+        // One batch: the member that took its first three has it at hand for the rest.
+        yield* publish("t25", 10)
+        const got: Array<Delivery> = []
+        const three = yield* Deferred.make<void>()
+        const member = yield* groups.join("g25", { maxInFlight: 3 }).pipe(
+          Stream.runForEach((d) =>
+            Effect.suspend(() => got.push(d) === 3 ? Deferred.succeed(three, undefined) : Effect.void)
+          ),
+          Effect.fork
+        )
+        yield* Deferred.await(three)
+        // The cut lies inside the batch: offsets 3 and 4 are dropped for every reader, their bytes still there.
+        yield* (yield* TrimTopic)("t25", 5)
+        for (const d of got.slice()) expect(yield* d.ack).toBe(true)
+        const behind = yield* Effect.flip(
+          Effect.raceFirst(
+            Fiber.join(member),
+            Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member did not fail"))
+          )
+        )
+        expect(behind).toBeInstanceOf(GroupBehindRetention)
+        expect(behind).toMatchObject({ group: "g25", topic: "t25", requested: 3, earliest: 5, end: 10 })
+        expect(got.map((d) => d.offset)).toEqual([0, 1, 2])
+        expect(yield* groups.describe("g25")).toMatchObject({ behindRetention: { needs: 3, earliest: 5 } })
       }))
 
     it.effect("a message to deliver again that the topic no longer holds fails the next member naming it: not skipped", () =>

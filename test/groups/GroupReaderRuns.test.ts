@@ -76,7 +76,8 @@ const readerOver = (
         return 1
       }),
     awaitMore: () => Effect.succeed(false),
-    retained: (globalSeq) => globalSeq === 7 && (options.held?.() ?? true)
+    retained: (globalSeq) => globalSeq === 7 && (options.held?.() ?? true),
+    holds: (globalSeq) => globalSeq === 7 && (options.held?.() ?? true)
   }
   const log = { subscribe: () => Effect.succeed(cursor) } as unknown as LogReaderShape
   return new GroupReader(log, "g", "t", 1)

@@ -253,7 +253,8 @@ export class GroupReader {
   /**
    * Copies messages `from`…`from + count` of `batch` (read by `nextFrom`), found by the lengths of
    * its records where they lie; the copy counts only if the log still holds the batch after it
-   * was made (else the bytes may be another batch's), and is then checked as its batch would be.
+   * was made (else the bytes may be another batch's) and no trim cut past `from` meanwhile (the
+   * batch stays for the messages from the cut on), and is then checked as its batch would be.
    */
   copyRun(batch: BatchRef, from: number, count: number): BatchCopy | RunProblem {
     const view = wholeViewOf(batch.bytes)
@@ -271,7 +272,7 @@ export class GroupReader {
     const base = whole ? baseTimestamp(view, start) : 0
     const payload = whole ? new Uint8Array(at - first) : undefined
     payload?.set(batch.bytes.subarray(first - batch.bytes.byteOffset, at - batch.bytes.byteOffset))
-    if (this.cursor === undefined || !this.cursor.retained(batch.globalSeq)) return GONE
+    if (this.cursor === undefined || !this.cursor.holds(batch.globalSeq, from)) return GONE
     if (payload === undefined) return { corrupt: `the records of the batch at ${batch.start} run past its payload` }
     if (!Number.isSafeInteger(base) || base < 0) return { corrupt: `the batch at ${batch.start} has no base timestamp` }
     const problem = checkBatchPayload(payload, count, skip)

@@ -113,7 +113,8 @@ const makeCursor = (
     poll: (onMessage, maxBatches = Infinity) => Effect.suspend(() => settle(read(undefined, onMessage, maxBatches))),
     pollBatches: (onBatch, maxBatches = Infinity) => Effect.suspend(() => settle(read(onBatch, undefined, maxBatches))),
     awaitMore: (timeoutMs) => source.await(more, timeoutMs, waitingFor),
-    retained: (g) => !t.deleted() && t.retained(g)
+    retained: (g) => !t.deleted() && t.retained(g),
+    holds: (g, offset) => !t.deleted() && t.retained(g) && offset >= t.firstOffset()
   }
 }
 

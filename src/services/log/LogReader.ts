@@ -72,6 +72,12 @@ export interface LogCursor {
    * after its callback returned (a view kept, bytes still being sent) is intact only while this holds.
    */
   readonly retained: (globalSeq: number) => boolean
+  /**
+   * Whether message `offset` of batch `globalSeq` is still the reader's: the batch is held
+   * (`retained`) and no trim cut past the message. A trim cuts inside the batch holding its cut,
+   * whose earlier messages are dropped for every reader though their bytes stay.
+   */
+  readonly holds: (globalSeq: number, offset: number) => boolean
 }
 
 export interface SubscribeOptions {

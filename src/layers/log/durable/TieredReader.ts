@@ -144,7 +144,9 @@ const tieredCursor = (
       poll: (onMessage, maxBatches = Infinity) => readTiered(s, undefined, onMessage, maxBatches),
       pollBatches: (onBatch, maxBatches = Infinity) => readTiered(s, onBatch, undefined, maxBatches),
       awaitMore: (timeoutMs) => awaitMore(s, timeoutMs),
-      retained: (g) => (g >= s.diskLo && g < s.diskHi) || (s.hotCursor?.retained(g) ?? false)
+      retained: (g) => (g >= s.diskLo && g < s.diskHi) || (s.hotCursor?.retained(g) ?? false),
+      // Such a topic is never trimmed (TopicNotTrimmable): what its disk holds, it holds whole batches of.
+      holds: (g, offset) => (g >= s.diskLo && g < s.diskHi) || (s.hotCursor?.holds(g, offset) ?? false)
     }
     return {
       cursor,
