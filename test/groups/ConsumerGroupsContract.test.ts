@@ -63,6 +63,7 @@ const TOPICS = [
   "t23",
   "t24",
   "t25",
+  "t26",
   "dead",
   "dead12",
   "dead15",
@@ -559,6 +560,34 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         expect(behind).toMatchObject({ group: "g25", topic: "t25", requested: 3, earliest: 5, end: 10 })
         expect(got.map((d) => d.offset)).toEqual([0, 1, 2])
         expect(yield* groups.describe("g25")).toMatchObject({ behindRetention: { needs: 3, earliest: 5 } })
+      }))
+
+    it.effect("byKey, a trim inside the batch a member reads drops the messages before the cut for the group too", () =>
+      Effect.gen(function*() {
+        const groups = yield* ConsumerGroups
+        yield* groups.create({ name: "g26", topic: "t26", byKey: true, ackWaitMs: 3_600_000 })
+        // One batch of one key: the member that took its first three stops in it, its place kept.
+        yield* publish("t26", 10, { keys: 1 })
+        const got: Array<Delivery> = []
+        const three = yield* Deferred.make<void>()
+        const member = yield* groups.join("g26", { maxInFlight: 3 }).pipe(
+          Stream.runForEach((d) =>
+            Effect.suspend(() => got.push(d) === 3 ? Deferred.succeed(three, undefined) : Effect.void)
+          ),
+          Effect.fork
+        )
+        yield* Deferred.await(three)
+        yield* (yield* TrimTopic)("t26", 5)
+        for (const d of got.slice()) expect(yield* d.ack).toBe(true)
+        const behind = yield* Effect.flip(
+          Effect.raceFirst(
+            Fiber.join(member),
+            Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member did not fail"))
+          )
+        )
+        expect(behind).toBeInstanceOf(GroupBehindRetention)
+        expect(behind).toMatchObject({ group: "g26", topic: "t26", requested: 3, earliest: 5, end: 10 })
+        expect(got.map((d) => d.offset)).toEqual([0, 1, 2])
       }))
 
     it.effect("a message to deliver again that the topic no longer holds fails the next member naming it: not skipped", () =>

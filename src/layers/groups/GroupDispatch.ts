@@ -139,6 +139,11 @@ const dispatchOwned = (m: MemberState, nowMs: number, out: Array<Delivery>): Eff
       m.batch = undefined
       m.seekTo = undefined
     }
+    // The rest of a batch kept from an earlier pass: a trim since may have cut past it (its copy stays whole).
+    const kept = m.batch
+    if (kept !== undefined && m.index < kept.count && !m.reader.holds(kept, kept.start + m.index)) {
+      return yield* m.reader.behindAt(kept.start + m.index)
+    }
     let outcome: Dispatched = "end"
     for (;;) {
       if (m.batch === undefined || m.index >= m.batch.count) {

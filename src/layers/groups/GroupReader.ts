@@ -7,7 +7,8 @@
  *   copy was made: members claim from one frontier, and a batch copied whole is mostly claimed by
  *   others before the member that copied it comes back to it.
  * - byKey, a member reads a batch at a time into a copy of its payload (`next`), made inside the
- *   reader's callback and used only once the read confirmed the batch intact.
+ *   reader's callback and used only once the read confirmed the batch intact; what it keeps of the
+ *   copy for a later pass is handed out only while the topic still holds it (`holds`: a trim since).
  * A reader that fell behind what the topic holds gets `GroupBehindRetention` naming the offsets,
  * never skipped messages.
  *
@@ -54,6 +55,8 @@ export class BatchCopy {
   /** Where each message's record starts in `payload`. */
   private readonly at: Uint32Array
   constructor(
+    /** The batch's place in the total order (what the cursor says is held). */
+    readonly globalSeq: number,
     /** The offset of its first message. */
     readonly start: number,
     readonly count: number,
@@ -123,7 +126,7 @@ const copyOf = (batch: LogBatchView): BatchCopy | string => {
   const payload = new Uint8Array(batch.length)
   payload.set(batch.bytes.subarray(batch.offset, batch.offset + batch.length))
   const problem = checkBatchPayload(payload, batch.messageCount)
-  return problem ?? new BatchCopy(batch.totalOrder, batch.messageCount, payload)
+  return problem ?? new BatchCopy(batch.globalSeq, batch.totalOrder, batch.messageCount, payload)
 }
 
 export class GroupReader {
@@ -276,7 +279,12 @@ export class GroupReader {
     if (payload === undefined) return { corrupt: `the records of the batch at ${batch.start} run past its payload` }
     if (!Number.isSafeInteger(base) || base < 0) return { corrupt: `the batch at ${batch.start} has no base timestamp` }
     const problem = checkBatchPayload(payload, count, skip)
-    return problem === undefined ? new BatchCopy(from, count, payload, base) : { corrupt: problem }
+    return problem === undefined ? new BatchCopy(batch.globalSeq, from, count, payload, base) : { corrupt: problem }
+  }
+
+  /** Whether the topic still holds message `offset` of `copy`, read earlier: no trim cut past it since (nor the batch went). */
+  holds(copy: BatchCopy, offset: number): boolean {
+    return this.cursor !== undefined && this.cursor.holds(copy.globalSeq, offset)
   }
 
   /** The group fell behind what the topic holds at `offset` (a batch it read went before it was copied). */
