@@ -675,7 +675,8 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
         yield* Fiber.interrupt(a)
         // A window for B's looks (every CHECK_EVERY_MS while it has no room) to find them before its room comes back.
         yield* realSleep(10 * CHECK_EVERY_MS)
-        expect(yield* gotB[0]!.ack).toBe(true)
+        // Its outcome is not the point: B, holding all it may, may have been told at a look already.
+        yield* gotB[0]!.ack
         const gone = yield* Effect.flip(
           Effect.raceFirst(
             Fiber.join(b),
