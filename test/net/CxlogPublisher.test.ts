@@ -86,4 +86,35 @@ describe("CxlogPublisher", () => {
       expect(why).toMatchObject({ _tag: "BrokersUnreachable" })
       await expect(failed.close()).resolves.toBeUndefined()
     }))
+
+  it.scopedLive("close() with publishes waiting for window room: each resolves with its message acknowledged, or rejects PublisherClosed with nothing taken", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        // A window of one 4 KiB batch: of 3000-byte messages one is in flight and one gathers, the rest wait for room.
+        for (let round = 0; round < 5; round++) {
+          const publisher = await CxlogPublisher.open({
+            ...anonymous,
+            brokers,
+            topic: "events",
+            maxInFlightBatches: 1,
+            adaptiveWindow: false,
+            batchBytes: 4096
+          })
+          const outcomes = Array.from(
+            { length: 20 },
+            (_, i) =>
+              publisher.publish(`${i}`.padEnd(3000, "x")).then(() => "published", (e: { _tag?: string }) => e._tag)
+          )
+          await publisher.close()
+          const settled = await Promise.all(outcomes)
+          const published = settled.filter((outcome) => outcome === "published").length
+          expect(settled.filter((outcome) => outcome !== "published"), `round ${round}`).toEqual(
+            Array(20 - published).fill("PublisherClosed")
+          )
+          // Every message a resolved publish took went out with the flush: none was taken after it, to go unsent.
+          expect(publisher.stats(), `round ${round}`).toMatchObject({ messages: published, ackedMessages: published })
+        }
+      })
+    }))
 })

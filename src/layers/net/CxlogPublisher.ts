@@ -13,6 +13,7 @@
  * ```
  */
 import { Cause, Data, type Duration, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
+import { setMaxListeners } from "node:events"
 import { withMillis } from "../../Durations.js"
 import {
   InvalidPublisherOptions,
@@ -55,12 +56,20 @@ const accepted = Promise.resolve()
 export class CxlogPublisher {
   private closed = false
   private closing: Promise<void> | undefined
+  /**
+   * Ends the publishes still waiting for window room when `close()` starts: let in once room
+   * came, they would land after its flush and go unsent with the publisher, their promises resolved.
+   */
+  private readonly stop = new AbortController()
 
   private constructor(
     private readonly runtime: ManagedRuntime.ManagedRuntime<Publisher, unknown>,
     private readonly publisher: PublisherShape,
     private readonly ackTimeoutMs: number
-  ) {}
+  ) {
+    // Every publish waiting for room listens to it while it waits: any number at once is no leak.
+    setMaxListeners(0, this.stop.signal)
+  }
 
   /**
    * Starts connecting to the brokers; rejects with `InvalidPublisherOptions`. Without
@@ -126,7 +135,7 @@ export class CxlogPublisher {
     const taken = this.publisher.tryPublish(bytes, message)
     if (taken === true) return accepted
     if (taken !== false) return Promise.reject(taken)
-    return this.run(this.publisher.publish(bytes, message))
+    return this.run(this.publisher.publish(bytes, message), this.stop.signal)
   }
 
   /** Resolves when everything published so far is acknowledged; rejects with `PublishAckTimeout` after `timeoutMs`. */
@@ -156,7 +165,8 @@ export class CxlogPublisher {
   /**
    * Flushes (bounded by `timeoutMs`, default `ackTimeoutMs`), then closes every connection. If
    * messages are left unacknowledged it still closes, and rejects with `PublisherCloseUnflushed`
-   * naming how many. `{ flush: false }` closes at once, abandoning them.
+   * naming how many. `{ flush: false }` closes at once, abandoning them. A `publish` still waiting
+   * for window room rejects with `PublisherClosed`, nothing of it sent.
    */
   close(options: CloseOptions = {}): Promise<void> {
     this.closing ??= this.closeOnce(options)
@@ -164,8 +174,10 @@ export class CxlogPublisher {
   }
 
   private async closeOnce(options: CloseOptions): Promise<void> {
-    // From here on publish rejects with PublisherClosed: the flush covers everything published before.
+    // From here on publish rejects with PublisherClosed, a publish waiting for window room too
+    // (nothing of it taken): the flush covers every message taken before.
     this.closed = true
+    this.stop.abort()
     const flushed = options.flush === false
       ? Exit.void
       : await this.runtime.runPromiseExit(
@@ -180,11 +192,13 @@ export class CxlogPublisher {
     }
   }
 
-  /** Runs an effect, rejecting with its typed error itself (not a FiberFailure wrapper). */
-  private async run<A, E>(effect: Effect.Effect<A, E, Publisher>): Promise<A> {
+  /** Runs an effect until it ends or `signal` aborts, rejecting with its typed error itself (not a FiberFailure wrapper). */
+  private async run<A, E>(effect: Effect.Effect<A, E, Publisher>, signal?: AbortSignal): Promise<A> {
     if (this.closed) throw new PublisherClosed()
-    const exit = await this.runtime.runPromiseExit(effect)
+    const exit = await this.runtime.runPromiseExit(effect, signal === undefined ? undefined : { signal })
     if (Exit.isSuccess(exit)) return exit.value
+    // Ended by close(): the message was never taken.
+    if (this.closed && Cause.isInterruptedOnly(exit.cause)) throw new PublisherClosed()
     throw Cause.squash(exit.cause)
   }
 }
