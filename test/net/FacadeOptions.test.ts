@@ -8,6 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { readFileSync } from "node:fs"
+import { CxlogGroup, type CxlogGroupOptions } from "../../src/layers/groups/CxlogGroup.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { CxlogAdmin, type CxlogAdminOptions } from "../../src/layers/net/CxlogAdmin.js"
@@ -91,6 +92,27 @@ describe("the Promise facades' options", () => {
       ) {
         const error = await refused(CxlogAdmin.open(given as unknown as CxlogAdminOptions))
         expect(error).toMatchObject({ _tag: "InvalidAdminOptions", message: expect.stringContaining(says) })
+      }
+    }))
+
+  it.live("a remote group member's: a timeout out of range or not a number, brokers as text: InvalidGroupSpec naming each", () =>
+    Effect.promise(async () => {
+      // Nothing listens on port 1: refused there, the member would blame the broker.
+      const nowhere = [{ host: "127.0.0.1", port: 1 }]
+      for (
+        const [given, says] of [
+          [{ connectTimeoutMs: -1 }, "connectTimeoutMs must be a number of milliseconds from 1 to"],
+          [
+            { requestTimeoutMs: "5000" },
+            `requestTimeoutMs must be a number of milliseconds from 1 to 2147483647, not "5000"`
+          ],
+          [{ brokers: "127.0.0.1:7400" }, `brokers is a list of addresses`]
+        ] as const
+      ) {
+        const options = { ...anonymous, brokers: nowhere, group: "workers", ...given } as CxlogGroupOptions
+        const error = await refused(CxlogGroup.open(options as Parameters<typeof CxlogGroup.open>[0]))
+        expect(error, JSON.stringify(given)).toMatchObject({ _tag: "InvalidGroupSpec", group: "workers" })
+        expect(error!.message, JSON.stringify(given)).toContain(says)
       }
     }))
 

@@ -16,6 +16,7 @@
  * ```
  */
 import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
+import { withMillis } from "../../Durations.js"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import {
   ConsumerGroups,
@@ -28,6 +29,7 @@ import {
 } from "../../services/groups/ConsumerGroups.js"
 import { headerText } from "../../services/net/Subscriber.js"
 import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
+import { remoteLinkProblem } from "../net/RemoteOptionsCheck.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
 import { groupToJoin } from "./GroupSpecs.js"
@@ -250,6 +252,9 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
   static async open(options: CxlogGroupOptions & RemoteGroupsOptions): Promise<CxlogGroup> {
     options.signal?.throwIfAborted()
     checkNames(options, REMOTE_MEMBER_NAMES)
+    // As CxlogAdmin's: else a timeout out of range blames the broker, brokers as text throws a TypeError.
+    const unusable = remoteLinkProblem(withMillis(options, ["connectTimeout", "requestTimeout"]))
+    if (unusable !== undefined) throw new InvalidGroupSpec({ group: options.group, reason: unusable })
     const { create: _create, group: _group, maxInFlight: _maxInFlight, signal: _signal, ...remote } = options
     return CxlogGroup.joinWith(layerRemote(remote), options)
   }
