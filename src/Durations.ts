@@ -5,7 +5,7 @@
  * code written against it. When both are given the duration wins. The engines read the number
  * form: `withMillis` fills it in where the options enter.
  */
-import { Duration } from "effect"
+import { Duration, Option } from "effect"
 
 /** The duration names of `O`: each `x` whose `xMs` is a number field too. */
 type DurationNames<O> = {
@@ -23,3 +23,14 @@ export const withMillis = <O extends object>(options: O, names: ReadonlyArray<Du
   }
   return resolved
 }
+
+/**
+ * Why `given`, the option `name`, is no duration (`"5 sekonds"`, an object), or undefined: a
+ * JavaScript caller can pass anything, and `withMillis` throws on what does not decode.
+ */
+export const durationProblem = (name: string, given: unknown): string | undefined =>
+  given === undefined || Option.isSome(Duration.decodeUnknown(given))
+    ? undefined
+    : `${name} must be a duration ("5 seconds", Duration.seconds(5)) or a number of milliseconds, not ${
+      typeof given === "string" ? JSON.stringify(given) : String(given)
+    }`

@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import { type AddressInfo, createServer } from "node:net"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
+import { type CloseOptions, CxlogPublisher } from "../../src/layers/net/CxlogPublisher.js"
 import { CxlogSubscriber } from "../../src/layers/net/CxlogSubscriber.js"
 import type { PublishAck } from "../../src/services/net/Publisher.js"
 import { anonymous } from "../fixtures/anonymous-region.js"
@@ -115,6 +115,33 @@ describe("CxlogPublisher", () => {
           // Every message a resolved publish took went out with the flush: none was taken after it, to go unsent.
           expect(publisher.stats(), `round ${round}`).toMatchObject({ messages: published, ackedMessages: published })
         }
+      })
+    }))
+
+  it.scopedLive("close() with options it cannot take rejects with InvalidPublisherOptions naming them, nothing closed; a close() it can take closes", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
+      yield* Effect.promise(async () => {
+        const publisher = await CxlogPublisher.open({ ...anonymous, brokers, topic: "events" })
+        const cases: ReadonlyArray<readonly [unknown, string]> = [
+          [
+            { timeout: "5 sekonds" },
+            `close's timeout must be a duration ("5 seconds", Duration.seconds(5)) or a number of milliseconds, not "5 sekonds"`
+          ],
+          [{ timeoutMs: "5000" }, "close takes a timeout in milliseconds from 0 to 2147483647, not 5000"],
+          [{ timeoutMs: Number.NaN }, "close takes a timeout in milliseconds from 0 to 2147483647, not NaN"],
+          [{ flush: "no" }, "close's flush is true or false, not no"],
+          [null, "close takes { flush, timeoutMs, timeout } or nothing, not null"]
+        ]
+        for (const [given, says] of cases) {
+          const error = await publisher.close(given as CloseOptions).then(() => undefined, (e: unknown) => e)
+          expect(error, JSON.stringify(given)).toMatchObject({ _tag: "InvalidPublisherOptions" })
+          expect((error as Error).message, JSON.stringify(given)).toContain(says)
+        }
+        // Still open: it publishes, and the close it can take flushes and closes it.
+        await publisher.publish("after the refusals", { acked: true })
+        await publisher.close({ timeout: "5 seconds" })
+        expect(publisher.stats()).toMatchObject({ messages: 1, ackedMessages: 1 })
       })
     }))
 })

@@ -14,7 +14,7 @@
  */
 import { Cause, Data, type Duration, type Effect, Exit, type Layer, ManagedRuntime } from "effect"
 import { setMaxListeners } from "node:events"
-import { withMillis } from "../../Durations.js"
+import { durationProblem, withMillis } from "../../Durations.js"
 import {
   InvalidPublisherOptions,
   type MessageOptions,
@@ -48,6 +48,21 @@ export interface CloseOptions {
   readonly timeoutMs?: number
   /** `timeoutMs` as a duration (`"5 seconds"`, `Duration.seconds(5)`); given both, this one counts. */
   readonly timeout?: Duration.DurationInput
+}
+
+/** Why `close` cannot take `options` (a JavaScript caller can pass anything), or undefined. */
+const closeOptionsProblem = (options: unknown): string | undefined => {
+  if (typeof options !== "object" || options === null) {
+    return `close takes { flush, timeoutMs, timeout } or nothing, not ${String(options)}`
+  }
+  const { flush, timeout } = options as CloseOptions
+  if (flush !== undefined && typeof flush !== "boolean") return `close's flush is true or false, not ${String(flush)}`
+  const noDuration = durationProblem("close's timeout", timeout)
+  if (noDuration !== undefined) return noDuration
+  const { timeoutMs } = withMillis(options as CloseOptions, ["timeout"])
+  return timeoutMs === undefined || (typeof timeoutMs === "number" && timeoutMs >= 0 && timeoutMs <= MAX_TIMER_MS)
+    ? undefined
+    : `close takes a timeout in milliseconds from 0 to ${MAX_TIMER_MS}, not ${String(timeoutMs)}`
 }
 
 const encoder = new TextEncoder()
@@ -165,10 +180,17 @@ export class CxlogPublisher {
   /**
    * Flushes (bounded by `timeoutMs`, default `ackTimeoutMs`), then closes every connection. If
    * messages are left unacknowledged it still closes, and rejects with `PublisherCloseUnflushed`
-   * naming how many. `{ flush: false }` closes at once, abandoning them. A `publish` still waiting
+   * naming how many. `{ flush: false }` closes at once, abandoning them. Options it cannot take
+   * reject with `InvalidPublisherOptions`, nothing closed. A `publish` still waiting
    * for window room rejects with `PublisherClosed`, nothing of it sent.
    */
   close(options: CloseOptions = {}): Promise<void> {
+    if (this.closing === undefined) {
+      // Refused before anything closes, as flush's bound is: a bound that is no number of
+      // milliseconds would never expire, and a close that threw midway kept every connection.
+      const problem = closeOptionsProblem(options)
+      if (problem !== undefined) return Promise.reject(new InvalidPublisherOptions({ reason: problem }))
+    }
     this.closing ??= this.closeOnce(options)
     return this.closing
   }
