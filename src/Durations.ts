@@ -34,3 +34,15 @@ export const durationProblem = (name: string, given: unknown): string | undefine
     : `${name} must be a duration ("5 seconds", Duration.seconds(5)) or a number of milliseconds, not ${
       typeof given === "string" ? JSON.stringify(given) : String(given)
     }`
+
+/** The first of `names` given in `options` that is no duration, as `durationProblem` says it. */
+export const durationsProblem = <O extends object>(
+  options: O,
+  names: ReadonlyArray<DurationNames<O>>
+): string | undefined => {
+  for (const name of names) {
+    const problem = durationProblem(String(name), options[name])
+    if (problem !== undefined) return problem
+  }
+  return undefined
+}

@@ -6,7 +6,7 @@
  * commit naming another topic.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { type Duration, Effect, Layer } from "effect"
 import { readFileSync } from "node:fs"
 import { CxlogGroup, type CxlogGroupOptions } from "../../src/layers/groups/CxlogGroup.js"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
@@ -114,6 +114,32 @@ describe("the Promise facades' options", () => {
         expect(error, JSON.stringify(given)).toMatchObject({ _tag: "InvalidGroupSpec", group: "workers" })
         expect(error!.message, JSON.stringify(given)).toContain(says)
       }
+    }))
+
+  it.live("a duration option that is no duration: every facade refuses it with its typed error, naming it", () =>
+    Effect.promise(async () => {
+      const nowhere = [{ host: "127.0.0.1", port: 1 }]
+      const says = (name: string) => ({
+        message: expect.stringContaining(
+          `${name} must be a duration ("5 seconds", Duration.seconds(5)) or a number of milliseconds, not "5 sekonds"`
+        )
+      })
+      // What a JavaScript caller may give (TypeScript would not take it).
+      const bad = "5 sekonds" as Duration.DurationInput
+      const options = { ...anonymous, brokers: nowhere }
+      expect({
+        ackTimeout: await refused(CxlogPublisher.open({ ...options, topic: "events", ackTimeout: bad })),
+        connectTimeout: await refused(CxlogPublisher.open({ ...options, topic: "events", connectTimeout: bad })),
+        subscriber: await refused(CxlogSubscriber.open({ ...options, topic: "events", connectTimeout: bad })),
+        admin: await refused(CxlogAdmin.open({ ...options, requestTimeout: bad })),
+        member: await refused(CxlogGroup.open({ ...options, group: "workers", connectTimeout: bad }))
+      }).toMatchObject({
+        ackTimeout: { _tag: "InvalidPublisherOptions", ...says("ackTimeout") },
+        connectTimeout: { _tag: "InvalidPublisherOptions", ...says("connectTimeout") },
+        subscriber: { _tag: "InvalidSubscribeOptions", ...says("connectTimeout") },
+        admin: { _tag: "InvalidAdminOptions", ...says("requestTimeout") },
+        member: { _tag: "InvalidGroupSpec", ...says("connectTimeout") }
+      })
     }))
 
   it.scopedLive("TLS options no connection can be made with: every client refuses them at open, naming them", () =>

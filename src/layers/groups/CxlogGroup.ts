@@ -16,7 +16,6 @@
  * ```
  */
 import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
-import { withMillis } from "../../Durations.js"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import {
   ConsumerGroups,
@@ -253,7 +252,7 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
     options.signal?.throwIfAborted()
     checkNames(options, REMOTE_MEMBER_NAMES)
     // As CxlogAdmin's: else a timeout out of range blames the broker, brokers as text throws a TypeError.
-    const unusable = remoteLinkProblem(withMillis(options, ["connectTimeout", "requestTimeout"]))
+    const unusable = remoteLinkProblem(options)
     if (unusable !== undefined) throw new InvalidGroupSpec({ group: options.group, reason: unusable })
     const { create: _create, group: _group, maxInFlight: _maxInFlight, signal: _signal, ...remote } = options
     return CxlogGroup.joinWith(layerRemote(remote), options)

@@ -16,7 +16,6 @@
  * with an option it does not take, with `InvalidAdminOptions`.
  */
 import { Cause, Data, Effect, Exit, Scope } from "effect"
-import { withMillis } from "../../Durations.js"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import {
   type TopicBounds,
@@ -53,7 +52,7 @@ export class CxlogAdmin {
   /** Connects to the first broker that takes this client (in the order given); rejects with `TopicsUnavailable` when none does. */
   static async open(options: CxlogAdminOptions): Promise<CxlogAdmin> {
     const unknown = unknownOptionsReason(options, OPTION_NAMES, "an admin client") ??
-      remoteLinkProblem(withMillis(options, ["connectTimeout", "requestTimeout"]))
+      remoteLinkProblem(options)
     if (unknown !== undefined) throw new InvalidAdminOptions({ reason: unknown })
     const scope = Effect.runSync(Scope.make())
     const exit = await Effect.runPromiseExit(

@@ -4,7 +4,7 @@
  */
 import { Schema } from "effect"
 import { randomInt } from "node:crypto"
-import { withMillis } from "../../Durations.js"
+import { durationsProblem, withMillis } from "../../Durations.js"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import { TopicName } from "../../services/log/Topics.js"
 import {
@@ -53,9 +53,11 @@ const { brokers: _brokers, ...LOCAL_OPTION_NAMES } = OPTION_NAMES
 /** Why `given` is not a publisher's options object, or names options no publisher takes (a local one: `local`); undefined when it is fine. */
 export const optionsProblem = (given: unknown, local = false): string | undefined => {
   if (typeof given !== "object" || given === null) return `a publisher's options are an object, not ${String(given)}`
-  return local
+  return (local
     ? unknownOptionsReason(given, LOCAL_OPTION_NAMES, "a local publisher")
-    : unknownOptionsReason(given, OPTION_NAMES, "a publisher")
+    : unknownOptionsReason(given, OPTION_NAMES, "a publisher")) ??
+    // Before `settingsOf` reads them: `withMillis` throws on one that is no duration.
+    durationsProblem(given as PublisherOptions, ["linger", "connectTimeout", "ackTimeout", "reconnectDelay"])
 }
 
 export const settingsOf = (given: PublisherOptions) => {

@@ -5,6 +5,7 @@
  * in silence.
  */
 import { Effect } from "effect"
+import { durationsProblem, withMillis } from "../../Durations.js"
 import { InvalidSubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
 import { brokersProblem } from "./BrokerAddress.js"
 import { clientTlsProblem } from "./ClientTls.js"
@@ -21,11 +22,12 @@ const shown = (value: unknown): string => (typeof value === "string" ? JSON.stri
 const isIntegerIn = (value: unknown, min: number, max: number): boolean =>
   typeof value === "number" && Number.isInteger(value) && value >= min && value <= max
 
-/** Why `options` cannot open a link to brokers (a subscriber's, an admin client's), or undefined; durations in milliseconds. */
-export const remoteLinkProblem = (options: RemoteLinkOptions): string | undefined => {
-  const { brokers, connectTimeoutMs, credentials, insecure, region, requestTimeoutMs, tls } = options
-  const unusable = brokersProblem(brokers)
+/** Why `given` cannot open a link to brokers (a subscriber's, an admin client's, a remote member's), or undefined. */
+export const remoteLinkProblem = (given: RemoteLinkOptions): string | undefined => {
+  const unusable = brokersProblem(given.brokers) ?? durationsProblem(given, ["connectTimeout", "requestTimeout"])
   if (unusable !== undefined) return unusable
+  const options = withMillis(given, ["connectTimeout", "requestTimeout"])
+  const { connectTimeoutMs, credentials, insecure, region, requestTimeoutMs, tls } = options
   for (const [name, ms] of [["connectTimeoutMs", connectTimeoutMs], ["requestTimeoutMs", requestTimeoutMs]] as const) {
     if (ms !== undefined && !(typeof ms === "number" && ms > 0 && ms <= MAX_TIMER_MS)) {
       return `${name} must be a number of milliseconds from 1 to ${MAX_TIMER_MS}, not ${shown(ms)}`
@@ -52,7 +54,7 @@ type SubscriberConnection = RemoteLinkOptions & {
   readonly maxBatchBytes?: number
 }
 
-/** Why `options` cannot make a remote subscriber, or undefined (durations already in milliseconds). */
+/** Why `options` cannot make a remote subscriber, or undefined. */
 export const remoteSubscriberProblem = (options: SubscriberConnection): string | undefined => {
   const { bufferBytes, credit, maxBatchBytes } = options
   const link = remoteLinkProblem(options)

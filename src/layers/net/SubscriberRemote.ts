@@ -54,9 +54,10 @@ export interface RemoteSubscriberOptions {
 }
 
 export const makeRemote = (given: RemoteSubscriberOptions): SubscriberShape => {
-  const options = withMillis(withLocalCredentials(given), ["connectTimeout"])
-  const problem = remoteSubscriberProblem(options)
+  // Checked before its durations are read: one that is no duration is refused, naming it.
+  const problem = remoteSubscriberProblem(given)
   if (problem !== undefined) return refusingSubscriber(problem)
+  const options = withMillis(withLocalCredentials(given), ["connectTimeout"])
   const settings: Settings = {
     brokers: options.brokers,
     credit: options.credit ?? 256,
