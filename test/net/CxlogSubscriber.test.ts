@@ -133,7 +133,7 @@ describe("CxlogSubscriber", () => {
       })
     }))
 
-  it.scopedLive("eachBatch runs until its AbortSignal; aborting the open signal ends iteration; a bad topic rejects with TopicNotFound", () =>
+  it.scopedLive("eachBatch runs until its AbortSignal; aborting the open signal ends iteration; a bad topic, or a name no topic can have, rejects with TopicNotFound", () =>
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
@@ -169,6 +169,13 @@ describe("CxlogSubscriber", () => {
         await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "nope" })).rejects.toMatchObject({
           _tag: "TopicNotFound"
         })
+        // A name no topic can have, from a JavaScript caller: as the subscriber in place says it.
+        for (const topic of [5, "", "x".repeat(300)] as unknown as ReadonlyArray<string>) {
+          await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic })).rejects.toMatchObject({
+            _tag: "TopicNotFound",
+            name: String(topic)
+          })
+        }
       })
     }))
 

@@ -4,14 +4,17 @@
  * A JavaScript caller can pass anything; a wrong one is `InvalidSubscribeOptions` in one line,
  * not a Schema tree from deep in the request.
  */
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
 import { ConsumerNameInvalid } from "../../services/log/Consumers.js"
+import { TopicName, TopicNotFound } from "../../services/log/Topics.js"
 import { InvalidSubscribeOptions, type SubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
 import { consumerNameBytes } from "../log/Consumers.js"
 
 /** A value as the caller gave it: a string quoted, anything else as JavaScript prints it (NaN stays NaN). */
 const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
+
+const isTopicName = Schema.is(TopicName)
 
 /** The options a subscribe takes: any other is a caller's mistake (`fromTimestamp`), not left out in silence. */
 const OPTION_NAMES: NamesOf<SubscribeOptions> = { from: true, fromTime: true, consumer: true, autoCommit: true }
@@ -63,6 +66,9 @@ const refusal = (options: SubscribeOptions | undefined): InvalidSubscribeOptions
 export const checkingOptions = (shape: SubscriberShape): SubscriberShape => ({
   ...shape,
   subscribe: (topic, options) => {
+    // A name no topic can have (a JavaScript caller's number, "", 300 letters) names no topic, in place
+    // and through brokers alike: a remote request would not carry it, failing with a Schema tree.
+    if (!isTopicName(topic)) return Effect.fail(new TopicNotFound({ name: String(topic) }))
     const refused = refusal(options)
     return refused === undefined ? shape.subscribe(topic, options) : Effect.fail(refused)
   },
