@@ -133,7 +133,7 @@ describe("CxlogSubscriber", () => {
       })
     }))
 
-  it.scopedLive("eachBatch runs until its AbortSignal; aborting the open signal ends iteration; a bad topic, or a name no topic can have, rejects with TopicNotFound", () =>
+  it.scopedLive("eachBatch runs until its AbortSignal; aborting the open signal ends iteration; a bad topic, or a name no topic can have, rejects with TopicNotFound (topics that are none: InvalidTopicPattern)", () =>
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
@@ -176,6 +176,12 @@ describe("CxlogSubscriber", () => {
             name: String(topic)
           })
         }
+        // So is a list of them that holds something other than names and patterns, not a TypeError.
+        const topics = ["events", null] as unknown as ReadonlyArray<string>
+        await expect(CxlogSubscriber.open({ ...anonymous, brokers, topics })).rejects.toMatchObject({
+          _tag: "InvalidTopicPattern",
+          message: `invalid topic or pattern "null": a topic or pattern is a string, not null`
+        })
       })
     }))
 

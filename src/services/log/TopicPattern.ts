@@ -100,7 +100,14 @@ export const parseSelection = (entries: ReadonlyArray<string>): TopicSelection |
   }
   const names: Array<string> = []
   const patterns: Array<TopicPattern> = []
-  for (const entry of entries) {
+  for (const entry of entries as ReadonlyArray<unknown>) {
+    // A JavaScript caller's entry can be anything: one that is no string is named, not split.
+    if (typeof entry !== "string") {
+      return new InvalidTopicPattern({
+        pattern: String(entry),
+        reason: `a topic or pattern is a string, not ${entry === null ? "null" : typeof entry}`
+      })
+    }
     if (isPattern(entry)) {
       const pattern = parsePattern(entry)
       if (pattern instanceof InvalidTopicPattern) return pattern
