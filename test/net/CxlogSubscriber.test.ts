@@ -185,7 +185,7 @@ describe("CxlogSubscriber", () => {
       })
     }))
 
-  it.scopedLive("fromTime takes a Date as its time in ms; a time that is none, or a from that is no position, rejects open in one line", () =>
+  it.scopedLive("fromTime takes a Date as its time in ms; a time that is none, a from that is no position, or an autoCommit that is no policy rejects open in one line", () =>
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
@@ -211,6 +211,28 @@ describe("CxlogSubscriber", () => {
           })
         await expect(CxlogSubscriber.open({ ...anonymous, brokers, topic: "events", from: -1 })).rejects
           .toMatchObject({ _tag: "InvalidSubscribeOptions" })
+        // An autoCommit that is no policy is refused, not read as the default: false would commit every 100 ms.
+        for (
+          const [autoCommit, says] of [
+            [false, `autoCommit is "off" or { everyMessages, intervalMs }: autoCommit takes an options object`],
+            ["none", `autoCommit is "off" or { everyMessages, intervalMs }: autoCommit takes an options object`],
+            [{ interval: 5 }, "autoCommit has no option interval (its options: everyMessages, intervalMs)"],
+            [{ everyMessages: 0 }, "autoCommit's everyMessages must be a whole number of messages, at least 1, not 0"],
+            [{ intervalMs: "1s" }, `autoCommit's intervalMs must be a number of milliseconds, 0 or more, not "1s"`]
+          ] as const
+        ) {
+          const options = {
+            ...anonymous,
+            brokers,
+            topic: "events",
+            consumer: "c",
+            autoCommit
+          } as CxlogSubscriberOptions
+          await expect(CxlogSubscriber.open(options), JSON.stringify(autoCommit)).rejects.toMatchObject({
+            _tag: "InvalidSubscribeOptions",
+            message: expect.stringContaining(says)
+          })
+        }
         // A misspelt option is refused naming it, not read past: this one would start at the topic's start.
         const misspelt = { ...anonymous, brokers, topic: "events", fromtime: mark } as CxlogSubscriberOptions
         await expect(CxlogSubscriber.open(misspelt)).rejects.toMatchObject({

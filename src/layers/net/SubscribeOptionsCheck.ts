@@ -19,6 +19,34 @@ const isTopicName = Schema.is(TopicName)
 /** The options a subscribe takes: any other is a caller's mistake (`fromTimestamp`), not left out in silence. */
 const OPTION_NAMES: NamesOf<SubscribeOptions> = { from: true, fromTime: true, consumer: true, autoCommit: true }
 
+/** What `autoCommit` takes besides "off". */
+const AUTO_COMMIT_NAMES: NamesOf<Exclude<SubscribeOptions["autoCommit"], "off" | undefined>> = {
+  everyMessages: true,
+  intervalMs: true
+}
+
+/**
+ * Why `autoCommit` is no policy, or undefined. Read as the default otherwise: a JavaScript
+ * caller's `false` or "none" would commit every 100 ms what it meant to commit itself.
+ */
+const autoCommitProblem = (autoCommit: unknown): string | undefined => {
+  if (autoCommit === undefined || autoCommit === "off") return undefined
+  const unknown = unknownOptionsReason(autoCommit, AUTO_COMMIT_NAMES, "autoCommit")
+  if (unknown !== undefined) return `autoCommit is "off" or { everyMessages, intervalMs }: ${unknown}`
+  const { everyMessages, intervalMs } = autoCommit as { everyMessages?: unknown; intervalMs?: unknown }
+  if (
+    everyMessages !== undefined &&
+    !(typeof everyMessages === "number" && (Number.isSafeInteger(everyMessages) || everyMessages === Infinity) &&
+      everyMessages >= 1)
+  ) {
+    return `autoCommit's everyMessages must be a whole number of messages, at least 1, not ${shown(everyMessages)}`
+  }
+  if (intervalMs !== undefined && !(typeof intervalMs === "number" && intervalMs >= 0)) {
+    return `autoCommit's intervalMs must be a number of milliseconds, 0 or more, not ${shown(intervalMs)}`
+  }
+  return undefined
+}
+
 /** Why `options` cannot start a subscription, or undefined. */
 export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): InvalidSubscribeOptions | undefined => {
   if (options === undefined) return undefined
@@ -43,6 +71,8 @@ export const invalidSubscribeOptions = (options: SubscribeOptions | undefined): 
       } is not a time: give milliseconds since the epoch (Date.now(), date.getTime())`
     })
   }
+  const autoCommit = autoCommitProblem(options.autoCommit)
+  if (autoCommit !== undefined) return new InvalidSubscribeOptions({ reason: autoCommit })
   if (from !== undefined && fromTime !== undefined) {
     return new InvalidSubscribeOptions({
       reason: `from ${shown(from)} and fromTime ${fromTime} are both given: fromTime starts in place of from, give one`
