@@ -35,6 +35,23 @@ const clusterOf = async (
   return { runtime, groups, layer: Layer.succeed(ConsumerGroups, groups), publish }
 }
 
+/** What the first `count` dead letters on topic "dead" say of why they are there. */
+const deadLetterReasons = (runtime: Awaited<ReturnType<typeof clusterOf>>["runtime"], count: number) =>
+  runtime.runPromise(Effect.scoped(Effect.gen(function*() {
+    const cursor = yield* (yield* LogReader).subscribe("dead", { from: "earliest" })
+    const found: Array<string> = []
+    while (found.length < count && (yield* cursor.awaitMore(10_000))) {
+      yield* cursor.pollBatches((batch) => {
+        const payload = batch.bytes.slice(batch.offset, batch.offset + batch.length)
+        forEachMessage(payload, batch.messageCount, (m) => {
+          const reason = m.headers?.find((h) => h.name === "cxlog-dead-letter-reason")
+          found.push(reason === undefined ? "none" : new TextDecoder().decode(reason.value))
+        })
+      })
+    }
+    return found
+  })))
+
 describe("CxlogGroup", () => {
   it("for await: each job once, acked; the group creates itself when asked to", async () => {
     const { runtime, layer, publish, groups } = await cluster("jobs")
@@ -112,21 +129,7 @@ describe("CxlogGroup", () => {
       throw new Error(`bad input ${job.offset}`)
     }, { signal: enough.signal })
     await group.close()
-    const reasons = await runtime.runPromise(Effect.scoped(Effect.gen(function*() {
-      const cursor = yield* (yield* LogReader).subscribe("dead", { from: "earliest" })
-      const found: Array<string> = []
-      while (found.length < 1 && (yield* cursor.awaitMore(10_000))) {
-        yield* cursor.pollBatches((batch) => {
-          const payload = batch.bytes.slice(batch.offset, batch.offset + batch.length)
-          forEachMessage(payload, batch.messageCount, (m) => {
-            const reason = m.headers?.find((h) => h.name === "cxlog-dead-letter-reason")
-            found.push(reason === undefined ? "none" : new TextDecoder().decode(reason.value))
-          })
-        })
-      }
-      return found
-    })))
-    expect(reasons).toEqual(["term: the handler failed on delivery 2 of 2: bad input 0"])
+    expect(await deadLetterReasons(runtime, 1)).toEqual(["term: the handler failed on delivery 2 of 2: bad input 0"])
     await runtime.dispose()
   })
 
@@ -419,6 +422,24 @@ describe("CxlogGroup", () => {
         redeliveries: 0,
         deadLetters: 0
       })
+      await runtime.dispose()
+    }
+  )
+
+  it.each([["in place", memoryGroups], ["through a broker", remoteGroups]] as const)(
+    "term with a reason that is no string (%s): an Error says its message, a number itself, where the call threw a TypeError",
+    async (_, groupsOf) => {
+      const { runtime, layer, publish } = await clusterOf(groupsOf, "jobs", "dead")
+      await publish(2)
+      const group = await CxlogGroup.openWith(layer, {
+        group: "workers",
+        create: { topic: "jobs", deadLetterTopic: "dead" }
+      })
+      // As a JavaScript caller's catch block passes what it caught.
+      const reasons = [new Error("bad input"), 404] as ReadonlyArray<unknown> as ReadonlyArray<string>
+      for (const reason of reasons) expect(await (await group.next())!.term(reason)).toBe(true)
+      await group.close()
+      expect(await deadLetterReasons(runtime, 2)).toEqual(["term: bad input", "term: 404"])
       await runtime.dispose()
     }
   )

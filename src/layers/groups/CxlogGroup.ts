@@ -79,7 +79,7 @@ export interface CxlogJob {
   readonly ack: () => Promise<boolean>
   /** Deliver it again after `delayMs` (to the dead letters past `maxDeliver`); an impossible delay rejects with InvalidNakDelay, nothing settled. */
   readonly nak: (delayMs?: number) => Promise<boolean>
-  /** Never again: to the dead letters with `reason`. */
+  /** Never again: to the dead letters with `reason` (an Error: its message, as `process` says what a handler threw). */
   readonly term: (reason?: string) => Promise<boolean>
   /** Still working: its ackWait starts again. */
   readonly inProgress: () => Promise<boolean>

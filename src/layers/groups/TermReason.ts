@@ -16,7 +16,13 @@ const splitsPair = (text: string, at: number) => {
   return code >= 0xd800 && code <= 0xdbff
 }
 
-export const termReason = (reason: string): string => {
+/**
+ * `given` as that text. A JavaScript caller's reason need not be a string (`job.term(error)` in a
+ * catch): an Error says its message and anything else what `String` makes of it, where cutting it
+ * threw a TypeError at the call, out of a method that returns a Promise.
+ */
+export const termReason = (given: unknown): string => {
+  const reason = typeof given === "string" ? given : given instanceof Error ? given.message : String(given)
   let fits = Math.min(reason.length, TERM_REASON_MAX_CHARS)
   if (fits === reason.length && jsonBytes(reason) <= TERM_REASON_MAX_JSON_BYTES) return reason
   if (jsonBytes(reason.slice(0, fits)) > TERM_REASON_MAX_JSON_BYTES) {

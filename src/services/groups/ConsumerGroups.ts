@@ -151,7 +151,7 @@ export interface Delivery {
    * it goes to the dead letters instead.
    */
   readonly nak: (delayMs?: number) => Effect.Effect<boolean, DeadLetterFailed | InvalidNakDelay>
-  /** Never deliver it again: to the dead-letter topic, with `reason`. */
+  /** Never deliver it again: to the dead-letter topic, with `reason` (an Error: its message). */
   readonly term: (reason?: string) => Effect.Effect<boolean, DeadLetterFailed>
   /** Still working on it: its ackWait starts again. */
   readonly inProgress: Effect.Effect<boolean>
