@@ -46,6 +46,12 @@ const OPTION_NAMES: NamesOf<CxlogAdminOptions> = REMOTE_LINK_OPTION_NAMES
 
 export class CxlogAdmin {
   private closing: Promise<void> | undefined
+  /**
+   * The calls under way, which `close` waits for before it closes the connection: one whose
+   * connection closed under it tried the next broker, on a connection opened after the close
+   * and never closed, which kept the process from exiting.
+   */
+  private readonly calls = new Set<Promise<unknown>>()
 
   private constructor(private readonly scope: Scope.CloseableScope, private readonly topics: TopicsShape) {}
 
@@ -105,15 +111,21 @@ export class CxlogAdmin {
     return this.run(this.topics.overview)
   }
 
-  /** Closes the connection; calls after it reject. */
+  /** Closes the connection once the calls under way are answered (each within `requestTimeout`); calls after it reject. */
   close(): Promise<void> {
-    this.closing ??= Effect.runPromise(Scope.close(this.scope, Exit.void))
+    this.closing ??= (async () => {
+      await Promise.allSettled(this.calls)
+      await Effect.runPromise(Scope.close(this.scope, Exit.void))
+    })()
     return this.closing
   }
 
   private async run<A, E>(effect: Effect.Effect<A, E>): Promise<A> {
     if (this.closing !== undefined) throw new TopicsUnavailable({ reason: "this CxlogAdmin is closed" })
-    const exit = await Effect.runPromiseExit(effect)
+    const running = Effect.runPromiseExit(effect)
+    this.calls.add(running)
+    const exit = await running
+    this.calls.delete(running)
     if (Exit.isSuccess(exit)) return exit.value
     throw Cause.squash(exit.cause)
   }
