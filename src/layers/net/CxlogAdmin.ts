@@ -90,7 +90,9 @@ export class CxlogAdmin {
    */
   trimTopic(name: string, target: TrimTarget | { readonly beforeTime: Date }): Promise<TopicBounds> {
     // A Date as `fromTime` takes one: its milliseconds since the epoch.
-    const given = "beforeTime" in target && target.beforeTime instanceof Date
+    // Looked into only when it is an object: a JavaScript caller's `undefined` made `in` throw at the call.
+    const given = typeof target === "object" && target !== null && "beforeTime" in target &&
+        target.beforeTime instanceof Date
       ? { beforeTime: target.beforeTime.getTime() }
       : target as TrimTarget
     return this.run(this.topics.trim(name, given))
