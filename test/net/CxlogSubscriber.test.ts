@@ -96,6 +96,13 @@ describe("CxlogSubscriber", () => {
             await subscriber.commit(4)
             expect(await subscriber.lag()).toBe(10 - subscriber.position)
             await expect(subscriber.commit(100)).rejects.toMatchObject({ _tag: "CommitRejected" })
+            // An offset that is no number (a JavaScript caller's) is refused, not read as "up to the last message".
+            for (const given of ["5", { topic: "events", offset: "5" }, null] as ReadonlyArray<unknown>) {
+              await expect(subscriber.commit(given as number), JSON.stringify(given)).rejects.toMatchObject({
+                _tag: "CommitRejected",
+                reason: expect.stringContaining("an offset is a number (or { topic, offset }), not ")
+              })
+            }
             break
           }
         }

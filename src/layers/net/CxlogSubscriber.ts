@@ -325,6 +325,16 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
    */
   commit(offset?: number | { readonly topic: string; readonly offset?: number }): Promise<void> {
     const reading = this.reading
+    // A JavaScript caller's "110" was no number, so the commit went to the default in silence.
+    const at: unknown = typeof offset === "object" && offset !== null ? offset.offset : offset
+    if (offset === null || !(at === undefined || typeof at === "number")) {
+      return Promise.reject(
+        new CommitRejected({
+          topic: this.topics.join(", "),
+          reason: `an offset is a number (or { topic, offset }), not ${JSON.stringify(offset === null ? null : at)}`
+        })
+      )
+    }
     if (!reading.several) {
       const topic = reading.subscription.topic
       if (typeof offset === "object" && offset.topic !== topic) {
