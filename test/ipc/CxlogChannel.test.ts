@@ -175,6 +175,13 @@ describe("CxlogChannel", () => {
         const subscription = await prices.subscribe()
         expect(await subscription.take(Number.NaN).catch((e: unknown) => e)).toBeInstanceOf(ChannelTakeTimeout)
         expect(await subscription.takeUpTo(4, Number.NaN).catch((e: unknown) => e)).toBeInstanceOf(ChannelTakeTimeout)
+        // Nor does one that is no number at all (a JavaScript caller's string): not a ParseError of the timeout's own.
+        const text = "500" as unknown as number
+        expect(await subscription.take(text).catch((e: unknown) => e)).toMatchObject({
+          _tag: "ChannelTakeTimeout",
+          timeoutMs: Number.NaN
+        })
+        expect(await subscription.takeUpTo(4, text).catch((e: unknown) => e)).toBeInstanceOf(ChannelTakeTimeout)
       } finally {
         await prices.close()
       }

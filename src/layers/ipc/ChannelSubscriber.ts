@@ -175,7 +175,10 @@ export const typedSubscription = <A>(
         direct?.end(closed)
       })
     )
-    const timedOut = (timeoutMs: number) => Effect.fail(new ChannelTakeTimeout({ name, timeoutMs }))
+    // A bound that is no number ("500", a JavaScript caller's) waited not at all, as NaN does: said
+    // as NaN, where the error's own Schema refused it and the take died with a ParseError.
+    const timedOut = (timeoutMs: number) =>
+      Effect.fail(new ChannelTakeTimeout({ name, timeoutMs: typeof timeoutMs === "number" ? timeoutMs : Number.NaN }))
     const closed = Effect.fail(new ChannelSubscriptionClosed({ name }))
     /** What `taken` makes of the buffer once it holds something, waiting at most `timeoutMs` for that. */
     const whenAvailable = <R>(timeoutMs: number, taken: () => Effect.Effect<R, ChannelTakeError>) => {
