@@ -35,6 +35,13 @@ describe("CxlogChannel", () => {
         await prices.publishAll([2, 3, 4].map((price) => ({ symbol: "ACME", price })))
         const refused = await prices.publish({ symbol: "ACME", price: -1 }).catch((e: unknown) => e)
         expect((refused as { _tag: string })._tag).toBe("ChannelEncodeError")
+        // A JavaScript caller's one value, or nothing, where publishAll's list goes: refused, nothing written.
+        for (const values of [5, undefined] as ReadonlyArray<unknown> as ReadonlyArray<Array<typeof Price.Type>>) {
+          await expect(prices.publishAll(values)).rejects.toMatchObject({
+            _tag: "ChannelEncodeError",
+            reason: `publishAll takes an iterable of values, not ${String(values)}`
+          })
+        }
         const seen: Array<number> = []
         for await (const { value } of subscription) {
           seen.push(value.price)

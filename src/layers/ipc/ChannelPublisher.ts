@@ -175,6 +175,13 @@ export const typedPublisher = <A>(
       }),
     publishAll: (values) =>
       Effect.suspend(() => {
+        // A JavaScript caller's one value where the list goes: Array.from made none of a number (written
+        // as nothing, in silence) and threw a TypeError at undefined.
+        if (typeof (values as Partial<Iterable<A>> | null | undefined)?.[Symbol.iterator] !== "function") {
+          return Effect.fail(
+            new ChannelEncodeError({ name, reason: `publishAll takes an iterable of values, not ${String(values)}` })
+          )
+        }
         const all = Array.from(values)
         const encoded: Array<Encoded> = []
         for (const value of all) {
