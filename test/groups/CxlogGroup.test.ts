@@ -321,7 +321,7 @@ describe("CxlogGroup", () => {
     await runtime.dispose()
   })
 
-  it("a nak's delay that cannot be rejects with InvalidNakDelay itself, and the job stays the worker's", async () => {
+  it("a nak's delay that cannot be rejects with InvalidNakDelay itself, process without a handler InvalidGroupSpec, and the job stays the worker's", async () => {
     const { runtime, layer, publish } = await cluster("jobs")
     await publish(1)
     const group = await CxlogGroup.openWith(layer, { group: "workers", create: { topic: "jobs" } })
@@ -330,7 +330,13 @@ describe("CxlogGroup", () => {
       group: "workers",
       offset: undefined
     })
+    // No handler (a JavaScript caller's): refused at once, not a throw per job that naks each to the dead letters.
+    await expect(group.process(undefined as unknown as () => void)).rejects.toMatchObject({
+      _tag: "InvalidGroupSpec",
+      reason: "process takes a handler function, not undefined"
+    })
     const job = (await group.next())!
+    expect(job.deliveryCount).toBe(1)
     await expect(job.nak(Number.NaN)).rejects.toMatchObject({ _tag: "InvalidNakDelay", offset: 0 })
     expect(await job.ack()).toBe(true)
     await group.close()

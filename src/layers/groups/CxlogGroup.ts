@@ -354,6 +354,13 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
    * left open keeps its process from exiting, and its jobs from the others.
    */
   async process(handler: (job: CxlogJob) => unknown, options: ProcessOptions = {}): Promise<void> {
+    // Called, what is no function throws for every job: each would be nak'd to its last delivery.
+    if (typeof handler !== "function") {
+      throw new InvalidGroupSpec({
+        group: this.group,
+        reason: `process takes a handler function, not ${String(handler)}`
+      })
+    }
     const problem = nakDelayProblem(options.nakDelayMs)
     if (problem !== undefined) throw new InvalidNakDelay({ group: this.group, offset: undefined, reason: problem })
     const concurrency = options.concurrency ?? 1
