@@ -164,7 +164,8 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
 
   /**
    * Subscribes through the Subscriber a layer makes: a local one on the region's host
-   * (`Roles.localSubscriber`), or the in-memory cluster of `cxlog/testing` in an app's tests.
+   * (`SubscriberLayers.layer` over `Roles.reader`, docs/clients.md "Reading"), or the in-memory
+   * cluster of `cxlog/testing` in an app's tests.
    * Rejects with the layer's error or the subscription's.
    */
   static async openWith<E>(
