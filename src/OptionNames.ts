@@ -32,3 +32,11 @@ export const unknownOptionsReason = (given: unknown, names: Names, owner: string
     ? undefined
     : `${owner} has no option ${unknown.join(", ")} (its options: ${nameList(names)})`
 }
+
+/** Why an options object's `signal` is no AbortSignal (a JavaScript caller's `{}`), or undefined: looked at before it is used. */
+export const signalProblem = (given: object): string | undefined => {
+  const signal = (given as { readonly signal?: unknown }).signal
+  return signal === undefined || signal instanceof AbortSignal
+    ? undefined
+    : `signal must be an AbortSignal (an AbortController's signal), not ${String(signal)}`
+}

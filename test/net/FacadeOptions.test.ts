@@ -41,7 +41,8 @@ describe("the Promise facades' options", () => {
           { credentials: "alice:secret" },
           `credentials must be { user, secret } (from cxlog user add), not "alice:secret"`
         ],
-        [{ brokers: "127.0.0.1:7400" }, `brokers is a list of addresses`]
+        [{ brokers: "127.0.0.1:7400" }, `brokers is a list of addresses`],
+        [{ signal: {} }, "signal must be an AbortSignal (an AbortController's signal), not [object Object]"]
       ]
       for (const [given, says] of cases) {
         const options = { brokers, topic: "events", ...given } as CxlogSubscriberOptions
@@ -95,7 +96,7 @@ describe("the Promise facades' options", () => {
       }
     }))
 
-  it.live("a remote group member's: a timeout out of range or not a number, brokers as text: InvalidGroupSpec naming each", () =>
+  it.live("a remote group member's: a timeout out of range or not a number, brokers as text, a signal that is none: InvalidGroupSpec naming each", () =>
     Effect.promise(async () => {
       // Nothing listens on port 1: refused there, the member would blame the broker.
       const nowhere = [{ host: "127.0.0.1", port: 1 }]
@@ -106,7 +107,8 @@ describe("the Promise facades' options", () => {
             { requestTimeoutMs: "5000" },
             `requestTimeoutMs must be a number of milliseconds from 1 to 2147483647, not "5000"`
           ],
-          [{ brokers: "127.0.0.1:7400" }, `brokers is a list of addresses`]
+          [{ brokers: "127.0.0.1:7400" }, `brokers is a list of addresses`],
+          [{ signal: {} }, "signal must be an AbortSignal (an AbortController's signal), not [object Object]"]
         ] as const
       ) {
         const options = { ...anonymous, brokers: nowhere, group: "workers", ...given } as CxlogGroupOptions

@@ -16,7 +16,7 @@
  * ```
  */
 import { Cause, Chunk, Effect, Exit, type Layer, ManagedRuntime, Option, Scope, Stream } from "effect"
-import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
+import { type NamesOf, signalProblem, unknownOptionsReason } from "../../OptionNames.js"
 import {
   ConsumerGroups,
   type Delivery,
@@ -55,10 +55,10 @@ const REMOTE_MEMBER_NAMES: NamesOf<CxlogGroupOptions & RemoteGroupsOptions> = {
   ...REMOTE_LINK_OPTION_NAMES
 }
 
-/** Rejects options naming what `names` does not have, before anything connects. */
+/** Rejects options naming what `names` does not have (or a signal that is none), before anything connects. */
 const checkNames = (options: CxlogGroupOptions, names: Readonly<Record<string, true>>) => {
-  const reason = unknownOptionsReason(options, names, "a member")
-  if (reason !== undefined) throw new InvalidGroupSpec({ group: options.group, reason })
+  const reason = unknownOptionsReason(options, names, "a member") ?? signalProblem(options)
+  if (reason !== undefined) throw new InvalidGroupSpec({ group: String(options?.group), reason })
 }
 
 /** A message handed to this member: settle it once with `ack`, `nak` or `term`. */
@@ -195,8 +195,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
    * (`GroupNotFound`, `GroupMembersFull`, …).
    */
   static async openWith<E>(layer: Layer.Layer<ConsumerGroups, E>, options: CxlogGroupOptions): Promise<CxlogGroup> {
-    options.signal?.throwIfAborted()
     checkNames(options, MEMBER_NAMES)
+    options.signal?.throwIfAborted()
     return CxlogGroup.joinWith(layer, options)
   }
 
@@ -249,8 +249,8 @@ export class CxlogGroup implements AsyncIterable<CxlogJob> {
    * when the connection goes (docs/consumers.md, "Remote members").
    */
   static async open(options: CxlogGroupOptions & RemoteGroupsOptions): Promise<CxlogGroup> {
-    options.signal?.throwIfAborted()
     checkNames(options, REMOTE_MEMBER_NAMES)
+    options.signal?.throwIfAborted()
     // As CxlogAdmin's: else a timeout out of range blames the broker, brokers as text throws a TypeError.
     const unusable = remoteLinkProblem(options)
     if (unusable !== undefined) throw new InvalidGroupSpec({ group: options.group, reason: unusable })

@@ -16,7 +16,7 @@
  * up to the last message iterated now; what was read after the last commit comes again to the next member.
  */
 import { Cause, Effect, Exit, type Layer, ManagedRuntime, Scope } from "effect"
-import { type NamesOf, unknownOptionsReason } from "../../OptionNames.js"
+import { type NamesOf, signalProblem, unknownOptionsReason } from "../../OptionNames.js"
 import { InvalidTopicPattern } from "../../services/log/TopicPattern.js"
 import type {
   MessageHeader,
@@ -77,9 +77,9 @@ const SUBSCRIBER_NAMES: NamesOf<CxlogSubscriberOptions> = {
   tls: true
 }
 
-/** Rejects options naming what `names` does not have, before anything connects. */
+/** Rejects options naming what `names` does not have (or a signal that is none), before anything connects. */
 const checkNames = (options: unknown, names: Readonly<Record<string, true>>) => {
-  const reason = unknownOptionsReason(options, names, "a subscriber")
+  const reason = unknownOptionsReason(options, names, "a subscriber") ?? signalProblem(options as object)
   if (reason !== undefined) throw new InvalidSubscribeOptions({ reason })
 }
 
