@@ -3,7 +3,8 @@
  * broker, which holds the member for it (docs/consumers.md, "Remote members"). It creates the group when
  * `--topic` names one that does not exist, joins it, and for each message it is given either
  * prints it and acks it, or (`--exec CMD`) runs `sh -c CMD` with the message's value on stdin
- * and acks when the command exits 0, naks it (delivered again, to any member) otherwise; the
+ * and acks when the command exits 0, naks it (delivered again, to any member) otherwise (but for a
+ * command killed by SIGPIPE: stdout's reader is gone, and the member stops); the
  * commands of every message it holds run at once, and each message's deadline is renewed from
  * the moment it is handed over until it is settled. A message is printed (written out of this
  * process, not just buffered) before it is acked, so a member killed between them has its message
@@ -143,12 +144,22 @@ const handle = (d: Delivery, o: ConsumeOptions, info: GroupInfo, turn: Turn, run
     const command = Effect.zipRight(turn.before, run(o.exec, d)).pipe(Effect.ensuring(turn.done))
     const end = yield* Effect.raceFirst(command, renewing(d, info.ackWaitMs))
     if (end === 0) return yield* d.ack
+    // Nak'd, its next delivery would meet the same closed stdout, and so would every other
+    // message's, all of them going to the dead letters: left unsettled, it is the group's again
+    // once this member has stopped.
+    if (diedOfClosedOutput(end)) return yield* new OutputClosed({ reason: `the command ${endedHow(end)}` })
     yield* Effect.sync(() => process.stderr.write(`${commandFailed(d, end, info)}\n`))
     // Its last delivery: the dead letter says how the command ended, not only how often it was nak'd.
     return yield* isLast(d, info)
       ? d.term(`the command ${endedHow(end)} on delivery ${d.deliveryCount} of ${info.maxDeliver}`)
       : d.nak(o.nakDelayMs)
   })
+
+/**
+ * Whether a command ended as one writing to a pipe nobody reads does (SIGPIPE, or its shell's
+ * 128 + 13 for a command it waited for): its output is this member's stdout, whose reader is gone.
+ */
+const diedOfClosedOutput = (end: CommandEnd): boolean => end === "SIGPIPE" || end === 128 + 13
 
 /** Whether this delivery of the message is its last one before the dead letters (`maxDeliver`). */
 const isLast = (d: Delivery, group: Pick<GroupInfo, "maxDeliver">): boolean =>

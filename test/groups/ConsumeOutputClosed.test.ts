@@ -1,0 +1,62 @@
+/**
+ * `cxlog consume` whose stdout's reader goes away (`| head -2`), as a user runs it on the region's
+ * host: the member stops, and what it could not hand to its reader stays the group's, for the next
+ * member, never spent on deliveries that meet the same closed output up to the dead letters.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { groupsRegionEnv } from "../fixtures/groups-harness.js"
+import { forkCli, runCli, runCliWithin } from "../helpers/CliRoles.js"
+import { uniqueRegion } from "../helpers/Processes.js"
+
+const head = Effect.gen(function*() {
+  const region = yield* uniqueRegion("consume-out")
+  const env = groupsRegionEnv(region)
+  const role = yield* forkCli(["head", "--topic", "jobs"], env)
+  yield* role.event("ready")
+  return env
+})
+
+/** Runs `cxlog ARGS` to the end (at most 30 s), exit 0; its stdout. */
+const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.gen(function*() {
+    const run = yield* runCliWithin(args, env, 30_000)
+    expect(run.code, `cxlog ${args.join(" ")}: ${run.stderr}`).toBe(0)
+    return run.stdout
+  })
+
+const MESSAGES = 200
+
+describe("cxlog consume with its stdout closed", () => {
+  it.scopedLive(
+    "--exec: the commands killed by SIGPIPE are not nak'd to the dead letters: the member stops, the next one gets every message left",
+    () =>
+      Effect.gen(function*() {
+        const env = yield* head
+        yield* cli(["publish", "--local", "--topic", "jobs", "--count", `${MESSAGES}`, "--message-bytes", "16"], env)
+        yield* cli(["groups", "create", "g", "--topic", "jobs", "--max-deliver", "2"], env)
+        // Its reader reads the first output and goes, as `| head -1` does: the commands after it write to nobody.
+        const closed = yield* runCli(
+          ["consume", "--group", "g", "--exec", "cat; echo"],
+          env,
+          (child) => child.stdout!.once("data", () => child.stdout!.destroy())
+        ).pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error("cxlog consume did not stop within 30 s of its stdout closing")
+        }))
+        expect(closed.code).toBe(1)
+        expect(closed.stderr).toContain("cxlog consume: stdout closed (the command was killed by SIGPIPE)")
+        const after = JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))
+        expect(after).toMatchObject({ deadLetters: 0 })
+        // The next member is given every message not acked: nothing was lost to the closed output.
+        const rest = yield* cli(["consume", "--group", "g", "--exec", "cat >/dev/null", "--idle-exit-ms", "2000"], env)
+        expect(rest).toBe("")
+        expect(JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))).toMatchObject({
+          acked: MESSAGES,
+          pending: 0,
+          deadLetters: 0
+        })
+      }),
+    120_000
+  )
+})
