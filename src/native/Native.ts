@@ -61,6 +61,8 @@ export interface NativeAddon {
   wake(buffer: ArrayBuffer, offset: number, count: number): number
   /** Creates a FIFO at `path` with `mode` (replacing a FIFO left there; anything else is EEXIST). */
   mkfifo(path: string, mode: number): void
+  /** Whether the pipe or socket at `fd` has nobody reading it any more (poll(2): POLLERR or POLLHUP). */
+  outputClosed(fd: number): boolean
   crc32c(bytes: ArrayBuffer | ArrayBufferView, offset?: number, length?: number, seed?: number): number
   /** Test-only: `crc32c` on a named implementation; RangeError if this CPU lacks it. */
   crc32cVia(

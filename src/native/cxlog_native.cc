@@ -1,5 +1,5 @@
 // cxlog native memory module: region mapping, cache-line flush, futex doorbells,
-// crc32c and a monotonic clock. Everything else in cxlog is TypeScript.
+// crc32c, a monotonic clock and whether a command's output is still read. Everything else in cxlog is TypeScript.
 #include <napi.h>
 
 #include <atomic>
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1011,6 +1012,24 @@ Napi::Value Mkfifo(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---------------------------------------------------------------------------
+// A command's output: Node says that the reader of its stdout (a pipe, a socket) is gone only
+// when a write fails, so a command with nothing to write would never learn it. poll(2) asking
+// for no event still reports POLLERR (a pipe nobody reads) and POLLHUP (a socket whose peer
+// closed), and changes nothing: libuv's own watch of the descriptor is left as it is.
+
+// outputClosed(fd): whether nobody reads what is written to fd any more.
+Napi::Value OutputClosed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return ThrowType(env, "outputClosed(fd)");
+  struct pollfd watched = {info[0].As<Napi::Number>().Int32Value(), 0, 0};
+  int ready;
+  do ready = poll(&watched, 1, 0);
+  while (ready < 0 && errno == EINTR);
+  if (ready < 0) return ThrowErrno(env, "poll", errno, "output");
+  return Napi::Boolean::New(env, ready > 0 && (watched.revents & (POLLERR | POLLHUP)) != 0);
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -1034,6 +1053,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("monotonicNs", Napi::Function::New(env, MonotonicNs));
   exports.Set("features", Napi::Function::New(env, Features));
   exports.Set("mkfifo", Napi::Function::New(env, Mkfifo));
+  exports.Set("outputClosed", Napi::Function::New(env, OutputClosed));
   return exports;
 }
 

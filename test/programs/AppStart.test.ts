@@ -8,7 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
 import type { ChildProcess } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { ipcHead } from "../fixtures/ipc-member.js"
 import { runCli, runCliWithin } from "../helpers/CliRoles.js"
@@ -132,6 +132,44 @@ describe("cxlog app start", () => {
         )
       }),
     90_000
+  )
+
+  it.scopedLive(
+    "its stdout's reader gone (| head -1), it stops every child and exits 0, with nothing more to print",
+    () =>
+      Effect.gen(function*() {
+        const dir = yield* tempDir("cxlog-app-")
+        // Each says its pid in a file of its own: the app's stdout, which says it too, is closed.
+        writeFileSync(
+          join(dir, "marked.mjs"),
+          `import { writeFileSync } from "node:fs"\nwriteFileSync(new URL("./pid-" + process.pid, import.meta.url), "")\n${STEADY}`
+        )
+        const file = join(dir, "app.json")
+        writeFileSync(file, JSON.stringify({ processes: [{ name: "marked", script: "marked.mjs", count: 2 }] }))
+        const pids = () => readdirSync(dir).filter((f) => f.startsWith("pid-")).map((f) => Number(f.slice(4)))
+        // A failure midway leaves none running: each child runs in a process group of its own.
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const pid of pids()) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
+          })
+        )
+        const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
+          // As `| head -1`: the first output read, the reader goes; the children start and run on, printing nothing more.
+          child.stdout!.once("data", () => child.stdout!.destroy())
+        }))
+        yield* waitFor("two children", () => pids().length === 2, () => readdirSync(dir).join(" "))
+        const result = yield* Fiber.join(app).pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error("cxlog app start ran on 30 s after its stdout closed")
+        }))
+        expect(result.code, result.stderr).toBe(0)
+        yield* waitFor(
+          "the end of the children",
+          () => pids().every((pid) => !isRunning(pid)),
+          () => pids().filter(isRunning).join(" ")
+        )
+      }),
+    60_000
   )
 
   it.scopedLive(

@@ -315,6 +315,27 @@ describe("cxlog serve", () => {
     240_000
   )
 
+  it.scopedLive(
+    "its stdout's reader gone (| head), serve stops its roles and removes its region, exit 0",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-unread")
+        const serving = yield* startServe(["--region", region, "--port", "0", "--broker-count", "1"])
+        yield* awaitReady(serving)
+        const roles = serving.roles()
+        expect(roles).toHaveLength(2)
+        serving.child.stdout!.destroy()
+        const exit = yield* serving.exited.pipe(Effect.timeoutFail({
+          duration: "60 seconds",
+          onTimeout: () => new Error(`serve ran on 60 s after its stdout closed:\n${serving.output()}`)
+        }))
+        expect(exit.code, serving.output()).toBe(0)
+        expect(roles.filter(running)).toEqual([])
+        expect(existsSync(`/dev/shm/${region}`)).toBe(false)
+      }),
+    240_000
+  )
+
   it.scopedLive("SIGKILLed, serve leaves none of its roles running, nor its region", () =>
     Effect.gen(function*() {
       const region = yield* serveRegion("serve-kill")

@@ -329,6 +329,27 @@ describe("cxlog subscribe over TCP", () => {
       expect(consumer!.committed).toBeLessThan(20000)
     }))
 
+  it.scopedLive("stdout closed by its reader with nothing more to print (at the tail, | head -1): it stops all the same, over TCP and in place, exit 0", () =>
+    Effect.gen(function*() {
+      const { env, brokers } = yield* cluster
+      const published = yield* runCli(["publish", "--brokers", brokers[0]!, "--topic", "t", "--count", "1"], env)
+      expect(published.code, published.stderr).toBe(0)
+      for (const where of [["--brokers", brokers[1]!], []]) {
+        // The one message printed and read, the reader goes: the subscriber waits for the next, which never comes.
+        const read = yield* runCli(
+          ["subscribe", ...where, "--topic", "t"],
+          env,
+          (child) => child.stdout!.once("data", () => child.stdout!.destroy())
+        ).pipe(
+          Effect.timeoutFail({
+            duration: "30 seconds",
+            onTimeout: () => new Error(`cxlog subscribe ${where.join(" ")} ran on 30 s after its stdout closed`)
+          })
+        )
+        expect(read.code, read.stderr).toBe(0)
+      }
+    }))
+
   it.scopedLive("a named consumer's member SIGKILLed mid-stream: the next one starts at the committed offset; only the uncommitted window comes again", () =>
     Effect.gen(function*() {
       const { env, brokers } = yield* cluster

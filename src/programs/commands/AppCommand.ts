@@ -22,6 +22,8 @@ export const appCommand = Cli.command({
     const [verb, file, ...rest] = args
     return verb !== "start" || file === undefined || rest.length > 0
       ? failUsage(USAGE)
-      : Cli.load(() => import("../app/RunApp.js")).pipe(Effect.flatMap((m) => m.runApp(file, o.json)))
+      : Effect.zip(Cli.load(() => import("../app/RunApp.js")), Cli.load(() => import("../cli/ClosedOutput.js"))).pipe(
+        Effect.flatMap(([app, output]) => output.untilOutputCloses(app.runApp(file, o.json)))
+      )
   }
 })

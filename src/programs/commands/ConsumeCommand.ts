@@ -76,10 +76,11 @@ export const consumeCommand = Cli.command({
     return Effect.gen(function*() {
       const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
       const { consume } = yield* Cli.load(() => import("../roles/Consume.js"))
+      const { untilOutputCloses } = yield* Cli.load(() => import("../cli/ClosedOutput.js"))
       const remote = o.brokers === undefined
         ? undefined
         : { brokers: parseAddresses(o.brokers), ...(yield* clientSecurity(o)) }
-      return yield* consume({
+      return yield* untilOutputCloses(consume({
         region: { name: o.region, coherence: o.coherence },
         ...(remote === undefined ? {} : { remote }),
         group,
@@ -90,7 +91,7 @@ export const consumeCommand = Cli.command({
         limit: o.limit,
         idleExitMs: o.idleExitMs,
         json: o.json
-      })
+      }))
     })
   }
 })

@@ -118,7 +118,10 @@ export const serveCommand = Cli.command({
       const { requireServeConfig, serve, topicArg } = yield* Cli.load(() => import("../serve/Serve.js"))
       const { detach, stop } = yield* Cli.load(() => import("../serve/ServeDetach.js"))
       if (o.stop) return yield* stop(o.region)
-      if (!o.detach) return yield* serve(options)
+      if (!o.detach) {
+        const { untilOutputCloses } = yield* Cli.load(() => import("../cli/ClosedOutput.js"))
+        return yield* untilOutputCloses(serve(options))
+      }
       // A mistake in the flags or the environment is this command's own (exit 2), not a detached serve's failure.
       yield* requireServeConfig(options)
       return yield* detach(serveArgs(options, topicArg), o.region, o.json)

@@ -109,13 +109,14 @@ export const subscribeCommand = Cli.command({
         const security = yield* clientSecurity(o)
         const remote = o.brokers === undefined ? undefined : { brokers: parseAddresses(o.brokers), ...security }
         const { printTopic } = yield* Cli.load(() => import("../roles/PrintTopics.js"))
+        const { untilOutputCloses } = yield* Cli.load(() => import("../cli/ClosedOutput.js"))
         if (o.from !== undefined && o.fromTime !== undefined) {
           return yield* failUsage("cxlog subscribe: --from and --from-time both say where to start: give one")
         }
         // A pattern no topic name can match is the command line's mistake, said before any region or broker is.
         const selection = parseSelection(topics)
         if (selection instanceof InvalidTopicPattern) return yield* failUsage(`cxlog subscribe: ${selection.message}`)
-        yield* printTopic({
+        yield* untilOutputCloses(printTopic({
           topics,
           ...(o.from === undefined ? {} : { from: o.from }),
           ...(o.fromTime === undefined ? {} : { fromTime: o.fromTime }),
@@ -125,7 +126,7 @@ export const subscribeCommand = Cli.command({
           ...(o.limit === undefined ? {} : { limit: o.limit }),
           idleTimeoutMs: o.idleTimeoutMs,
           format: o.format
-        })
+        }))
         return
       }
       const publishersDone = o.untilPublishersDone
