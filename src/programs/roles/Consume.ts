@@ -287,5 +287,10 @@ export const consume = (o: ConsumeOptions) =>
       (groups) => handleAll(groups.join(o.group, { maxInFlight: joinedInFlight(o) }), o, info)
     )
     // Dead letters go through a local publisher, made only for a group that has somewhere to send them.
-    yield* member.pipe(Effect.provide(groupsOf(o, info.deadLetterTopic !== undefined)))
+    yield* member.pipe(
+      Effect.provide(groupsOf(o, info.deadLetterTopic !== undefined)),
+      // Nobody reads any more: a normal end (exit 0), as for cxlog subscribe and for a member that
+      // found it out with nothing to print (ClosedOutput.ts). It has left: what it did not print is the group's.
+      Effect.catchTag("OutputClosed", () => Effect.void)
+    )
   })
