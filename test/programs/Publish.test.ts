@@ -579,6 +579,39 @@ describe("cxlog publish --local (the CLI): a local publisher, no broker", () => 
     60_000
   )
 
+  it.scopedLive(
+    "SIGTERM while its stdin stays open (tail -f | cxlog publish): it stops, the lines it had are in the log",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("publish-stop")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        yield* head.event("ready")
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn(process.execPath, [cli, "publish", "--local", "--topic", "t"], {
+              stdio: ["pipe", "ignore", "inherit"],
+              env: { ...process.env, ...env }
+            })
+          ),
+          (child) => Effect.sync(() => child.kill("SIGKILL"))
+        )
+        const exited = yield* Deferred.make<number | null>()
+        child.on("close", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
+        // Two lines, and the input left open: the publisher waits for more.
+        child.stdin!.write("alpha\nbeta\n")
+        const read = yield* runCli(["subscribe", "--topic", "t", "--limit", "2"], env)
+        expect(read.stdout).toBe("0\talpha\n1\tbeta\n")
+        child.kill("SIGTERM")
+        const code = yield* Deferred.await(exited).pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error("cxlog publish ran on 30 s after its SIGTERM, its stdin open")
+        }))
+        expect(code).toBe(0)
+      }),
+    60_000
+  )
+
   it.scopedLive("with no head's region there: the failure names the region, exit 1", () =>
     Effect.gen(function*() {
       const region = yield* uniqueRegion("publish-local-none")

@@ -19,3 +19,23 @@ export async function* inputLines(input: AsyncIterable<Uint8Array | string>): As
   }
   if (rest.length > 0) yield rest
 }
+
+/**
+ * The lines of `input` (standard input) for a reader that may stop before its end, a signal
+ * stopping the command: stopping destroys `input` first. An async generator that waits for input
+ * takes its return() only once that input comes, and the stream reading it awaits the return(),
+ * so `cxlog publish` on a pipe that stays open (`tail -f app.log | cxlog publish`) took no SIGTERM
+ * until its input's next line or end.
+ */
+export const stoppableLines = (input: NodeJS.ReadableStream & { destroy: () => void }): AsyncIterable<Uint8Array> => ({
+  [Symbol.asyncIterator]: () => {
+    const lines = inputLines(input)
+    return {
+      next: () => lines.next(),
+      return: () => {
+        input.destroy()
+        return lines.return(undefined)
+      }
+    }
+  }
+})

@@ -31,7 +31,7 @@ import {
 import { quantiles, summarize } from "../report/Percentiles.js"
 import { AUDIT_HEADER_BYTES, stamp } from "../run/Audit.js"
 import { makeMessageClock, type MessageClock } from "../run/MessageClock.js"
-import { inputLines } from "./InputLines.js"
+import { stoppableLines } from "./InputLines.js"
 import { report as reportToParent, type RoleEvent } from "./Report.js"
 
 export interface PublishOptions {
@@ -353,7 +353,7 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
     // Lines: a refused line ends the input, but what was taken before it is still flushed first.
     if (options.count === undefined) {
       const { input, sent } = yield* publishLines(
-        options.lines ?? inputLines(process.stdin),
+        options.lines ?? stoppableLines(process.stdin),
         options.message
       )
       const stopped = input._tag === "Left" ? input.left : undefined
