@@ -21,7 +21,7 @@ import { defaultSequencerOptions } from "../../src/services/log/Sequencer.js"
 import { CxlMemory } from "../../src/services/region/CxlMemory.js"
 import { cli, forkCli, runCli, smallRegionEnv } from "../helpers/CliRoles.js"
 import { tempDir, uniqueRegion } from "../helpers/Processes.js"
-import { until } from "../helpers/ServeProcess.js"
+import { freePorts, until } from "../helpers/ServeProcess.js"
 
 async function* linesOf(lines: ReadonlyArray<string>) {
   yield* lines
@@ -654,4 +654,58 @@ describe("cxlog publish --count (the CLI)", () => {
         /^cxlog publish: 5 of 5 messages not acknowledged: messages 1-5 sent, each may or may not be in the log; none was acknowledged; the final flush failed: (\d+) batches not acknowledged within 1000 ms; acked\/sent: B0=0\/\1 .*is the head \(sequencer\) running\?$/
       )
     }))
+})
+
+describe("cxlog publish stopped (the CLI)", () => {
+  it.scopedLive(
+    "SIGTERM with lines taken that no broker acknowledges: they are flushed within the bound still, and said, exit 1",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* uniqueRegion("publish-stop-unacked")
+        const env = { ...smallRegionEnv, CXLOG_REGION: region }
+        const head = yield* forkCli(["head", "--topic", "t:5:1"], env)
+        yield* head.event("ready")
+        const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
+        const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
+        // Its connections are accepted (by the kernel) and never answered: nothing is acknowledged.
+        broker.child.kill("SIGSTOP")
+        const metricsPort = yield* freePorts(1)
+        const child = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn(process.execPath, [
+              cli,
+              "publish",
+              "--brokers",
+              brokers,
+              "--topic",
+              "t",
+              "--flush-timeout-ms",
+              "1000",
+              "--metrics-port",
+              `${metricsPort}`
+            ], { stdio: ["pipe", "ignore", "pipe"], env: { ...process.env, ...env } })
+          ),
+          (child) => Effect.sync(() => child.kill("SIGKILL"))
+        )
+        let stderr = ""
+        child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()))
+        const exited = yield* Deferred.make<number | null>()
+        child.on("close", (code) => Deferred.unsafeDone(exited, Effect.succeed(code)))
+        child.stdin!.write("alpha\nbeta\n")
+        // Taken by the publisher: a batch of them sealed.
+        const sealed = Effect.promise(() =>
+          fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()).catch(() => "")
+        ).pipe(Effect.map((text) => Number(/^cxlog_publisher_batches(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0)))
+        for (let i = 0; i < 300 && (yield* sealed) === 0; i++) yield* Effect.sleep("100 millis")
+        expect(yield* sealed).toBeGreaterThan(0)
+        child.kill("SIGTERM")
+        const code = yield* Deferred.await(exited).pipe(Effect.timeoutFail({
+          duration: "30 seconds",
+          onTimeout: () => new Error(`cxlog publish ran on 30 s after its SIGTERM: ${stderr}`)
+        }))
+        expect(code, stderr).toBe(1)
+        expect(stderr).toContain("cxlog publish: lines 1-2 were not published")
+      }),
+    60_000
+  )
 })

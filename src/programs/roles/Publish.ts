@@ -282,26 +282,28 @@ export class MessagesNotAcknowledged extends Data.TaggedError("MessagesNotAcknow
   }
 }
 
-/** Publishes each line; gives how many the publisher took, and why the input stopped early if it did. */
-const publishLines = (lines: AsyncIterable<string | Uint8Array>, message: MessageOptions | undefined) =>
+/** Publishes each line, counting in `taken` those the publisher took; why the input stopped early if it did. */
+const publishLines = (
+  lines: AsyncIterable<string | Uint8Array>,
+  message: MessageOptions | undefined,
+  taken: { sent: number }
+) =>
   Effect.gen(function*() {
     const publisher = yield* Publisher
     const encoder = new TextEncoder()
     let line = 0
-    let sent = 0
-    const input = yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) }))
+    return yield* Stream.fromAsyncIterable(lines, (error) => new InputUnreadable({ reason: String(error) }))
       .pipe(
         Stream.runForEach((text) => {
           line++
           const payload = typeof text === "string" ? encoder.encode(text) : text
           return publisher.publish(payload, message).pipe(
             Effect.mapError((cause) => new LineNotPublished({ line, bytes: payload.length, cause })),
-            Effect.tap(() => void sent++)
+            Effect.tap(() => void taken.sent++)
           )
         }),
         Effect.either
       )
-    return { input, sent }
   })
 
 /** A publisher's counts since `base` (the counts at the end of a warm-up). */
@@ -352,25 +354,36 @@ const publishing = (options: PublishOptions, clock: MessageClock) =>
     )
     // Lines: a refused line ends the input, but what was taken before it is still flushed first.
     if (options.count === undefined) {
-      const { input, sent } = yield* publishLines(
-        options.lines ?? stoppableLines(process.stdin),
-        options.message
+      const taken = { sent: 0 }
+      // A line is one message, numbered as the publisher numbers them.
+      const flushLines = (stopped: LineNotPublished | InputUnreadable | undefined) =>
+        publisher.flush(options.flushTimeoutMs).pipe(
+          Effect.mapError((cause) => {
+            const unacknowledged = publisher.unacknowledged()
+            return new LinesNotAcknowledged({
+              line: (unacknowledged[0]?.from ?? taken.sent) + 1,
+              sent: taken.sent,
+              batchesSent: batchesSent(publisher.stats()),
+              unacknowledged,
+              cause,
+              ...(stopped === undefined ? {} : { stopped })
+            })
+          })
+        )
+      const input = yield* publishLines(options.lines ?? stoppableLines(process.stdin), options.message, taken).pipe(
+        // Stopped (SIGTERM, Ctrl-C) while it read: the lines it took are flushed still, within the flush
+        // bound, and those not acknowledged said, exit 1, as at the input's end; they went unsaid, exit 0.
+        Effect.onInterrupt(() =>
+          flushLines(undefined).pipe(Effect.catchAll((failed) =>
+            Effect.sync(() => {
+              process.stderr.write(`cxlog publish: ${failed.message}\n`)
+              process.exitCode = 1
+            })
+          ))
+        )
       )
       const stopped = input._tag === "Left" ? input.left : undefined
-      // A line is one message, numbered as the publisher numbers them.
-      yield* publisher.flush(options.flushTimeoutMs).pipe(
-        Effect.mapError((cause) => {
-          const unacknowledged = publisher.unacknowledged()
-          return new LinesNotAcknowledged({
-            line: (unacknowledged[0]?.from ?? sent) + 1,
-            sent,
-            batchesSent: batchesSent(publisher.stats()),
-            unacknowledged,
-            cause,
-            ...(stopped === undefined ? {} : { stopped })
-          })
-        })
-      )
+      yield* flushLines(stopped)
       if (stopped !== undefined) return yield* Effect.fail(stopped)
     } else {
       const from = warm === undefined ? 0 : warm.messages
