@@ -96,7 +96,7 @@ describe("cxlog consume and cxlog groups", () => {
         ])
         const empty = yield* runCliWithin(["consume", "--group", "runner", "--exec", " "], env, 30_000)
         expect(empty.code).toBe(2)
-        expect(empty.stderr.trim()).toBe("cxlog consume: --exec needs a command (it runs `sh -c CMD` per message)")
+        expect(empty.stderr.trim()).toBe("cxlog consume: --exec: the value is empty: give a CMD")
         const { groups } = JSON.parse(yield* cli(["groups", "--json"], env))
         expect(groups).toMatchObject([
           { name: "printer", acked: 3, pending: 0, deadLetters: 0 },

@@ -70,9 +70,6 @@ export const consumeCommand = Cli.command({
   run: (o) => {
     const group = o.group
     if (group === undefined) return failUsage("cxlog consume: --group NAME is missing (the consumer group to join)")
-    if (o.exec?.trim() === "") {
-      return failUsage("cxlog consume: --exec needs a command (it runs `sh -c CMD` per message)")
-    }
     return Effect.gen(function*() {
       const { clientSecurity } = yield* Cli.load(() => import("../admin/Users.js"))
       const { consume } = yield* Cli.load(() => import("../roles/Consume.js"))
