@@ -6,25 +6,19 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { groupsRegionEnv } from "../fixtures/groups-harness.js"
-import { forkCli, runCli, runCliWithin } from "../helpers/CliRoles.js"
-import { uniqueRegion } from "../helpers/Processes.js"
+import { runCli } from "../helpers/CliRoles.js"
+import { cliOk, groupsHead } from "../helpers/GroupCli.js"
 
-const head = Effect.gen(function*() {
-  const region = yield* uniqueRegion("consume-out")
-  const env = groupsRegionEnv(region)
-  const role = yield* forkCli(["head", "--topic", "jobs"], env)
-  yield* role.event("ready")
-  return env
-})
+const head = groupsHead("consume-out", ["jobs"])
 
-/** Runs `cxlog ARGS` to the end (at most 30 s), exit 0; its stdout. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  Effect.gen(function*() {
-    const run = yield* runCliWithin(args, env, 30_000)
-    expect(run.code, `cxlog ${args.join(" ")}: ${run.stderr}`).toBe(0)
-    return run.stdout
-  })
+/** `cxlog consume --group g` whose stdout's reader goes after its first output: how it ended (at most 30 s). */
+const consumeUntilReaderGoes = (env: Record<string, string>) =>
+  runCli(["consume", "--group", "g"], env, (child) => child.stdout!.once("data", () => child.stdout!.destroy())).pipe(
+    Effect.timeoutFail({
+      duration: "30 seconds",
+      onTimeout: () => new Error("cxlog consume ran on 30 s after its stdout closed")
+    })
+  )
 
 const MESSAGES = 200
 
@@ -34,19 +28,12 @@ describe("cxlog consume with its stdout closed", () => {
     () =>
       Effect.gen(function*() {
         const env = yield* head
-        yield* cli(["publish", "--local", "--topic", "jobs", "--count", "1", "--message-bytes", "16"], env)
-        yield* cli(["groups", "create", "g", "--topic", "jobs"], env)
+        yield* cliOk(["publish", "--local", "--topic", "jobs", "--count", "1", "--message-bytes", "16"], env)
+        yield* cliOk(["groups", "create", "g", "--topic", "jobs"], env)
         // The one message printed and acked, the reader goes: the member waits for more, which never come.
-        const closed = yield* runCli(
-          ["consume", "--group", "g"],
-          env,
-          (child) => child.stdout!.once("data", () => child.stdout!.destroy())
-        ).pipe(Effect.timeoutFail({
-          duration: "30 seconds",
-          onTimeout: () => new Error("cxlog consume ran on 30 s after its stdout closed")
-        }))
+        const closed = yield* consumeUntilReaderGoes(env)
         expect(closed.code, closed.stderr).toBe(0)
-        expect(JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))).toMatchObject({ members: [] })
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "g", "--json"], env))).toMatchObject({ members: [] })
       }),
     60_000
   )
@@ -57,23 +44,16 @@ describe("cxlog consume with its stdout closed", () => {
       Effect.gen(function*() {
         const env = yield* head
         // Far more than a pipe holds: the member is still printing when its reader goes.
-        yield* cli(["publish", "--local", "--topic", "jobs", "--count", "20000", "--message-bytes", "100"], env)
-        yield* cli(["groups", "create", "g", "--topic", "jobs"], env)
-        const closed = yield* runCli(
-          ["consume", "--group", "g"],
-          env,
-          (child) => child.stdout!.once("data", () => child.stdout!.destroy())
-        ).pipe(Effect.timeoutFail({
-          duration: "30 seconds",
-          onTimeout: () => new Error("cxlog consume ran on 30 s after its stdout closed")
-        }))
+        yield* cliOk(["publish", "--local", "--topic", "jobs", "--count", "20000", "--message-bytes", "100"], env)
+        yield* cliOk(["groups", "create", "g", "--topic", "jobs"], env)
+        const closed = yield* consumeUntilReaderGoes(env)
         expect(closed.code, closed.stderr).toBe(0)
         expect(closed.stderr).toBe("")
-        const { acked } = JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))
+        const { acked } = JSON.parse(yield* cliOk(["groups", "describe", "g", "--json"], env))
         expect(acked).toBeLessThan(20000)
-        const rest = yield* cli(["consume", "--group", "g", "--idle-exit-ms", "2000"], env)
+        const rest = yield* cliOk(["consume", "--group", "g", "--idle-exit-ms", "2000"], env)
         expect(rest.trim().split("\n")).toHaveLength(20000 - acked)
-        expect(JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "g", "--json"], env))).toMatchObject({
           acked: 20000,
           pending: 0,
           deadLetters: 0
@@ -87,8 +67,8 @@ describe("cxlog consume with its stdout closed", () => {
     () =>
       Effect.gen(function*() {
         const env = yield* head
-        yield* cli(["publish", "--local", "--topic", "jobs", "--count", `${MESSAGES}`, "--message-bytes", "16"], env)
-        yield* cli(["groups", "create", "g", "--topic", "jobs", "--max-deliver", "2"], env)
+        yield* cliOk(["publish", "--local", "--topic", "jobs", "--count", `${MESSAGES}`, "--message-bytes", "16"], env)
+        yield* cliOk(["groups", "create", "g", "--topic", "jobs", "--max-deliver", "2"], env)
         // Its reader reads the first output and goes, as `| head -1` does: the commands after it write to nobody.
         const closed = yield* runCli(
           ["consume", "--group", "g", "--exec", "cat; echo"],
@@ -101,12 +81,15 @@ describe("cxlog consume with its stdout closed", () => {
         // Stopped by a command's SIGPIPE, or first by the look at its stdout: no message nak'd either way.
         expect(closed.stderr).not.toContain("it is delivered again")
         expect(closed.code, closed.stderr).toBe(0)
-        const after = JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))
+        const after = JSON.parse(yield* cliOk(["groups", "describe", "g", "--json"], env))
         expect(after).toMatchObject({ deadLetters: 0 })
         // The next member is given every message not acked: nothing was lost to the closed output.
-        const rest = yield* cli(["consume", "--group", "g", "--exec", "cat >/dev/null", "--idle-exit-ms", "2000"], env)
+        const rest = yield* cliOk(
+          ["consume", "--group", "g", "--exec", "cat >/dev/null", "--idle-exit-ms", "2000"],
+          env
+        )
         expect(rest).toBe("")
-        expect(JSON.parse(yield* cli(["groups", "describe", "g", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "g", "--json"], env))).toMatchObject({
           acked: MESSAGES,
           pending: 0,
           deadLetters: 0

@@ -124,6 +124,37 @@ const doneOrWaiting = (topic: string, fiber: Fiber.RuntimeFiber<unknown, unknown
 /** A member's work on a message: a few ms of real time (a test's clock is virtual; this is the work, not a wait). */
 const work = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
 
+/**
+ * A member of `group` (made over `topic`, byKey when `keys` is given) that took the first three of
+ * one batch of ten, its place in the batch kept, when a trim cuts the batch at offset 5: the
+ * three it got, acked, and how the member ended (within 20 s of real time).
+ */
+const memberThroughTrimInBatch = (group: string, topic: string, keys?: number) =>
+  Effect.gen(function*() {
+    const groups = yield* ConsumerGroups
+    yield* groups.create({ name: group, topic, ackWaitMs: 3_600_000, ...(keys === undefined ? {} : { byKey: true }) })
+    yield* publish(topic, 10, keys === undefined ? {} : { keys })
+    const got: Array<Delivery> = []
+    const three = yield* Deferred.make<void>()
+    const member = yield* groups.join(group, { maxInFlight: 3 }).pipe(
+      Stream.runForEach((d) =>
+        Effect.suspend(() => got.push(d) === 3 ? Deferred.succeed(three, undefined) : Effect.void)
+      ),
+      Effect.fork
+    )
+    yield* Deferred.await(three)
+    // The cut lies inside the batch: offsets 3 and 4 are dropped for every reader, their bytes still there.
+    yield* (yield* TrimTopic)(topic, 5)
+    for (const d of got.slice()) expect(yield* d.ack).toBe(true)
+    const ended = yield* Effect.flip(
+      Effect.raceFirst(
+        Fiber.join(member),
+        Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member did not fail"))
+      )
+    )
+    return { got, ended }
+  })
+
 /** The first `n` deliveries of a member of `group`, not settled. */
 const take = (group: string, n: number, maxInFlight = n) =>
   Effect.flatMap(
@@ -534,59 +565,22 @@ const contract = (name: string, backing: Layer.Layer<GroupsServices, unknown>) =
 
     it.effect("a trim inside a batch a member read drops the messages before the cut for the group too: none handed out", () =>
       Effect.gen(function*() {
-        const groups = yield* ConsumerGroups
-        yield* groups.create({ name: "g25", topic: "t25", ackWaitMs: 3_600_000 })
         // One batch: the member that took its first three has it at hand for the rest.
-        yield* publish("t25", 10)
-        const got: Array<Delivery> = []
-        const three = yield* Deferred.make<void>()
-        const member = yield* groups.join("g25", { maxInFlight: 3 }).pipe(
-          Stream.runForEach((d) =>
-            Effect.suspend(() => got.push(d) === 3 ? Deferred.succeed(three, undefined) : Effect.void)
-          ),
-          Effect.fork
-        )
-        yield* Deferred.await(three)
-        // The cut lies inside the batch: offsets 3 and 4 are dropped for every reader, their bytes still there.
-        yield* (yield* TrimTopic)("t25", 5)
-        for (const d of got.slice()) expect(yield* d.ack).toBe(true)
-        const behind = yield* Effect.flip(
-          Effect.raceFirst(
-            Fiber.join(member),
-            Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member did not fail"))
-          )
-        )
-        expect(behind).toBeInstanceOf(GroupBehindRetention)
-        expect(behind).toMatchObject({ group: "g25", topic: "t25", requested: 3, earliest: 5, end: 10 })
+        const { ended, got } = yield* memberThroughTrimInBatch("g25", "t25")
+        expect(ended).toBeInstanceOf(GroupBehindRetention)
+        expect(ended).toMatchObject({ group: "g25", topic: "t25", requested: 3, earliest: 5, end: 10 })
         expect(got.map((d) => d.offset)).toEqual([0, 1, 2])
-        expect(yield* groups.describe("g25")).toMatchObject({ behindRetention: { needs: 3, earliest: 5 } })
+        expect(yield* (yield* ConsumerGroups).describe("g25")).toMatchObject({
+          behindRetention: { needs: 3, earliest: 5 }
+        })
       }))
 
     it.effect("byKey, a trim inside the batch a member reads drops the messages before the cut for the group too", () =>
       Effect.gen(function*() {
-        const groups = yield* ConsumerGroups
-        yield* groups.create({ name: "g26", topic: "t26", byKey: true, ackWaitMs: 3_600_000 })
         // One batch of one key: the member that took its first three stops in it, its place kept.
-        yield* publish("t26", 10, { keys: 1 })
-        const got: Array<Delivery> = []
-        const three = yield* Deferred.make<void>()
-        const member = yield* groups.join("g26", { maxInFlight: 3 }).pipe(
-          Stream.runForEach((d) =>
-            Effect.suspend(() => got.push(d) === 3 ? Deferred.succeed(three, undefined) : Effect.void)
-          ),
-          Effect.fork
-        )
-        yield* Deferred.await(three)
-        yield* (yield* TrimTopic)("t26", 5)
-        for (const d of got.slice()) expect(yield* d.ack).toBe(true)
-        const behind = yield* Effect.flip(
-          Effect.raceFirst(
-            Fiber.join(member),
-            Effect.zipRight(realSleep(20_000), Effect.dieMessage("the member did not fail"))
-          )
-        )
-        expect(behind).toBeInstanceOf(GroupBehindRetention)
-        expect(behind).toMatchObject({ group: "g26", topic: "t26", requested: 3, earliest: 5, end: 10 })
+        const { ended, got } = yield* memberThroughTrimInBatch("g26", "t26", 1)
+        expect(ended).toBeInstanceOf(GroupBehindRetention)
+        expect(ended).toMatchObject({ group: "g26", topic: "t26", requested: 3, earliest: 5, end: 10 })
         expect(got.map((d) => d.offset)).toEqual([0, 1, 2])
       }))
 

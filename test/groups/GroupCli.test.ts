@@ -16,25 +16,12 @@ import { existsSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { isPidStopped, processGroupRuns, procStat } from "../../src/layers/region/ProcessInfo.js"
 import { Publisher } from "../../src/services/net/Publisher.js"
-import { groupsRegionEnv, regionClient } from "../fixtures/groups-harness.js"
+import { regionClient } from "../fixtures/groups-harness.js"
 import { cli as cliPath, forkCli, runCliWithin } from "../helpers/CliRoles.js"
-import { isRunning, killGroupsAtEnd, tempDir, uniqueRegion } from "../helpers/Processes.js"
+import { cliOk, groupsHead } from "../helpers/GroupCli.js"
+import { isRunning, killGroupsAtEnd, tempDir } from "../helpers/Processes.js"
 
-const head = Effect.gen(function*() {
-  const region = yield* uniqueRegion("group-cli")
-  const env = groupsRegionEnv(region)
-  const role = yield* forkCli(["head", "--topic", "jobs", "--topic", "dead"], env)
-  yield* role.event("ready")
-  return env
-})
-
-/** Runs `cxlog ARGS` to the end (at most 30 s); its output. */
-const cli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  Effect.gen(function*() {
-    const run = yield* runCliWithin(args, env, 30_000)
-    expect(run.code, `cxlog ${args.join(" ")}: ${run.stderr}`).toBe(0)
-    return run.stdout
-  })
+const head = groupsHead("group-cli", ["jobs", "dead"])
 
 /** Publishes `lines` to `topic` with `cxlog publish --local` (a message per line of its stdin), keyed k1. */
 const publishLines = (env: Record<string, string>, topic: string, lines: ReadonlyArray<string | Buffer>) =>
@@ -60,7 +47,10 @@ describe("cxlog consume and cxlog groups", () => {
       Effect.gen(function*() {
         const env = yield* head
         yield* publishLines(env, "jobs", ["alpha", "beta", "gamma"])
-        const printed = yield* cli(["consume", "--group", "printer", "--topic", "jobs", "--limit", "3", "--json"], env)
+        const printed = yield* cliOk(
+          ["consume", "--group", "printer", "--topic", "jobs", "--limit", "3", "--json"],
+          env
+        )
         expect(printed.trim().split("\n").map((l) => JSON.parse(l))).toMatchObject([
           { group: "printer", offset: 0, deliveryCount: 1, key: "k1", value: "alpha" },
           { offset: 1, value: "beta" },
@@ -97,12 +87,12 @@ describe("cxlog consume and cxlog groups", () => {
         const empty = yield* runCliWithin(["consume", "--group", "runner", "--exec", " "], env, 30_000)
         expect(empty.code).toBe(2)
         expect(empty.stderr.trim()).toBe("cxlog consume: --exec: the value is empty: give a CMD")
-        const { groups } = JSON.parse(yield* cli(["groups", "--json"], env))
+        const { groups } = JSON.parse(yield* cliOk(["groups", "--json"], env))
         expect(groups).toMatchObject([
           { name: "printer", acked: 3, pending: 0, deadLetters: 0 },
           { name: "runner", acked: 2, pending: 0, redeliveries: 1, deadLetters: 1, deadLetterTopic: "dead" }
         ])
-        const dead = JSON.parse(yield* cli(["subscribe", "--topic", "dead", "--limit", "1", "--format", "json"], env))
+        const dead = JSON.parse(yield* cliOk(["subscribe", "--topic", "dead", "--limit", "1", "--format", "json"], env))
         expect(dead).toMatchObject({ key: "k1", payload: "beta" })
         expect(dead.headers).toContainEqual({
           name: "cxlog-dead-letter-reason",
@@ -132,7 +122,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect(killed.stderr.trim()).toBe(
           "cxlog consume: offset 0 (delivery 1 of 1): the command was killed by SIGKILL; that was its last delivery (maxDeliver): it goes to the dead-letter topic dead"
         )
-        const deadLines = yield* cli(["subscribe", "--topic", "dead", "--limit", "2", "--format", "json"], env)
+        const deadLines = yield* cliOk(["subscribe", "--topic", "dead", "--limit", "2", "--format", "json"], env)
         expect(JSON.parse(deadLines.trim().split("\n")[1]!).headers).toContainEqual({
           name: "cxlog-dead-letter-reason",
           value: "term: the command was killed by SIGKILL on delivery 1 of 1"
@@ -141,14 +131,14 @@ describe("cxlog consume and cxlog groups", () => {
         const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9])
         yield* publishLines(env, "jobs", [latin1])
         const opts = ["--group", "printer", "--limit", "1"]
-        const json = JSON.parse(yield* cli(["consume", ...opts, "--json"], env))
+        const json = JSON.parse(yield* cliOk(["consume", ...opts, "--json"], env))
         expect(json).toMatchObject({ offset: 3, valueBase64: latin1.toString("base64") })
         expect(json.value).toBeUndefined()
         yield* publishLines(env, "jobs", [latin1])
-        expect(yield* cli(["consume", ...opts], env)).toBe(`4 [k1] ${latin1.toString("base64")}\n`)
+        expect(yield* cliOk(["consume", ...opts], env)).toBe(`4 [k1] ${latin1.toString("base64")}\n`)
         // A failed command's message is nak'd with --nak-delay-ms: it waits, no member's, due that long after.
         const before = Date.now()
-        yield* cli([
+        yield* cliOk([
           "consume",
           "--group",
           "later",
@@ -161,7 +151,7 @@ describe("cxlog consume and cxlog groups", () => {
           "--limit",
           "1"
         ], env)
-        expect(JSON.parse(yield* cli(["groups", "pending", "later", "--json"], env))).toMatchObject([
+        expect(JSON.parse(yield* cliOk(["groups", "pending", "later", "--json"], env))).toMatchObject([
           {
             offset: 0,
             state: "waiting",
@@ -170,7 +160,7 @@ describe("cxlog consume and cxlog groups", () => {
           }
         ])
         // The longest delay the flag takes is one a nak takes: the member naks with it and leaves as it should.
-        yield* cli(
+        yield* cliOk(
           [
             "consume",
             "--group",
@@ -186,7 +176,7 @@ describe("cxlog consume and cxlog groups", () => {
           ],
           env
         )
-        expect(JSON.parse(yield* cli(["groups", "pending", "latest", "--json"], env))).toMatchObject([
+        expect(JSON.parse(yield* cliOk(["groups", "pending", "latest", "--json"], env))).toMatchObject([
           { offset: 0, state: "waiting", deadlineMs: expect.toSatisfy((due: number) => due >= before + 4_294_967_295) }
         ])
       }),
@@ -218,7 +208,7 @@ describe("cxlog consume and cxlog groups", () => {
           `1 none ${keys[1]!.toString("base64")}`,
           `2 plain ${keys[2]!.toString("base64")}`
         ])
-        expect(JSON.parse(yield* cli(["groups", "describe", "keys", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "keys", "--json"], env))).toMatchObject({
           acked: 3,
           pending: 0,
           redeliveries: 0
@@ -235,7 +225,7 @@ describe("cxlog consume and cxlog groups", () => {
         yield* publishLines(env, "jobs", ["a", "b", "c"])
         // Each command outlasts the idle bound many times over: leaving while one ran would lose its line.
         const slow = "cat >/dev/null; sleep 1; echo \"ran $CONSUME_OFFSET\""
-        const drained = yield* cli(
+        const drained = yield* cliOk(
           [
             "consume",
             "--group",
@@ -252,13 +242,13 @@ describe("cxlog consume and cxlog groups", () => {
           env
         )
         expect(drained.trim().split("\n")).toEqual(["ran 0", "ran 1", "ran 2"])
-        expect(JSON.parse(yield* cli(["groups", "describe", "drain", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "drain", "--json"], env))).toMatchObject({
           pending: 0,
           acked: 3,
           members: []
         })
         // Nothing there at all: it leaves after the bound, having printed nothing.
-        expect(yield* cli(["consume", "--group", "drain", "--idle-exit-ms", "200"], env)).toBe("")
+        expect(yield* cliOk(["consume", "--group", "drain", "--idle-exit-ms", "200"], env)).toBe("")
       }),
     120_000
   )
@@ -280,7 +270,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect((yield* holder.exited).code, holder.output()).toBe(0)
         const ran = `${holder.output()}${other.output()}`.trim().split("\n").sort()
         expect(ran).toEqual([0, 1, 2, 3, 4, 5].map((offset) => `ran ${offset} 1`))
-        expect(JSON.parse(yield* cli(["groups", "describe", "pool", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "pool", "--json"], env))).toMatchObject({
           pending: 0,
           acked: 6,
           redeliveries: 0,
@@ -288,7 +278,7 @@ describe("cxlog consume and cxlog groups", () => {
         })
         // byKey (every message here is keyed k1): one after another, each started once the one before ended.
         const logged = "cat >/dev/null; echo \"start $CONSUME_OFFSET\"; sleep 0.3; echo \"end $CONSUME_OFFSET\""
-        const keyed = yield* cli(
+        const keyed = yield* cliOk(
           ["consume", "--group", "keyed", ...options.slice(0, -1), logged, "--by-key", "--limit", "6"],
           env
         )
@@ -306,7 +296,7 @@ describe("cxlog consume and cxlog groups", () => {
         const env = yield* head
         const dir = yield* tempDir("consume-commands-")
         yield* publishLines(env, "jobs", ["long job"])
-        yield* cli(["groups", "create", "stoppable", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        yield* cliOk(["groups", "create", "stoppable", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
         // The command starts a process of its own and waits for it: the shell alone is not the whole command.
         const started = join(dir, "started")
         const command = `cat >/dev/null; sleep 300 & echo $! >> ${started}; wait`
@@ -348,7 +338,7 @@ describe("cxlog consume and cxlog groups", () => {
         const env = yield* head
         const dir = yield* tempDir("consume-stopped-commands-")
         yield* publishLines(env, "jobs", ["job"])
-        yield* cli(["groups", "create", "frozen", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        yield* cliOk(["groups", "create", "frozen", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
         // The command says its pid, then stops itself; told SIGTERM, its trap writes down that it ran.
         const started = join(dir, "started")
         const termed = join(dir, "termed")
@@ -395,7 +385,7 @@ describe("cxlog consume and cxlog groups", () => {
       Effect.gen(function*() {
         const env = yield* head
         const dir = yield* tempDir("consume-stubborn-")
-        yield* cli(["groups", "create", "stubborn", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        yield* cliOk(["groups", "create", "stubborn", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
         // Each run writes its process group and runs on until SIGKILLed: SIGTERM is ignored, by its children too.
         const started = join(dir, "started")
         const command = `cat >/dev/null; trap "" TERM; echo $$ >> ${started}; while :; do sleep 0.05; done`
@@ -435,24 +425,24 @@ describe("cxlog consume and cxlog groups", () => {
       Effect.gen(function*() {
         const env = yield* head
         yield* publishLines(env, "jobs", ["slow job"])
-        yield* cli(["groups", "create", "slow", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
+        yield* cliOk(["groups", "create", "slow", "--topic", "jobs", "--ack-wait-ms", "600000"], env)
         // Its command holds the message until the member is gone (and then ends: no process outlives the test).
         const holdWhileParentLives = "exec >/dev/null 2>&1; while kill -0 $PPID; do sleep 0.05; done"
         const stuck = yield* forkCli(["consume", "--group", "slow", "--exec", holdWhileParentLives], env)
         expect(yield* stuck.event("delivered")).toMatchObject({ offset: 0, deliveryCount: 1 })
-        const pending = JSON.parse(yield* cli(["groups", "pending", "slow", "--json"], env))
+        const pending = JSON.parse(yield* cliOk(["groups", "pending", "slow", "--json"], env))
         expect(pending).toMatchObject([{ offset: 0, state: "delivered", memberPid: stuck.pid, deliveries: 1 }])
-        const listed = yield* cli(["groups", "pending", "slow"], env)
+        const listed = yield* cliOk(["groups", "pending", "slow"], env)
         expect(listed).toContain(`${stuck.pid}`)
         // The list as a user reads it: one member, one pending (its age there, not "-"), nothing redelivered or dead.
-        expect(yield* cli(["groups"], env)).toMatch(
+        expect(yield* cliOk(["groups"], env)).toMatch(
           /^slow\s+jobs\s+-\s+1\s+1\s+\d+(\.\d)?(ms|s)\s+0\s+0\s+0\s+0\s*$/m
         )
         stuck.child.kill("SIGKILL")
         yield* stuck.exited
-        const next = yield* cli(["consume", "--group", "slow", "--limit", "1", "--json"], env)
+        const next = yield* cliOk(["consume", "--group", "slow", "--limit", "1", "--json"], env)
         expect(JSON.parse(next)).toMatchObject({ offset: 0, deliveryCount: 2, value: "slow job" })
-        expect(JSON.parse(yield* cli(["groups", "describe", "slow", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "slow", "--json"], env))).toMatchObject({
           pending: 0,
           acked: 1,
           redeliveries: 1,
@@ -476,7 +466,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect(yield* refused("g".repeat(129))).toBe(
           `cxlog groups: invalid name "${"g".repeat(129)}": a name has at most 128 bytes of UTF-8 (this one has 129)`
         )
-        expect(yield* cli(["groups", "--json"], env)).toBe(`{"groups":[]}\n`)
+        expect(yield* cliOk(["groups", "--json"], env)).toBe(`{"groups":[]}\n`)
       }),
     120_000
   )
@@ -498,11 +488,11 @@ describe("cxlog consume and cxlog groups", () => {
           "its members would hold 8 messages at once, its pending table has 4 entries"
         )
         // Neither holds the topic's retention or one of its subscriber lines for a member that never came.
-        expect(yield* cli(["groups", "--json"], env)).toBe(`{"groups":[]}\n`)
+        expect(yield* cliOk(["groups", "--json"], env)).toBe(`{"groups":[]}\n`)
         // A group that was there before is not the refused member's to delete.
-        yield* cli(["groups", "create", "narrow", "--topic", "jobs", "--pending-slots", "4"], env)
+        yield* cliOk(["groups", "create", "narrow", "--topic", "jobs", "--pending-slots", "4"], env)
         yield* refused(["--group", "narrow", "--pending-slots", "4", "--max-in-flight", "8"])
-        expect(JSON.parse(yield* cli(["groups", "--json"], env)).groups).toMatchObject([{ name: "narrow" }])
+        expect(JSON.parse(yield* cliOk(["groups", "--json"], env)).groups).toMatchObject([{ name: "narrow" }])
       }),
     120_000
   )
@@ -517,7 +507,7 @@ describe("cxlog consume and cxlog groups", () => {
         const seen: Array<unknown> = []
         for (let i = 0; i < 6; i++) {
           // A window of 4 with a limit of 1: the member takes only one at once.
-          const line = yield* cli([
+          const line = yield* cliOk([
             "consume",
             "--group",
             "turns",
@@ -542,7 +532,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect(other.stderr).toContain(
           "it exists, made with byKey false, maxDeliver 2, not byKey true, maxDeliver 9 (delete it and create it again to change them)"
         )
-        expect(JSON.parse(yield* cli(["groups", "describe", "turns", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "turns", "--json"], env))).toMatchObject({
           acked: 6,
           pending: 0,
           redeliveries: 0,
@@ -559,11 +549,11 @@ describe("cxlog consume and cxlog groups", () => {
         const env = yield* head
         const broker = yield* forkCli(["broker", "--broker-id", "0", "--port", "0"], env)
         const brokers = `127.0.0.1:${(yield* broker.event("listening"))["port"] as number}`
-        yield* cli(["groups", "create", "lim", "--topic", "jobs", "--start", "latest"], env)
+        yield* cliOk(["groups", "create", "lim", "--topic", "jobs", "--start", "latest"], env)
         yield* publishLines(env, "jobs", ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])
         const seen: Array<[number, number]> = []
         const consumed = (flags: ReadonlyArray<string>) =>
-          Effect.map(cli(["consume", "--group", "lim", "--json", "--brokers", brokers, ...flags], env), (out) => {
+          Effect.map(cliOk(["consume", "--group", "lim", "--json", "--brokers", brokers, ...flags], env), (out) => {
             for (const printed of out.trim().split("\n")) {
               const { deliveryCount, offset } = JSON.parse(printed)
               seen.push([offset, deliveryCount])
@@ -573,14 +563,14 @@ describe("cxlog consume and cxlog groups", () => {
           // Each ack frees the member's window, and the broker sends it the next messages before it leaves.
           yield* consumed(["--limit", "3"])
           // What the run never showed waits, no member's, never delivered: not one delivery nearer maxDeliver.
-          const pending = JSON.parse(yield* cli(["groups", "pending", "lim", "--json"], env)) as ReadonlyArray<
+          const pending = JSON.parse(yield* cliOk(["groups", "pending", "lim", "--json"], env)) as ReadonlyArray<
             Record<string, unknown>
           >
           expect(pending.filter((p) => p["deliveries"] !== 0), "delivered, never shown").toEqual([])
         }
         yield* consumed(["--idle-exit-ms", "500"])
         expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9].map((offset) => [offset, 1]))
-        expect(JSON.parse(yield* cli(["groups", "describe", "lim", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "lim", "--json"], env))).toMatchObject({
           acked: 10,
           pending: 0,
           redeliveries: 0
@@ -595,20 +585,20 @@ describe("cxlog consume and cxlog groups", () => {
       Effect.gen(function*() {
         const env = yield* head
         yield* publishLines(env, "jobs", ["a", "b", "c"])
-        yield* cli(["groups", "create", "late", "--topic", "jobs"], env)
-        yield* cli(["groups", "create", "current", "--topic", "jobs", "--start", "latest"], env)
+        yield* cliOk(["groups", "create", "late", "--topic", "jobs"], env)
+        yield* cliOk(["groups", "create", "current", "--topic", "jobs", "--start", "latest"], env)
         // The trim takes the messages the group starts at: it needs offset 0, the topic holds from 2 on.
-        yield* cli(["topics", "trim", "jobs", "--before", "2"], env)
-        const listed = yield* cli(["groups"], env)
+        yield* cliOk(["topics", "trim", "jobs", "--before", "2"], env)
+        const listed = yield* cliOk(["groups"], env)
         expect(listed).toMatch(/^late\s+jobs \(behind\)\s/m)
         expect(listed).toMatch(/^current\s+jobs\s/m)
-        expect(yield* cli(["groups", "describe", "late"], env)).toContain(
+        expect(yield* cliOk(["groups", "describe", "late"], env)).toContain(
           "behind its topic's retention: it needs offset 0, the topic holds from 2 on; its members fail with GroupBehindRetention"
         )
-        expect(yield* cli(["groups", "describe", "current"], env)).not.toContain("behind")
+        expect(yield* cliOk(["groups", "describe", "current"], env)).not.toContain("behind")
         // --start OFFSET: a group made after the trim at the first offset the topic holds is not behind either.
-        yield* cli(["groups", "create", "from-two", "--topic", "jobs", "--start", "2"], env)
-        expect(JSON.parse(yield* cli(["groups", "describe", "from-two", "--json"], env))).toMatchObject({
+        yield* cliOk(["groups", "create", "from-two", "--topic", "jobs", "--start", "2"], env)
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "from-two", "--json"], env))).toMatchObject({
           startOffset: 2,
           frontier: 2,
           lag: 1
@@ -622,18 +612,18 @@ describe("cxlog consume and cxlog groups", () => {
     () =>
       Effect.gen(function*() {
         const env = yield* head
-        yield* cli(["topics", "create", "short-lived"], env)
-        yield* cli(["groups", "create", "orphan", "--topic", "short-lived"], env)
-        const listed = () => Effect.map(cli(["groups", "--json"], env), (out) => JSON.parse(out).groups[0])
+        yield* cliOk(["topics", "create", "short-lived"], env)
+        yield* cliOk(["groups", "create", "orphan", "--topic", "short-lived"], env)
+        const listed = () => Effect.map(cliOk(["groups", "--json"], env), (out) => JSON.parse(out).groups[0])
         expect(yield* listed()).toMatchObject({ name: "orphan", topic: "short-lived", topicGone: false })
         // The group handed out offsets the topic made again will not hold: still gone, not behind.
         yield* publishLines(env, "short-lived", ["one", "two"])
-        yield* cli(["consume", "--group", "orphan", "--limit", "2"], env)
+        yield* cliOk(["consume", "--group", "orphan", "--limit", "2"], env)
         expect(yield* listed()).toMatchObject({ frontier: 2 })
-        yield* cli(["topics", "delete", "short-lived"], env)
+        yield* cliOk(["topics", "delete", "short-lived"], env)
         // The listing says so too, not only its members.
         expect(yield* listed()).toMatchObject({ name: "orphan", topicGone: true })
-        expect(yield* cli(["groups"], env)).toContain("short-lived (deleted)")
+        expect(yield* cliOk(["groups"], env)).toContain("short-lived (deleted)")
         const refused = (stderr: string) =>
           expect(stderr.trim()).toBe(
             `cxlog consume: consumer group "orphan": its topic short-lived was deleted; delete the group`
@@ -642,7 +632,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect(gone.code).toBe(1)
         refused(gone.stderr)
         // A new topic of the name is another topic: the group stays with the one it was made on.
-        yield* cli(["topics", "create", "short-lived"], env)
+        yield* cliOk(["topics", "create", "short-lived"], env)
         expect(yield* listed()).toMatchObject({ name: "orphan", topicGone: true })
         const again = yield* runCliWithin(["consume", "--group", "orphan", "--limit", "1"], env, 30_000)
         expect(again.code).toBe(1)
@@ -666,15 +656,15 @@ describe("cxlog consume and cxlog groups", () => {
         }).pipe(Effect.timeout("30 seconds"))
         // Past its ackWait with no other member to take it over, `groups pending` says so: overdue, held by the stopped member.
         const overdue = new RegExp(`^0\\s+delivered\\s+${frozen.pid}\\s+1\\s+.*\\soverdue \\d`, "m")
-        yield* Effect.repeat(cli(["groups", "pending", "late"], env), {
+        yield* Effect.repeat(cliOk(["groups", "pending", "late"], env), {
           until: (listed) => overdue.test(listed),
           schedule: Schedule.spaced("100 millis")
         }).pipe(Effect.timeout("10 seconds"))
         // And `groups describe` says its member is stopped.
-        expect(JSON.parse(yield* cli(["groups", "describe", "late", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "late", "--json"], env))).toMatchObject({
           members: [{ pid: frozen.pid, pending: 1, stopped: true }]
         })
-        expect(yield* cli(["groups", "describe", "late"], env)).toMatch(
+        expect(yield* cliOk(["groups", "describe", "late"], env)).toMatch(
           new RegExp(`^${frozen.pid} \\(stopped\\)\\s+0\\s+1\\s`, "m")
         )
         // The next member takes it over once its ackWait has run out, runs it and acks it.
@@ -690,7 +680,7 @@ describe("cxlog consume and cxlog groups", () => {
         expect(frozen.output()).toContain(
           "cxlog consume: offset 0 (delivery 1): not settled: it was no longer this member's"
         )
-        expect(JSON.parse(yield* cli(["groups", "describe", "late", "--json"], env))).toMatchObject({
+        expect(JSON.parse(yield* cliOk(["groups", "describe", "late", "--json"], env))).toMatchObject({
           pending: 0,
           acked: 1,
           expired: 1
