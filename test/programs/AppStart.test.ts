@@ -10,6 +10,7 @@ import { Deferred, Effect, Fiber } from "effect"
 import type { ChildProcess } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import type { Readable } from "node:stream"
 import { ipcHead } from "../fixtures/ipc-member.js"
 import { runCli, runCliWithin } from "../helpers/CliRoles.js"
 import { fixtureEntry } from "../helpers/FixtureBuild.js"
@@ -153,11 +154,15 @@ describe("cxlog app start", () => {
             for (const pid of pids()) if (isRunning(pid)) process.kill(-pid, "SIGKILL")
           })
         )
+        let stdout: Readable | undefined
         const app = yield* Effect.fork(runCli(["app", "start", file], {}, (child) => {
-          // As `| head -1`: the first output read, the reader goes; the children start and run on, printing nothing more.
-          child.stdout!.once("data", () => child.stdout!.destroy())
+          stdout = child.stdout!
+          stdout.on("data", () => {})
         }))
         yield* waitFor("two children", () => pids().length === 2, () => readdirSync(dir).join(" "))
+        // As `| head -1`: the reader goes once the children run (earlier, the app would stop a child
+        // before it marked itself), and they run on printing nothing more.
+        stdout!.destroy()
         const result = yield* Fiber.join(app).pipe(Effect.timeoutFail({
           duration: "30 seconds",
           onTimeout: () => new Error("cxlog app start ran on 30 s after its stdout closed")
