@@ -140,7 +140,7 @@ describe("CxlogSubscriber", () => {
       })
     }))
 
-  it.scopedLive("eachBatch runs until its AbortSignal; aborting the open signal ends iteration; a bad topic, or a name no topic can have, rejects with TopicNotFound (topics that are none: InvalidTopicPattern)", () =>
+  it.scopedLive("eachBatch runs until its AbortSignal (no handler: InvalidSubscribeOptions, nothing taken); aborting the open signal ends iteration; a bad topic, or a name no topic can have, rejects with TopicNotFound (topics that are none: InvalidTopicPattern)", () =>
     Effect.gen(function*() {
       const brokers = [{ host: "127.0.0.1", port: yield* brokerPort }]
       yield* Effect.promise(async () => {
@@ -151,6 +151,11 @@ describe("CxlogSubscriber", () => {
 
         const stopBatches = new AbortController()
         const subscriber = await CxlogSubscriber.open({ ...anonymous, brokers, topic: "events" })
+        // No handler: refused before a batch is taken, so the next eachBatch starts at the first message.
+        await expect(subscriber.eachBatch(undefined as unknown as () => void)).rejects.toMatchObject({
+          _tag: "InvalidSubscribeOptions",
+          reason: "eachBatch takes a handler function, not undefined"
+        })
         const offsets: Array<number> = []
         await subscriber.eachBatch((batch) => {
           batch.forEach((m) => offsets.push(m.offset))

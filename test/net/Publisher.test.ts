@@ -847,8 +847,17 @@ describe("Publisher", () => {
           topic: "t"
         })
         await expect(client.publish(12345 as unknown as string)).rejects.toMatchObject({ _tag: "InvalidMessage" })
+        // Options that are no object, or an acked that is no boolean, would be read as no ACK wanted: refused.
+        const lax = client.publish as (payload: string, options: unknown) => Promise<unknown>
+        await expect(lax.call(client, "x", "acked")).rejects.toMatchObject(
+          refusedWith("its options are a string, not an object ({ key, headers, topic, acked })")
+        )
+        await expect(lax.call(client, "x", { acked: "yes" })).rejects.toMatchObject(
+          refusedWith("its acked is a string, not true or false")
+        )
         await client.publish("a string")
         await client.close()
+        expect(client.stats().messages).toBe(1)
       })
     }))
 

@@ -26,6 +26,7 @@ import {
   type PublisherShape,
   type PublisherStats
 } from "../../services/net/Publisher.js"
+import { invalidPublishOptions } from "./MessageCheck.js"
 import * as PublisherLayers from "./Publisher.js"
 import { MAX_TIMER_MS, optionsProblem } from "./PublisherDefaults.js"
 
@@ -142,6 +143,8 @@ export class CxlogPublisher {
     options?: MessageOptions & { readonly acked?: boolean }
   ): Promise<void | PublishAck> {
     if (this.closed) return Promise.reject(new PublisherClosed())
+    const refused = invalidPublishOptions(options)
+    if (refused !== undefined) return Promise.reject(refused)
     const bytes = typeof payload === "string" ? encoder.encode(payload) : payload
     const message = options?.key === undefined && options?.headers === undefined && options?.topic === undefined
       ? undefined

@@ -303,6 +303,10 @@ export class CxlogSubscriber implements AsyncIterable<CxlogMessage> {
     handler: (batch: SubscriberBatch) => void | Promise<void>,
     options: { readonly signal?: AbortSignal } = {}
   ): Promise<void> {
+    // Called, what is no function would throw with a batch already taken from the subscription.
+    if (typeof handler !== "function") {
+      throw new InvalidSubscribeOptions({ reason: `eachBatch takes a handler function, not ${String(handler)}` })
+    }
     const until = options.signal
     const stopped = () => this.stop.signal.aborted || until?.aborted === true
     while (!stopped()) {

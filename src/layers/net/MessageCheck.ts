@@ -27,6 +27,23 @@ export const invalidValue = (payload: unknown): InvalidMessage | undefined =>
     reason: `its value is ${kindOf(payload)}, not bytes: publish a Uint8Array (CxlogPublisher also takes a string)`
   })
 
+/**
+ * Why `options` cannot be a Promise publish's options, or undefined: `publish(value, "acked")` or
+ * `{ acked: "yes" }` read as no ACK wanted would resolve at once, its caller taking it for acknowledged.
+ */
+export const invalidPublishOptions = (options: unknown): InvalidMessage | undefined => {
+  if (options === undefined) return undefined
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    return new InvalidMessage({
+      reason: `its options are ${kindOf(options)}, not an object ({ key, headers, topic, acked })`
+    })
+  }
+  const { acked } = options as { readonly acked?: unknown }
+  return acked === undefined || typeof acked === "boolean"
+    ? undefined
+    : new InvalidMessage({ reason: `its acked is ${kindOf(acked)}, not true or false` })
+}
+
 export const keyNotBytes = (key: unknown): InvalidMessage =>
   new InvalidMessage({ reason: `its key is ${kindOf(key)}, not a string or bytes` })
 
