@@ -2,7 +2,7 @@
  * Every cxlog counter and histogram, declared in one place. Names are `cxlog_<area>_<what>`.
  * Each area keeps its own block below.
  */
-import { Metric, MetricBoundaries, type MetricLabel } from "effect"
+import { Metric, MetricBoundaries, type MetricKey, type MetricLabel } from "effect"
 
 /** Latency boundaries in microseconds, 1 µs to 2^19 µs (about half a second), exponential; slower ones count in +Inf. */
 export const latencyMicros = MetricBoundaries.exponential({ start: 1, factor: 2, count: 21 })
@@ -345,6 +345,24 @@ const samplers = new Set<() => void>()
 export const sampleOnScrape = (sample: () => void): () => void => {
   samplers.add(sample)
   return () => void samplers.delete(sample)
+}
+
+/**
+ * Effect's registry never drops a series, so one tagged with a named object deleted since (a
+ * consumer group) would keep its last values there for good: a scrape leaves out every series
+ * some `shown` registered here says no to. Returns the function that stops filtering.
+ */
+const seriesFilters = new Set<(key: MetricKey.MetricKey.Untyped) => boolean>()
+
+export const showOnScrape = (shown: (key: MetricKey.MetricKey.Untyped) => boolean): () => void => {
+  seriesFilters.add(shown)
+  return () => void seriesFilters.delete(shown)
+}
+
+/** Whether a scrape serves the series of `key` (no filter says no). */
+export const isShownOnScrape = (key: MetricKey.MetricKey.Untyped): boolean => {
+  for (const shown of seriesFilters) if (!shown(key)) return false
+  return true
 }
 
 /**

@@ -2,9 +2,10 @@
  * The head's consumer-group metrics: every group of the region, read from its object when the
  * metrics endpoint is scraped (members, pending, the oldest pending message's age, lag, and the
  * group's own counters of acks, redeliveries and dead letters), each series tagged with the
- * group's name. A group deleted since the last scrape keeps its last values until the process ends.
+ * group's name. A group deleted since the last scrape has no series any more (it is left out of
+ * the scrape: Effect's registry keeps every series it ever had).
  */
-import { Context, Effect, Exit, Layer, Metric } from "effect"
+import { Context, Effect, Exit, Layer, Metric, type MetricKey } from "effect"
 import * as ConsumerGroupsLayers from "../../layers/groups/ConsumerGroups.js"
 import * as ConsumersLayers from "../../layers/log/Consumers.js"
 import * as LogReaderLayers from "../../layers/log/LogReader.js"
@@ -19,7 +20,8 @@ import {
   groupOldestPendingAge,
   groupPending,
   groupRedeliveries,
-  sampleOnScrape
+  sampleOnScrape,
+  showOnScrape
 } from "../../Metrics.js"
 import { ConsumerGroups, type GroupInfo } from "../../services/groups/ConsumerGroups.js"
 
@@ -49,13 +51,22 @@ export const sampleGroupMetrics = Effect.gen(function*() {
     )
   )
   const list = Context.get(services, ConsumerGroups).list
+  /** The groups the last sample listed: a group's series is served while its group is one of them. */
+  let listedNames: ReadonlySet<string> = new Set()
+  const shown = (key: MetricKey.MetricKey.Untyped) => {
+    if (!key.name.startsWith("cxlog_group_")) return true
+    const group = key.tags.find((tag) => tag.key === "group")
+    return group === undefined || listedNames.has(group.value)
+  }
   const sample = () => {
     // Reading the groups is synchronous (the region, in place); a scrape never waits on it.
     const listed = Effect.runSyncExit(list)
     if (Exit.isFailure(listed)) return
+    listedNames = new Set(listed.value.map((info) => info.name))
     for (const info of listed.value) {
       for (const [gauge, figure] of FIGURES) Metric.tagged(gauge, "group", info.name).unsafeUpdate(figure(info), [])
     }
   }
+  yield* Effect.acquireRelease(Effect.sync(() => showOnScrape(shown)), (stop) => Effect.sync(stop))
   yield* Effect.acquireRelease(Effect.sync(() => sampleOnScrape(sample)), (stop) => Effect.sync(stop))
 })

@@ -10,7 +10,7 @@
 import { Data, Duration, Effect, Metric as EffectMetric, MetricState, Option, Schedule, type Scope } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { collectDefaultMetrics, type Metric, Registry } from "prom-client"
-import { declareRoleFamilies, runSamplers } from "../../Metrics.js"
+import { declareRoleFamilies, isShownOnScrape, runSamplers } from "../../Metrics.js"
 import { serveHttp } from "./ScopedHttpServer.js"
 
 export class MetricsListenFailed extends Data.TaggedError("MetricsListenFailed")<{
@@ -48,7 +48,7 @@ const isZero = (state: MetricState.MetricState.Untyped): boolean =>
  */
 const effectFamilies = (): Map<string, Family> => {
   const families = new Map<string, Family>()
-  const snapshot = EffectMetric.unsafeSnapshot()
+  const snapshot = EffectMetric.unsafeSnapshot().filter((pair) => isShownOnScrape(pair.metricKey))
   const labelled = new Set(snapshot.filter((pair) => pair.metricKey.tags.length > 0).map((pair) => pair.metricKey.name))
   for (const { metricKey, metricState } of snapshot) {
     if (metricKey.tags.length === 0 && labelled.has(metricKey.name) && isZero(metricState)) continue
