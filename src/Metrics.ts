@@ -77,7 +77,8 @@ export const ringCorruptions = Metric.counter("cxlog_ring_corruptions", {
   description: "corrupt ring frames or lines seen by readers",
   incremental: true
 })
-export const ringOccupancy = Metric.gauge("cxlog_ring_occupancy_bytes", {
+export const RING_OCCUPANCY = "cxlog_ring_occupancy_bytes"
+export const ringOccupancy = Metric.gauge(RING_OCCUPANCY, {
   description: "bytes a ring's slowest attached reader has not processed yet (tag: ring; read at scrape)"
 })
 export const barrierDuration = Metric.histogram(
@@ -178,7 +179,8 @@ export const readerBatches = Metric.counter("cxlog_reader_batches", {
   description: "batches delivered to a subscriber (tag: topic)",
   incremental: true
 })
-export const readerLag = Metric.gauge("cxlog_reader_lag_messages", {
+export const READER_LAG = "cxlog_reader_lag_messages"
+export const readerLag = Metric.gauge(READER_LAG, {
   description: "messages in a topic's total order a subscriber has not read yet (tag: topic; read at scrape)"
 })
 
@@ -359,8 +361,37 @@ export const showOnScrape = (shown: (key: MetricKey.MetricKey.Untyped) => boolea
   return () => void seriesFilters.delete(shown)
 }
 
-/** Whether a scrape serves the series of `key` (no filter says no). */
+/** Series served while held open (`holdSeries`): metric name → its tag's key, and per value how many hold it. */
+const heldSeries = new Map<string, { readonly tag: string; readonly holders: Map<string, number> }>()
+
+/**
+ * Holds the series of `name` tagged `tag`=`value` served until the returned function is called:
+ * a gauge read from something that closes (a cursor on a topic, a ring's writer) is served while
+ * one such is open in this process, then left out, where its last value would stay as if current.
+ */
+export const holdSeries = (name: string, tag: string, value: string): () => void => {
+  let held = heldSeries.get(name)
+  if (held === undefined) {
+    held = { tag, holders: new Map() }
+    heldSeries.set(name, held)
+  }
+  const { holders } = held
+  holders.set(value, (holders.get(value) ?? 0) + 1)
+  let released = false
+  return () => {
+    if (released) return
+    released = true
+    const left = holders.get(value)! - 1
+    if (left === 0) holders.delete(value)
+    else holders.set(value, left)
+  }
+}
+
+/** Whether a scrape serves the series of `key`: held open if it is a held one, and no filter says no. */
 export const isShownOnScrape = (key: MetricKey.MetricKey.Untyped): boolean => {
+  const held = heldSeries.get(key.name)
+  const tag = held === undefined ? undefined : key.tags.find((label) => label.key === held.tag)
+  if (tag !== undefined && !held!.holders.has(tag.value)) return false
   for (const shown of seriesFilters) if (!shown(key)) return false
   return true
 }

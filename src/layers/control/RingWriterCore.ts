@@ -4,7 +4,7 @@
  * reader sets, waking readers, waiting for room, closing.
  */
 import { Effect, Metric } from "effect"
-import { ringOccupancy, sampleOnScrape } from "../../Metrics.js"
+import { holdSeries, RING_OCCUPANCY, ringOccupancy, sampleOnScrape } from "../../Metrics.js"
 import { RingCorrupt, RingFull, RingWriterBusy } from "../../services/control/Rings.js"
 import { type CxlMemoryShape, LINE_BYTES } from "../../services/region/CxlMemory.js"
 import type { DoorbellShape } from "../../services/region/Doorbell.js"
@@ -109,12 +109,18 @@ export const openWriter = (
     }
     // Read at scrape time: a reader that stalls shows as a filling ring even while nothing is written.
     const occupancy = Metric.tagged(ringOccupancy, "ring", String(id))
-    const stopSampling = sampleOnScrape(() => {
+    // Served while a writer of the ring is open here: closed, its last occupancy would stay as if current.
+    const releaseSeries = holdSeries(RING_OCCUPANCY, "ring", String(id))
+    const stopSamples = sampleOnScrape(() => {
       // A writer whose region was unmapped before it was closed stops sampling with the mapping.
       if (unmapped(w)) return stopSampling()
       refreshLimit(w)
       occupancy.unsafeUpdate(w.committed - (w.limit - l.address.dataBytes), [])
     })
+    const stopSampling = () => {
+      stopSamples()
+      releaseSeries()
+    }
     // Readers parked on a closed or dead predecessor (`awaitWriter`) go on with this writer.
     wakeReaders(w)
     return Effect.succeed(writerCore(w, stopSampling))

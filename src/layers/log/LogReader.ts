@@ -16,7 +16,7 @@
  * (nothing would ever be ordered); with the head alive it simply keeps waiting.
  */
 import { type ConfigError, Effect, Layer, Metric, type Scope } from "effect"
-import { readerBatches, readerLag, readerMessages, sampleOnScrape } from "../../Metrics.js"
+import { holdSeries, READER_LAG, readerBatches, readerLag, readerMessages, sampleOnScrape } from "../../Metrics.js"
 import type { HeadUnavailable } from "../../services/log/HeadWatch.js"
 import {
   type LogBatchView,
@@ -139,7 +139,15 @@ export const logReaderOver = (source: ReadSource): LogReaderShape => ({
       const cursor = makeCursor(source, t, start, move)
       const lag = Metric.tagged(readerLag, "topic", topic)
       yield* Effect.acquireRelease(
-        Effect.sync(() => sampleOnScrape(() => lag.unsafeUpdate(t.total() - cursor.position(), []))),
+        Effect.sync(() => {
+          // Served while a cursor on the topic is open here: a broker's subscriber gone, its last lag would stay.
+          const release = holdSeries(READER_LAG, "topic", topic)
+          const stop = sampleOnScrape(() => lag.unsafeUpdate(t.total() - cursor.position(), []))
+          return () => {
+            stop()
+            release()
+          }
+        }),
         (stop) => Effect.sync(stop)
       )
       return cursor
