@@ -28,10 +28,14 @@ const WORKER: Credentials = { user: "worker", secret: "worker-secret-1" }
 const OUTSIDER: Credentials = { user: "outsider", secret: "outsider-secret-1" }
 const AUDITOR: Credentials = { user: "auditor", secret: "auditor-secret-1" }
 const OPS: Credentials = { user: "ops", secret: "ops-secret-1" }
+const MAILER: Credentials = { user: "mailer", secret: "mailer-secret-1" }
 
 const privateDir = tempDir("cxlog-groups-rights-")
 
-/** worker reads jobs and may be any consumer; outsider reads only audit; auditor reads both but consumes as auditors only. */
+/**
+ * worker reads jobs and may be any consumer; outsider reads only audit; auditor reads both but
+ * consumes as auditors only; mailer reads jobs and publishes to audit.
+ */
 const credentialFile = (dir: string) => {
   const path = join(dir, "users")
   upsertUser(path, userRecord(WORKER.user, WORKER.secret, { publish: [], read: ["jobs"] }, undefined, 64))
@@ -47,6 +51,7 @@ const credentialFile = (dir: string) => {
     )
   )
   upsertUser(path, userRecord(OPS.user, OPS.secret, { publish: [], read: [], admin: ["*"] }, undefined, 64))
+  upsertUser(path, userRecord(MAILER.user, MAILER.secret, { publish: ["audit"], read: ["jobs"] }, undefined, 64))
   return path
 }
 
@@ -134,6 +139,21 @@ describe("consumer groups through a broker that authenticates", () => {
       )
       expect(Chunk.toArray(got)).toEqual([0, 1, 2])
       expect(yield* local.describe("pool")).toMatchObject({ acked: 3, pending: 0 })
+    }))
+
+  it.scopedLive("a create naming a dead-letter topic needs the publish right on it (the broker writes the dead letters): without it, nothing is made", () =>
+    Effect.gen(function*() {
+      const { local, remote } = yield* brokerOver(credentialFile(yield* privateDir))
+      const worker = yield* remote(WORKER)
+      const refused = yield* Effect.flip(worker.create({ name: "pool", topic: "jobs", deadLetterTopic: "audit" }))
+      expect(refused).toBeInstanceOf(TopicForbidden)
+      expect(refused.message).toBe("user worker may not publish to topic audit (its publish rights: none)")
+      expect(yield* local.list).toEqual([])
+      const mailer = yield* remote(MAILER)
+      expect(yield* mailer.create({ name: "pool", topic: "jobs", deadLetterTopic: "audit" })).toMatchObject({
+        name: "pool",
+        deadLetterTopic: "audit"
+      })
     }))
 
   it.scopedLive("a connection's later requests are held to its user's rights as they are then: narrowed or removed, it creates, joins and deletes nothing more; a member it holds goes on", () =>

@@ -3,7 +3,8 @@
  * every operation on a group needs the read right on its topic and the consume right on its name,
  * the consume right checked before the group is looked up; a group whose object does not read as
  * one names no topic, so it needs the admin right on every topic instead, checked before it is said
- * to be damaged. A refusal is `TopicForbidden`. GroupServer.ts asks these for every request.
+ * to be damaged. A create that names a dead-letter topic needs the publish right on it too. A
+ * refusal is `TopicForbidden`. GroupServer.ts asks these for every request.
  */
 import { Effect } from "effect"
 import type {
@@ -75,6 +76,23 @@ export const refusedBy = (
 
 export const mayUse = (user: UserRecord | undefined, group: string, topic: string) =>
   refusedBy(user, refusal(user, group, topic))
+
+/**
+ * Refused unless `user` may create the group `spec` asks for: use it, and publish to its
+ * dead-letter topic, since the broker writes the group's dead letters there on its members' behalf
+ * (with its own publisher, which no right holds back).
+ */
+export const mayCreate = (
+  user: UserRecord | undefined,
+  spec: { readonly name: string; readonly topic: string; readonly deadLetterTopic?: string | undefined }
+) =>
+  refusedBy(
+    user,
+    refusal(user, spec.name, spec.topic) ??
+      (user === undefined || spec.deadLetterTopic === undefined
+        ? undefined
+        : authorize(user, "publish", spec.deadLetterTopic))
+  )
 
 /** The list the user may see: the groups it may use, and (asked for) the unreadable ones it may delete. */
 export const listFor = (

@@ -63,7 +63,7 @@ import {
   plainSettleInput,
   SettleDelivery
 } from "./GroupProtocol.js"
-import { authorized, deleteUnreadableRefusal, listFor, mayName, mayUse, refusedBy } from "./GroupRights.js"
+import { authorized, deleteUnreadableRefusal, listFor, mayCreate, mayName, mayUse, refusedBy } from "./GroupRights.js"
 
 const isMemberLeft = Schema.is(MemberLeft)
 
@@ -273,7 +273,7 @@ const connectionRequests = (
           (spec) =>
             bounded(
               userNow.pipe(
-                Effect.flatMap((user) => mayUse(user, spec.name, spec.topic)),
+                Effect.flatMap((user) => mayCreate(user, spec)),
                 Effect.zipRight(groups.create(spec))
               )
             )
