@@ -2,7 +2,7 @@
  * Consumer groups through a broker that authenticates its users (GroupServer.ts over the fake's
  * groups, in process over the memory log): every operation on a group needs the read right on its
  * topic and the consume right on the group's name; a refusal is `TopicForbidden` on that request
- * only, and the list names only the groups the user may use. A group whose object does not read as
+ * only, naming no topic the user may not see, and the list names only the groups the user may use. A group whose object does not read as
  * one is said to be damaged only to a user with the rights its delete needs.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -103,9 +103,21 @@ describe("consumer groups through a broker that authenticates", () => {
       const outsider = yield* remote(OUTSIDER)
       // Bounded: a join let in would run until the test's end.
       const joined = Stream.runDrain(outsider.join("pool")).pipe(Effect.timeout("20 seconds"))
-      expect(yield* Effect.flip(joined)).toBeInstanceOf(TopicForbidden)
-      expect(yield* Effect.flip(outsider.describe("pool"))).toBeInstanceOf(TopicForbidden)
-      expect(yield* Effect.flip(outsider.create({ name: "mine", topic: "jobs" }))).toBeInstanceOf(TopicForbidden)
+      // Refused without a word of the group's topic, which the outsider may not see.
+      const outsiderRefusals: ReadonlyArray<{ readonly message: string }> = [
+        yield* Effect.flip(joined),
+        yield* Effect.flip(outsider.describe("pool")),
+        yield* Effect.flip(outsider.pending("pool")),
+        yield* Effect.flip(outsider.delete("pool"))
+      ]
+      for (const refused of outsiderRefusals) {
+        expect(refused).toBeInstanceOf(TopicForbidden)
+        expect(refused.message).toBe("user outsider may not use consumer group pool (its read rights: audit)")
+      }
+      // A create names the topic itself: its refusal says which right on it is missing.
+      expect((yield* Effect.flip(outsider.create({ name: "mine", topic: "jobs" }))).message).toBe(
+        "user outsider may not read from topic jobs (its read rights: audit)"
+      )
       expect((yield* outsider.list).map((g) => g.name)).toEqual(["auditors"])
       expect((yield* worker.list).map((g) => g.name)).toEqual(["pool"])
       // The read right on jobs is not enough: pool is not a name the auditor may consume as.

@@ -4,7 +4,8 @@
  * the consume right checked before the group is looked up; a group whose object does not read as
  * one names no topic, so it needs the admin right on every topic instead, checked before it is said
  * to be damaged. A create that names a dead-letter topic needs the publish right on it too. A
- * refusal is `TopicForbidden`. GroupServer.ts asks these for every request.
+ * refusal is `TopicForbidden`, and names no topic but one the request named itself. GroupServer.ts
+ * asks these for every request.
  */
 import { Effect } from "effect"
 import type {
@@ -53,19 +54,20 @@ export const deleteUnreadableRefusal = (user: UserRecord | undefined, corrupt: G
   )
 
 /**
+ * The refusal of a group `user` may consume as but not use: it names neither the group's topic,
+ * which the user may not see (a topic's name is told only to those who may read or administer
+ * it), nor whether the group reads as one.
+ */
+const mayNotUse = (user: UserRecord, group: string): string =>
+  `user ${user.name} may not use consumer group ${group} (its read rights: ${user.read.join(", ") || "none"})`
+
+/**
  * Why `user` may not describe, look at or join group `corrupt.group`, which does not read as a
  * group, or undefined. The refusal does not say the group is damaged: a user who may not use it
  * learns no more of it than of a sound group.
  */
 const useUnreadableRefusal = (user: UserRecord | undefined, corrupt: GroupCorrupt): string | undefined =>
-  unreadableRefusal(
-    user,
-    corrupt.group,
-    (user) =>
-      `user ${user.name} may not use consumer group ${corrupt.group} (its read rights: ${
-        user.read.join(", ") || "none"
-      })`
-  )
+  unreadableRefusal(user, corrupt.group, (user) => mayNotUse(user, corrupt.group))
 
 /** Fails `TopicForbidden` with the refusal `denied` of `user`; goes on when there is none. */
 export const refusedBy = (
@@ -74,8 +76,15 @@ export const refusedBy = (
 ): Effect.Effect<void, TopicForbidden> =>
   denied === undefined ? Effect.void : Effect.fail(new TopicForbidden({ user: user!.name, reason: denied }))
 
+/** Refused unless `user` may use group `group`, which exists and is of `topic`; the refusal does not name the topic. */
 export const mayUse = (user: UserRecord | undefined, group: string, topic: string) =>
-  refusedBy(user, refusal(user, group, topic))
+  refusedBy(
+    user,
+    user === undefined
+      ? undefined
+      : authorize(user, "consume", group) ??
+        (authorize(user, "read", topic) === undefined ? undefined : mayNotUse(user, group))
+  )
 
 /**
  * Refused unless `user` may create the group `spec` asks for: use it, and publish to its
@@ -88,6 +97,7 @@ export const mayCreate = (
 ) =>
   refusedBy(
     user,
+    // The topic is the one the user names: its refusal may name it.
     refusal(user, spec.name, spec.topic) ??
       (user === undefined || spec.deadLetterTopic === undefined
         ? undefined
