@@ -39,7 +39,7 @@ import {
 import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { forgetSessionToken, keepSessionToken, sessionToken } from "./SessionTokens.js"
-import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText, unansweredKind } from "./SocketFailure.js"
 
 /** How long a clean close waits for the broker to close its side. */
 const CLOSE_GRACE_MS = 5_000
@@ -273,7 +273,7 @@ export const openConnection = (
       c,
       "closed",
       brokerClosedText(
-        c.welcomed ? undefined : tls === undefined ? "plain" : tls.cert !== undefined ? "client-certificate" : undefined
+        c.welcomed ? undefined : unansweredKind(tls)
       )
     ))
   // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.

@@ -21,7 +21,7 @@ import { type Frame, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { requestHandshake } from "./RequestHandshake.js"
 import { type RequestFrames, RequestOpen, requestOpenFrame, RequestReady } from "./RequestProtocol.js"
-import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText, unansweredKind } from "./SocketFailure.js"
 
 /** A request link's options with their defaults applied. */
 export interface RequestLinkSettings {
@@ -98,6 +98,8 @@ interface LinkState<E> {
   readonly resume: (opened: Effect.Effect<RequestLink<E>, ConnectionClosed>) => void
   readonly pending: Map<number, (answer: Answer | ConnectionClosed) => void>
   nextId: number
+  /** Whether the broker sent a frame: a close before it may be a TLS broker refusing this client (`unansweredKind`). */
+  answered: boolean
   ready: boolean
   failure: ConnectionClosed | undefined
 }
@@ -147,6 +149,7 @@ export const openRequestLink = <E>(
       resume,
       pending: new Map(),
       nextId: 1,
+      answered: false,
       ready: false,
       failure: undefined
     }
@@ -161,7 +164,10 @@ export const openRequestLink = <E>(
         )
       ))
     socket.on("error", (error) => fail(link, "unreachable", socketFailureText(error)))
-    socket.on("close", () => fail(link, "closed", brokerClosedText()))
+    socket.on(
+      "close",
+      () => fail(link, "closed", brokerClosedText(link.answered ? undefined : unansweredKind(settings.tls)))
+    )
     if (settings.tls !== undefined) socket.on("data", receive)
     function receive(chunk: Buffer) {
       receiveFrames(link, chunk)
@@ -192,6 +198,7 @@ const receiveFrames = <E>(link: LinkState<E>, chunk: Buffer) => {
   reader.push(chunk)
   for (let frame = reader.next(); frame !== undefined && link.failure === undefined; frame = reader.next()) {
     if (frame instanceof WireViolation) return fail(link, "bad-frame", frame.message)
+    link.answered = true
     switch (frame.type) {
       case FrameType.CHALLENGE: {
         const refused = handshake.challenge(frame.payload, link.ready)

@@ -42,6 +42,15 @@ export const socketFailureText = (error: Error & { readonly code?: string }): st
 }
 
 /**
+ * How a connection made with `tls` (none: plain) was made, for what a broker's close before its
+ * first answer may mean (`brokerClosedText`): every client says it by this one rule.
+ */
+export const unansweredKind = (
+  tls: { readonly cert?: unknown } | undefined
+): "plain" | "client-certificate" | undefined =>
+  tls === undefined ? "plain" : tls.cert !== undefined ? "client-certificate" : undefined
+
+/**
  * The words for a broker that closed the connection; `unanswered`, how a connection it closed
  * before its first answer was made: plain, as a broker that serves TLS closes them, or TLS with a
  * client certificate, which under TLS 1.3 a broker refuses after the client's side of the

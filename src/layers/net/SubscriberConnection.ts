@@ -30,7 +30,7 @@ import {
 } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
-import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText, unansweredKind } from "./SocketFailure.js"
 import { Subscribe, Subscribed, subscribeFrame } from "./SubscribeFrames.js"
 
 const ACCEPTED = [
@@ -250,13 +250,7 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
         if (options.tls !== undefined) {
           const { socket, ready } = dialBroker(address, options.tls)
           socket.on(ready, () => socket.write(subscribeFrame(request)))
-          return new Connection(
-            socket,
-            broker,
-            input,
-            true,
-            options.tls.cert === undefined ? undefined : "client-certificate"
-          )
+          return new Connection(socket, broker, input, true, unansweredKind(options.tls))
         }
         // Plain TCP reads into the receive buffer itself (onread): no Buffer per read, frames parsed where they landed.
         let connection: Connection | undefined
