@@ -15,7 +15,7 @@ import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
 import { type ConnectionClosed, openConnection } from "../../src/layers/net/ClientConnection.js"
 import { Hello, PROTOCOL_VERSION } from "../../src/layers/net/Control.js"
 import { makeRemoteTopics } from "../../src/layers/net/TopicsRemote.js"
-import { certificates } from "../fixtures/tls-certificates.js"
+import { certificates, clientCertificate } from "../fixtures/tls-certificates.js"
 
 /** Bounds of this test's waits (a refusal and a close take milliseconds; the broker's TLS handshake timeout is 10 s). */
 const BOUND_MS = 5_000
@@ -99,6 +99,13 @@ describe("TLS handshake", () => {
       const foreign = { ca: certs.ca, cert: readFileSync(stranger.cert), key: readFileSync(stranger.key) }
       for (const refused of yield* refusals(foreign)) {
         expect(refused.message).toContain("refused this client's certificate")
+      }
+      // One the broker's CA signed that has expired: the client says so, its dates being its own to read.
+      const expired = { ca: certs.ca, ...clientCertificate(certs, "expired", -1) }
+      for (const refused of yield* refusals(expired)) {
+        expect(refused.message).toMatch(
+          /refused this client's certificate \(it expired on [-\dT:.]+Z: give one valid now: tls\.cert, --tls-client-cert\)/
+        )
       }
     }))
 })

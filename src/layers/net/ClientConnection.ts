@@ -39,7 +39,7 @@ import {
 import { ACK_ORDER_BYTES, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { forgetSessionToken, keepSessionToken, sessionToken } from "./SessionTokens.js"
-import { brokerClosedText, socketFailureText, unansweredKind } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
 
 /** How long a clean close waits for the broker to close its side. */
 const CLOSE_GRACE_MS = 5_000
@@ -272,9 +272,7 @@ export const openConnection = (
     finish(
       c,
       "closed",
-      brokerClosedText(
-        c.welcomed ? undefined : unansweredKind(tls)
-      )
+      brokerClosedText(c.welcomed ? undefined : tls ?? "plain")
     ))
   // Plain TCP reads go straight to `receive` (onread); TLS delivers data events.
   if (tls !== undefined) socket.on("data", receive)

@@ -21,7 +21,7 @@ import { type Frame, FrameType } from "./Frame.js"
 import { FrameReader } from "./FrameReader.js"
 import { requestHandshake } from "./RequestHandshake.js"
 import { type RequestFrames, RequestOpen, requestOpenFrame, RequestReady } from "./RequestProtocol.js"
-import { brokerClosedText, socketFailureText, unansweredKind } from "./SocketFailure.js"
+import { brokerClosedText, socketFailureText } from "./SocketFailure.js"
 
 /** A request link's options with their defaults applied. */
 export interface RequestLinkSettings {
@@ -98,7 +98,7 @@ interface LinkState<E> {
   readonly resume: (opened: Effect.Effect<RequestLink<E>, ConnectionClosed>) => void
   readonly pending: Map<number, (answer: Answer | ConnectionClosed) => void>
   nextId: number
-  /** Whether the broker sent a frame: a close before it may be a TLS broker refusing this client (`unansweredKind`). */
+  /** Whether the broker sent a frame: a close before it may be a TLS broker refusing this client (`brokerClosedText`). */
   answered: boolean
   ready: boolean
   failure: ConnectionClosed | undefined
@@ -166,7 +166,7 @@ export const openRequestLink = <E>(
     socket.on("error", (error) => fail(link, "unreachable", socketFailureText(error)))
     socket.on(
       "close",
-      () => fail(link, "closed", brokerClosedText(link.answered ? undefined : unansweredKind(settings.tls)))
+      () => fail(link, "closed", brokerClosedText(link.answered ? undefined : settings.tls ?? "plain"))
     )
     if (settings.tls !== undefined) socket.on("data", receive)
     function receive(chunk: Buffer) {

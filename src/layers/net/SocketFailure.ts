@@ -4,6 +4,7 @@
  * alert certificate required:…`); the failures a user meets setting TLS up are told here as what
  * to change, the library's option and the CLI's flag named, with Node's words kept after them.
  */
+import { X509Certificate } from "node:crypto"
 
 /** The last line of OpenSSL's text: its reason, without the library's source position. */
 const opensslReason = (message: string): string => {
@@ -41,24 +42,43 @@ export const socketFailureText = (error: Error & { readonly code?: string }): st
   return error.message
 }
 
-/**
- * How a connection made with `tls` (none: plain) was made, for what a broker's close before its
- * first answer may mean (`brokerClosedText`): every client says it by this one rule.
- */
-export const unansweredKind = (
-  tls: { readonly cert?: unknown } | undefined
-): "plain" | "client-certificate" | undefined =>
-  tls === undefined ? "plain" : tls.cert !== undefined ? "client-certificate" : undefined
+/** How a client made a connection the broker closed before its first answer: plain, or under TLS with these. */
+export type MadeWith = "plain" | { readonly cert?: Uint8Array | undefined }
+
+/** Why the client's own certificate may be refused now: undefined while it is valid (or does not parse). */
+const certificateOutOfDate = (cert: Uint8Array): string | undefined => {
+  let validity: { readonly from: Date; readonly to: Date }
+  try {
+    const parsed = new X509Certificate(cert)
+    validity = { from: new Date(parsed.validFrom), to: new Date(parsed.validTo) }
+  } catch {
+    return undefined
+  }
+  const now = Date.now()
+  return now > validity.to.getTime()
+    ? `it expired on ${validity.to.toISOString()}`
+    : now < validity.from.getTime()
+    ? `it is valid only from ${validity.from.toISOString()}`
+    : undefined
+}
 
 /**
  * The words for a broker that closed the connection; `unanswered`, how a connection it closed
- * before its first answer was made: plain, as a broker that serves TLS closes them, or TLS with a
- * client certificate, which under TLS 1.3 a broker refuses after the client's side of the
- * handshake is done (the client sees the close, not the alert).
+ * before its first answer was made (undefined once it answered): plain, as a broker that serves
+ * TLS closes them, or TLS with a client certificate, which under TLS 1.3 a broker refuses after
+ * the client's side of the handshake is done (the client sees the close, not the alert). A client
+ * certificate out of its validity dates is named as the likely cause; the client can tell that
+ * much, the broker's reason it cannot.
  */
-export const brokerClosedText = (unanswered?: "plain" | "client-certificate"): string =>
-  unanswered === "plain"
-    ? "the broker closed the connection before answering (a broker that serves TLS closes plain connections: give tls.ca, --tls-ca)"
-    : unanswered === "client-certificate"
-    ? "the broker closed the connection after the TLS handshake, before answering: it may have refused this client's certificate (one its --tls-client-ca does not sign: tls.cert, --tls-client-cert)"
-    : "the broker closed the connection"
+export const brokerClosedText = (unanswered?: MadeWith): string => {
+  if (unanswered === "plain") {
+    return "the broker closed the connection before answering (a broker that serves TLS closes plain connections: give tls.ca, --tls-ca)"
+  }
+  if (unanswered?.cert === undefined) return "the broker closed the connection"
+  const outOfDate = certificateOutOfDate(unanswered.cert)
+  return `the broker closed the connection after the TLS handshake, before answering: it may have refused this client's certificate (${
+    outOfDate === undefined
+      ? "one its --tls-client-ca does not sign"
+      : `${outOfDate}: give one valid now`
+  }: tls.cert, --tls-client-cert)`
+}

@@ -30,7 +30,7 @@ import {
 } from "./Control.js"
 import { type Frame, FrameType } from "./Frame.js"
 import { ReceiveBuffer } from "./ReceiveBuffer.js"
-import { brokerClosedText, socketFailureText, unansweredKind } from "./SocketFailure.js"
+import { brokerClosedText, type MadeWith, socketFailureText } from "./SocketFailure.js"
 import { Subscribe, Subscribed, subscribeFrame } from "./SubscribeFrames.js"
 
 const ACCEPTED = [
@@ -64,7 +64,7 @@ export class Connection {
     readonly broker: string,
     readonly input: ReceiveBuffer,
     copying: boolean,
-    private readonly unanswered?: "plain" | "client-certificate"
+    private readonly unanswered?: MadeWith
   ) {
     if (copying) {
       socket.on("data", (chunk: Buffer) => {
@@ -250,7 +250,7 @@ const open = (address: BrokerAddress, subscribe: Subscribe, options: Settings) =
         if (options.tls !== undefined) {
           const { socket, ready } = dialBroker(address, options.tls)
           socket.on(ready, () => socket.write(subscribeFrame(request)))
-          return new Connection(socket, broker, input, true, unansweredKind(options.tls))
+          return new Connection(socket, broker, input, true, options.tls)
         }
         // Plain TCP reads into the receive buffer itself (onread): no Buffer per read, frames parsed where they landed.
         let connection: Connection | undefined
