@@ -203,7 +203,11 @@ const endStream = (s: Serving, stream: Stream, code: WireViolation["code"], deta
     return Scope.close(stream.scope, Exit.void)
   })
 
-/** Topics the patterns match (and the user may read: it counts those it may not) that are no stream yet: each becomes one. */
+/**
+ * Topics the patterns match (and the user may read: it counts those it may not) that are no stream
+ * yet: each becomes one, by the user's rights as they are now (none once it may no longer join the
+ * subscription's named consumer).
+ */
 const discover = (s: Serving, later: boolean) =>
   Effect.gen(function*() {
     const { c, selection } = s
@@ -213,6 +217,9 @@ const discover = (s: Serving, later: boolean) =>
     // The user's rights as they are now, read once a pass (undefined: removed, or the file unusable: nothing more).
     const user = c.user === undefined || c.auth === undefined ? c.user : c.auth.current(c.user)
     if (c.user !== undefined && user === undefined) return found
+    // A topic found joins the named consumer there: a user no longer allowed to be it joins none.
+    const consumer = c.request.consumer
+    const mayJoin = user === undefined || consumer === undefined || authorize(user, "consume", consumer) === undefined
     s.unreadable = 0
     for (const info of yield* withinRegion(c.topics!.list)) {
       if (s.byTopic.has(info.name) || !selection.patterns.some((p) => p.matches(info.name))) continue
@@ -220,6 +227,7 @@ const discover = (s: Serving, later: boolean) =>
         s.unreadable++
         continue
       }
+      if (!mayJoin) continue
       const opened = yield* Effect.either(openStream(s, info.name, later))
       if (Either.isRight(opened)) found.push(opened.right)
       // Deleted since it was listed: not there to read.
