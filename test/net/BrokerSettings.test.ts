@@ -121,6 +121,20 @@ describe("broker settings", () => {
       expect(failed.message).toMatch(/key values mismatch/)
     }))
 
+  it.scopedLive("a client CA that holds no certificate (its key file given by mistake): BrokerListenFailed at start naming it", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const failed = yield* Effect.flip(
+        BrokerLayers.make({ port: 0, insecure: true, tls: { cert: certs.cert, key: certs.key, clientCa: certs.key } })
+          .pipe(Effect.provide(log.forBroker(0)))
+      )
+      expect(failed).toMatchObject({ _tag: "BrokerListenFailed" })
+      expect(failed.message).toContain(
+        `its client CA ${certs.key} holds no certificate (no -----BEGIN CERTIFICATE----- block)`
+      )
+    }))
+
   it.scopedLive("a port another process listens on: BrokerListenFailed saying how to find it and which option moves the broker", () =>
     Effect.gen(function*() {
       const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })

@@ -157,7 +157,13 @@ describe("the Promise facades' options", () => {
         ],
         [{ ca: certs.ca, cert }, "tls.cert without tls.key: a client certificate needs both"],
         [{ cert, key: Buffer.from("not a key") }, "tls.cert, tls.key: not a TLS configuration Node's TLS takes: "],
-        [{ ca: 5 }, "tls.ca must be PEM bytes (a Buffer or Uint8Array), not number"]
+        [{ ca: 5 }, "tls.ca must be PEM bytes (a Buffer or Uint8Array), not number"],
+        // Node's TLS takes these as a CA that trusts nothing: every broker's certificate would be refused.
+        [{ ca: readFileSync(certs.key) }, "tls.ca holds no certificate (no -----BEGIN CERTIFICATE----- block)"],
+        [
+          { ca: Buffer.from("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n") },
+          "tls.ca holds a certificate that does not parse (block 1 of 1): "
+        ]
       ] as const
       for (const [tls, says] of cases) {
         const options = { ...anonymous, brokers: nowhere, tls: tls as never }

@@ -287,6 +287,16 @@ describe("cxlog: a user's mistake is one line and an exit code", () => {
       )
     }))
 
+  it.scoped("a --tls-ca that holds no certificate (a key file given by mistake): exit 1 before any connection, naming it", () =>
+    Effect.gen(function*() {
+      const certs = yield* certificates
+      const { code, stderr } = yield* runCli(["topics", "--brokers", "127.0.0.1:1", "--tls-ca", certs.key])
+      expect(code).toBe(1)
+      expect(oneLine(stderr)).toBe(
+        `cxlog topics: credentials ${certs.key}: --tls-ca holds no certificate (no -----BEGIN CERTIFICATE----- block): give the CA's certificate, as PEM`
+      )
+    }))
+
   it.effect("a command taking words (topics, groups): an unknown flag among them, or a word missing or left over, is named", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [

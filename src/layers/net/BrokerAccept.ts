@@ -12,6 +12,7 @@ import type { BrokerOptions } from "../../services/net/Broker.js"
 import { adopt, type Intake, type TlsLink } from "./BrokerIntake.js"
 import { session } from "./BrokerSession.js"
 import { type BrokerState, countRejection, type PublisherConnection, reject } from "./BrokerState.js"
+import { caProblem } from "./CertificateAuthority.js"
 import { WireViolation } from "./Control.js"
 import { type Frame, FRAME_HEADER_BYTES, type FrameHeader, FrameType } from "./Frame.js"
 import { InPlaceFrameReader } from "./FrameReader.js"
@@ -21,10 +22,14 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000
 
 /** The broker's TLS server options from its PEM files (read once, at start), or why not. */
 export const secureContextOf = (tls: NonNullable<BrokerOptions["tls"]>): TlsOptions => {
+  const clientCa = tls.clientCa === undefined ? undefined : readFileSync(tls.clientCa)
+  // Node would take it and then refuse every client's certificate, each as one its CA does not sign.
+  const caUnusable = clientCa === undefined ? undefined : caProblem(clientCa)
+  if (caUnusable !== undefined) throw new Error(`its client CA ${tls.clientCa} ${caUnusable}`)
   const options: TlsOptions = {
     cert: readFileSync(tls.cert),
     key: readFileSync(tls.key),
-    ...(tls.clientCa === undefined ? {} : { ca: readFileSync(tls.clientCa), requestCert: true }),
+    ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true }),
     rejectUnauthorized: true,
     // AES-128-GCM first: as safe for this use and about a third cheaper per byte than Node's preferred AES-256-GCM.
     ciphers: `TLS_AES_128_GCM_SHA256:${DEFAULT_CIPHERS}`,

@@ -1,10 +1,12 @@
 /**
  * A client's TLS options (`tls: { ca, cert, key }` of a publisher, a subscriber, an admin or
- * groups client) as Node's TLS takes them, and why they cannot make a TLS context. Checked when
- * the client opens: at its first connection, a key that is not its certificate's was OpenSSL's
- * bare words thrown out of the socket's making, naming no option.
+ * groups client) as Node's TLS takes them, and why they cannot make a TLS context (or, a CA that
+ * holds no certificate, could make only one that trusts nothing). Checked when the client opens: at
+ * its first connection, a key that is not its certificate's was OpenSSL's bare words thrown out of
+ * the socket's making, naming no option.
  */
 import { createSecureContext, type SecureContext } from "node:tls"
+import { caProblem } from "./CertificateAuthority.js"
 
 /** PEM bytes of a client's TLS (ClientConnection.ts `ClientSecurity["tls"]`). */
 export interface ClientTls {
@@ -36,6 +38,8 @@ export const clientTlsProblem = (tls: unknown): string | undefined => {
       return `tls.${field} must be PEM bytes (a Buffer or Uint8Array), not ${typeof value}`
     }
   }
+  const caUnusable = given.ca === undefined ? undefined : caProblem(given.ca as Uint8Array | string)
+  if (caUnusable !== undefined) return `tls.ca ${caUnusable}`
   // One without the other presents no certificate: a broker asking for one would refuse the client, saying less.
   if ((given.cert === undefined) !== (given.key === undefined)) {
     return `tls.${given.cert === undefined ? "key" : "cert"} without tls.${

@@ -27,6 +27,7 @@ import {
   type UserRecord,
   userRecord
 } from "../../layers/net/Auth.js"
+import { caProblem } from "../../layers/net/CertificateAuthority.js"
 import type { BrokerOptions } from "../../services/net/Broker.js"
 import type { PublisherOptions } from "../../services/net/Publisher.js"
 import { failUsage } from "../cli/CliFailure.js"
@@ -140,8 +141,12 @@ export const clientSecurity = (o: ClientSecurityFlags) =>
       ...(o.tlsClientCert === undefined ? {} : { cert: yield* readPem("--tls-client-cert", o.tlsClientCert) }),
       ...(o.tlsClientKey === undefined ? {} : { key: yield* readPem("--tls-client-key", o.tlsClientKey) })
     }
-    // Checked once here (a key that is not the certificate's, a PEM that does not parse): at the
-    // connection it would be OpenSSL's words alone, naming no flag or file.
+    // Checked once here (a key that is not the certificate's, a PEM that does not parse, a CA that
+    // holds no certificate): at the connection it would be OpenSSL's words alone, naming no flag or file.
+    const caUnusable = tls?.ca === undefined ? undefined : caProblem(tls.ca)
+    if (caUnusable !== undefined) {
+      return yield* new CredentialError({ path: o.tlsCa!, reason: `--tls-ca ${caUnusable}` })
+    }
     if (tls !== undefined) {
       yield* Effect.try({
         try: () => createSecureContext(tls),
