@@ -19,7 +19,8 @@ export const userCommand = Cli.command({
       blankAllowed: true,
       placeholder: "PATTERN,…",
       shown: "* (a user that exists: its own)",
-      description: "add: topics the user may publish to (* matches any characters; \"\" for none)"
+      description:
+        "add: topics the user may publish to, and name as a consumer group's dead-letter topic (* matches any characters; \"\" for none)"
     }),
     read: Cli.optionalText("read", {
       blankAllowed: true,
