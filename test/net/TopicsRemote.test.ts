@@ -223,7 +223,7 @@ describe("Topics through a broker", () => {
         yield* (yield* remote(OPS)).list
         const refused = yield* Effect.flip((yield* remote(OPS)).list)
         expect(refused).toMatchObject({ _tag: "TopicsUnavailable" })
-        expect(refused.message).toContain("too-many-connections: user ops may hold 1 connections to this broker")
+        expect(refused.message).toContain("too-many-connections: user ops may hold 1 connection to this broker")
       }))
       // The first one closed, its place is free once the broker has seen it go (bounded).
       const listed = yield* Effect.scoped(Effect.flatMap(remote(OPS), (ops) => ops.list)).pipe(

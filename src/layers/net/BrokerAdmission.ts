@@ -29,7 +29,7 @@ export const holdConnection = (broker: BrokerState, user: UserRecord) =>
     if (limit > 0 && use.connections >= limit) {
       return yield* new WireViolation({
         code: "too-many-connections",
-        detail: `user ${user.name} may hold ${limit} connections to this broker`
+        detail: `user ${user.name} may hold ${limit} connection${limit === 1 ? "" : "s"} to this broker`
       })
     }
     use.connections++
