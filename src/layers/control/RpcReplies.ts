@@ -53,7 +53,11 @@ const successJson = (method: AnyRpcMethod, value: unknown) => {
   return json
 }
 
-/** The reply to a handler's exit, encoded with the method's Schemas; a reply too large for the ring becomes a defect reply. */
+/**
+ * The reply to a handler's exit, encoded with the method's Schemas. A success or typed failure too
+ * large for the reply ring becomes a defect reply saying so: the ring would never take it, and its
+ * caller would wait out its bound for a reply dropped on the server.
+ */
 export const reply = (
   channel: ReplyChannel,
   method: AnyRpcMethod,
@@ -63,19 +67,24 @@ export const reply = (
   const { addressee, requestId } = to
   const defect = (defect: string) =>
     protocolError(channel, to, method.tag, new RpcHandlerDefect({ method: method.tag, requestId, defect }))
+  const sendFitting = (kind: number, what: string, json: string) => {
+    const frame = outFrame(kind, addressee, requestId, method.tag, json)
+    return frame.length > channel.writer.maxFrameBytes
+      ? defect(
+        `a ${frame.length}-byte ${what} exceeds the reply ring's ${channel.writer.maxFrameBytes}-byte frame limit`
+      )
+      : sendReply(channel, frame, to)
+  }
   if (Exit.isSuccess(exit)) {
     const json = successJson(method, exit.value)
     if (Either.isLeft(json)) return defect(`the reply does not encode: ${describe(json.left)}`)
-    const frame = outFrame(Kind.success, addressee, requestId, method.tag, json.right)
-    return frame.length > channel.writer.maxFrameBytes
-      ? defect(`a ${frame.length}-byte reply exceeds the reply ring's frame limit`)
-      : sendReply(channel, frame, to)
+    return sendFitting(Kind.success, "reply", json.right)
   }
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) return defect(Cause.pretty(exit.cause).slice(0, 1000))
   const json = toJson(method.failure, failure.value)
   if (Either.isLeft(json)) return defect(`the failure does not encode: ${describe(json.left)}`)
-  return sendReply(channel, outFrame(Kind.failure, addressee, requestId, method.tag, json.right), to)
+  return sendFitting(Kind.failure, "failure", json.right)
 }
 
 /** The handle of a reply a handler took over: the first completion replies, later ones do nothing. */
