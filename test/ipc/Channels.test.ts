@@ -3,7 +3,7 @@
  * directory's writer) and the in-memory fake.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schema, Scope } from "effect"
+import { Cause, ConfigProvider, Effect, Exit, Fiber, Layer, Schedule, Schema, Scope } from "effect"
 import { frameCheck } from "../../src/layers/control/RingFrames.js"
 import { ringAddress } from "../../src/layers/ipc/ChannelLayout.js"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
@@ -193,7 +193,7 @@ const contract = (label: string, run: Run) =>
         expect((yield* subscription.take(TAKE_MS)).value.price).toBe(written + 1)
       })))
 
-    it.scopedLive("a value larger than a quarter of the ring is ChannelFrameTooLarge naming its size and the limit, written by neither publish nor publishAll; the next goes through", () =>
+    it.scopedLive("a value larger than a quarter of the ring is ChannelFrameTooLarge naming its size and the limit, written by neither publish nor publishAll, nor any value of its batch; the next goes through", () =>
       run(Effect.gen(function*() {
         const channel = yield* (yield* Channels).open("large", Price, { ringBytes: 4096 })
         const subscription = yield* channel.subscribe
@@ -204,9 +204,26 @@ const contract = (label: string, run: Run) =>
         expect(refused).toMatchObject({ _tag: "ChannelFrameTooLarge", name: "large", maxFrameBytes: 1016 })
         expect((refused as { bytes: number }).bytes).toBeGreaterThan(2000)
         expect(yield* Effect.flip(publisher.publishAll([large]))).toMatchObject({ _tag: "ChannelFrameTooLarge" })
+        // A batch with one value too large writes none of it: the value before it does not go out with the next commit.
+        const batch = [{ symbol: "before", price: 1 }, large]
+        expect(yield* Effect.flip(publisher.publishAll(batch))).toMatchObject({ _tag: "ChannelFrameTooLarge" })
         yield* publisher.publish({ symbol: "small", price: 2 })
         expect((yield* subscription.take(TAKE_MS)).value).toEqual({ symbol: "small", price: 2 })
         expect((yield* Effect.flip(subscription.take(20)))._tag).toBe("ChannelTakeTimeout")
+        // So for raw frames.
+        const raw = yield* (yield* Channels).openRaw("large-raw", { ringBytes: 4096 })
+        const frames: Array<number> = []
+        const rawSubscription = yield* raw.subscribe
+        yield* Effect.forkScoped(rawSubscription.consume((frame) => frames.push(frame[0]!)))
+        const rawPublisher = yield* raw.publisher
+        const refusedRaw = yield* Effect.flip(rawPublisher.writeAll([Uint8Array.of(1), new Uint8Array(2000)]))
+        expect(refusedRaw).toMatchObject({ _tag: "ChannelFrameTooLarge", bytes: 2000 })
+        yield* rawPublisher.write(Uint8Array.of(2))
+        yield* Effect.repeat(Effect.sync(() => frames.length), { until: (n) => n > 0, schedule: Schedule.spaced(5) })
+          .pipe(
+            Effect.timeout(TAKE_MS)
+          )
+        expect(frames).toEqual([2])
       })))
 
     it.scopedLive("writer slots are held while a publisher's scope is open, and free again after", () =>

@@ -103,8 +103,23 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
       return Effect.void
     })
 
+  /**
+   * A frame too large for the ring fails the call before anything is reserved: the frames before
+   * it, left reserved but uncommitted, would go out with the writer's next commit, a later call's,
+   * after this one had failed.
+   */
   const writeAll = (payloads: Iterable<Uint8Array>) =>
-    Effect.suspend(() => writeFrom(Array.isArray(payloads) ? payloads : Array.from(payloads), 0))
+    Effect.suspend(() => {
+      const all = Array.isArray(payloads) ? payloads : Array.from(payloads)
+      for (const payload of all) {
+        if (payload.length > core.maxFrameBytes) {
+          return Effect.fail(
+            new FrameTooLarge({ ring: address.id, length: payload.length, maxFrameBytes: core.maxFrameBytes })
+          )
+        }
+      }
+      return writeFrom(all, 0)
+    })
 
   return {
     address,

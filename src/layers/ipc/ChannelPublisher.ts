@@ -128,14 +128,27 @@ export const typedPublisher = <A>(
   const bytes = Buffer.from(ring.bytes.buffer, ring.bytes.byteOffset, ring.bytes.byteLength)
   /** A value ready to write: its binary frame's size (a number), or its JSON text. */
   type Encoded = number | string
-  const encode = (value: A): Encoded | ChannelEncodeError => {
+  const tooLarge = (bytes: number) => new ChannelFrameTooLarge({ name, bytes, maxFrameBytes: ring.maxFrameBytes })
+  /**
+   * `value` ready to write, or why it cannot be: refused before anything of its call is reserved,
+   * since the frames a `publishAll` reserved before it would go out with the next commit.
+   */
+  const encode = (value: A): Encoded | ChannelEncodeError | ChannelFrameTooLarge => {
     const frameBytes = binary === undefined ? -1 : binary.frameBytes(value)
-    if (frameBytes > 0) return frameBytes
+    if (frameBytes > 0) return frameBytes > ring.maxFrameBytes ? tooLarge(frameBytes) : frameBytes
     const encoded = codec.encode(value)
-    return Either.isRight(encoded)
-      ? encoded.right
-      : new ChannelEncodeError({ name, reason: firstIssueLine(encoded.left) })
+    if (Either.isLeft(encoded)) return new ChannelEncodeError({ name, reason: firstIssueLine(encoded.left) })
+    // A UTF-16 unit is 3 UTF-8 bytes at most: only a long text is measured.
+    if (encoded.right.length * 3 > ring.maxFrameBytes) {
+      const textBytes = Buffer.byteLength(encoded.right, "utf8")
+      if (textBytes > ring.maxFrameBytes) return tooLarge(textBytes)
+    }
+    return encoded.right
   }
+  const refused = (
+    e: Encoded | ChannelEncodeError | ChannelFrameTooLarge
+  ): e is ChannelEncodeError | ChannelFrameTooLarge =>
+    e instanceof ChannelEncodeError || e instanceof ChannelFrameTooLarge
   /** Writes `value` into a frame reserved now; false when the ring has no room for it now (or it is too large). */
   const tryWrite = (value: A, encoded: Encoded): boolean => {
     if (typeof encoded === "number") {
@@ -168,7 +181,7 @@ export const typedPublisher = <A>(
     publish: (value) =>
       Effect.suspend(() => {
         const encoded = encode(value)
-        if (encoded instanceof ChannelEncodeError) return Effect.fail(encoded)
+        if (refused(encoded)) return Effect.fail(encoded)
         if (!tryWrite(value, encoded)) return writeRest([value], [encoded])
         ring.commit()
         return Effect.void
@@ -186,7 +199,7 @@ export const typedPublisher = <A>(
         const encoded: Array<Encoded> = []
         for (const value of all) {
           const e = encode(value)
-          if (e instanceof ChannelEncodeError) return Effect.fail(e)
+          if (refused(e)) return Effect.fail(e)
           encoded.push(e)
         }
         for (let i = 0; i < all.length; i++) {
