@@ -126,6 +126,19 @@ const contract = (label: string, backing: (c: DirectoryConfig) => Effect.Effect<
         expect(b.region.bytes.subarray(third.extent.offset, third.extent.offset + MiB).every((x) => x === 0)).toBe(true)
       }))
 
+    it.scoped("a pin refused (the object deleted) is given back at once: it holds back nothing deleted after it", () =>
+      Effect.gen(function*() {
+        const b = yield* backing(config)
+        const { writer, directory } = yield* open(b)
+        const first = yield* writer.create({ kind: "topic", name: "a", bytes: MiB })
+        const other = yield* writer.create({ kind: "topic", name: "b", bytes: MiB })
+        yield* writer.remove(first)
+        // Refused in this (still open) scope, as an open that failed would be: it keeps no pin here.
+        expect(yield* Effect.flip(directory.hold(first))).toMatchObject({ _tag: "ObjectDeleted" })
+        yield* writer.remove(other)
+        expect(yield* writer.reclaim).toBe(2 * MiB)
+      }))
+
     it.scoped("a process's line shows its oldest pin: neither a later pin nor the release of a twin frees what an earlier one holds", () =>
       Effect.gen(function*() {
         const b = yield* backing(config)

@@ -24,6 +24,7 @@ import { settingsConfig } from "../../Settings.js"
 import { READER_LIVENESS_MS } from "../control/RingFrames.js"
 import { client as rpcClient } from "../control/RpcClient.js"
 import { serve as rpcServe } from "../control/RpcServer.js"
+import { heldOnSuccess } from "./HeldOnSuccess.js"
 import { type CreateObject, findOrCreate, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 import { requestsBroken, tellBroken } from "./RequestsBroken.js"
@@ -128,7 +129,7 @@ export const makeServices = (
 
   return {
     serve: (name, handlers, options = {}) =>
-      Effect.gen(function*() {
+      heldOnSuccess(Effect.gen(function*() {
         const found = yield* open(name, options, "rpc")
         const onBroken = tellBroken(options.onBroken)
         yield* serve(
@@ -141,32 +142,32 @@ export const makeServices = (
           handlers
         ).pipe(Effect.mapError(takenOr(name)))
         return { name, entry: found.entry, shape: found.shape } satisfies ServedService
-      }),
+      })),
     connect: (name, options = {}) =>
-      Effect.flatMap(
+      heldOnSuccess(Effect.flatMap(
         find(name, "rpc"),
         (found) =>
           connectCaller(makeClient, name, found.rings, found.replies, found.server, {
             timeoutMs: options.timeoutMs ?? defaults.callTimeoutMs,
             checkEveryMs: defaults.checkEveryMs
           })
-      ),
+      )),
     serveFrames: (name, handlers, wanted = {}) =>
-      Effect.gen(function*() {
+      heldOnSuccess(Effect.gen(function*() {
         const found = yield* open(name, wanted, "application")
         const replies = yield* frameServerReplies(name, found.rings)
         const send = yield* serveFrames(rings, name, replies, found.rings.requests, handlers, defaults.callTimeoutMs)
         return { name, entry: found.entry, shape: found.shape, send } satisfies FrameServer
-      }),
+      })),
     connectFrames: (name, handlers, options = {}) =>
-      Effect.flatMap(
+      heldOnSuccess(Effect.flatMap(
         find(name, "application"),
         (found) =>
           connectFrames(rings, name, found.rings, found.replies, found.server, handlers, {
             timeoutMs: options.timeoutMs ?? defaults.callTimeoutMs,
             checkEveryMs: defaults.checkEveryMs
           })
-      ),
+      )),
     list: Effect.flatMap(directory.list("service"), (entries) =>
       Effect.forEach(entries, (entry) => {
         const shape = entryShape(entry)

@@ -38,14 +38,14 @@ export const directoryOver = (
         }),
       list: (kind) => Effect.sync(() => table.list(kind)),
       isCurrent: (entry) => table.isCurrent(entry),
+      // Pinned before the look (the epoch protocol's order); a pin that finds the object deleted is
+      // given back at once, not left in the caller's scope holding back what is removed after it.
       hold: (entry) =>
-        Effect.acquireRelease(holder.pin(), (epoch) => Effect.sync(() => holder.unpin(epoch))).pipe(
-          Effect.flatMap(() =>
-            table.isCurrent(entry)
-              ? Effect.void
-              : Effect.fail(new ObjectDeleted({ kind: entry.kind, name: entry.name }))
-          )
-        ),
+        Effect.uninterruptible(Effect.flatMap(holder.pin(), (epoch) => {
+          if (table.isCurrent(entry)) return Effect.addFinalizer(() => Effect.sync(() => holder.unpin(epoch)))
+          holder.unpin(epoch)
+          return Effect.fail(new ObjectDeleted({ kind: entry.kind, name: entry.name }))
+        })),
       usage: Effect.sync(() => usageOf(area, heapBlocks(region, area), table.list().length)),
       holders: Effect.sync(() => spaceHolders(region, area, heapBlocks(region, area), table))
     }
