@@ -23,6 +23,7 @@ import { entryShape, ringAddresses } from "./ChannelLayout.js"
 import { openChannelObject } from "./ChannelObject.js"
 import { type ClaimedWriter, claimWriter, rawPublisher, typedPublisher } from "./ChannelPublisher.js"
 import { rawSubscription, typedSubscription } from "./ChannelSubscriber.js"
+import { heldOnSuccess } from "./HeldOnSuccess.js"
 import { type CreateObject, type RemoveObject, unlessHeadLost } from "./ObjectCreator.js"
 import { liveUsers } from "./ObjectUsers.js"
 
@@ -50,14 +51,17 @@ const optionsProblem = ({ publishTimeoutMs, spinMicros, subscriberBuffer }: Chan
  * readers (ObjectUsers.ts), so an object of it opened before and used only now would write and
  * read memory no later open finds.
  * Looked at before the slots are taken and again once they are held, where a removal that looks
- * at the rings after that sees them; per slot taken, not per value.
+ * at the rings after that sees them; per slot taken, not per value. An acquire that fails (that
+ * second look, or a subscription that found no free reader slot on its third ring) gives back at
+ * once what it took: reader slots left attached in the caller's scope would never read, and hold
+ * their writers back.
  */
 const unlessRemoved = (directory: DirectoryShape, name: string, entry: DirectoryEntry) => {
   const current = Effect.suspend(() =>
     directory.isCurrent(entry) ? Effect.void : Effect.fail(new ChannelRemoved({ name }))
   )
   return <A, E>(acquire: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, E | ChannelRemoved, Scope.Scope> =>
-    Effect.zipRight(current, Effect.zipLeft(acquire, current))
+    Effect.zipRight(current, heldOnSuccess(Effect.zipLeft(acquire, current)))
 }
 
 export const makeChannels = (
