@@ -12,7 +12,7 @@ import {
   ReaderReaped,
   type RingAddress,
   RingClosed,
-  type RingFull,
+  RingFull,
   type RingReader,
   type RingReadError,
   type RingWriteError,
@@ -89,7 +89,11 @@ export const makeWriter = (core: WriterCore, timeoutMs: number): RingWriter => {
     const next = core.tryWriteFrames(payloads, from)
     if (next === payloads.length) return Effect.succeed(core.commit())
     return Effect.zipRight(
-      writeWhenRoom(payloads[next]!, performance.now()),
+      // The wait committed the frames before this one: a RingFull says how many, for the caller to send the rest again.
+      Effect.mapError(
+        writeWhenRoom(payloads[next]!, performance.now()),
+        (e) => (e._tag === "RingFull" ? new RingFull({ ...e, written: next }) : e)
+      ),
       Effect.suspend(() => writeFrom(payloads, next + 1))
     )
   }

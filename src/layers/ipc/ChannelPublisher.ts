@@ -43,17 +43,22 @@ const readerOf = (inspector: RingInspector, slot: number) => {
     : { readerPid: reader.pid, readerStopped: isPidStopped(reader.pid) }
 }
 
+/** A ring's write error as the channel's; `writtenBefore`: the call's values written before the ring's write began. */
 const writeError =
-  (name: string, writer: number, inspector: RingInspector) => (e: RingWriteError): ChannelPublishError => {
+  (name: string, writer: number, inspector: RingInspector) =>
+  (e: RingWriteError, writtenBefore = 0): ChannelPublishError => {
     switch (e._tag) {
-      case "RingFull":
+      case "RingFull": {
+        const written = writtenBefore + (e.written ?? 0)
         return new ChannelFull({
           name,
           writer,
           waitedMs: e.waitedMs,
           slowestReader: e.slowestSlot,
-          ...readerOf(inspector, e.slowestSlot)
+          ...readerOf(inspector, e.slowestSlot),
+          ...(written > 0 ? { written } : {})
         })
+      }
       case "FrameTooLarge":
         return new ChannelFrameTooLarge({ name, bytes: e.length, maxFrameBytes: e.maxFrameBytes })
       case "RingClosed":
@@ -170,19 +175,28 @@ export const typedPublisher = <A>(
     binary!.write(value, frame, 0, encoded)
     return frame
   }
-  /** The values a call could not write in place: the ring's own path, which commits what is reserved, waits for room or says why. */
+  /**
+   * The values a call could not write in place, after `writtenBefore` it did: the ring's own path,
+   * which commits what is reserved (those too), waits for room or says why.
+   */
   const writeRest = (
     values: ReadonlyArray<A>,
-    encoded: ReadonlyArray<Encoded>
+    encoded: ReadonlyArray<Encoded>,
+    writtenBefore: number
   ): Effect.Effect<void, ChannelPublishError> =>
-    Effect.asVoid(Effect.mapError(ring.writeAll(values.map((value, i) => frameOf(value, encoded[i]!))), failed))
+    Effect.asVoid(
+      Effect.mapError(
+        ring.writeAll(values.map((value, i) => frameOf(value, encoded[i]!))),
+        (e) => failed(e, writtenBefore)
+      )
+    )
   return {
     writer,
     publish: (value) =>
       Effect.suspend(() => {
         const encoded = encode(value)
         if (refused(encoded)) return Effect.fail(encoded)
-        if (!tryWrite(value, encoded)) return writeRest([value], [encoded])
+        if (!tryWrite(value, encoded)) return writeRest([value], [encoded], 0)
         ring.commit()
         return Effect.void
       }),
@@ -203,7 +217,7 @@ export const typedPublisher = <A>(
           encoded.push(e)
         }
         for (let i = 0; i < all.length; i++) {
-          if (!tryWrite(all[i]!, encoded[i]!)) return writeRest(all.slice(i), encoded.slice(i))
+          if (!tryWrite(all[i]!, encoded[i]!)) return writeRest(all.slice(i), encoded.slice(i), i)
         }
         ring.commit()
         return Effect.void

@@ -310,6 +310,8 @@ export class RingFull extends Data.TaggedError("RingFull")<{
   readonly waitedMs: number
   /** The slot whose `processed` holds the writer back, -1 if none. */
   readonly slowestSlot: number
+  /** Of a `writeAll`: how many of its payloads were committed before this one found no room (the rest were not written). */
+  readonly written?: number
 }> {
   override get message() {
     return `ring ${this.ring}: no room for ${this.needed} bytes after ${this.waitedMs} ms (${this.free} free; slowest reader slot ${this.slowestSlot})`

@@ -270,15 +270,23 @@ export class ChannelFull extends Schema.TaggedError<ChannelFull>()("ChannelFull"
   /** That reader's process, when the slot still names one. */
   readerPid: Schema.optional(Schema.Int),
   /** Whether that process is stopped (SIGSTOP, a debugger): it holds every writer back until it runs again or dies. */
-  readerStopped: Schema.optional(Schema.Boolean)
+  readerStopped: Schema.optional(Schema.Boolean),
+  /**
+   * Of a batch (`publishAll`, `writeAll`) that found no room on the way: how many of its values,
+   * from the first, were written (they reach subscribers); the rest were not. Absent: none was.
+   */
+  written: Schema.optional(Schema.Int)
 }) {
   override get message() {
     const who = this.readerPid === undefined
       ? ""
       : `: pid ${this.readerPid}${this.readerStopped === true ? ", stopped" : ""}`
+    const outcome = this.written === undefined || this.written === 0
+      ? "nothing was written"
+      : `the first ${this.written} values of the call were written, the rest not`
     return `channel ${
       JSON.stringify(this.name)
-    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader} is behind${who}); nothing was written`
+    }: writer ${this.writer} found no room after ${this.waitedMs} ms (reader slot ${this.slowestReader} is behind${who}); ${outcome}`
   }
 }
 
