@@ -4,6 +4,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Schema, Scope } from "effect"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import * as ChannelsMemory from "../../src/layers/ipc/ChannelsMemory.js"
 import { CxlogChannel } from "../../src/layers/ipc/CxlogChannel.js"
 import {
@@ -19,6 +21,12 @@ import { uniqueRegion } from "../helpers/Processes.js"
 const Price = Schema.Struct({ symbol: Schema.String, price: Schema.Number.pipe(Schema.positive()) })
 
 const TAKE_MS = 10_000
+
+/** V8's collector, called: `--expose-gc` set now, `gc` taken from a context made after it. */
+const collectGarbage = (): () => void => {
+  setFlagsFromString("--expose-gc")
+  return runInNewContext("gc") as () => void
+}
 
 describe("CxlogChannel", () => {
   it.live("publish, and a subscription's async iteration: every value once, in order; a value that does not encode rejects typed", () =>
@@ -51,6 +59,38 @@ describe("CxlogChannel", () => {
         // Nothing of the refused value was written.
         const none = await subscription.take(50).catch((e: unknown) => e)
         expect((none as { _tag: string })._tag).toBe("ChannelTakeTimeout")
+      } finally {
+        await prices.close()
+      }
+    }))
+
+  it.live("a closed subscription is let go by its channel: one subscribed to and closed again and again keeps none of them", () =>
+    Effect.promise(async () => {
+      const gc = collectGarbage()
+      const prices = await CxlogChannel.openWith(ChannelsMemory.layerMemory(), "prices", Price, {
+        writerSlots: 1,
+        readerSlots: 2,
+        ringBytes: 8192
+      })
+      try {
+        // In a function of its own: nothing of this frame holds the subscription once it has returned.
+        const subscribeAndClose = async () => {
+          const subscription = await prices.subscribe()
+          await prices.publishAll([1, 2, 3].map((price) => ({ symbol: "ACME", price })))
+          // One handed out, two held by the iteration's batch when it closes.
+          for await (const { value } of subscription) {
+            expect(value.price).toBe(1)
+            break
+          }
+          await subscription.close()
+          return new WeakRef(subscription)
+        }
+        const closed: Array<WeakRef<object>> = []
+        for (let i = 0; i < 3; i++) closed.push(await subscribeAndClose())
+        // A WeakRef holds its target to the end of the job that made it: collected in a later one.
+        await new Promise((resolve) => setImmediate(resolve))
+        gc()
+        expect(closed.filter((ref) => ref.deref() !== undefined)).toHaveLength(0)
       } finally {
         await prices.close()
       }

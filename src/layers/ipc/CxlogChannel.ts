@@ -54,7 +54,9 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
     private readonly runtime: Runtime,
     private readonly subscription: ChannelSubscription<A>,
     private readonly scope: Scope.CloseableScope,
-    private readonly name: string
+    private readonly name: string,
+    /** Its channel lets go of it: a channel subscribed to and closed again and again keeps none of them. */
+    private readonly onClosed: () => void
   ) {}
 
   /**
@@ -146,6 +148,8 @@ export class CxlogChannelSubscription<A> implements AsyncIterable<ChannelMessage
       this.stop.abort()
       await this.waiting
       await Effect.runPromise(Scope.close(this.scope, Exit.void))
+      this.held = []
+      this.onClosed()
     })()
     return this.closing
   }
@@ -257,7 +261,13 @@ export class CxlogChannel<A> {
     const scope = await Effect.runPromise(Scope.fork(this.scope, ExecutionStrategy.sequential))
     try {
       const subscription = await this.call(this.channel.subscribe.pipe(Scope.extend(scope)))
-      const facade = new CxlogChannelSubscription(this.runtime, subscription, scope, this.name)
+      const facade: CxlogChannelSubscription<A> = new CxlogChannelSubscription(
+        this.runtime,
+        subscription,
+        scope,
+        this.name,
+        () => this.subscriptions.delete(facade)
+      )
       this.subscriptions.add(facade)
       return facade
     } catch (error) {
