@@ -21,6 +21,12 @@ export interface SegmentFile {
    * thread for a page-cache copy of a few KiB, where a pool trip takes tens of microseconds.
    */
   readonly readSync: (into: Uint8Array, position: number) => number
+  /**
+   * Whether the path it was opened by still names this file. A file removed (`rm -r` of the data
+   * directory) or moved away while open takes writes and fdatasyncs as before, but they reach
+   * nothing the directory holds: no restart or recovery would find them.
+   */
+  readonly stillNamed: () => Promise<boolean>
   readonly close: () => Promise<void>
 }
 
@@ -67,7 +73,18 @@ export interface SegmentFiles {
   readonly lock: (dir: string) => Promise<(() => Promise<void>) | number>
 }
 
-const fileOver = (handle: fs.FileHandle): SegmentFile => ({
+/** The stat of `path`; undefined when nothing is there (ENOENT, or ENOTDIR: a parent is a file now). */
+const statIfThere = async (path: string) => {
+  try {
+    return await fs.stat(path)
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    if (code === "ENOENT" || code === "ENOTDIR") return undefined
+    throw e
+  }
+}
+
+const fileOver = (handle: fs.FileHandle, path: string): SegmentFile => ({
   write: async (buffers, position) => {
     let rest = buffers.filter((b) => b.length > 0)
     let at = position
@@ -86,6 +103,10 @@ const fileOver = (handle: fs.FileHandle): SegmentFile => ({
   truncate: (length) => handle.truncate(length),
   read: async (into, position) => (await handle.read(into, 0, into.length, position)).bytesRead,
   readSync: (into, position) => readSync(handle.fd, into, 0, into.length, position),
+  stillNamed: async () => {
+    const [mine, named] = await Promise.all([handle.stat(), statIfThere(path)])
+    return named !== undefined && named.ino === mine.ino && named.dev === mine.dev
+  },
   close: () => handle.close()
 })
 
@@ -105,8 +126,9 @@ export const nodeSegmentFiles: SegmentFiles = {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 })
   },
   list: listDirectory,
-  create: async (path) => fileOver(await fs.open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600)),
-  open: async (path) => fileOver(await fs.open(path, constants.O_RDWR)),
+  create: async (path) =>
+    fileOver(await fs.open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600), path),
+  open: async (path) => fileOver(await fs.open(path, constants.O_RDWR), path),
   size: async (path) => (await fs.stat(path)).size,
   modifiedAt: async (path) => (await fs.stat(path)).mtimeMs,
   unlink: (path) => fs.unlink(path),

@@ -25,6 +25,16 @@ import {
 /** How long closing a stream waits for its writer to write and sync what is pending. */
 const CLOSE_DRAIN_MS = 30_000
 
+/** A segment synced into a file its directory no longer holds (the data directory removed or moved): durable for no one. */
+const goneFailure = (path: string) =>
+  new SegmentIoError({
+    path,
+    operation: "fdatasync",
+    code: "ENOENT",
+    reason:
+      "the segment file is no longer in the data directory (removed or moved while it was written): what was written since is not on disk there"
+  })
+
 /**
  * Starts the fdatasync covering everything written so far; when it returns, the frontier
  * moves there and the writer is woken. Writes go on meanwhile (group commit, pipelined: the
@@ -36,10 +46,17 @@ const startSync = (s: StreamState) => {
   const coversBytes = open.bytes
   const bytes = s.unsynced
   s.unsynced = 0
-  s.syncing = s.current!.datasync().then(
-    () => {
+  const file = s.current!
+  s.syncing = file.datasync().then(() => file.stillNamed()).then(
+    (named) => {
       // Every sync before this one returned without error (a failed one stops the writer before the next starts).
       s.syncing = undefined
+      if (!named) {
+        // Moving the frontier would acknowledge records that no restart or recovery can find.
+        s.failure ??= goneFailure(open.path)
+        wakeWriter(s)
+        return
+      }
       s.pendingBytes -= bytes
       open.records = covers - open.base
       s.durableBytes = coversBytes
@@ -98,6 +115,9 @@ const roll = (s: StreamState, item: Extract<Pending, { kind: "roll" }>, records:
     if (s.failure !== undefined) return yield* Effect.fail(s.failure)
     const closed = openSegment(s)
     yield* io(directory, closed.path, "fdatasync", () => s.current!.datasync())
+    if (!(yield* io(directory, closed.path, "fstat", () => s.current!.stillNamed()))) {
+      return yield* goneFailure(closed.path)
+    }
     closed.records = records - closed.base
     yield* io(directory, closed.path, "close", () => s.current!.close())
     s.current = undefined

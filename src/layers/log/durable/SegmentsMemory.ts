@@ -69,12 +69,13 @@ const used = (disk: MemoryDisk) => {
   return n
 }
 
+/** An open file: like a descriptor, it keeps the file it was opened on, also once that is removed or moved. */
 const fileOn = (disk: MemoryDisk, path: string): SegmentFile => {
+  const opened = disk.files.get(path)
   const get = () => {
     if (disk.crashed) throw errno("EIO", path)
-    const f = disk.files.get(path)
-    if (f === undefined) throw errno("ENOENT", path)
-    return f
+    if (opened === undefined) throw errno("ENOENT", path)
+    return opened
   }
   const readNow = (into: Uint8Array, position: number) => {
     const f = get()
@@ -115,6 +116,7 @@ const fileOn = (disk: MemoryDisk, path: string): SegmentFile => {
     },
     read: async (into, position) => readNow(into, position),
     readSync: (into, position) => readNow(into, position),
+    stillNamed: async () => disk.files.get(path) === get(),
     close: async () => undefined
   }
 }
