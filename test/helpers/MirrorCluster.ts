@@ -163,7 +163,7 @@ const READ_BACK_WINDOW = 256
  * is made again with a new connection, a second later, up to READ_BACK_RETRIES times; then it
  * fails with the last error.
  */
-const readStream = (cluster: NatsCluster) =>
+export const readStream = (cluster: NatsCluster) =>
   readStreamOnce(cluster).pipe(
     Effect.timeoutFail({
       duration: READ_BACK_MS,

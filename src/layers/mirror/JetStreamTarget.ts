@@ -23,6 +23,7 @@ import {
   MirrorStreamMismatch,
   MirrorStreamRefused
 } from "../../services/mirror/Mirror.js"
+import { type MirroredMessage, readMirrored } from "./MirrorRecord.js"
 
 /** JetStream did not answer, or refused for a reason retrying may cure (no leader yet, servers down). */
 export class JetStreamFailed extends Data.TaggedError("JetStreamFailed")<{ readonly reason: string }> {
@@ -93,6 +94,13 @@ export const subjectMatches = (pattern: string, subject: string): boolean => {
 export interface StreamEnd {
   readonly sequence: number
   readonly offset: number | undefined
+  /**
+   * Set when the last message is this topic's, mirrored from another region (its id names another
+   * region): the log may be the same one, its region made again from the head's data directory
+   * (`--recover`), which gives the region a new id. The mirror goes on only once the region holds
+   * the same message at that offset (`refused` otherwise).
+   */
+  readonly otherRegion?: { readonly last: MirroredMessage; readonly refused: MirrorStreamForeign }
 }
 
 export interface JetStreamTarget {
@@ -184,7 +192,7 @@ export const openTarget = (
       const id = last.header?.get(MirrorHeaders.msgId) ?? ""
       const offset = Number(last.header?.get(MirrorHeaders.offset) ?? Number.NaN)
       if (!id.startsWith(prefix) || !Number.isSafeInteger(offset) || id !== `${prefix}${offset}`) {
-        return yield* new MirrorStreamForeign({
+        const refused = new MirrorStreamForeign({
           stream: options.stream,
           sequence: last.seq,
           found: id === ""
@@ -192,6 +200,9 @@ export const openTarget = (
             : `${JSON.stringify(id)} on ${last.subject}`,
           expected: prefix
         })
+        if (!Number.isSafeInteger(offset) || !ofThisTopicElsewhere(id, options, offset)) return yield* refused
+        const mirrored = readMirrored({ seq: last.seq, data: last.data, headers: last.header })
+        return { sequence, offset, otherRegion: { last: mirrored, refused } }
       }
       return { sequence, offset }
     })
@@ -212,6 +223,16 @@ export const openTarget = (
       })
     return { connection, client, manager, end, publish } satisfies JetStreamTarget
   })
+
+/** Whether `id` is a mirror's id of `offset` of this topic from a region other than this mirror's (any generation there). */
+const ofThisTopicElsewhere = (id: string, options: MirrorOptions, offset: number): boolean => {
+  const slash = id.indexOf("/")
+  if (slash <= 0 || id.slice(0, slash) === options.regionId) return false
+  const rest = id.slice(slash + 1)
+  const generationAndOffset = rest.slice(options.topic.length + 1)
+  return rest.startsWith(`${options.topic}/`) && /^\d+\/\d+$/.test(generationAndOffset) &&
+    generationAndOffset.endsWith(`/${offset}`)
+}
 
 /** Creates the stream (file storage, `replicas`) when it does not exist; an existing one must take the subject. */
 const ensureStream = (manager: JetStreamManager, options: MirrorOptions) =>

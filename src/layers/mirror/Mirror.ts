@@ -32,6 +32,7 @@ import {
 import { Subscriber, type SubscriberShape, type Subscription } from "../../services/net/Subscriber.js"
 import { consumerNameBytes } from "../log/Consumers.js"
 import { JetStreamFailed, openTarget } from "./JetStreamTarget.js"
+import { continuesThisLog } from "./MirrorContinuity.js"
 import { writeMirrorStatus } from "./MirrorStatusFile.js"
 import { awaitWindow, drained, hasRoom, inFlight, makeWindow, type MirrorWindow, publishOne } from "./MirrorWindow.js"
 
@@ -232,6 +233,9 @@ const session = (run: MirrorRun, subscriber: SubscriberShape, topics: TopicsShap
     if (named instanceof ConsumerNameInvalid) return yield* named
     const target = yield* openTarget(o, generation)
     const end = yield* target.end
+    if (end.otherRegion !== undefined) {
+      yield* continuesThisLog(subscriber, o, end.offset!, end.otherRegion).pipe(fromSubscription(run))
+    }
     const resume = end.offset === undefined ? undefined : end.offset + 1
     // Known before the region is asked: a mirror refused there (behind retention) still says where it stands.
     if (resume !== undefined) run.mirrored = resume
