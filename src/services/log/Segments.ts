@@ -128,7 +128,8 @@ export interface SegmentsShape {
    * Removes a stream for good: its directory is renamed out of the streams' names (one atomic
    * rename, made durable by a sync of the data directory, so no later open or recovery finds it,
    * even after a crash); its files are deleted after the call returns. Whoever has it open reads
-   * and writes on into what is being deleted: stop its writer first. False when there was no such stream.
+   * on into what is being deleted, and its writer stops at its next fdatasync (`SegmentIoError`:
+   * the file is no longer in the data directory): stop it first. False when there was no such stream.
    */
   readonly remove: (stream: string) => Effect.Effect<boolean, SegmentIoError>
   /** Deletes what removals a crash interrupted left behind; resolves to how many. */
