@@ -125,11 +125,17 @@ const startCopy = (
     // Its spec and named consumers' committed offsets, for recovery (DurableTopicState.ts).
     yield* persistTopicState(topic).pipe(
       retryWhileLocked(topic.name),
-      Effect.catchAll((e) =>
-        Effect.logError(
-          `durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted: ${e.message}`
+      Effect.catchAll((e) => {
+        // As for the data: the copy's writers start again after the backoff, else commits would stay unpersisted
+        // while the data writer runs on, and a recovery would rewind the consumers to the last snapshot.
+        const disk = e._tag === "DiskFull" || e._tag === "SegmentIoError"
+        if (disk) diskFailed()
+        return Effect.logError(
+          `durable tier: topic ${topic.name}: its consumers' committed offsets are no longer persisted${
+            disk ? " until its writers are started again, with a backoff, up to 30 s" : ""
+          }: ${e.message}`
         )
-      ),
+      }),
       Effect.forkIn(scope)
     )
     return scope
