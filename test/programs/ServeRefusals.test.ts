@@ -10,7 +10,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { serveLogPath } from "../../src/programs/serve/ServeDetach.js"
-import { runCli } from "../helpers/CliRoles.js"
+import { forkCli, runCli } from "../helpers/CliRoles.js"
+import { tempDir } from "../helpers/Processes.js"
 import { serveRegion } from "../helpers/ServeProcess.js"
 
 /** No CXLOG_INSECURE for serve's brokers, whatever the environment the tests run in says (nor do they set TLS files). */
@@ -111,4 +112,42 @@ describe("cxlog serve refuses before anything starts", () => {
       )
       expect(readFileSync(`/dev/shm/${region}`, "utf8")).toBe("another program's shared memory\n")
     }))
+
+  it.scopedLive(
+    "a region its killed head left behind, with --data-dir: the way to carry on names the data directory, and taken it keeps the copy on disk",
+    () =>
+      Effect.gen(function*() {
+        const region = yield* serveRegion("serve-left")
+        const dir = yield* tempDir("cxlog-serve-left-")
+        const head = yield* forkCli(["head", "--region", region, "--topic", "events:5:2:2", "--data-dir", dir])
+        yield* head.event("ready")
+        const published = yield* runCli([
+          "publish",
+          "--local",
+          "--region",
+          region,
+          "--topic",
+          "events",
+          "--count",
+          "10"
+        ])
+        expect(published.code, published.stderr).toBe(0)
+        head.child.kill("SIGKILL")
+        yield* head.exited
+        const refused = yield* runCli(["serve", "--region", region, "--data-dir", dir, ...oneBroker])
+        expect(refused.code, refused.stderr).toBe(1)
+        expect(refused.stderr).toContain(`but for what its replication factor 2 topics hold in ${dir}`)
+        const advice = /carry on with its data by hand: `([^`]+)`/.exec(refused.stderr)?.[1]
+        expect(advice).toBe(`cxlog head --attach --region ${region} --data-dir ${dir}`)
+        // Taken as said, the head carries on with the region and its copy on disk: not one stopped for want of it.
+        const attached = yield* forkCli(advice!.split(" ").slice(1))
+        yield* attached.event("ready")
+        const topics = yield* runCli(["topics", "--region", region, "--json"])
+        expect(topics.code, topics.stderr).toBe(0)
+        const [events] = JSON.parse(topics.stdout).topics
+        expect(events.name).toBe("events")
+        expect(events.diskCopyStopped).toBeUndefined()
+      }),
+    60_000
+  )
 })

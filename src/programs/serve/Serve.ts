@@ -188,7 +188,7 @@ const watchRoles = (
 export const serve = (options: ServeOptions) =>
   Effect.gen(function*() {
     const env = yield* requireServeConfig(options)
-    yield* requireRegionFree(options.region)
+    yield* requireRegionFree(options.region, options.dataDir)
     if (options.port > 0) yield* requirePortsFree(options.host, options.port, options.brokers)
     const names = ["serve", "head", ...(options.standby ? ["standby"] : []), `broker ${options.brokers - 1}`]
     const log = makeServeLog(options.json, Math.max(...names.map((n) => n.length)))

@@ -27,6 +27,8 @@ export class ServeRegionTaken extends Data.TaggedError("ServeRegionTaken")<{
   /** Its head's pid (0 if none is known). */
   readonly headPid: number
   readonly orderedMessages: number
+  /** Serve's `--data-dir`: carrying on needs it, and the region's topics with a copy there come back from it. */
+  readonly dataDir?: string | undefined
 }> {
   override get message() {
     if (this.found === "not-a-region") {
@@ -44,9 +46,15 @@ export class ServeRegionTaken extends Data.TaggedError("ServeRegionTaken")<{
       this.headPid > 0 ? ` (pid ${this.headPid})` : ""
     } is gone. ` +
       `Remove it with \`cxlog regions --remove ${this.region}\`${
-        this.orderedMessages > 0 ? " (that destroys those messages)" : ""
+        this.orderedMessages === 0
+          ? ""
+          : this.dataDir === undefined
+          ? " (that destroys those messages)"
+          : ` (that destroys those messages, but for what its replication factor 2 topics hold in ${this.dataDir}: serve started again on it makes them again from there)`
       }, ` +
-      `give this serve another --region, or carry on with its data by hand: \`cxlog head --attach --region ${this.region}\``
+      `give this serve another --region, or carry on with its data by hand: \`cxlog head --attach --region ${this.region}${
+        this.dataDir === undefined ? "" : ` --data-dir ${this.dataDir}`
+      }\``
   }
 }
 
@@ -106,7 +114,7 @@ export const requirePortsApart = (port: number, brokers: number, metricsPort: nu
 }
 
 /** Fails with ServeRegionTaken when /dev/shm holds a file of the region's name: a cxlog region, or not one (RegionLayoutMismatch: another build's, left behind). */
-export const requireRegionFree = (region: string) =>
+export const requireRegionFree = (region: string, dataDir?: string) =>
   Effect.flatMap(inspectRegion(region), (info): Effect.Effect<void, ServeRegionTaken | RegionLayoutMismatch> => {
     if (info === undefined) {
       return existsSync(`${SHM_DIR}/${region}`)
@@ -126,7 +134,8 @@ export const requireRegionFree = (region: string) =>
         region: info.name,
         found: info.inUse ? "in-use" : "left-behind",
         headPid: info.owner.pid,
-        orderedMessages: info.orderedMessages
+        orderedMessages: info.orderedMessages,
+        dataDir
       })
     )
   })
