@@ -21,6 +21,12 @@ export const readWholeNumber = (text: string, min: number, max = Number.POSITIVE
   return n > max ? { problem: `${text} is above ${max}` } : { value: n }
 }
 
+/**
+ * The longest wait a Node timer takes, in milliseconds (about 24.8 days): a longer one fires
+ * after 1 ms, with a warning, so a timeout past it would end at once rather than later.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** The highest TCP port: a port setting's bound. */
 export const MAX_PORT = 65_535
 

@@ -7,7 +7,7 @@
  * `cxlog config`. The environment itself is read here and in the tables only.
  */
 import { Config, ConfigError, ConfigProvider, Effect, Either } from "effect"
-import { MAX_PORT, type Read, readChoice, readWholeNumber, SET_BUT_EMPTY } from "./SettingText.js"
+import { MAX_PORT, MAX_TIMER_MS, type Read, readChoice, readWholeNumber, SET_BUT_EMPTY } from "./SettingText.js"
 
 const asEither = <A>(read: Read<A>): Either.Either<A, string> =>
   "value" in read ? Either.right(read.value) : Either.left(read.problem)
@@ -32,10 +32,11 @@ export interface Setting<A> {
 export const wholeNumber = (min: number, max?: number): Parse<number> => (text) =>
   asEither(readWholeNumber(text, min, max))
 
-export const decimal = (min: number): Parse<number> => (text) => {
+export const decimal = (min: number, max = Number.POSITIVE_INFINITY): Parse<number> => (text) => {
   const n = text.trim() === "" ? Number.NaN : Number(text)
   if (!Number.isFinite(n)) return Either.left(`${text} is not a number`)
-  return n < min ? Either.left(`${text} is below ${min}`) : Either.right(n)
+  if (n < min) return Either.left(`${text} is below ${min}`)
+  return n > max ? Either.left(`${text} is above ${max}`) : Either.right(n)
 }
 
 /** Any text but a blank one (a variable expanded to nothing, a stray `''`): `what` says what to give instead. */
@@ -137,9 +138,9 @@ export const setting = {
     declare(spec, "MS", wholeNumber(spec.min ?? 0), spec.default, `${spec.default}`),
   optionalMillis: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
     declare<number | undefined>(spec, "MS", wholeNumber(spec.min ?? 0), undefined, spec.shown),
-  /** Milliseconds that may be fractional (a linger of 0.5 ms). */
+  /** Milliseconds that may be fractional (a linger of 0.5 ms), armed as a Node timer: at most `MAX_TIMER_MS`. */
   fractionalMillis: (spec: Declared & { readonly default: number }) =>
-    declare(spec, "MS", decimal(0), spec.default, `${spec.default}`),
+    declare(spec, "MS", decimal(0, MAX_TIMER_MS), spec.default, `${spec.default}`),
   /** A byte size given as `64KiB`, `1GiB` or a number of bytes. */
   size: (spec: Declared & { readonly default: number }) =>
     declare(spec, "SIZE", parseSize, spec.default, showSize(spec.default)),

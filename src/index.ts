@@ -136,7 +136,8 @@ export {
   type BrokerLog,
   type BrokerOptions,
   type BrokerShape,
-  type BrokerStats
+  type BrokerStats,
+  InvalidBrokerOptions
 } from "./services/net/Broker.js"
 export {
   type BrokerAddress,

@@ -4,11 +4,11 @@
  * the default in bytes; a broker composed with `layerConfig` serves TLS from its variables.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Either, Layer } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Either, Layer } from "effect"
 import { connect } from "node:tls"
 import * as BrokerLayers from "../../src/layers/net/Broker.js"
 import * as BrokerLogLayers from "../../src/layers/net/BrokerLogMemory.js"
-import { Broker } from "../../src/services/net/Broker.js"
+import { Broker, type BrokerOptions } from "../../src/services/net/Broker.js"
 import { BROKER_SETTINGS as BROKER_TABLE } from "../../src/services/net/NetSettings.js"
 import { parseSize } from "../../src/Settings.js"
 import { certificates } from "../fixtures/tls-certificates.js"
@@ -152,5 +152,50 @@ describe("broker settings", () => {
       expect((yield* configFrom({ [BROKER_SETTINGS.maxBatchBytes.env]: "2MiB" })).maxBatchBytes).toBe(2 << 20)
       const refused = yield* Effect.either(configFrom({ [BROKER_SETTINGS.maxBatchBytes.env]: "2 parsecs" }))
       expect(Either.isLeft(refused) && String(refused.left)).toContain(BROKER_SETTINGS.maxBatchBytes.env)
+    }))
+
+  it.effect("a timeout past Node's timers (2^31 - 1 ms) is refused naming its variable; the largest one a timer takes is read", () =>
+    Effect.gen(function*() {
+      const { ackIntervalMs, idleTimeoutMs } = BROKER_SETTINGS
+      expect((yield* configFrom({ [idleTimeoutMs.env]: `${2 ** 31 - 1}` })).idleTimeoutMs).toBe(2 ** 31 - 1)
+      for (const setting of [idleTimeoutMs, ackIntervalMs]) {
+        const refused = yield* Effect.either(configFrom({ [setting.env]: "1e10" }))
+        expect(Either.isLeft(refused) && String(refused.left)).toContain(`${setting.env}`)
+        expect(Either.isLeft(refused) && String(refused.left)).toContain("1e10 is above 2147483647")
+      }
+    }))
+
+  it.scopedLive("options a broker cannot serve with fail InvalidBrokerOptions naming the option, before it listens", () =>
+    Effect.gen(function*() {
+      const log = yield* BrokerLogLayers.makeMemoryLog({ topics: [{ name: "t" }] })
+      const refused = (options: BrokerOptions) =>
+        Effect.flip(BrokerLayers.make({ port: 0, insecure: true, ...options }).pipe(Effect.provide(log.forBroker(0))))
+      // Each would otherwise serve wrongly: a timer past 2^31 - 1 ms fires after 1 ms (every
+      // connection closed as idle at once), a NaN handshake timeout refuses every client, a NaN
+      // connection limit is none, and a span that is no duration throws from Duration.decode.
+      const cases: ReadonlyArray<readonly [BrokerOptions, string]> = [
+        [
+          { idleTimeout: Duration.infinity },
+          "idleTimeoutMs must be a number of milliseconds from 0 to 2147483647 (0: never), not Infinity"
+        ],
+        [
+          { idleTimeoutMs: 1e10 },
+          "idleTimeoutMs must be a number of milliseconds from 0 to 2147483647 (0: never), not 10000000000"
+        ],
+        [{ ackIntervalMs: -1 }, "ackIntervalMs must be a number of milliseconds from 0 to 2147483647"],
+        [
+          { handshakeTimeoutMs: Number.NaN },
+          "handshakeTimeoutMs must be a number of milliseconds from 1 to 2147483647, not NaN"
+        ],
+        [{ idleTimeout: "5 sekonds" as Duration.DurationInput }, "idleTimeout must be a duration"],
+        [{ maxConnections: Number.NaN }, "maxConnections must be a whole number from 1 up, not NaN"],
+        [{ maxSessions: 0 }, "maxSessions must be a whole number from 1 up, not 0"],
+        [{ port: 70_000 }, "port must be a whole number from 0 to 65535, not 70000"]
+      ]
+      for (const [options, reason] of cases) {
+        const failed = yield* refused(options)
+        expect(failed._tag).toBe("InvalidBrokerOptions")
+        expect(failed.message).toContain(reason)
+      }
     }))
 })

@@ -38,7 +38,8 @@ import {
   type BrokerLog,
   type BrokerOptions,
   type BrokerShape,
-  type BrokerStats
+  type BrokerStats,
+  InvalidBrokerOptions
 } from "../../services/net/Broker.js"
 import { GroupConnections } from "../../services/net/GroupConnections.js"
 import { BROKER_SETTINGS } from "../../services/net/NetSettings.js"
@@ -51,6 +52,7 @@ import { type AuthServer, CredentialError } from "./Auth.js"
 import * as Auth from "./Auth.js"
 import { listener, secureContextOf } from "./BrokerAccept.js"
 import { holdConnection } from "./BrokerAdmission.js"
+import { brokerOptionsProblem } from "./BrokerOptionsCheck.js"
 import type { BrokerState, Settings } from "./BrokerState.js"
 import { isLoopbackHost } from "./ListenHost.js"
 import { subscriptionServer } from "./SubscriptionServer.js"
@@ -115,8 +117,12 @@ const requestRingOf = (coordinator: CoordinatorShape | undefined) =>
     return yield* rings.inspect(layout.requestRing(coordinator.self.slot)).pipe(Effect.orElseSucceed(() => undefined))
   })
 
-export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerListenFailed, BrokerLog | Scope.Scope> =>
+export const make = (
+  options: BrokerOptions
+): Effect.Effect<BrokerShape, BrokerListenFailed | InvalidBrokerOptions, BrokerLog | Scope.Scope> =>
   Effect.gen(function*() {
+    const invalid = brokerOptionsProblem(options)
+    if (invalid !== undefined) return yield* new InvalidBrokerOptions({ reason: invalid })
     const appender = yield* Appender
     const { brokerId } = appender
     const requested = settingsOf(options)
@@ -261,8 +267,9 @@ export const make = (options: BrokerOptions): Effect.Effect<BrokerShape, BrokerL
     }
   })
 
-export const layer = (options: BrokerOptions): Layer.Layer<Broker, BrokerListenFailed, BrokerLog> =>
-  Layer.scoped(Broker, make(options))
+export const layer = (
+  options: BrokerOptions
+): Layer.Layer<Broker, BrokerListenFailed | InvalidBrokerOptions, BrokerLog> => Layer.scoped(Broker, make(options))
 
 /**
  * Options from the environment: the variables of BROKER_SETTINGS (services/net/NetSettings.ts;
@@ -288,7 +295,11 @@ export const config: Config.Config<BrokerOptions> = settingsConfig(BROKER_SETTIN
   })
 )
 
-export const layerConfig: Layer.Layer<Broker, BrokerListenFailed | ConfigError.ConfigError, BrokerLog> = Layer.scoped(
+export const layerConfig: Layer.Layer<
+  Broker,
+  BrokerListenFailed | InvalidBrokerOptions | ConfigError.ConfigError,
+  BrokerLog
+> = Layer.scoped(
   Broker,
   Effect.flatMap(config, make)
 )

@@ -26,9 +26,10 @@ import {
   type PublisherShape,
   type PublisherStats
 } from "../../services/net/Publisher.js"
+import { MAX_TIMER_MS } from "../../SettingText.js"
 import { invalidPublishOptions } from "./MessageCheck.js"
 import * as PublisherLayers from "./Publisher.js"
-import { MAX_TIMER_MS, optionsProblem } from "./PublisherDefaults.js"
+import { optionsProblem } from "./PublisherDefaults.js"
 
 /** `close()` could not flush: the messages not acknowledged are lost to this publisher (it closed anyway). */
 export class PublisherCloseUnflushed extends Data.TaggedError("PublisherCloseUnflushed")<{

@@ -15,6 +15,7 @@ import {
   MessageTooLarge,
   type PublisherOptions
 } from "../../services/net/Publisher.js"
+import { MAX_TIMER_MS } from "../../SettingText.js"
 import { encodeParts, firstRecordBytes } from "./BatchPayload.js"
 import { brokersProblem } from "./BrokerAddress.js"
 import { clientTlsProblem } from "./ClientTls.js"
@@ -86,9 +87,6 @@ export const settingsOf = (given: PublisherOptions) => {
 }
 
 export type PublisherSettings = ReturnType<typeof settingsOf>
-
-/** The longest a timer waits (a longer delay fires at once, with Node's warning): the longest a linger may be. */
-export const MAX_TIMER_MS = 2 ** 31 - 1
 
 /** A value as a JavaScript caller gave it: a string quoted and said to be one (`"1000"`, a string), else as printed. */
 const given = (value: unknown): string =>

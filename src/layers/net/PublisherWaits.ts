@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { type BrokerLink, PublishAckTimeout, type PublishError } from "../../services/net/Publisher.js"
-import { MAX_TIMER_MS } from "./PublisherDefaults.js"
+import { MAX_TIMER_MS } from "../../SettingText.js"
 import { type Bounded, outstanding, type PublisherState, SessionOnLink } from "./PublisherState.js"
 
 /** Arms the bounds' timer for `at` (performance.now() ms) unless it fires sooner already. */

@@ -7,9 +7,9 @@
 import { Effect } from "effect"
 import { durationsProblem, withMillis } from "../../Durations.js"
 import { InvalidSubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
+import { MAX_TIMER_MS } from "../../SettingText.js"
 import { brokersProblem } from "./BrokerAddress.js"
 import { clientTlsProblem } from "./ClientTls.js"
-import { MAX_TIMER_MS } from "./PublisherDefaults.js"
 import type { RemoteLinkOptions } from "./RemoteLink.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
 

@@ -108,6 +108,13 @@ export class Broker extends Context.Tag("cxlog/Broker")<Broker, BrokerShape>() {
 /** What a broker asked to listen beyond loopback lacks of what it needs there (docs/security.md, "Beyond loopback"). */
 export type BeyondLoopbackLack = "TLS" | "authentication" | "TLS and authentication"
 
+/** Options a broker cannot serve with (a timeout past Node's timers, a limit that is no number, a span that is no duration), naming the option. */
+export class InvalidBrokerOptions extends Data.TaggedError("InvalidBrokerOptions")<{ readonly reason: string }> {
+  override get message() {
+    return `invalid broker options: ${this.reason}`
+  }
+}
+
 export class BrokerListenFailed extends Data.TaggedError("BrokerListenFailed")<{
   readonly host: string
   readonly port: number
