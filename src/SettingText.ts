@@ -18,6 +18,8 @@ export const readWholeNumber = (text: string, min: number, max = Number.POSITIVE
   if (!/^-?\d+$/.test(text.trim())) return { problem: `${text} is not a whole number` }
   const n = Number(text)
   if (n < min) return { problem: `${text} is below ${min}` }
+  // Past 2^53 a number is no longer read exactly (99999999999999999999 reads as 1e20).
+  if (!Number.isSafeInteger(n)) return { problem: `${text} is above ${Math.min(max, Number.MAX_SAFE_INTEGER)}` }
   return n > max ? { problem: `${text} is above ${max}` } : { value: n }
 }
 

@@ -126,18 +126,27 @@ const declare = <A>(
 
 /** The constructors a settings table declares its settings with. */
 export const setting = {
-  integer: (spec: Declared & { readonly default: number; readonly min?: number }) =>
-    declare(spec, "N", wholeNumber(spec.min ?? 0), spec.default, `${spec.default}`),
+  integer: (spec: Declared & { readonly default: number; readonly min?: number; readonly max?: number }) =>
+    declare(spec, "N", wholeNumber(spec.min ?? 0, spec.max), spec.default, `${spec.default}`),
   /** A TCP port, 0 to 65535. */
   port: (spec: Declared & { readonly default: number }) =>
     declare(spec, "PORT", wholeNumber(0, MAX_PORT), spec.default, `${spec.default}`),
-  optionalInteger: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
-    declare<number | undefined>(spec, "N", wholeNumber(spec.min ?? 0), undefined, spec.shown),
-  /** Milliseconds, a whole number. */
-  millis: (spec: Declared & { readonly default: number; readonly min?: number }) =>
-    declare(spec, "MS", wholeNumber(spec.min ?? 0), spec.default, `${spec.default}`),
-  optionalMillis: (spec: Declared & { readonly min?: number; readonly shown?: string }) =>
-    declare<number | undefined>(spec, "MS", wholeNumber(spec.min ?? 0), undefined, spec.shown),
+  optionalInteger: (spec: Declared & { readonly min?: number; readonly max?: number; readonly shown?: string }) =>
+    declare<number | undefined>(spec, "N", wholeNumber(spec.min ?? 0, spec.max), undefined, spec.shown),
+  /**
+   * Milliseconds, a whole number: at most `MAX_TIMER_MS` unless `max` says otherwise (a span only
+   * compared with clocks, never armed as a Node timer, which past it would fire after 1 ms).
+   */
+  millis: (spec: Declared & { readonly default: number; readonly min?: number; readonly max?: number }) =>
+    declare(spec, "MS", wholeNumber(spec.min ?? 0, spec.max ?? MAX_TIMER_MS), spec.default, `${spec.default}`),
+  optionalMillis: (spec: Declared & { readonly min?: number; readonly max?: number; readonly shown?: string }) =>
+    declare<number | undefined>(
+      spec,
+      "MS",
+      wholeNumber(spec.min ?? 0, spec.max ?? MAX_TIMER_MS),
+      undefined,
+      spec.shown
+    ),
   /** Milliseconds that may be fractional (a linger of 0.5 ms), armed as a Node timer: at most `MAX_TIMER_MS`. */
   fractionalMillis: (spec: Declared & { readonly default: number }) =>
     declare(spec, "MS", decimal(0, MAX_TIMER_MS), spec.default, `${spec.default}`),

@@ -10,6 +10,7 @@
  * out) is a group at its start: the head writes only the header.
  */
 import type { GroupMade } from "../../services/groups/ConsumerGroups.js"
+import { GROUP_LIMITS } from "../../services/groups/GroupSettings.js"
 import { LINE_BYTES } from "../../services/region/CxlMemory.js"
 
 /** "GRPX", little-endian. */
@@ -18,8 +19,8 @@ export const GROUP_MAGIC = 0x58505247
 export const GROUP_LAYOUT_VERSION = 2
 
 /** The most members a group's table may have: a member reference keeps the slot in 10 bits. */
-export const MAX_MEMBER_SLOTS = 1024
-export const MAX_PENDING_SLOTS = 1 << 20
+export const MAX_MEMBER_SLOTS = GROUP_LIMITS.memberSlots
+export const MAX_PENDING_SLOTS = GROUP_LIMITS.pendingSlots
 /** Buckets of a byKey group: a key's hash modulo this picks the bucket, each owned by one member. */
 export const KEY_BUCKETS = 1024
 /** Claim records of a group without keys (GroupClaims.ts): the claims its members may make before a dead one's are judged. */

@@ -16,12 +16,13 @@ import {
   type GroupSpec,
   InvalidGroupSpec
 } from "../../services/groups/ConsumerGroups.js"
+import { GROUP_LIMITS } from "../../services/groups/GroupSettings.js"
 import type { LogReaderShape } from "../../services/log/LogReader.js"
 import type { TopicInfo, TopicNotFound } from "../../services/log/Topics.js"
 import { InvalidObjectName, nameNotText } from "../../services/region/Directory.js"
 import { MAX_MEMBER_SLOTS, MAX_PENDING_SLOTS } from "./GroupLayout.js"
 
-const U32 = 2 ** 32 - 1
+const U32 = GROUP_LIMITS.u32
 
 const outside = (value: number | undefined, min: number, max: number) =>
   value !== undefined && (!Number.isInteger(value) || value < min || value > max)
@@ -121,7 +122,7 @@ const isStart = (start: unknown): boolean => {
 }
 
 /** The most messages a member may hold at once (`maxInFlight`): what the wire carries, far past any pending table. */
-export const MAX_IN_FLIGHT = 1 << 20
+export const MAX_IN_FLIGHT = GROUP_LIMITS.maxInFlight
 
 /** A member's `maxInFlight` that cannot be (local and remote members alike), or undefined. */
 export const joinOptionsProblem = (group: string, maxInFlight: number | undefined): InvalidGroupSpec | undefined =>

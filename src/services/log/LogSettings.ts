@@ -69,6 +69,8 @@ export const SEQUENCER_SETTINGS = {
       // At 0 nothing is held: a session whose batches reach the sequencer out of order (through two
       // brokers) would be fenced at its first gap, and a full log's waiting would fence it too.
       min: 1,
+      // Compared with the clock only (the sequencer's wait is bounded by its lease): no timer's bound.
+      max: Number.MAX_SAFE_INTEGER,
       // Nothing is skipped: the engine's expiry (OrderEngine.expire) fences the session and drops what it held.
       description:
         "order 5: how long the sequencer holds a session's later batches for a gap before fencing the session: its held batches are dropped, none is ordered past the gap, and its publisher sends them again in a new session (at least 1)"
@@ -78,11 +80,14 @@ export const SEQUENCER_SETTINGS = {
       default: 10 * 60_000,
       // At 0 every session would be released at each sweep, between any two of its batches: 0 is not "never".
       min: 1,
+      // Compared with the clock at each sweep only: no timer's bound.
+      max: Number.MAX_SAFE_INTEGER,
       description: "release a publisher session that sent no batch for this long (at least 1)"
     }),
     sessionGapIdleMs: setting.optionalMillis({
       env: "CXLOG_SESSION_GAP_IDLE_MS",
       shown: "6 x --session-idle-ms",
+      max: Number.MAX_SAFE_INTEGER,
       description:
         "orders 0/2/4: a session with batches ordered above a gap lapses after this long with no batch (its publisher is told unknown-session)"
     }),

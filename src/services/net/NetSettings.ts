@@ -98,6 +98,8 @@ export const PUBLISHER_SETTINGS = {
     clientId: setting.optionalInteger({
       env: "CXLOG_CLIENT_ID",
       shown: "random",
+      // The wire carries it in 32 bits.
+      max: 2 ** 32 - 1,
       description: "this publisher's client id"
     }),
     ackLevel: setting.choice({
