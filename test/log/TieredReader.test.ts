@@ -7,7 +7,7 @@
  * offset still on disk.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { ConfigProvider, Context, Effect, Fiber, Layer } from "effect"
 import { DiskStream } from "../../src/layers/log/durable/DiskStream.js"
 import {
   decodeOrderRecord,
@@ -19,11 +19,12 @@ import {
 import { segmentOptionsOf } from "../../src/layers/log/durable/DurableTier.js"
 import * as SegmentsMemoryLayers from "../../src/layers/log/durable/SegmentsMemory.js"
 import { makeMemoryDisk, type MemoryDisk, memorySegmentFiles } from "../../src/layers/log/durable/SegmentsMemory.js"
+import * as TieredReaderLayers from "../../src/layers/log/durable/TieredReader.js"
 import { tieredReader } from "../../src/layers/log/durable/TieredReader.js"
 import { crc32c } from "../../src/native/Crc32c.js"
-import type { LogReaderShape } from "../../src/services/log/LogReader.js"
+import { LogReader, type LogReaderShape } from "../../src/services/log/LogReader.js"
 import type { SegmentLog } from "../../src/services/log/Segments.js"
-import { type TopicInfo, TopicNotFound } from "../../src/services/log/Topics.js"
+import { type TopicInfo, TopicNotFound, Topics, type TopicsShape } from "../../src/services/log/Topics.js"
 import { durableLayers, marksOf } from "../fixtures/durable-marks.js"
 import { appendSimple, drain, implementations, type LogCluster } from "../fixtures/log-harness.js"
 
@@ -382,5 +383,28 @@ describe("DiskStream", () => {
       expect(yield* Effect.promise(() => reader.next(10))).toEqual({ batches: [] })
       file.data[whole - 4]! ^= 0xff
       expect((yield* Effect.promise(() => reader.next(10))).batches.map((b) => b.globalSeq)).toEqual([2])
+    }))
+})
+
+describe("a local reader's data directory from CXLOG_DATA_DIR (layerConfig, Roles.reader)", () => {
+  const hot = {} as LogReaderShape
+  const built = (env: ReadonlyArray<readonly [string, string]>) =>
+    Layer.build(TieredReaderLayers.layerConfig).pipe(
+      Effect.map((context) => Context.get(context, LogReader)),
+      Effect.provide(Layer.merge(Layer.succeed(LogReader, hot), Layer.succeed(Topics, {} as TopicsShape))),
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map(env))),
+      Effect.scoped
+    )
+
+  it.effect("unset: the region's reader as it is", () =>
+    Effect.gen(function*() {
+      expect(yield* built([])).toBe(hot)
+    }))
+
+  it.effect("set but blank: fails naming the variable, not read as unset (a reader that would fail later, naming nothing)", () =>
+    Effect.gen(function*() {
+      const failed = yield* Effect.flip(built([["CXLOG_DATA_DIR", "  "]]))
+      expect(String(failed)).toContain("CXLOG_DATA_DIR")
+      expect(String(failed)).toContain("give a directory")
     }))
 })

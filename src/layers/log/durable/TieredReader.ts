@@ -17,7 +17,7 @@
  * Durable cursors (the head's own writer) and named consumers (`regionOnly`: their hold is in the
  * region) are not tiered.
  */
-import { Effect, Layer, type Scope } from "effect"
+import { type ConfigError, Effect, Layer, type Scope } from "effect"
 import { type LogCursor, LogReader, type LogReaderShape } from "../../../services/log/LogReader.js"
 import { DURABLE_SETTINGS } from "../../../services/log/LogSettings.js"
 import { type LogCorrupt, type TopicInfo, TopicNotFound, Topics, withinRegion } from "../../../services/log/Topics.js"
@@ -168,10 +168,14 @@ export const layer = (options: TieredOptions): Layer.Layer<LogReader, never, Log
     })
   )
 
-/** `layer` over CXLOG_DATA_DIR when it is set (a local reader on the head's host); else the LogReader as it is. */
-export const layerConfig: Layer.Layer<LogReader, never, LogReader | Topics> = Layer.unwrapEffect(
+/**
+ * `layer` over CXLOG_DATA_DIR when it is set (a local reader on the head's host); else the LogReader
+ * as it is. One set but blank fails naming it: read as unset, the reader would fail later, on the
+ * first offset the region recycled, with no word of the directory it was given.
+ */
+export const layerConfig: Layer.Layer<LogReader, ConfigError.ConfigError, LogReader | Topics> = Layer.unwrapEffect(
   Effect.map(
-    settingConfig(DURABLE_SETTINGS.settings.dataDir).pipe(Effect.orElseSucceed(() => undefined)),
+    settingConfig(DURABLE_SETTINGS.settings.dataDir),
     (dir) => dir !== undefined ? layer({ directory: dir }) : Layer.effect(LogReader, LogReader)
   )
 )
