@@ -884,5 +884,13 @@ describe("Publisher", () => {
       expect((yield* read([["CXLOG_BROKERS", "nope:x"], ["CXLOG_TOPIC", "events"]]).pipe(Effect.flip))._op).toBe(
         "InvalidData"
       )
+      // A list with no address in it is refused as cxlog publish refuses it, naming the variable.
+      for (const blank of [" ", ","]) {
+        const refused = yield* read([["CXLOG_BROKERS", blank]]).pipe(Effect.flip)
+        expect(refused._op).toBe("InvalidData")
+        expect(String(refused)).toContain(
+          `CXLOG_BROKERS: "no broker address in ${JSON.stringify(blank)} (host:port,…)"`
+        )
+      }
     }))
 })

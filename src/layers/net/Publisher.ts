@@ -30,7 +30,7 @@ import {
 import { requiredSettingConfig, settingsConfig } from "../../Settings.js"
 import { withLocalCredentials } from "./Auth.js"
 import { BufferPool } from "./BatchBuilder.js"
-import { parseAddresses } from "./BrokerAddress.js"
+import { brokerListProblem, parseAddresses } from "./BrokerAddress.js"
 import { publisherCalls } from "./PublisherCalls.js"
 import { optionsProblem, type PublisherSettings, settingsOf, validate } from "./PublisherDefaults.js"
 import { newLane } from "./PublisherLanes.js"
@@ -194,19 +194,21 @@ export const config: Config.Config<PublisherOptions> = Config.all({
   topic: Config.option(requiredSettingConfig(topic)),
   options: settingsConfig(optional)
 }).pipe(
-  Config.mapOrFail(({ brokers: addressList, options: { ackLevel, clientId, fixedWindow, ...rest }, topic }) =>
-    Either.mapBoth(Either.try(() => parseAddresses(addressList)), {
-      onLeft: (error) => ConfigError.InvalidData([brokers.env], String(error)),
-      onRight: (addresses): PublisherOptions => ({
+  Config.mapOrFail(({ brokers: addressList, options: { ackLevel, clientId, fixedWindow, ...rest }, topic }) => {
+    // As every command's --brokers: a list with no address in it (" ", ",") is refused here,
+    // naming the variable, not later as options with no broker.
+    const problem = brokerListProblem(addressList)
+    return problem !== undefined
+      ? Either.left(ConfigError.InvalidData([brokers.env], problem))
+      : Either.right({
         ...rest,
-        brokers: addresses,
+        brokers: parseAddresses(addressList),
         ...(Option.isSome(topic) ? { topic: topic.value } : {}),
         ackLevel: Number(ackLevel) as 0 | 1 | 2,
         ...(clientId === undefined ? {} : { clientId }),
         ...(fixedWindow ? { adaptiveWindow: false } : {})
       })
-    })
-  )
+  })
 )
 
 export const layerConfig: Layer.Layer<Publisher, InvalidPublisherOptions | ConfigError.ConfigError> = Layer.scoped(
