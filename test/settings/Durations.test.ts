@@ -4,9 +4,10 @@
  * engines see the milliseconds the duration says.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Either } from "effect"
+import { Duration, Effect, Either, Layer } from "effect"
 import { withMillis } from "../../src/Durations.js"
 import { settingsOf } from "../../src/layers/net/PublisherDefaults.js"
+import * as CxlogTesting from "../../src/layers/testing/TestCluster.js"
 import { DEFAULT_CONSUMER_HOLD_MS } from "../../src/services/log/Consumers.js"
 import { checkSequencerOptions } from "../../src/services/log/Sequencer.js"
 
@@ -58,6 +59,22 @@ describe("durations in options", () => {
       holdTimeoutMs: 1_000
     })
   })
+
+  it.effect("a sequencer's or a test cluster's span that is no duration is InvalidSequencerOptions naming it, not a thrown defect", () =>
+    Effect.gen(function*() {
+      for (const [name, value] of [["holdTimeout", "5 sekonds"], ["lease", {}], ["waitForLease", "soon"]] as const) {
+        const refused = checkSequencerOptions({ [name]: value as unknown as Duration.DurationInput })
+        expect(Either.isLeft(refused) && refused.left._tag).toBe("InvalidSequencerOptions")
+        expect(Either.isLeft(refused) && refused.left.message).toContain(
+          `invalid sequencer options: ${name} must be a duration ("5 seconds", Duration.seconds(5))`
+        )
+      }
+      const failed = yield* Effect.flip(
+        Layer.build(CxlogTesting.cluster({ topics: ["t"], holdTimeout: "5 sekonds" as Duration.DurationInput }))
+      ).pipe(Effect.scoped)
+      expect(failed._tag).toBe("InvalidSequencerOptions")
+      expect(failed.message).toContain("holdTimeout must be a duration")
+    }))
 
   it("a broker's default cut-off of a stalled consumer comes well before a publisher's default ACK timeout", () => {
     // Equal, the publishers it holds gave up on batches the log then ordered (resent, they are duplicates).

@@ -11,9 +11,10 @@
  * a disk) and failover — tests of those run the real processes (`cxlog serve`).
  */
 import { Cause, Context, type Duration, Effect, Exit, Layer, Scope } from "effect"
-import { withMillis } from "../../Durations.js"
+import { durationProblem, withMillis } from "../../Durations.js"
 import { AckTracker } from "../../services/log/AckTracker.js"
 import { Appender } from "../../services/log/Appender.js"
+import { InvalidSequencerOptions } from "../../services/log/Sequencer.js"
 import type { AckLevel } from "../../services/log/Topics.js"
 import { type InvalidPublisherOptions, Publisher, type PublisherOptions } from "../../services/net/Publisher.js"
 import { Subscriber } from "../../services/net/Subscriber.js"
@@ -44,6 +45,13 @@ const TEST_REGION = "cxlog-testing (in memory)"
 
 /** The cluster, for as long as the layer is in use. */
 export const cluster = (given: TestClusterOptions): Layer.Layer<TestCluster, MemoryLogError> => {
+  // Before `withMillis`, which throws on a value that is no duration (as the sequencer refuses it).
+  const notDuration = durationProblem("holdTimeout", given.holdTimeout)
+  if (notDuration !== undefined) {
+    return Layer.fail(
+      new InvalidSequencerOptions({ option: "holdTimeoutMs", value: given.holdTimeout, notDuration })
+    )
+  }
   const options = withMillis(given, ["holdTimeout"])
   return Layer.scoped(
     TestCluster,

@@ -5,7 +5,7 @@
  * the region. Restarted after a crash, it continues from the region state alone.
  */
 import { Config, ConfigError, Context, Data, type Duration, type Effect, Either } from "effect"
-import { withMillis } from "../../Durations.js"
+import { durationProblem, withMillis } from "../../Durations.js"
 import { settingsConfig } from "../../Settings.js"
 import { SEQUENCER_SETTINGS } from "./LogSettings.js"
 
@@ -131,16 +131,24 @@ const AT_LEAST_ONE_MS = {
  * too, for a caller that builds it directly.
  */
 export class InvalidSequencerOptions extends Data.TaggedError("InvalidSequencerOptions")<{
-  readonly option: keyof typeof AT_LEAST_ONE_MS
+  readonly option: keyof typeof AT_LEAST_ONE_MS | "waitForLeaseMs"
   readonly value: unknown
+  /** Set when the option was given as a duration that is none (`"5 sekonds"`): why, naming it. */
+  readonly notDuration?: string
 }> {
   override get message() {
+    if (this.notDuration !== undefined || this.option === "waitForLeaseMs") {
+      return `invalid sequencer options: ${this.notDuration ?? `${this.option} ${String(this.value)}`}`
+    }
     const why = AT_LEAST_ONE_MS[this.option]
     return `invalid sequencer options: ${this.option} ${
       String(this.value)
     } is not a number of milliseconds of at least 1 (${why})`
   }
 }
+
+/** The options that take a duration under their plain name beside their `…Ms` number form. */
+const DURATION_OPTIONS = ["holdTimeout", "sessionIdle", "sessionGapIdle", "lease", "waitForLease"] as const
 
 /**
  * The options, or `InvalidSequencerOptions` when a bound or the lease is not at least 1 ms, or
@@ -149,13 +157,14 @@ export class InvalidSequencerOptions extends Data.TaggedError("InvalidSequencerO
 export const checkSequencerOptions = <O extends SequencerOptions>(
   given: O
 ): Either.Either<O, InvalidSequencerOptions | SessionGapIdleTooShort> => {
-  const options = withMillis<SequencerOptions>(given, [
-    "holdTimeout",
-    "sessionIdle",
-    "sessionGapIdle",
-    "lease",
-    "waitForLease"
-  ]) as O
+  // Before `withMillis`, which throws on a value that is no duration.
+  for (const name of DURATION_OPTIONS) {
+    const notDuration = durationProblem(name, given[name])
+    if (notDuration !== undefined) {
+      return Either.left(new InvalidSequencerOptions({ option: `${name}Ms`, value: given[name], notDuration }))
+    }
+  }
+  const options = withMillis<SequencerOptions>(given, DURATION_OPTIONS) as O
   for (const option of ["holdTimeoutMs", "sessionIdleMs", "sessionGapIdleMs", "leaseMs"] as const) {
     const value: unknown = options[option]
     // NaN fails `>= 1` too; a JavaScript caller may pass anything.
@@ -179,7 +188,10 @@ export const sequencerOptionsConfig: Config.Config<SequencerOptions> = settingsC
     Either.mapLeft(
       checkSequencerOptions(sessionGapIdleMs === undefined ? options : { ...options, sessionGapIdleMs }),
       (invalid) => {
-        const setting = invalid._tag === "InvalidSequencerOptions" ? invalid.option : "sessionGapIdleMs"
+        // The environment gives numbers only: never a duration, nor a wait for the lease.
+        const setting = invalid._tag === "InvalidSequencerOptions" && invalid.option !== "waitForLeaseMs"
+          ? invalid.option
+          : "sessionGapIdleMs"
         return ConfigError.InvalidData([SEQUENCER_SETTINGS.settings[setting].env], invalid.message)
       }
     )
