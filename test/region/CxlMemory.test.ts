@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, type Scope } from "effect"
+import { type Duration, Effect, Exit, Fiber, type Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { closeSync, existsSync, openSync, writeFileSync } from "node:fs"
 import * as CxlMemoryLayers from "../../src/layers/region/CxlMemory.js"
@@ -91,6 +91,24 @@ const contract = (label: string, open: Open, native: boolean) =>
           _tag: "InvalidRegionSize"
         })
         expect(yield* Effect.flip(open({ name, mode: "create" }))).toMatchObject({ _tag: "InvalidRegionSize" })
+      }))
+
+    it.scoped("a ready timeout that names no wait is InvalidRegionOptions naming it, and no region is made", () =>
+      Effect.gen(function*() {
+        const name = yield* uniqueRegion("ready-timeout")
+        const cases: ReadonlyArray<readonly [Partial<RegionOptions>, string]> = [
+          [{ readyTimeout: "5 sekonds" as Duration.DurationInput }, "readyTimeout must be a duration"],
+          [{ readyTimeoutMs: Number.NaN }, "readyTimeoutMs must be a number of milliseconds of at least 0, not NaN"]
+        ]
+        for (const [options, reason] of cases) {
+          // Made inside the Effect: a JavaScript caller's bad value is a typed failure, never a throw.
+          const failed = yield* Effect.flip(
+            Effect.suspend(() => open({ name, size: SIZE, mode: "create", ...options }))
+          )
+          expect(failed).toMatchObject({ _tag: "InvalidRegionOptions" })
+          expect((failed as Error).message).toContain(reason)
+        }
+        if (native) expect(existsSync(`/dev/shm/${name.replace(/^\//, "")}`)).toBe(false)
       }))
 
     it.scoped(

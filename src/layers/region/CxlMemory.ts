@@ -128,7 +128,7 @@ const mapNative = (options: RegionOptions): MapRegion<NativeUnavailable> => (mod
 export const make = (
   options: RegionOptions
 ): Effect.Effect<CxlMemoryShape, RegionOpenError | NativeUnavailable, Scope.Scope> =>
-  openRegion(options, mapNative(regionOptionsWithMillis(options)))
+  Effect.flatMap(regionOptionsWithMillis(options), (checked) => openRegion(checked, mapNative(checked)))
 
 export const layer = (options: RegionOptions): Layer.Layer<CxlMemory, RegionOpenError | NativeUnavailable> =>
   Layer.scoped(CxlMemory, make(options))

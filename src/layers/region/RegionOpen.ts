@@ -4,11 +4,12 @@
  * write or check the superblock, and build the service over the bytes and their backend.
  */
 import { Effect, type Scope } from "effect"
-import { withMillis } from "../../Durations.js"
+import { durationProblem, withMillis } from "../../Durations.js"
 import { regionByteLimit } from "../../native/Native.js"
 import {
   type CacheLineOp,
   type CxlMemoryShape,
+  InvalidRegionOptions,
   InvalidRegionSize,
   type OpenMode,
   type RegionOpenError,
@@ -139,8 +140,27 @@ export const publishPairs = (ops: ReadonlyArray<CacheLineOp>): Float64Array =>
 /** How a layer maps a region's bytes, given the mode and (unless attaching) the validated size; it releases them with the scope. */
 export type MapRegion<E> = (mode: OpenMode, size: number) => Effect.Effect<Mapping, E | RegionOpenError, Scope.Scope>
 
-/** The region's options with `readyTimeout` written into `readyTimeoutMs`. */
-export const regionOptionsWithMillis = (options: RegionOptions): RegionOptions => withMillis(options, ["readyTimeout"])
+/**
+ * The region's options with `readyTimeout` written into `readyTimeoutMs`, or `InvalidRegionOptions`
+ * when it names no wait: `withMillis` would throw on one that is no duration, and a NaN would never
+ * end an attacher's wait for the creator (`Date.now() - started > NaN` is never true).
+ */
+export const regionOptionsWithMillis = (options: RegionOptions): Effect.Effect<RegionOptions, InvalidRegionOptions> => {
+  const notDuration = durationProblem("readyTimeout", options.readyTimeout)
+  if (notDuration !== undefined) {
+    return Effect.fail(new InvalidRegionOptions({ name: options.name, reason: notDuration }))
+  }
+  const resolved = withMillis(options, ["readyTimeout"])
+  const ms: unknown = resolved.readyTimeoutMs
+  return ms === undefined || (typeof ms === "number" && ms >= 0)
+    ? Effect.succeed(resolved)
+    : Effect.fail(
+      new InvalidRegionOptions({
+        name: options.name,
+        reason: `readyTimeoutMs must be a number of milliseconds of at least 0, not ${String(ms)}`
+      })
+    )
+}
 
 /** Opens a region: validates `options`, maps it with `map`, then writes the superblock as its creator or checks it as an attacher. */
 export const openRegion = <E>(
@@ -148,7 +168,7 @@ export const openRegion = <E>(
   map: MapRegion<E>
 ): Effect.Effect<CxlMemoryShape, E | RegionOpenError, Scope.Scope> =>
   Effect.gen(function*() {
-    const options = regionOptionsWithMillis(given)
+    const options = yield* regionOptionsWithMillis(given)
     const { name } = options
     const mode = options.mode ?? "create-or-attach"
     const version = options.layoutVersion ?? LAYOUT_VERSION

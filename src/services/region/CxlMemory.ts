@@ -137,6 +137,15 @@ export class InvalidRegionSize extends Data.TaggedError("InvalidRegionSize")<
   }
 }
 
+/** Region options a caller gave that name no wait (`readyTimeout: "5 sekonds"`, a NaN `readyTimeoutMs`): why, naming the option. */
+export class InvalidRegionOptions
+  extends Data.TaggedError("InvalidRegionOptions")<{ readonly name: string; readonly reason: string }>
+{
+  override get message() {
+    return `region ${this.name}: invalid options: ${this.reason}`
+  }
+}
+
 /** Larger than one ArrayBuffer can be in this Node.js (`buffer.constants.MAX_LENGTH`): 4 GiB on Node 20, 2^53 − 1 bytes from Node 22. */
 export class RegionTooLarge
   extends Data.TaggedError("RegionTooLarge")<{ readonly name: string; readonly size: number; readonly limit: number }>
@@ -189,6 +198,7 @@ export class RegionOutOfBounds extends Data.TaggedError("RegionOutOfBounds")<
 }
 
 export type RegionOpenError =
+  | InvalidRegionOptions
   | RegionExists
   | RegionMissing
   | RegionSystemError
