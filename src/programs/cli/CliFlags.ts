@@ -14,7 +14,7 @@ import {
   type Setting,
   wholeNumber
 } from "../../Settings.js"
-import { MAX_PORT } from "../../SettingText.js"
+import { MAX_PORT, MAX_TIMER_MS } from "../../SettingText.js"
 
 export interface Flag<A> {
   readonly name: string
@@ -93,6 +93,19 @@ export const integer = (
     options.default,
     `${options.default}`
   )
+
+/**
+ * Milliseconds, a whole number up to `MAX_TIMER_MS`: each is waited on by a timer, and Node fires
+ * one past that after 1 ms (a check every millisecond, a timeout that ends at once).
+ */
+export const millis = (name: string, options: Common & { readonly default: number; readonly min?: number }) =>
+  make(name, "MS", wholeNumber(options.min ?? 0, MAX_TIMER_MS), options, options.default, `${options.default}`)
+
+export const optionalMillis = (
+  name: string,
+  options: Common & { readonly min?: number; readonly shown?: string }
+) =>
+  make<number | undefined>(name, "MS", wholeNumber(options.min ?? 0, MAX_TIMER_MS), options, undefined, options.shown)
 
 /** A TCP port, 0 to 65535. */
 export const port = (name: string, options: Common & { readonly default: number }) =>

@@ -42,18 +42,16 @@ export const brokerCommand = Cli.command({
       env: "CXLOG_CONNECTION_BYTES_PER_S",
       description: "a connection past this many bytes a second gets ERROR rate-limited (0: no limit)"
     }),
-    statsEveryMs: Cli.integer("stats-every-ms", {
+    statsEveryMs: Cli.millis("stats-every-ms", {
       default: 10_000,
       min: 0,
-      placeholder: "MS",
       env: "CXLOG_STATS_EVERY_MS",
       description:
         "log a stats line (connections, batches, MB/s, unordered backlog) this often while traffic flows (0: never)"
     }),
-    consumerHoldMs: Cli.integer("consumer-hold-ms", {
+    consumerHoldMs: Cli.millis("consumer-hold-ms", {
       default: DEFAULT_CONSUMER_HOLD_MS,
       min: 0,
-      placeholder: "MS",
       env: "CXLOG_CONSUMER_HOLD_MS",
       description:
         "cut off a named consumer whose committed offset kept appends waiting for room this long (0: never; docs/clients.md)"

@@ -51,9 +51,8 @@ export const consumeCommand = Cli.command({
       description: "with --exec: how long a message whose command failed waits before it is delivered again"
     }),
     limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
-    idleExitMs: Cli.optionalInteger("idle-exit-ms", {
+    idleExitMs: Cli.optionalMillis("idle-exit-ms", {
       min: 1,
-      placeholder: "MS",
       shown: "wait for messages for as long as it runs",
       description:
         "leave (exit 0) once the group has given nothing for this long with every message taken settled: take what is there, then stop"

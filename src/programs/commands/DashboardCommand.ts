@@ -49,10 +49,9 @@ export const dashboardCommand = Cli.command({
       env: "CXLOG_DASHBOARD_PORT",
       description: "port to serve the page on (0: any free port)"
     }),
-    everyMs: Cli.integer("every-ms", {
+    everyMs: Cli.millis("every-ms", {
       default: 1_000,
       min: 100,
-      placeholder: "MS",
       env: "CXLOG_DASHBOARD_EVERY_MS",
       description: "scrape and refresh interval"
     }),

@@ -73,10 +73,9 @@ export const headCommand = Cli.command({
       env: "CXLOG_STANDBY",
       description: "attach to a running region and take over its sequencer and coordinator when its head's lease lapses"
     }),
-    standbyCheckMs: Cli.integer("standby-check-ms", {
+    standbyCheckMs: Cli.millis("standby-check-ms", {
       default: DEFAULT_STANDBY_CHECK_MS,
       min: 1,
-      placeholder: "MS",
       env: "CXLOG_STANDBY_CHECK_MS",
       description: "--standby: how often to look at the head's lease"
     }),

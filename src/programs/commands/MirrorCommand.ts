@@ -76,10 +76,9 @@ export const mirrorCommand = Cli.command({
       env: "CXLOG_MIRROR_IN_FLIGHT",
       description: "messages published and not yet acknowledged by JetStream, at most"
     }),
-    requestTimeoutMs: Cli.integer("request-timeout-ms", {
+    requestTimeoutMs: Cli.millis("request-timeout-ms", {
       default: 5_000,
       min: 100,
-      placeholder: "MS",
       env: "CXLOG_MIRROR_TIMEOUT_MS",
       description: "how long one publish or stream request may take before the mirror resumes from the stream's end"
     }),

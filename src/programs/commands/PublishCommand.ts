@@ -71,16 +71,14 @@ export const publishCommand = Cli.command({
     ack,
     clientId: Cli.fromSetting("client-id", PUBLISHER_SETTINGS.settings.clientId),
     spread: Cli.fromSetting("spread", PUBLISHER_SETTINGS.settings.spread),
-    connectTimeoutMs: Cli.integer("connect-timeout-ms", {
+    connectTimeoutMs: Cli.millis("connect-timeout-ms", {
       default: 5_000,
       min: 1,
-      placeholder: "MS",
       env: "CXLOG_CONNECT_TIMEOUT_MS",
       description: "give up when no broker accepts a connection within this long"
     }),
-    flushTimeoutMs: Cli.integer("flush-timeout-ms", {
+    flushTimeoutMs: Cli.millis("flush-timeout-ms", {
       default: 120_000,
-      placeholder: "MS",
       env: "CXLOG_FLUSH_TIMEOUT_MS",
       description: "at the end, wait this long at most for the last ACKs"
     }),

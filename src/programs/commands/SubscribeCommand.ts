@@ -65,9 +65,8 @@ export const subscribeCommand = Cli.command({
         "start at the first message stamped at or after this time, in place of --from: an ISO time (2026-11-25T06:00:00Z) or an age (90s, 15m, 2h, 1d: that long ago)"
     }),
     limit: Cli.optionalInteger("limit", { min: 1, shown: "no limit", description: "stop after this many messages" }),
-    idleTimeoutMs: Cli.integer("idle-timeout-ms", {
+    idleTimeoutMs: Cli.millis("idle-timeout-ms", {
       default: 30_000,
-      placeholder: "MS",
       env: "CXLOG_SUBSCRIBE_IDLE_MS",
       description: "with --limit: give up after this long without a new message"
     }),
