@@ -82,6 +82,22 @@ export const parseSize: Parse<number> = (text) => {
   return bytes < 1 ? Either.left(`${text} is not a size: it must be at least 1 byte`) : Either.right(bytes)
 }
 
+/** The sizes a setting takes: from `min` to `max` bytes, a multiple of `multipleOf`. */
+export interface SizeBounds {
+  readonly min: number
+  readonly max: number
+  readonly multipleOf: number
+}
+
+/** A size (`parseSize`) within `bounds`, or why not, naming them. */
+export const boundedSize = (bounds: SizeBounds): Parse<number> => (text) =>
+  Either.flatMap(parseSize(text), (bytes) =>
+    bytes < bounds.min || bytes > bounds.max
+      ? Either.left(`${text} is not from ${showSize(bounds.min)} to ${showSize(bounds.max)}`)
+      : bytes % bounds.multipleOf !== 0
+      ? Either.left(`${text} is not a multiple of ${bounds.multipleOf} bytes`)
+      : Either.right(bytes))
+
 /** A size as the docs write it, and as a size flag reads it back: `16MiB`, `64KiB`, else bytes (`491376B`). */
 export const showSize = (bytes: number): string =>
   bytes % 1024 ** 3 === 0
@@ -150,9 +166,15 @@ export const setting = {
   /** Milliseconds that may be fractional (a linger of 0.5 ms), armed as a Node timer: at most `MAX_TIMER_MS`. */
   fractionalMillis: (spec: Declared & { readonly default: number }) =>
     declare(spec, "MS", decimal(0, MAX_TIMER_MS), spec.default, `${spec.default}`),
-  /** A byte size given as `64KiB`, `1GiB` or a number of bytes. */
-  size: (spec: Declared & { readonly default: number }) =>
-    declare(spec, "SIZE", parseSize, spec.default, showSize(spec.default)),
+  /** A byte size given as `64KiB`, `1GiB` or a number of bytes; `bounds`: what the region's layout takes of it (a ring's bytes). */
+  size: (spec: Declared & { readonly default: number; readonly bounds?: SizeBounds }) =>
+    declare(
+      spec,
+      "SIZE",
+      spec.bounds === undefined ? parseSize : boundedSize(spec.bounds),
+      spec.default,
+      showSize(spec.default)
+    ),
   optionalSize: (spec: Declared & { readonly shown?: string }) =>
     declare<number | undefined>(spec, "SIZE", parseSize, undefined, spec.shown),
   choice: <const C extends string>(spec: Declared & { readonly values: ReadonlyArray<C>; readonly default: C }) =>

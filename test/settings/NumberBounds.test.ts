@@ -1,13 +1,15 @@
 /**
  * The bounds of number settings, as the layers' `Config` reads their variables: a number past
  * what it is read exactly as (2^53), a span of milliseconds past the longest Node timer (which
- * would fire after 1 ms), and a group's or a publisher's value past what the region or the wire
- * holds are refused naming the variable and its bound, not read rounded, armed as a 1 ms timer or
- * refused later in the option's own words.
+ * would fire after 1 ms), and a group's, a channel's, a service's or a publisher's value past
+ * what the region or the wire holds are refused naming the variable and its bound, not read
+ * rounded, armed as a 1 ms timer or refused later in the option's own words.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either } from "effect"
 import { GROUP_SETTINGS } from "../../src/services/groups/GroupSettings.js"
+import { CHANNEL_SETTINGS } from "../../src/services/ipc/ChannelSettings.js"
+import { SERVICE_SETTINGS } from "../../src/services/ipc/ServiceSettings.js"
 import { SEQUENCER_SETTINGS } from "../../src/services/log/LogSettings.js"
 import { BROKER_SETTINGS, PUBLISHER_SETTINGS } from "../../src/services/net/NetSettings.js"
 import { type Setting, settingConfig } from "../../src/Settings.js"
@@ -66,5 +68,27 @@ describe("number settings' bounds", () => {
       const refused = yield* refusal(clientId, "4294967296")
       expect(refused).toContain(clientId.env)
       expect(refused).toContain("4294967296 is above 4294967295")
+    }))
+
+  it.effect("a channel's or a service's defaults past what its layout holds are refused naming the variable", () =>
+    Effect.gen(function*() {
+      const channel = CHANNEL_SETTINGS.settings
+      const service = SERVICE_SETTINGS.settings
+      const cases = [
+        [channel.writerSlots, "257", "257 is above 256"],
+        [channel.readerSlots, "65", "65 is above 64"],
+        [channel.ringBytes, "2GiB", "2GiB is not from 4KiB to 1GiB"],
+        [channel.ringBytes, "1KiB", "1KiB is not from 4KiB to 1GiB"],
+        [channel.ringBytes, "4100", "4100 is not a multiple of 64 bytes"],
+        [service.callerSlots, "256", "256 is above 255"],
+        [service.ringBytes, "2GiB", "2GiB is not from 4KiB to 1GiB"]
+      ] as const
+      for (const [setting, text, why] of cases) {
+        const refused = yield* refusal(setting, text)
+        expect(refused).toContain(setting.env)
+        expect(refused).toContain(why)
+      }
+      expect(yield* read(channel.ringBytes, "1GiB")).toEqual(Either.right(2 ** 30))
+      expect(yield* read(service.callerSlots, "255")).toEqual(Either.right(255))
     }))
 })

@@ -7,17 +7,18 @@
  */
 import { type RingAddress, ringFootprint } from "../../services/control/Rings.js"
 import { type ChannelShape, InvalidChannel } from "../../services/ipc/Channels.js"
+import { CHANNEL_LIMITS } from "../../services/ipc/ChannelSettings.js"
 import type { DirectoryEntry } from "../../services/region/Directory.js"
 
 /** Bumped when the layout of a channel's extent changes: an entry of another layout is refused. */
 export const CHANNEL_LAYOUT = 1
 
 /** Ring ids are `directory slot × MAX_WRITER_SLOTS + writer slot`. */
-export const MAX_WRITER_SLOTS = 256
+export const MAX_WRITER_SLOTS = CHANNEL_LIMITS.writerSlots
 /** Reader slots a ring admits at most in a channel (a subscription holds one on every ring). */
-export const MAX_READER_SLOTS = 64
-const MIN_RING_BYTES = 4096
-const MAX_RING_BYTES = 2 ** 30
+export const MAX_READER_SLOTS = CHANNEL_LIMITS.readerSlots
+const MIN_RING_BYTES = CHANNEL_LIMITS.ringBytes.min
+const MAX_RING_BYTES = CHANNEL_LIMITS.ringBytes.max
 
 /** Why `shape` cannot be a channel's, or undefined. */
 export const shapeProblem = (shape: ChannelShape): string | undefined => {

@@ -8,15 +8,17 @@
  */
 import { type RingAddress, ringFootprint } from "../../services/control/Rings.js"
 import { type ServiceShape, ServiceUnavailable } from "../../services/ipc/Services.js"
+import { SERVICE_LIMITS } from "../../services/ipc/ServiceSettings.js"
 import type { DirectoryEntry } from "../../services/region/Directory.js"
 
 /** Bumped when the layout of a service's extent changes: an entry of another layout is refused. */
 export const SERVICE_LAYOUT = 1
 
-const RING_IDS_PER_SLOT = 256
-export const MAX_CALLER_SLOTS = RING_IDS_PER_SLOT - 1
-const MIN_RING_BYTES = 4096
-const MAX_RING_BYTES = 2 ** 30
+export const MAX_CALLER_SLOTS = SERVICE_LIMITS.callerSlots
+/** The reply ring's id, and one request ring's per caller. */
+const RING_IDS_PER_SLOT = MAX_CALLER_SLOTS + 1
+const MIN_RING_BYTES = SERVICE_LIMITS.ringBytes.min
+const MAX_RING_BYTES = SERVICE_LIMITS.ringBytes.max
 /** The server is a request ring's only reader. */
 const REQUEST_READERS = 1
 

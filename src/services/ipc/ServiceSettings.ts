@@ -1,6 +1,16 @@
 /** Services' settings, declared once (src/Settings.ts): a new service's shape, a call's bound, how often a caller looks at its server. */
 import { setting, type SettingsTable } from "../../Settings.js"
 
+/**
+ * What a service's layout holds at most (layers/ipc/ServiceLayout.ts checks a serve's shape against
+ * them): the settings refuse more, naming their variable, rather than every serve without a shape.
+ */
+export const SERVICE_LIMITS = {
+  /** 256 ring ids a directory slot: the reply ring's, and one request ring per caller. */
+  callerSlots: 255,
+  ringBytes: { min: 4096, max: 2 ** 30, multipleOf: 64 }
+} as const
+
 export const SERVICE_SETTINGS = {
   usedBy: "services (the Services layers)",
   settings: {
@@ -8,11 +18,13 @@ export const SERVICE_SETTINGS = {
       env: "CXLOG_SERVICE_CALLER_SLOTS",
       default: 16,
       min: 1,
+      max: SERVICE_LIMITS.callerSlots,
       description: "callers a new service has room for at once: a request ring each (when its serve names none)"
     }),
     ringBytes: setting.size({
       env: "CXLOG_SERVICE_RING_BYTES",
       default: 64 << 10,
+      bounds: SERVICE_LIMITS.ringBytes,
       description:
         "each request ring and the reply ring of a new service (when its serve names none): a request or reply is at most a quarter of it"
     }),
