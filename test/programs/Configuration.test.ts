@@ -16,6 +16,7 @@ import { CADENCE_MS } from "../../src/layers/region/Cadence.js"
 import { regionConfig, validate } from "../../src/layers/RegionLayout.js"
 import { createRegion } from "../../src/layers/Roles.js"
 import { loadAddon } from "../../src/native/Native.js"
+import { SETTINGS_TABLES } from "../../src/programs/admin/Configuration.js"
 import { describeFailure } from "../../src/programs/cli/CliFailure.js"
 import { resolveFlag } from "../../src/programs/cli/CliKit.js"
 import { headCommand } from "../../src/programs/commands/HeadCommand.js"
@@ -105,16 +106,26 @@ const probeValue = (kind: string, baseline: string): string => {
   return "cxlog-config-probe"
 }
 
+/** Whether the settings table that declares `variable` (if one does) takes `value`. */
+const settingTakes = (variable: string, value: string): boolean =>
+  SETTINGS_TABLES.flatMap((table) => Object.values(table.settings))
+    .filter((setting) => setting.env === variable)
+    .every((setting) => Either.isRight(setting.parse(value)))
+
 /**
- * A value of `variable` that differs from `baseline` and that the head's layout check takes, as
- * `cxlog config` asks it: a region layout variable's value of its kind may be out of its range
- * (777 application rings, 777 directory entries), its default doubled or halved is not.
+ * A value of `variable` that differs from `baseline` and that its setting and the head's layout
+ * check take, as `cxlog config` asks them: a value of its kind may be out of its range (777
+ * application rings, 777 directory entries, 777 writer slots a channel), its default doubled or
+ * halved is not.
  */
 const acceptedProbe = (variable: string, kind: string, baseline: string) =>
   Effect.gen(function*() {
     const candidates = [probeValue(kind, baseline), `${Number(baseline) * 2}`, `${Number(baseline) / 2}`]
     for (const value of candidates) {
-      if (Exit.isSuccess(yield* Effect.exit(Effect.flatMap(layoutFrom({ [variable]: value }), validate)))) return value
+      if (
+        settingTakes(variable, value) &&
+        Exit.isSuccess(yield* Effect.exit(Effect.flatMap(layoutFrom({ [variable]: value }), validate)))
+      ) return value
     }
     return candidates[0]!
   })

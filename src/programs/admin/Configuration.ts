@@ -29,7 +29,7 @@ import { LAUNCHER_SETTINGS, METRICS_SETTINGS, ORCHESTRATOR_SETTINGS, PEER_SETTIN
 import { table } from "../report/Table.js"
 
 /** Every domain's settings table: each variable a layer or program reads without a flag of its own. */
-const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
+export const SETTINGS_TABLES: ReadonlyArray<SettingsTable> = [
   NATIVE_SETTINGS,
   INSTALL_SETTINGS,
   REGION_SETTINGS,
