@@ -6,7 +6,7 @@
  * runs the same through a real head and broker.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Schedule, Schema } from "effect"
+import { Duration, Effect, Either, Schedule, Schema } from "effect"
 import { join } from "node:path"
 import { ADMIN_FRAMES } from "../../src/layers/net/AdminProtocol.js"
 import { type Credentials, readCredentialFile, removeUser, upsertUser, userRecord } from "../../src/layers/net/Auth.js"
@@ -287,5 +287,27 @@ describe("Topics through a broker", () => {
       // The broker serves on.
       expect((yield* (yield* remote()).list).map((t) => t.name)).toEqual(["t"])
       expect(Schema.is(Schema.Number)(server.stats().rejected["bad-crc"])).toBe(true)
+    }))
+
+  it.scoped("options that name no wait fail every call with TopicsUnavailable naming them, not a defect or a 1 ms timeout", () =>
+    Effect.gen(function*() {
+      const brokers = [{ host: "127.0.0.1", port: 7400 }]
+      const cases = [
+        [{ connectTimeout: "5 sekonds" as Duration.DurationInput }, "connectTimeout must be a duration"],
+        [
+          { requestTimeoutMs: Number.NaN },
+          "requestTimeoutMs must be a number of milliseconds from 1 to 2147483647, not NaN"
+        ],
+        [
+          { connectTimeout: Duration.infinity },
+          "connectTimeoutMs must be a number of milliseconds from 1 to 2147483647, not Infinity"
+        ]
+      ] as const
+      for (const [options, reason] of cases) {
+        const remote = yield* makeRemoteTopics({ brokers, insecure: true, ...options })
+        const failed = yield* Effect.flip(remote.connect)
+        expect(failed._tag).toBe("TopicsUnavailable")
+        expect(failed.message).toContain(`invalid options: ${reason}`)
+      }
     }))
 })

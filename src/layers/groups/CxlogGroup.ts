@@ -27,8 +27,7 @@ import {
   nakDelayProblem
 } from "../../services/groups/ConsumerGroups.js"
 import { headerText } from "../../services/net/Subscriber.js"
-import { REMOTE_LINK_OPTION_NAMES } from "../net/RemoteLink.js"
-import { remoteLinkProblem } from "../net/RemoteOptionsCheck.js"
+import { REMOTE_LINK_OPTION_NAMES, remoteLinkProblem } from "../net/RemoteLink.js"
 import { layerRemote, type RemoteGroupsOptions } from "./ConsumerGroupsRemote.js"
 import { giveBackUnseen, LocalDelivery } from "./GroupDelivery.js"
 import { groupToJoin } from "./GroupSpecs.js"

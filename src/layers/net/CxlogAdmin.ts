@@ -28,8 +28,7 @@ import {
   type TrimTarget,
   withSpecDefaults
 } from "../../services/log/Topics.js"
-import { REMOTE_LINK_OPTION_NAMES } from "./RemoteLink.js"
-import { remoteLinkProblem } from "./RemoteOptionsCheck.js"
+import { REMOTE_LINK_OPTION_NAMES, remoteLinkProblem } from "./RemoteLink.js"
 import { makeRemoteTopics, type RemoteTopicsOptions } from "./TopicsRemote.js"
 
 export type CxlogAdminOptions = RemoteTopicsOptions

@@ -5,10 +5,11 @@
  * piece, so that every such service finds, authenticates with and gives up on brokers alike.
  */
 import { type Duration, Effect, type Scope } from "effect"
-import { withMillis } from "../../Durations.js"
+import { durationsProblem, withMillis } from "../../Durations.js"
 import type { NamesOf } from "../../OptionNames.js"
+import { MAX_TIMER_MS } from "../../SettingText.js"
 import { type Credentials, withLocalCredentials } from "./Auth.js"
-import type { BrokerAddress } from "./BrokerAddress.js"
+import { type BrokerAddress, brokersProblem } from "./BrokerAddress.js"
 import type { ClientSecurity, ConnectionClosed } from "./ClientConnection.js"
 import { clientTlsProblem } from "./ClientTls.js"
 import { fatalWireErrors } from "./Control.js"
@@ -51,6 +52,33 @@ export const REMOTE_LINK_OPTION_NAMES: NamesOf<RemoteLinkOptions> = {
   tls: true
 }
 
+const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
+
+/** Why `given` cannot open a link to brokers (a subscriber's, an admin client's, a remote member's), or undefined. */
+export const remoteLinkProblem = (given: RemoteLinkOptions): string | undefined => {
+  const unusable = brokersProblem(given.brokers) ?? durationsProblem(given, ["connectTimeout", "requestTimeout"])
+  if (unusable !== undefined) return unusable
+  const options = withMillis(given, ["connectTimeout", "requestTimeout"])
+  const { connectTimeoutMs, credentials, insecure, region, requestTimeoutMs, tls } = options
+  for (const [name, ms] of [["connectTimeoutMs", connectTimeoutMs], ["requestTimeoutMs", requestTimeoutMs]] as const) {
+    if (ms !== undefined && !(typeof ms === "number" && ms > 0 && ms <= MAX_TIMER_MS)) {
+      return `${name} must be a number of milliseconds from 1 to ${MAX_TIMER_MS}, not ${shown(ms)}`
+    }
+  }
+  if (region !== undefined && typeof region !== "string") return `region must be a region's name, not ${shown(region)}`
+  if (insecure !== undefined && typeof insecure !== "boolean") {
+    return `insecure must be true or false, not ${shown(insecure)}`
+  }
+  if (
+    credentials !== undefined &&
+    (typeof credentials !== "object" || credentials === null || typeof credentials.user !== "string" ||
+      typeof credentials.secret !== "string")
+  ) {
+    return `credentials must be { user, secret } (from cxlog user add), not ${shown(credentials)}`
+  }
+  return clientTlsProblem(tls)
+}
+
 /**
  * The link over `given.brokers`, as an effect each call runs first: the open link, or a new one
  * from `open` (its refusals named in `unavailable`'s reason; `connection` names what was refused,
@@ -65,6 +93,11 @@ export const remoteLink = <L extends { readonly open: () => boolean; readonly cl
   connection: string
 ): Effect.Effect<Effect.Effect<L, E>, never, Scope.Scope> =>
   Effect.gen(function*() {
+    // The Promise clients check these before they get here; the Effect layers (TopicsRemoteLayers,
+    // ConsumerGroupsRemoteLayers) do not: one that is no duration would throw from withMillis, and
+    // a NaN or Infinity timeout arm a timer that fires after 1 ms.
+    const unusable = remoteLinkProblem(given)
+    if (unusable !== undefined) return Effect.fail(unavailable(`invalid options: ${unusable}`))
     const options = withMillis(withLocalCredentials(given), ["connectTimeout", "requestTimeout"])
     const settings: RequestLinkSettings = {
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,

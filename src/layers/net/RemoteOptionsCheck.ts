@@ -5,12 +5,8 @@
  * in silence.
  */
 import { Effect } from "effect"
-import { durationsProblem, withMillis } from "../../Durations.js"
 import { InvalidSubscribeOptions, type SubscriberShape } from "../../services/net/Subscriber.js"
-import { MAX_TIMER_MS } from "../../SettingText.js"
-import { brokersProblem } from "./BrokerAddress.js"
-import { clientTlsProblem } from "./ClientTls.js"
-import type { RemoteLinkOptions } from "./RemoteLink.js"
+import { type RemoteLinkOptions, remoteLinkProblem } from "./RemoteLink.js"
 import { MAX_CREDIT } from "./SubscribeFrames.js"
 
 /** The smallest receive buffer: a broker's control frames and a small batch fit. */
@@ -21,31 +17,6 @@ const MIN_BATCH_BYTES = 1 << 10
 const shown = (value: unknown): string => (typeof value === "string" ? JSON.stringify(value) : String(value))
 const isIntegerIn = (value: unknown, min: number, max: number): boolean =>
   typeof value === "number" && Number.isInteger(value) && value >= min && value <= max
-
-/** Why `given` cannot open a link to brokers (a subscriber's, an admin client's, a remote member's), or undefined. */
-export const remoteLinkProblem = (given: RemoteLinkOptions): string | undefined => {
-  const unusable = brokersProblem(given.brokers) ?? durationsProblem(given, ["connectTimeout", "requestTimeout"])
-  if (unusable !== undefined) return unusable
-  const options = withMillis(given, ["connectTimeout", "requestTimeout"])
-  const { connectTimeoutMs, credentials, insecure, region, requestTimeoutMs, tls } = options
-  for (const [name, ms] of [["connectTimeoutMs", connectTimeoutMs], ["requestTimeoutMs", requestTimeoutMs]] as const) {
-    if (ms !== undefined && !(typeof ms === "number" && ms > 0 && ms <= MAX_TIMER_MS)) {
-      return `${name} must be a number of milliseconds from 1 to ${MAX_TIMER_MS}, not ${shown(ms)}`
-    }
-  }
-  if (region !== undefined && typeof region !== "string") return `region must be a region's name, not ${shown(region)}`
-  if (insecure !== undefined && typeof insecure !== "boolean") {
-    return `insecure must be true or false, not ${shown(insecure)}`
-  }
-  if (
-    credentials !== undefined &&
-    (typeof credentials !== "object" || credentials === null || typeof credentials.user !== "string" ||
-      typeof credentials.secret !== "string")
-  ) {
-    return `credentials must be { user, secret } (from cxlog user add), not ${shown(credentials)}`
-  }
-  return clientTlsProblem(tls)
-}
 
 /** A remote subscriber's connection options (SubscriberRemote.ts), as far as they are checked here. */
 type SubscriberConnection = RemoteLinkOptions & {
